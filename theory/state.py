@@ -19,7 +19,7 @@ from typing import Mapping
 
 import numpy as np
 
-__all__ = ["OrderParameters", "Layout", "FIELDS"]
+__all__ = ["OrderParameters", "Layout", "FIELDS", "record_alphas"]
 
 #: names of the fields of :class:`OrderParameters`, in a fixed order
 FIELDS = ("Q", "R", "T", "v", "v_star", "b", "c", "sigma_F2")
@@ -344,3 +344,46 @@ class Layout:
     def state(self, y: np.ndarray, constants: OrderParameters) -> OrderParameters:
         """An :class:`OrderParameters` from a flat vector plus the constant fields."""
         return constants.replace(**self.unpack(y))
+
+
+def record_alphas(record, alpha_max: float) -> np.ndarray:
+    """The times α at which a trajectory is recorded, from a config's ``record`` entry.
+
+    Shared by the ODE solver and the simulations so both record on the same grid.
+
+    ``record`` is one of
+      - ``{"every": dα}``: ``0, dα, 2dα, …, alpha_max``;
+      - ``{"log": n, "min": α_min}``: 0 then ``n`` log-spaced values from ``α_min``
+        (default ``1e-2``) to ``alpha_max``;
+      - ``{"alpha": [α_0, α_1, …]}``: explicit, increasing, within ``[0, alpha_max]``;
+      - a number ``dα``: shorthand for ``{"every": dα}``.
+    """
+    alpha_max = float(alpha_max)
+    if not np.isfinite(alpha_max) or alpha_max <= 0:
+        raise ValueError(f"alpha_max must be a positive number, got {alpha_max}")
+    if isinstance(record, (int, float)) and not isinstance(record, bool):
+        record = {"every": record}
+    if not isinstance(record, Mapping) or len(set(record) & {"every", "log", "alpha"}) != 1:
+        raise ValueError("record must be {'every': dα}, {'log': n, 'min': α_min} or "
+                         f"{{'alpha': [...]}}, got {record!r}")
+    if "every" in record:
+        d = float(record["every"])
+        if not d > 0:
+            raise ValueError(f"record['every'] must be positive, got {d}")
+        n = int(np.floor(alpha_max / d + 1e-9))
+        a = d * np.arange(n + 1)
+        if alpha_max - a[-1] > 1e-9 * alpha_max:
+            a = np.append(a, alpha_max)
+        return a
+    if "log" in record:
+        n = int(record["log"])
+        lo = float(record.get("min", 1e-2))
+        if n < 2 or not 0 < lo < alpha_max:
+            raise ValueError(f"record['log'] needs n >= 2 and 0 < min < alpha_max, got "
+                             f"n={n}, min={lo}")
+        return np.concatenate([[0.0], np.geomspace(lo, alpha_max, n)])
+    a = np.asarray(record["alpha"], dtype=float).ravel()
+    if a.size == 0 or np.any(np.diff(a) <= 0) or a[0] < 0 or a[-1] > alpha_max * (1 + 1e-12):
+        raise ValueError("record['alpha'] must be a non-empty increasing list within "
+                         f"[0, alpha_max={alpha_max}]")
+    return a
