@@ -1,0 +1,460 @@
+"""Forward-Forward (Hinton 2022): supervised, unsupervised, and on a teacher–student task.
+
+Layer ℓ (no bias, ReLU) sees the length-normalised activity of the layer below,
+``x̂ = x / rms(x)`` (layer normalisation without mean subtraction, so only the direction is
+passed on), and computes ``h = relu(W x̂)``. Its goodness is ``G = Σ_j h_j²`` and its local
+loss, for a positive sample ``+`` and a negative sample ``−``,
+
+    L = −log σ(G⁺ − θ) − log σ(θ − G⁻),        θ = theta · d_ℓ (default theta = 1)
+
+(with He-uniform weights and unit-RMS inputs ``E[h_j²] ≈ 1``, so ``G ≈ d_ℓ`` at the start).
+Writing ``p = σ(G − θ)``, its gradient is exactly (ReLU: ``h relu'(a) = h``)
+
+    ∂L/∂W = −2 (1 − p⁺) h⁺ ⊗ x̂⁺ + 2 p⁻ h⁻ ⊗ x̂⁻
+
+— a Hebbian term on the positive pass minus an anti-Hebbian term on the negative pass (cf.
+PEPITA-Hebbian). Each layer has its own optimiser (Adam or SGD with momentum); no error
+crosses layers (inputs to a layer are treated as constants).
+
+Supervised FF: the label is written one-hot (value ``label_scale``) into the first
+``n_classes`` input components (for MNIST the first 10 pixels, always blank corners).
+Positive = true label; negative = a wrong label, uniformly at random (``negatives="random"``)
+or the wrong label with the highest current goodness (``"hardest"``). Prediction: the label
+with the highest goodness accumulated over layers, excluding the first layer when there is
+more than one.
+
+Unsupervised FF: positives are real images, negatives hybrid images ``m x_a + (1 − m) x_b``
+with a mask ``m`` made by blurring random bits ``n_blur`` times with the filter
+``[1/4, 1/2, 1/4]`` along both image axes and thresholding at 1/2. Accuracy comes from a
+linear softmax head trained (Adam, cross-entropy) on the length-normalised activities of the
+last layers (``head_layers``; default all but the first when there is more than one).
+
+Teacher–student classification (:func:`teacher_student_task`): Gaussian inputs
+``x ∈ R^N``, a committee-machine teacher ``y = Σ_m v*_m erf(w*_m·x/√(2N))`` with
+``w*_m ~ N(0, I)``, ``v*_m = 1``; class = ``[y > 0]`` (``kind="sign"``, 2 classes) or
+``argmax_m w*_m·x`` (``kind="argmax"``, M classes). The inputs get ``n_classes`` leading zero
+components where FF embeds its label, so FF and the deep PEPITA networks
+(:mod:`simulations.deep`) run on the very same data set.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["FFConfig", "FFResult", "train_ff", "layer_loss", "layer_loss_grad",
+           "embed_label", "predict", "hybrid_negatives", "teacher_student_task",
+           "FF_MODES", "FF_NEGATIVES", "FF_OPTIMIZERS"]
+
+FF_MODES = ("supervised", "unsupervised")
+FF_NEGATIVES = ("random", "hardest")
+FF_OPTIMIZERS = ("adam", "sgd")
+
+
+@dataclass
+class FFConfig:
+    """Options of :func:`train_ff`.
+
+    hidden : layer widths, e.g. ``[2000, 2000, 2000, 2000]``
+    mode : "supervised" or "unsupervised"
+    epochs, batch, lr, weight_decay : training options (per-layer optimiser)
+    optimizer : "adam" (β = 0.9, 0.999) or "sgd" (with ``momentum``)
+    theta : threshold per unit, θ_ℓ = theta · d_ℓ
+    negatives : "random" or "hardest" (supervised)
+    label_scale : value of the embedded one-hot label
+    n_blur : blurring passes of the hybrid-image mask (unsupervised)
+    head_layers : layers (0-based) feeding the linear head (unsupervised); None = default
+    head_epochs, head_lr : training of the linear head (Adam)
+    eval_train : number of training examples on which train accuracy / loss are measured
+    seed : seed of everything random
+    """
+    hidden: list = field(default_factory=lambda: [256])
+    mode: str = "supervised"
+    epochs: int = 5
+    batch: int = 64
+    lr: float = 0.003
+    optimizer: str = "adam"
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    theta: float = 1.0
+    negatives: str = "random"
+    label_scale: float = 1.0
+    n_blur: int = 6
+    head_layers: list | None = None
+    head_epochs: int = 5
+    head_lr: float = 0.01
+    eval_train: int = 2000
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.mode not in FF_MODES:
+            raise ValueError(f"unknown FF mode {self.mode!r}; allowed: {', '.join(FF_MODES)}")
+        if self.negatives not in FF_NEGATIVES:
+            raise ValueError(f"unknown FF negatives {self.negatives!r}; allowed: "
+                             f"{', '.join(FF_NEGATIVES)}")
+        if self.optimizer not in FF_OPTIMIZERS:
+            raise ValueError(f"unknown FF optimizer {self.optimizer!r}; allowed: "
+                             f"{', '.join(FF_OPTIMIZERS)}")
+        self.hidden = [int(h) for h in self.hidden]
+        if not self.hidden or min(self.hidden) < 1:
+            raise ValueError(f"hidden must list positive widths, got {self.hidden}")
+        if self.epochs < 0 or self.batch < 1 or self.lr <= 0 or self.theta <= 0:
+            raise ValueError("need epochs >= 0, batch >= 1, lr > 0, theta > 0")
+        if self.head_layers is not None:
+            self.head_layers = [int(i) for i in self.head_layers]
+            if any(not 0 <= i < len(self.hidden) for i in self.head_layers):
+                raise ValueError(f"head_layers must index 0..{len(self.hidden) - 1}")
+
+
+@dataclass
+class FFResult:
+    """Per-epoch history (index 0 = before training).
+
+    train_acc, test_acc : (epochs_done + 1,)
+    loss : summed layer losses on the evaluation subset, (epochs_done + 1,)
+    layer_loss : (epochs_done + 1, n_layers)
+    diverged : a non-finite loss stopped the run
+    weights : final ``W_ℓ`` (d_ℓ × d_{ℓ−1})
+    """
+    config: FFConfig
+    train_acc: np.ndarray
+    test_acc: np.ndarray
+    loss: np.ndarray
+    layer_loss: np.ndarray
+    diverged: bool
+    weights: list
+    epochs_done: int
+
+
+# ----------------------------------------------------------------------------- one layer
+
+def _normalize(x):
+    return x / (np.sqrt(np.mean(x * x, axis=1, keepdims=True)) + 1e-8)
+
+
+def _softplus(z):
+    return np.logaddexp(0.0, z)
+
+
+def _sigmoid(z):
+    return 0.5 * (1.0 + np.tanh(0.5 * z))
+
+
+def layer_loss(W, x_pos, x_neg, theta):
+    """Mean FF loss of one layer, ``−log σ(G⁺ − θ) − log σ(θ − G⁻)``, on raw layer inputs
+    (normalised here)."""
+    hp = np.maximum(_normalize(x_pos) @ W.T, 0)
+    hn = np.maximum(_normalize(x_neg) @ W.T, 0)
+    gp, gn = np.sum(hp * hp, 1), np.sum(hn * hn, 1)
+    return float(np.mean(_softplus(-(gp - theta)) + _softplus(gn - theta)))
+
+
+def layer_loss_grad(W, x_pos, x_neg, theta):
+    """The loss of :func:`layer_loss`, its gradient with respect to ``W`` and the outputs.
+
+    ``∂L/∂W = mean[−2 (1 − p⁺) h⁺ ⊗ x̂⁺ + 2 p⁻ h⁻ ⊗ x̂⁻]``, ``p = σ(G − θ)``.
+
+    Returns (loss, grad, h_pos, h_neg).
+    """
+    xp, xn = _normalize(x_pos), _normalize(x_neg)
+    hp = np.maximum(xp @ W.T, 0)
+    hn = np.maximum(xn @ W.T, 0)
+    gp, gn = np.sum(hp * hp, 1), np.sum(hn * hn, 1)
+    loss = float(np.mean(_softplus(-(gp - theta)) + _softplus(gn - theta)))
+    cp = -2.0 * _sigmoid(-(gp - theta))  # -2 (1 - p+)
+    cn = 2.0 * _sigmoid(gn - theta)      # +2 p-
+    n = x_pos.shape[0]
+    grad = ((cp[:, None] * hp).T @ xp + (cn[:, None] * hn).T @ xn) / n
+    return loss, grad, hp, hn
+
+
+class _Adam:
+    def __init__(self, shape, lr, wd, dtype):
+        self.m = np.zeros(shape, dtype)
+        self.v = np.zeros(shape, dtype)
+        self.t = 0
+        self.lr, self.wd = lr, wd
+
+    def step(self, W, g):
+        if self.wd:
+            g = g + self.wd * W
+        self.t += 1
+        self.m *= 0.9
+        self.m += 0.1 * g
+        self.v *= 0.999
+        self.v += 0.001 * g * g
+        mh = self.m / (1 - 0.9 ** self.t)
+        vh = self.v / (1 - 0.999 ** self.t)
+        W -= self.lr * mh / (np.sqrt(vh) + 1e-8)
+
+
+class _SGD:
+    def __init__(self, shape, lr, wd, dtype, momentum):
+        self.v = np.zeros(shape, dtype)
+        self.lr, self.wd, self.mu = lr, wd, momentum
+
+    def step(self, W, g):
+        self.v *= self.mu
+        self.v += g + self.wd * W
+        W -= self.lr * self.v
+
+
+# ----------------------------------------------------------------------------- data helpers
+
+def embed_label(x, labels, n_classes, scale=1.0):
+    """Copy of ``x`` with its first ``n_classes`` components set to ``scale · onehot(label)``."""
+    out = np.array(x, dtype=np.float32, copy=True)
+    out[:, :n_classes] = 0.0
+    out[np.arange(out.shape[0]), labels] = scale
+    return out
+
+
+def _blur(m, n_blur):
+    # [1/4, 1/2, 1/4] along both image axes, edges replicated
+    for _ in range(n_blur):
+        for ax in (1, 2):
+            p = np.concatenate([np.take(m, [0], axis=ax), m, np.take(m, [-1], axis=ax)], ax)
+            sl = [slice(None)] * 3
+            sl[ax] = slice(0, -2)
+            a = p[tuple(sl)]
+            sl[ax] = slice(1, -1)
+            b = p[tuple(sl)]
+            sl[ax] = slice(2, None)
+            c = p[tuple(sl)]
+            m = 0.25 * a + 0.5 * b + 0.25 * c
+    return m
+
+
+def hybrid_negatives(x, rng, n_blur=6, side=None):
+    """Hybrid images ``m x + (1 − m) x[π]`` (π a random permutation), ``m`` a thresholded,
+    ``n_blur``-times blurred random bit image of the input's square shape."""
+    n, d = x.shape
+    side = side or int(round(math.sqrt(d)))
+    if side * side != d:
+        raise ValueError(f"hybrid negatives need square images; input dimension {d} is not "
+                         f"a perfect square")
+    m = rng.integers(0, 2, size=(n, side, side)).astype(np.float32)
+    m = (_blur(m, n_blur) > 0.5).astype(np.float32).reshape(n, d)
+    partner = x[rng.permutation(n)]
+    return m * x + (1.0 - m) * partner
+
+
+# ----------------------------------------------------------------------------- network
+
+def _layers_forward(Ws, x):
+    """Raw activities ``[h_1, …, h_L]`` (each layer normalises its input)."""
+    hs = []
+    h = x
+    for W in Ws:
+        h = np.maximum(_normalize(h) @ W.T, 0)
+        hs.append(h)
+    return hs
+
+
+def _goodness_all_labels(Ws, x, n_classes, scale, skip_first=True):
+    """Goodness accumulated over layers for every candidate label, shape (n, n_classes)."""
+    G = np.zeros((x.shape[0], n_classes))
+    first = 1 if (skip_first and len(Ws) > 1) else 0
+    for c in range(n_classes):
+        hs = _layers_forward(Ws, embed_label(x, np.full(x.shape[0], c), n_classes, scale))
+        G[:, c] = sum(np.sum(h * h, 1) for h in hs[first:])
+    return G
+
+
+def predict(Ws, x, n_classes, label_scale=1.0, chunk=2000):
+    """Supervised-FF prediction: the label with the highest accumulated goodness
+    (excluding the first layer when there is more than one)."""
+    out = []
+    for s in range(0, x.shape[0], chunk):
+        out.append(_goodness_all_labels(Ws, x[s:s + chunk], n_classes, label_scale).argmax(1))
+    return np.concatenate(out) if out else np.zeros(0, int)
+
+
+def _wrong_labels(y, n_classes, rng):
+    return (y + rng.integers(1, n_classes, size=y.size)) % n_classes
+
+
+def _negative_batch(Ws, x, y, cfg, n_classes, rng):
+    if cfg.mode == "unsupervised":
+        return x, hybrid_negatives(x, rng, cfg.n_blur)
+    pos = embed_label(x, y, n_classes, cfg.label_scale)
+    if cfg.negatives == "hardest":
+        G = _goodness_all_labels(Ws, x, n_classes, cfg.label_scale, skip_first=False)
+        G[np.arange(y.size), y] = -np.inf
+        wrong = G.argmax(1)
+    else:
+        wrong = _wrong_labels(y, n_classes, rng)
+    return pos, embed_label(x, wrong, n_classes, cfg.label_scale)
+
+
+def _head_features(Ws, x, layers):
+    hs = _layers_forward(Ws, x)
+    return np.concatenate([_normalize(hs[i]) for i in layers], axis=1)
+
+
+def _train_head(feat, y, n_classes, cfg, rng):
+    W = np.zeros((n_classes, feat.shape[1]), np.float32)
+    b = np.zeros(n_classes, np.float32)
+    optW = _Adam(W.shape, cfg.head_lr, 0.0, np.float32)
+    optb = _Adam(b.shape, cfg.head_lr, 0.0, np.float32)
+    eye = np.eye(n_classes, dtype=np.float32)
+    for _ in range(cfg.head_epochs):
+        order = rng.permutation(y.size)
+        for s in range(0, y.size, 128):
+            idx = order[s:s + 128]
+            a = feat[idx] @ W.T + b
+            a -= a.max(1, keepdims=True)
+            p = np.exp(a)
+            p /= p.sum(1, keepdims=True)
+            e = p - eye[y[idx]]
+            optW.step(W, e.T @ feat[idx] / idx.size)
+            optb.step(b, e.mean(0))
+    return W, b
+
+
+def train_ff(data, config: FFConfig, progress=None) -> FFResult:
+    """Train a Forward-Forward network on ``data`` (:class:`simulations.data.Dataset`).
+
+    progress : callable(epoch, batch, n_batches, info) or None, called after every batch.
+    """
+    cfg = config
+    rng = np.random.default_rng(cfg.seed)
+    x_train = np.asarray(data.x_train, np.float32)
+    y_train = np.asarray(data.y_train)
+    x_test = np.asarray(data.x_test, np.float32)
+    y_test = np.asarray(data.y_test)
+    C = int(data.n_classes)
+    if cfg.mode == "supervised" and x_train.shape[1] <= C:
+        raise ValueError(f"input dimension {x_train.shape[1]} too small to embed {C} labels")
+    sizes = [x_train.shape[1]] + cfg.hidden
+    Ws = []
+    for i in range(len(cfg.hidden)):
+        lim = math.sqrt(6.0 / sizes[i])
+        Ws.append(rng.uniform(-lim, lim, (sizes[i + 1], sizes[i])).astype(np.float32))
+    thetas = [cfg.theta * d for d in cfg.hidden]
+    if cfg.optimizer == "adam":
+        opts = [_Adam(W.shape, cfg.lr, cfg.weight_decay, np.float32) for W in Ws]
+    else:
+        opts = [_SGD(W.shape, cfg.lr, cfg.weight_decay, np.float32, cfg.momentum) for W in Ws]
+    L = len(Ws)
+    head_layers = cfg.head_layers or (list(range(1, L)) if L > 1 else [0])
+
+    n_ev = min(cfg.eval_train, y_train.size)
+    ev_rng = np.random.default_rng([cfg.seed, 1])
+    ev_idx = ev_rng.choice(y_train.size, n_ev, replace=False)
+    # fixed evaluation negatives so the loss curve is not noisier than it has to be
+    ev_x, ev_y = x_train[ev_idx], y_train[ev_idx]
+    if cfg.mode == "supervised":
+        ev_pos = embed_label(ev_x, ev_y, C, cfg.label_scale)
+        ev_neg = embed_label(ev_x, _wrong_labels(ev_y, C, ev_rng), C, cfg.label_scale)
+    else:
+        ev_pos, ev_neg = ev_x, hybrid_negatives(ev_x, ev_rng, cfg.n_blur)
+
+    hist = {"train_acc": [], "test_acc": [], "loss": [], "layer_loss": []}
+
+    def record():
+        ll, hp, hn = [], ev_pos, ev_neg
+        for W, th in zip(Ws, thetas):
+            loss, _, hp, hn = layer_loss_grad(W, hp, hn, th)
+            ll.append(loss)
+        if cfg.mode == "supervised":
+            tr = float(np.mean(predict(Ws, ev_x, C, cfg.label_scale) == ev_y))
+            te = float(np.mean(predict(Ws, x_test, C, cfg.label_scale) == y_test))
+        else:
+            head_rng = np.random.default_rng([cfg.seed, 2, len(hist["loss"])])
+            ftr = _head_features(Ws, x_train, head_layers)
+            Wh, bh = _train_head(ftr, y_train, C, cfg, head_rng)
+            tr = float(np.mean((ftr[ev_idx] @ Wh.T + bh).argmax(1) == ev_y))
+            fte = _head_features(Ws, x_test, head_layers)
+            te = float(np.mean((fte @ Wh.T + bh).argmax(1) == y_test))
+        hist["train_acc"].append(tr)
+        hist["test_acc"].append(te)
+        hist["layer_loss"].append(ll)
+        hist["loss"].append(float(np.sum(ll)))
+        return bool(np.isfinite(hist["loss"][-1]))
+
+    record()
+    n = y_train.size
+    n_batches = max(1, math.ceil(n / cfg.batch))
+    diverged, done = False, 0
+    for epoch in range(cfg.epochs):
+        order = rng.permutation(n)
+        for b in range(n_batches):
+            idx = order[b * cfg.batch:(b + 1) * cfg.batch]
+            hp, hn = _negative_batch(Ws, x_train[idx], y_train[idx], cfg, C, rng)
+            total = 0.0
+            for W, th, opt in zip(Ws, thetas, opts):
+                loss, g, hp_new, hn_new = layer_loss_grad(W, hp, hn, th)
+                opt.step(W, g)
+                total += loss
+                hp, hn = hp_new, hn_new  # next layer trains on this layer's outputs
+            if not np.isfinite(total) or not all(np.isfinite(W).all() for W in Ws):
+                diverged = True
+                break
+            if progress is not None:
+                progress(epoch, b + 1, n_batches, {"loss": total})
+        if diverged or not record():
+            if len(hist["loss"]) > done + 1:
+                for k in hist:
+                    hist[k].pop()
+            diverged = True
+            break
+        done = epoch + 1
+        if progress is not None:
+            progress(epoch, n_batches, n_batches, {"loss": hist["loss"][-1],
+                                                   "test_acc": hist["test_acc"][-1],
+                                                   "epoch_done": True})
+    return FFResult(cfg, np.asarray(hist["train_acc"]), np.asarray(hist["test_acc"]),
+                    np.asarray(hist["loss"]), np.asarray(hist["layer_loss"], dtype=float),
+                    diverged, Ws, done)
+
+
+def ff_config_from_dict(d: dict) -> FFConfig:
+    """An :class:`FFConfig` from a plain dict, unknown keys rejected."""
+    names = {f.name for f in dataclasses.fields(FFConfig)}
+    bad = sorted(set(d) - names)
+    if bad:
+        raise ValueError(f"unknown FFConfig keys {bad}; allowed: {sorted(names)}")
+    return FFConfig(**d)
+
+
+# ----------------------------------------------------------------------------- teacher–student
+
+def teacher_student_task(N: int = 100, M: int = 2, kind: str = "sign", n_train: int = 8000,
+                         n_test: int = 2000, seed: int = 0, input_scale: float = 1.0):
+    """Synthetic classification from a committee-machine teacher (see module docstring).
+
+    Returns a :class:`simulations.data.Dataset` whose inputs have ``n_classes`` leading zero
+    components (label slots for FF) followed by ``x ~ N(0, input_scale² I_N)``.
+    """
+    from .data import Dataset
+
+    if kind not in ("sign", "argmax"):
+        raise ValueError(f"teacher kind must be 'sign' or 'argmax', not {kind!r}")
+    N, M = int(N), int(M)
+    if N < 1 or M < 1 or (kind == "argmax" and M < 2):
+        raise ValueError("need N >= 1, M >= 1 (M >= 2 for kind='argmax')")
+    from scipy.special import erf
+
+    rng = np.random.default_rng(seed)
+    w_star = rng.standard_normal((M, N))
+    v_star = np.ones(M)
+    C = 2 if kind == "sign" else M
+
+    def sample(n):
+        x = rng.standard_normal((n, N))
+        nu = x @ w_star.T / math.sqrt(N)
+        if kind == "sign":
+            y = (erf(nu / math.sqrt(2.0)) @ v_star > 0).astype(np.int64)
+        else:
+            y = nu.argmax(1).astype(np.int64)
+        z = np.zeros((n, C + N), np.float32)
+        z[:, C:] = input_scale * x
+        return z, y
+
+    xtr, ytr = sample(int(n_train))
+    xte, yte = sample(int(n_test))
+    return Dataset(xtr, ytr, xte, yte, C, "teacher-student",
+                   f"teacher-student N={N} M={M} kind={kind} seed={seed}")
