@@ -1,0 +1,959 @@
+"""Online teacher–student simulations at finite N, measured like the theory.
+
+A two-layer student ``ŷ = Σ_k v_k g(λ_k)``, ``λ_k = w_k·x/√N`` learns a teacher
+``y = Σ_m v*_m g(ν_m) + σ ζ``, ``ν_m = w*_m·x/√N`` from a fresh Gaussian input
+``x ~ N(0, I_N)`` at every step (batch 1, SCIENCE.md §1). Time is ``α = steps/N``.
+
+Rules (SCIENCE.md §2; ``e = ŷ − y``; all updates use the values before the step)::
+
+    bp, fa, afa:      w_k ← w_k − (η/√N) f_k g'(λ_k) e x           v_k ← v_k − (η_v/N) e g(λ_k)
+                      f_k = v_k (bp), b_k fixed (fa), b_k = w_k·F/√N (afa)
+    pepita:           λ̃_k = λ_k − e b_k   (second pass on x̃ = x − F e)
+                      w_k ← w_k − (η/√N) [g(λ_k) − g(λ̃_k)] x̃        v_k ← v_k − (η_v/N) e g(λ̃_k)
+    pepita-forward:   the same with presynaptic term x instead of x̃
+
+The learning rate of the first layer scales as ``η/√N`` and that of the second layer as
+``η_v/N``, so that the order parameters move by O(1) per unit α.
+
+Public API: :func:`simulate` (config dict → :class:`SimulationResult`),
+:func:`validate_config`, :class:`SimulationResult` (``save``/``load``/``initial_state``).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+from numba import njit
+
+from theory.observables import ACTIVATIONS, eps_g, cos_vb, norm_b
+from theory.state import OrderParameters, record_alphas
+
+from .ensemble import (Divergence, ProgressBar, ensemble_stats, init_generator,
+                       run_parallel, sample_state, seed_list, test_generator)
+
+__all__ = ["RULES", "simulate", "validate_config", "SimulationResult", "initial_weights",
+           "DEFAULTS"]
+
+#: learning rules, in the order of their integer codes in the kernel
+RULES = ("bp", "fa", "afa", "pepita", "pepita-forward")
+_BP, _FA, _AFA, _PEPITA, _PEPITA_FWD = range(5)
+#: rules whose feedback is the adaptive overlap b = w F/√N
+ADAPTIVE = ("afa", "pepita", "pepita-forward")
+
+#: defaults of the optional config keys (``rule``, ``N`` and ``alpha_max`` are required)
+DEFAULTS = {
+    "K": 2,
+    "M": 2,
+    "activation": "erf",
+    "eta": 0.5,
+    "eta_v": 0.5,
+    "sigma": 0.0,          # output noise of the teacher
+    "sigma_F": 0.3,        # entries of F ~ N(0, sigma_F²) (afa, pepita, pepita-forward)
+    "b_scale": 1.0,        # entries of FA's fixed b ~ N(0, b_scale²): O(1) like v*, so FA's
+                           # feedback has the same scale as BP's (v ~ v*)
+    "record": None,        # None: 101 points, {"every": alpha_max/100}
+    "seeds": 1,
+    "same_init": True,
+    "init": {},
+    "mc_test": 0,          # size of a fixed Monte Carlo test set (0: none)
+    "divergence": {},      # {"eg_max": 1e4, "q_max": 1e6}
+    "threads": None,       # None: os.cpu_count()
+    "record_weights": False,
+    "description": "",
+}
+_REQUIRED = ("rule", "N", "alpha_max")
+_INIT_DEFAULTS = {"seed": 0, "w_scale": 1.0, "w_star_scale": 1.0, "v_scale": 0.1,
+                  "v_star": 1.0}
+_INIT_KEYS = set(_INIT_DEFAULTS) | {"v", "b", "weights"}
+
+# Steps per kernel call: ~2^18 input components (~1 ms of work, so the per-block Python
+# overhead of ~10 µs is ~1%), but at most N/4 steps so that the divergence checks between
+# blocks resolve α to 0.25 at small N.
+_BLOCK_DOUBLES = 1 << 18
+
+
+def block_steps(N: int) -> int:
+    """Number of online steps per kernel call at input dimension ``N``."""
+    return int(max(1, min(_BLOCK_DOUBLES // N, N // 4)))
+# Above this many doubles the Monte Carlo test set is refused (memory): n·N·8 bytes.
+_MC_MAX_DOUBLES = 1 << 26
+
+
+# ================================================================================ config
+def _num(cfg, key, lo=None, strict=False):
+    val = cfg[key]
+    if isinstance(val, bool) or not isinstance(val, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{key} must be a number, got {val!r}")
+    val = float(val)
+    if not math.isfinite(val):
+        raise ValueError(f"{key} must be finite, got {val}")
+    if lo is not None and (val <= lo if strict else val < lo):
+        raise ValueError(f"{key} must be {'>' if strict else '>='} {lo}, got {val}")
+    return val
+
+
+def _int(cfg, key, lo=1):
+    val = cfg[key]
+    if isinstance(val, bool) or not isinstance(val, (int, np.integer)):
+        if isinstance(val, float) and val.is_integer():
+            val = int(val)
+        else:
+            raise ValueError(f"{key} must be an integer >= {lo}, got {val!r}")
+    if val < lo:
+        raise ValueError(f"{key} must be an integer >= {lo}, got {val}")
+    return int(val)
+
+
+def _load_weights(path):
+    try:
+        with np.load(path) as z:
+            d = {k: np.asarray(z[k], dtype=float) for k in z.files}
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"init.weights: cannot read {path!r}: {exc}") from exc
+    missing = [k for k in ("w", "w_star", "v", "v_star") if k not in d]
+    if missing:
+        raise ValueError(f"init.weights file {path!r} lacks arrays {missing} (needs w (K,N), "
+                         "w_star (M,N), v (K,), v_star (M,), optionally F (N,), b (K,))")
+    return d
+
+
+def validate_config(config) -> dict:
+    """Check a simulation config and return a normalised copy with every default filled in.
+
+    Keys (see :data:`DEFAULTS`): ``rule`` (one of :data:`RULES`), ``N``, ``K``, ``M``,
+    ``activation`` (``erf`` or ``linear``), ``eta``, ``eta_v``, ``sigma``, ``sigma_F``,
+    ``b_scale``, ``alpha_max``, ``record``, ``seeds``, ``same_init``, ``init``, ``mc_test``,
+    ``divergence``, ``threads``, ``record_weights``, ``description``.
+
+    ``init`` is ``{"seed", "w_scale", "w_star_scale", "v_scale", "v_star", "v", "b"}``
+    (``w, w* ~ N(0, scale²)`` entrywise, ``v ~ v_scale·N(0, 1)`` unless ``v`` is given,
+    ``v_star`` scalar or list of M, ``b`` an explicit FA feedback) or
+    ``{"weights": "file.npz"}`` with arrays ``w, w_star, v, v_star`` and optionally ``F, b``
+    (then ``N, K, M`` default to the shapes found there).
+
+    Raises
+    ------
+    ValueError
+        Naming the offending key and the allowed values.
+    """
+    if not isinstance(config, dict):
+        raise ValueError(f"config must be a dict, got {type(config).__name__}")
+    allowed = set(_REQUIRED) | set(DEFAULTS)
+    unknown = sorted(set(config) - allowed)
+    if unknown:
+        raise ValueError(f"unknown config keys {unknown}; allowed keys: {sorted(allowed)}")
+    missing = [k for k in _REQUIRED if k not in config]
+    if missing:
+        raise ValueError(f"config is missing required keys {missing} (required: "
+                         f"{list(_REQUIRED)})")
+    cfg = {k: v for k, v in DEFAULTS.items()}
+    cfg.update(config)
+    cfg["init"] = dict(cfg["init"] or {})
+    cfg["divergence"] = dict(cfg["divergence"] or {})
+
+    if cfg["rule"] not in RULES:
+        raise ValueError(f"unknown rule {cfg['rule']!r}; allowed: {', '.join(RULES)}")
+    if cfg["activation"] not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {cfg['activation']!r}; allowed: "
+                         f"{', '.join(ACTIVATIONS)}")
+
+    init = cfg["init"]
+    if not isinstance(init, dict):
+        raise ValueError(f"init must be a dict, got {init!r}")
+    bad = sorted(set(init) - _INIT_KEYS)
+    if bad:
+        raise ValueError(f"unknown init keys {bad}; allowed: {sorted(_INIT_KEYS)}")
+    if "weights" in init:
+        others = sorted(set(init) - {"weights", "seed"})
+        if others:
+            raise ValueError(f"init: 'weights' cannot be combined with {others} (only 'seed', "
+                             "used to draw F or b when the file lacks them)")
+        if "same_init" in config and not config["same_init"]:
+            raise ValueError("same_init: false needs random initial weights; init.weights "
+                             "gives one fixed initial state")
+        cfg["same_init"] = True
+        wts = _load_weights(init["weights"])
+        shapes = {"N": wts["w"].shape[1] if wts["w"].ndim == 2 else None,
+                  "K": wts["w"].shape[0] if wts["w"].ndim == 2 else None,
+                  "M": wts["w_star"].shape[0] if wts["w_star"].ndim == 2 else None}
+        if None in shapes.values():
+            raise ValueError("init.weights: w and w_star must be 2-d arrays (K, N), (M, N)")
+        for k, n in shapes.items():
+            if k in config and config[k] != n:
+                raise ValueError(f"config {k}={config[k]} disagrees with init.weights "
+                                 f"({k}={n} from the arrays in {init['weights']!r})")
+            cfg[k] = n
+    for k, val in _INIT_DEFAULTS.items():
+        init.setdefault(k, val)
+
+    cfg["N"], cfg["K"], cfg["M"] = _int(cfg, "N"), _int(cfg, "K"), _int(cfg, "M")
+    K, M, N = cfg["K"], cfg["M"], cfg["N"]
+    for key in ("eta", "eta_v", "sigma", "sigma_F", "b_scale"):
+        cfg[key] = _num(cfg, key, lo=0.0)
+    cfg["alpha_max"] = _num(cfg, "alpha_max", lo=0.0, strict=True)
+    if round(cfg["alpha_max"] * N) < 1:
+        raise ValueError(f"alpha_max * N must be at least one step, got {cfg['alpha_max']} * {N}")
+    if cfg["record"] is None:
+        cfg["record"] = {"every": cfg["alpha_max"] / 100}
+    record_alphas(cfg["record"], cfg["alpha_max"])       # raises ValueError if malformed
+    cfg["seeds"] = seed_list(cfg["seeds"])
+    if not isinstance(cfg["same_init"], bool):
+        raise ValueError(f"same_init must be true or false, got {cfg['same_init']!r}")
+    if not isinstance(cfg["record_weights"], bool):
+        raise ValueError(f"record_weights must be true or false, got {cfg['record_weights']!r}")
+    cfg["mc_test"] = _int(cfg, "mc_test", lo=0)
+    if cfg["mc_test"] * N > _MC_MAX_DOUBLES:
+        raise ValueError(f"mc_test={cfg['mc_test']} test inputs of dimension N={N} need "
+                         f"{cfg['mc_test'] * N * 8 / 2**30:.1f} GiB; keep mc_test*N <= "
+                         f"{_MC_MAX_DOUBLES}")
+    if cfg["threads"] is not None:
+        cfg["threads"] = _int(cfg, "threads")
+    if not isinstance(cfg["description"], str):
+        raise ValueError("description must be a string")
+    cfg["divergence"] = Divergence.from_config(cfg["divergence"]).to_dict()
+
+    if "weights" not in init:
+        for key in ("w_scale", "w_star_scale", "v_scale"):
+            init[key] = _num(init, key, lo=0.0)
+        init["seed"] = _int(init, "seed", lo=0)
+        vs = np.asarray(init["v_star"], dtype=float)
+        if not (vs.ndim == 0 or vs.shape == (M,)) or not np.all(np.isfinite(vs)):
+            raise ValueError(f"init.v_star must be a number or a list of M={M} numbers, "
+                             f"got {init['v_star']!r}")
+        for key, n in (("v", K), ("b", K)):
+            if key in init:
+                a = np.asarray(init[key], dtype=float)
+                if a.shape != (n,) or not np.all(np.isfinite(a)):
+                    raise ValueError(f"init.{key} must be a list of K={K} numbers, got "
+                                     f"{init[key]!r}")
+    else:
+        init["seed"] = _int(init, "seed", lo=0)
+    return cfg
+
+
+# ======================================================================= initial weights
+@dataclass
+class Weights:
+    """Concrete weights of one seed (mutated in place by the kernel, except w_star, F)."""
+
+    w: np.ndarray        # (K, N)
+    w_star: np.ndarray   # (M, N)
+    v: np.ndarray        # (K,)
+    v_star: np.ndarray   # (M,)
+    F: np.ndarray        # (N,) adaptive feedback vector (zeros when unused)
+    b: np.ndarray        # (K,) feedback: fixed for fa; w F/√N for adaptive rules
+
+    def copy(self) -> "Weights":
+        return Weights(*(np.array(getattr(self, f.name), dtype=float, order="C")
+                         for f in fields(self)))
+
+    def order_parameters(self, rule: str) -> OrderParameters:
+        """The order parameters the ODE solver takes (SCIENCE.md §4a)."""
+        if rule in ADAPTIVE:
+            return OrderParameters.from_weights(self.w, self.w_star, self.v, self.v_star,
+                                                F=self.F)
+        if rule == "fa":
+            return OrderParameters.from_weights(self.w, self.w_star, self.v, self.v_star,
+                                                b=self.b)
+        return OrderParameters.from_weights(self.w, self.w_star, self.v, self.v_star)
+
+
+def initial_weights(cfg: dict, seed: int) -> Weights:
+    """Initial weights of ``seed`` for a validated config (see :func:`validate_config`).
+
+    Draw order (fixed, whatever the rule, so that bp/fa/afa/pepita runs with the same seeds
+    start from the same w, w*, v): ``w* ~ w_star_scale·N(0,1)``, ``w ~ w_scale·N(0,1)``,
+    ``v ~ v_scale·N(0,1)``, ``F ~ sigma_F·N(0,1)``, ``b ~ b_scale·N(0,1)``.
+    """
+    N, K, M = cfg["N"], cfg["K"], cfg["M"]
+    init = cfg["init"]
+    rng = init_generator(init["seed"], seed, cfg["same_init"])
+    if "weights" in init:
+        d = _load_weights(init["weights"])
+        F = d["F"] if "F" in d else cfg["sigma_F"] * rng.standard_normal(N)
+        b = d["b"] if "b" in d else cfg["b_scale"] * rng.standard_normal(K)
+        W = Weights(d["w"], d["w_star"], d["v"], d["v_star"], F, b)
+        expected = {"w": (K, N), "w_star": (M, N), "v": (K,), "v_star": (M,), "F": (N,),
+                    "b": (K,)}
+        for name, shape in expected.items():
+            if getattr(W, name).shape != shape:
+                raise ValueError(f"init.weights: {name} must have shape {shape}, got "
+                                 f"{getattr(W, name).shape}")
+        return W.copy()
+    w_star = init["w_star_scale"] * rng.standard_normal((M, N))
+    w = init["w_scale"] * rng.standard_normal((K, N))
+    v = init["v_scale"] * rng.standard_normal(K)
+    F = cfg["sigma_F"] * rng.standard_normal(N)
+    b = cfg["b_scale"] * rng.standard_normal(K)
+    if "v" in init:
+        v = np.asarray(init["v"], dtype=float)
+    if "b" in init:
+        b = np.asarray(init["b"], dtype=float)
+    v_star = np.broadcast_to(np.asarray(init["v_star"], dtype=float), (M,))
+    W = Weights(w, w_star, v, v_star, F, b).copy()
+    if cfg["rule"] in ADAPTIVE:
+        W.b[:] = W.w @ W.F / math.sqrt(N)
+    return W
+
+
+# ======================================================================= random numbers
+# The inputs are generated inside the kernel: numpy's Generator costs ~8 ns per normal here,
+# which would be 3/4 of a step's cost. xoshiro256++ (Blackman & Vigna 2019; all 64 output
+# bits are good, which the ziggurat needs since it uses the low 8 bits as the layer index)
+# feeding numpy's own 256-layer ziggurat algorithm (Marsaglia & Tsang 2000, as in
+# numpy/random/src/distributions/distributions.c) costs ~2.2 ns per normal. The tables
+# are rebuilt below from the same recursion numpy uses; they agree with numpy's to ~1e-11
+# relative (checked by feeding numpy's raw SFC64 stream through this ziggurat).
+_ZIG_R = 3.6541528853610087963519472518      # start of the tail
+_ZIG_INV_R = 1.0 / _ZIG_R
+_ZIG_V = 4.92867323399e-3                    # area of each layer
+
+
+def _ziggurat_tables():
+    m = 2.0 ** 52
+    ki = np.zeros(256, np.int64)
+    wi = np.zeros(256)
+    fi = np.zeros(256)
+    dn = tn = _ZIG_R
+    q = _ZIG_V / math.exp(-0.5 * dn * dn)
+    ki[0] = int((dn / q) * m)
+    wi[0], wi[255] = q / m, dn / m
+    fi[0], fi[255] = 1.0, math.exp(-0.5 * dn * dn)
+    for i in range(254, 0, -1):
+        dn = math.sqrt(-2.0 * math.log(_ZIG_V / dn + math.exp(-0.5 * dn * dn)))
+        ki[i + 1] = int((dn / tn) * m)
+        tn = dn
+        fi[i] = math.exp(-0.5 * dn * dn)
+        wi[i] = dn / m
+    return ki, wi, fi
+
+
+_ZIG_KI, _ZIG_WI, _ZIG_FI = _ziggurat_tables()
+# uint64 constants: numba turns uint64 (op) int64 into float64, so every shift amount and
+# mask must be a uint64 itself.
+_U1, _U8, _U11, _U17, _U19, _U23, _U41, _U45 = (np.uint64(k) for k in (1, 8, 11, 17, 19, 23,
+                                                                        41, 45))
+_MASK8 = np.uint64(0xFF)
+_MASK52 = np.uint64(0x000FFFFFFFFFFFFF)
+_TO_UNIT = 1.0 / 9007199254740992.0          # 2^-53
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _xoshiro(s0, s1, s2, s3):
+    """One xoshiro256++ output and the next state."""
+    a = s0 + s3
+    result = ((a << _U23) | (a >> _U41)) + s0
+    t = s1 << _U17
+    s2 ^= s0
+    s3 ^= s1
+    s1 ^= s2
+    s0 ^= s3
+    s2 ^= t
+    s3 = (s3 << _U45) | (s3 >> _U19)
+    return result, s0, s1, s2, s3
+
+
+@njit(cache=True, nogil=True)
+def _normal_slow(idx, rabs, x, st):
+    """The ziggurat's rare branches (0.7% of draws): wedge test, tail, or a fresh draw."""
+    s0, s1, s2, s3 = st[0], st[1], st[2], st[3]
+    while True:
+        if idx == 0:                                   # tail beyond r (Marsaglia 1964)
+            while True:
+                u, s0, s1, s2, s3 = _xoshiro(s0, s1, s2, s3)
+                xx = -_ZIG_INV_R * math.log1p(-(np.float64(u >> _U11) * _TO_UNIT))
+                u, s0, s1, s2, s3 = _xoshiro(s0, s1, s2, s3)
+                yy = -math.log1p(-(np.float64(u >> _U11) * _TO_UNIT))
+                if yy + yy > xx * xx:
+                    x = -(_ZIG_R + xx) if (rabs >> _U8) & _U1 else _ZIG_R + xx
+                    st[0], st[1], st[2], st[3] = s0, s1, s2, s3
+                    return x
+        else:                                          # wedge: accept under the density
+            u, s0, s1, s2, s3 = _xoshiro(s0, s1, s2, s3)
+            f0, f1 = _ZIG_FI[idx - 1], _ZIG_FI[idx]
+            if (f0 - f1) * (np.float64(u >> _U11) * _TO_UNIT) + f1 < math.exp(-0.5 * x * x):
+                st[0], st[1], st[2], st[3] = s0, s1, s2, s3
+                return x
+        r, s0, s1, s2, s3 = _xoshiro(s0, s1, s2, s3)
+        idx = np.int64(r & _MASK8)
+        r >>= _U8
+        rabs = (r >> _U1) & _MASK52
+        x = np.float64(np.int64(rabs)) * _ZIG_WI[idx]
+        x = x - 2.0 * np.float64(np.int64(r & _U1)) * x
+        if np.int64(rabs) < _ZIG_KI[idx]:
+            st[0], st[1], st[2], st[3] = s0, s1, s2, s3
+            return x
+
+
+@njit(cache=True, nogil=True)
+def _fill_normal(st, out):
+    """Fill ``out`` with standard normals from the xoshiro256++ state ``st`` (updated).
+
+    The fast path of the ziggurat is written inline, branch-free for the sign (a
+    mispredicted sign branch would cost as much as the generator); the state lives in
+    registers and goes through memory only on the rare slow path.
+    """
+    s0, s1, s2, s3 = st[0], st[1], st[2], st[3]
+    for i in range(out.shape[0]):
+        r, s0, s1, s2, s3 = _xoshiro(s0, s1, s2, s3)
+        idx = np.int64(r & _MASK8)
+        r >>= _U8
+        rabs = (r >> _U1) & _MASK52
+        x = np.float64(np.int64(rabs)) * _ZIG_WI[idx]
+        x = x - 2.0 * np.float64(np.int64(r & _U1)) * x
+        if np.int64(rabs) >= _ZIG_KI[idx]:
+            st[0], st[1], st[2], st[3] = s0, s1, s2, s3
+            x = _normal_slow(idx, rabs, x, st)
+            s0, s1, s2, s3 = st[0], st[1], st[2], st[3]
+        out[i] = x
+    st[0], st[1], st[2], st[3] = s0, s1, s2, s3
+
+
+def standard_normal(st: np.ndarray, size) -> np.ndarray:
+    """``size`` standard normals from the xoshiro256++ state ``st`` (advanced in place)."""
+    out = np.empty(size)
+    _fill_normal(st, out.reshape(-1))
+    return out
+
+
+# =============================================================================== kernels
+# ``reassoc`` lets LLVM vectorise the dot-product reductions; the other fast-math flags
+# (nnan, ninf) are left off on purpose: they would let the compiler delete the
+# non-finite checks the divergence detection relies on.
+_FM = {"reassoc", "contract", "arcp"}
+_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+_INV_SQRT2 = 1.0 / math.sqrt(2.0)
+
+
+@njit(cache=True, nogil=True, inline="always", fastmath=_FM)
+def _g(z, act):
+    """g(z) = erf(z/√2) (act 0) or z (act 1)."""
+    if act == 0:
+        return math.erf(z * _INV_SQRT2)
+    return z
+
+
+@njit(cache=True, nogil=True, inline="always", fastmath=_FM)
+def _gp(z, act):
+    """g'(z) = √(2/π) exp(−z²/2) (act 0) or 1 (act 1)."""
+    if act == 0:
+        return _SQRT_2_OVER_PI * math.exp(-0.5 * z * z)
+    return 1.0
+
+
+@njit(cache=True, nogil=True, inline="always", fastmath=_FM)
+def _dot(a, b):
+    s = 0.0
+    for i in range(a.shape[0]):
+        s += a[i] * b[i]
+    return s
+
+
+@njit(cache=True, nogil=True, fastmath=_FM)
+def _run_block(rule, act, n_steps, st, x, w, w_star, v, v_star, F, b, eta, eta_v, sigma,
+               work):
+    """Run ``n_steps`` online steps in place; allocation-free.
+
+    Each step draws ``x ~ N(0, I_N)`` into the buffer ``x`` and then ``ζ ~ N(0, 1)``
+    (always, even when ``sigma = 0``, so the input stream does not depend on ``sigma``).
+
+    Parameters
+    ----------
+    rule : int
+        0 bp, 1 fa, 2 afa, 3 pepita, 4 pepita-forward.
+    act : int
+        0 erf, 1 linear.
+    st : (4,) uint64 array
+        xoshiro256++ state of this seed's sample stream (advanced in place).
+    x : (N,) array
+        Buffer for the input; holds the last input on return.
+    w, v : (K, N), (K,) arrays
+        Student weights, updated in place.
+    w_star, v_star, F : arrays
+        Teacher weights and feedback vector (read only).
+    b : (K,) array
+        Feedback: fixed (fa), or ``w F/√N`` maintained exactly by the kernel (adaptive rules).
+    work : (4, max(K, M)) array
+        Scratch space; on return ``work[3, :K]`` holds ``|w_k|²/N``.
+
+    Returns
+    -------
+    int
+        Number of steps completed: ``n_steps``, or the index of the first step whose error
+        ``e`` was not finite (the weights are then those before that step).
+    """
+    N = x.shape[0]
+    K = w.shape[0]
+    M = w_star.shape[0]
+    inv_sqN = 1.0 / math.sqrt(N)
+    lr_w = eta * inv_sqN          # first layer: η/√N
+    lr_v = eta_v / N              # second layer: η_v/N
+    adaptive = rule == 2 or rule == 3 or rule == 4
+    modulated = rule == 3         # presynaptic x̃ = x − F e
+    lam = work[0]
+    dk = work[1]
+    gk = work[2]
+    zeta = work[3, :1]
+    FF = _dot(F, F)
+    if adaptive:
+        # Re-synchronise b = w F/√N once per block; within the block it is updated
+        # incrementally (exact algebra, Δb_k = Δw_k·F/√N), which costs one dot product
+        # (x·F) per step instead of K.
+        for k in range(K):
+            b[k] = _dot(w[k], F) * inv_sqN
+    for t in range(n_steps):
+        _fill_normal(st, x)
+        _fill_normal(st, zeta)
+        # first forward pass: fields and outputs
+        yhat = 0.0
+        for k in range(K):
+            lam[k] = _dot(w[k], x) * inv_sqN
+            yhat += v[k] * _g(lam[k], act)
+        y = sigma * zeta[0]
+        for m in range(M):
+            y += v_star[m] * _g(_dot(w_star[m], x) * inv_sqN, act)
+        e = yhat - y                                      # e = ŷ − y
+        if not math.isfinite(e):
+            return t
+        xF = _dot(x, F) if adaptive else 0.0
+        # per-unit first-layer factor d_k (Δw_k = −(η/√N) d_k p) and second-layer g
+        for k in range(K):
+            if rule == 0:                                 # bp: f_k = v_k (pre-update)
+                dk[k] = v[k] * _gp(lam[k], act) * e
+                gk[k] = _g(lam[k], act)
+            elif rule == 1 or rule == 2:                  # fa / afa: f_k = b_k (pre-update)
+                dk[k] = b[k] * _gp(lam[k], act) * e
+                gk[k] = _g(lam[k], act)
+            else:                                         # pepita: second pass λ̃ = λ − e b
+                gt = _g(lam[k] - e * b[k], act)
+                dk[k] = _g(lam[k], act) - gt
+                gk[k] = gt
+        for k in range(K):
+            v[k] -= lr_v * e * gk[k]
+            c = lr_w * dk[k]
+            wk = w[k]
+            if modulated:
+                ce = c * e
+                for i in range(N):                        # p = x̃ = x − F e
+                    wk[i] -= c * x[i] - ce * F[i]
+                b[k] -= c * (xF - e * FF) * inv_sqN
+            else:
+                for i in range(N):
+                    wk[i] -= c * x[i]
+                if adaptive:
+                    b[k] -= c * xF * inv_sqN
+    for k in range(K):
+        work[3, k] = _dot(w[k], w[k]) / N
+    return n_steps
+
+
+def _kernel_warmup():
+    """Compile the kernel (or load it from the cache) once, before threads start."""
+    _run_block(0, 0, 0, np.ones(4, np.uint64), np.zeros(2), np.zeros((1, 2)), np.zeros((1, 2)),
+               np.zeros(1), np.zeros(1), np.zeros(2), np.zeros(1), 0.0, 0.0, 0.0,
+               np.zeros((4, 1)))
+
+
+# ============================================================================= one seed
+def _measure(W: Weights, rule: str, N: int):
+    """Q, R, v, b of the current weights (b = w F/√N measured exactly for adaptive rules)."""
+    Q = W.w @ W.w.T / N
+    R = W.w @ W.w_star.T / N
+    b = W.w @ W.F / math.sqrt(N) if rule in ADAPTIVE else W.b.copy()
+    return Q, R, W.v.copy(), b
+
+
+def _eg_upper_bound(qd, v, v_star, Tdiag, act):
+    """Cauchy–Schwarz bound ε_g ≤ ½ (Σ_k |v_k| √E g(λ_k)² + Σ_m |v*_m| √E g(ν_m)²)².
+
+    Needs only |w_k|²/N, so it is checked after every block; the exact ε_g is computed only
+    when this bound exceeds the threshold.
+    """
+    if act == "erf":
+        s_st = np.sqrt((2 / np.pi) * np.arcsin(qd / (1 + qd)))
+        s_te = np.sqrt((2 / np.pi) * np.arcsin(Tdiag / (1 + Tdiag)))
+    else:
+        s_st, s_te = np.sqrt(qd), np.sqrt(Tdiag)
+    return 0.5 * (np.abs(v) @ s_st + np.abs(v_star) @ s_te) ** 2
+
+
+def _g_np(z, act):
+    if act == "erf":
+        from scipy.special import erf
+        return erf(z / math.sqrt(2))
+    return z
+
+
+def _run_seed(cfg, i, report, alphas, rec_steps, X_test):
+    """Run seed number ``i`` of the ensemble; returns a dict of its trajectories."""
+    seed = cfg["seeds"][i]
+    N, K, M = cfg["N"], cfg["K"], cfg["M"]
+    rule, act = cfg["rule"], cfg["activation"]
+    rule_code, act_code = RULES.index(rule), ACTIVATIONS.index(act)
+    div = Divergence(**cfg["divergence"])
+    W = initial_weights(cfg, seed)
+    init_state = W.order_parameters(rule)
+    T_mat = W.w_star @ W.w_star.T / N
+    st = sample_state(seed)
+    nT = len(alphas)
+    out = {"Q": np.full((nT, K, K), np.nan), "R": np.full((nT, K, M), np.nan),
+           "v": np.full((nT, K), np.nan), "b": np.full((nT, K), np.nan),
+           "eg": np.full(nT, np.nan), "init": init_state, "diverged": False,
+           "alpha_diverged": np.nan}
+    if X_test is not None:
+        out["eg_mc"] = np.full(nT, np.nan)
+        out["eg_mc_se"] = np.full(nT, np.nan)
+        y_test = _g_np(X_test @ W.w_star.T / math.sqrt(N), act) @ W.v_star
+    if cfg["record_weights"]:
+        out["w"] = np.full((nT, K, N), np.nan)
+    B = block_steps(N)
+    xbuf = np.empty(N)
+    work = np.zeros((4, max(K, M)))
+    eta, eta_v, sigma = cfg["eta"], cfg["eta_v"], cfg["sigma"]
+    Tdiag = np.diag(T_mat).copy()
+
+    def diverge(step):
+        out["diverged"] = True
+        out["alpha_diverged"] = step / N
+
+    step, r = 0, 0
+    n_total = int(rec_steps[-1])
+    while True:
+        # record every grid point that falls on the current step
+        while r < nT and rec_steps[r] == step:
+            Q, R, v, b = _measure(W, rule, N)
+            eg = float(eps_g(Q, R, T_mat, v, W.v_star, act))
+            if not (np.all(np.isfinite(Q)) and np.isfinite(eg)) or eg > div.eg_max:
+                diverge(step)
+                break
+            out["Q"][r], out["R"][r], out["v"][r], out["b"][r], out["eg"][r] = Q, R, v, b, eg
+            if X_test is not None:
+                err = 0.5 * (_g_np(X_test @ W.w.T / math.sqrt(N), act) @ W.v - y_test) ** 2
+                out["eg_mc"][r] = err.mean()
+                out["eg_mc_se"][r] = err.std(ddof=1) / math.sqrt(len(err))
+            if cfg["record_weights"]:
+                out["w"][r] = W.w
+            r += 1
+        if out["diverged"] or step >= n_total:
+            break
+        n = min(B, int(rec_steps[r]) - step)
+        done = _run_block(rule_code, act_code, n, st, xbuf, W.w, W.w_star, W.v, W.v_star,
+                          W.F, W.b, eta, eta_v, sigma, work)
+        report(done)
+        if done < n:                                     # non-finite error inside the block
+            diverge(step + done)
+            break
+        step += n
+        qd = work[3, :K]
+        if not (np.all(np.isfinite(qd)) and np.all(np.isfinite(W.v))) or np.any(qd > div.q_max):
+            diverge(step)
+            break
+        if _eg_upper_bound(qd, W.v, W.v_star, Tdiag, act) > div.eg_max:
+            Q, R, v, _ = _measure(W, rule, N)
+            if float(eps_g(Q, R, T_mat, v, W.v_star, act)) > div.eg_max:
+                diverge(step)
+                break
+    if out["diverged"]:
+        report(n_total - step)                           # keep the progress bar honest
+    out["T"] = T_mat
+    out["v_star"] = W.v_star.copy()
+    out["c"] = W.w_star @ W.F / math.sqrt(N)
+    out["sigma_F2"] = float(W.F @ W.F / N)
+    out["fixed_b"] = W.b.copy()
+    if cfg["record_weights"]:
+        out["w_star"] = W.w_star.copy()
+        out["F"] = W.F.copy()
+    return out
+
+
+# ================================================================================ result
+_ARRAY_FIELDS = ("alpha", "steps", "seeds", "Q", "R", "v", "b", "T", "v_star", "c",
+                 "sigma_F2", "eg", "eg_mean", "eg_std", "diverged", "alpha_diverged",
+                 "eg_mc", "eg_mc_se", "Q0", "R0", "v0", "b0", "w", "w_star", "F")
+# per-seed observables that get ``<name>_mean`` / ``<name>_std`` in the saved file
+_STAT_FIELDS = ("Q", "R", "v", "b", "eg_mc", "cos_vb", "norm_b")
+
+
+@dataclass(eq=False)
+class SimulationResult:
+    """Trajectories of an ensemble of simulations, on the record grid ``alpha``.
+
+    Shapes: S seeds, T record times, K student and M teacher hidden units.
+
+    Attributes
+    ----------
+    alpha : (T,) array
+        Record times ``α`` (from ``record_alphas(config['record'], alpha_max)``); the state
+        is recorded after ``steps = round(α N)`` samples.
+    steps : (T,) int array
+    seeds : (S,) int array
+    Q, R, v : (S, T, K, K), (S, T, K, M), (S, T, K) arrays
+        Measured order parameters ``Q = w wᵀ/N``, ``R = w w*ᵀ/N`` and second layer.
+    b : (S, T, K) array or None
+        ``w F/√N`` (afa, pepita, pepita-forward), the fixed feedback (fa), None (bp).
+    T : (S, M, M) array
+        ``w* w*ᵀ/N`` (constant in time).
+    v_star : (S, M) array
+    c : (S, M) array or None
+        ``w* F/√N`` (adaptive rules only; constant).
+    sigma_F2 : (S,) array or None
+        ``F·F/N`` (adaptive rules only; constant).
+    eg : (S, T) array
+        ``ε_g`` from the measured order parameters, exact formula
+        (:func:`theory.observables.eps_g`).
+    eg_mean, eg_std : (T,) arrays
+        Mean and sample std (ddof=1) over the ``n_mean`` seeds that did not diverge.
+    n_mean : int
+        Number of seeds in the mean (``S − diverged.sum()``).
+    diverged : (S,) bool array
+        Seeds stopped because their state became non-finite or exceeded the thresholds
+        ``config['divergence']``; their entries at α >= ``alpha_diverged`` are NaN.
+    alpha_diverged : (S,) array
+        α at which divergence was detected (NaN if not diverged).
+    eg_mc, eg_mc_se : (S, T) arrays or None
+        Monte Carlo test error on ``config['mc_test']`` fixed inputs (noise-free) and its
+        standard error.
+    Q0, R0, v0 : (S, K, K), (S, K, M), (S, K); b0 : (S, K) or None
+        Initial state of every seed (what :meth:`initial_state` returns).
+    w : (S, T, K, N) array or None
+        Recorded student weights (only with ``record_weights: true``); ``w_star`` (S, M, N)
+        and ``F`` (S, N) are then the teacher and feedback at the end of the run.
+    config : dict
+        The validated config, defaults filled in.
+    init : OrderParameters
+        Initial state of seed index 0 (the form the ODE solver takes).
+    """
+
+    alpha: np.ndarray
+    steps: np.ndarray
+    seeds: np.ndarray
+    Q: np.ndarray
+    R: np.ndarray
+    v: np.ndarray
+    b: np.ndarray | None
+    T: np.ndarray
+    v_star: np.ndarray
+    c: np.ndarray | None
+    sigma_F2: np.ndarray | None
+    eg: np.ndarray
+    eg_mean: np.ndarray
+    eg_std: np.ndarray
+    n_mean: int
+    diverged: np.ndarray
+    alpha_diverged: np.ndarray
+    config: dict
+    init: OrderParameters
+    Q0: np.ndarray
+    R0: np.ndarray
+    v0: np.ndarray
+    b0: np.ndarray | None = None
+    eg_mc: np.ndarray | None = None
+    eg_mc_se: np.ndarray | None = None
+    w: np.ndarray | None = None
+    w_star: np.ndarray | None = None
+    F: np.ndarray | None = None
+
+    # ------------------------------------------------------------------------ derived
+    @property
+    def rule(self) -> str:
+        return self.config["rule"]
+
+    @property
+    def cos_vb(self) -> np.ndarray | None:
+        """(S, T) cosine between ``v`` and ``b`` (None for bp)."""
+        return None if self.b is None else cos_vb(self.v, self.b)
+
+    @property
+    def norm_b(self) -> np.ndarray | None:
+        """(S, T) ``|b|`` (None for bp)."""
+        return None if self.b is None else norm_b(self.b)
+
+    def mean(self, name: str) -> np.ndarray:
+        """Mean over the non-diverged seeds of a per-seed trajectory (e.g. ``'Q'``, ``'cos_vb'``)."""
+        return ensemble_stats(getattr(self, name), self.diverged)[0]
+
+    def std(self, name: str) -> np.ndarray:
+        """Sample std (ddof=1) over the non-diverged seeds of a per-seed trajectory."""
+        return ensemble_stats(getattr(self, name), self.diverged)[1]
+
+    def initial_state(self, seed: int = 0) -> OrderParameters:
+        """Measured initial order parameters of seed *index* ``seed`` (0 … S−1).
+
+        For afa/pepita* it carries ``b, c, sigma_F2``; for fa the fixed ``b``; for bp none.
+        """
+        S = len(self.seeds)
+        if not 0 <= seed < S:
+            raise IndexError(f"seed index {seed} out of range for {S} seeds "
+                             f"(seeds = {list(self.seeds)})")
+        kw = {}
+        if self.c is not None:
+            kw = dict(b=self.b0[seed], c=self.c[seed], sigma_F2=float(self.sigma_F2[seed]))
+        elif self.b0 is not None:
+            kw = dict(b=self.b0[seed])
+        return OrderParameters(Q=self.Q0[seed], R=self.R0[seed], T=self.T[seed],
+                               v=self.v0[seed], v_star=self.v_star[seed], **kw)
+
+    def summary(self) -> str:
+        S = len(self.seeds)
+        nd = int(self.diverged.sum())
+        s = (f"{self.rule}: N={self.config['N']} K={self.config['K']} M={self.config['M']}, "
+             f"{S} seeds, alpha 0..{self.alpha[-1]:g} ({len(self.alpha)} records); ")
+        if nd:
+            s += (f"{nd} diverged (at alpha {', '.join(f'{a:.3g}' for a in self.alpha_diverged[self.diverged])}); ")
+        if self.n_mean:
+            s += f"final eps_g = {self.eg_mean[-1]:.4g} ± {self.eg_std[-1]:.2g} (over {self.n_mean} seeds)"
+        else:
+            s += "no seed left to average"
+        return s
+
+    # ---------------------------------------------------------------------------- I/O
+    def to_arrays(self) -> dict:
+        """Every array of the result (None fields omitted), plus ``<obs>_mean/_std``,
+        ``cos_vb``, ``norm_b``, the initial state of seed 0 as ``init_*`` and the config
+        as a JSON string ``config_json``."""
+        d = {}
+        for name in _ARRAY_FIELDS:
+            val = getattr(self, name)
+            if val is not None:
+                d[name] = np.asarray(val)
+        d["n_mean"] = np.asarray(self.n_mean)
+        if self.b is not None:
+            d["cos_vb"], d["norm_b"] = self.cos_vb, self.norm_b
+        for name in _STAT_FIELDS:
+            if name in d:
+                d[name + "_mean"], d[name + "_std"], _ = ensemble_stats(d[name], self.diverged)
+        d.update(self.init.to_dict(prefix="init_"))
+        d["config_json"] = np.asarray(json.dumps(self.config))
+        return d
+
+    def save(self, path) -> None:
+        """Write to ``path``: ``.npz`` (``np.savez``; readable by ``OrderParameters.load``
+        for the initial state), or ``.json`` (nested lists, NaN as null)."""
+        path = Path(path)
+        d = self.to_arrays()
+        if path.suffix == ".json":
+            js = {k: (self.config if k == "config_json" else _to_json(v)) for k, v in d.items()}
+            js["config"] = js.pop("config_json")
+            path.write_text(json.dumps(js))
+        else:
+            np.savez(path, **d)
+
+    @classmethod
+    def load(cls, path) -> "SimulationResult":
+        """Read a result written by :meth:`save` (``.npz`` or ``.json``)."""
+        path = Path(path)
+        if path.suffix == ".json":
+            js = json.loads(path.read_text())
+            config = js.pop("config")
+            d = {k: _from_json(v) for k, v in js.items()}
+        else:
+            with np.load(path) as z:
+                d = {k: z[k] for k in z.files}
+            config = json.loads(str(d.pop("config_json")))
+        kw = {}
+        for f in fields(cls):
+            if f.name == "config":
+                kw["config"] = config
+            elif f.name == "init":
+                kw["init"] = OrderParameters.from_dict(d, prefix="init_")
+            elif f.name == "n_mean":
+                kw["n_mean"] = int(d["n_mean"])
+            elif f.name in d:
+                kw[f.name] = np.asarray(d[f.name])
+            else:
+                kw[f.name] = None
+        kw["diverged"] = kw["diverged"].astype(bool)
+        for name in ("steps", "seeds"):
+            kw[name] = kw[name].astype(np.int64)
+        return cls(**kw)
+
+
+def _to_json(a):
+    a = np.asarray(a)
+    if a.dtype.kind in "fc":
+        return np.where(np.isfinite(a), a, None).tolist() if a.ndim else (
+            float(a) if np.isfinite(a) else None)
+    return a.tolist()
+
+
+def _from_json(x):
+    a = np.asarray(x)
+    if a.dtype == object:
+        a = np.array(np.where(a == None, np.nan, a), dtype=float)  # noqa: E711
+    return a
+
+
+# =============================================================================== simulate
+def simulate(config: dict, progress: bool | ProgressBar | None = None) -> SimulationResult:
+    """Run an ensemble of online teacher–student simulations.
+
+    Parameters
+    ----------
+    config : dict
+        See :func:`validate_config` (validated here; ValueError on problems).
+    progress : bool or ProgressBar, optional
+        True: draw a progress bar on stderr.
+
+    Returns
+    -------
+    SimulationResult
+        Per-seed trajectories on the grid ``record_alphas(config['record'], alpha_max)``,
+        ensemble mean/std over the non-diverged seeds, divergence flags, initial states.
+
+    Notes
+    -----
+    Seeds run in parallel on ``config['threads']`` threads (default: all cores); each seed
+    is sequential and reproducible from its seed alone (see :mod:`simulations.ensemble`).
+    """
+    cfg = validate_config(config)
+    N, K, M = cfg["N"], cfg["K"], cfg["M"]
+    rule = cfg["rule"]
+    alphas = record_alphas(cfg["record"], cfg["alpha_max"])
+    # the state at α is the state after round(α N) samples
+    rec_steps = np.rint(alphas * N).astype(np.int64)
+    S = len(cfg["seeds"])
+    X_test = None
+    if cfg["mc_test"]:
+        X_test = test_generator(cfg["init"]["seed"]).standard_normal((cfg["mc_test"], N))
+    _kernel_warmup()
+    threads = cfg["threads"] or os.cpu_count() or 1
+    bar = progress
+    if progress is True:
+        bar = ProgressBar(S * int(rec_steps[-1]), label=f"{rule} N={N} ")
+    elif not progress:
+        bar = None
+    outs = run_parallel(lambda i, report: _run_seed(cfg, i, report, alphas, rec_steps, X_test),
+                        S, threads=threads, progress=bar)
+
+    def stack(key):
+        return np.stack([o[key] for o in outs])
+
+    diverged = np.array([o["diverged"] for o in outs], dtype=bool)
+    eg = stack("eg")
+    eg_mean, eg_std, n_mean = ensemble_stats(eg, diverged)
+    adaptive, fa = rule in ADAPTIVE, rule == "fa"
+    inits = [o["init"] for o in outs]
+    res = SimulationResult(
+        alpha=alphas, steps=rec_steps, seeds=np.array(cfg["seeds"], dtype=np.int64),
+        Q=stack("Q"), R=stack("R"), v=stack("v"),
+        b=stack("b") if (adaptive or fa) else None,
+        T=stack("T"), v_star=stack("v_star"),
+        c=stack("c") if adaptive else None,
+        sigma_F2=np.array([o["sigma_F2"] for o in outs]) if adaptive else None,
+        eg=eg, eg_mean=eg_mean, eg_std=eg_std, n_mean=n_mean,
+        diverged=diverged, alpha_diverged=np.array([o["alpha_diverged"] for o in outs]),
+        config=cfg, init=inits[0],
+        Q0=np.stack([s.Q for s in inits]), R0=np.stack([s.R for s in inits]),
+        v0=np.stack([s.v for s in inits]),
+        b0=np.stack([s.b for s in inits]) if (adaptive or fa) else None,
+        eg_mc=stack("eg_mc") if X_test is not None else None,
+        eg_mc_se=stack("eg_mc_se") if X_test is not None else None,
+        w=stack("w") if cfg["record_weights"] else None,
+        w_star=stack("w_star") if cfg["record_weights"] else None,
+        F=stack("F") if cfg["record_weights"] and adaptive else None,
+    )
+    return res
