@@ -1,0 +1,531 @@
+"""Generated numba code for a derived system (SCIENCE.md §3, §5).
+
+:func:`build_system` turns a :class:`theory.derive.Derivation` into Python source with
+explicit index loops — one loop nest per kind of term, never unrolled over units, so the
+source does not grow with K or M — compiles it with numba, and caches both on disk
+(keyed by rule, K, M, activation and :data:`CODEGEN_VERSION`).
+
+Inside each loop nest the summand (coefficient × closed-form average) is reduced by
+common-subexpression elimination and every subexpression is hoisted to the outermost loop
+whose indices it depends on (for ``I4(k, l, u1, u2)`` the determinant ``Λ4`` is computed
+once per ``(k, l)``, ``Λ1`` once per ``u1``). Sums over two summation indices whose summand
+is symmetric (``I4`` in its last two arguments, ``I2``) run over ``u2 ≥ u1`` with weight 2
+off the diagonal.
+
+Flat state ``y``: :class:`theory.state.Layout`. Parameter vector ``p``::
+
+    p = [eta, eta_v, sigma, sigma_F2, T (M·M, row-major), v_star (M), c (M), b (K, fixed
+         feedback), rule parameters (sorted by name)]
+
+Generated functions (all ``@njit(cache=True)``):
+
+    rhs(y, p, dy)      dy/dα
+    eg(y, p) -> float  generalisation error
+    noise(y, p, S)     K×K covariance per unit α of the noise on b (adaptive feedback only)
+
+Never edit a generated file: delete the cache directory (``ODEFLOW_CACHE_DIR``, default
+``~/.cache/odeflow``) to regenerate.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import sys
+import textwrap
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import sympy as sp
+from sympy.printing.pycode import PythonCodePrinter
+
+from . import derive as D
+from .integrals import closed_form
+from .rules import Rule, get_rule
+from .state import Layout, OrderParameters, _check_size
+
+__all__ = ["System", "build_system", "cache_dir", "CODEGEN_VERSION"]
+
+#: bump when the generated code changes for the same inputs
+CODEGEN_VERSION = "1"
+
+
+def cache_dir() -> Path:
+    """Where generated modules live: ``$ODEFLOW_CACHE_DIR`` or ``~/.cache/odeflow``."""
+    d = Path(os.environ.get("ODEFLOW_CACHE_DIR", Path.home() / ".cache" / "odeflow"))
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+# ------------------------------------------------------------------------- the printer
+class _Printer(PythonCodePrinter):
+    def _print_Symbol(self, s):
+        return s.name
+
+    def _print_Pi(self, e):
+        return "math.pi"
+
+    def _print_Pow(self, e, rational=False):
+        base, ex = e.as_base_exp()
+        if ex == sp.Rational(1, 2):
+            return f"math.sqrt({self._print(base)})"
+        if ex == -sp.Rational(1, 2):
+            return f"(1.0/math.sqrt({self._print(base)}))"
+        if ex == -1:
+            return f"(1.0/{self.parenthesize(base, 100)})"
+        if ex.is_Integer and 1 < ex <= 4:
+            b = self.parenthesize(base, 100)
+            return "(" + "*".join([b] * int(ex)) + ")"
+        return super()._print_Pow(e, rational)
+
+    def _print_asin(self, e):
+        # clipped: round-off can push the argument a hair past ±1 at degenerate states
+        return f"_asin({self._print(e.args[0])})"
+
+    def _print_Rational(self, e):
+        return f"({e.p}.0/{e.q}.0)"
+
+    def _print_Integer(self, e):
+        return f"{int(e)}.0"
+
+
+_P = _Printer({"fully_qualified_modules": True})
+
+
+def _pr(expr) -> str:
+    return _P.doprint(expr)
+
+
+# ------------------------------------------------------------------ symbols and levels
+_PARAMS = ("eta", "eta_v", "sigma", "sigma_F2")
+
+
+class _Leaves:
+    """Maps placeholder expressions (A(u), C entries, …) to local symbols and records the
+    index symbols each one depends on and the line that loads it."""
+
+    def __init__(self, rule_params):
+        self.deps = {}
+        self.load = {}
+        self.rule_params = set(rule_params)
+
+    def _sym(self, name, deps, load):
+        s = sp.Symbol(name, real=True)
+        self.deps[s] = frozenset(deps)
+        self.load[s] = load
+        return s
+
+    @staticmethod
+    def _ix(i):
+        return "PHI" if i == D.PHI else str(i)
+
+    def entry(self, a, b):
+        a, b = sorted((a, b), key=D.rank)
+        return self._sym(f"C_{a}_{b}", {a, b} - {D.PHI},
+                         f"C[{self._ix(a)}, {self._ix(b)}]")
+
+    def placeholder(self, expr):
+        """Replace A(u), V(k), B(k), Cov(a, b) and parameter symbols by leaf symbols."""
+        reps = {}
+        for f in expr.atoms(sp.Function):
+            if f.func is D.A:
+                (u,) = f.args
+                reps[f] = self._sym(f"A_{u}", {u}, f"A[{u}]")
+            elif f.func is D.V:
+                (u,) = f.args
+                reps[f] = self._sym(f"A_{u}", {u}, f"A[{u}]")  # A[k] = v_k for students
+            elif f.func is D.B:
+                (u,) = f.args
+                reps[f] = self._sym(f"B_{u}", {u}, f"Bf[{u}]")
+            elif f.func is D.Cov:
+                reps[f] = self.entry(*f.args)
+        out = expr.xreplace(reps)
+        for s in out.free_symbols:
+            if s.name in _PARAMS or s.name in self.rule_params:
+                self.deps.setdefault(s, frozenset())
+        return out
+
+
+def _template_value(term: D.Term, leaves: _Leaves, activation: str):
+    if term.template == "ONE":
+        return sp.Integer(1)
+    args = term.args
+    t = sp.Symbol("_t")
+
+    def C(i, j):
+        a, b = args[i - 1], args[j - 1]
+        s = leaves.entry(a, b)
+        if (a == D.PHI) != (b == D.PHI):  # cross-covariance with φ: O(1/√N)
+            return t * s
+        return s
+
+    expr = closed_form(term.template, activation, C)
+    if term.order == 0:
+        return expr.subs(t, 0)
+    val0 = sp.simplify(expr.subs(t, 0))
+    if val0 != 0:
+        raise NotImplementedError(
+            f"{term.template}{term.args} does not vanish at zero cross-covariance with φ; "
+            "the b drift would grow like √N")
+    return sp.diff(expr, t).subs(t, 0)
+
+
+def _symmetric_pair(terms, u1, u2) -> bool:
+    """Whether the summand of a two-dummy group is symmetric under u1 ↔ u2."""
+    swap = {u1: u2, u2: u1}
+    orig = sum(t.expr() for t in terms)
+    swapped = 0
+    for t in terms:
+        args = tuple(swap.get(a, a) for a in t.args)
+        if t.template != "ONE":
+            args = D.canonical_args(t.template, args)
+        swapped += D.Term(t.coef.xreplace(swap), t.template, args, t.order).expr()
+    return sp.expand(orig - swapped) == 0
+
+
+def _loop(idx, lo=None):
+    cls = D.INDEX_CLASS[idx]
+    rng = {"S": ("0", "K"), "T": ("K", "K + M"), "U": ("0", "NU")}[cls]
+    start = lo if lo is not None else rng[0]
+    return f"for {idx} in range({start}, {rng[1]}):"
+
+
+def _emit_group(terms, free, acc, leaves, activation, depth):
+    """Code that adds the group's sum over its dummies to ``acc``, inside the free loops."""
+    dummies = terms[0].dummies
+    summand = sum(t.coef * _template_value(t, leaves, activation) for t in terms)
+    summand = leaves.placeholder(summand)
+    sym = len(dummies) == 2 and _symmetric_pair(terms, *dummies)
+    order = list(free) + list(dummies)
+    reps, (reduced,) = sp.cse(summand, symbols=sp.numbered_symbols("x_"), optimizations="basic")
+
+    def level(expr_syms, known):
+        lv = -1
+        for s in expr_syms:
+            for i in (known[s] if s in known else leaves.deps.get(s, frozenset())):
+                if i in order:
+                    lv = max(lv, order.index(i))
+        return lv
+
+    known = {}
+    leaf_level, body = {}, {i: [] for i in range(-1, len(order))}
+    for s in summand.free_symbols:
+        if s in leaves.load:
+            leaf_level[s] = level([s], known)
+    for s, lv in sorted(leaf_level.items(), key=lambda kv: kv[0].name):
+        body[lv].append(f"{s.name} = {leaves.load[s]}")
+    fresh = sp.numbered_symbols("h_")
+
+    def lv_of(expr):
+        return level(expr.free_symbols, known)
+
+    def define(sym, expr):
+        known[sym] = frozenset().union(*[known.get(s, leaves.deps.get(s, frozenset()))
+                                         for s in expr.free_symbols])
+        body[level([sym], known)].append(f"{sym.name} = {_pr(expr)}")
+
+    def hoist(expr, cur):
+        """Loop-invariant code motion: every subexpression (or group of factors/terms of
+        a product/sum) that depends on fewer loop indices than ``cur`` moves out."""
+        if expr.is_Atom:
+            return expr
+        lv = lv_of(expr)
+        if lv < cur:
+            sym = next(fresh)
+            define(sym, hoist(expr, lv))
+            return sym
+        if isinstance(expr, (sp.Add, sp.Mul)):
+            groups = {}
+            for a in expr.args:
+                groups.setdefault(lv_of(a) if not a.is_Number else -2, []).append(a)
+            args = []
+            for glv, items in groups.items():
+                if glv < cur and (len(items) > 1 or not items[0].is_Atom) and glv != -2:
+                    sym = next(fresh)
+                    define(sym, hoist(expr.func(*items), glv))
+                    args.append(sym)
+                else:
+                    args += [hoist(a, cur) for a in items]
+            return expr.func(*args, evaluate=False)
+        return expr.func(*[hoist(a, cur) for a in expr.args])
+
+    for x, ex in reps:
+        define(x, hoist(ex, lv_of(ex)))
+    reduced = hoist(reduced, len(order) - 1)
+    final = _pr(reduced)
+    nfree = len(free)
+    lines = []
+    ind = "    " * depth
+    # level -1 and the free levels were opened by the caller: their statements go first.
+    for lv in range(-1, nfree):
+        lines += [ind + s for s in body[lv]]
+    for j, d in enumerate(dummies):
+        lo = dummies[0] if (sym and j == 1) else None
+        lines.append(ind + "    " * j + _loop(d, lo))
+        lines += [ind + "    " * (j + 1) + s for s in body[nfree + j]]
+    inner = ind + "    " * len(dummies)
+    if sym:
+        u1, u2 = dummies
+        lines.append(inner + f"{acc} += (1.0 if {u1} == {u2} else 2.0) * ({final})")
+    else:
+        lines.append(inner + f"{acc} += {final}")
+    return lines
+
+
+def _emit_quantity(terms, free, target, leaves, activation, triangular=False):
+    """Loops over the free indices computing ``target`` (a format string in them)."""
+    lines = []
+    for j, idx in enumerate(free):
+        lo = free[0] if (triangular and j == 1) else None
+        lines.append("    " * j + _loop(idx, lo))
+    depth = len(free)
+    ind = "    " * depth
+    lines.append(ind + "acc = 0.0")
+    groups = {}
+    for t in terms:
+        groups.setdefault(t.dummies, []).append(t)
+    for ds in sorted(groups, key=len):
+        lines += _emit_group(groups[ds], free, "acc", leaves, activation, depth)
+    lines += [ind + s for s in target]
+    return lines
+
+
+# ------------------------------------------------------------------------- the module
+def _source(der: D.Derivation, K: int, M: int, key: str) -> str:
+    rule = der.rule
+    act = der.activation
+    adaptive = rule.feedback == "adaptive"
+    layout = Layout(K, M, adaptive)
+    rp = sorted(rule.params)
+    leaves = _Leaves(rp)
+    nQ, nR = layout.nQ, K * M
+    P_T, P_VS = 4, 4 + M * M
+    P_C, P_B = P_VS + M, P_VS + 2 * M
+    P_RULE = P_B + K
+    k, l, n = D.k, D.l, D.n
+
+    rhs = []
+    rhs += _emit_quantity(der.dQ, (k, l),
+                          ["dy[iq] = acc", "iq += 1"], leaves, act, triangular=True)
+    rhs += _emit_quantity(der.dR, (k, n), [f"dy[{nQ} + k * {M} + (n - K)] = acc"], leaves, act)
+    if der.dv:
+        rhs += _emit_quantity(der.dv, (k,), [f"dy[{nQ + nR} + k] = acc"], leaves, act)
+    else:
+        rhs += [f"for k in range(K):", f"    dy[{nQ + nR} + k] = 0.0"]
+    if adaptive:
+        rhs += _emit_quantity(der.db, (k,), [f"dy[{nQ + nR + K} + k] = acc"], leaves, act)
+    eg_body = _emit_quantity(der.eg, (), ["return acc"], leaves, act)
+    noise = (_emit_quantity(der.noise, (k, l), ["S[k, l] = acc", "S[l, k] = acc"], leaves, act,
+                            triangular=True) if adaptive else None)
+
+    def fn(name, args, body, ret=None):
+        out = [f"@njit(cache=True, nogil=True)", f"def {name}({args}):",
+               "    W = np.empty(NF * NF + 2 * NF)",
+               "    C = W[:NF * NF].reshape((NF, NF))",
+               "    A = W[NF * NF:NF * NF + NF]",
+               "    Bf = W[NF * NF + NF:]",
+               "    _fill(y, p, C, A, Bf)",
+               "    eta = p[0]; eta_v = p[1]; sigma = p[2]; sigma_F2 = p[3]"]
+        out += [f"    {name_} = p[{P_RULE + i}]" for i, name_ in enumerate(rp)]
+        if name == "rhs":
+            out.append("    iq = 0")
+        out += ["    " + s for s in body]
+        return "\n".join(out)
+
+    fill = f"""
+    @njit(cache=True, nogil=True, inline="always")
+    def _fill(y, p, C, A, Bf):
+        # C: covariance of (λ_1..λ_K, ν_1..ν_M[, φ]); A: readout coefficients of e = ŷ − y
+        i = 0
+        for a in range(K):
+            for c in range(a, K):
+                C[a, c] = y[i]
+                C[c, a] = y[i]
+                i += 1
+        for a in range(K):
+            for m in range(M):
+                C[a, K + m] = y[{nQ} + a * M + m]
+                C[K + m, a] = y[{nQ} + a * M + m]
+        for m in range(M):
+            for m2 in range(M):
+                C[K + m, K + m2] = p[{P_T} + m * M + m2]
+        for a in range(K):
+            A[a] = y[{nQ + nR} + a]
+        for m in range(M):
+            A[K + m] = -p[{P_VS} + m]
+        for a in range(K):
+            Bf[a] = {"y[%d + a]" % (nQ + nR + K) if adaptive else "p[%d + a]" % P_B}
+        if NF > NU:
+            # φ's covariances, scaled by √N (SCIENCE.md §5): b, c and σ_F²
+            for a in range(K):
+                C[a, PHI] = Bf[a]
+                C[PHI, a] = Bf[a]
+            for m in range(M):
+                C[K + m, PHI] = p[{P_C} + m]
+                C[PHI, K + m] = p[{P_C} + m]
+            C[PHI, PHI] = p[3]
+    """
+    parts = [
+        f"# Generated by theory.codegen (version {CODEGEN_VERSION}) — do not edit.",
+        f"# rule={rule.name!r} K={K} M={M} activation={act!r}",
+        f"# key={key}",
+        "import math",
+        "import numpy as np",
+        "from numba import njit",
+        "",
+        f"K = {K}", f"M = {M}", "NU = K + M", "PHI = K + M",
+        f"NF = {K + M + 1 if adaptive else K + M}",
+        f"N_STATE = {layout.n}", f"N_PARAMS = {P_RULE + len(rp)}",
+        "",
+        "@njit(cache=True, nogil=True, inline='always')",
+        "def _asin(x):",
+        "    return math.asin(min(1.0, max(-1.0, x)))",
+        textwrap.dedent(fill),
+        fn("rhs", "y, p, dy", rhs),
+        "",
+        fn("eg", "y, p", eg_body),
+        "",
+    ]
+    if noise is not None:
+        parts += [fn("noise", "y, p, S", noise), ""]
+    else:
+        parts += ["noise = None", ""]
+    return "\n".join(parts)
+
+
+# -------------------------------------------------------------------------- the system
+@dataclass
+class System:
+    """A derived and compiled order-parameter system for one rule, K, M and activation.
+
+    Attributes
+    ----------
+    rhs, eg, noise : numba dispatchers (see module docstring); ``noise`` is None unless the
+        rule's feedback is adaptive.
+    layout : :class:`theory.state.Layout` of the flat state vector.
+    derivation : :class:`theory.derive.Derivation`, the template sums behind the code.
+    source_path : path of the generated module.
+    timings : seconds spent deriving, generating and compiling (``{"derive", "codegen",
+        "compile"}``), or loading from the cache.
+    """
+
+    rule: Rule
+    K: int
+    M: int
+    activation: str
+    layout: Layout
+    derivation: D.Derivation
+    rhs: object
+    eg: object
+    noise: object
+    source_path: Path
+    timings: dict = field(default_factory=dict)
+
+    @property
+    def n_params(self) -> int:
+        return 4 + self.M * self.M + 2 * self.M + self.K + len(self.rule.params)
+
+    def params(self, state: OrderParameters, eta, eta_v=None, sigma=0.0, **rule_params):
+        """The parameter vector ``p`` for ``state`` (its constant parts) and the rates.
+
+        Raises ValueError when the state lacks what the rule needs (``b`` for fixed
+        feedback; ``b, c, sigma_F2`` for adaptive), or a rate is invalid.
+        """
+        if (state.K, state.M) != (self.K, self.M):
+            raise ValueError(f"state has K={state.K}, M={state.M} but the system was built for "
+                             f"K={self.K}, M={self.M}")
+        eta_v = eta if eta_v is None else eta_v
+        for name, val, lo in (("eta", eta, 0.0), ("eta_v", eta_v, 0.0), ("sigma", sigma, 0.0)):
+            if not np.isfinite(val) or val < lo:
+                raise ValueError(f"{name} must be a finite number >= {lo}, got {val}")
+        fb = self.rule.feedback
+        if fb == "fixed":
+            state.require("b", why=f" by rule {self.rule.name!r} (fixed feedback)")
+        elif fb == "adaptive":
+            state.require("b", "c", "sigma_F2",
+                          why=f" by rule {self.rule.name!r} (adaptive feedback b = wF/√N)")
+        unknown = set(rule_params) - set(self.rule.params)
+        if unknown:
+            raise ValueError(f"unknown rule parameters {sorted(unknown)} for rule "
+                             f"{self.rule.name!r}; it has {sorted(self.rule.params)}")
+        rp = {**self.rule.params, **rule_params}
+        K, M = self.K, self.M
+        p = np.concatenate([
+            [eta, eta_v, sigma, state.sigma_F2 if state.sigma_F2 is not None else 0.0],
+            state.T.ravel(), state.v_star,
+            state.c if state.c is not None else np.zeros(M),
+            state.b if (state.b is not None and fb == "fixed") else np.zeros(K),
+            [rp[name] for name in sorted(rp)]]).astype(float)
+        return p
+
+    def evaluate(self, state: OrderParameters, eta, eta_v=None, sigma=0.0, **rule_params):
+        """The right-hand side at ``state`` as arrays: ``{"Q", "R", "v"[, "b"]}`` (d/dα)."""
+        p = self.params(state, eta, eta_v, sigma, **rule_params)
+        y = self.layout.pack(state)
+        dy = np.empty_like(y)
+        self.rhs(y, p, dy)
+        return self.layout.unpack(dy)
+
+    def noise_covariance(self, state: OrderParameters, eta, eta_v=None, sigma=0.0,
+                         **rule_params) -> np.ndarray:
+        """Σ of SCIENCE.md §5.2 at ``state`` (adaptive feedback only)."""
+        if self.noise is None:
+            raise ValueError(f"rule {self.rule.name!r} has no stochastic feedback; "
+                             "only adaptive-feedback rules (e.g. 'afa') do")
+        p = self.params(state, eta, eta_v, sigma, **rule_params)
+        S = np.empty((self.K, self.K))
+        self.noise(self.layout.pack(state), p, S)
+        return S
+
+    def eps_g(self, state: OrderParameters) -> float:
+        """ε_g at ``state`` from the generated code."""
+        p = self.params(state, 0.0, 0.0, 0.0)
+        return float(self.eg(self.layout.pack(state), p))
+
+
+_SYSTEMS: dict = {}
+
+
+def build_system(rule, K: int, M: int, activation: str = "erf") -> System:
+    """Derive, generate and compile the system of ``rule`` for K student and M teacher
+    units. Cached in memory per process and on disk across processes."""
+    rule = get_rule(rule)
+    K, M = _check_size("K", K), _check_size("M", M)
+    mem_key = (rule.key, K, M, activation)
+    if mem_key in _SYSTEMS:
+        return _SYSTEMS[mem_key]
+    t0 = time.perf_counter()
+    der = D.derive(rule, activation)
+    t1 = time.perf_counter()
+    digest = hashlib.sha256("|".join([CODEGEN_VERSION, rule.key, str(K), str(M),
+                                      activation]).encode()).hexdigest()[:16]
+    safe = "".join(ch if ch.isalnum() else "_" for ch in rule.name)
+    path = cache_dir() / f"sys_{safe}_K{K}_M{M}_{activation}_{digest}.py"
+    cached = path.exists()
+    if not cached:
+        src = _source(der, K, M, digest)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(src)
+        os.replace(tmp, path)  # atomic: concurrent builders never see a partial file
+    t2 = time.perf_counter()
+    modname = f"_odeflow_generated_{safe}_{digest}"
+    spec = importlib.util.spec_from_file_location(modname, path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[modname] = mod
+    spec.loader.exec_module(mod)
+    layout = Layout(K, M, rule.feedback == "adaptive")
+    # compile (or load compiled code) now so that timings say where time goes
+    y = np.zeros(layout.n)
+    p = np.zeros(mod.N_PARAMS)
+    mod.rhs(y, p, np.empty_like(y))
+    mod.eg(y, p)
+    if mod.noise is not None:
+        mod.noise(y, p, np.empty((K, K)))
+    t3 = time.perf_counter()
+    sysobj = System(rule, K, M, activation, layout, der, mod.rhs, mod.eg, mod.noise, path,
+                    {"derive": t1 - t0, "codegen": t2 - t1, "compile": t3 - t2,
+                     "source_cached": cached})
+    _SYSTEMS[mem_key] = sysobj
+    return sysobj

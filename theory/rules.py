@@ -1,0 +1,149 @@
+"""Learning rules as symbolic data (SCIENCE.md §2).
+
+A rule is the first-layer signal ``δ_k`` of hidden unit ``k``, written as a sympy expression
+of that unit's local field and of the output error, with the update
+
+    w_k ← w_k − (η/√N) δ_k x − (η κ/N) w_k          (κ: optional weight decay)
+    v_k ← v_k − (η_v/N) e g(λ_k)                    (second layer "sgd"; or "fixed")
+
+The symbols a rule may use (import them from here):
+
+========  =================================================================
+``lam``   λ_k = w_k·x/√N, the unit's own local field
+``e``     the output error ŷ − y = Σ_j v_j g(λ_j) − Σ_m v*_m g(ν_m) − σζ
+``v_k``   the unit's second-layer weight (backprop's feedback)
+``b_k``   the unit's feedback weight: fixed (FA) or ``w_k·F/√N`` (AFA)
+``phi``   the feedback field φ = F·x/√N (adaptive feedback only)
+``g``     the activation; ``gp`` its derivative g'
+========  =================================================================
+
+Example — FA plus weight decay, a rule that is not built in::
+
+    import sympy as sp
+    from theory.rules import Rule, lam, e, b_k, gp
+    kappa = sp.Symbol("kappa")
+    fa_decay = Rule("fa-decay", delta=b_k * gp(lam) * e, feedback="fixed",
+                    weight_decay=kappa, params={"kappa": 1e-3})
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping
+
+import sympy as sp
+
+__all__ = ["Rule", "get_rule", "RULES", "lam", "e", "v_k", "b_k", "phi", "g", "gp"]
+
+lam = sp.Symbol("lam", real=True)
+e = sp.Symbol("e", real=True)
+v_k = sp.Symbol("v_k", real=True)
+b_k = sp.Symbol("b_k", real=True)
+phi = sp.Symbol("phi", real=True)
+g = sp.Function("g")
+gp = sp.Function("gp")
+
+#: the symbols a rule's ``delta`` may contain, besides its own ``params``
+RULE_SYMBOLS = (lam, e, v_k, b_k, phi)
+
+FEEDBACK_KINDS = ("v", "fixed", "adaptive")
+SECOND_LAYER_KINDS = ("sgd", "fixed")
+#: names the parameter vector already uses; a rule parameter may not shadow them
+RESERVED = {"eta", "eta_v", "sigma", "sigma_F2", "K", "M"}
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A learning rule for the two-layer student.
+
+    Parameters
+    ----------
+    name : str
+    delta : sympy expression
+        The first-layer signal δ_k in the symbols of this module (``lam, e, v_k, b_k, phi,
+        g, gp``) and the rule's own ``params``; the update is ``Δw_k = −(η/√N) δ_k x``.
+    feedback : {"v", "fixed", "adaptive"}
+        Which feedback ``b_k`` stands for: none needed ("v", backprop), a fixed random
+        vector (FA), or the adaptive overlap ``b = w F/√N`` (AFA), which then becomes a
+        dynamical order parameter.
+    second_layer : {"sgd", "fixed"}
+        Whether ``v`` learns by SGD (with ``η_v``) or is frozen.
+    weight_decay : number or sympy expression
+        κ in ``−(η κ/N) w_k`` per step.
+    params : mapping name → default value
+        Extra scalar symbols used in ``delta`` or ``weight_decay``; passed at solve time.
+    """
+
+    name: str
+    delta: sp.Expr
+    feedback: str = "v"
+    second_layer: str = "sgd"
+    weight_decay: sp.Expr = sp.Integer(0)
+    params: Mapping[str, float] = field(default_factory=dict)
+
+    def __post_init__(self):
+        set_ = object.__setattr__
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError("a rule needs a non-empty name")
+        if self.feedback not in FEEDBACK_KINDS:
+            raise ValueError(f"rule {self.name!r}: feedback must be one of "
+                             f"{', '.join(FEEDBACK_KINDS)}, got {self.feedback!r}")
+        if self.second_layer not in SECOND_LAYER_KINDS:
+            raise ValueError(f"rule {self.name!r}: second_layer must be one of "
+                             f"{', '.join(SECOND_LAYER_KINDS)}, got {self.second_layer!r}")
+        delta = sp.sympify(self.delta)
+        decay = sp.sympify(self.weight_decay)
+        params = {str(k): float(v) for k, v in dict(self.params).items()}
+        bad = RESERVED & set(params)
+        if bad:
+            raise ValueError(f"rule {self.name!r}: parameter names {sorted(bad)} are reserved")
+        allowed = set(RULE_SYMBOLS) | {sp.Symbol(p, real=True) for p in params} | {
+            sp.Symbol(p) for p in params}
+        for what, expr in (("delta", delta), ("weight_decay", decay)):
+            unknown = {s for s in expr.free_symbols if s not in allowed}
+            if unknown:
+                raise ValueError(
+                    f"rule {self.name!r}: {what} uses unknown symbols "
+                    f"{sorted(map(str, unknown))}; allowed: lam, e, v_k, b_k, phi and the "
+                    f"rule's params {sorted(params)}")
+        if decay.free_symbols & set(RULE_SYMBOLS):
+            raise ValueError(f"rule {self.name!r}: weight_decay must be a constant or a "
+                             "rule parameter, not a function of the fields")
+        if b_k in delta.free_symbols and self.feedback == "v":
+            raise ValueError(f"rule {self.name!r}: delta uses b_k but feedback='v'; say "
+                             "feedback='fixed' or 'adaptive'")
+        if phi in delta.free_symbols and self.feedback != "adaptive":
+            raise ValueError(f"rule {self.name!r}: phi (= F·x/√N) exists only with "
+                             "feedback='adaptive'")
+        set_(self, "delta", delta)
+        set_(self, "weight_decay", decay)
+        set_(self, "params", params)
+
+    @property
+    def key(self) -> str:
+        """A canonical string identifying the mathematics of the rule (for caches)."""
+        return "|".join([self.name, sp.srepr(self.delta), self.feedback, self.second_layer,
+                         sp.srepr(self.weight_decay), repr(sorted(self.params))])
+
+    def __hash__(self):
+        return hash(self.key)
+
+    def __eq__(self, other):
+        return isinstance(other, Rule) and self.key == other.key
+
+
+#: built-in rules (SCIENCE.md §2): backprop, feedback alignment, adaptive feedback alignment
+RULES = {
+    "bp": Rule("bp", delta=v_k * gp(lam) * e, feedback="v"),
+    "fa": Rule("fa", delta=b_k * gp(lam) * e, feedback="fixed"),
+    "afa": Rule("afa", delta=b_k * gp(lam) * e, feedback="adaptive"),
+}
+
+
+def get_rule(rule) -> Rule:
+    """A :class:`Rule` from a built-in name or a Rule (returned as is)."""
+    if isinstance(rule, Rule):
+        return rule
+    if isinstance(rule, str) and rule in RULES:
+        return RULES[rule]
+    raise ValueError(f"unknown rule {rule!r}; built-in rules: {', '.join(RULES)} "
+                     "(or pass a theory.rules.Rule)")
