@@ -1,0 +1,699 @@
+"""The public API: :func:`solve` (deterministic ODEs), :func:`solve_sde` (the AFA
+feedback-noise ensemble) and their results.
+
+``solve`` integrates ``dy/dα = f(y; p)`` for the flat order-parameter vector
+``y = [Q upper triangle, R, v, (b)]`` (:class:`theory.state.Layout`) of a system built by
+``theory.codegen.build_system`` (derived from the rule, compiled once per process, cached
+on disk). The integration loop is compiled (:mod:`odeflow.solvers`); Python only runs
+between chunks of steps, to draw the progress bar.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from theory.observables import cos_vb as _cos_vb, norm_b as _norm_b
+from theory.state import OrderParameters, record_alphas
+
+from . import solvers as S
+from .progress import ProgressBar
+
+__all__ = ["solve", "solve_sde", "Result", "SDEResult", "get_system", "METHODS",
+           "SDE_METHODS"]
+
+METHODS = S.METHODS
+SDE_METHODS = ("euler-maruyama",)
+
+#: relative tolerance of the positive-semi-definiteness test of Q (see solvers.q_is_psd);
+#: the same order as theory.state's check on measured states
+PSD_RTOL = 1e-9
+
+# target wall time of one compiled chunk when a progress bar is shown
+_CHUNK_SECONDS = 0.1
+
+
+# ------------------------------------------------------------------------------ inputs
+def get_system(rule, K: int, M: int, activation: str = "erf"):
+    """The compiled system for ``rule`` (a name, a ``theory.rules.Rule``, or a prebuilt
+    system object with ``rhs``, ``eg``, ``layout`` and ``params``)."""
+    if all(hasattr(rule, a) for a in ("rhs", "eg", "layout", "params")):
+        if (rule.layout.K, rule.layout.M) != (K, M):
+            raise ValueError(f"the system was built for K={rule.layout.K}, M={rule.layout.M} "
+                             f"but the initial state has K={K}, M={M}")
+        return rule
+    from theory.codegen import build_system   # imports sympy: only when needed
+    return build_system(rule, K, M, activation)
+
+
+def _as_state(init) -> OrderParameters:
+    if isinstance(init, OrderParameters):
+        return init
+    if isinstance(init, dict):
+        return OrderParameters.from_dict(init)
+    raise ValueError("init must be an OrderParameters or a dict of arrays Q, R, T, v, v_star "
+                     f"(b, c, sigma_F2 as the rule needs), got {type(init).__name__}")
+
+
+def _positive(name, x, allow_none=False):
+    if x is None and allow_none:
+        return None
+    try:
+        xf = float(x)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a positive number, got {x!r}") from None
+    if not (math.isfinite(xf) and xf > 0):
+        raise ValueError(f"{name} must be a positive finite number, got {x!r}")
+    return xf
+
+
+def _record_grid(record, alpha_max):
+    """Recording times from ``record`` (default: 0 and 200 log-spaced α), clipped to
+    ``[0, alpha_max]`` so that round-off in ``k·dα`` never puts a record past the end."""
+    if record is None:
+        record = {"log": 200, "min": min(1e-2, alpha_max / 1e3)}
+    rec = np.asarray(record_alphas(record, alpha_max), dtype=float)
+    rec = np.minimum(rec, alpha_max)
+    if abs(rec[-1] - alpha_max) <= 1e-9 * alpha_max:
+        rec[-1] = alpha_max
+    if np.any(np.diff(rec) <= 0):
+        raise ValueError("record times must be strictly increasing within [0, alpha_max]")
+    return rec, record
+
+
+def _jsonable(x):
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    if isinstance(x, np.generic):
+        return x.item()
+    return x
+
+
+def _rule_name(system) -> str:
+    return getattr(system.rule, "name", str(system.rule))
+
+
+def _feedback(system) -> str:
+    return getattr(system.rule, "feedback", "adaptive" if system.layout.adaptive_b else "v")
+
+
+def _params_vector(system, state, eta, eta_v, sigma, rule_params):
+    if rule_params:
+        return np.ascontiguousarray(system.params(state, eta, eta_v, sigma, **rule_params),
+                                    dtype=float)
+    return np.ascontiguousarray(system.params(state, eta, eta_v, sigma), dtype=float)
+
+
+# ----------------------------------------------------------------------------- results
+_STATUS_DOC = {0: "reached alpha_max", 1: "converged (eg < eg_tol)",
+               -1: "stopped early (diverged, or step budget / step size exhausted)"}
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.4g}"
+
+
+def _message(code, fs, ist, opts, method):
+    """(status, reason, human sentence) for a solver stop code."""
+    a = fs[S.F_STOP_ALPHA]
+    val = fs[S.F_STOP_VALUE]
+    thr = opts[S.O_THRESH]
+    hint = "(learning rate too large?"
+    hint += " or step too large for a fixed-step method?)" if method in S.FIXED_STEP else ")"
+    if code == S.CODE_DONE:
+        return 0, "alpha_max", (f"reached α = alpha_max = {_fmt(opts[S.O_ALPHA_MAX])} in "
+                                f"{ist[S.I_NSTEPS]} steps")
+    if code == S.CODE_CONVERGED:
+        return 1, "converged", (f"converged at α = {_fmt(a)}: ε_g = {val:.3g} < eg_tol = "
+                                f"{opts[S.O_EG_TOL]:.3g}")
+    if code == S.CODE_NONFINITE:
+        return -1, "diverged", (f"diverged at α = {_fmt(a)}: the order parameters became "
+                                f"non-finite (NaN/inf) {hint}")
+    if code == S.CODE_YMAX:
+        return -1, "diverged", (f"diverged at α = {_fmt(a)}: max |order parameter| = "
+                                f"{val:.3g} exceeds the divergence threshold {thr:.3g} {hint}")
+    if code == S.CODE_EG:
+        return -1, "diverged", (f"diverged at α = {_fmt(a)}: ε_g = {val:.3g} exceeds the "
+                                f"divergence threshold {thr:.3g} {hint}")
+    if code == S.CODE_PSD:
+        return -1, "diverged", (
+            f"diverged at α = {_fmt(a)}: Q lost positive semi-definiteness (Cholesky pivot "
+            f"{val:.3g}); Q = w·wᵀ/N is a Gram matrix, so the trajectory left the physical "
+            f"region {hint}")
+    if code == S.CODE_MAX_STEPS:
+        return -1, "max_steps", (f"stopped at α = {_fmt(a)} before alpha_max = "
+                                 f"{_fmt(opts[S.O_ALPHA_MAX])}: max_steps = {int(val)} steps "
+                                 "taken (raise max_steps)")
+    if code == S.CODE_H_UNDERFLOW:
+        return -1, "step_underflow", (
+            f"stopped at α = {_fmt(a)}: the adaptive step size fell to {val:.3g} (the "
+            f"solution is blowing up or the problem is too stiff for dopri5) {hint}")
+    raise RuntimeError(f"solver returned unknown stop code {code}")
+
+
+@dataclass
+class Result:
+    """Trajectory of the order parameters, like ``scipy.integrate.solve_ivp``'s result.
+
+    Attributes
+    ----------
+    alpha : (T,) array
+        Recording times actually reached (the requested grid, cut at the stop point).
+    eg : (T,) array
+        Generalisation error ε_g at each record.
+    Q : (T, K, K) array
+    R : (T, K, M) array
+    v : (T, K) array
+    b : (T, K) array or None
+        The feedback: integrated for adaptive rules (AFA), constant for fixed (FA), None for
+        backprop.
+    cos_vb, norm_b : (T,) arrays or None
+        ``cos(v, b)`` and ``|b|`` (rules with b); ``cos_vb`` is NaN where v or b is 0.
+    status : int
+        0 reached alpha_max, 1 converged (ε_g < eg_tol), -1 stopped early (see ``reason``).
+    reason : str
+        "alpha_max", "converged", "diverged", "max_steps" or "step_underflow".
+    message : str
+        A sentence describing how the run ended.
+    success : bool
+        ``status >= 0``.
+    nfev, n_steps, n_rejected : int
+        Right-hand-side evaluations, accepted steps, rejected steps (dopri5).
+    alpha_final : float
+        α of :attr:`final` (alpha_max, the convergence point, or the last good step).
+    init, final : OrderParameters
+        Initial state and last accepted state (the state that failed a divergence check is
+        never accepted, so ``final`` is always physical).
+    params : dict
+        Everything needed to reproduce the run (rule, K, M, activation, rates, method, …).
+    timings : dict
+        Seconds: ``system`` (build or cache hit), ``run`` (integration, incl. first-call
+        compilation of the solver loop).
+    """
+
+    alpha: np.ndarray
+    eg: np.ndarray
+    Q: np.ndarray
+    R: np.ndarray
+    v: np.ndarray
+    b: np.ndarray | None
+    cos_vb: np.ndarray | None
+    norm_b: np.ndarray | None
+    status: int
+    reason: str
+    message: str
+    nfev: int
+    n_steps: int
+    n_rejected: int
+    alpha_final: float
+    init: OrderParameters
+    final: OrderParameters
+    params: dict
+    timings: dict = field(default_factory=dict)
+
+    @property
+    def success(self) -> bool:
+        return self.status >= 0
+
+    @property
+    def K(self) -> int:
+        return self.init.K
+
+    @property
+    def M(self) -> int:
+        return self.init.M
+
+    def __len__(self):
+        return len(self.alpha)
+
+    def state(self, i: int) -> OrderParameters:
+        """The :class:`OrderParameters` at record ``i``."""
+        kw = dict(Q=self.Q[i], R=self.R[i], v=self.v[i])
+        if self.b is not None:
+            kw["b"] = self.b[i]
+        return self.init.replace(**kw)
+
+    def __repr__(self):
+        return (f"Result(rule={self.params.get('rule')!r}, K={self.K}, M={self.M}, "
+                f"method={self.params.get('method')!r}, records={len(self.alpha)}, "
+                f"status={self.status}, message={self.message!r})")
+
+    # ----------------------------------------------------------------- serialisation
+    _ARRAYS = ("alpha", "eg", "Q", "R", "v", "b", "cos_vb", "norm_b")
+    _SCALARS = ("status", "reason", "message", "nfev", "n_steps", "n_rejected", "alpha_final")
+
+    def to_dict(self) -> dict:
+        d = {k: getattr(self, k) for k in self._ARRAYS if getattr(self, k) is not None}
+        d.update({k: getattr(self, k) for k in self._SCALARS})
+        d.update(self.init.to_dict("init_"))
+        d.update(self.final.to_dict("final_"))
+        d["params"] = self.params
+        d["timings"] = self.timings
+        d["kind"] = "odeflow.Result"
+        return d
+
+    def save(self, path) -> Path:
+        """Write to ``.npz`` (arrays; ``params`` as JSON text) or ``.json``.
+
+        The initial state is stored with prefix ``init_`` (as simulations do), so
+        ``OrderParameters.load(path)`` reads it back.
+        """
+        return _save(self.to_dict(), path)
+
+    @classmethod
+    def load(cls, path) -> "Result":
+        """Read a file written by :meth:`save`."""
+        d = _load(path, "odeflow.Result")
+        kw = {k: (None if d.get(k) is None else np.asarray(d[k], dtype=float))
+              for k in cls._ARRAYS}
+        return cls(**kw, status=int(d["status"]), reason=str(d["reason"]),
+                   message=str(d["message"]), nfev=int(d["nfev"]), n_steps=int(d["n_steps"]),
+                   n_rejected=int(d["n_rejected"]), alpha_final=float(d["alpha_final"]),
+                   init=OrderParameters.from_dict(d, "init_"),
+                   final=OrderParameters.from_dict(d, "final_"),
+                   params=d["params"], timings=d.get("timings", {}))
+
+
+def _save(d: dict, path) -> Path:
+    path = Path(path)
+    if path.suffix == ".npz":
+        out = {}
+        for k, v in d.items():
+            if k in ("params", "timings"):
+                out[k + "_json"] = np.array(json.dumps(_jsonable(v)))
+            elif isinstance(v, str):
+                out[k] = np.array(v)
+            else:
+                out[k] = np.asarray(v)
+        np.savez_compressed(path, **out)
+    elif path.suffix == ".json":
+        path.write_text(json.dumps(_jsonable(d), indent=1, allow_nan=True))
+    else:
+        raise ValueError(f"unknown output format {path.suffix!r} for {path}; use .npz or .json")
+    return path
+
+
+def _load(path, kind) -> dict:
+    path = Path(path)
+    if path.suffix == ".npz":
+        with np.load(path, allow_pickle=False) as z:
+            d = {}
+            for k in z.files:
+                if k.endswith("_json"):
+                    d[k[:-5]] = json.loads(str(z[k]))
+                elif z[k].dtype.kind == "U":
+                    d[k] = str(z[k])
+                else:
+                    d[k] = z[k]
+    elif path.suffix == ".json":
+        d = json.loads(path.read_text())
+    else:
+        raise ValueError(f"unknown file format {path.suffix!r} for {path}; use .npz or .json")
+    if d.get("kind") != kind:
+        raise ValueError(f"{path} does not hold an {kind} (kind = {d.get('kind')!r})")
+    return d
+
+
+# -------------------------------------------------------------------------------- solve
+def _drive(call, fs, ist, alpha_max, max_steps, bar, chunk0=256):
+    """Run a compiled kernel in chunks until it stops; adapt the chunk length so one chunk
+    takes about ``_CHUNK_SECONDS`` (only when a progress bar is shown; otherwise a single
+    call does the whole run). Chunking does not change the result: the kernels carry all
+    their state in ``fs``/``ist``/``work``."""
+    if not bar.enabled:
+        while ist[S.I_CODE] == S.CODE_RUNNING:
+            call(int(max_steps) + 2)
+        return
+    steps = chunk0
+    while ist[S.I_CODE] == S.CODE_RUNNING:
+        t = time.perf_counter()
+        call(steps)
+        dt = time.perf_counter() - t
+        bar.update(fs[S.F_ALPHA])
+        if dt < 0.5 * _CHUNK_SECONDS:
+            steps = min(steps * 2, 1 << 40)
+        elif dt > 2 * _CHUNK_SECONDS:
+            steps = max(steps // 2, 1)
+
+
+def solve(rule, init, *, eta, eta_v=None, sigma=0.0, activation="erf", alpha_max,
+          method="dopri5", dt=None, rtol=1e-8, atol=1e-10, record=None, eg_tol=None,
+          max_steps=10_000_000, diverge_threshold=1e6, rule_params=None,
+          progress=False) -> Result:
+    """Integrate the order-parameter ODEs of ``rule`` from ``init`` to ``alpha_max``.
+
+    Parameters
+    ----------
+    rule : str, theory.rules.Rule or system
+        "bp", "fa", "afa", a Rule, or a prebuilt system (``theory.codegen.System`` or any
+        object with ``rhs``, ``eg``, ``layout``, ``params``, ``rule``).
+    init : OrderParameters or dict of arrays
+        Initial state at α = 0; K and M are taken from it. FA needs ``b``; AFA needs ``b``,
+        ``c`` and ``sigma_F2``.
+    eta, eta_v : float
+        Learning rates of the first layer (η, scaled η/√N) and second layer (η_v, scaled
+        η_v/N). ``eta_v`` defaults to ``eta``.
+    sigma : float
+        Teacher output-noise standard deviation σ.
+    activation : {"erf", "linear"}
+    alpha_max : float
+        Final time α (samples / N); must be positive.
+    method : {"dopri5", "rk4", "euler"}
+        "dopri5": adaptive Dormand–Prince 5(4) with dense output (``rtol``, ``atol``;
+        ``dt`` if given is the first trial step). "rk4", "euler": fixed step ``dt``
+        (required), shortened where needed to land exactly on every recording time.
+    rtol, atol : float
+        dopri5 tolerances; the error test is ``‖err_i / (atol + rtol·|y_i|)‖_rms ≤ 1``.
+    record : dict or float, optional
+        Recording grid (:func:`theory.state.record_alphas`): ``{"every": dα}``,
+        ``{"log": n, "min": α_min}``, ``{"alpha": [...]}`` or a number dα. Default
+        ``{"log": 200, "min": min(0.01, alpha_max/1000)}`` (plus α = 0).
+    eg_tol : float, optional
+        Stop (status 1) as soon as ε_g < eg_tol.
+    max_steps : int
+        Budget of accepted steps (status -1, reason "max_steps", when exhausted).
+    diverge_threshold : float
+        Stop (status -1, reason "diverged") when ``max|y|`` or ε_g exceeds it, when the
+        state becomes non-finite, or when Q loses positive semi-definiteness.
+    rule_params : dict, optional
+        Values of a custom Rule's extra parameters.
+    progress : bool
+        Draw a progress bar on stderr (for runs longer than 0.5 s).
+
+    Returns
+    -------
+    Result
+
+    Raises
+    ------
+    ValueError
+        Unknown method, missing/non-positive ``dt`` for a fixed-step method, non-positive
+        ``alpha_max``, tolerances or thresholds, an invalid ``init``, or a state lacking
+        what the rule needs.
+    """
+    t_start = time.perf_counter()
+    if method not in S.KERNELS:
+        raise ValueError(f"unknown method {method!r}; allowed: {', '.join(S.METHODS)}")
+    alpha_max = _positive("alpha_max", alpha_max)
+    if method in S.FIXED_STEP:
+        if dt is None:
+            raise ValueError(f"method {method!r} is fixed-step: give dt (a positive step in α)")
+        dt = _positive("dt", dt)
+    else:
+        dt = _positive("dt", dt, allow_none=True)
+        rtol = _positive("rtol", rtol)
+        atol = _positive("atol", atol)
+    eg_tol = _positive("eg_tol", eg_tol, allow_none=True)
+    diverge_threshold = _positive("diverge_threshold", diverge_threshold)
+    if isinstance(max_steps, bool) or int(max_steps) != max_steps or max_steps < 1:
+        raise ValueError(f"max_steps must be a positive integer, got {max_steps!r}")
+    max_steps = int(max_steps)
+    state = _as_state(init)
+    eta = float(eta)
+    eta_v = eta if eta_v is None else float(eta_v)
+    sigma = float(sigma)
+    rec, record_spec = _record_grid(record, alpha_max)
+
+    system = get_system(rule, state.K, state.M, activation)
+    t_sys = time.perf_counter()
+    p = _params_vector(system, state, eta, eta_v, sigma, rule_params)
+    lay = system.layout
+    y = np.ascontiguousarray(lay.pack(state), dtype=float)
+    n = y.shape[0]
+    T = rec.shape[0]
+    rec_y = np.zeros((T, n))
+    rec_eg = np.zeros(T)
+    opts = S.make_opts(alpha_max, dt if method in S.FIXED_STEP else rtol, atol, eg_tol,
+                       diverge_threshold, PSD_RTOL, max_steps, lay.nQ, lay.K)
+    fs, ist, work = S.new_state(n)
+    if method == "dopri5" and dt is not None:
+        fs[S.F_H] = dt
+    kernel = S.KERNELS[method]
+
+    def call(steps):
+        kernel(system.rhs, system.eg, p, y, rec, rec_y, rec_eg, fs, ist, work, opts, steps)
+
+    bar = ProgressBar(alpha_max, label=f"{_rule_name(system)} {method}", enabled=progress)
+    _drive(call, fs, ist, alpha_max, max_steps, bar)
+    code = int(ist[S.I_CODE])
+    status, reason, message = _message(code, fs, ist, opts, method)
+    bar.close(fs[S.F_ALPHA], note=message)
+
+    nr = int(ist[S.I_NEXT_REC])
+    parts = lay.unpack(rec_y[:nr])
+    fb = _feedback(system)
+    b = None
+    if fb == "adaptive":
+        b = parts["b"]
+    elif fb == "fixed" and state.b is not None:
+        b = np.tile(state.b, (nr, 1))
+    final = lay.state(y, state)
+    params = dict(rule=_rule_name(system), K=state.K, M=state.M,
+                  activation=getattr(system, "activation", activation), eta=eta, eta_v=eta_v,
+                  sigma=sigma, alpha_max=alpha_max, method=method, dt=dt,
+                  rtol=rtol if method == "dopri5" else None,
+                  atol=atol if method == "dopri5" else None, record=_jsonable(record_spec),
+                  eg_tol=eg_tol, max_steps=max_steps, diverge_threshold=diverge_threshold,
+                  rule_params=dict(rule_params or {}))
+    t_end = time.perf_counter()
+    return Result(alpha=rec[:nr].copy(), eg=rec_eg[:nr].copy(), Q=parts["Q"], R=parts["R"],
+                  v=parts["v"], b=b,
+                  cos_vb=None if b is None else _cos_vb(parts["v"], b),
+                  norm_b=None if b is None else _norm_b(b),
+                  status=status, reason=reason, message=message, nfev=int(ist[S.I_NFEV]),
+                  n_steps=int(ist[S.I_NSTEPS]), n_rejected=int(ist[S.I_NREJECT]),
+                  alpha_final=float(fs[S.F_ALPHA]), init=state, final=final, params=params,
+                  timings={"system": t_sys - t_start, "run": t_end - t_sys})
+
+
+# ---------------------------------------------------------------------------- solve_sde
+@dataclass
+class SDEResult:
+    """An Euler–Maruyama ensemble of AFA trajectories (SCIENCE.md §5.2).
+
+    Attributes
+    ----------
+    alpha : (T,) array
+        Recording times (the full requested grid).
+    eg : (P, T) array
+        ε_g per path. After a path diverges its remaining entries are NaN and
+        ``alive[p, t]`` is False — never silently: see ``diverged`` and ``message``.
+    Q, R, v, b : (P, T, K, K), (P, T, K, M), (P, T, K), (P, T, K) arrays
+    alive : (P, T) bool array
+        True where the path has a valid record.
+    n_alive : (T,) int array
+    eg_mean, eg_std : (T,) arrays
+        Mean and standard deviation (ddof = 1) of ε_g over the paths alive at each record.
+    b_mean, b_std : (T, K) arrays
+        The same for b.
+    diverged : (P,) bool array
+    alpha_stop : (P,) array
+        α at which each path stopped (alpha_max for those that finished).
+    status : int
+        0 all paths reached alpha_max; -1 at least one diverged.
+    message, success, nfev (total over paths), init, params, timings
+    """
+
+    alpha: np.ndarray
+    eg: np.ndarray
+    Q: np.ndarray
+    R: np.ndarray
+    v: np.ndarray
+    b: np.ndarray
+    alive: np.ndarray
+    n_alive: np.ndarray
+    eg_mean: np.ndarray
+    eg_std: np.ndarray
+    b_mean: np.ndarray
+    b_std: np.ndarray
+    diverged: np.ndarray
+    alpha_stop: np.ndarray
+    status: int
+    message: str
+    nfev: int
+    init: OrderParameters
+    params: dict
+    timings: dict = field(default_factory=dict)
+
+    @property
+    def success(self) -> bool:
+        return self.status >= 0
+
+    @property
+    def n_paths(self) -> int:
+        return self.eg.shape[0]
+
+    def state(self, path: int, i: int) -> OrderParameters:
+        """The :class:`OrderParameters` of path ``path`` at record ``i``."""
+        if not self.alive[path, i]:
+            raise ValueError(f"path {path} diverged at α = {self.alpha_stop[path]:.4g} "
+                             f"before record {i} (α = {self.alpha[i]:.4g})")
+        return self.init.replace(Q=self.Q[path, i], R=self.R[path, i], v=self.v[path, i],
+                                 b=self.b[path, i])
+
+    def __repr__(self):
+        return (f"SDEResult(rule={self.params.get('rule')!r}, n_paths={self.n_paths}, "
+                f"records={len(self.alpha)}, status={self.status}, message={self.message!r})")
+
+    _ARRAYS = ("alpha", "eg", "Q", "R", "v", "b", "alive", "n_alive", "eg_mean", "eg_std",
+               "b_mean", "b_std", "diverged", "alpha_stop")
+
+    def to_dict(self) -> dict:
+        d = {k: getattr(self, k) for k in self._ARRAYS}
+        d.update(status=self.status, message=self.message, nfev=self.nfev)
+        d.update(self.init.to_dict("init_"))
+        d["params"] = self.params
+        d["timings"] = self.timings
+        d["kind"] = "odeflow.SDEResult"
+        return d
+
+    def save(self, path) -> Path:
+        """Write to ``.npz`` or ``.json`` (NaNs after divergence are kept as NaN)."""
+        return _save(self.to_dict(), path)
+
+    @classmethod
+    def load(cls, path) -> "SDEResult":
+        d = _load(path, "odeflow.SDEResult")
+        kw = {}
+        for k in cls._ARRAYS:
+            a = np.asarray(d[k])
+            if k in ("alive", "diverged"):
+                a = a.astype(bool)
+            elif k == "n_alive":
+                a = a.astype(int)
+            else:
+                a = a.astype(float)
+            kw[k] = a
+        return cls(**kw, status=int(d["status"]), message=str(d["message"]),
+                   nfev=int(d["nfev"]), init=OrderParameters.from_dict(d, "init_"),
+                   params=d["params"], timings=d.get("timings", {}))
+
+
+def _nan_stats(x, alive):
+    """Mean and std (ddof=1, 0 for a single path) over axis 0 of the alive entries."""
+    m = alive.reshape(alive.shape + (1,) * (x.ndim - 2))
+    cnt = m.sum(axis=0)
+    xs = np.where(m, x, 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = xs.sum(axis=0) / cnt
+        var = np.where(m, (x - mean) ** 2, 0.0).sum(axis=0) / np.maximum(cnt - 1, 1)
+    return mean, np.sqrt(var)
+
+
+def solve_sde(rule="afa", init=None, *, eta, eta_v=None, sigma=0.0, activation="erf",
+              alpha_max, dt, n_paths, seed=None, record=None, method="euler-maruyama",
+              diverge_threshold=1e6, rule_params=None, progress=False) -> SDEResult:
+    """Ensemble of the AFA SDE ``db = drift dα + chol(Σ) dB_α`` (SCIENCE.md §5.2).
+
+    Q, R and v follow their ODEs given the path of b; b gets Gaussian noise with covariance
+    ``Σ(y) dα`` (``system.noise``). Euler–Maruyama with fixed step ``dt`` (landing exactly
+    on recording times); ``n_paths`` independent paths in parallel, reproducible for a given
+    ``seed`` (see :mod:`odeflow.sde`).
+
+    Parameters are those of :func:`solve` plus ``n_paths`` (int ≥ 1), ``seed`` (int or None:
+    fresh entropy, recorded in ``params['seed']``) and ``method`` ("euler-maruyama").
+
+    Returns
+    -------
+    SDEResult
+
+    Raises
+    ------
+    ValueError
+        For a rule without adaptive feedback, unknown method, non-positive dt, alpha_max or
+        n_paths, or an invalid init.
+    """
+    from . import sde as E
+
+    t_start = time.perf_counter()
+    if method not in SDE_METHODS:
+        raise ValueError(f"unknown SDE method {method!r}; allowed: {', '.join(SDE_METHODS)}")
+    if init is None:
+        raise ValueError("solve_sde needs an initial state init (with b, c, sigma_F2)")
+    alpha_max = _positive("alpha_max", alpha_max)
+    if dt is None:
+        raise ValueError("solve_sde is fixed-step (Euler–Maruyama): give dt")
+    dt = _positive("dt", dt)
+    diverge_threshold = _positive("diverge_threshold", diverge_threshold)
+    if isinstance(n_paths, bool) or int(n_paths) != n_paths or n_paths < 1:
+        raise ValueError(f"n_paths must be a positive integer, got {n_paths!r}")
+    n_paths = int(n_paths)
+    if seed is None:
+        seed = int(np.random.SeedSequence().entropy % (1 << 63))
+    state = _as_state(init)
+    eta = float(eta)
+    eta_v = eta if eta_v is None else float(eta_v)
+    sigma = float(sigma)
+    rec, record_spec = _record_grid(record, alpha_max)
+    system = get_system(rule, state.K, state.M, activation)
+    if getattr(system, "noise", None) is None or not system.layout.adaptive_b:
+        raise ValueError(f"rule {_rule_name(system)!r} has no stochastic feedback; solve_sde "
+                         "needs an adaptive-feedback rule such as 'afa' (use solve for the "
+                         "deterministic ODEs)")
+    t_sys = time.perf_counter()
+    p = _params_vector(system, state, eta, eta_v, sigma, rule_params)
+    lay = system.layout
+    y0 = np.ascontiguousarray(lay.pack(state), dtype=float)
+    n = y0.shape[0]
+    T = rec.shape[0]
+    P = n_paths
+    Y = np.tile(y0, (P, 1))
+    rec_y = np.full((P, T, n), np.nan)
+    rec_eg = np.full((P, T), np.nan)
+    FS = np.zeros((P, S.N_FS))
+    IST = np.zeros((P, S.N_IST), dtype=np.int64)
+    opts = S.make_opts(alpha_max, dt, 1.0, None, diverge_threshold, PSD_RTOL, 1 << 62,
+                       lay.nQ, lay.K)
+    b0 = lay.slices["b"].start
+    base = E.base_seeds(seed, P)
+    bar = ProgressBar(alpha_max, label=f"{_rule_name(system)} SDE ×{P}", enabled=progress)
+    chunk = 0
+    while np.any(IST[:, S.I_CODE] == S.CODE_RUNNING):
+        E.em_kernel(system.rhs, system.eg, system.noise, p, Y, rec, rec_y, rec_eg, FS, IST,
+                    opts, E.chunk_seeds(base, chunk), b0, E.CHUNK_STEPS)
+        chunk += 1
+        running = IST[:, S.I_CODE] == S.CODE_RUNNING
+        bar.update(float(np.max(FS[:, S.F_ALPHA])) if running.any() else alpha_max)
+
+    codes = IST[:, S.I_CODE]
+    diverged = codes < 0
+    alpha_stop = np.where(diverged, FS[:, S.F_STOP_ALPHA], FS[:, S.F_ALPHA])
+    alive = np.arange(T)[None, :] < IST[:, S.I_NEXT_REC][:, None]
+    n_alive = alive.sum(axis=0)
+    nd = int(diverged.sum())
+    if nd == 0:
+        status, message = 0, (f"all {P} paths reached α = alpha_max = {_fmt(alpha_max)} "
+                              f"({int(IST[0, S.I_NSTEPS])} steps each)")
+    else:
+        first = int(np.argmin(np.where(diverged, alpha_stop, np.inf)))
+        _, _, why = _message(int(codes[first]), FS[first], IST[first], opts, "euler")
+        status = -1
+        message = (f"{nd} of {P} paths diverged (their records stop there; statistics use "
+                   f"the surviving paths); earliest, path {first}: {why}")
+    bar.close(alpha_max if nd == 0 else float(np.max(alpha_stop)), note=message)
+
+    parts = lay.unpack(rec_y)
+    eg_mean, eg_std = _nan_stats(rec_eg, alive)
+    b_mean, b_std = _nan_stats(parts["b"], alive)
+    params = dict(rule=_rule_name(system), K=state.K, M=state.M,
+                  activation=getattr(system, "activation", activation), eta=eta, eta_v=eta_v,
+                  sigma=sigma, alpha_max=alpha_max, method=method, dt=dt,
+                  record=_jsonable(record_spec), n_paths=P, seed=seed,
+                  diverge_threshold=diverge_threshold, chunk_steps=E.CHUNK_STEPS,
+                  rule_params=dict(rule_params or {}))
+    t_end = time.perf_counter()
+    return SDEResult(alpha=rec.copy(), eg=rec_eg, Q=parts["Q"], R=parts["R"], v=parts["v"],
+                     b=parts["b"], alive=alive, n_alive=n_alive, eg_mean=eg_mean,
+                     eg_std=eg_std, b_mean=b_mean, b_std=b_std, diverged=diverged,
+                     alpha_stop=alpha_stop, status=status, message=message,
+                     nfev=int(IST[:, S.I_NFEV].sum()), init=state, params=params,
+                     timings={"system": t_sys - t_start, "run": t_end - t_sys})

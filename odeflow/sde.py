@@ -1,0 +1,150 @@
+"""Euler–Maruyama ensemble for the stochastic feedback of AFA (SCIENCE.md §5.2).
+
+The adaptive feedback ``b_k = w_k·F/√N`` does not self-average: per unit α it receives
+Gaussian noise with covariance ``Σ(y)`` (K×K, ``system.noise``). The state obeys
+
+    dy = f(y) dα + G(y) dB_α,      G = [0; …; 0; chol Σ(y)]   (noise only on the b block)
+
+so Q, R, v are deterministic given the path of b. Euler–Maruyama (strong order 1/2, weak
+order 1)::
+
+    y_{n+1} = y_n + h f(y_n) + √h · [0, …, 0, L(y_n) ξ_n],   L Lᵀ = Σ(y_n),  ξ_n ~ N(0, I_K)
+
+with the same step grid as :func:`odeflow.solvers.euler_kernel` (steps land exactly on
+recording times), so with Σ ≡ 0 every path equals the deterministic Euler solution bit for
+bit. Only Euler–Maruyama is provided: the noise is multiplicative (Σ depends on b), so a
+strong order-1 scheme (Milstein) would need the derivatives of chol Σ, which the generated
+code does not provide, and the weak-order gain of a stochastic Heun step is irrelevant when
+dt is chosen small enough for the deterministic Euler error (O(dt)) anyway.
+
+Reproducibility
+---------------
+Paths run in parallel (``numba.prange``). Each path has a base seed from
+``np.random.SeedSequence(seed).spawn(n_paths)``; the integration proceeds in chunks of
+:data:`CHUNK_STEPS` steps (fixed, independent of the progress bar), and at the start of
+chunk ``c`` path ``i`` re-seeds numba's (per-thread) generator with
+``splitmix64(base_i + c·φ) mod 2³²``. A path therefore draws the same numbers whatever
+thread runs it, and the ensemble is reproducible for a given ``seed``, ``n_paths``, dt and
+recording grid (and independent of the number of threads).
+
+Singular Σ
+----------
+Σ is positive semi-definite but singular whenever some ``b_k = 0`` (Σ_kl ∝ b_k b_l S_kl) or
+σ_F² = 0. :func:`chol_psd` is a Cholesky factorisation that drops a direction whose pivot
+is below ``1e-12·max(Σ_kk)`` (for a PSD matrix the rest of that column is then negligible
+too); a slightly negative pivot from round-off is treated the same way.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from .solvers import (CODE_RUNNING, I_CODE, I_NEXT_REC, I_NFEV, I_STARTED, F_ALPHA,
+                      _accept, _after_fixed_step, _start, fixed_step_size, O_K)
+
+#: steps per chunk; part of the reproducibility contract (see the module docstring)
+CHUNK_STEPS = 4096
+
+_PHI = np.uint64(0x9E3779B97F4A7C15)
+
+
+def chunk_seeds(base: np.ndarray, chunk: int) -> np.ndarray:
+    """32-bit seeds for chunk ``chunk`` of every path: ``splitmix64(base + chunk·φ)``."""
+    with np.errstate(over="ignore"):
+        z = base.astype(np.uint64) + np.uint64(chunk + 1) * _PHI
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+    return (z & np.uint64(0xFFFFFFFF)).astype(np.int64)
+
+
+def base_seeds(seed, n_paths: int) -> np.ndarray:
+    """One 64-bit base seed per path from ``SeedSequence(seed).spawn(n_paths)``."""
+    children = np.random.SeedSequence(seed).spawn(n_paths)
+    return np.array([c.generate_state(1, dtype=np.uint64)[0] for c in children],
+                    dtype=np.uint64)
+
+
+@njit(cache=True)
+def chol_psd(S, L):
+    """Lower-triangular ``L`` with ``L Lᵀ = S`` for a positive *semi*-definite S.
+
+    Standard Cholesky–Banachiewicz, except that a pivot ``≤ 1e-12·max(1e-300, max_k S_kk)``
+    zeroes its column (the direction carries no noise).
+    """
+    K = S.shape[0]
+    scale = 1e-300
+    for k in range(K):
+        if S[k, k] > scale:
+            scale = S[k, k]
+    tol = 1e-12 * scale
+    for j in range(K):
+        for i in range(K):
+            L[i, j] = 0.0
+    for j in range(K):
+        s = S[j, j]
+        for m in range(j):
+            s -= L[j, m] * L[j, m]
+        if s <= tol:
+            continue        # column j stays zero
+        ljj = np.sqrt(s)
+        L[j, j] = ljj
+        for i in range(j + 1, K):
+            t = 0.5 * (S[i, j] + S[j, i])
+            for m in range(j):
+                t -= L[i, m] * L[j, m]
+            L[i, j] = t / ljj
+
+
+@njit(parallel=True)
+def em_kernel(rhs, eg, noise, p, Y, rec_alpha, rec_y, rec_eg, FS, IST, opts, seeds,
+              b0, max_call_steps):
+    """Advance every path by at most ``max_call_steps`` Euler–Maruyama steps.
+
+    ``Y`` (P, n) current states; ``rec_y`` (P, T, n), ``rec_eg`` (P, T) records; ``FS``
+    (P, N_FS), ``IST`` (P, N_IST) per-path solver state (as in :mod:`odeflow.solvers`);
+    ``seeds`` (P,) this chunk's 32-bit seeds; ``b0`` the offset of the b block in y.
+    """
+    P, n = Y.shape
+    K = np.int64(opts[O_K])
+    for ip in prange(P):
+        fs = FS[ip]
+        ist = IST[ip]
+        if ist[I_CODE] != CODE_RUNNING:
+            continue
+        np.random.seed(seeds[ip])
+        y = Y[ip]
+        f = np.empty(n)
+        ynew = np.empty(n)
+        S = np.empty((K, K))
+        Lc = np.empty((K, K))
+        xi = np.empty(K)
+        Lq = np.empty((K, K))
+        if ist[I_STARTED] == 0:
+            _start(eg, p, y, rec_alpha, rec_y[ip], rec_eg[ip], fs, ist, opts, Lq)
+        for _ in range(max_call_steps):
+            if ist[I_CODE] != CODE_RUNNING:
+                break
+            h, anew, landed = fixed_step_size(fs, ist, rec_alpha, opts)
+            rhs(y, p, f)
+            noise(y, p, S)
+            ist[I_NFEV] += 1
+            chol_psd(S, Lc)
+            for k in range(K):
+                xi[k] = np.random.standard_normal()
+            for i in range(n):
+                ynew[i] = y[i] + h * f[i]
+            sh = np.sqrt(h)
+            for k in range(K):
+                s = 0.0
+                for m in range(k + 1):
+                    s += Lc[k, m] * xi[m]
+                ynew[b0 + k] += sh * s
+            if not _accept(eg, p, y, ynew, anew, rec_alpha, rec_y[ip], rec_eg[ip], fs, ist,
+                           opts, landed, Lq):
+                break
+            _after_fixed_step(landed, fs, ist)
+
+
+__all__ = ["em_kernel", "chol_psd", "base_seeds", "chunk_seeds", "CHUNK_STEPS",
+           "I_NEXT_REC", "F_ALPHA"]

@@ -1,0 +1,569 @@
+"""Numba-compiled integration loops for the order-parameter ODEs ``dy/dα = f(y; p)``.
+
+Every method is one ``@njit`` function that runs the *whole* integration loop (no Python
+work per step). The system's right-hand side ``rhs(y, p, dy)`` and its generalisation error
+``eg(y, p)`` are numba dispatchers passed in as arguments: numba specialises the loop once per
+dispatcher type, i.e. once per generated system per process, and re-uses that machine code
+for every later call (see ``tests/odeflow/test_solvers.py::test_kernels_compile_once``).
+
+Kernel protocol
+---------------
+All three kernels (:func:`euler_kernel`, :func:`rk4_kernel`, :func:`dopri5_kernel`) share one
+calling convention so that :mod:`odeflow.api` can drive them in chunks (to draw a progress
+bar between chunks) without changing the result::
+
+    kernel(rhs, eg, p, y, rec_alpha, rec_y, rec_eg, fs, ist, work, opts, max_calls_steps)
+
+``y`` (float64[n]) is the current state, updated in place; it always holds the *last
+accepted state that passed the stop checks*. ``rec_alpha`` are the recording times,
+``rec_y`` (float64[T, n]) and ``rec_eg`` (float64[T]) receive the records. ``fs`` (float
+state) and ``ist`` (integer state) carry everything else across calls (current α, step
+size, controller memory, record counter, counters, stop code); see the ``F_*`` and ``I_*``
+indices below. ``work`` is scratch space of shape (8, n). ``opts`` holds
+``[alpha_max, dt_or_rtol, atol, eg_tol, diverge_threshold, psd_rtol, max_steps, nQ, K]``.
+A call returns after at most ``max_call_steps`` steps, or earlier when the run has stopped
+(``ist[I_CODE] != 0``).
+
+Stop conditions (checked after every step, on the candidate new state)
+----------------------------------------------------------------------
+- divergence: a non-finite entry (``CODE_NONFINITE``), ``max|y| > diverge_threshold``
+  (``CODE_YMAX``), ``ε_g > diverge_threshold`` or non-finite (``CODE_EG``), or ``Q`` (the first
+  K(K+1)/2 entries of y, upper triangle row-major) losing positive semi-definiteness
+  (``CODE_PSD``): a Cholesky factorisation of ``Q + psd_rtol·max(1, max_k Q_kk)·I`` fails.
+  ``Q`` is a Gram matrix ``w·w/N``; an indefinite ``Q`` is unphysical and signals that the
+  step size or the learning rate is too large. The failing state is *not* accepted.
+- convergence: ``ε_g < eg_tol`` (``CODE_CONVERGED``); that state is accepted.
+- budget: ``max_steps`` steps taken (``CODE_MAX_STEPS``); dopri5 step-size underflow
+  (``CODE_H_UNDERFLOW``).
+Records are written only on the requested grid, so a stopped run simply has fewer records.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+# ------------------------------------------------------------------ state-array indices
+# float state fs
+F_ALPHA = 0       # current α (of the accepted state y)
+F_H = 1           # dopri5: proposed next step size
+F_ERROLD = 2      # dopri5: previous accepted error norm (PI controller memory)
+F_SEG = 3         # fixed-step: α of the last point landed on exactly (start of the segment)
+F_EG = 4          # ε_g of the accepted state
+F_STOP_ALPHA = 5  # α of the state that triggered a stop
+F_STOP_VALUE = 6  # the offending value (ε_g, max|y|, min pivot of Q, …)
+N_FS = 7
+# integer state ist
+I_NEXT_REC = 0    # index of the next record to write (= number of records written)
+I_NFEV = 1        # number of rhs evaluations
+I_NSTEPS = 2      # number of accepted steps
+I_CODE = 3        # stop code (0 = still running)
+I_NSEG = 4        # fixed-step: steps taken since F_SEG
+I_REJECTED = 5    # dopri5: 1 if the last attempted step was rejected
+I_NREJECT = 6     # dopri5: number of rejected steps
+I_STARTED = 7     # 1 once the initial record/check has been done
+N_IST = 8
+# opts
+O_ALPHA_MAX, O_DT, O_RTOL, O_ATOL, O_EG_TOL, O_THRESH, O_PSD_RTOL, O_MAX_STEPS, O_NQ, O_K = \
+    0, 1, 1, 2, 3, 4, 5, 6, 7, 8
+N_OPTS = 9
+
+# stop codes
+CODE_RUNNING = 0
+CODE_DONE = 1
+CODE_CONVERGED = 2
+CODE_NONFINITE = -1
+CODE_YMAX = -2
+CODE_EG = -3
+CODE_PSD = -4
+CODE_MAX_STEPS = -5
+CODE_H_UNDERFLOW = -6
+
+#: fixed-step landing tolerance: a remaining distance up to dt·(1 + LAND_RTOL) to the next
+#: record point is covered by one (slightly adjusted) step, so round-off in α never produces
+#: a spurious tiny extra step.
+LAND_RTOL = 1e-8
+
+
+def make_opts(alpha_max, dt_or_rtol, atol, eg_tol, diverge_threshold, psd_rtol, max_steps,
+              nQ, K) -> np.ndarray:
+    """Pack the solver options into the float64 vector the kernels read (see ``O_*``)."""
+    o = np.empty(N_OPTS)
+    o[O_ALPHA_MAX] = alpha_max
+    o[O_DT] = dt_or_rtol
+    o[O_ATOL] = atol
+    o[O_EG_TOL] = -1.0 if eg_tol is None else eg_tol   # negative: no convergence test
+    o[O_THRESH] = diverge_threshold
+    o[O_PSD_RTOL] = psd_rtol
+    o[O_MAX_STEPS] = max_steps
+    o[O_NQ] = nQ
+    o[O_K] = K
+    return o
+
+
+def new_state(n: int):
+    """Fresh ``(fs, ist, work)`` arrays for a run starting at α = 0."""
+    fs = np.zeros(N_FS)
+    ist = np.zeros(N_IST, dtype=np.int64)
+    work = np.zeros((8, n))
+    return fs, ist, work
+
+
+# ------------------------------------------------------------------------ stop checks
+@njit(cache=True)
+def q_is_psd(y, K, psd_rtol, L):
+    """Return the smallest Cholesky pivot of ``Q + tol·I`` (≤ 0 ⇔ Q not PSD within tol).
+
+    ``Q`` is read from the packed upper triangle ``y[:K(K+1)/2]`` (row-major: Q00, Q01, …,
+    Q0,K-1, Q11, …). ``tol = psd_rtol · max(1, max_k Q_kk)``. ``L`` is K×K scratch (no
+    allocation per step).
+    """
+    # index of Q_ij (i <= j) in the packed triangle: i*K - i*(i-1)/2 + (j - i)
+    scale = 1.0
+    for i in range(K):
+        d = y[i * K - (i * (i - 1)) // 2]
+        if d > scale:
+            scale = d
+    tol = psd_rtol * scale
+    minpiv = np.inf
+    for j in range(K):
+        s = y[j * K - (j * (j - 1)) // 2] + tol
+        for m in range(j):
+            s -= L[j, m] * L[j, m]
+        if s < minpiv:
+            minpiv = s
+        if not s > 0.0:
+            return s
+        ljj = np.sqrt(s)
+        L[j, j] = ljj
+        for i in range(j + 1, K):
+            t = y[j * K - (j * (j - 1)) // 2 + (i - j)]   # Q_ji = Q_ij, j < i
+            for m in range(j):
+                t -= L[i, m] * L[j, m]
+            L[i, j] = t / ljj
+    return minpiv
+
+
+@njit(cache=True)
+def check_state(y, egv, opts, L):
+    """Divergence checks on a candidate state: returns ``(code, offending value)``.
+
+    Order: non-finite entries, ``max|y|``, ``ε_g``, positive semi-definiteness of ``Q``.
+    """
+    thresh = opts[O_THRESH]
+    ymax = 0.0
+    for i in range(y.shape[0]):
+        a = abs(y[i])
+        if not np.isfinite(a):
+            return CODE_NONFINITE, a
+        if a > ymax:
+            ymax = a
+    if ymax > thresh:
+        return CODE_YMAX, ymax
+    if not np.isfinite(egv) or egv > thresh:
+        return CODE_EG, egv
+    K = np.int64(opts[O_K])
+    if K > 0:
+        piv = q_is_psd(y, K, opts[O_PSD_RTOL], L)
+        if not piv > 0.0:
+            return CODE_PSD, piv
+    return CODE_RUNNING, 0.0
+
+
+@njit
+def _start(eg, p, y, rec_alpha, rec_y, rec_eg, fs, ist, opts, L):
+    """First call only: evaluate ε_g at α = 0, check the initial state, record α = 0."""
+    ist[I_STARTED] = 1
+    egv = eg(y, p)
+    fs[F_EG] = egv
+    code, val = check_state(y, egv, opts, L)
+    if code != CODE_RUNNING:
+        ist[I_CODE] = code
+        fs[F_STOP_ALPHA] = fs[F_ALPHA]
+        fs[F_STOP_VALUE] = val
+        return
+    nrec = rec_alpha.shape[0]
+    while ist[I_NEXT_REC] < nrec and rec_alpha[ist[I_NEXT_REC]] <= fs[F_ALPHA]:
+        r = ist[I_NEXT_REC]
+        rec_y[r, :] = y
+        rec_eg[r] = egv
+        ist[I_NEXT_REC] = r + 1
+    if opts[O_EG_TOL] > 0 and egv < opts[O_EG_TOL]:
+        ist[I_CODE] = CODE_CONVERGED
+        fs[F_STOP_ALPHA] = fs[F_ALPHA]
+        fs[F_STOP_VALUE] = egv
+        return
+    if fs[F_ALPHA] >= opts[O_ALPHA_MAX]:
+        ist[I_CODE] = CODE_DONE
+
+
+@njit
+def _accept(eg, p, y, ynew, anew, rec_alpha, rec_y, rec_eg, fs, ist, opts, landed, L):
+    """Check a fixed-step candidate ``ynew`` at α = ``anew``; accept, record, set stop codes.
+
+    Returns True if the run continues.
+    """
+    egv = eg(ynew, p)
+    code, val = check_state(ynew, egv, opts, L)
+    if code != CODE_RUNNING:
+        ist[I_CODE] = code
+        fs[F_STOP_ALPHA] = anew
+        fs[F_STOP_VALUE] = val
+        return False
+    y[:] = ynew
+    fs[F_ALPHA] = anew
+    fs[F_EG] = egv
+    ist[I_NSTEPS] += 1
+    if landed:
+        r = ist[I_NEXT_REC]
+        if r < rec_alpha.shape[0] and rec_alpha[r] == anew:
+            rec_y[r, :] = y
+            rec_eg[r] = egv
+            ist[I_NEXT_REC] = r + 1
+    if opts[O_EG_TOL] > 0 and egv < opts[O_EG_TOL]:
+        ist[I_CODE] = CODE_CONVERGED
+        fs[F_STOP_ALPHA] = anew
+        fs[F_STOP_VALUE] = egv
+        return False
+    if anew >= opts[O_ALPHA_MAX]:
+        ist[I_CODE] = CODE_DONE
+        return False
+    if ist[I_NSTEPS] >= opts[O_MAX_STEPS]:
+        ist[I_CODE] = CODE_MAX_STEPS
+        fs[F_STOP_ALPHA] = anew
+        fs[F_STOP_VALUE] = opts[O_MAX_STEPS]
+        return False
+    return True
+
+
+@njit(cache=True)
+def fixed_step_size(fs, ist, rec_alpha, opts):
+    """The next fixed step ``(h, α_new, landed)``.
+
+    α is computed as ``α_seg + n·dt`` from the last landing point (no accumulation of
+    round-off over 10⁶ steps). The target is the next record point (or ``alpha_max``); when
+    it is within ``dt·(1 + LAND_RTOL)`` the step is shortened to land on it exactly.
+    """
+    dt = opts[O_DT]
+    amax = opts[O_ALPHA_MAX]
+    r = ist[I_NEXT_REC]
+    target = amax
+    if r < rec_alpha.shape[0] and rec_alpha[r] < amax:
+        target = rec_alpha[r]
+    a = fs[F_ALPHA]
+    remaining = target - a
+    if remaining <= dt * (1.0 + LAND_RTOL):
+        return remaining, target, True
+    anew = fs[F_SEG] + (ist[I_NSEG] + 1) * dt
+    return anew - a, anew, False
+
+
+@njit(cache=True)
+def _after_fixed_step(landed, fs, ist):
+    if landed:
+        fs[F_SEG] = fs[F_ALPHA]
+        ist[I_NSEG] = 0
+    else:
+        ist[I_NSEG] += 1
+
+
+# ------------------------------------------------------------------------------ euler
+@njit
+def euler_kernel(rhs, eg, p, y, rec_alpha, rec_y, rec_eg, fs, ist, work, opts,
+                 max_call_steps):
+    """Explicit Euler, fixed step: ``y_{n+1} = y_n + h f(y_n)``; global error O(h).
+
+    Steps land exactly on every recording time (see :func:`fixed_step_size`).
+    """
+    kq = max(np.int64(opts[O_K]), 1)
+    L = np.empty((kq, kq))
+    if ist[I_STARTED] == 0:
+        _start(eg, p, y, rec_alpha, rec_y, rec_eg, fs, ist, opts, L)
+    f = work[0]
+    ynew = work[1]
+    n = y.shape[0]
+    for _ in range(max_call_steps):
+        if ist[I_CODE] != CODE_RUNNING:
+            break
+        h, anew, landed = fixed_step_size(fs, ist, rec_alpha, opts)
+        rhs(y, p, f)
+        ist[I_NFEV] += 1
+        for i in range(n):
+            ynew[i] = y[i] + h * f[i]
+        if not _accept(eg, p, y, ynew, anew, rec_alpha, rec_y, rec_eg, fs, ist, opts, landed,
+                       L):
+            break
+        _after_fixed_step(landed, fs, ist)
+
+
+# -------------------------------------------------------------------------------- rk4
+@njit
+def rk4_kernel(rhs, eg, p, y, rec_alpha, rec_y, rec_eg, fs, ist, work, opts,
+               max_call_steps):
+    """Classical fourth-order Runge–Kutta, fixed step; global error O(h⁴).
+
+    .. math::
+        k_1 = f(y_n),\\; k_2 = f(y_n + \\tfrac h2 k_1),\\; k_3 = f(y_n + \\tfrac h2 k_2),\\;
+        k_4 = f(y_n + h k_3),\\quad y_{n+1} = y_n + \\tfrac h6 (k_1 + 2k_2 + 2k_3 + k_4)
+    """
+    kq = max(np.int64(opts[O_K]), 1)
+    L = np.empty((kq, kq))
+    if ist[I_STARTED] == 0:
+        _start(eg, p, y, rec_alpha, rec_y, rec_eg, fs, ist, opts, L)
+    k1, k2, k3, k4, yt, ynew = work[0], work[1], work[2], work[3], work[4], work[5]
+    n = y.shape[0]
+    for _ in range(max_call_steps):
+        if ist[I_CODE] != CODE_RUNNING:
+            break
+        h, anew, landed = fixed_step_size(fs, ist, rec_alpha, opts)
+        rhs(y, p, k1)
+        for i in range(n):
+            yt[i] = y[i] + 0.5 * h * k1[i]
+        rhs(yt, p, k2)
+        for i in range(n):
+            yt[i] = y[i] + 0.5 * h * k2[i]
+        rhs(yt, p, k3)
+        for i in range(n):
+            yt[i] = y[i] + h * k3[i]
+        rhs(yt, p, k4)
+        ist[I_NFEV] += 4
+        for i in range(n):
+            ynew[i] = y[i] + (h / 6.0) * (k1[i] + 2.0 * k2[i] + 2.0 * k3[i] + k4[i])
+        if not _accept(eg, p, y, ynew, anew, rec_alpha, rec_y, rec_eg, fs, ist, opts, landed,
+                       L):
+            break
+        _after_fixed_step(landed, fs, ist)
+
+
+# ----------------------------------------------------------------------------- dopri5
+# Dormand–Prince 5(4) tableau (Dormand & Prince 1980; Hairer, Nørsett & Wanner, Solving ODEs
+# I, Table II.5.2). Nodes c, coupling a, 5th-order weights b (= last row of a: FSAL), and
+# error weights e = b - b̂ (b̂ the embedded 4th-order weights).
+C2, C3, C4, C5 = 1.0 / 5.0, 3.0 / 10.0, 4.0 / 5.0, 8.0 / 9.0
+A21 = 1.0 / 5.0
+A31, A32 = 3.0 / 40.0, 9.0 / 40.0
+A41, A42, A43 = 44.0 / 45.0, -56.0 / 15.0, 32.0 / 9.0
+A51, A52, A53, A54 = 19372.0 / 6561.0, -25360.0 / 2187.0, 64448.0 / 6561.0, -212.0 / 729.0
+A61, A62, A63, A64, A65 = (9017.0 / 3168.0, -355.0 / 33.0, 46732.0 / 5247.0, 49.0 / 176.0,
+                           -5103.0 / 18656.0)
+B1, B3, B4, B5, B6 = 35.0 / 384.0, 500.0 / 1113.0, 125.0 / 192.0, -2187.0 / 6784.0, 11.0 / 84.0
+E1, E3, E4, E5, E6, E7 = (71.0 / 57600.0, -71.0 / 16695.0, 71.0 / 1920.0, -17253.0 / 339200.0,
+                          22.0 / 525.0, -1.0 / 40.0)
+# dense output (Hairer's CONTD5 coefficients, 4th-order continuous extension)
+D1, D3, D4, D5, D6, D7 = (-12715105075.0 / 11282082432.0, 87487479700.0 / 32700410799.0,
+                          -10690763975.0 / 1880347072.0, 701980252875.0 / 199316789632.0,
+                          -1453857185.0 / 822651844.0, 69997945.0 / 29380423.0)
+# step-size controller (Hairer's DOPRI5 defaults): PI control with β = 0.04,
+# h_new = h · clip(safe · err^(-α_exp) · err_old^β, 1/10, 5), α_exp = 1/5 − 0.75 β
+SAFE, FAC_MIN, FAC_MAX, BETA = 0.9, 0.2, 10.0, 0.04
+EXPO1 = 0.2 - BETA * 0.75
+
+
+@njit(cache=True)
+def _err_norm(y0, y1, errvec, rtol, atol):
+    """Hairer's error norm: ``sqrt( mean_i ( err_i / (atol + rtol·max(|y0_i|, |y1_i|)) )² )``."""
+    n = y0.shape[0]
+    s = 0.0
+    for i in range(n):
+        sc = atol + rtol * max(abs(y0[i]), abs(y1[i]))
+        t = errvec[i] / sc
+        s += t * t
+    return np.sqrt(s / n)
+
+
+@njit
+def _initial_step(rhs, p, y, f0, y1, f1, alpha_max, rtol, atol):
+    """Starting step size (Hairer, Nørsett & Wanner I, §II.4, algorithm HINIT; order 5)."""
+    n = y.shape[0]
+    d0 = 0.0
+    d1 = 0.0
+    for i in range(n):
+        sc = atol + rtol * abs(y[i])
+        d0 += (y[i] / sc) ** 2
+        d1 += (f0[i] / sc) ** 2
+    d0 = np.sqrt(d0 / n)
+    d1 = np.sqrt(d1 / n)
+    if d0 < 1e-5 or d1 < 1e-5:
+        h0 = 1e-6
+    else:
+        h0 = 0.01 * d0 / d1
+    h0 = min(h0, alpha_max)
+    for i in range(n):
+        y1[i] = y[i] + h0 * f0[i]
+    rhs(y1, p, f1)
+    d2 = 0.0
+    for i in range(n):
+        sc = atol + rtol * abs(y[i])
+        d2 += ((f1[i] - f0[i]) / sc) ** 2
+    d2 = np.sqrt(d2 / n) / h0
+    dm = max(d1, d2)
+    if not np.isfinite(dm):
+        h1 = h0 * 1e-3
+    elif dm <= 1e-15:
+        h1 = max(1e-6, h0 * 1e-3)
+    else:
+        h1 = (0.01 / dm) ** 0.2
+    return min(100.0 * h0, h1, alpha_max)
+
+
+@njit
+def dopri5_kernel(rhs, eg, p, y, rec_alpha, rec_y, rec_eg, fs, ist, work, opts,
+                  max_call_steps):
+    """Adaptive Dormand–Prince 5(4) with PI step-size control and dense output.
+
+    One step from ``(α, y)`` with size h (stages ``k_i = f(y + h Σ_j a_ij k_j)``, FSAL:
+    ``k_7 = f(y_{n+1})`` is the next step's ``k_1``)::
+
+        y_{n+1} = y_n + h (b1 k1 + b3 k3 + b4 k4 + b5 k5 + b6 k6)          (order 5)
+        err     = h (e1 k1 + e3 k3 + e4 k4 + e5 k5 + e6 k6 + e7 k7)        (y5 − y4)
+        ‖err‖   = sqrt( mean_i [err_i / (atol + rtol max(|y_n,i|, |y_{n+1},i|))]² )
+
+    The step is accepted when ‖err‖ ≤ 1; the next step is
+    ``h · clip(0.9 ‖err‖^(-0.17) ‖err_old‖^(0.04), 0.2, 10)`` (PI control, Hairer's DOPRI5;
+    no increase right after a rejection). A step never passes ``alpha_max``, so the last
+    accepted state is exactly at ``alpha_max``. Recording times inside an accepted step
+    ``(α_n, α_n + h]`` are filled from the 4th-order continuous extension (CONTD5)::
+
+        θ = (α − α_n)/h,  y(θ) = y_n + θ (Δ + (1−θ)(r3 + θ (r4 + (1−θ) r5)))
+        Δ = y_{n+1} − y_n,  r3 = h k1 − Δ,  r4 = Δ − h k7 − r3,  r5 = h Σ_i d_i k_i
+
+    A non-finite error norm (a stage overflowed) counts as a rejection with h → h/10; a step
+    below ``1e-14·max(1, α)`` stops the run with ``CODE_H_UNDERFLOW``.
+    """
+    kq = max(np.int64(opts[O_K]), 1)
+    L = np.empty((kq, kq))
+    if ist[I_STARTED] == 0:
+        _start(eg, p, y, rec_alpha, rec_y, rec_eg, fs, ist, opts, L)
+        if ist[I_CODE] != CODE_RUNNING:
+            return
+        # k1 = f(y0) lives in work[0] across calls (FSAL)
+        rhs(y, p, work[0])
+        ist[I_NFEV] += 1
+        if not fs[F_H] > 0.0:   # no user-supplied first step: Hairer's HINIT
+            fs[F_H] = _initial_step(rhs, p, y, work[0], work[7], work[1], opts[O_ALPHA_MAX],
+                                    opts[O_RTOL], opts[O_ATOL])
+            ist[I_NFEV] += 1
+        fs[F_ERROLD] = 1e-4
+    k1, k2, k3, k4, k5, k6, k7, yt = (work[0], work[1], work[2], work[3], work[4], work[5],
+                                      work[6], work[7])
+    n = y.shape[0]
+    rtol = opts[O_RTOL]
+    atol = opts[O_ATOL]
+    amax = opts[O_ALPHA_MAX]
+    nrec = rec_alpha.shape[0]
+    ynew = np.empty(n)
+    errv = np.empty(n)
+    for _ in range(max_call_steps):
+        if ist[I_CODE] != CODE_RUNNING:
+            break
+        a = fs[F_ALPHA]
+        h = fs[F_H]
+        last = False
+        if a + h >= amax or (amax - (a + h)) < 1e-12 * max(1.0, amax):
+            h = amax - a
+            last = True
+        if h < 1e-14 * max(1.0, abs(a)):
+            ist[I_CODE] = CODE_H_UNDERFLOW
+            fs[F_STOP_ALPHA] = a
+            fs[F_STOP_VALUE] = h
+            break
+        # ---- stages
+        for i in range(n):
+            yt[i] = y[i] + h * A21 * k1[i]
+        rhs(yt, p, k2)
+        for i in range(n):
+            yt[i] = y[i] + h * (A31 * k1[i] + A32 * k2[i])
+        rhs(yt, p, k3)
+        for i in range(n):
+            yt[i] = y[i] + h * (A41 * k1[i] + A42 * k2[i] + A43 * k3[i])
+        rhs(yt, p, k4)
+        for i in range(n):
+            yt[i] = y[i] + h * (A51 * k1[i] + A52 * k2[i] + A53 * k3[i] + A54 * k4[i])
+        rhs(yt, p, k5)
+        for i in range(n):
+            yt[i] = y[i] + h * (A61 * k1[i] + A62 * k2[i] + A63 * k3[i] + A64 * k4[i]
+                                + A65 * k5[i])
+        rhs(yt, p, k6)
+        for i in range(n):
+            ynew[i] = y[i] + h * (B1 * k1[i] + B3 * k3[i] + B4 * k4[i] + B5 * k5[i]
+                                  + B6 * k6[i])
+        rhs(ynew, p, k7)
+        ist[I_NFEV] += 6
+        for i in range(n):
+            errv[i] = h * (E1 * k1[i] + E3 * k3[i] + E4 * k4[i] + E5 * k5[i] + E6 * k6[i]
+                           + E7 * k7[i])
+        err = _err_norm(y, ynew, errv, rtol, atol)
+        if not np.isfinite(err):
+            # a stage overflowed: shrink hard and retry (if the solution itself diverges,
+            # the step underflows or a threshold check fires on a smaller step)
+            fs[F_H] = 0.1 * h
+            ist[I_REJECTED] = 1
+            ist[I_NREJECT] += 1
+            continue
+        fac11 = err ** EXPO1
+        if err > 1.0:
+            # reject: h_new = h / min(1/FAC_MIN, fac11/SAFE)
+            fs[F_H] = h / min(1.0 / FAC_MIN, fac11 / SAFE)
+            ist[I_REJECTED] = 1
+            ist[I_NREJECT] += 1
+            continue
+        # ---- candidate accepted by the error test; now the physical checks
+        anew = amax if last else a + h
+        egv = eg(ynew, p)
+        code, val = check_state(ynew, egv, opts, L)
+        if code != CODE_RUNNING:
+            ist[I_CODE] = code
+            fs[F_STOP_ALPHA] = anew
+            fs[F_STOP_VALUE] = val
+            break
+        # ---- dense output for the recording times in (a, anew]
+        r = ist[I_NEXT_REC]
+        while r < nrec and rec_alpha[r] <= anew:
+            ra = rec_alpha[r]
+            if ra >= anew:
+                rec_y[r, :] = ynew
+                rec_eg[r] = egv
+            else:
+                th = (ra - a) / h
+                th1 = 1.0 - th
+                for i in range(n):
+                    dlt = ynew[i] - y[i]
+                    r3 = h * k1[i] - dlt
+                    r4 = dlt - h * k7[i] - r3
+                    r5 = h * (D1 * k1[i] + D3 * k3[i] + D4 * k4[i] + D5 * k5[i]
+                              + D6 * k6[i] + D7 * k7[i])
+                    rec_y[r, i] = y[i] + th * (dlt + th1 * (r3 + th * (r4 + th1 * r5)))
+                rec_eg[r] = eg(rec_y[r], p)
+            r += 1
+        ist[I_NEXT_REC] = r
+        # ---- accept
+        y[:] = ynew
+        k1[:] = k7
+        fs[F_ALPHA] = anew
+        fs[F_EG] = egv
+        ist[I_NSTEPS] += 1
+        fac = fac11 / fs[F_ERROLD] ** BETA
+        fac = max(1.0 / FAC_MAX, min(1.0 / FAC_MIN, fac / SAFE))
+        hnew = h / fac
+        if ist[I_REJECTED] == 1:
+            hnew = min(hnew, h)
+        ist[I_REJECTED] = 0
+        fs[F_ERROLD] = max(err, 1e-4)
+        fs[F_H] = hnew
+        if opts[O_EG_TOL] > 0 and egv < opts[O_EG_TOL]:
+            ist[I_CODE] = CODE_CONVERGED
+            fs[F_STOP_ALPHA] = anew
+            fs[F_STOP_VALUE] = egv
+            break
+        if last:
+            ist[I_CODE] = CODE_DONE
+            break
+        if ist[I_NSTEPS] >= opts[O_MAX_STEPS]:
+            ist[I_CODE] = CODE_MAX_STEPS
+            fs[F_STOP_ALPHA] = anew
+            fs[F_STOP_VALUE] = opts[O_MAX_STEPS]
+            break
+
+
+KERNELS = {"euler": euler_kernel, "rk4": rk4_kernel, "dopri5": dopri5_kernel}
+FIXED_STEP = ("euler", "rk4")
+METHODS = tuple(KERNELS)
