@@ -43,8 +43,8 @@ def bench_numba(rule, N, K, M, steps):
     b = w @ F / math.sqrt(N)
     st = sample_state(0)
     B = ts.block_steps(N)
-    x = np.empty(N)
-    work = np.zeros((4, max(K, M)))
+    x = np.empty((2, N))
+    work = np.zeros((6, max(K, M)))
     code = ts.RULES.index(rule)
     ts._run_block(code, 0, 1, st, x, w.copy(), w_star, v.copy(), v_star, F, b.copy(),
                   0.5, 0.5, 0.0, work)                                # compile / load cache

@@ -146,7 +146,8 @@ def validate_config(config) -> dict:
     unknown = sorted(set(config) - allowed)
     if unknown:
         raise ValueError(f"unknown config keys {unknown}; allowed keys: {sorted(allowed)}")
-    missing = [k for k in _REQUIRED if k not in config]
+    from_file = isinstance(config.get("init"), dict) and "weights" in config["init"]
+    missing = [k for k in _REQUIRED if k not in config and not (k == "N" and from_file)]
     if missing:
         raise ValueError(f"config is missing required keys {missing} (required: "
                          f"{list(_REQUIRED)})")
@@ -454,12 +455,19 @@ def _dot(a, b):
 
 
 @njit(cache=True, nogil=True, fastmath=_FM)
-def _run_block(rule, act, n_steps, st, x, w, w_star, v, v_star, F, b, eta, eta_v, sigma,
+def _run_block(rule, act, n_steps, st, xb, w, w_star, v, v_star, F, b, eta, eta_v, sigma,
                work):
     """Run ``n_steps`` online steps in place; allocation-free.
 
-    Each step draws ``x ~ N(0, I_N)`` into the buffer ``x`` and then ``ζ ~ N(0, 1)``
-    (always, even when ``sigma = 0``, so the input stream does not depend on ``sigma``).
+    Each step draws ``x ~ N(0, I_N)`` and then ``ζ ~ N(0, 1)`` from the stream ``st``
+    (ζ always, even when ``sigma = 0``, so the input stream does not depend on ``sigma``),
+    computes the fields and the error ``e = ŷ − y`` and applies the rule's update.
+
+    The first-layer update of step t is applied lazily, fused with the forward pass of
+    step t+1 (``w_k ← w_k − c_k p_t`` and ``λ_k = w_k·x_{t+1}/√N`` in one sweep over
+    ``w_k``), which halves the memory traffic on ``w``; it is flushed before returning, so
+    between calls the weights are exactly those after the steps done. ``v`` and ``b`` are
+    updated at once (they are O(K) scalars).
 
     Parameters
     ----------
@@ -467,26 +475,29 @@ def _run_block(rule, act, n_steps, st, x, w, w_star, v, v_star, F, b, eta, eta_v
         0 bp, 1 fa, 2 afa, 3 pepita, 4 pepita-forward.
     act : int
         0 erf, 1 linear.
+    n_steps : int
     st : (4,) uint64 array
         xoshiro256++ state of this seed's sample stream (advanced in place).
-    x : (N,) array
-        Buffer for the input; holds the last input on return.
+    xb : (2, N) array
+        Buffers for the current and the previous input.
     w, v : (K, N), (K,) arrays
         Student weights, updated in place.
     w_star, v_star, F : arrays
         Teacher weights and feedback vector (read only).
     b : (K,) array
-        Feedback: fixed (fa), or ``w F/√N`` maintained exactly by the kernel (adaptive rules).
-    work : (4, max(K, M)) array
-        Scratch space; on return ``work[3, :K]`` holds ``|w_k|²/N``.
+        Feedback: fixed (fa), or ``w F/√N`` maintained exactly by the kernel (adaptive
+        rules: re-measured at the start of every call, then updated with the algebraically
+        exact ``Δb_k = Δw_k·F/√N``, which costs one dot product ``x·F`` per step, not K).
+    work : (6, max(K, M)) array
+        Scratch space; on return ``work[5, :K]`` holds ``|w_k|²/N``.
 
     Returns
     -------
     int
-        Number of steps completed: ``n_steps``, or the index of the first step whose error
-        ``e`` was not finite (the weights are then those before that step).
+        Number of steps completed: ``n_steps``, or the index t of the first step whose
+        error ``e`` was not finite (the weights are then those after t steps).
     """
-    N = x.shape[0]
+    N = xb.shape[1]
     K = w.shape[0]
     M = w_star.shape[0]
     inv_sqN = 1.0 / math.sqrt(N)
@@ -495,23 +506,40 @@ def _run_block(rule, act, n_steps, st, x, w, w_star, v, v_star, F, b, eta, eta_v
     adaptive = rule == 2 or rule == 3 or rule == 4
     modulated = rule == 3         # presynaptic x̃ = x − F e
     lam = work[0]
-    dk = work[1]
-    gk = work[2]
-    zeta = work[3, :1]
+    ck = work[1]                  # pending update of w_k: −ck[k] x_prev (+ cek[k] F)
+    cek = work[2]
+    gk = work[3]
+    zeta = work[4, :1]
     FF = _dot(F, F)
     if adaptive:
-        # Re-synchronise b = w F/√N once per block; within the block it is updated
-        # incrementally (exact algebra, Δb_k = Δw_k·F/√N), which costs one dot product
-        # (x·F) per step instead of K.
         for k in range(K):
             b[k] = _dot(w[k], F) * inv_sqN
+    pending = False
     for t in range(n_steps):
+        x = xb[t & 1]
+        xo = xb[1 - (t & 1)]
         _fill_normal(st, x)
         _fill_normal(st, zeta)
-        # first forward pass: fields and outputs
+        # first forward pass (and the pending update of the previous step)
         yhat = 0.0
         for k in range(K):
-            lam[k] = _dot(w[k], x) * inv_sqN
+            wk = w[k]
+            s = 0.0
+            if not pending:
+                s = _dot(wk, x)
+            elif modulated:                               # p = x̃ = x − F e
+                c, ce = ck[k], cek[k]
+                for i in range(N):
+                    wi = wk[i] - (c * xo[i] - ce * F[i])
+                    wk[i] = wi
+                    s += wi * x[i]
+            else:
+                c = ck[k]
+                for i in range(N):
+                    wi = wk[i] - c * xo[i]
+                    wk[i] = wi
+                    s += wi * x[i]
+            lam[k] = s * inv_sqN
             yhat += v[k] * _g(lam[k], act)
         y = sigma * zeta[0]
         for m in range(M):
@@ -520,42 +548,48 @@ def _run_block(rule, act, n_steps, st, x, w, w_star, v, v_star, F, b, eta, eta_v
         if not math.isfinite(e):
             return t
         xF = _dot(x, F) if adaptive else 0.0
-        # per-unit first-layer factor d_k (Δw_k = −(η/√N) d_k p) and second-layer g
+        # d_k: Δw_k = −(η/√N) d_k p; gk: the g(·) in Δv_k = −(η_v/N) e g(·)
         for k in range(K):
             if rule == 0:                                 # bp: f_k = v_k (pre-update)
-                dk[k] = v[k] * _gp(lam[k], act) * e
+                d = v[k] * _gp(lam[k], act) * e
                 gk[k] = _g(lam[k], act)
             elif rule == 1 or rule == 2:                  # fa / afa: f_k = b_k (pre-update)
-                dk[k] = b[k] * _gp(lam[k], act) * e
+                d = b[k] * _gp(lam[k], act) * e
                 gk[k] = _g(lam[k], act)
             else:                                         # pepita: second pass λ̃ = λ − e b
                 gt = _g(lam[k] - e * b[k], act)
-                dk[k] = _g(lam[k], act) - gt
+                d = _g(lam[k], act) - gt
                 gk[k] = gt
+            ck[k] = lr_w * d
+            cek[k] = ck[k] * e if modulated else 0.0
         for k in range(K):
             v[k] -= lr_v * e * gk[k]
-            c = lr_w * dk[k]
-            wk = w[k]
             if modulated:
-                ce = c * e
-                for i in range(N):                        # p = x̃ = x − F e
+                b[k] -= ck[k] * (xF - e * FF) * inv_sqN
+            elif adaptive:
+                b[k] -= ck[k] * xF * inv_sqN
+        pending = True
+    if pending:                                           # flush the last update
+        x = xb[(n_steps - 1) & 1]
+        for k in range(K):
+            wk = w[k]
+            c, ce = ck[k], cek[k]
+            if modulated:
+                for i in range(N):
                     wk[i] -= c * x[i] - ce * F[i]
-                b[k] -= c * (xF - e * FF) * inv_sqN
             else:
                 for i in range(N):
                     wk[i] -= c * x[i]
-                if adaptive:
-                    b[k] -= c * xF * inv_sqN
     for k in range(K):
-        work[3, k] = _dot(w[k], w[k]) / N
+        work[5, k] = _dot(w[k], w[k]) / N
     return n_steps
 
 
 def _kernel_warmup():
     """Compile the kernel (or load it from the cache) once, before threads start."""
-    _run_block(0, 0, 0, np.ones(4, np.uint64), np.zeros(2), np.zeros((1, 2)), np.zeros((1, 2)),
-               np.zeros(1), np.zeros(1), np.zeros(2), np.zeros(1), 0.0, 0.0, 0.0,
-               np.zeros((4, 1)))
+    _run_block(0, 0, 0, np.ones(4, np.uint64), np.zeros((2, 2)), np.zeros((1, 2)),
+               np.zeros((1, 2)), np.zeros(1), np.zeros(1), np.zeros(2), np.zeros(1), 0.0, 0.0,
+               0.0, np.zeros((6, 1)))
 
 
 # ============================================================================= one seed
@@ -611,8 +645,8 @@ def _run_seed(cfg, i, report, alphas, rec_steps, X_test):
     if cfg["record_weights"]:
         out["w"] = np.full((nT, K, N), np.nan)
     B = block_steps(N)
-    xbuf = np.empty(N)
-    work = np.zeros((4, max(K, M)))
+    xbuf = np.empty((2, N))
+    work = np.zeros((6, max(K, M)))
     eta, eta_v, sigma = cfg["eta"], cfg["eta_v"], cfg["sigma"]
     Tdiag = np.diag(T_mat).copy()
 
@@ -648,7 +682,7 @@ def _run_seed(cfg, i, report, alphas, rec_steps, X_test):
             diverge(step + done)
             break
         step += n
-        qd = work[3, :K]
+        qd = work[5, :K]
         if not (np.all(np.isfinite(qd)) and np.all(np.isfinite(W.v))) or np.any(qd > div.q_max):
             diverge(step)
             break
