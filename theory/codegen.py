@@ -3,7 +3,8 @@
 :func:`build_system` turns a :class:`theory.derive.Derivation` into Python source with
 explicit index loops — one loop nest per kind of term, never unrolled over units, so the
 source does not grow with K or M — compiles it with numba, and caches both on disk
-(keyed by rule, K, M, activation and :data:`CODEGEN_VERSION`).
+(keyed by rule, activation and :data:`CODEGEN_VERSION`; the kernels read K and M from
+the parameter vector, so one compilation serves every size).
 
 Inside each loop nest the summand (coefficient × closed-form average) is reduced by
 common-subexpression elimination and every subexpression is hoisted to the outermost loop
@@ -14,8 +15,8 @@ off the diagonal.
 
 Flat state ``y``: :class:`theory.state.Layout`. Parameter vector ``p``::
 
-    p = [eta, eta_v, sigma, sigma_F2, T (M·M, row-major), v_star (M), c (M), b (K, fixed
-         feedback), rule parameters (sorted by name)]
+    p = [K, M, eta, eta_v, sigma, sigma_F2, T (M·M, row-major), v_star (M), c (M),
+         b (K, fixed feedback), rule parameters (sorted by name)]
 
 Generated functions (all ``@njit(cache=True)``):
 
@@ -293,42 +294,41 @@ def _emit_quantity(terms, free, target, leaves, activation, triangular=False):
 
 
 # ------------------------------------------------------------------------- the module
-def _source(der: D.Derivation, K: int, M: int, key: str) -> str:
+def _source(der: D.Derivation, key: str) -> str:
     rule = der.rule
     act = der.activation
     adaptive = rule.feedback == "adaptive"
-    layout = Layout(K, M, adaptive)
     rp = sorted(rule.params)
     leaves = _Leaves(rp)
-    nQ, nR = layout.nQ, K * M
-    P_T, P_VS = 4, 4 + M * M
-    P_C, P_B = P_VS + M, P_VS + 2 * M
-    P_RULE = P_B + K
     k, l, n = D.k, D.l, D.n
 
     rhs = []
     rhs += _emit_quantity(der.dQ, (k, l),
                           ["dy[iq] = acc", "iq += 1"], leaves, act, triangular=True)
-    rhs += _emit_quantity(der.dR, (k, n), [f"dy[{nQ} + k * {M} + (n - K)] = acc"], leaves, act)
+    rhs += _emit_quantity(der.dR, (k, n), ["dy[O_R + k * M + (n - K)] = acc"], leaves, act)
     if der.dv:
-        rhs += _emit_quantity(der.dv, (k,), [f"dy[{nQ + nR} + k] = acc"], leaves, act)
+        rhs += _emit_quantity(der.dv, (k,), ["dy[O_V + k] = acc"], leaves, act)
     else:
-        rhs += [f"for k in range(K):", f"    dy[{nQ + nR} + k] = 0.0"]
+        rhs += ["for k in range(K):", "    dy[O_V + k] = 0.0"]
     if adaptive:
-        rhs += _emit_quantity(der.db, (k,), [f"dy[{nQ + nR + K} + k] = acc"], leaves, act)
+        rhs += _emit_quantity(der.db, (k,), ["dy[O_B + k] = acc"], leaves, act)
     eg_body = _emit_quantity(der.eg, (), ["return acc"], leaves, act)
     noise = (_emit_quantity(der.noise, (k, l), ["S[k, l] = acc", "S[l, k] = acc"], leaves, act,
                             triangular=True) if adaptive else None)
 
     def fn(name, args, body, ret=None):
         out = [f"@njit(cache=True, nogil=True)", f"def {name}({args}):",
+               "    # sizes travel in p so that one compiled kernel serves every K, M",
+               "    K = int(p[0]); M = int(p[1]); NU = K + M; PHI = K + M; NF = NU + ADAPTIVE",
+               "    O_R = K * (K + 1) // 2; O_V = O_R + K * M; O_B = O_V + K",
+               "    P_RULE = P0 + M * M + 2 * M + K",
                "    W = np.empty(NF * NF + 2 * NF)",
                "    C = W[:NF * NF].reshape((NF, NF))",
                "    A = W[NF * NF:NF * NF + NF]",
                "    Bf = W[NF * NF + NF:]",
-               "    _fill(y, p, C, A, Bf)",
-               "    eta = p[0]; eta_v = p[1]; sigma = p[2]; sigma_F2 = p[3]"]
-        out += [f"    {name_} = p[{P_RULE + i}]" for i, name_ in enumerate(rp)]
+               "    _fill(y, p, K, M, C, A, Bf)",
+               "    eta = p[2]; eta_v = p[3]; sigma = p[4]; sigma_F2 = p[5]"]
+        out += [f"    {name_} = p[P_RULE + {i}]" for i, name_ in enumerate(rp)]
         if name == "rhs":
             out.append("    iq = 0")
         out += ["    " + s for s in body]
@@ -336,8 +336,16 @@ def _source(der: D.Derivation, K: int, M: int, key: str) -> str:
 
     fill = f"""
     @njit(cache=True, nogil=True, inline="always")
-    def _fill(y, p, C, A, Bf):
+    def _fill(y, p, K, M, C, A, Bf):
         # C: covariance of (λ_1..λ_K, ν_1..ν_M[, φ]); A: readout coefficients of e = ŷ − y
+        NU = K + M
+        PHI = K + M
+        O_R = K * (K + 1) // 2
+        O_V = O_R + K * M
+        P_T = P0
+        P_VS = P0 + M * M
+        P_C = P_VS + M
+        P_B = P_C + M
         i = 0
         for a in range(K):
             for c in range(a, K):
@@ -346,38 +354,37 @@ def _source(der: D.Derivation, K: int, M: int, key: str) -> str:
                 i += 1
         for a in range(K):
             for m in range(M):
-                C[a, K + m] = y[{nQ} + a * M + m]
-                C[K + m, a] = y[{nQ} + a * M + m]
+                C[a, K + m] = y[O_R + a * M + m]
+                C[K + m, a] = y[O_R + a * M + m]
         for m in range(M):
             for m2 in range(M):
-                C[K + m, K + m2] = p[{P_T} + m * M + m2]
+                C[K + m, K + m2] = p[P_T + m * M + m2]
         for a in range(K):
-            A[a] = y[{nQ + nR} + a]
+            A[a] = y[O_V + a]
         for m in range(M):
-            A[K + m] = -p[{P_VS} + m]
+            A[K + m] = -p[P_VS + m]
         for a in range(K):
-            Bf[a] = {"y[%d + a]" % (nQ + nR + K) if adaptive else "p[%d + a]" % P_B}
-        if NF > NU:
+            Bf[a] = {"y[O_V + K + a]" if adaptive else "p[P_B + a]"}
+        if ADAPTIVE:
             # φ's covariances, scaled by √N (SCIENCE.md §5): b, c and σ_F²
             for a in range(K):
                 C[a, PHI] = Bf[a]
                 C[PHI, a] = Bf[a]
             for m in range(M):
-                C[K + m, PHI] = p[{P_C} + m]
-                C[PHI, K + m] = p[{P_C} + m]
-            C[PHI, PHI] = p[3]
+                C[K + m, PHI] = p[P_C + m]
+                C[PHI, K + m] = p[P_C + m]
+            C[PHI, PHI] = p[5]
     """
     parts = [
         f"# Generated by theory.codegen (version {CODEGEN_VERSION}) — do not edit.",
-        f"# rule={rule.name!r} K={K} M={M} activation={act!r}",
+        f"# rule={rule.name!r} activation={act!r} (any K, M: sizes are read from p[0], p[1])",
         f"# key={key}",
         "import math",
         "import numpy as np",
         "from numba import njit",
         "",
-        f"K = {K}", f"M = {M}", "NU = K + M", "PHI = K + M",
-        f"NF = {K + M + 1 if adaptive else K + M}",
-        f"N_STATE = {layout.n}", f"N_PARAMS = {P_RULE + len(rp)}",
+        f"ADAPTIVE = {int(adaptive)}",
+        "P0 = 6  # p = [K, M, eta, eta_v, sigma, sigma_F2, T, v_star, c, b, rule params]",
         "",
         "@njit(cache=True, nogil=True, inline='always')",
         "def _asin(x):",
@@ -425,7 +432,7 @@ class System:
 
     @property
     def n_params(self) -> int:
-        return 4 + self.M * self.M + 2 * self.M + self.K + len(self.rule.params)
+        return 6 + self.M * self.M + 2 * self.M + self.K + len(self.rule.params)
 
     def params(self, state: OrderParameters, eta, eta_v=None, sigma=0.0, **rule_params):
         """The parameter vector ``p`` for ``state`` (its constant parts) and the rates.
@@ -453,7 +460,7 @@ class System:
         rp = {**self.rule.params, **rule_params}
         K, M = self.K, self.M
         p = np.concatenate([
-            [eta, eta_v, sigma, state.sigma_F2 if state.sigma_F2 is not None else 0.0],
+            [K, M, eta, eta_v, sigma, state.sigma_F2 if state.sigma_F2 is not None else 0.0],
             state.T.ravel(), state.v_star,
             state.c if state.c is not None else np.zeros(M),
             state.b if (state.b is not None and fb == "fixed") else np.zeros(K),
@@ -485,27 +492,29 @@ class System:
         return float(self.eg(self.layout.pack(state), p))
 
 
+_MODULES: dict = {}
 _SYSTEMS: dict = {}
 
 
-def build_system(rule, K: int, M: int, activation: str = "erf") -> System:
-    """Derive, generate and compile the system of ``rule`` for K student and M teacher
-    units. Cached in memory per process and on disk across processes."""
-    rule = get_rule(rule)
-    K, M = _check_size("K", K), _check_size("M", M)
-    mem_key = (rule.key, K, M, activation)
-    if mem_key in _SYSTEMS:
-        return _SYSTEMS[mem_key]
+def _load_module(rule: Rule, activation: str):
+    """Derive, generate (or find on disk) and import the generated module of a rule.
+
+    The generated kernels read K and M from ``p`` at run time, so one module — and one
+    numba compilation — serves every size; the cache key is (rule, activation, version).
+    """
+    key = (rule.key, activation)
+    if key in _MODULES:
+        return _MODULES[key]
     t0 = time.perf_counter()
     der = D.derive(rule, activation)
     t1 = time.perf_counter()
-    digest = hashlib.sha256("|".join([CODEGEN_VERSION, rule.key, str(K), str(M),
-                                      activation]).encode()).hexdigest()[:16]
+    digest = hashlib.sha256("|".join([CODEGEN_VERSION, rule.key, activation])
+                            .encode()).hexdigest()[:16]
     safe = "".join(ch if ch.isalnum() else "_" for ch in rule.name)
-    path = cache_dir() / f"sys_{safe}_K{K}_M{M}_{activation}_{digest}.py"
+    path = cache_dir() / f"sys_{safe}_{activation}_{digest}.py"
     cached = path.exists()
     if not cached:
-        src = _source(der, K, M, digest)
+        src = _source(der, digest)
         tmp = path.with_suffix(f".tmp{os.getpid()}")
         tmp.write_text(src)
         os.replace(tmp, path)  # atomic: concurrent builders never see a partial file
@@ -515,17 +524,34 @@ def build_system(rule, K: int, M: int, activation: str = "erf") -> System:
     mod = importlib.util.module_from_spec(spec)
     sys.modules[modname] = mod
     spec.loader.exec_module(mod)
-    layout = Layout(K, M, rule.feedback == "adaptive")
-    # compile (or load compiled code) now so that timings say where time goes
+    # compile (or load numba's cached machine code) now, so timings say where time goes
+    layout = Layout(1, 1, rule.feedback == "adaptive")
     y = np.zeros(layout.n)
-    p = np.zeros(mod.N_PARAMS)
+    p = np.zeros(6 + 1 + 2 + 1 + len(rule.params))
+    p[0] = p[1] = 1
     mod.rhs(y, p, np.empty_like(y))
     mod.eg(y, p)
     if mod.noise is not None:
-        mod.noise(y, p, np.empty((K, K)))
+        mod.noise(y, p, np.empty((1, 1)))
     t3 = time.perf_counter()
-    sysobj = System(rule, K, M, activation, layout, der, mod.rhs, mod.eg, mod.noise, path,
-                    {"derive": t1 - t0, "codegen": t2 - t1, "compile": t3 - t2,
-                     "source_cached": cached})
-    _SYSTEMS[mem_key] = sysobj
-    return sysobj
+    out = (der, mod, path, {"derive": t1 - t0, "codegen": t2 - t1, "compile": t3 - t2,
+                            "source_cached": cached})
+    _MODULES[key] = out
+    return out
+
+
+def build_system(rule, K: int, M: int, activation: str = "erf") -> System:
+    """The derived, compiled system of ``rule`` for K student and M teacher units.
+
+    Derivation and compilation happen once per (rule, activation) and process (and are
+    cached on disk across processes); every K, M reuses them.
+    """
+    rule = get_rule(rule)
+    K, M = _check_size("K", K), _check_size("M", M)
+    mem_key = (rule.key, K, M, activation)
+    if mem_key not in _SYSTEMS:
+        der, mod, path, timings = _load_module(rule, activation)
+        _SYSTEMS[mem_key] = System(rule, K, M, activation,
+                                   Layout(K, M, rule.feedback == "adaptive"), der, mod.rhs,
+                                   mod.eg, mod.noise, path, dict(timings))
+    return _SYSTEMS[mem_key]
