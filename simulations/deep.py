@@ -37,8 +37,10 @@ feedback alignment with feedback ``W_1 F`` (tested in ``tests/simulations/test_d
 
 Weight mirroring (PEPITA rules, ``mirror`` option): ``F = B_1 B_2 … B_L`` with
 ``B_ℓ ∈ R^{d_{ℓ−1} × d_ℓ}``; each mirror step draws noise ``ξ ~ N(0, σ² I)`` at the input of
-layer ℓ and moves ``B_ℓ ← (1 − κ) B_ℓ + η_m ⟨ξ (W_ℓ ξ)ᵀ⟩``, whose mean is
-``σ² W_ℓᵀ``, so ``B_ℓ`` turns towards ``W_ℓᵀ`` and ``F`` towards ``(W_L … W_1)ᵀ``. After each
+layer ℓ and moves ``B_ℓ ← (1 − κ) B_ℓ + η_m (‖B_ℓ‖/‖W_ℓ‖) ⟨ξ (W_ℓ ξ)ᵀ⟩/σ²``, whose
+mean is ``η_m (‖B_ℓ‖/‖W_ℓ‖) W_ℓᵀ``, so ``B_ℓ`` turns towards ``W_ℓᵀ`` (forgetting its past
+over about ``1/η_m`` steps, which averages the noise) and ``F`` towards
+``(W_L … W_1)ᵀ``. After each
 mirror step all factors are rescaled by a common factor so that ``std(F)`` keeps its
 initial value (only the direction of ``F`` is learnt). ``pre_epochs`` epochs' worth of mirror
 steps run before training starts, then ``steps`` mirror steps follow every training batch.
@@ -70,14 +72,14 @@ class MirrorConfig:
 
     pre_epochs : epochs' worth of mirror steps before training
     steps : mirror steps after every training batch (0 = mirror only before training)
-    lr : mirror learning rate η_m
+    lr : mirror learning rate η_m (fraction of B renewed per step)
     decay : weight decay κ of the factors per mirror step
     noise_std : σ of the mirror noise
     batch : noise samples per mirror step
     """
-    pre_epochs: int = 1
+    pre_epochs: int = 2
     steps: int = 1
-    lr: float = 0.1
+    lr: float = 0.01
     decay: float = 0.0
     noise_std: float = 1.0
     batch: int = 64
@@ -333,8 +335,12 @@ def _bp_like_updates(net, hs, As, e, masks, rule):
 def _mirror_step(net: Network, m: MirrorConfig, rng):
     for W, B in zip(net.W, net.mirror_factors):
         xi = rng.normal(0.0, m.noise_std, size=(m.batch, W.shape[1])).astype(W.dtype)
+        # the increment is measured in units of |B|/|W| so that lr is the fraction of B
+        # renewed per step whatever the overall scale that the std(F) rescaling imposes
+        step = (xi.T @ (xi @ W.T)) / (m.batch * m.noise_std ** 2)
+        scale = np.linalg.norm(B) / (np.linalg.norm(W) + 1e-30)
         B *= (1.0 - m.decay)
-        B += m.lr * (xi.T @ (xi @ W.T)) / (m.batch * m.noise_std ** 2)
+        B += (m.lr * scale) * step
     _rescale_factors(net.mirror_factors, net.F_std)
     net.F = _product(net.mirror_factors)
 

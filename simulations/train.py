@@ -1,0 +1,248 @@
+"""``python -m simulations train CONFIG.json -o OUT.npz [--quiet]``: networks on real data.
+
+Trains one network per seed with the rule named in the config and saves every per-epoch
+history in one ``.npz``. A hand-written progress bar goes to stderr (none with ``--quiet``).
+
+Config keys (JSON object; unknown keys are an error)
+----------------------------------------------------
+``rule`` (required)
+    ``bp``, ``fa``, ``dfa``, ``pepita``, ``pepita-forward``, ``pepita-hebbian``,
+    ``pepita-time-local``, ``ff`` (supervised Forward-Forward), ``ff-unsupervised``.
+``layers``
+    hidden-layer widths, e.g. ``[1024]`` (input and output widths come from the data).
+    Default ``[256]``.
+``epochs`` (5), ``lr`` (0.01; FF 0.003), ``momentum`` (0.9), ``batch`` (64),
+``weight_decay`` (0)
+    optimiser options (BP/FA/DFA/PEPITA: SGD with momentum; FF: see ``ff.optimizer``).
+``dropout`` (0.1), ``lr_decay_epochs`` ([]), ``lr_decay`` (0.1), ``F_scale`` (0.05),
+``normalize`` (false), ``mirror`` (null)
+    deep-network options (not for FF): dropout probability (same mask in both PEPITA
+    passes), epochs at which the lr is multiplied by ``lr_decay``, PEPITA feedback scale
+    (F uniform in ±F_scale·√(6/d₀)), per-sample RMS normalisation of hidden activities,
+    weight mirroring ``{"pre_epochs": 2, "steps": 1, "lr": 0.01, "decay": 0.0,
+    "noise_std": 1.0, "batch": 64}`` (PEPITA rules only).
+``ff``
+    Forward-Forward options: ``optimizer`` ("adam" | "sgd"), ``theta`` (threshold per unit,
+    1.0), ``negatives`` ("random" | "hardest"), ``label_scale`` (1.0), ``n_blur`` (6),
+    ``head_layers`` (null), ``head_epochs`` (5), ``head_lr`` (0.01), ``eval_train`` (2000).
+``seeds``
+    list of run seeds (default ``[0]``); an integer n means ``[0, …, n−1]``.
+``data``
+    ``{"name": "mnist" | "cifar10" | "teacher-student", "dir": null, "n_train": 8000,
+    "n_test": 2000, "split": "auto" | "official" | "subset", "split_seed": 0}``; for
+    ``teacher-student`` also ``N``, ``M``, ``kind`` ("sign" | "argmax"), ``input_scale``.
+    ``dir`` defaults to ``$ODEFLOW_MNIST_DIR`` or ``<repo>/../shared/data/mnist``
+    (``$ODEFLOW_CIFAR10_DIR`` for CIFAR-10); ``n_train``/``n_test`` null = all available.
+``name``, ``description``
+    free text, stored with the results.
+
+Output (``OUT.npz``), S seeds, E epochs, index 0 = before training
+------------------------------------------------------------------
+``seeds`` (S,), ``config`` (the JSON text), ``data_source``, ``train_acc``, ``test_acc``
+(S, E+1), ``train_loss``, ``test_loss`` (S, E+1; FF: summed layer losses in ``train_loss``,
+``layer_loss`` (S, E+1, L)), ``angle`` (S, E+1, PEPITA rules: degrees between F and
+(W_L…W₁)ᵀ), ``diverged`` (S,) bool, ``epochs_done`` (S,), ``slowness_a_max``,
+``slowness_s`` (S,): fit ``a(t) = a_max t/(s+t)`` of the test accuracy. Histories of a run
+that diverged end at ``epochs_done``; the padding after it is NaN, flagged by ``diverged``.
+
+Exit code: 0 on success, 1 if every run diverged, 2 for a bad config or unreadable data
+(the message names the key or file and what is allowed).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .data import load_dataset
+from .deep import PEPITA_RULES, RULES as DEEP_RULES, DeepConfig, slowness_fit, train_deep
+from .forward_forward import FFConfig, train_ff
+
+__all__ = ["ALL_RULES", "CONFIG_KEYS", "parse_config", "load_config", "run_config", "main"]
+
+ALL_RULES = DEEP_RULES + ("ff", "ff-unsupervised")
+_COMMON = ("rule", "layers", "epochs", "lr", "momentum", "batch", "weight_decay", "seeds",
+           "data", "name", "description")
+_DEEP_ONLY = ("dropout", "lr_decay_epochs", "lr_decay", "F_scale", "normalize", "mirror")
+_FF_ONLY = ("ff",)
+CONFIG_KEYS = _COMMON + _DEEP_ONLY + _FF_ONLY
+_FF_KEYS = ("optimizer", "theta", "negatives", "label_scale", "n_blur", "head_layers",
+            "head_epochs", "head_lr", "eval_train")
+_DATA_KEYS = ("name", "dir", "n_train", "n_test", "split", "split_seed", "N", "M", "kind",
+              "input_scale")
+
+
+def parse_config(cfg: dict):
+    """Validate a config dict.
+
+    Returns
+    -------
+    (rule, make_config, seeds, data_kwargs) where ``make_config(seed)`` builds the
+    :class:`DeepConfig` or :class:`FFConfig` of one run.
+
+    Raises
+    ------
+    ValueError naming the offending key and the allowed values.
+    """
+    if not isinstance(cfg, dict):
+        raise ValueError("config must be a JSON object")
+    bad = sorted(set(cfg) - set(CONFIG_KEYS))
+    if bad:
+        raise ValueError(f"unknown config keys {bad}; allowed: {', '.join(CONFIG_KEYS)}")
+    rule = cfg.get("rule")
+    if rule not in ALL_RULES:
+        raise ValueError(f"unknown rule {rule!r}; allowed: {', '.join(ALL_RULES)}")
+    is_ff = rule.startswith("ff")
+    wrong = [k for k in (_DEEP_ONLY if is_ff else _FF_ONLY) if k in cfg]
+    if wrong:
+        raise ValueError(f"config keys {wrong} do not apply to rule {rule!r}")
+    seeds = cfg.get("seeds", [0])
+    if isinstance(seeds, int) and not isinstance(seeds, bool):
+        seeds = list(range(seeds))
+    if not isinstance(seeds, list) or not seeds or not all(
+            isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+        raise ValueError(f"seeds must be a non-empty list of integers or a count, got {seeds!r}")
+    data = dict(cfg.get("data", {"name": "mnist"}))
+    bad = sorted(set(data) - set(_DATA_KEYS))
+    if bad:
+        raise ValueError(f"unknown data keys {bad}; allowed: {', '.join(_DATA_KEYS)}")
+    data.setdefault("name", "mnist")
+    layers = cfg.get("layers", [256])
+    if not isinstance(layers, list) or not layers:
+        raise ValueError(f"layers must be a non-empty list of hidden widths, got {layers!r}")
+
+    common = {k: cfg[k] for k in ("epochs", "lr", "momentum", "batch", "weight_decay")
+              if k in cfg}
+    if is_ff:
+        ff = dict(cfg.get("ff", {}))
+        bad = sorted(set(ff) - set(_FF_KEYS))
+        if bad:
+            raise ValueError(f"unknown ff keys {bad}; allowed: {', '.join(_FF_KEYS)}")
+        mode = "unsupervised" if rule == "ff-unsupervised" else "supervised"
+
+        def make(seed):
+            return FFConfig(hidden=layers, mode=mode, seed=seed, **common, **ff)
+    else:
+        deep = {k: cfg[k] for k in _DEEP_ONLY if k in cfg}
+
+        def make(seed):
+            return DeepConfig(hidden=layers, rule=rule, seed=seed, **common, **deep)
+    make(seeds[0])  # validate the option values now, before any data is loaded
+    return rule, make, seeds, data
+
+
+def load_config(path) -> dict:
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ValueError(f"{path}: config file not found") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc})") from None
+
+
+class ProgressBar:
+    """A one-line progress bar on stderr, redrawn at most every 0.1 s."""
+
+    def __init__(self, label_fn, width=24, stream=None):
+        self.label_fn, self.width = label_fn, width
+        self.stream = stream or sys.stderr
+        self._last = 0.0
+
+    def __call__(self, epoch, batch, n_batches, info):
+        now = time.monotonic()
+        end = info.get("epoch_done", False)
+        if not end and now - self._last < 0.1:
+            return
+        self._last = now
+        frac = batch / n_batches
+        fill = int(round(self.width * frac))
+        bar = "#" * fill + "-" * (self.width - fill)
+        msg = f"\r{self.label_fn(epoch)} |{bar}| {100 * frac:3.0f}%  loss {info['loss']:.4g}"
+        if end:
+            msg += f"  test acc {100 * info['test_acc']:.2f}%\n"
+        self.stream.write(msg)
+        self.stream.flush()
+
+
+def _pad(rows, fill=np.nan):
+    n = max(len(r) for r in rows)
+    out = np.full((len(rows), n) + np.shape(rows[0])[1:], fill, dtype=float)
+    for i, r in enumerate(rows):
+        if len(r):
+            out[i, :len(r)] = r
+    return out
+
+
+def run_config(cfg: dict, quiet: bool = True) -> dict:
+    """Run every seed of a config; returns the arrays written by :func:`main`."""
+    rule, make, seeds, data_kw = parse_config(cfg)
+    data = load_dataset(**data_kw)
+    runs = []
+    for i, seed in enumerate(seeds):
+        c = make(seed)
+        bar = None
+        if not quiet:
+            bar = ProgressBar(lambda ep, i=i, c=c: f"{rule} seed {seeds[i]} ({i + 1}/{len(seeds)}) "
+                                                   f"epoch {ep + 1}/{c.epochs}")
+        if rule.startswith("ff"):
+            r = train_ff(data, c, progress=bar)
+        else:
+            r = train_deep(data, c, progress=bar)
+        if r.diverged and not quiet:
+            print(f"\n{rule} seed {seed}: diverged after {r.epochs_done} epochs (non-finite "
+                  f"loss); run stopped", file=sys.stderr)
+        runs.append(r)
+    out = {"seeds": np.asarray(seeds), "config": json.dumps(cfg, sort_keys=True),
+           "data_source": data.source, "rule": rule,
+           "train_acc": _pad([r.train_acc for r in runs]),
+           "test_acc": _pad([r.test_acc for r in runs]),
+           "diverged": np.asarray([r.diverged for r in runs]),
+           "epochs_done": np.asarray([r.epochs_done for r in runs])}
+    if rule.startswith("ff"):
+        out["train_loss"] = _pad([r.loss for r in runs])
+        out["layer_loss"] = _pad([r.layer_loss for r in runs])
+    else:
+        out["train_loss"] = _pad([r.train_loss for r in runs])
+        out["test_loss"] = _pad([r.test_loss for r in runs])
+        if rule in PEPITA_RULES:
+            out["angle"] = _pad([r.angle for r in runs])
+    fits = [slowness_fit(r.test_acc) if r.test_acc.size >= 3 else None for r in runs]
+    out["slowness_a_max"] = np.asarray([f.a_max if f and f.ok else np.nan for f in fits])
+    out["slowness_s"] = np.asarray([f.s if f and f.ok else np.nan for f in fits])
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m simulations train",
+                                description="Train networks on MNIST / CIFAR-10 / a "
+                                            "teacher-student task (see the module docstring "
+                                            "of simulations.train for the config keys).")
+    p.add_argument("config", help="JSON config file")
+    p.add_argument("-o", "--output", required=True, help="output .npz")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    a = p.parse_args(argv)
+    try:
+        cfg = load_config(a.config)
+        t0 = time.time()
+        out = run_config(cfg, quiet=a.quiet)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    outp = Path(a.output)
+    outp.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(outp, **out)
+    if not a.quiet:
+        fin = out["test_acc"][np.arange(out["test_acc"].shape[0]), out["epochs_done"]]
+        print(f"{out['rule']}: final test accuracy {100 * np.mean(fin):.2f}% "
+              f"± {100 * np.std(fin):.2f}% over {fin.size} seed(s) in {time.time() - t0:.0f} s; "
+              f"wrote {outp}", file=sys.stderr)
+    return 1 if bool(np.all(out["diverged"])) else 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
