@@ -189,7 +189,8 @@ def validate_config(config) -> dict:
                                  f"({k}={n} from the arrays in {init['weights']!r})")
             cfg[k] = n
     for k, val in _INIT_DEFAULTS.items():
-        init.setdefault(k, val)
+        if "weights" not in init or k == "seed":
+            init.setdefault(k, val)
 
     cfg["N"], cfg["K"], cfg["M"] = _int(cfg, "N"), _int(cfg, "K"), _int(cfg, "M")
     K, M, N = cfg["K"], cfg["M"], cfg["N"]

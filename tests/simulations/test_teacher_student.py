@@ -182,6 +182,9 @@ def test_reproducible_and_thread_independent():
     np.testing.assert_allclose(c.eg_mean[::2], a.eg_mean, rtol=1e-12)
     np.testing.assert_allclose(a.eg_mean, a.eg.mean(axis=0))
     np.testing.assert_allclose(a.eg_std, a.eg.std(axis=0, ddof=1))
+    # the validated config (defaults filled in, JSON-able) reproduces the run
+    d = simulate(json.loads(json.dumps(a.config)))
+    np.testing.assert_array_equal(d.eg, a.eg)
 
 
 def test_fixed_second_layer_and_linear_activation():
@@ -299,6 +302,8 @@ def test_init_from_weights_file(tmp_path):
     for name in ("Q", "R", "T", "v", "v_star", "b", "c"):
         np.testing.assert_allclose(getattr(res.init, name), getattr(st, name), rtol=1e-12)
     assert res.config["N"] == N
+    again = simulate(res.config)                 # the normalised config runs as it is
+    np.testing.assert_array_equal(again.eg, res.eg)
     with pytest.raises(ValueError, match="disagrees"):
         simulate(dict(rule="afa", N=41, alpha_max=1, init={"weights": str(path)}))
 
