@@ -15,15 +15,23 @@ Rules (SCIENCE.md §2; ``e = ŷ − y``; all updates use the values before the s
 The learning rate of the first layer scales as ``η/√N`` and that of the second layer as
 ``η_v/N``, so that the order parameters move by O(1) per unit α.
 
+How it runs: every seed runs on one thread (seeds in parallel, see
+:mod:`simulations.ensemble`); a ``nogil`` numba kernel advances a seed by a block of steps
+without allocating, drawing the inputs itself (xoshiro256++ and numpy's ziggurat, ~2 ns per
+normal) and fusing each first-layer update with the next forward pass. Between blocks the
+driver records the order parameters on the grid ``record_alphas(record, alpha_max)`` and
+checks for divergence.
+
 Public API: :func:`simulate` (config dict → :class:`SimulationResult`),
-:func:`validate_config`, :class:`SimulationResult` (``save``/``load``/``initial_state``).
+:func:`validate_config`, :func:`initial_weights`, :func:`standard_normal`,
+:class:`SimulationResult` (``save``/``load``/``initial_state``/``mean``/``std``).
 """
 from __future__ import annotations
 
 import json
 import math
 import os
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +44,7 @@ from .ensemble import (Divergence, ProgressBar, ensemble_stats, init_generator,
                        run_parallel, sample_state, seed_list, test_generator)
 
 __all__ = ["RULES", "simulate", "validate_config", "SimulationResult", "initial_weights",
-           "DEFAULTS"]
+           "standard_normal", "DEFAULTS"]
 
 #: learning rules, in the order of their integer codes in the kernel
 RULES = ("bp", "fa", "afa", "pepita", "pepita-forward")
@@ -748,7 +756,9 @@ class SimulationResult:
         Seeds stopped because their state became non-finite or exceeded the thresholds
         ``config['divergence']``; their entries at α >= ``alpha_diverged`` are NaN.
     alpha_diverged : (S,) array
-        α at which divergence was detected (NaN if not diverged).
+        α at which divergence was detected (NaN if not diverged): the exact step when the
+        error became non-finite, otherwise the end of the block (at most N/4 steps, 0.25
+        in α) in which a threshold was crossed.
     eg_mc, eg_mc_se : (S, T) arrays or None
         Monte Carlo test error on ``config['mc_test']`` fixed inputs (noise-free) and its
         standard error.
