@@ -375,3 +375,37 @@ def test_afa_ensemble_science_5_4():
     assert np.all(res.mean("cos_vb")[i5:] > 0.95)
     assert res.eg_mean[-1] < res.eg_mean[0]
     assert 0.003 < res.eg_std.max() < 0.1
+
+
+def test_kernel_steps_do_not_allocate():
+    """NRT allocation count of a kernel call does not grow with the number of steps (the
+    few allocations per call are the boxing of its array arguments)."""
+    import subprocess
+    import sys
+    code = """
+import numpy as np
+from numba.core.runtime import rtsys
+from simulations import teacher_student as ts
+from simulations.ensemble import sample_state
+N, K, M = 100, 3, 2
+rng = np.random.default_rng(0)
+w, ws = rng.standard_normal((K, N)), rng.standard_normal((M, N))
+v, vs, F, b = np.zeros(K), np.ones(M), 0.1 * rng.standard_normal(N), np.zeros(K)
+st, xb, work = sample_state(0), np.empty((2, N)), np.zeros((6, 3))
+ts._kernel_warmup()          # initialises the NRT (stats are enabled at that point)
+for rule in range(5):
+    counts = []
+    for n in (1, 2000):
+        a = rtsys.get_allocation_stats().alloc
+        ts._run_block(rule, 0, n, st, xb, w, ws, v, vs, F, b, 0.5, 0.5, 0.1, work)
+        counts.append(rtsys.get_allocation_stats().alloc - a)
+    assert counts[0] == counts[1], (rule, counts)
+print("ok")
+"""
+    import os
+    env = dict(os.environ, NUMBA_NRT_STATS="1")
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=root, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0 and "ok" in out.stdout, out.stderr
