@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["seed_list", "init_generator", "sample_state", "test_generator",
+__all__ = ["seed_list", "init_generator", "sample_state", "mc_test_generator",
            "Divergence", "ProgressBar", "run_parallel", "ensemble_stats"]
 
 # Tags mixed into the seed sequences so that the init, sample and test streams of the same
@@ -83,7 +83,7 @@ def sample_state(seed: int) -> np.ndarray:
     return st
 
 
-def test_generator(init_seed: int) -> np.random.Generator:
+def mc_test_generator(init_seed: int) -> np.random.Generator:
     """Generator for the fixed Monte Carlo test set (shared by all seeds)."""
     return _generator([int(init_seed), _TEST_TAG])
 

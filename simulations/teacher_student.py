@@ -41,7 +41,7 @@ from theory.observables import ACTIVATIONS, eps_g, cos_vb, norm_b
 from theory.state import OrderParameters, record_alphas
 
 from .ensemble import (Divergence, ProgressBar, ensemble_stats, init_generator,
-                       run_parallel, sample_state, seed_list, test_generator)
+                       run_parallel, sample_state, seed_list, mc_test_generator)
 
 __all__ = ["RULES", "simulate", "validate_config", "SimulationResult", "initial_weights",
            "standard_normal", "DEFAULTS"]
@@ -963,7 +963,7 @@ def simulate(config: dict, progress: bool | ProgressBar | None = None) -> Simula
     S = len(cfg["seeds"])
     X_test = None
     if cfg["mc_test"]:
-        X_test = test_generator(cfg["init"]["seed"]).standard_normal((cfg["mc_test"], N))
+        X_test = mc_test_generator(cfg["init"]["seed"]).standard_normal((cfg["mc_test"], N))
     _kernel_warmup()
     threads = cfg["threads"] or os.cpu_count() or 1
     bar = progress
