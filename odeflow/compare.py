@@ -1,0 +1,329 @@
+"""Theory against simulation: run a simulation ensemble and the ODEs from the same state.
+
+    >>> from odeflow.compare import compare
+    >>> c = compare({"rule": "fa", "N": 1000, "alpha_max": 50, "seeds": 8})  # doctest: +SKIP
+    >>> print(c.summary())                                                    # doctest: +SKIP
+
+or ``python -m odeflow compare CONFIG.json [-o OUT.npz] [--plot OUT.png] [--quiet]``.
+
+This module is **the one bridge** from ``odeflow`` to ``simulations``: everything else in
+``odeflow`` integrates order parameters and knows nothing about finite-N networks.
+``simulations`` is imported lazily, inside :func:`compare`, so that ``import odeflow``
+never pulls it in (and the rule "odeflow does not depend on simulations" holds for every
+other entry point).
+
+What is compared
+----------------
+The config is a simulation config (the keys of ``python -m simulations run``, see
+``simulations.teacher_student.validate_config``) plus optional ODE keys
+:data:`ODE_KEYS` (``method``, ``rtol``, ``atol``, ``dt``). ``same_init`` defaults to true
+(and must be true): every seed starts from the same weights, so the ensemble mean is the
+finite-N estimate of one trajectory, and the ODE is started from the *measured* initial
+order parameters of seed index 0 (SCIENCE.md §4a), integrated with the simulation's
+``eta``, ``eta_v``, ``sigma`` and ``activation`` and recorded on the simulation's α grid.
+
+The ODE of ``pepita`` and ``pepita-forward`` is the AFA ODE (:data:`ODE_RULE`): exact
+PEPITA equals AFA to first order in ``e b`` (SCIENCE.md §2). For ``pepita`` (presynaptic
+``x̃``) this is accurate only when ``‖F‖² = N σ_F² ≪ 1``; the comparison then measures how
+far it is off.
+
+For every order parameter ``eg, Q, R, v, b`` (``b`` only for rules with feedback) the
+discrepancy is ``max over α and components of |mean_sim − ODE|`` over the α range both
+reached, and the standard error is ``max over α and components of std_sim/√n`` (n seeds
+that did not diverge).
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["compare", "Comparison", "ODE_KEYS", "ODE_RULE", "OBSERVABLES"]
+
+#: config keys that go to the ODE solver rather than to the simulation
+ODE_KEYS = ("method", "rtol", "atol", "dt")
+#: which ODE system describes each simulated rule
+ODE_RULE = {"bp": "bp", "fa": "fa", "afa": "afa", "pepita": "afa", "pepita-forward": "afa"}
+#: the order parameters compared, in order
+OBSERVABLES = ("eg", "Q", "R", "v", "b")
+
+
+@dataclass(eq=False)
+class Comparison:
+    """The result of :func:`compare`.
+
+    Attributes
+    ----------
+    alpha : (T,) array
+        The common record grid (the simulation's, cut where the ODE stopped).
+    sim_mean, sim_std : dict name -> (T, ...) arrays
+        Ensemble mean and sample std (ddof=1) over the non-diverged seeds.
+    ode : dict name -> (T, ...) arrays
+        The ODE trajectory on the same grid.
+    discrepancy : dict name -> float
+        ``max_α max_components |sim_mean − ode|``.
+    stderr : dict name -> float
+        ``max_α max_components sim_std/√n_seeds``: the size of the statistical error of
+        the simulation mean.
+    n_seeds : int
+        Seeds in the mean (those that did not diverge).
+    sim : simulations.teacher_student.SimulationResult
+    ode_result : odeflow.Result
+    config : dict
+        The simulation config as validated, plus the ODE options used (key ``"ode"``).
+    """
+
+    alpha: np.ndarray
+    sim_mean: dict
+    sim_std: dict
+    ode: dict
+    discrepancy: dict
+    stderr: dict
+    n_seeds: int
+    sim: object
+    ode_result: object
+    config: dict
+    notes: list = field(default_factory=list)
+
+    @property
+    def names(self) -> tuple:
+        return tuple(k for k in OBSERVABLES if k in self.ode)
+
+    @property
+    def success(self) -> bool:
+        """True when the ODE reached alpha_max and at least one seed survived."""
+        return bool(self.ode_result.success) and self.n_seeds > 0
+
+    def relative(self, name: str = "eg") -> float:
+        """Discrepancy in units of the standard error (inf if the error is 0)."""
+        se, d = self.stderr[name], self.discrepancy[name]
+        if se == 0:
+            return 0.0 if d == 0 else math.inf
+        return d / se
+
+    def summary(self) -> str:
+        """A small table: discrepancy and standard error per order parameter."""
+        cfg = self.config
+        lines = [f"compare {cfg['rule']} (ODE: {ODE_RULE[cfg['rule']]}) N={cfg['N']} "
+                 f"K={cfg['K']} M={cfg['M']} {cfg['activation']}, {self.n_seeds} of "
+                 f"{len(cfg['seeds'])} seeds, α = 0..{self.alpha[-1]:.4g}",
+                 f"{'':4s}{'max|sim-ode|':>14s}{'max stderr':>14s}{'ratio':>9s}"]
+        for k in self.names:
+            lines.append(f"{k:4s}{self.discrepancy[k]:14.4g}{self.stderr[k]:14.4g}"
+                         f"{self.relative(k):9.3g}")
+        lines += [f"note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+    def to_arrays(self) -> dict:
+        """Flat dict of arrays (for ``np.savez``)."""
+        d = {"alpha": self.alpha, "n_seeds": np.asarray(self.n_seeds)}
+        for k in self.names:
+            d[f"sim_{k}_mean"] = self.sim_mean[k]
+            d[f"sim_{k}_std"] = self.sim_std[k]
+            d[f"ode_{k}"] = self.ode[k]
+            d[f"discrepancy_{k}"] = np.asarray(self.discrepancy[k])
+            d[f"stderr_{k}"] = np.asarray(self.stderr[k])
+        d["sim_eg"] = self.sim.eg[:, :len(self.alpha)]
+        d.update(self.ode_result.init.to_dict("init_"))
+        d["config_json"] = np.asarray(json.dumps(self.config))
+        d["ode_message"] = np.asarray(self.ode_result.message)
+        return d
+
+    def save(self, path) -> Path:
+        """Write :meth:`to_arrays` to ``path`` (``.npz``)."""
+        path = Path(path)
+        if path.suffix != ".npz":
+            raise ValueError(f"compare output must end in .npz, got {path}")
+        np.savez(path, **self.to_arrays())
+        return path
+
+    def plot(self, path=None, colors=None):
+        """Simulation mean ± 1 std (bands) against the ODE (lines) for every order
+        parameter; returns the figure, and saves it when ``path`` is given."""
+        import matplotlib.pyplot as plt
+
+        names = self.names
+        fig, axes = plt.subplots(1, len(names), figsize=(3.3 * len(names), 3.0),
+                                 constrained_layout=True)
+        a = self.alpha
+        cyc = colors or plt.rcParams["axes.prop_cycle"].by_key()["color"]
+        labels = {"eg": r"$\varepsilon_g$", "Q": r"$Q_{kl}$", "R": r"$R_{km}$",
+                  "v": r"$v_k$", "b": r"$b_k$"}
+        for ax, k in zip(np.atleast_1d(axes), names):
+            m, s, o = (_components(k, x[k], len(a))
+                       for x in (self.sim_mean, self.sim_std, self.ode))
+            sub = _component_labels(k, self.sim_mean[k].shape[1:])
+            for j in range(m.shape[1]):
+                c = cyc[j % len(cyc)]
+                ax.fill_between(a, m[:, j] - s[:, j], m[:, j] + s[:, j], color=c, alpha=0.25,
+                                lw=0)
+                ax.plot(a, m[:, j], ".", color=c, ms=2.5)
+                ax.plot(a, o[:, j], "-", color=c, lw=1.2, label=sub[j])
+            ax.set_xlabel(r"$\alpha$")
+            ax.set_ylabel(labels[k])
+            if k == "eg":
+                ax.set_yscale("log")
+            elif m.shape[1] > 1:
+                ax.legend(fontsize=7, frameon=False)
+        cfg = self.config
+        fig.suptitle(f"{cfg['rule']}: N = {cfg['N']}, {self.n_seeds} seeds (dots ± 1 std) vs "
+                     f"ODE (lines)", fontsize=10)
+        if path is not None:
+            fig.savefig(path, dpi=150, bbox_inches="tight")
+        return fig
+
+
+def _components(name, x, T):
+    """(T, n) columns of an observable; only the upper triangle of the symmetric Q."""
+    x = np.asarray(x)
+    if name == "Q":
+        iu = np.triu_indices(x.shape[-1])
+        return x[:, iu[0], iu[1]]
+    return x.reshape(T, -1)
+
+
+def _component_labels(name, shape):
+    if name == "eg":
+        return [""]
+    if name == "Q":
+        iu = np.triu_indices(shape[0])
+        return [f"Q{i + 1}{j + 1}" for i, j in zip(*iu)]
+    if len(shape) == 1:
+        return [f"{name}{i + 1}" for i in range(shape[0])]
+    return [f"{name}{i + 1}{j + 1}" for i in range(shape[0]) for j in range(shape[1])]
+
+
+def split_config(config: dict) -> tuple[dict, dict]:
+    """``(simulation config, ODE options)`` from a compare config."""
+    if not isinstance(config, dict):
+        raise ValueError(f"config must be a dict, got {type(config).__name__}")
+    sim_cfg = {k: v for k, v in config.items() if k not in ODE_KEYS}
+    ode_opts = {k: config[k] for k in ODE_KEYS if k in config}
+    if "same_init" in sim_cfg and not sim_cfg["same_init"]:
+        raise ValueError("compare needs same_init: true (the ODE follows one initial state; "
+                         "with different initial weights per seed the ensemble mean is not "
+                         "the trajectory of any single ODE)")
+    sim_cfg["same_init"] = True
+    return sim_cfg, ode_opts
+
+
+def compare(config: dict, progress: bool = False, sim=None) -> Comparison:
+    """Run the simulation ensemble of ``config`` and the ODE from its measured initial state.
+
+    Parameters
+    ----------
+    config : dict
+        Simulation config (``simulations.teacher_student.validate_config``) plus optional
+        ODE options ``method`` (default "dopri5"), ``rtol`` (1e-8), ``atol`` (1e-10), ``dt``.
+    progress : bool
+        Progress bars on stderr.
+    sim : SimulationResult, optional
+        An already-run simulation of this config (then it is not run again).
+
+    Returns
+    -------
+    Comparison
+
+    Raises
+    ------
+    ValueError
+        For an invalid config (unknown keys, ``same_init: false``, …).
+    """
+    # the one place where odeflow imports simulations (lazily: see the module docstring)
+    from simulations.teacher_student import simulate, validate_config
+
+    from .api import solve
+
+    sim_cfg, ode_opts = split_config(config)
+    cfg = validate_config(sim_cfg)
+    if sim is None:
+        sim = simulate(cfg, progress=progress)
+    rule = cfg["rule"]
+    init = sim.initial_state(0)   # for pepita*: b, c, sigma_F2 measured as for afa
+    ode_res = solve(ODE_RULE[rule], init, eta=cfg["eta"], eta_v=cfg["eta_v"],
+                    sigma=cfg["sigma"], activation=cfg["activation"],
+                    alpha_max=cfg["alpha_max"], record={"alpha": sim.alpha.tolist()},
+                    progress=progress, **ode_opts)
+    T = len(ode_res.alpha)
+    notes = []
+    if not ode_res.success:
+        notes.append(f"ODE: {ode_res.message}; compared up to α = {ode_res.alpha[-1]:.4g}")
+    if sim.diverged.any():
+        notes.append(f"{int(sim.diverged.sum())} of {len(sim.seeds)} seeds diverged (at α = "
+                     + ", ".join(f"{a:.3g}" for a in sim.alpha_diverged[sim.diverged])
+                     + "); they are left out of the mean")
+    if rule == "pepita":
+        nF2 = cfg["N"] * cfg["sigma_F"] ** 2
+        notes.append(f"pepita is compared with the AFA ODE (first order in e b); with "
+                     f"presynaptic x̃ this holds only for ‖F‖² = N σ_F² = {nF2:.3g} ≪ 1")
+    names = ["eg", "Q", "R", "v"] + (["b"] if sim.b is not None and ode_res.b is not None
+                                     else [])
+    sim_mean, sim_std, ode, disc, se = {}, {}, {}, {}, {}
+    n = int(sim.n_mean)
+    for k in names:
+        if k == "eg":
+            mean, std = sim.eg_mean, sim.eg_std
+        else:
+            mean, std = sim.mean(k), sim.std(k)
+        mean, std = np.asarray(mean)[:T], np.asarray(std)[:T]
+        o = np.asarray(getattr(ode_res, k))[:T]
+        sim_mean[k], sim_std[k], ode[k] = mean, std, o
+        with np.errstate(invalid="ignore"):
+            d = np.abs(mean - o)
+        disc[k] = float(np.nanmax(d)) if np.isfinite(d).any() else math.nan
+        se[k] = float(np.nanmax(std)) / math.sqrt(n) if n > 0 else math.nan
+    full_cfg = dict(cfg)
+    full_cfg["ode"] = dict(rule=ODE_RULE[rule], method=ode_res.params["method"],
+                           rtol=ode_res.params.get("rtol"), atol=ode_res.params.get("atol"),
+                           dt=ode_res.params.get("dt"), status=ode_res.status,
+                           message=ode_res.message)
+    return Comparison(alpha=np.asarray(ode_res.alpha), sim_mean=sim_mean, sim_std=sim_std,
+                      ode=ode, discrepancy=disc, stderr=se, n_seeds=n, sim=sim,
+                      ode_result=ode_res, config=full_cfg, notes=notes)
+
+
+# ---------------------------------------------------------------------- command line
+def add_arguments(parser) -> None:
+    """Arguments of ``python -m odeflow compare``."""
+    parser.add_argument("config", type=Path,
+                        help="JSON simulation config (python -m simulations run keys) plus "
+                             "optional ODE keys method, rtol, atol, dt")
+    parser.add_argument("-o", "--output", type=Path, default=None,
+                        help="write the comparison (trajectories, discrepancies) to OUT.npz")
+    parser.add_argument("--plot", type=Path, default=None, metavar="OUT.png",
+                        help="draw simulation mean ± std against the ODE")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def run(args) -> int:
+    """``python -m odeflow compare``: 0 on success, 1 if the ODE stopped early or every
+    seed diverged (outputs are still written), 2 for invalid input (raised as ValueError)."""
+    if args.output is not None:
+        if args.output.suffix != ".npz":
+            raise ValueError(f"output must end in .npz, got {args.output}")
+        if not args.output.parent.exists():
+            raise ValueError(f"output directory {args.output.parent} does not exist")
+    if args.plot is not None and not args.plot.parent.exists():
+        raise ValueError(f"plot directory {args.plot.parent} does not exist")
+    try:
+        cfg = json.loads(Path(args.config).read_text())
+    except OSError as exc:
+        raise ValueError(f"cannot read config {args.config}: {exc.strerror}") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{args.config} is not valid JSON: {exc}") from None
+    c = compare(cfg, progress=not args.quiet)
+    print(c.summary())
+    if args.output is not None:
+        c.save(args.output)
+        print(f"wrote {args.output}")
+    if args.plot is not None:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        fig = c.plot(args.plot)
+        plt.close(fig)
+        print(f"wrote {args.plot}")
+    return 0 if c.success else 1
