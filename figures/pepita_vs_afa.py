@@ -106,7 +106,7 @@ def make(outdir, quick: bool = False) -> dict:
                     i = np.flatnonzero(alive)[-1]
                     ax_e.plot(alpha[i], m[i], "x", color=col, ms=8, mew=2)
                     ax_b.plot(alpha[i], mb[i], "x", color=col, ms=8, mew=2)
-                ax_e.text(ad, 0.97, f"{int(div.sum())}/{len(div)} diverged \nat α ≈ {ad:.3g} ",
+                ax_e.text(ad, 0.8, f"{int(div.sum())}/{len(div)} diverged \nat α ≈ {ad:.3g} ",
                           transform=ax_e.get_xaxis_transform(), color=col, fontsize=7,
                           va="top", ha="right")
         lo, hi = np.nanmin(data[f"{tag}_afa_eg"]), np.nanmax(
