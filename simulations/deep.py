@@ -51,8 +51,10 @@ between ``F`` and ``(W_L … W_1)ᵀ`` (degrees, Frobenius inner product).
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
+import os
 import sys
 from dataclasses import dataclass, field
 
@@ -63,6 +65,71 @@ __all__ = ["RULES", "PEPITA_RULES", "MirrorConfig", "DeepConfig", "Network", "Tr
            "pepita_updates", "evaluate", "SlownessFit"]
 
 PEPITA_RULES = ("pepita", "pepita-forward", "pepita-hebbian", "pepita-time-local")
+
+
+def _openblas():
+    """ctypes handle on the OpenBLAS that numpy is linked to, or None."""
+    global _OPENBLAS
+    if _OPENBLAS is not False:
+        return _OPENBLAS
+    _OPENBLAS = None
+    try:
+        import ctypes
+        import glob
+        import os
+        libdir = os.path.dirname(np.__file__) + ".libs"
+        for path in glob.glob(os.path.join(libdir, "*openblas*")):
+            lib = ctypes.CDLL(path)
+            for pre in ("scipy_openblas", "openblas"):
+                for suf in ("64_", "_64_", ""):
+                    try:
+                        get = getattr(lib, f"{pre}_get_num_threads{suf}")
+                        set_ = getattr(lib, f"{pre}_set_num_threads{suf}")
+                    except AttributeError:
+                        continue
+                    get.restype = ctypes.c_int
+                    set_.argtypes = [ctypes.c_int]
+                    _OPENBLAS = (get, set_)
+                    return _OPENBLAS
+    except OSError:
+        pass
+    return _OPENBLAS
+
+
+_OPENBLAS = False
+
+
+@contextlib.contextmanager
+def blas_threads(n):
+    """Run the block with ``n`` OpenBLAS threads (no-op if ``n`` is None or numpy's BLAS is
+    not a detectable OpenBLAS).
+
+    The layers here are small (batch 64): a second BLAS thread gains little, and on a
+    machine whose cores are shared with other jobs OpenBLAS's spinning threads can make a
+    run ten times slower, so training defaults to one thread (``$ODEFLOW_BLAS_THREADS``
+    overrides)."""
+    h = _openblas() if n is not None else None
+    if h is None:
+        yield
+        return
+    old = h[0]()
+    h[1](int(n))
+    try:
+        yield
+    finally:
+        h[1](old)
+
+
+def default_blas_threads():
+    """``$ODEFLOW_BLAS_THREADS`` if set (0 = leave BLAS alone), else 1."""
+    v = os.environ.get("ODEFLOW_BLAS_THREADS")
+    if v is None:
+        return 1
+    try:
+        n = int(v)
+    except ValueError:
+        raise ValueError(f"ODEFLOW_BLAS_THREADS must be an integer, not {v!r}") from None
+    return None if n <= 0 else n
 RULES = ("bp", "fa", "dfa") + PEPITA_RULES
 
 
@@ -346,6 +413,14 @@ def _mirror_step(net: Network, m: MirrorConfig, rng):
 
 
 def train_deep(data, config: DeepConfig, progress=None) -> TrainResult:
+    """Train one network on ``data``; see :func:`_train_deep` (BLAS threads limited by
+    :func:`default_blas_threads`)."""
+    # overflow on the way to a divergence is expected and detected below, not warned about
+    with blas_threads(default_blas_threads()), np.errstate(over="ignore", invalid="ignore"):
+        return _train_deep(data, config, progress)
+
+
+def _train_deep(data, config: DeepConfig, progress=None) -> TrainResult:
     """Train one network on ``data`` (a :class:`simulations.data.Dataset`).
 
     Parameters
@@ -493,9 +568,14 @@ def slowness_fit(test_acc, epochs=None) -> SlownessFit:
     def model(t, amax, s):
         return amax * t / (s + t)
 
+    import warnings
+
     try:
-        p, _ = curve_fit(model, t, a, p0=(max(a.max(), 1e-3), 1.0),
-                         bounds=([0.0, 0.0], [np.inf, np.inf]), maxfev=10000)
+        with warnings.catch_warnings():
+            # short curves leave the covariance undetermined; only the estimates are used
+            warnings.simplefilter("ignore")
+            p, _ = curve_fit(model, t, a, p0=(max(a.max(), 1e-3), 1.0),
+                             bounds=([0.0, 0.0], [np.inf, np.inf]), maxfev=10000)
         return SlownessFit(float(p[0]), float(p[1]), True)
     except (RuntimeError, ValueError):
         return SlownessFit(float(a.max()), float("nan"), False)

@@ -315,6 +315,15 @@ def _train_head(feat, y, n_classes, cfg, rng):
 
 
 def train_ff(data, config: FFConfig, progress=None) -> FFResult:
+    """Train a Forward-Forward network; see :func:`_train_ff` (BLAS threads limited by
+    :func:`simulations.deep.default_blas_threads`)."""
+    from .deep import blas_threads, default_blas_threads
+
+    with blas_threads(default_blas_threads()), np.errstate(over="ignore", invalid="ignore"):
+        return _train_ff(data, config, progress)
+
+
+def _train_ff(data, config: FFConfig, progress=None) -> FFResult:
     """Train a Forward-Forward network on ``data`` (:class:`simulations.data.Dataset`).
 
     progress : callable(epoch, batch, n_batches, info) or None, called after every batch.
