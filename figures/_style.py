@@ -54,7 +54,6 @@ RC = {
     "axes.spines.right": False,
     "savefig.dpi": 150,
     "figure.dpi": 100,
-    "pdf.fonttype": 42,
 }
 
 

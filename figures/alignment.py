@@ -88,7 +88,7 @@ def make(outdir, quick: bool = False) -> dict:
             ax_c.text(a_al, ytxt, r" $\alpha_{\rm align}$", color=col, fontsize=8,
                       transform=ax_c.get_xaxis_transform())
         if np.isfinite(a_h):
-            ax_e.text(a_h, 0.9 - (0.45 - ytxt), r" $\alpha_{1/2}$", color=col, fontsize=8,
+            ax_e.text(a_h, 0.93, r" $\alpha_{1/2}$", color=col, fontsize=8,
                       transform=ax_e.get_xaxis_transform())
     from matplotlib.lines import Line2D
     handles = [Line2D([], [], color=S.COLORS[r], lw=1.6, label=f"{S.LABELS[r]} ODE")
