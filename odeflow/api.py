@@ -30,8 +30,8 @@ __all__ = ["solve", "solve_sde", "Result", "SDEResult", "get_system", "METHODS",
 METHODS = S.METHODS
 SDE_METHODS = ("euler-maruyama",)
 
-#: relative tolerance of the positive-semi-definiteness test of Q (see solvers.q_is_psd);
-#: the same order as theory.state's check on measured states
+#: relative tolerance of the positive-semi-definiteness test of the field covariance
+#: [[Q, R], [Rᵀ, T]] (see solvers.cov_min_pivot); the same as theory.state's check
 PSD_RTOL = 1e-9
 
 # target wall time of one compiled chunk when a progress bar is shown
@@ -146,9 +146,9 @@ def _message(code, fs, ist, opts, method):
                                 f"divergence threshold {thr:.3g} {hint}")
     if code == S.CODE_PSD:
         return -1, "diverged", (
-            f"diverged at α = {_fmt(a)}: Q lost positive semi-definiteness (Cholesky pivot "
-            f"{val:.3g}); Q = w·wᵀ/N is a Gram matrix, so the trajectory left the physical "
-            f"region {hint}")
+            f"diverged at α = {_fmt(a)}: the field covariance [[Q, R], [Rᵀ, T]] lost positive "
+            f"semi-definiteness (Cholesky pivot {val:.3g}); Q = w·wᵀ/N and R = w·w*ᵀ/N are "
+            f"overlaps of real vectors, so the trajectory left the physical region {hint}")
     if code == S.CODE_MAX_STEPS:
         return -1, "max_steps", (f"stopped at α = {_fmt(a)} before alpha_max = "
                                  f"{_fmt(opts[S.O_ALPHA_MAX])}: max_steps = {int(val)} steps "
@@ -433,7 +433,7 @@ def solve(rule, init, *, eta, eta_v=None, sigma=0.0, activation="erf", alpha_max
     rec_y = np.zeros((T, n))
     rec_eg = np.zeros(T)
     opts = S.make_opts(alpha_max, dt if method in S.FIXED_STEP else rtol, atol, eg_tol,
-                       diverge_threshold, PSD_RTOL, max_steps, lay.nQ, lay.K)
+                       diverge_threshold, PSD_RTOL, max_steps, lay.nQ, lay.K, state.T)
     fs, ist, work = S.new_state(n)
     if method == "dopri5" and dt is not None:
         fs[S.F_H] = dt
@@ -652,7 +652,7 @@ def solve_sde(rule="afa", init=None, *, eta, eta_v=None, sigma=0.0, activation="
     FS = np.zeros((P, S.N_FS))
     IST = np.zeros((P, S.N_IST), dtype=np.int64)
     opts = S.make_opts(alpha_max, dt, 1.0, None, diverge_threshold, PSD_RTOL, 1 << 62,
-                       lay.nQ, lay.K)
+                       lay.nQ, lay.K, state.T)
     b0 = lay.slices["b"].start
     base = E.base_seeds(seed, P)
     bar = ProgressBar(alpha_max, label=f"{_rule_name(system)} SDE ×{P}", enabled=progress)

@@ -94,7 +94,7 @@ class ProgressBar:
         """Draw the final state (only if anything was drawn) and end the line."""
         if not self.enabled or not self._drawn:
             return
-        if value is not None:
+        if value is not None and (self._tty or self._last_frac_line < 1.0):
             self.update(value, force=True)
         if self._tty:
             self.stream.write((f"  {note}" if note else "") + "\n")

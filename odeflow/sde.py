@@ -37,10 +37,42 @@ too); a slightly negative pivot from round-off is treated the same way.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, types
 
 from .solvers import (CODE_RUNNING, I_CODE, I_NEXT_REC, I_NFEV, I_STARTED, F_ALPHA,
-                      _accept, _after_fixed_step, _start, fixed_step_size, O_K)
+                      _accept, _after_fixed_step, _start, fixed_step_size, O_K, O_M,
+                      RHS_TYPE, EG_TYPE, NOISE_TYPE)
+
+_arr = types.float64[::1]
+_arr2 = types.float64[:, ::1]
+_arr3 = types.float64[:, :, ::1]
+_iarr2 = types.int64[:, ::1]
+#: em_kernel(rhs, eg, noise, p, Y, rec_alpha, rec_y, rec_eg, FS, IST, opts, seeds, b0, steps)
+EM_SIGNATURE = types.void(RHS_TYPE, EG_TYPE, NOISE_TYPE, _arr, _arr2, _arr, _arr3, _arr2,
+                          _arr2, _iarr2, _arr, types.int64[::1], types.int64, types.int64)
+
+def _drop_stale_cache():
+    """Numba's on-disk cache tracks only the file a function is defined in. ``em_kernel``
+    links helpers from ``solvers.py``; if that file is newer than the cached kernel, drop
+    the cache entry so the kernel is rebuilt with the current helpers."""
+    import os
+    from pathlib import Path
+    here = Path(__file__).resolve()
+    src = here.with_name("solvers.py")
+    dirs = [here.parent / "__pycache__"]
+    if os.environ.get("NUMBA_CACHE_DIR"):
+        dirs.append(Path(os.environ["NUMBA_CACHE_DIR"]))
+    try:
+        t_src = src.stat().st_mtime
+        for d in dirs:
+            for f in d.rglob("sde.em_kernel-*.nbi") if d.exists() else ():
+                if f.stat().st_mtime < t_src:
+                    f.unlink()
+    except OSError:
+        pass
+
+
+_drop_stale_cache()
 
 #: steps per chunk; part of the reproducibility contract (see the module docstring)
 CHUNK_STEPS = 4096
@@ -96,7 +128,7 @@ def chol_psd(S, L):
             L[i, j] = t / ljj
 
 
-@njit(parallel=True)
+@njit(EM_SIGNATURE, parallel=True, cache=True)
 def em_kernel(rhs, eg, noise, p, Y, rec_alpha, rec_y, rec_eg, FS, IST, opts, seeds,
               b0, max_call_steps):
     """Advance every path by at most ``max_call_steps`` Euler–Maruyama steps.
@@ -107,6 +139,7 @@ def em_kernel(rhs, eg, noise, p, Y, rec_alpha, rec_y, rec_eg, FS, IST, opts, see
     """
     P, n = Y.shape
     K = np.int64(opts[O_K])
+    M = np.int64(opts[O_M])
     for ip in prange(P):
         fs = FS[ip]
         ist = IST[ip]
@@ -119,7 +152,7 @@ def em_kernel(rhs, eg, noise, p, Y, rec_alpha, rec_y, rec_eg, FS, IST, opts, see
         S = np.empty((K, K))
         Lc = np.empty((K, K))
         xi = np.empty(K)
-        Lq = np.empty((K, K))
+        Lq = np.empty((K + M, K + M))
         if ist[I_STARTED] == 0:
             _start(eg, p, y, rec_alpha, rec_y[ip], rec_eg[ip], fs, ist, opts, Lq)
         for _ in range(max_call_steps):

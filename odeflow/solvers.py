@@ -2,9 +2,11 @@
 
 Every method is one ``@njit`` function that runs the *whole* integration loop (no Python
 work per step). The system's right-hand side ``rhs(y, p, dy)`` and its generalisation error
-``eg(y, p)`` are numba dispatchers passed in as arguments: numba specialises the loop once per
-dispatcher type, i.e. once per generated system per process, and re-uses that machine code
-for every later call (see ``tests/odeflow/test_solvers.py::test_kernels_compile_once``).
+``eg(y, p)`` (numba dispatchers) are passed in as arguments, typed as first-class function
+values (:data:`RHS_TYPE`, :data:`EG_TYPE`): each loop has exactly one compiled signature,
+shared by every system, compiled once and cached on disk; a new system only needs its own
+rhs compiled (which ``theory.codegen`` caches too). See
+``tests/odeflow/test_solvers.py::test_kernels_compile_once``.
 
 Kernel protocol
 ---------------
@@ -20,7 +22,8 @@ accepted state that passed the stop checks*. ``rec_alpha`` are the recording tim
 state) and ``ist`` (integer state) carry everything else across calls (current α, step
 size, controller memory, record counter, counters, stop code); see the ``F_*`` and ``I_*``
 indices below. ``work`` is scratch space of shape (8, n). ``opts`` holds
-``[alpha_max, dt_or_rtol, atol, eg_tol, diverge_threshold, psd_rtol, max_steps, nQ, K]``.
+``[alpha_max, dt_or_rtol, atol, eg_tol, diverge_threshold, psd_rtol, max_steps, nQ, K, M,
+T (M·M)]`` (:func:`make_opts`).
 A call returns after at most ``max_call_steps`` steps, or earlier when the run has stopped
 (``ist[I_CODE] != 0``).
 
@@ -40,7 +43,23 @@ Records are written only on the requested grid, so a stopped run simply has fewe
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, types
+
+# --------------------------------------------------------------------- numba signatures
+# The system's functions are passed as *first-class function values* (numba FunctionType),
+# not as dispatcher types: the loops are then compiled once for every system (a call goes
+# through a function pointer, which costs nothing next to an order-parameter rhs), the
+# compiled loops are cached on disk (``cache=True``), and LLVM does not re-optimise the
+# generated rhs inside each loop (it would, inlined, for every stage of dopri5).
+_arr = types.float64[::1]
+_arr2 = types.float64[:, ::1]
+_iarr = types.int64[::1]
+RHS_TYPE = types.FunctionType(types.void(_arr, _arr, _arr))          # rhs(y, p, dy)
+EG_TYPE = types.FunctionType(types.float64(_arr, _arr))             # eg(y, p) -> float
+NOISE_TYPE = types.FunctionType(types.void(_arr, _arr, _arr2))      # noise(y, p, S)
+#: kernel(rhs, eg, p, y, rec_alpha, rec_y, rec_eg, fs, ist, work, opts, max_call_steps)
+KERNEL_SIGNATURE = types.void(RHS_TYPE, EG_TYPE, _arr, _arr, _arr, _arr2, _arr, _arr, _iarr,
+                              _arr2, _arr, types.int64)
 
 # ------------------------------------------------------------------ state-array indices
 # float state fs
@@ -65,7 +84,9 @@ N_IST = 8
 # opts
 O_ALPHA_MAX, O_DT, O_RTOL, O_ATOL, O_EG_TOL, O_THRESH, O_PSD_RTOL, O_MAX_STEPS, O_NQ, O_K = \
     0, 1, 1, 2, 3, 4, 5, 6, 7, 8
-N_OPTS = 9
+O_M = 9
+O_T = 10          # T (M·M, row-major) follows: the constant block of the field covariance
+N_OPTS = 10       # plus M·M
 
 # stop codes
 CODE_RUNNING = 0
@@ -85,9 +106,15 @@ LAND_RTOL = 1e-8
 
 
 def make_opts(alpha_max, dt_or_rtol, atol, eg_tol, diverge_threshold, psd_rtol, max_steps,
-              nQ, K) -> np.ndarray:
-    """Pack the solver options into the float64 vector the kernels read (see ``O_*``)."""
-    o = np.empty(N_OPTS)
+              nQ, K, T) -> np.ndarray:
+    """Pack the solver options into the float64 vector the kernels read (see ``O_*``).
+
+    ``T`` (M×M) is the teacher overlap, needed for the positive semi-definiteness test of the
+    full field covariance ``[[Q, R], [Rᵀ, T]]``.
+    """
+    T = np.asarray(T, dtype=float)
+    M = T.shape[0]
+    o = np.empty(N_OPTS + M * M)
     o[O_ALPHA_MAX] = alpha_max
     o[O_DT] = dt_or_rtol
     o[O_ATOL] = atol
@@ -97,7 +124,14 @@ def make_opts(alpha_max, dt_or_rtol, atol, eg_tol, diverge_threshold, psd_rtol, 
     o[O_MAX_STEPS] = max_steps
     o[O_NQ] = nQ
     o[O_K] = K
+    o[O_M] = M
+    o[O_T:] = T.ravel()
     return o
+
+
+def scratch_size(opts) -> int:
+    """Side of the Cholesky scratch matrix the checks need: K + M."""
+    return int(opts[O_K] + opts[O_M])
 
 
 def new_state(n: int):
@@ -110,23 +144,41 @@ def new_state(n: int):
 
 # ------------------------------------------------------------------------ stop checks
 @njit(cache=True)
-def q_is_psd(y, K, psd_rtol, L):
-    """Return the smallest Cholesky pivot of ``Q + tol·I`` (≤ 0 ⇔ Q not PSD within tol).
+def _cov_entry(y, opts, K, M, nQ, i, j):
+    """Entry (i, j) of the field covariance ``C = [[Q, R], [Rᵀ, T]]`` read from the packed
+    state (Q upper triangle row-major at 0, R row-major at nQ) and T from ``opts``."""
+    if i > j:
+        i, j = j, i
+    if j < K:                      # Q_ij, i <= j: index i*K - i(i-1)/2 + (j - i)
+        return y[i * K - (i * (i - 1)) // 2 + (j - i)]
+    if i < K:                      # R_i,(j-K)
+        return y[nQ + i * M + (j - K)]
+    return opts[O_T + (i - K) * M + (j - K)]
 
-    ``Q`` is read from the packed upper triangle ``y[:K(K+1)/2]`` (row-major: Q00, Q01, …,
-    Q0,K-1, Q11, …). ``tol = psd_rtol · max(1, max_k Q_kk)``. ``L`` is K×K scratch (no
-    allocation per step).
+
+@njit(cache=True)
+def cov_min_pivot(y, opts, L):
+    """Smallest Cholesky pivot of ``C + tol·I``, ``C = [[Q, R], [Rᵀ, T]]`` (≤ 0 ⇔ C is not
+    positive semi-definite within tol).
+
+    ``C`` is the covariance of the local fields ``(λ, ν)``; it contains ``Q`` (a Gram
+    matrix ``w·wᵀ/N``), and every state that passes also passes
+    ``theory.state.OrderParameters`` validation. ``tol = psd_rtol · max(1, max_a C_aa)``.
+    ``L`` is (K+M)×(K+M) scratch (no allocation per step).
     """
-    # index of Q_ij (i <= j) in the packed triangle: i*K - i*(i-1)/2 + (j - i)
+    K = np.int64(opts[O_K])
+    M = np.int64(opts[O_M])
+    nQ = np.int64(opts[O_NQ])
+    n = K + M
     scale = 1.0
-    for i in range(K):
-        d = y[i * K - (i * (i - 1)) // 2]
+    for a in range(n):
+        d = _cov_entry(y, opts, K, M, nQ, a, a)
         if d > scale:
             scale = d
-    tol = psd_rtol * scale
+    tol = opts[O_PSD_RTOL] * scale
     minpiv = np.inf
-    for j in range(K):
-        s = y[j * K - (j * (j - 1)) // 2] + tol
+    for j in range(n):
+        s = _cov_entry(y, opts, K, M, nQ, j, j) + tol
         for m in range(j):
             s -= L[j, m] * L[j, m]
         if s < minpiv:
@@ -135,8 +187,8 @@ def q_is_psd(y, K, psd_rtol, L):
             return s
         ljj = np.sqrt(s)
         L[j, j] = ljj
-        for i in range(j + 1, K):
-            t = y[j * K - (j * (j - 1)) // 2 + (i - j)]   # Q_ji = Q_ij, j < i
+        for i in range(j + 1, n):
+            t = _cov_entry(y, opts, K, M, nQ, i, j)
             for m in range(j):
                 t -= L[i, m] * L[j, m]
             L[i, j] = t / ljj
@@ -161,15 +213,13 @@ def check_state(y, egv, opts, L):
         return CODE_YMAX, ymax
     if not np.isfinite(egv) or egv > thresh:
         return CODE_EG, egv
-    K = np.int64(opts[O_K])
-    if K > 0:
-        piv = q_is_psd(y, K, opts[O_PSD_RTOL], L)
-        if not piv > 0.0:
-            return CODE_PSD, piv
+    piv = cov_min_pivot(y, opts, L)
+    if not piv > 0.0:
+        return CODE_PSD, piv
     return CODE_RUNNING, 0.0
 
 
-@njit
+@njit(cache=True)
 def _start(eg, p, y, rec_alpha, rec_y, rec_eg, fs, ist, opts, L):
     """First call only: evaluate ε_g at α = 0, check the initial state, record α = 0."""
     ist[I_STARTED] = 1
@@ -196,7 +246,7 @@ def _start(eg, p, y, rec_alpha, rec_y, rec_eg, fs, ist, opts, L):
         ist[I_CODE] = CODE_DONE
 
 
-@njit
+@njit(cache=True)
 def _accept(eg, p, y, ynew, anew, rec_alpha, rec_y, rec_eg, fs, ist, opts, landed, L):
     """Check a fixed-step candidate ``ynew`` at α = ``anew``; accept, record, set stop codes.
 
@@ -267,14 +317,14 @@ def _after_fixed_step(landed, fs, ist):
 
 
 # ------------------------------------------------------------------------------ euler
-@njit
+@njit(KERNEL_SIGNATURE, cache=True)
 def euler_kernel(rhs, eg, p, y, rec_alpha, rec_y, rec_eg, fs, ist, work, opts,
                  max_call_steps):
     """Explicit Euler, fixed step: ``y_{n+1} = y_n + h f(y_n)``; global error O(h).
 
     Steps land exactly on every recording time (see :func:`fixed_step_size`).
     """
-    kq = max(np.int64(opts[O_K]), 1)
+    kq = np.int64(opts[O_K] + opts[O_M])
     L = np.empty((kq, kq))
     if ist[I_STARTED] == 0:
         _start(eg, p, y, rec_alpha, rec_y, rec_eg, fs, ist, opts, L)
@@ -296,7 +346,7 @@ def euler_kernel(rhs, eg, p, y, rec_alpha, rec_y, rec_eg, fs, ist, work, opts,
 
 
 # -------------------------------------------------------------------------------- rk4
-@njit
+@njit(KERNEL_SIGNATURE, cache=True)
 def rk4_kernel(rhs, eg, p, y, rec_alpha, rec_y, rec_eg, fs, ist, work, opts,
                max_call_steps):
     """Classical fourth-order Runge–Kutta, fixed step; global error O(h⁴).
@@ -305,7 +355,7 @@ def rk4_kernel(rhs, eg, p, y, rec_alpha, rec_y, rec_eg, fs, ist, work, opts,
         k_1 = f(y_n),\\; k_2 = f(y_n + \\tfrac h2 k_1),\\; k_3 = f(y_n + \\tfrac h2 k_2),\\;
         k_4 = f(y_n + h k_3),\\quad y_{n+1} = y_n + \\tfrac h6 (k_1 + 2k_2 + 2k_3 + k_4)
     """
-    kq = max(np.int64(opts[O_K]), 1)
+    kq = np.int64(opts[O_K] + opts[O_M])
     L = np.empty((kq, kq))
     if ist[I_STARTED] == 0:
         _start(eg, p, y, rec_alpha, rec_y, rec_eg, fs, ist, opts, L)
@@ -356,6 +406,9 @@ D1, D3, D4, D5, D6, D7 = (-12715105075.0 / 11282082432.0, 87487479700.0 / 327004
 # h_new = h · clip(safe · err^(-α_exp) · err_old^β, 1/10, 5), α_exp = 1/5 − 0.75 β
 SAFE, FAC_MIN, FAC_MAX, BETA = 0.9, 0.2, 10.0, 0.04
 EXPO1 = 0.2 - BETA * 0.75
+#: dopri5 declares divergence only when a step shorter than H_FAIL_RTOL·max(1, α) fails the
+#: stop checks (longer failing steps are retried with half the step)
+H_FAIL_RTOL = 1e-9
 
 
 @njit(cache=True)
@@ -370,7 +423,7 @@ def _err_norm(y0, y1, errvec, rtol, atol):
     return np.sqrt(s / n)
 
 
-@njit
+@njit(cache=True)
 def _initial_step(rhs, p, y, f0, y1, f1, alpha_max, rtol, atol):
     """Starting step size (Hairer, Nørsett & Wanner I, §II.4, algorithm HINIT; order 5)."""
     n = y.shape[0]
@@ -405,7 +458,7 @@ def _initial_step(rhs, p, y, f0, y1, f1, alpha_max, rtol, atol):
     return min(100.0 * h0, h1, alpha_max)
 
 
-@njit
+@njit(KERNEL_SIGNATURE, cache=True)
 def dopri5_kernel(rhs, eg, p, y, rec_alpha, rec_y, rec_eg, fs, ist, work, opts,
                   max_call_steps):
     """Adaptive Dormand–Prince 5(4) with PI step-size control and dense output.
@@ -426,10 +479,14 @@ def dopri5_kernel(rhs, eg, p, y, rec_alpha, rec_y, rec_eg, fs, ist, work, opts,
         θ = (α − α_n)/h,  y(θ) = y_n + θ (Δ + (1−θ)(r3 + θ (r4 + (1−θ) r5)))
         Δ = y_{n+1} − y_n,  r3 = h k1 − Δ,  r4 = Δ − h k7 − r3,  r5 = h Σ_i d_i k_i
 
-    A non-finite error norm (a stage overflowed) counts as a rejection with h → h/10; a step
-    below ``1e-14·max(1, α)`` stops the run with ``CODE_H_UNDERFLOW``.
+    A candidate that fails the divergence checks is rejected and retried with h/2 (a long
+    step can jump out of the physical region although the solution does not); the run stops
+    only when a step shorter than ``H_FAIL_RTOL·max(1, α)`` still fails, which locates a
+    genuine threshold crossing by bisection. A non-finite error norm (a stage overflowed)
+    likewise retries with h/10. A step below ``1e-14·max(1, α)`` stops the run with
+    ``CODE_H_UNDERFLOW``.
     """
-    kq = max(np.int64(opts[O_K]), 1)
+    kq = np.int64(opts[O_K] + opts[O_M])
     L = np.empty((kq, kq))
     if ist[I_STARTED] == 0:
         _start(eg, p, y, rec_alpha, rec_y, rec_eg, fs, ist, opts, L)
@@ -492,10 +549,16 @@ def dopri5_kernel(rhs, eg, p, y, rec_alpha, rec_y, rec_eg, fs, ist, work, opts,
             errv[i] = h * (E1 * k1[i] + E3 * k3[i] + E4 * k4[i] + E5 * k5[i] + E6 * k6[i]
                            + E7 * k7[i])
         err = _err_norm(y, ynew, errv, rtol, atol)
+        hfail = H_FAIL_RTOL * max(1.0, abs(a))
         if not np.isfinite(err):
-            # a stage overflowed: shrink hard and retry (if the solution itself diverges,
-            # the step underflows or a threshold check fires on a smaller step)
-            fs[F_H] = 0.1 * h
+            # a stage overflowed or produced NaN: shrink hard and retry; if even a tiny step
+            # does, the state itself is where the right-hand side breaks down
+            if h <= hfail:
+                ist[I_CODE] = CODE_NONFINITE
+                fs[F_STOP_ALPHA] = a + h
+                fs[F_STOP_VALUE] = err
+                break
+            fs[F_H] = max(0.1 * h, 0.5 * hfail)
             ist[I_REJECTED] = 1
             ist[I_NREJECT] += 1
             continue
@@ -511,6 +574,14 @@ def dopri5_kernel(rhs, eg, p, y, rec_alpha, rec_y, rec_eg, fs, ist, work, opts,
         egv = eg(ynew, p)
         code, val = check_state(ynew, egv, opts, L)
         if code != CODE_RUNNING:
+            if h > hfail:
+                # a long step may jump over a physical boundary that the exact solution
+                # does not cross (or crosses later): retry with half the step, which also
+                # locates a genuine crossing to within H_FAIL_RTOL by bisection
+                fs[F_H] = 0.5 * h
+                ist[I_REJECTED] = 1
+                ist[I_NREJECT] += 1
+                continue
             ist[I_CODE] = code
             fs[F_STOP_ALPHA] = anew
             fs[F_STOP_VALUE] = val

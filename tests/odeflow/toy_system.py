@@ -99,15 +99,28 @@ def toy_state(K=2, M=2, b=None):
 
 
 def stable_A(K=2, M=2, adaptive=False, seed=0, decay_Q=0.3):
-    """A stable A that keeps Q PSD: the Q block only decays (Q(α) = e^{-decay α} Q0); the
-    rest rotates and decays."""
+    """A stable A that keeps the field covariance [[Q, R], [Rᵀ, T]] positive definite: the Q
+    block only decays (Q(α) = e^{-decay_Q α} Q0), the R block rotates (norm-preserving) and
+    decays faster (rate 0.5 > decay_Q/2), the rest (v, b) rotates, decays and is driven by Q."""
     lay = Layout(K, M, adaptive_b=adaptive)
-    n, nQ = lay.n, lay.nQ
+    n, nQ, nR = lay.n, lay.nQ, K * M
     rng = np.random.default_rng(seed)
     A = np.zeros((n, n))
     A[:nQ, :nQ] = -decay_Q * np.eye(nQ)
-    m = n - nQ
+    G = rng.normal(size=(nR, nR))
+    A[nQ:nQ + nR, nQ:nQ + nR] = (G - G.T) * 0.5 - 0.5 * np.eye(nR)
+    m = n - nQ - nR
     G = rng.normal(size=(m, m))
-    A[nQ:, nQ:] = (G - G.T) * 0.5 - 0.5 * np.eye(m)
-    A[nQ:, :nQ] = 0.1 * rng.normal(size=(m, nQ))
+    A[nQ + nR:, nQ + nR:] = (G - G.T) * 0.5 - 0.5 * np.eye(m)
+    A[nQ + nR:, :nQ] = 0.1 * rng.normal(size=(m, nQ))
+    return A
+
+
+def growing_v_A(K=2, M=2, rate=0.8, adaptive=False):
+    """Only the v (and b) entries grow like e^{rate α}: ε_g = ½|y|² diverges while the field
+    covariance stays physical."""
+    lay = Layout(K, M, adaptive_b=adaptive)
+    A = np.zeros((lay.n, lay.n))
+    s = lay.slices["v"].start
+    A[s:, s:] = rate * np.eye(lay.n - s)
     return A
