@@ -30,7 +30,11 @@ Rules (``δ_ℓ`` is the error signal at layer ℓ, ``D_ℓ = diag(relu'(a_ℓ) 
     momentum carry-over) is applied right after the first pass, so the second pass already
     sees it; the anti-Hebbian half ``−h̃_ℓ ⊗ h̃_{ℓ−1}`` after the second pass. The velocity is
     updated once per step with the sum, so with no change between the passes the step is
-    exactly the pepita-hebbian step.
+    exactly the pepita-hebbian step. Caveat (measured, and tested): the Hebbian step is a
+    small O(|F e|) difference of two large terms, while applying the first half shifts the
+    second pass by O(η ‖x‖²); TL tracks pepita-hebbian only when η ‖x‖² ≪ |F e|. On MNIST
+    (‖x‖² ≈ 100) it diverges from it at η = 0.01 (≈ 25 % after 5 epochs) and learns, slowly,
+    at η = 0.001 (≈ 53 % after 5 epochs, 1×256).
 
 To first order in ``F``, ``h_1 − h̃_1 = D_1 W_1 F e``: PEPITA's first layer is adaptive
 feedback alignment with feedback ``W_1 F`` (tested in ``tests/simulations/test_deep.py``).

@@ -25,9 +25,9 @@ def small_batch(mnist):
 
 
 # Thresholds: measured final test accuracy after 5 epochs, 1 hidden layer of 256, seeds 0-5
-# (mean / min over seeds): bp 93.1/92.7, fa 91.6/91.1, dfa 91.5/91.0, pepita 86.9/86.4,
-# pepita-forward 86.9/86.4, pepita-hebbian 87.1/86.6. Seed-to-seed std is 0.3-0.5 points,
-# so each bound sits ~3 std below the worst seed.
+# (mean / min over seeds, %): bp 93.1/92.7, fa 91.5/91.0, dfa 91.6/91.0, pepita 86.8/86.2,
+# pepita-forward 86.8/86.1, pepita-hebbian 87.2/86.8. Seed-to-seed std is 0.3-0.5 points,
+# so each bound sits >= 2.5 std below the worst seed.
 @pytest.mark.parametrize("rule, bound", [
     ("bp", 0.91), ("fa", 0.89), ("dfa", 0.89),
     ("pepita", 0.85), ("pepita-forward", 0.85), ("pepita-hebbian", 0.85),
@@ -43,6 +43,14 @@ def test_rules_learn_mnist_subset(mnist, rule, bound):
         assert r.angle.shape == (6,) and abs(r.angle[0] - 90) < 3 and r.angle[-1] < r.angle[0]
     else:
         assert r.angle.size == 0
+
+
+def test_time_local_pepita_learns_with_small_lr(mnist):
+    # PEPITA-TL needs lr |x|^2 << 1 (see test_time_local_equals_hebbian_for_small_lr);
+    # at lr 0.001 it learns, slowly: seeds 0/1 reach 54.6/52.0 % after 5 epochs
+    r = train_deep(mnist, DeepConfig(hidden=[256], rule="pepita-time-local", lr=0.001,
+                                     epochs=5, seed=0))
+    assert not r.diverged and r.test_acc[-1] > 0.45 and np.all(np.diff(r.test_acc) > 0)
 
 
 def test_pepita_first_layer_is_afa_to_first_order(small_batch):

@@ -41,12 +41,12 @@ def test_layer_update_is_gradient_of_layer_loss(theta):
     assert np.allclose(grad, hebb, atol=1e-6)
 
 
-# Measured (seeds 0-5, 1 layer of 256, 5 epochs, Adam lr 0.003, random negatives): see the
-# README section; the worst seed is far above 0.85.
+# Measured (seeds 0-5, 1 layer of 256, 5 epochs, Adam lr 0.003, random negatives): mean
+# 91.1 %, min 90.2 %, std 0.5 points; the bound is 4 std below the worst seed.
 def test_supervised_ff_learns_mnist_subset(mnist):
     r = train_ff(mnist, FFConfig(hidden=[256], epochs=5, seed=0))
     assert not r.diverged and r.epochs_done == 5
-    assert r.test_acc[-1] > 0.85, r.test_acc
+    assert r.test_acc[-1] > 0.88, r.test_acc
     assert r.loss[-1] < r.loss[0] and r.layer_loss.shape == (6, 1)
 
 
