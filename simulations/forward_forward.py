@@ -60,7 +60,8 @@ class FFConfig:
     hidden : layer widths, e.g. ``[2000, 2000, 2000, 2000]``
     mode : "supervised" or "unsupervised"
     epochs, batch, lr, weight_decay : training options (per-layer optimiser)
-    optimizer : "adam" (β = 0.9, 0.999) or "sgd" (with ``momentum``)
+    optimizer : "adam" (β = 0.9, 0.999; lr ≈ 0.003) or "sgd" (with ``momentum``; lr ≈ 0.001,
+        0.003 already fails on MNIST)
     theta : threshold per unit, θ_ℓ = theta · d_ℓ
     negatives : "random" or "hardest" (supervised)
     label_scale : value of the embedded one-hot label

@@ -58,6 +58,12 @@ def test_two_layer_ff_hardest_negatives(mnist):
     assert r.test_acc[-1] > 0.45 and r.test_acc[-1] > r.test_acc[1] > r.test_acc[0], r.test_acc
 
 
+def test_ff_with_per_layer_sgd(mnist):
+    # SGD with momentum 0.9, lr 0.001: 81.0 / 85.6 / 88.3 % after 1 / 2 / 3 epochs (seed 0)
+    r = train_ff(mnist, FFConfig(hidden=[256], epochs=2, optimizer="sgd", lr=0.001, seed=0))
+    assert r.test_acc[-1] > 0.78, r.test_acc
+
+
 def test_prediction_skips_first_layer_only_when_deeper():
     rng = np.random.default_rng(2)
     x = rng.random((30, 40)).astype(np.float32)
