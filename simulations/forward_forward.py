@@ -228,16 +228,23 @@ def _blur(m, n_blur):
     return m
 
 
-def hybrid_negatives(x, rng, n_blur=6, side=None):
+def hybrid_negatives(x, rng, n_blur=6):
     """Hybrid images ``m x + (1 − m) x[π]`` (π a random permutation), ``m`` a thresholded,
-    ``n_blur``-times blurred random bit image of the input's square shape."""
+    ``n_blur``-times blurred random bit image of the input's square shape.
+
+    Inputs are square single-channel images (d = s², MNIST) or channel-major three-channel
+    ones (d = 3 s², CIFAR-10), where one mask serves all channels."""
     n, d = x.shape
-    side = side or int(round(math.sqrt(d)))
+    channels = 1
+    side = int(round(math.sqrt(d)))
     if side * side != d:
-        raise ValueError(f"hybrid negatives need square images; input dimension {d} is not "
-                         f"a perfect square")
+        channels, side = 3, int(round(math.sqrt(d / 3)))
+        if 3 * side * side != d:
+            raise ValueError(f"hybrid negatives need square images (d = s² or 3 s²); input "
+                             f"dimension {d} is neither")
     m = rng.integers(0, 2, size=(n, side, side)).astype(np.float32)
-    m = (_blur(m, n_blur) > 0.5).astype(np.float32).reshape(n, d)
+    m = (_blur(m, n_blur) > 0.5).astype(np.float32).reshape(n, 1, side * side)
+    m = np.broadcast_to(m, (n, channels, side * side)).reshape(n, d)
     partner = x[rng.permutation(n)]
     return m * x + (1.0 - m) * partner
 

@@ -100,6 +100,10 @@ def test_hybrid_negatives_mix_two_images_with_a_smooth_mask():
     assert np.mean(m[:, :, 1:] == m[:, :, :-1]) > 0.85
     with pytest.raises(ValueError, match="square"):
         hybrid_negatives(np.zeros((2, 10)), rng)
+    # CIFAR-10 layout: one mask for the three channels
+    xc = np.stack([np.zeros(3072), np.ones(3072)]).astype(np.float32)
+    nc = hybrid_negatives(xc, np.random.default_rng(5)).reshape(2, 3, 1024)
+    assert np.array_equal(nc[:, 0], nc[:, 1]) and np.array_equal(nc[:, 0], nc[:, 2])
 
 
 def test_unsupervised_ff_head_learns():
