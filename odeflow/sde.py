@@ -153,8 +153,9 @@ def em_kernel(rhs, eg, noise, p, Y, rec_alpha, rec_y, rec_eg, FS, IST, opts, see
         Lc = np.empty((K, K))
         xi = np.empty(K)
         Lq = np.empty((K + M, K + M))
+        ygood = np.empty(n)     # unused with check_every = 1 (every state fully checked)
         if ist[I_STARTED] == 0:
-            _start(eg, p, y, rec_alpha, rec_y[ip], rec_eg[ip], fs, ist, opts, Lq)
+            _start(eg, p, y, rec_alpha, rec_y[ip], rec_eg[ip], fs, ist, opts, Lq, ygood)
         for _ in range(max_call_steps):
             if ist[I_CODE] != CODE_RUNNING:
                 break
@@ -174,7 +175,7 @@ def em_kernel(rhs, eg, noise, p, Y, rec_alpha, rec_y, rec_eg, FS, IST, opts, see
                     s += Lc[k, m] * xi[m]
                 ynew[b0 + k] += sh * s
             if not _accept(eg, p, y, ynew, anew, rec_alpha, rec_y[ip], rec_eg[ip], fs, ist,
-                           opts, landed, Lq):
+                           opts, landed, Lq, ygood, 1):
                 break
             _after_fixed_step(landed, fs, ist)
 

@@ -27,8 +27,8 @@ T (M·M)]`` (:func:`make_opts`).
 A call returns after at most ``max_call_steps`` steps, or earlier when the run has stopped
 (``ist[I_CODE] != 0``).
 
-Stop conditions (checked after every step, on the candidate new state)
-----------------------------------------------------------------------
+Stop conditions (checked on the candidate new state)
+----------------------------------------------------
 - divergence: a non-finite entry (``CODE_NONFINITE``), ``max|y| > diverge_threshold``
   (``CODE_YMAX``), ``ε_g > diverge_threshold`` or non-finite (``CODE_EG``), or ``Q`` (the first
   K(K+1)/2 entries of y, upper triangle row-major) losing positive semi-definiteness
@@ -39,6 +39,10 @@ Stop conditions (checked after every step, on the candidate new state)
 - budget: ``max_steps`` steps taken (``CODE_MAX_STEPS``); dopri5 step-size underflow
   (``CODE_H_UNDERFLOW``).
 Records are written only on the requested grid, so a stopped run simply has fewer records.
+dopri5 runs every check after every step. The fixed-step methods run the cheap checks
+(finite, max|y|) every step and the others every :data:`CHECK_EVERY` steps, on every
+recording time and on the last step; after a failure ``y`` is reset to the last state that
+passes all checks, so every record and the final state are always valid.
 """
 from __future__ import annotations
 
@@ -70,7 +74,8 @@ F_SEG = 3         # fixed-step: α of the last point landed on exactly (start of
 F_EG = 4          # ε_g of the accepted state
 F_STOP_ALPHA = 5  # α of the state that triggered a stop
 F_STOP_VALUE = 6  # the offending value (ε_g, max|y|, min pivot of Q, …)
-N_FS = 7
+F_GOOD_ALPHA = 7  # fixed-step: α of the last state that passed the full checks
+N_FS = 8
 # integer state ist
 I_NEXT_REC = 0    # index of the next record to write (= number of records written)
 I_NFEV = 1        # number of rhs evaluations
@@ -80,7 +85,8 @@ I_NSEG = 4        # fixed-step: steps taken since F_SEG
 I_REJECTED = 5    # dopri5: 1 if the last attempted step was rejected
 I_NREJECT = 6     # dopri5: number of rejected steps
 I_STARTED = 7     # 1 once the initial record/check has been done
-N_IST = 8
+I_SINCE_CHECK = 8  # fixed-step: steps accepted since the last full check
+N_IST = 9
 # opts
 O_ALPHA_MAX, O_DT, O_RTOL, O_ATOL, O_EG_TOL, O_THRESH, O_PSD_RTOL, O_MAX_STEPS, O_NQ, O_K = \
     0, 1, 1, 2, 3, 4, 5, 6, 7, 8
@@ -98,6 +104,12 @@ CODE_EG = -3
 CODE_PSD = -4
 CODE_MAX_STEPS = -5
 CODE_H_UNDERFLOW = -6
+
+#: fixed-step methods run the full stop checks (ε_g, covariance Cholesky, eg_tol) every
+#: CHECK_EVERY steps and on every recording time and the last step; the cheap checks
+#: (finite, max|y|) run every step. This keeps the per-step overhead small next to a K = 2
+#: rhs; the full-check failure point is resolved to CHECK_EVERY·dt.
+CHECK_EVERY = 8
 
 #: fixed-step landing tolerance: a remaining distance up to dt·(1 + LAND_RTOL) to the next
 #: record point is covered by one (slightly adjusted) step, so round-off in α never produces
@@ -196,11 +208,8 @@ def cov_min_pivot(y, opts, L):
 
 
 @njit(cache=True)
-def check_state(y, egv, opts, L):
-    """Divergence checks on a candidate state: returns ``(code, offending value)``.
-
-    Order: non-finite entries, ``max|y|``, ``ε_g``, positive semi-definiteness of ``Q``.
-    """
+def cheap_check(y, opts):
+    """Every-step checks: non-finite entries, then ``max|y| > diverge_threshold``."""
     thresh = opts[O_THRESH]
     ymax = 0.0
     for i in range(y.shape[0]):
@@ -211,7 +220,14 @@ def check_state(y, egv, opts, L):
             ymax = a
     if ymax > thresh:
         return CODE_YMAX, ymax
-    if not np.isfinite(egv) or egv > thresh:
+    return CODE_RUNNING, 0.0
+
+
+@njit(cache=True)
+def full_check(y, egv, opts, L):
+    """The costlier checks: ``ε_g`` finite and below the threshold, then positive
+    semi-definiteness of the field covariance."""
+    if not np.isfinite(egv) or egv > opts[O_THRESH]:
         return CODE_EG, egv
     piv = cov_min_pivot(y, opts, L)
     if not piv > 0.0:
@@ -220,7 +236,20 @@ def check_state(y, egv, opts, L):
 
 
 @njit(cache=True)
-def _start(eg, p, y, rec_alpha, rec_y, rec_eg, fs, ist, opts, L):
+def check_state(y, egv, opts, L):
+    """All divergence checks on a candidate state: returns ``(code, offending value)``.
+
+    Order: non-finite entries, ``max|y|``, ``ε_g``, positive semi-definiteness of the field
+    covariance ``[[Q, R], [Rᵀ, T]]``.
+    """
+    code, val = cheap_check(y, opts)
+    if code != CODE_RUNNING:
+        return code, val
+    return full_check(y, egv, opts, L)
+
+
+@njit(cache=True)
+def _start(eg, p, y, rec_alpha, rec_y, rec_eg, fs, ist, opts, L, ygood):
     """First call only: evaluate ε_g at α = 0, check the initial state, record α = 0."""
     ist[I_STARTED] = 1
     egv = eg(y, p)
@@ -231,6 +260,8 @@ def _start(eg, p, y, rec_alpha, rec_y, rec_eg, fs, ist, opts, L):
         fs[F_STOP_ALPHA] = fs[F_ALPHA]
         fs[F_STOP_VALUE] = val
         return
+    ygood[:] = y
+    fs[F_GOOD_ALPHA] = fs[F_ALPHA]
     nrec = rec_alpha.shape[0]
     while ist[I_NEXT_REC] < nrec and rec_alpha[ist[I_NEXT_REC]] <= fs[F_ALPHA]:
         r = ist[I_NEXT_REC]
@@ -247,28 +278,63 @@ def _start(eg, p, y, rec_alpha, rec_y, rec_eg, fs, ist, opts, L):
 
 
 @njit(cache=True)
-def _accept(eg, p, y, ynew, anew, rec_alpha, rec_y, rec_eg, fs, ist, opts, landed, L):
+def _stop_fixed(eg, p, y, fs, ist, opts, L, ygood, code, anew, val):
+    """Stop a fixed-step run whose candidate at ``anew`` failed; leave in ``y`` the last
+    state that passes *all* checks (``y`` itself, or the saved ``ygood`` if ``y`` was not
+    fully checked and fails), so that ``final`` is always a valid state."""
+    ist[I_CODE] = code
+    fs[F_STOP_ALPHA] = anew
+    fs[F_STOP_VALUE] = val
+    if ist[I_SINCE_CHECK] > 0:
+        egy = eg(y, p)
+        c2, _ = check_state(y, egy, opts, L)
+        if c2 == CODE_RUNNING:
+            fs[F_EG] = egy
+        else:
+            y[:] = ygood
+            fs[F_ALPHA] = fs[F_GOOD_ALPHA]
+            fs[F_EG] = eg(y, p)
+
+
+@njit(cache=True)
+def _accept(eg, p, y, ynew, anew, rec_alpha, rec_y, rec_eg, fs, ist, opts, landed, L, ygood,
+            check_every):
     """Check a fixed-step candidate ``ynew`` at α = ``anew``; accept, record, set stop codes.
 
-    Returns True if the run continues.
+    Cheap checks every step; the full checks (ε_g, covariance, eg_tol) every
+    ``check_every`` steps and always on a recording time, at alpha_max and on the last
+    budgeted step, so every recorded state has passed all checks. Returns True if the run
+    continues.
     """
-    egv = eg(ynew, p)
-    code, val = check_state(ynew, egv, opts, L)
+    code, val = cheap_check(ynew, opts)
     if code != CODE_RUNNING:
-        ist[I_CODE] = code
-        fs[F_STOP_ALPHA] = anew
-        fs[F_STOP_VALUE] = val
+        _stop_fixed(eg, p, y, fs, ist, opts, L, ygood, code, anew, val)
         return False
+    r = ist[I_NEXT_REC]
+    is_rec = landed and r < rec_alpha.shape[0] and rec_alpha[r] == anew
+    last = anew >= opts[O_ALPHA_MAX] or ist[I_NSTEPS] + 1 >= opts[O_MAX_STEPS]
+    full = is_rec or last or ist[I_SINCE_CHECK] + 1 >= check_every
+    egv = 0.0
+    if full:
+        egv = eg(ynew, p)
+        code, val = full_check(ynew, egv, opts, L)
+        if code != CODE_RUNNING:
+            _stop_fixed(eg, p, y, fs, ist, opts, L, ygood, code, anew, val)
+            return False
     y[:] = ynew
     fs[F_ALPHA] = anew
-    fs[F_EG] = egv
     ist[I_NSTEPS] += 1
-    if landed:
-        r = ist[I_NEXT_REC]
-        if r < rec_alpha.shape[0] and rec_alpha[r] == anew:
-            rec_y[r, :] = y
-            rec_eg[r] = egv
-            ist[I_NEXT_REC] = r + 1
+    if not full:
+        ist[I_SINCE_CHECK] += 1
+        return True
+    ist[I_SINCE_CHECK] = 0
+    ygood[:] = y
+    fs[F_GOOD_ALPHA] = anew
+    fs[F_EG] = egv
+    if is_rec:
+        rec_y[r, :] = y
+        rec_eg[r] = egv
+        ist[I_NEXT_REC] = r + 1
     if opts[O_EG_TOL] > 0 and egv < opts[O_EG_TOL]:
         ist[I_CODE] = CODE_CONVERGED
         fs[F_STOP_ALPHA] = anew
@@ -326,8 +392,9 @@ def euler_kernel(rhs, eg, p, y, rec_alpha, rec_y, rec_eg, fs, ist, work, opts,
     """
     kq = np.int64(opts[O_K] + opts[O_M])
     L = np.empty((kq, kq))
+    ygood = work[7]
     if ist[I_STARTED] == 0:
-        _start(eg, p, y, rec_alpha, rec_y, rec_eg, fs, ist, opts, L)
+        _start(eg, p, y, rec_alpha, rec_y, rec_eg, fs, ist, opts, L, ygood)
     f = work[0]
     ynew = work[1]
     n = y.shape[0]
@@ -340,7 +407,7 @@ def euler_kernel(rhs, eg, p, y, rec_alpha, rec_y, rec_eg, fs, ist, work, opts,
         for i in range(n):
             ynew[i] = y[i] + h * f[i]
         if not _accept(eg, p, y, ynew, anew, rec_alpha, rec_y, rec_eg, fs, ist, opts, landed,
-                       L):
+                       L, ygood, CHECK_EVERY):
             break
         _after_fixed_step(landed, fs, ist)
 
@@ -357,8 +424,9 @@ def rk4_kernel(rhs, eg, p, y, rec_alpha, rec_y, rec_eg, fs, ist, work, opts,
     """
     kq = np.int64(opts[O_K] + opts[O_M])
     L = np.empty((kq, kq))
+    ygood = work[7]
     if ist[I_STARTED] == 0:
-        _start(eg, p, y, rec_alpha, rec_y, rec_eg, fs, ist, opts, L)
+        _start(eg, p, y, rec_alpha, rec_y, rec_eg, fs, ist, opts, L, ygood)
     k1, k2, k3, k4, yt, ynew = work[0], work[1], work[2], work[3], work[4], work[5]
     n = y.shape[0]
     for _ in range(max_call_steps):
@@ -379,7 +447,7 @@ def rk4_kernel(rhs, eg, p, y, rec_alpha, rec_y, rec_eg, fs, ist, work, opts,
         for i in range(n):
             ynew[i] = y[i] + (h / 6.0) * (k1[i] + 2.0 * k2[i] + 2.0 * k3[i] + k4[i])
         if not _accept(eg, p, y, ynew, anew, rec_alpha, rec_y, rec_eg, fs, ist, opts, landed,
-                       L):
+                       L, ygood, CHECK_EVERY):
             break
         _after_fixed_step(landed, fs, ist)
 
@@ -489,7 +557,7 @@ def dopri5_kernel(rhs, eg, p, y, rec_alpha, rec_y, rec_eg, fs, ist, work, opts,
     kq = np.int64(opts[O_K] + opts[O_M])
     L = np.empty((kq, kq))
     if ist[I_STARTED] == 0:
-        _start(eg, p, y, rec_alpha, rec_y, rec_eg, fs, ist, opts, L)
+        _start(eg, p, y, rec_alpha, rec_y, rec_eg, fs, ist, opts, L, np.empty(y.shape[0]))
         if ist[I_CODE] != CODE_RUNNING:
             return
         # k1 = f(y0) lives in work[0] across calls (FSAL)

@@ -1,0 +1,345 @@
+"""Benchmarks of the order-parameter integrator (odeflow), measured in one run.
+
+    python benchmarks/bench_ode.py            # all four
+    python benchmarks/bench_ode.py --skip-cold
+
+(1) K = M = 8, erf, BP: one Euler step with the generated rhs vs a straightforward njit
+    baseline that loops over every (i, k, a, b) tuple (i, k students, a, b over the K + M
+    units) and evaluates the closed-form I4 of SCIENCE.md §3 for each (target: ours ≤ 1/4).
+(2) K = M = 2: a whole α = 0 → 10⁴ Euler integration at dt = 0.01 with odeflow.solve, after
+    compilation (target < 1 s).
+(3) scipy.integrate.solve_ivp (RK45) on the NumPy right-hand side theory.reference.rhs vs
+    odeflow's dopri5 at equal rtol/atol (target ≥ 50× faster).
+(4) Derive + compile time vs run time, and cache hits: second build_system call in the same
+    process, and a fresh process when the on-disk caches exist (measured in subprocesses
+    with empty ODEFLOW_CACHE_DIR and NUMBA_CACHE_DIR).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+import numpy as np  # noqa: E402
+from numba import njit  # noqa: E402
+
+TWO_PI = 2.0 / math.pi
+FOUR_PI2 = 4.0 / math.pi ** 2
+
+
+# ------------------------------------------------------------- (1) the naive baseline
+@njit(cache=True)
+def _I2(C, a, b):
+    return TWO_PI * math.asin(C[a, b] / math.sqrt((1 + C[a, a]) * (1 + C[b, b])))
+
+
+@njit(cache=True)
+def _J2(C, a, b):
+    return TWO_PI / math.sqrt(1 + C[a, a] + C[b, b] + C[a, a] * C[b, b] - C[a, b] ** 2)
+
+
+@njit(cache=True)
+def _I3(C, a, b, c):
+    L3 = (1 + C[a, a]) * (1 + C[c, c]) - C[a, c] ** 2
+    return TWO_PI / math.sqrt(L3) * (C[b, c] * (1 + C[a, a]) - C[a, b] * C[a, c]) / (1 + C[a, a])
+
+
+@njit(cache=True)
+def _I4(C, a, b, c, d):
+    """SCIENCE.md §3 closed form, evaluated from scratch for one tuple (a, b, c, d)."""
+    L4 = (1 + C[a, a]) * (1 + C[b, b]) - C[a, b] ** 2
+    L0 = (L4 * C[c, d] - C[b, c] * C[b, d] * (1 + C[a, a]) - C[a, c] * C[a, d] * (1 + C[b, b])
+          + C[a, b] * C[a, c] * C[b, d] + C[a, b] * C[a, d] * C[b, c])
+    L1 = (L4 * (1 + C[c, c]) - C[b, c] ** 2 * (1 + C[a, a]) - C[a, c] ** 2 * (1 + C[b, b])
+          + 2 * C[a, b] * C[a, c] * C[b, c])
+    L2 = (L4 * (1 + C[d, d]) - C[b, d] ** 2 * (1 + C[a, a]) - C[a, d] ** 2 * (1 + C[b, b])
+          + 2 * C[a, b] * C[a, d] * C[b, d])
+    return FOUR_PI2 / math.sqrt(L4) * math.asin(L0 / math.sqrt(L1 * L2))
+
+
+@njit(cache=True)
+def baseline_rhs(y, T, vs, eta, eta_v, sigma, K, M, C, coef, dy):
+    """BP right-hand side written the straightforward way: every (i, k, a, b) tuple.
+
+    With ``c = [v, −v*]`` (so ``ŷ − y = Σ_a c_a g(z_a)``), f = v::
+
+        dR_in = −η v_i Σ_a c_a I3(i, n, a)
+        dQ_ik = −η v_i Σ_a c_a I3(i, k, a) − η v_k Σ_a c_a I3(k, i, a)
+                + η² v_i v_k [Σ_ab c_a c_b I4(i, k, a, b) + σ² J2(i, k)]
+        dv_i  = −η_v Σ_a c_a I2(i, a)
+    """
+    nQ = K * (K + 1) // 2
+    n = K + M
+    # unpack the covariance and the coefficients
+    idx = 0
+    for i in range(K):
+        for k in range(i, K):
+            C[i, k] = y[idx]
+            C[k, i] = y[idx]
+            idx += 1
+    for i in range(K):
+        for m in range(M):
+            C[i, K + m] = y[nQ + i * M + m]
+            C[K + m, i] = y[nQ + i * M + m]
+    for m in range(M):
+        for l in range(M):
+            C[K + m, K + l] = T[m, l]
+    for i in range(K):
+        coef[i] = y[nQ + K * M + i]
+    for m in range(M):
+        coef[K + m] = -vs[m]
+    v = coef[:K]
+    # dQ over all (i, k), then packed
+    idx = 0
+    for i in range(K):
+        for k in range(K):
+            s4 = 0.0
+            for a in range(n):
+                for b in range(n):
+                    s4 += coef[a] * coef[b] * _I4(C, i, k, a, b)
+            s3i = 0.0
+            s3k = 0.0
+            for a in range(n):
+                s3i += coef[a] * _I3(C, i, k, a)
+                s3k += coef[a] * _I3(C, k, i, a)
+            val = (-eta * v[i] * s3i - eta * v[k] * s3k
+                   + eta * eta * v[i] * v[k] * (s4 + sigma * sigma * _J2(C, i, k)))
+            if k >= i:
+                dy[i * K - (i * (i - 1)) // 2 + (k - i)] = val
+    for i in range(K):
+        for m in range(M):
+            s = 0.0
+            for a in range(n):
+                s += coef[a] * _I3(C, i, K + m, a)
+            dy[nQ + i * M + m] = -eta * v[i] * s
+    for i in range(K):
+        s = 0.0
+        for a in range(n):
+            s += coef[a] * _I2(C, i, a)
+        dy[nQ + K * M + i] = -eta_v * s
+
+
+@njit(cache=True)
+def baseline_euler(y, T, vs, eta, eta_v, sigma, K, M, dt, nsteps):
+    C = np.empty((K + M, K + M))
+    coef = np.empty(K + M)
+    dy = np.empty_like(y)
+    for _ in range(nsteps):
+        baseline_rhs(y, T, vs, eta, eta_v, sigma, K, M, C, coef, dy)
+        for j in range(y.shape[0]):
+            y[j] += dt * dy[j]
+
+
+@njit
+def generated_euler(rhs, y, p, dt, nsteps):
+    dy = np.empty_like(y)
+    for _ in range(nsteps):
+        rhs(y, p, dy)
+        for j in range(y.shape[0]):
+            y[j] += dt * dy[j]
+
+
+def _best(f, repeat=5):
+    ts = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        f()
+        ts.append(time.perf_counter() - t)
+    return min(ts)
+
+
+def _state(K, M, seed=0, N=2000):
+    from theory.state import OrderParameters
+    rng = np.random.default_rng(seed)
+    w = rng.normal(size=(K, N))
+    ws = rng.normal(size=(M, N))
+    return OrderParameters.from_weights(w, ws, 0.3 * rng.normal(size=K), np.ones(M))
+
+
+def bench_step_cost(K=8, M=8, nsteps=2000):
+    from theory.codegen import build_system
+    import odeflow
+    st = _state(K, M)
+    t = time.perf_counter()
+    system = build_system("bp", K, M)
+    t_build = time.perf_counter() - t
+    eta, eta_v, dt = 0.5, 0.5, 1e-3
+    p = system.params(st, eta, eta_v, 0.0)
+    y0 = system.layout.pack(st)
+    # the two right-hand sides agree
+    dy_gen = np.empty_like(y0)
+    system.rhs(y0, p, dy_gen)
+    dy_base = np.empty_like(y0)
+    baseline_rhs(y0, st.T, st.v_star, eta, eta_v, 0.0, K, M, np.empty((K + M, K + M)),
+                 np.empty(K + M), dy_base)
+    agree = float(np.max(np.abs(dy_gen - dy_base)))
+    generated_euler(system.rhs, y0.copy(), p, dt, 2)
+    baseline_euler(y0.copy(), st.T, st.v_star, eta, eta_v, 0.0, K, M, dt, 2)
+    t_gen = _best(lambda: generated_euler(system.rhs, y0.copy(), p, dt, nsteps)) / nsteps
+    nb = max(nsteps // 10, 50)
+    t_base = _best(lambda: baseline_euler(y0.copy(), st.T, st.v_star, eta, eta_v, 0.0, K, M,
+                                          dt, nb), repeat=3) / nb
+    # odeflow's own Euler loop (with the per-step stop checks: ε_g, covariance Cholesky)
+    odeflow.solve(system, st, eta=eta, alpha_max=dt * 10, method="euler", dt=dt)
+    t = time.perf_counter()
+    r = odeflow.solve(system, st, eta=eta, alpha_max=dt * nsteps, method="euler", dt=dt,
+                      record={"alpha": [0.0, dt * nsteps]})
+    t_solve = (time.perf_counter() - t) / r.n_steps
+    return dict(K=K, M=M, build_s=t_build, max_abs_diff=agree, generated_step_us=t_gen * 1e6,
+                baseline_step_us=t_base * 1e6, solve_step_us=t_solve * 1e6,
+                ratio=t_gen / t_base, ratio_solve=t_solve / t_base)
+
+
+def bench_long_euler():
+    import odeflow
+    st = _state(2, 2)
+    odeflow.solve("bp", st, eta=0.5, alpha_max=1.0, method="euler", dt=0.01)   # compile
+    t = time.perf_counter()
+    r = odeflow.solve("bp", st, eta=0.5, alpha_max=1e4, method="euler", dt=0.01)
+    wall = time.perf_counter() - t
+    return dict(wall_s=wall, n_steps=r.n_steps, status=r.message, eg_final=float(r.eg[-1]))
+
+
+def bench_scipy(alpha_max=100.0, rtol=1e-6, atol=1e-9):
+    from scipy.integrate import solve_ivp
+    from theory import reference
+    from theory.codegen import build_system
+    import odeflow
+    st = _state(2, 2)
+    system = build_system("bp", 2, 2)
+    lay = system.layout
+    eta = 0.5
+
+    def fun(t, y):
+        d = reference.rhs(lay.state(y, st), "bp", eta, eta, 0.0, "erf")
+        iu = np.triu_indices(2)
+        return np.concatenate([d["Q"][iu], d["R"].ravel(), d["v"]])
+
+    y0 = lay.pack(st)
+    # sanity: the reference and the generated rhs agree
+    dy = np.empty_like(y0)
+    system.rhs(y0, system.params(st, eta, eta, 0.0), dy)
+    agree = float(np.max(np.abs(fun(0.0, y0) - dy)))
+    t = time.perf_counter()
+    sol = solve_ivp(fun, (0.0, alpha_max), y0, method="RK45", rtol=rtol, atol=atol)
+    t_scipy = time.perf_counter() - t
+    odeflow.solve(system, st, eta=eta, alpha_max=1.0)                           # compile
+    t_ours = _best(lambda: odeflow.solve(system, st, eta=eta, alpha_max=alpha_max, rtol=rtol,
+                                         atol=atol, record={"alpha": [0.0, alpha_max]}))
+    r = odeflow.solve(system, st, eta=eta, alpha_max=alpha_max, rtol=rtol, atol=atol,
+                      record={"alpha": [0.0, alpha_max]})
+    return dict(alpha_max=alpha_max, rtol=rtol, atol=atol, rhs_agree=agree,
+                scipy_s=t_scipy, scipy_nfev=int(sol.nfev), ours_s=t_ours, ours_nfev=r.nfev,
+                final_diff=float(np.max(np.abs(sol.y[:, -1] - lay.pack(r.final)))),
+                speedup=t_scipy / t_ours)
+
+
+# ------------------------------------------------------------------------ (4) caches
+_CHILD = r"""
+import json, sys, time
+t0 = time.perf_counter()
+import odeflow
+t_import = time.perf_counter() - t0
+from theory.codegen import build_system
+from theory.state import OrderParameters
+out = {"import_odeflow_s": t_import}
+for K in KS:
+    t = time.perf_counter(); s = build_system("bp", K, K); tb = time.perf_counter() - t
+    t = time.perf_counter(); build_system("bp", K, K); t2 = time.perf_counter() - t
+    st = OrderParameters.from_spec(K, K, R=0.01, v=0.1)
+    t = time.perf_counter()
+    odeflow.solve(s, st, eta=0.5, alpha_max=10.0)
+    t_first = time.perf_counter() - t
+    t = time.perf_counter()
+    odeflow.solve(s, st, eta=0.5, alpha_max=10.0)
+    t_run = time.perf_counter() - t
+    out[f"K{K}"] = dict(build_s=tb, timings={k: v for k, v in s.timings.items()},
+                        second_build_s=t2, first_solve_s=t_first, run_s=t_run)
+print("JSON" + json.dumps(out))
+"""
+
+
+def bench_cold_warm(Ks=(2, 8)):
+    with tempfile.TemporaryDirectory() as d:
+        env = {**os.environ, "ODEFLOW_CACHE_DIR": os.path.join(d, "gen"),
+               "NUMBA_CACHE_DIR": os.path.join(d, "numba"),
+               "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+        code = _CHILD.replace("KS", repr(tuple(Ks)))
+        res = []
+        for _ in range(2):
+            t = time.perf_counter()
+            p = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                               text=True, cwd=d)
+            wall = time.perf_counter() - t
+            if p.returncode != 0:
+                raise RuntimeError(p.stderr)
+            line = [ln for ln in p.stdout.splitlines() if ln.startswith("JSON")][-1]
+            r = json.loads(line[4:])
+            r["process_wall_s"] = wall
+            res.append(r)
+        return {"cold": res[0], "warm": res[1]}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--skip-cold", action="store_true",
+                    help="skip (4), the fresh-process compile/cache measurements")
+    ap.add_argument("--K", type=int, default=8, help="K = M for benchmark (1)")
+    args = ap.parse_args(argv)
+
+    print("odeflow benchmarks (one run; times are best of several repeats)\n")
+    r1 = bench_step_cost(args.K, args.K)
+    print(f"(1) one Euler step, BP erf K = M = {r1['K']} "
+          f"(rhs agree to {r1['max_abs_diff']:.1e})")
+    print(f"    generated rhs        {r1['generated_step_us']:10.2f} µs/step")
+    print(f"    naive (i,k,a,b) loop {r1['baseline_step_us']:10.2f} µs/step")
+    print(f"    odeflow.solve euler  {r1['solve_step_us']:10.2f} µs/step (incl. stop checks)")
+    print(f"    ratio generated/naive = {r1['ratio']:.3f}  (target ≤ 0.25: "
+          f"{'OK' if r1['ratio'] <= 0.25 else 'MISSED'}); solve/naive = "
+          f"{r1['ratio_solve']:.3f}\n")
+
+    r2 = bench_long_euler()
+    print(f"(2) K = M = 2 BP, α = 0 → 10⁴, Euler dt = 0.01: {r2['wall_s']:.3f} s for "
+          f"{r2['n_steps']} steps (target < 1 s: {'OK' if r2['wall_s'] < 1 else 'MISSED'})\n")
+
+    r3 = bench_scipy()
+    print(f"(3) K = M = 2 BP, α = 0 → {r3['alpha_max']:g}, rtol = {r3['rtol']:g}, "
+          f"atol = {r3['atol']:g} (reference vs generated rhs agree to {r3['rhs_agree']:.1e})")
+    print(f"    scipy solve_ivp RK45 + theory.reference: {r3['scipy_s']:8.3f} s, "
+          f"{r3['scipy_nfev']} rhs evaluations")
+    print(f"    odeflow dopri5:                          {r3['ours_s']:8.4f} s, "
+          f"{r3['ours_nfev']} rhs evaluations (final states differ by "
+          f"{r3['final_diff']:.1e})")
+    print(f"    speed-up = {r3['speedup']:.0f}×  (target ≥ 50×: "
+          f"{'OK' if r3['speedup'] >= 50 else 'MISSED'})\n")
+
+    if not args.skip_cold:
+        r4 = bench_cold_warm()
+        print("(4) derive/compile vs run, and caches (fresh processes, empty caches first)")
+        for which in ("cold", "warm"):
+            r = r4[which]
+            print(f"    {which:4s} process: import odeflow {r['import_odeflow_s']:6.2f} s "
+                  f"(compiles/loads the solver loops); process wall {r['process_wall_s']:.1f} s")
+            for K in (2, 8):
+                k = r[f"K{K}"]
+                tm = k["timings"]
+                print(f"      bp K=M={K}: build_system {k['build_s']:7.2f} s (derive "
+                      f"{tm.get('derive', 0):.2f}, codegen {tm.get('codegen', 0):.2f}, "
+                      f"compile/load {tm.get('compile', 0):.2f}); second call "
+                      f"{k['second_build_s'] * 1e6:.1f} µs; first solve "
+                      f"{k['first_solve_s']:.3f} s; run {k['run_s'] * 1e3:.2f} ms")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
