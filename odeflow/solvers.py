@@ -14,7 +14,7 @@ All three kernels (:func:`euler_kernel`, :func:`rk4_kernel`, :func:`dopri5_kerne
 calling convention so that :mod:`odeflow.api` can drive them in chunks (to draw a progress
 bar between chunks) without changing the result::
 
-    kernel(rhs, eg, p, y, rec_alpha, rec_y, rec_eg, fs, ist, work, opts, max_calls_steps)
+    kernel(rhs, eg, p, y, rec_alpha, rec_y, rec_eg, fs, ist, work, opts, max_call_steps)
 
 ``y`` (float64[n]) is the current state, updated in place; it always holds the *last
 accepted state that passed the stop checks*. ``rec_alpha`` are the recording times,
@@ -30,11 +30,14 @@ A call returns after at most ``max_call_steps`` steps, or earlier when the run h
 Stop conditions (checked on the candidate new state)
 ----------------------------------------------------
 - divergence: a non-finite entry (``CODE_NONFINITE``), ``max|y| > diverge_threshold``
-  (``CODE_YMAX``), ``ε_g > diverge_threshold`` or non-finite (``CODE_EG``), or ``Q`` (the first
-  K(K+1)/2 entries of y, upper triangle row-major) losing positive semi-definiteness
-  (``CODE_PSD``): a Cholesky factorisation of ``Q + psd_rtol·max(1, max_k Q_kk)·I`` fails.
-  ``Q`` is a Gram matrix ``w·w/N``; an indefinite ``Q`` is unphysical and signals that the
-  step size or the learning rate is too large. The failing state is *not* accepted.
+  (``CODE_YMAX``), ``ε_g > diverge_threshold`` or non-finite (``CODE_EG``), or the field
+  covariance ``C = [[Q, R], [Rᵀ, T]]`` losing positive semi-definiteness (``CODE_PSD``): a
+  Cholesky factorisation of ``C + psd_rtol·max(1, max_a C_aa)·I`` fails. This contains the
+  test on ``Q`` (the first K(K+1)/2 entries of y, upper triangle row-major; a Gram matrix
+  ``w·wᵀ/N``) and also catches ``|R_km| > √(Q_kk T_mm)``. An indefinite C is unphysical and
+  signals that the step size or the learning rate is too large; checking all of C is also
+  what guarantees that every accepted state is a valid ``OrderParameters``. The failing
+  state is *not* accepted.
 - convergence: ``ε_g < eg_tol`` (``CODE_CONVERGED``); that state is accepted.
 - budget: ``max_steps`` steps taken (``CODE_MAX_STEPS``); dopri5 step-size underflow
   (``CODE_H_UNDERFLOW``).

@@ -139,3 +139,22 @@ def test_python_dash_m_entry_point(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "odeflow", "solve", str(tmp_path / "nope.json"),
                           "-o", str(out)], capture_output=True, text=True, env=env, cwd=tmp_path)
     assert bad.returncode == 2 and "cannot read config" in bad.stderr
+
+
+def test_progress_bar_non_tty_lines():
+    import io
+    from odeflow.progress import ProgressBar
+    buf = io.StringIO()
+    bar = ProgressBar(100.0, label="bp dopri5", stream=buf, delay=0.0, min_interval=0.0)
+    for a in range(0, 101, 5):
+        bar.update(float(a))
+    bar.close(100.0, note="done")
+    lines = buf.getvalue().splitlines()
+    assert 5 <= len(lines) <= 13                  # at most one line per 10 % off a terminal
+    assert lines[-2].startswith("bp dopri5 [") and "100.0%" in lines[-2]
+    assert lines[-1] == "done"
+    quiet = io.StringIO()
+    bar = ProgressBar(1.0, stream=quiet, enabled=False, delay=0.0)
+    bar.update(0.5)
+    bar.close(1.0, note="x")
+    assert quiet.getvalue() == ""
