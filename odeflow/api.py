@@ -77,6 +77,8 @@ def _record_grid(record, alpha_max):
     ``[0, alpha_max]`` so that round-off in ``k·dα`` never puts a record past the end."""
     if record is None:
         record = {"log": 200, "min": min(1e-2, alpha_max / 1e3)}
+    elif isinstance(record, (list, tuple, np.ndarray)):    # like solve_ivp's t_eval
+        record = {"alpha": [float(a) for a in np.ravel(record)]}
     rec = np.asarray(record_alphas(record, alpha_max), dtype=float)
     rec = np.minimum(rec, alpha_max)
     if abs(rec[-1] - alpha_max) <= 1e-9 * alpha_max:
@@ -375,7 +377,8 @@ def solve(rule, init, *, eta, eta_v=None, sigma=0.0, activation="erf", alpha_max
         dopri5 tolerances; the error test is ``‖err_i / (atol + rtol·|y_i|)‖_rms ≤ 1``.
     record : dict or float, optional
         Recording grid (:func:`theory.state.record_alphas`): ``{"every": dα}``,
-        ``{"log": n, "min": α_min}``, ``{"alpha": [...]}`` or a number dα. Default
+        ``{"log": n, "min": α_min}``, ``{"alpha": [...]}``, a number dα, or a list of α
+        (shorthand for ``{"alpha": [...]}``). Default
         ``{"log": 200, "min": min(0.01, alpha_max/1000)}`` (plus α = 0).
     eg_tol : float, optional
         Stop (status 1) as soon as ε_g < eg_tol.

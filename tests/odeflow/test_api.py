@@ -43,6 +43,12 @@ def test_record_every_with_roundoff_reaches_alpha_max(toy, toy_init):
     assert res.alpha[-1] == 0.3 and len(res.alpha) == 4 and res.status == 0
 
 
+def test_record_as_list(toy, toy_init):
+    res = odeflow.solve(toy, toy_init, eta=0.1, alpha_max=2.0, record=[0.0, 0.3, 2.0])
+    assert res.alpha.tolist() == [0.0, 0.3, 2.0]
+    assert res.params["record"] == {"alpha": [0.0, 0.3, 2.0]}
+
+
 def test_init_as_dict_and_mismatched_system(toy):
     d = toy_state().to_dict()
     res = odeflow.solve(toy, {k: v.tolist() for k, v in d.items()}, eta=0.1, alpha_max=1.0)
