@@ -108,7 +108,7 @@ def make(outdir, quick: bool = False) -> dict:
         ax_bs.plot(alpha, sde.b_std[:, k], "--", color=ck, lw=1.5, label=rf"$b_{k + 1}$ SDE")
     ax_bs.axhline(0, color=col_ode, lw=1.2, label="ODE: none")
     ax_bs.set_ylabel(r"std$(b_k)$ over seeds / paths")
-    ax_bs.legend(loc="upper left", fontsize=7, ncol=2)
+    ax_bs.legend(loc="upper right", fontsize=7, ncol=2)
     for ax, l in zip(axes.ravel(), "abcd"):
         S.panel_label(ax, l)
     for ax in axes[1]:
