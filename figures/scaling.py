@@ -54,6 +54,7 @@ def loglog_fit(N, y):
 
 def make(outdir, quick: bool = False) -> dict:
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
 
     from odeflow.compare import compare
 
@@ -118,6 +119,9 @@ def make(outdir, quick: bool = False) -> dict:
         a.plot(Nf, c0 / np.sqrt(Nf), "--", color="0.4", lw=1.2, label=r"$\propto 1/\sqrt{N}$")
         a.set_xscale("log")
         a.set_yscale("log")
+        a.set_xticks(Ns)
+        a.set_xticklabels([str(n) for n in Ns])
+        a.xaxis.set_minor_formatter(NullFormatter())
         a.set_xlabel(r"$N$")
         a.legend(fontsize=7)
     ax.set_ylabel(r"$\sup_\alpha\,|\langle\varepsilon_g\rangle_{\rm sim} - "
