@@ -106,9 +106,9 @@ def make(outdir, quick: bool = False) -> dict:
                     i = np.flatnonzero(alive)[-1]
                     ax_e.plot(alpha[i], m[i], "x", color=col, ms=8, mew=2)
                     ax_b.plot(alpha[i], mb[i], "x", color=col, ms=8, mew=2)
-                ax_e.text(ad, 0.8, f"{int(div.sum())}/{len(div)} diverged \nat α ≈ {ad:.3g} ",
+                ax_e.text(ad, 0.6, f" {int(div.sum())}/{len(div)} diverged\n at α ≈ {ad:.3g}",
                           transform=ax_e.get_xaxis_transform(), color=col, fontsize=7,
-                          va="top", ha="right")
+                          va="top", ha="left")
         lo, hi = np.nanmin(data[f"{tag}_afa_eg"]), np.nanmax(
             [np.nanmax(data[f"{tag}_{r.replace('-', '_')}_eg"]) for r in rules])
         if hi > 20 * lo:
