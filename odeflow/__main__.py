@@ -78,6 +78,13 @@ COMMANDS: dict[str, Command] = {
                    _run_sde),
 }
 
+# theory vs simulation (odeflow.compare imports simulations lazily, only when run)
+from . import compare as _compare  # noqa: E402
+
+COMMANDS["compare"] = Command("simulation ensemble vs ODE from the same measured initial "
+                              "state: discrepancy per order parameter", _compare.add_arguments,
+                              _compare.run)
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
