@@ -8,17 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-
-def _jsonable(x):
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return x.tolist()
-    if isinstance(x, np.generic):
-        return x.item()
-    return x
+from odeflow.api import _jsonable  # one JSON conversion for results and figure records
 
 
 def save_figure(fig, outdir, name: str, params: dict, data: dict) -> Path:

@@ -36,6 +36,7 @@ import sys
 import textwrap
 import time
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -493,6 +494,17 @@ class System:
 
 
 _MODULES: dict = {}
+
+
+@lru_cache(maxsize=None)
+def _generator_fingerprint() -> str:
+    """Hash of the modules that shape generated code, so that editing the generator (even
+    without bumping CODEGEN_VERSION) never picks up a stale cached module."""
+    here = Path(__file__).parent
+    h = hashlib.sha256()
+    for name in ("codegen.py", "derive.py", "integrals.py", "rules.py"):
+        h.update((here / name).read_bytes())
+    return h.hexdigest()[:16]
 _SYSTEMS: dict = {}
 
 
@@ -508,8 +520,8 @@ def _load_module(rule: Rule, activation: str):
     t0 = time.perf_counter()
     der = D.derive(rule, activation)
     t1 = time.perf_counter()
-    digest = hashlib.sha256("|".join([CODEGEN_VERSION, rule.key, activation])
-                            .encode()).hexdigest()[:16]
+    digest = hashlib.sha256("|".join([CODEGEN_VERSION, _generator_fingerprint(), rule.key,
+                                      activation]).encode()).hexdigest()[:16]
     safe = "".join(ch if ch.isalnum() else "_" for ch in rule.name)
     path = cache_dir() / f"sys_{safe}_{activation}_{digest}.py"
     cached = path.exists()

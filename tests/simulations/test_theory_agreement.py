@@ -39,7 +39,6 @@ def test_mean_learning_curve_matches_ode(rule):
     assert ode.eg[-1] < 0.75 * ode.eg[0]
 
 
-@pytest.mark.slow
 def test_afa_mean_and_spread_match_ode_and_sde():
     """AFA (SCIENCE.md §5.4 parameters, N = 1000, 24 seeds from one initial state): the mean
     follows the ODE; the seed-to-seed spread of ε_g follows the SDE ensemble's (the ODE has
