@@ -431,10 +431,6 @@ class System:
     source_path: Path
     timings: dict = field(default_factory=dict)
 
-    @property
-    def n_params(self) -> int:
-        return 6 + self.M * self.M + 2 * self.M + self.K + len(self.rule.params)
-
     def params(self, state: OrderParameters, eta, eta_v=None, sigma=0.0, **rule_params):
         """The parameter vector ``p`` for ``state`` (its constant parts) and the rates.
 
