@@ -125,16 +125,14 @@ class Divergence:
 
 
 class ProgressBar:
-    """A hand-written progress bar on stderr: ``[#####.....]  52%  1.2e+06 samples/s  ETA 4s``
-    (shared by ``simulations run`` and ``simulations train``).
+    """A hand-written progress bar on stderr: ``[#####.....]  52%  1.2e+06 samples/s  ETA 4s``.
 
     Redrawn at most every ``interval`` seconds; does nothing when ``enabled`` is false.
     """
 
     def __init__(self, total: int, label: str = "", enabled: bool = True, stream=None,
-                 interval: float = 0.2, width: int = 30, unit: str = "samples"):
+                 interval: float = 0.2, width: int = 30):
         self.total = max(int(total), 1)
-        self.unit = unit
         self.label = label
         self.enabled = enabled
         self.stream = sys.stderr if stream is None else stream
@@ -157,7 +155,7 @@ class ProgressBar:
         eta = (self.total - done) / rate if rate > 0 else math.inf
         eta_s = f"ETA {eta:5.0f}s" if math.isfinite(eta) else "ETA    ?s"
         line = (f"\r{self.label}[{'#' * n}{'.' * (self.width - n)}] {100 * frac:5.1f}%  "
-                f"{rate:9.3g} {self.unit}/s  {eta_s} {extra}")
+                f"{rate:9.3g} samples/s  {eta_s} {extra}")
         self.stream.write(line)
         self.stream.flush()
 

@@ -60,7 +60,6 @@ import numpy as np
 
 from .data import load_dataset
 from .deep import PEPITA_RULES, RULES as DEEP_RULES, DeepConfig, slowness_fit, train_deep
-from .ensemble import ProgressBar
 from .forward_forward import FFConfig, train_ff
 
 __all__ = ["ALL_RULES", "CONFIG_KEYS", "parse_config", "load_config", "run_config", "main"]
@@ -146,22 +145,28 @@ def load_config(path) -> dict:
         raise ValueError(f"{path}: not valid JSON ({exc})") from None
 
 
-class _EpochBar:
-    """Adapts :class:`simulations.ensemble.ProgressBar` to the per-batch callback
-    ``(epoch, batch, n_batches, info)`` of the trainers: one bar per epoch."""
+class ProgressBar:
+    """A one-line progress bar on stderr, redrawn at most every 0.1 s."""
 
-    def __init__(self, label_fn):
-        self.label_fn, self.bar, self.epoch = label_fn, None, None
+    def __init__(self, label_fn, width=24, stream=None):
+        self.label_fn, self.width = label_fn, width
+        self.stream = stream or sys.stderr
+        self._last = 0.0
 
     def __call__(self, epoch, batch, n_batches, info):
-        if self.bar is None or epoch != self.epoch:
-            self.bar = ProgressBar(n_batches, label=self.label_fn(epoch) + " ", unit="batches")
-            self.epoch = epoch
-        extra = f"loss {info['loss']:.4g}"
-        if info.get("epoch_done"):
-            self.bar.close(batch, extra + f"  test acc {100 * info['test_acc']:.2f}%")
-        else:
-            self.bar.update(batch, extra)
+        now = time.monotonic()
+        end = info.get("epoch_done", False)
+        if not end and now - self._last < 0.1:
+            return
+        self._last = now
+        frac = batch / n_batches
+        fill = int(round(self.width * frac))
+        bar = "#" * fill + "-" * (self.width - fill)
+        msg = f"\r{self.label_fn(epoch)} |{bar}| {100 * frac:3.0f}%  loss {info['loss']:.4g}"
+        if end:
+            msg += f"  test acc {100 * info['test_acc']:.2f}%\n"
+        self.stream.write(msg)
+        self.stream.flush()
 
 
 def _pad(rows, fill=np.nan):
@@ -182,7 +187,7 @@ def run_config(cfg: dict, quiet: bool = True) -> dict:
         c = make(seed)
         bar = None
         if not quiet:
-            bar = _EpochBar(lambda ep, i=i, c=c: f"{rule} seed {seeds[i]} ({i + 1}/{len(seeds)}) "
+            bar = ProgressBar(lambda ep, i=i, c=c: f"{rule} seed {seeds[i]} ({i + 1}/{len(seeds)}) "
                                                    f"epoch {ep + 1}/{c.epochs}")
         if rule.startswith("ff"):
             r = train_ff(data, c, progress=bar)
