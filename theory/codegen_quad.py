@@ -497,9 +497,9 @@ class QuadSystem:
         return self.K + self.M + (1 if sigma > 0 else 0)
 
     def rule_for(self, sigma: float) -> QuadratureRule:
-        """The rule used at output noise σ. ``auto``: tensor Gauss–Hermite for a smooth
-        activation with ≤ 6 variables; scrambled Sobol (2^16 points) for a kinked one
-        (relu: Gauss–Hermite converges only like 1/n across a kink) or beyond 6 variables."""
+        """The rule used at output noise σ. ``auto``: scrambled Sobol
+        (:func:`theory.quadrature.default_n` points; 2^16 for a kinked activation such as
+        relu, whose g' is a step)."""
         q = self.quadrature
         scheme, n = q["scheme"], q["n"]
         if scheme == "auto" and not self.act.smooth:

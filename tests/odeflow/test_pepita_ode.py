@@ -110,17 +110,20 @@ def test_pepita_ode_tracks_simulation_cheap():
     assert np.allclose(ode.eg, sim.eg_mean, rtol=0.03)
     assert np.allclose(ode.norm_b, sim.mean("norm_b"), rtol=0.03)
     q = ode.quadrature
-    assert q["rule"]["scheme"] == "gauss-hermite" and q["error_init"]["rhs_rel"] < 1e-2
+    assert q["rule"]["scheme"] == "sobol" and q["error_init"]["rhs_rel"] < 1e-3
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("rule", ["pepita", "pepita-forward"])
 @pytest.mark.parametrize("sigma_F", [0.01, 0.03])
 def test_pepita_ode_matches_simulations(rule, sigma_F):
-    # N = 1000, K = M = 2, η = η_v = 1, 4 seeds from the same initial weights, α ≤ 20:
+    # N = 1000, K = M = 2, η = η_v = 1, 8 seeds from the same initial weights, α ≤ 20:
     # ε_g and |b| within 3 % of the simulation mean at every record (SCIENCE.md §5.5 saw
-    # ~1–2 % with an independent implementation; the finite-N seed spread is ~1 %)
-    sim, ode = _sim_and_ode(rule, sigma_F, 4, 20.0, 2.0)
+    # ~1–2 % with an independent implementation). 8 seeds, not 4: where |b| rises fastest
+    # (α ≈ 10 at σ_F = 0.03) the seed-to-seed spread is ~5 %, so the mean of seeds 0–3
+    # alone sits 3 % above the mean of seeds 4–15 (measured), while the ODE is 0.8 % from
+    # the latter; Gauss–Hermite 12 vs 20 nodes changes the ODE by < 0.2 %
+    sim, ode = _sim_and_ode(rule, sigma_F, 8, 20.0, 2.0)
     assert ode.success and not sim.diverged.any()
     assert np.allclose(ode.eg, sim.eg_mean, rtol=0.03), (ode.eg, sim.eg_mean)
     assert np.allclose(ode.norm_b, sim.mean("norm_b"), rtol=0.03), (ode.norm_b,
@@ -136,3 +139,26 @@ def test_pepita_ode_predicts_divergence():
     a_sim = float(np.mean(sim.alpha_diverged))
     assert ode.reason == "diverged"
     assert abs(ode.alpha_final - a_sim) < 0.15 * a_sim, (ode.alpha_final, a_sim)
+
+
+def test_cli_solves_the_example_pepita_config(tmp_path):
+    import json
+    from pathlib import Path
+
+    from odeflow.__main__ import main
+    from odeflow.api import Result
+    cfg = json.loads((Path(odeflow.__file__).parent / "configs" / "pepita_K2M2.json")
+                     .read_text())
+    cfg["alpha_max"] = 2.0
+    p = tmp_path / "c.json"
+    p.write_text(json.dumps(cfg))
+    assert main(["solve", str(p), "-o", str(tmp_path / "o.npz"), "--quiet"]) == 0
+    r = Result.load(tmp_path / "o.npz")
+    assert r.params["rule"] == "pepita" and r.init.F_norm2 == pytest.approx(0.9)
+    assert r.quadrature["rule"] == {"scheme": "gauss-hermite", "n": 12, "dim": 4,
+                                    "nodes": 20736, "seed": None}
+    # the same run through the API gives the same trajectory
+    direct = odeflow.solve("pepita", r.init, eta=1.0, alpha_max=2.0,
+                           record={"every": 0.2},
+                           quadrature={"scheme": "gauss-hermite", "n": 12})
+    assert np.allclose(direct.eg, r.eg, rtol=1e-12)

@@ -163,9 +163,9 @@ def test_quadrature_matches_monte_carlo_without_closed_form(act):
     ode = sysq.evaluate(st, 0.8, 0.5)
     mean, se = _mc_bp_rhs(st, act, 0.8, 0.5, 400_000, rng)
     for k in ("Q", "R", "v"):
-        # 5 standard errors of the MC mean (+ the quadrature's own error: tanh, tensor
-        # Gauss–Hermite 12 nodes per field, ~1e-4 relative; relu, kinked, goes to Sobol
-        # with 2^16 points, ~1e-4 absolute — both measured, both well below 5 SE here)
+        # 5 standard errors of the MC mean (+ the quadrature's own error: the automatic
+        # rule is scrambled Sobol, 2^14 points for tanh and 2^16 for the kinked relu,
+        # ~1e-4 relative — measured, well below 5 SE here)
         tol = 5 * se[k] + 2e-4 * np.max(np.abs(mean[k]))
         assert np.all(np.abs(ode[k] - mean[k]) <= tol), (k, ode[k], mean[k], se[k])
 
