@@ -15,6 +15,11 @@ Rules (SCIENCE.md §2; ``e = ŷ − y``; all updates use the values before the s
 The learning rate of the first layer scales as ``η/√N`` and that of the second layer as
 ``η_v/N``, so that the order parameters move by O(1) per unit α.
 
+Any :class:`theory.rules.Rule` simulates too (``"rule": Rule`` or ``"file.py:NAME"``, with
+``rule_params``): ``w_k ← (1 − ηκ/N) w_k − (η/√N) δ_k x``, ``v_k ← v_k − (η_v/N) e g(λ_k)``
+(or fixed), δ_k the Rule's sympy signal — the step loop of every rule, built-in or not, is
+generated from its Rule by :mod:`simulations.kernelgen`.
+
 How it runs: every seed runs on one thread (seeds in parallel, see
 :mod:`simulations.ensemble`); a ``nogil`` numba kernel advances a seed by a block of steps
 without allocating, drawing the inputs itself (xoshiro256++ and numpy's ziggurat, ~2 ns per
