@@ -37,9 +37,10 @@ source of ``simulations.teacher_student`` (whose ``_g``, ``_gp`` and input gener
 kernel inlines — numba's own cache would not notice a change there). On a cache hit for a
 built-in name neither sympy nor ``theory.rules`` is imported. Never edit a generated file.
 
-pepita and pepita-forward (second pass ``λ̃ = λ − e b``, presynaptic ``x̃`` or ``x``) are
-not expressible with the current Rule fields; their signals are written by hand below
-(:data:`_HAND_SIGNALS`) and go through the same template.
+pepita and pepita-forward (second pass ``λ̃ = λ − e b``, presynaptic ``x̃`` or ``x``) come
+from their Rules too once ``theory.rules`` defines them (fields ``presynaptic``,
+``v_signal`` and the symbol ``lam_t``, issue 9); until then their signals are written by
+hand below (:data:`_HAND_SIGNALS`) and go through the same template.
 """
 from __future__ import annotations
 
@@ -301,28 +302,43 @@ def _printer():
     return P({"fully_qualified_modules": True})
 
 
+def _rule_of(sim: SimRule):
+    """The symbolic Rule behind ``sim`` (a built-in name's from ``theory.rules.RULES``), or
+    None for a built-in that only has a hand-written signal."""
+    if sim.rule is not None:
+        return sim.rule
+    from theory.rules import RULES
+    return RULES.get(sim.spec)
+
+
 def _signal_code(sim: SimRule):
-    """(code of the unit loop's signal, modulated presynaptic term?)"""
-    if sim.builtin and sim.spec in _HAND_SIGNALS:
-        return _HAND_SIGNALS[sim.spec]
-    rule = sim.rule
+    """(code of the unit loop's signal, modulated presynaptic term?)
+
+    Sets ``d`` (δ_k) and ``sk`` (the second-layer signal ``v_signal``, default g(λ_k); 0
+    for a frozen second layer). Rule fields that an older ``theory.rules.Rule`` lacks take
+    their defaults: presynaptic ``x``, ``v_signal = g(lam)``; ``lam_t`` (the second-pass
+    field λ̃_k = λ_k − e b_k) is computed when the rule uses it.
+    """
+    rule = _rule_of(sim)
     if rule is None:
-        from theory.rules import RULES
-        rule = RULES[sim.spec]
+        return _HAND_SIGNALS[sim.spec]
+    import sympy as sp
+    from theory import rules as R
     pr = _printer()
-    d = pr.doprint(rule.delta)
-    s = "_g(lam_k, act)" if rule.second_layer == "sgd" else "0.0"
-    return f"d = {d}\nsk = {s}", False
+    lines = []
+    v_signal = getattr(rule, "v_signal", None)
+    v_signal = R.g(R.lam) if v_signal is None else v_signal
+    used = set(rule.delta.free_symbols) | set(sp.sympify(v_signal).free_symbols)
+    if "lam_t" in {str(x) for x in used}:
+        lines.append("lam_t = lam_k - e * b_k         # second pass λ̃ = λ − e b")
+    lines.append(f"d = {pr.doprint(rule.delta)}")
+    lines.append(f"sk = {pr.doprint(v_signal) if rule.second_layer == 'sgd' else '0.0'}")
+    return "\n".join(lines), getattr(rule, "presynaptic", "x") == "x_tilde"
 
 
 def _decay_code(sim: SimRule) -> str:
-    if sim.builtin and sim.spec in _HAND_SIGNALS:
-        return "0.0"
-    rule = sim.rule
-    if rule is None:
-        from theory.rules import RULES
-        rule = RULES[sim.spec]
-    if rule.weight_decay == 0:
+    rule = _rule_of(sim)
+    if rule is None or rule.weight_decay == 0:
         return "0.0"
     return _printer().doprint(rule.weight_decay)
 
