@@ -244,7 +244,13 @@ class Result:
         """The :class:`OrderParameters` at occurrence ``j`` of event ``i``."""
         if self.state_events is None:
             raise ValueError("this run had no events (pass events=... to solve)")
-        return self.layout.state(self.state_events[i][j], self.init)
+        y = np.asarray(self.state_events[i][j], dtype=float)
+        lay = self.layout
+        if lay is None:                       # a loaded result: the layout that fits y
+            from theory.state import Layout
+            lay = next(L for L in (Layout(self.K, self.M, False), Layout(self.K, self.M, True))
+                       if L.n == y.shape[0])
+        return lay.state(y, self.init)
 
     @property
     def K(self) -> int:

@@ -129,9 +129,14 @@ def _as_events(events):
             nterm = int(term)
         else:
             raise ValueError(f"event.terminal must be a bool or a non-negative int, got {term!r}")
-        direction = float(getattr(ev, "direction", 0))
-        if direction not in (-1.0, 0.0, 1.0) and not math.isfinite(direction):
-            raise ValueError(f"event.direction must be a number, got {direction!r}")
+        direction = getattr(ev, "direction", 0)
+        try:
+            direction = float(direction)
+        except (TypeError, ValueError):
+            direction = math.nan
+        if not math.isfinite(direction):
+            raise ValueError(f"event.direction must be a number (its sign is used), got "
+                             f"{getattr(ev, 'direction', None)!r}")
         out.append((ev, nterm, float(np.sign(direction))))
     return out
 

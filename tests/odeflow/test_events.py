@@ -166,3 +166,19 @@ def test_plateau_exit_on_simulation_records():
         eg = np.zeros((2, 3))
     out = simulation_exit_alpha(Sim, plateau_exit(level=0.5))
     np.testing.assert_allclose(out, [10 + 10 * (0.5 - 0.3) / 0.6, np.nan])
+
+
+def test_events_survive_save_and_load(tmp_path):
+    system, init = _rotation_system()
+    ev = _v1
+    r = odeflow.solve(system, init, eta=1.0, alpha_max=AMAX, events=[ev], rtol=1e-10,
+                      atol=1e-12)
+    r.save(tmp_path / "r.npz")
+    back = odeflow.Result.load(tmp_path / "r.npz")
+    np.testing.assert_array_equal(back.alpha_events[0], r.alpha_events[0])
+    np.testing.assert_allclose(back.event_state(0, 1).v, r.event_state(0, 1).v)
+    with pytest.raises(ValueError, match="direction must be a number"):
+        def bad(alpha, s):
+            return 0.0
+        bad.direction = "up"
+        odeflow.solve(system, init, eta=1.0, alpha_max=1, events=bad)
