@@ -45,14 +45,15 @@ def bench_numba(rule, N, K, M, steps):
     B = ts.block_steps(N)
     x = np.empty((2, N))
     work = np.zeros((6, max(K, M)))
-    code = ts.RULES.index(rule)
-    ts._run_block(code, 0, 1, st, x, w.copy(), w_star, v.copy(), v_star, F, b.copy(),
-                  0.5, 0.5, 0.0, work)                                # compile / load cache
+    from simulations.kernelgen import resolve_rule
+    run_block = ts._kernel(resolve_rule(rule))   # the kernel generated from the rule's Rule
+    rp = np.zeros(1)
+    run_block(0, 1, st, x, w.copy(), w_star, v.copy(), v_star, F, b.copy(), 0.5, 0.5, 0.0, rp,
+              work)                                                   # compile / load cache
     t0 = time.perf_counter()
     done = 0
     while done < steps:
-        done += ts._run_block(code, 0, B, st, x, w, w_star, v, v_star, F, b, 0.5, 0.5, 0.0,
-                              work)
+        done += run_block(0, B, st, x, w, w_star, v, v_star, F, b, 0.5, 0.5, 0.0, rp, work)
     return done / (time.perf_counter() - t0)
 
 

@@ -17,6 +17,7 @@ FIGURES = {
     "scaling": "figures.scaling",
     "mnist-table": "figures.mnist_table",
     "activations": "figures.activations",
+    "plateau-exit": "figures.plateau_exit",
 }
 
 

@@ -198,9 +198,10 @@ class Result:
     cos_vb, norm_b : (T,) arrays or None
         ``cos(v, b)`` and ``|b|`` (rules with b); ``cos_vb`` is NaN where v or b is 0.
     status : int
-        0 reached alpha_max, 1 converged (ε_g < eg_tol), -1 stopped early (see ``reason``).
+        0 reached alpha_max, 1 converged (ε_g < eg_tol) or stopped by a terminal event, -1
+        stopped early (see ``reason``).
     reason : str
-        "alpha_max", "converged", "diverged", "max_steps" or "step_underflow".
+        "alpha_max", "converged", "event", "diverged", "max_steps" or "step_underflow".
     message : str
         A sentence describing how the run ended.
     success : bool
@@ -217,6 +218,15 @@ class Result:
     timings : dict
         Seconds: ``system`` (build or cache hit), ``run`` (integration, incl. first-call
         compilation of the solver loop).
+    alpha_events : list of arrays or None
+        With ``events``: for each event, the α of its occurrences (like solve_ivp's
+        ``t_events``; :mod:`odeflow.events`).
+    state_events : list of arrays or None
+        For each event, the flat states at its occurrences, shape (n_i, n) (like
+        ``y_events``); :meth:`event_state` gives them as OrderParameters.
+    sol : odeflow.events.DenseSolution or None
+        With ``dense_output=True`` (dopri5): ``sol(alpha)``, the solution at any α in
+        ``[0, alpha_final]``.
     """
 
     alpha: np.ndarray
@@ -238,10 +248,26 @@ class Result:
     final: OrderParameters
     params: dict
     timings: dict = field(default_factory=dict)
+    alpha_events: list | None = None
+    state_events: list | None = None
+    sol: Any = None
+    layout: Any = field(default=None, repr=False)
 
     @property
     def success(self) -> bool:
         return self.status >= 0
+
+    def event_state(self, i: int, j: int = 0) -> OrderParameters:
+        """The :class:`OrderParameters` at occurrence ``j`` of event ``i``."""
+        if self.state_events is None:
+            raise ValueError("this run had no events (pass events=... to solve)")
+        y = np.asarray(self.state_events[i][j], dtype=float)
+        lay = self.layout
+        if lay is None:                       # a loaded result: the layout that fits y
+            from theory.state import Layout
+            lay = next(L for L in (Layout(self.K, self.M, False), Layout(self.K, self.M, True))
+                       if L.n == y.shape[0])
+        return lay.state(y, self.init)
 
     @property
     def K(self) -> int:
@@ -283,6 +309,8 @@ class Result:
     def to_dict(self) -> dict:
         d = {k: getattr(self, k) for k in self._ARRAYS if getattr(self, k) is not None}
         d.update({k: getattr(self, k) for k in self._SCALARS})
+        for i, (a, y) in enumerate(zip(self.alpha_events or [], self.state_events or [])):
+            d[f"alpha_events_{i}"], d[f"state_events_{i}"] = a, y
         d.update(self.init.to_dict("init_"))
         d.update(self.final.to_dict("final_"))
         d["params"] = self.params
@@ -304,6 +332,12 @@ class Result:
         d = _load(path, "odeflow.Result")
         kw = {k: (None if d.get(k) is None else np.asarray(d[k], dtype=float))
               for k in cls._ARRAYS}
+        ne = len([k for k in d if k.startswith("alpha_events_")])
+        if ne:
+            kw["alpha_events"] = [np.asarray(d[f"alpha_events_{i}"], dtype=float)
+                                  for i in range(ne)]
+            kw["state_events"] = [np.asarray(d[f"state_events_{i}"], dtype=float)
+                                  for i in range(ne)]
         return cls(**kw, status=int(d["status"]), reason=str(d["reason"]),
                    message=str(d["message"]), nfev=int(d["nfev"]), n_steps=int(d["n_steps"]),
                    n_rejected=int(d["n_rejected"]), alpha_final=float(d["alpha_final"]),
@@ -377,7 +411,7 @@ def _drive(call, fs, ist, alpha_max, max_steps, bar, chunk0=256):
 def solve(rule, init, *, eta, eta_v=None, sigma=0.0, activation="erf", alpha_max,
           method="dopri5", dt=None, rtol=1e-8, atol=1e-10, record=None, eg_tol=None,
           max_steps=10_000_000, diverge_threshold=1e6, rule_params=None,
-          progress=False, quadrature=None) -> Result:
+          progress=False, quadrature=None, events=None, dense_output=False) -> Result:
     """Integrate the order-parameter ODEs of ``rule`` from ``init`` to ``alpha_max``.
 
     Parameters
@@ -426,6 +460,14 @@ def solve(rule, init, *, eta, eta_v=None, sigma=0.0, activation="erf", alpha_max
         Values of a custom Rule's extra parameters.
     progress : bool
         Draw a progress bar on stderr (for runs longer than 0.5 s).
+    events : callable or list of callables, optional
+        Conditions ``event(alpha, state) -> float`` located on the interpolant of every
+        step (scipy's convention: attributes ``terminal``, ``direction``; see
+        :mod:`odeflow.events`, e.g. :func:`odeflow.events.plateau_exit`). Results in
+        ``Result.alpha_events``, ``Result.state_events``; a terminal event stops the run
+        (status 1, reason "event").
+    dense_output : bool
+        dopri5 only: keep every step's continuous extension; ``Result.sol(alpha)``.
 
     Returns
     -------
@@ -472,7 +514,12 @@ def solve(rule, init, *, eta, eta_v=None, sigma=0.0, activation="erf", alpha_max
     rec_eg = np.zeros(T)
     opts = S.make_opts(alpha_max, dt if method in S.FIXED_STEP else rtol, atol, eg_tol,
                        diverge_threshold, PSD_RTOL, max_steps, lay.nQ, lay.K, state.T)
-    fs, ist, work = S.new_state(n)
+    from .events import EventTracker, SEGMENTS_PER_CALL
+    if dense_output and method != "dopri5":
+        raise ValueError(f"dense_output needs method 'dopri5' (its continuous extension), got "
+                         f"{method!r}; events work with every method")
+    tracker = EventTracker(events, system, p, state, method, dense_output)
+    fs, ist, work = S.new_state(n, SEGMENTS_PER_CALL if tracker.active else 0)
     if method == "dopri5" and dt is not None:
         fs[S.F_H] = dt
     kernel = S.KERNELS[method]
@@ -481,12 +528,26 @@ def solve(rule, init, *, eta, eta_v=None, sigma=0.0, activation="erf", alpha_max
         kernel(system.rhs, system.eg, p, y, rec, rec_y, rec_eg, fs, ist, work, opts, steps)
 
     bar = ProgressBar(alpha_max, label=f"{_rule_name(system)} {method}", enabled=progress)
-    _drive(call, fs, ist, alpha_max, max_steps, bar)
+    if tracker.active:
+        tracker.start(0.0, y)
+        tracker.drive(call, fs, ist, work, bar if progress else None)
+    else:
+        _drive(call, fs, ist, alpha_max, max_steps, bar)
     code = int(ist[S.I_CODE])
-    status, reason, message = _message(code, fs, ist, opts, method)
+    nr = int(ist[S.I_NEXT_REC])
+    if tracker.terminal is None:
+        status, reason, message = _message(code, fs, ist, opts, method)
+    else:                                     # stop at the terminal event (odeflow.events)
+        a_ev, y_ev, i_ev = tracker.terminal
+        y[:] = y_ev
+        fs[S.F_ALPHA] = a_ev
+        nr = int(np.searchsorted(rec[:nr], a_ev, side="right"))
+        status, reason = 1, "event"
+        message = (f"stopped by terminal event {i_ev} "
+                   f"({getattr(tracker.events[i_ev][0], '__name__', 'event')}) at α = "
+                   f"{_fmt(a_ev)}")
     bar.close(fs[S.F_ALPHA], note=message)
 
-    nr = int(ist[S.I_NEXT_REC])
     parts = lay.unpack(rec_y[:nr])
     fb = _feedback(system)
     b = None
@@ -495,6 +556,12 @@ def solve(rule, init, *, eta, eta_v=None, sigma=0.0, activation="erf", alpha_max
     elif fb == "fixed" and state.b is not None:
         b = np.tile(state.b, (nr, 1))
     final = lay.state(y, state)
+    ev_alpha = ev_y = None
+    if tracker.events:
+        ev_alpha, ev_y = tracker.results()
+        keep = [a <= fs[S.F_ALPHA] for a in ev_alpha]   # none past a reset of the final state
+        ev_alpha = [a[k] for a, k in zip(ev_alpha, keep)]
+        ev_y = [yy[k] for yy, k in zip(ev_y, keep)]
     params = dict(rule=_rule_name(system), K=state.K, M=state.M,
                   activation=getattr(system, "activation", activation), eta=eta, eta_v=eta_v,
                   sigma=sigma, alpha_max=alpha_max, method=method, dt=dt,
@@ -513,7 +580,9 @@ def solve(rule, init, *, eta, eta_v=None, sigma=0.0, activation="erf", alpha_max
                   status=status, reason=reason, message=message, nfev=int(ist[S.I_NFEV]),
                   n_steps=int(ist[S.I_NSTEPS]), n_rejected=int(ist[S.I_NREJECT]),
                   alpha_final=float(fs[S.F_ALPHA]), init=state, final=final, params=params,
-                  timings={"system": t_sys - t_start, "run": t_end - t_sys})
+                  timings={"system": t_sys - t_start, "run": t_end - t_sys},
+                  alpha_events=ev_alpha, state_events=ev_y,
+                  sol=tracker.dense_solution(float(fs[S.F_ALPHA])), layout=lay)
 
 
 # ---------------------------------------------------------------------------- solve_sde

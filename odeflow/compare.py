@@ -22,6 +22,11 @@ finite-N estimate of one trajectory, and the ODE is started from the *measured* 
 order parameters of seed index 0 (SCIENCE.md §4a), integrated with the simulation's
 ``eta``, ``eta_v``, ``sigma`` and ``activation`` and recorded on the simulation's α grid.
 
+``rule`` may also be a :class:`theory.rules.Rule` or ``"path/to/file.py:NAME"`` (a Rule
+defined in a Python file; from the command line a relative path is relative to the config
+file): the simulation kernel and the ODEs are then both generated from that Rule, and the
+config's ``rule_params`` go to both.
+
 Every simulated rule has its own ODE (:data:`ODE_RULE`); ``pepita`` and ``pepita-forward``
 use the exact two-pass equations of SCIENCE.md §5.5 (Gaussian quadrature), with the
 measured ``‖F‖² = N σ_F²`` as a finite-N parameter for ``pepita``.
@@ -107,7 +112,7 @@ class Comparison:
     def summary(self) -> str:
         """A small table: discrepancy and standard error per order parameter."""
         cfg = self.config
-        lines = [f"compare {cfg['rule']} (ODE: {ODE_RULE[cfg['rule']]}) N={cfg['N']} "
+        lines = [f"compare {_name(cfg)} (ODE: {cfg['ode']['rule']}) N={cfg['N']} "
                  f"K={cfg['K']} M={cfg['M']} {cfg['activation']}, {self.n_seeds} of "
                  f"{len(cfg['seeds'])} seeds, α = 0..{self.alpha[-1]:.4g}",
                  f"{'':4s}{'max|sim-ode|':>14s}{'max stderr':>14s}{'ratio':>9s}"]
@@ -169,11 +174,16 @@ class Comparison:
             elif m.shape[1] > 1:
                 ax.legend(fontsize=7, frameon=False)
         cfg = self.config
-        fig.suptitle(f"{cfg['rule']}: N = {cfg['N']}, {self.n_seeds} seeds (dots ± 1 std) vs "
+        fig.suptitle(f"{_name(cfg)}: N = {cfg['N']}, {self.n_seeds} seeds (dots ± 1 std) vs "
                      f"ODE (lines)", fontsize=10)
         if path is not None:
             fig.savefig(path, dpi=150, bbox_inches="tight")
         return fig
+
+
+def _name(cfg) -> str:
+    r = cfg["rule"]
+    return cfg.get("rule_name") or (r["name"] if isinstance(r, dict) else str(r))
 
 
 def _components(name, x, T):
@@ -233,7 +243,8 @@ def compare(config: dict, progress: bool = False, sim=None) -> Comparison:
         For an invalid config (unknown keys, ``same_init: false``, …).
     """
     # the one place where odeflow imports simulations (lazily: see the module docstring)
-    from simulations.teacher_student import simulate, validate_config
+    from simulations.kernelgen import resolve_rule
+    from simulations.teacher_student import _jsonable_config, simulate, validate_config
 
     from .api import solve
 
@@ -242,11 +253,15 @@ def compare(config: dict, progress: bool = False, sim=None) -> Comparison:
     if sim is None:
         sim = simulate(cfg, progress=progress)
     rule = cfg["rule"]
+    if isinstance(rule, str) and rule in ODE_RULE:
+        ode_rule = ODE_RULE[rule]
+    else:                          # a Rule (or a file naming one): the same Rule for the ODE
+        ode_rule = resolve_rule(rule).rule
     init = sim.initial_state(0)   # for pepita*: b, c, sigma_F2 (and F_norm2) measured
-    ode_res = solve(ODE_RULE[rule], init, eta=cfg["eta"], eta_v=cfg["eta_v"],
+    ode_res = solve(ode_rule, init, eta=cfg["eta"], eta_v=cfg["eta_v"],
                     sigma=cfg["sigma"], activation=cfg["activation"],
                     alpha_max=cfg["alpha_max"], record={"alpha": sim.alpha.tolist()},
-                    progress=progress, **ode_opts)
+                    rule_params=cfg.get("rule_params") or None, progress=progress, **ode_opts)
     T = len(ode_res.alpha)
     notes = []
     if not ode_res.success:
@@ -275,8 +290,9 @@ def compare(config: dict, progress: bool = False, sim=None) -> Comparison:
             d = np.abs(mean - o)
         disc[k] = float(np.nanmax(d)) if np.isfinite(d).any() else math.nan
         se[k] = float(np.nanmax(std)) / math.sqrt(n) if n > 0 else math.nan
-    full_cfg = dict(cfg)
-    full_cfg["ode"] = dict(rule=ODE_RULE[rule], method=ode_res.params["method"],
+    full_cfg = dict(_jsonable_config(cfg))
+    full_cfg["rule_name"] = sim.rule
+    full_cfg["ode"] = dict(rule=ode_res.params["rule"], method=ode_res.params["method"],
                            rtol=ode_res.params.get("rtol"), atol=ode_res.params.get("atol"),
                            dt=ode_res.params.get("dt"), status=ode_res.status,
                            message=ode_res.message)
@@ -314,6 +330,9 @@ def run(args) -> int:
         raise ValueError(f"cannot read config {args.config}: {exc.strerror}") from None
     except json.JSONDecodeError as exc:
         raise ValueError(f"{args.config} is not valid JSON: {exc}") from None
+    from simulations.teacher_student import rule_relative_to
+    # "rule": "my_rules.py:NAME" is relative to the config file's directory
+    cfg = rule_relative_to(cfg, Path(args.config).resolve().parent)
     c = compare(cfg, progress=not args.quiet)
     print(c.summary())
     if args.output is not None:

@@ -89,7 +89,8 @@ I_REJECTED = 5    # dopri5: 1 if the last attempted step was rejected
 I_NREJECT = 6     # dopri5: number of rejected steps
 I_STARTED = 7     # 1 once the initial record/check has been done
 I_SINCE_CHECK = 8  # fixed-step: steps accepted since the last full check
-N_IST = 9
+I_NSEG_OUT = 9    # accepted steps written to the segment buffer (odeflow.events) this call
+N_IST = 10
 # opts
 O_ALPHA_MAX, O_DT, O_RTOL, O_ATOL, O_EG_TOL, O_THRESH, O_PSD_RTOL, O_MAX_STEPS, O_NQ, O_K = \
     0, 1, 1, 2, 3, 4, 5, 6, 7, 8
@@ -149,12 +150,47 @@ def scratch_size(opts) -> int:
     return int(opts[O_K] + opts[O_M])
 
 
-def new_state(n: int):
-    """Fresh ``(fs, ist, work)`` arrays for a run starting at α = 0."""
+def new_state(n: int, segments: int = 0):
+    """Fresh ``(fs, ist, work)`` arrays for a run starting at α = 0.
+
+    ``segments > 0`` appends a buffer for that many accepted steps to ``work`` (see
+    :func:`_store_segment`; used by :mod:`odeflow.events` for events and dense output).
+    """
     fs = np.zeros(N_FS)
     ist = np.zeros(N_IST, dtype=np.int64)
-    work = np.zeros((8, n))
+    work = np.zeros((WORK_ROWS + SEG_ROWS * segments, n))
     return fs, ist, work
+
+
+# ------------------------------------------------------------- step segments (events)
+#: rows of ``work`` the kernels use as scratch; rows beyond hold step segments
+WORK_ROWS = 8
+#: rows per stored step: y_n, [α_n, h, 0…], then Δ = y_{n+1} − y_n and (dopri5 only) the
+#: continuous-extension coefficients r3, r4, r5 (see dopri5_kernel); fixed-step methods put
+#: f(y_n) in the r3 row (for a cubic Hermite interpolant)
+SEG_ROWS = 6
+
+
+@njit(cache=True)
+def _store_segment(work, ist, a, h, y, ynew, r3, r4, r5):
+    """Write an accepted step ``(α_n, h, y_n, y_{n+1})`` (and dopri5's continuous-extension
+    coefficients) to the segment buffer of ``work`` if it has one and room left; the driver
+    (odeflow.events) empties it between calls and never asks for more steps than fit."""
+    j = ist[I_NSEG_OUT]
+    base = WORK_ROWS + SEG_ROWS * j
+    if base + SEG_ROWS > work.shape[0]:
+        return
+    n = y.shape[0]
+    work[base + 1, :] = 0.0
+    work[base + 1, 0] = a
+    work[base + 1, 1] = h
+    for i in range(n):
+        work[base, i] = y[i]
+        work[base + 2, i] = ynew[i] - y[i]
+        work[base + 3, i] = r3[i]
+        work[base + 4, i] = r4[i]
+        work[base + 5, i] = r5[i]
+    ist[I_NSEG_OUT] = j + 1
 
 
 # ------------------------------------------------------------------------ stop checks
@@ -400,6 +436,8 @@ def euler_kernel(rhs, eg, p, y, rec_alpha, rec_y, rec_eg, fs, ist, work, opts,
         _start(eg, p, y, rec_alpha, rec_y, rec_eg, fs, ist, opts, L, ygood)
     f = work[0]
     ynew = work[1]
+    yold = work[2]
+    seg = work.shape[0] > WORK_ROWS
     n = y.shape[0]
     for _ in range(max_call_steps):
         if ist[I_CODE] != CODE_RUNNING:
@@ -409,8 +447,14 @@ def euler_kernel(rhs, eg, p, y, rec_alpha, rec_y, rec_eg, fs, ist, work, opts,
         ist[I_NFEV] += 1
         for i in range(n):
             ynew[i] = y[i] + h * f[i]
-        if not _accept(eg, p, y, ynew, anew, rec_alpha, rec_y, rec_eg, fs, ist, opts, landed,
-                       L, ygood, CHECK_EVERY):
+        a0 = fs[F_ALPHA]
+        if seg:
+            yold[:] = y
+        ok = _accept(eg, p, y, ynew, anew, rec_alpha, rec_y, rec_eg, fs, ist, opts, landed,
+                     L, ygood, CHECK_EVERY)
+        if seg and fs[F_ALPHA] == anew:                  # accepted: keep the step for events
+            _store_segment(work, ist, a0, anew - a0, yold, y, f, f, f)
+        if not ok:
             break
         _after_fixed_step(landed, fs, ist)
 
@@ -431,6 +475,8 @@ def rk4_kernel(rhs, eg, p, y, rec_alpha, rec_y, rec_eg, fs, ist, work, opts,
     if ist[I_STARTED] == 0:
         _start(eg, p, y, rec_alpha, rec_y, rec_eg, fs, ist, opts, L, ygood)
     k1, k2, k3, k4, yt, ynew = work[0], work[1], work[2], work[3], work[4], work[5]
+    yold = work[6]
+    seg = work.shape[0] > WORK_ROWS
     n = y.shape[0]
     for _ in range(max_call_steps):
         if ist[I_CODE] != CODE_RUNNING:
@@ -449,8 +495,14 @@ def rk4_kernel(rhs, eg, p, y, rec_alpha, rec_y, rec_eg, fs, ist, work, opts,
         ist[I_NFEV] += 4
         for i in range(n):
             ynew[i] = y[i] + (h / 6.0) * (k1[i] + 2.0 * k2[i] + 2.0 * k3[i] + k4[i])
-        if not _accept(eg, p, y, ynew, anew, rec_alpha, rec_y, rec_eg, fs, ist, opts, landed,
-                       L, ygood, CHECK_EVERY):
+        a0 = fs[F_ALPHA]
+        if seg:
+            yold[:] = y
+        ok = _accept(eg, p, y, ynew, anew, rec_alpha, rec_y, rec_eg, fs, ist, opts, landed,
+                     L, ygood, CHECK_EVERY)
+        if seg and fs[F_ALPHA] == anew:                  # accepted: keep the step for events
+            _store_segment(work, ist, a0, anew - a0, yold, y, k1, k1, k1)
+        if not ok:
             break
         _after_fixed_step(landed, fs, ist)
 
@@ -580,6 +632,11 @@ def dopri5_kernel(rhs, eg, p, y, rec_alpha, rec_y, rec_eg, fs, ist, work, opts,
     nrec = rec_alpha.shape[0]
     ynew = np.empty(n)
     errv = np.empty(n)
+    seg = work.shape[0] > WORK_ROWS
+    nc = n if seg else 0
+    c3 = np.empty(nc)
+    c4 = np.empty(nc)
+    c5 = np.empty(nc)
     for _ in range(max_call_steps):
         if ist[I_CODE] != CODE_RUNNING:
             break
@@ -677,6 +734,15 @@ def dopri5_kernel(rhs, eg, p, y, rec_alpha, rec_y, rec_eg, fs, ist, work, opts,
                 rec_eg[r] = eg(rec_y[r], p)
             r += 1
         ist[I_NEXT_REC] = r
+        if seg:
+            # keep the step and its continuous extension (events, dense output)
+            for i in range(n):
+                dlt = ynew[i] - y[i]
+                c3[i] = h * k1[i] - dlt
+                c4[i] = dlt - h * k7[i] - c3[i]
+                c5[i] = h * (D1 * k1[i] + D3 * k3[i] + D4 * k4[i] + D5 * k5[i]
+                             + D6 * k6[i] + D7 * k7[i])
+            _store_segment(work, ist, a, anew - a, y, ynew, c3, c4, c5)
         # ---- accept
         y[:] = ynew
         k1[:] = k7

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 __all__ = ["main"]
@@ -49,7 +50,9 @@ def main(argv=None) -> int:
         return 2
     if args.threads is not None:
         config["threads"] = args.threads
-    from .teacher_student import simulate    # numba import only once the arguments are fine
+    from .teacher_student import rule_relative_to, simulate   # numba import only now
+    # "rule": "my_rules.py:NAME" is relative to the config file's directory
+    config = rule_relative_to(config, os.path.dirname(os.path.abspath(args.config)))
     try:
         result = simulate(config, progress=not args.quiet)
     except ValueError as exc:

@@ -15,6 +15,11 @@ Rules (SCIENCE.md §2; ``e = ŷ − y``; all updates use the values before the s
 The learning rate of the first layer scales as ``η/√N`` and that of the second layer as
 ``η_v/N``, so that the order parameters move by O(1) per unit α.
 
+Any :class:`theory.rules.Rule` simulates too (``"rule": Rule`` or ``"file.py:NAME"``, with
+``rule_params``): ``w_k ← (1 − ηκ/N) w_k − (η/√N) δ_k x``, ``v_k ← v_k − (η_v/N) e g(λ_k)``
+(or fixed), δ_k the Rule's sympy signal — the step loop of every rule, built-in or not, is
+generated from its Rule by :mod:`simulations.kernelgen`.
+
 How it runs: every seed runs on one thread (seeds in parallel, see
 :mod:`simulations.ensemble`); a ``nogil`` numba kernel advances a seed by a block of steps
 without allocating, drawing the inputs itself (xoshiro256++ and numpy's ziggurat, ~2 ns per
@@ -42,14 +47,15 @@ from theory.state import OrderParameters, record_alphas
 
 from .ensemble import (Divergence, ProgressBar, ensemble_stats, init_generator,
                        run_parallel, sample_state, seed_list, mc_test_generator)
+from . import kernelgen
 
 __all__ = ["RULES", "simulate", "validate_config", "SimulationResult", "initial_weights",
-           "standard_normal", "DEFAULTS"]
+           "standard_normal", "DEFAULTS", "rule_relative_to"]
 
-#: learning rules, in the order of their integer codes in the kernel
+#: built-in learning rules (any theory.rules.Rule, or "file.py:NAME", simulates too: the
+#: kernel of every rule is generated from its Rule by simulations.kernelgen)
 RULES = ("bp", "fa", "afa", "pepita", "pepita-forward")
-_BP, _FA, _AFA, _PEPITA, _PEPITA_FWD = range(5)
-#: rules whose feedback is the adaptive overlap b = w F/√N
+#: built-in rules whose feedback is the adaptive overlap b = w F/√N
 ADAPTIVE = ("afa", "pepita", "pepita-forward")
 
 #: defaults of the optional config keys (``rule``, ``N`` and ``alpha_max`` are required)
@@ -71,6 +77,7 @@ DEFAULTS = {
     "divergence": {},      # {"eg_max": 1e4, "q_max": 1e6}
     "threads": None,       # None: os.cpu_count()
     "record_weights": False,
+    "rule_params": {},     # values of a Rule's own parameters (e.g. weight decay kappa)
     "description": "",
 }
 _REQUIRED = ("rule", "N", "alpha_max")
@@ -132,7 +139,10 @@ def _load_weights(path):
 def validate_config(config) -> dict:
     """Check a simulation config and return a normalised copy with every default filled in.
 
-    Keys (see :data:`DEFAULTS`): ``rule`` (one of :data:`RULES`), ``N``, ``K``, ``M``,
+    Keys (see :data:`DEFAULTS`): ``rule`` (one of :data:`RULES`, a
+    :class:`theory.rules.Rule`, or ``"path/to/file.py:NAME"`` naming a Rule defined in a
+    Python file, relative paths taken from the current directory), ``rule_params`` (values
+    of the Rule's parameters), ``N``, ``K``, ``M``,
     ``activation`` (``erf``, ``linear``, ``relu``, ``tanh``, ``sigmoid``), ``eta``,
     ``eta_v``, ``sigma``, ``sigma_F``,
     ``b_scale``, ``alpha_max``, ``record``, ``seeds``, ``same_init``, ``init``, ``mc_test``,
@@ -165,8 +175,11 @@ def validate_config(config) -> dict:
     cfg["init"] = dict(cfg["init"] or {})
     cfg["divergence"] = dict(cfg["divergence"] or {})
 
-    if cfg["rule"] not in RULES:
-        raise ValueError(f"unknown rule {cfg['rule']!r}; allowed: {', '.join(RULES)}")
+    sim_rule = kernelgen.resolve_rule(cfg["rule"])        # ValueError if unknown
+    if not isinstance(cfg["rule_params"], dict):
+        raise ValueError(f"rule_params must be a dict of numbers, got {cfg['rule_params']!r}")
+    kernelgen.params_vector(sim_rule, cfg["rule_params"])  # ValueError if unknown names
+    cfg["rule_params"] = {k: _num(cfg["rule_params"], k) for k in cfg["rule_params"]}
     if cfg["activation"] not in ACTIVATIONS:
         raise ValueError(f"unknown activation {cfg['activation']!r}; allowed: "
                          f"{', '.join(ACTIVATIONS)}")
@@ -262,12 +275,14 @@ class Weights:
         return Weights(*(np.array(getattr(self, f.name), dtype=float, order="C")
                          for f in fields(self)))
 
-    def order_parameters(self, rule: str) -> OrderParameters:
-        """The order parameters the ODE solver takes (SCIENCE.md §4a)."""
-        if rule in ADAPTIVE:
+    def order_parameters(self, feedback: str) -> OrderParameters:
+        """The order parameters the ODE solver takes (SCIENCE.md §4a); ``feedback`` is the
+        rule's feedback kind ("v", "fixed", "adaptive") or a built-in rule name."""
+        feedback = kernelgen.BUILTIN.get(feedback, feedback)
+        if feedback == "adaptive":
             return OrderParameters.from_weights(self.w, self.w_star, self.v, self.v_star,
                                                 F=self.F)
-        if rule == "fa":
+        if feedback == "fixed":
             return OrderParameters.from_weights(self.w, self.w_star, self.v, self.v_star,
                                                 b=self.b)
         return OrderParameters.from_weights(self.w, self.w_star, self.v, self.v_star)
@@ -306,7 +321,7 @@ def initial_weights(cfg: dict, seed: int) -> Weights:
         b = np.asarray(init["b"], dtype=float)
     v_star = np.broadcast_to(np.asarray(init["v_star"], dtype=float), (M,))
     W = Weights(w, w_star, v, v_star, F, b).copy()
-    if cfg["rule"] in ADAPTIVE:
+    if kernelgen.resolve_rule(cfg["rule"]).feedback == "adaptive":
         W.b[:] = W.w @ W.F / math.sqrt(N)
     return W
 
@@ -479,150 +494,20 @@ def _dot(a, b):
     return s
 
 
-@njit(cache=True, nogil=True, fastmath=_FM)
-def _run_block(rule, act, n_steps, st, xb, w, w_star, v, v_star, F, b, eta, eta_v, sigma,
-               work):
-    """Run ``n_steps`` online steps in place; allocation-free.
-
-    Each step draws ``x ~ N(0, I_N)`` and then ``ζ ~ N(0, 1)`` from the stream ``st``
-    (ζ always, even when ``sigma = 0``, so the input stream does not depend on ``sigma``),
-    computes the fields and the error ``e = ŷ − y`` and applies the rule's update.
-
-    The first-layer update of step t is applied lazily, fused with the forward pass of
-    step t+1 (``w_k ← w_k − c_k p_t`` and ``λ_k = w_k·x_{t+1}/√N`` in one sweep over
-    ``w_k``), which halves the memory traffic on ``w``; it is flushed before returning, so
-    between calls the weights are exactly those after the steps done. ``v`` and ``b`` are
-    updated at once (they are O(K) scalars).
-
-    Parameters
-    ----------
-    rule : int
-        0 bp, 1 fa, 2 afa, 3 pepita, 4 pepita-forward.
-    act : int
-        0 erf, 1 linear.
-    n_steps : int
-    st : (4,) uint64 array
-        xoshiro256++ state of this seed's sample stream (advanced in place).
-    xb : (2, N) array
-        Buffers for the current and the previous input.
-    w, v : (K, N), (K,) arrays
-        Student weights, updated in place.
-    w_star, v_star, F : arrays
-        Teacher weights and feedback vector (read only).
-    b : (K,) array
-        Feedback: fixed (fa), or ``w F/√N`` maintained exactly by the kernel (adaptive
-        rules: re-measured at the start of every call, then updated with the algebraically
-        exact ``Δb_k = Δw_k·F/√N``, which costs one dot product ``x·F`` per step, not K).
-    work : (6, max(K, M)) array
-        Scratch space; on return ``work[5, :K]`` holds ``|w_k|²/N``.
-
-    Returns
-    -------
-    int
-        Number of steps completed: ``n_steps``, or the index t of the first step whose
-        error ``e`` was not finite (the weights are then those after t steps).
-    """
-    N = xb.shape[1]
-    K = w.shape[0]
-    M = w_star.shape[0]
-    inv_sqN = 1.0 / math.sqrt(N)
-    lr_w = eta * inv_sqN          # first layer: η/√N
-    lr_v = eta_v / N              # second layer: η_v/N
-    adaptive = rule == 2 or rule == 3 or rule == 4
-    modulated = rule == 3         # presynaptic x̃ = x − F e
-    lam = work[0]
-    ck = work[1]                  # pending update of w_k: −ck[k] x_prev (+ cek[k] F)
-    cek = work[2]
-    gk = work[3]
-    zeta = work[4, :1]
-    FF = _dot(F, F)
-    if adaptive:
-        for k in range(K):
-            b[k] = _dot(w[k], F) * inv_sqN
-    pending = False
-    for t in range(n_steps):
-        x = xb[t & 1]
-        xo = xb[1 - (t & 1)]
-        _fill_normal(st, x)
-        _fill_normal(st, zeta)
-        # first forward pass (and the pending update of the previous step)
-        yhat = 0.0
-        for k in range(K):
-            wk = w[k]
-            s = 0.0
-            if not pending:
-                s = _dot(wk, x)
-            elif modulated:                               # p = x̃ = x − F e
-                c, ce = ck[k], cek[k]
-                for i in range(N):
-                    wi = wk[i] - (c * xo[i] - ce * F[i])
-                    wk[i] = wi
-                    s += wi * x[i]
-            else:
-                c = ck[k]
-                for i in range(N):
-                    wi = wk[i] - c * xo[i]
-                    wk[i] = wi
-                    s += wi * x[i]
-            lam[k] = s * inv_sqN
-            yhat += v[k] * _g(lam[k], act)
-        y = sigma * zeta[0]
-        for m in range(M):
-            y += v_star[m] * _g(_dot(w_star[m], x) * inv_sqN, act)
-        e = yhat - y                                      # e = ŷ − y
-        if not math.isfinite(e):
-            return t
-        xF = _dot(x, F) if adaptive else 0.0
-        # d_k: Δw_k = −(η/√N) d_k p; gk: the g(·) in Δv_k = −(η_v/N) e g(·)
-        for k in range(K):
-            if rule == 0:                                 # bp: f_k = v_k (pre-update)
-                d = v[k] * _gp(lam[k], act) * e
-                gk[k] = _g(lam[k], act)
-            elif rule == 1 or rule == 2:                  # fa / afa: f_k = b_k (pre-update)
-                d = b[k] * _gp(lam[k], act) * e
-                gk[k] = _g(lam[k], act)
-            else:                                         # pepita: second pass λ̃ = λ − e b
-                gt = _g(lam[k] - e * b[k], act)
-                d = _g(lam[k], act) - gt
-                gk[k] = gt
-            ck[k] = lr_w * d
-            cek[k] = ck[k] * e if modulated else 0.0
-        for k in range(K):
-            v[k] -= lr_v * e * gk[k]
-            if modulated:
-                b[k] -= ck[k] * (xF - e * FF) * inv_sqN
-            elif adaptive:
-                b[k] -= ck[k] * xF * inv_sqN
-        pending = True
-    if pending:                                           # flush the last update
-        x = xb[(n_steps - 1) & 1]
-        for k in range(K):
-            wk = w[k]
-            c, ce = ck[k], cek[k]
-            if modulated:
-                for i in range(N):
-                    wk[i] -= c * x[i] - ce * F[i]
-            else:
-                for i in range(N):
-                    wk[i] -= c * x[i]
-    for k in range(K):
-        work[5, k] = _dot(w[k], w[k]) / N
-    return n_steps
-
-
-def _kernel_warmup():
-    """Compile the kernel (or load it from the cache) once, before threads start."""
-    _run_block(0, 0, 0, np.ones(4, np.uint64), np.zeros((2, 2)), np.zeros((1, 2)),
-               np.zeros((1, 2)), np.zeros(1), np.zeros(1), np.zeros(2), np.zeros(1), 0.0, 0.0,
-               0.0, np.zeros((6, 1)))
+# The fused step loop (``run_block``) is generated per rule from its theory.rules.Rule by
+# simulations.kernelgen (template KERNEL_TEMPLATE there); it inlines _g, _gp, _dot and
+# _fill_normal from this module.
+def _kernel(sim_rule):
+    """The compiled step loop of a rule (compiled or loaded once, before threads start)."""
+    return kernelgen.load_kernel(sim_rule).run_block
 
 
 # ============================================================================= one seed
-def _measure(W: Weights, rule: str, N: int):
+def _measure(W: Weights, adaptive: bool, N: int):
     """Q, R, v, b of the current weights (b = w F/√N measured exactly for adaptive rules)."""
     Q = W.w @ W.w.T / N
     R = W.w @ W.w_star.T / N
-    b = W.w @ W.F / math.sqrt(N) if rule in ADAPTIVE else W.b.copy()
+    b = W.w @ W.F / math.sqrt(N) if adaptive else W.b.copy()
     return Q, R, W.v.copy(), b
 
 
@@ -659,15 +544,18 @@ def _g_np(z, act):
     return z
 
 
-def _run_seed(cfg, i, report, alphas, rec_steps, X_test):
+def _run_seed(cfg, i, report, alphas, rec_steps, X_test, sim_rule=None):
     """Run seed number ``i`` of the ensemble; returns a dict of its trajectories."""
     seed = cfg["seeds"][i]
     N, K, M = cfg["N"], cfg["K"], cfg["M"]
-    rule, act = cfg["rule"], cfg["activation"]
-    rule_code, act_code = RULES.index(rule), ACTIVATIONS.index(act)
+    sim_rule = sim_rule or kernelgen.resolve_rule(cfg["rule"])
+    act = cfg["activation"]
+    run_block, act_code = _kernel(sim_rule), ACTIVATIONS.index(act)
+    rp = kernelgen.params_vector(sim_rule, cfg.get("rule_params"))
+    adaptive = sim_rule.feedback == "adaptive"
     div = Divergence(**cfg["divergence"])
     W = initial_weights(cfg, seed)
-    init_state = W.order_parameters(rule)
+    init_state = W.order_parameters(sim_rule.feedback)
     T_mat = W.w_star @ W.w_star.T / N
     st = sample_state(seed)
     nT = len(alphas)
@@ -696,7 +584,7 @@ def _run_seed(cfg, i, report, alphas, rec_steps, X_test):
     while True:
         # record every grid point that falls on the current step
         while r < nT and rec_steps[r] == step:
-            Q, R, v, b = _measure(W, rule, N)
+            Q, R, v, b = _measure(W, adaptive, N)
             eg = float(eps_g(Q, R, T_mat, v, W.v_star, act))
             if not (np.all(np.isfinite(Q)) and np.isfinite(eg)) or eg > div.eg_max:
                 diverge(step)
@@ -712,8 +600,8 @@ def _run_seed(cfg, i, report, alphas, rec_steps, X_test):
         if out["diverged"] or step >= n_total:
             break
         n = min(B, int(rec_steps[r]) - step)
-        done = _run_block(rule_code, act_code, n, st, xbuf, W.w, W.w_star, W.v, W.v_star,
-                          W.F, W.b, eta, eta_v, sigma, work)
+        done = run_block(act_code, n, st, xbuf, W.w, W.w_star, W.v, W.v_star, W.F, W.b,
+                         eta, eta_v, sigma, rp, work)
         report(done)
         if done < n:                                     # non-finite error inside the block
             diverge(step + done)
@@ -724,7 +612,7 @@ def _run_seed(cfg, i, report, alphas, rec_steps, X_test):
             diverge(step)
             break
         if _eg_upper_bound(qd, W.v, W.v_star, Tdiag, act) > div.eg_max:
-            Q, R, v, _ = _measure(W, rule, N)
+            Q, R, v, _ = _measure(W, adaptive, N)
             if float(eps_g(Q, R, T_mat, v, W.v_star, act)) > div.eg_max:
                 diverge(step)
                 break
@@ -833,7 +721,11 @@ class SimulationResult:
     # ------------------------------------------------------------------------ derived
     @property
     def rule(self) -> str:
-        return self.config["rule"]
+        """The rule's name (a built-in name, or the name of a Rule)."""
+        r = self.config["rule"]
+        if isinstance(r, str):
+            return r if r in RULES else kernelgen.resolve_rule(r).name
+        return r["name"] if isinstance(r, dict) else r.name
 
     @property
     def cos_vb(self) -> np.ndarray | None:
@@ -902,7 +794,7 @@ class SimulationResult:
             if name in d:
                 d[name + "_mean"], d[name + "_std"], _ = ensemble_stats(d[name], self.diverged)
         d.update(self.init.to_dict(prefix="init_"))
-        d["config_json"] = np.asarray(json.dumps(self.config))
+        d["config_json"] = np.asarray(json.dumps(_jsonable_config(self.config)))
         return d
 
     def save(self, path) -> None:
@@ -911,7 +803,8 @@ class SimulationResult:
         path = Path(path)
         d = self.to_arrays()
         if path.suffix == ".json":
-            js = {k: (self.config if k == "config_json" else _to_json(v)) for k, v in d.items()}
+            js = {k: (_jsonable_config(self.config) if k == "config_json" else _to_json(v))
+                  for k, v in d.items()}
             js["config"] = js.pop("config_json")
             path.write_text(json.dumps(js))
         else:
@@ -945,6 +838,29 @@ class SimulationResult:
         for name in ("steps", "seeds"):
             kw[name] = kw[name].astype(np.int64)
         return cls(**kw)
+
+
+def _jsonable_config(cfg: dict) -> dict:
+    """The config with a Rule object replaced by its description (name, delta, …)."""
+    if isinstance(cfg.get("rule"), str) or isinstance(cfg.get("rule"), dict):
+        return cfg
+    return {**cfg, "rule": kernelgen.resolve_rule(cfg["rule"]).describe()}
+
+
+def rule_relative_to(config: dict, base_dir) -> dict:
+    """``config`` with a relative ``"rule": "file.py:NAME"`` made relative to ``base_dir``.
+
+    The command-line tools call this with the directory of the config file, so that a
+    config and the rule file next to it can be moved together; a config dict passed to
+    :func:`simulate` resolves a relative path from the current directory.
+    """
+    r = config.get("rule") if isinstance(config, dict) else None
+    if not isinstance(r, str) or r in RULES or ":" not in r:
+        return config
+    path, _, name = r.rpartition(":")
+    if os.path.isabs(path):
+        return config
+    return {**config, "rule": f"{os.path.join(str(base_dir), path)}:{name}"}
 
 
 def _to_json(a):
@@ -986,7 +902,8 @@ def simulate(config: dict, progress: bool | ProgressBar | None = None) -> Simula
     """
     cfg = validate_config(config)
     N, K, M = cfg["N"], cfg["K"], cfg["M"]
-    rule = cfg["rule"]
+    sim_rule = kernelgen.resolve_rule(cfg["rule"])
+    rule = sim_rule.name
     alphas = record_alphas(cfg["record"], cfg["alpha_max"])
     # the state at α is the state after round(α N) samples
     rec_steps = np.rint(alphas * N).astype(np.int64)
@@ -994,14 +911,15 @@ def simulate(config: dict, progress: bool | ProgressBar | None = None) -> Simula
     X_test = None
     if cfg["mc_test"]:
         X_test = mc_test_generator(cfg["init"]["seed"]).standard_normal((cfg["mc_test"], N))
-    _kernel_warmup()
+    _kernel(sim_rule)           # generate / compile / load the kernel before threads start
     threads = cfg["threads"] or os.cpu_count() or 1
     bar = progress
     if progress is True:
         bar = ProgressBar(S * int(rec_steps[-1]), label=f"{rule} N={N} ")
     elif not progress:
         bar = None
-    outs = run_parallel(lambda i, report: _run_seed(cfg, i, report, alphas, rec_steps, X_test),
+    outs = run_parallel(lambda i, report: _run_seed(cfg, i, report, alphas, rec_steps, X_test,
+                                                    sim_rule),
                         S, threads=threads, progress=bar)
 
     def stack(key):
@@ -1010,7 +928,7 @@ def simulate(config: dict, progress: bool | ProgressBar | None = None) -> Simula
     diverged = np.array([o["diverged"] for o in outs], dtype=bool)
     eg = stack("eg")
     eg_mean, eg_std, n_mean = ensemble_stats(eg, diverged)
-    adaptive, fa = rule in ADAPTIVE, rule == "fa"
+    adaptive, fa = sim_rule.feedback == "adaptive", sim_rule.feedback == "fixed"
     inits = [o["init"] for o in outs]
     res = SimulationResult(
         alpha=alphas, steps=rec_steps, seeds=np.array(cfg["seeds"], dtype=np.int64),

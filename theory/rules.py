@@ -42,8 +42,8 @@ from typing import Mapping
 
 import sympy as sp
 
-__all__ = ["Rule", "get_rule", "RULES", "lam", "e", "v_k", "b_k", "phi", "lam_t", "g", "gp",
-           "PRESYNAPTIC"]
+__all__ = ["Rule", "get_rule", "load_rule", "RULES", "lam", "e", "v_k", "b_k", "phi", "lam_t",
+           "g", "gp", "PRESYNAPTIC"]
 
 lam = sp.Symbol("lam", real=True)
 e = sp.Symbol("e", real=True)
@@ -189,10 +189,70 @@ RULES = {
 
 
 def get_rule(rule) -> Rule:
-    """A :class:`Rule` from a built-in name or a Rule (returned as is)."""
+    """A :class:`Rule` from a built-in name, a Rule (returned as is) or
+    ``"path/to/file.py:NAME"`` (see :func:`load_rule`)."""
     if isinstance(rule, Rule):
         return rule
     if isinstance(rule, str) and rule in RULES:
         return RULES[rule]
+    if isinstance(rule, str) and (":" in rule or rule.endswith(".py")):
+        return load_rule(rule)
     raise ValueError(f"unknown rule {rule!r}; built-in rules: {', '.join(RULES)} "
-                     "(or pass a theory.rules.Rule)")
+                     "(or pass a theory.rules.Rule, or 'path/to/file.py:NAME')")
+
+
+_LOADED: dict = {}
+
+
+def load_rule(spec: str, base_dir=None) -> Rule:
+    """The :class:`Rule` named ``NAME`` in the Python file of ``spec = "path/to/file.py:NAME"``.
+
+    The file is executed as a module (once per path and modification time), so it may
+    import sympy and ``theory.rules`` and define several rules. A relative path is taken
+    relative to ``base_dir`` (default: the current directory).
+
+    Raises
+    ------
+    ValueError
+        If ``spec`` is not ``file.py:NAME``, the file does not exist or fails to import, it
+        does not define ``NAME``, or ``NAME`` is not a Rule.
+    """
+    import importlib.util
+    import os
+    import sys
+
+    if not isinstance(spec, str) or ":" not in spec:
+        raise ValueError(f"a rule in a file is named 'path/to/file.py:NAME', got {spec!r}")
+    path, _, name = spec.rpartition(":")
+    if not path or not name.isidentifier():
+        raise ValueError(f"a rule in a file is named 'path/to/file.py:NAME' (NAME a Python "
+                         f"identifier), got {spec!r}")
+    if base_dir is not None and not os.path.isabs(path):
+        path = os.path.join(str(base_dir), path)
+    path = os.path.abspath(path)
+    if not os.path.isfile(path):
+        raise ValueError(f"rule file {path!r} (from {spec!r}) does not exist")
+    key = (path, os.stat(path).st_mtime_ns)
+    mod = _LOADED.get(key)
+    if mod is None:
+        modname = "_odeflow_user_rules_" + "".join(c if c.isalnum() else "_" for c in path)
+        loader_spec = importlib.util.spec_from_file_location(modname, path)
+        if loader_spec is None:
+            raise ValueError(f"rule file {path!r} is not a Python file")
+        mod = importlib.util.module_from_spec(loader_spec)
+        try:
+            loader_spec.loader.exec_module(mod)
+        except Exception as exc:   # the user's file: report what went wrong, as bad input
+            raise ValueError(f"rule file {path!r} failed to import: "
+                             f"{type(exc).__name__}: {exc}") from exc
+        sys.modules[modname] = mod
+        _LOADED[key] = mod
+    rules = sorted(k for k, v in vars(mod).items() if isinstance(v, Rule))
+    if not hasattr(mod, name):
+        raise ValueError(f"rule file {path!r} does not define {name!r}; the Rules it defines: "
+                         f"{', '.join(rules) or 'none'}")
+    obj = getattr(mod, name)
+    if not isinstance(obj, Rule):
+        raise ValueError(f"{name!r} in rule file {path!r} is a {type(obj).__name__}, not a "
+                         f"theory.rules.Rule; the Rules it defines: {', '.join(rules) or 'none'}")
+    return obj

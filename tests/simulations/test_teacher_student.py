@@ -397,12 +397,14 @@ rng = np.random.default_rng(0)
 w, ws = rng.standard_normal((K, N)), rng.standard_normal((M, N))
 v, vs, F, b = np.zeros(K), np.ones(M), 0.1 * rng.standard_normal(N), np.zeros(K)
 st, xb, work = sample_state(0), np.empty((2, N)), np.zeros((6, 3))
-ts._kernel_warmup()          # initialises the NRT (stats are enabled at that point)
-for rule in range(5):
+from simulations import kernelgen
+kernels = [ts._kernel(kernelgen.resolve_rule(r)) for r in ts.RULES]  # also initialises the NRT
+rp = np.zeros(1)
+for rule, run_block in zip(ts.RULES, kernels):
     counts = []
     for n in (1, 2000):
         a = rtsys.get_allocation_stats().alloc
-        ts._run_block(rule, 0, n, st, xb, w, ws, v, vs, F, b, 0.5, 0.5, 0.1, work)
+        run_block(0, n, st, xb, w, ws, v, vs, F, b, 0.5, 0.5, 0.1, rp, work)
         counts.append(rtsys.get_allocation_stats().alloc - a)
     assert counts[0] == counts[1], (rule, counts)
 print("ok")

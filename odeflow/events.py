@@ -1,0 +1,468 @@
+"""Events on the order-parameter trajectory, the dense solution, and the plateau exit.
+
+Events (``odeflow.solve(..., events=...)``) follow ``scipy.integrate.solve_ivp``'s
+convention: an event is a function ``event(alpha, state) -> float`` whose zeros are the
+events, with optional attributes
+
+- ``terminal`` (bool or int, default False): stop the integration at the first (or the
+  ``terminal``-th) occurrence;
+- ``direction`` (default 0): +1 counts only crossings from negative to positive, −1 only
+  from positive to negative, 0 both.
+
+``state`` is a :class:`StateView` of the order parameters (``Q, R, v, b, T, v_star, y``
+and ``eg``, computed on demand), so conditions read like the physics::
+
+    def specialised(alpha, s):            # the student has left the symmetric plateau
+        return specialisation(s.Q, s.R, s.T) - 0.5
+    specialised.direction = 1
+
+How events are located. The compiled integrators hand every accepted step to this module
+(:func:`odeflow.solvers._store_segment`). On each step ``[α_n, α_n + h]`` the event
+function is evaluated at both ends; a sign change in the requested direction (``g_n < 0 ≤
+g_{n+1}`` upwards, ``g_n > 0 ≥ g_{n+1}`` downwards) is then located by Brent's method
+(``scipy.optimize.brentq``, ``xtol = 1e-12 h``) on an interpolant of the step:
+
+- dopri5: its 4th-order continuous extension (Hairer's CONTD5, the same interpolant as its
+  record points), ``y(θ) = y_n + θ (Δ + (1−θ)(r3 + θ (r4 + (1−θ) r5)))``, θ = (α − α_n)/h;
+- euler, rk4: the cubic Hermite interpolant through ``y_n, y_{n+1}`` and the slopes
+  ``f(y_n), f(y_{n+1})`` (3rd order: for rk4 the event time is then accurate to O(h⁴)).
+
+So an event is found even when it falls between record points, and its α is as accurate as
+the integration. A sign change that enters and leaves within one step is missed (as in
+scipy). When a terminal event occurs, the run stops there: ``Result.status`` is 1,
+``reason`` "event", ``final`` is the state at the event and records after it are dropped.
+
+Dense output (``dense_output=True``, dopri5): ``Result.sol`` is a :class:`DenseSolution`,
+``sol(alpha)`` the flat state at any α in ``[0, alpha_final]`` from the stored continuous
+extension of every step (like ``solve_ivp(dense_output=True)``).
+
+Plateau exit: :func:`plateau_exit` is an event (the specialisation measure crossing a level
+upwards, or ε_g falling below a fraction of its plateau value), and
+:func:`exit_alpha` applies the same criterion to recorded trajectories (a simulation's, per
+seed), so that escape times from theory and experiment are measured alike.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from theory.observables import specialisation
+
+from . import solvers as S
+
+__all__ = ["StateView", "DenseSolution", "plateau_exit", "exit_alpha", "simulation_exit_alpha",
+           "escape_rate",
+           "EventTracker", "SEGMENTS_PER_CALL"]
+
+#: steps the compiled loop runs between two visits of the event tracker
+SEGMENTS_PER_CALL = 256
+
+
+class StateView:
+    """Order parameters of one point of the trajectory, as an event function sees them.
+
+    Attributes ``alpha``, ``y`` (flat state), ``Q, R, v, b`` (views unpacked from ``y`` by
+    the system's layout; ``b`` None without feedback, the constant ``b`` for fixed
+    feedback), ``T, v_star`` (constants of the run), ``eg`` (ε_g, computed on first use).
+    """
+
+    __slots__ = ("alpha", "y", "_parts", "_tracker", "_eg")
+
+    def __init__(self, alpha, y, tracker):
+        self.alpha = float(alpha)
+        self.y = y
+        self._tracker = tracker
+        self._parts = None
+        self._eg = None
+
+    def _part(self, name):
+        if self._parts is None:
+            self._parts = self._tracker.layout.unpack(self.y)
+        return self._parts.get(name)
+
+    @property
+    def Q(self):
+        return self._part("Q")
+
+    @property
+    def R(self):
+        return self._part("R")
+
+    @property
+    def v(self):
+        return self._part("v")
+
+    @property
+    def b(self):
+        b = self._part("b")
+        return self._tracker.init.b if b is None else b
+
+    @property
+    def T(self):
+        return self._tracker.init.T
+
+    @property
+    def v_star(self):
+        return self._tracker.init.v_star
+
+    @property
+    def eg(self) -> float:
+        if self._eg is None:
+            self._eg = float(self._tracker.system.eg(self.y, self._tracker.p))
+        return self._eg
+
+
+def _as_events(events):
+    if events is None:
+        return []
+    if callable(events):
+        events = [events]
+    out = []
+    for ev in events:
+        if not callable(ev):
+            raise ValueError(f"an event must be a callable event(alpha, state), got {ev!r}")
+        term = getattr(ev, "terminal", False)
+        if isinstance(term, (bool, np.bool_)):
+            nterm = 1 if term else 0
+        elif isinstance(term, (int, np.integer)) and term >= 0:
+            nterm = int(term)
+        else:
+            raise ValueError(f"event.terminal must be a bool or a non-negative int, got {term!r}")
+        direction = getattr(ev, "direction", 0)
+        try:
+            direction = float(direction)
+        except (TypeError, ValueError):
+            direction = math.nan
+        if not math.isfinite(direction):
+            raise ValueError(f"event.direction must be a number (its sign is used), got "
+                             f"{getattr(ev, 'direction', None)!r}")
+        out.append((ev, nterm, float(np.sign(direction))))
+    return out
+
+
+def _contd5(seg, th):
+    """dopri5's continuous extension of a stored step at θ ∈ [0, 1]."""
+    y0, _, dlt, r3, r4, r5 = seg
+    th1 = 1.0 - th
+    return y0 + th * (dlt + th1 * (r3 + th * (r4 + th1 * r5)))
+
+
+def _hermite(y0, y1, f0, f1, h, th):
+    """Cubic Hermite interpolant of a fixed step at θ ∈ [0, 1]."""
+    t2, t3 = th * th, th * th * th
+    return ((2 * t3 - 3 * t2 + 1) * y0 + (t3 - 2 * t2 + th) * h * f0
+            + (-2 * t3 + 3 * t2) * y1 + (t3 - t2) * h * f1)
+
+
+class DenseSolution:
+    """``sol(alpha)``: the dopri5 solution at any α in ``[alpha_min, alpha_max]``.
+
+    Built from the continuous extension of every accepted step (4th order, the interpolant
+    dopri5 records with). ``sol(a)`` returns the flat state (n,) for a scalar and (len, n)
+    for an array (time first, like the records); :meth:`state` an OrderParameters and
+    :meth:`eg` ε_g.
+    """
+
+    def __init__(self, alpha0, h, seg, layout, init, eg_fn, p, alpha_end=None):
+        self.alpha0 = np.asarray(alpha0, dtype=float)      # (S,) step starts
+        self.h = np.asarray(h, dtype=float)                # (S,)
+        self.seg = np.asarray(seg, dtype=float)            # (S, 6, n)
+        self.layout, self.init, self._eg, self._p = layout, init, eg_fn, p
+        # a run stopped by a terminal event ends inside its last step
+        self._end = float(self.alpha0[-1] + self.h[-1]) if alpha_end is None else float(alpha_end)
+
+    @property
+    def alpha_min(self) -> float:
+        return float(self.alpha0[0]) if len(self.alpha0) else 0.0
+
+    @property
+    def alpha_max(self) -> float:
+        return self._end
+
+    def __call__(self, alpha):
+        a = np.asarray(alpha, dtype=float)
+        flat = np.atleast_1d(a)
+        lo, hi = self.alpha_min, self.alpha_max
+        tol = 1e-12 * max(1.0, abs(hi))
+        if np.any(flat < lo - tol) or np.any(flat > hi + tol) or not np.all(np.isfinite(flat)):
+            raise ValueError(f"sol(alpha) is defined on [{lo:.6g}, {hi:.6g}], got "
+                             f"{flat.min():.6g}..{flat.max():.6g}")
+        idx = np.clip(np.searchsorted(self.alpha0, flat, side="right") - 1, 0,
+                      len(self.alpha0) - 1)
+        th = np.clip((flat - self.alpha0[idx]) / self.h[idx], 0.0, 1.0)
+        out = np.array([_contd5(self.seg[i], t) for i, t in zip(idx, th)])
+        return out[0] if a.ndim == 0 else out
+
+    def state(self, alpha):
+        """The :class:`OrderParameters` at a scalar α."""
+        return self.layout.state(self(float(alpha)), self.init)
+
+    def eg(self, alpha):
+        """ε_g at α (scalar or array)."""
+        y = np.atleast_2d(self(alpha))
+        out = np.array([self._eg(np.ascontiguousarray(r), self._p) for r in y])
+        return out[0] if np.ndim(alpha) == 0 else out
+
+
+class EventTracker:
+    """Consumes the steps the compiled loop stores and finds events on them (used by
+    :func:`odeflow.solve`; see the module docstring)."""
+
+    def __init__(self, events, system, p, init, method, dense_output):
+        self.events = _as_events(events)
+        self.system, self.p, self.init = system, p, init
+        self.layout = system.layout
+        self.method = method
+        self.fixed = method in S.FIXED_STEP
+        self.dense = bool(dense_output)
+        self.alpha_events = [[] for _ in self.events]
+        self.y_events = [[] for _ in self.events]
+        self.count = [0] * len(self.events)
+        self.terminal = None                  # (alpha, y, event index) once one fires
+        self._g_prev = None
+        self._dense = []
+        self._pending = None                  # fixed step: last segment, awaiting f(y_{n+1})
+
+    @property
+    def active(self) -> bool:
+        return bool(self.events) or self.dense
+
+    def _g(self, i, alpha, y):
+        val = self.events[i][0](alpha, StateView(alpha, y, self))
+        try:
+            val = float(val)
+        except (TypeError, ValueError):
+            raise ValueError(f"event {i} must return a number, got {val!r}") from None
+        return val
+
+    def start(self, alpha, y):
+        y = np.array(y, dtype=float)
+        self._g_prev = [self._g(i, alpha, y) for i in range(len(self.events))]
+
+    def _f(self, y):
+        dy = np.empty_like(y)
+        self.system.rhs(np.ascontiguousarray(y), self.p, dy)
+        return dy
+
+    def drive(self, call, fs, ist, work, bar=None):
+        """Run the compiled loop (``call(steps)``) in chunks, consuming its stored steps,
+        until it stops or a terminal event fires."""
+        cap = (work.shape[0] - S.WORK_ROWS) // S.SEG_ROWS
+        while ist[S.I_CODE] == S.CODE_RUNNING and self.terminal is None:
+            ist[S.I_NSEG_OUT] = 0
+            call(cap)
+            self._consume(work, int(ist[S.I_NSEG_OUT]), fs)
+            ist[S.I_NSEG_OUT] = 0
+            if bar is not None:
+                bar.update(fs[S.F_ALPHA])
+        if self.fixed and self._pending is not None and self.terminal is None:
+            a0, h, y0, y1, f0 = self._pending       # last step: its end slope now
+            self._segment_fixed(a0, h, y0, y1, f0, self._f(y1))
+            self._pending = None
+
+    def _consume(self, work, nseg, fs):
+        base = S.WORK_ROWS
+        for j in range(nseg):
+            if self.terminal is not None:
+                return
+            rows = work[base + S.SEG_ROWS * j: base + S.SEG_ROWS * (j + 1)]
+            a0, h = float(rows[1, 0]), float(rows[1, 1])
+            if self.fixed:
+                y0 = rows[0].copy()
+                y1 = y0 + rows[2]
+                f0 = rows[3].copy()
+                if self._pending is not None:
+                    pa, ph, py0, py1, pf0 = self._pending
+                    self._segment_fixed(pa, ph, py0, py1, pf0, f0)
+                    if self.terminal is not None:
+                        return
+                self._pending = (a0, h, y0, y1, f0)
+            else:
+                seg = rows.copy()
+                if self.dense:
+                    self._dense.append((a0, h, seg))
+                if self.events:
+                    self._segment(a0, h, lambda th, seg=seg: _contd5(seg, th), seg[0] + seg[2])
+
+    def _segment_fixed(self, a0, h, y0, y1, f0, f1):
+        if self.events:
+            self._segment(a0, h, lambda th: _hermite(y0, y1, f0, f1, h, th), y1)
+
+    def _segment(self, a0, h, interp, y1):
+        from scipy.optimize import brentq
+        a1 = a0 + h
+        g1 = [self._g(i, a1, y1) for i in range(len(self.events))]
+        found = []
+        for i, (ev, nterm, direction) in enumerate(self.events):
+            g0 = self._g_prev[i]
+            up = g0 < 0 <= g1[i]
+            down = g0 > 0 >= g1[i]
+            if not ((up and direction >= 0) or (down and direction <= 0)):
+                continue
+            if g1[i] == 0:
+                th = 1.0
+            else:
+                th = brentq(lambda t: self._g(i, a0 + t * h, interp(t)), 0.0, 1.0,
+                            xtol=1e-12, rtol=4 * np.finfo(float).eps)
+            found.append((th, i))
+        for th, i in sorted(found):
+            alpha = a0 + th * h
+            y = np.asarray(interp(th), dtype=float)
+            self.alpha_events[i].append(alpha)
+            self.y_events[i].append(y)
+            self.count[i] += 1
+            nterm = self.events[i][1]
+            if nterm and self.count[i] >= nterm:
+                self.terminal = (alpha, y, i)
+                break
+        self._g_prev = g1
+
+    def results(self):
+        """``(alpha_events, state_events)``: per event, an array of α and one of flat states."""
+        n = self.layout.n
+        alphas = [np.asarray(a, dtype=float) for a in self.alpha_events]
+        ys = [np.asarray(y, dtype=float).reshape(-1, n) for y in self.y_events]
+        return alphas, ys
+
+    def dense_solution(self, alpha_end):
+        """The :class:`DenseSolution` on ``[0, alpha_end]`` (None without dense output)."""
+        segs = [s for s in self._dense if s[0] < alpha_end]
+        if not self.dense or not segs:
+            return None
+        return DenseSolution(np.array([s[0] for s in segs]), np.array([s[1] for s in segs]),
+                             np.stack([s[2] for s in segs]), self.layout, self.init,
+                             self.system.eg, self.p, alpha_end=alpha_end)
+
+
+# ======================================================================== plateau exit
+def plateau_exit(measure: str = "specialisation", level: float = 0.5, *,
+                 plateau_eg: float | None = None, fraction: float = 0.5,
+                 terminal: bool = False):
+    """An event marking the escape from the symmetric plateau (Saad & Solla 1995).
+
+    Parameters
+    ----------
+    measure : {"specialisation", "eg"}
+        "specialisation": the specialisation measure
+        (:func:`theory.observables.specialisation`, 0 on the symmetric plateau, → 1 once
+        each student unit has aligned with one teacher unit) crosses ``level`` upwards.
+        "eg": ε_g falls below ``fraction × plateau_eg`` (``plateau_eg`` required: e.g. the
+        ε_g of the symmetric fixed point, or the plateau found by
+        ``figures.saad_solla.plateau``).
+    terminal : bool
+        Stop the integration at the exit.
+
+    Returns
+    -------
+    callable event(alpha, state) with ``direction`` and ``terminal`` set, and attributes
+    ``measure``, ``level``/``threshold`` used by :func:`exit_alpha` to apply the same
+    criterion to recorded trajectories.
+    """
+    if measure == "specialisation":
+        level = float(level)
+        if not 0 < level < 1:
+            raise ValueError(f"level must lie in (0, 1) for the specialisation measure, got {level}")
+
+        def event(alpha, s):
+            return float(specialisation(s.Q, s.R, s.T)) - level
+        event.direction = 1
+        event.threshold = level
+    elif measure == "eg":
+        if plateau_eg is None or not plateau_eg > 0:
+            raise ValueError("plateau_exit(measure='eg') needs plateau_eg > 0 (ε_g on the "
+                             "plateau)")
+        if not 0 < fraction < 1:
+            raise ValueError(f"fraction must lie in (0, 1), got {fraction}")
+        thr = float(fraction) * float(plateau_eg)
+
+        def event(alpha, s):
+            return s.eg - thr
+        event.direction = -1
+        event.threshold = thr
+    else:
+        raise ValueError(f"measure must be 'specialisation' or 'eg', got {measure!r}")
+    event.terminal = bool(terminal)
+    event.measure = measure
+    event.__name__ = f"plateau_exit_{measure}"
+    return event
+
+
+def exit_alpha(alpha, values, threshold, direction):
+    """First α at which a recorded trajectory ``values(α)`` crosses ``threshold`` in
+    ``direction`` (+1 upwards, −1 downwards), by linear interpolation between the two records
+    around the crossing; NaN if it never does. Works on stacks ``(..., T)`` (e.g. seeds)."""
+    alpha = np.asarray(alpha, dtype=float)
+    v = np.asarray(values, dtype=float)
+    d = (v - threshold) * (1.0 if direction >= 0 else -1.0)   # crossing: d goes − → ≥ 0
+    out = np.full(v.shape[:-1], np.nan)
+    for idx in np.ndindex(out.shape):
+        row = d[idx]
+        cross = np.nonzero((row[:-1] < 0) & (row[1:] >= 0))[0]
+        if len(cross):
+            j = cross[0]
+            t = row[j] / (row[j] - row[j + 1])
+            out[idx] = alpha[j] + t * (alpha[j + 1] - alpha[j])
+    return out
+
+
+def simulation_exit_alpha(sim, event):
+    """The plateau exit of every seed of a ``SimulationResult`` (shape (S,), NaN for seeds
+    that never exit or diverged first), by the same criterion as the ``event`` made by
+    :func:`plateau_exit`, on the recorded trajectories."""
+    if event.measure == "specialisation":
+        vals = specialisation(sim.Q, sim.R, np.asarray(sim.T)[:, None])
+    else:
+        vals = sim.eg
+    return exit_alpha(sim.alpha, vals, event.threshold, event.direction)
+
+
+def escape_rate(rule, init, *, eta, eta_v=None, sigma=0.0, activation="erf",
+                alpha_plateau=300.0, rule_params=None):
+    """Linear stability of the symmetric plateau: ``(λ, fixed point, ε_g there)``.
+
+    The symmetric fixed point is found by integrating from the symmetrised ``init`` (every
+    ``R_km`` replaced by their mean, so the run stays on the symmetric manifold up to
+    round-off) to ``alpha_plateau`` and polishing with a root finder
+    (``scipy.optimize.root`` on the right-hand side, over Q, R and v if it learns); λ is
+    the largest real part of the eigenvalues of the Jacobian there (central differences).
+    An initial asymmetry ``a`` along the unstable direction grows like ``a e^{λα}``, so the
+    plateau exit obeys ``α_exit ≈ const + ln(1/a)/λ`` (Saad & Solla 1995) — the law that
+    :func:`plateau_exit` measures.
+    """
+    from scipy.optimize import root
+
+    from .api import _as_state, get_system, solve
+
+    state = _as_state(init)
+    eta_v = eta if eta_v is None else eta_v
+    sym = state.replace(R=np.full_like(state.R, state.R.mean()))
+    r = solve(rule, sym, eta=eta, eta_v=eta_v, sigma=sigma, activation=activation,
+              alpha_max=alpha_plateau, record={"alpha": [0.0, alpha_plateau]},
+              rule_params=rule_params, rtol=1e-12, atol=1e-14)
+    system = get_system(rule, state.K, state.M, activation)
+    p = np.ascontiguousarray(system.params(sym, eta, eta_v, sigma, **(rule_params or {})))
+    lay = system.layout
+    y0 = np.ascontiguousarray(lay.pack(r.final), dtype=float)
+    free = np.arange(lay.nQ + state.K * state.M)
+    if eta_v > 0:
+        free = np.r_[free, np.arange(lay.slices["v"].start, lay.slices["v"].stop)]
+
+    def f(z):
+        y = y0.copy()
+        y[free] = z
+        dy = np.empty_like(y)
+        system.rhs(y, p, dy)
+        return dy[free]
+
+    sol = root(f, y0[free], method="hybr", options={"xtol": 1e-14})
+    y = y0.copy()
+    y[free] = sol.x
+    h = 1e-6
+    J = np.empty((len(free), len(free)))
+    for j in range(len(free)):
+        e = np.zeros(len(free))
+        e[j] = h
+        J[:, j] = (f(sol.x + e) - f(sol.x - e)) / (2 * h)
+    lam = float(np.max(np.linalg.eigvals(J).real))
+    return lam, lay.state(y, state), float(system.eg(y, p))

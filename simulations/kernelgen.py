@@ -1,0 +1,442 @@
+"""The simulation kernel of a learning rule, generated from its :class:`theory.rules.Rule`.
+
+One rule, every tool: the sympy signal ``δ_k`` that :mod:`theory.derive` turns into ODEs is
+printed here into the fused, allocation-free numba loop that simulates the network
+(SCIENCE.md §1–2), so a rule written once gets both its theory and its experiment.
+
+What the generated kernel does per step (``e = ŷ − y``, all updates from the values before
+the step; ``κ`` the rule's weight decay, ``p`` the presynaptic term, ``x`` or
+``x̃ = x − F e``)::
+
+    w_k ← (1 − η κ/N) w_k − (η/√N) δ_k p        v_k ← v_k − (η_v/N) e s_k
+
+with ``δ_k`` the rule's ``delta`` evaluated at ``lam = λ_k``, ``e``, ``v_k``, ``b_k`` and
+``phi = F·x/√N`` (``g``, ``gp`` are the activation and its derivative, the kernel's
+``_g``/``_gp``), and the second-layer signal ``s_k = g(λ_k)`` (``second_layer="sgd"``) or 0
+(``"fixed"``). Feedback ``"fixed"`` reads ``b`` from the FA feedback vector, ``"adaptive"``
+maintains ``b_k = w_k·F/√N`` exactly (re-measured every block, then updated with
+``Δb_k = Δw_k·F/√N``).
+
+The loop around the signal is :data:`KERNEL_TEMPLATE`, the same for every rule: the inputs
+are drawn inside it and each first-layer update is fused with the next forward pass (see
+``simulations.teacher_student``). The per-rule parts (the signal, whether ``b`` is adaptive,
+whether the presynaptic term is ``x̃``, whether there is weight decay) are fixed at
+generation time, so a built-in rule runs exactly the instructions the hand-written kernel
+did — and reproduces its trajectories bit for bit (``tests/simulations/
+test_kernel_codegen.py``).
+
+Products are printed factor by factor in the order feedback (``v_k``, ``b_k``) × activation
+terms × error × the rest: floating-point products depend on their order, and this is the
+order of the hand-written kernel.
+
+Caching: the generated module ``simkernel_<name>_<digest>.py`` lives in the generated-code
+cache directory (``$ODEFLOW_CACHE_DIR``, default ``~/.cache/odeflow``) next to the ODE
+kernels, with numba's compiled machine code beside it. The digest covers the rule (its
+canonical ``Rule.key``; a built-in name stands for itself), the generator's source and the
+source of ``simulations.teacher_student`` (whose ``_g``, ``_gp`` and input generator the
+kernel inlines — numba's own cache would not notice a change there). On a cache hit for a
+built-in name neither sympy nor ``theory.rules`` is imported. Never edit a generated file.
+
+pepita and pepita-forward (second pass ``λ̃ = λ − e b``, presynaptic ``x̃`` or ``x``) come
+from their Rules too once ``theory.rules`` defines them (fields ``presynaptic``,
+``v_signal`` and the symbol ``lam_t``, issue 9); until then their signals are written by
+hand below (:data:`_HAND_SIGNALS`) and go through the same template.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import sys
+import threading
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+__all__ = ["SimRule", "resolve_rule", "load_kernel", "BUILTIN", "KERNEL_TEMPLATE"]
+
+#: bump when the generated code changes for the same inputs
+KERNELGEN_VERSION = "1"
+
+#: built-in rules and their feedback kind (no sympy needed to know these)
+BUILTIN = {"bp": "v", "fa": "fixed", "afa": "adaptive", "pepita": "adaptive",
+           "pepita-forward": "adaptive"}
+
+# hand-written per-unit signals (rules the Rule dataclass cannot express yet): code that
+# sets ``d`` (δ_k) and ``sk`` (the second-layer signal), in the locals of the unit loop
+_PEPITA = ("gt = _g(lam_k - e * b_k, act)         # second pass λ̃ = λ − e b\n"
+           "d = _g(lam_k, act) - gt\n"
+           "sk = gt")
+_HAND_SIGNALS = {"pepita": (_PEPITA, True), "pepita-forward": (_PEPITA, False)}
+
+
+@dataclass(frozen=True)
+class SimRule:
+    """What the simulation needs to know about a rule.
+
+    Attributes
+    ----------
+    name : str
+        Display name (the Rule's name, or the built-in name).
+    feedback : {"v", "fixed", "adaptive"}
+    spec : str
+        How the config named it: a built-in name, ``"file.py:name"``, or ``"<Rule>"``.
+    rule : theory.rules.Rule or None
+        The symbolic rule (None for a built-in name until it is needed).
+    params : dict
+        The rule's parameters and their defaults (sorted by name in the kernel's ``rp``).
+    """
+
+    name: str
+    feedback: str
+    spec: str
+    rule: object = None
+    params: dict = field(default_factory=dict)
+
+    @property
+    def builtin(self) -> bool:
+        return self.rule is None
+
+    def describe(self) -> dict:
+        """A JSON-able description (what a saved config records for a Rule object)."""
+        d = {"name": self.name, "feedback": self.feedback, "spec": self.spec}
+        if self.rule is not None:
+            r = self.rule
+            d.update(delta=str(r.delta), second_layer=r.second_layer,
+                     weight_decay=str(r.weight_decay), params=dict(r.params))
+        return d
+
+
+def resolve_rule(rule) -> SimRule:
+    """A :class:`SimRule` from a built-in name, a :class:`theory.rules.Rule`, or
+    ``"path/to/file.py:name"`` (a Rule defined in a user's Python file; a relative path is
+    taken relative to the current directory — the command-line tools first make it
+    relative to the config file, see :func:`simulations.teacher_student.rule_relative_to`).
+
+    Raises
+    ------
+    ValueError
+        Unknown name, a file that does not exist or does not define a Rule of that name.
+    """
+    if isinstance(rule, str):
+        if rule in BUILTIN:
+            return SimRule(rule, BUILTIN[rule], rule)
+        if ":" in rule or rule.endswith(".py"):
+            from theory.rules import load_rule
+            r = load_rule(rule)
+            return SimRule(r.name, r.feedback, rule, r, dict(r.params))
+        raise ValueError(f"unknown rule {rule!r}; allowed: {', '.join(BUILTIN)}, a "
+                         "theory.rules.Rule, or 'path/to/file.py:NAME' naming a Rule defined "
+                         "in a Python file")
+    if type(rule).__name__ == "Rule" and type(rule).__module__ == "theory.rules":
+        return SimRule(rule.name, rule.feedback, "<Rule>", rule, dict(rule.params))
+    raise ValueError(f"rule must be a name ({', '.join(BUILTIN)}), a theory.rules.Rule or "
+                     f"'file.py:NAME', got {type(rule).__name__} {rule!r}")
+
+
+# ======================================================================= the template
+#: the fused loop; ``{...}`` fields are filled per rule by :func:`_source`
+KERNEL_TEMPLATE = '''
+@njit(cache=True, nogil=True, fastmath=_FM)
+def run_block(act, n_steps, st, xb, w, w_star, v, v_star, F, b, eta, eta_v, sigma, rp, work):
+    """Run ``n_steps`` online steps of rule {name!r} in place; allocation-free.
+
+    Each step draws ``x ~ N(0, I_N)`` and then ``ζ ~ N(0, 1)`` from the stream ``st``
+    (ζ always, even when ``sigma = 0``, so the input stream does not depend on ``sigma``),
+    computes the fields and the error ``e = ŷ − y`` and applies the rule's update.
+
+    The first-layer update of step t is applied lazily, fused with the forward pass of
+    step t+1 (``w_k ← w_k − c_k p_t`` and ``λ_k = w_k·x_{{t+1}}/√N`` in one sweep over
+    ``w_k``), which halves the memory traffic on ``w``; it is flushed before returning, so
+    between calls the weights are exactly those after the steps done. ``v`` and ``b`` are
+    updated at once (they are O(K) scalars).
+
+    ``act``: activation code (``theory.observables.ACTIVATIONS``); ``st``: xoshiro256++
+    state (advanced in place); ``xb`` (2, N): buffers for the current and previous input;
+    ``w, v``: student weights (updated in place); ``w_star, v_star, F``: read only; ``b``:
+    the feedback (fixed, or ``w F/√N`` maintained exactly for adaptive rules); ``rp``: the
+    rule's parameters, sorted by name; ``work`` (6, max(K, M)): scratch, on return
+    ``work[5, :K]`` holds ``|w_k|²/N``.
+
+    Returns the number of steps completed: ``n_steps``, or the index t of the first step
+    whose error ``e`` was not finite (the weights are then those after t steps).
+    """
+    N = xb.shape[1]
+    K = w.shape[0]
+    M = w_star.shape[0]
+    inv_sqN = 1.0 / math.sqrt(N)
+    lr_w = eta * inv_sqN          # first layer: η/√N
+    lr_v = eta_v / N              # second layer: η_v/N
+{params}
+    keep = 1.0 - eta * ({decay}) / N     # weight decay: w ← (1 − η κ/N) w
+    lam = work[0]
+    ck = work[1]                  # pending update of w_k: −ck[k] x_prev (+ cek[k] F)
+    cek = work[2]
+    gk = work[3]
+    zeta = work[4, :1]
+    FF = _dot(F, F)
+    if ADAPTIVE:
+        for k in range(K):
+            b[k] = _dot(w[k], F) * inv_sqN
+    pending = False
+    for t in range(n_steps):
+        x = xb[t & 1]
+        xo = xb[1 - (t & 1)]
+        _fill_normal(st, x)
+        _fill_normal(st, zeta)
+        # first forward pass (and the pending update of the previous step)
+        yhat = 0.0
+        for k in range(K):
+            wk = w[k]
+            s = 0.0
+            if not pending:
+                s = _dot(wk, x)
+            elif MODULATED:                               # p = x̃ = x − F e
+                c, ce = ck[k], cek[k]
+                for i in range(N):
+                    wi = {wk_i} - (c * xo[i] - ce * F[i])
+                    wk[i] = wi
+                    s += wi * x[i]
+            else:
+                c = ck[k]
+                for i in range(N):
+                    wi = {wk_i} - c * xo[i]
+                    wk[i] = wi
+                    s += wi * x[i]
+            lam[k] = s * inv_sqN
+            yhat += v[k] * _g(lam[k], act)
+        y = sigma * zeta[0]
+        for m in range(M):
+            y += v_star[m] * _g(_dot(w_star[m], x) * inv_sqN, act)
+        e = yhat - y                                      # e = ŷ − y
+        if not math.isfinite(e):
+            return t
+        xF = _dot(x, F) if ADAPTIVE else 0.0
+        phi = xF * inv_sqN                                # φ = F·x/√N
+        # d: Δw_k = −(η/√N) d p; sk: the signal in Δv_k = −(η_v/N) e sk
+        for k in range(K):
+            lam_k = lam[k]
+            v_k = v[k]
+            b_k = b[k]
+{signal}
+            gk[k] = sk
+            ck[k] = lr_w * d
+            cek[k] = ck[k] * e if MODULATED else 0.0
+        for k in range(K):
+            v[k] -= lr_v * e * gk[k]
+            if MODULATED:
+                b[k] = {b_k} - ck[k] * (xF - e * FF) * inv_sqN
+            elif ADAPTIVE:
+                b[k] = {b_k} - ck[k] * xF * inv_sqN
+        pending = True
+    if pending:                                           # flush the last update
+        x = xb[(n_steps - 1) & 1]
+        for k in range(K):
+            wk = w[k]
+            c, ce = ck[k], cek[k]
+            if MODULATED:
+                for i in range(N):
+                    wk[i] = {wk_i} - (c * x[i] - ce * F[i])
+            else:
+                for i in range(N):
+                    wk[i] = {wk_i} - c * x[i]
+    for k in range(K):
+        work[5, k] = _dot(w[k], w[k]) / N
+    return n_steps
+
+
+def warmup():
+    """Compile (or load from numba's cache) before threads start."""
+    run_block(0, 0, np.ones(4, np.uint64), np.zeros((2, 2)), np.zeros((1, 2)),
+              np.zeros((1, 2)), np.zeros(1), np.zeros(1), np.zeros(2), np.zeros(1), 0.0, 0.0,
+              0.0, np.zeros(max(1, NRP)), np.zeros((6, 1)))
+'''
+
+
+# ====================================================================== sympy → code
+def _printer():
+    import sympy as sp
+    from sympy.printing.pycode import PythonCodePrinter
+    from theory import rules as R
+
+    first = {R.v_k: 0, R.b_k: 1}
+
+    def rank(f):
+        if f in first:
+            return first[f]
+        if isinstance(f, sp.Function) or (f.is_Pow and isinstance(f.base, sp.Function)):
+            return 2
+        if f == R.e:
+            return 3
+        return 4
+
+    class P(PythonCodePrinter):
+        def _print_Symbol(self, s):
+            return {"lam": "lam_k"}.get(s.name, s.name)
+
+        def _print_Function(self, f):
+            name = type(f).__name__
+            if name in ("g", "gp"):
+                return f"_{name}({self._print(f.args[0])}, act)"
+            return super()._print_Function(f)
+
+        def _print_Rational(self, r):
+            return f"({r.p}.0/{r.q}.0)"
+
+        def _print_Integer(self, i):
+            return f"{int(i)}.0"
+
+        def _print_Mul(self, m):
+            # factor order of the hand-written kernel: feedback × activation × error × rest
+            c, rest = m.as_coeff_Mul()
+            facs = sorted(sp.Mul.make_args(rest), key=rank)
+            if any(f.is_Pow and f.exp.is_negative for f in facs) or len(facs) < 2:
+                return super()._print_Mul(m)
+            body = " * ".join(self.parenthesize(f, 50) for f in facs)   # below Mul: parens
+            if c == 1:
+                return body
+            if c == -1:
+                return f"-({body})"
+            return f"{self._print(c)} * ({body})"
+
+    return P({"fully_qualified_modules": True})
+
+
+def _rule_of(sim: SimRule):
+    """The symbolic Rule behind ``sim`` (a built-in name's from ``theory.rules.RULES``), or
+    None for a built-in that only has a hand-written signal."""
+    if sim.rule is not None:
+        return sim.rule
+    from theory.rules import RULES
+    return RULES.get(sim.spec)
+
+
+def _signal_code(sim: SimRule):
+    """(code of the unit loop's signal, modulated presynaptic term?)
+
+    Sets ``d`` (δ_k) and ``sk`` (the second-layer signal ``v_signal``, default g(λ_k); 0
+    for a frozen second layer). Rule fields that an older ``theory.rules.Rule`` lacks take
+    their defaults: presynaptic ``x``, ``v_signal = g(lam)``; ``lam_t`` (the second-pass
+    field λ̃_k = λ_k − e b_k) is computed when the rule uses it.
+    """
+    rule = _rule_of(sim)
+    if rule is None:
+        return _HAND_SIGNALS[sim.spec]
+    import sympy as sp
+    from theory import rules as R
+    pr = _printer()
+    lines = []
+    v_signal = getattr(rule, "v_signal", None)
+    v_signal = R.g(R.lam) if v_signal is None else v_signal
+    used = set(rule.delta.free_symbols) | set(sp.sympify(v_signal).free_symbols)
+    if "lam_t" in {str(x) for x in used}:
+        lines.append("lam_t = lam_k - e * b_k         # second pass λ̃ = λ − e b")
+    lines.append(f"d = {pr.doprint(rule.delta)}")
+    lines.append(f"sk = {pr.doprint(v_signal) if rule.second_layer == 'sgd' else '0.0'}")
+    return "\n".join(lines), getattr(rule, "presynaptic", "x") == "x_tilde"
+
+
+def _decay_code(sim: SimRule) -> str:
+    rule = _rule_of(sim)
+    if rule is None or rule.weight_decay == 0:
+        return "0.0"
+    return _printer().doprint(rule.weight_decay)
+
+
+def _source(sim: SimRule, digest: str) -> str:
+    signal, modulated = _signal_code(sim)
+    decay = _decay_code(sim)
+    has_decay = decay != "0.0"
+    params = sorted(sim.params)
+    fill = dict(
+        name=sim.name,
+        params="\n".join(f"    {p} = rp[{i}]" for i, p in enumerate(params)) or "    pass",
+        decay=decay,
+        signal="\n".join("            " + ln for ln in signal.splitlines()),
+        # without decay the update is exactly the hand-written one (w − c x, no extra
+        # multiply that FMA contraction could round differently)
+        wk_i="wk[i] * keep" if has_decay else "wk[i]",
+        b_k="b[k] * keep" if has_decay else "b[k]",
+    )
+    head = [
+        f"# Generated by simulations.kernelgen (version {KERNELGEN_VERSION}) — do not edit.",
+        f"# rule {sim.name!r} ({sim.spec}); key {digest}",
+    ]
+    if sim.rule is not None:
+        head.append(f"# delta = {sim.rule.delta}; feedback = {sim.feedback}; "
+                    f"second_layer = {sim.rule.second_layer}; weight_decay = "
+                    f"{sim.rule.weight_decay}")
+    head += [
+        "import math",
+        "import numpy as np",
+        "from numba import njit",
+        "from simulations.teacher_student import _FM, _g, _gp, _dot, _fill_normal",
+        "",
+        f"ADAPTIVE = {sim.feedback == 'adaptive'}",
+        f"MODULATED = {bool(modulated)}",
+        f"NRP = {len(params)}",
+        f"PARAMS = {tuple(params)!r}",
+    ]
+    return "\n".join(head) + "\n" + KERNEL_TEMPLATE.format(**fill)
+
+
+# ============================================================================ the cache
+def _cache_dir() -> Path:
+    # the same place as theory.codegen.cache_dir (not imported: it pulls in sympy)
+    d = Path(os.environ.get("ODEFLOW_CACHE_DIR", Path.home() / ".cache" / "odeflow"))
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+@lru_cache(maxsize=None)
+def _fingerprint() -> str:
+    """Hash of the sources that shape the generated kernel (see the module docstring)."""
+    here = Path(__file__).parent
+    h = hashlib.sha256(KERNELGEN_VERSION.encode())
+    for p in (here / "kernelgen.py", here / "teacher_student.py",
+              here.parent / "theory" / "rules.py"):
+        h.update(p.read_bytes())
+    return h.hexdigest()[:16]
+
+
+_KERNELS: dict = {}
+_LOCK = threading.Lock()
+
+
+def load_kernel(sim: SimRule):
+    """The compiled ``run_block`` of a rule (generated, or found in the cache, and warmed
+    up); one module per rule and process."""
+    key = sim.spec if sim.builtin else sim.rule.key
+    with _LOCK:
+        if key in _KERNELS:
+            return _KERNELS[key]
+        digest = hashlib.sha256(f"{_fingerprint()}|{key}".encode()).hexdigest()[:16]
+        safe = "".join(ch if ch.isalnum() else "_" for ch in sim.name)
+        path = _cache_dir() / f"simkernel_{safe}_{digest}.py"
+        if not path.exists():
+            src = _source(sim, digest)
+            tmp = path.with_suffix(f".tmp{os.getpid()}")
+            tmp.write_text(src)
+            os.replace(tmp, path)   # atomic: concurrent builders never see a partial file
+        modname = f"_odeflow_simkernel_{safe}_{digest}"
+        spec = importlib.util.spec_from_file_location(modname, path)
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[modname] = mod
+        spec.loader.exec_module(mod)
+        mod.warmup()
+        _KERNELS[key] = mod
+        return mod
+
+
+def params_vector(sim: SimRule, overrides=None):
+    """The kernel's ``rp``: the rule's parameters (defaults updated by ``overrides``), sorted
+    by name. Raises ValueError for a parameter the rule does not have."""
+    import numpy as np
+    overrides = dict(overrides or {})
+    unknown = sorted(set(overrides) - set(sim.params))
+    if unknown:
+        raise ValueError(f"unknown rule_params {unknown} for rule {sim.name!r}; it has "
+                         f"{sorted(sim.params) or 'none'}")
+    vals = {**sim.params, **overrides}
+    rp = np.array([float(vals[p]) for p in sorted(vals)], dtype=float)
+    return rp if rp.size else np.zeros(1)
