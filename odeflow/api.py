@@ -21,6 +21,8 @@ import numpy as np
 from theory.observables import cos_vb as _cos_vb, norm_b as _norm_b
 from theory.state import OrderParameters, record_alphas
 
+from theory import cli
+
 from . import solvers as S
 from .progress import ProgressBar
 
@@ -326,15 +328,13 @@ def _load(path, kind) -> dict:
 
 
 # -------------------------------------------------------------------------------- solve
-def _drive(call, fs, ist, alpha_max, max_steps, bar, chunk0=256):
-    """Run a compiled kernel in chunks until it stops; adapt the chunk length so one chunk
-    takes about ``_CHUNK_SECONDS`` (only when a progress bar is shown; otherwise a single
-    call does the whole run). Chunking does not change the result: the kernels carry all
-    their state in ``fs``/``ist``/``work``."""
-    if not bar.enabled:
-        while ist[S.I_CODE] == S.CODE_RUNNING:
-            call(int(max_steps) + 2)
-        return
+def _drive(call, fs, ist, alpha_max, max_steps, bar, chunk0=1):
+    """Run a compiled kernel in chunks until it stops, adapting the chunk length so that
+    one chunk takes about ``_CHUNK_SECONDS``. Always chunked (with or without a progress
+    bar): Python regains control between chunks, so Ctrl-C (KeyboardInterrupt) stops a run
+    within a fraction of a second. The first chunk is one step, so that even a huge system
+    shows its progress (and its cost per step) early. Chunking does not change the result:
+    the kernels carry all their state in ``fs``/``ist``/``work``."""
     steps = chunk0
     while ist[S.I_CODE] == S.CODE_RUNNING:
         t = time.perf_counter()
@@ -345,6 +345,25 @@ def _drive(call, fs, ist, alpha_max, max_steps, bar, chunk0=256):
             steps = min(steps * 2, 1 << 40)
         elif dt > 2 * _CHUNK_SECONDS:
             steps = max(steps // 2, 1)
+
+
+def _load_kernel(kernel, what):
+    """The compiled loop (loaded from numba's disk cache, or compiled on first use — then
+    say so, it takes a while)."""
+    load = getattr(kernel, "dispatcher", None)
+    if load is None:
+        return kernel
+    with cli.activity(f"compiling {what} (first use; cached afterwards)"):
+        return load()
+
+
+def _check_memory(T, n, K, M, paths, what):
+    """Refuse up front a run whose records cannot fit in memory: the flat records
+    (T × n doubles per path) plus their unpacked copies (Q as a full K×K matrix)."""
+    per = T * (n + K * K + K * M + 3 * K + 2) * 8
+    cli.check_memory(2 * paths * per, f"{what} with K = {K}, M = {M}, {T} records"
+                     + (f", {paths} paths" if paths > 1 else ""),
+                     hint="record fewer points (record) or use a smaller K")
 
 
 def solve(rule, init, *, eta, eta_v=None, sigma=0.0, activation="erf", alpha_max,
@@ -437,10 +456,11 @@ def solve(rule, init, *, eta, eta_v=None, sigma=0.0, activation="erf", alpha_max
     rec_eg = np.zeros(T)
     opts = S.make_opts(alpha_max, dt if method in S.FIXED_STEP else rtol, atol, eg_tol,
                        diverge_threshold, PSD_RTOL, max_steps, lay.nQ, lay.K, state.T)
+    _check_memory(T, n, state.K, state.M, 1, "odeflow solve")
     fs, ist, work = S.new_state(n)
     if method == "dopri5" and dt is not None:
         fs[S.F_H] = dt
-    kernel = S.KERNELS[method]
+    kernel = _load_kernel(S.KERNELS[method], f"the {method} integrator")
 
     def call(steps):
         kernel(system.rhs, system.eg, p, y, rec, rec_y, rec_eg, fs, ist, work, opts, steps)
@@ -615,7 +635,8 @@ def solve_sde(rule="afa", init=None, *, eta, eta_v=None, sigma=0.0, activation="
         For a rule without adaptive feedback, unknown method, non-positive dt, alpha_max or
         n_paths, or an invalid init.
     """
-    from . import sde as E
+    with cli.activity("compiling the Euler–Maruyama kernel (first use; cached afterwards)"):
+        from . import sde as E
 
     t_start = time.perf_counter()
     if method not in SDE_METHODS:
@@ -649,6 +670,7 @@ def solve_sde(rule="afa", init=None, *, eta, eta_v=None, sigma=0.0, activation="
     n = y0.shape[0]
     T = rec.shape[0]
     P = n_paths
+    _check_memory(T, n, state.K, state.M, P, "odeflow sde")
     Y = np.tile(y0, (P, 1))
     rec_y = np.full((P, T, n), np.nan)
     rec_eg = np.full((P, T), np.nan)
@@ -660,9 +682,25 @@ def solve_sde(rule="afa", init=None, *, eta, eta_v=None, sigma=0.0, activation="
     base = E.base_seeds(seed, P)
     bar = ProgressBar(alpha_max, label=f"{_rule_name(system)} SDE ×{P}", enabled=progress)
     chunk = 0
+    # Paths go to the kernel in groups of G, G adapted so that one call takes about
+    # _CHUNK_SECONDS: Python regains control often (Ctrl-C, progress) whatever n_paths.
+    # A path's random numbers depend only on its base seed and the chunk index, so the
+    # grouping does not change the result.
+    G = min(P, 64)
     while np.any(IST[:, S.I_CODE] == S.CODE_RUNNING):
-        E.em_kernel(system.rhs, system.eg, system.noise, p, Y, rec, rec_y, rec_eg, FS, IST,
-                    opts, E.chunk_seeds(base, chunk), b0, E.CHUNK_STEPS)
+        seeds = E.chunk_seeds(base, chunk)
+        a = 0
+        while a < P:
+            z = min(P, a + G)
+            t = time.perf_counter()
+            E.em_kernel(system.rhs, system.eg, system.noise, p, Y[a:z], rec, rec_y[a:z],
+                        rec_eg[a:z], FS[a:z], IST[a:z], opts, seeds[a:z], b0, E.CHUNK_STEPS)
+            dt_call = time.perf_counter() - t
+            a = z
+            if dt_call < 0.5 * _CHUNK_SECONDS:
+                G = min(2 * G, P)
+            elif dt_call > 2 * _CHUNK_SECONDS:
+                G = max(G // 2, 1)
         chunk += 1
         running = IST[:, S.I_CODE] == S.CODE_RUNNING
         bar.update(float(np.max(FS[:, S.F_ALPHA])) if running.any() else alpha_max)
