@@ -49,8 +49,18 @@ def get_system(rule, K: int, M: int, activation: str = "erf"):
             raise ValueError(f"the system was built for K={rule.layout.K}, M={rule.layout.M} "
                              f"but the initial state has K={K}, M={M}")
         return rule
+    if isinstance(rule, str):
+        # a built-in rule found in the code cache: no sympy import, nothing derived
+        from theory.cache import cached_system
+        system = cached_system(rule, K, M, activation)
+        if system is not None:
+            return system
     from theory.codegen import build_system   # imports sympy: only when needed
-    return build_system(rule, K, M, activation)
+    system = build_system(rule, K, M, activation)
+    if isinstance(rule, str):
+        from theory.cache import remember
+        remember(rule, activation, system)
+    return system
 
 
 def _as_state(init) -> OrderParameters:
@@ -353,8 +363,9 @@ def _load_kernel(kernel, what):
     load = getattr(kernel, "dispatcher", None)
     if load is None:
         return kernel
+    from theory.cache import load_numba
     with cli.activity(f"compiling {what} (first use; cached afterwards)"):
-        return load()
+        return load_numba(load, S.__file__, kernel.__name__, what)
 
 
 def _check_memory(T, n, K, M, paths, what):
