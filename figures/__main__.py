@@ -65,4 +65,5 @@ def _make(a) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from theory.cli import exit as _exit
+    _exit(main())

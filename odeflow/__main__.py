@@ -122,4 +122,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from theory.cli import exit as _exit
+    _exit(main())

@@ -100,6 +100,20 @@ def _record_grid(record, alpha_max):
     return rec, record
 
 
+def _dt_note(dt, rec):
+    """Say (stderr, and in ``params['notes']``) when the fixed step dt is longer than the
+    spacing of the records: steps are then shortened to land on every record."""
+    if dt is None or len(rec) < 2:
+        return None
+    gap = float(np.min(np.diff(rec)))
+    if dt <= gap * (1 + 1e-12):
+        return None
+    note = (f"dt = {dt:.4g} is larger than the smallest record spacing {gap:.4g}: steps are "
+            "shortened there to land on every record time")
+    cli.status(f"note: {note}")
+    return note
+
+
 def _jsonable(x):
     if isinstance(x, dict):
         return {str(k): _jsonable(v) for k, v in x.items()}
@@ -456,6 +470,7 @@ def solve(rule, init, *, eta, eta_v=None, sigma=0.0, activation="erf", alpha_max
     sigma = float(sigma)
     rec, record_spec = _record_grid(record, alpha_max)
 
+    note = _dt_note(dt, rec) if method in S.FIXED_STEP else None
     system = get_system(rule, state.K, state.M, activation)
     t_sys = time.perf_counter()
     p = _params_vector(system, state, eta, eta_v, sigma, rule_params)
@@ -463,11 +478,11 @@ def solve(rule, init, *, eta, eta_v=None, sigma=0.0, activation="erf", alpha_max
     y = np.ascontiguousarray(lay.pack(state), dtype=float)
     n = y.shape[0]
     T = rec.shape[0]
+    _check_memory(T, n, state.K, state.M, 1, "odeflow solve")
     rec_y = np.zeros((T, n))
     rec_eg = np.zeros(T)
     opts = S.make_opts(alpha_max, dt if method in S.FIXED_STEP else rtol, atol, eg_tol,
                        diverge_threshold, PSD_RTOL, max_steps, lay.nQ, lay.K, state.T)
-    _check_memory(T, n, state.K, state.M, 1, "odeflow solve")
     fs, ist, work = S.new_state(n)
     if method == "dopri5" and dt is not None:
         fs[S.F_H] = dt
@@ -498,6 +513,8 @@ def solve(rule, init, *, eta, eta_v=None, sigma=0.0, activation="erf", alpha_max
                   atol=atol if method == "dopri5" else None, record=_jsonable(record_spec),
                   eg_tol=eg_tol, max_steps=max_steps, diverge_threshold=diverge_threshold,
                   rule_params=dict(rule_params or {}))
+    if note:
+        params["notes"] = [note]
     t_end = time.perf_counter()
     return Result(alpha=rec[:nr].copy(), eg=rec_eg[:nr].copy(), Q=parts["Q"], R=parts["R"],
                   v=parts["v"], b=b,
@@ -669,6 +686,7 @@ def solve_sde(rule="afa", init=None, *, eta, eta_v=None, sigma=0.0, activation="
     eta_v = eta if eta_v is None else float(eta_v)
     sigma = float(sigma)
     rec, record_spec = _record_grid(record, alpha_max)
+    note = _dt_note(dt, rec)
     system = get_system(rule, state.K, state.M, activation)
     if getattr(system, "noise", None) is None or not system.layout.adaptive_b:
         raise ValueError(f"rule {_rule_name(system)!r} has no stochastic feedback; solve_sde "
@@ -708,13 +726,14 @@ def solve_sde(rule="afa", init=None, *, eta, eta_v=None, sigma=0.0, activation="
                         rec_eg[a:z], FS[a:z], IST[a:z], opts, seeds[a:z], b0, E.CHUNK_STEPS)
             dt_call = time.perf_counter() - t
             a = z
+            bar.update(float(np.mean(FS[:, S.F_ALPHA])))   # mean α over the paths
             if dt_call < 0.5 * _CHUNK_SECONDS:
                 G = min(2 * G, P)
             elif dt_call > 2 * _CHUNK_SECONDS:
                 G = max(G // 2, 1)
         chunk += 1
         running = IST[:, S.I_CODE] == S.CODE_RUNNING
-        bar.update(float(np.max(FS[:, S.F_ALPHA])) if running.any() else alpha_max)
+        bar.update(float(np.mean(FS[:, S.F_ALPHA])) if running.any() else alpha_max)
 
     codes = IST[:, S.I_CODE]
     diverged = codes < 0
@@ -742,6 +761,8 @@ def solve_sde(rule="afa", init=None, *, eta, eta_v=None, sigma=0.0, activation="
                   record=_jsonable(record_spec), n_paths=P, seed=seed,
                   diverge_threshold=diverge_threshold, chunk_steps=E.CHUNK_STEPS,
                   rule_params=dict(rule_params or {}))
+    if note:
+        params["notes"] = [note]
     t_end = time.perf_counter()
     return SDEResult(alpha=rec.copy(), eg=rec_eg, Q=parts["Q"], R=parts["R"], v=parts["v"],
                      b=parts["b"], alive=alive, n_alive=n_alive, eg_mean=eg_mean,

@@ -115,8 +115,9 @@ def clear_numba_cache(path, function: str = "*") -> list:
     dirs = [path.parent / "__pycache__"]
     if os.environ.get("NUMBA_CACHE_DIR"):
         dirs.append(Path(os.environ["NUMBA_CACHE_DIR"]))
+    pattern = f"{path.stem}.*.nb[ic]" if function == "*" else f"{path.stem}.{function}-*.nb[ic]"
     for d in dirs:
-        files = list(d.rglob(f"{path.stem}.{function}*.nb[ic]")) if d.exists() else []
+        files = list(d.rglob(pattern)) if d.exists() else []
         for f in files:
             try:
                 f.unlink()

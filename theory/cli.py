@@ -28,7 +28,7 @@ from pathlib import Path
 __all__ = ["EXIT_OK", "EXIT_STOPPED", "EXIT_BAD_INPUT", "EXIT_INTERRUPTED", "EXIT_CODES",
            "check_output", "check_output_dir", "atomic_path", "available_memory",
            "check_memory", "fmt_bytes", "set_verbose", "verbose", "status", "activity",
-           "run_command"]
+           "run_command", "exit", "load_npz"]
 
 EXIT_OK = 0
 EXIT_STOPPED = 1
@@ -206,22 +206,50 @@ def activity(msg: str, delay: float = 0.5, heartbeat: float = 15.0, force: bool 
 
 
 # ----------------------------------------------------------------------- the wrapper
+_INTERRUPTED = [False]
+
+
+def _on_sigint(signum, frame):
+    _INTERRUPTED[0] = True
+    raise KeyboardInterrupt
+
+
 def run_command(prog: str, fn, *args, **kwargs) -> int:
     """Run ``fn(*args, **kwargs) -> int`` with the exit-code convention: a ValueError
     (bad input) becomes a one-line message and 2, Ctrl-C a message and 130; an OSError
-    while reading or writing a named file becomes a message and 2."""
+    while reading or writing a named file becomes a message and 2.
+
+    Ctrl-C is recognised by a flag set in our own SIGINT handler, not only by the
+    exception type: an interrupt during the import of a C extension can surface as a
+    different exception (numba's import turns it into an ImportError)."""
+    import signal
+    old = None
+    _INTERRUPTED[0] = False
+    try:
+        old = signal.signal(signal.SIGINT, _on_sigint)
+    except ValueError:                   # not the main thread: keep the default handler
+        pass
     try:
         return int(fn(*args, **kwargs))
-    except KeyboardInterrupt:
-        print(f"\n{prog}: interrupted; no output written", file=sys.stderr, flush=True)
-        return EXIT_INTERRUPTED
-    except ValueError as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr, flush=True)
-        return EXIT_BAD_INPUT
-    except OSError as exc:
-        name = f" {exc.filename}" if getattr(exc, "filename", None) else ""
-        print(f"{prog}: error:{name}: {exc.strerror or exc}", file=sys.stderr, flush=True)
-        return EXIT_BAD_INPUT
+    except BaseException as exc:
+        if _INTERRUPTED[0] or isinstance(exc, KeyboardInterrupt):
+            print(f"\n{prog}: interrupted; no output written", file=sys.stderr, flush=True)
+            return EXIT_INTERRUPTED
+        if isinstance(exc, ValueError):
+            print(f"{prog}: error: {exc}", file=sys.stderr, flush=True)
+            return EXIT_BAD_INPUT
+        if isinstance(exc, MemoryError):
+            print(f"{prog}: error: out of memory (reduce the problem size)", file=sys.stderr,
+                  flush=True)
+            return EXIT_BAD_INPUT
+        if isinstance(exc, OSError):
+            name = f" {exc.filename}" if getattr(exc, "filename", None) else ""
+            print(f"{prog}: error:{name}: {exc.strerror or exc}", file=sys.stderr, flush=True)
+            return EXIT_BAD_INPUT
+        raise
+    finally:
+        if old is not None:
+            signal.signal(signal.SIGINT, old)
 
 
 # ----------------------------------------------------------------------- input files
@@ -268,3 +296,18 @@ def load_npz(path, what: str, expected: str) -> dict:
                              f"loaded); it should be {expected}") from None
         raise ValueError(f"{what}: {path} cannot be read ({exc}); it should be "
                          f"{expected}") from None
+
+
+def exit(code: int):
+    """End the process with ``code``. After Ctrl-C (130) this is ``os._exit``: a
+    KeyboardInterrupt that landed inside a C extension's initialisation makes CPython
+    re-kill itself with SIGINT at shutdown even when it was caught, which a parent would
+    see as "killed by signal 2" instead of the documented exit status 130."""
+    if code == EXIT_INTERRUPTED:
+        for s in (sys.stdout, sys.stderr):
+            try:
+                s.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(code)
+    sys.exit(code)
