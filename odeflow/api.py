@@ -382,6 +382,49 @@ def _load_kernel(kernel, what):
         return load_numba(load, S.__file__, kernel.__name__, what)
 
 
+#: sizes K + M above which solve estimates the cost of one right-hand-side evaluation
+_ESTIMATE_ABOVE = 48
+
+
+def _rhs_cost(rule, system, activation, eta, eta_v, sigma, rule_params):
+    """Seconds per evaluation of the right-hand side at the system's (K, M), extrapolated
+    from a timed evaluation at a reduced size (same compiled kernel) with the cost law
+    O(K² (K+M)²) of the two-summation-index terms (I4 sums over u1, u2 for every k, l)."""
+    K, M = system.layout.K, system.layout.M
+    s = (K + M) / 24.0
+    k, m = max(1, round(K / s)), max(1, round(M / s))
+    small = OrderParameters.from_spec(k, m, R=0.01, v=0.1, b=0.1 * np.ones(k),
+                                      c=0.01 * np.ones(m), sigma_F2=0.09)
+    if hasattr(rule, "rhs"):            # a prebuilt system: no other size to time
+        return None
+    sysk = get_system(rule, k, m, activation)
+    p = _params_vector(sysk, small, eta, eta_v, sigma, rule_params)
+    y = np.ascontiguousarray(sysk.layout.pack(small), dtype=float)
+    dy = np.empty_like(y)
+    reps, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < 0.05:
+        sysk.rhs(y, p, dy)
+        reps += 1
+    t = (time.perf_counter() - t0) / reps
+    return t * (K / k) ** 2 * ((K + M) / (k + m)) ** 2
+
+
+def _announce_cost(rule, system, activation, eta, eta_v, sigma, rule_params, method):
+    """Say up front (stderr) how long one step will take for a large system."""
+    if not cli.verbose() or system.layout.K + system.layout.M <= _ESTIMATE_ABOVE:
+        return
+    t = _rhs_cost(rule, system, activation, eta, eta_v, sigma, rule_params)
+    if t is None:
+        return
+    per_step = {"dopri5": 6, "rk4": 4, "euler": 1}.get(method, 1) * t
+    msg = (f"estimate: one evaluation of the right-hand side takes ~{t:.3g} s at "
+           f"K = {system.layout.K}, M = {system.layout.M} (cost ∝ K²(K+M)²), so one "
+           f"{method} step ~{per_step:.3g} s")
+    if per_step > 1:
+        msg += "; progress (and Ctrl-C) is seen between steps"
+    cli.status(msg)
+
+
 def _check_memory(T, n, K, M, paths, what):
     """Refuse up front a run whose records cannot fit in memory: the flat records
     (T × n doubles per path) plus their unpacked copies (Q as a full K×K matrix)."""
@@ -474,6 +517,7 @@ def solve(rule, init, *, eta, eta_v=None, sigma=0.0, activation="erf", alpha_max
     system = get_system(rule, state.K, state.M, activation)
     t_sys = time.perf_counter()
     p = _params_vector(system, state, eta, eta_v, sigma, rule_params)
+    _announce_cost(rule, system, activation, eta, eta_v, sigma, rule_params, method)
     lay = system.layout
     y = np.ascontiguousarray(lay.pack(state), dtype=float)
     n = y.shape[0]

@@ -31,8 +31,9 @@ def test_ctrl_c_stops_threaded_run_quickly_without_output(tmp_path):
 
 
 def test_every_seed_diverged_exits_1_with_output(tmp_path, capsys):
-    cfg = _cfg(tmp_path, N=200, seeds=2, eta=50.0, eta_v=50.0, alpha_max=20.0,
-               record={"every": 1.0})
+    # exact PEPITA with a large feedback blows up (as in test_teacher_student)
+    cfg = _cfg(tmp_path, "ts_pepita.json", N=500, sigma_F=0.3, seeds=2, alpha_max=20.0,
+               record={"every": 0.5}, divergence={"q_max": 100.0})
     out = tmp_path / "r.npz"
     rc = main(["run", str(cfg), "-o", str(out), "--quiet"])
     assert rc == 1, capsys.readouterr().err
