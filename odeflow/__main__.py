@@ -22,7 +22,6 @@ from typing import Callable
 
 from theory import cli
 
-from .config import ConfigError, load_config, to_sde_args, to_solve_args, validate_config
 
 
 @dataclass(frozen=True)
@@ -53,6 +52,7 @@ def _save(res, path):
 
 def _run_solve(args) -> int:
     from .api import solve
+    from .config import load_config, to_solve_args, validate_config
     _check_output(args.output)
     cfg = validate_config(load_config(args.config), "solve", init_from=args.init_from)
     rule, init, kw = to_solve_args(cfg)
@@ -67,6 +67,7 @@ def _run_solve(args) -> int:
 
 def _run_sde(args) -> int:
     from .api import solve_sde
+    from .config import load_config, to_sde_args, validate_config
     _check_output(args.output)
     cfg = validate_config(load_config(args.config), "sde", init_from=args.init_from)
     rule, init, kw = to_sde_args(cfg)

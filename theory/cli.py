@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 import sys
-import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -178,6 +177,7 @@ def activity(msg: str, delay: float = 0.5, heartbeat: float = 15.0, force: bool 
     if not (_VERBOSE or force):
         yield
         return
+    import threading
     t0 = time.perf_counter()
     said = threading.Event()
     stop = threading.Event()
