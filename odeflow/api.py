@@ -378,7 +378,7 @@ def _load_kernel(kernel, what):
     if load is None:
         return kernel
     from theory.cache import load_numba
-    with cli.activity(f"compiling {what} (first use; cached afterwards)"):
+    with cli.activity(f"loading {what} (compiled on first use, then cached)"):
         return load_numba(load, S.__file__, kernel.__name__, what)
 
 
@@ -707,7 +707,7 @@ def solve_sde(rule="afa", init=None, *, eta, eta_v=None, sigma=0.0, activation="
         For a rule without adaptive feedback, unknown method, non-positive dt, alpha_max or
         n_paths, or an invalid init.
     """
-    with cli.activity("compiling the Euler–Maruyama kernel (first use; cached afterwards)"):
+    with cli.activity("loading the Euler–Maruyama kernel (compiled on first use, then cached)"):
         from . import sde as E
 
     t_start = time.perf_counter()

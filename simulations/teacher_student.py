@@ -612,7 +612,7 @@ def _run_block(rule, act, n_steps, st, xb, w, w_star, v, v_star, F, b, eta, eta_
 def _kernel_warmup():
     """Compile the kernel (or load it from the cache) once, before threads start."""
     from theory.cli import activity
-    with activity("compiling the simulation kernel (first use; cached afterwards)"):
+    with activity("loading the simulation kernel (compiled on first use, then cached)"):
         _warm_block()
 
 

@@ -536,7 +536,7 @@ def _load_module(rule: Rule, activation: str):
             mod.noise(y, p, np.empty((1, 1)))
 
     # written atomically with a content hash; verified, repaired if corrupt (theory.cache)
-    with cli.activity(f"compiling the {rule.name!r} kernels (first use; cached in "
+    with cli.activity(f"loading the {rule.name!r} kernels (compiled on first use, cached in "
                       f"{path.parent})"):
         mod, cached = cache.load_module(path, lambda: _source(der, digest),
                                         cache.module_name(path), warm)
