@@ -425,6 +425,11 @@ def _announce_cost(rule, system, activation, eta, eta_v, sigma, rule_params, met
     cli.status(msg)
 
 
+def _import_sde():
+    from . import sde
+    return sde
+
+
 def _check_memory(T, n, K, M, paths, what):
     """Refuse up front a run whose records cannot fit in memory: the flat records
     (T × n doubles per path) plus their unpacked copies (Q as a full K×K matrix)."""
@@ -708,7 +713,9 @@ def solve_sde(rule="afa", init=None, *, eta, eta_v=None, sigma=0.0, activation="
         n_paths, or an invalid init.
     """
     with cli.activity("loading the Euler–Maruyama kernel (compiled on first use, then cached)"):
-        from . import sde as E
+        from theory.cache import load_numba
+        E = load_numba(_import_sde, Path(S.__file__).with_name("sde.py"), "*",
+                       "the Euler–Maruyama kernel")
 
     t_start = time.perf_counter()
     if method not in SDE_METHODS:

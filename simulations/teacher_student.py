@@ -611,9 +611,11 @@ def _run_block(rule, act, n_steps, st, xb, w, w_star, v, v_star, F, b, eta, eta_
 
 def _kernel_warmup():
     """Compile the kernel (or load it from the cache) once, before threads start."""
+    from theory.cache import load_numba
     from theory.cli import activity
     with activity("loading the simulation kernel (compiled on first use, then cached)"):
-        _warm_block()
+        # corrupt numba cache files are deleted and the kernel recompiled (with a message)
+        load_numba(_warm_block, __file__, "*", "the simulation kernel")
 
 
 def _warm_block():

@@ -44,3 +44,14 @@ def test_list_and_help_load_no_heavy_module():
     assert "learning-curves" in r.stdout and "ε_g(α)" in r.stdout   # descriptions listed
     assert "``" not in r.stdout                        # no raw reStructuredText in --help
     assert "DIR/quick/" in r.stdout                    # where --quick writes, documented
+
+
+def test_corrupt_mnist_file_is_a_message(tmp_path, capsys, monkeypatch):
+    """A corrupt MNIST file gave a traceback; now one line naming the file, exit 2."""
+    for f in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz",
+              "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"):
+        (tmp_path / f).write_bytes(b"garbage")
+    monkeypatch.setenv("ODEFLOW_MNIST_DIR", str(tmp_path))
+    assert main(["mnist-table", "--quick", "-o", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "idx3-ubyte.gz: cannot be read as gzip data" in err and "Traceback" not in err
