@@ -521,13 +521,13 @@ def solve(rule, init, *, eta, eta_v=None, sigma=0.0, activation="erf", alpha_max
     note = _dt_note(dt, rec) if method in S.FIXED_STEP else None
     system = get_system(rule, state.K, state.M, activation)
     t_sys = time.perf_counter()
+    _check_memory(len(rec), system.layout.n, state.K, state.M, 1, "odeflow solve")
     p = _params_vector(system, state, eta, eta_v, sigma, rule_params)
     _announce_cost(rule, system, activation, eta, eta_v, sigma, rule_params, method)
     lay = system.layout
     y = np.ascontiguousarray(lay.pack(state), dtype=float)
     n = y.shape[0]
     T = rec.shape[0]
-    _check_memory(T, n, state.K, state.M, 1, "odeflow solve")
     rec_y = np.zeros((T, n))
     rec_eg = np.zeros(T)
     opts = S.make_opts(alpha_max, dt if method in S.FIXED_STEP else rtol, atol, eg_tol,

@@ -59,14 +59,14 @@ def test_ctrl_c_stops_sde_quickly(tmp_path):
 
 # ----------------------------------------------------------- 2. estimates, memory
 def test_huge_record_refused_up_front_with_estimate(tmp_path, capsys):
-    """K = 1000 with 10⁴ records needs ~240 GB of records: refused at once with the
+    """K = 400 with 10⁵ records needs ~400 GB of records: refused at once with the
     estimate, exit 2 (before: it started, silently)."""
-    K = 1000
+    K = 400
     init = {"Q": np.eye(K).tolist(), "R": np.zeros((K, 1)).tolist(), "T": [[1.0]],
             "v": [0.1] * K, "v_star": [1.0]}
     p = tmp_path / "big.json"
     p.write_text(json.dumps({"rule": "bp", "eta": 0.5, "alpha_max": 100.0,
-                             "record": {"every": 0.01}, "init": init}))
+                             "record": {"every": 0.001}, "init": init}))
     rc = main(["solve", str(p), "-o", str(tmp_path / "o.npz")])
     err = capsys.readouterr().err
     assert rc == 2
