@@ -45,6 +45,34 @@ def test_ctrl_c_stops_solve_quickly_without_output(tmp_path):
     assert list(tmp_path.glob("*.npz")) == [] and not list(tmp_path.glob(".*part*"))
 
 
+def test_ctrl_c_stops_solve_without_progress_bar():
+    """``solve(..., progress=False)`` (what ``--quiet`` and every library caller use) ran the
+    whole integration as one compiled call, which no Ctrl-C could stop; now the loop returns
+    to Python every ~0.1 s. A timer sends SIGINT to the process itself 1 s into a 10⁹-step
+    run; the KeyboardInterrupt must arrive within a second of it."""
+    code = (
+        "import os, signal, threading, time\n"
+        "from odeflow import solve\n"
+        "from theory.state import OrderParameters\n"
+        "init = OrderParameters.from_spec(2, 2, R=0.01, v=0.1)\n"
+        "kw = dict(eta=0.5, method='euler', dt=1e-4, progress=False)\n"
+        "solve('bp', init, alpha_max=0.01, **kw)          # compile/load first\n"
+        "t = {}\n"
+        "def fire():\n"
+        "    t['k'] = time.perf_counter()\n"
+        "    os.kill(os.getpid(), signal.SIGINT)\n"
+        "threading.Timer(1.0, fire).start()\n"
+        "try:\n"
+        "    solve('bp', init, alpha_max=1e5, record={'every': 1e4}, **kw)\n"
+        "    print('FINISHED')\n"
+        "except KeyboardInterrupt:\n"
+        "    print('STOPPED', time.perf_counter() - t['k'])\n")
+    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env(), capture_output=True,
+                       text=True, timeout=180)
+    assert r.stdout.startswith("STOPPED"), (r.stdout, r.stderr)
+    assert float(r.stdout.split()[1]) < 1.5     # ~0.1 s chunks; slack for a loaded machine
+
+
 def test_ctrl_c_stops_sde_quickly(tmp_path):
     """20 000 paths: one kernel call over all of them took ~10 s; paths now go in groups
     sized for ~0.1 s per call."""
