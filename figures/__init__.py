@@ -6,6 +6,7 @@ which regenerates the figure from nothing, writes ``NAME.png``, ``NAME.pdf``, ``
 :func:`figures._common.save_figure`, and returns the data dict.
 """
 import importlib
+import importlib.util
 
 #: registry: figure name -> module
 FIGURES = {
@@ -26,3 +27,24 @@ def get(name: str):
     if name not in FIGURES:
         raise ValueError(f"unknown figure {name!r}; available: {', '.join(FIGURES)}")
     return importlib.import_module(FIGURES[name])
+
+
+def describe(name: str) -> str:
+    """The ``DESCRIPTION`` of figure ``name``, read from its source without importing it
+    (so ``python -m figures --list`` loads neither matplotlib nor numba)."""
+    import ast
+    spec = importlib.util.find_spec(FIGURES[name])
+    if spec is None or spec.origin is None:
+        return "(module not found)"
+    try:
+        tree = ast.parse(open(spec.origin, encoding="utf-8").read())
+    except (OSError, SyntaxError) as exc:
+        return f"(unreadable: {exc})"
+    for node in tree.body:
+        if (isinstance(node, ast.Assign) and len(node.targets) == 1
+                and getattr(node.targets[0], "id", None) == "DESCRIPTION"):
+            try:
+                return str(ast.literal_eval(node.value))
+            except ValueError:
+                break
+    return "(no description)"

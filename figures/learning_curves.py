@@ -6,9 +6,12 @@ the ODE started from the measured initial order parameters of seed 0 are produce
 :func:`odeflow.compare.compare`. PEPITA-forward is drawn against the AFA ODE: it is AFA to
 first order in ``e b`` (SCIENCE.md §2).
 
-Panel (a): ε_g on log–log axes, simulation mean ± 1 std (bands, markers) and ODE (lines).
-Panel (b): the residual ``mean_sim − ODE`` with its ±1 standard-error band, against the
-finite-size scale ``1/√N``.
+Panel (a): ε_g on log–log axes, ODE (lines) and simulation mean (markers) with ±1 std over
+the seeds (error bars). Rules that follow one ODE (AFA and PEPITA-forward) coincide, so each
+rule's markers sit on every n-th record with its own offset and shape: every rule stays
+visible, and no translucent bands overlap into colours the legend does not explain.
+Panel (b): the residual ``mean_sim − ODE`` (line) with its ±1 standard error (thin lines of
+the same colour), against the finite-size scale ``1/√N``.
 
 Parameters: ``figures/configs/learning-curves.json``.
 """
@@ -32,9 +35,8 @@ def key(rule: str) -> str:
 
 
 def make(outdir, quick: bool = False) -> dict:
-    import matplotlib.pyplot as plt
-
     from odeflow.compare import compare
+    from theory.cli import status
 
     S.apply()
     cfg = S.load_config(NAME, quick)
@@ -42,7 +44,9 @@ def make(outdir, quick: bool = False) -> dict:
     sim_cfg, ode_opts = cfg["simulation"], cfg["ode"]
     N = sim_cfg["N"]
     data, info = {}, {}
-    for rule in cfg["rules"]:
+    for i, rule in enumerate(cfg["rules"]):
+        status(f"  {NAME}: {rule} ({i + 1}/{len(cfg['rules'])}): {sim_cfg['seeds']} "
+               f"simulations at N = {N} and the {cfg['ode_of'][rule]} ODE")
         c = compare({**sim_cfg, "rule": rule, **ode_opts})
         k = key(rule)
         data["alpha"] = c.alpha
@@ -59,40 +63,74 @@ def make(outdir, quick: bool = False) -> dict:
         if rule == cfg["rules"][0]:
             data.update(c.ode_result.init.to_dict("init_"))
     data["N"] = N
-    alpha = data["alpha"]
 
-    fig, (ax, axr) = plt.subplots(1, 2, figsize=(9.0, 3.6), constrained_layout=True,
+    fig = plot(data, cfg)
+    params = dict(cfg, results=info, seconds=time.perf_counter() - t0)
+    save_figure(fig, outdir, NAME, params, data)
+    return data
+
+
+def plot(data: dict, cfg: dict):
+    """The figure from the computed ``data`` (see :func:`make`) and the config."""
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+
+    sim_cfg = cfg["simulation"]
+    N = int(data["N"])
+    rules = cfg["rules"]
+    alpha = np.asarray(data["alpha"])
+    pos = np.flatnonzero(alpha > 0)
+    markers = {"bp": "o", "fa": "s", "afa": "D", "pepita-forward": "^", "pepita": "v"}
+    stride = len(rules)
+    fig, (ax, axr) = plt.subplots(1, 2, figsize=(9.6, 3.9), constrained_layout=True,
                                   gridspec_kw={"width_ratios": [1.35, 1]})
-    pos = alpha > 0
     drawn_ode = set()
-    for rule in cfg["rules"]:
+    for j, rule in enumerate(rules):
         k, col = key(rule), S.COLORS[rule]
-        m, s = data[f"{k}_sim_mean"], data[f"{k}_sim_std"]
-        S.band(ax, alpha[pos], m[pos], s[pos], col)
-        ax.plot(alpha[pos], m[pos], "o", ms=2.2, color=col, alpha=0.8,
-                label=f"{S.LABELS[rule]} simulation")
+        m, s = np.asarray(data[f"{k}_sim_mean"]), np.asarray(data[f"{k}_sim_std"])
         ode_rule = cfg["ode_of"][rule]
         if ode_rule == rule:
-            ax.plot(alpha[pos], data[f"{k}_ode"][pos], "-", color=col, lw=1.6,
-                    label=f"{S.LABELS[rule]} ODE")
-        elif ode_rule not in drawn_ode and ode_rule not in cfg["rules"]:
+            ax.plot(alpha[pos], data[f"{k}_ode"][pos], "-", color=col, lw=1.5, zorder=2)
+        elif ode_rule not in drawn_ode and ode_rule not in rules:
             ax.plot(alpha[pos], data[f"{k}_ode"][pos], "--", color=S.COLORS[ode_rule],
-                    lw=1.4, label=f"{S.LABELS[ode_rule]} ODE")
+                    lw=1.3, zorder=2)
         drawn_ode.add(ode_rule)
+        # every `stride`-th record, offset per rule: coinciding rules interleave
+        sel = pos[j::stride]
+        hollow = j % 2 == 1
+        # lower bar clipped above 0 (log axis)
+        yerr = np.vstack([np.minimum(s[sel], 0.95 * m[sel]), s[sel]])
+        ax.errorbar(alpha[sel], m[sel], yerr=yerr, fmt=markers.get(rule, "o"),
+                    ms=3.6, color=col, mfc="white" if hollow else col, mew=0.9,
+                    elinewidth=0.7, capsize=0, zorder=3)
         se = s / math.sqrt(max(int(data[f"{k}_n_seeds"]), 1))
         r = m - data[f"{k}_ode"]
-        S.band(axr, alpha[pos], r[pos], se[pos], col)
         ls = "-" if ode_rule == rule else "--"
-        axr.plot(alpha[pos], r[pos], ls, color=col, lw=1.1,
-                 label=S.LABELS[rule] + ("" if ode_rule == rule else
-                                         f" − {S.LABELS[ode_rule]} ODE"))
+        axr.plot(alpha[pos], r[pos], ls, color=col, lw=1.3)
+        for sgn in (1, -1):
+            axr.plot(alpha[pos], (r + sgn * se)[pos], "-", color=col, lw=0.6, alpha=0.55)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel(S.ALPHA)
     ax.set_ylabel(S.EG)
-    ax.set_title(f"K = M = {sim_cfg['K']}, erf, N = {N}, {data[key(cfg['rules'][0]) + '_n_seeds']}"
-                 f" seeds, η = η$_v$ = {sim_cfg['eta']}, σ$_F$ = {sim_cfg['sigma_F']}")
-    ax.legend(ncol=2, fontsize=7, loc="lower left")
+    n_seeds = int(data[key(rules[0]) + "_n_seeds"])
+    ax.set_title(f"K = M = {sim_cfg['K']}, erf, N = {N}, {n_seeds} seeds, "
+                 f"η = η$_v$ = {sim_cfg['eta']}, σ$_F$ = {sim_cfg['sigma_F']}", fontsize=9)
+    # legend: one entry per rule (marker = simulation, line = its ODE) + how to read it
+    handles, labels = [], []
+    for j, rule in enumerate(rules):
+        col = S.COLORS[rule]
+        ode_rule = cfg["ode_of"][rule]
+        handles.append(Line2D([], [], color=col, marker=markers.get(rule, "o"), ms=4,
+                              mfc="white" if j % 2 else col,
+                              ls="-" if ode_rule == rule else "none"))
+        labels.append(S.LABELS[rule] + ("" if ode_rule == rule else
+                                        f" (theory: {S.LABELS[ode_rule]} ODE)"))
+    handles += [Line2D([], [], color="0.3", ls="-", lw=1.5),
+                Line2D([], [], color="0.3", marker="o", ls="none", ms=4)]
+    labels += ["ODE from the measured initial state",
+               "simulation mean, bars ±1 std over seeds"]
+    ax.legend(handles, labels, fontsize=7, loc="lower left")
     S.panel_label(ax, "a")
 
     axr.axhline(0, color="k", lw=0.6)
@@ -102,11 +140,13 @@ def make(outdir, quick: bool = False) -> dict:
              color="0.4")
     axr.set_xscale("log")
     axr.set_xlabel(S.ALPHA)
-    axr.set_ylabel(r"$\langle\varepsilon_g\rangle_{\rm sim} - \varepsilon_g^{\rm ODE}$"
-                   r"  (±1 s.e.)")
-    axr.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0.0, 0.93))
+    axr.set_ylabel(r"$\langle\varepsilon_g\rangle_{\rm sim} - \varepsilon_g^{\rm ODE}$")
+    rh = [Line2D([], [], color=S.COLORS[r], ls="-" if cfg["ode_of"][r] == r else "--")
+          for r in rules]
+    rl = [S.LABELS[r] + ("" if cfg["ode_of"][r] == r else
+                         f" − {S.LABELS[cfg['ode_of'][r]]} ODE") for r in rules]
+    rh.append(Line2D([], [], color="0.3", lw=0.6, alpha=0.55))
+    rl.append("thin lines: ±1 standard error")
+    axr.legend(rh, rl, fontsize=7, loc="upper left", bbox_to_anchor=(0.0, 0.95))
     S.panel_label(axr, "b")
-
-    params = dict(cfg, results=info, seconds=time.perf_counter() - t0)
-    save_figure(fig, outdir, NAME, params, data)
-    return data
+    return fig

@@ -9,6 +9,13 @@ feedback SDE) of two-layer teacher–student networks trained by forward-only ru
 
 See :func:`odeflow.solve`, :func:`odeflow.solve_sde` and ``python -m odeflow --help``.
 """
-from .api import Result, SDEResult, solve, solve_sde, METHODS, SDE_METHODS  # noqa: F401
-
 __all__ = ["solve", "solve_sde", "Result", "SDEResult", "METHODS", "SDE_METHODS"]
+
+
+def __getattr__(name):
+    # lazy (PEP 562): ``python -m odeflow --help`` and the config checks must not pay for
+    # importing numba and loading the compiled integrators
+    if name in __all__:
+        from . import api
+        return getattr(api, name)
+    raise AttributeError(f"module 'odeflow' has no attribute {name!r}")

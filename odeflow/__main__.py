@@ -7,8 +7,10 @@ Subcommands live in :data:`COMMANDS` (name → :class:`Command`); to add one (e.
 ``compare``), write ``add_arguments(parser)`` and ``run(args) -> int`` and register
 ``COMMANDS["compare"] = Command("help text", add_arguments, run)``.
 
-Exit status: 0 when the run succeeded (reached alpha_max or converged), 1 when it stopped
-early (diverged; the truncated result is still written), 2 for invalid input.
+Exit status (:mod:`theory.cli`, the same for every command of the project): 0 when the
+run succeeded (reached alpha_max or converged), 1 when it stopped early (diverged; the
+truncated result is still written), 2 for invalid input, 130 when interrupted (Ctrl-C; no
+output file is left behind). Output paths are checked before any work.
 """
 from __future__ import annotations
 
@@ -18,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from .config import ConfigError, load_config, to_sde_args, to_solve_args, validate_config
+from theory import cli
+
 
 
 @dataclass(frozen=True)
@@ -39,19 +42,22 @@ def _common_arguments(parser):
 
 
 def _check_output(path: Path):
-    if path.suffix not in (".npz", ".json"):
-        raise ConfigError(f"output must end in .npz or .json, got {path}")
-    if not path.parent.exists():
-        raise ConfigError(f"output directory {path.parent} does not exist")
+    cli.check_output(path, (".npz", ".json"))
+
+
+def _save(res, path):
+    with cli.atomic_path(path) as tmp:     # never a partial file, even on Ctrl-C
+        res.save(tmp)
 
 
 def _run_solve(args) -> int:
     from .api import solve
+    from .config import load_config, to_solve_args, validate_config
     _check_output(args.output)
     cfg = validate_config(load_config(args.config), "solve", init_from=args.init_from)
     rule, init, kw = to_solve_args(cfg)
     res = solve(rule, init, progress=not args.quiet, **kw)
-    res.save(args.output)
+    _save(res, args.output)
     last = f"ε_g = {res.eg[-1]:.4g} at α = {res.alpha[-1]:.4g}" if len(res.alpha) else \
         "no records"
     print(f"odeflow solve {res.params['rule']} K={res.K} M={res.M} {res.params['method']}: "
@@ -61,14 +67,20 @@ def _run_solve(args) -> int:
 
 def _run_sde(args) -> int:
     from .api import solve_sde
+    from .config import load_config, to_sde_args, validate_config
     _check_output(args.output)
     cfg = validate_config(load_config(args.config), "sde", init_from=args.init_from)
     rule, init, kw = to_sde_args(cfg)
     res = solve_sde(rule, init, progress=not args.quiet, **kw)
-    res.save(args.output)
+    _save(res, args.output)
+    last = res.n_alive[-1]
+    if last > 0:
+        summary = (f"mean ε_g = {res.eg_mean[-1]:.4g} ± {res.eg_std[-1]:.2g} at α = "
+                   f"{res.alpha[-1]:.4g} over {last} paths")
+    else:
+        summary = "no path reached alpha_max (no final statistics)"
     print(f"odeflow sde {res.params['rule']} K={init.K} M={init.M} ×{res.n_paths} paths "
-          f"(seed {res.params['seed']}): {res.message}; mean ε_g = {res.eg_mean[-1]:.4g} ± "
-          f"{res.eg_std[-1]:.2g} at α = {res.alpha[-1]:.4g}; wrote {args.output}")
+          f"(seed {res.params['seed']}): {res.message}; {summary}; wrote {args.output}")
     return 0 if res.success else 1
 
 
@@ -90,23 +102,26 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m odeflow",
         description="Integrate the order-parameter ODEs (and the AFA feedback SDE) of "
-                    "two-layer teacher-student networks.")
+                    "two-layer teacher-student networks.", epilog=cli.EXIT_CODES)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name, cmd in COMMANDS.items():
-        p = sub.add_parser(name, help=cmd.help, description=cmd.help)
+        p = sub.add_parser(name, help=cmd.help, description=cmd.help, epilog=cli.EXIT_CODES)
         cmd.add_arguments(p)
     return parser
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
     try:
-        return COMMANDS[args.command].run(args)
-    except ValueError as exc:   # ConfigError and the API's input errors
-        print(f"odeflow {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:            # --help (0) or a usage error (2)
+        return int(exc.code or 0)
+    # status messages (deriving / compiling / integrating) on stderr unless --quiet
+    cli.set_verbose(not getattr(args, "quiet", False))
+    # ConfigError and the API's input errors are ValueErrors: message and exit 2
+    return cli.run_command(f"odeflow {args.command}", COMMANDS[args.command].run, args)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from theory.cli import exit as _exit
+    _exit(main())

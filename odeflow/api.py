@@ -21,6 +21,8 @@ import numpy as np
 from theory.observables import cos_vb as _cos_vb, norm_b as _norm_b
 from theory.state import OrderParameters, record_alphas
 
+from theory import cli
+
 from . import solvers as S
 from .progress import ProgressBar
 
@@ -48,8 +50,19 @@ def get_system(rule, K: int, M: int, activation="erf", quadrature=None):
             raise ValueError(f"the system was built for K={rule.layout.K}, M={rule.layout.M} "
                              f"but the initial state has K={K}, M={M}")
         return rule
+    fast = isinstance(rule, str) and quadrature is None
+    if fast:
+        # a built-in rule found in the code cache: no sympy import, nothing derived
+        from theory.cache import cached_system
+        system = cached_system(rule, K, M, activation)
+        if system is not None:
+            return system
     from theory.codegen import build_system   # imports sympy: only when needed
-    return build_system(rule, K, M, activation, quadrature)
+    system = build_system(rule, K, M, activation, quadrature)
+    if fast and not hasattr(system, "error_estimate"):    # closed-form systems only
+        from theory.cache import remember
+        remember(rule, activation, system)
+    return system
 
 
 def _quad_report(system, state, final, eta, eta_v, sigma, rule_params):
@@ -103,6 +116,20 @@ def _record_grid(record, alpha_max):
     if np.any(np.diff(rec) <= 0):
         raise ValueError("record times must be strictly increasing within [0, alpha_max]")
     return rec, record
+
+
+def _dt_note(dt, rec):
+    """Say (stderr, and in ``params['notes']``) when the fixed step dt is longer than the
+    spacing of the records: steps are then shortened to land on every record."""
+    if dt is None or len(rec) < 2:
+        return None
+    gap = float(np.min(np.diff(rec)))
+    if dt <= gap * (1 + 1e-12):
+        return None
+    note = (f"dt = {dt:.4g} is larger than the smallest record spacing {gap:.4g}: steps are "
+            "shortened there to land on every record time")
+    cli.status(f"note: {note}")
+    return note
 
 
 def _jsonable(x):
@@ -387,15 +414,13 @@ def _load(path, kind) -> dict:
 
 
 # -------------------------------------------------------------------------------- solve
-def _drive(call, fs, ist, alpha_max, max_steps, bar, chunk0=256):
-    """Run a compiled kernel in chunks until it stops; adapt the chunk length so one chunk
-    takes about ``_CHUNK_SECONDS`` (only when a progress bar is shown; otherwise a single
-    call does the whole run). Chunking does not change the result: the kernels carry all
-    their state in ``fs``/``ist``/``work``."""
-    if not bar.enabled:
-        while ist[S.I_CODE] == S.CODE_RUNNING:
-            call(int(max_steps) + 2)
-        return
+def _drive(call, fs, ist, alpha_max, max_steps, bar, chunk0=1):
+    """Run a compiled kernel in chunks until it stops, adapting the chunk length so that
+    one chunk takes about ``_CHUNK_SECONDS``. Always chunked (with or without a progress
+    bar): Python regains control between chunks, so Ctrl-C (KeyboardInterrupt) stops a run
+    within a fraction of a second. The first chunk is one step, so that even a huge system
+    shows its progress (and its cost per step) early. Chunking does not change the result:
+    the kernels carry all their state in ``fs``/``ist``/``work``."""
     steps = chunk0
     while ist[S.I_CODE] == S.CODE_RUNNING:
         t = time.perf_counter()
@@ -406,6 +431,74 @@ def _drive(call, fs, ist, alpha_max, max_steps, bar, chunk0=256):
             steps = min(steps * 2, 1 << 40)
         elif dt > 2 * _CHUNK_SECONDS:
             steps = max(steps // 2, 1)
+
+
+def _load_kernel(kernel, what):
+    """The compiled loop (loaded from numba's disk cache, or compiled on first use — then
+    say so, it takes a while)."""
+    load = getattr(kernel, "dispatcher", None)
+    if load is None:
+        return kernel
+    from theory.cache import load_numba
+    with cli.activity(f"loading {what} (compiled on first use, then cached)"):
+        return load_numba(load, S.__file__, kernel.__name__, what)
+
+
+#: sizes K + M above which solve estimates the cost of one right-hand-side evaluation
+_ESTIMATE_ABOVE = 48
+
+
+def _rhs_cost(rule, system, activation, eta, eta_v, sigma, rule_params):
+    """Seconds per evaluation of the right-hand side at the system's (K, M), extrapolated
+    from a timed evaluation at a reduced size (same compiled kernel) with the cost law
+    O(K² (K+M)²) of the two-summation-index terms (I4 sums over u1, u2 for every k, l)."""
+    K, M = system.layout.K, system.layout.M
+    s = (K + M) / 24.0
+    k, m = max(1, round(K / s)), max(1, round(M / s))
+    small = OrderParameters.from_spec(k, m, R=0.01, v=0.1, b=0.1 * np.ones(k),
+                                      c=0.01 * np.ones(m), sigma_F2=0.09)
+    if hasattr(rule, "rhs"):            # a prebuilt system: no other size to time
+        return None
+    sysk = get_system(rule, k, m, activation)
+    p = _params_vector(sysk, small, eta, eta_v, sigma, rule_params)
+    y = np.ascontiguousarray(sysk.layout.pack(small), dtype=float)
+    dy = np.empty_like(y)
+    reps, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < 0.05:
+        sysk.rhs(y, p, dy)
+        reps += 1
+    t = (time.perf_counter() - t0) / reps
+    return t * (K / k) ** 2 * ((K + M) / (k + m)) ** 2
+
+
+def _announce_cost(rule, system, activation, eta, eta_v, sigma, rule_params, method):
+    """Say up front (stderr) how long one step will take for a large system."""
+    if not cli.verbose() or system.layout.K + system.layout.M <= _ESTIMATE_ABOVE:
+        return
+    t = _rhs_cost(rule, system, activation, eta, eta_v, sigma, rule_params)
+    if t is None:
+        return
+    per_step = {"dopri5": 6, "rk4": 4, "euler": 1}.get(method, 1) * t
+    msg = (f"estimate: one evaluation of the right-hand side takes ~{t:.3g} s at "
+           f"K = {system.layout.K}, M = {system.layout.M} (cost ∝ K²(K+M)²), so one "
+           f"{method} step ~{per_step:.3g} s")
+    if per_step > 1:
+        msg += "; progress (and Ctrl-C) is seen between steps"
+    cli.status(msg)
+
+
+def _import_sde():
+    from . import sde
+    return sde
+
+
+def _check_memory(T, n, K, M, paths, what):
+    """Refuse up front a run whose records cannot fit in memory: the flat records
+    (T × n doubles per path) plus their unpacked copies (Q as a full K×K matrix)."""
+    per = T * (n + K * K + K * M + 3 * K + 2) * 8
+    cli.check_memory(2 * paths * per, f"{what} with K = {K}, M = {M}, {T} records"
+                     + (f", {paths} paths" if paths > 1 else ""),
+                     hint="record fewer points (record) or use a smaller K")
 
 
 def solve(rule, init, *, eta, eta_v=None, sigma=0.0, activation="erf", alpha_max,
@@ -503,9 +596,12 @@ def solve(rule, init, *, eta, eta_v=None, sigma=0.0, activation="erf", alpha_max
     sigma = float(sigma)
     rec, record_spec = _record_grid(record, alpha_max)
 
+    note = _dt_note(dt, rec) if method in S.FIXED_STEP else None
     system = get_system(rule, state.K, state.M, activation, quadrature)
     t_sys = time.perf_counter()
+    _check_memory(len(rec), system.layout.n, state.K, state.M, 1, "odeflow solve")
     p = _params_vector(system, state, eta, eta_v, sigma, rule_params)
+    _announce_cost(rule, system, activation, eta, eta_v, sigma, rule_params, method)
     lay = system.layout
     y = np.ascontiguousarray(lay.pack(state), dtype=float)
     n = y.shape[0]
@@ -522,7 +618,7 @@ def solve(rule, init, *, eta, eta_v=None, sigma=0.0, activation="erf", alpha_max
     fs, ist, work = S.new_state(n, SEGMENTS_PER_CALL if tracker.active else 0)
     if method == "dopri5" and dt is not None:
         fs[S.F_H] = dt
-    kernel = S.KERNELS[method]
+    kernel = _load_kernel(S.KERNELS[method], f"the {method} integrator")
 
     def call(steps):
         kernel(system.rhs, system.eg, p, y, rec, rec_y, rec_eg, fs, ist, work, opts, steps)
@@ -572,6 +668,8 @@ def solve(rule, init, *, eta, eta_v=None, sigma=0.0, activation="erf", alpha_max
     quad = _quad_report(system, state, final, eta, eta_v, sigma, rule_params)
     if quad is not None:
         params["quadrature"] = quad
+    if note:
+        params["notes"] = [note]
     t_end = time.perf_counter()
     return Result(alpha=rec[:nr].copy(), eg=rec_eg[:nr].copy(), Q=parts["Q"], R=parts["R"],
                   v=parts["v"], b=b,
@@ -723,7 +821,10 @@ def solve_sde(rule="afa", init=None, *, eta, eta_v=None, sigma=0.0, activation="
         For a rule without adaptive feedback, unknown method, non-positive dt, alpha_max or
         n_paths, or an invalid init.
     """
-    from . import sde as E
+    with cli.activity("loading the Euler–Maruyama kernel (compiled on first use, then cached)"):
+        from theory.cache import load_numba
+        E = load_numba(_import_sde, Path(S.__file__).with_name("sde.py"), "*",
+                       "the Euler–Maruyama kernel")
 
     t_start = time.perf_counter()
     if method not in SDE_METHODS:
@@ -745,6 +846,7 @@ def solve_sde(rule="afa", init=None, *, eta, eta_v=None, sigma=0.0, activation="
     eta_v = eta if eta_v is None else float(eta_v)
     sigma = float(sigma)
     rec, record_spec = _record_grid(record, alpha_max)
+    note = _dt_note(dt, rec)
     system = get_system(rule, state.K, state.M, activation, quadrature)
     if getattr(system, "noise", None) is None or not system.layout.adaptive_b:
         raise ValueError(f"rule {_rule_name(system)!r} has no stochastic feedback; solve_sde "
@@ -757,6 +859,7 @@ def solve_sde(rule="afa", init=None, *, eta, eta_v=None, sigma=0.0, activation="
     n = y0.shape[0]
     T = rec.shape[0]
     P = n_paths
+    _check_memory(T, n, state.K, state.M, P, "odeflow sde")
     Y = np.tile(y0, (P, 1))
     rec_y = np.full((P, T, n), np.nan)
     rec_eg = np.full((P, T), np.nan)
@@ -768,12 +871,29 @@ def solve_sde(rule="afa", init=None, *, eta, eta_v=None, sigma=0.0, activation="
     base = E.base_seeds(seed, P)
     bar = ProgressBar(alpha_max, label=f"{_rule_name(system)} SDE ×{P}", enabled=progress)
     chunk = 0
+    # Paths go to the kernel in groups of G, G adapted so that one call takes about
+    # _CHUNK_SECONDS: Python regains control often (Ctrl-C, progress) whatever n_paths.
+    # A path's random numbers depend only on its base seed and the chunk index, so the
+    # grouping does not change the result.
+    G = min(P, 64)
     while np.any(IST[:, S.I_CODE] == S.CODE_RUNNING):
-        E.em_kernel(system.rhs, system.eg, system.noise, p, Y, rec, rec_y, rec_eg, FS, IST,
-                    opts, E.chunk_seeds(base, chunk), b0, E.CHUNK_STEPS)
+        seeds = E.chunk_seeds(base, chunk)
+        a = 0
+        while a < P:
+            z = min(P, a + G)
+            t = time.perf_counter()
+            E.em_kernel(system.rhs, system.eg, system.noise, p, Y[a:z], rec, rec_y[a:z],
+                        rec_eg[a:z], FS[a:z], IST[a:z], opts, seeds[a:z], b0, E.CHUNK_STEPS)
+            dt_call = time.perf_counter() - t
+            a = z
+            bar.update(float(np.mean(FS[:, S.F_ALPHA])))   # mean α over the paths
+            if dt_call < 0.5 * _CHUNK_SECONDS:
+                G = min(2 * G, P)
+            elif dt_call > 2 * _CHUNK_SECONDS:
+                G = max(G // 2, 1)
         chunk += 1
         running = IST[:, S.I_CODE] == S.CODE_RUNNING
-        bar.update(float(np.max(FS[:, S.F_ALPHA])) if running.any() else alpha_max)
+        bar.update(float(np.mean(FS[:, S.F_ALPHA])) if running.any() else alpha_max)
 
     codes = IST[:, S.I_CODE]
     diverged = codes < 0
@@ -801,6 +921,8 @@ def solve_sde(rule="afa", init=None, *, eta, eta_v=None, sigma=0.0, activation="
                   record=_jsonable(record_spec), n_paths=P, seed=seed,
                   diverge_threshold=diverge_threshold, chunk_steps=E.CHUNK_STEPS,
                   rule_params=dict(rule_params or {}))
+    if note:
+        params["notes"] = [note]
     t_end = time.perf_counter()
     return SDEResult(alpha=rec.copy(), eg=rec_eg, Q=parts["Q"], R=parts["R"], v=parts["v"],
                      b=parts["b"], alive=alive, n_alive=n_alive, eg_mean=eg_mean,

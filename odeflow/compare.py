@@ -52,6 +52,8 @@ ODE_KEYS = ("method", "rtol", "atol", "dt")
 #: which ODE system describes each simulated rule
 ODE_RULE = {"bp": "bp", "fa": "fa", "afa": "afa", "pepita": "pepita",
             "pepita-forward": "pepita-forward"}
+#: file types ``--plot`` can write (matplotlib's, by extension)
+PLOT_FORMATS = (".png", ".pdf", ".svg")
 #: the order parameters compared, in order
 OBSERVABLES = ("eg", "Q", "R", "v", "b")
 
@@ -317,32 +319,34 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     """``python -m odeflow compare``: 0 on success, 1 if the ODE stopped early or every
     seed diverged (outputs are still written), 2 for invalid input (raised as ValueError)."""
-    if args.output is not None:
-        if args.output.suffix != ".npz":
-            raise ValueError(f"output must end in .npz, got {args.output}")
-        if not args.output.parent.exists():
-            raise ValueError(f"output directory {args.output.parent} does not exist")
-    if args.plot is not None and not args.plot.parent.exists():
-        raise ValueError(f"plot directory {args.plot.parent} does not exist")
+    from theory import cli
+    if args.output is not None:                 # output paths checked before any work
+        cli.check_output(args.output, (".npz",))
+    if args.plot is not None:
+        cli.check_output(args.plot, PLOT_FORMATS, what="--plot")
     try:
         cfg = json.loads(Path(args.config).read_text())
     except OSError as exc:
         raise ValueError(f"cannot read config {args.config}: {exc.strerror}") from None
     except json.JSONDecodeError as exc:
         raise ValueError(f"{args.config} is not valid JSON: {exc}") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{args.config} is not a text (JSON) file") from None
     from simulations.teacher_student import rule_relative_to
     # "rule": "my_rules.py:NAME" is relative to the config file's directory
     cfg = rule_relative_to(cfg, Path(args.config).resolve().parent)
     c = compare(cfg, progress=not args.quiet)
     print(c.summary())
     if args.output is not None:
-        c.save(args.output)
+        with cli.atomic_path(args.output) as tmp:
+            c.save(tmp)
         print(f"wrote {args.output}")
     if args.plot is not None:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
-        fig = c.plot(args.plot)
+        with cli.atomic_path(args.plot) as tmp:
+            fig = c.plot(tmp)
         plt.close(fig)
         print(f"wrote {args.plot}")
     return 0 if c.success else 1

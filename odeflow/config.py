@@ -31,6 +31,7 @@ import json
 from pathlib import Path
 from typing import Mapping
 
+from theory import cli
 from theory.state import FIELDS, OrderParameters
 
 __all__ = ["SOLVE_KEYS", "SDE_KEYS", "INIT_KEYS", "load_config", "validate_config",
@@ -61,9 +62,51 @@ def load_config(path) -> dict:
         cfg = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{path} is not valid JSON: {exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path} is not a text (JSON) file") from None
     if not isinstance(cfg, dict):
         raise ConfigError(f"{path} must hold a JSON object {{...}}, got {type(cfg).__name__}")
     return cfg
+
+
+_INIT_FROM_EXPECTED = ("a simulation output (python -m simulations run … -o SIM.npz) or an "
+                       "odeflow result (.npz) holding the initial state as arrays init_Q, "
+                       "init_R, init_T, init_v, init_v_star (and init_b, init_c, "
+                       "init_sigma_F2 for FA/AFA)")
+#: keys whose value must be a real number (JSON number; not a string, boolean, null or list)
+_NUMBER_KEYS = ("eta", "eta_v", "sigma", "alpha_max", "dt", "rtol", "atol", "eg_tol",
+                "diverge_threshold")
+#: keys whose value must be an integer
+_INT_KEYS = ("K", "M", "max_steps", "n_paths", "seed")
+_STR_KEYS = ("rule", "activation", "method")
+
+
+def _type_name(x) -> str:
+    return {bool: "a boolean", str: "a string", type(None): "null", list: "a list",
+            dict: "an object"}.get(type(x), type(x).__name__)
+
+
+def _check_types(cfg: Mapping) -> None:
+    """Wrong JSON types are errors naming the key (``"eta": "0.5"``, ``true``, ``null``,
+    ``[0.5]`` are not numbers), never silently converted."""
+    for k in _NUMBER_KEYS:
+        if k in cfg and (isinstance(cfg[k], bool) or not isinstance(cfg[k], (int, float))):
+            if k in ("dt", "eg_tol") and cfg[k] is None:
+                continue                      # null = not given
+            raise ConfigError(f"{k} must be a number, got {_type_name(cfg[k])} "
+                              f"({json.dumps(cfg[k])})")
+    for k in _INT_KEYS:
+        if k in cfg and (isinstance(cfg[k], bool) or not isinstance(cfg[k], int)):
+            if k == "seed" and cfg[k] is None:
+                continue                      # null = fresh entropy
+            raise ConfigError(f"{k} must be an integer, got {_type_name(cfg[k])} "
+                              f"({json.dumps(cfg[k])})")
+    for k in _STR_KEYS:
+        if k in cfg and not isinstance(cfg[k], str):
+            raise ConfigError(f"{k} must be a string, got {_type_name(cfg[k])} "
+                              f"({json.dumps(cfg[k])})")
+    if "seed" in cfg and isinstance(cfg["seed"], int) and cfg["seed"] < 0:
+        raise ConfigError(f"seed must be a non-negative integer, got {cfg['seed']}")
 
 
 def validate_config(cfg: Mapping, command: str = "solve", init_from=None) -> dict:
@@ -96,11 +139,14 @@ def validate_config(cfg: Mapping, command: str = "solve", init_from=None) -> dic
                           f"(required for '{command}': {', '.join(_REQUIRED[command])})")
     out = dict(cfg)
     out.pop("description", None)
+    _check_types(cfg)
     if init_from is not None:
+        d = cli.load_npz(init_from, "--init-from", _INIT_FROM_EXPECTED)
         try:
-            init = OrderParameters.load(init_from)
-        except (OSError, KeyError) as exc:
-            raise ConfigError(f"cannot read an initial state from {init_from}: {exc}") from None
+            init = OrderParameters.from_dict(d, "init_" if "init_Q" in d else "")
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"--init-from {init_from}: {exc}; it should be "
+                              f"{_INIT_FROM_EXPECTED}") from None
     elif "init" in cfg:
         raw = cfg["init"]
         if not isinstance(raw, Mapping):
@@ -110,7 +156,10 @@ def validate_config(cfg: Mapping, command: str = "solve", init_from=None) -> dic
         if bad:
             raise ConfigError(f"unknown init keys {', '.join(bad)}; allowed: "
                               f"{', '.join(INIT_KEYS)}")
-        init = OrderParameters.from_dict(raw)
+        try:
+            init = OrderParameters.from_dict(raw)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"init: {exc}") from None
     else:
         raise ConfigError("no initial state: give 'init' in the config or --init-from SIM.npz")
     for name, val in (("K", init.K), ("M", init.M)):

@@ -68,6 +68,36 @@ NOISE_TYPE = types.FunctionType(types.void(_arr, _arr, _arr2))      # noise(y, p
 KERNEL_SIGNATURE = types.void(RHS_TYPE, EG_TYPE, _arr, _arr, _arr, _arr2, _arr, _arr, _iarr,
                               _arr2, _arr, types.int64)
 
+
+
+class _LazyKernel:
+    """An integration loop compiled with :data:`KERNEL_SIGNATURE` (or loaded from numba's
+    disk cache) on first use, not at import: a command loads only the integrator it runs
+    (each cached loop costs ~0.1 s to load). Calls and attributes (``signatures``,
+    ``stats``, …) go to the numba dispatcher."""
+
+    def __init__(self, py_func):
+        self.py_func = py_func
+        self._disp = None
+        self.__name__ = py_func.__name__
+        self.__doc__ = py_func.__doc__
+
+    def dispatcher(self):
+        if self._disp is None:
+            self._disp = njit(KERNEL_SIGNATURE, cache=True)(self.py_func)
+        return self._disp
+
+    def __call__(self, *args):
+        return self.dispatcher()(*args)
+
+    def __getattr__(self, name):
+        if name.startswith("__") or name in ("py_func", "_disp"):
+            raise AttributeError(name)
+        return getattr(self.dispatcher(), name)
+
+
+_lazy_kernel = _LazyKernel
+
 # ------------------------------------------------------------------ state-array indices
 # float state fs
 F_ALPHA = 0       # current α (of the accepted state y)
@@ -422,7 +452,7 @@ def _after_fixed_step(landed, fs, ist):
 
 
 # ------------------------------------------------------------------------------ euler
-@njit(KERNEL_SIGNATURE, cache=True)
+@_lazy_kernel
 def euler_kernel(rhs, eg, p, y, rec_alpha, rec_y, rec_eg, fs, ist, work, opts,
                  max_call_steps):
     """Explicit Euler, fixed step: ``y_{n+1} = y_n + h f(y_n)``; global error O(h).
@@ -460,7 +490,7 @@ def euler_kernel(rhs, eg, p, y, rec_alpha, rec_y, rec_eg, fs, ist, work, opts,
 
 
 # -------------------------------------------------------------------------------- rk4
-@njit(KERNEL_SIGNATURE, cache=True)
+@_lazy_kernel
 def rk4_kernel(rhs, eg, p, y, rec_alpha, rec_y, rec_eg, fs, ist, work, opts,
                max_call_steps):
     """Classical fourth-order Runge–Kutta, fixed step; global error O(h⁴).
@@ -581,7 +611,7 @@ def _initial_step(rhs, p, y, f0, y1, f1, alpha_max, rtol, atol):
     return min(100.0 * h0, h1, alpha_max)
 
 
-@njit(KERNEL_SIGNATURE, cache=True)
+@_lazy_kernel
 def dopri5_kernel(rhs, eg, p, y, rec_alpha, rec_y, rec_eg, fs, ist, work, opts,
                   max_call_steps):
     """Adaptive Dormand–Prince 5(4) with PI step-size control and dense output.

@@ -6,14 +6,20 @@ USAGE = """usage: python -m simulations {run,train} CONFIG.json -o OUT.npz [--qu
 
   run    online teacher–student simulations (bp, fa, afa, pepita, pepita-forward)
   train  networks on MNIST / CIFAR-10 (bp, fa, dfa, pepita and variants, ff)
+
+exit status: 0 ok, 1 stopped early or diverged (output still written), 2 bad
+input, 130 interrupted (Ctrl-C; no output written)
 """
 
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
-    if not argv or argv[0] in ("-h", "--help"):
+    if argv and argv[0] in ("-h", "--help"):
         print(USAGE)
         return 0
+    if not argv:                         # a usage error, like every other command
+        print(USAGE, file=sys.stderr)
+        return 2
     cmd, rest = argv[0], argv[1:]
     if cmd == "run":
         from .run import main as run_main
@@ -26,4 +32,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from theory.cli import exit as _exit
+    _exit(main())

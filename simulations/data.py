@@ -28,6 +28,7 @@ Malformed or missing files raise :class:`ValueError` naming the file and the pro
 from __future__ import annotations
 
 import gzip
+import zlib
 import os
 import pickle
 from dataclasses import dataclass
@@ -84,7 +85,7 @@ def _read_bytes(path: Path) -> bytes:
             with gzip.open(path, "rb") as fh:
                 return fh.read()
         return path.read_bytes()
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+    except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as exc:
         raise ValueError(f"{path}: cannot be read as "
                          f"{'gzip' if path.suffix == '.gz' else 'raw'} data ({exc})") from exc
 

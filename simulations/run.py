@@ -6,7 +6,9 @@ Runs the teacher–student ensemble described by a JSON config (see
 path ends in ``.json``). The ``.npz`` holds the initial state as ``init_Q, init_R, …``, so
 ``OrderParameters.load(OUT.npz)`` gives the ODE solver its starting point.
 
-Exit codes: 0 success, 2 bad arguments or config, 1 I/O error.
+Exit codes (:mod:`theory.cli`, the same for every command): 0 success, 1 every seed
+diverged (the output is still written), 2 bad arguments, config or output path, 130
+interrupted (Ctrl-C; no output file is left behind).
 """
 from __future__ import annotations
 
@@ -15,13 +17,16 @@ import json
 import os
 import sys
 
+from theory import cli
+
 __all__ = ["main"]
 
 
 def _parser():
     p = argparse.ArgumentParser(
         prog="python -m simulations run",
-        description="Online teacher-student simulations (bp, fa, afa, pepita, pepita-forward).")
+        description="Online teacher-student simulations (bp, fa, afa, pepita, pepita-forward).",
+        epilog=cli.EXIT_CODES)
     p.add_argument("config", help="JSON config file (keys: rule, N, K, M, activation, eta, "
                                   "eta_v, sigma, sigma_F, b_scale, alpha_max, record, seeds, "
                                   "same_init, init, mc_test, divergence, threads, "
@@ -39,15 +44,23 @@ def main(argv=None) -> int:
         args = _parser().parse_args(argv)
     except SystemExit as exc:            # argparse exits on --help and on errors
         return int(exc.code or 0)
+    cli.set_verbose(not args.quiet)
+    return cli.run_command("simulations run", _run, args)
+
+
+def _run(args) -> int:
+    cli.check_output(args.output, (".npz", ".json"))     # before any work
     try:
         with open(args.config) as fh:
             config = json.load(fh)
     except OSError as exc:
-        print(f"error: cannot read config {args.config!r}: {exc}", file=sys.stderr)
-        return 1
+        raise ValueError(f"cannot read config {args.config!r}: {exc.strerror}") from None
     except json.JSONDecodeError as exc:
-        print(f"error: {args.config!r} is not valid JSON: {exc}", file=sys.stderr)
-        return 2
+        raise ValueError(f"{args.config!r} is not valid JSON: {exc}") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{args.config!r} is not a text (JSON) file") from None
+    if not isinstance(config, dict):
+        raise ValueError(f"{args.config!r} must hold a JSON object {{...}}")
     if args.threads is not None:
         config["threads"] = args.threads
     from .teacher_student import rule_relative_to, simulate   # numba import only now
@@ -56,16 +69,15 @@ def main(argv=None) -> int:
     try:
         result = simulate(config, progress=not args.quiet)
     except ValueError as exc:
-        print(f"error: invalid config {args.config!r}: {exc}", file=sys.stderr)
-        return 2
-    try:
-        result.save(args.output)
-    except OSError as exc:
-        print(f"error: cannot write {args.output!r}: {exc}", file=sys.stderr)
-        return 1
+        raise ValueError(f"invalid config {args.config!r}: {exc}") from None
+    with cli.atomic_path(args.output) as tmp:
+        result.save(tmp)
     if not args.quiet:
         print(f"{result.summary()}\nwrote {args.output}", file=sys.stderr)
-    return 0
+    if result.diverged.all():
+        print(f"simulations run: every seed diverged (see {args.output})", file=sys.stderr)
+        return cli.EXIT_STOPPED
+    return cli.EXIT_OK
 
 
 if __name__ == "__main__":

@@ -123,16 +123,31 @@ def _int(cfg, key, lo=1):
     return int(val)
 
 
+_WEIGHTS_EXPECTED = ("a .npz file with float arrays w (K, N), w_star (M, N), v (K,), "
+                     "v_star (M,), optionally F (N,) and b (K,) (np.savez(path, w=…, "
+                     "w_star=…, v=…, v_star=…))")
+
+
 def _load_weights(path):
-    try:
-        with np.load(path) as z:
-            d = {k: np.asarray(z[k], dtype=float) for k in z.files}
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"init.weights: cannot read {path!r}: {exc}") from exc
-    missing = [k for k in ("w", "w_star", "v", "v_star") if k not in d]
+    from theory.cli import load_npz
+    if not isinstance(path, str):
+        raise ValueError(f"init.weights must be a file name (string), got {path!r}")
+    raw = load_npz(path, "init.weights", _WEIGHTS_EXPECTED)
+    if "config_json" in raw and "w" not in raw:
+        raise ValueError(f"init.weights: {path} is a simulation output, not a weights file "
+                         "(to start the ODE from a simulation, use python -m odeflow solve "
+                         f"--init-from); it should be {_WEIGHTS_EXPECTED}")
+    missing = [k for k in ("w", "w_star", "v", "v_star") if k not in raw]
     if missing:
-        raise ValueError(f"init.weights file {path!r} lacks arrays {missing} (needs w (K,N), "
-                         "w_star (M,N), v (K,), v_star (M,), optionally F (N,), b (K,))")
+        raise ValueError(f"init.weights file {path!r} lacks arrays {missing}; it should be "
+                         f"{_WEIGHTS_EXPECTED}")
+    d = {}
+    for k in ("w", "w_star", "v", "v_star", "F", "b"):
+        if k in raw:
+            if raw[k].dtype.kind not in "biuf":
+                raise ValueError(f"init.weights: array {k} in {path} holds {raw[k].dtype} "
+                                 f"values, not numbers; it should be {_WEIGHTS_EXPECTED}")
+            d[k] = np.asarray(raw[k], dtype=float)
     return d
 
 
@@ -801,6 +816,8 @@ class SimulationResult:
         """Write to ``path``: ``.npz`` (``np.savez``; readable by ``OrderParameters.load``
         for the initial state), or ``.json`` (nested lists, NaN as null)."""
         path = Path(path)
+        if path.suffix not in (".npz", ".json"):
+            raise ValueError(f"a simulation result is saved as .npz or .json, got {path}")
         d = self.to_arrays()
         if path.suffix == ".json":
             js = {k: (_jsonable_config(self.config) if k == "config_json" else _to_json(v))
@@ -879,6 +896,18 @@ def _from_json(x):
 
 
 # =============================================================================== simulate
+def _check_memory(cfg, S, T):
+    """Refuse up front an ensemble whose records cannot fit in memory (with the
+    estimate): per seed and record Q, R, v, b, ε_g (and w with record_weights), kept
+    about three times (per-seed arrays, stacked result, statistics written with it)."""
+    from theory.cli import check_memory
+    N, K, M = cfg["N"], cfg["K"], cfg["M"]
+    per = K * K + K * M + 2 * K + 3 + (K * N if cfg["record_weights"] else 0)
+    nbytes = 3 * 8 * S * T * per + 8 * (K + M + 2) * N * min(S, cfg["threads"] or 2)
+    check_memory(nbytes, f"simulations run with N = {N}, K = {K}, M = {M}, {S} seeds and "
+                 f"{T} records", hint="record fewer points (record) or use fewer seeds")
+
+
 def simulate(config: dict, progress: bool | ProgressBar | None = None) -> SimulationResult:
     """Run an ensemble of online teacher–student simulations.
 
@@ -908,6 +937,7 @@ def simulate(config: dict, progress: bool | ProgressBar | None = None) -> Simula
     # the state at α is the state after round(α N) samples
     rec_steps = np.rint(alphas * N).astype(np.int64)
     S = len(cfg["seeds"])
+    _check_memory(cfg, S, len(alphas))
     X_test = None
     if cfg["mc_test"]:
         X_test = mc_test_generator(cfg["init"]["seed"]).standard_normal((cfg["mc_test"], N))

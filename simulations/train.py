@@ -76,6 +76,26 @@ _DATA_KEYS = ("name", "dir", "n_train", "n_test", "split", "split_seed", "N", "M
               "input_scale")
 
 
+#: (key, integer?, test, what is allowed) for the optimiser options
+_NUMBERS = (("epochs", True, lambda x: x >= 0, "an integer >= 0"),
+            ("batch", True, lambda x: x >= 1, "an integer >= 1"),
+            ("lr", False, lambda x: x > 0, "a number > 0"),
+            ("momentum", False, lambda x: 0 <= x < 1, "a number in [0, 1)"),
+            ("weight_decay", False, lambda x: x >= 0, "a number >= 0"))
+
+
+def _check_numbers(cfg: dict) -> None:
+    """Wrong types or values of the optimiser options, naming the key and the value
+    (``"lr": "0.1"``, ``true``, ``null`` or ``-0.1`` are errors, never converted)."""
+    for key, integer, ok, allowed in _NUMBERS:
+        if key not in cfg:
+            continue
+        x = cfg[key]
+        typ = int if integer else (int, float)
+        if isinstance(x, bool) or not isinstance(x, typ) or not ok(x) or x != x:
+            raise ValueError(f"{key} must be {allowed}, got {json.dumps(x)}")
+
+
 def parse_config(cfg: dict):
     """Validate a config dict.
 
@@ -115,6 +135,7 @@ def parse_config(cfg: dict):
     if not isinstance(layers, list) or not layers:
         raise ValueError(f"layers must be a non-empty list of hidden widths, got {layers!r}")
 
+    _check_numbers(cfg)
     common = {k: cfg[k] for k in ("epochs", "lr", "momentum", "batch", "weight_decay")
               if k in cfg}
     if is_ff:
@@ -141,6 +162,8 @@ def load_config(path) -> dict:
         return json.loads(path.read_text())
     except FileNotFoundError:
         raise ValueError(f"{path}: config file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: cannot read the config ({exc})") from None
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path}: not valid JSON ({exc})") from None
 
@@ -218,30 +241,37 @@ def run_config(cfg: dict, quiet: bool = True) -> dict:
 
 
 def main(argv=None) -> int:
+    from theory import cli
     p = argparse.ArgumentParser(prog="python -m simulations train",
                                 description="Train networks on MNIST / CIFAR-10 / a "
                                             "teacher-student task (see the module docstring "
-                                            "of simulations.train for the config keys).")
+                                            "of simulations.train for the config keys).",
+                                epilog=cli.EXIT_CODES)
     p.add_argument("config", help="JSON config file")
     p.add_argument("-o", "--output", required=True, help="output .npz")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    a = p.parse_args(argv)
     try:
-        cfg = load_config(a.config)
-        t0 = time.time()
-        out = run_config(cfg, quiet=a.quiet)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    outp = Path(a.output)
-    outp.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(outp, **out)
+        a = p.parse_args(argv)
+    except SystemExit as exc:            # --help (0) or a usage error (2)
+        return int(exc.code or 0)
+    cli.set_verbose(not a.quiet)
+    return cli.run_command("simulations train", _main, a)
+
+
+def _main(a) -> int:
+    from theory import cli
+    outp = cli.check_output(a.output, (".npz",))      # before any work
+    cfg = load_config(a.config)
+    t0 = time.time()
+    out = run_config(cfg, quiet=a.quiet)
+    with cli.atomic_path(outp) as tmp:
+        np.savez(tmp, **out)
     if not a.quiet:
         fin = out["test_acc"][np.arange(out["test_acc"].shape[0]), out["epochs_done"]]
         print(f"{out['rule']}: final test accuracy {100 * np.mean(fin):.2f}% "
               f"± {100 * np.std(fin):.2f}% over {fin.size} seed(s) in {time.time() - t0:.0f} s; "
               f"wrote {outp}", file=sys.stderr)
-    return 1 if bool(np.all(out["diverged"])) else 0
+    return cli.EXIT_STOPPED if bool(np.all(out["diverged"])) else cli.EXIT_OK
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -4,6 +4,12 @@ of their ODEs (sympy) and the generated numba code.
 Importing ``theory`` or ``theory.state`` does not import sympy; ``theory.rules``,
 ``theory.derive`` and ``theory.codegen`` do.
 """
-from .state import OrderParameters, Layout  # noqa: F401
-
 __all__ = ["OrderParameters", "Layout"]
+
+
+def __getattr__(name):
+    # lazy (PEP 562): ``theory.cli`` (every command's --help) must not pay for numpy
+    if name in __all__:
+        from . import state
+        return getattr(state, name)
+    raise AttributeError(f"module 'theory' has no attribute {name!r}")

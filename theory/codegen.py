@@ -510,37 +510,36 @@ def _load_module(rule: Rule, activation: str):
     The generated kernels read K and M from ``p`` at run time, so one module — and one
     numba compilation — serves every size; the cache key is (rule, activation, version).
     """
+    from . import cache, cli
     key = (rule.key, activation)
     if key in _MODULES:
         return _MODULES[key]
     t0 = time.perf_counter()
-    der = D.derive(rule, activation)
+    with cli.activity(f"deriving the ODEs of rule {rule.name!r} ({activation})"):
+        der = D.derive(rule, activation)
     t1 = time.perf_counter()
     digest = hashlib.sha256("|".join([CODEGEN_VERSION, _generator_fingerprint(), rule.key,
                                       activation]).encode()).hexdigest()[:16]
     safe = "".join(ch if ch.isalnum() else "_" for ch in rule.name)
     path = cache_dir() / f"sys_{safe}_{activation}_{digest}.py"
-    cached = path.exists()
-    if not cached:
-        src = _source(der, digest)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(src)
-        os.replace(tmp, path)  # atomic: concurrent builders never see a partial file
     t2 = time.perf_counter()
-    modname = f"_odeflow_generated_{safe}_{digest}"
-    spec = importlib.util.spec_from_file_location(modname, path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[modname] = mod
-    spec.loader.exec_module(mod)
-    # compile (or load numba's cached machine code) now, so timings say where time goes
-    layout = Layout(1, 1, rule.feedback == "adaptive")
-    y = np.zeros(layout.n)
-    p = np.zeros(6 + 1 + 2 + 1 + len(rule.params))
-    p[0] = p[1] = 1
-    mod.rhs(y, p, np.empty_like(y))
-    mod.eg(y, p)
-    if mod.noise is not None:
-        mod.noise(y, p, np.empty((1, 1)))
+
+    def warm(mod):
+        # compile (or load numba's cached machine code) now, so timings say where time goes
+        layout = Layout(1, 1, rule.feedback == "adaptive")
+        y = np.zeros(layout.n)
+        p = np.zeros(6 + 1 + 2 + 1 + len(rule.params))
+        p[0] = p[1] = 1
+        mod.rhs(y, p, np.empty_like(y))
+        mod.eg(y, p)
+        if mod.noise is not None:
+            mod.noise(y, p, np.empty((1, 1)))
+
+    # written atomically with a content hash; verified, repaired if corrupt (theory.cache)
+    with cli.activity(f"loading the {rule.name!r} kernels (compiled on first use, cached in "
+                      f"{path.parent})"):
+        mod, cached = cache.load_module(path, lambda: _source(der, digest),
+                                        cache.module_name(path), warm)
     t3 = time.perf_counter()
     out = (der, mod, path, {"derive": t1 - t0, "codegen": t2 - t1, "compile": t3 - t2,
                             "source_cached": cached})

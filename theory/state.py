@@ -383,7 +383,14 @@ def record_alphas(record, alpha_max: float) -> np.ndarray:
         if not d > 0:
             raise ValueError(f"record['every'] must be positive, got {d}")
         n = int(np.floor(alpha_max / d + 1e-9))
-        a = d * np.arange(n + 1)
+        # k·dα as the float nearest the decimal k × (dα as written): 3 × 0.1 is 0.3, not
+        # 0.30000000000000004 (which would show in every output file)
+        from fractions import Fraction
+        fr = Fraction(repr(d))
+        if fr.denominator < 2 ** 40 and (n + 1) * abs(fr.numerator) < 2 ** 53:
+            a = np.arange(n + 1, dtype=float) * fr.numerator / fr.denominator
+        else:
+            a = d * np.arange(n + 1)
         if alpha_max - a[-1] > 1e-9 * alpha_max:
             a = np.append(a, alpha_max)
         return a
