@@ -47,6 +47,9 @@ def get_system(rule, K: int, M: int, activation: str = "erf"):
             raise ValueError(f"the system was built for K={rule.layout.K}, M={rule.layout.M} "
                              f"but the initial state has K={K}, M={M}")
         return rule
+    if rule == "ff":                          # Forward-Forward (SCIENCE.md §9)
+        from theory.ff import build_ff_system
+        return build_ff_system(K, M, activation)
     from theory.codegen import build_system   # imports sympy: only when needed
     return build_system(rule, K, M, activation)
 
@@ -221,6 +224,9 @@ class Result:
     final: OrderParameters
     params: dict
     timings: dict = field(default_factory=dict)
+    u: np.ndarray | None = None
+    loss: np.ndarray | None = None
+    gap: np.ndarray | None = None
 
     @property
     def success(self) -> bool:
@@ -239,7 +245,11 @@ class Result:
 
     def state(self, i: int) -> OrderParameters:
         """The :class:`OrderParameters` at record ``i``."""
-        kw = dict(Q=self.Q[i], R=self.R[i], v=self.v[i])
+        kw = dict(Q=self.Q[i], R=self.R[i])
+        if self.v is not None:
+            kw["v"] = self.v[i]
+        if self.u is not None:
+            kw["u"] = self.u[i]
         if self.b is not None:
             kw["b"] = self.b[i]
         return self.init.replace(**kw)
@@ -250,7 +260,7 @@ class Result:
                 f"status={self.status}, message={self.message!r})")
 
     # ----------------------------------------------------------------- serialisation
-    _ARRAYS = ("alpha", "eg", "Q", "R", "v", "b", "cos_vb", "norm_b")
+    _ARRAYS = ("alpha", "eg", "Q", "R", "v", "b", "cos_vb", "norm_b", "u", "loss", "gap")
     _SCALARS = ("status", "reason", "message", "nfev", "n_steps", "n_rejected", "alpha_final")
 
     def to_dict(self) -> dict:
@@ -350,7 +360,7 @@ def _drive(call, fs, ist, alpha_max, max_steps, bar, chunk0=256):
 def solve(rule, init, *, eta, eta_v=None, sigma=0.0, activation="erf", alpha_max,
           method="dopri5", dt=None, rtol=1e-8, atol=1e-10, record=None, eg_tol=None,
           max_steps=10_000_000, diverge_threshold=1e6, rule_params=None,
-          progress=False) -> Result:
+          progress=False, eta_u=None, theta=None) -> Result:
     """Integrate the order-parameter ODEs of ``rule`` from ``init`` to ``alpha_max``.
 
     Parameters
@@ -391,6 +401,10 @@ def solve(rule, init, *, eta, eta_v=None, sigma=0.0, activation="erf", alpha_max
         Values of a custom Rule's extra parameters.
     progress : bool
         Draw a progress bar on stderr (for runs longer than 0.5 s).
+    eta_u, theta : float, optional
+        Forward-Forward (rule "ff", SCIENCE.md §9, :mod:`theory.ff`): label-weight rate
+        η_u (default eta) and goodness threshold θ > 0 (default K/2). The state needs
+        ``u``; the result carries ``u``, ``loss`` and ``gap`` (``v`` is None).
 
     Returns
     -------
@@ -422,9 +436,13 @@ def solve(rule, init, *, eta, eta_v=None, sigma=0.0, activation="erf", alpha_max
     max_steps = int(max_steps)
     state = _as_state(init)
     eta = float(eta)
+    if eta_u is not None:                  # FF's label weights take the second-layer slot
+        eta_v = eta_u
     eta_v = eta if eta_v is None else float(eta_v)
     sigma = float(sigma)
     rec, record_spec = _record_grid(record, alpha_max)
+    if theta is not None:
+        rule_params = {**(rule_params or {}), "theta": theta}
 
     system = get_system(rule, state.K, state.M, activation)
     t_sys = time.perf_counter()
@@ -467,9 +485,14 @@ def solve(rule, init, *, eta, eta_v=None, sigma=0.0, activation="erf", alpha_max
                   atol=atol if method == "dopri5" else None, record=_jsonable(record_spec),
                   eg_tol=eg_tol, max_steps=max_steps, diverge_threshold=diverge_threshold,
                   rule_params=dict(rule_params or {}))
+    extra = {}
+    if hasattr(system, "observables"):     # FF: loss and goodness gap on the records
+        obs = system.observables(rec_y[:nr], p)
+        extra = dict(u=parts.get("u"), loss=obs["loss"], gap=obs["gap"])
+        params.update(eta_u=eta_v, theta=float(p[4]))
     t_end = time.perf_counter()
     return Result(alpha=rec[:nr].copy(), eg=rec_eg[:nr].copy(), Q=parts["Q"], R=parts["R"],
-                  v=parts["v"], b=b,
+                  v=parts.get("v"), b=b, **extra,
                   cos_vb=None if b is None else _cos_vb(parts["v"], b),
                   norm_b=None if b is None else _norm_b(b),
                   status=status, reason=reason, message=message, nfev=int(ist[S.I_NFEV]),

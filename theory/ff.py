@@ -45,7 +45,8 @@ and costs no ν nodes at all. The λ integral of the drift (smooth for erf/linea
 for ReLU) uses a tensor Gauss–Hermite rule (``n_lam`` nodes per unit).
 
 ``ε_g`` integrates an indicator in λ (the sign of ``G^{+1} − G^{−1}``). It is computed
-with an outer tensor Gauss–Hermite rule over the first K−1 coordinates of ``ξ_λ`` and, along
+with an outer tensor midpoint rule in probability space (``ξ = Φ⁻¹((i + ½)/n)``, robust to
+the cusps of the outer integrand) over the first K−1 coordinates of ``ξ_λ`` and, along
 the last one (on which ``λ_K`` depends affinely), an exact split: the sign changes of
 ``D = G^{+1} − G^{−1}`` are located on a fine grid in ``[−7, 7]`` and refined by bisection,
 and each piece is integrated by Gauss–Legendre.
@@ -54,8 +55,8 @@ Parameter vector ``p`` (the teacher units are reordered by increasing ``|v*_m|``
 and ``v_star`` are stored in that order, ``pos[m]`` is the position of unit m)::
 
     p = [K, M, eta, eta_u, theta, n_lam, n_nu, n_eg, n_leg, T (M·M), v_star (M), pos (M),
-         GH nodes/weights for λ (n_lam, n_lam), for ν (n_nu, n_nu), for the ε_g outer rule
-         (n_eg, n_eg), Gauss–Legendre nodes/weights on [−1, 1] (n_leg, n_leg)]
+         GH nodes/weights for λ (n_lam, n_lam), for ν (n_nu, n_nu), midpoint nodes/weights
+         for the ε_g outer rule (n_eg, n_eg), Gauss–Legendre nodes/weights on [−1, 1] (n_leg, n_leg)]
 
 Flat state ``y = [Q upper triangle, R (row-major), u]`` (:class:`FFLayout`): Q and R first,
 as the solvers' positive-semi-definiteness check expects.
@@ -672,7 +673,7 @@ def _load_module(activation: str):
 # ================================================================================ nodes
 def default_nodes(K: int, M: int, activation: str = "erf") -> dict:
     """Node counts: ``n_lam`` Gauss–Hermite nodes per student unit for the drift,
-    ``n_nu`` per teacher unit beyond the first, ``n_eg`` per unit for ε_g's outer rule,
+    ``n_nu`` per teacher unit beyond the first, ``n_eg`` per unit for ε_g's outer midpoint rule,
     ``n_leg`` Gauss–Legendre nodes per piece. Chosen so that every expectation agrees with
     10⁷-sample Monte Carlo to ~1e-4 (tests/theory/test_ff.py) at a cost that stays ~10 ms
     per right-hand side up to K = 4, M = 2; ReLU's kinks need more nodes."""
@@ -680,7 +681,7 @@ def default_nodes(K: int, M: int, activation: str = "erf") -> dict:
     n_lam = {1: 60, 2: 32, 3: 14, 4: 10}.get(K, 6)
     if relu:
         n_lam = {1: 120, 2: 48, 3: 18, 4: 12}.get(K, 8)
-    n_eg = {1: 1, 2: 40, 3: 16, 4: 10}.get(K, 6)
+    n_eg = {1: 1, 2: 96, 3: 32, 4: 12}.get(K, 6)
     return {"n_lam": n_lam, "n_nu": 24 if M > 1 else 1, "n_eg": n_eg, "n_leg": 10}
 
 
@@ -689,6 +690,18 @@ def _gauss_hermite(n: int):
     """Probabilists' Gauss–Hermite nodes and weights normalised to E over N(0, 1)."""
     x, w = np.polynomial.hermite_e.hermegauss(n)
     return x, w / w.sum()
+
+
+@lru_cache(maxsize=None)
+def _midpoint_normal(n: int):
+    """Midpoint rule in probability space: ``ξ_i = Φ⁻¹((i + ½)/n)``, weights ``1/n``.
+
+    Used for ε_g's outer integral, whose integrand has a cusp where the other units'
+    goodness difference vanishes (there the sign of ``D`` is decided far in the tail of
+    the last coordinate): Gauss–Hermite converges like ~1/n on it, this rule much faster
+    (measured: 3e-5 at n = 64 where Gauss–Hermite is 7e-4 off)."""
+    from scipy.special import ndtri
+    return ndtri((np.arange(n) + 0.5) / n), np.full(n, 1.0 / n)
 
 
 @lru_cache(maxsize=None)
@@ -820,7 +833,7 @@ class FFSystem:
         nd = self.nodes
         xl, wl = _gauss_hermite(nd["n_lam"])
         xn, wn = _gauss_hermite(nd["n_nu"])
-        xe, we = _gauss_hermite(nd["n_eg"])
+        xe, we = _midpoint_normal(nd["n_eg"])
         xg, wg = _gauss_legendre(nd["n_leg"])
         head = [self.K, self.M, eta, eta_u, theta, nd["n_lam"], nd["n_nu"], nd["n_eg"],
                 nd["n_leg"]]
