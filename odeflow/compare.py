@@ -46,9 +46,10 @@ __all__ = ["compare", "Comparison", "ODE_KEYS", "ODE_RULE", "OBSERVABLES"]
 #: config keys that go to the ODE solver rather than to the simulation
 ODE_KEYS = ("method", "rtol", "atol", "dt")
 #: which ODE system describes each simulated rule
-ODE_RULE = {"bp": "bp", "fa": "fa", "afa": "afa", "pepita": "afa", "pepita-forward": "afa"}
-#: the order parameters compared, in order
-OBSERVABLES = ("eg", "Q", "R", "v", "b")
+ODE_RULE = {"bp": "bp", "fa": "fa", "afa": "afa", "pepita": "afa", "pepita-forward": "afa",
+            "ff": "ff"}
+#: the order parameters compared, in order (FF: label weights u, mean loss, goodness gap)
+OBSERVABLES = ("eg", "Q", "R", "v", "b", "u", "loss", "gap")
 
 
 @dataclass(eq=False)
@@ -151,7 +152,8 @@ class Comparison:
         a = self.alpha
         cyc = colors or plt.rcParams["axes.prop_cycle"].by_key()["color"]
         labels = {"eg": r"$\varepsilon_g$", "Q": r"$Q_{kl}$", "R": r"$R_{km}$",
-                  "v": r"$v_k$", "b": r"$b_k$"}
+                  "v": r"$v_k$", "b": r"$b_k$", "u": r"$u_k$", "loss": "mean loss",
+                  "gap": r"$E[G^+ - G^-]$"}
         for ax, k in zip(np.atleast_1d(axes), names):
             m, s, o = (_components(k, x[k], len(a))
                        for x in (self.sim_mean, self.sim_std, self.ode))
@@ -186,7 +188,7 @@ def _components(name, x, T):
 
 
 def _component_labels(name, shape):
-    if name == "eg":
+    if name == "eg" or len(shape) == 0:
         return [""]
     if name == "Q":
         iu = np.triu_indices(shape[0])
@@ -243,8 +245,11 @@ def compare(config: dict, progress: bool = False, sim=None) -> Comparison:
         sim = simulate(cfg, progress=progress)
     rule = cfg["rule"]
     init = sim.initial_state(0)   # for pepita*: b, c, sigma_F2 measured as for afa
-    ode_res = solve(ODE_RULE[rule], init, eta=cfg["eta"], eta_v=cfg["eta_v"],
-                    sigma=cfg["sigma"], activation=cfg["activation"],
+    if rule == "ff":                              # Forward-Forward (theory.ff)
+        rates = dict(eta=cfg["eta"], eta_u=cfg["eta_u"], theta=cfg["theta"])
+    else:
+        rates = dict(eta=cfg["eta"], eta_v=cfg["eta_v"], sigma=cfg["sigma"])
+    ode_res = solve(ODE_RULE[rule], init, **rates, activation=cfg["activation"],
                     alpha_max=cfg["alpha_max"], record={"alpha": sim.alpha.tolist()},
                     progress=progress, **ode_opts)
     T = len(ode_res.alpha)
@@ -259,8 +264,11 @@ def compare(config: dict, progress: bool = False, sim=None) -> Comparison:
         nF2 = cfg["N"] * cfg["sigma_F"] ** 2
         notes.append(f"pepita is compared with the AFA ODE (first order in e b); with "
                      f"presynaptic x̃ this holds only for ‖F‖² = N σ_F² = {nF2:.3g} ≪ 1")
-    names = ["eg", "Q", "R", "v"] + (["b"] if sim.b is not None and ode_res.b is not None
-                                     else [])
+    if rule == "ff":
+        names = ["eg", "Q", "R", "u", "loss", "gap"]
+    else:
+        names = ["eg", "Q", "R", "v"] + (["b"] if sim.b is not None and ode_res.b is not None
+                                         else [])
     sim_mean, sim_std, ode, disc, se = {}, {}, {}, {}, {}
     n = int(sim.n_mean)
     for k in names:
