@@ -406,6 +406,17 @@ def _run_seed(cfg, i, report, alphas, rec_steps, X_test):
         step += n
     out["init"] = OrderParameters(Q=out["Q"][0], R=out["R"][0], T=T_mat, v=np.zeros(K),
                                   v_star=v_star, u=out["u"][0])
+    # ε_g, loss and gap from the measured order parameters (numba, nogil: runs in the
+    # worker thread like the simulation itself)
+    from theory.ff import observables
+    for key in ("eg", "loss", "gap"):
+        out[key] = np.full(nT, np.nan)
+    ok = np.isfinite(out["u"]).all(axis=-1)
+    if ok.any():
+        obs = observables(out["Q"][ok], out["R"][ok], T_mat, out["u"][ok], v_star,
+                          theta=cfg["theta"], activation=cfg["activation"])
+        for key in ("eg", "loss", "gap"):
+            out[key][ok] = obs[key]
     return out
 
 
@@ -556,9 +567,11 @@ class FFSimulationResult:
 def simulate_ff(config: dict, progress=None) -> FFSimulationResult:
     """Run an ensemble of online FF teacher–student simulations (see the module docstring
     and :func:`validate_ff_config`)."""
-    from theory.ff import observables   # the quadrature of ε_g, loss, gap (numba)
+    from theory.ff import build_ff_system
 
     cfg = validate_ff_config(config)
+    # generate / compile the theory's quadrature once, before the worker threads use it
+    build_ff_system(cfg["K"], cfg["M"], cfg["activation"])
     N, K = cfg["N"], cfg["K"]
     alphas = record_alphas(cfg["record"], cfg["alpha_max"])
     rec_steps = np.rint(alphas * N).astype(np.int64)
@@ -581,14 +594,7 @@ def simulate_ff(config: dict, progress=None) -> FFSimulationResult:
 
     diverged = np.array([o["diverged"] for o in outs], dtype=bool)
     Q, R, u = stack("Q"), stack("R"), stack("u")
-    eg = np.full(Q.shape[:2], np.nan)
-    loss, gap = eg.copy(), eg.copy()
-    for s, o in enumerate(outs):
-        ok = np.isfinite(u[s]).all(axis=-1)
-        if ok.any():
-            obs = observables(Q[s, ok], R[s, ok], o["T"], u[s, ok], o["v_star"],
-                              theta=cfg["theta"], activation=cfg["activation"])
-            eg[s, ok], loss[s, ok], gap[s, ok] = obs["eg"], obs["loss"], obs["gap"]
+    eg, loss, gap = stack("eg"), stack("loss"), stack("gap")
     eg_mean, eg_std, n_mean = ensemble_stats(eg, diverged)
     inits = [o["init"] for o in outs]
     return FFSimulationResult(

@@ -35,21 +35,26 @@ activation), never edited by hand.
 
 Quadrature (no closed forms)
 ----------------------------
-Write ``(λ, ν) = L ξ`` with ``L`` the (lower) Cholesky factor of C, λ first. Then
-``λ = L_λλ ξ_λ`` and, given λ, ``ν = L_νλ ξ_λ + L_νν ξ_ν``. The label is discontinuous in
-ν, so the ν integral is done *conditionally and exactly in its last coordinate*: for
-fixed ``ξ_λ`` and ``ξ_ν1..ξ_ν(M−1)`` (tensor Gauss–Hermite), ``y = +1`` is the half-line
-``ν_M ≷ t`` with ``t = √2 erfinv(−Σ_{m<M} v*_m erf(ν_m/√2) / v*_M)``, whose probability
-and first moment are closed forms (``Φ``, ``φ``). For M = 1 this is the split at ``ν = 0``
-and costs no ν nodes at all. The λ integral of the drift (smooth for erf/linear, kinked
-for ReLU) uses a tensor Gauss–Hermite rule (``n_lam`` nodes per unit).
+Write ``(ν, λ) = L ξ`` with ``L`` the lower Cholesky factor of the covariance, **ν first**:
+``ν = L_νν ξ_ν`` and, given ν, ``λ = L_λν ξ_ν + L_λλ ξ_λ``. The label is a function of ν
+only, so the outer integral runs over ν and, at each outer node, y is fixed and the λ
+integrand is smooth — however sharply λ predicts ν late in learning (conditioning on λ
+instead gives the label probability ``Φ(μ/σ)`` with σ → 0, which no fixed rule in λ
+resolves). The outer rule: tensor Gauss–Hermite over ξ_ν1..ξ_ν(M−1) (``n_nu`` nodes); along
+the last coordinate the label jumps at ``ν_M = t``,
+``t = √2 erfinv(−Σ_{m<M} v*_m erf(ν_m/√2) / v*_M)`` (for M = 1 the split at ν = 0), and
+``[−8, 8]`` is cut into cells of width 2 plus that point, each piece integrated by
+``n_leg``-point Gauss–Legendre against ``φ``. The teacher units are ordered by ``|v*_m|``
+so that the unit with the largest one is last: for M = 2 the threshold then never leaves
+``(−1, 1)`` and the outer integrand has no kink. Inside, a tensor Gauss–Hermite rule in
+ξ_λ (``n_lam`` nodes per unit; smooth for erf/linear, kinked for ReLU, which gets more).
 
-``ε_g`` integrates an indicator in λ (the sign of ``G^{+1} − G^{−1}``). It is computed
-with an outer tensor midpoint rule in probability space (``ξ = Φ⁻¹((i + ½)/n)``, robust to
-the cusps of the outer integrand) over the first K−1 coordinates of ``ξ_λ`` and, along
-the last one (on which ``λ_K`` depends affinely), an exact split: the sign changes of
-``D = G^{+1} − G^{−1}`` are located on a fine grid in ``[−7, 7]`` and refined by bisection,
-and each piece is integrated by Gauss–Legendre.
+``ε_g`` integrates an indicator in λ (the sign of ``G^{+1} − G^{−1}``). Given ν (outer
+rule above), it uses a tensor midpoint rule in probability space (``ξ = Φ⁻¹((i + ½)/n)``,
+robust to the cusps of this integrand) over ξ_λ1..ξ_λ(K−1) and, along ξ_λK (on which
+``λ_K`` depends affinely), the exact Gaussian mass of the pieces where the prediction is
+wrong: the sign changes of ``D = G^{+1} − G^{−1}`` are located on a grid of spacing 0.25
+in ``[−8, 8]`` and refined by bisection.
 
 Parameter vector ``p`` (the teacher units are reordered by increasing ``|v*_m|``: ``T``
 and ``v_star`` are stored in that order, ``pos[m]`` is the position of unit m)::
@@ -185,9 +190,9 @@ from numba import njit
 _HEADER = @HEADER@
 _SQ2 = math.sqrt(2.0)
 _INV_SQ2PI = 1.0 / math.sqrt(2.0 * math.pi)
-_XMAX = 7.0          # ε_g: the last coordinate is integrated over [−7, 7] (tail 2.6e-12)
-_NCELL = 7           # cells of width 2
-_NSUB = 8            # sign probes per cell (spacing 0.25)
+_XMAX = 8.0          # the last ν and λ coordinates are integrated over [−8, 8] (tail 1e-15)
+_NCELL = 8           # cells of width 2 (outer ν rule)
+_NSUB = 8            # ε_g: sign probes per cell (spacing 0.25)
 _WMIN = 1e-18        # tensor nodes of smaller weight are skipped (their total is < 1e-12)
 
 
@@ -260,27 +265,30 @@ def _erfinv(c):
 
 # ------------------------------------------------------------------ shared helpers
 @njit(cache=True, nogil=True)
-def _unpack(y, p):
+def _setup(y, p):
+    """Covariance of (ν in the order of p, λ) and its lower Cholesky factor.
+
+    ν first: the outer integral runs over ν, where the label lives; given ν, the label is
+    fixed and the λ integrand is smooth, however well λ predicts ν. A non-positive pivot
+    (a degenerate direction) gives a zero column.
+    """
     K = int(p[0]); M = int(p[1])
     n = K + M
+    o_pm = _HEADER + M * M + M
     C = np.zeros((n, n))
     i = 0
     for a in range(K):
         for b in range(a, K):
-            C[a, b] = y[i]; C[b, a] = y[i]
+            C[M + a, M + b] = y[i]; C[M + b, M + a] = y[i]
             i += 1
-    o_pm = _HEADER + M * M + M
     for a in range(K):
         for m in range(M):
-            j = int(p[o_pm + m])              # teacher unit m sits at position j (see perm)
-            C[a, K + j] = y[i]; C[K + j, a] = y[i]
+            j = int(p[o_pm + m])              # teacher unit m sits at position j
+            C[j, M + a] = y[i]; C[M + a, j] = y[i]
             i += 1
-    o = _HEADER
     for m in range(M):
         for m2 in range(M):
-            C[K + m, K + m2] = p[o + m * M + m2]
-    # Cholesky, semi-definite safe: a non-positive pivot (a degenerate direction) gives a
-    # zero column, i.e. that field is a deterministic function of the previous ones.
+            C[m, m2] = p[_HEADER + m * M + m2]
     L = np.zeros((n, n))
     for j in range(n):
         s = C[j, j]
@@ -295,13 +303,13 @@ def _unpack(y, p):
             for k in range(j):
                 t -= L[i2, k] * L[j, k]
             L[i2, j] = t / d
-    return K, M, C, L
+    return K, M, L
 
 
 @njit(cache=True, nogil=True)
 def _offsets(p):
-    K = int(p[0]); M = int(p[1])
-    nl = int(p[5]); nn = int(p[6]); ne = int(p[7]); ng = int(p[8])
+    M = int(p[1])
+    nl = int(p[5]); nn = int(p[6]); ne = int(p[7])
     o_vs = _HEADER + M * M
     o_l = o_vs + 2 * M                        # v_star (M), then the position of each unit
     o_n = o_l + 2 * nl
@@ -311,85 +319,92 @@ def _offsets(p):
 
 
 @njit(cache=True, nogil=True)
-def _label(mu, L, K, M, vs, xn, wn, xnu, enu):
-    """P(y = +1 | λ) and E[ν_m 1{y = +1} | λ] (into ``enu``), for ν | λ ~ N(mu, L_νν L_ννᵀ).
+def _outer(p, L, M):
+    """The outer rule over ξ_ν: nodes (n_out, M), weights and labels y = ±1.
 
-    Tensor Gauss–Hermite over ν_1..ν_{M−1}, the half-line in ν_M exactly. ``xnu`` is
-    scratch of length M.
+    Tensor Gauss–Hermite over ξ_ν1..ξ_ν(M−1); along the last coordinate the label jumps at
+    ν_M = t, t = √2 erfinv(−Σ_{m<M} v*_m erf(ν_m/√2) / v*_M); [−8, 8] is cut into cells of
+    width 2 plus that point, each piece carries n_leg Gauss–Legendre nodes times φ(ξ), and
+    its label is read at its midpoint.
     """
-    nn = xn.shape[0]
-    for m in range(M):
-        enu[m] = 0.0
-    P = 0.0
+    o_vs, o_l, o_n, o_e, o_g = _offsets(p)
+    nn = int(p[6]); ng = int(p[8])
+    vs = p[o_vs:o_vs + M]
+    xn = p[o_n:o_n + nn]; wn = p[o_n + nn:o_n + 2 * nn]
+    xg = p[o_g:o_g + ng]; wg = p[o_g + ng:o_g + 2 * ng]
     total = 1
     for m in range(M - 1):
         total *= nn
+    npiece = _NCELL + 1
+    XI = np.zeros((total * npiece * ng, M))
+    WT = np.zeros(total * npiece * ng)
+    YL = np.zeros(total * npiece * ng)
+    cuts = np.empty(_NCELL + 2)
+    xi = np.zeros(M)
     vl = vs[M - 1]
+    cnt = 0
     for it in range(total):
         r = it
         W = 1.0
-        s = 0.0
         for m in range(M - 1):
             j = r % nn
             r //= nn
             W *= wn[j]
-            xnu[m] = xn[j]
+            xi[m] = xn[j]
         if W < _WMIN:
             continue
+        s = 0.0
         for m in range(M - 1):
-            v = mu[m]
+            v = 0.0
             for j in range(m + 1):
-                v += L[K + m, K + j] * xnu[j]
+                v += L[m, j] * xi[j]
             s += vs[m] * math.erf(v / _SQ2)
-        mc = mu[M - 1]
+        mc = 0.0
         for j in range(M - 1):
-            mc += L[K + M - 1, K + j] * xnu[j]
-        sc = L[K + M - 1, K + M - 1]
+            mc += L[M - 1, j] * xi[j]
+        sc = L[M - 1, M - 1]
         c = -s / vl
-        # region of ν_M where y = +1: {erf(ν/√2) > c} if v*_M > 0, {< c} otherwise
-        above = vl > 0.0
-        if c >= 1.0:
-            pr, e1 = (0.0, 0.0) if above else (1.0, mc)
-        elif c <= -1.0:
-            pr, e1 = (1.0, mc) if above else (0.0, 0.0)
-        else:
-            t = _SQ2 * _erfinv(c)
-            if sc <= 0.0:
-                ins = (mc > t) if above else (mc < t)
-                pr = 1.0 if ins else 0.0
-                e1 = mc * pr
-            else:
-                zt = (t - mc) / sc
-                if above:
-                    pr = _Phi(-zt)
-                    e1 = mc * pr + sc * _phi(zt)
-                else:
-                    pr = _Phi(zt)
-                    e1 = mc * pr - sc * _phi(zt)
-        P += W * pr
-        for m in range(M - 1):
-            v = mu[m]
-            for j in range(m + 1):
-                v += L[K + m, K + j] * xnu[j]
-            enu[m] += W * v * pr
-        enu[M - 1] += W * e1
-    return P
+        xstar = 0.0
+        has = False
+        if sc > 0.0 and -1.0 < c < 1.0:
+            xstar = (_SQ2 * _erfinv(c) - mc) / sc
+            has = -_XMAX < xstar < _XMAX
+        nc = 0
+        for i in range(_NCELL + 1):
+            x = -_XMAX + i * (2.0 * _XMAX / _NCELL)
+            if has and nc > 0 and cuts[nc - 1] < xstar < x:
+                cuts[nc] = xstar
+                nc += 1
+            cuts[nc] = x
+            nc += 1
+        for q in range(nc - 1):
+            lo = cuts[q]; hi = cuts[q + 1]
+            if hi <= lo:
+                continue
+            mid = 0.5 * (lo + hi)
+            yl = 1.0 if s + vl * math.erf((mc + sc * mid) / _SQ2) >= 0.0 else -1.0
+            half = 0.5 * (hi - lo)
+            for g in range(ng):
+                x = mid + half * xg[g]
+                for m in range(M - 1):
+                    XI[cnt, m] = xi[m]
+                XI[cnt, M - 1] = x
+                WT[cnt] = W * half * wg[g] * _phi(x)
+                YL[cnt] = yl
+                cnt += 1
+    return XI[:cnt], WT[:cnt], YL[:cnt]
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _passes(lam, u, yl, theta, K, hp, hm, ap, am):
-    """Both passes for label y = yl: fills a^± (and h²); returns (G⁺, G⁻)."""
+def _passes(lam, u, yl, theta, K, ap, am):
+    """Both passes for label y = yl: fills a^±; returns (G⁺, G⁻)."""
     Gp = 0.0
     Gm = 0.0
     for k in range(K):
-        zp = lam[k] + u[k] * yl
-        zm = lam[k] - u[k] * yl
-        a = g_(zp)
-        b = g_(zm)
-        hp[k] = a * a
-        hm[k] = b * b
-        Gp += hp[k]
-        Gm += hm[k]
+        a = g_(lam[k] + u[k] * yl)
+        b = g_(lam[k] - u[k] * yl)
+        Gp += a * a
+        Gm += b * b
     dp = dLp_(Gp, theta)
     dm = dLm_(Gm, theta)
     for k in range(K):
@@ -400,70 +415,66 @@ def _passes(lam, u, yl, theta, K, hp, hm, ap, am):
 
 @njit(cache=True, nogil=True)
 def _moments(y, p, acc, want_drift):
-    """Gauss–Hermite moments over (λ, y). ``acc`` receives, flat:
-    [E δ_k λ_l (K·K), E δ_k δ_l (K·K), E δ_k ν_m (K·M), E y (a⁺ − a⁻)_k (K), E L, E(G⁺−G⁻)]."""
-    K, M, C, L = _unpack(y, p)
+    """Moments over (ν, λ): outer rule in ν (label fixed per node), Gauss–Hermite in λ | ν.
+    ``acc`` receives, flat: [E δ_k λ_l (K·K), E δ_k δ_l (K·K), E δ_k ν_m (K·M, ν in the
+    order of p), E y (a⁺ − a⁻)_k (K), E L, E(G⁺ − G⁻)]."""
+    K, M, L = _setup(y, p)
     o_vs, o_l, o_n, o_e, o_g = _offsets(p)
     theta = p[4]
-    nl = int(p[5]); nn = int(p[6])
-    vs = p[o_vs:o_vs + M]
+    nl = int(p[5])
     xl = p[o_l:o_l + nl]; wl = p[o_l + nl:o_l + 2 * nl]
-    xn = p[o_n:o_n + nn]; wn = p[o_n + nn:o_n + 2 * nn]
     u = y[K * (K + 1) // 2 + K * M:]
     for i in range(acc.shape[0]):
         acc[i] = 0.0
     o_dd = K * K; o_dn = 2 * K * K; o_u = o_dn + K * M; o_L = o_u + K
-    xi = np.empty(K); lam = np.empty(K); mu = np.empty(M); enu = np.empty(M)
-    xnu = np.empty(M); hp = np.empty(K); hm = np.empty(K); ap = np.empty(K)
-    am = np.empty(K); dl = np.empty(K)
+    XI, WT, YL = _outer(p, L, M)
+    xi = np.empty(K); lam = np.empty(K); mlam = np.empty(K); nu = np.empty(M)
+    ap = np.empty(K); am = np.empty(K); dl = np.empty(K)
     total = 1
     for k in range(K):
         total *= nl
-    for it in range(total):
-        r = it
-        W = 1.0
-        for k in range(K):
-            j = r % nl
-            r //= nl
-            W *= wl[j]
-            xi[k] = xl[j]
-        if W < _WMIN:
-            continue
-        for a in range(K):
-            s = 0.0
-            for j in range(a + 1):
-                s += L[a, j] * xi[j]
-            lam[a] = s
+    for o in range(WT.shape[0]):
+        Wo = WT[o]
+        yl = YL[o]
         for m in range(M):
-            s = 0.0
-            for j in range(K):
-                s += L[K + m, j] * xi[j]
-            mu[m] = s
-        Pp = _label(mu, L, K, M, vs, xn, wn, xnu, enu)
-        for branch in range(2):
-            if branch == 0:
-                yl = 1.0
-                Py = Pp
-            else:
-                yl = -1.0
-                Py = 1.0 - Pp
-                for m in range(M):
-                    enu[m] = mu[m] - enu[m]      # E[ν 1{y=−1}|λ] = μ − E[ν 1{y=+1}|λ]
-            Gp, Gm = _passes(lam, u, yl, theta, K, hp, hm, ap, am)
-            wy = W * Py
-            acc[o_L] += wy * (Lp_(Gp, theta) + Lm_(Gm, theta))
-            acc[o_L + 1] += wy * (Gp - Gm)
+            v = 0.0
+            for j in range(m + 1):
+                v += L[m, j] * XI[o, j]
+            nu[m] = v
+        for a in range(K):
+            v = 0.0
+            for j in range(M):
+                v += L[M + a, j] * XI[o, j]
+            mlam[a] = v
+        for it in range(total):
+            r = it
+            W = Wo
+            for k in range(K):
+                j = r % nl
+                r //= nl
+                W *= wl[j]
+                xi[k] = xl[j]
+            if W < _WMIN:
+                continue
+            for a in range(K):
+                s = mlam[a]
+                for b in range(a + 1):
+                    s += L[M + a, M + b] * xi[b]
+                lam[a] = s
+            Gp, Gm = _passes(lam, u, yl, theta, K, ap, am)
+            acc[o_L] += W * (Lp_(Gp, theta) + Lm_(Gm, theta))
+            acc[o_L + 1] += W * (Gp - Gm)
             if not want_drift:
                 continue
             for k in range(K):
                 dl[k] = ap[k] + am[k]
             for k in range(K):
-                acc[o_u + k] += wy * yl * (ap[k] - am[k])
+                acc[o_u + k] += W * yl * (ap[k] - am[k])
                 for l in range(K):
-                    acc[k * K + l] += wy * dl[k] * lam[l]
-                    acc[o_dd + k * K + l] += wy * dl[k] * dl[l]
+                    acc[k * K + l] += W * dl[k] * lam[l]
+                    acc[o_dd + k * K + l] += W * dl[k] * dl[l]
                 for m in range(M):
-                    acc[o_dn + k * M + m] += W * dl[k] * enu[m]
+                    acc[o_dn + k * M + m] += W * dl[k] * nu[m]
 
 
 @njit(cache=True, nogil=True)
@@ -474,12 +485,12 @@ def rhs(y, p, dy):
     acc = np.empty(2 * K * K + K * M + K + 2)
     _moments(y, p, acc, True)
     o_dd = K * K; o_dn = 2 * K * K; o_u = o_dn + K * M
+    o_pm = _HEADER + M * M + M
     i = 0
     for k in range(K):
         for l in range(k, K):
             dy[i] = -eta * (acc[k * K + l] + acc[l * K + k]) + eta * eta * acc[o_dd + k * K + l]
             i += 1
-    o_pm = _HEADER + M * M + M
     for k in range(K):
         for m in range(M):
             dy[i] = -eta * acc[o_dn + k * M + int(p[o_pm + m])]
@@ -500,7 +511,7 @@ def loss_gap(y, p, out):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _dsign(lam, u, K, last, x, a, b, S):
+def _dsign(u, last, x, a, b, S):
     """sign(G^{+1} − G^{−1}) with λ_K = a + b x and the other units' part S."""
     z = a + b * x
     gp = g_(z + u[last])
@@ -510,109 +521,85 @@ def _dsign(lam, u, K, last, x, a, b, S):
 
 
 @njit(cache=True, nogil=True)
-def _qplus(x, xi, K, M, L, vs, xn, wn, mu, xnu, enu):
-    """P(y = +1 | λ) with the last coordinate of ξ_λ set to x."""
-    xi[K - 1] = x
-    for m in range(M):
-        s = 0.0
-        for j in range(K):
-            s += L[K + m, j] * xi[j]
-        mu[m] = s
-    return _label(mu, L, K, M, vs, xn, wn, xnu, enu)
-
-
-@njit(cache=True, nogil=True)
 def eg(y, p):
-    """ε_g = P(ŷ ≠ y), ties counting half (exact split along the last λ coordinate)."""
-    K, M, C, L = _unpack(y, p)
+    """ε_g = P(ŷ ≠ y), ties counting half. Outer rule in ν (label fixed per node); given ν,
+    a midpoint rule in probability space over ξ_λ1..ξ_λ(K−1) and, along ξ_λK, the exact
+    Gaussian mass of the pieces where sign(G^{+1} − G^{−1}) disagrees with y."""
+    K, M, L = _setup(y, p)
     o_vs, o_l, o_n, o_e, o_g = _offsets(p)
-    nn = int(p[6]); ne = int(p[7]); ng = int(p[8])
-    vs = p[o_vs:o_vs + M]
-    xn = p[o_n:o_n + nn]; wn = p[o_n + nn:o_n + 2 * nn]
+    ne = int(p[7])
     xe = p[o_e:o_e + ne]; we = p[o_e + ne:o_e + 2 * ne]
-    xg = p[o_g:o_g + ng]; wg = p[o_g + ng:o_g + 2 * ng]
     u = y[K * (K + 1) // 2 + K * M:]
     last = K - 1
-    xi = np.zeros(K); lam = np.zeros(K); mu = np.empty(M); enu = np.empty(M)
-    xnu = np.empty(M)
-    cuts = np.empty(_NCELL * _NSUB + 2)
+    XI, WT, YL = _outer(p, L, M)
+    xi = np.zeros(K); mlam = np.empty(K)
     total = 1
     for k in range(K - 1):
         total *= ne
+    nprobe = _NCELL * _NSUB
+    h = 2.0 * _XMAX / nprobe
     out = 0.0
-    h = 2.0 * _XMAX / (_NCELL * _NSUB)
-    for it in range(total):
-        r = it
-        W = 1.0
-        for k in range(K - 1):
-            j = r % ne
-            r //= ne
-            W *= we[j]
-            xi[k] = xe[j]
-        if W < _WMIN:
-            continue
-        S = 0.0
-        for k in range(K - 1):
-            s = 0.0
-            for j in range(k + 1):
-                s += L[k, j] * xi[j]
-            gp = g_(s + u[k])
-            gm = g_(s - u[k])
-            S += gp * gp - gm * gm
-        a = 0.0
-        for j in range(K - 1):
-            a += L[last, j] * xi[j]
-        b = L[last, last]
-        # pieces of [−X, X] on which sign(D) is constant
-        nc = 0
-        cuts[nc] = -_XMAX
-        nc += 1
-        x0 = -_XMAX
-        s0 = _dsign(lam, u, K, last, x0, a, b, S)
-        for i in range(1, _NCELL * _NSUB + 1):
-            x1 = -_XMAX + i * h
-            s1 = _dsign(lam, u, K, last, x1, a, b, S)
-            if s1 != s0:
-                lo = x0
-                hi = x1
-                for _ in range(60):
-                    mid = 0.5 * (lo + hi)
-                    if _dsign(lam, u, K, last, mid, a, b, S) == s0:
-                        lo = mid
-                    else:
-                        hi = mid
-                    if hi - lo < 1e-13:
-                        break
-                cuts[nc] = 0.5 * (lo + hi)
-                nc += 1
-            elif i % _NSUB == 0 and i < _NCELL * _NSUB:
-                cuts[nc] = x1                     # cell boundary: keeps pieces short
-                nc += 1
-            x0 = x1
-            s0 = s1
-        cuts[nc] = _XMAX
-        nc += 1
-        acc = 0.0
-        for c in range(nc - 1):
-            lo = cuts[c]
-            hi = cuts[c + 1]
-            if hi <= lo:
-                continue
-            half = 0.5 * (hi - lo)
-            sg = _dsign(lam, u, K, last, 0.5 * (lo + hi), a, b, S)
-            part = 0.0
-            for q in range(ng):
-                x = lo + half * (xg[q] + 1.0)
-                pp = _qplus(x, xi, K, M, L, vs, xn, wn, mu, xnu, enu)
-                if sg < 0:
-                    f = pp                       # ŷ = −1: wrong when y = +1
-                elif sg > 0:
-                    f = 1.0 - pp
-                else:
-                    f = 0.5
-                part += wg[q] * f * _phi(x)
-            acc += half * part
-        out += W * acc
+    for o in range(WT.shape[0]):
+        yl = YL[o]
+        for a in range(K):
+            v = 0.0
+            for j in range(M):
+                v += L[M + a, j] * XI[o, j]
+            mlam[a] = v
+        inner = 0.0
+        for it in range(total):
+            r = it
+            W = 1.0
+            for k in range(K - 1):
+                j = r % ne
+                r //= ne
+                W *= we[j]
+                xi[k] = xe[j]
+            S = 0.0
+            for k in range(K - 1):
+                s = mlam[k]
+                for j in range(k + 1):
+                    s += L[M + k, M + j] * xi[j]
+                gp = g_(s + u[k])
+                gm = g_(s - u[k])
+                S += gp * gp - gm * gm
+            A = mlam[last]
+            for j in range(K - 1):
+                A += L[M + last, M + j] * xi[j]
+            B = L[M + last, M + last]
+            # Gaussian mass of the pieces of [−X, X] where the prediction is wrong
+            wrong = 0.0
+            x0 = -_XMAX
+            s0 = _dsign(u, last, x0, A, B, S)
+            lo = x0
+            for i in range(1, nprobe + 1):
+                x1 = -_XMAX + i * h
+                s1 = _dsign(u, last, x1, A, B, S)
+                if s1 != s0:
+                    a0 = x0
+                    b0 = x1
+                    for _ in range(60):
+                        mid = 0.5 * (a0 + b0)
+                        if _dsign(u, last, mid, A, B, S) == s0:
+                            a0 = mid
+                        else:
+                            b0 = mid
+                        if b0 - a0 < 1e-13:
+                            break
+                    hi = 0.5 * (a0 + b0)
+                    if s0 == 0:
+                        wrong += 0.5 * (_Phi(hi) - _Phi(lo))
+                    elif (s0 > 0) != (yl > 0):
+                        wrong += _Phi(hi) - _Phi(lo)
+                    lo = hi
+                    s0 = s1
+                x0 = x1
+            if s0 == 0:                             # the last piece, up to X
+                wrong += 0.5 * (_Phi(_XMAX) - _Phi(lo))
+            elif (s0 > 0) != (yl > 0):
+                wrong += _Phi(_XMAX) - _Phi(lo)
+            inner += W * wrong
+        out += WT[o] * inner
     return out
 
 '''
@@ -675,14 +662,16 @@ def default_nodes(K: int, M: int, activation: str = "erf") -> dict:
     """Node counts: ``n_lam`` Gauss–Hermite nodes per student unit for the drift,
     ``n_nu`` per teacher unit beyond the first, ``n_eg`` per unit for ε_g's outer midpoint rule,
     ``n_leg`` Gauss–Legendre nodes per piece. Chosen so that every expectation agrees with
-    10⁷-sample Monte Carlo to ~1e-4 (tests/theory/test_ff.py) at a cost that stays ~10 ms
-    per right-hand side up to K = 4, M = 2; ReLU's kinks need more nodes."""
+    10⁷-sample Monte Carlo to a few 1e-4 (tests/theory/test_ff.py); the cost grows like
+    ``n_lam^K`` (drift) and ``n_eg^(K−1)`` (ε_g) times the outer ν rule (54 nodes, times
+    ``n_nu^(M−1)``): ~10 ms per right-hand side at K = 2, M = 1, ~1 s at K = 4, M = 2.
+    ReLU's kinks need more nodes."""
     relu = activation == "relu"
-    n_lam = {1: 60, 2: 32, 3: 14, 4: 10}.get(K, 6)
+    n_lam = {1: 48, 2: 40, 3: 14, 4: 10}.get(K, 6)
     if relu:
-        n_lam = {1: 120, 2: 48, 3: 18, 4: 12}.get(K, 8)
-    n_eg = {1: 1, 2: 96, 3: 32, 4: 12}.get(K, 6)
-    return {"n_lam": n_lam, "n_nu": 24 if M > 1 else 1, "n_eg": n_eg, "n_leg": 10}
+        n_lam = {1: 96, 2: 56, 3: 18, 4: 12}.get(K, 8)
+    n_eg = {1: 1, 2: 64 if M == 1 else 32, 3: 16, 4: 8}.get(K, 6)
+    return {"n_lam": n_lam, "n_nu": 12 if M > 1 else 1, "n_eg": n_eg, "n_leg": 6}
 
 
 @lru_cache(maxsize=None)
