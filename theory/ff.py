@@ -43,7 +43,7 @@ instead gives the label probability ``Φ(μ/σ)`` with σ → 0, which no fixed 
 resolves). The outer rule: tensor Gauss–Hermite over ξ_ν1..ξ_ν(M−1) (``n_nu`` nodes); along
 the last coordinate the label jumps at ``ν_M = t``,
 ``t = √2 erfinv(−Σ_{m<M} v*_m erf(ν_m/√2) / v*_M)`` (for M = 1 the split at ν = 0), and
-``[−8, 8]`` is cut into cells of width 2 plus that point, each piece integrated by
+``[−8, 8]`` is cut into 6 cells plus that point, each piece integrated by
 ``n_leg``-point Gauss–Legendre against ``φ``. The teacher units are ordered by ``|v*_m|``
 so that the unit with the largest one is last: for M = 2 the threshold then never leaves
 ``(−1, 1)`` and the outer integrand has no kink. Inside, a tensor Gauss–Hermite rule in
@@ -53,7 +53,7 @@ so that the unit with the largest one is last: for M = 2 the threshold then neve
 rule above), it uses a tensor midpoint rule in probability space (``ξ = Φ⁻¹((i + ½)/n)``,
 robust to the cusps of this integrand) over ξ_λ1..ξ_λ(K−1) and, along ξ_λK (on which
 ``λ_K`` depends affinely), the exact Gaussian mass of the pieces where the prediction is
-wrong: the sign changes of ``D = G^{+1} − G^{−1}`` are located on a grid of spacing 0.25
+wrong: the sign changes of ``D = G^{+1} − G^{−1}`` are located on a grid of spacing 0.27
 in ``[−8, 8]`` and refined by bisection.
 
 Parameter vector ``p`` (the teacher units are reordered by increasing ``|v*_m|``: ``T``
@@ -191,8 +191,8 @@ _HEADER = @HEADER@
 _SQ2 = math.sqrt(2.0)
 _INV_SQ2PI = 1.0 / math.sqrt(2.0 * math.pi)
 _XMAX = 8.0          # the last ν and λ coordinates are integrated over [−8, 8] (tail 1e-15)
-_NCELL = 8           # cells of width 2 (outer ν rule)
-_NSUB = 8            # ε_g: sign probes per cell (spacing 0.25)
+_NCELL = 6           # cells of width 8/3 (outer ν rule)
+_NSUB = 10           # ε_g: sign probes per cell (spacing 0.27)
 _WMIN = 1e-18        # tensor nodes of smaller weight are skipped (their total is < 1e-12)
 
 
@@ -323,8 +323,8 @@ def _outer(p, L, M):
     """The outer rule over ξ_ν: nodes (n_out, M), weights and labels y = ±1.
 
     Tensor Gauss–Hermite over ξ_ν1..ξ_ν(M−1); along the last coordinate the label jumps at
-    ν_M = t, t = √2 erfinv(−Σ_{m<M} v*_m erf(ν_m/√2) / v*_M); [−8, 8] is cut into cells of
-    width 2 plus that point, each piece carries n_leg Gauss–Legendre nodes times φ(ξ), and
+    ν_M = t, t = √2 erfinv(−Σ_{m<M} v*_m erf(ν_m/√2) / v*_M); [−8, 8] is cut into 6 cells
+    plus that point, each piece carries n_leg Gauss–Legendre nodes times φ(ξ), and
     its label is read at its midpoint.
     """
     o_vs, o_l, o_n, o_e, o_g = _offsets(p)
@@ -663,14 +663,14 @@ def default_nodes(K: int, M: int, activation: str = "erf") -> dict:
     ``n_nu`` per teacher unit beyond the first, ``n_eg`` per unit for ε_g's outer midpoint rule,
     ``n_leg`` Gauss–Legendre nodes per piece. Chosen so that every expectation agrees with
     10⁷-sample Monte Carlo to a few 1e-4 (tests/theory/test_ff.py); the cost grows like
-    ``n_lam^K`` (drift) and ``n_eg^(K−1)`` (ε_g) times the outer ν rule (54 nodes, times
+    ``n_lam^K`` (drift) and ``n_eg^(K−1)`` (ε_g) times the outer ν rule (42 nodes, times
     ``n_nu^(M−1)``): ~10 ms per right-hand side at K = 2, M = 1, ~1 s at K = 4, M = 2.
     ReLU's kinks need more nodes."""
     relu = activation == "relu"
-    n_lam = {1: 48, 2: 40, 3: 14, 4: 10}.get(K, 6)
+    n_lam = {1: 48, 2: 32 if M == 1 else 24, 3: 14, 4: 10}.get(K, 6)
     if relu:
-        n_lam = {1: 96, 2: 56, 3: 18, 4: 12}.get(K, 8)
-    n_eg = {1: 1, 2: 64 if M == 1 else 32, 3: 16, 4: 8}.get(K, 6)
+        n_lam = {1: 96, 2: 48, 3: 18, 4: 12}.get(K, 8)
+    n_eg = {1: 1, 2: 48 if M == 1 else 24, 3: 16, 4: 8}.get(K, 6)
     return {"n_lam": n_lam, "n_nu": 12 if M > 1 else 1, "n_eg": n_eg, "n_leg": 6}
 
 
