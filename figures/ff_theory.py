@@ -5,7 +5,8 @@ Rows: M = 1 and M = 2 teacher units. Columns: ε_g = P(ŷ ≠ y), the mean label
 ``ū = (1/K) Σ_k u_k`` and the goodness gap ``E[G⁺ − G⁻]`` over α, for K ∈ {1, 2, 4}
 (θ = K/2, half the largest erf goodness). Lines: ODE from the measured initial state of
 seed 0; markers and bands: simulation mean ± 1 std over seeds (same initial weights,
-different samples). Last column: the threshold θ at K = 2, M = 1 — ε_g(α) for a few θ
+different samples). The simulations' ε_g and gap are *measured* on a fixed test set of
+``mc_test`` inputs (independent of the theory's quadrature, and cheap at K = 4). Last column: the threshold θ at K = 2, M = 1 — ε_g(α) for a few θ
 (top) and ε_g at α_max against θ (bottom; ODE over a grid, simulation means at the θ of
 the top panel).
 
@@ -61,19 +62,23 @@ def make(outdir, quick: bool = False) -> dict:
             n = sim.n_mean
             data[f"{key}_ode_eg"], data[f"{key}_ode_gap"] = ode.eg, ode.gap
             data[f"{key}_ode_u"] = ode.u.mean(-1)
-            data[f"{key}_sim_eg_mean"], data[f"{key}_sim_eg_std"] = sim.eg_mean, sim.eg_std
+            data[f"{key}_sim_eg_mean"] = sim.mean("eg_mc")
+            data[f"{key}_sim_eg_std"] = sim.std("eg_mc")
+            data[f"{key}_sim_eg_test_se"] = np.nanmean(sim.eg_mc_se, axis=0)
             data[f"{key}_sim_u_mean"] = sim.mean("u").mean(-1)
             data[f"{key}_sim_u_std"] = sim.u.mean(-1).std(0, ddof=1)
-            data[f"{key}_sim_gap_mean"] = sim.mean("gap")
-            data[f"{key}_sim_gap_std"] = sim.std("gap")
+            data[f"{key}_sim_gap_mean"] = sim.mean("gap_mc")
+            data[f"{key}_sim_gap_std"] = sim.std("gap_mc")
             data[f"{key}_n_seeds"] = n
-            se = sim.eg_std / np.sqrt(n)
-            dev = np.abs(ode.eg - sim.eg_mean)
+            # the test set is shared by all seeds: its sampling error does not average out
+            se = np.hypot(data[f"{key}_sim_eg_std"] / np.sqrt(n),
+                          data[f"{key}_sim_eg_test_se"])
+            dev = np.abs(ode.eg - data[f"{key}_sim_eg_mean"])
             info[key] = dict(theta=theta, ode_message=ode.message, n_seeds=n,
                              eg_max_dev=float(dev.max()),
                              eg_max_dev_over_se=float(np.max(dev[1:] / se[1:])),
                              eg_final_ode=float(ode.eg[-1]),
-                             eg_final_sim=float(sim.eg_mean[-1]))
+                             eg_final_sim=float(data[f"{key}_sim_eg_mean"][-1]))
     # the threshold panel: K = 2, M = 1
     tp = cfg["theta_panel"]
     Kt, Mt = tp["K"], tp["M"]
@@ -87,7 +92,8 @@ def make(outdir, quick: bool = False) -> dict:
         sim, ode = _run(sim_cfg, Kt, Mt, th, ode_opts)
         inits[(Kt, Mt)] = sim.initial_state(0)      # same_init: the same for every θ
         data[f"{key}_ode_eg"] = ode.eg
-        data[f"{key}_sim_eg_mean"], data[f"{key}_sim_eg_std"] = sim.eg_mean, sim.eg_std
+        data[f"{key}_sim_eg_mean"] = sim.mean("eg_mc")
+        data[f"{key}_sim_eg_std"] = sim.std("eg_mc")
     init = inits[(Kt, Mt)]
     grid = np.array(tp["grid"], dtype=float)
     final = []
@@ -124,7 +130,8 @@ def make(outdir, quick: bool = False) -> dict:
                for i, K in enumerate(Ks)]
     handles += [Line2D([], [], color="0.3", lw=1.5, label="ODE"),
                 Line2D([], [], color="0.3", marker="o", ls="", ms=3,
-                       label=f"simulation N = {sim_cfg['N']}, ± 1 std")]
+                       label=f"simulation N = {sim_cfg['N']}, ± 1 std "
+                             f"(test set of {sim_cfg['mc_test']})")]
     axes[0, 0].legend(handles=handles, loc="lower left", fontsize=7)
     ax_t, ax_f = axes[0, 3], axes[1, 3]
     for i, th in enumerate(tp["thetas"]):

@@ -65,6 +65,7 @@ FF_DEFAULTS = {
     "same_init": True,
     "init": {},
     "mc_test": 0,
+    "quadrature": True,    # ε_g, loss, gap of every record from the order parameters
     "divergence": {},
     "threads": None,
     "description": "",
@@ -107,7 +108,9 @@ def validate_ff_config(config) -> dict:
     ``theta`` (> 0; default K/2), ``record``, ``seeds``, ``same_init``, ``init``
     (``seed``, ``w_scale``, ``w_star_scale``, ``u_scale``, ``v_star`` (number or M numbers,
     none zero), ``u`` (K numbers)), ``mc_test``, ``divergence``, ``threads``,
-    ``description``.
+    ``description``, ``quadrature`` (true: evaluate ε_g, loss and gap of every record
+    from the measured order parameters with the theory's quadrature — its cost grows like
+    ``n^K``; false: only the test-set measurements of ``mc_test``).
 
     Raises
     ------
@@ -148,8 +151,12 @@ def validate_ff_config(config) -> dict:
         cfg["record"] = {"every": cfg["alpha_max"] / 100}
     record_alphas(cfg["record"], cfg["alpha_max"])
     cfg["seeds"] = seed_list(cfg["seeds"])
-    if not isinstance(cfg["same_init"], bool):
-        raise ValueError(f"same_init must be true or false, got {cfg['same_init']!r}")
+    for key in ("same_init", "quadrature"):
+        if not isinstance(cfg[key], bool):
+            raise ValueError(f"{key} must be true or false, got {cfg[key]!r}")
+    if not cfg["quadrature"] and not cfg["mc_test"]:
+        raise ValueError("quadrature: false needs mc_test > 0 (otherwise nothing measures "
+                         "ε_g)")
     cfg["mc_test"] = _int(cfg, "mc_test", lo=0)
     if cfg["mc_test"] * N > _MC_MAX_DOUBLES:
         raise ValueError(f"mc_test={cfg['mc_test']} test inputs of dimension N={N} are too "
@@ -366,8 +373,8 @@ def _run_seed(cfg, i, report, alphas, rec_steps, X_test):
            "u": np.full((nT, K), np.nan), "diverged": False, "alpha_diverged": np.nan,
            "T": T_mat, "v_star": v_star}
     if X_test is not None:
-        out["eg_mc"] = np.full(nT, np.nan)
-        out["eg_mc_se"] = np.full(nT, np.nan)
+        for key in ("eg_mc", "eg_mc_se", "loss_mc", "gap_mc"):
+            out[key] = np.full(nT, np.nan)
         nu = X_test @ w_star.T / math.sqrt(N)
         from scipy.special import erf
         y_test = np.where(erf(nu / math.sqrt(2)) @ v_star >= 0, 1.0, -1.0)
@@ -387,6 +394,8 @@ def _run_seed(cfg, i, report, alphas, rec_steps, X_test):
                 err = np.where(sig["yhat"] == 0, 0.5, (sig["yhat"] != y_test).astype(float))
                 out["eg_mc"][r] = err.mean()
                 out["eg_mc_se"][r] = err.std(ddof=1) / math.sqrt(len(err))
+                out["loss_mc"][r] = sig["loss"].mean()
+                out["gap_mc"][r] = (sig["G_plus"] - sig["G_minus"]).mean()
             r += 1
         if step >= n_total:
             break
@@ -412,7 +421,7 @@ def _run_seed(cfg, i, report, alphas, rec_steps, X_test):
     for key in ("eg", "loss", "gap"):
         out[key] = np.full(nT, np.nan)
     ok = np.isfinite(out["u"]).all(axis=-1)
-    if ok.any():
+    if ok.any() and cfg["quadrature"]:
         obs = observables(out["Q"][ok], out["R"][ok], T_mat, out["u"][ok], v_star,
                           theta=cfg["theta"], activation=cfg["activation"])
         for key in ("eg", "loss", "gap"):
@@ -422,9 +431,9 @@ def _run_seed(cfg, i, report, alphas, rec_steps, X_test):
 
 # ================================================================================ result
 _ARRAYS = ("alpha", "steps", "seeds", "Q", "R", "u", "T", "v_star", "eg", "eg_mean",
-           "eg_std", "loss", "gap", "diverged", "alpha_diverged", "eg_mc", "eg_mc_se", "Q0",
-           "R0", "u0")
-_STATS = ("Q", "R", "u", "loss", "gap", "eg_mc")
+           "eg_std", "loss", "gap", "diverged", "alpha_diverged", "eg_mc", "eg_mc_se",
+           "loss_mc", "gap_mc", "Q0", "R0", "u0")
+_STATS = ("Q", "R", "u", "loss", "gap", "eg_mc", "loss_mc", "gap_mc")
 
 
 @dataclass(eq=False)
@@ -443,8 +452,9 @@ class FFSimulationResult:
     eg_mean, eg_std : (T,) arrays
         Over the ``n_mean`` seeds that did not diverge.
     diverged, alpha_diverged : (S,) arrays
-    eg_mc, eg_mc_se : (S, T) arrays or None
-        Test error on ``mc_test`` fixed inputs and its standard error.
+    eg_mc, eg_mc_se, loss_mc, gap_mc : (S, T) arrays or None
+        Test error on ``mc_test`` fixed inputs and its standard error; mean loss and
+        goodness gap on the same inputs.
     Q0, R0, u0 : initial states of every seed; ``init`` that of seed index 0.
     config : dict
     """
@@ -472,6 +482,8 @@ class FFSimulationResult:
     u0: np.ndarray
     eg_mc: np.ndarray | None = None
     eg_mc_se: np.ndarray | None = None
+    loss_mc: np.ndarray | None = None
+    gap_mc: np.ndarray | None = None
 
     @property
     def rule(self) -> str:
@@ -502,9 +514,12 @@ class FFSimulationResult:
         nd = int(self.diverged.sum())
         if nd:
             s += f"{nd} diverged; "
-        if self.n_mean:
+        if self.n_mean and np.isfinite(self.eg_mean[-1]):
             s += (f"final eps_g = {self.eg_mean[-1]:.4g} ± {self.eg_std[-1]:.2g} (over "
                   f"{self.n_mean} seeds)")
+        elif self.n_mean and self.eg_mc is not None:
+            s += (f"final test error = {self.mean('eg_mc')[-1]:.4g} ± "
+                  f"{self.std('eg_mc')[-1]:.2g} (over {self.n_mean} seeds)")
         return s
 
     def to_arrays(self) -> dict:
@@ -571,7 +586,8 @@ def simulate_ff(config: dict, progress=None) -> FFSimulationResult:
 
     cfg = validate_ff_config(config)
     # generate / compile the theory's quadrature once, before the worker threads use it
-    build_ff_system(cfg["K"], cfg["M"], cfg["activation"])
+    if cfg["quadrature"]:
+        build_ff_system(cfg["K"], cfg["M"], cfg["activation"])
     N, K = cfg["N"], cfg["K"]
     alphas = record_alphas(cfg["record"], cfg["alpha_max"])
     rec_steps = np.rint(alphas * N).astype(np.int64)
@@ -605,4 +621,6 @@ def simulate_ff(config: dict, progress=None) -> FFSimulationResult:
         init=inits[0], Q0=np.stack([s.Q for s in inits]), R0=np.stack([s.R for s in inits]),
         u0=np.stack([s.u for s in inits]),
         eg_mc=stack("eg_mc") if X_test is not None else None,
-        eg_mc_se=stack("eg_mc_se") if X_test is not None else None)
+        eg_mc_se=stack("eg_mc_se") if X_test is not None else None,
+        loss_mc=stack("loss_mc") if X_test is not None else None,
+        gap_mc=stack("gap_mc") if X_test is not None else None)
