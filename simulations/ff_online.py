@@ -51,7 +51,7 @@ __all__ = ["simulate_ff", "validate_ff_config", "FFSimulationResult", "FF_DEFAUL
            "FF_ACTIVATIONS", "ff_signals_np"]
 
 #: student activations of the FF layer, in the order of their kernel codes
-FF_ACTIVATIONS = ("erf", "linear", "relu")
+FF_ACTIVATIONS = ("erf", "linear", "relu", "tanh", "sigmoid")
 
 FF_DEFAULTS = {
     "K": 2,
@@ -210,12 +210,16 @@ _INV_SQRT2 = 1.0 / math.sqrt(2.0)
 
 @njit(cache=True, nogil=True, inline="always", fastmath=_FM)
 def _g(z, act):
-    """Student activation: erf(z/√2) (0), z (1), max(0, z) (2)."""
+    """Student activation: erf(z/√2) (0), z (1), max(0, z) (2), tanh (3), sigmoid (4)."""
     if act == 0:
         return math.erf(z * _INV_SQRT2)
     if act == 1:
         return z
-    return z if z > 0.0 else 0.0
+    if act == 2:
+        return z if z > 0.0 else 0.0
+    if act == 3:
+        return math.tanh(z)
+    return 0.5 * (1.0 + math.tanh(0.5 * z))
 
 
 @njit(cache=True, nogil=True, inline="always", fastmath=_FM)
@@ -224,7 +228,10 @@ def _gp(z, act):
         return _SQRT_2_OVER_PI * math.exp(-0.5 * z * z)
     if act == 1:
         return 1.0
-    return 1.0 if z > 0.0 else 0.0
+    if act == 2:
+        return 1.0 if z > 0.0 else 0.0
+    t = math.tanh(z) if act == 3 else math.tanh(0.5 * z)
+    return 1.0 - t * t if act == 3 else 0.25 * (1.0 - t * t)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -338,6 +345,10 @@ def ff_signals_np(lam, y, u, theta, activation="erf"):
             return erf(z / math.sqrt(2))
         if activation == "linear":
             return z
+        if activation == "tanh":
+            return np.tanh(z)
+        if activation == "sigmoid":
+            return expit(z)
         return np.maximum(z, 0.0)
 
     def gp(z):
@@ -345,6 +356,10 @@ def ff_signals_np(lam, y, u, theta, activation="erf"):
             return _SQRT_2_OVER_PI * np.exp(-0.5 * z * z)
         if activation == "linear":
             return np.ones_like(z)
+        if activation == "tanh":
+            return 1.0 - np.tanh(z) ** 2
+        if activation == "sigmoid":
+            return expit(z) * (1.0 - expit(z))
         return (z > 0).astype(float)
 
     zp, zm = lam + u * y, lam - u * y

@@ -31,6 +31,8 @@ def _g(z, act):
         return z
     if act == "relu":
         return np.maximum(z, 0.0)
+    if act == "tanh":
+        return np.tanh(z)
     raise ValueError(f"unknown activation {act!r}")
 
 
@@ -39,6 +41,8 @@ def _gp(z, act):
         return _SQ2PI * np.exp(-0.5 * z * z)
     if act == "linear":
         return np.ones_like(z)
+    if act == "tanh":
+        return 1.0 - np.tanh(z) ** 2
     return (z > 0).astype(float)
 
 

@@ -88,7 +88,7 @@ def test_config_errors():
     good = {**BASE, "N": 100, "alpha_max": 1.0}
     validate_ff_config(good)
     bad = [({"theta": 0.0}, "theta must be > 0"), ({"theta": -1}, "theta must be > 0"),
-           ({"activation": "tanh"}, "unsupported activation 'tanh'"),
+           ({"activation": "softsign"}, "unsupported activation 'softsign'"),
            ({"eta_v": 0.5}, "unknown config keys \\['eta_v'\\]"),
            ({"init": {"v_star": 0.0}}, "non-zero"),
            ({"init": {"u": [1.0]}}, "init.u must be a list of K=2")]
