@@ -19,6 +19,7 @@ FIGURES = {
     "mnist-table": "figures.mnist_table",
     "activations": "figures.activations",
     "plateau-exit": "figures.plateau_exit",
+    "ff-theory": "figures.ff_theory",
 }
 
 

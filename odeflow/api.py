@@ -50,6 +50,12 @@ def get_system(rule, K: int, M: int, activation="erf", quadrature=None):
             raise ValueError(f"the system was built for K={rule.layout.K}, M={rule.layout.M} "
                              f"but the initial state has K={K}, M={M}")
         return rule
+    if rule == "ff":                          # Forward-Forward (SCIENCE.md §9)
+        if quadrature is not None:
+            raise ValueError("rule 'ff' has its own quadrature (theory.ff: exact split at the "
+                             "label's jump); the quadrature option does not apply to it")
+        from theory.ff import build_ff_system
+        return build_ff_system(K, M, activation)
     fast = isinstance(rule, str) and quadrature is None
     if fast:
         # a built-in rule found in the code cache: no sympy import, nothing derived
@@ -279,6 +285,9 @@ class Result:
     state_events: list | None = None
     sol: Any = None
     layout: Any = field(default=None, repr=False)
+    u: np.ndarray | None = None
+    loss: np.ndarray | None = None
+    gap: np.ndarray | None = None
 
     @property
     def success(self) -> bool:
@@ -319,7 +328,11 @@ class Result:
 
     def state(self, i: int) -> OrderParameters:
         """The :class:`OrderParameters` at record ``i``."""
-        kw = dict(Q=self.Q[i], R=self.R[i], v=self.v[i])
+        kw = dict(Q=self.Q[i], R=self.R[i])
+        if self.v is not None:
+            kw["v"] = self.v[i]
+        if self.u is not None:
+            kw["u"] = self.u[i]
         if self.b is not None:
             kw["b"] = self.b[i]
         return self.init.replace(**kw)
@@ -330,7 +343,7 @@ class Result:
                 f"status={self.status}, message={self.message!r})")
 
     # ----------------------------------------------------------------- serialisation
-    _ARRAYS = ("alpha", "eg", "Q", "R", "v", "b", "cos_vb", "norm_b")
+    _ARRAYS = ("alpha", "eg", "Q", "R", "v", "b", "cos_vb", "norm_b", "u", "loss", "gap")
     _SCALARS = ("status", "reason", "message", "nfev", "n_steps", "n_rejected", "alpha_final")
 
     def to_dict(self) -> dict:
@@ -504,7 +517,8 @@ def _check_memory(T, n, K, M, paths, what):
 def solve(rule, init, *, eta, eta_v=None, sigma=0.0, activation="erf", alpha_max,
           method="dopri5", dt=None, rtol=1e-8, atol=1e-10, record=None, eg_tol=None,
           max_steps=10_000_000, diverge_threshold=1e6, rule_params=None,
-          progress=False, quadrature=None, events=None, dense_output=False) -> Result:
+          progress=False, quadrature=None, events=None, dense_output=False, eta_u=None,
+          theta=None) -> Result:
     """Integrate the order-parameter ODEs of ``rule`` from ``init`` to ``alpha_max``.
 
     Parameters
@@ -561,6 +575,10 @@ def solve(rule, init, *, eta, eta_v=None, sigma=0.0, activation="erf", alpha_max
         (status 1, reason "event").
     dense_output : bool
         dopri5 only: keep every step's continuous extension; ``Result.sol(alpha)``.
+    eta_u, theta : float, optional
+        Forward-Forward (rule "ff", SCIENCE.md §9, :mod:`theory.ff`): label-weight rate
+        η_u (default eta) and goodness threshold θ > 0 (default K/2). The state needs
+        ``u``; the result carries ``u``, ``loss`` and ``gap`` (``v`` is None).
 
     Returns
     -------
@@ -592,9 +610,13 @@ def solve(rule, init, *, eta, eta_v=None, sigma=0.0, activation="erf", alpha_max
     max_steps = int(max_steps)
     state = _as_state(init)
     eta = float(eta)
+    if eta_u is not None:                  # FF's label weights take the second-layer slot
+        eta_v = eta_u
     eta_v = eta if eta_v is None else float(eta_v)
     sigma = float(sigma)
     rec, record_spec = _record_grid(record, alpha_max)
+    if theta is not None:
+        rule_params = {**(rule_params or {}), "theta": theta}
 
     note = _dt_note(dt, rec) if method in S.FIXED_STEP else None
     system = get_system(rule, state.K, state.M, activation, quadrature)
@@ -670,9 +692,14 @@ def solve(rule, init, *, eta, eta_v=None, sigma=0.0, activation="erf", alpha_max
         params["quadrature"] = quad
     if note:
         params["notes"] = [note]
+    extra = {}
+    if hasattr(system, "observables"):     # FF: loss and goodness gap on the records
+        obs = system.observables(rec_y[:nr], p)
+        extra = dict(u=parts.get("u"), loss=obs["loss"], gap=obs["gap"])
+        params.update(eta_u=eta_v, theta=float(p[4]))
     t_end = time.perf_counter()
     return Result(alpha=rec[:nr].copy(), eg=rec_eg[:nr].copy(), Q=parts["Q"], R=parts["R"],
-                  v=parts["v"], b=b,
+                  v=parts.get("v"), b=b, **extra,
                   cos_vb=None if b is None else _cos_vb(parts["v"], b),
                   norm_b=None if b is None else _norm_b(b),
                   status=status, reason=reason, message=message, nfev=int(ist[S.I_NFEV]),

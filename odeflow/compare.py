@@ -51,11 +51,11 @@ __all__ = ["compare", "Comparison", "ODE_KEYS", "ODE_RULE", "OBSERVABLES"]
 ODE_KEYS = ("method", "rtol", "atol", "dt")
 #: which ODE system describes each simulated rule
 ODE_RULE = {"bp": "bp", "fa": "fa", "afa": "afa", "pepita": "pepita",
-            "pepita-forward": "pepita-forward"}
+            "pepita-forward": "pepita-forward", "ff": "ff"}
 #: file types ``--plot`` can write (matplotlib's, by extension)
 PLOT_FORMATS = (".png", ".pdf", ".svg")
-#: the order parameters compared, in order
-OBSERVABLES = ("eg", "Q", "R", "v", "b")
+#: the order parameters compared, in order (FF: label weights u, mean loss, goodness gap)
+OBSERVABLES = ("eg", "Q", "R", "v", "b", "u", "loss", "gap")
 
 
 @dataclass(eq=False)
@@ -158,7 +158,8 @@ class Comparison:
         a = self.alpha
         cyc = colors or plt.rcParams["axes.prop_cycle"].by_key()["color"]
         labels = {"eg": r"$\varepsilon_g$", "Q": r"$Q_{kl}$", "R": r"$R_{km}$",
-                  "v": r"$v_k$", "b": r"$b_k$"}
+                  "v": r"$v_k$", "b": r"$b_k$", "u": r"$u_k$", "loss": "mean loss",
+                  "gap": r"$E[G^+ - G^-]$"}
         for ax, k in zip(np.atleast_1d(axes), names):
             m, s, o = (_components(k, x[k], len(a))
                        for x in (self.sim_mean, self.sim_std, self.ode))
@@ -198,7 +199,7 @@ def _components(name, x, T):
 
 
 def _component_labels(name, shape):
-    if name == "eg":
+    if name == "eg" or len(shape) == 0:
         return [""]
     if name == "Q":
         iu = np.triu_indices(shape[0])
@@ -260,8 +261,11 @@ def compare(config: dict, progress: bool = False, sim=None) -> Comparison:
     else:                          # a Rule (or a file naming one): the same Rule for the ODE
         ode_rule = resolve_rule(rule).rule
     init = sim.initial_state(0)   # for pepita*: b, c, sigma_F2 (and F_norm2) measured
-    ode_res = solve(ode_rule, init, eta=cfg["eta"], eta_v=cfg["eta_v"],
-                    sigma=cfg["sigma"], activation=cfg["activation"],
+    if rule == "ff":                              # Forward-Forward (theory.ff)
+        rates = dict(eta=cfg["eta"], eta_u=cfg["eta_u"], theta=cfg["theta"])
+    else:
+        rates = dict(eta=cfg["eta"], eta_v=cfg["eta_v"], sigma=cfg["sigma"])
+    ode_res = solve(ode_rule, init, **rates, activation=cfg["activation"],
                     alpha_max=cfg["alpha_max"], record={"alpha": sim.alpha.tolist()},
                     rule_params=cfg.get("rule_params") or None, progress=progress, **ode_opts)
     T = len(ode_res.alpha)
@@ -276,8 +280,11 @@ def compare(config: dict, progress: bool = False, sim=None) -> Comparison:
         nF2 = cfg["N"] * cfg["sigma_F"] ** 2
         notes.append(f"pepita's exact ODE (SCIENCE.md §5.5) with ‖F‖² = N σ_F² = {nF2:.3g}: "
                      "b grows like exp(η ‖F‖² ∫E[δ e]) along F")
-    names = ["eg", "Q", "R", "v"] + (["b"] if sim.b is not None and ode_res.b is not None
-                                     else [])
+    if rule == "ff":
+        names = ["eg", "Q", "R", "u", "loss", "gap"]
+    else:
+        names = ["eg", "Q", "R", "v"] + (["b"] if sim.b is not None and ode_res.b is not None
+                                         else [])
     sim_mean, sim_std, ode, disc, se = {}, {}, {}, {}, {}
     n = int(sim.n_mean)
     for k in names:

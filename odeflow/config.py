@@ -18,6 +18,8 @@ A config is a JSON object. Keys for ``solve`` (:data:`SOLVE_KEYS`)::
     max_steps, diverge_threshold
     init          {"Q", "R", "T", "v", "v_star", "b" (FA, AFA), "c", "sigma_F2" (AFA),
                    "F_norm2" (pepita)}
+    eta_u, theta  rule "ff" (Forward-Forward): label-weight rate, goodness threshold > 0
+                  (default K/2); its init is {"Q", "R", "T", "u", "v_star"}
     description   free text (ignored)
 
 ``sde`` (:data:`SDE_KEYS`) takes the same keys minus ``rtol, atol, eg_tol, max_steps``,
@@ -39,7 +41,7 @@ __all__ = ["SOLVE_KEYS", "SDE_KEYS", "INIT_KEYS", "load_config", "validate_confi
 
 _COMMON = ("rule", "K", "M", "activation", "eta", "eta_v", "sigma", "alpha_max", "dt",
            "record", "diverge_threshold", "init", "description", "quadrature")
-SOLVE_KEYS = _COMMON + ("method", "rtol", "atol", "eg_tol", "max_steps")
+SOLVE_KEYS = _COMMON + ("method", "rtol", "atol", "eg_tol", "max_steps", "eta_u", "theta")
 SDE_KEYS = _COMMON + ("method", "n_paths", "seed")
 INIT_KEYS = FIELDS
 _REQUIRED = {"solve": ("rule", "eta", "alpha_max"),

@@ -125,7 +125,7 @@ def resolve_rule(rule) -> SimRule:
             from theory.rules import load_rule
             r = load_rule(rule)
             return SimRule(r.name, r.feedback, rule, r, dict(r.params))
-        raise ValueError(f"unknown rule {rule!r}; allowed: {', '.join(BUILTIN)}, a "
+        raise ValueError(f"unknown rule {rule!r}; allowed: {', '.join(BUILTIN)}, ff, a "
                          "theory.rules.Rule, or 'path/to/file.py:NAME' naming a Rule defined "
                          "in a Python file")
     if type(rule).__name__ == "Rule" and type(rule).__module__ == "theory.rules":

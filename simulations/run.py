@@ -25,12 +25,14 @@ __all__ = ["main"]
 def _parser():
     p = argparse.ArgumentParser(
         prog="python -m simulations run",
-        description="Online teacher-student simulations (bp, fa, afa, pepita, pepita-forward).",
+        description="Online teacher-student simulations (bp, fa, afa, pepita, pepita-forward, "
+                    "ff, or a rule from a Python file).",
         epilog=cli.EXIT_CODES)
     p.add_argument("config", help="JSON config file (keys: rule, N, K, M, activation, eta, "
                                   "eta_v, sigma, sigma_F, b_scale, alpha_max, record, seeds, "
                                   "same_init, init, mc_test, divergence, threads, "
-                                  "record_weights, description)")
+                                  "record_weights, description; rule ff: eta_u, theta and "
+                                  "init.u_scale/u instead of eta_v and v)")
     p.add_argument("-o", "--output", required=True, help="output file (.npz or .json)")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
     p.add_argument("--threads", type=int, default=None,

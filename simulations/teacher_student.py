@@ -176,6 +176,9 @@ def validate_config(config) -> dict:
     """
     if not isinstance(config, dict):
         raise ValueError(f"config must be a dict, got {type(config).__name__}")
+    if config.get("rule") == "ff":                   # Forward-Forward: its own module
+        from .ff_online import validate_ff_config
+        return validate_ff_config(config)
     allowed = set(_REQUIRED) | set(DEFAULTS)
     unknown = sorted(set(config) - allowed)
     if unknown:
@@ -929,6 +932,9 @@ def simulate(config: dict, progress: bool | ProgressBar | None = None) -> Simula
     Seeds run in parallel on ``config['threads']`` threads (default: all cores); each seed
     is sequential and reproducible from its seed alone (see :mod:`simulations.ensemble`).
     """
+    if isinstance(config, dict) and config.get("rule") == "ff":
+        from .ff_online import simulate_ff            # Forward-Forward (SCIENCE.md §9)
+        return simulate_ff(config, progress=progress)
     cfg = validate_config(config)
     N, K, M = cfg["N"], cfg["K"], cfg["M"]
     sim_rule = kernelgen.resolve_rule(cfg["rule"])

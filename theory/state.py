@@ -23,7 +23,7 @@ import numpy as np
 __all__ = ["OrderParameters", "Layout", "FIELDS", "record_alphas"]
 
 #: names of the fields of :class:`OrderParameters`, in a fixed order
-FIELDS = ("Q", "R", "T", "v", "v_star", "b", "c", "sigma_F2", "F_norm2")
+FIELDS = ("Q", "R", "T", "v", "v_star", "b", "c", "sigma_F2", "F_norm2", "u")
 
 # Relative tolerance for symmetry and positive semi-definiteness checks. Measured order
 # parameters carry round-off of order 1e-15 relative; integrated ones a little more.
@@ -68,6 +68,9 @@ class OrderParameters:
     F_norm2 : float, optional
         ``‖F‖² = F·F = N sigma_F2`` (exact PEPITA with presynaptic ``x̃``: a finite-N
         parameter of its own, SCIENCE.md §5.5; constant).
+    u : (K,) array, optional
+        Forward-Forward label weights (SCIENCE.md §9): unit k sees ``λ_k + u_k ℓ`` for
+        label ℓ = ±1. An FF state has no second layer; ``v`` is then unused (zeros).
 
     Raises
     ------
@@ -85,6 +88,7 @@ class OrderParameters:
     c: np.ndarray | None = None
     sigma_F2: float | None = None
     F_norm2: float | None = None
+    u: np.ndarray | None = None
 
     def __post_init__(self):
         set_ = object.__setattr__
@@ -124,6 +128,9 @@ class OrderParameters:
             raise ValueError(f"b must have shape ({K},), got {b.shape}")
         if c is not None and c.shape != (M,):
             raise ValueError(f"c must have shape ({M},), got {c.shape}")
+        u = None if self.u is None else _as_float_array("u", self.u, 1)
+        if u is not None and u.shape != (K,):
+            raise ValueError(f"u must have shape ({K},), got {u.shape}")
         s2, f2 = self.sigma_F2, self.F_norm2
         if s2 is not None:
             s2 = float(np.asarray(s2, dtype=float))
@@ -134,7 +141,8 @@ class OrderParameters:
             if not np.isfinite(f2) or f2 < 0:
                 raise ValueError(f"F_norm2 must be a finite non-negative number, got {f2}")
         for name, val in (("Q", Q), ("R", R), ("T", T), ("v", v), ("v_star", v_star),
-                          ("b", b), ("c", c), ("sigma_F2", s2), ("F_norm2", f2)):
+                          ("b", b), ("c", c), ("sigma_F2", s2), ("F_norm2", f2),
+                          ("u", u)):
             set_(self, name, val)
 
     # ----------------------------------------------------------------------------- sizes
@@ -246,6 +254,8 @@ class OrderParameters:
     def from_dict(cls, d: Mapping, prefix: str = "") -> "OrderParameters":
         """Inverse of :meth:`to_dict`; also accepts JSON-style nested lists."""
         required = ("Q", "R", "T", "v", "v_star")
+        if prefix + "u" in d and prefix + "v" not in d:      # Forward-Forward: no 2nd layer
+            d = {**d, prefix + "v": np.zeros(np.shape(d[prefix + "u"]))}
         missing = [prefix + n for n in required if prefix + n not in d]
         if missing:
             raise ValueError(f"initial state is missing {', '.join(missing)} "

@@ -1,0 +1,910 @@
+"""Forward-Forward in the teacher–student setting: the order-parameter ODEs (SCIENCE.md §9).
+
+Model
+-----
+One FF layer of K units, input ``x ~ N(0, I_N)`` (fresh every step), label ``ℓ = ±1`` fed
+through label weights ``u_k``::
+
+    λ_k^ℓ = λ_k + u_k ℓ,   h_k^ℓ = g(λ_k^ℓ),   G^ℓ = Σ_k (h_k^ℓ)²
+    y = sign(Σ_m v*_m g*(ν_m)),   g*(z) = erf(z/√2)          (the teacher's label)
+    L = softplus(θ − G⁺) + softplus(G⁻ − θ)                  (G^± = G^{±y})
+    a_k^± = ∂L/∂λ_k^± = (∂L/∂G^±) · d(g²)/dz |_{λ_k^±}
+    w_k ← w_k − (η/√N) δ_k x,   δ_k = a_k^+ + a_k^−;    u_k ← u_k − (η_u/N) y (a_k^+ − a_k^−)
+
+The teacher always labels with ``g* = erf(·/√2)`` whatever the student's activation (a ReLU
+teacher would output the label 0 on half the inputs); for M = 1, ``y = sign(v*_1 ν_1)``.
+
+As N → ∞ the order parameters ``Q, R, u`` (T, v* fixed) follow (§3's recipe)::
+
+    dQ_kl/dα = −η E[δ_k λ_l + δ_l λ_k] + η² E[δ_k δ_l]
+    dR_km/dα = −η E[δ_k ν_m]
+    du_k/dα  = −η_u E[y (a_k^+ − a_k^−)]
+
+over ``(λ, ν) ~ N(0, C)``, ``C = [[Q, R], [Rᵀ, T]]``. Observables: ``ε_g = P(ŷ ≠ y)`` with
+``ŷ = sign(G^{+1} − G^{−1})`` (a tie counts half), the mean loss ``E[L]`` and the goodness
+gap ``E[G⁺ − G⁻]``.
+
+Derivation and generated code
+-----------------------------
+The signals are sympy expressions (:func:`signals`): the loss is written with the
+functions :class:`softplus` and :class:`sigmoid` (whose derivatives sympy knows), the
+activation ``g`` as an expression of ``z``, and ``∂L/∂G^±`` and ``d(g²)/dz`` come from
+``sympy.diff``. They are printed into a numba module together with the quadrature kernels
+below, cached on disk (``theory.codegen.cache_dir()``, keyed by this file's source and the
+activation), never edited by hand.
+
+Quadrature (no closed forms)
+----------------------------
+Write ``(ν, λ) = L ξ`` with ``L`` the lower Cholesky factor of the covariance, **ν first**:
+``ν = L_νν ξ_ν`` and, given ν, ``λ = L_λν ξ_ν + L_λλ ξ_λ``. The label is a function of ν
+only, so the outer integral runs over ν and, at each outer node, y is fixed and the λ
+integrand is smooth — however sharply λ predicts ν late in learning (conditioning on λ
+instead gives the label probability ``Φ(μ/σ)`` with σ → 0, which no fixed rule in λ
+resolves). The outer rule: tensor Gauss–Hermite over ξ_ν1..ξ_ν(M−1) (``n_nu`` nodes); along
+the last coordinate the label jumps at ``ν_M = t``,
+``t = √2 erfinv(−Σ_{m<M} v*_m erf(ν_m/√2) / v*_M)`` (for M = 1 the split at ν = 0), and
+``[−8, 8]`` is cut into 6 cells plus that point, each piece integrated by
+``n_leg``-point Gauss–Legendre against ``φ``. The teacher units are ordered by ``|v*_m|``
+so that the unit with the largest one is last: for M = 2 the threshold then never leaves
+``(−1, 1)`` and the outer integrand has no kink. Inside, a tensor Gauss–Hermite rule in
+ξ_λ (``n_lam`` nodes per unit; smooth for erf/linear, kinked for ReLU, which gets more).
+
+``ε_g`` integrates an indicator in λ (the sign of ``G^{+1} − G^{−1}``). Given ν (outer
+rule above), it uses a tensor midpoint rule in probability space (``ξ = Φ⁻¹((i + ½)/n)``,
+robust to the cusps of this integrand) over ξ_λ1..ξ_λ(K−1) and, along ξ_λK (on which
+``λ_K`` depends affinely), the exact Gaussian mass of the pieces where the prediction is
+wrong: the sign changes of ``D = G^{+1} − G^{−1}`` are located on a grid of spacing 0.27
+in ``[−8, 8]`` and refined by bisection.
+
+Parameter vector ``p`` (the teacher units are reordered by increasing ``|v*_m|``: ``T``
+and ``v_star`` are stored in that order, ``pos[m]`` is the position of unit m)::
+
+    p = [K, M, eta, eta_u, theta, n_lam, n_nu, n_eg, n_leg, T (M·M), v_star (M), pos (M),
+         GH nodes/weights for λ (n_lam, n_lam), for ν (n_nu, n_nu), midpoint nodes/weights
+         for the ε_g outer rule (n_eg, n_eg), Gauss–Legendre nodes/weights on [−1, 1] (n_leg, n_leg)]
+
+Flat state ``y = [Q upper triangle, R (row-major), u]`` (:class:`FFLayout`): Q and R first,
+as the solvers' positive-semi-definiteness check expects.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from .state import OrderParameters, _check_size
+
+__all__ = ["ACTIVATIONS", "signals", "build_ff_system", "FFSystem", "FFLayout",
+           "observables", "default_nodes", "FF_CODEGEN_VERSION"]
+
+#: built-in student activations (any sympy expression of theory.activations.z works too)
+ACTIVATIONS = ("erf", "linear", "relu", "tanh", "sigmoid")
+FF_CODEGEN_VERSION = "1"
+_HEADER = 9
+
+
+def check_activation(activation):
+    """The :class:`theory.activations.Activation` of ``activation`` (a built-in name, a
+    ``"user:<expr>"`` string or a sympy expression of ``z``); ValueError otherwise."""
+    from .activations import get_activation
+    try:
+        return get_activation(activation)
+    except ValueError as exc:
+        raise ValueError(f"unsupported activation for rule 'ff': {exc}") from None
+
+
+# ============================================================================ sympy part
+def _sympy():
+    import sympy as sp
+
+    class sigmoid(sp.Function):
+        """Logistic function s(x) = 1/(1 + e^{−x}); s' = s (1 − s)."""
+
+        def fdiff(self, argindex=1):
+            return sigmoid(self.args[0]) * (1 - sigmoid(self.args[0]))
+
+    class softplus(sp.Function):
+        """softplus(x) = log(1 + e^x); softplus' = s."""
+
+        def fdiff(self, argindex=1):
+            return sigmoid(self.args[0])
+
+    return sp, sigmoid, softplus
+
+
+@lru_cache(maxsize=None)
+def _symbols():
+    sp, sigmoid, softplus = _sympy()
+    names = ("z", "lam_p", "lam_m", "G_p", "G_m", "theta")
+    return sp, sigmoid, softplus, {n: sp.Symbol(n, real=True) for n in names}
+
+
+def activation_expr(activation):
+    """``g(z)`` as a sympy expression of the symbol ``z`` (from :mod:`theory.activations`)."""
+    return check_activation(activation).expr
+
+
+def signals(activation: str = "erf") -> dict:
+    """The FF loss and signals as sympy expressions (SCIENCE.md §9).
+
+    Returns a dict of expressions in the symbols ``lam_p, lam_m`` (λ_k^±), ``G_p, G_m``
+    (G^±) and ``theta``:
+
+    ``loss``      softplus(θ − G⁺) + softplus(G⁻ − θ)
+    ``dL_dGp``    ∂L/∂G⁺ (sympy.diff)         ``dL_dGm``  ∂L/∂G⁻
+    ``dh2``       d g(z)²/dz (sympy.diff), a function of ``z``
+    ``a_plus``    ∂L/∂G⁺ · dh2(λ⁺) = ∂L/∂λ_k^+      ``a_minus`` likewise
+    ``delta``     a_plus + a_minus (the first-layer signal)
+    ``u_signal``  a_plus − a_minus (the label-weight signal, times y)
+    """
+    sp, sigmoid, softplus, S = _symbols()
+    z, Gp, Gm, th = S["z"], S["G_p"], S["G_m"], S["theta"]
+    g = activation_expr(activation)
+    loss = softplus(th - Gp) + softplus(Gm - th)
+    dLp, dLm = sp.diff(loss, Gp), sp.diff(loss, Gm)
+    dh2 = sp.diff(g ** 2, z)
+    ap = dLp * dh2.subs(z, S["lam_p"])
+    am = dLm * dh2.subs(z, S["lam_m"])
+    return {"g": g, "loss": loss, "loss_p": softplus(th - Gp), "loss_m": softplus(Gm - th),
+            "dL_dGp": dLp, "dL_dGm": dLm, "dh2": dh2, "a_plus": ap, "a_minus": am,
+            "delta": ap + am, "u_signal": ap - am}
+
+
+def _printer():
+    sp, sigmoid, softplus, _ = _symbols()
+    from sympy.printing.pycode import PythonCodePrinter
+
+    class P(PythonCodePrinter):
+        def _print_Function(self, e):
+            name = type(e).__name__
+            if name in ("sigmoid", "softplus"):
+                return f"_{name}({self._print(e.args[0])})"
+            return super()._print_Function(e)
+
+        def _print_Heaviside(self, e):
+            return f"_heaviside({self._print(e.args[0])})"
+
+        def _print_Max(self, e):
+            a, b = e.args
+            return f"max({self._print(a)}, {self._print(b)})"
+
+        def _print_Rational(self, e):
+            return f"({e.p}.0/{e.q}.0)"
+
+    return P({"fully_qualified_modules": True, "strict": False})
+
+
+# ====================================================================== generated module
+_TEMPLATE = r'''
+import math
+import numpy as np
+from numba import njit
+
+_HEADER = @HEADER@
+_SQ2 = math.sqrt(2.0)
+_INV_SQ2PI = 1.0 / math.sqrt(2.0 * math.pi)
+_XMAX = 8.0          # the last ν and λ coordinates are integrated over [−8, 8] (tail 1e-15)
+_NCELL = 6           # cells of width 8/3 (outer ν rule)
+_NSUB = 10           # ε_g: sign probes per cell (spacing 0.27)
+_WMIN = 1e-18        # tensor nodes of smaller weight are skipped (their total is < 1e-12)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _sigmoid(x):
+    if x >= 0.0:
+        return 1.0 / (1.0 + math.exp(-x))
+    ex = math.exp(x)
+    return ex / (1.0 + ex)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _softplus(x):
+    return max(x, 0.0) + math.log1p(math.exp(-abs(x)))
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _heaviside(x):
+    return 1.0 if x > 0.0 else 0.0
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _Phi(x):
+    return 0.5 * math.erfc(-x / _SQ2)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _phi(x):
+    return _INV_SQ2PI * math.exp(-0.5 * x * x)
+
+
+@njit(cache=True, nogil=True)
+def _erfinv(c):
+    """Inverse error function: Giles' (2010) approximation polished by Newton steps."""
+    w = -math.log((1.0 - c) * (1.0 + c))
+    if w < 5.0:
+        w = w - 2.5
+        q = 2.81022636e-08
+        q = 3.43273939e-07 + q * w
+        q = -3.5233877e-06 + q * w
+        q = -4.39150654e-06 + q * w
+        q = 0.00021858087 + q * w
+        q = -0.00125372503 + q * w
+        q = -0.00417768164 + q * w
+        q = 0.246640727 + q * w
+        q = 1.50140941 + q * w
+    else:
+        w = math.sqrt(w) - 3.0
+        q = -0.000200214257
+        q = 0.000100950558 + q * w
+        q = 0.00134934322 + q * w
+        q = -0.00367342844 + q * w
+        q = 0.00573950773 + q * w
+        q = -0.0076224613 + q * w
+        q = 0.00943887047 + q * w
+        q = 1.00167406 + q * w
+        q = 2.83297682 + q * w
+    x = q * c
+    for _ in range(3):
+        d = 1.1283791670955126 * math.exp(-x * x)
+        if d == 0.0:
+            break
+        x -= (math.erf(x) - c) / d
+    return x
+
+
+# ------------------------------------------------- generated from the sympy signals
+@GENERATED@
+
+
+# ------------------------------------------------------------------ shared helpers
+@njit(cache=True, nogil=True)
+def _setup(y, p):
+    """Covariance of (ν in the order of p, λ) and its lower Cholesky factor.
+
+    ν first: the outer integral runs over ν, where the label lives; given ν, the label is
+    fixed and the λ integrand is smooth, however well λ predicts ν. A non-positive pivot
+    (a degenerate direction) gives a zero column.
+    """
+    K = int(p[0]); M = int(p[1])
+    n = K + M
+    o_pm = _HEADER + M * M + M
+    C = np.zeros((n, n))
+    i = 0
+    for a in range(K):
+        for b in range(a, K):
+            C[M + a, M + b] = y[i]; C[M + b, M + a] = y[i]
+            i += 1
+    for a in range(K):
+        for m in range(M):
+            j = int(p[o_pm + m])              # teacher unit m sits at position j
+            C[j, M + a] = y[i]; C[M + a, j] = y[i]
+            i += 1
+    for m in range(M):
+        for m2 in range(M):
+            C[m, m2] = p[_HEADER + m * M + m2]
+    L = np.zeros((n, n))
+    for j in range(n):
+        s = C[j, j]
+        for k in range(j):
+            s -= L[j, k] * L[j, k]
+        if s <= 1e-14 * max(1.0, C[j, j]):
+            continue
+        d = math.sqrt(s)
+        L[j, j] = d
+        for i2 in range(j + 1, n):
+            t = C[i2, j]
+            for k in range(j):
+                t -= L[i2, k] * L[j, k]
+            L[i2, j] = t / d
+    return K, M, L
+
+
+@njit(cache=True, nogil=True)
+def _offsets(p):
+    M = int(p[1])
+    nl = int(p[5]); nn = int(p[6]); ne = int(p[7])
+    o_vs = _HEADER + M * M
+    o_l = o_vs + 2 * M                        # v_star (M), then the position of each unit
+    o_n = o_l + 2 * nl
+    o_e = o_n + 2 * nn
+    o_g = o_e + 2 * ne
+    return o_vs, o_l, o_n, o_e, o_g
+
+
+@njit(cache=True, nogil=True)
+def _outer(p, L, M):
+    """The outer rule over ξ_ν: nodes (n_out, M), weights and labels y = ±1.
+
+    Tensor Gauss–Hermite over ξ_ν1..ξ_ν(M−1); along the last coordinate the label jumps at
+    ν_M = t, t = √2 erfinv(−Σ_{m<M} v*_m erf(ν_m/√2) / v*_M); [−8, 8] is cut into 6 cells
+    plus that point, each piece carries n_leg Gauss–Legendre nodes times φ(ξ), and
+    its label is read at its midpoint.
+    """
+    o_vs, o_l, o_n, o_e, o_g = _offsets(p)
+    nn = int(p[6]); ng = int(p[8])
+    vs = p[o_vs:o_vs + M]
+    xn = p[o_n:o_n + nn]; wn = p[o_n + nn:o_n + 2 * nn]
+    xg = p[o_g:o_g + ng]; wg = p[o_g + ng:o_g + 2 * ng]
+    total = 1
+    for m in range(M - 1):
+        total *= nn
+    npiece = _NCELL + 1
+    XI = np.zeros((total * npiece * ng, M))
+    WT = np.zeros(total * npiece * ng)
+    YL = np.zeros(total * npiece * ng)
+    cuts = np.empty(_NCELL + 2)
+    xi = np.zeros(M)
+    vl = vs[M - 1]
+    cnt = 0
+    for it in range(total):
+        r = it
+        W = 1.0
+        for m in range(M - 1):
+            j = r % nn
+            r //= nn
+            W *= wn[j]
+            xi[m] = xn[j]
+        if W < _WMIN:
+            continue
+        s = 0.0
+        for m in range(M - 1):
+            v = 0.0
+            for j in range(m + 1):
+                v += L[m, j] * xi[j]
+            s += vs[m] * math.erf(v / _SQ2)
+        mc = 0.0
+        for j in range(M - 1):
+            mc += L[M - 1, j] * xi[j]
+        sc = L[M - 1, M - 1]
+        c = -s / vl
+        xstar = 0.0
+        has = False
+        if sc > 0.0 and -1.0 < c < 1.0:
+            xstar = (_SQ2 * _erfinv(c) - mc) / sc
+            has = -_XMAX < xstar < _XMAX
+        nc = 0
+        for i in range(_NCELL + 1):
+            x = -_XMAX + i * (2.0 * _XMAX / _NCELL)
+            if has and nc > 0 and cuts[nc - 1] < xstar < x:
+                cuts[nc] = xstar
+                nc += 1
+            cuts[nc] = x
+            nc += 1
+        for q in range(nc - 1):
+            lo = cuts[q]; hi = cuts[q + 1]
+            if hi <= lo:
+                continue
+            mid = 0.5 * (lo + hi)
+            yl = 1.0 if s + vl * math.erf((mc + sc * mid) / _SQ2) >= 0.0 else -1.0
+            half = 0.5 * (hi - lo)
+            for g in range(ng):
+                x = mid + half * xg[g]
+                for m in range(M - 1):
+                    XI[cnt, m] = xi[m]
+                XI[cnt, M - 1] = x
+                WT[cnt] = W * half * wg[g] * _phi(x)
+                YL[cnt] = yl
+                cnt += 1
+    return XI[:cnt], WT[:cnt], YL[:cnt]
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _passes(lam, u, yl, theta, K, ap, am):
+    """Both passes for label y = yl: fills a^±; returns (G⁺, G⁻)."""
+    Gp = 0.0
+    Gm = 0.0
+    for k in range(K):
+        a = g_(lam[k] + u[k] * yl)
+        b = g_(lam[k] - u[k] * yl)
+        Gp += a * a
+        Gm += b * b
+    dp = dLp_(Gp, theta)
+    dm = dLm_(Gm, theta)
+    for k in range(K):
+        ap[k] = dp * dh2_(lam[k] + u[k] * yl)
+        am[k] = dm * dh2_(lam[k] - u[k] * yl)
+    return Gp, Gm
+
+
+@njit(cache=True, nogil=True)
+def _moments(y, p, acc, want_drift):
+    """Moments over (ν, λ): outer rule in ν (label fixed per node), Gauss–Hermite in λ | ν.
+    ``acc`` receives, flat: [E δ_k λ_l (K·K), E δ_k δ_l (K·K), E δ_k ν_m (K·M, ν in the
+    order of p), E y (a⁺ − a⁻)_k (K), E L, E(G⁺ − G⁻)]."""
+    K, M, L = _setup(y, p)
+    o_vs, o_l, o_n, o_e, o_g = _offsets(p)
+    theta = p[4]
+    nl = int(p[5])
+    xl = p[o_l:o_l + nl]; wl = p[o_l + nl:o_l + 2 * nl]
+    u = y[K * (K + 1) // 2 + K * M:]
+    for i in range(acc.shape[0]):
+        acc[i] = 0.0
+    o_dd = K * K; o_dn = 2 * K * K; o_u = o_dn + K * M; o_L = o_u + K
+    XI, WT, YL = _outer(p, L, M)
+    xi = np.empty(K); lam = np.empty(K); mlam = np.empty(K); nu = np.empty(M)
+    ap = np.empty(K); am = np.empty(K); dl = np.empty(K)
+    total = 1
+    for k in range(K):
+        total *= nl
+    for o in range(WT.shape[0]):
+        Wo = WT[o]
+        yl = YL[o]
+        for m in range(M):
+            v = 0.0
+            for j in range(m + 1):
+                v += L[m, j] * XI[o, j]
+            nu[m] = v
+        for a in range(K):
+            v = 0.0
+            for j in range(M):
+                v += L[M + a, j] * XI[o, j]
+            mlam[a] = v
+        for it in range(total):
+            r = it
+            W = Wo
+            for k in range(K):
+                j = r % nl
+                r //= nl
+                W *= wl[j]
+                xi[k] = xl[j]
+            if W < _WMIN:
+                continue
+            for a in range(K):
+                s = mlam[a]
+                for b in range(a + 1):
+                    s += L[M + a, M + b] * xi[b]
+                lam[a] = s
+            Gp, Gm = _passes(lam, u, yl, theta, K, ap, am)
+            acc[o_L] += W * (Lp_(Gp, theta) + Lm_(Gm, theta))
+            acc[o_L + 1] += W * (Gp - Gm)
+            if not want_drift:
+                continue
+            for k in range(K):
+                dl[k] = ap[k] + am[k]
+            for k in range(K):
+                acc[o_u + k] += W * yl * (ap[k] - am[k])
+                for l in range(K):
+                    acc[k * K + l] += W * dl[k] * lam[l]
+                    acc[o_dd + k * K + l] += W * dl[k] * dl[l]
+                for m in range(M):
+                    acc[o_dn + k * M + m] += W * dl[k] * nu[m]
+
+
+@njit(cache=True, nogil=True)
+def rhs(y, p, dy):
+    """dy/dα of the FF order parameters (module docstring of theory.ff)."""
+    K = int(p[0]); M = int(p[1])
+    eta = p[2]; eta_u = p[3]
+    acc = np.empty(2 * K * K + K * M + K + 2)
+    _moments(y, p, acc, True)
+    o_dd = K * K; o_dn = 2 * K * K; o_u = o_dn + K * M
+    o_pm = _HEADER + M * M + M
+    i = 0
+    for k in range(K):
+        for l in range(k, K):
+            dy[i] = -eta * (acc[k * K + l] + acc[l * K + k]) + eta * eta * acc[o_dd + k * K + l]
+            i += 1
+    for k in range(K):
+        for m in range(M):
+            dy[i] = -eta * acc[o_dn + k * M + int(p[o_pm + m])]
+            i += 1
+    for k in range(K):
+        dy[i] = -eta_u * acc[o_u + k]
+        i += 1
+
+
+@njit(cache=True, nogil=True)
+def loss_gap(y, p, out):
+    """out[0] = E[L], out[1] = E[G⁺ − G⁻]."""
+    K = int(p[0]); M = int(p[1])
+    acc = np.empty(2 * K * K + K * M + K + 2)
+    _moments(y, p, acc, False)
+    out[0] = acc[acc.shape[0] - 2]
+    out[1] = acc[acc.shape[0] - 1]
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _dsign(u, last, x, a, b, S):
+    """sign(G^{+1} − G^{−1}) with λ_K = a + b x and the other units' part S."""
+    z = a + b * x
+    gp = g_(z + u[last])
+    gm = g_(z - u[last])
+    D = S + gp * gp - gm * gm
+    return 1 if D > 0.0 else (-1 if D < 0.0 else 0)
+
+
+@njit(cache=True, nogil=True)
+def eg(y, p):
+    """ε_g = P(ŷ ≠ y), ties counting half. Outer rule in ν (label fixed per node); given ν,
+    a midpoint rule in probability space over ξ_λ1..ξ_λ(K−1) and, along ξ_λK, the exact
+    Gaussian mass of the pieces where sign(G^{+1} − G^{−1}) disagrees with y."""
+    K, M, L = _setup(y, p)
+    o_vs, o_l, o_n, o_e, o_g = _offsets(p)
+    ne = int(p[7])
+    xe = p[o_e:o_e + ne]; we = p[o_e + ne:o_e + 2 * ne]
+    u = y[K * (K + 1) // 2 + K * M:]
+    last = K - 1
+    XI, WT, YL = _outer(p, L, M)
+    xi = np.zeros(K); mlam = np.empty(K)
+    total = 1
+    for k in range(K - 1):
+        total *= ne
+    nprobe = _NCELL * _NSUB
+    h = 2.0 * _XMAX / nprobe
+    out = 0.0
+    for o in range(WT.shape[0]):
+        yl = YL[o]
+        for a in range(K):
+            v = 0.0
+            for j in range(M):
+                v += L[M + a, j] * XI[o, j]
+            mlam[a] = v
+        inner = 0.0
+        for it in range(total):
+            r = it
+            W = 1.0
+            for k in range(K - 1):
+                j = r % ne
+                r //= ne
+                W *= we[j]
+                xi[k] = xe[j]
+            S = 0.0
+            for k in range(K - 1):
+                s = mlam[k]
+                for j in range(k + 1):
+                    s += L[M + k, M + j] * xi[j]
+                gp = g_(s + u[k])
+                gm = g_(s - u[k])
+                S += gp * gp - gm * gm
+            A = mlam[last]
+            for j in range(K - 1):
+                A += L[M + last, M + j] * xi[j]
+            B = L[M + last, M + last]
+            # Gaussian mass of the pieces of [−X, X] where the prediction is wrong
+            wrong = 0.0
+            x0 = -_XMAX
+            s0 = _dsign(u, last, x0, A, B, S)
+            lo = x0
+            for i in range(1, nprobe + 1):
+                x1 = -_XMAX + i * h
+                s1 = _dsign(u, last, x1, A, B, S)
+                if s1 != s0:
+                    a0 = x0
+                    b0 = x1
+                    for _ in range(60):
+                        mid = 0.5 * (a0 + b0)
+                        if _dsign(u, last, mid, A, B, S) == s0:
+                            a0 = mid
+                        else:
+                            b0 = mid
+                        if b0 - a0 < 1e-13:
+                            break
+                    hi = 0.5 * (a0 + b0)
+                    if s0 == 0:
+                        wrong += 0.5 * (_Phi(hi) - _Phi(lo))
+                    elif (s0 > 0) != (yl > 0):
+                        wrong += _Phi(hi) - _Phi(lo)
+                    lo = hi
+                    s0 = s1
+                x0 = x1
+            if s0 == 0:                             # the last piece, up to X
+                wrong += 0.5 * (_Phi(_XMAX) - _Phi(lo))
+            elif (s0 > 0) != (yl > 0):
+                wrong += _Phi(_XMAX) - _Phi(lo)
+            inner += W * wrong
+        out += WT[o] * inner
+    return out
+
+'''
+
+
+def _generated_functions(activation: str) -> str:
+    """numba source of g_, dh2_, dLp_, dLm_, Lp_, Lm_ printed from :func:`signals`."""
+    sp, _, _, S = _symbols()
+    sig = signals(activation)
+    P = _printer()
+    z, Gp, Gm, th = S["z"], S["G_p"], S["G_m"], S["theta"]
+    defs = [("g_", "z", sig["g"]), ("dh2_", "z", sig["dh2"]),
+            ("dLp_", "G_p, theta", sig["dL_dGp"]), ("dLm_", "G_m, theta", sig["dL_dGm"]),
+            ("Lp_", "G_p, theta", sig["loss_p"]), ("Lm_", "G_m, theta", sig["loss_m"])]
+    out = []
+    for name, args, expr in defs:
+        out.append('@njit(cache=True, nogil=True, inline="always")')
+        out.append(f"def {name}({args}):")
+        out.append(f"    return {P.doprint(expr)}")
+        out.append("")
+    return "\n".join(out)
+
+
+def _source(activation: str, digest: str) -> str:
+    head = (f"# Generated by theory.ff (version {FF_CODEGEN_VERSION}) — do not edit.\n"
+            f"# activation={check_activation(activation).name!r} key={digest}\n")
+    return head + _TEMPLATE.replace("@GENERATED@", _generated_functions(activation)).replace(
+        "@HEADER@", str(_HEADER))
+
+
+_MODULES: dict = {}
+
+
+def _load_module(activation: str):
+    """Generate (or find on disk) and import the FF module of ``activation``."""
+    from .activations import activation_key
+    from .codegen import cache_dir
+
+    act = check_activation(activation)
+    akey = activation_key(act)
+    if akey in _MODULES:
+        return _MODULES[akey]
+    t0 = time.perf_counter()
+    import sympy as sp
+    digest = hashlib.sha256("|".join([FF_CODEGEN_VERSION, Path(__file__).read_text(),
+                                      sp.srepr(act.expr)]).encode()).hexdigest()[:16]
+    path = cache_dir() / f"ff_{akey}_{digest}.py"
+    if not path.exists():
+        src = _source(activation, digest)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(src)
+        os.replace(tmp, path)
+    modname = f"_odeflow_ff_{akey}_{digest}"
+    spec = importlib.util.spec_from_file_location(modname, path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[modname] = mod
+    spec.loader.exec_module(mod)
+    _MODULES[akey] = (mod, path, time.perf_counter() - t0)
+    return _MODULES[akey]
+
+
+# ================================================================================ nodes
+def default_nodes(K: int, M: int, activation: str = "erf") -> dict:
+    """Node counts: ``n_lam`` Gauss–Hermite nodes per student unit for the drift,
+    ``n_nu`` per teacher unit beyond the first, ``n_eg`` per unit for ε_g's outer midpoint rule,
+    ``n_leg`` Gauss–Legendre nodes per piece. Chosen so that every expectation agrees with
+    10⁷-sample Monte Carlo to a few 1e-4 (tests/theory/test_ff.py); the cost grows like
+    ``n_lam^K`` (drift) and ``n_eg^(K−1)`` (ε_g) times the outer ν rule (42 nodes, times
+    ``n_nu^(M−1)``): ~10 ms per right-hand side at K = 2, M = 1, ~1 s at K = 4, M = 2.
+    ReLU's kinks need more nodes."""
+    relu = not check_activation(activation).smooth     # kinks: more nodes
+    n_lam = {1: 48, 2: 32 if M == 1 else 24, 3: 16, 4: 14}.get(K, 10)
+    if relu:
+        n_lam = {1: 96, 2: 48, 3: 20, 4: 16}.get(K, 12)
+    n_eg = {1: 1, 2: 48 if M == 1 else 24, 3: 20, 4: 14}.get(K, 10)
+    return {"n_lam": n_lam, "n_nu": 8 if M > 1 else 1, "n_eg": n_eg, "n_leg": 6}
+
+
+@lru_cache(maxsize=None)
+def _gauss_hermite(n: int):
+    """One-dimensional Gauss–Hermite nodes and weights for E over N(0, 1), from
+    :func:`theory.quadrature.make_rule` (the tensor products are formed in the kernels)."""
+    if n == 1:
+        return np.zeros(1), np.ones(1)
+    from .quadrature import make_rule
+    r = make_rule(1, "gauss-hermite", n)
+    return r.x1, r.w1
+
+
+@lru_cache(maxsize=None)
+def _midpoint_normal(n: int):
+    """Midpoint rule in probability space: ``ξ_i = Φ⁻¹((i + ½)/n)``, weights ``1/n``.
+
+    Used for ε_g's outer integral, whose integrand has a cusp where the other units'
+    goodness difference vanishes (there the sign of ``D`` is decided far in the tail of
+    the last coordinate): Gauss–Hermite converges like ~1/n on it, this rule much faster
+    (measured: 3e-5 at n = 64 where Gauss–Hermite is 7e-4 off)."""
+    from scipy.special import ndtri
+    return ndtri((np.arange(n) + 0.5) / n), np.full(n, 1.0 / n)
+
+
+@lru_cache(maxsize=None)
+def _gauss_legendre(n: int):
+    return np.polynomial.legendre.leggauss(n)
+
+
+# =============================================================================== layout
+@dataclass(frozen=True)
+class FFLayout:
+    """Flat FF state ``y = [Q upper triangle (row-major), R (row-major), u]``."""
+
+    K: int
+    M: int
+    adaptive_b: bool = False
+
+    @property
+    def nQ(self) -> int:
+        return self.K * (self.K + 1) // 2
+
+    @property
+    def slices(self) -> dict:
+        K, M, nQ = self.K, self.M, self.nQ
+        return {"Q": slice(0, nQ), "R": slice(nQ, nQ + K * M),
+                "u": slice(nQ + K * M, nQ + K * M + K)}
+
+    @property
+    def n(self) -> int:
+        return self.nQ + self.K * self.M + self.K
+
+    def pack(self, state: OrderParameters) -> np.ndarray:
+        if (state.K, state.M) != (self.K, self.M):
+            raise ValueError(f"state has K={state.K}, M={state.M} but the system was built "
+                             f"for K={self.K}, M={self.M}")
+        _require_u(state)
+        iu = np.triu_indices(self.K)
+        return np.concatenate([state.Q[iu], state.R.ravel(), state.u]).astype(float)
+
+    def unpack(self, y) -> dict:
+        y = np.asarray(y, dtype=float)
+        if y.shape[-1] != self.n:
+            raise ValueError(f"flat state must have last dimension {self.n}, got {y.shape}")
+        K, M, s = self.K, self.M, self.slices
+        lead = y.shape[:-1]
+        Q = np.empty(lead + (K, K))
+        iu = np.triu_indices(K)
+        Q[..., iu[0], iu[1]] = y[..., s["Q"]]
+        Q[..., iu[1], iu[0]] = y[..., s["Q"]]
+        return {"Q": Q, "R": y[..., s["R"]].reshape(lead + (K, M)), "u": y[..., s["u"]].copy()}
+
+    def state(self, y, constants: OrderParameters) -> OrderParameters:
+        return constants.replace(**self.unpack(y))
+
+
+def _require_u(state: OrderParameters):
+    if state.u is None:
+        raise ValueError("rule 'ff' needs the label weights u (K numbers) in the initial "
+                         "state: OrderParameters(..., u=...) or init key 'u' (e.g. "
+                         "u ~ 0.1·N(0, 1); u = 0 is the symmetric point)")
+
+
+@dataclass(frozen=True)
+class FFRule:
+    """The FF rule as the solver sees it (name, parameters and their defaults)."""
+
+    name: str = "ff"
+    feedback: str = "none"
+    params: dict = field(default_factory=lambda: {"theta": None})
+
+
+# =============================================================================== system
+@dataclass
+class FFSystem:
+    """The compiled FF system for one K, M and activation (interface of
+    ``theory.codegen.System``: ``rhs(y, p, dy)``, ``eg(y, p)``, ``layout``, ``params``)."""
+
+    K: int
+    M: int
+    activation: str
+    nodes: dict
+    rhs: object
+    eg: object
+    loss_gap: object
+    source_path: Path
+    layout: FFLayout
+    rule: FFRule = field(default_factory=FFRule)
+    noise: object = None
+    timings: dict = field(default_factory=dict)
+
+    def params(self, state: OrderParameters, eta, eta_v=None, sigma=0.0, theta=None,
+               eta_u=None) -> np.ndarray:
+        """The parameter vector ``p``. ``eta_u`` (label-weight rate, scaled η_u/N) may also
+        be given as ``eta_v`` (the solver's second-layer slot); default ``eta``. ``theta``
+        defaults to K/2 (SCIENCE.md §9).
+
+        Raises ValueError for θ ≤ 0, a state without ``u``, a zero ``v*``, σ ≠ 0 or bad
+        rates.
+        """
+        if (state.K, state.M) != (self.K, self.M):
+            raise ValueError(f"state has K={state.K}, M={state.M} but the system was built "
+                             f"for K={self.K}, M={self.M}")
+        _require_u(state)
+        if eta_u is None:
+            eta_u = eta if eta_v is None else eta_v
+        theta = self.K / 2.0 if theta is None else theta
+        for name, val in (("eta", eta), ("eta_u", eta_u)):
+            if not np.isfinite(val) or val < 0:
+                raise ValueError(f"{name} must be a finite number >= 0, got {val}")
+        try:
+            theta = float(theta)
+        except (TypeError, ValueError):
+            raise ValueError(f"theta must be a positive number, got {theta!r}") from None
+        if not (np.isfinite(theta) and theta > 0):
+            raise ValueError(f"theta (the goodness threshold of rule 'ff') must be a positive "
+                             f"finite number, got {theta}")
+        if sigma:
+            raise ValueError("rule 'ff' has no output noise: its labels are sign(teacher); "
+                             f"sigma must be 0, got {sigma}")
+        if np.any(state.v_star == 0):
+            raise ValueError(f"rule 'ff' needs every v_star non-zero (a unit with v*_m = 0 "
+                             f"does not take part in the label), got {state.v_star}")
+        # The teacher unit with the largest |v*| goes last: its ν is integrated exactly
+        # (half-line), and with |v*_last| >= |v*_m| the threshold erf(t/√2) = −Σ v*_m
+        # erf(ν_m/√2)/v*_last stays inside (−1, 1) for M = 2, so the remaining
+        # Gauss–Hermite integrand has no kink.
+        order = np.argsort(np.abs(state.v_star), kind="stable")
+        pos = np.empty(self.M)
+        pos[order] = np.arange(self.M)
+        nd = self.nodes
+        xl, wl = _gauss_hermite(nd["n_lam"])
+        xn, wn = _gauss_hermite(nd["n_nu"])
+        xe, we = _midpoint_normal(nd["n_eg"])
+        xg, wg = _gauss_legendre(nd["n_leg"])
+        head = [self.K, self.M, eta, eta_u, theta, nd["n_lam"], nd["n_nu"], nd["n_eg"],
+                nd["n_leg"]]
+        assert len(head) == _HEADER
+        return np.ascontiguousarray(np.concatenate(
+            [head, state.T[np.ix_(order, order)].ravel(), state.v_star[order], pos, xl, wl, xn, wn, xe, we, xg, wg]),
+            dtype=float)
+
+    def evaluate(self, state: OrderParameters, eta, eta_v=None, sigma=0.0, theta=None,
+                 eta_u=None) -> dict:
+        """The drift at ``state``: ``{"Q", "R", "u"}`` (d/dα)."""
+        p = self.params(state, eta, eta_v, sigma, theta=theta, eta_u=eta_u)
+        y = self.layout.pack(state)
+        dy = np.empty_like(y)
+        self.rhs(y, p, dy)
+        return self.layout.unpack(dy)
+
+    def observables(self, y, p) -> dict:
+        """``eg``, ``loss`` and ``gap`` for a flat state or a stack ``(T, n)`` of them."""
+        Y = np.atleast_2d(np.asarray(y, dtype=float))
+        eg, loss, gap = (np.empty(len(Y)) for _ in range(3))
+        out = np.empty(2)
+        for i, yi in enumerate(Y):
+            yi = np.ascontiguousarray(yi)
+            eg[i] = self.eg(yi, p)
+            self.loss_gap(yi, p, out)
+            loss[i], gap[i] = out
+        if np.ndim(y) == 1:
+            return {"eg": eg[0], "loss": loss[0], "gap": gap[0]}
+        return {"eg": eg, "loss": loss, "gap": gap}
+
+    def state_observables(self, state: OrderParameters, theta=None) -> dict:
+        """``eg``, ``loss``, ``gap`` at ``state``."""
+        p = self.params(state, 0.0, 0.0, theta=theta)
+        return self.observables(self.layout.pack(state), p)
+
+
+_SYSTEMS: dict = {}
+
+
+def build_ff_system(K: int, M: int, activation: str = "erf", nodes: dict | None = None
+                    ) -> FFSystem:
+    """The compiled FF system (generated once per activation and process, cached on disk;
+    every K, M and node count reuses the same compiled kernels)."""
+    act = check_activation(activation)
+    K, M = _check_size("K", K), _check_size("M", M)
+    nd = dict(default_nodes(K, M, act.name))
+    if nodes:
+        bad = set(nodes) - set(nd)
+        if bad:
+            raise ValueError(f"unknown node counts {sorted(bad)}; allowed: {sorted(nd)}")
+        nd.update({k: int(v) for k, v in nodes.items()})
+    key = (K, M, act.key, tuple(sorted(nd.items())))
+    if key not in _SYSTEMS:
+        mod, path, t = _load_module(act)
+        _SYSTEMS[key] = FFSystem(K, M, act.name, nd, mod.rhs, mod.eg, mod.loss_gap, path,
+                                 FFLayout(K, M), timings={"load": t})
+    return _SYSTEMS[key]
+
+
+def observables(Q, R, T, u, v_star, *, theta, activation="erf", nodes=None) -> dict:
+    """ε_g, mean loss and goodness gap from order parameters (leading axes allowed on
+    ``Q (…, K, K)``, ``R (…, K, M)``, ``u (…, K)``; ``T``, ``v_star`` fixed).
+
+    Used by the simulations on their measured order parameters."""
+    Q, R, u = (np.asarray(a, dtype=float) for a in (Q, R, u))
+    T, v_star = np.asarray(T, dtype=float), np.asarray(v_star, dtype=float)
+    K, M = R.shape[-2], R.shape[-1]
+    sysm = build_ff_system(K, M, activation, nodes)
+    lead = u.shape[:-1]
+    iu = np.triu_indices(K)
+    Y = np.concatenate([Q[..., iu[0], iu[1]], R.reshape(lead + (K * M,)), u], axis=-1)
+    st = OrderParameters(Q=np.eye(K), R=np.zeros((K, M)), T=T, v=np.zeros(K),
+                         v_star=v_star, u=np.zeros(K))
+    p = sysm.params(st, 0.0, 0.0, theta=theta)
+    out = sysm.observables(Y.reshape(-1, Y.shape[-1]), p)
+    return {k: v.reshape(lead) for k, v in out.items()}
