@@ -103,10 +103,14 @@ def test_invalid_sweep_cli_exit_2(tmp_path):
     r = _cli(f, "-o", tmp_path / "out", "--quiet")
     assert r.returncode == 2, r.stderr
     assert "alpha_maxx" in r.stderr and not (tmp_path / "out").exists()
-    sim = {"rule": "afa", "N": 100, "alpha_max": 1, "eta": -1.0}    # the simulation validator
-    f.write_text(json.dumps({"base": sim, "grid": {"sigma_F": [0.1]}}))
-    r = _cli(f, "-o", tmp_path / "out", "--quiet")
-    assert r.returncode == 2 and "eta must be >= 0" in r.stderr
+
+
+def test_simulation_validator_used(tmp_path):
+    sim = {"rule": "afa", "N": 100, "alpha_max": 1}
+    with pytest.raises(ValueError, match=r"point 1 \(eta = -1\): eta must be >= 0"):
+        sweep({"base": sim, "grid": {"eta": [1.0, -1.0]}}, tmp_path / "o", workers=0)
+    with pytest.raises(ValueError, match="unknown init keys"):
+        load_sweep({"base": sim, "grid": {"init.w_scal": [1.0]}})
 
 
 # ------------------------------------------------------------------------- running
@@ -198,7 +202,7 @@ def test_simulate_sweep_equals_simulate(tmp_path):
 def test_kill_then_resume_runs_only_missing(tmp_path):
     """SIGKILL a CLI sweep part-way (the process group: parent and worker), then re-run:
     exactly the points without a finished record run, and the results are complete."""
-    spec = {"base": dict(ODE, method="rk4", dt=2e-4, alpha_max=10),
+    spec = {"base": dict(ODE, method="rk4", dt=2e-4, alpha_max=5),
             "grid": {"eta": {"linspace": [0.3, 0.75, 10]}}}
     f = tmp_path / "s.json"
     f.write_text(json.dumps(spec))
@@ -230,7 +234,7 @@ def test_kill_then_resume_runs_only_missing(tmp_path):
     from odeflow import solve
     for i in (min(done), max(ran)):
         p = res.sweep.points[i]
-        d = solve("afa", INIT, eta=p.values["eta"], alpha_max=10, method="rk4", dt=2e-4,
+        d = solve("afa", INIT, eta=p.values["eta"], alpha_max=5, method="rk4", dt=2e-4,
                   record={"every": 0.5})
         np.testing.assert_array_equal(res.load(i).eg, d.eg)
     # a third run does nothing
@@ -240,11 +244,9 @@ def test_kill_then_resume_runs_only_missing(tmp_path):
 
 def test_cli_runs_and_exit_codes(tmp_path):
     f = tmp_path / "s.json"
-    f.write_text(json.dumps({"base": ODE, "grid": {"eta": [0.3, 0.6]}}))
-    r = _cli(f, "-o", tmp_path / "a", "--workers", "0")
-    assert r.returncode == 0, r.stderr
-    assert "2/2 points (2 ok)" in r.stdout
-    assert "sweep [" in r.stderr and "2/2 points" in r.stderr        # the progress bar
-    f.write_text(json.dumps({"base": ODE, "grid": {"alpha_max": [1, -2]}}))
-    r = _cli(f, "-o", tmp_path / "b", "--workers", "0", "--quiet")
-    assert r.returncode == 1 and "alpha_max must be a positive finite number" in r.stderr
+    f.write_text(json.dumps({"base": ODE, "grid": {"alpha_max": [1, -2, 2]}}))
+    r = _cli(f, "-o", tmp_path / "b", "--workers", "0")
+    assert r.returncode == 1, r.stderr
+    assert "3/3 points (2 ok, 1 failed)" in r.stdout
+    assert "alpha_max must be a positive finite number" in r.stderr
+    assert "sweep [" in r.stderr and "3/3 points, 1 failed" in r.stderr    # the progress bar
