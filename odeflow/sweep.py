@@ -681,11 +681,12 @@ class SweepResult:
 
 # ======================================================================== output files
 def _atomic_write(path: Path, data: bytes) -> None:
+    """Write a temporary file, then rename it: a killed sweep leaves either the complete
+    file or none (no fsync: surviving a killed *process* needs only the atomic rename;
+    fsync, against power loss, cost more than a short ODE point)."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     with open(tmp, "wb") as fh:
         fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
     os.replace(tmp, path)
 
 
