@@ -17,6 +17,7 @@ FIGURES = {
     "scaling": "figures.scaling",
     "mnist-table": "figures.mnist_table",
     "afa-phase": "figures.afa_phase",
+    "pepita-phase": "figures.pepita_phase",
 }
 
 

@@ -44,3 +44,30 @@ def test_afa_phase(tmp_path):
     # align, then memorise: wherever eps_g has left the plateau, v is aligned with b
     learned = eg < (1 - chk["plateau_rel"]) * d["eg0"]
     assert learned.sum() >= 5 and np.all(cos[learned] > chk["cos_aligned"])
+
+
+def test_pepita_phase(tmp_path):
+    d, p = run_figure("pepita-phase", tmp_path)
+    chk = p["check"]
+    frac = d["sim_diverged"]                          # rows ‖F‖², columns η
+    prod = d["F_norm2"][:, None] * d["eta"][None, :]
+    assert frac.shape == prod.shape and np.all((frac >= 0) & (frac <= 1))
+    # b grows at a rate ∝ η‖F‖² (SCIENCE.md 2): no network diverges where η‖F‖² is small,
+    # every one does where it is large, and more ‖F‖² never means fewer divergences
+    assert np.all(frac[prod <= chk["stable_below"]] == 0)
+    assert np.all(frac[prod >= chk["diverged_above"]] == 1)
+    assert (prod <= chk["stable_below"]).sum() >= 3 and (prod >= chk["diverged_above"]).sum() >= 3
+    assert np.all(np.diff(frac, axis=0) >= 0)
+    # diverged points stopped before alpha_max, the others have a finite final eps_g
+    a = d["sim_alpha_diverged"]
+    assert np.all((a[frac > 0] > 0) & (a[frac > 0] <= d["alpha_max"]))
+    assert np.all(np.isfinite(d["sim_eg_final"][frac == 0]))
+    if p["ode_available"]:
+        # the ODE predicts the simulations' majority outcome except next to the boundary
+        ode = d["ode_diverged"] > 0
+        sim = frac >= 0.5
+        pad = np.pad(sim, 1, mode="edge")
+        near = (pad[:-2, 1:-1] != sim) | (pad[2:, 1:-1] != sim) | \
+               (pad[1:-1, :-2] != sim) | (pad[1:-1, 2:] != sim)
+        assert np.all((ode == sim) | near)
+        assert np.mean(ode == sim) >= 0.8
