@@ -52,15 +52,15 @@ def make(outdir, quick: bool = False) -> dict:
     import matplotlib.pyplot as plt
     from matplotlib.colors import LogNorm, Normalize
 
-    from odeflow.sweep import _axis_values, sweep
+    from odeflow.sweep import axis_values, sweep
 
     S.apply()
     cfg = S.load_config(NAME, quick)
     t0 = time.perf_counter()
     sim = {**cfg["simulation"], "rule": "afa"}
     A = float(sim["alpha_max"])
-    sFs = _axis_values("sigma_F", cfg["sigma_F"])
-    etas = _axis_values("eta", cfg["eta"])
+    sFs = axis_values("sigma_F", cfg["sigma_F"])
+    etas = axis_values("eta", cfg["eta"])
     pts = [tuple(map(float, p)) for p in cfg["sim_points"]]
     work = Path(outdir) / f"{NAME}-sweeps"
     s0 = initial_state(sim, 1.0)              # σ_F-independent parts of the initial state

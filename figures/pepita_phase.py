@@ -62,15 +62,15 @@ def _ode_inits(sim_cfg: dict, sigmas) -> dict:
 def make(outdir, quick: bool = False) -> dict:
     import matplotlib.pyplot as plt
 
-    from odeflow.sweep import _axis_values, sweep
+    from odeflow.sweep import axis_values, sweep
 
     S.apply()
     cfg = S.load_config(NAME, quick)
     t0 = time.perf_counter()
     sim = dict(cfg["simulation"])
     N, A = int(sim["N"]), float(sim["alpha_max"])
-    F2 = _axis_values("F_norm2", cfg["F_norm2"])
-    etas = _axis_values("eta", cfg["eta"])
+    F2 = axis_values("F_norm2", cfg["F_norm2"])
+    etas = axis_values("eta", cfg["eta"])
     sFs = [math.sqrt(f / N) for f in F2]
     work = Path(outdir) / f"{NAME}-sweeps"
     kw = dict(workers=cfg["workers"])

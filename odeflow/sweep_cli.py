@@ -53,6 +53,9 @@ def run(args) -> int:
     except ImportError as exc:                       # dask asked for but missing
         print(f"odeflow sweep: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:                           # e.g. the output is not a directory
+        print(f"odeflow sweep: error: cannot write to {args.output}: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"odeflow sweep: interrupted; finished points are kept in {args.output} "
               "(run the same command again to complete the rest)", file=sys.stderr)
