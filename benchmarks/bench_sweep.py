@@ -11,6 +11,9 @@ with η swept over 200 values) run
                once; per point = total wall time (pool start-up included) / 200;
   sweep w=2    the same with two worker processes;
 
+also the steady-state time per point (first to last finished point, worker start-up
+excluded) and the time inside the workers;
+
 and prints the ratios per-process / sweep (target >= 10) and w=1 / w=2 (the speed-up of
 the second worker; at most 2 on two cores, less when the machine is shared).
 
@@ -61,20 +64,26 @@ def main(argv=None):
         print(f"per-process: {per_proc * 1e3:8.1f} ms/point (mean of {a.baseline} "
               f"'python -m odeflow solve' processes; min {min(times) * 1e3:.0f} ms)")
 
-        res = {}
+        res, steady = {}, {}
         for w in (1, 2):
+            stamps = []
             t = time.perf_counter()
-            r = sweep(spec, tmp / f"w{w}", workers=w)
+            r = sweep(spec, tmp / f"w{w}", workers=w,
+                      on_point=lambda i, row: stamps.append(time.perf_counter()))
             wall = time.perf_counter() - t
+            # steady state: first to last finished point (worker start-up excluded)
+            steady[w] = (stamps[-1] - stamps[0]) / (len(stamps) - 1)
             assert r.exit_code == 0 and r.n_run == a.points, r.summary()
             inside = sum(row["wall_time"] for row in r.rows) / a.points
             res[w] = wall / a.points
             print(f"sweep w={w}:  {res[w] * 1e3:8.2f} ms/point (total {wall:.2f} s incl. "
-                  f"worker start-up; {inside * 1e3:.2f} ms/point inside the workers)")
+                  f"worker start-up; steady state {steady[w] * 1e3:.2f} ms/point; "
+                  f"{inside * 1e3:.2f} ms/point inside the workers)")
     print(f"per-process / sweep(w=1): {per_proc / res[1]:6.1f}x   (target >= 10)")
     print(f"per-process / sweep(w=2): {per_proc / res[2]:6.1f}x")
-    print(f"speed-up 1 -> 2 workers:  {res[1] / res[2]:6.2f}x   (ideal 2 on 2 free cores; "
-          f"this machine: {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f})")
+    print(f"speed-up 1 -> 2 workers:  {res[1] / res[2]:6.2f}x total, "
+          f"{steady[1] / steady[2]:.2f}x steady state   (ideal 2 on 2 free cores; this "
+          f"machine: {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f})")
 
 
 if __name__ == "__main__":
