@@ -109,26 +109,36 @@ _DASK_MISSING = ("Dask is not installed: install the optional extra with "
 
 
 # ================================================================ running one point
+#: config keys that select which compiled kernels a point needs
+_KERNEL_KEYS = ("rule", "activation", "method", "quadrature")
+
+
 def _warm_specs(sw: Sweep) -> list:
-    """Distinct (kind, rule, activation, method, K, M) of a sweep, to load its kernels."""
-    out = []
+    """One short run per distinct set of kernels of a sweep: ``(kind, config)`` with the
+    config of the first point that needs them, cut to α = 10⁻³ (one path for ``sde``)."""
+    if sw.kind == "simulate":
+        return [("simulate", None)]
+    out, seen = [], set()
     for p in sw.points:
         c = p.config
-        if sw.kind == "simulate":
-            spec = ("simulate",)
-        else:
-            init = c.get("init") or {}
-            K = len(init.get("v", [0, 0])) if isinstance(init, Mapping) else 2
-            M = len(init.get("v_star", [0, 0])) if isinstance(init, Mapping) else 2
-            spec = (sw.kind, c.get("rule"), c.get("activation", "erf"), c.get("method"),
-                    c.get("dt"), K, M)
-        if spec not in out:
-            out.append(spec)
+        init = c.get("init") if isinstance(c.get("init"), Mapping) else {}
+        sig = json.dumps(_canon([c.get(k) for k in _KERNEL_KEYS]
+                                + [len(init.get("v", [])), len(init.get("v_star", []))]))
+        if sig in seen:
+            continue
+        seen.add(sig)
+        short = dict(c, alpha_max=1e-3, record={"alpha": [0.0, 1e-3]})
+        if "dt" in c and _is_num(c["dt"]):
+            short["dt"] = min(float(c["dt"]), 1e-4)
+        if sw.kind == "sde":
+            short["n_paths"] = 1
+        out.append((sw.kind, short))
     return out
 
 
 def warm_up(specs) -> None:
-    """Load (compile, or read numba's cache) every kernel a sweep needs, in this process.
+    """Load (compile, or read numba's cache) every kernel a sweep needs, in this process,
+    by running each of ``specs`` (from :func:`_warm_specs`) for a moment.
 
     Run once per worker (as the process pool's initializer, or on every Dask worker), so
     that points pay their integration only. Errors are ignored: the point that needs the
@@ -142,31 +152,13 @@ def warm_up(specs) -> None:
             signal.signal(signal.SIGINT, signal.SIG_IGN)
         except ValueError:
             pass
-    for spec in specs:
+    for kind, cfg in specs:
         try:
-            if spec[0] == "simulate":
+            if kind == "simulate":
                 from simulations.teacher_student import _kernel_warmup
                 _kernel_warmup()
-                continue
-            kind, rule, act, method, dt, K, M = spec
-            from theory.state import OrderParameters
-            from .api import get_system, solve
-            system = get_system(rule, K, M, act)
-            state = OrderParameters.from_spec(K, M, R=0.01, v=0.1)
-            kw = {}
-            if system.layout.adaptive_b or getattr(system.rule, "feedback", "") == "fixed":
-                kw = dict(b=np.full(K, 0.1))
-                if system.layout.adaptive_b:
-                    kw.update(c=np.full(M, 0.1), sigma_F2=0.01)
-            state = state.replace(**kw)
-            if kind == "solve":
-                m = method or "dopri5"
-                solve(system, state, eta=0.1, alpha_max=1e-3, method=m,
-                      dt=1e-4 if m in ("rk4", "euler") else None, record=[0.0, 1e-3])
             else:
-                from .api import solve_sde
-                solve_sde(system, state, eta=0.1, alpha_max=1e-3, dt=1e-4, n_paths=1, seed=0,
-                          record=[0.0, 1e-3])
+                _run(kind, cfg)
         except Exception:   # noqa: BLE001 -- warm-up only; the point reports its own error
             pass
 

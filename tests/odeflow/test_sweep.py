@@ -164,11 +164,11 @@ def test_process_pool_equals_direct(tmp_path):
 @pytest.mark.skipif(not HAVE_DASK, reason="dask.distributed not installed: pip install -e "
                     "\".[dask]\" to run the Dask executor test")
 def test_dask_local_cluster_identical_to_local(tmp_path):
-    from odeflow.sweep import dask_executor
+    from odeflow.sweep import _warm_specs, dask_executor
     spec = {"base": SDE, "grid": {"eta": [0.3, 0.6]}, "seeds": [1, 2]}
     loc = sweep(spec, tmp_path / "local", workers=0)
     ex, close = dask_executor("local", workers=2, processes=False,
-                              specs=[("sde", "afa", "erf", None, 0.01, 2, 2)])
+                              specs=_warm_specs(load_sweep(spec)))
     try:
         dk = sweep(spec, tmp_path / "dask", executor=ex)
     finally:
