@@ -94,11 +94,12 @@ def make(outdir, quick: bool = False) -> dict:
                 "alpha_max": A, "record": {"every": sim["record"]["every"]}, **cfg["ode"],
                 "init": {k: np.asarray(v).tolist() for k, v in s0.to_dict().items()
                          if v is not None}}
-        ode = sweep({"base": base, "zip": _ode_inits(sim, sFs), "grid": {"eta": etas}},
+        # axes: grid (η) first, then the zipped σ_F → transpose to rows ‖F‖², columns η
+        ode = sweep({"base": base, "grid": {"eta": etas}, "zip": _ode_inits(sim, sFs)},
                     work / "ode", **kw)
-        data["ode_diverged"] = ode.grid("diverged")
-        data["ode_alpha_diverged"] = ode.grid("alpha_diverged")
-        data["ode_eg_final"] = ode.grid("eg_final")
+        data["ode_diverged"] = ode.grid("diverged").T
+        data["ode_alpha_diverged"] = ode.grid("alpha_diverged").T
+        data["ode_eg_final"] = ode.grid("eg_final").T
         info["ode"] = ode.summary()
 
     fig, (ax_a, ax_b) = plt.subplots(1, 2, figsize=(10, 3.9), constrained_layout=True)
@@ -114,17 +115,16 @@ def make(outdir, quick: bool = False) -> dict:
     if have_ode:
         yy, xx = np.nonzero(data["ode_diverged"].T > 0)
         ax_a.plot(np.array(F2)[xx], np.array(etas)[yy], "x", color="k", ms=7, mew=1.5,
-                  label="ODE diverges")
-        ax_a.legend(loc="upper right", fontsize=7, frameon=True, framealpha=0.8)
-    # guide: constant η‖F‖² (the growth rate of b is ∝ η ‖F‖²)
+                  label="exact-PEPITA ODE diverges")
+    # guides: constant η‖F‖² (the growth rate of b is ∝ η ‖F‖²)
     xs = np.geomspace(ex[0], ex[-1], 50)
     for k in (1.0, 3.0):
         ax_a.plot(xs, k / xs, ":", color="0.3", lw=0.8)
-        xk = k / etas[-1] * 1.05
-        if ex[0] < xk < ex[-1]:
-            ax_a.text(xk, etas[-1], rf"$\eta\|F\|^2$ = {k:g}", fontsize=7, color="0.2",
-                      va="bottom", ha="left",
-                      bbox=dict(fc="white", ec="none", alpha=0.7, pad=1))
+    from matplotlib.lines import Line2D
+    ha, _ = ax_a.get_legend_handles_labels()
+    ha.append(Line2D([], [], color="0.3", ls=":", lw=0.8,
+                     label=r"$\eta\|F\|^2$ = 1, 3 (rate of growth of $b$ ∝ $\eta\|F\|^2$)"))
+    ax_a.legend(handles=ha, loc="lower left", fontsize=7, frameon=True, framealpha=0.85)
     ax_a.set_xscale("log")
     ax_a.set_xlim(ex[0], ex[-1])
     ax_a.set_ylim(ey[0], ey[-1])
