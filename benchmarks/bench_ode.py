@@ -13,6 +13,10 @@
 (4) Derive + compile time vs run time, and cache hits: second build_system call in the same
     process, and a fresh process when the on-disk caches exist (measured in subprocesses
     with empty ODEFLOW_CACHE_DIR and NUMBA_CACHE_DIR).
+(5) The quadrature backend (theory.codegen_quad): time per right-hand-side evaluation of
+    exact PEPITA and of BP (forced quadrature) at K = M = 2 and 4 with the default rule,
+    against the closed-form BP rhs measured in the same run (the baseline), and the whole
+    α = 0 → 20 exact-PEPITA integration at K = M = 2 (dopri5; target < 10 s).
 """
 from __future__ import annotations
 
@@ -290,6 +294,50 @@ def bench_cold_warm(Ks=(2, 8)):
         return {"cold": res[0], "warm": res[1]}
 
 
+# ------------------------------------------------------------------- (5) quadrature
+def _pepita_state(K, M, sigma_F=0.03, N=1000, seed=0):
+    from theory.state import OrderParameters
+    rng = np.random.default_rng(seed)
+    w, ws = rng.normal(size=(K, N)), rng.normal(size=(M, N))
+    return OrderParameters.from_weights(w, ws, 0.1 * rng.normal(size=K), np.ones(M),
+                                        F=sigma_F * rng.normal(size=N))
+
+
+def bench_quadrature(Ks=(2, 4)):
+    from theory.codegen import build_system
+    import odeflow
+    out = {}
+    for K in Ks:
+        st = _pepita_state(K, K)
+        row = {}
+        closed = build_system("bp", K, K)
+        p = closed.params(st, 1.0, 1.0, 0.0)
+        y = closed.layout.pack(st)
+        dy = np.empty_like(y)
+        closed.rhs(y, p, dy)
+        n = 200
+        row["closed_bp_us"] = _best(lambda: [closed.rhs(y, p, dy) for _ in range(n)]) / n * 1e6
+        for name, rule, q in (("quad_bp", "bp", True), ("pepita", "pepita", None)):
+            s = build_system(rule, K, K, quadrature=q)
+            p = s.params(st, 1.0, 1.0, 0.0)
+            y = s.layout.pack(st)
+            dy = np.empty_like(y)
+            s.rhs(y, p, dy)
+            reps = 5
+            row[name + "_ms"] = _best(lambda: [s.rhs(y, p, dy) for _ in range(reps)],
+                                      repeat=3) / reps * 1e3
+            row[name + "_rule"] = s.rule_for(0.0).describe()
+        out[K] = row
+    st = _pepita_state(2, 2)
+    odeflow.solve("pepita", st, eta=1.0, alpha_max=0.1)          # compile the loop
+    t = time.perf_counter()
+    r = odeflow.solve("pepita", st, eta=1.0, alpha_max=20.0, record={"every": 1.0})
+    out["pepita_run"] = dict(wall_s=time.perf_counter() - t, nfev=r.nfev, n_steps=r.n_steps,
+                             message=r.message, eg_final=float(r.eg[-1]),
+                             error_final=r.quadrature["error_final"]["rhs_rel"])
+    return out
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--skip-cold", action="store_true",
@@ -322,6 +370,20 @@ def main(argv=None):
           f"{r3['final_diff']:.1e})")
     print(f"    speed-up = {r3['speedup']:.0f}×  (target ≥ 50×: "
           f"{'OK' if r3['speedup'] >= 50 else 'MISSED'})\n")
+
+    r5 = bench_quadrature()
+    print("(5) quadrature backend: one right-hand-side evaluation (default rule)")
+    for K in (2, 4):
+        row = r5[K]
+        print(f"    K = M = {K}: closed-form BP {row['closed_bp_us']:9.1f} µs | quadrature BP "
+              f"{row['quad_bp_ms']:7.2f} ms | exact PEPITA {row['pepita_ms']:7.2f} ms "
+              f"({row['pepita_rule']['scheme']}, {row['pepita_rule']['nodes']} nodes; "
+              f"PEPITA/closed-form BP = {row['pepita_ms'] * 1e3 / row['closed_bp_us']:.0f}×)")
+    pr = r5["pepita_run"]
+    print(f"    exact PEPITA K = M = 2, α = 0 → 20 (dopri5): {pr['wall_s']:.2f} s, "
+          f"{pr['nfev']} rhs evaluations, {pr['n_steps']} steps (target < 10 s: "
+          f"{'OK' if pr['wall_s'] < 10 else 'MISSED'}); quadrature error estimate at the end "
+          f"{pr['error_final']:.1e} relative\n")
 
     if not args.skip_cold:
         r4 = bench_cold_warm()

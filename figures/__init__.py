@@ -16,6 +16,7 @@ FIGURES = {
     "saad-solla": "figures.saad_solla",
     "scaling": "figures.scaling",
     "mnist-table": "figures.mnist_table",
+    "activations": "figures.activations",
     "afa-phase": "figures.afa_phase",
     "pepita-phase": "figures.pepita_phase",
 }

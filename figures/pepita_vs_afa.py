@@ -12,6 +12,10 @@ feedback norm ``|b| = |w F|/√N``. PEPITA with ``x̃`` adds ``(η/√N) g'(λ_k
 ``F`` at every step, so ``b`` grows like ``exp(η ‖F‖² ∫E[g' e²])`` with ``‖F‖² = N σ_F²``
 (SCIENCE.md §2): it tracks AFA for ‖F‖² ≪ 1 and diverges (marked ×) for ‖F‖² = O(1).
 
+Over the simulations, the exact-PEPITA ODE (SCIENCE.md §5.5, Gaussian quadrature) of both
+PEPITA variants, from the measured initial state (dotted lines in the rule's colour), and
+the α at which the ODE diverges (dashed vertical line, next to the simulations' dotted one).
+
 Parameters: ``figures/configs/pepita-vs-afa.json``.
 """
 from __future__ import annotations
@@ -25,7 +29,8 @@ from ._common import save_figure
 
 NAME = "pepita-vs-afa"
 DESCRIPTION = ("identically initialised PEPITA, PEPITA-forward and AFA on the same samples: "
-               "ε_g, relative difference and |b| for several σ_F (divergence marked)")
+               "ε_g, relative difference and |b| for several σ_F (divergence marked), with "
+               "the exact-PEPITA ODE")
 
 
 def _tag(sF: float) -> str:
@@ -40,6 +45,26 @@ def _nanstats(x):
         mean = np.where(n > 0, np.nansum(x, axis=0) / np.maximum(n, 1), np.nan)
         var = np.where(n > 1, np.nansum((x - mean) ** 2, axis=0) / np.maximum(n - 1, 1), 0.0)
     return mean, np.sqrt(var)
+
+
+def _ode(sim, base) -> dict:
+    """The exact-PEPITA ODE from the simulation's measured initial state (seed index 0;
+    every seed starts there: same_init), on the simulation's grid, with the simulations'
+    divergence threshold ε_g > eg_max; records after a divergence are NaN."""
+    import odeflow
+
+    T = len(sim.alpha)
+    eg_max = float(base.get("divergence", {}).get("eg_max", 1e4))
+    r = odeflow.solve(sim.rule, sim.initial_state(0), eta=base["eta"], eta_v=base["eta_v"],
+                      sigma=base.get("sigma", 0.0), activation=base.get("activation", "erf"),
+                      alpha_max=float(sim.alpha[-1]), record=sim.alpha.tolist(),
+                      diverge_threshold=eg_max)
+    out = {"eg": np.full(T, np.nan), "norm_b": np.full(T, np.nan)}
+    out["eg"][:len(r.eg)] = r.eg
+    out["norm_b"][:len(r.eg)] = r.norm_b
+    out["alpha_diverged"] = r.alpha_final if r.reason == "diverged" else np.nan
+    out["message"] = r.message
+    return out
 
 
 def make(outdir, quick: bool = False) -> dict:
@@ -70,6 +95,11 @@ def make(outdir, quick: bool = False) -> dict:
                     data[f"{k}_reldiff"] = np.abs(r.eg - a.eg) / a.eg
             info[f"{sF:g} {rule}"] = r.summary()
         data[f"{tag}_normF2"] = float(np.mean(a.sigma_F2)) * N
+        for rule in cfg.get("ode_rules", []):
+            k = f"{tag}_{rule.replace('-', '_')}"
+            o = _ode(res[rule], base)
+            data.update({f"{k}_ode_{n}": v for n, v in o.items() if n != "message"})
+            info[f"{sF:g} {rule} ODE"] = o["message"]
     alpha = data["alpha"]
 
     ncol = len(sFs)
@@ -95,6 +125,16 @@ def make(outdir, quick: bool = False) -> dict:
                 rd, _ = _nanstats(data[f"{k}_reldiff"])
                 ax_r.plot(alpha[1:], rd[1:], ls, color=col, lw=1.4,
                           label=f"{S.LABELS[rule]} vs AFA")
+            if f"{k}_ode_eg" in data:
+                ax_e.plot(alpha, data[f"{k}_ode_eg"], color=col, ls=(0, (1, 1)), lw=2.2)
+                ax_b.plot(alpha, data[f"{k}_ode_norm_b"], color=col, ls=(0, (1, 1)), lw=2.2)
+                ad_o = float(data[f"{k}_ode_alpha_diverged"])
+                if np.isfinite(ad_o):
+                    for ax in (ax_e, ax_r, ax_b):
+                        ax.axvline(ad_o, color=col, lw=1.0, ls="--")
+                    ax_e.text(ad_o - 0.02 * alpha[-1], 0.35, f"ODE diverges\nat α ≈ {ad_o:.3g}",
+                              transform=ax_e.get_xaxis_transform(), color=col, fontsize=7,
+                              va="top", ha="right")
             div = data[f"{k}_diverged"]
             if div.any():
                 ad = float(np.nanmin(data[f"{k}_alpha_diverged"]))
@@ -118,6 +158,9 @@ def make(outdir, quick: bool = False) -> dict:
         ax_r.axhline(cfg["check"]["agree_rel"], color="0.5", lw=0.8, ls=":")
         ax_b.set_xlabel(S.ALPHA)
         if j == 0:
+            if cfg.get("ode_rules"):
+                ax_e.plot([], [], color="0.3", ls=(0, (1, 1)), lw=2.2,
+                          label="exact ODE (§5.5)")
             ax_e.set_ylabel(S.EG + " (mean ± 1 std)")
             ax_r.set_ylabel(r"$|\varepsilon_g - \varepsilon_g^{\rm AFA}|\,/\,"
                             r"\varepsilon_g^{\rm AFA}$")

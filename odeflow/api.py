@@ -39,16 +39,33 @@ _CHUNK_SECONDS = 0.1
 
 
 # ------------------------------------------------------------------------------ inputs
-def get_system(rule, K: int, M: int, activation: str = "erf"):
+def get_system(rule, K: int, M: int, activation="erf", quadrature=None):
     """The compiled system for ``rule`` (a name, a ``theory.rules.Rule``, or a prebuilt
-    system object with ``rhs``, ``eg``, ``layout`` and ``params``)."""
+    system object with ``rhs``, ``eg``, ``layout`` and ``params``). ``quadrature``: see
+    :func:`solve`."""
     if all(hasattr(rule, a) for a in ("rhs", "eg", "layout", "params")):
         if (rule.layout.K, rule.layout.M) != (K, M):
             raise ValueError(f"the system was built for K={rule.layout.K}, M={rule.layout.M} "
                              f"but the initial state has K={K}, M={M}")
         return rule
     from theory.codegen import build_system   # imports sympy: only when needed
-    return build_system(rule, K, M, activation)
+    return build_system(rule, K, M, activation, quadrature)
+
+
+def _quad_report(system, state, final, eta, eta_v, sigma, rule_params):
+    """The quadrature rule used and its error estimate at the initial and final states
+    (None for closed-form systems): see ``theory.codegen_quad.QuadSystem.error_estimate``."""
+    if not hasattr(system, "error_estimate"):
+        return None
+    rp = dict(rule_params or {})
+    out = {"options": dict(system.quadrature),
+           "rule": system.rule_for(sigma).describe()}
+    for name, st in (("init", state), ("final", final)):
+        try:
+            out[f"error_{name}"] = system.error_estimate(st, eta, eta_v, sigma, **rp)
+        except ValueError as exc:       # e.g. a final state at the edge of validity
+            out[f"error_{name}"] = str(exc)
+    return out
 
 
 def _as_state(init) -> OrderParameters:
@@ -237,6 +254,16 @@ class Result:
     def __len__(self):
         return len(self.alpha)
 
+    @property
+    def quadrature(self) -> dict | None:
+        """For a quadrature-backed run: the options, the rule used (scheme, nodes) and the
+        error estimate ``error_init``/``error_final`` — the largest change of the
+        right-hand side (absolute ``rhs_abs``, relative to its largest entry ``rhs_rel``)
+        and of ε_g (``eg_abs``) when the rule is replaced by the coarser rule
+        ``theory.quadrature.coarse_rule`` (Gauss–Hermite n − 2 per field, or Sobol with half
+        the points), at the initial and the final state. None for closed forms."""
+        return self.params.get("quadrature")
+
     def state(self, i: int) -> OrderParameters:
         """The :class:`OrderParameters` at record ``i``."""
         kw = dict(Q=self.Q[i], R=self.R[i], v=self.v[i])
@@ -350,25 +377,33 @@ def _drive(call, fs, ist, alpha_max, max_steps, bar, chunk0=256):
 def solve(rule, init, *, eta, eta_v=None, sigma=0.0, activation="erf", alpha_max,
           method="dopri5", dt=None, rtol=1e-8, atol=1e-10, record=None, eg_tol=None,
           max_steps=10_000_000, diverge_threshold=1e6, rule_params=None,
-          progress=False) -> Result:
+          progress=False, quadrature=None) -> Result:
     """Integrate the order-parameter ODEs of ``rule`` from ``init`` to ``alpha_max``.
 
     Parameters
     ----------
     rule : str, theory.rules.Rule or system
-        "bp", "fa", "afa", a Rule, or a prebuilt system (``theory.codegen.System`` or any
-        object with ``rhs``, ``eg``, ``layout``, ``params``, ``rule``).
+        "bp", "fa", "afa", "pepita", "pepita-forward", a Rule, or a prebuilt system
+        (``theory.codegen.System`` or any object with ``rhs``, ``eg``, ``layout``,
+        ``params``, ``rule``).
     init : OrderParameters or dict of arrays
-        Initial state at α = 0; K and M are taken from it. FA needs ``b``; AFA needs ``b``,
-        ``c`` and ``sigma_F2``.
+        Initial state at α = 0; K and M are taken from it. FA needs ``b``; AFA and
+        pepita-forward need ``b``, ``c`` and ``sigma_F2``; pepita also ``F_norm2``.
     eta, eta_v : float
         Learning rates of the first layer (η, scaled η/√N) and second layer (η_v, scaled
         η_v/N). ``eta_v`` defaults to ``eta``.
     sigma : float
         Teacher output-noise standard deviation σ.
-    activation : {"erf", "linear"}
+    activation : {"erf", "linear", "relu", "tanh", "sigmoid"} or sympy expression of z
+        (``theory.activations``). erf and linear use closed forms where the rule allows.
     alpha_max : float
         Final time α (samples / N); must be positive.
+    quadrature : None, bool, str or dict
+        None: closed-form averages where they exist, Gaussian quadrature otherwise
+        (``theory.codegen_quad``); False: closed forms only; True, a scheme name
+        ("auto", "gauss-hermite", "sobol") or ``{"scheme", "n", "seed"}``: force quadrature
+        with these options (``theory.quadrature.make_rule``). A quadrature run reports its
+        rule and error estimate in ``Result.quadrature``.
     method : {"dopri5", "rk4", "euler"}
         "dopri5": adaptive Dormand–Prince 5(4) with dense output (``rtol``, ``atol``;
         ``dt`` if given is the first trial step). "rk4", "euler": fixed step ``dt``
@@ -426,7 +461,7 @@ def solve(rule, init, *, eta, eta_v=None, sigma=0.0, activation="erf", alpha_max
     sigma = float(sigma)
     rec, record_spec = _record_grid(record, alpha_max)
 
-    system = get_system(rule, state.K, state.M, activation)
+    system = get_system(rule, state.K, state.M, activation, quadrature)
     t_sys = time.perf_counter()
     p = _params_vector(system, state, eta, eta_v, sigma, rule_params)
     lay = system.layout
@@ -467,6 +502,9 @@ def solve(rule, init, *, eta, eta_v=None, sigma=0.0, activation="erf", alpha_max
                   atol=atol if method == "dopri5" else None, record=_jsonable(record_spec),
                   eg_tol=eg_tol, max_steps=max_steps, diverge_threshold=diverge_threshold,
                   rule_params=dict(rule_params or {}))
+    quad = _quad_report(system, state, final, eta, eta_v, sigma, rule_params)
+    if quad is not None:
+        params["quadrature"] = quad
     t_end = time.perf_counter()
     return Result(alpha=rec[:nr].copy(), eg=rec_eg[:nr].copy(), Q=parts["Q"], R=parts["R"],
                   v=parts["v"], b=b,
@@ -594,7 +632,8 @@ def _nan_stats(x, alive):
 
 def solve_sde(rule="afa", init=None, *, eta, eta_v=None, sigma=0.0, activation="erf",
               alpha_max, dt, n_paths, seed=None, record=None, method="euler-maruyama",
-              diverge_threshold=1e6, rule_params=None, progress=False) -> SDEResult:
+              diverge_threshold=1e6, rule_params=None, progress=False,
+              quadrature=None) -> SDEResult:
     """Ensemble of the AFA SDE ``db = drift dα + chol(Σ) dB_α`` (SCIENCE.md §5.2).
 
     Q, R and v follow their ODEs given the path of b; b gets Gaussian noise with covariance
@@ -637,7 +676,7 @@ def solve_sde(rule="afa", init=None, *, eta, eta_v=None, sigma=0.0, activation="
     eta_v = eta if eta_v is None else float(eta_v)
     sigma = float(sigma)
     rec, record_spec = _record_grid(record, alpha_max)
-    system = get_system(rule, state.K, state.M, activation)
+    system = get_system(rule, state.K, state.M, activation, quadrature)
     if getattr(system, "noise", None) is None or not system.layout.adaptive_b:
         raise ValueError(f"rule {_rule_name(system)!r} has no stochastic feedback; solve_sde "
                          "needs an adaptive-feedback rule such as 'afa' (use solve for the "

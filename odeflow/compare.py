@@ -22,10 +22,9 @@ finite-N estimate of one trajectory, and the ODE is started from the *measured* 
 order parameters of seed index 0 (SCIENCE.md §4a), integrated with the simulation's
 ``eta``, ``eta_v``, ``sigma`` and ``activation`` and recorded on the simulation's α grid.
 
-The ODE of ``pepita`` and ``pepita-forward`` is the AFA ODE (:data:`ODE_RULE`): exact
-PEPITA equals AFA to first order in ``e b`` (SCIENCE.md §2). For ``pepita`` (presynaptic
-``x̃``) this is accurate only when ``‖F‖² = N σ_F² ≪ 1``; the comparison then measures how
-far it is off.
+Every simulated rule has its own ODE (:data:`ODE_RULE`); ``pepita`` and ``pepita-forward``
+use the exact two-pass equations of SCIENCE.md §5.5 (Gaussian quadrature), with the
+measured ``‖F‖² = N σ_F²`` as a finite-N parameter for ``pepita``.
 
 For every order parameter ``eg, Q, R, v, b`` (``b`` only for rules with feedback) the
 discrepancy is ``max over α and components of |mean_sim − ODE|`` over the α range both
@@ -46,7 +45,8 @@ __all__ = ["compare", "Comparison", "ODE_KEYS", "ODE_RULE", "OBSERVABLES"]
 #: config keys that go to the ODE solver rather than to the simulation
 ODE_KEYS = ("method", "rtol", "atol", "dt")
 #: which ODE system describes each simulated rule
-ODE_RULE = {"bp": "bp", "fa": "fa", "afa": "afa", "pepita": "afa", "pepita-forward": "afa"}
+ODE_RULE = {"bp": "bp", "fa": "fa", "afa": "afa", "pepita": "pepita",
+            "pepita-forward": "pepita-forward"}
 #: the order parameters compared, in order
 OBSERVABLES = ("eg", "Q", "R", "v", "b")
 
@@ -242,7 +242,7 @@ def compare(config: dict, progress: bool = False, sim=None) -> Comparison:
     if sim is None:
         sim = simulate(cfg, progress=progress)
     rule = cfg["rule"]
-    init = sim.initial_state(0)   # for pepita*: b, c, sigma_F2 measured as for afa
+    init = sim.initial_state(0)   # for pepita*: b, c, sigma_F2 (and F_norm2) measured
     ode_res = solve(ODE_RULE[rule], init, eta=cfg["eta"], eta_v=cfg["eta_v"],
                     sigma=cfg["sigma"], activation=cfg["activation"],
                     alpha_max=cfg["alpha_max"], record={"alpha": sim.alpha.tolist()},
@@ -257,8 +257,8 @@ def compare(config: dict, progress: bool = False, sim=None) -> Comparison:
                      + "); they are left out of the mean")
     if rule == "pepita":
         nF2 = cfg["N"] * cfg["sigma_F"] ** 2
-        notes.append(f"pepita is compared with the AFA ODE (first order in e b); with "
-                     f"presynaptic x̃ this holds only for ‖F‖² = N σ_F² = {nF2:.3g} ≪ 1")
+        notes.append(f"pepita's exact ODE (SCIENCE.md §5.5) with ‖F‖² = N σ_F² = {nF2:.3g}: "
+                     "b grows like exp(η ‖F‖² ∫E[δ e]) along F")
     names = ["eg", "Q", "R", "v"] + (["b"] if sim.b is not None and ode_res.b is not None
                                      else [])
     sim_mean, sim_std, ode, disc, se = {}, {}, {}, {}, {}

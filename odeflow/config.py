@@ -2,9 +2,10 @@
 
 A config is a JSON object. Keys for ``solve`` (:data:`SOLVE_KEYS`)::
 
-    rule          "bp" | "fa" | "afa"                                  (required)
+    rule          "bp" | "fa" | "afa" | "pepita" | "pepita-forward"    (required)
     K, M          ints, optional; checked against init
-    activation    "erf" (default) | "linear"
+    activation    "erf" (default) | "linear" | "relu" | "tanh" | "sigmoid"
+    quadrature    null (auto) | false | true | scheme | {"scheme", "n", "seed"}
     eta           first-layer learning rate η                          (required)
     eta_v         second-layer learning rate η_v (default: eta)
     sigma         teacher output-noise std σ (default 0)
@@ -15,7 +16,8 @@ A config is a JSON object. Keys for ``solve`` (:data:`SOLVE_KEYS`)::
     record        {"every": dα} | {"log": n, "min": α_min} | {"alpha": [...]} | dα
     eg_tol        stop when ε_g < eg_tol (optional)
     max_steps, diverge_threshold
-    init          {"Q", "R", "T", "v", "v_star", "b" (FA, AFA), "c", "sigma_F2" (AFA)}
+    init          {"Q", "R", "T", "v", "v_star", "b" (FA, AFA), "c", "sigma_F2" (AFA),
+                   "F_norm2" (pepita)}
     description   free text (ignored)
 
 ``sde`` (:data:`SDE_KEYS`) takes the same keys minus ``rtol, atol, eg_tol, max_steps``,
@@ -35,7 +37,7 @@ __all__ = ["SOLVE_KEYS", "SDE_KEYS", "INIT_KEYS", "load_config", "validate_confi
            "to_solve_args", "to_sde_args", "ConfigError"]
 
 _COMMON = ("rule", "K", "M", "activation", "eta", "eta_v", "sigma", "alpha_max", "dt",
-           "record", "diverge_threshold", "init", "description")
+           "record", "diverge_threshold", "init", "description", "quadrature")
 SOLVE_KEYS = _COMMON + ("method", "rtol", "atol", "eg_tol", "max_steps")
 SDE_KEYS = _COMMON + ("method", "n_paths", "seed")
 INIT_KEYS = FIELDS

@@ -133,7 +133,8 @@ def validate_config(config) -> dict:
     """Check a simulation config and return a normalised copy with every default filled in.
 
     Keys (see :data:`DEFAULTS`): ``rule`` (one of :data:`RULES`), ``N``, ``K``, ``M``,
-    ``activation`` (``erf`` or ``linear``), ``eta``, ``eta_v``, ``sigma``, ``sigma_F``,
+    ``activation`` (``erf``, ``linear``, ``relu``, ``tanh``, ``sigmoid``), ``eta``,
+    ``eta_v``, ``sigma``, ``sigma_F``,
     ``b_scale``, ``alpha_max``, ``record``, ``seeds``, ``same_init``, ``init``, ``mc_test``,
     ``divergence``, ``threads``, ``record_weights``, ``description``.
 
@@ -441,18 +442,33 @@ _INV_SQRT2 = 1.0 / math.sqrt(2.0)
 
 @njit(cache=True, nogil=True, inline="always", fastmath=_FM)
 def _g(z, act):
-    """g(z) = erf(z/√2) (act 0) or z (act 1)."""
+    """g(z), act = index in theory.observables.ACTIVATIONS: 0 erf(z/√2), 1 z, 2 max(0, z),
+    3 tanh z, 4 1/(1 + e^(−z)) (computed as (1 + tanh(z/2))/2: no overflow)."""
     if act == 0:
         return math.erf(z * _INV_SQRT2)
-    return z
+    if act == 1:
+        return z
+    if act == 2:
+        return z if z > 0.0 else 0.0
+    if act == 3:
+        return math.tanh(z)
+    return 0.5 + 0.5 * math.tanh(0.5 * z)
 
 
 @njit(cache=True, nogil=True, inline="always", fastmath=_FM)
 def _gp(z, act):
-    """g'(z) = √(2/π) exp(−z²/2) (act 0) or 1 (act 1)."""
+    """g'(z): √(2/π) exp(−z²/2), 1, θ(z), 1 − tanh² z, g(1 − g) for acts 0…4."""
     if act == 0:
         return _SQRT_2_OVER_PI * math.exp(-0.5 * z * z)
-    return 1.0
+    if act == 1:
+        return 1.0
+    if act == 2:
+        return 1.0 if z > 0.0 else 0.0
+    if act == 3:
+        t = math.tanh(z)
+        return 1.0 - t * t
+    t = math.tanh(0.5 * z)
+    return 0.25 * (1.0 - t * t)
 
 
 @njit(cache=True, nogil=True, inline="always", fastmath=_FM)
@@ -619,6 +635,12 @@ def _eg_upper_bound(qd, v, v_star, Tdiag, act):
     if act == "erf":
         s_st = np.sqrt((2 / np.pi) * np.arcsin(qd / (1 + qd)))
         s_te = np.sqrt((2 / np.pi) * np.arcsin(Tdiag / (1 + Tdiag)))
+    elif act == "relu":                                  # E[relu(z)²] = q/2
+        s_st, s_te = np.sqrt(qd / 2), np.sqrt(Tdiag / 2)
+    elif act == "tanh":                                  # |g| ≤ min(1, |z|)
+        s_st, s_te = np.sqrt(np.minimum(1.0, qd)), np.sqrt(np.minimum(1.0, Tdiag))
+    elif act == "sigmoid":                               # 0 < g < 1
+        s_st, s_te = np.ones_like(qd), np.ones_like(Tdiag)
     else:
         s_st, s_te = np.sqrt(qd), np.sqrt(Tdiag)
     return 0.5 * (np.abs(v) @ s_st + np.abs(v_star) @ s_te) ** 2
@@ -628,6 +650,12 @@ def _g_np(z, act):
     if act == "erf":
         from scipy.special import erf
         return erf(z / math.sqrt(2))
+    if act == "relu":
+        return np.maximum(z, 0.0)
+    if act == "tanh":
+        return np.tanh(z)
+    if act == "sigmoid":
+        return 0.5 + 0.5 * np.tanh(0.5 * z)
     return z
 
 
@@ -836,7 +864,9 @@ class SimulationResult:
                              f"(seeds = {list(self.seeds)})")
         kw = {}
         if self.c is not None:
-            kw = dict(b=self.b0[seed], c=self.c[seed], sigma_F2=float(self.sigma_F2[seed]))
+            # ‖F‖² = N σ_F² (exact PEPITA's ODE needs it; recorded as init_F_norm2)
+            kw = dict(b=self.b0[seed], c=self.c[seed], sigma_F2=float(self.sigma_F2[seed]),
+                      F_norm2=float(self.sigma_F2[seed]) * self.config["N"])
         elif self.b0 is not None:
             kw = dict(b=self.b0[seed])
         return OrderParameters(Q=self.Q0[seed], R=self.R0[seed], T=self.T[seed],

@@ -548,14 +548,23 @@ def _load_module(rule: Rule, activation: str):
     return out
 
 
-def build_system(rule, K: int, M: int, activation: str = "erf") -> System:
+def build_system(rule, K: int, M: int, activation="erf", quadrature=None):
     """The derived, compiled system of ``rule`` for K student and M teacher units.
 
     Derivation and compilation happen once per (rule, activation) and process (and are
     cached on disk across processes); every K, M reuses them.
+
+    ``quadrature``: None (default) uses the closed forms where they exist (erf, linear
+    with a rule linear in the feedback) and Gaussian quadrature otherwise
+    (:mod:`theory.codegen_quad`); False demands closed forms; True, a scheme name or a
+    dict ``{"scheme", "n", "seed"}`` forces quadrature with those options.
     """
     rule = get_rule(rule)
     K, M = _check_size("K", K), _check_size("M", M)
+    if _needs_quadrature(rule, activation, quadrature):
+        from .codegen_quad import build_quad_system
+        return build_quad_system(rule, K, M, activation, quadrature)
+    activation = getattr(activation, "name", activation)
     mem_key = (rule.key, K, M, activation)
     if mem_key not in _SYSTEMS:
         der, mod, path, timings = _load_module(rule, activation)
@@ -563,3 +572,21 @@ def build_system(rule, K: int, M: int, activation: str = "erf") -> System:
                                    Layout(K, M, rule.feedback == "adaptive"), der, mod.rhs,
                                    mod.eg, mod.noise, path, dict(timings))
     return _SYSTEMS[mem_key]
+
+
+def _needs_quadrature(rule: Rule, activation, quadrature) -> bool:
+    """Dispatch between the closed-form templates and the quadrature backend."""
+    from .activations import get_activation
+    act = get_activation(activation)
+    if quadrature is not None and quadrature is not False:
+        return True
+    closed = act.closed_form and rule.is_standard
+    if closed:
+        try:
+            D.derive(rule, act.name)
+        except NotImplementedError:
+            closed = False
+    if not closed and quadrature is False:
+        raise ValueError(f"rule {rule.name!r} with activation {act.name!r} has no closed-form "
+                         "averages (quadrature=False); allow quadrature (None or True)")
+    return not closed

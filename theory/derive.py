@@ -39,7 +39,7 @@ import sympy as sp
 
 from . import rules as R
 from .integrals import ARITY, SYMMETRIES
-from .observables import check_activation
+from .observables import check_closed_form as check_activation
 
 __all__ = ["Term", "Derivation", "derive", "INDEX_CLASS"]
 
@@ -348,6 +348,11 @@ def derive(rule, activation: str = "erf") -> Derivation:
     """
     rule = R.get_rule(rule)
     check_activation(activation)
+    if not rule.is_standard:
+        raise NotImplementedError(
+            f"rule {rule.name!r}: presynaptic {rule.presynaptic!r}, v_signal "
+            f"{rule.v_signal} or the second-pass field lam_t have no closed-form reduction; "
+            "its ODEs come from Gaussian quadrature (theory.codegen_quad)")
     kappa = rule.weight_decay
     try:
         f = _Dummies()

@@ -31,7 +31,7 @@ from itertools import combinations_with_replacement
 
 import sympy as sp
 
-from .observables import check_activation
+from .observables import check_closed_form as check_activation
 
 __all__ = ["ARITY", "SYMMETRIES", "closed_form", "entry_symbols", "kernel"]
 

@@ -14,8 +14,18 @@ The symbols a rule may use (import them from here):
 ``v_k``   the unit's second-layer weight (backprop's feedback)
 ``b_k``   the unit's feedback weight: fixed (FA) or ``w_k·F/√N`` (AFA)
 ``phi``   the feedback field φ = F·x/√N (adaptive feedback only)
+``lam_t`` the second-pass field λ̃_k = w_k·x̃/√N = λ_k − e b_k, x̃ = x − F e (PEPITA)
 ``g``     the activation; ``gp`` its derivative g'
 ========  =================================================================
+
+Two more fields of a Rule generalise the update (SCIENCE.md §5.5)::
+
+    w_k ← w_k − (η/√N) δ_k p,     p = x ("x", default) or x̃ = x − F e ("x_tilde")
+    v_k ← v_k − (η_v/N) e s_k,    s_k = ``v_signal`` (default g(λ_k); PEPITA: g(λ̃_k))
+
+A rule that is not linear in the feedback (e.g. exact PEPITA, ``δ_k = g(λ_k) − g(λ̃_k)``)
+has no closed-form averages: its ODEs are computed by Gaussian quadrature
+(:mod:`theory.codegen_quad`).
 
 Example — FA plus weight decay, a rule that is not built in::
 
@@ -32,18 +42,22 @@ from typing import Mapping
 
 import sympy as sp
 
-__all__ = ["Rule", "get_rule", "RULES", "lam", "e", "v_k", "b_k", "phi", "g", "gp"]
+__all__ = ["Rule", "get_rule", "RULES", "lam", "e", "v_k", "b_k", "phi", "lam_t", "g", "gp",
+           "PRESYNAPTIC"]
 
 lam = sp.Symbol("lam", real=True)
 e = sp.Symbol("e", real=True)
 v_k = sp.Symbol("v_k", real=True)
 b_k = sp.Symbol("b_k", real=True)
 phi = sp.Symbol("phi", real=True)
+lam_t = sp.Symbol("lam_t", real=True)
 g = sp.Function("g")
 gp = sp.Function("gp")
 
 #: the symbols a rule's ``delta`` may contain, besides its own ``params``
-RULE_SYMBOLS = (lam, e, v_k, b_k, phi)
+RULE_SYMBOLS = (lam, e, v_k, b_k, phi, lam_t)
+#: the presynaptic term of the first-layer update: x, or the modulated x̃ = x − F e
+PRESYNAPTIC = ("x", "x_tilde")
 
 FEEDBACK_KINDS = ("v", "fixed", "adaptive")
 SECOND_LAYER_KINDS = ("sgd", "fixed")
@@ -71,6 +85,11 @@ class Rule:
         κ in ``−(η κ/N) w_k`` per step.
     params : mapping name → default value
         Extra scalar symbols used in ``delta`` or ``weight_decay``; passed at solve time.
+    presynaptic : {"x", "x_tilde"}
+        The presynaptic term p of ``Δw_k = −(η/√N) δ_k p``: the input x, or the modulated
+        input ``x̃ = x − F e`` (needs adaptive feedback: F exists).
+    v_signal : sympy expression, optional
+        ``s_k`` in ``Δv_k = −(η_v/N) e s_k``; default ``g(lam)``.
     """
 
     name: str
@@ -79,6 +98,8 @@ class Rule:
     second_layer: str = "sgd"
     weight_decay: sp.Expr = sp.Integer(0)
     params: Mapping[str, float] = field(default_factory=dict)
+    presynaptic: str = "x"
+    v_signal: sp.Expr = None
 
     def __post_init__(self):
         set_ = object.__setattr__
@@ -90,39 +111,62 @@ class Rule:
         if self.second_layer not in SECOND_LAYER_KINDS:
             raise ValueError(f"rule {self.name!r}: second_layer must be one of "
                              f"{', '.join(SECOND_LAYER_KINDS)}, got {self.second_layer!r}")
+        if self.presynaptic not in PRESYNAPTIC:
+            raise ValueError(f"rule {self.name!r}: presynaptic must be one of "
+                             f"{', '.join(PRESYNAPTIC)}, got {self.presynaptic!r}")
+        if self.presynaptic == "x_tilde" and self.feedback != "adaptive":
+            raise ValueError(f"rule {self.name!r}: presynaptic 'x_tilde' (x − F e) needs "
+                             "feedback='adaptive' (the vector F)")
         delta = sp.sympify(self.delta)
         decay = sp.sympify(self.weight_decay)
+        vsig = g(lam) if self.v_signal is None else sp.sympify(self.v_signal)
         params = {str(k): float(v) for k, v in dict(self.params).items()}
         bad = RESERVED & set(params)
         if bad:
             raise ValueError(f"rule {self.name!r}: parameter names {sorted(bad)} are reserved")
         allowed = set(RULE_SYMBOLS) | {sp.Symbol(p, real=True) for p in params} | {
             sp.Symbol(p) for p in params}
-        for what, expr in (("delta", delta), ("weight_decay", decay)):
+        for what, expr in (("delta", delta), ("weight_decay", decay), ("v_signal", vsig)):
             unknown = {s for s in expr.free_symbols if s not in allowed}
             if unknown:
                 raise ValueError(
                     f"rule {self.name!r}: {what} uses unknown symbols "
-                    f"{sorted(map(str, unknown))}; allowed: lam, e, v_k, b_k, phi and the "
-                    f"rule's params {sorted(params)}")
+                    f"{sorted(map(str, unknown))}; allowed: lam, e, v_k, b_k, phi, lam_t and "
+                    f"the rule's params {sorted(params)}")
+        if phi in vsig.free_symbols:
+            raise ValueError(f"rule {self.name!r}: v_signal may not use phi")
         if decay.free_symbols & set(RULE_SYMBOLS):
             raise ValueError(f"rule {self.name!r}: weight_decay must be a constant or a "
                              "rule parameter, not a function of the fields")
-        if b_k in delta.free_symbols and self.feedback == "v":
-            raise ValueError(f"rule {self.name!r}: delta uses b_k but feedback='v'; say "
-                             "feedback='fixed' or 'adaptive'")
+        for what, expr in (("delta", delta), ("v_signal", vsig)):
+            used = expr.free_symbols & {b_k, lam_t}
+            if used and self.feedback == "v":
+                raise ValueError(f"rule {self.name!r}: {what} uses "
+                                 f"{', '.join(sorted(map(str, used)))} (needs the feedback "
+                                 "b_k) but feedback='v'; say feedback='fixed' or 'adaptive'")
         if phi in delta.free_symbols and self.feedback != "adaptive":
             raise ValueError(f"rule {self.name!r}: phi (= F·x/√N) exists only with "
                              "feedback='adaptive'")
         set_(self, "delta", delta)
         set_(self, "weight_decay", decay)
         set_(self, "params", params)
+        set_(self, "v_signal", vsig)
 
     @property
     def key(self) -> str:
         """A canonical string identifying the mathematics of the rule (for caches)."""
-        return "|".join([self.name, sp.srepr(self.delta), self.feedback, self.second_layer,
-                         sp.srepr(self.weight_decay), repr(sorted(self.params))])
+        parts = [self.name, sp.srepr(self.delta), self.feedback, self.second_layer,
+                 sp.srepr(self.weight_decay), repr(sorted(self.params))]
+        if not self.is_standard:    # keys of the original rules are unchanged
+            parts += [self.presynaptic, sp.srepr(self.v_signal)]
+        return "|".join(parts)
+
+    @property
+    def is_standard(self) -> bool:
+        """Presynaptic x, second layer driven by g(λ_k), no λ̃: the form the closed-form
+        derivation (theory.derive) handles when δ is also linear in the feedback."""
+        return (self.presynaptic == "x" and self.v_signal == g(lam)
+                and lam_t not in self.delta.free_symbols)
 
     def __hash__(self):
         return hash(self.key)
@@ -136,6 +180,11 @@ RULES = {
     "bp": Rule("bp", delta=v_k * gp(lam) * e, feedback="v"),
     "fa": Rule("fa", delta=b_k * gp(lam) * e, feedback="fixed"),
     "afa": Rule("afa", delta=b_k * gp(lam) * e, feedback="adaptive"),
+    # exact two-pass PEPITA (SCIENCE.md §5.5): δ = g(λ) − g(λ̃), v learns from g(λ̃)
+    "pepita": Rule("pepita", delta=g(lam) - g(lam_t), feedback="adaptive",
+                   presynaptic="x_tilde", v_signal=g(lam_t)),
+    "pepita-forward": Rule("pepita-forward", delta=g(lam) - g(lam_t), feedback="adaptive",
+                           presynaptic="x", v_signal=g(lam_t)),
 }
 
 

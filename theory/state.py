@@ -6,6 +6,7 @@ Notation follows SCIENCE.md §3 and §5::
     Q_kl = w_k·w_l / N        R_km = w_k·w*_m / N        T_mn = w*_m·w*_n / N
     v_k, v*_m                 (second-layer weights of student and teacher)
     b_k = w_k·F / √N          c_m = w*_m·F / √N          sigma_F2 = F·F / N
+    F_norm2 = F·F = N sigma_F2   (exact PEPITA with presynaptic x̃, SCIENCE.md §5.5)
 
 ``b`` is the feedback each hidden unit receives: a fixed random vector for FA, the
 adaptive overlap ``W F / √N`` for AFA (then ``c`` and ``sigma_F2`` are needed too).
@@ -22,7 +23,7 @@ import numpy as np
 __all__ = ["OrderParameters", "Layout", "FIELDS", "record_alphas"]
 
 #: names of the fields of :class:`OrderParameters`, in a fixed order
-FIELDS = ("Q", "R", "T", "v", "v_star", "b", "c", "sigma_F2")
+FIELDS = ("Q", "R", "T", "v", "v_star", "b", "c", "sigma_F2", "F_norm2")
 
 # Relative tolerance for symmetry and positive semi-definiteness checks. Measured order
 # parameters carry round-off of order 1e-15 relative; integrated ones a little more.
@@ -64,6 +65,9 @@ class OrderParameters:
         ``c_m = w*_m·F/√N`` (AFA only; constant).
     sigma_F2 : float, optional
         ``F·F/N`` (AFA only; constant).
+    F_norm2 : float, optional
+        ``‖F‖² = F·F = N sigma_F2`` (exact PEPITA with presynaptic ``x̃``: a finite-N
+        parameter of its own, SCIENCE.md §5.5; constant).
 
     Raises
     ------
@@ -80,6 +84,7 @@ class OrderParameters:
     b: np.ndarray | None = None
     c: np.ndarray | None = None
     sigma_F2: float | None = None
+    F_norm2: float | None = None
 
     def __post_init__(self):
         set_ = object.__setattr__
@@ -119,13 +124,17 @@ class OrderParameters:
             raise ValueError(f"b must have shape ({K},), got {b.shape}")
         if c is not None and c.shape != (M,):
             raise ValueError(f"c must have shape ({M},), got {c.shape}")
-        s2 = self.sigma_F2
+        s2, f2 = self.sigma_F2, self.F_norm2
         if s2 is not None:
             s2 = float(np.asarray(s2, dtype=float))
             if not np.isfinite(s2) or s2 < 0:
                 raise ValueError(f"sigma_F2 must be a finite non-negative number, got {s2}")
+        if f2 is not None:
+            f2 = float(np.asarray(f2, dtype=float))
+            if not np.isfinite(f2) or f2 < 0:
+                raise ValueError(f"F_norm2 must be a finite non-negative number, got {f2}")
         for name, val in (("Q", Q), ("R", R), ("T", T), ("v", v), ("v_star", v_star),
-                          ("b", b), ("c", c), ("sigma_F2", s2)):
+                          ("b", b), ("c", c), ("sigma_F2", s2), ("F_norm2", f2)):
             set_(self, name, val)
 
     # ----------------------------------------------------------------------------- sizes
@@ -174,7 +183,7 @@ class OrderParameters:
             Second-layer weights.
         F : (N,) array, optional
             Adaptive feedback vector; gives ``b = w F/√N``, ``c = w* F/√N``,
-            ``sigma_F2 = F·F/N``.
+            ``sigma_F2 = F·F/N`` and ``F_norm2 = F·F``.
         b : (K,) array, optional
             Fixed feedback (FA). Mutually exclusive with ``F``.
         """
@@ -191,7 +200,8 @@ class OrderParameters:
             F = _as_float_array("F", F, 1)
             if F.shape != (N,):
                 raise ValueError(f"F must have shape ({N},), got {F.shape}")
-            kw = dict(b=w @ F / np.sqrt(N), c=w_star @ F / np.sqrt(N), sigma_F2=F @ F / N)
+            kw = dict(b=w @ F / np.sqrt(N), c=w_star @ F / np.sqrt(N), sigma_F2=F @ F / N,
+                      F_norm2=float(F @ F))
         elif b is not None:
             kw = dict(b=b)
         return cls(Q=w @ w.T / N, R=w @ w_star.T / N, T=w_star @ w_star.T / N,
@@ -199,7 +209,7 @@ class OrderParameters:
 
     @classmethod
     def from_spec(cls, K: int, M: int, *, Q=1.0, R=0.0, T=1.0, v=0.0, v_star=1.0,
-                  b=None, c=None, sigma_F2=None) -> "OrderParameters":
+                  b=None, c=None, sigma_F2=None, F_norm2=None) -> "OrderParameters":
         """Build a state from simple specifications (SCIENCE.md §4b).
 
         Scalars are broadcast: ``Q=q`` means ``q·I``, ``T=t`` means ``t·I``, ``R=r`` means
@@ -219,7 +229,8 @@ class OrderParameters:
         return cls(Q=mat(Q, K), R=full(R, (K, M)), T=mat(T, M), v=full(v, (K,)),
                    v_star=full(v_star, (M,)),
                    b=None if b is None else full(b, (K,)),
-                   c=None if c is None else full(c, (M,)), sigma_F2=sigma_F2)
+                   c=None if c is None else full(c, (M,)), sigma_F2=sigma_F2,
+                   F_norm2=F_norm2)
 
     # --------------------------------------------------------------------- serialisation
     def to_dict(self, prefix: str = "") -> dict:
@@ -241,8 +252,9 @@ class OrderParameters:
                              f"(needs {', '.join(prefix + n for n in required)}, optionally "
                              f"{prefix}b, {prefix}c, {prefix}sigma_F2)")
         kw = {n: np.asarray(d[prefix + n]) for n in FIELDS if prefix + n in d}
-        if "sigma_F2" in kw:
-            kw["sigma_F2"] = float(kw["sigma_F2"])
+        for name in ("sigma_F2", "F_norm2"):
+            if name in kw:
+                kw[name] = float(kw[name])
         return cls(**kw)
 
     def save(self, path) -> None:

@@ -18,7 +18,7 @@ from figures import _style
 
 ROOT = Path(__file__).resolve().parents[2]
 MINE = ["learning-curves", "pepita-vs-afa", "alignment", "feedback-noise", "saad-solla",
-        "scaling"]
+        "scaling", "activations"]
 
 
 def run_figure(name, tmp_path):
@@ -96,6 +96,31 @@ def test_pepita_vs_afa(tmp_path):
     # before it diverges, PEPITA's |b| grows while AFA's does not
     nb = d[f"{large}_pepita_norm_b"]
     assert np.nanmax(nb) > 10 * nb[:, 0].max()
+    # the exact-PEPITA ODE (§5.5): on the simulation mean at small σ_F (3 %, the
+    # tolerance of tests/odeflow/test_pepita_ode.py; 2 seeds in quick mode, where the
+    # spread of ε_g is < 1 %), and it diverges within 15 % of the simulations at large σ_F
+    m = np.nanmean(d[f"{small}_pepita_eg"], axis=0)
+    assert np.allclose(d[f"{small}_pepita_ode_eg"], m, rtol=0.03)
+    a_sim = float(np.mean(d[f"{large}_pepita_alpha_diverged"]))
+    a_ode = float(d[f"{large}_pepita_ode_alpha_diverged"])
+    assert abs(a_ode - a_sim) < 0.15 * a_sim, (a_ode, a_sim)
+
+
+def test_activations(tmp_path):
+    d, p = run_figure("activations", tmp_path)
+    rel = p["check"]["rel_max"]
+    for act in p["activations"]:
+        for rule in p["rules"]:
+            k = f"{act}_{rule}"
+            ode, m = d[f"{k}_ode_eg"], d[f"{k}_sim_mean"]
+            # the ODE (closed forms for erf, quadrature for relu, tanh) on the simulation
+            # mean within 5 % (quick mode: N = 1000, 3 seeds; the seed spread is ~2 %)
+            assert np.all(np.abs(ode - m) <= rel * m), (k, ode, m)
+        # the phenomenon: from small v (v ~ 0.1) FA's O(1) feedback gets off the plateau
+        # long before BP, whose feedback is v itself — for every activation, in theory
+        # and in simulation
+        for src in ("ode_eg", "sim_mean"):
+            assert d[f"{act}_fa_{src}"][-1] < 0.8 * d[f"{act}_bp_{src}"][-1], (act, src)
 
 
 def test_alignment(tmp_path):

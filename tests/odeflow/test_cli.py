@@ -37,7 +37,7 @@ def test_subcommand_registry():
 
 
 @pytest.mark.parametrize("name", ["bp_K2M2.json", "fa_K2M2.json", "afa_K2M2.json",
-                                  "afa_K2M2_sde.json"])
+                                  "afa_K2M2_sde.json", "pepita_K2M2.json"])
 def test_example_configs_validate(name):
     cfg = load_config(CONFIGS / name)
     command = "sde" if "n_paths" in cfg else "solve"

@@ -20,11 +20,16 @@ from theory.state import OrderParameters
 
 
 def g(z, act="erf"):
-    return erf(z / math.sqrt(2)) if act == "erf" else z
+    return {"erf": lambda: erf(z / math.sqrt(2)), "linear": lambda: z,
+            "relu": lambda: np.maximum(z, 0.0), "tanh": lambda: np.tanh(z),
+            "sigmoid": lambda: 1.0 / (1.0 + np.exp(-z))}[act]()
 
 
 def gp(z, act="erf"):
-    return math.sqrt(2 / math.pi) * np.exp(-z * z / 2) if act == "erf" else np.ones_like(z)
+    return {"erf": lambda: math.sqrt(2 / math.pi) * np.exp(-z * z / 2),
+            "linear": lambda: np.ones_like(z), "relu": lambda: (z > 0) * 1.0,
+            "tanh": lambda: 1.0 - np.tanh(z) ** 2,
+            "sigmoid": lambda: np.exp(-z) / (1.0 + np.exp(-z)) ** 2}[act]()
 
 
 # ------------------------------------------------------------------ the input generator
@@ -77,7 +82,7 @@ def _oracle(cfg, seed, steps):
 
 
 @pytest.mark.parametrize("rule", RULES)
-@pytest.mark.parametrize("act", ["erf", "linear"])
+@pytest.mark.parametrize("act", ["erf", "linear", "relu", "tanh", "sigmoid"])
 def test_steps_match_numpy_oracle(rule, act):
     N, steps = 7, 4
     cfg = dict(rule=rule, N=N, K=2, M=3, activation=act, eta=0.8, eta_v=0.7, sigma=0.3,
@@ -265,7 +270,7 @@ def test_ensemble_stats():
     ({"M": 1.5}, "M must be an integer"),
     ({"eta": -1}, "eta must be >= 0"),
     ({"alpha_max": 0}, "alpha_max must be > 0"),
-    ({"activation": "relu"}, "allowed: erf, linear"),
+    ({"activation": "softplus"}, "allowed: erf, linear, relu, tanh, sigmoid"),
     ({"seeds": 0}, "seeds"),
     ({"seeds": [1, 1]}, "distinct"),
     ({"same_init": "yes"}, "same_init"),

@@ -52,7 +52,7 @@ def test_bad_system_inputs():
     with pytest.raises(ValueError, match="K must be a positive integer"):
         build_system("bp", 0, 2)
     with pytest.raises(ValueError, match="unknown activation"):
-        build_system("bp", 2, 2, "tanh")
+        build_system("bp", 2, 2, "softplus")
     with pytest.raises(ValueError, match="unknown symbols"):
         Rule("x", delta=gp(lam) * e * lam * __import__("sympy").Symbol("q"))
     sys_ = build_system("afa", 2, 2)

@@ -1,0 +1,213 @@
+"""The quadrature backend (theory.quadrature, theory.codegen_quad) against independent
+oracles: exact Gaussian moments, the closed-form systems of theory.codegen (erf, linear)
+and Monte Carlo for activations without closed forms."""
+import math
+
+import numpy as np
+import pytest
+import sympy as sp
+
+from theory.activations import get_activation, z
+from theory.codegen import build_system
+from theory.quadrature import coarse_rule, expect, factor, make_rule
+from theory.state import OrderParameters
+
+from theory_helpers import random_state
+
+
+def moderate_state(K, M, rng, adaptive=True):
+    """A random valid state in the physical range of a run from w, w* ~ N(0, I): overlaps
+    of Gaussian vectors in d = 400 dimensions with scales U(0.5, 1.0), so Q_kk, T_mm ≲ 1.1
+    (tensor Gauss–Hermite converges slowly for erf at large field variance — see
+    docs/quadrature.md — so the 1e-8 comparison is made where runs actually are)."""
+    d = 400
+    w = rng.normal(size=(K, d)) * rng.uniform(0.5, 1.0, size=(K, 1))
+    ws = rng.normal(size=(M, d)) * rng.uniform(0.5, 1.0, size=(M, 1))
+    # correlate students with teachers (R up to ~0.5) as during learning
+    w = w + rng.uniform(0.0, 0.7, size=(K, M)) @ ws / math.sqrt(M)
+    w *= 1.0 / np.maximum(1.0, np.linalg.norm(w, axis=1, keepdims=True) / math.sqrt(d * 1.05))
+    return OrderParameters(Q=w @ w.T / d, R=w @ ws.T / d, T=ws @ ws.T / d,
+                           v=rng.normal(size=K), v_star=rng.normal(size=M),
+                           b=rng.normal(size=K), c=(rng.normal(size=M) if adaptive else None),
+                           sigma_F2=(rng.uniform(0.01, 1.0) if adaptive else None))
+
+
+def _flat(d, keys=("Q", "R", "v", "b")):
+    return np.concatenate([np.ravel(d[k]) for k in keys if k in d])
+
+
+# ------------------------------------------------------------------------- the rules
+def test_gauss_hermite_moments_are_exact():
+    # n-point GH integrates polynomials of degree ≤ 2n−1 exactly: E[ξ^4] = 3, E[ξ^6] = 15
+    r = make_rule(2, "gauss-hermite", 4)
+    X = r.nodes
+    assert r.size == 16 and abs(r.weights.sum() - 1) < 1e-14
+    assert abs(r.weights @ X[:, 0] ** 4 - 3) < 1e-12
+    assert abs(r.weights @ (X[:, 0] ** 6 * X[:, 1] ** 2) - 15) < 1e-11
+
+
+def test_expect_matches_gaussian_moments_and_singular_covariance():
+    rng = np.random.default_rng(0)
+    A = rng.normal(size=(3, 3))
+    C = A @ A.T
+    # Isserlis: E[z0 z1 z2²] = C01 C22 + 2 C02 C12, exact with 4 nodes per field
+    got = expect(lambda Z: Z[:, 0] * Z[:, 1] * Z[:, 2] ** 2, C, make_rule(3, "gauss-hermite", 4))
+    assert got == pytest.approx(C[0, 1] * C[2, 2] + 2 * C[0, 2] * C[1, 2], rel=1e-12)
+    # a singular (PSD, rank 1) covariance goes through the eigen-factor fallback
+    u = np.array([1.0, 2.0, -1.0])
+    S = np.outer(u, u)
+    L = factor(S)
+    assert np.allclose(L @ L.T, S, atol=1e-12)
+    got = expect(lambda Z: Z[:, 0] * Z[:, 1], S, make_rule(3, "gauss-hermite", 3))
+    assert got == pytest.approx(2.0, rel=1e-12)
+
+
+def test_sobol_rule_converges_like_qmc():
+    # E[erf(z1/√2) erf(z2/√2)] closed form (2/π) asin(C12 / √((1+C11)(1+C22)))
+    C = np.array([[1.0, 0.6], [0.6, 2.0]])
+    exact = 2 / math.pi * math.asin(0.6 / math.sqrt(2 * 3))
+    from scipy.special import erf
+    f = lambda Z: erf(Z[:, 0] / math.sqrt(2)) * erf(Z[:, 1] / math.sqrt(2))  # noqa: E731
+    err = abs(expect(f, C, make_rule(2, "sobol", 1 << 14)) - exact)
+    # scrambled Sobol: error ~ 1/n (×logs) — 1e-3 is ≥ 10× the observed error at 2^14
+    assert err < 1e-3
+    assert coarse_rule(make_rule(2, "sobol", 1 << 14)).n == 1 << 13
+
+
+# ------------------------------------------------------ systems against closed forms
+def _compare_closed(rule, K, M, act, n, n_states, sigma, seed, tol, states=moderate_state):
+    rng = np.random.default_rng(seed)
+    closed = build_system(rule, K, M, act)
+    quad = build_system(rule, K, M, act, quadrature={"scheme": "gauss-hermite", "n": n})
+    assert getattr(quad, "backend", None) == "quadrature" and not hasattr(closed, "backend")
+    worst = 0.0
+    for _ in range(n_states):
+        st = states(K, M, rng, adaptive=(rule == "afa"))
+        if rule == "bp":
+            st = st.replace(b=None)
+        eta, eta_v = rng.uniform(0.2, 1.5, size=2)
+        a = _flat(closed.evaluate(st, eta, eta_v, sigma))
+        b = _flat(quad.evaluate(st, eta, eta_v, sigma))
+        worst = max(worst, np.max(np.abs(a - b)) / np.max(np.abs(a)))
+        assert quad.eps_g(st) == pytest.approx(closed.eps_g(st), rel=tol, abs=1e-14)
+        if rule == "afa":
+            Sa = closed.noise_covariance(st, eta, eta_v, sigma)
+            Sb = quad.noise_covariance(st, eta, eta_v, sigma)
+            worst = max(worst, np.max(np.abs(Sa - Sb)) / np.max(np.abs(Sa)))
+    assert worst < tol, f"{rule} {act} K={K} M={M}: max relative difference {worst:.3g}"
+
+
+@pytest.mark.parametrize("rule", ["bp", "fa", "afa"])
+@pytest.mark.parametrize("K,M", [(1, 1), (2, 2), (3, 2)])
+def test_quadrature_equals_closed_form_linear(rule, K, M):
+    # linear g: every integrand is a polynomial of degree ≤ 6 in the fields (δδ·e² for
+    # AFA's noise with σ): 4 Gauss–Hermite nodes per field integrate it exactly, so only
+    # round-off remains (tolerance 1e-8 relative as the issue asks; observed ~1e-12)
+    _compare_closed(rule, K, M, "linear", 4, 50, 0.3, 1, 1e-8, states=random_state)
+
+
+def test_quadrature_equals_closed_form_erf_small():
+    # K = M = 1 with output noise (3 Gaussian variables), 60 nodes per field: at field
+    # variances ≲ 1.1 Gauss–Hermite reaches ~1e-10 for erf (measured: 40 nodes give
+    # 7e-9 at Q = 1), so 1e-8 relative (the issue's tolerance) holds with margin
+    for rule in ("bp", "fa", "afa"):
+        _compare_closed(rule, 1, 1, "erf", 60, 50, 0.3, 2, 1e-8)
+
+
+def test_quadrature_equals_closed_form_erf_2x2_cheap():
+    # K = M = 2 without noise (4 variables), 44 nodes per field (3.7·10⁶ nodes, ~1 s an
+    # evaluation); 2 states here, 50 in the slow test below
+    _compare_closed("afa", 2, 2, "erf", 44, 2, 0.0, 3, 1e-8)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("rule", ["bp", "fa", "afa"])
+def test_quadrature_equals_closed_form_erf_slow(rule):
+    # 50 random valid states, σ = 0 so that the fields are K + M = 4 Gaussian variables
+    _compare_closed(rule, 2, 2, "erf", 44, 50, 0.0, 4, 1e-8)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("rule", ["bp", "fa", "afa"])
+def test_quadrature_equals_closed_form_erf_3x2_slow(rule):
+    # K = 3, M = 2: 5 variables. 1e-8 would need ~40 nodes per field (10^8 nodes); at 24
+    # (8·10⁶ nodes, ~3 s an evaluation) the measured error is ≲ 1e-6 at these states, so
+    # this test asserts 1e-5 — a known shortfall of tensor Gauss–Hermite for erf
+    _compare_closed(rule, 3, 2, "erf", 24, 10, 0.0, 5, 1e-5)
+
+
+# ------------------------------------------------------------- against Monte Carlo
+def _mc_bp_rhs(st, act, eta, eta_v, n, rng):
+    """BP's dQ, dR, dv by plain Monte Carlo over the fields, with standard errors."""
+    g, gp = get_activation(act).numpy()
+    C = st.field_covariance()
+    K, M = st.K, st.M
+    Zs = rng.multivariate_normal(np.zeros(K + M), C, size=n)
+    lam, nu = Zs[:, :K], Zs[:, K:]
+    e = g(lam) @ st.v - g(nu) @ st.v_star
+    d = st.v * gp(lam) * e[:, None]                     # δ_k = v_k g'(λ_k) e
+    samples = {}
+    samples["Q"] = (-eta * (d[:, :, None] * lam[:, None, :] + d[:, None, :] * lam[:, :, None])
+                    + eta ** 2 * d[:, :, None] * d[:, None, :])
+    samples["R"] = -eta * d[:, :, None] * nu[:, None, :]
+    samples["v"] = -eta_v * e[:, None] * g(lam)
+    return ({k: s.mean(axis=0) for k, s in samples.items()},
+            {k: s.std(axis=0) / math.sqrt(n) for k, s in samples.items()})
+
+
+@pytest.mark.parametrize("act", ["tanh", "relu"])
+def test_quadrature_matches_monte_carlo_without_closed_form(act):
+    rng = np.random.default_rng(5)
+    st = random_state(2, 2, rng, adaptive=False).replace(b=None)
+    sysq = build_system("bp", 2, 2, act)                 # no closed form: quadrature
+    ode = sysq.evaluate(st, 0.8, 0.5)
+    mean, se = _mc_bp_rhs(st, act, 0.8, 0.5, 400_000, rng)
+    for k in ("Q", "R", "v"):
+        # 5 standard errors of the MC mean (+ the quadrature's own error: the automatic
+        # rule is scrambled Sobol, 2^14 points for tanh and 2^16 for the kinked relu,
+        # ~1e-4 relative — measured, well below 5 SE here)
+        tol = 5 * se[k] + 2e-4 * np.max(np.abs(mean[k]))
+        assert np.all(np.abs(ode[k] - mean[k]) <= tol), (k, ode[k], mean[k], se[k])
+
+
+def test_user_activation_equal_to_a_builtin_matches_it():
+    # tanh written by a user as (e^{2z} − 1)/(e^{2z} + 1) is recognised as tanh
+    a = get_activation((sp.exp(2 * z) - 1) / (sp.exp(2 * z) + 1))
+    assert a.name == "tanh"
+    # a genuinely new one: g = z + 0.1 z³ has g' = 1 + 0.3 z² (sympy.diff)
+    u = get_activation(z + sp.Rational(1, 10) * z ** 3)
+    assert u.name.startswith("user:") and sp.simplify(u.deriv - (1 + sp.Rational(3, 10) * z ** 2)) == 0
+    # its BP right-hand side, a polynomial integrand, equals Monte Carlo
+    rng = np.random.default_rng(7)
+    st = random_state(1, 1, rng, adaptive=False).replace(b=None)
+    ode = build_system("bp", 1, 1, u).evaluate(st, 0.5, 0.5)
+    g = lambda x: x + 0.1 * x ** 3  # noqa: E731
+    Zs = rng.multivariate_normal(np.zeros(2), st.field_covariance(), size=400_000)
+    e = st.v[0] * g(Zs[:, 0]) - st.v_star[0] * g(Zs[:, 1])
+    dv = -0.5 * e * g(Zs[:, 0])
+    assert abs(ode["v"][0] - dv.mean()) < 5 * dv.std() / math.sqrt(len(dv))
+
+
+# ----------------------------------------------------------------------- bad input
+def test_bad_quadrature_options_name_the_option():
+    with pytest.raises(ValueError, match="scheme"):
+        make_rule(3, "simpson")
+    with pytest.raises(ValueError, match="option n"):
+        make_rule(3, "gauss-hermite", 1)
+    with pytest.raises(ValueError, match="power of two"):
+        make_rule(3, "sobol", 1000)
+    with pytest.raises(ValueError, match="option n"):
+        build_system("bp", 2, 2, "tanh", quadrature={"n": 500})
+    with pytest.raises(ValueError, match="unknown quadrature options"):
+        build_system("bp", 2, 2, "tanh", quadrature={"nodes": 5})
+
+
+def test_bad_activation_names_it():
+    with pytest.raises(ValueError, match="unknown activation 'softplus'.*erf, linear, relu, "
+                                         "tanh, sigmoid"):
+        get_activation("softplus")
+    x = sp.Symbol("x")
+    with pytest.raises(ValueError, match=r"not an expression of z alone.*\['x'\]"):
+        get_activation(sp.tanh(x))
+    with pytest.raises(ValueError, match="does not contain z"):
+        get_activation(sp.Integer(3))

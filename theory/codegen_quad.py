@@ -1,0 +1,648 @@
+"""Generated numba code for rules and activations without closed-form averages: the
+order-parameter ODEs by Gaussian quadrature (SCIENCE.md §5.5, §10).
+
+For any rule ``δ_k(λ_k, e; v_k, b_k)`` (a sympy expression that may use the second-pass field
+``λ̃_k = λ_k − e b_k``), any activation ``g`` and presynaptic term ``p ∈ {x, x̃ = x − F e}``,
+the N → ∞ equations are expectations over the Gaussian fields ``(λ, ν)`` with covariance
+``C = [[Q, R], [Rᵀ, T]]`` (and the output noise ζ when σ > 0)::
+
+    dQ_kl/dα = −η E[δ_k P_l + δ_l P_k] + η² E[δ_k δ_l (p·p/N)] − 2ηκ Q_kl
+    dR_km/dα = −η E[δ_k P*_m] − ηκ R_km
+    dv_k/dα  = −η_v E[e s_k]                                        (second layer "sgd")
+    db_k/dα  = −η E[b_k ∂δ_k/∂λ_k + (∂δ_k/∂e) ē] + η ‖F‖² E[δ_k e] − ηκ b_k   (adaptive)
+    Σ_kl     = η² σ_F² E[δ_k δ_l]                                   (noise on b, adaptive)
+    ε_g      = ½ E[e₀²]
+
+with ``e = Σ_j v_j g(λ_j) − Σ_m v*_m g(ν_m) − σζ`` (``e₀``: without the noise),
+``P_l = w_l·p/√N`` = ``λ_l`` (p = x) or ``λ_l − e b_l`` (p = x̃), ``P*_m`` = ``ν_m`` or
+``ν_m − e c_m``, ``p·p/N`` = 1 or ``1 + e² σ_F²``, and the ‖F‖² term only for p = x̃.
+The b drift is ``−η √N E[δ_k φ]`` by Stein's lemma on φ = F·x/√N, whose covariances with the
+fields are ``b/√N, c/√N``: ``√N E[δ_k φ] = Σ_j b_j E[∂δ_k/∂λ_j] + Σ_m c_m E[∂δ_k/∂ν_m]``, and
+since δ_k depends on the other fields only through e,
+``= E[b_k ∂_λ δ_k + ∂_e δ_k ē]``, ``ē = Σ_j v_j b_j g'(λ_j) − Σ_m v*_m c_m g'(ν_m)``.
+(A rule without λ̃ and with p = x, linear in the feedback, gives back SCIENCE.md §3/§5.1.)
+
+Every expectation is one pass over the nodes of a fixed rule (:mod:`theory.quadrature`):
+``z = L ξ_q`` with ``L`` the Cholesky (or eigen) factor of C; the integrand loop is numba
+code without allocation. The nodes and weights travel at the end of the parameter vector
+``p`` (so one compiled module serves every K, M, scheme and node count)::
+
+    p = [K, M, eta, eta_v, sigma, sigma_F2, T (M·M), v_star (M), c (M), b (K, fixed
+         feedback), rule parameters (sorted), F_norm2, P, D, nodes (P·D), weights (P)]
+
+(the first part is that of :mod:`theory.codegen`). ``D = K + M`` (+1 for ζ when σ > 0).
+Generated functions: ``rhs(y, p, dy)``, ``eg(y, p)``, ``noise(y, p, S)`` (adaptive only).
+ε_g uses the closed-form I2 where it exists (erf, linear; relu: arc-cosine kernel), the
+nodes otherwise.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import sympy as sp
+
+from . import rules as R
+from .activations import Activation, activation_key, get_activation
+from .codegen import System, _Printer, cache_dir
+from .quadrature import QuadratureRule, coarse_rule, make_rule
+from .state import Layout, OrderParameters, _check_size
+
+__all__ = ["QuadSystem", "build_quad_system", "quad_options", "QUAD_CODEGEN_VERSION",
+           "quad_source"]
+
+QUAD_CODEGEN_VERSION = "1"
+#: Sobol points of the automatic rule for kinked activations (relu): ~1e-4 absolute error
+#: on K = M = 2 right-hand sides (measured against 8·10⁶-sample Monte Carlo)
+KINKED_SOBOL_N = 1 << 16
+_QUAD_KEYS = ("scheme", "n", "seed")
+
+
+# ------------------------------------------------------------------------- options
+def quad_options(quadrature) -> dict:
+    """Normalise the ``quadrature`` argument of ``solve`` to ``{"scheme", "n", "seed"}``.
+
+    ``None``/``True``/``"auto"`` → defaults; a scheme name → that scheme; a dict with keys
+    among ``scheme``, ``n``, ``seed``. Ranges are checked when the rule is built (they
+    depend on the number of fields): ValueError naming the option.
+    """
+    if quadrature is None or quadrature is True:
+        return {"scheme": "auto", "n": None, "seed": 0}
+    if isinstance(quadrature, str):
+        return {"scheme": quadrature, "n": None, "seed": 0}
+    if isinstance(quadrature, dict):
+        bad = sorted(set(quadrature) - set(_QUAD_KEYS))
+        if bad:
+            raise ValueError(f"unknown quadrature options {bad}; allowed: "
+                             f"{', '.join(_QUAD_KEYS)}")
+        return {"scheme": quadrature.get("scheme", "auto"), "n": quadrature.get("n"),
+                "seed": quadrature.get("seed", 0)}
+    raise ValueError("quadrature must be None (automatic), False (closed forms only), True, "
+                     "a scheme name or a dict {'scheme', 'n', 'seed'}, got "
+                     f"{quadrature!r}")
+
+
+# ------------------------------------------------------------------------- printing
+class _QPrinter(_Printer):
+    def _print_Heaviside(self, e):
+        return f"(1.0 if ({self._print(e.args[0])}) > 0.0 else 0.0)"
+
+    def _print_Max(self, e):
+        out = self._print(e.args[0])
+        for a in e.args[1:]:
+            out = f"max({out}, {self._print(a)})"
+        return out
+
+    def _print_Min(self, e):
+        out = self._print(e.args[0])
+        for a in e.args[1:]:
+            out = f"min({out}, {self._print(a)})"
+        return out
+
+    def _print_sign(self, e):
+        a = self._print(e.args[0])
+        return f"(1.0 if ({a}) > 0.0 else (-1.0 if ({a}) < 0.0 else 0.0))"
+
+    def _print_DiracDelta(self, e):
+        raise NotImplementedError("DiracDelta")
+
+
+_QP = _QPrinter({"fully_qualified_modules": True})
+
+
+def _pr(expr) -> str:
+    return _QP.doprint(expr)
+
+
+# ---------------------------------------------------------------------- the symbols
+_lam, _e, _v, _b = sp.symbols("lam_ e_ vk_ bk_", real=True)
+_zz = sp.Symbol("zz_", real=True)
+
+
+def _concrete(expr, act: Activation):
+    """A rule expression with g, g' replaced by the activation and λ̃ by λ − e b."""
+    expr = sp.sympify(expr).subs(R.lam_t, R.lam - R.e * R.b_k)
+    expr = expr.replace(R.g, lambda x: act.g(x)).replace(R.gp, lambda x: act.gp(x))
+    return expr.xreplace({R.lam: _lam, R.e: _e, R.v_k: _v, R.b_k: _b})
+
+
+def _unit_code(rule: R.Rule, act: Activation, adaptive: bool, params) -> list:
+    """Statements computing, for one hidden unit, d_ (δ), dl_ (∂δ/∂λ), de_ (∂δ/∂e) and
+    s_ (second-layer signal) from lam_, e_, vk_, bk_ and the rule parameters."""
+    delta = _concrete(rule.delta, act)
+    sig = _concrete(rule.v_signal, act)
+    names = [sp.Symbol("d_"), sp.Symbol("s_")]
+    exprs = [delta, sig]
+    if adaptive:
+        dl, de = sp.diff(delta, _lam), sp.diff(delta, _e)
+        if dl.has(sp.DiracDelta) or de.has(sp.DiracDelta):
+            raise NotImplementedError(
+                f"rule {rule.name!r} with activation {act.name!r}: the drift of the adaptive "
+                "feedback b needs the derivative of δ, which has a Dirac delta (g' of a kinked "
+                "activation is a step); use a smooth activation or fixed feedback")
+        names += [sp.Symbol("dl_"), sp.Symbol("de_")]
+        exprs += [dl, de]
+    allowed = {_lam, _e, _v, _b} | {sp.Symbol(p, real=True) for p in params} | {
+        sp.Symbol(p) for p in params}
+    for ex in exprs:
+        bad = ex.free_symbols - allowed
+        if bad:
+            raise NotImplementedError(
+                f"rule {rule.name!r}: the quadrature backend takes δ as a function of lam, "
+                f"e, v_k, b_k, lam_t and the rule parameters; {sorted(map(str, bad))} "
+                "(e.g. phi) are not supported")
+    reps, reduced = sp.cse(exprs, symbols=sp.numbered_symbols("t_"), optimizations="basic")
+    lines = [f"{s.name} = {_pr(ex)}" for s, ex in reps]
+    lines += [f"{n.name} = {_pr(ex)}" for n, ex in zip(names, reduced)]
+    return lines
+
+
+def _g_code(act: Activation):
+    return _pr(act.expr.xreplace({sp.Symbol("z", real=True): _zz})), _pr(
+        act.deriv.xreplace({sp.Symbol("z", real=True): _zz}))
+
+
+def _I2_code(act: Activation):
+    """Closed-form I2(a, b) of the activation as code in Caa, Cbb, Cab, or None."""
+    if act.name == "erf":
+        return ("(2.0 / math.pi) * _asin(Cab / math.sqrt((1.0 + Caa) * (1.0 + Cbb)))")
+    if act.name == "linear":
+        return "Cab"
+    if act.name == "relu":
+        return "_arccos1(Caa, Cbb, Cab)"
+    return None
+
+
+# ------------------------------------------------------------------------ the source
+def quad_source(rule: R.Rule, act: Activation, key: str) -> str:
+    """Python source of the generated module (see the module docstring)."""
+    adaptive = rule.feedback == "adaptive"
+    xt = rule.presynaptic == "x_tilde"
+    params = sorted(rule.params)
+    unit = _unit_code(rule, act, adaptive, params)
+    gcode, gpcode = _g_code(act)
+    decay = _pr(rule.weight_decay)
+    I2 = _I2_code(act)
+    ind = " " * 16
+
+    def block(lines, n):
+        return "\n".join(" " * n + s for s in lines) if lines else " " * n + "pass"
+
+    # the flags are resolved here, in Python, so numba never sees a dead branch that
+    # refers to variables the rule does not define
+    eb_line = ["eb += A[u] * Bv[u] * _gp(z[u])"] if adaptive else []
+    per_unit_extra = (["dl[k] = dl_", "de[k] = de_"] if adaptive else []) + [
+        "Pk[k] = lam_ - e * bk_" if xt else "Pk[k] = lam_"]
+    pair_extra = ["aDDe[k, l] += dk * d[l] * e * e"] if xt else []
+    Rfield = "(z[K + m] - e * Bv[K + m])" if xt else "z[K + m]"
+    unit_acc = []
+    if adaptive:
+        unit_acc.append("aB[k] += w * (Bv[k] * dl[k] + de[k] * eb)")
+        if xt:
+            unit_acc.append("aBe[k] += dk * e")
+
+    load_params = "\n".join(f"    {name} = p[P_RULE + {i}]" for i, name in enumerate(params))
+    eg_closed = f"""
+@njit(cache=True, nogil=True)
+def eg(y, p):
+    K = int(p[0]); M = int(p[1]); NU = K + M
+    C = np.empty((NU, NU)); A = np.empty(NU); Bv = np.empty(NU)
+    _fill(y, p, K, M, C, A, Bv)
+    acc = 0.0
+    for a in range(NU):
+        Caa = C[a, a]
+        for bb in range(a, NU):
+            Cbb = C[bb, bb]; Cab = C[a, bb]
+            val = A[a] * A[bb] * ({I2})
+            acc += val if a == bb else 2.0 * val
+    return 0.5 * acc
+""" if I2 is not None else """
+@njit(cache=True, nogil=True)
+def eg(y, p):
+    K = int(p[0]); M = int(p[1]); NU = K + M
+    C = np.empty((NU, NU)); A = np.empty(NU); Bv = np.empty(NU)
+    L = np.zeros((NU, NU)); z = np.empty(NU)
+    _fill(y, p, K, M, C, A, Bv)
+    if factor_nb(C, L) < 0:
+        return np.nan
+    P_RULE = P0 + M * M + 2 * M + K
+    P_Q = P_RULE + N_RULE
+    kind = int(p[P_Q + 1]); P = int(p[P_Q + 2]); D = int(p[P_Q + 3])
+    O_N = P_Q + 4
+    xi = np.empty(D); idx = np.zeros(D, np.int64)
+    X, Wt, _ = _rule_arrays(p, O_N, kind)
+    acc = 0.0
+    for q in range(P):
+        w = _next_node(p, O_N, kind, D, P, q, X, Wt, idx, xi)
+        map_node(L, xi, z)
+        e0 = 0.0
+        for u in range(NU):
+            e0 += A[u] * _g(z[u])
+        acc += w * e0 * e0
+    return 0.5 * acc
+"""
+    src = f'''# Generated by theory.codegen_quad (version {QUAD_CODEGEN_VERSION}) — do not edit.
+# rule={rule.name!r} activation={act.name!r} presynaptic={rule.presynaptic!r}
+# (any K, M, scheme and node count: sizes and nodes are read from p)
+# key={key}
+import math
+import numpy as np
+from numba import njit
+from theory.quadrature import factor_nb, map_node
+
+ADAPTIVE = {int(adaptive)}
+X_TILDE = {int(xt)}
+SGD_V = {int(rule.second_layer == "sgd")}
+N_RULE = {len(params)}
+P0 = 6  # p = [K, M, eta, eta_v, sigma, sigma_F2, T, v_star, c, b, rule params, quad]
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _asin(x):
+    return math.asin(min(1.0, max(-1.0, x)))
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _arccos1(Caa, Cbb, Cab):
+    # E[relu(a) relu(b)]: arc-cosine kernel of degree 1 (Cho & Saul 2009)
+    s = math.sqrt(max(Caa, 0.0) * max(Cbb, 0.0))
+    if s <= 0.0:
+        return 0.0
+    c = min(1.0, max(-1.0, Cab / s))
+    th = math.acos(c)
+    return s * (math.sin(th) + (math.pi - th) * c) / (2.0 * math.pi)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _g(zz_):
+    return {gcode}
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _gp(zz_):
+    return {gpcode}
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _fill(y, p, K, M, C, A, Bv):
+    # C: covariance of (λ, ν); A: readout coefficients of e = ŷ − y (v, −v*);
+    # Bv: the feedback overlaps (b, c) of the fields with F (scaled by √N)
+    O_R = K * (K + 1) // 2
+    O_V = O_R + K * M
+    P_T = P0
+    P_VS = P0 + M * M
+    P_C = P_VS + M
+    P_B = P_C + M
+    i = 0
+    for a in range(K):
+        for c in range(a, K):
+            C[a, c] = y[i]
+            C[c, a] = y[i]
+            i += 1
+    for a in range(K):
+        for m in range(M):
+            C[a, K + m] = y[O_R + a * M + m]
+            C[K + m, a] = y[O_R + a * M + m]
+    for m in range(M):
+        for m2 in range(M):
+            C[K + m, K + m2] = p[P_T + m * M + m2]
+    for a in range(K):
+        A[a] = y[O_V + a]
+        Bv[a] = y[O_V + K + a] if ADAPTIVE else p[P_B + a]
+    for m in range(M):
+        A[K + m] = -p[P_VS + m]
+        Bv[K + m] = p[P_C + m]
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _next_node(p, O, kind, D, P, q, X, Wt, idx, xi):
+    """Node q of the rule packed at p[O:] into xi; returns its weight. Tensor
+    Gauss–Hermite (kind 0; 1-D nodes X and weights Wt) runs an odometer, first coordinate
+    fastest; explicit nodes (kind 1) are read from p. No array is sliced here: a view
+    costs reference counting on every node."""
+    if kind == 0:
+        n = X.shape[0]
+        if q == 0:
+            for j in range(D):
+                idx[j] = 0
+                xi[j] = X[0]
+        else:
+            j = 0
+            idx[0] += 1
+            while idx[j] == n:
+                idx[j] = 0
+                xi[j] = X[0]
+                j += 1
+                idx[j] += 1
+            xi[j] = X[idx[j]]
+        w = 1.0
+        for j in range(D):
+            w *= Wt[idx[j]]
+        return w
+    base = O + q * D
+    for j in range(D):
+        xi[j] = p[base + j]
+    return p[O + P * D + q]
+
+
+@njit(cache=True, nogil=True)
+def _rule_arrays(p, O, kind):
+    """The 1-D Gauss–Hermite nodes and weights of a packed tensor rule (empty otherwise)."""
+    if kind == 0:
+        n = int(p[O])
+        return p[O + 1:O + 1 + n].copy(), p[O + 1 + n:O + 1 + 2 * n].copy(), O + 1 + 2 * n
+    return np.empty(0), np.empty(0), O
+
+
+@njit(cache=True, nogil=True)
+def _integrate(y, p, mode, dy, S):
+    """mode 0: dy = dy/dα; mode 1: S = noise covariance of b."""
+    K = int(p[0]); M = int(p[1]); NU = K + M
+    O_R = K * (K + 1) // 2; O_V = O_R + K * M; O_B = O_V + K
+    eta = p[2]; eta_v = p[3]; sigma = p[4]; sigma_F2 = p[5]
+    P_RULE = P0 + M * M + 2 * M + K
+{load_params}
+    P_Q = P_RULE + N_RULE
+    F_norm2 = p[P_Q]
+    kind = int(p[P_Q + 1]); P = int(p[P_Q + 2]); D = int(p[P_Q + 3])
+    O_N = P_Q + 4
+    noisy = D > NU
+    xi = np.empty(D); idx = np.zeros(D, np.int64)
+    X, Wt, _ = _rule_arrays(p, O_N, kind)
+    # work space, allocated once per call (never inside the node loop)
+    C = np.empty((NU, NU)); A = np.empty(NU); Bv = np.empty(NU)
+    L = np.zeros((NU, NU)); z = np.empty(NU)
+    d = np.empty(K); Pk = np.empty(K); s = np.empty(K); dl = np.empty(K); de = np.empty(K)
+    aQ = np.zeros((K, K)); aDD = np.zeros((K, K)); aDDe = np.zeros((K, K))
+    aR = np.zeros((K, M)); aV = np.zeros(K); aB = np.zeros(K); aBe = np.zeros(K)
+    _fill(y, p, K, M, C, A, Bv)
+    if factor_nb(C, L) < 0:          # not PSD: unphysical; the solver stops on NaN
+        if mode == 0:
+            for i in range(dy.shape[0]):
+                dy[i] = np.nan
+        else:
+            for k in range(K):
+                for l in range(K):
+                    S[k, l] = np.nan
+        return
+    for q in range(P):
+        w = _next_node(p, O_N, kind, D, P, q, X, Wt, idx, xi)
+        map_node(L, xi, z)
+        e = 0.0
+        eb = 0.0
+        for u in range(NU):
+            e += A[u] * _g(z[u])
+{block(eb_line, 12)}
+        if noisy:
+            e -= sigma * xi[NU]
+        e_ = e
+        for k in range(K):
+            lam_ = z[k]
+            vk_ = A[k]
+            bk_ = Bv[k]
+{block(unit, 12)}
+            d[k] = d_
+            s[k] = s_
+{block(per_unit_extra, 12)}
+        for k in range(K):
+            dk = w * d[k]
+            for l in range(k, K):
+                aQ[k, l] += dk * Pk[l] + w * d[l] * Pk[k]
+                aDD[k, l] += dk * d[l]
+{block(pair_extra, 16)}
+            for m in range(M):
+                aR[k, m] += dk * {Rfield}
+            aV[k] += w * e * s[k]
+{block(unit_acc, 12)}
+    if mode == 1:
+        for k in range(K):
+            for l in range(k, K):
+                S[k, l] = eta * eta * sigma_F2 * aDD[k, l]
+                S[l, k] = S[k, l]
+        return
+    kappa = {decay}
+    iq = 0
+    for k in range(K):
+        for l in range(k, K):
+            pp = aDD[k, l] + (sigma_F2 * aDDe[k, l] if X_TILDE else 0.0)
+            dy[iq] = -eta * aQ[k, l] + eta * eta * pp - 2.0 * eta * kappa * C[k, l]
+            iq += 1
+    for k in range(K):
+        for m in range(M):
+            dy[O_R + k * M + m] = -eta * aR[k, m] - eta * kappa * C[k, K + m]
+        dy[O_V + k] = -eta_v * aV[k] if SGD_V else 0.0
+        if ADAPTIVE:
+            drift = -eta * aB[k] - eta * kappa * Bv[k]
+            if X_TILDE:
+                drift += eta * F_norm2 * aBe[k]
+            dy[O_B + k] = drift
+
+
+@njit(cache=True, nogil=True)
+def rhs(y, p, dy):
+    _integrate(y, p, 0, dy, np.empty((1, 1)))
+
+{eg_closed}
+'''
+    if adaptive:
+        src += '''
+
+@njit(cache=True, nogil=True)
+def noise(y, p, S):
+    _integrate(y, p, 1, np.empty(1), S)
+'''
+    else:
+        src += "\nnoise = None\n"
+    return src
+
+
+# ------------------------------------------------------------------------ the system
+@dataclass
+class QuadSystem:
+    """A quadrature-backed order-parameter system: the interface of
+    :class:`theory.codegen.System` (``rhs``, ``eg``, ``noise``, ``layout``, ``params``,
+    ``evaluate``, ``noise_covariance``, ``eps_g``) plus the quadrature options.
+
+    Attributes
+    ----------
+    quadrature : dict
+        ``{"scheme", "n", "seed"}`` as requested (``"auto"``/None resolved per call of
+        :meth:`rule_for`, since the number of fields depends on σ).
+    """
+
+    rule: R.Rule
+    K: int
+    M: int
+    activation: str
+    act: Activation
+    layout: Layout
+    rhs: object
+    eg: object
+    noise: object
+    source_path: Path
+    quadrature: dict
+    timings: dict = field(default_factory=dict)
+    derivation: object = None
+    backend: str = "quadrature"
+
+    def dim(self, sigma: float) -> int:
+        """Number of Gaussian variables integrated: K + M (+1 for the noise ζ)."""
+        return self.K + self.M + (1 if sigma > 0 else 0)
+
+    def rule_for(self, sigma: float) -> QuadratureRule:
+        """The rule used at output noise σ. ``auto``: scrambled Sobol
+        (:func:`theory.quadrature.default_n` points; 2^16 for a kinked activation such as
+        relu, whose g' is a step)."""
+        q = self.quadrature
+        scheme, n = q["scheme"], q["n"]
+        if scheme == "auto" and not self.act.smooth:
+            scheme, n = "sobol", (KINKED_SOBOL_N if n is None else n)
+        return make_rule(self.dim(sigma), scheme, n, q["seed"])
+
+    def params(self, state: OrderParameters, eta, eta_v=None, sigma=0.0, *, qrule=None,
+               **rule_params):
+        """The parameter vector: that of :meth:`theory.codegen.System.params` followed by
+        ``F_norm2``, the number of nodes P, their dimension D, the nodes and weights.
+
+        Raises ValueError when the rule needs ``F_norm2`` (presynaptic x̃) and the state
+        lacks it, or as :meth:`theory.codegen.System.params`.
+        """
+        base = System.params(self, state, eta, eta_v, sigma, **rule_params)
+        if self.rule.presynaptic == "x_tilde":
+            state.require("F_norm2", why=f" by rule {self.rule.name!r} (presynaptic x̃ = "
+                          "x − F e: ‖F‖² = N σ_F² enters the b drift, SCIENCE.md §5.5)")
+        qr = self.rule_for(float(sigma)) if qrule is None else qrule
+        if qr.dim != self.dim(float(sigma)):
+            raise ValueError(f"quadrature rule has dim {qr.dim}, need {self.dim(sigma)}")
+        f2 = state.F_norm2 if state.F_norm2 is not None else 0.0
+        return np.concatenate([base, [f2], qr.packed()]).astype(float)
+
+    def evaluate(self, state, eta, eta_v=None, sigma=0.0, *, qrule=None, **rule_params):
+        """The right-hand side at ``state`` as arrays ``{"Q", "R", "v"[, "b"]}``."""
+        p = self.params(state, eta, eta_v, sigma, qrule=qrule, **rule_params)
+        y = self.layout.pack(state)
+        dy = np.empty_like(y)
+        self.rhs(y, p, dy)
+        return self.layout.unpack(dy)
+
+    def noise_covariance(self, state, eta, eta_v=None, sigma=0.0, **rule_params):
+        """Σ_kl = η² σ_F² E[δ_k δ_l] at ``state`` (adaptive feedback only)."""
+        if self.noise is None:
+            raise ValueError(f"rule {self.rule.name!r} has no stochastic feedback; "
+                             "only adaptive-feedback rules do")
+        p = self.params(state, eta, eta_v, sigma, **rule_params)
+        S = np.empty((self.K, self.K))
+        self.noise(self.layout.pack(state), p, S)
+        return S
+
+    def eps_g(self, state: OrderParameters) -> float:
+        p = self.params(state, 0.0, 0.0, 0.0)
+        return float(self.eg(self.layout.pack(state), p))
+
+    def error_estimate(self, state, eta, eta_v=None, sigma=0.0, **rule_params) -> dict:
+        """How far the right-hand side at ``state`` moves when the rule is replaced by
+        :func:`theory.quadrature.coarse_rule`: ``max_i |f_i − f_i^coarse|`` absolute and
+        relative to ``max_i |f_i|``, plus the same for ε_g."""
+        fine = self.rule_for(float(sigma))
+        coarse = coarse_rule(fine)
+        y = self.layout.pack(state)
+        out = []
+        for qr in (fine, coarse):
+            p = self.params(state, eta, eta_v, sigma, qrule=qr, **rule_params)
+            dy = np.empty_like(y)
+            self.rhs(y, p, dy)
+            out.append((dy, float(self.eg(y, p))))
+        (f1, e1), (f2, e2) = out
+        absd = float(np.max(np.abs(f1 - f2)))
+        return {"rhs_abs": absd, "rhs_rel": absd / max(float(np.max(np.abs(f1))), 1e-300),
+                "eg_abs": abs(e1 - e2), "coarse": coarse.describe()}
+
+
+_MODULES: dict = {}
+_SYSTEMS: dict = {}
+
+
+@lru_cache(maxsize=None)
+def _fingerprint() -> str:
+    here = Path(__file__).parent
+    h = hashlib.sha256()
+    for name in ("codegen_quad.py", "quadrature.py", "activations.py", "rules.py",
+                 "codegen.py"):
+        h.update((here / name).read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _load(rule: R.Rule, act: Activation):
+    key = (rule.key, act.key, sp.srepr(act.expr))
+    if key in _MODULES:
+        return _MODULES[key]
+    t0 = time.perf_counter()
+    digest = hashlib.sha256("|".join([QUAD_CODEGEN_VERSION, _fingerprint(), rule.key,
+                                      act.key, sp.srepr(act.expr)]).encode()).hexdigest()[:16]
+    safe = "".join(ch if ch.isalnum() else "_" for ch in rule.name)
+    path = cache_dir() / f"quad_{safe}_{act.key}_{digest}.py"
+    cached = path.exists()
+    if not cached:
+        src = quad_source(rule, act, digest)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(src)
+        os.replace(tmp, path)
+    t1 = time.perf_counter()
+    modname = f"_odeflow_quad_{safe}_{digest}"
+    spec = importlib.util.spec_from_file_location(modname, path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[modname] = mod
+    spec.loader.exec_module(mod)
+    # compile now (or load numba's cache): a 1×1 system with a 1-node rule
+    adaptive = rule.feedback == "adaptive"
+    lay = Layout(1, 1, adaptive)
+    y = np.zeros(lay.n)
+    y[0] = 1.0
+    nrp = len(rule.params)
+    p = np.concatenate([[1, 1, 0, 0, 0, 0, 1.0, 0, 0, 0], np.zeros(nrp), [0.0],
+                        make_rule(2, "gauss-hermite", 2).packed()])
+    mod.rhs(y, p, np.empty_like(y))
+    mod.eg(y, p)
+    if mod.noise is not None:
+        mod.noise(y, p, np.empty((1, 1)))
+    t2 = time.perf_counter()
+    out = (mod, path, {"derive": 0.0, "codegen": t1 - t0, "compile": t2 - t1,
+                       "source_cached": cached})
+    _MODULES[key] = out
+    return out
+
+
+def build_quad_system(rule, K: int, M: int, activation="erf", quadrature=None) -> QuadSystem:
+    """The quadrature-backed system of ``rule`` for K, M and ``activation`` (a name, a
+    sympy expression of z or an Activation). ``quadrature``: see :func:`quad_options`.
+
+    Raises
+    ------
+    ValueError
+        Unknown activation, an invalid quadrature option (checked for K + M fields).
+    NotImplementedError
+        A rule the backend cannot express (δ using φ; the b drift of a kinked activation).
+    """
+    rule = R.get_rule(rule)
+    act = get_activation(activation)
+    K, M = _check_size("K", K), _check_size("M", M)
+    opts = quad_options(quadrature)
+    sch = opts["scheme"]
+    if sch == "auto" and not act.smooth:
+        sch = "sobol"
+    make_rule(K + M, sch, opts["n"], opts["seed"])   # validate now
+    mkey = (rule.key, act.key, sp.srepr(act.expr), K, M, tuple(sorted(opts.items(),
+                                                                      key=str)))
+    if mkey not in _SYSTEMS:
+        mod, path, timings = _load(rule, act)
+        _SYSTEMS[mkey] = QuadSystem(rule, K, M, act.name, act,
+                                    Layout(K, M, rule.feedback == "adaptive"), mod.rhs,
+                                    mod.eg, mod.noise, path, dict(opts), dict(timings))
+    return _SYSTEMS[mkey]
