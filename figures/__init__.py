@@ -20,6 +20,8 @@ FIGURES = {
     "activations": "figures.activations",
     "plateau-exit": "figures.plateau_exit",
     "ff-theory": "figures.ff_theory",
+    "afa-phase": "figures.afa_phase",
+    "pepita-phase": "figures.pepita_phase",
 }
 
 

@@ -98,6 +98,14 @@ COMMANDS["compare"] = Command("simulation ensemble vs ODE from the same measured
                               _compare.run)
 
 
+# parameter sweeps (odeflow.sweep; dask imported only with --dask/--scheduler)
+from . import sweep_cli as _sweep_cli  # noqa: E402
+
+COMMANDS["sweep"] = Command("run a base config over a grid of parameters (local worker "
+                            "processes or Dask); resumable", _sweep_cli.add_arguments,
+                            _sweep_cli.run)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m odeflow",

@@ -1,0 +1,73 @@
+"""Quick modes of the sweep-built phase diagrams show their phenomena (figures afa-phase,
+pepita-phase). Thresholds live in each figure's config (key ``check``)."""
+import json
+import math
+
+import numpy as np
+
+import figures
+
+
+def run_figure(name, tmp_path):
+    mod = figures.get(name)
+    assert mod.NAME == name and "\n" not in mod.DESCRIPTION
+    mod.make(tmp_path, quick=True)
+    for ext in ("png", "pdf", "npz", "json"):
+        assert (tmp_path / f"{name}.{ext}").stat().st_size > 0
+    rec = json.loads((tmp_path / f"{name}.json").read_text())
+    assert rec["parameters"]["quick"] is True
+    with np.load(tmp_path / f"{name}.npz") as z:
+        return {k: z[k] for k in z.files}, rec["parameters"]
+
+
+def test_afa_phase(tmp_path):
+    d, p = run_figure("afa-phase", tmp_path)
+    chk, N, n = p["check"], int(d["N"]), int(d["n_seeds"])
+    eg, cos, sF = d["ode_eg"], d["ode_cos_vb"], d["sigma_F"]
+    assert eg.shape == (len(d["eta"]), len(sF)) and np.all(np.isfinite(eg))
+    # the SDE (feedback noise, SCIENCE.md 5.2) agrees with the simulation mean at every
+    # point: within k combined standard errors plus an O(1/sqrt N) finite-size allowance
+    se_sim = d["pt_sim_eg_std"] / math.sqrt(n)
+    se_sde = d["pt_sde_eg_std"] / math.sqrt(int(d["n_paths"]))
+    fs = chk["c_sqrtN"] / math.sqrt(N)
+    bound = chk["k_stderr"] * np.hypot(se_sim, se_sde) + fs
+    assert np.all(np.abs(d["pt_sim_eg"] - d["pt_sde_eg"]) <= bound)
+    # the mean-field ODE agrees where the feedback noise is small (sigma_F <= 0.3)
+    small = d["pt_sigma_F"] <= chk["ode_max_sigma_F"]
+    assert small.sum() >= 2
+    assert np.all(np.abs(d["pt_sim_eg"] - d["pt_ode_eg"])[small]
+                  <= chk["k_stderr"] * se_sim[small] + fs)
+    # phenomenon: weak feedback (smallest sigma_F) leaves eps_g on its initial plateau at
+    # every eta; strong feedback learns: at every eta eps_g falls with sigma_F overall
+    assert np.all(eg[:, 0] >= (1 - chk["plateau_rel"]) * d["eg0"])
+    assert np.all(eg[:, -1] < 0.5 * eg[:, 0])
+    # align, then memorise: wherever eps_g has left the plateau, v is aligned with b
+    learned = eg < (1 - chk["plateau_rel"]) * d["eg0"]
+    assert learned.sum() >= 5 and np.all(cos[learned] > chk["cos_aligned"])
+
+
+def test_pepita_phase(tmp_path):
+    d, p = run_figure("pepita-phase", tmp_path)
+    chk = p["check"]
+    frac = d["sim_diverged"]                          # rows ‖F‖², columns η
+    prod = d["F_norm2"][:, None] * d["eta"][None, :]
+    assert frac.shape == prod.shape and np.all((frac >= 0) & (frac <= 1))
+    # b grows at a rate ∝ η‖F‖² (SCIENCE.md 2): no network diverges where η‖F‖² is small,
+    # every one does where it is large, and more ‖F‖² never means fewer divergences
+    assert np.all(frac[prod <= chk["stable_below"]] == 0)
+    assert np.all(frac[prod >= chk["diverged_above"]] == 1)
+    assert (prod <= chk["stable_below"]).sum() >= 3 and (prod >= chk["diverged_above"]).sum() >= 3
+    assert np.all(np.diff(frac, axis=0) >= 0)
+    # diverged points stopped before alpha_max, the others have a finite final eps_g
+    a = d["sim_alpha_diverged"]
+    assert np.all((a[frac > 0] > 0) & (a[frac > 0] <= d["alpha_max"]))
+    assert np.all(np.isfinite(d["sim_eg_final"][frac == 0]))
+    if p["ode_available"]:
+        # the ODE predicts the simulations' majority outcome except next to the boundary
+        ode = d["ode_diverged"] > 0
+        sim = frac >= 0.5
+        pad = np.pad(sim, 1, mode="edge")
+        near = (pad[:-2, 1:-1] != sim) | (pad[2:, 1:-1] != sim) | \
+               (pad[1:-1, :-2] != sim) | (pad[1:-1, 2:] != sim)
+        assert np.all((ode == sim) | near)
+        assert np.mean(ode == sim) >= 0.8
