@@ -319,9 +319,12 @@ def make(outdir, quick: bool = False, seeds=None, rows=None, update_readme: bool
     records = load_store(store) if (not quick and update_readme) else {}
     for row in table["rows"]:
         if row["label"] in todo:
-            records[row["label"]] = run_row(row)
+            rec = records[row["label"]] = run_row(row)
             if not quick and update_readme:
-                save_store(records, store)  # keep what is done if a later row is stopped
+                # re-read first: another run of other rows may have stored results meanwhile;
+                # saving after every row keeps what is done if a later row is stopped
+                records = {**load_store(store), row["label"]: rec}
+                save_store(records, store)
     md = render_table(table, records)
 
     outdir = Path(outdir)
@@ -435,7 +438,8 @@ def _plot(rows, records, table):
 
 
 def main(argv=None) -> int:
-    """``python -m figures.mnist_table [--quick] [--rows LABEL …] [-o DIR]``."""
+    """``python -m figures.mnist_table [--quick] [--rows LABEL … | --render-only] [--no-readme]
+    [-o DIR]``; exit code 0 ok, 2 bad input."""
     import argparse
     import sys
 
@@ -444,6 +448,8 @@ def main(argv=None) -> int:
                                             "write it into README.md.")
     p.add_argument("--quick", action="store_true")
     p.add_argument("--rows", nargs="+", help="labels of the rows to run (default: all)")
+    p.add_argument("--render-only", action="store_true",
+                   help="run nothing: redraw table and figure from the stored full results")
     p.add_argument("--no-readme", action="store_true", help="leave README.md and the store")
     p.add_argument("-o", "--outdir", default="out/figures")
     a = p.parse_args(argv)
@@ -451,7 +457,10 @@ def main(argv=None) -> int:
     matplotlib.use("Agg")
     outdir = a.outdir + ("/quick" if a.quick else "")
     try:
-        make(outdir, quick=a.quick, rows=a.rows, update_readme=not a.no_readme)
+        if a.render_only and (a.quick or a.rows):
+            raise ValueError("--render-only redraws the stored full table; no --quick/--rows")
+        make(outdir, quick=a.quick, rows=[] if a.render_only else a.rows,
+             update_readme=not a.no_readme)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
