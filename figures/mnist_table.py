@@ -380,7 +380,7 @@ def _plot(rows, records, table):
         c = colours[lbl] = cmap(i % 10)
         ax.plot(t, m, ls, color=c, lw=1.8, label=lbl)
         ax.fill_between(t, m - sd, m + sd, color=c, alpha=0.2, lw=0)
-        lo = min(lo, np.nanmin(m[1:]) if m.size > 1 else m[0])
+        lo = min(lo, m[-1])
         axe.semilogy(t, 100 - m, ls, color=c, lw=1.8)
         axe.fill_between(t, np.clip(100 - m - sd, 1e-2, None), 100 - m + sd, color=c,
                          alpha=0.2, lw=0)
@@ -389,10 +389,13 @@ def _plot(rows, records, table):
             ax2.plot(np.arange(G.shape[1]), np.nanmean(G, 0), ls, color=c, lw=1.8, label=lbl)
         if row["baseline"]:
             u = 100 * np.mean(rec["untrained_test"])
-            ax.axhline(u, color=c, lw=1.0, ls=(0, (1, 1.5)),
+            ax.axhline(u, color=c, lw=1.6, ls=(0, (1, 1.2)),
                        label=f"{lbl}: untrained network")
+            ax.annotate(f"{lbl}, untrained network", (0.2, u), xycoords=("axes fraction",
+                        "data"), xytext=(0, -10), textcoords="offset points", fontsize=7,
+                        color=c)
     ax.set_ylabel("test accuracy (%)")
-    # epoch 0 of the supervised rules is chance level; zoom on where the rules differ
+    # epoch 0 of the supervised rules is chance level; zoom on where the rules end up
     ax.set_ylim(max(0.0, np.floor(lo / 5) * 5 - 5), 100)
     d = table["data"]
     ax.set_title(f"MNIST {d.get('n_train')}/{d.get('n_test')} subset, mean ± std over "
@@ -419,7 +422,7 @@ def _plot(rows, records, table):
         f = 100 * np.asarray(rec["final_test"], float)
         x = np.array([2 * k, 2 * k + 1], float)
         for s in range(u.size):
-            axb.plot(x, [u[s], f[s]], "-o", color=colours[row["label"]], alpha=0.6, ms=4)
+            axb.plot(x, [u[s], f[s]], "-o", color=colours[row["label"]], alpha=0.9, ms=4)
         axb.plot(x, [u.mean(), f.mean()], "-s", color="k", lw=2, ms=7,
                  label="mean over seeds" if k == 0 else None)
     axb.set_xticks([x for k in range(len(base)) for x in (2 * k, 2 * k + 1)])

@@ -33,20 +33,12 @@ def test_unsupervised_ff_beats_its_untrained_network_over_seeds():
     paired difference with no learning would scatter with std ≈ 0.3·√2 ≈ 0.45; measured
     gains (quick settings, 2×256, Adam lr 3e-4, 2 epochs) 1.85 ± 0.46, min 1.15. The test
     asks the mean gain to exceed 0 by 3 standard errors of the measured gains *and* 1 point
-    (> 2 null-hypothesis std), and every seed to gain."""
+    (> 2 null-hypothesis std), and every seed to gain. (The default suite checks seeds 0-1,
+    which the quick table runs anyway: ``test_mnist_table.py``.)"""
     u, f = _gains(range(5))
     g = 100 * (f - u)
     assert np.all(g > 0), g
     assert g.mean() > max(1.0, 3 * g.std(ddof=1) / np.sqrt(g.size)), g
-
-
-def test_unsupervised_ff_gain_in_the_quick_table_seeds():
-    """Cheaper default check on the two quick-table seeds (0, 1; measured gains 2.60, 1.15
-    points): each above 0.5, the mean above 1 point (> 2 std of a no-learning paired
-    difference, ≈ 0.45; see the slow test)."""
-    u, f = _gains([0, 1])
-    g = 100 * (f - u)
-    assert np.all(g > 0.5) and g.mean() > 1.0, g
 
 
 def test_peer_norm_gradient_is_that_of_its_surrogate_loss():
