@@ -183,8 +183,9 @@ def _layers(widths):
 
 
 def _kv(d):
-    return ", ".join(f"{k} {json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list)) else v}"
-                     for k, v in d.items())
+    def val(v):
+        return json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list)) else v
+    return ", ".join(f"{k} {val(v)}" for k, v in d.items())
 
 
 def describe(cfg: dict) -> str:

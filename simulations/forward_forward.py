@@ -28,6 +28,11 @@ with a mask ``m`` made by blurring random bits ``n_blur`` times with the filter
 ``[1/4, 1/2, 1/4]`` along both image axes and thresholding at 1/2. Accuracy comes from a
 linear softmax head trained (Adam, cross-entropy) on the length-normalised activities of the
 last layers (``head_layers``; default all but the first when there is more than one).
+Unsupervised FF needs a small step (Adam lr ≈ 3·10⁻⁴): at 0.003 about half the units of
+the upper layers die in the first epoch and the head ends below the same head on the
+untrained network (``docs/mnist.md``). Options for both modes: peer normalisation
+(:func:`peer_norm_grad`, ``peer_norm``, off by default) and the mean goodness
+(``goodness="mean"``).
 
 Teacher–student classification (:func:`teacher_student_task`): Gaussian inputs
 ``x ∈ R^N``, a committee-machine teacher ``y = Σ_m v*_m erf(w*_m·x/√(2N))`` with
@@ -44,9 +49,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["FFConfig", "FFResult", "train_ff", "layer_loss", "layer_loss_grad", "peer_norm_grad",
-           "embed_label", "predict", "hybrid_negatives", "teacher_student_task",
-           "FF_MODES", "FF_NEGATIVES", "FF_OPTIMIZERS"]
+__all__ = ["FFConfig", "FFResult", "train_ff", "layer_loss", "layer_loss_grad",
+           "peer_norm_grad", "embed_label", "predict", "hybrid_negatives",
+           "teacher_student_task", "FF_MODES", "FF_NEGATIVES", "FF_OPTIMIZERS", "FF_GOODNESS"]
 
 FF_MODES = ("supervised", "unsupervised")
 FF_NEGATIVES = ("random", "hardest")
