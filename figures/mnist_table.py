@@ -1,23 +1,39 @@
 """MNIST table: BP, FA, DFA, PEPITA (four variants, and with weight mirroring) and
-Forward-Forward on the offline MNIST subset, next to the published full-MNIST numbers.
+Forward-Forward (supervised, and unsupervised next to its untrained network) on the offline
+MNIST subset, next to the published full-MNIST numbers.
 
-Every rule runs over several seeds with the same data split (8000/2000 stratified split of
-the 10,000-image MNIST test set, the only MNIST available offline), the same architecture
-(one hidden layer) and, for the SGD rules, the same optimiser. Writes
+The rows are data, not code: ``figures/configs/mnist-table.json`` lists them, each a
+``python -m simulations train`` config (a template merged with the row's own keys), run over
+the config's seeds on the same data (the fixed, stratified 8000/2000 split of the
+10,000-image MNIST test set, the only MNIST available offline). Adding a row is adding an
+entry there (any rule :mod:`simulations.train` knows); its ``quick`` entry overrides seeds,
+templates and rows for the small version the tests run.
 
-- ``mnist-table.md``: final test accuracy, mean ± std over seeds, with the slowness fit
-  ``a(t) = a_max t/(s+t)`` and the final angle between ``F`` and ``(W_L…W_1)ᵀ``, next to the
-  published full-MNIST numbers (clearly labelled as such);
-- ``mnist-table.png/.pdf``: test accuracy against epoch (mean ± std band) and, for the
-  PEPITA rules, the alignment angle against epoch;
-- ``mnist-table.npz/.json``: the curves and the exact parameters.
+Writes into ``outdir``
 
-The published numbers are *not* comparable one-to-one: they use the full 60,000-image
-training set, 100 (PEPITA) or 60 (FF) epochs and larger networks. ``quick=True`` runs a
-few epochs of one hidden layer of 256 (< 60 s); the full version one hidden layer of 1024.
+- ``mnist-table.md``: the markdown table (exact settings of every row, seeds, mean ± std and
+  per-seed test accuracy; for rows with ``"baseline": true`` the same linear head on the
+  *untrained* network, i.e. epoch 0, and the paired gain), then the published full-MNIST
+  numbers (clearly labelled as such);
+- ``mnist-table.png/.pdf``: test accuracy and error against epoch (mean ± std band), the
+  PEPITA alignment angle, and unsupervised FF per seed against its untrained network;
+- ``mnist-table.npz/.json``: the curves and the exact parameters;
+
+and, unless ``update_readme=False`` (what the tests pass), replaces the table in
+``README.md`` between ``<!-- mnist-table:start -->`` and ``<!-- mnist-table:end -->``
+(full run) or ``<!-- mnist-table-quick:start/end -->`` (quick run). A full run also stores
+every row's per-seed results in ``figures/results/mnist-table-full.json``: a run of only some
+rows (``python -m figures.mnist_table --rows bp fa``) updates those and renders the others
+from the store; a row whose stored settings differ from the config's is shown as "not
+regenerated in this version" rather than with a stale number.
+``tests/simulations/test_mnist_table.py`` regenerates the quick table and checks that the
+README's quick block equals it and that the README's full block equals the rendering of the
+store under the current config (drift in either is a test failure).
 """
 from __future__ import annotations
 
+import copy
+import json
 import time
 from pathlib import Path
 
@@ -26,187 +42,437 @@ import numpy as np
 from ._common import save_figure
 
 NAME = "mnist-table"
-DESCRIPTION = "BP, FA, DFA, PEPITA variants and Forward-Forward on MNIST (table + accuracy curves)"
+DESCRIPTION = ("BP, FA, DFA, PEPITA variants and Forward-Forward on MNIST (table + accuracy "
+               "curves; unsupervised FF against its untrained network)")
 
-#: published full-MNIST test accuracies (%), for the table's reference column
+REPO = Path(__file__).resolve().parents[1]
+CONFIG = Path(__file__).resolve().parent / "configs" / f"{NAME}.json"
+STORE = Path(__file__).resolve().parent / "results" / f"{NAME}-full.json"
+README = REPO / "README.md"
+MARKERS = {False: ("<!-- mnist-table:start -->", "<!-- mnist-table:end -->"),
+           True: ("<!-- mnist-table-quick:start -->", "<!-- mnist-table-quick:end -->")}
+#: row keys that describe the row rather than its training run
+META_KEYS = ("label", "template", "baseline", "note")
+
+#: published full-MNIST test accuracies (%), for the reference list under the table
 PUBLISHED = {
-    "pepita": ("≈ 98.0", "1 hidden layer of 1024, 100 epochs (Dellaferrera & Kreiman 2022; "
+    "PEPITA": ("≈ 98.0", "1 hidden layer of 1024, 100 epochs (Dellaferrera & Kreiman 2022; "
                "Srinivasan et al. 2024)"),
-    "ff": ("98.64", "i.e. 1.36 % test error, 4 hidden layers of 2000, 60 epochs (Hinton 2022)"),
+    "FF": ("98.64", "i.e. 1.36 % test error, 4 hidden layers of 2000, 60 epochs (Hinton 2022)"),
 }
 
 
-def _runs(quick: bool):
-    """(label, kind, options) of every row of the table."""
-    if quick:
-        deep = dict(hidden=[256], epochs=3, lr=0.01, momentum=0.9, batch=64, dropout=0.1)
-        ff = dict(hidden=[256], epochs=3, lr=0.003, batch=64, eval_train=1000)
-    else:
-        deep = dict(hidden=[1024], epochs=20, lr=0.01, momentum=0.9, batch=64, dropout=0.1,
-                    lr_decay_epochs=(15,))
-        ff = dict(hidden=[1000, 1000], epochs=20, lr=0.003, batch=64)
-    rows = [
-        ("bp", "deep", dict(deep, rule="bp")),
-        ("fa", "deep", dict(deep, rule="fa")),
-        ("dfa", "deep", dict(deep, rule="dfa")),
-        ("pepita", "deep", dict(deep, rule="pepita")),
-        ("pepita-forward", "deep", dict(deep, rule="pepita-forward")),
-        ("pepita-hebbian", "deep", dict(deep, rule="pepita-hebbian")),
-        # the time-local rule needs lr |x|^2 << 1 (see simulations.deep), hence lr 0.001
-        ("pepita-time-local", "deep", dict(deep, rule="pepita-time-local", lr=0.001)),
-        ("ff", "ff", dict(ff)),
-    ]
-    if not quick:
-        rows.insert(7, ("pepita + mirror", "deep",
-                        dict(deep, rule="pepita", mirror={"pre_epochs": 2, "lr": 0.01})))
-        rows.append(("ff-unsupervised", "ff", dict(ff, hidden=[1000, 1000, 1000],
-                                                   mode="unsupervised")))
-    return rows
+# ----------------------------------------------------------------------------- config
 
-
-def _describe(kind, opts):
-    h = "×".join(str(w) for w in opts["hidden"])
-    if kind == "ff":
-        return f"{h}, Adam lr {opts['lr']}, {opts['epochs']} ep"
-    extra = ", mirror" if opts.get("mirror") else ""
-    return f"{h}, SGD lr {opts['lr']}, {opts['epochs']} ep{extra}"
-
-
-def make(outdir, quick: bool = False, seeds=None):
-    """Run every rule over the seeds, write the table, the figure and the data."""
-    from simulations.data import load_dataset
-    from simulations.deep import DeepConfig, slowness_fit, train_deep
-    from simulations.forward_forward import FFConfig, train_ff
-
-    t0 = time.time()
-    seeds = list(seeds) if seeds is not None else ([0, 1] if quick else [0, 1, 2])
-    data = load_dataset("mnist", n_train=8000, n_test=2000, split="subset")
-    rows = _runs(quick)
-    results, curves = [], {}
-    for label, kind, opts in rows:
-        accs, tr_accs, angles, n_div = [], [], [], 0
-        for s in seeds:
-            if kind == "deep":
-                r = train_deep(data, DeepConfig(seed=s, **opts))
-            else:
-                r = train_ff(data, FFConfig(seed=s, **opts))
-            n_div += int(r.diverged)
-            accs.append(r.test_acc)
-            tr_accs.append(r.train_acc[-1])
-            if kind == "deep" and r.angle.size:
-                angles.append(r.angle)
-        E = max(a.size for a in accs)
-        A = np.full((len(seeds), E), np.nan)
-        for i, a in enumerate(accs):
-            A[i, :a.size] = a
-        final = np.array([a[-1] for a in accs])
-        fit = slowness_fit(np.nanmean(A, 0)) if E >= 3 else None
-        curves[label] = A
-        if angles:
-            curves[label + " angle"] = np.array(angles)
-        results.append(dict(label=label, setting=_describe(kind, opts), mean=final.mean(),
-                            std=final.std(), train=np.mean(tr_accs), diverged=n_div,
-                            a_max=fit.a_max if fit and fit.ok else np.nan,
-                            s=fit.s if fit and fit.ok else np.nan,
-                            angle=np.mean([a[-1] for a in angles]) if angles else np.nan))
-
-    outdir = Path(outdir)
-    outdir.mkdir(parents=True, exist_ok=True)
-    md = _table(results, seeds, data, quick, time.time() - t0)
-    (outdir / f"{NAME}.md").write_text(md)
-
-    fig = _plot(rows, curves, data, seeds)
-
-    params = {"quick": quick, "seeds": seeds, "data": data.source,
-              "runs": [{"label": lbl, "kind": k, **{kk: (list(v) if isinstance(v, tuple) else v)
-                                                      for kk, v in o.items()}}
-                       for lbl, k, o in rows]}
-    out = {k.replace(" ", "_"): v for k, v in curves.items()}
-    out["labels"] = np.array([r["label"] for r in results])
-    out["final_mean"] = np.array([r["mean"] for r in results])
-    out["final_std"] = np.array([r["std"] for r in results])
-    save_figure(fig, outdir, NAME, params, out)
+def _merge(base, over):
+    """``base`` with ``over`` merged in, dicts recursively (lists and scalars replaced)."""
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
     return out
 
 
-def _plot(rows, curves, data, seeds):
-    """(a) test accuracy, (b) test error on a log scale with the published full-MNIST
-    errors, (c) PEPITA alignment angle; mean ± std over seeds against epoch."""
+def load_table_config(quick: bool = False, path=CONFIG) -> dict:
+    """The table's config with the ``quick`` overrides applied when ``quick``.
+
+    Returns a dict with ``seeds``, ``data`` and ``rows``: a list of
+    ``{"label", "baseline", "note", "config"}`` where ``config`` is a complete
+    :mod:`simulations.train` config (validated here, before anything runs).
+
+    Raises ValueError for an unknown template, a duplicate or unknown label, or a row
+    config that :func:`simulations.train.parse_config` rejects.
+    """
+    from simulations.train import parse_config
+
+    raw = json.loads(Path(path).read_text())
+    q = raw.get("quick", {}) if quick else {}
+    bad = sorted(set(q) - {"seeds", "data", "templates", "rows", "skip"})
+    if bad:
+        raise ValueError(f"{path}: unknown quick keys {bad}; allowed: seeds, data, "
+                         "templates, rows, skip")
+    seeds = list(q.get("seeds", raw["seeds"]))
+    data = _merge(raw["data"], q.get("data", {}))
+    templates = _merge(raw.get("templates", {}), q.get("templates", {}))
+    labels = [r["label"] for r in raw["rows"]]
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"{path}: duplicate row labels in {labels}")
+    for lbl in list(q.get("rows", {})) + list(q.get("skip", [])):
+        if lbl not in labels:
+            raise ValueError(f"{path}: quick refers to unknown row {lbl!r}; rows: {labels}")
+    rows = []
+    for row in raw["rows"]:
+        if row["label"] in q.get("skip", []):
+            continue
+        row = _merge(row, q.get("rows", {}).get(row["label"], {}))
+        tpl = row.get("template")
+        if tpl is not None and tpl not in templates:
+            raise ValueError(f"{path}: row {row['label']!r}: unknown template {tpl!r}; "
+                             f"templates: {sorted(templates)}")
+        cfg = _merge(templates.get(tpl, {}), {k: v for k, v in row.items()
+                                              if k not in META_KEYS})
+        cfg["seeds"], cfg["data"] = seeds, data
+        try:
+            parse_config(cfg)
+        except ValueError as exc:
+            raise ValueError(f"{path}: row {row['label']!r}: {exc}") from None
+        rows.append({"label": row["label"], "baseline": bool(row.get("baseline", False)),
+                     "note": row.get("note", ""), "config": cfg})
+    return {"seeds": seeds, "data": data, "rows": rows, "quick": quick}
+
+
+# ----------------------------------------------------------------------------- running
+
+def run_row(row: dict) -> dict:
+    """Train one row over its seeds; the per-seed record the table is rendered from."""
+    from simulations.train import run_config
+
+    t0 = time.time()
+    out = run_config(row["config"], quiet=True)
+    S = out["test_acc"].shape[0]
+    done = out["epochs_done"]
+    last = lambda a: [float(a[i, done[i]]) for i in range(S)]  # noqa: E731
+    rec = {"label": row["label"], "config": row["config"],
+           "test_acc": out["test_acc"].tolist(),  # (S, E+1), NaN-padded after divergence
+           "final_test": last(out["test_acc"]), "final_train": last(out["train_acc"]),
+           "untrained_test": [float(v) for v in out["test_acc"][:, 0]],
+           "diverged": [bool(v) for v in out["diverged"]],
+           "seconds": round(time.time() - t0, 1)}
+    if "angle" in out:
+        rec["angle"] = out["angle"].tolist()
+        rec["final_angle"] = last(out["angle"])
+    return rec
+
+
+def _nan_to_none(x):
+    if isinstance(x, list):
+        return [_nan_to_none(v) for v in x]
+    return None if isinstance(x, float) and not np.isfinite(x) else x
+
+
+def _none_to_nan(x):
+    if isinstance(x, list):
+        return [_none_to_nan(v) for v in x]
+    return np.nan if x is None else x
+
+
+def load_store(path=STORE) -> dict:
+    """label -> stored full-run record (empty if there is no store yet)."""
+    path = Path(path)
+    if not path.is_file():
+        return {}
+    return {r["label"]: {k: _none_to_nan(v) for k, v in r.items()}
+            for r in json.loads(path.read_text())["rows"]}
+
+
+def save_store(records: dict, path=STORE):
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = [{k: _nan_to_none(v) for k, v in r.items()} for r in records.values()]
+    path.write_text(json.dumps({"figure": NAME, "rows": rows}, indent=1,
+                               ensure_ascii=False) + "\n")
+
+
+# ----------------------------------------------------------------------------- table
+
+def _layers(widths):
+    w = list(widths)
+    return f"{len(w)}×{w[0]}" if len(set(w)) == 1 else "–".join(map(str, w))
+
+
+def _kv(d):
+    def val(v):
+        return json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list)) else v
+    return ", ".join(f"{k} {val(v)}" for k, v in d.items())
+
+
+def describe(cfg: dict) -> str:
+    """Every training option of a row config, in words (options not listed are at the
+    defaults of :mod:`simulations.train`)."""
+    c = dict(cfg)
+    parts = [_layers(c.pop("layers", [256]))]
+    rule = c.pop("rule")
+    c.pop("seeds", None)
+    c.pop("data", None)
+    for k in ("name", "description"):
+        c.pop(k, None)
+    ff = c.pop("ff", {}) if rule.startswith("ff") else {}
+    opt = ff.pop("optimizer", "adam") if rule.startswith("ff") else "sgd"
+    mom = c.pop("momentum", None)
+    head = f"{opt.upper() if opt == 'sgd' else 'Adam'} lr {c.pop('lr', '(default)')}"
+    if opt == "sgd" and mom is not None:
+        head += f", momentum {mom}"
+    parts.append(head)
+    if "batch" in c:
+        parts.append(f"batch {c.pop('batch')}")
+    if "epochs" in c:
+        parts.append(f"{c.pop('epochs')} epochs")
+    dec = c.pop("lr_decay_epochs", [])
+    factor = c.pop("lr_decay", 0.1)
+    if dec:
+        parts.append(f"lr ×{factor} at epoch {', '.join(map(str, dec))}")
+    elif not rule.startswith("ff"):
+        parts.append("no lr decay")
+    ff.pop("eval_train", None)  # only where train accuracy is measured
+    if c:
+        parts.append(_kv(c))
+    if ff:
+        parts.append(_kv(ff))
+    return "; ".join(parts)
+
+
+def _pct(vals, nd=2):
+    v = 100 * np.asarray(vals, float)
+    return f"{np.mean(v):.{nd}f} ± {np.std(v):.{nd}f}"
+
+
+def render_table(table: dict, records: dict) -> str:
+    """The markdown table of ``table`` (from :func:`load_table_config`) with the results in
+    ``records`` (label -> record of :func:`run_row`). A row whose record is missing or was
+    made with other settings is marked "not regenerated in this version"."""
+    quick = table["quick"]
+    d = table["data"]
+    seeds = ", ".join(map(str, table["seeds"]))
+    lines = [
+        f"MNIST, {d.get('n_train')}/{d.get('n_test')} stratified split "
+        f"(split_seed {d.get('split_seed', 0)}) of the official 10,000-image test set; "
+        f"{'quick' if quick else 'full'} settings of `figures/configs/mnist-table.json`, seeds "
+        f"{seeds}; test accuracy in %, mean ± std over seeds (population std), then per seed. "
+        "Untrained network: the same linear head trained on the network before any FF "
+        "training (same architecture, seed and head), and the gain is paired per seed.",
+        "",
+        "| rule | settings | test acc. | per seed | untrained network | gain | angle |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in table["rows"]:
+        lbl, cfg = row["label"], row["config"]
+        setting = describe(cfg) + (f" ({row['note']})" if row["note"] else "")
+        setting = setting.replace("|", "\\|")  # a literal bar would split the cell
+        rec = records.get(lbl)
+        if rec is None or rec["config"] != cfg:
+            lines.append(f"| {lbl} | {setting} | not regenerated in this version | | | | |")
+            continue
+        fin = np.asarray(rec["final_test"], float)
+        ndiv = int(np.sum(rec["diverged"]))
+        acc = _pct(fin) + (f" ({ndiv} diverged)" if ndiv else "")
+        per = ", ".join(f"{100 * v:.2f}" for v in fin)
+        base = gain = "—"
+        if row["baseline"]:
+            u = np.asarray(rec["untrained_test"], float)
+            base, gain = _pct(u), _pct(fin - u)
+            gain = gain if not gain.startswith("-") else gain.replace("-", "−", 1)
+        ang = rec.get("final_angle")
+        ang = f"{np.mean(ang):.1f}°" if ang is not None and np.all(np.isfinite(ang)) else "—"
+        lines.append(f"| {lbl} | {setting} | {acc} | {per} | {base} | {gain} | {ang} |")
+    lines += ["", "Angle: final angle between F and (W_L…W₁)ᵀ (PEPITA rules). "
+              "Published, full MNIST (60,000 training images, longer runs; not comparable "
+              "one-to-one with this subset):"]
+    for key, (acc, how) in PUBLISHED.items():
+        lines.append(f"- {key}: {acc} % test accuracy, {how}.")
+    return "\n".join(lines) + "\n"
+
+
+def insert_block(text: str, block: str, quick: bool) -> str:
+    """``text`` with the part between the table's markers replaced by ``block``."""
+    start, end = MARKERS[quick]
+    i, j = text.find(start), text.find(end)
+    if i < 0 or j < i:
+        raise ValueError(f"README has no '{start}' … '{end}' markers (in that order)")
+    return text[:i + len(start)] + "\n" + block + text[j:]
+
+
+def readme_block(text: str, quick: bool) -> str:
+    """The part of ``text`` between the table's markers (as :func:`insert_block` writes it)."""
+    start, end = MARKERS[quick]
+    i, j = text.find(start), text.find(end)
+    if i < 0 or j < i:
+        raise ValueError(f"README has no '{start}' … '{end}' markers (in that order)")
+    return text[i + len(start) + 1:j]
+
+
+# ----------------------------------------------------------------------------- make
+
+def make(outdir, quick: bool = False, seeds=None, rows=None, update_readme: bool = True,
+         config=CONFIG, store=STORE, readme=README):
+    """Run the table's rows, write table, figure and data; update the README and the store.
+
+    seeds : override the config's seeds (the README and the store are then left alone,
+        since the numbers would not be the config's)
+    rows : labels of the rows to run (default all); in a full run the others come from the
+        store
+    update_readme : write the table into ``readme`` between its markers (and, in a full run,
+        the results into ``store``)
+    """
+    t0 = time.time()
+    table = load_table_config(quick, config)
+    if seeds is not None:
+        update_readme = False
+        table["seeds"] = list(seeds)
+        for r in table["rows"]:
+            r["config"]["seeds"] = list(seeds)
+    labels = [r["label"] for r in table["rows"]]
+    todo = labels if rows is None else list(rows)
+    bad = [lbl for lbl in todo if lbl not in labels]
+    if bad:
+        raise ValueError(f"unknown rows {bad}; rows of the table: {labels}")
+    records = load_store(store) if (not quick and update_readme) else {}
+    for row in table["rows"]:
+        if row["label"] in todo:
+            rec = records[row["label"]] = run_row(row)
+            if not quick and update_readme:
+                # re-read first: another run of other rows may have stored results meanwhile;
+                # saving after every row keeps what is done if a later row is stopped
+                records = {**load_store(store), row["label"]: rec}
+                save_store(records, store)
+    md = render_table(table, records)
+
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    (outdir / f"{NAME}.md").write_text(f"# MNIST table ({'quick' if quick else 'full'})\n\n"
+                                       + md + f"\n({time.time() - t0:.0f} s)\n")
+    if update_readme:
+        path = Path(readme)
+        path.write_text(insert_block(path.read_text(), md, quick))
+
+    shown = [r for r in table["rows"] if r["label"] in records
+             and records[r["label"]]["config"] == r["config"]]
+    fig = _plot(shown, records, table)
+    params = {"quick": quick, "seeds": table["seeds"], "data": table["data"],
+              "rows": [{"label": r["label"], **r["config"]} for r in table["rows"]],
+              "ran": todo}
+    out = {}
+    for r in shown:
+        rec = records[r["label"]]
+        key = r["label"].replace(" ", "_")
+        out[key] = np.asarray(rec["test_acc"], float)
+        if "angle" in rec:
+            out[key + "_angle"] = np.asarray(rec["angle"], float)
+    out["labels"] = np.array([r["label"] for r in shown])
+    out["final_mean"] = np.array([np.mean(records[r["label"]]["final_test"]) for r in shown])
+    out["final_std"] = np.array([np.std(records[r["label"]]["final_test"]) for r in shown])
+    save_figure(fig, outdir, NAME, params, out)
+    out["markdown"] = md
+    return out
+
+
+# ----------------------------------------------------------------------------- figure
+
+def _plot(rows, records, table):
+    """(a) test accuracy, (b) test error (log) with the published full-MNIST errors,
+    (c) PEPITA alignment angle, against epoch, mean ± std over seeds; (d) unsupervised
+    rows: final accuracy per seed against the untrained network's."""
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
-    fig, (ax, axe, ax2) = plt.subplots(1, 3, figsize=(15, 4.3),
-                                       gridspec_kw={"width_ratios": [5, 4, 4]})
+    fig, axs = plt.subplots(2, 2, figsize=(12.5, 9))
+    ax, axe, ax2, axb = axs.ravel()
     cmap = plt.get_cmap("tab10")
-    for i, (label, kind, _) in enumerate(rows):
-        A = 100 * curves[label]
+    colours = {}
+    lo = 100.0
+    for i, row in enumerate(rows):
+        lbl, rule = row["label"], row["config"]["rule"]
+        rec = records[lbl]
+        A = 100 * np.asarray(rec["test_acc"], float)
         t = np.arange(A.shape[1])
         m, sd = np.nanmean(A, 0), np.nanstd(A, 0)
-        ls = "--" if kind == "ff" else ("-" if label.startswith("pepita") else ":")
-        c = cmap(i % 10)
-        ax.plot(t, m, ls, color=c, lw=1.8, label=label)
+        ls = "--" if rule.startswith("ff") else ("-" if rule.startswith("pepita") else ":")
+        c = colours[lbl] = cmap(i % 10)
+        ax.plot(t, m, ls, color=c, lw=1.8, label=lbl)
         ax.fill_between(t, m - sd, m + sd, color=c, alpha=0.2, lw=0)
+        lo = min(lo, m[-1])
         axe.semilogy(t, 100 - m, ls, color=c, lw=1.8)
         axe.fill_between(t, np.clip(100 - m - sd, 1e-2, None), 100 - m + sd, color=c,
                          alpha=0.2, lw=0)
-        if label + " angle" in curves:
-            G = curves[label + " angle"]
-            ax2.plot(t[:G.shape[1]], G.mean(0), ls, color=c, lw=1.8, label=label)
+        if "angle" in rec:
+            G = np.asarray(rec["angle"], float)
+            ax2.plot(np.arange(G.shape[1]), np.nanmean(G, 0), ls, color=c, lw=1.8, label=lbl)
+        if row["baseline"]:
+            u = 100 * np.mean(rec["untrained_test"])
+            ax.axhline(u, color=c, lw=1.6, ls=(0, (1, 1.2)),
+                       label=f"{lbl}: untrained network")
+            ax.annotate(f"{lbl}, untrained network", (0.2, u), xycoords=("axes fraction",
+                        "data"), xytext=(0, -10), textcoords="offset points", fontsize=7,
+                        color=c)
     ax.set_ylabel("test accuracy (%)")
-    ax.set_ylim(0, 100)
-    ax.set_title(f"MNIST {data.x_train.shape[0]}/{data.x_test.shape[0]} subset, "
-                 f"mean ± std over {len(seeds)} seeds", fontsize=10)
+    # epoch 0 of the supervised rules is chance level; zoom on where the rules end up
+    ax.set_ylim(max(0.0, np.floor(lo / 5) * 5 - 5), 100)
+    d = table["data"]
+    ax.set_title(f"MNIST {d.get('n_train')}/{d.get('n_test')} subset, mean ± std over "
+                 f"{len(table['seeds'])} seeds", fontsize=10)
     ax.legend(fontsize=7, ncol=2, loc="lower right")
     axe.axhline(2.0, color="0.15", lw=1.0, ls="-.", label="PEPITA (1×1024, 100 ep)")
     axe.axhline(1.36, color="0.45", lw=1.0, ls=(0, (4, 2)), label="FF (4×2000, 60 ep)")
-    # room below the published lines for their legend, away from this run's curves
     axe.set_ylim(0.35, 100)
-    axe.legend(fontsize=7, loc="lower right", title="published, full MNIST",
+    axe.legend(fontsize=7, loc="lower left", title="published, full MNIST",
                title_fontsize=7, ncol=2)
     axe.set_ylabel("test error (%)")
     axe.set_title("test error, log scale", fontsize=10)
     ax2.set_ylabel(r"angle between $F$ and $(W_L\cdots W_1)^\top$ (deg)")
     ax2.set_title("PEPITA feedback alignment", fontsize=10)
-    ax2.legend(fontsize=7)
-    for a, letter in ((ax, "a"), (axe, "b"), (ax2, "c")):
+    if ax2.lines:
+        ax2.legend(fontsize=7)
+    for a in (ax, axe, ax2):
         a.set_xlabel("epoch")
         a.xaxis.set_major_locator(MaxNLocator(integer=True))
-        a.text(-0.13, 1.02, f"({letter})", transform=a.transAxes, fontweight="bold")
+    base = [r for r in rows if r["baseline"]]
+    for k, row in enumerate(base):
+        rec = records[row["label"]]
+        u = 100 * np.asarray(rec["untrained_test"], float)
+        f = 100 * np.asarray(rec["final_test"], float)
+        x = np.array([2 * k, 2 * k + 1], float)
+        for s in range(u.size):
+            axb.plot(x, [u[s], f[s]], "-o", color=colours[row["label"]], alpha=0.9, ms=4)
+        axb.plot(x, [u.mean(), f.mean()], "-s", color="k", lw=2, ms=7,
+                 label="mean over seeds" if k == 0 else None)
+    axb.set_xticks([x for k in range(len(base)) for x in (2 * k, 2 * k + 1)])
+    axb.set_xticklabels([t for r in base for t in (f"{r['label']}\nuntrained network",
+                                                   f"{r['label']}\ntrained")], fontsize=8)
+    axb.set_xlim(-0.5, 2 * max(len(base), 1) - 0.5)
+    axb.set_ylabel("test accuracy (%), linear head")
+    axb.set_title("same head on the untrained vs the trained network (one line per seed)",
+                  fontsize=10)
+    if base:
+        axb.legend(fontsize=8)
+    for a, letter in zip((ax, axe, ax2, axb), "abcd"):
+        a.text(-0.12, 1.02, f"({letter})", transform=a.transAxes, fontweight="bold")
     fig.tight_layout()
     return fig
 
 
-def _fmt(x, pct=True, nd=2):
-    if not np.isfinite(x):
-        return "—"
-    return f"{100 * x:.{nd}f}" if pct else f"{x:.{nd}f}"
+def main(argv=None) -> int:
+    """``python -m figures.mnist_table [--quick] [--rows LABEL … | --render-only] [--no-readme]
+    [-o DIR]``; exit code 0 ok, 2 bad input."""
+    import argparse
+    import sys
+
+    p = argparse.ArgumentParser(prog="python -m figures.mnist_table",
+                                description="Regenerate (some rows of) the MNIST table and "
+                                            "write it into README.md.")
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--rows", nargs="+", help="labels of the rows to run (default: all)")
+    p.add_argument("--render-only", action="store_true",
+                   help="run nothing: redraw table and figure from the stored full results")
+    p.add_argument("--no-readme", action="store_true", help="leave README.md and the store")
+    p.add_argument("-o", "--outdir", default="out/figures")
+    a = p.parse_args(argv)
+    import matplotlib
+    matplotlib.use("Agg")
+    outdir = a.outdir + ("/quick" if a.quick else "")
+    try:
+        if a.render_only and (a.quick or a.rows):
+            raise ValueError("--render-only redraws the stored full table; no --quick/--rows")
+        make(outdir, quick=a.quick, rows=[] if a.render_only else a.rows,
+             update_readme=not a.no_readme)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{NAME}: wrote {outdir}/{NAME}.md, .png (+ .pdf, .npz, .json)"
+          + ("" if a.no_readme else " and the README table"))
+    return 0
 
 
-def _table(results, seeds, data, quick, seconds):
-    lines = [
-        f"# MNIST: forward-only rules vs backprop ({'quick' if quick else 'full'} run)",
-        "",
-        f"This run: {data.source}; {len(seeds)} seeds ({', '.join(map(str, seeds))}); "
-        f"{seconds:.0f} s. Accuracies in %, mean ± std over seeds. `a_max`, `s`: fit "
-        "a(t) = a_max t/(s+t) of the mean test-accuracy curve (s in epochs). Angle: final "
-        "angle between F and (W_L…W_1)ᵀ in degrees.",
-        "",
-        "| rule | setting (this run) | test acc. (this run) | train acc. | a_max | s | angle | "
-        "published, full MNIST |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for r in results:
-        key = "pepita" if r["label"] == "pepita" else ("ff" if r["label"] == "ff" else None)
-        pub = PUBLISHED[key][0] if key else "—"
-        div = f" ({r['diverged']} diverged)" if r["diverged"] else ""
-        lines.append(f"| {r['label']} | {r['setting']} | {_fmt(r['mean'])} ± {_fmt(r['std'])}"
-                     f"{div} | {_fmt(r['train'])} | {_fmt(r['a_max'])} | "
-                     f"{_fmt(r['s'], pct=False)} | {_fmt(r['angle'], pct=False, nd=1)} | "
-                     f"{pub} |")
-    lines += ["", "Published, full MNIST (60,000 training images, not this subset):"]
-    for key, (acc, how) in PUBLISHED.items():
-        lines.append(f"- {'FF' if key == 'ff' else 'PEPITA'}: {acc} % test accuracy, {how}.")
-    lines += ["", "The offline subset has 7.5× fewer training images and the runs here are "
-              "much shorter, so this run's numbers sit below the published ones; the ranking "
-              "of the rules is the comparison to make.", ""]
-    return "\n".join(lines)
+if __name__ == "__main__":  # pragma: no cover
+    import sys
+    sys.exit(main())

@@ -28,6 +28,11 @@ with a mask ``m`` made by blurring random bits ``n_blur`` times with the filter
 ``[1/4, 1/2, 1/4]`` along both image axes and thresholding at 1/2. Accuracy comes from a
 linear softmax head trained (Adam, cross-entropy) on the length-normalised activities of the
 last layers (``head_layers``; default all but the first when there is more than one).
+Unsupervised FF needs a small step (Adam lr ≈ 3·10⁻⁴): at 0.003 about half the units of
+the upper layers die in the first epoch and the head ends below the same head on the
+untrained network (``docs/mnist.md``). Options for both modes: peer normalisation
+(:func:`peer_norm_grad`, ``peer_norm``, off by default) and the mean goodness
+(``goodness="mean"``).
 
 Teacher–student classification (:func:`teacher_student_task`): Gaussian inputs
 ``x ∈ R^N``, a committee-machine teacher ``y = Σ_m v*_m erf(w*_m·x/√(2N))`` with
@@ -45,12 +50,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 __all__ = ["FFConfig", "FFResult", "train_ff", "layer_loss", "layer_loss_grad",
-           "embed_label", "predict", "hybrid_negatives", "teacher_student_task",
-           "FF_MODES", "FF_NEGATIVES", "FF_OPTIMIZERS"]
+           "peer_norm_grad", "embed_label", "predict", "hybrid_negatives",
+           "teacher_student_task", "FF_MODES", "FF_NEGATIVES", "FF_OPTIMIZERS", "FF_GOODNESS"]
 
 FF_MODES = ("supervised", "unsupervised")
 FF_NEGATIVES = ("random", "hardest")
 FF_OPTIMIZERS = ("adam", "sgd")
+FF_GOODNESS = ("sum", "mean")
 
 
 @dataclass
@@ -62,7 +68,13 @@ class FFConfig:
     epochs, batch, lr, weight_decay : training options (per-layer optimiser)
     optimizer : "adam" (β = 0.9, 0.999; lr ≈ 0.003) or "sgd" (with ``momentum``; lr ≈ 0.001,
         0.003 already fails on MNIST)
-    theta : threshold per unit, θ_ℓ = theta · d_ℓ
+    theta : threshold per unit, θ_ℓ = theta · d_ℓ (``goodness="sum"``) or θ_ℓ = theta
+        (``"mean"``)
+    goodness : "sum" (``G = Σ_j h_j²``) or "mean" (``G = Σ_j h_j² / d_ℓ``): the same
+        classifier ``G ≷ θ``, but the logit ``G − θ`` is ``d_ℓ`` times smaller, so
+        ``σ(G − θ)`` is not saturated (a softer, non-hinge loss)
+    peer_norm : weight ``λ_p`` of peer normalisation (0 = off); see :func:`peer_norm_grad`
+    peer_momentum : momentum of the running mean activity used by peer normalisation
     negatives : "random" or "hardest" (supervised)
     label_scale : value of the embedded one-hot label
     n_blur : blurring passes of the hybrid-image mask (unsupervised)
@@ -80,6 +92,9 @@ class FFConfig:
     momentum: float = 0.9
     weight_decay: float = 0.0
     theta: float = 1.0
+    goodness: str = "sum"
+    peer_norm: float = 0.0
+    peer_momentum: float = 0.9
     negatives: str = "random"
     label_scale: float = 1.0
     n_blur: int = 6
@@ -98,6 +113,12 @@ class FFConfig:
         if self.optimizer not in FF_OPTIMIZERS:
             raise ValueError(f"unknown FF optimizer {self.optimizer!r}; allowed: "
                              f"{', '.join(FF_OPTIMIZERS)}")
+        if self.goodness not in FF_GOODNESS:
+            raise ValueError(f"unknown FF goodness {self.goodness!r}; allowed: "
+                             f"{', '.join(FF_GOODNESS)}")
+        if self.peer_norm < 0 or not 0 <= self.peer_momentum < 1:
+            raise ValueError(f"need peer_norm >= 0 and 0 <= peer_momentum < 1, got "
+                             f"{self.peer_norm}, {self.peer_momentum}")
         self.hidden = [int(h) for h in self.hidden]
         if not self.hidden or min(self.hidden) < 1:
             raise ValueError(f"hidden must list positive widths, got {self.hidden}")
@@ -143,32 +164,61 @@ def _sigmoid(z):
     return 0.5 * (1.0 + np.tanh(0.5 * z))
 
 
-def layer_loss(W, x_pos, x_neg, theta):
+def layer_loss(W, x_pos, x_neg, theta, gscale=1.0):
     """Mean FF loss of one layer, ``−log σ(G⁺ − θ) − log σ(θ − G⁻)``, on raw layer inputs
-    (normalised here)."""
+    (normalised here), with goodness ``G = gscale · Σ_j h_j²``."""
     hp = np.maximum(_normalize(x_pos) @ W.T, 0)
     hn = np.maximum(_normalize(x_neg) @ W.T, 0)
-    gp, gn = np.sum(hp * hp, 1), np.sum(hn * hn, 1)
+    gp, gn = gscale * np.sum(hp * hp, 1), gscale * np.sum(hn * hn, 1)
     return float(np.mean(_softplus(-(gp - theta)) + _softplus(gn - theta)))
 
 
-def layer_loss_grad(W, x_pos, x_neg, theta):
+def layer_loss_grad(W, x_pos, x_neg, theta, gscale=1.0):
     """The loss of :func:`layer_loss`, its gradient with respect to ``W`` and the outputs.
 
-    ``∂L/∂W = mean[−2 (1 − p⁺) h⁺ ⊗ x̂⁺ + 2 p⁻ h⁻ ⊗ x̂⁻]``, ``p = σ(G − θ)``.
+    ``∂L/∂W = mean[−2 c (1 − p⁺) h⁺ ⊗ x̂⁺ + 2 c p⁻ h⁻ ⊗ x̂⁻]``, ``p = σ(G − θ)``,
+    ``G = c Σ_j h_j²`` with ``c = gscale`` (1 for the summed goodness, ``1/d_ℓ`` for the mean).
 
     Returns (loss, grad, h_pos, h_neg).
     """
     xp, xn = _normalize(x_pos), _normalize(x_neg)
     hp = np.maximum(xp @ W.T, 0)
     hn = np.maximum(xn @ W.T, 0)
-    gp, gn = np.sum(hp * hp, 1), np.sum(hn * hn, 1)
+    gp, gn = gscale * np.sum(hp * hp, 1), gscale * np.sum(hn * hn, 1)
     loss = float(np.mean(_softplus(-(gp - theta)) + _softplus(gn - theta)))
-    cp = -2.0 * _sigmoid(-(gp - theta))  # -2 (1 - p+)
-    cn = 2.0 * _sigmoid(gn - theta)      # +2 p-
+    cp = -2.0 * gscale * _sigmoid(-(gp - theta))  # -2 c (1 - p+)
+    cn = 2.0 * gscale * _sigmoid(gn - theta)      # +2 c p-
     n = x_pos.shape[0]
     grad = ((cp[:, None] * hp).T @ xp + (cn[:, None] * hn).T @ xn) / n
     return loss, grad, hp, hn
+
+
+def peer_norm_grad(h_pos, x_pos, running, weight, momentum=0.9):
+    """Peer normalisation of one layer: loss, gradient, and the running mean updated in place.
+
+    Hinton (2022) keeps every unit in use by pulling its mean activity towards the mean of
+    the layer; public FF implementations do it with a running mean over positive batches,
+    ``r ← μ r + (1 − μ) ⟨h⁺⟩_batch``, and the loss ``λ_p · mean_j (r̄ − r_j)²``
+    (``r̄ = mean_j r_j``), differentiated through the current batch only and through a ReLU
+    whose derivative is taken as 1 for every sample (so a silent unit, which gets no
+    goodness gradient, still gets pushed back into use). That gives, for row ``j`` of ``W``,
+
+        ∂L_p/∂W_j = λ_p (1 − μ) (2/d) (r_j − r̄) ⟨x̂⁺⟩_batch
+
+    — units busier than average turn away from the mean input, idle ones towards it.
+
+    h_pos : (n, d) positive activities of the layer; x_pos : (n, d_in) its raw inputs
+    running : (d,) running mean activity, updated in place
+
+    Returns (loss, grad).
+    """
+    running *= momentum
+    running += (1.0 - momentum) * h_pos.mean(0)
+    dev = running - running.mean()
+    loss = float(weight * np.mean(dev * dev))
+    d = running.size
+    grad = (weight * (1.0 - momentum) * 2.0 / d) * np.outer(dev, _normalize(x_pos).mean(0))
+    return loss, grad.astype(h_pos.dtype, copy=False)
 
 
 class _Adam:
@@ -350,7 +400,12 @@ def _train_ff(data, config: FFConfig, progress=None) -> FFResult:
     for i in range(len(cfg.hidden)):
         lim = math.sqrt(6.0 / sizes[i])
         Ws.append(rng.uniform(-lim, lim, (sizes[i + 1], sizes[i])).astype(np.float32))
-    thetas = [cfg.theta * d for d in cfg.hidden]
+    if cfg.goodness == "sum":
+        thetas, gscales = [cfg.theta * d for d in cfg.hidden], [1.0] * len(cfg.hidden)
+    else:
+        thetas, gscales = [cfg.theta] * len(cfg.hidden), [1.0 / d for d in cfg.hidden]
+    # running mean activities for peer normalisation (0.5 at the start, as public code does)
+    running = [np.full(d, 0.5, np.float32) for d in cfg.hidden]
     if cfg.optimizer == "adam":
         opts = [_Adam(W.shape, cfg.lr, cfg.weight_decay, np.float32) for W in Ws]
     else:
@@ -373,8 +428,8 @@ def _train_ff(data, config: FFConfig, progress=None) -> FFResult:
 
     def record():
         ll, hp, hn = [], ev_pos, ev_neg
-        for W, th in zip(Ws, thetas):
-            loss, _, hp, hn = layer_loss_grad(W, hp, hn, th)
+        for W, th, gs in zip(Ws, thetas, gscales):
+            loss, _, hp, hn = layer_loss_grad(W, hp, hn, th, gs)
             ll.append(loss)
         if cfg.mode == "supervised":
             tr = float(np.mean(predict(Ws, ev_x, C, cfg.label_scale) == ev_y))
@@ -402,8 +457,11 @@ def _train_ff(data, config: FFConfig, progress=None) -> FFResult:
             idx = order[b * cfg.batch:(b + 1) * cfg.batch]
             hp, hn = _negative_batch(Ws, x_train[idx], y_train[idx], cfg, C, rng)
             total = 0.0
-            for W, th, opt in zip(Ws, thetas, opts):
-                loss, g, hp_new, hn_new = layer_loss_grad(W, hp, hn, th)
+            for W, th, gs, opt, run in zip(Ws, thetas, gscales, opts, running):
+                loss, g, hp_new, hn_new = layer_loss_grad(W, hp, hn, th, gs)
+                if cfg.peer_norm > 0:
+                    lp, gp = peer_norm_grad(hp_new, hp, run, cfg.peer_norm, cfg.peer_momentum)
+                    loss, g = loss + lp, g + gp
                 opt.step(W, g)
                 total += loss
                 hp, hn = hp_new, hn_new  # next layer trains on this layer's outputs

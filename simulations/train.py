@@ -24,7 +24,8 @@ Config keys (JSON object; unknown keys are an error)
 ``ff``
     Forward-Forward options: ``optimizer`` ("adam" | "sgd"), ``theta`` (threshold per unit,
     1.0), ``negatives`` ("random" | "hardest"), ``label_scale`` (1.0), ``n_blur`` (6),
-    ``head_layers`` (null), ``head_epochs`` (5), ``head_lr`` (0.01), ``eval_train`` (2000).
+    ``head_layers`` (null), ``head_epochs`` (5), ``head_lr`` (0.01), ``eval_train`` (2000),
+    ``goodness`` ("sum" | "mean"), ``peer_norm`` (0: off), ``peer_momentum`` (0.9).
 ``seeds``
     list of run seeds (default ``[0]``); an integer n means ``[0, …, n−1]``.
 ``data``
@@ -71,7 +72,7 @@ _DEEP_ONLY = ("dropout", "lr_decay_epochs", "lr_decay", "F_scale", "normalize", 
 _FF_ONLY = ("ff",)
 CONFIG_KEYS = _COMMON + _DEEP_ONLY + _FF_ONLY
 _FF_KEYS = ("optimizer", "theta", "negatives", "label_scale", "n_blur", "head_layers",
-            "head_epochs", "head_lr", "eval_train")
+            "head_epochs", "head_lr", "eval_train", "goodness", "peer_norm", "peer_momentum")
 _DATA_KEYS = ("name", "dir", "n_train", "n_test", "split", "split_seed", "N", "M", "kind",
               "input_scale")
 

@@ -1,4 +1,6 @@
-"""The mnist-table figure in quick mode: table written, accuracies plausible."""
+"""The mnist-table figure: the README's tables are the script's output (drift is a failure),
+rows are data, accuracies plausible, the figure shows unsupervised FF's untrained baseline."""
+import json
 import re
 
 import matplotlib
@@ -6,26 +8,154 @@ import matplotlib
 matplotlib.use("Agg")
 
 import numpy as np  # noqa: E402
+import pytest  # noqa: E402
 
 from figures import get  # noqa: E402
+from figures import mnist_table as mt  # noqa: E402
 
 
-def test_mnist_table_quick(tmp_path):
-    mod = get("mnist-table")
-    assert mod.NAME == "mnist-table" and mod.DESCRIPTION
-    out = mod.make(tmp_path, quick=True)
-    md = (tmp_path / "mnist-table.md").read_text()
-    for ext in ("png", "pdf", "npz", "json"):
-        assert (tmp_path / f"mnist-table.{ext}").is_file()
-    assert "published, full MNIST" in md and "98.64" in md and "98.0" in md
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    """One quick run of the whole table (about 25 s of CPU), shared by the tests below."""
+    out = tmp_path_factory.mktemp("mnist-table")
+    return out, mt.make(out, quick=True, update_readme=False)
+
+
+def _accuracies(md):
     acc = {}
     for line in md.splitlines():
-        m = re.match(r"\| ([\w-]+) \|[^|]*\| ([\d.]+) ± ([\d.]+)", line)
+        m = re.match(r"\| ([\w+ -]+?) \|[^|]*\| ([\d.]+) ± ([\d.]+)", line)
         if m:
             acc[m.group(1)] = float(m.group(2))
+    return acc
+
+
+def test_readme_quick_table_is_the_scripts_output(quick):
+    """Drift check: regenerate the quick table; the README's quick block must equal it byte
+    for byte. Training runs on one BLAS thread with fixed seeds, so the numbers are
+    bit-reproducible on one machine (checked by two runs in a row); any change of code,
+    config or data that moves a number by one test image (0.05 %) shows up here."""
+    _, out = quick
+    readme = mt.README.read_text()
+    assert mt.readme_block(readme, quick=True) == out["markdown"], (
+        "README quick table differs from `python -m figures mnist-table --quick`; rerun it")
+
+
+def test_readme_full_table_is_the_stored_run_under_the_current_config():
+    """The full table is too slow for the tests; it is rendered from the results the full
+    run stored, under the current config. A config edit without a rerun turns the row into
+    'not regenerated in this version' and differs from the README; a hand edit differs too."""
+    table = mt.load_table_config(quick=False)
+    store = mt.load_store()
+    assert mt.readme_block(mt.README.read_text(), quick=False) == mt.render_table(table, store)
+    # every stored row was run with exactly the settings the table shows
+    shown = [r for r in table["rows"] if r["label"] in store]
+    for row in shown:
+        rec = store[row["label"]]
+        assert rec["config"] == row["config"]
+        assert len(rec["final_test"]) == len(table["seeds"])
+
+
+def test_quick_table_accuracies_and_outputs(quick):
+    outdir, out = quick
+    for ext in ("png", "pdf", "npz", "json", "md"):
+        assert (outdir / f"mnist-table.{ext}").is_file()
+    md = out["markdown"]
+    assert "98.64" in md and "98.0" in md and "lr ×0.1" not in md  # quick has no decay
+    acc = _accuracies(md)
     assert {"bp", "fa", "dfa", "pepita", "pepita-forward", "pepita-hebbian",
-            "pepita-time-local", "ff"} <= set(acc)
-    # quick mode: 3 epochs, 1 x 256; measured bp 92.1, fa 89.9, pepita 85.0, ff 89.5
+            "pepita-time-local", "ff", "ff-unsupervised"} <= set(acc)
+    # quick: 3 epochs, 1 x 256, seeds 0-1; measured bp 92.1, fa 89.9, pepita 85.0, ff 89.5
     assert acc["bp"] > 88 and acc["fa"] > 85 and acc["pepita"] > 80 and acc["ff"] > 80
     assert acc["bp"] > acc["pepita"]
     assert np.all(np.isfinite(out["final_mean"]))
+    # the unsupervised row reports its untrained network next to it
+    line = next(ln for ln in md.splitlines() if ln.startswith("| ff-unsupervised |"))
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    assert re.fullmatch(r"[\d.]+ ± [\d.]+", cells[4]) and re.fullmatch(r"−?[\d.]+ ± [\d.]+",
+                                                                         cells[5])
+    # unsupervised FF learns: the same head on the trained network beats it on the untrained
+    # one (epoch 0), paired per seed. Measured on seeds 0-4 (quick settings): gains 1.85 ±
+    # 0.46 points, min 1.15; with no learning a paired difference would scatter with std ≈
+    # 0.45 (untrained-head std 0.32 × √2). Each seed must gain > 0.5 and the mean > 1 point
+    # (> 2 null std); seeds 0-4 with a standard-error margin: the slow test in
+    # test_ff_unsupervised.py.
+    A = 100 * out["ff-unsupervised"]
+    gain = A[:, -1] - A[:, 0]
+    assert np.all(gain > 0.5) and gain.mean() > 1.0, gain
+    params = json.loads((outdir / "mnist-table.json").read_text())["parameters"]
+    assert params["quick"] and params["seeds"] == [0, 1]
+
+
+def test_figure_shows_the_untrained_baseline(quick):
+    """Panel (a) has a line for the untrained network of every baseline row at its mean
+    epoch-0 accuracy; panel (d) pairs untrained and trained accuracy per seed."""
+    _, out = quick
+    table = mt.load_table_config(quick=True)
+    store = {}
+    for lbl in out["labels"]:
+        key = str(lbl).replace(" ", "_")
+        A = out[key]
+        store[str(lbl)] = {"test_acc": A.tolist(), "final_test": A[:, -1].tolist(),
+                           "untrained_test": A[:, 0].tolist()}
+    rows = [r for r in table["rows"] if r["label"] in store]
+    fig = mt._plot(rows, store, table)
+    ax, _, _, axb = fig.axes
+    u = 100 * np.mean(store["ff-unsupervised"]["untrained_test"])
+    base = [ln for ln in ax.lines if ln.get_label() == "ff-unsupervised: untrained network"]
+    assert len(base) == 1 and np.allclose(base[0].get_ydata(), u)
+    assert any("untrained network" in t.get_text() for t in axb.get_xticklabels())
+    assert len(axb.lines) == len(table["seeds"]) + 1  # one line per seed + the mean
+    import matplotlib.pyplot as plt
+    plt.close(fig)
+
+
+def test_rows_are_data(tmp_path):
+    """A new row is a config entry: templates merge, quick overrides and skips apply, and a
+    bad row is rejected before anything runs."""
+    raw = json.loads(mt.CONFIG.read_text())
+    raw["rows"].append({"label": "bp-wide", "template": "deep", "rule": "bp",
+                        "layers": [2048], "note": "added as data"})
+    raw["quick"].setdefault("rows", {})["bp-wide"] = {"epochs": 1}
+    cfg = tmp_path / "t.json"
+    cfg.write_text(json.dumps(raw))
+    full = {r["label"]: r for r in mt.load_table_config(False, cfg)["rows"]}
+    quick = {r["label"]: r for r in mt.load_table_config(True, cfg)["rows"]}
+    assert full["bp-wide"]["config"]["layers"] == [2048]
+    assert full["bp-wide"]["config"]["epochs"] == raw["templates"]["deep"]["epochs"]
+    assert quick["bp-wide"]["config"]["epochs"] == 1
+    assert quick["bp-wide"]["config"]["layers"] == [2048]  # the row's own key wins
+    assert "pepita + mirror" in full and "pepita + mirror" not in quick
+    md = mt.render_table(mt.load_table_config(True, cfg), {})
+    assert "| bp-wide | 1×2048; SGD lr 0.01" in md and "(added as data)" in md
+    assert md.count("not regenerated in this version") == len(quick)
+    raw["rows"].append({"label": "bad", "template": "nope", "rule": "bp"})
+    cfg.write_text(json.dumps(raw))
+    with pytest.raises(ValueError, match="unknown template 'nope'"):
+        mt.load_table_config(False, cfg)
+    raw["rows"][-1] = {"label": "bad", "rule": "bp", "epoch": 3}
+    cfg.write_text(json.dumps(raw))
+    with pytest.raises(ValueError, match="row 'bad'.*unknown config keys"):
+        mt.load_table_config(False, cfg)
+
+
+def test_settings_column_says_what_ran():
+    """FF rows never claim an lr decay (FF has none); deep rows state theirs."""
+    table = mt.load_table_config(quick=False)
+    for row in table["rows"]:
+        s = mt.describe(row["config"])
+        if row["config"]["rule"].startswith("ff"):
+            assert "lr ×" not in s and "Adam lr" in s
+        else:
+            dec = row["config"].get("lr_decay_epochs", [])
+            assert ("lr ×0.1 at epoch 15" in s) == (dec == [15])
+
+
+def test_readme_markers_roundtrip():
+    text = "a\n<!-- mnist-table:start -->\nold\n<!-- mnist-table:end -->\nb\n"
+    new = mt.insert_block(text, "| x |\n", quick=False)
+    assert new == "a\n<!-- mnist-table:start -->\n| x |\n<!-- mnist-table:end -->\nb\n"
+    assert mt.readme_block(new, quick=False) == "| x |\n"
+    with pytest.raises(ValueError, match="markers"):
+        mt.insert_block("no markers", "x", quick=True)
+    assert get("mnist-table") is mt and mt.DESCRIPTION
