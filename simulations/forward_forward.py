@@ -69,6 +69,9 @@ class FFConfig:
     head_layers : layers (0-based) feeding the linear head (unsupervised); None = default
     head_epochs, head_lr : training of the linear head (Adam)
     eval_train : number of training examples on which train accuracy / loss are measured
+    local_fields : local receptive fields of the hidden layers (see
+        :mod:`simulations.local_fields`), None = all dense; in supervised mode every unit of
+        the first layer also sees the label components
     seed : seed of everything random
     """
     hidden: list = field(default_factory=lambda: [256])
@@ -87,6 +90,7 @@ class FFConfig:
     head_epochs: int = 5
     head_lr: float = 0.01
     eval_train: int = 2000
+    local_fields: list | None = None
     seed: int = 0
 
     def __post_init__(self):
@@ -107,6 +111,8 @@ class FFConfig:
             self.head_layers = [int(i) for i in self.head_layers]
             if any(not 0 <= i < len(self.hidden) for i in self.head_layers):
                 raise ValueError(f"head_layers must index 0..{len(self.hidden) - 1}")
+        from .local_fields import parse_local_fields
+        parse_local_fields(self.local_fields, len(self.hidden))
 
 
 @dataclass
@@ -350,6 +356,7 @@ def _train_ff(data, config: FFConfig, progress=None) -> FFResult:
     for i in range(len(cfg.hidden)):
         lim = math.sqrt(6.0 / sizes[i])
         Ws.append(rng.uniform(-lim, lim, (sizes[i + 1], sizes[i])).astype(np.float32))
+    masks = _local_masks(Ws, cfg, C)
     thetas = [cfg.theta * d for d in cfg.hidden]
     if cfg.optimizer == "adam":
         opts = [_Adam(W.shape, cfg.lr, cfg.weight_decay, np.float32) for W in Ws]
@@ -402,9 +409,9 @@ def _train_ff(data, config: FFConfig, progress=None) -> FFResult:
             idx = order[b * cfg.batch:(b + 1) * cfg.batch]
             hp, hn = _negative_batch(Ws, x_train[idx], y_train[idx], cfg, C, rng)
             total = 0.0
-            for W, th, opt in zip(Ws, thetas, opts):
+            for W, th, opt, M in zip(Ws, thetas, opts, masks):
                 loss, g, hp_new, hn_new = layer_loss_grad(W, hp, hn, th)
-                opt.step(W, g)
+                opt.step(W, g if M is None else g * M)
                 total += loss
                 hp, hn = hp_new, hn_new  # next layer trains on this layer's outputs
             if not np.isfinite(total) or not all(np.isfinite(W).all() for W in Ws):
@@ -426,6 +433,19 @@ def _train_ff(data, config: FFConfig, progress=None) -> FFResult:
     return FFResult(cfg, np.asarray(hist["train_acc"]), np.asarray(hist["test_acc"]),
                     np.asarray(hist["loss"]), np.asarray(hist["layer_loss"], dtype=float),
                     diverged, Ws, done)
+
+
+def _local_masks(Ws, cfg, n_classes):
+    """Masks of local layers (None entries = dense), applied to the initial weights here."""
+    # hook of simulations.local_fields: the masks are fixed; weights and updates are masked
+    from .local_fields import build_masks, init_masked
+    seen = range(n_classes) if cfg.mode == "supervised" else ()
+    masks = build_masks(Ws[0].shape[1], cfg.hidden, cfg.local_fields, seen)
+    masks = masks or [None] * len(Ws)
+    for W, M in zip(Ws, masks):
+        if M is not None:
+            init_masked(W, M)
+    return masks
 
 
 def ff_config_from_dict(d: dict) -> FFConfig:
