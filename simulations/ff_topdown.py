@@ -333,7 +333,9 @@ def _train(data, cfg: TopDownConfig, progress):
             idx = order[b * cfg.batch:(b + 1) * cfg.batch]
             u = topdown_updates(net, x_train[idx], eye[y_train[idx]], cfg.theta, cfg.sign)
             for W, opt, g, M in zip(net.W, opts, u["g"] + [u["readout"]], masks):
-                opt.step(W, g if M is None else g * M)
+                if M is not None:
+                    g *= M
+                opt.step(W, g)
             step += 1
             total = float(np.sum(u["loss"]))
             if not np.isfinite(total) or not all(np.isfinite(W).all() for W in net.W):

@@ -411,7 +411,9 @@ def _train_ff(data, config: FFConfig, progress=None) -> FFResult:
             total = 0.0
             for W, th, opt, M in zip(Ws, thetas, opts, masks):
                 loss, g, hp_new, hn_new = layer_loss_grad(W, hp, hn, th)
-                opt.step(W, g if M is None else g * M)
+                if M is not None:
+                    g *= M  # in place: the masked step costs one elementwise product
+                opt.step(W, g)
                 total += loss
                 hp, hn = hp_new, hn_new  # next layer trains on this layer's outputs
             if not np.isfinite(total) or not all(np.isfinite(W).all() for W in Ws):
