@@ -16,6 +16,7 @@ FIGURES = {
     "saad-solla": "figures.saad_solla",
     "scaling": "figures.scaling",
     "mnist-table": "figures.mnist_table",
+    "ff-pepita-link": "figures.ff_pepita_link",
 }
 
 

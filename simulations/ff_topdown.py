@@ -64,6 +64,8 @@ class TopDownConfig:
     cos_every : measure the update cosines every this many batches (0 = once per epoch)
     cos_batch : size of the fixed training subset on which the cosines are measured
     local_fields : local receptive fields of the hidden layers (:mod:`simulations.local_fields`)
+    train_hidden : False = only the read-out learns (baseline: read-out on the fixed random
+        hidden layers; the cosines are still measured)
     eval_train : training examples on which train accuracy and FF losses are measured
     seed : seed of everything random
     """
@@ -80,6 +82,7 @@ class TopDownConfig:
     cos_every: int = 0
     cos_batch: int = 500
     local_fields: list | None = None
+    train_hidden: bool = True
     eval_train: int = 2000
     seed: int = 0
 
@@ -332,7 +335,10 @@ def _train(data, cfg: TopDownConfig, progress):
         for b in range(n_batches):
             idx = order[b * cfg.batch:(b + 1) * cfg.batch]
             u = topdown_updates(net, x_train[idx], eye[y_train[idx]], cfg.theta, cfg.sign)
-            for W, opt, g, M in zip(net.W, opts, u["g"] + [u["readout"]], masks):
+            for l, (W, opt, g, M) in enumerate(zip(net.W, opts, u["g"] + [u["readout"]],
+                                                    masks)):
+                if l < L and not cfg.train_hidden:
+                    continue
                 if M is not None:
                     g *= M
                 opt.step(W, g)
