@@ -91,3 +91,32 @@ def test_topdown_bad_input():
         d = Dataset(np.zeros((4, 16), np.float32), np.zeros(4, int), np.zeros((2, 16), np.float32),
                     np.zeros(2, int), 2, "toy")
         train_ff_topdown(d, TopDownConfig(hidden=[4], local_fields=[{"field": 5, "grid": 2}]))
+
+
+def test_contrastive_ff_is_minus_twice_pepita_hebbian_without_normalisation():
+    """Without input normalisation, the gradient of the contrastive loss G(x̃) − G(x) with
+    respect to W_1 (central finite differences, x̃ = x − F e) equals −2 × PEPITA-Hebbian's
+    ΔW_1 = h ⊗ x − h̃ ⊗ x̃ exactly, at any F (here a large one, |F e|/|x| ~ 0.5)."""
+    from simulations.deep import pepita_updates
+
+    rng = np.random.default_rng(2)
+    net = init_network([12, 7, 3], "pepita", 20.0, seed=4, dtype=np.float64)
+    x = rng.random((9, 12))
+    y = np.eye(3)[rng.integers(0, 3, 9)]
+    dW, e, _ = pepita_updates(net, x, y, "pepita-hebbian")
+    xt = x - e @ net.F.T
+    assert np.mean(np.linalg.norm(e @ net.F.T, axis=1) / np.linalg.norm(x, axis=1)) > 0.2
+
+    def loss(W):
+        G = lambda z: np.sum(np.maximum(z @ W.T, 0) ** 2, 1)  # noqa: E731
+        return np.mean(G(xt) - G(x))
+
+    W, eps = net.W[0], 1e-6
+    num = np.zeros_like(W)
+    for idx in np.ndindex(W.shape):
+        Wp, Wm = W.copy(), W.copy()
+        Wp[idx] += eps
+        Wm[idx] -= eps
+        num[idx] = (loss(Wp) - loss(Wm)) / (2 * eps)
+    assert np.abs(dW[0]).max() > 1e-2
+    assert np.allclose(num, -2 * dW[0], atol=1e-6)
