@@ -10,7 +10,8 @@ first-order expansion in ``F`` (markers: the prediction of the whole update's co
 Last panel: test accuracy of the read-out against FF with wrong-label negatives (label in the
 input, goodness prediction) and FF with hybrid-image negatives (linear head), same widths,
 optimiser and data; also the top-down network with the sign of the feedback flipped
-(negative ``x + F e``).
+(negative ``x + F e``) and, as a baseline, the same read-out trained on the fixed random
+hidden layers (``train_hidden=False``).
 
 Parameters: ``figures/configs/ff-pepita-link.json``.
 """
