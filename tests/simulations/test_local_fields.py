@@ -104,3 +104,18 @@ def test_bad_local_fields():
     with pytest.raises(ValueError, match="positive integers"):
         DeepConfig(hidden=[16], local_fields=[{"field": 0, "grid": 4}])
     assert parse_local_fields(None, 2) == [None, None]
+
+
+def test_paper_layouts():
+    """The FF paper's MNIST network: 4 × 4 locations, stride 6, 10 × 10 patches; then squares
+    of 2 × 2 adjacent grid points. CIFAR-10: 11 × 11 patches of all three channels."""
+    assert [int(np.flatnonzero(r)[0]) for r in patch_matrix(28, 4, 10)] == [0, 6, 12, 18]
+    assert [list(np.flatnonzero(r)) for r in patch_matrix(4, 3, 2)] == [[0, 1], [1, 2], [2, 3]]
+    assert [list(np.flatnonzero(r)) for r in patch_matrix(3, 2, 2)] == [[0, 1], [1, 2]]
+    masks = build_masks(784, [2048, 1980, 2048], [{"field": 10, "grid": 4},
+                                                   {"field": 2, "grid": 3},
+                                                   {"field": 2, "grid": 2}])
+    assert [int(m.sum(1)[0]) for m in masks] == [100, 4 * 128, 4 * 220]
+    assert all(np.all(m.sum(1) == m.sum(1)[0]) for m in masks)
+    M = build_masks(3072, [3072], [{"field": 11, "grid": 32}])[0]
+    assert np.all(M.sum(1) == 363)
