@@ -22,6 +22,7 @@ FIGURES = {
     "ff-theory": "figures.ff_theory",
     "afa-phase": "figures.afa_phase",
     "pepita-phase": "figures.pepita_phase",
+    "ff-pepita-link": "figures.ff_pepita_link",
 }
 
 

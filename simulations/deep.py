@@ -177,6 +177,9 @@ class DeepConfig:
     mirror : :class:`MirrorConfig` or None (PEPITA rules only)
     seed : seed of initial weights, F, dropout masks and batch order
     eval_batch : examples per evaluation matmul (memory only)
+    local_fields : local receptive fields of the hidden layers (see
+        :mod:`simulations.local_fields`; the FA feedback ``B_ℓ`` gets the mask of ``W_ℓ``),
+        None = all dense
     """
     hidden: list = field(default_factory=lambda: [256])
     rule: str = "pepita"
@@ -193,6 +196,7 @@ class DeepConfig:
     mirror: MirrorConfig | None = None
     seed: int = 0
     eval_batch: int = 4096
+    local_fields: list | None = None
 
     def __post_init__(self):
         if self.rule not in RULES:
@@ -211,6 +215,8 @@ class DeepConfig:
         if self.mirror is not None and self.rule not in PEPITA_RULES:
             raise ValueError(f"mirror applies to PEPITA rules ({', '.join(PEPITA_RULES)}) only")
         self.lr_decay_epochs = tuple(int(e) for e in self.lr_decay_epochs)
+        from .local_fields import parse_local_fields
+        parse_local_fields(self.local_fields, len(self.hidden))
 
 
 @dataclass
@@ -446,6 +452,7 @@ def _train_deep(data, config: DeepConfig, progress=None) -> TrainResult:
     n_classes = int(data.n_classes)
     sizes = [x_train.shape[1]] + list(cfg.hidden) + [n_classes]
     net = init_network(sizes, cfg.rule, cfg.F_scale, int(rng.integers(2**63)), cfg.mirror)
+    lmasks = _local_masks(net, cfg)
     eye = np.eye(n_classes, dtype=np.float32)
     pepita = cfg.rule in PEPITA_RULES
     vel = [np.zeros_like(W) for W in net.W]
@@ -485,6 +492,9 @@ def _train_deep(data, config: DeepConfig, progress=None) -> TrainResult:
                          for h in cfg.hidden]
             if cfg.rule == "pepita-time-local":
                 loss = _time_local_step(net, x, y, masks, cfg, vel, lr)
+                for W, M in zip(net.W, lmasks):
+                    if M is not None:  # both halves masked = the sum masked
+                        W *= M
             else:
                 if pepita:
                     dW, e, hs = pepita_updates(net, x, y, cfg.rule, masks, cfg.normalize)
@@ -493,7 +503,9 @@ def _train_deep(data, config: DeepConfig, progress=None) -> TrainResult:
                     e = hs[-1] - y
                     dW = _bp_like_updates(net, hs, As, e, masks, cfg.rule)
                 loss = _cross_entropy(hs[-1], y_train[idx])
-                for W, v, g in zip(net.W, vel, dW):
+                for W, v, g, M in zip(net.W, vel, dW, lmasks):
+                    if M is not None:
+                        g = g * M
                     v *= cfg.momentum
                     v += g
                     if cfg.weight_decay:
@@ -524,6 +536,20 @@ def _train_deep(data, config: DeepConfig, progress=None) -> TrainResult:
     out = {k: np.asarray(v, dtype=np.float64) for k, v in hist.items()}
     return TrainResult(cfg, out["train_acc"], out["test_acc"], out["train_loss"],
                        out["test_loss"], out["angle"], diverged, net, done)
+
+
+def _local_masks(net, cfg):
+    """Masks of the local hidden layers (None = dense; the read-out is dense), applied here
+    to the initial weights (and to the FA feedback of the same layer)."""
+    from .local_fields import build_masks, init_masked
+    masks = build_masks(net.sizes[0], cfg.hidden, cfg.local_fields) or []
+    masks = masks + [None] * (len(net.W) - len(masks))
+    for l, M in enumerate(masks):
+        if M is not None:
+            init_masked(net.W[l], M)
+            if cfg.rule == "fa":
+                init_masked(net.B[l], M)
+    return masks
 
 
 def _time_local_step(net, x, y, masks, cfg, vel, lr):

@@ -81,6 +81,9 @@ class FFConfig:
     head_layers : layers (0-based) feeding the linear head (unsupervised); None = default
     head_epochs, head_lr : training of the linear head (Adam)
     eval_train : number of training examples on which train accuracy / loss are measured
+    local_fields : local receptive fields of the hidden layers (see
+        :mod:`simulations.local_fields`), None = all dense; in supervised mode every unit of
+        the first layer also sees the label components
     seed : seed of everything random
     """
     hidden: list = field(default_factory=lambda: [256])
@@ -102,6 +105,7 @@ class FFConfig:
     head_epochs: int = 5
     head_lr: float = 0.01
     eval_train: int = 2000
+    local_fields: list | None = None
     seed: int = 0
 
     def __post_init__(self):
@@ -128,6 +132,8 @@ class FFConfig:
             self.head_layers = [int(i) for i in self.head_layers]
             if any(not 0 <= i < len(self.hidden) for i in self.head_layers):
                 raise ValueError(f"head_layers must index 0..{len(self.hidden) - 1}")
+        from .local_fields import parse_local_fields
+        parse_local_fields(self.local_fields, len(self.hidden))
 
 
 @dataclass
@@ -400,6 +406,7 @@ def _train_ff(data, config: FFConfig, progress=None) -> FFResult:
     for i in range(len(cfg.hidden)):
         lim = math.sqrt(6.0 / sizes[i])
         Ws.append(rng.uniform(-lim, lim, (sizes[i + 1], sizes[i])).astype(np.float32))
+    masks = _local_masks(Ws, cfg, C)
     if cfg.goodness == "sum":
         thetas, gscales = [cfg.theta * d for d in cfg.hidden], [1.0] * len(cfg.hidden)
     else:
@@ -457,11 +464,13 @@ def _train_ff(data, config: FFConfig, progress=None) -> FFResult:
             idx = order[b * cfg.batch:(b + 1) * cfg.batch]
             hp, hn = _negative_batch(Ws, x_train[idx], y_train[idx], cfg, C, rng)
             total = 0.0
-            for W, th, gs, opt, run in zip(Ws, thetas, gscales, opts, running):
+            for W, th, gs, opt, run, M in zip(Ws, thetas, gscales, opts, running, masks):
                 loss, g, hp_new, hn_new = layer_loss_grad(W, hp, hn, th, gs)
                 if cfg.peer_norm > 0:
                     lp, gp = peer_norm_grad(hp_new, hp, run, cfg.peer_norm, cfg.peer_momentum)
                     loss, g = loss + lp, g + gp
+                if M is not None:
+                    g *= M  # in place: the masked step costs one elementwise product
                 opt.step(W, g)
                 total += loss
                 hp, hn = hp_new, hn_new  # next layer trains on this layer's outputs
@@ -484,6 +493,19 @@ def _train_ff(data, config: FFConfig, progress=None) -> FFResult:
     return FFResult(cfg, np.asarray(hist["train_acc"]), np.asarray(hist["test_acc"]),
                     np.asarray(hist["loss"]), np.asarray(hist["layer_loss"], dtype=float),
                     diverged, Ws, done)
+
+
+def _local_masks(Ws, cfg, n_classes):
+    """Masks of local layers (None entries = dense), applied to the initial weights here."""
+    # hook of simulations.local_fields: the masks are fixed; weights and updates are masked
+    from .local_fields import build_masks, init_masked
+    seen = range(n_classes) if cfg.mode == "supervised" else ()
+    masks = build_masks(Ws[0].shape[1], cfg.hidden, cfg.local_fields, seen)
+    masks = masks or [None] * len(Ws)
+    for W, M in zip(Ws, masks):
+        if M is not None:
+            init_masked(W, M)
+    return masks
 
 
 def ff_config_from_dict(d: dict) -> FFConfig:

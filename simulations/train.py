@@ -7,7 +7,9 @@ Config keys (JSON object; unknown keys are an error)
 ----------------------------------------------------
 ``rule`` (required)
     ``bp``, ``fa``, ``dfa``, ``pepita``, ``pepita-forward``, ``pepita-hebbian``,
-    ``pepita-time-local``, ``ff`` (supervised Forward-Forward), ``ff-unsupervised``.
+    ``pepita-time-local``, ``ff`` (supervised Forward-Forward), ``ff-unsupervised``,
+    ``ff-recurrent`` (recurrent FF, :mod:`simulations.ff_recurrent`), ``ff-topdown`` (FF
+    with top-down negatives ``x − F e``, :mod:`simulations.ff_topdown`).
 ``layers``
     hidden-layer widths, e.g. ``[1024]`` (input and output widths come from the data).
     Default ``[256]``.
@@ -26,6 +28,14 @@ Config keys (JSON object; unknown keys are an error)
     1.0), ``negatives`` ("random" | "hardest"), ``label_scale`` (1.0), ``n_blur`` (6),
     ``head_layers`` (null), ``head_epochs`` (5), ``head_lr`` (0.01), ``eval_train`` (2000),
     ``goodness`` ("sum" | "mean"), ``peer_norm`` (0: off), ``peer_momentum`` (0.9).
+    ``ff-recurrent``: ``optimizer``, ``theta``, ``label_scale``, ``eval_train``, ``steps`` (8),
+    ``damping`` (0.3), ``window`` ([3, 5]). ``ff-topdown``: ``optimizer``, ``theta``,
+    ``eval_train``, ``sign`` (+1: negative ``x − F e``; −1: ``x + F e``), ``cos_every`` (0 =
+    once per epoch), ``cos_batch`` (500), ``train_hidden`` (true; false = read-out only, on
+    the fixed random hidden layers); its feedback scale is the top-level ``F_scale``.
+``local_fields`` (null)
+    local receptive fields of the hidden layers, ``[{"field": f, "grid": g} | null, …]``
+    (:mod:`simulations.local_fields`); every rule but ``ff-recurrent``.
 ``seeds``
     list of run seeds (default ``[0]``); an integer n means ``[0, …, n−1]``.
 ``data``
@@ -43,7 +53,9 @@ Output (``OUT.npz``), S seeds, E epochs, index 0 = before training
 (S, E+1), ``train_loss``, ``test_loss`` (S, E+1; FF: summed layer losses in ``train_loss``,
 ``layer_loss`` (S, E+1, L)), ``angle`` (S, E+1, PEPITA rules: degrees between F and
 (W_L…W₁)ᵀ), ``diverged`` (S,) bool, ``epochs_done`` (S,), ``slowness_a_max``,
-``slowness_s`` (S,): fit ``a(t) = a_max t/(s+t)`` of the test accuracy. Histories of a run
+``slowness_s`` (S,): fit ``a(t) = a_max t/(s+t)`` of the test accuracy. ``ff-topdown``
+also: ``cos_step`` (M,) batches at which the update cosines were measured and ``cos_ff``,
+``cos_ff_err``, ``cos_contrastive``, ``cos_pred`` (S, M, L), see :mod:`simulations.ff_topdown`. Histories of a run
 that diverged end at ``epochs_done``; the padding after it is NaN, flagged by ``diverged``.
 
 Exit code: 0 on success, 1 if every run diverged, 2 for a bad config or unreadable data
@@ -65,9 +77,9 @@ from .forward_forward import FFConfig, train_ff
 
 __all__ = ["ALL_RULES", "CONFIG_KEYS", "parse_config", "load_config", "run_config", "main"]
 
-ALL_RULES = DEEP_RULES + ("ff", "ff-unsupervised")
+ALL_RULES = DEEP_RULES + ("ff", "ff-unsupervised", "ff-recurrent", "ff-topdown")
 _COMMON = ("rule", "layers", "epochs", "lr", "momentum", "batch", "weight_decay", "seeds",
-           "data", "name", "description")
+           "data", "name", "description", "local_fields")
 _DEEP_ONLY = ("dropout", "lr_decay_epochs", "lr_decay", "F_scale", "normalize", "mirror")
 _FF_ONLY = ("ff",)
 CONFIG_KEYS = _COMMON + _DEEP_ONLY + _FF_ONLY
@@ -118,7 +130,10 @@ def parse_config(cfg: dict):
     if rule not in ALL_RULES:
         raise ValueError(f"unknown rule {rule!r}; allowed: {', '.join(ALL_RULES)}")
     is_ff = rule.startswith("ff")
-    wrong = [k for k in (_DEEP_ONLY if is_ff else _FF_ONLY) if k in cfg]
+    wrong = [k for k in (_DEEP_ONLY if is_ff else _FF_ONLY) if k in cfg
+             and not (rule == "ff-topdown" and k == "F_scale")]
+    if rule == "ff-recurrent" and "local_fields" in cfg:
+        wrong.append("local_fields")
     if wrong:
         raise ValueError(f"config keys {wrong} do not apply to rule {rule!r}")
     seeds = cfg.get("seeds", [0])
@@ -137,9 +152,11 @@ def parse_config(cfg: dict):
         raise ValueError(f"layers must be a non-empty list of hidden widths, got {layers!r}")
 
     _check_numbers(cfg)
-    common = {k: cfg[k] for k in ("epochs", "lr", "momentum", "batch", "weight_decay")
-              if k in cfg}
-    if is_ff:
+    common = {k: cfg[k] for k in ("epochs", "lr", "momentum", "batch", "weight_decay",
+                                  "local_fields") if k in cfg}
+    if rule in _FF_VARIANTS:
+        make = _ff_variant_maker(rule, cfg, layers, common)
+    elif is_ff:
         ff = dict(cfg.get("ff", {}))
         bad = sorted(set(ff) - set(_FF_KEYS))
         if bad:
@@ -155,6 +172,46 @@ def parse_config(cfg: dict):
             return DeepConfig(hidden=layers, rule=rule, seed=seed, **common, **deep)
     make(seeds[0])  # validate the option values now, before any data is loaded
     return rule, make, seeds, data
+
+
+#: FF variants of issue 14: rule -> (module, config class, keys allowed in "ff")
+_FF_VARIANTS = {
+    "ff-recurrent": ("ff_recurrent", "RecurrentFFConfig",
+                     ("optimizer", "theta", "label_scale", "eval_train", "steps", "damping",
+                      "window")),
+    "ff-topdown": ("ff_topdown", "TopDownConfig",
+                   ("optimizer", "theta", "eval_train", "sign", "cos_every", "cos_batch",
+                    "train_hidden")),
+}
+
+
+def _ff_variant_maker(rule, cfg, layers, common):
+    import importlib
+    mod, cls, keys = _FF_VARIANTS[rule]
+    ff = dict(cfg.get("ff", {}))
+    bad = sorted(set(ff) - set(keys))
+    if bad:
+        raise ValueError(f"unknown ff keys {bad} for rule {rule!r}; allowed: {', '.join(keys)}")
+    if "F_scale" in cfg:
+        ff["F_scale"] = cfg["F_scale"]
+    Config = getattr(importlib.import_module(f"simulations.{mod}"), cls)
+
+    def make(seed):
+        return Config(hidden=layers, seed=seed, **common, **ff)
+    return make
+
+
+def _train_one(rule, data, c, bar):
+    """Train one run of ``rule`` with config ``c``."""
+    if rule == "ff-recurrent":
+        from .ff_recurrent import train_ff_recurrent
+        return train_ff_recurrent(data, c, progress=bar)
+    if rule == "ff-topdown":
+        from .ff_topdown import train_ff_topdown
+        return train_ff_topdown(data, c, progress=bar)
+    if rule.startswith("ff"):
+        return train_ff(data, c, progress=bar)
+    return train_deep(data, c, progress=bar)
 
 
 def load_config(path) -> dict:
@@ -213,10 +270,7 @@ def run_config(cfg: dict, quiet: bool = True) -> dict:
         if not quiet:
             bar = ProgressBar(lambda ep, i=i, c=c: f"{rule} seed {seeds[i]} ({i + 1}/{len(seeds)}) "
                                                    f"epoch {ep + 1}/{c.epochs}")
-        if rule.startswith("ff"):
-            r = train_ff(data, c, progress=bar)
-        else:
-            r = train_deep(data, c, progress=bar)
+        r = _train_one(rule, data, c, bar)
         if r.diverged and not quiet:
             print(f"\n{rule} seed {seed}: diverged after {r.epochs_done} epochs (non-finite "
                   f"loss); run stopped", file=sys.stderr)
@@ -230,6 +284,10 @@ def run_config(cfg: dict, quiet: bool = True) -> dict:
     if rule.startswith("ff"):
         out["train_loss"] = _pad([r.loss for r in runs])
         out["layer_loss"] = _pad([r.layer_loss for r in runs])
+        if rule == "ff-topdown":
+            out["cos_step"] = max((r.cos_step for r in runs), key=len)
+            for k in ("cos_ff", "cos_ff_err", "cos_contrastive", "cos_pred"):
+                out[k] = _pad([getattr(r, k) for r in runs])
     else:
         out["train_loss"] = _pad([r.train_loss for r in runs])
         out["test_loss"] = _pad([r.test_loss for r in runs])
