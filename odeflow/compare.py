@@ -48,7 +48,7 @@ import numpy as np
 __all__ = ["compare", "Comparison", "ODE_KEYS", "ODE_RULE", "OBSERVABLES"]
 
 #: config keys that go to the ODE solver rather than to the simulation
-ODE_KEYS = ("method", "rtol", "atol", "dt")
+ODE_KEYS = ("method", "rtol", "atol", "dt", "quadrature")
 #: which ODE system describes each simulated rule
 ODE_RULE = {"bp": "bp", "fa": "fa", "afa": "afa", "pepita": "pepita",
             "pepita-forward": "pepita-forward", "ff": "ff"}

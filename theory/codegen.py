@@ -563,7 +563,8 @@ def build_system(rule, K: int, M: int, activation="erf", quadrature=None):
     if _needs_quadrature(rule, activation, quadrature):
         from .codegen_quad import build_quad_system
         return build_quad_system(rule, K, M, activation, quadrature)
-    activation = getattr(activation, "name", activation)
+    from .activations import get_activation
+    activation = get_activation(activation).name     # e.g. a sympy expression equal to erf
     mem_key = (rule.key, K, M, activation)
     if mem_key not in _SYSTEMS:
         der, mod, path, timings = _load_module(rule, activation)

@@ -447,7 +447,9 @@ def _integrate(y, p, mode, dy, S):
 
 @njit(cache=True, nogil=True)
 def rhs(y, p, dy):
-    _integrate(y, p, 0, dy, np.empty((1, 1)))
+    # np.int64(...), not a bare 0/1: a literal would make numba compile _integrate once
+    # per mode (Literal[int](0), Literal[int](1)), doubling the compile time
+    _integrate(y, p, np.int64(0), dy, np.empty((1, 1)))
 
 {eg_closed}
 '''
@@ -456,7 +458,7 @@ def rhs(y, p, dy):
 
 @njit(cache=True, nogil=True)
 def noise(y, p, S):
-    _integrate(y, p, 1, np.empty(1), S)
+    _integrate(y, p, np.int64(1), np.empty(1), S)
 '''
     else:
         src += "\nnoise = None\n"

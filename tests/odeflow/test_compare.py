@@ -59,7 +59,7 @@ def test_compare_save_and_plot(fa_cmp, tmp_path):
 
 def test_compare_pepita_uses_exact_ode_and_reports_divergence():
     assert ODE_RULE["pepita"] == "pepita" and ODE_RULE["pepita-forward"] == "pepita-forward"
-    c = compare({"rule": "pepita", "N": 1000, "alpha_max": 14, "seeds": 2, "eta": 1.0,
+    c = compare({"rule": "pepita", "N": 1000, "alpha_max": 10, "seeds": 2, "eta": 1.0,
                  "eta_v": 1.0,
                  "sigma_F": 0.05, "record": {"every": 0.5}})
     assert c.config["ode"]["rule"] == "pepita"
