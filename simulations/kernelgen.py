@@ -62,6 +62,7 @@ KERNELGEN_VERSION = "1"
 BUILTIN = {"bp": "v", "fa": "fixed", "afa": "adaptive", "pepita": "adaptive",
            "pepita-forward": "adaptive"}
 
+
 @dataclass(frozen=True)
 class SimRule:
     """What the simulation needs to know about a rule.
@@ -122,7 +123,8 @@ def resolve_rule(rule) -> SimRule:
         raise ValueError(f"unknown rule {rule!r}; allowed: {', '.join(BUILTIN)}, a "
                          "theory.rules.Rule, or 'path/to/file.py:NAME' naming a Rule defined "
                          "in a Python file")
-    if type(rule).__name__ == "Rule" and type(rule).__module__ == "theory.rules":
+    rules_mod = sys.modules.get("theory.rules")     # a Rule exists only once it is imported
+    if rules_mod is not None and isinstance(rule, rules_mod.Rule):
         return SimRule(rule.name, rule.feedback, "<Rule>", rule, dict(rule.params))
     raise ValueError(f"rule must be a name ({', '.join(BUILTIN)}), a theory.rules.Rule or "
                      f"'file.py:NAME', got {type(rule).__name__} {rule!r}")
