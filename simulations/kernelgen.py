@@ -10,10 +10,10 @@ the step; ``κ`` the rule's weight decay, ``p`` the presynaptic term, ``x`` or
 
     w_k ← (1 − η κ/N) w_k − (η/√N) δ_k p        v_k ← v_k − (η_v/N) e s_k
 
-with ``δ_k`` the rule's ``delta`` evaluated at ``lam = λ_k``, ``e``, ``v_k``, ``b_k`` and
-``phi = F·x/√N`` (``g``, ``gp`` are the activation and its derivative, the kernel's
-``_g``/``_gp``), and the second-layer signal ``s_k = g(λ_k)`` (``second_layer="sgd"``) or 0
-(``"fixed"``). Feedback ``"fixed"`` reads ``b`` from the FA feedback vector, ``"adaptive"``
+with ``δ_k`` the rule's ``delta`` evaluated at ``lam = λ_k``, ``lam_t = λ_k − e b_k``,
+``e``, ``v_k``, ``b_k`` and ``phi = F·x/√N`` (``g``, ``gp`` are the activation and its
+derivative, the kernel's ``_g``/``_gp``), and the second-layer signal ``s_k`` = the rule's
+``v_signal`` (default ``g(λ_k)``; ``second_layer="sgd"``) or 0 (``"fixed"``). Feedback ``"fixed"`` reads ``b`` from the FA feedback vector, ``"adaptive"``
 maintains ``b_k = w_k·F/√N`` exactly (re-measured every block, then updated with
 ``Δb_k = Δw_k·F/√N``).
 
@@ -37,10 +37,10 @@ source of ``simulations.teacher_student`` (whose ``_g``, ``_gp`` and input gener
 kernel inlines — numba's own cache would not notice a change there). On a cache hit for a
 built-in name neither sympy nor ``theory.rules`` is imported. Never edit a generated file.
 
-pepita and pepita-forward (second pass ``λ̃ = λ − e b``, presynaptic ``x̃`` or ``x``) come
-from their Rules too once ``theory.rules`` defines them (fields ``presynaptic``,
-``v_signal`` and the symbol ``lam_t``, issue 9); until then their signals are written by
-hand below (:data:`_HAND_SIGNALS`) and go through the same template.
+The Rule fields ``presynaptic`` (``x``, or ``x_tilde`` = ``x̃ = x − F e``), ``v_signal`` (the
+second-layer signal ``s_k``, default ``g(lam)``) and the symbol ``lam_t`` (the second-pass
+field ``λ̃_k = λ_k − e b_k``) cover exact PEPITA: the built-in ``pepita`` and
+``pepita-forward`` are generated from their Rules like every other rule.
 """
 from __future__ import annotations
 
@@ -61,13 +61,6 @@ KERNELGEN_VERSION = "1"
 #: built-in rules and their feedback kind (no sympy needed to know these)
 BUILTIN = {"bp": "v", "fa": "fixed", "afa": "adaptive", "pepita": "adaptive",
            "pepita-forward": "adaptive"}
-
-# hand-written per-unit signals (rules the Rule dataclass cannot express yet): code that
-# sets ``d`` (δ_k) and ``sk`` (the second-layer signal), in the locals of the unit loop
-_PEPITA = ("gt = _g(lam_k - e * b_k, act)         # second pass λ̃ = λ − e b\n"
-           "d = _g(lam_k, act) - gt\n"
-           "sk = gt")
-_HAND_SIGNALS = {"pepita": (_PEPITA, True), "pepita-forward": (_PEPITA, False)}
 
 
 @dataclass(frozen=True)
@@ -103,7 +96,9 @@ class SimRule:
         if self.rule is not None:
             r = self.rule
             d.update(delta=str(r.delta), second_layer=r.second_layer,
-                     weight_decay=str(r.weight_decay), params=dict(r.params))
+                     weight_decay=str(r.weight_decay), params=dict(r.params),
+                     presynaptic=getattr(r, "presynaptic", "x"),
+                     v_signal=str(getattr(r, "v_signal", None) or "g(lam)"))
         return d
 
 
@@ -128,7 +123,8 @@ def resolve_rule(rule) -> SimRule:
         raise ValueError(f"unknown rule {rule!r}; allowed: {', '.join(BUILTIN)}, ff, a "
                          "theory.rules.Rule, or 'path/to/file.py:NAME' naming a Rule defined "
                          "in a Python file")
-    if type(rule).__name__ == "Rule" and type(rule).__module__ == "theory.rules":
+    rules_mod = sys.modules.get("theory.rules")     # a Rule exists only once it is imported
+    if rules_mod is not None and isinstance(rule, rules_mod.Rule):
         return SimRule(rule.name, rule.feedback, "<Rule>", rule, dict(rule.params))
     raise ValueError(f"rule must be a name ({', '.join(BUILTIN)}), a theory.rules.Rule or "
                      f"'file.py:NAME', got {type(rule).__name__} {rule!r}")
@@ -303,25 +299,21 @@ def _printer():
 
 
 def _rule_of(sim: SimRule):
-    """The symbolic Rule behind ``sim`` (a built-in name's from ``theory.rules.RULES``), or
-    None for a built-in that only has a hand-written signal."""
+    """The symbolic Rule behind ``sim`` (a built-in name's from ``theory.rules.RULES``)."""
     if sim.rule is not None:
         return sim.rule
     from theory.rules import RULES
-    return RULES.get(sim.spec)
+    return RULES[sim.spec]
 
 
 def _signal_code(sim: SimRule):
     """(code of the unit loop's signal, modulated presynaptic term?)
 
     Sets ``d`` (δ_k) and ``sk`` (the second-layer signal ``v_signal``, default g(λ_k); 0
-    for a frozen second layer). Rule fields that an older ``theory.rules.Rule`` lacks take
-    their defaults: presynaptic ``x``, ``v_signal = g(lam)``; ``lam_t`` (the second-pass
-    field λ̃_k = λ_k − e b_k) is computed when the rule uses it.
+    for a frozen second layer); ``lam_t`` (the second-pass field λ̃_k = λ_k − e b_k) is
+    computed when the rule uses it.
     """
     rule = _rule_of(sim)
-    if rule is None:
-        return _HAND_SIGNALS[sim.spec]
     import sympy as sp
     from theory import rules as R
     pr = _printer()
@@ -338,7 +330,7 @@ def _signal_code(sim: SimRule):
 
 def _decay_code(sim: SimRule) -> str:
     rule = _rule_of(sim)
-    if rule is None or rule.weight_decay == 0:
+    if rule.weight_decay == 0:
         return "0.0"
     return _printer().doprint(rule.weight_decay)
 

@@ -155,7 +155,7 @@ def test_rule_file_errors_are_clear(tmp_path):
         validate_config(dict(rule="sgd", N=10, alpha_max=1))
 
 
-def test_cli_rule_file_relative_to_the_config(tmp_path):
+def test_cli_rule_file_relative_to_the_config(tmp_path, monkeypatch, capsys):
     """``python -m simulations run`` and ``python -m odeflow compare`` with
     ``"rule": "my_rules.py:fa_decay"`` next to the config, run from another directory."""
     (tmp_path / "my_rules.py").write_text(RULES_FILE.read_text())
@@ -171,11 +171,16 @@ def test_cli_rule_file_relative_to_the_config(tmp_path):
         saved = json.loads(str(z["config_json"]))
         assert saved["rule"].endswith("my_rules.py:fa_decay")
         assert z["Q"].shape == (2, 3, 2, 2)
-    out = subprocess.run([sys.executable, "-m", "odeflow", "compare", str(tmp_path / "cfg.json"),
-                          "--quiet"], cwd=ROOT, env=env, capture_output=True, text=True,
-                         timeout=300)
-    assert out.returncode == 0, out.stderr
-    assert "compare fa-decay (ODE: fa-decay)" in out.stdout
+    # odeflow compare's command (in-process: the same code path, without a second start-up)
+    import argparse
+    from odeflow.compare import run as compare_run
+    monkeypatch.chdir(ROOT)
+    args = argparse.Namespace(config=tmp_path / "cfg.json", output=tmp_path / "c.npz",
+                              plot=None, quiet=True)
+    assert compare_run(args) == 0
+    assert "compare fa-decay (ODE: fa-decay)" in capsys.readouterr().out
+    with np.load(tmp_path / "c.npz") as z:
+        assert json.loads(str(z["config_json"]))["ode"]["rule"] == "fa-decay"
 
 
 def test_compare_and_save_with_a_rule_object(tmp_path):
