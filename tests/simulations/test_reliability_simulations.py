@@ -112,6 +112,16 @@ def test_train_lr_named_with_its_value(tmp_path, capsys, value, shown):
 def test_help_is_light():
     r = run(["simulations", "--help"], timeout=60)
     assert r.returncode == 0 and "exit status" in r.stdout
+    import subprocess
+    import sys
+    code = ("import sys\nfrom simulations.__main__ import main\n"
+            "assert main(['run', '--help']) == 0 and main(['train', '--help']) == 0\n"
+            "print('HEAVY', [m for m in ('numpy', 'numba', 'scipy') if m in sys.modules])")
+    from reliability_helpers import env
+    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env(), capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "HEAVY []" in r.stdout
 
 
 def test_ctrl_c_stops_train_without_output(tmp_path):
