@@ -43,7 +43,18 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
+
+
+class _LazyNumpy:
+    """numpy, imported on first use: ``python -m odeflow --help`` registers this module's
+    arguments and must not pay for numpy (start-up time, issue 11)."""
+
+    def __getattr__(self, name):
+        import numpy
+        return getattr(numpy, name)
+
+
+np = _LazyNumpy()
 
 __all__ = ["compare", "Comparison", "ODE_KEYS", "ODE_RULE", "OBSERVABLES"]
 

@@ -25,6 +25,12 @@ def main(argv=None):
         from .run import main as run_main
         return run_main(rest)
     if cmd == "train":
+        if "-h" in rest or "--help" in rest:      # help without importing the training code
+            from .train_args import parser
+            try:
+                parser().parse_args(rest)
+            except SystemExit as exc:
+                return int(exc.code or 0)
         from .train import main as train_main
         return train_main(rest)
     print(f"unknown command {cmd!r}\n\n{USAGE}", file=sys.stderr)

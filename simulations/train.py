@@ -63,7 +63,6 @@ Exit code: 0 on success, 1 if every run diverged, 2 for a bad config or unreadab
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -301,16 +300,10 @@ def run_config(cfg: dict, quiet: bool = True) -> dict:
 
 def main(argv=None) -> int:
     from theory import cli
-    p = argparse.ArgumentParser(prog="python -m simulations train",
-                                description="Train networks on MNIST / CIFAR-10 / a "
-                                            "teacher-student task (see the module docstring "
-                                            "of simulations.train for the config keys).",
-                                epilog=cli.EXIT_CODES)
-    p.add_argument("config", help="JSON config file")
-    p.add_argument("-o", "--output", required=True, help="output .npz")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    from .train_args import parser
     try:
-        a = p.parse_args(argv)
+        a = parser().parse_args(argv)
     except SystemExit as exc:            # --help (0) or a usage error (2)
         return int(exc.code or 0)
     cli.set_verbose(not a.quiet)

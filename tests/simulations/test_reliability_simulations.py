@@ -112,3 +112,24 @@ def test_train_lr_named_with_its_value(tmp_path, capsys, value, shown):
 def test_help_is_light():
     r = run(["simulations", "--help"], timeout=60)
     assert r.returncode == 0 and "exit status" in r.stdout
+    import subprocess
+    import sys
+    code = ("import sys\nfrom simulations.__main__ import main\n"
+            "assert main(['run', '--help']) == 0 and main(['train', '--help']) == 0\n"
+            "print('HEAVY', [m for m in ('numpy', 'numba', 'scipy') if m in sys.modules])")
+    from reliability_helpers import env
+    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env(), capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "HEAVY []" in r.stdout
+
+
+def test_ctrl_c_stops_train_without_output(tmp_path):
+    """``simulations train`` on the teacher–student task (no data files needed), 1000
+    epochs: Ctrl-C once the bar shows → exit 130 at once, no output file."""
+    cfg = _cfg(tmp_path, "ff_teacher_student_pepita.json", epochs=1000, seeds=[0])
+    out = tmp_path / "t.npz"
+    rc, dt, err = interrupt(["simulations", "train", cfg, "-o", out], marker="%")
+    assert rc == 130, err
+    assert dt < 3.0, (dt, err)
+    assert not out.exists() and not list(tmp_path.glob(".*part*"))
