@@ -16,9 +16,15 @@ from theory.state import OrderParameters
 
 
 def _state(K, M, seed, u_scale=0.4, scale=1.2, v_star=None):
-    """A generic state: C = A Aᵀ (strictly positive definite, correlated λ and ν)."""
+    """A state like those of the learning curves: the overlaps of random vectors in D = 12
+    dimensions (Q, T ≈ I up to O(1/√D)), each student vector partly aligned with one
+    teacher vector (|R| ~ 0.5), lengths² ~ scale², label weights ~ u_scale·N(0, 1)."""
     rng = np.random.default_rng(seed)
-    A = rng.standard_normal((K + M, K + M + 3)) * scale / math.sqrt(K + M + 3)
+    D = 12
+    A = rng.standard_normal((K + M, D)) / math.sqrt(D)
+    for k in range(K):
+        A[k] = 0.5 * A[K + k % M] * rng.choice([-1, 1]) + 0.87 * A[k]
+    A *= scale
     C = A @ A.T
     vs = np.array([1.0, -0.7, 0.5][:M]) if v_star is None else np.asarray(v_star, float)
     return OrderParameters(Q=C[:K, :K], R=C[:K, K:], T=C[K:, K:], v=np.zeros(K),
