@@ -674,7 +674,7 @@ def default_nodes(K: int, M: int, activation: str = "erf") -> dict:
     n_lam = {1: 48, 2: 32 if M == 1 else 24, 3: 16, 4: 14}.get(K, 10)
     if relu:
         n_lam = {1: 96, 2: 48, 3: 20, 4: 16}.get(K, 12)
-    n_eg = {1: 1, 2: 48 if M == 1 else 24, 3: 20, 4: 14}.get(K, 10)
+    n_eg = {1: 1, 2: 48, 3: 20, 4: 14}.get(K, 10)
     return {"n_lam": n_lam, "n_nu": 8 if M > 1 else 1, "n_eg": n_eg, "n_leg": 6}
 
 
