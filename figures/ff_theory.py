@@ -52,8 +52,11 @@ def make(outdir, quick: bool = False) -> dict:
     Ks, Ms = cfg["K"], cfg["M"]
     data = {"N": sim_cfg["N"], "K_values": np.array(Ks), "M_values": np.array(Ms)}
     info, inits = {}, {}
+    skip = {tuple(c) for c in cfg.get("skip", [])}
     for M in Ms:
         for K in Ks:
+            if (K, M) in skip:        # recorded in the parameters; see the config
+                continue
             theta = cfg["theta_per_unit"] * K
             sim, ode = _run(sim_cfg, K, M, theta, ode_opts)
             key = f"K{K}M{M}"
@@ -113,6 +116,8 @@ def make(outdir, quick: bool = False) -> dict:
         ax_e, ax_u, ax_g = axes[row, 0], axes[row, 1], axes[row, 2]
         for i, K in enumerate(Ks):
             key, col = f"K{K}M{M}", S.CYCLE[i]
+            if (K, M) in skip:
+                continue
             for ax, name in ((ax_e, "eg"), (ax_u, "u"), (ax_g, "gap")):
                 m, s = data[f"{key}_sim_{name}_mean"], data[f"{key}_sim_{name}_std"]
                 S.band(ax, alpha, m, s, col, alpha=0.18)

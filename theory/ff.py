@@ -671,11 +671,11 @@ def default_nodes(K: int, M: int, activation: str = "erf") -> dict:
     ``n_nu^(M−1)``): ~10 ms per right-hand side at K = 2, M = 1, ~1 s at K = 4, M = 2.
     ReLU's kinks need more nodes."""
     relu = not check_activation(activation).smooth     # kinks: more nodes
-    n_lam = {1: 48, 2: 32 if M == 1 else 24, 3: 16, 4: 14}.get(K, 10)
+    n_lam = {1: 48, 2: 32, 3: 16, 4: 14}.get(K, 10)
     if relu:
         n_lam = {1: 96, 2: 48, 3: 20, 4: 16}.get(K, 12)
-    n_eg = {1: 1, 2: 48 if M == 1 else 24, 3: 20, 4: 14}.get(K, 10)
-    return {"n_lam": n_lam, "n_nu": 8 if M > 1 else 1, "n_eg": n_eg, "n_leg": 6}
+    n_eg = {1: 1, 2: 48, 3: 20, 4: 14}.get(K, 10)
+    return {"n_lam": n_lam, "n_nu": 12 if M > 1 else 1, "n_eg": n_eg, "n_leg": 6}
 
 
 @lru_cache(maxsize=None)
