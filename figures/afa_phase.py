@@ -67,7 +67,7 @@ def make(outdir, quick: bool = False) -> dict:
     base = {"rule": "afa", "activation": sim["activation"], "sigma": sim["sigma"],
             "alpha_max": A, "record": {"alpha": [0.0, A]}, **cfg["ode"],
             "init": {k: np.asarray(v).tolist() for k, v in s0.to_dict().items()
-                     if v is not None}}
+                     if v is not None and k != "F_norm2"}}     # AFA: no ‖F‖² term
     kw = dict(workers=cfg["workers"])
     # (1) the ODE on the grid: η × (σ_F zipped with the initial b, c, σ_F²)
     ode = sweep({"base": base, "grid": {"eta": etas}, "zip": _init_axes(sim, sFs)},

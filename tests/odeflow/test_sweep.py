@@ -250,3 +250,35 @@ def test_cli_runs_and_exit_codes(tmp_path):
     assert "3/3 points (2 ok, 1 failed)" in r.stdout
     assert "alpha_max must be a positive finite number" in r.stderr
     assert "sweep [" in r.stderr and "3/3 points, 1 failed" in r.stderr    # the progress bar
+
+
+def test_ctrl_c_exits_130_keeps_points_stops_workers(tmp_path):
+    """SIGINT to the process group (what Ctrl-C does): exit 130, finished points kept,
+    every worker process gone."""
+    spec = {"base": dict(ODE, method="rk4", dt=2e-4, alpha_max=5),
+            "grid": {"eta": {"linspace": [0.3, 0.75, 10]}}}
+    f = tmp_path / "s.json"
+    f.write_text(json.dumps(spec))
+    out = tmp_path / "out"
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen([sys.executable, "-m", "odeflow", "sweep", str(f), "-o", str(out),
+                             "--workers", "2", "--quiet"], cwd=ROOT, env=env,
+                            start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    pts = out / "points"
+    t0 = time.time()
+    while time.time() - t0 < 90 and not (pts.exists() and list(pts.glob("*.json"))):
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGINT)
+    rc = proc.wait(timeout=60)
+    assert rc == 130 and "interrupted" in proc.stderr.read()
+    done = len(list(pts.glob("*.json")))
+    assert 1 <= done < 10 and len(_rows(out)) == done
+    for _ in range(100):                   # the workers are terminated, not left running
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail("worker processes still alive after the sweep exited")
