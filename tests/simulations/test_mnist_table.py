@@ -149,7 +149,9 @@ def test_settings_column_says_what_ran():
     """FF rows never claim an lr decay (FF has none); deep rows state theirs."""
     table = mt.load_table_config(quick=False)
     for row in table["rows"]:
+        before = json.dumps(row["config"], sort_keys=True)
         s = mt.describe(row["config"])
+        assert json.dumps(row["config"], sort_keys=True) == before  # describe changes nothing
         if row["config"]["rule"].startswith("ff"):
             assert "lr ×" not in s and "Adam lr" in s
         else:
