@@ -191,7 +191,7 @@ def _kv(d):
 def describe(cfg: dict) -> str:
     """Every training option of a row config, in words (options not listed are at the
     defaults of :mod:`simulations.train`)."""
-    c = dict(cfg)
+    c = copy.deepcopy(cfg)  # popped below; the row's config must stay intact
     parts = [_layers(c.pop("layers", [256]))]
     rule = c.pop("rule")
     c.pop("seeds", None)
