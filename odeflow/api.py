@@ -65,7 +65,7 @@ def get_system(rule, K: int, M: int, activation="erf", quadrature=None):
             return system
     from theory.codegen import build_system   # imports sympy: only when needed
     system = build_system(rule, K, M, activation, quadrature)
-    if fast and not hasattr(system, "error_estimate"):    # closed-form systems only
+    if fast:                                  # closed-form systems only (see remember)
         from theory.cache import remember
         remember(rule, activation, system)
     return system

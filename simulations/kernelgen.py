@@ -45,13 +45,13 @@ field ``λ̃_k = λ_k − e b_k``) cover exact PEPITA: the built-in ``pepita`` a
 from __future__ import annotations
 
 import hashlib
-import importlib.util
-import os
 import sys
 import threading
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+
+from theory.cache import cache_dir, load_module, module_name
 
 __all__ = ["SimRule", "resolve_rule", "load_kernel", "BUILTIN", "KERNEL_TEMPLATE"]
 
@@ -373,13 +373,6 @@ def _source(sim: SimRule, digest: str) -> str:
 
 
 # ============================================================================ the cache
-def _cache_dir() -> Path:
-    # the same place as theory.codegen.cache_dir (not imported: it pulls in sympy)
-    d = Path(os.environ.get("ODEFLOW_CACHE_DIR", Path.home() / ".cache" / "odeflow"))
-    d.mkdir(parents=True, exist_ok=True)
-    return d
-
-
 @lru_cache(maxsize=None)
 def _fingerprint() -> str:
     """Hash of the sources that shape the generated kernel (see the module docstring)."""
@@ -404,18 +397,10 @@ def load_kernel(sim: SimRule):
             return _KERNELS[key]
         digest = hashlib.sha256(f"{_fingerprint()}|{key}".encode()).hexdigest()[:16]
         safe = "".join(ch if ch.isalnum() else "_" for ch in sim.name)
-        path = _cache_dir() / f"simkernel_{safe}_{digest}.py"
-        if not path.exists():
-            src = _source(sim, digest)
-            tmp = path.with_suffix(f".tmp{os.getpid()}")
-            tmp.write_text(src)
-            os.replace(tmp, path)   # atomic: concurrent builders never see a partial file
-        modname = f"_odeflow_simkernel_{safe}_{digest}"
-        spec = importlib.util.spec_from_file_location(modname, path)
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[modname] = mod
-        spec.loader.exec_module(mod)
-        mod.warmup()
+        path = cache_dir() / f"simkernel_{safe}_{digest}.py"
+        # written with a content hash, verified, repaired if corrupt (theory.cache)
+        mod, _ = load_module(path, lambda: _source(sim, digest), module_name(path),
+                             lambda m: m.warmup(), required=("run_block", "warmup"))
         _KERNELS[key] = mod
         return mod
 

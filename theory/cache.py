@@ -150,7 +150,7 @@ def module_name(path) -> str:
     return f"_odeflow_generated_{Path(path).stem}"
 
 
-def _import(path: Path, modname: str):
+def _import(path: Path, modname: str, required=_REQUIRED):
     name = modname
     spec = importlib.util.spec_from_file_location(name, path)
     mod = importlib.util.module_from_spec(spec)
@@ -160,13 +160,13 @@ def _import(path: Path, modname: str):
     except BaseException:
         sys.modules.pop(name, None)
         raise
-    missing = [a for a in _REQUIRED if not hasattr(mod, a)]
+    missing = [a for a in required if not hasattr(mod, a)]
     if missing:
         raise ImportError(f"generated module lacks {', '.join(missing)}")
     return mod
 
 
-def load_module(path, make_source, modname: str, warm):
+def load_module(path, make_source, modname: str, warm, required=_REQUIRED):
     """Import a generated module, generating, verifying and repairing as needed.
 
     Parameters
@@ -179,6 +179,8 @@ def load_module(path, make_source, modname: str, warm):
         Module name for ``sys.modules``.
     warm : callable (module) -> None
         Compiles the module's kernels (or loads them from numba's cache).
+    required : tuple of str
+        Names the module must define (default: an ODE system's ``rhs, eg, noise``).
 
     Returns
     -------
@@ -193,7 +195,7 @@ def load_module(path, make_source, modname: str, warm):
     if not cached:
         write_module(path, make_source())
     try:
-        mod = _import(path, modname)
+        mod = _import(path, modname, required)
         warm(mod)
         return mod, cached
     except KeyboardInterrupt:
@@ -204,7 +206,7 @@ def load_module(path, make_source, modname: str, warm):
              f"load ({type(exc).__name__}: {str(exc)[:120]}); deleted {len(gone)} numba "
              "cache file(s) and regenerated the module; recompiling")
         write_module(path, make_source())
-        mod = _import(path, modname)
+        mod = _import(path, modname, required)
         warm(mod)
         return mod, False
 
@@ -288,6 +290,8 @@ def remember(rule_name: str, activation: str, system) -> None:
     next process finds it without sympy (:func:`cached_system`)."""
     if not (isinstance(rule_name, str) and _NAME.fullmatch(rule_name)
             and isinstance(activation, str) and _NAME.fullmatch(activation)):
+        return
+    if hasattr(system, "error_estimate"):    # quadrature systems have another layout
         return
     try:
         from .rules import RULES

@@ -54,11 +54,7 @@ __all__ = ["System", "build_system", "cache_dir", "CODEGEN_VERSION"]
 CODEGEN_VERSION = "1"
 
 
-def cache_dir() -> Path:
-    """Where generated modules live: ``$ODEFLOW_CACHE_DIR`` or ``~/.cache/odeflow``."""
-    d = Path(os.environ.get("ODEFLOW_CACHE_DIR", Path.home() / ".cache" / "odeflow"))
-    d.mkdir(parents=True, exist_ok=True)
-    return d
+from .cache import cache_dir  # noqa: E402  (re-exported: where generated modules live)
 
 
 # ------------------------------------------------------------------------- the printer

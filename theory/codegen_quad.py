@@ -38,9 +38,6 @@ nodes otherwise.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
-import os
-import sys
 import time
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -51,6 +48,7 @@ import sympy as sp
 
 from . import rules as R
 from .activations import Activation, activation_key, get_activation
+from .cache import load_module, module_name
 from .codegen import System, _Printer, cache_dir
 from .quadrature import QuadratureRule, coarse_rule, make_rule
 from .state import Layout, OrderParameters, _check_size
@@ -590,30 +588,23 @@ def _load(rule: R.Rule, act: Activation):
                                       act.key, sp.srepr(act.expr)]).encode()).hexdigest()[:16]
     safe = "".join(ch if ch.isalnum() else "_" for ch in rule.name)
     path = cache_dir() / f"quad_{safe}_{act.key}_{digest}.py"
-    cached = path.exists()
-    if not cached:
-        src = quad_source(rule, act, digest)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(src)
-        os.replace(tmp, path)
     t1 = time.perf_counter()
-    modname = f"_odeflow_quad_{safe}_{digest}"
-    spec = importlib.util.spec_from_file_location(modname, path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[modname] = mod
-    spec.loader.exec_module(mod)
-    # compile now (or load numba's cache): a 1×1 system with a 1-node rule
-    adaptive = rule.feedback == "adaptive"
-    lay = Layout(1, 1, adaptive)
-    y = np.zeros(lay.n)
-    y[0] = 1.0
-    nrp = len(rule.params)
-    p = np.concatenate([[1, 1, 0, 0, 0, 0, 1.0, 0, 0, 0], np.zeros(nrp), [0.0],
-                        make_rule(2, "gauss-hermite", 2).packed()])
-    mod.rhs(y, p, np.empty_like(y))
-    mod.eg(y, p)
-    if mod.noise is not None:
-        mod.noise(y, p, np.empty((1, 1)))
+
+    def warm(mod):
+        # compile now (or load numba's cache): a 1×1 system with a 1-node rule
+        lay = Layout(1, 1, rule.feedback == "adaptive")
+        y = np.zeros(lay.n)
+        y[0] = 1.0
+        p = np.concatenate([[1, 1, 0, 0, 0, 0, 1.0, 0, 0, 0], np.zeros(len(rule.params)),
+                            [0.0], make_rule(2, "gauss-hermite", 2).packed()])
+        mod.rhs(y, p, np.empty_like(y))
+        mod.eg(y, p)
+        if mod.noise is not None:
+            mod.noise(y, p, np.empty((1, 1)))
+
+    # written with a content hash, verified, repaired if corrupt (theory.cache)
+    mod, cached = load_module(path, lambda: quad_source(rule, act, digest), module_name(path),
+                              warm)
     t2 = time.perf_counter()
     out = (mod, path, {"derive": 0.0, "codegen": t1 - t0, "compile": t2 - t1,
                        "source_cached": cached})

@@ -69,9 +69,6 @@ as the solvers' positive-semi-definiteness check expects.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
-import os
-import sys
 import time
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -647,16 +644,11 @@ def _load_module(activation: str):
     digest = hashlib.sha256("|".join([FF_CODEGEN_VERSION, Path(__file__).read_text(),
                                       sp.srepr(act.expr)]).encode()).hexdigest()[:16]
     path = cache_dir() / f"ff_{akey}_{digest}.py"
-    if not path.exists():
-        src = _source(activation, digest)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(src)
-        os.replace(tmp, path)
-    modname = f"_odeflow_ff_{akey}_{digest}"
-    spec = importlib.util.spec_from_file_location(modname, path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[modname] = mod
-    spec.loader.exec_module(mod)
+    from .cache import load_module, module_name
+    # written with a content hash, verified, repaired if corrupt (theory.cache); the
+    # kernels compile lazily, on the first right-hand side
+    mod, _ = load_module(path, lambda: _source(activation, digest), module_name(path),
+                         lambda m: None, required=("rhs", "eg", "loss_gap"))
     _MODULES[akey] = (mod, path, time.perf_counter() - t0)
     return _MODULES[akey]
 

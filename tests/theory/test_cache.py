@@ -83,13 +83,17 @@ def test_missing_hash_regenerates_silently(built, capsys):
 
 def test_fast_path_matches_codegen_system():
     """The sympy-free parameter vector equals theory.codegen.System.params for every
-    built-in rule (the oracle), and a fast-path system integrates bit-identically."""
+    closed-form built-in rule (the oracle), and a fast-path system integrates bit-identically."""
     import odeflow
     from theory.codegen import build_system
     from theory.rules import RULES
     st = cache._ref_state()
     for name in RULES:
         slow = build_system(name, 2, 2)
+        if hasattr(slow, "error_estimate"):      # quadrature systems (pepita*): no fast path
+            cache.remember(name, "erf", slow)
+            assert cache.cached_system(name, 2, 2, "erf") is None, name
+            continue
         info = cache.RuleInfo(slow.rule.name, slow.rule.feedback, dict(slow.rule.params))
         np.testing.assert_array_equal(cache.param_vector(info, 2, 2, st, 0.3, 0.2, 0.1),
                                       slow.params(st, 0.3, 0.2, 0.1))
