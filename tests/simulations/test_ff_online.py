@@ -3,8 +3,8 @@
 
 Tolerances of the theory-vs-simulation checks: the ensemble mean over S seeds has standard
 error SE = std/√S (estimated from the same runs); the ODE must lie within
-3 SE + 0.25/√N of it at every recorded α, for every component of ε_g, Q, R and u. The
-allowance 0.25/√N (0.008 at N = 1000) is for the O(1/√N) finite-size corrections to the mean
+3 SE + 0.5/√N of it at every recorded α, for every component of ε_g, Q, R and u. The
+allowance 0.5/√N (0.016 at N = 1000, as in figure ff-theory) is for the O(1/√N) finite-size corrections to the mean
 dynamics: at N = 1000, K = 2, M = 1 a systematic offset of about 2 SE (20 seeds) remains,
 and the maximum over ~20 records × several components of |z| then exceeds 3 (measured 3.2
 for Q, 3.7 for ReLU's R with 10 seeds) although every single record agrees.
@@ -34,7 +34,7 @@ def _agreement(**over):
                         record={"alpha": sim.alpha}, rtol=1e-7, atol=1e-9)
     assert ode.status == 0, ode.message
     S = len(sim.seeds)
-    allowance = 0.25 / math.sqrt(cfg["N"])
+    allowance = 0.5 / math.sqrt(cfg["N"])
     worst = {}
     for name in ("eg", "Q", "R", "u"):
         mean = sim.eg_mean if name == "eg" else sim.mean(name)
@@ -42,7 +42,7 @@ def _agreement(**over):
         se = std / math.sqrt(S)
         dev = np.abs(getattr(ode, name) - mean)
         worst[name] = float(np.max(dev / (3 * se + allowance)))
-    print("worst |ODE - mean| / (3 SE + 0.25/sqrt(N)):", worst)
+    print("worst |ODE - mean| / (3 SE + 0.5/sqrt(N)):", worst)
     assert max(worst.values()) <= 1.0, worst
     return sim, ode
 
