@@ -65,8 +65,8 @@ def test_ff_simulation_follows_the_ode_N1000(K, M, act, init_seed):
     """The issue's check: N = 1000, 10 seeds, α ≤ 20 (and ReLU).
 
     Measured (worst |ODE − mean| / (3 SE + 0.5/√N) over records and components): K = 2,
-    M = 1 from init seed 0 (the figure's) 0.6, ReLU 0.97; K = 2, M = 2 from init seed 3
-    passes even at 3 SE alone (2.8 SE). Two starts do not (xfail, kept to show it):
+    M = 1 from init seed 0 (the figure's) 0.6, ReLU 0.97, K = 2, M = 2 from init seed 3
+    0.62. Two starts do not (xfail, kept to show it):
     K = 2, M = 1 from init seed 3, where each unit's label weight opposes its teacher
     overlap (u = (0.044, −0.074), R = (−0.061, 0.061)) — near the symmetric point which
     way the label weights break the symmetry is decided by O(1/√N) fluctuations, and the
