@@ -21,7 +21,7 @@ from ._common import save_figure
 
 NAME = "alignment"
 DESCRIPTION = ("align, then memorise: cos(v, b) and |b| beside ε_g for AFA and FA "
-               "(ODE vs simulations, SCIENCE.md §5.4)")
+               "(ODE vs simulations)")
 
 
 def first_crossing(alpha, x, level, above=True):

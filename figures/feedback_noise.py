@@ -25,7 +25,7 @@ from ._common import save_figure
 
 NAME = "feedback-noise"
 DESCRIPTION = ("AFA feedback noise: seed-to-seed spread of ε_g and b in simulations vs the "
-               "SDE ensemble vs the deterministic ODE (SCIENCE.md §5.2, §5.4)")
+               "SDE ensemble vs the deterministic ODE)")
 
 
 def make(outdir, quick: bool = False) -> dict:

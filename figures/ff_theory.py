@@ -162,7 +162,7 @@ def make(outdir, quick: bool = False) -> dict:
     for ax, l in zip(axes.ravel(), "abcdefgh"):
         S.panel_label(ax, l)
     nseed = min(v["n_seeds"] for v in info.values())
-    fig.suptitle(f"Forward-Forward teacher–student (SCIENCE.md §9): η = {sim_cfg['eta']:g}, "
+    fig.suptitle(f"Forward-Forward teacher–student: η = {sim_cfg['eta']:g}, "
                  f"η$_u$ = {sim_cfg['eta_u']:g}, erf, {nseed} seeds, same initial weights",
                  fontsize=10)
     params = dict(cfg, results=info, seconds=time.perf_counter() - t0)

@@ -289,7 +289,7 @@ def compare(config: dict, progress: bool = False, sim=None) -> Comparison:
                      + "); they are left out of the mean")
     if rule == "pepita":
         nF2 = cfg["N"] * cfg["sigma_F"] ** 2
-        notes.append(f"pepita's exact ODE (SCIENCE.md §5.5) with ‖F‖² = N σ_F² = {nF2:.3g}: "
+        notes.append(f"pepita's exact ODE (docs/quadrature.md) with ‖F‖² = N σ_F² = {nF2:.3g}: "
                      "b grows like exp(η ‖F‖² ∫E[δ e]) along F")
     if rule == "ff":
         names = ["eg", "Q", "R", "u", "loss", "gap"]

@@ -517,7 +517,7 @@ class QuadSystem:
         base = System.params(self, state, eta, eta_v, sigma, **rule_params)
         if self.rule.presynaptic == "x_tilde":
             state.require("F_norm2", why=f" by rule {self.rule.name!r} (presynaptic x̃ = "
-                          "x − F e: ‖F‖² = N σ_F² enters the b drift, SCIENCE.md §5.5)")
+                          "x − F e: ‖F‖² = N σ_F² enters the b drift; docs/quadrature.md)")
         qr = self.rule_for(float(sigma)) if qrule is None else qrule
         if qr.dim != self.dim(float(sigma)):
             raise ValueError(f"quadrature rule has dim {qr.dim}, need {self.dim(sigma)}")
