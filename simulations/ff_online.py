@@ -564,33 +564,9 @@ class FFSimulationResult:
 
     @classmethod
     def load(cls, path) -> "FFSimulationResult":
-        path = Path(path)
-        if path.suffix == ".json":
-            from .teacher_student import _from_json
-            js = json.loads(path.read_text())
-            config = js.pop("config")
-            js.pop("kind", None)
-            d = {k: _from_json(v) for k, v in js.items()}
-        else:
-            with np.load(path) as z:
-                d = {k: z[k] for k in z.files}
-            config = json.loads(str(d.pop("config_json")))
-        kw = {}
-        for f in fields(cls):
-            if f.name == "config":
-                kw["config"] = config
-            elif f.name == "init":
-                kw["init"] = OrderParameters.from_dict(d, prefix="init_")
-            elif f.name == "n_mean":
-                kw["n_mean"] = int(d["n_mean"])
-            elif f.name in d:
-                kw[f.name] = np.asarray(d[f.name])
-            else:
-                kw[f.name] = None
-        kw["diverged"] = kw["diverged"].astype(bool)
-        for name in ("steps", "seeds"):
-            kw[name] = kw[name].astype(np.int64)
-        return cls(**kw)
+        """Read a result written by :meth:`save` (``.npz`` or ``.json``)."""
+        from .teacher_student import load_result
+        return load_result(cls, path)
 
 
 # =============================================================================== simulate

@@ -833,31 +833,39 @@ class SimulationResult:
     @classmethod
     def load(cls, path) -> "SimulationResult":
         """Read a result written by :meth:`save` (``.npz`` or ``.json``)."""
-        path = Path(path)
-        if path.suffix == ".json":
-            js = json.loads(path.read_text())
-            config = js.pop("config")
-            d = {k: _from_json(v) for k, v in js.items()}
+        return load_result(cls, path)
+
+
+def load_result(cls, path):
+    """A result dataclass ``cls`` (:class:`SimulationResult`, or another ensemble result
+    with ``config``, ``init``, ``n_mean``, ``diverged``, ``steps``, ``seeds`` fields) read
+    from the ``.npz`` or ``.json`` its ``save`` wrote."""
+    path = Path(path)
+    if path.suffix == ".json":
+        js = json.loads(path.read_text())
+        config = js.pop("config")
+        js.pop("kind", None)
+        d = {k: _from_json(v) for k, v in js.items()}
+    else:
+        with np.load(path) as z:
+            d = {k: z[k] for k in z.files}
+        config = json.loads(str(d.pop("config_json")))
+    kw = {}
+    for f in fields(cls):
+        if f.name == "config":
+            kw["config"] = config
+        elif f.name == "init":
+            kw["init"] = OrderParameters.from_dict(d, prefix="init_")
+        elif f.name == "n_mean":
+            kw["n_mean"] = int(d["n_mean"])
+        elif f.name in d:
+            kw[f.name] = np.asarray(d[f.name])
         else:
-            with np.load(path) as z:
-                d = {k: z[k] for k in z.files}
-            config = json.loads(str(d.pop("config_json")))
-        kw = {}
-        for f in fields(cls):
-            if f.name == "config":
-                kw["config"] = config
-            elif f.name == "init":
-                kw["init"] = OrderParameters.from_dict(d, prefix="init_")
-            elif f.name == "n_mean":
-                kw["n_mean"] = int(d["n_mean"])
-            elif f.name in d:
-                kw[f.name] = np.asarray(d[f.name])
-            else:
-                kw[f.name] = None
-        kw["diverged"] = kw["diverged"].astype(bool)
-        for name in ("steps", "seeds"):
-            kw[name] = kw[name].astype(np.int64)
-        return cls(**kw)
+            kw[f.name] = None
+    kw["diverged"] = kw["diverged"].astype(bool)
+    for name in ("steps", "seeds"):
+        kw[name] = kw[name].astype(np.int64)
+    return cls(**kw)
 
 
 def _jsonable_config(cfg: dict) -> dict:
