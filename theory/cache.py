@@ -49,6 +49,7 @@ from pathlib import Path
 import numpy as np
 
 from .state import Layout, OrderParameters
+from .system import SystemMethods
 
 __all__ = ["cache_dir", "write_module", "verify_module", "clear_numba_cache",
            "load_module", "remember", "cached_system", "CachedSystem", "param_vector",
@@ -313,7 +314,7 @@ def remember(rule_name: str, activation: str, system) -> None:
 
 
 @dataclass
-class CachedSystem:
+class CachedSystem(SystemMethods):
     """A compiled system loaded from the cache without sympy; behaves like
     :class:`theory.codegen.System` (``derivation`` is derived on first access)."""
 
@@ -336,26 +337,6 @@ class CachedSystem:
     def derivation(self):
         from .codegen import build_system
         return build_system(self.rule.name, self.K, self.M, self.activation).derivation
-
-    def evaluate(self, state, eta, eta_v=None, sigma=0.0, **rule_params):
-        p = self.params(state, eta, eta_v, sigma, **rule_params)
-        y = self.layout.pack(state)
-        dy = np.empty_like(y)
-        self.rhs(y, p, dy)
-        return self.layout.unpack(dy)
-
-    def noise_covariance(self, state, eta, eta_v=None, sigma=0.0, **rule_params):
-        if self.noise is None:
-            raise ValueError(f"rule {self.rule.name!r} has no stochastic feedback; "
-                             "only adaptive-feedback rules (e.g. 'afa') do")
-        p = self.params(state, eta, eta_v, sigma, **rule_params)
-        S = np.empty((self.K, self.K))
-        self.noise(self.layout.pack(state), p, S)
-        return S
-
-    def eps_g(self, state) -> float:
-        p = self.params(state, 0.0, 0.0, 0.0)
-        return float(self.eg(self.layout.pack(state), p))
 
 
 _LOADED: dict = {}

@@ -47,6 +47,7 @@ from . import derive as D
 from .integrals import closed_form
 from .rules import Rule, get_rule
 from .state import Layout, OrderParameters, _check_size
+from .system import SystemMethods
 
 __all__ = ["System", "build_system", "cache_dir", "CODEGEN_VERSION"]
 
@@ -401,7 +402,7 @@ def _source(der: D.Derivation, key: str) -> str:
 
 # -------------------------------------------------------------------------- the system
 @dataclass
-class System:
+class System(SystemMethods):
     """A derived and compiled order-parameter system for one rule, K, M and activation.
 
     Attributes
@@ -459,30 +460,6 @@ class System:
             state.b if (state.b is not None and fb == "fixed") else np.zeros(K),
             [rp[name] for name in sorted(rp)]]).astype(float)
         return p
-
-    def evaluate(self, state: OrderParameters, eta, eta_v=None, sigma=0.0, **rule_params):
-        """The right-hand side at ``state`` as arrays: ``{"Q", "R", "v"[, "b"]}`` (d/dα)."""
-        p = self.params(state, eta, eta_v, sigma, **rule_params)
-        y = self.layout.pack(state)
-        dy = np.empty_like(y)
-        self.rhs(y, p, dy)
-        return self.layout.unpack(dy)
-
-    def noise_covariance(self, state: OrderParameters, eta, eta_v=None, sigma=0.0,
-                         **rule_params) -> np.ndarray:
-        """Σ of SCIENCE.md §5.2 at ``state`` (adaptive feedback only)."""
-        if self.noise is None:
-            raise ValueError(f"rule {self.rule.name!r} has no stochastic feedback; "
-                             "only adaptive-feedback rules (e.g. 'afa') do")
-        p = self.params(state, eta, eta_v, sigma, **rule_params)
-        S = np.empty((self.K, self.K))
-        self.noise(self.layout.pack(state), p, S)
-        return S
-
-    def eps_g(self, state: OrderParameters) -> float:
-        """ε_g at ``state`` from the generated code."""
-        p = self.params(state, 0.0, 0.0, 0.0)
-        return float(self.eg(self.layout.pack(state), p))
 
 
 _MODULES: dict = {}

@@ -52,6 +52,7 @@ from .cache import load_module, module_name
 from .codegen import System, _Printer, cache_dir
 from .quadrature import QuadratureRule, coarse_rule, make_rule
 from .state import Layout, OrderParameters, _check_size
+from .system import SystemMethods
 
 __all__ = ["QuadSystem", "build_quad_system", "quad_options", "QUAD_CODEGEN_VERSION",
            "quad_source"]
@@ -465,7 +466,7 @@ def noise(y, p, S):
 
 # ------------------------------------------------------------------------ the system
 @dataclass
-class QuadSystem:
+class QuadSystem(SystemMethods):
     """A quadrature-backed order-parameter system: the interface of
     :class:`theory.codegen.System` (``rhs``, ``eg``, ``noise``, ``layout``, ``params``,
     ``evaluate``, ``noise_covariance``, ``eps_g``) plus the quadrature options.
@@ -523,28 +524,6 @@ class QuadSystem:
             raise ValueError(f"quadrature rule has dim {qr.dim}, need {self.dim(sigma)}")
         f2 = state.F_norm2 if state.F_norm2 is not None else 0.0
         return np.concatenate([base, [f2], qr.packed()]).astype(float)
-
-    def evaluate(self, state, eta, eta_v=None, sigma=0.0, *, qrule=None, **rule_params):
-        """The right-hand side at ``state`` as arrays ``{"Q", "R", "v"[, "b"]}``."""
-        p = self.params(state, eta, eta_v, sigma, qrule=qrule, **rule_params)
-        y = self.layout.pack(state)
-        dy = np.empty_like(y)
-        self.rhs(y, p, dy)
-        return self.layout.unpack(dy)
-
-    def noise_covariance(self, state, eta, eta_v=None, sigma=0.0, **rule_params):
-        """Σ_kl = η² σ_F² E[δ_k δ_l] at ``state`` (adaptive feedback only)."""
-        if self.noise is None:
-            raise ValueError(f"rule {self.rule.name!r} has no stochastic feedback; "
-                             "only adaptive-feedback rules do")
-        p = self.params(state, eta, eta_v, sigma, **rule_params)
-        S = np.empty((self.K, self.K))
-        self.noise(self.layout.pack(state), p, S)
-        return S
-
-    def eps_g(self, state: OrderParameters) -> float:
-        p = self.params(state, 0.0, 0.0, 0.0)
-        return float(self.eg(self.layout.pack(state), p))
 
     def error_estimate(self, state, eta, eta_v=None, sigma=0.0, **rule_params) -> dict:
         """How far the right-hand side at ``state`` moves when the rule is replaced by
