@@ -3,8 +3,9 @@
 K = M = 2 erf teacher–student model. For every rule the simulation ensemble (``seeds``
 seeds, all from the *same* initial weights, ``same_init``; independent sample streams) and
 the ODE started from the measured initial order parameters of seed 0 are produced by
-:func:`odeflow.compare.compare`. PEPITA-forward is drawn against the AFA ODE: it is AFA to
-first order in ``e b`` (SCIENCE.md §2).
+:func:`odeflow.compare.compare`, each rule against the ODE compare takes for it
+(:data:`odeflow.compare.ODE_RULE`): PEPITA-forward against its exact two-pass ODE (by
+quadrature), which is AFA's to first order in ``e b``.
 
 Panel (a): ε_g on log–log axes, ODE (lines) and simulation mean (markers) with ±1 std over
 the seeds (error bars). Rules that follow one ODE (AFA and PEPITA-forward) coincide, so each
@@ -35,7 +36,7 @@ def key(rule: str) -> str:
 
 
 def make(outdir, quick: bool = False) -> dict:
-    from odeflow.compare import compare
+    from odeflow.compare import ODE_RULE, compare
     from theory.cli import status
 
     S.apply()
@@ -46,7 +47,7 @@ def make(outdir, quick: bool = False) -> dict:
     data, info = {}, {}
     for i, rule in enumerate(cfg["rules"]):
         status(f"  {NAME}: {rule} ({i + 1}/{len(cfg['rules'])}): {sim_cfg['seeds']} "
-               f"simulations at N = {N} and the {cfg['ode_of'][rule]} ODE")
+               f"simulations at N = {N} and the {ODE_RULE[rule]} ODE")
         c = compare({**sim_cfg, "rule": rule, **ode_opts})
         k = key(rule)
         data["alpha"] = c.alpha
@@ -57,7 +58,7 @@ def make(outdir, quick: bool = False) -> dict:
         data[f"{k}_n_seeds"] = c.n_seeds
         data[f"{k}_discrepancy"] = c.discrepancy["eg"]
         data[f"{k}_stderr"] = c.stderr["eg"]
-        info[rule] = dict(ode=cfg["ode_of"][rule], ode_message=c.ode_result.message,
+        info[rule] = dict(ode=c.config["ode"]["rule"], ode_message=c.ode_result.message,
                           n_seeds=c.n_seeds, discrepancy=c.discrepancy,
                           stderr=c.stderr, notes=c.notes)
         if rule == cfg["rules"][0]:
@@ -75,6 +76,8 @@ def plot(data: dict, cfg: dict):
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
 
+    from odeflow.compare import ODE_RULE
+
     sim_cfg = cfg["simulation"]
     N = int(data["N"])
     rules = cfg["rules"]
@@ -88,7 +91,7 @@ def plot(data: dict, cfg: dict):
     for j, rule in enumerate(rules):
         k, col = key(rule), S.COLORS[rule]
         m, s = np.asarray(data[f"{k}_sim_mean"]), np.asarray(data[f"{k}_sim_std"])
-        ode_rule = cfg["ode_of"][rule]
+        ode_rule = ODE_RULE[rule]
         if ode_rule == rule:
             ax.plot(alpha[pos], data[f"{k}_ode"][pos], "-", color=col, lw=1.5, zorder=2)
         elif ode_rule not in drawn_ode and ode_rule not in rules:
@@ -120,7 +123,7 @@ def plot(data: dict, cfg: dict):
     handles, labels = [], []
     for j, rule in enumerate(rules):
         col = S.COLORS[rule]
-        ode_rule = cfg["ode_of"][rule]
+        ode_rule = ODE_RULE[rule]
         handles.append(Line2D([], [], color=col, marker=markers.get(rule, "o"), ms=4,
                               mfc="white" if j % 2 else col,
                               ls="-" if ode_rule == rule else "none"))
@@ -141,10 +144,10 @@ def plot(data: dict, cfg: dict):
     axr.set_xscale("log")
     axr.set_xlabel(S.ALPHA)
     axr.set_ylabel(r"$\langle\varepsilon_g\rangle_{\rm sim} - \varepsilon_g^{\rm ODE}$")
-    rh = [Line2D([], [], color=S.COLORS[r], ls="-" if cfg["ode_of"][r] == r else "--")
+    rh = [Line2D([], [], color=S.COLORS[r], ls="-" if ODE_RULE[r] == r else "--")
           for r in rules]
-    rl = [S.LABELS[r] + ("" if cfg["ode_of"][r] == r else
-                         f" − {S.LABELS[cfg['ode_of'][r]]} ODE") for r in rules]
+    rl = [S.LABELS[r] + ("" if ODE_RULE[r] == r else
+                         f" − {S.LABELS[ODE_RULE[r]]} ODE") for r in rules]
     rh.append(Line2D([], [], color="0.3", lw=0.6, alpha=0.55))
     rl.append("thin lines: ±1 standard error")
     axr.legend(rh, rl, fontsize=7, loc="upper left", bbox_to_anchor=(0.0, 0.95))
