@@ -45,7 +45,8 @@ from theory.state import OrderParameters, record_alphas
 
 from .ensemble import (Divergence, ProgressBar, ensemble_stats, init_generator,
                        mc_test_generator, run_parallel, sample_state, seed_list)
-from .teacher_student import _fill_normal   # the input generator of the other rules
+# the input generator, config checks and block size of the other teacher–student rules
+from .teacher_student import _MC_MAX_DOUBLES, _fill_normal, _int, _num, block_steps
 
 __all__ = ["simulate_ff", "validate_ff_config", "FFSimulationResult", "FF_DEFAULTS",
            "FF_ACTIVATIONS", "ff_signals_np"]
@@ -74,32 +75,9 @@ _REQUIRED = ("rule", "N", "alpha_max")
 _INIT_DEFAULTS = {"seed": 0, "w_scale": 1.0, "w_star_scale": 1.0, "u_scale": 0.1,
                   "v_star": 1.0}
 _INIT_KEYS = set(_INIT_DEFAULTS) | {"u"}
-_BLOCK_DOUBLES = 1 << 18
-_MC_MAX_DOUBLES = 1 << 26
 
 
 # ================================================================================ config
-def _num(cfg, key, lo=None, strict=False):
-    val = cfg[key]
-    if isinstance(val, bool) or not isinstance(val, (int, float, np.integer, np.floating)):
-        raise ValueError(f"{key} must be a number, got {val!r}")
-    val = float(val)
-    if not math.isfinite(val):
-        raise ValueError(f"{key} must be finite, got {val}")
-    if lo is not None and (val <= lo if strict else val < lo):
-        raise ValueError(f"{key} must be {'>' if strict else '>='} {lo}, got {val}")
-    return val
-
-
-def _int(cfg, key, lo=1):
-    val = cfg[key]
-    if isinstance(val, float) and val.is_integer():
-        val = int(val)
-    if isinstance(val, bool) or not isinstance(val, (int, np.integer)) or val < lo:
-        raise ValueError(f"{key} must be an integer >= {lo}, got {val!r}")
-    return int(val)
-
-
 def validate_ff_config(config) -> dict:
     """Check an FF simulation config; return a normalised copy with defaults filled in.
 
@@ -393,7 +371,7 @@ def _run_seed(cfg, i, report, alphas, rec_steps, X_test):
         nu = X_test @ w_star.T / math.sqrt(N)
         from scipy.special import erf
         y_test = np.where(erf(nu / math.sqrt(2)) @ v_star >= 0, 1.0, -1.0)
-    B = int(max(1, min(_BLOCK_DOUBLES // N, N // 4)))
+    B = block_steps(N)
     xbuf = np.empty((2, N))
     work = np.zeros((6, max(K, M)))
     step, r = 0, 0
