@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .forward_forward import _Adam, _SGD, _normalize, _sigmoid, _softplus
+from .forward_forward import _Adam, _SGD, _normalize, _sigmoid, _softplus, end_epoch
 
 __all__ = ["RecurrentFFConfig", "RecurrentFFResult", "train_ff_recurrent", "run_dynamics",
            "goodness_all_labels", "predict_recurrent", "recurrent_config_from_dict"]
@@ -266,17 +266,10 @@ def _train(data, cfg, progress):
                 break
             if progress is not None:
                 progress(epoch, b + 1, n_batches, {"loss": total})
-        if diverged or not record():
-            if len(hist["loss"]) > done + 1:
-                for k in hist:
-                    hist[k].pop()
-            diverged = True
+        done, diverged = end_epoch(hist, done, diverged or not record(), epoch, n_batches,
+                                   progress)
+        if diverged:
             break
-        done = epoch + 1
-        if progress is not None:
-            progress(epoch, n_batches, n_batches, {"loss": hist["loss"][-1],
-                                                   "test_acc": hist["test_acc"][-1],
-                                                   "epoch_done": True})
     return RecurrentFFResult(cfg, np.asarray(hist["train_acc"]), np.asarray(hist["test_acc"]),
                              np.asarray(hist["loss"]),
                              np.asarray(hist["layer_loss"], dtype=float), diverged,

@@ -44,7 +44,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .forward_forward import _Adam, _SGD, _normalize, _sigmoid, layer_loss_grad
+from .forward_forward import (_Adam, _SGD, _normalize, _sigmoid, end_epoch,
+                              layer_loss_grad)
 
 __all__ = ["TopDownConfig", "TopDownResult", "train_ff_topdown", "topdown_updates",
            "first_order_updates", "update_cosines", "topdown_config_from_dict"]
@@ -351,17 +352,10 @@ def _train(data, cfg: TopDownConfig, progress):
                 measure(step)
             if progress is not None:
                 progress(epoch, b + 1, n_batches, {"loss": total})
-        if diverged or not record():
-            if len(hist["loss"]) > done + 1:
-                for k in hist:
-                    hist[k].pop()
-            diverged = True
+        done, diverged = end_epoch(hist, done, diverged or not record(), epoch, n_batches,
+                                   progress)
+        if diverged:
             break
-        done = epoch + 1
-        if progress is not None:
-            progress(epoch, n_batches, n_batches, {"loss": hist["loss"][-1],
-                                                   "test_acc": hist["test_acc"][-1],
-                                                   "epoch_done": True})
     arr = {k: np.asarray(v, dtype=float).reshape(-1, L) for k, v in cos.items()}
     return TopDownResult(cfg, np.asarray(hist["train_acc"]), np.asarray(hist["test_acc"]),
                          np.asarray(hist["loss"]), np.asarray(hist["layer_loss"], dtype=float),

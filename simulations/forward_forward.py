@@ -479,20 +479,30 @@ def _train_ff(data, config: FFConfig, progress=None) -> FFResult:
                 break
             if progress is not None:
                 progress(epoch, b + 1, n_batches, {"loss": total})
-        if diverged or not record():
-            if len(hist["loss"]) > done + 1:
-                for k in hist:
-                    hist[k].pop()
-            diverged = True
+        done, diverged = end_epoch(hist, done, diverged or not record(), epoch, n_batches,
+                                   progress)
+        if diverged:
             break
-        done = epoch + 1
-        if progress is not None:
-            progress(epoch, n_batches, n_batches, {"loss": hist["loss"][-1],
-                                                   "test_acc": hist["test_acc"][-1],
-                                                   "epoch_done": True})
     return FFResult(cfg, np.asarray(hist["train_acc"]), np.asarray(hist["test_acc"]),
                     np.asarray(hist["loss"]), np.asarray(hist["layer_loss"], dtype=float),
                     diverged, Ws, done)
+
+
+def end_epoch(hist, done, failed, epoch, n_batches, progress):
+    """End-of-epoch book-keeping shared by the FF trainers (supervised, unsupervised,
+    recurrent, top-down): after a failed epoch (a non-finite loss or weights) drop its
+    half-written record so that every history has ``done + 1`` entries, else count the
+    epoch and report it. Returns ``(done, diverged)``."""
+    if failed:
+        if len(hist["loss"]) > done + 1:
+            for k in hist:
+                hist[k].pop()
+        return done, True
+    if progress is not None:
+        progress(epoch, n_batches, n_batches, {"loss": hist["loss"][-1],
+                                               "test_acc": hist["test_acc"][-1],
+                                               "epoch_done": True})
+    return epoch + 1, False
 
 
 def _local_masks(Ws, cfg, n_classes):
