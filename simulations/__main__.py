@@ -4,8 +4,10 @@ import sys
 
 USAGE = """usage: python -m simulations {run,train} CONFIG.json -o OUT.npz [--quiet]
 
-  run    online teacher–student simulations (bp, fa, afa, pepita, pepita-forward)
-  train  networks on MNIST / CIFAR-10 (bp, fa, dfa, pepita and variants, ff)
+  run    online teacher–student simulations (bp, fa, afa, pepita, pepita-forward, ff,
+         or a rule from a Python file: "rule": "my_rules.py:NAME")
+  train  networks on MNIST / CIFAR-10 (bp, fa, dfa, pepita and variants, ff and its
+         variants: ff-unsupervised, ff-recurrent, ff-topdown, local receptive fields)
 
 exit status: 0 ok, 1 stopped early or diverged (output still written), 2 bad
 input, 130 interrupted (Ctrl-C; no output written)
