@@ -99,6 +99,7 @@ def atomic_path(path):
     tmp = path.with_name(f".{path.stem}.part{os.getpid()}{path.suffix}")
     try:
         yield tmp
+        check_interrupted()
         os.replace(tmp, path)
     finally:
         try:
@@ -164,7 +165,8 @@ def verbose() -> bool:
 
 
 def status(msg: str) -> None:
-    """One line on stderr (when verbose)."""
+    """One line on stderr (when verbose); also a checkpoint for a swallowed Ctrl-C."""
+    check_interrupted()
     if _VERBOSE:
         print(msg, file=sys.stderr, flush=True)
 
@@ -214,6 +216,15 @@ def _on_sigint(signum, frame):
     raise KeyboardInterrupt
 
 
+def check_interrupted() -> None:
+    """Raise KeyboardInterrupt if Ctrl-C was pressed under :func:`run_command`, even when
+    the exception our handler raised was swallowed on the way (e.g. it landed inside a
+    ctypes callback while numba compiled, where Python only prints and ignores it).
+    Called at checkpoints: progress messages and before any output file is committed."""
+    if _INTERRUPTED[0]:
+        raise KeyboardInterrupt
+
+
 def run_command(prog: str, fn, *args, **kwargs) -> int:
     """Run ``fn(*args, **kwargs) -> int`` with the exit-code convention: a ValueError
     (bad input) becomes a one-line message and 2, Ctrl-C a message and 130; an OSError
@@ -230,7 +241,9 @@ def run_command(prog: str, fn, *args, **kwargs) -> int:
     except ValueError:                   # not the main thread: keep the default handler
         pass
     try:
-        return int(fn(*args, **kwargs))
+        code = int(fn(*args, **kwargs))
+        check_interrupted()              # an interrupt swallowed after the last checkpoint
+        return code
     except BaseException as exc:
         if _INTERRUPTED[0] or isinstance(exc, KeyboardInterrupt):
             print(f"\n{prog}: interrupted; no output written", file=sys.stderr, flush=True)
@@ -248,6 +261,7 @@ def run_command(prog: str, fn, *args, **kwargs) -> int:
             return EXIT_BAD_INPUT
         raise
     finally:
+        _INTERRUPTED[0] = False          # handled: later library calls are not affected
         if old is not None:
             signal.signal(signal.SIGINT, old)
 
