@@ -46,7 +46,8 @@ from theory.state import OrderParameters, record_alphas
 from .ensemble import (Divergence, ProgressBar, ensemble_stats, init_generator,
                        mc_test_generator, run_parallel, sample_state, seed_list)
 # the input generator, config checks and block size of the other teacher–student rules
-from .teacher_student import _MC_MAX_DOUBLES, _fill_normal, _int, _num, block_steps
+from .teacher_student import (_MC_MAX_DOUBLES, EnsembleResult, _fill_normal, _int, _num,
+                              block_steps)
 
 __all__ = ["simulate_ff", "validate_ff_config", "FFSimulationResult", "FF_DEFAULTS",
            "FF_ACTIVATIONS", "ff_signals_np"]
@@ -430,7 +431,7 @@ _STATS = ("Q", "R", "u", "loss", "gap", "eg_mc", "loss_mc", "gap_mc")
 
 
 @dataclass(eq=False)
-class FFSimulationResult:
+class FFSimulationResult(EnsembleResult):
     """Trajectories of an ensemble of online FF simulations (S seeds, T records).
 
     Attributes
@@ -482,14 +483,6 @@ class FFSimulationResult:
     def rule(self) -> str:
         return "ff"
 
-    def mean(self, name: str) -> np.ndarray:
-        """Mean over the non-diverged seeds of a per-seed trajectory."""
-        return ensemble_stats(getattr(self, name), self.diverged)[0]
-
-    def std(self, name: str) -> np.ndarray:
-        """Sample std (ddof=1) over the non-diverged seeds."""
-        return ensemble_stats(getattr(self, name), self.diverged)[1]
-
     def initial_state(self, seed: int = 0) -> OrderParameters:
         """Measured initial order parameters (with ``u``) of seed index ``seed``."""
         S = len(self.seeds)
@@ -540,11 +533,6 @@ class FFSimulationResult:
         else:
             np.savez(path, **d)
 
-    @classmethod
-    def load(cls, path) -> "FFSimulationResult":
-        """Read a result written by :meth:`save` (``.npz`` or ``.json``)."""
-        from .teacher_student import load_result
-        return load_result(cls, path)
 
 
 # =============================================================================== simulate

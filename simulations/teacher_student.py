@@ -655,8 +655,27 @@ _ARRAY_FIELDS = ("alpha", "steps", "seeds", "Q", "R", "v", "b", "T", "v_star", "
 _STAT_FIELDS = ("Q", "R", "v", "b", "eg_mc", "cos_vb", "norm_b")
 
 
+class EnsembleResult:
+    """What every ensemble result (:class:`SimulationResult`, the FF ensemble's
+    ``FFSimulationResult``) offers on top of its per-seed fields: statistics over the
+    non-diverged seeds and reading back what ``save`` wrote."""
+
+    def mean(self, name: str) -> np.ndarray:
+        """Mean over the non-diverged seeds of a per-seed trajectory (e.g. ``'Q'``)."""
+        return ensemble_stats(getattr(self, name), self.diverged)[0]
+
+    def std(self, name: str) -> np.ndarray:
+        """Sample std (ddof=1) over the non-diverged seeds of a per-seed trajectory."""
+        return ensemble_stats(getattr(self, name), self.diverged)[1]
+
+    @classmethod
+    def load(cls, path):
+        """Read a result written by ``save`` (``.npz`` or ``.json``)."""
+        return load_result(cls, path)
+
+
 @dataclass(eq=False)
-class SimulationResult:
+class SimulationResult(EnsembleResult):
     """Trajectories of an ensemble of simulations, on the record grid ``alpha``.
 
     Shapes: S seeds, T record times, K student and M teacher hidden units.
@@ -755,14 +774,6 @@ class SimulationResult:
         """(S, T) ``|b|`` (None for bp)."""
         return None if self.b is None else norm_b(self.b)
 
-    def mean(self, name: str) -> np.ndarray:
-        """Mean over the non-diverged seeds of a per-seed trajectory (e.g. ``'Q'``, ``'cos_vb'``)."""
-        return ensemble_stats(getattr(self, name), self.diverged)[0]
-
-    def std(self, name: str) -> np.ndarray:
-        """Sample std (ddof=1) over the non-diverged seeds of a per-seed trajectory."""
-        return ensemble_stats(getattr(self, name), self.diverged)[1]
-
     def initial_state(self, seed: int = 0) -> OrderParameters:
         """Measured initial order parameters of seed *index* ``seed`` (0 … S−1).
 
@@ -829,12 +840,6 @@ class SimulationResult:
             path.write_text(json.dumps(js))
         else:
             np.savez(path, **d)
-
-    @classmethod
-    def load(cls, path) -> "SimulationResult":
-        """Read a result written by :meth:`save` (``.npz`` or ``.json``)."""
-        return load_result(cls, path)
-
 
 def load_result(cls, path):
     """A result dataclass ``cls`` (:class:`SimulationResult`, or another ensemble result
