@@ -75,7 +75,7 @@ FF_DEFAULTS = {
 _REQUIRED = ("rule", "N", "alpha_max")
 _INIT_DEFAULTS = {"seed": 0, "w_scale": 1.0, "w_star_scale": 1.0, "u_scale": 0.1,
                   "v_star": 1.0}
-_INIT_KEYS = set(_INIT_DEFAULTS) | {"u"}
+_INIT_KEYS = set(_INIT_DEFAULTS) | {"u", "state"}
 
 
 # ================================================================================ config
@@ -86,7 +86,9 @@ def validate_ff_config(config) -> dict:
     ``activation`` ("erf", "linear" or "relu"; the student's), ``eta``, ``eta_u``,
     ``theta`` (> 0; default K/2), ``record``, ``seeds``, ``same_init``, ``init``
     (``seed``, ``w_scale``, ``w_star_scale``, ``u_scale``, ``v_star`` (number or M numbers,
-    none zero), ``u`` (K numbers)), ``mc_test``, ``divergence``, ``threads``,
+    none zero), ``u`` (a number or K numbers), ``state`` (``{"Q", "R", "T"}``: build the
+    weights with exactly these overlaps instead of drawing them, e.g. to start several N
+    from one state)), ``mc_test``, ``divergence``, ``threads``,
     ``description``, ``quadrature`` (true: evaluate ε_g, loss and gap of every record
     from the measured order parameters with the theory's quadrature — its cost grows like
     ``n^K``; false: only the test-set measurements of ``mc_test``).
@@ -160,9 +162,60 @@ def validate_ff_config(config) -> dict:
                          f"numbers, got {init['v_star']!r}")
     if "u" in init:
         a = np.asarray(init["u"], dtype=float)
-        if a.shape != (K,) or not np.all(np.isfinite(a)):
-            raise ValueError(f"init.u must be a list of K={K} numbers, got {init['u']!r}")
+        if a.shape not in ((), (K,)) or not np.all(np.isfinite(a)):
+            raise ValueError(f"init.u must be a number (every unit) or a list of K={K} "
+                             f"numbers, got {init['u']!r}")
+    if "state" in init:
+        init["state"] = _check_init_state(init["state"], K, M, N)
     return cfg
+
+
+def _check_init_state(st, K, M, N) -> dict:
+    """``init.state = {"Q", "R", "T"}``: the initial overlaps the weights are built to
+    have exactly (``_exact_weights``); a valid covariance of ``(w*, w)``."""
+    if not isinstance(st, dict) or set(st) != {"Q", "R", "T"}:
+        raise ValueError("init.state must be a dict with exactly the keys Q (K×K), R (K×M) "
+                         f"and T (M×M), got {st!r}")
+    out = {}
+    for key, shape in (("Q", (K, K)), ("R", (K, M)), ("T", (M, M))):
+        a = np.asarray(st[key], dtype=float)
+        if a.shape != shape or not np.all(np.isfinite(a)):
+            raise ValueError(f"init.state.{key} must be a {shape[0]}×{shape[1]} array of "
+                             f"finite numbers, got shape {a.shape}")
+        out[key] = a.tolist()
+    C = _state_covariance(out)
+    if not np.allclose(C, C.T, atol=1e-12):
+        raise ValueError("init.state: Q and T must be symmetric")
+    ev = np.linalg.eigvalsh(C)
+    if ev[0] < -1e-10 * max(1.0, ev[-1]):
+        raise ValueError("init.state is not a valid overlap matrix: [[T, Rᵀ], [R, Q]] must be "
+                         f"positive semi-definite (smallest eigenvalue {ev[0]:.3g})")
+    if N < K + M:
+        raise ValueError(f"init.state needs N >= K + M = {K + M}, got N = {N}")
+    return out
+
+
+def _state_covariance(st) -> np.ndarray:
+    Q, R, T = (np.asarray(st[k], dtype=float) for k in ("Q", "R", "T"))
+    return np.block([[T, R.T], [R, Q]])
+
+
+def _exact_weights(st, N, rng):
+    """``(w, w*)`` whose overlaps are exactly ``Q, R, T`` of ``st``: an orthonormal basis
+    of K + M random directions (QR of a Gaussian N × (K + M) matrix, scaled so that
+    ``b bᵀ/N = I``) times a factor of the covariance ``[[T, Rᵀ], [R, Q]]`` (Cholesky; the
+    eigen-factor when it is singular). Used to start several N from the same state."""
+    C = _state_covariance(st)
+    M = len(st["T"])
+    q, _ = np.linalg.qr(rng.standard_normal((N, C.shape[0])))
+    basis = q.T * math.sqrt(N)
+    try:
+        F = np.linalg.cholesky(C)
+    except np.linalg.LinAlgError:
+        mu, V = np.linalg.eigh(C)
+        F = V * np.sqrt(np.clip(mu, 0.0, None))
+    W = F @ basis
+    return W[M:], W[:M]
 
 
 # ======================================================================= initial weights
@@ -171,11 +224,14 @@ def initial_ff_weights(cfg: dict, seed: int):
     N, K, M = cfg["N"], cfg["K"], cfg["M"]
     init = cfg["init"]
     rng = init_generator(init["seed"], seed, cfg["same_init"])
-    w_star = init["w_star_scale"] * rng.standard_normal((M, N))
-    w = init["w_scale"] * rng.standard_normal((K, N))
+    if "state" in init:
+        w, w_star = _exact_weights(init["state"], N, rng)
+    else:
+        w_star = init["w_star_scale"] * rng.standard_normal((M, N))
+        w = init["w_scale"] * rng.standard_normal((K, N))
     u = init["u_scale"] * rng.standard_normal(K)
     if "u" in init:
-        u = np.array(init["u"], dtype=float)
+        u = np.array(np.broadcast_to(np.asarray(init["u"], dtype=float), (K,)))
     v_star = np.array(np.broadcast_to(np.asarray(init["v_star"], dtype=float), (M,)))
     return (np.ascontiguousarray(w), np.ascontiguousarray(w_star), np.ascontiguousarray(u),
             v_star)

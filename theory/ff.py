@@ -83,8 +83,8 @@ __all__ = ["ACTIVATIONS", "signals", "build_ff_system", "FFSystem", "FFLayout",
 
 #: built-in student activations (any sympy expression of theory.activations.z works too)
 ACTIVATIONS = ("erf", "linear", "relu", "tanh", "sigmoid")
-FF_CODEGEN_VERSION = "1"
-_HEADER = 9
+FF_CODEGEN_VERSION = "2"
+_HEADER = 12
 
 
 def check_activation(activation):
@@ -263,70 +263,101 @@ def _erfinv(c):
 # ------------------------------------------------------------------ shared helpers
 @njit(cache=True, nogil=True)
 def _setup(y, p):
-    """Covariance of (ν in the order of p, λ) and its lower Cholesky factor.
+    """Covariance of the fields in integration order and its lower Cholesky factor.
 
-    ν first: the outer integral runs over ν, where the label lives; given ν, the label is
-    fixed and the λ integrand is smooth, however well λ predicts ν. A non-positive pivot
-    (a degenerate direction) gives a zero column.
+    Outer (label) coordinates first: the outer integral runs where the label lives; given
+    them, the label is fixed and the λ integrand is smooth, however well λ predicts the
+    label. General label (``p[9] = M``): order ``(ν in the order of p, λ)``. Linear label
+    (``p[9] = 1``: y = sign(ζ), ζ = Σ_m sign(v*_m) ν_m): order ``(ζ, λ, ν)``; ν_m is then
+    needed only through its regression on (ζ, λ) (its own residual is independent of
+    everything else and enters linearly), i.e. the first 1 + K columns of its row. A
+    non-positive pivot (a degenerate direction) gives a zero column.
+    Returns ``K, M, MO, L`` (MO: number of outer coordinates).
     """
-    K = int(p[0]); M = int(p[1])
-    n = K + M
-    o_pm = _HEADER + M * M + M
+    K = int(p[0]); M = int(p[1]); MO = int(p[9])
+    lin = int(p[10]) == 1                     # then MO = 1
+    n = MO + K + (M if lin else 0)
+    o_vs = _HEADER + M * M
+    o_pm = o_vs + M
     C = np.zeros((n, n))
     i = 0
     for a in range(K):
         for b in range(a, K):
-            C[M + a, M + b] = y[i]; C[M + b, M + a] = y[i]
+            C[MO + a, MO + b] = y[i]; C[MO + b, MO + a] = y[i]
             i += 1
-    for a in range(K):
+    if lin:
+        s = np.empty(M)
         for m in range(M):
-            j = int(p[o_pm + m])              # teacher unit m sits at position j
-            C[j, M + a] = y[i]; C[M + a, j] = y[i]
-            i += 1
-    for m in range(M):
-        for m2 in range(M):
-            C[m, m2] = p[_HEADER + m * M + m2]
+            s[m] = 1.0 if p[o_vs + m] > 0.0 else -1.0
+        for m in range(M):
+            for m2 in range(M):
+                C[MO + K + m, MO + K + m2] = p[_HEADER + m * M + m2]
+        for m in range(M):                      # Cov(ζ, ν_m) = (T s)_m; Var ζ = sᵀ T s
+            t = 0.0
+            for m2 in range(M):
+                t += p[_HEADER + m * M + m2] * s[m2]
+            C[0, MO + K + m] = t; C[MO + K + m, 0] = t
+            C[0, 0] += s[m] * t
+        for a in range(K):
+            za = 0.0
+            for m in range(M):
+                j = int(p[o_pm + m])
+                r = y[i + a * M + m]
+                C[MO + a, MO + K + j] = r; C[MO + K + j, MO + a] = r
+                za += s[j] * r
+            C[0, MO + a] = za; C[MO + a, 0] = za
+    else:
+        for a in range(K):
+            for m in range(M):
+                j = int(p[o_pm + m])              # teacher unit m sits at position j
+                C[j, MO + a] = y[i + a * M + m]; C[MO + a, j] = y[i + a * M + m]
+        for m in range(M):
+            for m2 in range(M):
+                C[m, m2] = p[_HEADER + m * M + m2]
     L = np.zeros((n, n))
     for j in range(n):
-        s = C[j, j]
+        s2 = C[j, j]
         for k in range(j):
-            s -= L[j, k] * L[j, k]
-        if s <= 1e-14 * max(1.0, C[j, j]):
+            s2 -= L[j, k] * L[j, k]
+        if s2 <= 1e-14 * max(1.0, C[j, j]):
             continue
-        d = math.sqrt(s)
+        d = math.sqrt(s2)
         L[j, j] = d
         for i2 in range(j + 1, n):
             t = C[i2, j]
             for k in range(j):
                 t -= L[i2, k] * L[j, k]
             L[i2, j] = t / d
-    return K, M, L
+    return K, M, MO, L
 
 
 @njit(cache=True, nogil=True)
 def _offsets(p):
-    M = int(p[1])
-    nl = int(p[5]); nn = int(p[6]); ne = int(p[7])
+    K = int(p[0]); M = int(p[1])
+    nl = int(p[5]); nn = int(p[6]); ne = int(p[7]); ng = int(p[8])
     o_vs = _HEADER + M * M
     o_l = o_vs + 2 * M                        # v_star (M), then the position of each unit
     o_n = o_l + 2 * nl
-    o_e = o_n + 2 * nn
-    o_g = o_e + 2 * ne
+    o_e = o_n + 2 * nn                        # ε_g points (ne, K − 1), then weights (ne)
+    o_g = o_e + ne * max(K - 1, 0) + ne
     return o_vs, o_l, o_n, o_e, o_g
 
 
 @njit(cache=True, nogil=True)
 def _outer(p, L, M):
-    """The outer rule over ξ_ν: nodes (n_out, M), weights and labels y = ±1.
+    """The outer rule over the M label coordinates: nodes (n_out, M), weights and labels.
 
     Tensor Gauss–Hermite over ξ_ν1..ξ_ν(M−1); along the last coordinate the label jumps at
     ν_M = t, t = √2 erfinv(−Σ_{m<M} v*_m erf(ν_m/√2) / v*_M); [−8, 8] is cut into 6 cells
     plus that point, each piece carries n_leg Gauss–Legendre nodes times φ(ξ), and
-    its label is read at its midpoint.
+    its label is read at its midpoint. For a linear label (M = 1 here: the coordinate ζ,
+    y = sign ζ) this is the split at ζ = 0.
     """
     o_vs, o_l, o_n, o_e, o_g = _offsets(p)
     nn = int(p[6]); ng = int(p[8])
-    vs = p[o_vs:o_vs + M]
+    vs = p[o_vs:o_vs + M].copy()
+    if int(p[10]) == 1:
+        vs[:] = 1.0
     xn = p[o_n:o_n + nn]; wn = p[o_n + nn:o_n + 2 * nn]
     xg = p[o_g:o_g + ng]; wg = p[o_g + ng:o_g + 2 * ng]
     total = 1
@@ -411,58 +442,171 @@ def _passes(lam, u, yl, theta, K, ap, am):
 
 
 @njit(cache=True, nogil=True)
-def _moments(y, p, acc, want_drift):
-    """Moments over (ν, λ): outer rule in ν (label fixed per node), Gauss–Hermite in λ | ν.
-    ``acc`` receives, flat: [E δ_k λ_l (K·K), E δ_k δ_l (K·K), E δ_k ν_m (K·M, ν in the
-    order of p), E y (a⁺ − a⁻)_k (K), E L, E(G⁺ − G⁻)]."""
-    K, M, L = _setup(y, p)
+def _gh_inner(p, K):
+    """Tensor Gauss–Hermite over ξ_λ (n_lam per unit): nodes (P, K) and weights; nodes of
+    weight < _WMIN dropped."""
     o_vs, o_l, o_n, o_e, o_g = _offsets(p)
-    theta = p[4]
     nl = int(p[5])
     xl = p[o_l:o_l + nl]; wl = p[o_l + nl:o_l + 2 * nl]
+    total = 1
+    for k in range(K):
+        total *= nl
+    X = np.empty((total, K)); W = np.empty(total)
+    cnt = 0
+    for it in range(total):
+        r = it
+        w = 1.0
+        for k in range(K):
+            j = r % nl
+            r //= nl
+            w *= wl[j]
+            X[cnt, k] = xl[j]
+        if w < _WMIN:
+            continue
+        W[cnt] = w
+        cnt += 1
+    return X[:cnt], W[:cnt]
+
+
+@njit(cache=True, nogil=True)
+def _level_nodes(lev, MO, L, mlam, u, xi, xg, wg, X, Wl):
+    """Nodes of coordinate ξ_λ(lev) given ξ_λ0..ξ_λ(lev−1): [−8, 8] cut into _NCELL cells
+    and at the kinks of unit lev (λ_lev = ±u_lev, where g(λ ± u) bends for a kinked
+    activation), each piece with the Gauss–Legendre rule times φ. Returns the count."""
+    s = mlam[lev]
+    for j in range(lev):
+        s += L[MO + lev, MO + j] * xi[j]
+    b = L[MO + lev, MO + lev]
+    k1 = 2.0 * _XMAX; k2 = 2.0 * _XMAX             # outside: no kink
+    if b > 0.0:
+        k1 = (-abs(u[lev]) - s) / b
+        k2 = (abs(u[lev]) - s) / b
+    cuts = np.empty(_NCELL + 3)
+    nc = 0
+    for i in range(_NCELL + 1):
+        x = -_XMAX + i * (2.0 * _XMAX / _NCELL)
+        for kk in (k1, k2):
+            if nc > 0 and cuts[nc - 1] < kk < x:
+                cuts[nc] = kk
+                nc += 1
+        cuts[nc] = x
+        nc += 1
+    ng = xg.shape[0]
+    cnt = 0
+    for q in range(nc - 1):
+        lo = cuts[q]; hi = cuts[q + 1]
+        if hi <= lo:
+            continue
+        mid = 0.5 * (lo + hi); half = 0.5 * (hi - lo)
+        for g in range(ng):
+            x = mid + half * xg[g]
+            X[lev, cnt] = x
+            Wl[lev, cnt] = half * wg[g] * _phi(x)
+            cnt += 1
+    return cnt
+
+
+@njit(cache=True, nogil=True)
+def _split_inner(p, K, MO, L, mlam, u, XIN, WIN):
+    """Nested piecewise Gauss–Legendre rule over ξ_λ for kinked activations: coordinate by
+    coordinate (λ_k depends on ξ_λ0..ξ_λk through the Cholesky factor), each split at the
+    kinks of its unit, so every piece is smooth. Fills XIN, WIN; returns the count."""
+    o_vs, o_l, o_n, o_e, o_g = _offsets(p)
+    ng = int(p[8])
+    xg = p[o_g:o_g + ng]; wg = p[o_g + ng:o_g + 2 * ng]
+    per = (_NCELL + 2) * ng
+    X = np.empty((K, per)); Wl = np.empty((K, per))
+    cnt = np.zeros(K, np.int64); idx = np.zeros(K, np.int64)
+    xi = np.zeros(K); wacc = np.ones(K + 1)
+    lev = 0
+    cnt[0] = _level_nodes(0, MO, L, mlam, u, xi, xg, wg, X, Wl)
+    n = 0
+    while lev >= 0:
+        if idx[lev] >= cnt[lev]:
+            lev -= 1
+            if lev >= 0:
+                idx[lev] += 1
+            continue
+        xi[lev] = X[lev, idx[lev]]
+        wacc[lev + 1] = wacc[lev] * Wl[lev, idx[lev]]
+        if lev == K - 1:
+            if wacc[K] >= _WMIN:
+                for k in range(K):
+                    XIN[n, k] = xi[k]
+                WIN[n] = wacc[K]
+                n += 1
+            idx[lev] += 1
+        else:
+            lev += 1
+            cnt[lev] = _level_nodes(lev, MO, L, mlam, u, xi, xg, wg, X, Wl)
+            idx[lev] = 0
+    return n
+
+
+@njit(cache=True, nogil=True)
+def _moments(y, p, acc, want_drift):
+    """Moments over the fields: outer rule over the label coordinates (label fixed per
+    node), then λ given them — tensor Gauss–Hermite (smooth activations) or the nested
+    split rule (kinked ones, ``p[11] = 1``). ``acc`` receives, flat: [E δ_k λ_l (K·K),
+    E δ_k δ_l (K·K), E δ_k ν_m (K·M, ν in the order of p), E y (a⁺ − a⁻)_k (K), E L,
+    E(G⁺ − G⁻)]."""
+    K, M, MO, L = _setup(y, p)
+    theta = p[4]
+    lin = int(p[10]) == 1
+    split = int(p[11]) == 1
+    ng = int(p[8])
     u = y[K * (K + 1) // 2 + K * M:]
     for i in range(acc.shape[0]):
         acc[i] = 0.0
     o_dd = K * K; o_dn = 2 * K * K; o_u = o_dn + K * M; o_L = o_u + K
-    XI, WT, YL = _outer(p, L, M)
-    xi = np.empty(K); lam = np.empty(K); mlam = np.empty(K); nu = np.empty(M)
+    XI, WT, YL = _outer(p, L, MO)
+    if split:
+        cap = 1
+        for k in range(K):
+            cap *= (_NCELL + 2) * ng
+        XIN = np.empty((cap, K)); WIN = np.empty(cap)
+        nin = 0
+    else:
+        XIN, WIN = _gh_inner(p, K)
+        nin = WIN.shape[0]
+    lam = np.empty(K); mlam = np.empty(K); nu = np.empty(M); mnu = np.empty(M)
     ap = np.empty(K); am = np.empty(K); dl = np.empty(K)
-    total = 1
-    for k in range(K):
-        total *= nl
     for o in range(WT.shape[0]):
         Wo = WT[o]
         yl = YL[o]
-        for m in range(M):
-            v = 0.0
-            for j in range(m + 1):
-                v += L[m, j] * XI[o, j]
-            nu[m] = v
         for a in range(K):
             v = 0.0
-            for j in range(M):
-                v += L[M + a, j] * XI[o, j]
+            for j in range(MO):
+                v += L[MO + a, j] * XI[o, j]
             mlam[a] = v
-        for it in range(total):
-            r = it
-            W = Wo
-            for k in range(K):
-                j = r % nl
-                r //= nl
-                W *= wl[j]
-                xi[k] = xl[j]
-            if W < _WMIN:
-                continue
+        for m in range(M):
+            v = 0.0
+            if lin:                                 # regression of ν_m on (ζ, λ): ζ part
+                v = L[MO + K + m, 0] * XI[o, 0]
+            else:
+                for j in range(m + 1):
+                    v += L[m, j] * XI[o, j]
+            mnu[m] = v
+        if split:
+            nin = _split_inner(p, K, MO, L, mlam, u, XIN, WIN)
+        for it in range(nin):
+            W = Wo * WIN[it]
             for a in range(K):
                 s = mlam[a]
                 for b in range(a + 1):
-                    s += L[M + a, M + b] * xi[b]
+                    s += L[MO + a, MO + b] * XIN[it, b]
                 lam[a] = s
             Gp, Gm = _passes(lam, u, yl, theta, K, ap, am)
             acc[o_L] += W * (Lp_(Gp, theta) + Lm_(Gm, theta))
             acc[o_L + 1] += W * (Gp - Gm)
             if not want_drift:
                 continue
+            for m in range(M):
+                v = mnu[m]
+                if lin:                             # ... and its λ part
+                    for b in range(K):
+                        v += L[MO + K + m, MO + b] * XIN[it, b]
+                nu[m] = v
             for k in range(K):
                 dl[k] = ap[k] + am[k]
             for k in range(K):
@@ -519,20 +663,18 @@ def _dsign(u, last, x, a, b, S):
 
 @njit(cache=True, nogil=True)
 def eg(y, p):
-    """ε_g = P(ŷ ≠ y), ties counting half. Outer rule in ν (label fixed per node); given ν,
-    a midpoint rule in probability space over ξ_λ1..ξ_λ(K−1) and, along ξ_λK, the exact
-    Gaussian mass of the pieces where sign(G^{+1} − G^{−1}) disagrees with y."""
-    K, M, L = _setup(y, p)
+    """ε_g = P(ŷ ≠ y), ties counting half. Outer rule over the label coordinates (label
+    fixed per node); given them, an explicit rule over ξ_λ1..ξ_λ(K−1) (midpoint in
+    probability space for K = 2, scrambled Sobol beyond; read from p) and, along ξ_λK,
+    the exact Gaussian mass of the pieces where sign(G^{+1} − G^{−1}) disagrees with y."""
+    K, M, MO, L = _setup(y, p)
     o_vs, o_l, o_n, o_e, o_g = _offsets(p)
     ne = int(p[7])
-    xe = p[o_e:o_e + ne]; we = p[o_e + ne:o_e + 2 * ne]
+    D1 = K - 1
     u = y[K * (K + 1) // 2 + K * M:]
     last = K - 1
-    XI, WT, YL = _outer(p, L, M)
+    XI, WT, YL = _outer(p, L, MO)
     xi = np.zeros(K); mlam = np.empty(K)
-    total = 1
-    for k in range(K - 1):
-        total *= ne
     nprobe = _NCELL * _NSUB
     h = 2.0 * _XMAX / nprobe
     out = 0.0
@@ -540,30 +682,26 @@ def eg(y, p):
         yl = YL[o]
         for a in range(K):
             v = 0.0
-            for j in range(M):
-                v += L[M + a, j] * XI[o, j]
+            for j in range(MO):
+                v += L[MO + a, j] * XI[o, j]
             mlam[a] = v
         inner = 0.0
-        for it in range(total):
-            r = it
-            W = 1.0
-            for k in range(K - 1):
-                j = r % ne
-                r //= ne
-                W *= we[j]
-                xi[k] = xe[j]
+        for it in range(ne):
+            W = p[o_e + ne * D1 + it]
+            for k in range(D1):
+                xi[k] = p[o_e + it * D1 + k]
             S = 0.0
             for k in range(K - 1):
                 s = mlam[k]
                 for j in range(k + 1):
-                    s += L[M + k, M + j] * xi[j]
+                    s += L[MO + k, MO + j] * xi[j]
                 gp = g_(s + u[k])
                 gm = g_(s - u[k])
                 S += gp * gp - gm * gm
             A = mlam[last]
             for j in range(K - 1):
-                A += L[M + last, M + j] * xi[j]
-            B = L[M + last, M + last]
+                A += L[MO + last, MO + j] * xi[j]
+            B = L[MO + last, MO + last]
             # Gaussian mass of the pieces of [−X, X] where the prediction is wrong
             wrong = 0.0
             x0 = -_XMAX
@@ -655,19 +793,25 @@ def _load_module(activation: str):
 
 # ================================================================================ nodes
 def default_nodes(K: int, M: int, activation: str = "erf") -> dict:
-    """Node counts: ``n_lam`` Gauss–Hermite nodes per student unit for the drift,
-    ``n_nu`` per teacher unit beyond the first, ``n_eg`` per unit for ε_g's outer midpoint rule,
-    ``n_leg`` Gauss–Legendre nodes per piece. Chosen so that every expectation agrees with
-    10⁷-sample Monte Carlo to a few 1e-4 (tests/theory/test_ff.py); the cost grows like
-    ``n_lam^K`` (drift) and ``n_eg^(K−1)`` (ε_g) times the outer ν rule (42 nodes, times
-    ``n_nu^(M−1)``): ~10 ms per right-hand side at K = 2, M = 1, ~1 s at K = 4, M = 2.
-    ReLU's kinks need more nodes."""
-    relu = not check_activation(activation).smooth     # kinks: more nodes
-    n_lam = {1: 48, 2: 32, 3: 16, 4: 14}.get(K, 10)
-    if relu:
-        n_lam = {1: 96, 2: 48, 3: 20, 4: 16}.get(K, 12)
-    n_eg = {1: 1, 2: 48, 3: 20, 4: 14}.get(K, 10)
-    return {"n_lam": n_lam, "n_nu": 12 if M > 1 else 1, "n_eg": n_eg, "n_leg": 6}
+    """Node counts: ``n_lam`` Gauss–Hermite nodes per student unit for the drift (smooth
+    activations, or kinked ones at K ≥ 3), ``split_lam`` = 1 for the nested split rule
+    instead (kinked activations at K ≤ 2: ``n_leg`` Gauss–Legendre nodes on each piece of
+    [−8, 8] between the cells' edges and the kinks), ``n_nu`` Gauss–Hermite nodes per
+    teacher unit beyond the first (only for a label that is not the sign of a linear form
+    of ν), ``n_eg`` points of ε_g's outer rule (midpoint in probability space at K = 2,
+    scrambled Sobol at K ≥ 3), ``n_leg`` Gauss–Legendre nodes per piece.
+
+    Chosen so that every expectation agrees with 10⁷-sample Monte Carlo within 1e-3
+    (tests/theory/test_ff.py, measured errors in docs/ff-theory.md); the drift costs
+    ``n_lam^K`` (or ``(8 n_leg)^K``) inner nodes times the outer rule (42 nodes, or
+    ``42 n_nu^(M−1)`` for a non-linear label)."""
+    kinked = not check_activation(activation).smooth
+    n_lam = {1: 48, 2: 32, 3: 20, 4: 18}.get(K, 10)
+    if kinked:
+        n_lam = {3: 20, 4: 16}.get(K, 12)
+    n_eg = {1: 1, 2: 48}.get(K, 1 << 13)
+    return {"n_lam": n_lam, "split_lam": int(kinked and K <= 2), "n_nu": 12 if M > 1 else 1,
+            "n_eg": n_eg, "n_leg": 6}
 
 
 @lru_cache(maxsize=None)
@@ -691,6 +835,24 @@ def _midpoint_normal(n: int):
     (measured: 3e-5 at n = 64 where Gauss–Hermite is 7e-4 off)."""
     from scipy.special import ndtri
     return ndtri((np.arange(n) + 0.5) / n), np.full(n, 1.0 / n)
+
+
+@lru_cache(maxsize=None)
+def _eg_points(K: int, n: int):
+    """The explicit outer rule of ε_g over ξ_λ1..ξ_λ(K−1): points (n, K − 1) and weights.
+
+    K = 1: one empty point. K = 2: the midpoint rule in probability space (above). K ≥ 3:
+    ``n`` scrambled Sobol points (fixed seed) mapped by Φ⁻¹ — the tensor midpoint rule
+    converges like 1/n per dimension on the cusps of this integrand (measured at K = 4:
+    3e-3 off with 14³ points), randomised QMC close to 1/n in the total count."""
+    if K == 1:
+        return np.zeros((1, 0)), np.ones(1)
+    if K == 2:
+        x, w = _midpoint_normal(n)
+        return x[:, None], w
+    from .quadrature import make_rule
+    r = make_rule(K - 1, "sobol", n, seed=0)
+    return r.nodes, r.weights
 
 
 @lru_cache(maxsize=None)
@@ -812,24 +974,29 @@ class FFSystem:
         if np.any(state.v_star == 0):
             raise ValueError(f"rule 'ff' needs every v_star non-zero (a unit with v*_m = 0 "
                              f"does not take part in the label), got {state.v_star}")
-        # The teacher unit with the largest |v*| goes last: its ν is integrated exactly
-        # (half-line), and with |v*_last| >= |v*_m| the threshold erf(t/√2) = −Σ v*_m
-        # erf(ν_m/√2)/v*_last stays inside (−1, 1) for M = 2, so the remaining
-        # Gauss–Hermite integrand has no kink.
-        order = np.argsort(np.abs(state.v_star), kind="stable")
+        # Linear label: with M = 1, or M = 2 and |v*_1| = |v*_2|, y = sign(Σ v*_m erf(ν_m/√2))
+        # = sign(ζ), ζ = Σ_m sign(v*_m) ν_m (erf is odd and increasing), so the outer
+        # integral is one split half-line in ζ whatever M.
+        av = np.abs(state.v_star)
+        lin = self.M == 1 or (self.M == 2 and av[0] == av[1])
+        # Otherwise the teacher unit with the largest |v*| goes last: its ν is integrated
+        # exactly (half-line), and with |v*_last| >= |v*_m| the threshold
+        # erf(t/√2) = −Σ v*_m erf(ν_m/√2)/v*_last stays inside (−1, 1) for M = 2, so the
+        # remaining Gauss–Hermite integrand has no kink.
+        order = np.argsort(av, kind="stable")
         pos = np.empty(self.M)
         pos[order] = np.arange(self.M)
         nd = self.nodes
         xl, wl = _gauss_hermite(nd["n_lam"])
         xn, wn = _gauss_hermite(nd["n_nu"])
-        xe, we = _midpoint_normal(nd["n_eg"])
+        xe, we = _eg_points(self.K, nd["n_eg"])
         xg, wg = _gauss_legendre(nd["n_leg"])
-        head = [self.K, self.M, eta, eta_u, theta, nd["n_lam"], nd["n_nu"], nd["n_eg"],
-                nd["n_leg"]]
+        head = [self.K, self.M, eta, eta_u, theta, nd["n_lam"], nd["n_nu"], len(we),
+                nd["n_leg"], 1 if lin else self.M, int(lin), nd["split_lam"]]
         assert len(head) == _HEADER
         return np.ascontiguousarray(np.concatenate(
-            [head, state.T[np.ix_(order, order)].ravel(), state.v_star[order], pos, xl, wl, xn, wn, xe, we, xg, wg]),
-            dtype=float)
+            [head, state.T[np.ix_(order, order)].ravel(), state.v_star[order], pos, xl, wl,
+             xn, wn, xe.ravel(), we, xg, wg]), dtype=float)
 
     def evaluate(self, state: OrderParameters, eta, eta_v=None, sigma=0.0, theta=None,
                  eta_u=None) -> dict:

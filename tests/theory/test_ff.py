@@ -31,8 +31,8 @@ def _state(K, M, seed, u_scale=0.4, scale=1.2, v_star=None):
                            v_star=vs, u=u_scale * rng.standard_normal(K))
 
 
-def _compare_to_mc(K, M, act, seed, n, tol_fn, theta=1.0, eta=1.0, eta_u=0.7, eg_tol=None):
-    st = _state(K, M, seed)
+def _compare_to_mc(K, M, act, seed, n, tol_fn, theta=1.0, eta=1.0, eta_u=0.7, v_star=None):
+    st = _state(K, M, seed, v_star=v_star)
     sysm = build_ff_system(K, M, act)
     d = sysm.evaluate(st, eta=eta, eta_u=eta_u, theta=theta)
     obs = sysm.state_observables(st, theta=theta)
@@ -42,8 +42,6 @@ def _compare_to_mc(K, M, act, seed, n, tol_fn, theta=1.0, eta=1.0, eta_u=0.7, eg
                       ("loss", obs["loss"]), ("gap", obs["gap"])):
         err = np.abs(np.asarray(val) - mc[name])
         tol = tol_fn(mc[name + "_se"])
-        if name == "eg" and eg_tol is not None:
-            tol = eg_tol
         assert np.all(err <= tol), (K, M, act, name, val, mc[name], mc[name + "_se"])
 
 
@@ -52,25 +50,32 @@ def _compare_to_mc(K, M, act, seed, n, tol_fn, theta=1.0, eta=1.0, eta_u=0.7, eg
 # quadrature itself (measured ≲ 1e-4 against 10⁷ samples in the slow test below).
 # (ReLU is checked in the slow test only: its generated module costs another ~20 s of
 # numba compilation.)
-@pytest.mark.parametrize("K,M,act", [(1, 1, "erf"), (2, 1, "erf"), (2, 2, "erf")])
-def test_quadrature_matches_monte_carlo(K, M, act):
-    _compare_to_mc(K, M, act, seed=K + 10 * M, n=1_000_000, tol_fn=lambda se: 4.5 * se + 2e-4)
+@pytest.mark.parametrize("K,M,act,v_star", [(1, 1, "erf", None), (2, 1, "erf", None),
+                                            (2, 2, "erf", None), (2, 2, "erf", (1.0, 1.0))])
+def test_quadrature_matches_monte_carlo(K, M, act, v_star):
+    _compare_to_mc(K, M, act, seed=K + 10 * M, n=1_000_000,
+                   tol_fn=lambda se: 4.5 * se + 2e-4, v_star=v_star)
 
 
-# The criterion: 10⁷ samples (standard errors ~1e-4), agreement to 1e-3 absolute.
+# The criterion: ≥ 10⁷ samples, agreement to 1e-3 absolute. The Monte Carlo can
+# only resolve 1e-3 where its standard error is well below it, so each case draws enough
+# samples for SE ≲ 2e-4 on most quantities (erf, tanh: 2·10⁷; ReLU: 4·10⁷); where the
+# per-sample spread is larger still (the linear activation: unbounded goodness, SE of dR
+# 4e-4 even at 10⁸ samples) the bound is 4.5 SE instead of 1e-3. Cases: both label modes
+# (v* = (1, 1) at M = 2: the label is the sign of ν₁ + ν₂, one split half-line; v* =
+# (1, −0.7): the general outer rule), K up to 4, and every activation family.
+_MC_CASES = [(1, 1, "erf", None, 2e7), (2, 1, "erf", None, 2e7), (2, 2, "erf", None, 2e7),
+             (2, 2, "erf", (1.0, 1.0), 2e7), (4, 1, "erf", None, 2e7),
+             (4, 2, "erf", None, 2e7), (4, 2, "erf", (1.0, 1.0), 2e7),
+             (1, 1, "relu", None, 4e7), (2, 1, "relu", None, 4e7), (2, 1, "tanh", None, 2e7),
+             (2, 1, "linear", None, 1e8)]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("K,M,act", [(1, 1, "erf"), (2, 1, "erf"), (2, 2, "erf"),
-                                     (4, 1, "erf"), (4, 2, "erf"), (1, 1, "relu"),
-                                     (2, 1, "relu"), (2, 1, "linear"), (2, 1, "tanh")])
-def test_quadrature_matches_monte_carlo_1e7(K, M, act):
-    # 1e-3 absolute holds for erf at K <= 2. Measured shortfalls, checked at their level:
-    # K = 4 (14 Gauss–Hermite nodes per unit, what a right-hand side can afford): dQ 1.7e-3
-    # off at M = 2, ε_g (outer midpoint rule over 3 fields) 3e-3 off; ReLU (kinks; the
-    # rule is algebraically convergent): dQ 2.5e-3 off (0.6 % relative); linear (unbounded
-    # goodness, drift ~2.4 with MC standard errors ~1e-3): 2.4e-3 off.
-    tol = {("erf", 4): 2.5e-3, ("relu", 2): 4e-3, ("linear", 2): 4e-3}.get((act, K), 1e-3)
-    _compare_to_mc(K, M, act, seed=3 + K + 10 * M, n=10_000_000, tol_fn=lambda se: tol,
-                   eg_tol=4e-3 if K >= 4 else None)
+@pytest.mark.parametrize("K,M,act,v_star,n", _MC_CASES)
+def test_quadrature_matches_monte_carlo_1e7(K, M, act, v_star, n):
+    _compare_to_mc(K, M, act, seed=3 + K + 10 * M, n=int(n),
+                   tol_fn=lambda se: np.maximum(1e-3, 4.5 * se), v_star=v_star)
 
 
 def test_signals_are_the_derivatives_of_the_loss():
