@@ -135,9 +135,10 @@ def make(outdir, quick: bool = False) -> dict:
                for i, K in enumerate(Ks)]
     handles += [Line2D([], [], color="0.3", lw=1.5, label="ODE"),
                 Line2D([], [], color="0.3", marker="o", ls="", ms=3,
-                       label=f"simulation N = {sim_cfg['N']}, ± 1 std "
+                       label=f"simulation N = {sim_cfg['N']}, ± 1 std\n"
                              f"(test set of {sim_cfg['mc_test']})")]
-    axes[0, 0].legend(handles=handles, loc="lower left", fontsize=7)
+    # the label-weight panel has room top left (ū starts near 0.1 and rises late)
+    axes[0, 1].legend(handles=handles, loc="upper left", fontsize=7)
     ax_t, ax_f = axes[0, 3], axes[1, 3]
     for i, th in enumerate(tp["thetas"]):
         key, col = f"theta{th:g}", S.CYCLE[3 + i]

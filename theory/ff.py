@@ -35,33 +35,45 @@ activation), never edited by hand.
 
 Quadrature (no closed forms)
 ----------------------------
-Write ``(ν, λ) = L ξ`` with ``L`` the lower Cholesky factor of the covariance, **ν first**:
-``ν = L_νν ξ_ν`` and, given ν, ``λ = L_λν ξ_ν + L_λλ ξ_λ``. The label is a function of ν
-only, so the outer integral runs over ν and, at each outer node, y is fixed and the λ
-integrand is smooth — however sharply λ predicts ν late in learning (conditioning on λ
-instead gives the label probability ``Φ(μ/σ)`` with σ → 0, which no fixed rule in λ
-resolves). The outer rule: tensor Gauss–Hermite over ξ_ν1..ξ_ν(M−1) (``n_nu`` nodes); along
-the last coordinate the label jumps at ``ν_M = t``,
-``t = √2 erfinv(−Σ_{m<M} v*_m erf(ν_m/√2) / v*_M)`` (for M = 1 the split at ν = 0), and
-``[−8, 8]`` is cut into 6 cells plus that point, each piece integrated by
-``n_leg``-point Gauss–Legendre against ``φ``. The teacher units are ordered by ``|v*_m|``
-so that the unit with the largest one is last: for M = 2 the threshold then never leaves
-``(−1, 1)`` and the outer integrand has no kink. Inside, a tensor Gauss–Hermite rule in
-ξ_λ (``n_lam`` nodes per unit; smooth for erf/linear, kinked for ReLU, which gets more).
+The label is a function of ν only, so the label coordinates are the *outer* integral: at
+each outer node y is fixed and the λ integrand is smooth, however sharply λ predicts the
+label late in learning (conditioning on λ instead gives the label probability
+``Φ(μ/σ)`` with σ → 0, which no fixed rule in λ resolves).
 
-``ε_g`` integrates an indicator in λ (the sign of ``G^{+1} − G^{−1}``). Given ν (outer
-rule above), it uses a tensor midpoint rule in probability space (``ξ = Φ⁻¹((i + ½)/n)``,
-robust to the cusps of this integrand) over ξ_λ1..ξ_λ(K−1) and, along ξ_λK (on which
-``λ_K`` depends affinely), the exact Gaussian mass of the pieces where the prediction is
-wrong: the sign changes of ``D = G^{+1} − G^{−1}`` are located on a grid of spacing 0.27
-in ``[−8, 8]`` and refined by bisection.
+* **Linear label** (M = 1, or M = 2 with ``|v*_1| = |v*_2|``; ``p[10] = 1``): erf is odd
+  and increasing, so ``y = sign(ζ)``, ``ζ = Σ_m sign(v*_m) ν_m``. Fields in the order
+  ``(ζ, λ, ν)``; the outer rule is one line in ζ cut at 0. ν enters only dR, linearly, so
+  only its regression on ``(ζ, λ)`` — the first 1 + K columns of its Cholesky rows — is
+  needed.
+* **General label** (``p[10] = 0``): fields ``(ν, λ)``; tensor Gauss–Hermite over
+  ξ_ν1..ξ_ν(M−1) (``n_nu`` nodes); along the last coordinate the label jumps at
+  ``ν_M = t``, ``t = √2 erfinv(−Σ_{m<M} v*_m erf(ν_m/√2) / v*_M)``. The teacher units are
+  ordered by ``|v*_m|`` so that the unit with the largest one is last: for M = 2 the
+  threshold then never leaves ``(−1, 1)`` and the outer integrand has no kink.
+
+Either way the last outer line, ``[−8, 8]``, is cut into 6 cells plus the jump, each piece
+integrated by ``n_leg``-point Gauss–Legendre against ``φ``. Inside: tensor Gauss–Hermite in
+ξ_λ (``n_lam`` nodes per unit), or, for a kinked activation (ReLU) at K ≤ 2
+(``p[11] = 1``), a nested piecewise Gauss–Legendre rule (``n_lam`` nodes per piece) cut
+at each unit's kinks ``λ_k = ±u_k`` (λ_k is affine in ξ_λk given the coordinates before
+it).
+
+``ε_g`` integrates an indicator in λ (the sign of ``G^{+1} − G^{−1}``). Given the outer
+node, an explicit rule over ξ_λ1..ξ_λ(K−1) — the midpoint rule in probability space
+(``ξ = Φ⁻¹((i + ½)/n)``, robust to the cusps of this integrand) at K = 2, scrambled Sobol
+points at K ≥ 3 — and, along ξ_λK (on which ``λ_K`` depends affinely), the exact Gaussian
+mass of the pieces where the prediction is wrong: the sign changes of
+``D = G^{+1} − G^{−1}`` are located on a grid of spacing 0.27 in ``[−8, 8]`` and refined
+by bisection.
 
 Parameter vector ``p`` (the teacher units are reordered by increasing ``|v*_m|``: ``T``
 and ``v_star`` are stored in that order, ``pos[m]`` is the position of unit m)::
 
-    p = [K, M, eta, eta_u, theta, n_lam, n_nu, n_eg, n_leg, T (M·M), v_star (M), pos (M),
-         GH nodes/weights for λ (n_lam, n_lam), for ν (n_nu, n_nu), midpoint nodes/weights
-         for the ε_g outer rule (n_eg, n_eg), Gauss–Legendre nodes/weights on [−1, 1] (n_leg, n_leg)]
+    p = [K, M, eta, eta_u, theta, n_lam, n_nu, n_eg, n_leg, MO (outer coordinates: 1 or
+         M), linear label (0/1), split λ rule (0/1), T (M·M), v_star (M), pos (M),
+         GH nodes/weights for λ (n_lam, n_lam), for ν (n_nu, n_nu), ε_g points
+         (n_eg·(K−1)) and weights (n_eg), Gauss–Legendre nodes/weights on [−1, 1]
+         (n_leg, n_leg)]
 
 Flat state ``y = [Q upper triangle, R (row-major), u]`` (:class:`FFLayout`): Q and R first,
 as the solvers' positive-semi-definiteness check expects.
@@ -189,7 +201,8 @@ _SQ2 = math.sqrt(2.0)
 _INV_SQ2PI = 1.0 / math.sqrt(2.0 * math.pi)
 _XMAX = 8.0          # the last ν and λ coordinates are integrated over [−8, 8] (tail 1e-15)
 _NCELL = 6           # cells of width 8/3 (outer ν rule)
-_NSUB = 10           # ε_g: sign probes per cell (spacing 0.27)
+_LMAX = 60.0         # ε_g: monotone pieces of the decision are located on [−60, 60] ...
+_LSTEP = 0.005       # ... on a grid of this spacing (once per evaluation)
 _WMIN = 1e-18        # tensor nodes of smaller weight are skipped (their total is < 1e-12)
 
 
@@ -512,8 +525,8 @@ def _split_inner(p, K, MO, L, mlam, u, XIN, WIN):
     coordinate (λ_k depends on ξ_λ0..ξ_λk through the Cholesky factor), each split at the
     kinks of its unit, so every piece is smooth. Fills XIN, WIN; returns the count."""
     o_vs, o_l, o_n, o_e, o_g = _offsets(p)
-    ng = int(p[8])
-    xg = p[o_g:o_g + ng]; wg = p[o_g + ng:o_g + 2 * ng]
+    ng = int(p[5])                  # split rule: the λ slot holds Gauss–Legendre nodes
+    xg = p[o_l:o_l + ng]; wg = p[o_l + ng:o_l + 2 * ng]
     per = (_NCELL + 2) * ng
     X = np.empty((K, per)); Wl = np.empty((K, per))
     cnt = np.zeros(K, np.int64); idx = np.zeros(K, np.int64)
@@ -554,7 +567,6 @@ def _moments(y, p, acc, want_drift):
     theta = p[4]
     lin = int(p[10]) == 1
     split = int(p[11]) == 1
-    ng = int(p[8])
     u = y[K * (K + 1) // 2 + K * M:]
     for i in range(acc.shape[0]):
         acc[i] = 0.0
@@ -563,7 +575,7 @@ def _moments(y, p, acc, want_drift):
     if split:
         cap = 1
         for k in range(K):
-            cap *= (_NCELL + 2) * ng
+            cap *= (_NCELL + 2) * int(p[5])
         XIN = np.empty((cap, K)); WIN = np.empty(cap)
         nin = 0
     else:
@@ -662,11 +674,63 @@ def _dsign(u, last, x, a, b, S):
 
 
 @njit(cache=True, nogil=True)
+def _monotone_breaks(ul, out):
+    """Where ``d(λ) = g(λ + ul)² − g(λ − ul)²`` (the last unit's share of
+    G^{+1} − G^{−1}) changes monotonicity: the grid points of [−_LMAX, _LMAX] (spacing
+    _LSTEP) where the sign of its slope changes (a flat piece counts as a sign of its own).
+    Between them d is monotone, so along any line λ = A + Bx the decision changes sign at
+    most once per piece. Returns the count written to ``out``."""
+    n = int(2.0 * _LMAX / _LSTEP)
+    cnt = 0
+    prev = g_(-_LMAX + ul) ** 2 - g_(-_LMAX - ul) ** 2
+    sprev = 2
+    for i in range(1, n + 1):
+        lam = -_LMAX + i * _LSTEP
+        cur = g_(lam + ul) ** 2 - g_(lam - ul) ** 2
+        dd = cur - prev
+        sg = 1 if dd > 1e-15 else (-1 if dd < -1e-15 else 0)
+        if sprev != 2 and sg != sprev and cnt < out.shape[0]:
+            out[cnt] = lam - _LSTEP
+            cnt += 1
+        sprev = sg
+        prev = cur
+    return cnt
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _wrong_mass(sg, yl, lo, hi):
+    """Gaussian mass of [lo, hi] counted as error: all of it if the prediction sign sg
+    disagrees with the label, half of it for a tie."""
+    if sg == 0:
+        return 0.5 * (_Phi(hi) - _Phi(lo))
+    if (sg > 0) != (yl > 0):
+        return _Phi(hi) - _Phi(lo)
+    return 0.0
+
+
+@njit(cache=True, nogil=True)
+def _edge(u, last, A, B, S, a0, b0, keep):
+    """The point of [a0, b0] where the sign of D stops being ``keep`` (bisection)."""
+    for _ in range(60):
+        mid = 0.5 * (a0 + b0)
+        if _dsign(u, last, mid, A, B, S) == keep:
+            a0 = mid
+        else:
+            b0 = mid
+        if b0 - a0 < 1e-13:
+            break
+    return 0.5 * (a0 + b0)
+
+
+@njit(cache=True, nogil=True)
 def eg(y, p):
     """ε_g = P(ŷ ≠ y), ties counting half. Outer rule over the label coordinates (label
     fixed per node); given them, an explicit rule over ξ_λ1..ξ_λ(K−1) (midpoint in
     probability space for K = 2, scrambled Sobol beyond; read from p) and, along ξ_λK,
-    the exact Gaussian mass of the pieces where sign(G^{+1} − G^{−1}) disagrees with y."""
+    the exact Gaussian mass of the pieces where sign(G^{+1} − G^{−1}) disagrees with y:
+    the line is cut where the last unit's share of the decision changes monotonicity
+    (:func:`_monotone_breaks`), and the one sign change a monotone piece can hold is
+    found by bisection."""
     K, M, MO, L = _setup(y, p)
     o_vs, o_l, o_n, o_e, o_g = _offsets(p)
     ne = int(p[7])
@@ -675,8 +739,9 @@ def eg(y, p):
     last = K - 1
     XI, WT, YL = _outer(p, L, MO)
     xi = np.zeros(K); mlam = np.empty(K)
-    nprobe = _NCELL * _NSUB
-    h = 2.0 * _XMAX / nprobe
+    brk = np.empty(64)
+    nb = _monotone_breaks(u[last], brk)
+    cuts = np.empty(nb + 2)
     out = 0.0
     for o in range(WT.shape[0]):
         yl = YL[o]
@@ -702,37 +767,36 @@ def eg(y, p):
             for j in range(K - 1):
                 A += L[MO + last, MO + j] * xi[j]
             B = L[MO + last, MO + last]
-            # Gaussian mass of the pieces of [−X, X] where the prediction is wrong
+            # the line x ∈ [−X, X] (λ_K = A + Bx) cut into monotone pieces of D
+            nc = 0
+            cuts[nc] = -_XMAX
+            nc += 1
+            if B > 0.0:
+                for i in range(nb):
+                    x = (brk[i] - A) / B
+                    if cuts[nc - 1] < x < _XMAX:
+                        cuts[nc] = x
+                        nc += 1
+            cuts[nc] = _XMAX
+            nc += 1
             wrong = 0.0
-            x0 = -_XMAX
-            s0 = _dsign(u, last, x0, A, B, S)
-            lo = x0
-            for i in range(1, nprobe + 1):
-                x1 = -_XMAX + i * h
-                s1 = _dsign(u, last, x1, A, B, S)
-                if s1 != s0:
-                    a0 = x0
-                    b0 = x1
-                    for _ in range(60):
-                        mid = 0.5 * (a0 + b0)
-                        if _dsign(u, last, mid, A, B, S) == s0:
-                            a0 = mid
-                        else:
-                            b0 = mid
-                        if b0 - a0 < 1e-13:
-                            break
-                    hi = 0.5 * (a0 + b0)
-                    if s0 == 0:
-                        wrong += 0.5 * (_Phi(hi) - _Phi(lo))
-                    elif (s0 > 0) != (yl > 0):
-                        wrong += _Phi(hi) - _Phi(lo)
-                    lo = hi
-                    s0 = s1
-                x0 = x1
-            if s0 == 0:                             # the last piece, up to X
-                wrong += 0.5 * (_Phi(_XMAX) - _Phi(lo))
-            elif (s0 > 0) != (yl > 0):
-                wrong += _Phi(_XMAX) - _Phi(lo)
+            for q in range(nc - 1):
+                xa = cuts[q]; xb = cuts[q + 1]
+                sa = _dsign(u, last, xa, A, B, S)
+                sb = _dsign(u, last, xb, A, B, S)
+                if sa == sb:
+                    wrong += _wrong_mass(sa, yl, xa, xb)
+                    continue
+                # monotone: sa, then possibly a tie (a flat zero stretch), then sb
+                t1 = _edge(u, last, A, B, S, xa, xb, sa)
+                t2 = t1
+                if sa != 0 and sb != 0:
+                    tb = _edge(u, last, A, B, S, t1, xb, 0)
+                    if tb > t1 and _dsign(u, last, 0.5 * (t1 + tb), A, B, S) == 0:
+                        t2 = tb
+                wrong += _wrong_mass(sa, yl, xa, t1)
+                wrong += _wrong_mass(0, yl, t1, t2)
+                wrong += _wrong_mass(sb, yl, t2, xb)
             inner += W * wrong
         out += WT[o] * inner
     return out
@@ -795,20 +859,20 @@ def _load_module(activation: str):
 def default_nodes(K: int, M: int, activation: str = "erf") -> dict:
     """Node counts: ``n_lam`` Gauss–Hermite nodes per student unit for the drift (smooth
     activations, or kinked ones at K ≥ 3), ``split_lam`` = 1 for the nested split rule
-    instead (kinked activations at K ≤ 2: ``n_leg`` Gauss–Legendre nodes on each piece of
-    [−8, 8] between the cells' edges and the kinks), ``n_nu`` Gauss–Hermite nodes per
+    instead (kinked activations at K ≤ 2; ``n_lam`` is then the number of Gauss–Legendre
+    nodes on each piece of [−8, 8] between the cells' edges and the kinks), ``n_nu`` Gauss–Hermite nodes per
     teacher unit beyond the first (only for a label that is not the sign of a linear form
     of ν), ``n_eg`` points of ε_g's outer rule (midpoint in probability space at K = 2,
     scrambled Sobol at K ≥ 3), ``n_leg`` Gauss–Legendre nodes per piece.
 
     Chosen so that every expectation agrees with 10⁷-sample Monte Carlo within 1e-3
     (tests/theory/test_ff.py, measured errors in docs/ff-theory.md); the drift costs
-    ``n_lam^K`` (or ``(8 n_leg)^K``) inner nodes times the outer rule (42 nodes, or
+    ``n_lam^K`` (or ``(8 n_lam)^K``) inner nodes times the outer rule (42 nodes, or
     ``42 n_nu^(M−1)`` for a non-linear label)."""
     kinked = not check_activation(activation).smooth
     n_lam = {1: 48, 2: 32, 3: 20, 4: 18}.get(K, 10)
-    if kinked:
-        n_lam = {3: 20, 4: 16}.get(K, 12)
+    if kinked:                      # K ≤ 2: Gauss–Legendre nodes per piece of the split rule
+        n_lam = {1: 16, 2: 12, 3: 20, 4: 16}.get(K, 12)
     n_eg = {1: 1, 2: 48}.get(K, 1 << 13)
     return {"n_lam": n_lam, "split_lam": int(kinked and K <= 2), "n_nu": 12 if M > 1 else 1,
             "n_eg": n_eg, "n_leg": 6}
@@ -987,7 +1051,9 @@ class FFSystem:
         pos = np.empty(self.M)
         pos[order] = np.arange(self.M)
         nd = self.nodes
-        xl, wl = _gauss_hermite(nd["n_lam"])
+        # the λ slot: Gauss–Hermite nodes, or Gauss–Legendre ones for the split rule
+        xl, wl = (_gauss_legendre(nd["n_lam"]) if nd["split_lam"] else
+                  _gauss_hermite(nd["n_lam"]))
         xn, wn = _gauss_hermite(nd["n_nu"])
         xe, we = _eg_points(self.K, nd["n_eg"])
         xg, wg = _gauss_legendre(nd["n_leg"])

@@ -42,6 +42,7 @@ def _compare_to_mc(K, M, act, seed, n, tol_fn, theta=1.0, eta=1.0, eta_u=0.7, v_
                       ("loss", obs["loss"]), ("gap", obs["gap"])):
         err = np.abs(np.asarray(val) - mc[name])
         tol = tol_fn(mc[name + "_se"])
+        print(f"{name}: max |quadrature − MC| {np.max(err):.2e}, MC SE {np.max(mc[name + '_se']):.1e}")
         assert np.all(err <= tol), (K, M, act, name, val, mc[name], mc[name + "_se"])
 
 
