@@ -78,7 +78,7 @@ def _quad_report(system, state, final, eta, eta_v, sigma, rule_params):
         return None
     rp = dict(rule_params or {})
     out = {"options": dict(system.quadrature),
-           "rule": system.rule_for(sigma).describe()}
+           "rule": system.describe_rule(sigma)}
     for name, st in (("init", state), ("final", final)):
         try:
             out[f"error_{name}"] = system.error_estimate(st, eta, eta_v, sigma, **rp)

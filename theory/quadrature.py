@@ -51,9 +51,12 @@ from numba import njit
 
 __all__ = ["QuadratureRule", "make_rule", "coarse_rule", "factor", "factor_nb", "map_node",
            "expect", "SCHEMES", "GH_DEFAULT_N", "GH_N_RANGE", "SOBOL_N_RANGE",
-           "MAX_GH_NODES", "check_options", "default_n"]
+           "MAX_GH_NODES", "check_options", "default_n", "MARGINAL_DEFAULT_N",
+           "MARGINAL_MAX_DIM"]
 
-SCHEMES = ("auto", "gauss-hermite", "sobol")
+SCHEMES = ("auto", "gauss-hermite", "sobol", "marginal")
+#: default nodes per field of the marginal scheme (theory.codegen_marginal)
+MARGINAL_DEFAULT_N = 24
 #: default Gauss–Hermite nodes per field, by number of fields (scheme="gauss-hermite")
 GH_DEFAULT_N = {1: 48, 2: 32, 3: 20, 4: 12, 5: 8, 6: 6}
 GH_N_RANGE = (2, 100)
@@ -62,6 +65,8 @@ SOBOL_DEFAULT_N = 1 << 14
 #: refuse tensor rules with more nodes than this (time of every evaluation; the nodes of a
 #: tensor rule are generated inside the loop, so memory is no limit)
 MAX_GH_NODES = 50_000_000
+#: the marginal scheme integrates over at most this many fields at once
+MARGINAL_MAX_DIM = 4
 
 
 @dataclass(frozen=True, eq=False)
@@ -94,7 +99,10 @@ class QuadratureRule:
 
     @property
     def size(self) -> int:
-        """Number of nodes P."""
+        """Number of nodes P (marginal: of the largest subset, ``n^min(dim, 4)``; the total
+        depends on K and M, see ``theory.codegen_marginal.table_nodes``)."""
+        if self.scheme == "marginal":
+            return self.n ** min(self.dim, MARGINAL_MAX_DIM)
         return self.n ** self.dim if self.scheme == "gauss-hermite" else self.n
 
     @property
@@ -119,6 +127,8 @@ class QuadratureRule:
         loop) or ``[1, P, dim, nodes (P·dim), weights (P)]`` (explicit nodes)."""
         if self.scheme == "gauss-hermite":
             return np.concatenate([[0.0, self.size, self.dim, self.n], self.x1, self.w1])
+        if self.scheme == "marginal":     # the term tables follow (theory.codegen_marginal)
+            return np.concatenate([[2.0, self.size, self.dim, self.n], self.x1, self.w1])
         return np.concatenate([[1.0, self.size, self.dim], self.nodes.ravel(), self.weights])
 
     def describe(self) -> dict:
@@ -143,6 +153,8 @@ def default_n(dim: int, scheme: str) -> int:
     """Default nodes per variable (Gauss–Hermite) or points (Sobol) for ``dim`` variables."""
     if scheme == "gauss-hermite":
         return GH_DEFAULT_N.get(dim, 3)
+    if scheme == "marginal":
+        return MARGINAL_DEFAULT_N
     return SOBOL_DEFAULT_N if dim <= 4 else (2 * SOBOL_DEFAULT_N if dim <= 6
                                             else 4 * SOBOL_DEFAULT_N)
 
@@ -167,6 +179,13 @@ def check_options(dim: int, scheme="auto", n=None, seed=0) -> tuple:
             raise ValueError(f"quadrature option n = {n} gives n^dim = {n}^{dim} = "
                              f"{n ** dim:.3g} Gauss–Hermite nodes, more than {MAX_GH_NODES}; "
                              "lower n or use scheme='sobol'")
+    elif scheme == "marginal":
+        n = _int_option("n", n, *GH_N_RANGE)
+        d = min(dim, MARGINAL_MAX_DIM)
+        if n ** d > MAX_GH_NODES:
+            raise ValueError(f"quadrature option n = {n} gives n^{d} = {n ** d:.3g} nodes per "
+                             f"{d}-field subset (scheme='marginal'), more than "
+                             f"{MAX_GH_NODES}; lower n")
     else:
         n = _int_option("n", n, *SOBOL_N_RANGE)
         if n & (n - 1):
@@ -178,7 +197,7 @@ def check_options(dim: int, scheme="auto", n=None, seed=0) -> tuple:
 
 @lru_cache(maxsize=64)
 def _make(dim, scheme, n, seed):
-    if scheme == "gauss-hermite":
+    if scheme in ("gauss-hermite", "marginal"):
         x, w = np.polynomial.hermite_e.hermegauss(n)
         return QuadratureRule(scheme, n, dim, None, np.ascontiguousarray(x),
                               np.ascontiguousarray(w / w.sum()))
@@ -216,8 +235,8 @@ def coarse_rule(rule: QuadratureRule) -> QuadratureRule:
     Gauss–Hermite with ``max(2, n − 2)`` nodes per field (the error of a spectrally
     convergent rule falls by a large factor per 2 nodes, so the difference bounds the error
     of the finer rule from above); Sobol with half the points (another scrambling seed)."""
-    if rule.scheme == "gauss-hermite":
-        return make_rule(rule.dim, "gauss-hermite", max(GH_N_RANGE[0], rule.n - 2))
+    if rule.scheme in ("gauss-hermite", "marginal"):
+        return make_rule(rule.dim, rule.scheme, max(GH_N_RANGE[0], rule.n - 2))
     return make_rule(rule.dim, "sobol", max(SOBOL_N_RANGE[0], rule.n // 2), rule.seed + 1)
 
 
