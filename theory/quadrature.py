@@ -180,12 +180,8 @@ def check_options(dim: int, scheme="auto", n=None, seed=0) -> tuple:
                              f"{n ** dim:.3g} Gauss–Hermite nodes, more than {MAX_GH_NODES}; "
                              "lower n or use scheme='sobol'")
     elif scheme == "marginal":
+        # the number of nodes depends on K and M: checked by theory.codegen_quad
         n = _int_option("n", n, *GH_N_RANGE)
-        d = min(dim, MARGINAL_MAX_DIM)
-        if n ** d > MAX_GH_NODES:
-            raise ValueError(f"quadrature option n = {n} gives n^{d} = {n ** d:.3g} nodes per "
-                             f"{d}-field subset (scheme='marginal'), more than "
-                             f"{MAX_GH_NODES}; lower n")
     else:
         n = _int_option("n", n, *SOBOL_N_RANGE)
         if n & (n - 1):
