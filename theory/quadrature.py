@@ -56,7 +56,7 @@ __all__ = ["QuadratureRule", "make_rule", "coarse_rule", "factor", "factor_nb", 
 
 SCHEMES = ("auto", "gauss-hermite", "sobol", "marginal")
 #: default nodes per field of the marginal scheme (theory.codegen_marginal)
-MARGINAL_DEFAULT_N = 24
+MARGINAL_DEFAULT_N = 32
 #: default Gauss–Hermite nodes per field, by number of fields (scheme="gauss-hermite")
 GH_DEFAULT_N = {1: 48, 2: 32, 3: 20, 4: 12, 5: 8, 6: 6}
 GH_N_RANGE = (2, 100)
