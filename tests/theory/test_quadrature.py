@@ -152,10 +152,11 @@ def test_quadrature_equals_closed_form_erf_3x2_full_tensor_slow(rule):
 
 # --------------------------------------------- the marginal scheme (theory.codegen_marginal)
 # Each expectation is integrated over only the (≤ 4) fields it depends on. Measured at
-# (K, M) = (3, 2), erf, AFA, worst of 6 moderate states (rhs and noise Σ): n = 32: 5e-7,
-# 40: 1.4e-8, 44: 2.3e-9, 48: 3.9e-10, 56: 1.1e-11 (a factor ~6 per 2 nodes); n = 48
-# leaves a factor 25 of margin under the 1e-8 (~0.12 s an evaluation).
-MARGINAL_N_1E8 = 48
+# (K, M) = (3, 2), erf, worst of these 50 states (rhs, ε_g and AFA's noise Σ), n = 44 / 48 /
+# 52 / 56: bp 1.0e-8 / 1.8e-9 / 3.2e-10 / 5.7e-11, fa 2.0e-9 / 3.7e-10 / 7.0e-11 / 1.4e-11,
+# afa 2.7e-8 / 5.1e-9 / 9.7e-10 / 1.9e-10 (a factor ~5 per 4 nodes); n = 52 leaves a factor
+# ≥ 10 of margin under the 1e-8 (~0.12 s an evaluation).
+MARGINAL_N_1E8 = 52
 
 
 def test_marginal_equals_closed_form_erf_3x2_afa():
