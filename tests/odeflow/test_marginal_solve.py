@@ -47,8 +47,8 @@ def test_sde_and_config_accept_the_marginal_scheme(tmp_path):
     assert r.success and np.all(np.isfinite(r.eg)) and np.allclose(r.b[:, 0], st.b)
     # the JSON config key "quadrature" takes the scheme by name
     init = {k: np.asarray(v).tolist() for k, v in st.to_dict().items()
-            if k in ("Q", "R", "T", "v", "v_star", "b")}
-    cfg = {"rule": "fa", "activation": "tanh", "eta": 0.5, "alpha_max": 1.0,
+            if k in ("Q", "R", "T", "v", "v_star")}
+    cfg = {"rule": "bp", "activation": "tanh", "eta": 0.5, "alpha_max": 1.0,
            "quadrature": {"scheme": "marginal", "n": 24}, "init": init}
     p = tmp_path / "c.json"
     p.write_text(json.dumps(cfg))

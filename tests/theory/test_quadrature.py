@@ -190,7 +190,10 @@ def test_marginal_equals_closed_form_erf_small(rule):
     _compare_closed(rule, 2, 2, "erf", MARGINAL_N_1E8, 10, 0.0, 13, 1e-8, scheme="marginal")
 
 
-@pytest.mark.parametrize("rule,act", [("fa", "tanh"), ("afa", "sigmoid")])
+@pytest.mark.parametrize("rule,act", [
+    ("bp", "tanh"),     # its full-rule module is compiled anyway (Monte Carlo test above)
+    pytest.param("fa", "tanh", marks=pytest.mark.slow),
+    pytest.param("afa", "sigmoid", marks=pytest.mark.slow)])   # h' through g'' of sigmoid
 def test_marginal_equals_full_tensor_rule_at_1x1(rule, act):
     # An identity without a closed form: at K = M = 1 the full tensor rule over (λ, ν, ζ)
     # with the Cholesky factor (λ = L₀₀ ξ₀ depends on ξ₀ alone; ζ the last coordinate)
@@ -204,6 +207,8 @@ def test_marginal_equals_full_tensor_rule_at_1x1(rule, act):
     marg = build_system(rule, 1, 1, act, quadrature={"scheme": "marginal", "n": 30})
     for _ in range(5):
         st = random_state(1, 1, rng, adaptive=(rule == "afa"))
+        if rule == "bp":
+            st = st.replace(b=None)
         a = _flat(full.evaluate(st, 0.9, 0.6, 0.3))
         b = _flat(marg.evaluate(st, 0.9, 0.6, 0.3))
         assert np.max(np.abs(a - b)) / np.max(np.abs(a)) < 1e-12
