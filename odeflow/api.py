@@ -542,7 +542,9 @@ def solve(rule, init, *, eta, eta_v=None, sigma=0.0, activation="erf", alpha_max
     quadrature : None, bool, str or dict
         None: closed-form averages where they exist, Gaussian quadrature otherwise
         (``theory.codegen_quad``); False: closed forms only; True, a scheme name
-        ("auto", "gauss-hermite", "sobol") or ``{"scheme", "n", "seed"}``: force quadrature
+        ("auto", "gauss-hermite", "sobol", "marginal" — the last for rules with
+        ``δ = h(λ) e`` such as bp, fa, afa: docs/quadrature.md) or ``{"scheme", "n",
+        "seed"}``: force quadrature
         with these options (``theory.quadrature.make_rule``). A quadrature run reports its
         rule and error estimate in ``Result.quadrature``.
     method : {"dopri5", "rk4", "euler"}

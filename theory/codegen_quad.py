@@ -32,6 +32,9 @@ code without allocation. The nodes and weights travel at the end of the paramete
 
 (the first part is that of :mod:`theory.codegen`). ``D = K + M`` (+1 for ζ when σ > 0).
 Generated functions: ``rhs(y, p, dy)``, ``eg(y, p)``, ``noise(y, p, S)`` (adaptive only).
+The marginal scheme (rules with ``δ_k = h(λ_k) e``: each expectation over only the fields it
+depends on) has kernels of its own, :mod:`theory.codegen_marginal`, behind the same
+:class:`QuadSystem`.
 ε_g uses the closed-form I2 where it exists (erf, linear; relu: arc-cosine kernel), the
 nodes otherwise.
 """
@@ -640,14 +643,15 @@ def build_quad_system(rule, K: int, M: int, activation="erf", quadrature=None) -
         adaptive = rule.feedback == "adaptive"
         tables = None
         if sch == "marginal":
-            from .codegen_marginal import load_marginal, marginal_tables
-            mod, path, timings = load_marginal(rule, act)     # ValueError: wrong shape
+            from .codegen_marginal import load_marginal, marginal_form, marginal_tables
+            marginal_form(rule, act, adaptive)                 # ValueError: wrong shape
             tables = marginal_tables(K, M, adaptive, _I2_code(act) is None)
             nodes = table_nodes(tables[0], qr.n)[1]
             if nodes > MAX_MARGINAL_NODES:
                 raise ValueError(
                     f"quadrature option n = {qr.n} gives {nodes:.3g} marginal nodes at K = {K}, "
                     f"M = {M}, more than {MAX_MARGINAL_NODES}; lower n or use scheme='sobol'")
+            mod, path, timings = load_marginal(rule, act)
         else:
             mod, path, timings = _load(rule, act)
         _SYSTEMS[mkey] = QuadSystem(rule, K, M, act.name, act, Layout(K, M, adaptive),

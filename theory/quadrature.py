@@ -15,6 +15,13 @@ can be integrated by an adaptive solver). Schemes:
     ``n`` (a power of two) scrambled Sobol points (scipy's Owen scrambling with a fixed
     ``seed``) mapped through the inverse normal CDF, equal weights ``1/n``: error
     ~ ``n^(-1)`` up to logs, insensitive to dim; the choice beyond a few fields.
+``marginal``
+    Marginal Gauss–Hermite (:mod:`theory.codegen_marginal`): for rules with
+    ``δ_k = h(λ_k) e`` every expectation is a sum of expectations over at most four fields,
+    each integrated by an ``n``-point tensor rule over its own marginal covariance.
+    The :class:`QuadratureRule` carries the 1-D nodes; the field subsets and their terms
+    are built for K, M by the code generator (``nodes``/``weights`` here give the plain
+    tensor rule over ``dim`` variables). Default ``n`` = :data:`MARGINAL_DEFAULT_N`.
 ``auto``
     Sobol with :func:`default_n` points (2^14 for ≤ 4 variables, 2^15 for 5–6, 2^16
     beyond). Tensor Gauss–Hermite is spectrally accurate while the field variances are
@@ -210,10 +217,11 @@ def make_rule(dim: int, scheme: str = "auto", n: int | None = None,
     Parameters
     ----------
     dim : int
-    scheme : {"auto", "gauss-hermite", "sobol"}
+    scheme : {"auto", "gauss-hermite", "sobol", "marginal"}
     n : int, optional
-        Nodes per dimension (Gauss–Hermite, 2…100, with ``n^dim ≤ MAX_GH_NODES``) or number
-        of points (Sobol, a power of two in 64…2^22). Default: :func:`default_n`.
+        Nodes per dimension (Gauss–Hermite, 2…100, with ``n^dim ≤ MAX_GH_NODES``; marginal,
+        2…100, the total checked by ``theory.codegen_quad``) or number of points (Sobol, a
+        power of two in 64…2^21). Default: :func:`default_n`.
     seed : int
         Sobol scrambling seed.
 
@@ -228,7 +236,7 @@ def make_rule(dim: int, scheme: str = "auto", n: int | None = None,
 
 def coarse_rule(rule: QuadratureRule) -> QuadratureRule:
     """The cheaper rule whose disagreement with ``rule`` is reported as the error estimate:
-    Gauss–Hermite with ``max(2, n − 2)`` nodes per field (the error of a spectrally
+    Gauss–Hermite (tensor or marginal) with ``max(2, n − 2)`` nodes per field (the error of a spectrally
     convergent rule falls by a large factor per 2 nodes, so the difference bounds the error
     of the finer rule from above); Sobol with half the points (another scrambling seed)."""
     if rule.scheme in ("gauss-hermite", "marginal"):

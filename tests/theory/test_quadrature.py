@@ -238,6 +238,9 @@ def test_marginal_scheme_refuses_rules_of_another_shape():
         build_system("afa", 2, 2, "relu", quadrature="marginal")
     with pytest.raises(ValueError, match="option n"):
         build_system("bp", 2, 2, "erf", quadrature={"scheme": "marginal", "n": 101})
+    # K = M = 6 at 60 nodes per field: ~10⁹ nodes over the 4-field subsets, refused
+    with pytest.raises(ValueError, match="option n = 60 gives .* marginal nodes at K = 6"):
+        build_system("bp", 6, 6, "erf", quadrature={"scheme": "marginal", "n": 60})
 
 
 # ------------------------------------------------------------- against Monte Carlo
