@@ -17,7 +17,7 @@
 (5) The quadrature backend (theory.codegen_quad): time per right-hand-side evaluation of
     exact PEPITA and of BP (forced quadrature) at K = M = 2 and 4 with the default rule,
     against the closed-form BP rhs measured in the same run (the baseline), the marginal
-    Gauss–Hermite scheme (BP, n = 32 default and n = 48) with its error against the closed
+    Gauss–Hermite scheme (BP, n = 24 default and n = 16) with its error against the closed
     form, and the whole α = 0 → 20 exact-PEPITA integration at K = M = 2 (dopri5; target
     < 10 s).
 """
@@ -323,7 +323,7 @@ def bench_quadrature(Ks=(2, 4)):
         ref = dy.copy()                      # the closed-form BP rhs: accuracy oracle
         for name, rule, q in (("quad_bp", "bp", True), ("pepita", "pepita", None),
                               ("marg_bp", "bp", "marginal"),
-                              ("marg48_bp", "bp", {"scheme": "marginal", "n": 48})):
+                              ("marg16_bp", "bp", {"scheme": "marginal", "n": 16})):
             s = build_system(rule, K, K, quadrature=q)
             p = s.params(st, 1.0, 1.0, 0.0)
             y = s.layout.pack(st)
@@ -358,7 +358,7 @@ def _print_quadrature(r5):
           "rhs of the same state:")
     for K in (2, 4):
         row = r5[K]
-        for name in ("quad_bp", "marg_bp", "marg48_bp"):
+        for name in ("quad_bp", "marg16_bp", "marg_bp"):
             rl = row[name + "_rule"]
             print(f"    K = M = {K}: {rl['scheme']:8s} n = {rl['n']:6d} ({rl['nodes']:9d} nodes) "
                   f"{row[name + '_ms']:8.2f} ms = {row[name + '_ms'] * 1e3 / row['closed_bp_us']:6.0f}× "

@@ -49,6 +49,7 @@ from . import rules as R
 from .activations import Activation
 from .cache import load_module, module_name
 from .codegen import cache_dir
+from .quadrature import marginal_n
 
 __all__ = ["marginal_form", "marginal_tables", "marginal_source", "load_marginal",
            "MARGINAL_CODEGEN_VERSION", "table_nodes"]
@@ -215,9 +216,10 @@ def marginal_tables(K: int, M: int, adaptive: bool, eg_table: bool):
     return rhs, eg
 
 
+@lru_cache(maxsize=None)
 def pruned_count(n: int, d: int) -> int:
     """Number of nodes of the d-dimensional n-point tensor Gauss–Hermite rule whose weight
-    is at least :data:`MARGINAL_PRUNE` (the nodes the kernel visits)."""
+    is at least :data:`MARGINAL_PRUNE`."""
     _, w = np.polynomial.hermite_e.hermegauss(n)
     lw = np.sort(np.log(w / w.sum()))
     cut = np.log(MARGINAL_PRUNE)
@@ -234,7 +236,7 @@ def table_nodes(table: np.ndarray, n: int) -> tuple:
         return 0, 0
     NS = int(table[0])
     dims = table[3:3 + 6 * NS:6].astype(int)
-    return NS, int(sum(pruned_count(n, int(d)) for d in dims))
+    return NS, int(sum(pruned_count(marginal_n(n, int(d)), int(d)) for d in dims))
 
 
 # ------------------------------------------------------------------------ the source
@@ -296,12 +298,12 @@ def eg(y, p):
     P_RULE = P0 + M * M + 2 * M + K
     rp = p[P_RULE:P_RULE + N_RULE].copy()
     O_N = P_RULE + N_RULE + 1
-    X, Wt, O_T = _rule_arrays(p, O_N)
+    X, Wt, off, cnt, O_T = _rule_arrays(p, O_N)
     NS = int(p[O_T]); NI = int(p[O_T + 1]); NC = int(p[O_T + 2])
     O_T2 = O_T + 3 + 6 * NS + 8 * NI + 6 * NC        # the eg table follows the rhs table
     sig2 = p[4] * p[4]
     acc = np.zeros(1)
-    if _run(p, O_T2, C, A, Bv, K, sig2, X, Wt, rp, acc) < 0:
+    if _run(p, O_T2, C, A, Bv, K, sig2, X, Wt, off, cnt, rp, acc) < 0:
         return np.nan
     return acc[0]
 '''
@@ -386,11 +388,26 @@ def _fill(y, p, K, M, C, A, Bv):
 
 @njit(cache=True, nogil=True)
 def _rule_arrays(p, O):
-    """The 1-D Gauss–Hermite nodes and weights packed at p[O:] = [2, P, D, n, x1, w1] and
-    the offset of the term tables that follow."""
-    n = int(p[O + 3])
+    """The 1-D Gauss–Hermite rules of the d-field subsets (d = 1…4), packed at
+    p[O:] = [2, P, D, n, (n_d, x_d (n_d), w_d (n_d)) for d = 1…4], concatenated in X and
+    Wt (rule d at off[d] … off[d] + cnt[d]), and the offset of the term tables that follow."""
+    off = np.zeros(5, np.int64); cnt = np.zeros(5, np.int64)
     b = O + 4
-    return p[b:b + n].copy(), p[b + n:b + 2 * n].copy(), b + 2 * n
+    tot = 0
+    for d in range(1, 5):
+        nd = int(p[b])
+        off[d] = tot; cnt[d] = nd
+        tot += nd
+        b += 1 + 2 * nd
+    X = np.empty(tot); Wt = np.empty(tot)
+    b = O + 4
+    for d in range(1, 5):
+        nd = cnt[d]
+        for i in range(nd):
+            X[off[d] + i] = p[b + 1 + i]
+            Wt[off[d] + i] = p[b + 1 + nd + i]
+        b += 1 + 2 * nd
+    return X, Wt, off, cnt, b
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -423,13 +440,12 @@ def _slots(j, d, lev, LS, xi, need, fld, T, A, Bv, rp):
 
 
 @njit(cache=True, nogil=True)
-def _run(p, O, C, A, Bv, K, sig2, X, Wt, rp, acc):
+def _run(p, O, C, A, Bv, K, sig2, X, Wt, off, cnt, rp, acc):
     """Integrate the table packed at p[O:] and add its contributions to acc.
     Returns −1 if a marginal covariance is not PSD (acc then NaN), else 0."""
     NS = int(p[O]); NI = int(p[O + 1]); NC = int(p[O + 2])
     OS = O + 3; OI = OS + 6 * NS; OC = OI + 8 * NI
     NU = A.shape[0]
-    n = X.shape[0]
     # the tables as integers, once per call (never converted inside the node loop)
     kinds = np.empty((NI, 4), np.int64); slots = np.empty((NI, 4), np.int64)
     for i in range(NI):
@@ -479,34 +495,35 @@ def _run(p, O, C, A, Bv, K, sig2, X, Wt, rp, acc):
         for a in range(d):
             lev[a] = a if code == 0 else d - 1
         for j in range(4):
-            nn[j] = n if j < d else 1      # levels beyond d: one node ξ = 0, weight 1
+            nn[j] = cnt[d] if j < d else 1  # levels beyond d: one node ξ = 0, weight 1
             xi[j] = 0.0
+        o = off[d]
         for q0 in range(nn[0]):
-            w0 = Wt[q0]
+            w0 = Wt[o + q0]
             if w0 < PRUNE:
                 continue
-            xi[0] = X[q0]
+            xi[0] = X[o + q0]
             _slots(0, d, lev, LS, xi, need, fld, T, A, Bv, rp)
             for q1 in range(nn[1]):
-                w1 = w0 * (Wt[q1] if d > 1 else 1.0)
+                w1 = w0 * (Wt[o + q1] if d > 1 else 1.0)
                 if w1 < PRUNE:
                     continue
                 if d > 1:
-                    xi[1] = X[q1]
+                    xi[1] = X[o + q1]
                     _slots(1, d, lev, LS, xi, need, fld, T, A, Bv, rp)
                 for q2 in range(nn[2]):
-                    w2 = w1 * (Wt[q2] if d > 2 else 1.0)
+                    w2 = w1 * (Wt[o + q2] if d > 2 else 1.0)
                     if w2 < PRUNE:
                         continue
                     if d > 2:
-                        xi[2] = X[q2]
+                        xi[2] = X[o + q2]
                         _slots(2, d, lev, LS, xi, need, fld, T, A, Bv, rp)
                     for q3 in range(nn[3]):
-                        w = w2 * (Wt[q3] if d > 3 else 1.0)
+                        w = w2 * (Wt[o + q3] if d > 3 else 1.0)
                         if w < PRUNE:
                             continue
                         if d > 3:
-                            xi[3] = X[q3]
+                            xi[3] = X[o + q3]
                             _slots(3, d, lev, LS, xi, need, fld, T, A, Bv, rp)
                         for i in range(i0, i1):
                             I[i] += (w * T[kinds[i, 0], slots[i, 0]]
@@ -537,12 +554,12 @@ def _integrate(y, p, mode, dy, S):
     rp = p[P_RULE:P_RULE + N_RULE].copy()
 {chr(10).join(f"    {nm} = rp[{i}]" for i, nm in enumerate(params))}
     O_N = P_RULE + N_RULE + 1
-    X, Wt, O_T = _rule_arrays(p, O_N)
+    X, Wt, off, cnt, O_T = _rule_arrays(p, O_N)
     C = np.empty((NU, NU)); A = np.empty(NU); Bv = np.empty(NU)
     _fill(y, p, K, M, C, A, Bv)
     oDD = K * K; oR = 2 * K * K; oV = oR + K * M; oB = oV + K
     acc = np.zeros(oB + K)
-    _run(p, O_T, C, A, Bv, K, sigma * sigma, X, Wt, rp, acc)   # NaN if not PSD
+    _run(p, O_T, C, A, Bv, K, sigma * sigma, X, Wt, off, cnt, rp, acc)   # NaN if not PSD
     if mode == 1:
         for k in range(K):
             for l in range(k, K):

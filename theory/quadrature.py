@@ -63,7 +63,7 @@ __all__ = ["QuadratureRule", "make_rule", "coarse_rule", "factor", "factor_nb", 
 
 SCHEMES = ("auto", "gauss-hermite", "sobol", "marginal")
 #: default nodes per field of the marginal scheme (theory.codegen_marginal)
-MARGINAL_DEFAULT_N = 32
+MARGINAL_DEFAULT_N = 24
 #: default Gauss–Hermite nodes per field, by number of fields (scheme="gauss-hermite")
 GH_DEFAULT_N = {1: 48, 2: 32, 3: 20, 4: 12, 5: 8, 6: 6}
 GH_N_RANGE = (2, 100)
@@ -74,6 +74,8 @@ SOBOL_DEFAULT_N = 1 << 14
 MAX_GH_NODES = 50_000_000
 #: the marginal scheme integrates over at most this many fields at once
 MARGINAL_MAX_DIM = 4
+#: nodes per field of the marginal scheme's d-field subsets, in units of n
+MARGINAL_N_FACTOR = {1: 4, 2: 3, 3: 3, 4: 1}
 
 
 @dataclass(frozen=True, eq=False)
@@ -135,7 +137,11 @@ class QuadratureRule:
         if self.scheme == "gauss-hermite":
             return np.concatenate([[0.0, self.size, self.dim, self.n], self.x1, self.w1])
         if self.scheme == "marginal":     # the term tables follow (theory.codegen_marginal)
-            return np.concatenate([[2.0, self.size, self.dim, self.n], self.x1, self.w1])
+            parts = [[2.0, self.size, self.dim, self.n]]
+            for d in range(1, MARGINAL_MAX_DIM + 1):
+                x, w = _gh(marginal_n(self.n, d))
+                parts += [[float(x.size)], x, w]
+            return np.concatenate(parts)
         return np.concatenate([[1.0, self.size, self.dim], self.nodes.ravel(), self.weights])
 
     def describe(self) -> dict:
@@ -196,6 +202,23 @@ def check_options(dim: int, scheme="auto", n=None, seed=0) -> tuple:
                              "scheme='sobol' (Sobol points balance only in blocks of 2^m)")
     seed = _int_option("seed", seed, 0, 2 ** 63 - 1)
     return scheme, n, seed
+
+
+def marginal_n(n: int, d: int) -> int:
+    """Nodes per field of the marginal scheme for a subset of ``d`` fields:
+    ``n · MARGINAL_N_FACTOR[d]``, at most 200 (numpy's Gauss–Hermite nodes overflow beyond
+    ~300). The low-dimensional subsets are cheap, and at large field variance their
+    integrals (E[h_k h_l], E[h'_k g_u], …, functions of one or two fields that turn
+    step-like on the node spacing) dominated the error: measured at Q_kk = 2.7, n = 40,
+    4.6e-5 relative with one n for all subsets, 3.5e-9 with these factors."""
+    return int(min(n * MARGINAL_N_FACTOR[d], 200))
+
+
+@lru_cache(maxsize=64)
+def _gh(n):
+    """The n-point probabilists' Gauss–Hermite rule, weights normalised to sum 1."""
+    x, w = np.polynomial.hermite_e.hermegauss(n)
+    return np.ascontiguousarray(x), np.ascontiguousarray(w / w.sum())
 
 
 @lru_cache(maxsize=64)

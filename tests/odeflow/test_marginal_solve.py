@@ -18,22 +18,22 @@ def _afa_state(seed=0, N=500):
 
 def test_solve_with_marginal_scheme_follows_the_closed_form_ode():
     # AFA, erf, K = M = 2, α = 0 → 3: the closed-form ODE is the oracle. The marginal
-    # right-hand side is within ~1e-9 relative of it at n = 40 (tests/theory), so the
-    # trajectories (same dopri5 tolerances) agree far below 1e-6
+    # right-hand side (default n = 24) is within ~1e-9 relative of it at such states
+    # (docs/quadrature.md), so the trajectories (same dopri5 tolerances) agree far below 1e-6
     st = _afa_state()
     kw = dict(eta=0.5, eta_v=0.5, alpha_max=3.0, record={"every": 0.5})
     closed = odeflow.solve("afa", st, **kw)
-    marg = odeflow.solve("afa", st, quadrature={"scheme": "marginal", "n": 40}, **kw)
+    marg = odeflow.solve("afa", st, quadrature="marginal", **kw)
     assert marg.success and np.allclose(marg.alpha, closed.alpha)
     assert np.max(np.abs(marg.eg - closed.eg)) < 1e-6
     assert np.max(np.abs(marg.b - closed.b)) < 1e-6
     q = marg.quadrature
-    assert q["rule"]["scheme"] == "marginal" and q["rule"]["n"] == 40
-    # K = M = 2: the subsets of ≤ 4 fields the terms use (12 of them), 2·10⁵ nodes after
-    # pruning; the error estimate (n = 38 against 40) is of the order of the rule's error
-    assert q["rule"]["subsets"] == 12 and 1e5 < q["rule"]["nodes"] < 1e6
-    assert q["error_final"]["coarse"]["n"] == 38
-    assert q["error_final"]["rhs_rel"] < 1e-7
+    assert q["rule"]["scheme"] == "marginal" and q["rule"]["n"] == 24
+    # K = M = 2: the subsets of ≤ 4 fields the terms use (12 of them), 3.2·10⁵ nodes after
+    # pruning; the error estimate (n = 22 against 24) bounds the rule's error from above
+    assert q["rule"]["subsets"] == 12 and 2e5 < q["rule"]["nodes"] < 5e5
+    assert q["error_final"]["coarse"]["n"] == 22
+    assert q["error_final"]["rhs_rel"] < 1e-6
 
 
 def test_sde_and_config_accept_the_marginal_scheme(tmp_path):

@@ -151,12 +151,13 @@ def test_quadrature_equals_closed_form_erf_3x2_full_tensor_slow(rule):
 
 
 # --------------------------------------------- the marginal scheme (theory.codegen_marginal)
-# Each expectation is integrated over only the (≤ 4) fields it depends on. Measured at
-# (K, M) = (3, 2), erf, worst of these 50 states (rhs, ε_g and AFA's noise Σ), n = 44 / 48 /
-# 52 / 56: bp 1.0e-8 / 1.8e-9 / 3.2e-10 / 5.7e-11, fa 2.0e-9 / 3.7e-10 / 7.0e-11 / 1.4e-11,
-# afa 2.7e-8 / 5.1e-9 / 9.7e-10 / 1.9e-10 (a factor ~5 per 4 nodes); n = 52 leaves a factor
-# ≥ 10 of margin under the issue's 1e-8 (~0.12 s an evaluation).
-MARGINAL_N_1E8 = 52
+# Each expectation is integrated over only the (≤ 4) fields it depends on, with n nodes
+# per field on the 4-field subsets and 3n, 3n, 4n on the 3-, 2- and 1-field ones.
+# Measured at (K, M) = (3, 2), erf, worst of these 50 states (rhs, ε_g and AFA's noise Σ),
+# n = 12 / 16 / 20 / 24: bp 2.6e-6 / 3.2e-8 / 3.9e-10 / 5.5e-12, fa 3.7e-6 / 7.0e-8 /
+# 1.3e-9 / –, afa 5.9e-6 / 1.3e-7 / 2.7e-9 / 5.5e-11; n = 24 leaves a factor ≥ 100 of
+# margin under the issue's 1e-8 (1.1·10⁶ nodes, ~0.05 s an evaluation).
+MARGINAL_N_1E8 = 24
 
 
 def test_marginal_equals_closed_form_erf_3x2_afa():
@@ -185,7 +186,7 @@ def test_marginal_equals_closed_form_linear(rule, K, M):
 @pytest.mark.parametrize("rule", _RULES)
 def test_marginal_equals_closed_form_erf_small(rule):
     # (1, 1) with output noise σ = 0.3 and (2, 2) without: the marginal scheme at the
-    # issue's tolerance (2-field integrals at 1e-9 with 40 nodes, measured)
+    # issue's tolerance (measured: < 1e-10 at n = 24 for these moderate states)
     _compare_closed(rule, 1, 1, "erf", MARGINAL_N_1E8, 50, 0.3, 12, 1e-8, scheme="marginal")
     _compare_closed(rule, 2, 2, "erf", MARGINAL_N_1E8, 10, 0.0, 13, 1e-8, scheme="marginal")
 
@@ -194,14 +195,17 @@ def test_marginal_equals_closed_form_erf_small(rule):
     ("bp", "tanh"),     # its full-rule module is compiled anyway (Monte Carlo test above)
     pytest.param("fa", "tanh", marks=pytest.mark.slow),
     pytest.param("afa", "sigmoid", marks=pytest.mark.slow)])   # h' through g'' of sigmoid
-def test_marginal_equals_full_tensor_rule_at_1x1(rule, act):
+def test_marginal_equals_full_tensor_rule_at_1x1(rule, act, monkeypatch):
     # An identity without a closed form: at K = M = 1 the full tensor rule over (λ, ν, ζ)
     # with the Cholesky factor (λ = L₀₀ ξ₀ depends on ξ₀ alone; ζ the last coordinate)
     # integrates a function of λ alone with exactly the 1-D rule, and one of (λ, ν) with
-    # exactly the 2-D rule — the nodes of the marginal scheme. So the two schemes, written
-    # independently (δ and ∂δ/∂λ by sympy over all fields vs h, h' from g, g', g'' per
-    # field), agree to round-off at any n, for any activation (the nodes the marginal
-    # scheme prunes weigh < 1e-18). Here n = 30, σ = 0.3.
+    # exactly the 2-D rule — the nodes of the marginal scheme when every subset gets the
+    # same n (the scheme normally gives the 1- and 2-field subsets 4n and 3n nodes; set
+    # to n here). So the two schemes, written independently (δ and ∂δ/∂λ by sympy over
+    # all fields vs h, h' from g, g', g'' per field), agree to round-off at any n, for any
+    # activation (the nodes the marginal scheme prunes weigh < 1e-18). n = 30, σ = 0.3.
+    import theory.quadrature as TQ
+    monkeypatch.setattr(TQ, "MARGINAL_N_FACTOR", {1: 1, 2: 1, 3: 1, 4: 1})
     rng = np.random.default_rng(14)
     full = build_system(rule, 1, 1, act, quadrature={"scheme": "gauss-hermite", "n": 30})
     marg = build_system(rule, 1, 1, act, quadrature={"scheme": "marginal", "n": 30})
