@@ -59,7 +59,7 @@ from numba import njit
 __all__ = ["QuadratureRule", "make_rule", "coarse_rule", "factor", "factor_nb", "map_node",
            "expect", "SCHEMES", "GH_DEFAULT_N", "GH_N_RANGE", "SOBOL_N_RANGE",
            "MAX_GH_NODES", "check_options", "default_n", "MARGINAL_DEFAULT_N",
-           "MARGINAL_MAX_DIM"]
+           "MARGINAL_MAX_DIM", "MARGINAL_N_FACTOR", "marginal_n"]
 
 SCHEMES = ("auto", "gauss-hermite", "sobol", "marginal")
 #: default nodes per field of the marginal scheme (theory.codegen_marginal)
@@ -259,9 +259,10 @@ def make_rule(dim: int, scheme: str = "auto", n: int | None = None,
 
 def coarse_rule(rule: QuadratureRule) -> QuadratureRule:
     """The cheaper rule whose disagreement with ``rule`` is reported as the error estimate:
-    Gauss–Hermite (tensor or marginal) with ``max(2, n − 2)`` nodes per field (the error of a spectrally
-    convergent rule falls by a large factor per 2 nodes, so the difference bounds the error
-    of the finer rule from above); Sobol with half the points (another scrambling seed)."""
+    Gauss–Hermite (tensor or marginal) with ``max(2, n − 2)`` nodes per field (the error
+    of a spectrally convergent rule falls by a large factor per 2 nodes, so the difference
+    bounds the error of the finer rule from above); Sobol with half the points (another
+    scrambling seed)."""
     if rule.scheme in ("gauss-hermite", "marginal"):
         return make_rule(rule.dim, rule.scheme, max(GH_N_RANGE[0], rule.n - 2))
     return make_rule(rule.dim, "sobol", max(SOBOL_N_RANGE[0], rule.n // 2), rule.seed + 1)
