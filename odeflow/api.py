@@ -78,7 +78,8 @@ def _quad_report(system, state, final, eta, eta_v, sigma, rule_params):
         return None
     rp = dict(rule_params or {})
     out = {"options": dict(system.quadrature),
-           "rule": system.describe_rule(sigma)}
+           "rule": (system.describe_rule(sigma) if hasattr(system, "describe_rule")
+                    else system.rule_for(sigma).describe())}
     for name, st in (("init", state), ("final", final)):
         try:
             out[f"error_{name}"] = system.error_estimate(st, eta, eta_v, sigma, **rp)
