@@ -2,6 +2,7 @@
 
     python benchmarks/bench_ode.py            # all four
     python benchmarks/bench_ode.py --skip-cold
+    python benchmarks/bench_ode.py --quadrature-only   # (5) only
 
 (1) K = M = 8, erf, BP: one Euler step with the generated rhs vs a straightforward njit
     baseline that loops over every (i, k, a, b) tuple (i, k students, a, b over the K + M
@@ -15,8 +16,10 @@
     with empty ODEFLOW_CACHE_DIR and NUMBA_CACHE_DIR).
 (5) The quadrature backend (theory.codegen_quad): time per right-hand-side evaluation of
     exact PEPITA and of BP (forced quadrature) at K = M = 2 and 4 with the default rule,
-    against the closed-form BP rhs measured in the same run (the baseline), and the whole
-    α = 0 → 20 exact-PEPITA integration at K = M = 2 (dopri5; target < 10 s).
+    against the closed-form BP rhs measured in the same run (the baseline), the marginal
+    Gauss–Hermite scheme (BP, n = 24 default and n = 16) with its error against the closed
+    form, and the whole α = 0 → 20 exact-PEPITA integration at K = M = 2 (dopri5; target
+    < 10 s).
 """
 from __future__ import annotations
 
@@ -317,16 +320,21 @@ def bench_quadrature(Ks=(2, 4)):
         closed.rhs(y, p, dy)
         n = 200
         row["closed_bp_us"] = _best(lambda: [closed.rhs(y, p, dy) for _ in range(n)]) / n * 1e6
-        for name, rule, q in (("quad_bp", "bp", True), ("pepita", "pepita", None)):
+        ref = dy.copy()                      # the closed-form BP rhs: accuracy oracle
+        for name, rule, q in (("quad_bp", "bp", True), ("pepita", "pepita", None),
+                              ("marg_bp", "bp", "marginal"),
+                              ("marg16_bp", "bp", {"scheme": "marginal", "n": 16})):
             s = build_system(rule, K, K, quadrature=q)
             p = s.params(st, 1.0, 1.0, 0.0)
             y = s.layout.pack(st)
             dy = np.empty_like(y)
             s.rhs(y, p, dy)
-            reps = 5
+            reps = 5 if K == 2 or not name.startswith("marg") else 1
             row[name + "_ms"] = _best(lambda: [s.rhs(y, p, dy) for _ in range(reps)],
                                       repeat=3) / reps * 1e3
-            row[name + "_rule"] = s.rule_for(0.0).describe()
+            row[name + "_rule"] = s.describe_rule(0.0)
+            if rule == "bp":
+                row[name + "_err"] = float(np.max(np.abs(dy - ref)) / np.max(np.abs(ref)))
         out[K] = row
     st = _pepita_state(2, 2)
     odeflow.solve("pepita", st, eta=1.0, alpha_max=0.1)          # compile the loop
@@ -338,14 +346,44 @@ def bench_quadrature(Ks=(2, 4)):
     return out
 
 
+def _print_quadrature(r5):
+    print("(5) quadrature backend: one right-hand-side evaluation (default rule)")
+    for K in (2, 4):
+        row = r5[K]
+        print(f"    K = M = {K}: closed-form BP {row['closed_bp_us']:9.1f} µs | quadrature BP "
+              f"{row['quad_bp_ms']:7.2f} ms | exact PEPITA {row['pepita_ms']:7.2f} ms "
+              f"({row['pepita_rule']['scheme']}, {row['pepita_rule']['nodes']} nodes; "
+              f"PEPITA/closed-form BP = {row['pepita_ms'] * 1e3 / row['closed_bp_us']:.0f}×)")
+    print("    marginal Gauss–Hermite (theory.codegen_marginal), BP, against the closed-form "
+          "rhs of the same state:")
+    for K in (2, 4):
+        row = r5[K]
+        for name in ("quad_bp", "marg16_bp", "marg_bp"):
+            rl = row[name + "_rule"]
+            ms = row[name + "_ms"]
+            print(f"    K = M = {K}: {rl['scheme']:8s} n = {rl['n']:6d} ({rl['nodes']:9d} nodes) "
+                  f"{ms:8.2f} ms = {ms * 1e3 / row['closed_bp_us']:6.0f}× closed form, "
+                  f"relative error {row[name + '_err']:.1e}")
+    pr = r5["pepita_run"]
+    print(f"    exact PEPITA K = M = 2, α = 0 → 20 (dopri5): {pr['wall_s']:.2f} s, "
+          f"{pr['nfev']} rhs evaluations, {pr['n_steps']} steps (target < 10 s: "
+          f"{'OK' if pr['wall_s'] < 10 else 'MISSED'}); quadrature error estimate at the end "
+          f"{pr['error_final']:.1e} relative\n")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--skip-cold", action="store_true",
                     help="skip (4), the fresh-process compile/cache measurements")
     ap.add_argument("--K", type=int, default=8, help="K = M for benchmark (1)")
+    ap.add_argument("--quadrature-only", action="store_true",
+                    help="run only (5), the quadrature backend")
     args = ap.parse_args(argv)
 
     print("odeflow benchmarks (one run; times are best of several repeats)\n")
+    if args.quadrature_only:
+        _print_quadrature(bench_quadrature())
+        return
     r1 = bench_step_cost(args.K, args.K)
     print(f"(1) one Euler step, BP erf K = M = {r1['K']} "
           f"(rhs agree to {r1['max_abs_diff']:.1e})")
@@ -371,19 +409,7 @@ def main(argv=None):
     print(f"    speed-up = {r3['speedup']:.0f}×  (target ≥ 50×: "
           f"{'OK' if r3['speedup'] >= 50 else 'MISSED'})\n")
 
-    r5 = bench_quadrature()
-    print("(5) quadrature backend: one right-hand-side evaluation (default rule)")
-    for K in (2, 4):
-        row = r5[K]
-        print(f"    K = M = {K}: closed-form BP {row['closed_bp_us']:9.1f} µs | quadrature BP "
-              f"{row['quad_bp_ms']:7.2f} ms | exact PEPITA {row['pepita_ms']:7.2f} ms "
-              f"({row['pepita_rule']['scheme']}, {row['pepita_rule']['nodes']} nodes; "
-              f"PEPITA/closed-form BP = {row['pepita_ms'] * 1e3 / row['closed_bp_us']:.0f}×)")
-    pr = r5["pepita_run"]
-    print(f"    exact PEPITA K = M = 2, α = 0 → 20 (dopri5): {pr['wall_s']:.2f} s, "
-          f"{pr['nfev']} rhs evaluations, {pr['n_steps']} steps (target < 10 s: "
-          f"{'OK' if pr['wall_s'] < 10 else 'MISSED'}); quadrature error estimate at the end "
-          f"{pr['error_final']:.1e} relative\n")
+    _print_quadrature(bench_quadrature())
 
     if not args.skip_cold:
         r4 = bench_cold_warm()

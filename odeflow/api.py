@@ -78,7 +78,8 @@ def _quad_report(system, state, final, eta, eta_v, sigma, rule_params):
         return None
     rp = dict(rule_params or {})
     out = {"options": dict(system.quadrature),
-           "rule": system.rule_for(sigma).describe()}
+           "rule": (system.describe_rule(sigma) if hasattr(system, "describe_rule")
+                    else system.rule_for(sigma).describe())}
     for name, st in (("init", state), ("final", final)):
         try:
             out[f"error_{name}"] = system.error_estimate(st, eta, eta_v, sigma, **rp)
@@ -542,7 +543,9 @@ def solve(rule, init, *, eta, eta_v=None, sigma=0.0, activation="erf", alpha_max
     quadrature : None, bool, str or dict
         None: closed-form averages where they exist, Gaussian quadrature otherwise
         (``theory.codegen_quad``); False: closed forms only; True, a scheme name
-        ("auto", "gauss-hermite", "sobol") or ``{"scheme", "n", "seed"}``: force quadrature
+        ("auto", "gauss-hermite", "sobol", "marginal" — the last for rules with
+        ``δ = h(λ) e`` such as bp, fa, afa: docs/quadrature.md) or ``{"scheme", "n",
+        "seed"}``: force quadrature
         with these options (``theory.quadrature.make_rule``). A quadrature run reports its
         rule and error estimate in ``Result.quadrature``.
     method : {"dopri5", "rk4", "euler"}

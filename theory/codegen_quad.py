@@ -32,6 +32,9 @@ code without allocation. The nodes and weights travel at the end of the paramete
 
 (the first part is that of :mod:`theory.codegen`). ``D = K + M`` (+1 for ζ when σ > 0).
 Generated functions: ``rhs(y, p, dy)``, ``eg(y, p)``, ``noise(y, p, S)`` (adaptive only).
+The marginal scheme (rules with ``δ_k = h(λ_k) e``: each expectation over only the fields it
+depends on) has kernels of its own, :mod:`theory.codegen_marginal`, behind the same
+:class:`QuadSystem`.
 ε_g uses the closed-form I2 where it exists (erf, linear; relu: arc-cosine kernel), the
 nodes otherwise.
 """
@@ -50,17 +53,20 @@ from . import rules as R
 from .activations import Activation, activation_key, get_activation
 from .cache import load_module, module_name
 from .codegen import System, _Printer, cache_dir
-from .quadrature import QuadratureRule, coarse_rule, make_rule
+from .codegen_marginal import table_nodes
+from .quadrature import MAX_GH_NODES, QuadratureRule, coarse_rule, make_rule
 from .state import Layout, OrderParameters, _check_size
 from .system import SystemMethods
 
 __all__ = ["QuadSystem", "build_quad_system", "quad_options", "QUAD_CODEGEN_VERSION",
-           "quad_source"]
+           "quad_source", "resolve_scheme", "marginal_applies"]
 
 QUAD_CODEGEN_VERSION = "1"
 #: Sobol points of the automatic rule for kinked activations (relu): ~1e-4 absolute error
 #: on K = M = 2 right-hand sides (measured against 8·10⁶-sample Monte Carlo)
 KINKED_SOBOL_N = 1 << 16
+#: most nodes (summed over the field subsets) of a marginal rule: time of every evaluation
+MAX_MARGINAL_NODES = MAX_GH_NODES
 _QUAD_KEYS = ("scheme", "n", "seed")
 
 
@@ -492,20 +498,37 @@ class QuadSystem(SystemMethods):
     timings: dict = field(default_factory=dict)
     derivation: object = None
     backend: str = "quadrature"
+    #: the packed term tables of the marginal scheme (rhs, eg), None for the others
+    tables: tuple | None = None
+
+    @property
+    def scheme(self) -> str:
+        """The scheme the kernels implement: "marginal", or "full" (a rule over all fields:
+        gauss-hermite or sobol)."""
+        return "marginal" if self.tables is not None else "full"
 
     def dim(self, sigma: float) -> int:
-        """Number of Gaussian variables integrated: K + M (+1 for the noise ζ)."""
+        """Number of Gaussian variables integrated: K + M (+1 for the noise ζ; the marginal
+        scheme integrates ζ analytically)."""
+        if self.tables is not None:
+            return self.K + self.M
         return self.K + self.M + (1 if sigma > 0 else 0)
 
     def rule_for(self, sigma: float) -> QuadratureRule:
-        """The rule used at output noise σ. ``auto``: scrambled Sobol
-        (:func:`theory.quadrature.default_n` points; 2^16 for a kinked activation such as
-        relu, whose g' is a step)."""
+        """The rule used at output noise σ. ``auto``: see :func:`resolve_scheme`."""
         q = self.quadrature
-        scheme, n = q["scheme"], q["n"]
-        if scheme == "auto" and not self.act.smooth:
-            scheme, n = "sobol", (KINKED_SOBOL_N if n is None else n)
+        scheme, n = resolve_scheme(self.rule, self.act, q["scheme"], q["n"])
         return make_rule(self.dim(sigma), scheme, n, q["seed"])
+
+    def describe_rule(self, sigma: float) -> dict:
+        """``rule_for(sigma).describe()``; for the marginal scheme ``nodes`` is the total
+        over the field subsets and ``subsets`` their number."""
+        qr = self.rule_for(sigma)
+        out = qr.describe()
+        if self.tables is not None:
+            ns, nodes = table_nodes(self.tables[0], qr.n)
+            out.update(nodes=nodes, subsets=ns)
+        return out
 
     def params(self, state: OrderParameters, eta, eta_v=None, sigma=0.0, *, qrule=None,
                **rule_params):
@@ -522,8 +545,14 @@ class QuadSystem(SystemMethods):
         qr = self.rule_for(float(sigma)) if qrule is None else qrule
         if qr.dim != self.dim(float(sigma)):
             raise ValueError(f"quadrature rule has dim {qr.dim}, need {self.dim(sigma)}")
+        if (qr.scheme == "marginal") != (self.tables is not None):
+            raise ValueError(f"quadrature rule {qr.scheme!r} does not fit the kernels of this "
+                             f"system (scheme {self.scheme!r})")
         f2 = state.F_norm2 if state.F_norm2 is not None else 0.0
-        return np.concatenate([base, [f2], qr.packed()]).astype(float)
+        parts = [base, [f2], qr.packed()]
+        if self.tables is not None:
+            parts += list(self.tables)
+        return np.concatenate(parts).astype(float)
 
     def error_estimate(self, state, eta, eta_v=None, sigma=0.0, **rule_params) -> dict:
         """How far the right-hand side at ``state`` moves when the rule is replaced by
@@ -606,15 +635,46 @@ def build_quad_system(rule, K: int, M: int, activation="erf", quadrature=None) -
     act = get_activation(activation)
     K, M = _check_size("K", K), _check_size("M", M)
     opts = quad_options(quadrature)
-    sch = opts["scheme"]
-    if sch == "auto" and not act.smooth:
-        sch = "sobol"
-    make_rule(K + M, sch, opts["n"], opts["seed"])   # validate now
+    sch, n = resolve_scheme(rule, act, opts["scheme"], opts["n"])
+    qr = make_rule(K + M, sch, n, opts["seed"])   # validate now
     mkey = (rule.key, act.key, sp.srepr(act.expr), K, M, tuple(sorted(opts.items(),
                                                                       key=str)))
     if mkey not in _SYSTEMS:
-        mod, path, timings = _load(rule, act)
-        _SYSTEMS[mkey] = QuadSystem(rule, K, M, act.name, act,
-                                    Layout(K, M, rule.feedback == "adaptive"), mod.rhs,
-                                    mod.eg, mod.noise, path, dict(opts), dict(timings))
+        adaptive = rule.feedback == "adaptive"
+        tables = None
+        if sch == "marginal":
+            from .codegen_marginal import load_marginal, marginal_form, marginal_tables
+            marginal_form(rule, act, adaptive)                 # ValueError: wrong shape
+            tables = marginal_tables(K, M, adaptive, _I2_code(act) is None)
+            nodes = table_nodes(tables[0], qr.n)[1]
+            if nodes > MAX_MARGINAL_NODES:
+                raise ValueError(
+                    f"quadrature option n = {qr.n} gives {nodes:.3g} marginal nodes at K = {K}, "
+                    f"M = {M}, more than {MAX_MARGINAL_NODES}; lower n or use scheme='sobol'")
+            mod, path, timings = load_marginal(rule, act)
+        else:
+            mod, path, timings = _load(rule, act)
+        _SYSTEMS[mkey] = QuadSystem(rule, K, M, act.name, act, Layout(K, M, adaptive),
+                                    mod.rhs, mod.eg, mod.noise, path, dict(opts),
+                                    dict(timings), tables=tables)
     return _SYSTEMS[mkey]
+
+
+def marginal_applies(rule: R.Rule, act: Activation) -> bool:
+    """Whether the marginal scheme applies to ``rule`` (δ = h(λ) e, presynaptic x, …) with
+    ``act`` (adaptive feedback needs a smooth activation)."""
+    from .codegen_marginal import marginal_form
+    try:
+        marginal_form(rule, act, rule.feedback == "adaptive")
+    except (ValueError, NotImplementedError):
+        return False
+    return True
+
+
+def resolve_scheme(rule: R.Rule, act: Activation, scheme: str, n) -> tuple:
+    """``(scheme, n)`` with ``auto`` resolved: scrambled Sobol
+    (:func:`theory.quadrature.default_n` points; :data:`KINKED_SOBOL_N` for a kinked
+    activation such as relu, whose g' is a step). Explicit schemes are returned as given."""
+    if scheme == "auto" and not act.smooth:
+        return "sobol", (KINKED_SOBOL_N if n is None else n)
+    return scheme, n
