@@ -246,7 +246,7 @@ def table_nodes(table: np.ndarray, n: int) -> tuple:
 # ------------------------------------------------------------------------ the source
 def marginal_source(rule: R.Rule, act: Activation, key: str) -> str:
     """Python source of the generated marginal module (see the module docstring)."""
-    from .codegen_quad import _g_code, _I2_code, _pr
+    from .codegen_quad import _eg_closed_src, _field_helpers, _I2_code, _pr
     adaptive = rule.feedback == "adaptive"
     params = sorted(rule.params)
     h, hp, s = marginal_form(rule, act, adaptive)
@@ -273,25 +273,10 @@ def marginal_source(rule: R.Rule, act: Activation, key: str) -> str:
                              fn("_hp", hp, "∂h/∂λ (adaptive feedback only)"),
                              fn("_s", s, "the second-layer signal s")])
     uses_src = f"H_USES = {uses(h)}\nHP_USES = {uses(hp)}\nS_USES = {uses(s)}"
-    gcode, gpcode = _g_code(act)
     I2 = _I2_code(act)
     decay = _pr(rule.weight_decay)
     if I2 is not None:
-        eg_src = f'''
-@njit(cache=True, nogil=True)
-def eg(y, p):
-    K = int(p[0]); M = int(p[1]); NU = K + M
-    C = np.empty((NU, NU)); A = np.empty(NU); Bv = np.empty(NU)
-    _fill(y, p, K, M, C, A, Bv)
-    acc = 0.0
-    for a in range(NU):
-        Caa = C[a, a]
-        for bb in range(a, NU):
-            Cbb = C[bb, bb]; Cab = C[a, bb]
-            val = A[a] * A[bb] * ({I2})
-            acc += val if a == bb else 2.0 * val
-    return 0.5 * acc
-'''
+        eg_src = _eg_closed_src(I2)
     else:
         eg_src = '''
 @njit(cache=True, nogil=True)
@@ -328,67 +313,13 @@ PRUNE = {MARGINAL_PRUNE!r}   # tensor nodes with a smaller weight are skipped
 P0 = 6  # p = [K, M, eta, eta_v, sigma, sigma_F2, T, v_star, c, b, rule params, quad]
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _asin(x):
-    return math.asin(min(1.0, max(-1.0, x)))
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _arccos1(Caa, Cbb, Cab):
-    # E[relu(a) relu(b)]: arc-cosine kernel of degree 1 (Cho & Saul 2009)
-    s = math.sqrt(max(Caa, 0.0) * max(Cbb, 0.0))
-    if s <= 0.0:
-        return 0.0
-    c = min(1.0, max(-1.0, Cab / s))
-    th = math.acos(c)
-    return s * (math.sin(th) + (math.pi - th) * c) / (2.0 * math.pi)
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _g(zz_):
-    return {gcode}
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _gp(zz_):
-    return {gpcode}
+{_field_helpers(act)}
 
 
 {uses_src}
 
 
 {unit_src}
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _fill(y, p, K, M, C, A, Bv):
-    # C: covariance of (λ, ν); A: readout coefficients of e = ŷ − y (v, −v*);
-    # Bv: the feedback overlaps (b, c) of the fields with F (scaled by √N)
-    O_R = K * (K + 1) // 2
-    O_V = O_R + K * M
-    P_T = P0
-    P_VS = P0 + M * M
-    P_C = P_VS + M
-    P_B = P_C + M
-    i = 0
-    for a in range(K):
-        for c in range(a, K):
-            C[a, c] = y[i]
-            C[c, a] = y[i]
-            i += 1
-    for a in range(K):
-        for m in range(M):
-            C[a, K + m] = y[O_R + a * M + m]
-            C[K + m, a] = y[O_R + a * M + m]
-    for m in range(M):
-        for m2 in range(M):
-            C[K + m, K + m2] = p[P_T + m * M + m2]
-    for a in range(K):
-        A[a] = y[O_V + a]
-        Bv[a] = y[O_V + K + a] if ADAPTIVE else p[P_B + a]
-    for m in range(M):
-        A[K + m] = -p[P_VS + m]
-        Bv[K + m] = p[P_C + m]
 
 
 @njit(cache=True, nogil=True)
