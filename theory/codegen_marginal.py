@@ -42,7 +42,6 @@ from the state at run time, never frozen in the table.
 """
 from __future__ import annotations
 
-import hashlib
 import time
 from functools import lru_cache
 
@@ -52,7 +51,6 @@ import sympy as sp
 from . import rules as R
 from .activations import Activation
 from .cache import load_module, module_name
-from .codegen import cache_dir
 from .quadrature import marginal_n
 
 __all__ = ["marginal_form", "marginal_tables", "marginal_source", "load_marginal",
@@ -534,15 +532,10 @@ def noise(y, p, S):
 _MODULES: dict = {}
 
 
-@lru_cache(maxsize=None)
 def _fingerprint() -> str:
-    from pathlib import Path
-    here = Path(__file__).parent
-    h = hashlib.sha256()
-    for name in ("codegen_marginal.py", "codegen_quad.py", "quadrature.py", "activations.py",
-                 "rules.py", "codegen.py"):
-        h.update((here / name).read_bytes())
-    return h.hexdigest()[:16]
+    from .codegen_quad import source_fingerprint
+    return source_fingerprint(("codegen_marginal.py", "codegen_quad.py", "quadrature.py",
+                               "activations.py", "rules.py", "codegen.py"))
 
 
 def load_marginal(rule: R.Rule, act: Activation):
@@ -553,10 +546,9 @@ def load_marginal(rule: R.Rule, act: Activation):
         return _MODULES[key]
     marginal_form(rule, act, rule.feedback == "adaptive")      # refuse early, in Python
     t0 = time.perf_counter()
-    digest = hashlib.sha256("|".join([MARGINAL_CODEGEN_VERSION, _fingerprint(), rule.key,
-                                      act.key, sp.srepr(act.expr)]).encode()).hexdigest()[:16]
-    safe = "".join(ch if ch.isalnum() else "_" for ch in rule.name)
-    path = cache_dir() / f"qmarg_{safe}_{act.key}_{digest}.py"
+    from .codegen_quad import generated_path
+    path = generated_path("qmarg", MARGINAL_CODEGEN_VERSION, _fingerprint(), rule, act)
+    digest = path.stem.rsplit("_", 1)[1]
     t1 = time.perf_counter()
     adaptive = rule.feedback == "adaptive"
 

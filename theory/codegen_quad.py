@@ -50,7 +50,7 @@ import numpy as np
 import sympy as sp
 
 from . import rules as R
-from .activations import Activation, activation_key, get_activation
+from .activations import Activation, get_activation
 from .cache import load_module, module_name
 from .codegen import System, _Printer, cache_dir
 from .codegen_marginal import table_nodes
@@ -595,13 +595,29 @@ _SYSTEMS: dict = {}
 
 
 @lru_cache(maxsize=None)
-def _fingerprint() -> str:
+def source_fingerprint(names: tuple) -> str:
+    """Hash of the generator sources ``names`` (files of this package): part of every
+    generated module's cache key, so a change to the generator regenerates the module."""
     here = Path(__file__).parent
     h = hashlib.sha256()
-    for name in ("codegen_quad.py", "quadrature.py", "activations.py", "rules.py",
-                 "codegen.py"):
+    for name in names:
         h.update((here / name).read_bytes())
     return h.hexdigest()[:16]
+
+
+def generated_path(prefix: str, version: str, fingerprint: str, rule: R.Rule,
+                   act: Activation) -> Path:
+    """Cache path of the generated module of (rule, activation), keyed by the generator's
+    version and fingerprint, the rule and the activation expression."""
+    digest = hashlib.sha256("|".join([version, fingerprint, rule.key, act.key,
+                                      sp.srepr(act.expr)]).encode()).hexdigest()[:16]
+    safe = "".join(ch if ch.isalnum() else "_" for ch in rule.name)
+    return cache_dir() / f"{prefix}_{safe}_{act.key}_{digest}.py"
+
+
+def _fingerprint() -> str:
+    return source_fingerprint(("codegen_quad.py", "quadrature.py", "activations.py",
+                               "rules.py", "codegen.py"))
 
 
 def _load(rule: R.Rule, act: Activation):
@@ -609,10 +625,8 @@ def _load(rule: R.Rule, act: Activation):
     if key in _MODULES:
         return _MODULES[key]
     t0 = time.perf_counter()
-    digest = hashlib.sha256("|".join([QUAD_CODEGEN_VERSION, _fingerprint(), rule.key,
-                                      act.key, sp.srepr(act.expr)]).encode()).hexdigest()[:16]
-    safe = "".join(ch if ch.isalnum() else "_" for ch in rule.name)
-    path = cache_dir() / f"quad_{safe}_{act.key}_{digest}.py"
+    path = generated_path("quad", QUAD_CODEGEN_VERSION, _fingerprint(), rule, act)
+    digest = path.stem.rsplit("_", 1)[1]
     t1 = time.perf_counter()
 
     def warm(mod):
