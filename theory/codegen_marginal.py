@@ -78,8 +78,8 @@ def marginal_form(rule: R.Rule, act: Activation, adaptive: bool):
         The rule does not have the shape the marginal scheme needs (the message names the
         rule, the reason and the schemes that do apply).
     NotImplementedError
-        Adaptive feedback with a kinked activation (h' has a Dirac delta), as for the
-        other schemes.
+        Adaptive feedback with a kinked activation (h' has a Dirac delta); the other
+        schemes handle it through Stein's lemma.
     """
     from .codegen_quad import _concrete
 
@@ -121,7 +121,8 @@ def marginal_form(rule: R.Rule, act: Activation, adaptive: bool):
             raise NotImplementedError(
                 f"rule {rule.name!r} with activation {act.name!r}: the drift of the adaptive "
                 "feedback b needs the derivative of δ, which has a Dirac delta (g' of a kinked "
-                "activation is a step); use a smooth activation or fixed feedback")
+                "activation is a step); the schemes 'auto', 'sobol' and 'gauss-hermite' take "
+                "this drift through Stein's lemma instead")
     return h, hp, s
 
 

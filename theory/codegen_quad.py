@@ -20,6 +20,9 @@ The b drift is ``−η √N E[δ_k φ]`` by Stein's lemma on φ = F·x/√N, who
 fields are ``b/√N, c/√N``: ``√N E[δ_k φ] = Σ_j b_j E[∂δ_k/∂λ_j] + Σ_m c_m E[∂δ_k/∂ν_m]``, and
 since δ_k depends on the other fields only through e,
 ``= E[b_k ∂_λ δ_k + ∂_e δ_k ē]``, ``ē = Σ_j v_j b_j g'(λ_j) − Σ_m v*_m c_m g'(ν_m)``.
+When those derivatives hold a Dirac delta (a kinked activation: AFA with relu), Stein's
+lemma for the fields gives the same bracket without them, ``(b, c)ᵀ C⁻¹ E[z δ_k]``
+(:func:`needs_stein`).
 (A rule without λ̃ and with p = x, linear in the feedback, gives back SCIENCE.md §3/§5.1.)
 
 Every expectation is one pass over the nodes of a fixed rule (:mod:`theory.quadrature`):
@@ -138,20 +141,27 @@ def _concrete(expr, act: Activation):
     return expr.xreplace({R.lam: _lam, R.e: _e, R.v_k: _v, R.b_k: _b})
 
 
+def needs_stein(rule: R.Rule, act: Activation) -> bool:
+    """Whether the b drift of an adaptive-feedback rule must be computed without the
+    derivative of δ: true when ∂δ/∂λ or ∂δ/∂e holds a Dirac delta (g' of a kinked
+    activation such as relu is a step, so g'' is a delta that no fixed rule integrates)."""
+    if rule.feedback != "adaptive":
+        return False
+    delta = _concrete(rule.delta, act)
+    return bool(sp.diff(delta, _lam).has(sp.DiracDelta) or
+                sp.diff(delta, _e).has(sp.DiracDelta))
+
+
 def _unit_code(rule: R.Rule, act: Activation, adaptive: bool, params) -> list:
     """Statements computing, for one hidden unit, d_ (δ), dl_ (∂δ/∂λ), de_ (∂δ/∂e) and
-    s_ (second-layer signal) from lam_, e_, vk_, bk_ and the rule parameters."""
+    s_ (second-layer signal) from lam_, e_, vk_, bk_ and the rule parameters (without
+    dl_, de_ when the b drift goes through Stein's lemma: :func:`needs_stein`)."""
     delta = _concrete(rule.delta, act)
     sig = _concrete(rule.v_signal, act)
     names = [sp.Symbol("d_"), sp.Symbol("s_")]
     exprs = [delta, sig]
-    if adaptive:
+    if adaptive and not needs_stein(rule, act):
         dl, de = sp.diff(delta, _lam), sp.diff(delta, _e)
-        if dl.has(sp.DiracDelta) or de.has(sp.DiracDelta):
-            raise NotImplementedError(
-                f"rule {rule.name!r} with activation {act.name!r}: the drift of the adaptive "
-                "feedback b needs the derivative of δ, which has a Dirac delta (g' of a kinked "
-                "activation is a step); use a smooth activation or fixed feedback")
         names += [sp.Symbol("dl_"), sp.Symbol("de_")]
         exprs += [dl, de]
     allowed = {_lam, _e, _v, _b} | {sp.Symbol(p, real=True) for p in params} | {
@@ -287,14 +297,18 @@ def quad_source(rule: R.Rule, act: Activation, key: str) -> str:
 
     # the flags are resolved here, in Python, so numba never sees a dead branch that
     # refers to variables the rule does not define
-    eb_line = ["eb += A[u] * Bv[u] * _gp(z[u])"] if adaptive else []
-    per_unit_extra = (["dl[k] = dl_", "de[k] = de_"] if adaptive else []) + [
+    stein = needs_stein(rule, act)
+    eb_line = ["eb += A[u] * Bv[u] * _gp(z[u])"] if adaptive and not stein else []
+    per_unit_extra = (["dl[k] = dl_", "de[k] = de_"] if adaptive and not stein else []) + [
         "Pk[k] = lam_ - e * bk_" if xt else "Pk[k] = lam_"]
     pair_extra = ["aDDe[k, l] += dk * d[l] * e * e"] if xt else []
     Rfield = "(z[K + m] - e * Bv[K + m])" if xt else "z[K + m]"
     unit_acc = []
     if adaptive:
-        unit_acc.append("aB[k] += w * (Bv[k] * dl[k] + de[k] * eb)")
+        if stein:          # E[z δ_k], turned into the drift after the loop
+            unit_acc += ["for a_ in range(NU):", "    aZ[k, a_] += dk * z[a_]"]
+        else:
+            unit_acc.append("aB[k] += w * (Bv[k] * dl[k] + de[k] * eb)")
         if xt:
             unit_acc.append("aBe[k] += dk * e")
 
@@ -334,6 +348,7 @@ from numba import njit
 from theory.quadrature import factor_nb, map_node
 
 ADAPTIVE = {int(adaptive)}
+STEIN = {int(stein)}
 X_TILDE = {int(xt)}
 SGD_V = {int(rule.second_layer == "sgd")}
 N_RULE = {len(params)}
@@ -404,6 +419,7 @@ def _integrate(y, p, mode, dy, S):
     d = np.empty(K); Pk = np.empty(K); s = np.empty(K); dl = np.empty(K); de = np.empty(K)
     aQ = np.zeros((K, K)); aDD = np.zeros((K, K)); aDDe = np.zeros((K, K))
     aR = np.zeros((K, M)); aV = np.zeros(K); aB = np.zeros(K); aBe = np.zeros(K)
+    aZ = np.zeros((K, NU))
     _fill(y, p, K, M, C, A, Bv)
     if factor_nb(C, L) < 0:          # not PSD: unphysical; the solver stops on NaN
         if mode == 0:
@@ -449,6 +465,16 @@ def _integrate(y, p, mode, dy, S):
                 S[k, l] = eta * eta * sigma_F2 * aDD[k, l]
                 S[l, k] = S[k, l]
         return
+    if STEIN:
+        # Stein's lemma for z ~ N(0, C): E[z δ_k] = C E[∇δ_k], so the b-drift bracket
+        # Σ_a Bv_a E[∂δ_k/∂z_a] = Bvᵀ C⁻¹ E[z δ_k] needs no derivative of δ (for a kinked
+        # activation ∂δ/∂λ holds g'', a Dirac delta); least squares for a singular C
+        sv = np.linalg.lstsq(C, Bv)[0]
+        for k in range(K):
+            t = 0.0
+            for a_ in range(NU):
+                t += sv[a_] * aZ[k, a_]
+            aB[k] = t
     kappa = {decay}
     iq = 0
     for k in range(K):
