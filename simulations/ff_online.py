@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 from numba import njit
 
+from theory.quadrature import factor
 from theory.state import OrderParameters, record_alphas
 
 from .ensemble import (Divergence, ProgressBar, ensemble_stats, init_generator,
@@ -208,13 +209,7 @@ def _exact_weights(st, N, rng):
     C = _state_covariance(st)
     M = len(st["T"])
     q, _ = np.linalg.qr(rng.standard_normal((N, C.shape[0])))
-    basis = q.T * math.sqrt(N)
-    try:
-        F = np.linalg.cholesky(C)
-    except np.linalg.LinAlgError:
-        mu, V = np.linalg.eigh(C)
-        F = V * np.sqrt(np.clip(mu, 0.0, None))
-    W = F @ basis
+    W = factor(C) @ (q.T * math.sqrt(N))
     return W[M:], W[:M]
 
 

@@ -40,12 +40,12 @@ each outer node y is fixed and the λ integrand is smooth, however sharply λ pr
 label late in learning (conditioning on λ instead gives the label probability
 ``Φ(μ/σ)`` with σ → 0, which no fixed rule in λ resolves).
 
-* **Linear label** (M = 1, or M = 2 with ``|v*_1| = |v*_2|``; ``p[10] = 1``): erf is odd
+* **Linear label** (M = 1, or M = 2 with ``|v*_1| = |v*_2|``; ``p[9] = 1``): erf is odd
   and increasing, so ``y = sign(ζ)``, ``ζ = Σ_m sign(v*_m) ν_m``. Fields in the order
   ``(ζ, λ, ν)``; the outer rule is one line in ζ cut at 0. ν enters only dR, linearly, so
   only its regression on ``(ζ, λ)`` — the first 1 + K columns of its Cholesky rows — is
   needed.
-* **General label** (``p[10] = 0``): fields ``(ν, λ)``; tensor Gauss–Hermite over
+* **General label** (``p[9] = 0``): fields ``(ν, λ)``; tensor Gauss–Hermite over
   ξ_ν1..ξ_ν(M−1) (``n_nu`` nodes); along the last coordinate the label jumps at
   ``ν_M = t``, ``t = √2 erfinv(−Σ_{m<M} v*_m erf(ν_m/√2) / v*_M)``. The teacher units are
   ordered by ``|v*_m|`` so that the unit with the largest one is last: for M = 2 the
@@ -54,7 +54,7 @@ label late in learning (conditioning on λ instead gives the label probability
 Either way the last outer line, ``[−8, 8]``, is cut into 6 cells plus the jump, each piece
 integrated by ``n_leg``-point Gauss–Legendre against ``φ``. Inside: tensor Gauss–Hermite in
 ξ_λ (``n_lam`` nodes per unit), or, for a kinked activation (ReLU) at K ≤ 2
-(``p[11] = 1``), a nested piecewise Gauss–Legendre rule (``n_lam`` nodes per piece) cut
+(``p[10] = 1``), a nested piecewise Gauss–Legendre rule (``n_lam`` nodes per piece) cut
 at each unit's kinks ``λ_k = ±u_k`` (λ_k is affine in ξ_λk given the coordinates before
 it).
 
@@ -69,8 +69,8 @@ by bisection.
 Parameter vector ``p`` (the teacher units are reordered by increasing ``|v*_m|``: ``T``
 and ``v_star`` are stored in that order, ``pos[m]`` is the position of unit m)::
 
-    p = [K, M, eta, eta_u, theta, n_lam, n_nu, n_eg, n_leg, MO (outer coordinates: 1 or
-         M), linear label (0/1), split λ rule (0/1), T (M·M), v_star (M), pos (M),
+    p = [K, M, eta, eta_u, theta, n_lam, n_nu, n_eg, n_leg, linear label (0/1: then one
+         outer coordinate, else M), split λ rule (0/1), T (M·M), v_star (M), pos (M),
          GH nodes/weights for λ (n_lam, n_lam), for ν (n_nu, n_nu), ε_g points
          (n_eg·(K−1)) and weights (n_eg), Gauss–Legendre nodes/weights on [−1, 1]
          (n_leg, n_leg)]
@@ -96,7 +96,7 @@ __all__ = ["ACTIVATIONS", "signals", "build_ff_system", "FFSystem", "FFLayout",
 #: built-in student activations (any sympy expression of theory.activations.z works too)
 ACTIVATIONS = ("erf", "linear", "relu", "tanh", "sigmoid")
 FF_CODEGEN_VERSION = "2"
-_HEADER = 12
+_HEADER = 11
 
 
 def check_activation(activation):
@@ -280,15 +280,18 @@ def _setup(y, p):
 
     Outer (label) coordinates first: the outer integral runs where the label lives; given
     them, the label is fixed and the λ integrand is smooth, however well λ predicts the
-    label. General label (``p[9] = M``): order ``(ν in the order of p, λ)``. Linear label
+    label. General label (``p[9] = 0``): order ``(ν in the order of p, λ)``. Linear label
     (``p[9] = 1``: y = sign(ζ), ζ = Σ_m sign(v*_m) ν_m): order ``(ζ, λ, ν)``; ν_m is then
     needed only through its regression on (ζ, λ) (its own residual is independent of
     everything else and enters linearly), i.e. the first 1 + K columns of its row. A
-    non-positive pivot (a degenerate direction) gives a zero column.
+    non-positive pivot (a degenerate direction) gives a zero column — not
+    theory.quadrature.factor_nb's eigen-factor fallback: the split integration needs the
+    triangular structure (each coordinate depends only on those before it) even then.
     Returns ``K, M, MO, L`` (MO: number of outer coordinates).
     """
-    K = int(p[0]); M = int(p[1]); MO = int(p[9])
-    lin = int(p[10]) == 1                     # then MO = 1
+    K = int(p[0]); M = int(p[1])
+    lin = int(p[9]) == 1
+    MO = 1 if lin else M
     n = MO + K + (M if lin else 0)
     o_vs = _HEADER + M * M
     o_pm = o_vs + M
@@ -369,7 +372,7 @@ def _outer(p, L, M):
     o_vs, o_l, o_n, o_e, o_g = _offsets(p)
     nn = int(p[6]); ng = int(p[8])
     vs = p[o_vs:o_vs + M].copy()
-    if int(p[10]) == 1:
+    if int(p[9]) == 1:
         vs[:] = 1.0
     xn = p[o_n:o_n + nn]; wn = p[o_n + nn:o_n + 2 * nn]
     xg = p[o_g:o_g + ng]; wg = p[o_g + ng:o_g + 2 * ng]
@@ -452,6 +455,16 @@ def _passes(lam, u, yl, theta, K, ap, am):
         ap[k] = dp * dh2_(lam[k] + u[k] * yl)
         am[k] = dm * dh2_(lam[k] - u[k] * yl)
     return Gp, Gm
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _outer_part(L, MO, K, XI, o, mlam):
+    """The part of every λ_a fixed by outer node o: Σ_{j < MO} L[MO + a, j] ξ_j."""
+    for a in range(K):
+        v = 0.0
+        for j in range(MO):
+            v += L[MO + a, j] * XI[o, j]
+        mlam[a] = v
 
 
 @njit(cache=True, nogil=True)
@@ -560,13 +573,13 @@ def _split_inner(p, K, MO, L, mlam, u, XIN, WIN):
 def _moments(y, p, acc, want_drift):
     """Moments over the fields: outer rule over the label coordinates (label fixed per
     node), then λ given them — tensor Gauss–Hermite (smooth activations) or the nested
-    split rule (kinked ones, ``p[11] = 1``). ``acc`` receives, flat: [E δ_k λ_l (K·K),
+    split rule (kinked ones, ``p[10] = 1``). ``acc`` receives, flat: [E δ_k λ_l (K·K),
     E δ_k δ_l (K·K), E δ_k ν_m (K·M, ν in the order of p), E y (a⁺ − a⁻)_k (K), E L,
     E(G⁺ − G⁻)]."""
     K, M, MO, L = _setup(y, p)
     theta = p[4]
-    lin = int(p[10]) == 1
-    split = int(p[11]) == 1
+    lin = int(p[9]) == 1
+    split = int(p[10]) == 1
     u = y[K * (K + 1) // 2 + K * M:]
     for i in range(acc.shape[0]):
         acc[i] = 0.0
@@ -586,11 +599,7 @@ def _moments(y, p, acc, want_drift):
     for o in range(WT.shape[0]):
         Wo = WT[o]
         yl = YL[o]
-        for a in range(K):
-            v = 0.0
-            for j in range(MO):
-                v += L[MO + a, j] * XI[o, j]
-            mlam[a] = v
+        _outer_part(L, MO, K, XI, o, mlam)
         for m in range(M):
             v = 0.0
             if lin:                                 # regression of ν_m on (ζ, λ): ζ part
@@ -745,11 +754,7 @@ def eg(y, p):
     out = 0.0
     for o in range(WT.shape[0]):
         yl = YL[o]
-        for a in range(K):
-            v = 0.0
-            for j in range(MO):
-                v += L[MO + a, j] * XI[o, j]
-            mlam[a] = v
+        _outer_part(L, MO, K, XI, o, mlam)
         inner = 0.0
         for it in range(ne):
             W = p[o_e + ne * D1 + it]
@@ -1058,7 +1063,7 @@ class FFSystem:
         xe, we = _eg_points(self.K, nd["n_eg"])
         xg, wg = _gauss_legendre(nd["n_leg"])
         head = [self.K, self.M, eta, eta_u, theta, nd["n_lam"], nd["n_nu"], len(we),
-                nd["n_leg"], 1 if lin else self.M, int(lin), nd["split_lam"]]
+                nd["n_leg"], int(lin), nd["split_lam"]]
         assert len(head) == _HEADER
         return np.ascontiguousarray(np.concatenate(
             [head, state.T[np.ix_(order, order)].ravel(), state.v_star[order], pos, xl, wl,
