@@ -46,7 +46,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .forward_forward import _Adam, _SGD, _normalize, _sigmoid, _softplus, end_epoch
+from .forward_forward import (_Adam, _SGD, _normalize, _sigmoid, _softplus, check_training,
+                              end_epoch)
 
 __all__ = ["RecurrentFFConfig", "RecurrentFFResult", "train_ff_recurrent", "run_dynamics",
            "goodness_all_labels", "predict_recurrent", "recurrent_config_from_dict"]
@@ -82,9 +83,7 @@ class RecurrentFFConfig:
     seed: int = 0
 
     def __post_init__(self):
-        self.hidden = [int(h) for h in self.hidden]
-        if not self.hidden or min(self.hidden) < 1:
-            raise ValueError(f"hidden must list positive widths, got {self.hidden}")
+        check_training(self)
         if not isinstance(self.steps, (int, np.integer)) or self.steps < 2:
             raise ValueError(f"recurrent FF needs steps >= 2 (an integer: the bottom-up pass "
                              f"is step 0, then at least two damped steps), got {self.steps!r}")
@@ -97,10 +96,6 @@ class RecurrentFFConfig:
             raise ValueError(f"window must be (t1, t2) with 1 <= t1 <= t2 <= steps = "
                              f"{self.steps}, got {self.window!r}")
         self.window = w
-        if self.epochs < 0 or self.batch < 1 or self.lr <= 0 or self.theta <= 0:
-            raise ValueError("need epochs >= 0, batch >= 1, lr > 0, theta > 0")
-        if self.optimizer not in ("adam", "sgd"):
-            raise ValueError(f"unknown optimizer {self.optimizer!r}; allowed: adam, sgd")
         if self.label_scale <= 0:
             raise ValueError("label_scale must be > 0")
 

@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .forward_forward import (_Adam, _SGD, _normalize, _sigmoid, end_epoch,
+from .forward_forward import (_Adam, _SGD, _normalize, _sigmoid, check_training, end_epoch,
                               layer_loss_grad)
 
 __all__ = ["TopDownConfig", "TopDownResult", "train_ff_topdown", "topdown_updates",
@@ -88,13 +88,7 @@ class TopDownConfig:
     seed: int = 0
 
     def __post_init__(self):
-        self.hidden = [int(h) for h in self.hidden]
-        if not self.hidden or min(self.hidden) < 1:
-            raise ValueError(f"hidden must list positive widths, got {self.hidden}")
-        if self.epochs < 0 or self.batch < 1 or self.lr <= 0 or self.theta <= 0:
-            raise ValueError("need epochs >= 0, batch >= 1, lr > 0, theta > 0")
-        if self.optimizer not in ("adam", "sgd"):
-            raise ValueError(f"unknown optimizer {self.optimizer!r}; allowed: adam, sgd")
+        check_training(self)
         if not self.F_scale > 0:
             raise ValueError(f"F_scale must be > 0, got {self.F_scale}")
         if self.sign not in (1, -1):

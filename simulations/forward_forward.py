@@ -59,6 +59,21 @@ FF_OPTIMIZERS = ("adam", "sgd")
 FF_GOODNESS = ("sum", "mean")
 
 
+def check_training(cfg) -> None:
+    """The checks every FF trainer's config shares (FFConfig, RecurrentFFConfig,
+    TopDownFFConfig): ``hidden`` a non-empty list of positive widths (normalised to ints),
+    ``epochs >= 0``, ``batch >= 1``, ``lr > 0``, ``theta > 0`` and a known ``optimizer``.
+    ValueError naming what is wrong."""
+    cfg.hidden = [int(h) for h in cfg.hidden]
+    if not cfg.hidden or min(cfg.hidden) < 1:
+        raise ValueError(f"hidden must list positive widths, got {cfg.hidden}")
+    if cfg.epochs < 0 or cfg.batch < 1 or cfg.lr <= 0 or cfg.theta <= 0:
+        raise ValueError("need epochs >= 0, batch >= 1, lr > 0, theta > 0")
+    if cfg.optimizer not in FF_OPTIMIZERS:
+        raise ValueError(f"unknown FF optimizer {cfg.optimizer!r}; allowed: "
+                         f"{', '.join(FF_OPTIMIZERS)}")
+
+
 @dataclass
 class FFConfig:
     """Options of :func:`train_ff`.
@@ -114,20 +129,13 @@ class FFConfig:
         if self.negatives not in FF_NEGATIVES:
             raise ValueError(f"unknown FF negatives {self.negatives!r}; allowed: "
                              f"{', '.join(FF_NEGATIVES)}")
-        if self.optimizer not in FF_OPTIMIZERS:
-            raise ValueError(f"unknown FF optimizer {self.optimizer!r}; allowed: "
-                             f"{', '.join(FF_OPTIMIZERS)}")
+        check_training(self)
         if self.goodness not in FF_GOODNESS:
             raise ValueError(f"unknown FF goodness {self.goodness!r}; allowed: "
                              f"{', '.join(FF_GOODNESS)}")
         if self.peer_norm < 0 or not 0 <= self.peer_momentum < 1:
             raise ValueError(f"need peer_norm >= 0 and 0 <= peer_momentum < 1, got "
                              f"{self.peer_norm}, {self.peer_momentum}")
-        self.hidden = [int(h) for h in self.hidden]
-        if not self.hidden or min(self.hidden) < 1:
-            raise ValueError(f"hidden must list positive widths, got {self.hidden}")
-        if self.epochs < 0 or self.batch < 1 or self.lr <= 0 or self.theta <= 0:
-            raise ValueError("need epochs >= 0, batch >= 1, lr > 0, theta > 0")
         if self.head_layers is not None:
             self.head_layers = [int(i) for i in self.head_layers]
             if any(not 0 <= i < len(self.hidden) for i in self.head_layers):
