@@ -24,6 +24,7 @@ from theory.state import OrderParameters, record_alphas
 from theory import cli
 
 from . import solvers as S
+from .status import STATUS_DOC, describe
 from .progress import ProgressBar
 
 __all__ = ["solve", "solve_sde", "Result", "SDEResult", "get_system", "METHODS",
@@ -167,8 +168,7 @@ def _params_vector(system, state, eta, eta_v, sigma, rule_params):
 
 
 # ----------------------------------------------------------------------------- results
-_STATUS_DOC = {0: "reached alpha_max", 1: "converged (eg < eg_tol)",
-               -1: "stopped early (diverged, or step budget / step size exhausted)"}
+_STATUS_DOC = STATUS_DOC
 
 
 def _fmt(x: float) -> str:
@@ -176,41 +176,8 @@ def _fmt(x: float) -> str:
 
 
 def _message(code, fs, ist, opts, method):
-    """(status, reason, human sentence) for a solver stop code."""
-    a = fs[S.F_STOP_ALPHA]
-    val = fs[S.F_STOP_VALUE]
-    thr = opts[S.O_THRESH]
-    hint = "(learning rate too large?"
-    hint += " or step too large for a fixed-step method?)" if method in S.FIXED_STEP else ")"
-    if code == S.CODE_DONE:
-        return 0, "alpha_max", (f"reached α = alpha_max = {_fmt(opts[S.O_ALPHA_MAX])} in "
-                                f"{ist[S.I_NSTEPS]} steps")
-    if code == S.CODE_CONVERGED:
-        return 1, "converged", (f"converged at α = {_fmt(a)}: ε_g = {val:.3g} < eg_tol = "
-                                f"{opts[S.O_EG_TOL]:.3g}")
-    if code == S.CODE_NONFINITE:
-        return -1, "diverged", (f"diverged at α = {_fmt(a)}: the order parameters became "
-                                f"non-finite (NaN/inf) {hint}")
-    if code == S.CODE_YMAX:
-        return -1, "diverged", (f"diverged at α = {_fmt(a)}: max |order parameter| = "
-                                f"{val:.3g} exceeds the divergence threshold {thr:.3g} {hint}")
-    if code == S.CODE_EG:
-        return -1, "diverged", (f"diverged at α = {_fmt(a)}: ε_g = {val:.3g} exceeds the "
-                                f"divergence threshold {thr:.3g} {hint}")
-    if code == S.CODE_PSD:
-        return -1, "diverged", (
-            f"diverged at α = {_fmt(a)}: the field covariance [[Q, R], [Rᵀ, T]] lost positive "
-            f"semi-definiteness (Cholesky pivot {val:.3g}); Q = w·wᵀ/N and R = w·w*ᵀ/N are "
-            f"overlaps of real vectors, so the trajectory left the physical region {hint}")
-    if code == S.CODE_MAX_STEPS:
-        return -1, "max_steps", (f"stopped at α = {_fmt(a)} before alpha_max = "
-                                 f"{_fmt(opts[S.O_ALPHA_MAX])}: max_steps = {int(val)} steps "
-                                 "taken (raise max_steps)")
-    if code == S.CODE_H_UNDERFLOW:
-        return -1, "step_underflow", (
-            f"stopped at α = {_fmt(a)}: the adaptive step size fell to {val:.3g} (the "
-            f"solution is blowing up or the problem is too stiff for dopri5) {hint}")
-    raise RuntimeError(f"solver returned unknown stop code {code}")
+    """(status, reason, human sentence) for a solver stop code (:class:`odeflow.status.Stop`)."""
+    return describe(code, fs, ist, opts, method)
 
 
 @dataclass
@@ -548,12 +515,14 @@ def solve(rule, init, *, eta, eta_v=None, sigma=0.0, activation="erf", alpha_max
         "seed"}``: force quadrature
         with these options (``theory.quadrature.make_rule``). A quadrature run reports its
         rule and error estimate in ``Result.quadrature``.
-    method : {"dopri5", "rk4", "euler"}
-        "dopri5": adaptive Dormand–Prince 5(4) with dense output (``rtol``, ``atol``;
-        ``dt`` if given is the first trial step). "rk4", "euler": fixed step ``dt``
-        (required), shortened where needed to land exactly on every recording time.
+    method : {"dopri5", "tsit5", "bs3", "rk4", "euler"}
+        Butcher tableaux (:mod:`odeflow.tableaux`). Adaptive, with dense output (``rtol``,
+        ``atol``; ``dt`` if given is the first trial step): "dopri5" Dormand–Prince 5(4),
+        "tsit5" Tsitouras 5(4), "bs3" Bogacki–Shampine 3(2). Fixed step ``dt`` (required),
+        shortened where needed to land exactly on every recording time: "rk4", "euler".
     rtol, atol : float
-        dopri5 tolerances; the error test is ``‖err_i / (atol + rtol·|y_i|)‖_rms ≤ 1``.
+        Adaptive methods' tolerances; the error test is
+        ``‖err_i / (atol + rtol·|y_i|)‖_rms ≤ 1``.
     record : dict or float, optional
         Recording grid (:func:`theory.state.record_alphas`): ``{"every": dα}``,
         ``{"log": n, "min": α_min}``, ``{"alpha": [...]}``, a number dα, or a list of α
@@ -577,7 +546,7 @@ def solve(rule, init, *, eta, eta_v=None, sigma=0.0, activation="erf", alpha_max
         ``Result.alpha_events``, ``Result.state_events``; a terminal event stops the run
         (status 1, reason "event").
     dense_output : bool
-        dopri5 only: keep every step's continuous extension; ``Result.sol(alpha)``.
+        dopri5, tsit5, bs3: keep every step's continuous extension; ``Result.sol(alpha)``.
     eta_u, theta : float, optional
         Forward-Forward (rule "ff", SCIENCE.md §9, :mod:`theory.ff`): label-weight rate
         η_u (default eta) and goodness threshold θ > 0 (default K/2). The state needs
@@ -636,12 +605,13 @@ def solve(rule, init, *, eta, eta_v=None, sigma=0.0, activation="erf", alpha_max
     opts = S.make_opts(alpha_max, dt if method in S.FIXED_STEP else rtol, atol, eg_tol,
                        diverge_threshold, PSD_RTOL, max_steps, lay.nQ, lay.K, state.T)
     from .events import EventTracker, SEGMENTS_PER_CALL
-    if dense_output and method != "dopri5":
-        raise ValueError(f"dense_output needs method 'dopri5' (its continuous extension), got "
-                         f"{method!r}; events work with every method")
+    if dense_output and method not in S.DENSE_METHODS:
+        dm = [repr(m) for m in S.DENSE_METHODS]
+        raise ValueError(f"dense_output needs method {', '.join(dm[:-1])} or {dm[-1]} (a "
+                         f"continuous extension), got {method!r}; events work with every method")
     tracker = EventTracker(events, system, p, state, method, dense_output)
     fs, ist, work = S.new_state(n, SEGMENTS_PER_CALL if tracker.active else 0)
-    if method == "dopri5" and dt is not None:
+    if method not in S.FIXED_STEP and dt is not None:
         fs[S.F_H] = dt
     kernel = _load_kernel(S.KERNELS[method], f"the {method} integrator")
 
@@ -686,8 +656,8 @@ def solve(rule, init, *, eta, eta_v=None, sigma=0.0, activation="erf", alpha_max
     params = dict(rule=_rule_name(system), K=state.K, M=state.M,
                   activation=getattr(system, "activation", activation), eta=eta, eta_v=eta_v,
                   sigma=sigma, alpha_max=alpha_max, method=method, dt=dt,
-                  rtol=rtol if method == "dopri5" else None,
-                  atol=atol if method == "dopri5" else None, record=_jsonable(record_spec),
+                  rtol=None if method in S.FIXED_STEP else rtol,
+                  atol=None if method in S.FIXED_STEP else atol, record=_jsonable(record_spec),
                   eg_tol=eg_tol, max_steps=max_steps, diverge_threshold=diverge_threshold,
                   rule_params=dict(rule_params or {}))
     quad = _quad_report(system, state, final, eta, eta_v, sigma, rule_params)

@@ -22,8 +22,10 @@ function is evaluated at both ends; a sign change in the requested direction (``
 g_{n+1}`` upwards, ``g_n > 0 ≥ g_{n+1}`` downwards) is then located by Brent's method
 (``scipy.optimize.brentq``, ``xtol = 1e-12 h``) on an interpolant of the step:
 
-- dopri5: its 4th-order continuous extension (Hairer's CONTD5, the same interpolant as its
-  record points), ``y(θ) = y_n + θ (Δ + (1−θ)(r3 + θ (r4 + (1−θ) r5)))``, θ = (α − α_n)/h;
+- methods whose tableau has a dense output (dopri5, tsit5, bs3): that interpolant, the same
+  one their record points come from, ``y(θ) = y_n + Σ_k θ^k q_k``, θ = (α − α_n)/h,
+  ``q_k = h Σ_j P_j,k−1 k_j`` (:mod:`odeflow.tableaux`; 4th order for dopri5 and tsit5,
+  3rd for bs3);
 - euler, rk4: the cubic Hermite interpolant through ``y_n, y_{n+1}`` and the slopes
   ``f(y_n), f(y_{n+1})`` (3rd order: for rk4 the event time is then accurate to O(h⁴)).
 
@@ -32,7 +34,8 @@ the integration. A sign change that enters and leaves within one step is missed 
 scipy). When a terminal event occurs, the run stops there: ``Result.status`` is 1,
 ``reason`` "event", ``final`` is the state at the event and records after it are dropped.
 
-Dense output (``dense_output=True``, dopri5): ``Result.sol`` is a :class:`DenseSolution`,
+Dense output (``dense_output=True``, dopri5, tsit5, bs3): ``Result.sol`` is a
+:class:`DenseSolution`,
 ``sol(alpha)`` the flat state at any α in ``[0, alpha_final]`` from the stored continuous
 extension of every step (like ``solve_ivp(dense_output=True)``).
 
@@ -141,11 +144,17 @@ def _as_events(events):
     return out
 
 
-def _contd5(seg, th):
-    """dopri5's continuous extension of a stored step at θ ∈ [0, 1]."""
-    y0, _, dlt, r3, r4, r5 = seg
-    th1 = 1.0 - th
-    return y0 + th * (dlt + th1 * (r3 + th * (r4 + th1 * r5)))
+def dense_eval(seg, th):
+    """The dense output of a stored step (rows of :data:`odeflow.rk.SEG_ROWS`: y_n,
+    [α_n, h, m], Δ, q_1 … q_m) at θ ∈ [0, 1]: ``y_n + Σ_k θ^k q_k`` (Horner), exactly
+    ``y_n + Δ`` at θ = 1."""
+    if th >= 1.0:
+        return seg[0] + seg[2]
+    m = int(seg[1, 2])
+    acc = seg[2 + m]
+    for k in range(m - 1, 0, -1):
+        acc = seg[2 + k] + th * acc
+    return seg[0] + th * acc
 
 
 def _hermite(y0, y1, f0, f1, h, th):
@@ -156,10 +165,10 @@ def _hermite(y0, y1, f0, f1, h, th):
 
 
 class DenseSolution:
-    """``sol(alpha)``: the dopri5 solution at any α in ``[alpha_min, alpha_max]``.
+    """``sol(alpha)``: the solution at any α in ``[alpha_min, alpha_max]``.
 
-    Built from the continuous extension of every accepted step (4th order, the interpolant
-    dopri5 records with). ``sol(a)`` returns the flat state (n,) for a scalar and (len, n)
+    Built from the continuous extension of every accepted step (the interpolant the method
+    records with: 4th order for dopri5 and tsit5, 3rd for bs3). ``sol(a)`` returns the flat state (n,) for a scalar and (len, n)
     for an array (time first, like the records); :meth:`state` an OrderParameters and
     :meth:`eg` ε_g.
     """
@@ -167,7 +176,7 @@ class DenseSolution:
     def __init__(self, alpha0, h, seg, layout, init, eg_fn, p, alpha_end=None):
         self.alpha0 = np.asarray(alpha0, dtype=float)      # (S,) step starts
         self.h = np.asarray(h, dtype=float)                # (S,)
-        self.seg = np.asarray(seg, dtype=float)            # (S, 6, n)
+        self.seg = np.asarray(seg, dtype=float)            # (S, SEG_ROWS, n)
         self.layout, self.init, self._eg, self._p = layout, init, eg_fn, p
         # a run stopped by a terminal event ends inside its last step
         self._end = float(self.alpha0[-1] + self.h[-1]) if alpha_end is None else float(alpha_end)
@@ -191,7 +200,7 @@ class DenseSolution:
         idx = np.clip(np.searchsorted(self.alpha0, flat, side="right") - 1, 0,
                       len(self.alpha0) - 1)
         th = np.clip((flat - self.alpha0[idx]) / self.h[idx], 0.0, 1.0)
-        out = np.array([_contd5(self.seg[i], t) for i, t in zip(idx, th)])
+        out = np.array([dense_eval(self.seg[i], t) for i, t in zip(idx, th)])
         return out[0] if a.ndim == 0 else out
 
     def state(self, alpha):
@@ -214,7 +223,8 @@ class EventTracker:
         self.system, self.p, self.init = system, p, init
         self.layout = system.layout
         self.method = method
-        self.fixed = method in S.FIXED_STEP
+        # steps without a dense output are interpolated by cubic Hermite (odeflow.rk)
+        self.hermite = S.TABLEAUX[method].P is None
         self.dense = bool(dense_output)
         self.alpha_events = [[] for _ in self.events]
         self.y_events = [[] for _ in self.events]
@@ -256,7 +266,7 @@ class EventTracker:
             ist[S.I_NSEG_OUT] = 0
             if bar is not None:
                 bar.update(fs[S.F_ALPHA])
-        if self.fixed and self._pending is not None and self.terminal is None:
+        if self.hermite and self._pending is not None and self.terminal is None:
             a0, h, y0, y1, f0 = self._pending       # last step: its end slope now
             self._segment_fixed(a0, h, y0, y1, f0, self._f(y1))
             self._pending = None
@@ -268,7 +278,7 @@ class EventTracker:
                 return
             rows = work[base + S.SEG_ROWS * j: base + S.SEG_ROWS * (j + 1)]
             a0, h = float(rows[1, 0]), float(rows[1, 1])
-            if self.fixed:
+            if self.hermite:
                 y0 = rows[0].copy()
                 y1 = y0 + rows[2]
                 f0 = rows[3].copy()
@@ -283,7 +293,8 @@ class EventTracker:
                 if self.dense:
                     self._dense.append((a0, h, seg))
                 if self.events:
-                    self._segment(a0, h, lambda th, seg=seg: _contd5(seg, th), seg[0] + seg[2])
+                    self._segment(a0, h, lambda th, seg=seg: dense_eval(seg, th),
+                                  seg[0] + seg[2])
 
     def _segment_fixed(self, a0, h, y0, y1, f0, f1):
         if self.events:

@@ -1,51 +1,19 @@
-"""Numba-compiled integration loops for the order-parameter ODEs ``dy/dα = f(y; p)``.
+"""The compiled explicit Runge–Kutta engine: one step routine driven by a Butcher tableau.
 
-Every method is one ``@njit`` function that runs the *whole* integration loop (no Python
-work per step). The system's right-hand side ``rhs(y, p, dy)`` and its generalisation error
-``eg(y, p)`` (numba dispatchers) are passed in as arguments, typed as first-class function
-values (:data:`RHS_TYPE`, :data:`EG_TYPE`): each loop has exactly one compiled signature,
-shared by every system, compiled once and cached on disk; a new system only needs its own
-rhs compiled (which ``theory.codegen`` caches too). See
-``tests/odeflow/test_solvers.py::test_kernels_compile_once``.
+Every method of :func:`odeflow.solve` is a table (:mod:`odeflow.tableaux`); this module
+turns a table into an integration loop that runs the *whole* integration in numba (no
+Python work per step): :func:`make_fixed_kernel` (steps of a given size, landing exactly
+on the recording times) and :func:`make_adaptive_kernel` (embedded error estimate, PI step
+control, FSAL, dense output from the table's ``P``). The coefficients live only in the
+tables: a factory binds a table's arrays to one generic stage loop as compile-time
+constants (a numba closure), so LLVM sees the same straight-line arithmetic as a
+hand-unrolled kernel, and the compiled loop is cached on disk under a name that includes
+the table's fingerprint (a changed coefficient compiles a new loop).
 
-Kernel protocol
----------------
-All three kernels (:func:`euler_kernel`, :func:`rk4_kernel`, :func:`dopri5_kernel`) share one
-calling convention so that :mod:`odeflow.api` can drive them in chunks (to draw a progress
-bar between chunks) without changing the result::
-
-    kernel(rhs, eg, p, y, rec_alpha, rec_y, rec_eg, fs, ist, work, opts, max_call_steps)
-
-``y`` (float64[n]) is the current state, updated in place; it always holds the *last
-accepted state that passed the stop checks*. ``rec_alpha`` are the recording times,
-``rec_y`` (float64[T, n]) and ``rec_eg`` (float64[T]) receive the records. ``fs`` (float
-state) and ``ist`` (integer state) carry everything else across calls (current α, step
-size, controller memory, record counter, counters, stop code); see the ``F_*`` and ``I_*``
-indices below. ``work`` is scratch space of shape (8, n). ``opts`` holds
-``[alpha_max, dt_or_rtol, atol, eg_tol, diverge_threshold, psd_rtol, max_steps, nQ, K, M,
-T (M·M)]`` (:func:`make_opts`).
-A call returns after at most ``max_call_steps`` steps, or earlier when the run has stopped
-(``ist[I_CODE] != 0``).
-
-Stop conditions (checked on the candidate new state)
-----------------------------------------------------
-- divergence: a non-finite entry (``CODE_NONFINITE``), ``max|y| > diverge_threshold``
-  (``CODE_YMAX``), ``ε_g > diverge_threshold`` or non-finite (``CODE_EG``), or the field
-  covariance ``C = [[Q, R], [Rᵀ, T]]`` losing positive semi-definiteness (``CODE_PSD``): a
-  Cholesky factorisation of ``C + psd_rtol·max(1, max_a C_aa)·I`` fails. This contains the
-  test on ``Q`` (the first K(K+1)/2 entries of y, upper triangle row-major; a Gram matrix
-  ``w·wᵀ/N``) and also catches ``|R_km| > √(Q_kk T_mm)``. An indefinite C is unphysical and
-  signals that the step size or the learning rate is too large; checking all of C is also
-  what guarantees that every accepted state is a valid ``OrderParameters``. The failing
-  state is *not* accepted.
-- convergence: ``ε_g < eg_tol`` (``CODE_CONVERGED``); that state is accepted.
-- budget: ``max_steps`` steps taken (``CODE_MAX_STEPS``); dopri5 step-size underflow
-  (``CODE_H_UNDERFLOW``).
-Records are written only on the requested grid, so a stopped run simply has fewer records.
-dopri5 runs every check after every step. The fixed-step methods run the cheap checks
-(finite, max|y|) every step and the others every :data:`CHECK_EVERY` steps, on every
-recording time and on the last step; after a failure ``y`` is reset to the last state that
-passes all checks, so every record and the final state are always valid.
+The calling convention (the *kernel protocol*), the state arrays ``fs``/``ist``/``opts``
+and the stop conditions are documented in :mod:`odeflow.solvers`, the façade the rest of
+odeflow imports. Everything that numba compiles into the loops lives in this one file:
+numba's disk cache tracks only the file a function is defined in.
 """
 from __future__ import annotations
 
@@ -70,11 +38,13 @@ KERNEL_SIGNATURE = types.void(RHS_TYPE, EG_TYPE, _arr, _arr, _arr, _arr2, _arr, 
 
 
 
+
 class _LazyKernel:
     """An integration loop compiled with :data:`KERNEL_SIGNATURE` (or loaded from numba's
     disk cache) on first use, not at import: a command loads only the integrator it runs
     (each cached loop costs ~0.1 s to load). Calls and attributes (``signatures``,
-    ``stats``, …) go to the numba dispatcher."""
+    ``stats``, …) go to the numba dispatcher. Corrupt cache files are deleted and the loop
+    recompiled (``theory.cache.load_numba``)."""
 
     def __init__(self, py_func):
         self.py_func = py_func
@@ -84,7 +54,9 @@ class _LazyKernel:
 
     def dispatcher(self):
         if self._disp is None:
-            self._disp = njit(KERNEL_SIGNATURE, cache=True)(self.py_func)
+            from theory.cache import load_numba
+            self._disp = load_numba(lambda: njit(KERNEL_SIGNATURE, cache=True)(self.py_func),
+                                    __file__, self.__name__, f"the {self.__name__} loop")
         return self._disp
 
     def __call__(self, *args):
@@ -95,14 +67,11 @@ class _LazyKernel:
             raise AttributeError(name)
         return getattr(self.dispatcher(), name)
 
-
-_lazy_kernel = _LazyKernel
-
 # ------------------------------------------------------------------ state-array indices
 # float state fs
 F_ALPHA = 0       # current α (of the accepted state y)
-F_H = 1           # dopri5: proposed next step size
-F_ERROLD = 2      # dopri5: previous accepted error norm (PI controller memory)
+F_H = 1           # adaptive: proposed next step size
+F_ERROLD = 2      # adaptive: previous accepted error norm (PI controller memory)
 F_SEG = 3         # fixed-step: α of the last point landed on exactly (start of the segment)
 F_EG = 4          # ε_g of the accepted state
 F_STOP_ALPHA = 5  # α of the state that triggered a stop
@@ -115,8 +84,8 @@ I_NFEV = 1        # number of rhs evaluations
 I_NSTEPS = 2      # number of accepted steps
 I_CODE = 3        # stop code (0 = still running)
 I_NSEG = 4        # fixed-step: steps taken since F_SEG
-I_REJECTED = 5    # dopri5: 1 if the last attempted step was rejected
-I_NREJECT = 6     # dopri5: number of rejected steps
+I_REJECTED = 5    # adaptive: 1 if the last attempted step was rejected
+I_NREJECT = 6     # adaptive: number of rejected steps
 I_STARTED = 7     # 1 once the initial record/check has been done
 I_SINCE_CHECK = 8  # fixed-step: steps accepted since the last full check
 I_NSEG_OUT = 9    # accepted steps written to the segment buffer (odeflow.events) this call
@@ -151,77 +120,59 @@ CHECK_EVERY = 8
 LAND_RTOL = 1e-8
 
 
-def make_opts(alpha_max, dt_or_rtol, atol, eg_tol, diverge_threshold, psd_rtol, max_steps,
-              nQ, K, T) -> np.ndarray:
-    """Pack the solver options into the float64 vector the kernels read (see ``O_*``).
-
-    ``T`` (M×M) is the teacher overlap, needed for the positive semi-definiteness test of the
-    full field covariance ``[[Q, R], [Rᵀ, T]]``.
-    """
-    T = np.asarray(T, dtype=float)
-    M = T.shape[0]
-    o = np.empty(N_OPTS + M * M)
-    o[O_ALPHA_MAX] = alpha_max
-    o[O_DT] = dt_or_rtol
-    o[O_ATOL] = atol
-    o[O_EG_TOL] = -1.0 if eg_tol is None else eg_tol   # negative: no convergence test
-    o[O_THRESH] = diverge_threshold
-    o[O_PSD_RTOL] = psd_rtol
-    o[O_MAX_STEPS] = max_steps
-    o[O_NQ] = nQ
-    o[O_K] = K
-    o[O_M] = M
-    o[O_T:] = T.ravel()
-    return o
-
-
-def scratch_size(opts) -> int:
-    """Side of the Cholesky scratch matrix the checks need: K + M."""
-    return int(opts[O_K] + opts[O_M])
-
-
-def new_state(n: int, segments: int = 0):
-    """Fresh ``(fs, ist, work)`` arrays for a run starting at α = 0.
-
-    ``segments > 0`` appends a buffer for that many accepted steps to ``work`` (see
-    :func:`_store_segment`; used by :mod:`odeflow.events` for events and dense output).
-    """
-    fs = np.zeros(N_FS)
-    ist = np.zeros(N_IST, dtype=np.int64)
-    work = np.zeros((WORK_ROWS + SEG_ROWS * segments, n))
-    return fs, ist, work
-
-
 # ------------------------------------------------------------- step segments (events)
-#: rows of ``work`` the kernels use as scratch; rows beyond hold step segments
-WORK_ROWS = 8
-#: rows per stored step: y_n, [α_n, h, 0…], then Δ = y_{n+1} − y_n and (dopri5 only) the
-#: continuous-extension coefficients r3, r4, r5 (see dopri5_kernel); fixed-step methods put
-#: f(y_n) in the r3 row (for a cubic Hermite interpolant)
-SEG_ROWS = 6
+#: rows of ``work`` the kernels use as scratch (stages, trial states); rows beyond hold
+#: step segments. A table needs stages + 4 rows (see the factories).
+WORK_ROWS = 12
+#: rows per stored step: y_n; [α_n, h, m, 0…]; Δ = y_{n+1} − y_n; then either (m > 0) the
+#: dense-output coefficients q_1 … q_m of y(θ) = y_n + Σ_k θ^k q_k, q_k = h Σ_j P_j,k−1 k_j,
+#: or (m = 0, a table without P) f(y_n), for a cubic Hermite interpolant (odeflow.events)
+SEG_ROWS = 7
+#: most powers of θ a table's dense output may have
+MAX_DENSE_TERMS = SEG_ROWS - 3
 
 
 @njit(cache=True)
-def _store_segment(work, ist, a, h, y, ynew, r3, r4, r5):
-    """Write an accepted step ``(α_n, h, y_n, y_{n+1})`` (and dopri5's continuous-extension
-    coefficients) to the segment buffer of ``work`` if it has one and room left; the driver
-    (odeflow.events) empties it between calls and never asks for more steps than fit."""
-    j = ist[I_NSEG_OUT]
-    base = WORK_ROWS + SEG_ROWS * j
+def _segment_base(work, ist):
+    """Row of the next free segment of ``work``'s buffer, or −1 if it has none or is full
+    (the driver, odeflow.events, empties it between calls and never asks for more)."""
+    base = WORK_ROWS + SEG_ROWS * ist[I_NSEG_OUT]
     if base + SEG_ROWS > work.shape[0]:
-        return
-    n = y.shape[0]
+        return -1
+    ist[I_NSEG_OUT] += 1
     work[base + 1, :] = 0.0
+    return base
+
+
+@njit(cache=True)
+def _store_hermite_segment(work, ist, a, h, y, ynew, f0):
+    """Store an accepted step ``(α_n, h, y_n, y_{n+1}, f(y_n))`` (m = 0)."""
+    base = _segment_base(work, ist)
+    if base < 0:
+        return
     work[base + 1, 0] = a
     work[base + 1, 1] = h
-    for i in range(n):
+    for i in range(y.shape[0]):
         work[base, i] = y[i]
         work[base + 2, i] = ynew[i] - y[i]
-        work[base + 3, i] = r3[i]
-        work[base + 4, i] = r4[i]
-        work[base + 5, i] = r5[i]
-    ist[I_NSEG_OUT] = j + 1
+        work[base + 3, i] = f0[i]
 
+
+@njit(cache=True)
+def _store_dense_segment(work, ist, a, h, y, ynew, q):
+    """Store an accepted step and its dense-output coefficients ``q`` (m, n)."""
+    base = _segment_base(work, ist)
+    if base < 0:
+        return
+    m = q.shape[0]
+    work[base + 1, 0] = a
+    work[base + 1, 1] = h
+    work[base + 1, 2] = m
+    for i in range(y.shape[0]):
+        work[base, i] = y[i]
+        work[base + 2, i] = ynew[i] - y[i]
+        for k in range(m):
+            work[base + 3 + k, i] = q[k, i]
 
 # ------------------------------------------------------------------------ stop checks
 @njit(cache=True)
@@ -450,117 +401,14 @@ def _after_fixed_step(landed, fs, ist):
     else:
         ist[I_NSEG] += 1
 
-
-# ------------------------------------------------------------------------------ euler
-@_lazy_kernel
-def euler_kernel(rhs, eg, p, y, rec_alpha, rec_y, rec_eg, fs, ist, work, opts,
-                 max_call_steps):
-    """Explicit Euler, fixed step: ``y_{n+1} = y_n + h f(y_n)``; global error O(h).
-
-    Steps land exactly on every recording time (see :func:`fixed_step_size`).
-    """
-    kq = np.int64(opts[O_K] + opts[O_M])
-    L = np.empty((kq, kq))
-    ygood = work[7]
-    if ist[I_STARTED] == 0:
-        _start(eg, p, y, rec_alpha, rec_y, rec_eg, fs, ist, opts, L, ygood)
-    f = work[0]
-    ynew = work[1]
-    yold = work[2]
-    seg = work.shape[0] > WORK_ROWS
-    n = y.shape[0]
-    for _ in range(max_call_steps):
-        if ist[I_CODE] != CODE_RUNNING:
-            break
-        h, anew, landed = fixed_step_size(fs, ist, rec_alpha, opts)
-        rhs(y, p, f)
-        ist[I_NFEV] += 1
-        for i in range(n):
-            ynew[i] = y[i] + h * f[i]
-        a0 = fs[F_ALPHA]
-        if seg:
-            yold[:] = y
-        ok = _accept(eg, p, y, ynew, anew, rec_alpha, rec_y, rec_eg, fs, ist, opts, landed,
-                     L, ygood, CHECK_EVERY)
-        if seg and fs[F_ALPHA] == anew:                  # accepted: keep the step for events
-            _store_segment(work, ist, a0, anew - a0, yold, y, f, f, f)
-        if not ok:
-            break
-        _after_fixed_step(landed, fs, ist)
-
-
-# -------------------------------------------------------------------------------- rk4
-@_lazy_kernel
-def rk4_kernel(rhs, eg, p, y, rec_alpha, rec_y, rec_eg, fs, ist, work, opts,
-               max_call_steps):
-    """Classical fourth-order Runge–Kutta, fixed step; global error O(h⁴).
-
-    .. math::
-        k_1 = f(y_n),\\; k_2 = f(y_n + \\tfrac h2 k_1),\\; k_3 = f(y_n + \\tfrac h2 k_2),\\;
-        k_4 = f(y_n + h k_3),\\quad y_{n+1} = y_n + \\tfrac h6 (k_1 + 2k_2 + 2k_3 + k_4)
-    """
-    kq = np.int64(opts[O_K] + opts[O_M])
-    L = np.empty((kq, kq))
-    ygood = work[7]
-    if ist[I_STARTED] == 0:
-        _start(eg, p, y, rec_alpha, rec_y, rec_eg, fs, ist, opts, L, ygood)
-    k1, k2, k3, k4, yt, ynew = work[0], work[1], work[2], work[3], work[4], work[5]
-    yold = work[6]
-    seg = work.shape[0] > WORK_ROWS
-    n = y.shape[0]
-    for _ in range(max_call_steps):
-        if ist[I_CODE] != CODE_RUNNING:
-            break
-        h, anew, landed = fixed_step_size(fs, ist, rec_alpha, opts)
-        rhs(y, p, k1)
-        for i in range(n):
-            yt[i] = y[i] + 0.5 * h * k1[i]
-        rhs(yt, p, k2)
-        for i in range(n):
-            yt[i] = y[i] + 0.5 * h * k2[i]
-        rhs(yt, p, k3)
-        for i in range(n):
-            yt[i] = y[i] + h * k3[i]
-        rhs(yt, p, k4)
-        ist[I_NFEV] += 4
-        for i in range(n):
-            ynew[i] = y[i] + (h / 6.0) * (k1[i] + 2.0 * k2[i] + 2.0 * k3[i] + k4[i])
-        a0 = fs[F_ALPHA]
-        if seg:
-            yold[:] = y
-        ok = _accept(eg, p, y, ynew, anew, rec_alpha, rec_y, rec_eg, fs, ist, opts, landed,
-                     L, ygood, CHECK_EVERY)
-        if seg and fs[F_ALPHA] == anew:                  # accepted: keep the step for events
-            _store_segment(work, ist, a0, anew - a0, yold, y, k1, k1, k1)
-        if not ok:
-            break
-        _after_fixed_step(landed, fs, ist)
-
-
-# ----------------------------------------------------------------------------- dopri5
-# Dormand–Prince 5(4) tableau (Dormand & Prince 1980; Hairer, Nørsett & Wanner, Solving ODEs
-# I, Table II.5.2). Nodes c, coupling a, 5th-order weights b (= last row of a: FSAL), and
-# error weights e = b - b̂ (b̂ the embedded 4th-order weights).
-C2, C3, C4, C5 = 1.0 / 5.0, 3.0 / 10.0, 4.0 / 5.0, 8.0 / 9.0
-A21 = 1.0 / 5.0
-A31, A32 = 3.0 / 40.0, 9.0 / 40.0
-A41, A42, A43 = 44.0 / 45.0, -56.0 / 15.0, 32.0 / 9.0
-A51, A52, A53, A54 = 19372.0 / 6561.0, -25360.0 / 2187.0, 64448.0 / 6561.0, -212.0 / 729.0
-A61, A62, A63, A64, A65 = (9017.0 / 3168.0, -355.0 / 33.0, 46732.0 / 5247.0, 49.0 / 176.0,
-                           -5103.0 / 18656.0)
-B1, B3, B4, B5, B6 = 35.0 / 384.0, 500.0 / 1113.0, 125.0 / 192.0, -2187.0 / 6784.0, 11.0 / 84.0
-E1, E3, E4, E5, E6, E7 = (71.0 / 57600.0, -71.0 / 16695.0, 71.0 / 1920.0, -17253.0 / 339200.0,
-                          22.0 / 525.0, -1.0 / 40.0)
-# dense output (Hairer's CONTD5 coefficients, 4th-order continuous extension)
-D1, D3, D4, D5, D6, D7 = (-12715105075.0 / 11282082432.0, 87487479700.0 / 32700410799.0,
-                          -10690763975.0 / 1880347072.0, 701980252875.0 / 199316789632.0,
-                          -1453857185.0 / 822651844.0, 69997945.0 / 29380423.0)
-# step-size controller (Hairer's DOPRI5 defaults): PI control with β = 0.04,
-# h_new = h · clip(safe · err^(-α_exp) · err_old^β, 1/10, 5), α_exp = 1/5 − 0.75 β
+# ------------------------------------------------------------------- the RK engine
+# Step-size controller (Hairer's DOPRI5 defaults): PI control with β = BETA,
+#   h_new = h / clip(err^a / (SAFE · err_old^β), 1/FAC_MAX, 1/FAC_MIN),  a = 1/(q+1) − 0.75 β,
+# q the order of the embedded error estimate; so h_new/h ∈ [FAC_MIN, FAC_MAX] = [0.2, 10]
+# after an accepted step (no increase right after a rejection).
 SAFE, FAC_MIN, FAC_MAX, BETA = 0.9, 0.2, 10.0, 0.04
-EXPO1 = 0.2 - BETA * 0.75
-#: dopri5 declares divergence only when a step shorter than H_FAIL_RTOL·max(1, α) fails the
-#: stop checks (longer failing steps are retried with half the step)
+#: an adaptive loop declares divergence only when a step shorter than H_FAIL_RTOL·max(1, α)
+#: fails the stop checks (longer failing steps are retried with half the step)
 H_FAIL_RTOL = 1e-9
 
 
@@ -577,8 +425,9 @@ def _err_norm(y0, y1, errvec, rtol, atol):
 
 
 @njit(cache=True)
-def _initial_step(rhs, p, y, f0, y1, f1, alpha_max, rtol, atol):
-    """Starting step size (Hairer, Nørsett & Wanner I, §II.4, algorithm HINIT; order 5)."""
+def _initial_step(rhs, p, y, f0, y1, f1, alpha_max, rtol, atol, expo):
+    """Starting step size (Hairer, Nørsett & Wanner I, §II.4, algorithm HINIT);
+    ``expo = 1/(order + 1)``."""
     n = y.shape[0]
     d0 = 0.0
     d1 = 0.0
@@ -607,30 +456,143 @@ def _initial_step(rhs, p, y, f0, y1, f1, alpha_max, rtol, atol):
     elif dm <= 1e-15:
         h1 = max(1e-6, h0 * 1e-3)
     else:
-        h1 = (0.01 / dm) ** 0.2
+        h1 = (0.01 / dm) ** expo
     return min(100.0 * h0, h1, alpha_max)
 
 
-@_lazy_kernel
-def dopri5_kernel(rhs, eg, p, y, rec_alpha, rec_y, rec_eg, fs, ist, work, opts,
-                  max_call_steps):
-    """Adaptive Dormand–Prince 5(4) with PI step-size control and dense output.
+@njit(cache=True)
+def _combine(y, work, w, nw, h, out):
+    """``out = y + h Σ_{j<nw} w_j k_j`` with the stages ``k_j = work[j]`` (summed in stage
+    order, as a hand-unrolled formula would)."""
+    for i in range(y.shape[0]):
+        acc = 0.0
+        for j in range(nw):
+            acc += w[j] * work[j, i]
+        out[i] = y[i] + h * acc
 
-    One step from ``(α, y)`` with size h (stages ``k_i = f(y + h Σ_j a_ij k_j)``, FSAL:
-    ``k_7 = f(y_{n+1})`` is the next step's ``k_1``)::
 
-        y_{n+1} = y_n + h (b1 k1 + b3 k3 + b4 k4 + b5 k5 + b6 k6)          (order 5)
-        err     = h (e1 k1 + e3 k3 + e4 k4 + e5 k5 + e6 k6 + e7 k7)        (y5 − y4)
+@njit(cache=True)
+def _weighted(work, w, nw, h, out):
+    """``out = h Σ_{j<nw} w_j k_j`` (the error estimate of an embedded pair)."""
+    for i in range(out.shape[0]):
+        acc = 0.0
+        for j in range(nw):
+            acc += w[j] * work[j, i]
+        out[i] = h * acc
+
+
+@njit(cache=True)
+def _stages(rhs, p, y, work, A, s, h, yt, ylast):
+    """Stages 2 … s of one step from ``y`` (stage 1, ``f(y)``, already in ``work[0]``):
+    ``k_j = f(y + h Σ_{l<j} A_jl k_l)`` into ``work[j]``; the argument of the last stage
+    goes to ``ylast`` (for an FSAL table that is y_{n+1}), the others to ``yt``."""
+    for j in range(1, s):
+        dst = ylast if j == s - 1 else yt
+        _combine(y, work, A[j], j, h, dst)
+        rhs(dst, p, work[j])
+
+
+@njit(cache=True)
+def _dense_coeffs(work, P, h, q):
+    """``q_k = h Σ_j P_j,k k_j`` (k = 0 … m−1): y(θ) = y_n + Σ_k θ^(k+1) q_k."""
+    s, m = P.shape
+    for k in range(m):
+        for i in range(q.shape[1]):
+            acc = 0.0
+            for j in range(s):
+                acc += P[j, k] * work[j, i]
+            q[k, i] = h * acc
+
+
+@njit(cache=True)
+def _dense_point(y, q, th, out):
+    """``out = y + Σ_k θ^(k+1) q_k`` (Horner)."""
+    m = q.shape[0]
+    for i in range(y.shape[0]):
+        acc = q[m - 1, i]
+        for k in range(m - 2, -1, -1):
+            acc = q[k, i] + th * acc
+        out[i] = y[i] + th * acc
+
+
+def _check_table(tab, rows):
+    if rows > WORK_ROWS:
+        raise ValueError(f"tableau {tab.name} has {tab.stages} stages; the engine's scratch "
+                         f"holds {WORK_ROWS - 4} (raise WORK_ROWS)")
+    if tab.P is not None and tab.P.shape[1] > MAX_DENSE_TERMS:
+        raise ValueError(f"tableau {tab.name}: dense output with {tab.P.shape[1]} powers of "
+                         f"θ; the segment buffer holds {MAX_DENSE_TERMS} (raise SEG_ROWS)")
+
+
+def _named(py_func, prefix, tab):
+    """Name a generated loop after its table and the table's fingerprint: numba's disk
+    cache files are named after the function, so every table (and every change of one of
+    its coefficients) gets its own cache entry."""
+    name = f"{prefix}_{tab.name}_{tab.fingerprint()}"
+    py_func.__name__ = py_func.__qualname__ = name
+    py_func.__doc__ = f"{tab.description} ({prefix.replace('_', ' ')} loop)"
+    return _LazyKernel(py_func)
+
+
+def make_fixed_kernel(tab):
+    """The fixed-step loop of a table: ``y_{n+1} = y_n + h Σ_j b_j k_j`` with steps of
+    ``dt`` that land exactly on every recording time (:func:`fixed_step_size`).
+
+    Only the stages up to the last non-zero ``b_j`` are evaluated. Cheap stop checks every
+    step, the full checks every :data:`CHECK_EVERY` steps (:func:`_accept`). With a segment
+    buffer every accepted step is stored with ``f(y_n)`` for a Hermite interpolant.
+    """
+    s = tab.b_stages
+    _check_table(tab, s + 4)
+    A = np.ascontiguousarray(tab.A[:s, :s])
+    b = np.ascontiguousarray(tab.b[:s])
+
+    def kernel(rhs, eg, p, y, rec_alpha, rec_y, rec_eg, fs, ist, work, opts,
+               max_call_steps):
+        kq = np.int64(opts[O_K] + opts[O_M])
+        L = np.empty((kq, kq))
+        ygood = work[WORK_ROWS - 1]
+        if ist[I_STARTED] == 0:
+            _start(eg, p, y, rec_alpha, rec_y, rec_eg, fs, ist, opts, L, ygood)
+        yt = work[s]
+        ynew = work[s + 1]
+        yold = work[s + 2]
+        seg = work.shape[0] > WORK_ROWS
+        for _ in range(max_call_steps):
+            if ist[I_CODE] != CODE_RUNNING:
+                break
+            h, anew, landed = fixed_step_size(fs, ist, rec_alpha, opts)
+            rhs(y, p, work[0])
+            _stages(rhs, p, y, work, A, s, h, yt, yt)
+            ist[I_NFEV] += s
+            _combine(y, work, b, s, h, ynew)
+            a0 = fs[F_ALPHA]
+            if seg:
+                yold[:] = y
+            ok = _accept(eg, p, y, ynew, anew, rec_alpha, rec_y, rec_eg, fs, ist, opts,
+                         landed, L, ygood, CHECK_EVERY)
+            if seg and fs[F_ALPHA] == anew:             # accepted: keep the step for events
+                _store_hermite_segment(work, ist, a0, anew - a0, yold, y, work[0])
+            if not ok:
+                break
+            _after_fixed_step(landed, fs, ist)
+
+    return _named(kernel, "fixed", tab)
+
+
+def make_adaptive_kernel(tab):
+    """The adaptive loop of a table with error weights ``e``: PI step control, FSAL, dense
+    output. One step from ``(α_n, y_n)`` with size h::
+
+        y_{n+1} = y_n + h Σ_j b_j k_j,     err = h Σ_j e_j k_j
         ‖err‖   = sqrt( mean_i [err_i / (atol + rtol max(|y_n,i|, |y_{n+1},i|))]² )
 
     The step is accepted when ‖err‖ ≤ 1; the next step is
-    ``h · clip(0.9 ‖err‖^(-0.17) ‖err_old‖^(0.04), 0.2, 10)`` (PI control, Hairer's DOPRI5;
-    no increase right after a rejection). A step never passes ``alpha_max``, so the last
-    accepted state is exactly at ``alpha_max``. Recording times inside an accepted step
-    ``(α_n, α_n + h]`` are filled from the 4th-order continuous extension (CONTD5)::
-
-        θ = (α − α_n)/h,  y(θ) = y_n + θ (Δ + (1−θ)(r3 + θ (r4 + (1−θ) r5)))
-        Δ = y_{n+1} − y_n,  r3 = h k1 − Δ,  r4 = Δ − h k7 − r3,  r5 = h Σ_i d_i k_i
+    ``h · clip(0.9 ‖err‖^(−a) ‖err_old‖^β, 0.2, 10)``, a = 1/(q+1) − 0.75β, β = 0.04, q the
+    embedded order (PI control, Hairer's DOPRI5; no increase right after a rejection). A
+    step never passes ``alpha_max``, so the last accepted state is exactly at
+    ``alpha_max``. Recording times inside an accepted step are filled from the table's
+    dense output ``y(θ) = y_n + h Σ_k θ^(k+1) Σ_j P_jk k_j``.
 
     A candidate that fails the divergence checks is rejected and retried with h/2 (a long
     step can jump out of the physical region although the solution does not); the run stops
@@ -639,169 +601,159 @@ def dopri5_kernel(rhs, eg, p, y, rec_alpha, rec_y, rec_eg, fs, ist, work, opts,
     likewise retries with h/10. A step below ``1e-14·max(1, α)`` stops the run with
     ``CODE_H_UNDERFLOW``.
     """
-    kq = np.int64(opts[O_K] + opts[O_M])
-    L = np.empty((kq, kq))
-    if ist[I_STARTED] == 0:
-        _start(eg, p, y, rec_alpha, rec_y, rec_eg, fs, ist, opts, L, np.empty(y.shape[0]))
-        if ist[I_CODE] != CODE_RUNNING:
-            return
-        # k1 = f(y0) lives in work[0] across calls (FSAL)
-        rhs(y, p, work[0])
-        ist[I_NFEV] += 1
-        if not fs[F_H] > 0.0:   # no user-supplied first step: Hairer's HINIT
-            fs[F_H] = _initial_step(rhs, p, y, work[0], work[7], work[1], opts[O_ALPHA_MAX],
-                                    opts[O_RTOL], opts[O_ATOL])
+    if tab.e is None:
+        raise ValueError(f"tableau {tab.name} has no error estimate; use make_fixed_kernel")
+    s = tab.stages
+    _check_table(tab, s + 1)
+    A = np.ascontiguousarray(tab.A)
+    b = np.ascontiguousarray(tab.b)
+    e = np.ascontiguousarray(tab.e)
+    fsal = bool(tab.fsal)
+    dense = tab.P is not None
+    P = np.ascontiguousarray(tab.P if dense else np.zeros((s, 1)))
+    m = P.shape[1] if dense else 0
+    expo1 = 1.0 / (tab.error_order + 1) - 0.75 * BETA
+    expo_init = 1.0 / (tab.order + 1)
+
+    def kernel(rhs, eg, p, y, rec_alpha, rec_y, rec_eg, fs, ist, work, opts,
+               max_call_steps):
+        kq = np.int64(opts[O_K] + opts[O_M])
+        L = np.empty((kq, kq))
+        n = y.shape[0]
+        yt = work[s]
+        if ist[I_STARTED] == 0:
+            _start(eg, p, y, rec_alpha, rec_y, rec_eg, fs, ist, opts, L, np.empty(n))
+            if ist[I_CODE] != CODE_RUNNING:
+                return
+            rhs(y, p, work[0])            # k1 = f(y0); kept in work[0] across calls
             ist[I_NFEV] += 1
-        fs[F_ERROLD] = 1e-4
-    k1, k2, k3, k4, k5, k6, k7, yt = (work[0], work[1], work[2], work[3], work[4], work[5],
-                                      work[6], work[7])
-    n = y.shape[0]
-    rtol = opts[O_RTOL]
-    atol = opts[O_ATOL]
-    amax = opts[O_ALPHA_MAX]
-    nrec = rec_alpha.shape[0]
-    ynew = np.empty(n)
-    errv = np.empty(n)
-    seg = work.shape[0] > WORK_ROWS
-    nc = n if seg else 0
-    c3 = np.empty(nc)
-    c4 = np.empty(nc)
-    c5 = np.empty(nc)
-    for _ in range(max_call_steps):
-        if ist[I_CODE] != CODE_RUNNING:
-            break
-        a = fs[F_ALPHA]
-        h = fs[F_H]
-        last = False
-        if a + h >= amax or (amax - (a + h)) < 1e-12 * max(1.0, amax):
-            h = amax - a
-            last = True
-        if h < 1e-14 * max(1.0, abs(a)):
-            ist[I_CODE] = CODE_H_UNDERFLOW
-            fs[F_STOP_ALPHA] = a
-            fs[F_STOP_VALUE] = h
-            break
-        # ---- stages
-        for i in range(n):
-            yt[i] = y[i] + h * A21 * k1[i]
-        rhs(yt, p, k2)
-        for i in range(n):
-            yt[i] = y[i] + h * (A31 * k1[i] + A32 * k2[i])
-        rhs(yt, p, k3)
-        for i in range(n):
-            yt[i] = y[i] + h * (A41 * k1[i] + A42 * k2[i] + A43 * k3[i])
-        rhs(yt, p, k4)
-        for i in range(n):
-            yt[i] = y[i] + h * (A51 * k1[i] + A52 * k2[i] + A53 * k3[i] + A54 * k4[i])
-        rhs(yt, p, k5)
-        for i in range(n):
-            yt[i] = y[i] + h * (A61 * k1[i] + A62 * k2[i] + A63 * k3[i] + A64 * k4[i]
-                                + A65 * k5[i])
-        rhs(yt, p, k6)
-        for i in range(n):
-            ynew[i] = y[i] + h * (B1 * k1[i] + B3 * k3[i] + B4 * k4[i] + B5 * k5[i]
-                                  + B6 * k6[i])
-        rhs(ynew, p, k7)
-        ist[I_NFEV] += 6
-        for i in range(n):
-            errv[i] = h * (E1 * k1[i] + E3 * k3[i] + E4 * k4[i] + E5 * k5[i] + E6 * k6[i]
-                           + E7 * k7[i])
-        err = _err_norm(y, ynew, errv, rtol, atol)
-        hfail = H_FAIL_RTOL * max(1.0, abs(a))
-        if not np.isfinite(err):
-            # a stage overflowed or produced NaN: shrink hard and retry; if even a tiny step
-            # does, the state itself is where the right-hand side breaks down
-            if h <= hfail:
-                ist[I_CODE] = CODE_NONFINITE
-                fs[F_STOP_ALPHA] = a + h
-                fs[F_STOP_VALUE] = err
+            if not fs[F_H] > 0.0:         # no user-supplied first step: Hairer's HINIT
+                fs[F_H] = _initial_step(rhs, p, y, work[0], yt, work[1], opts[O_ALPHA_MAX],
+                                        opts[O_RTOL], opts[O_ATOL], expo_init)
+                ist[I_NFEV] += 1
+            fs[F_ERROLD] = 1e-4
+        rtol = opts[O_RTOL]
+        atol = opts[O_ATOL]
+        amax = opts[O_ALPHA_MAX]
+        nrec = rec_alpha.shape[0]
+        ynew = np.empty(n)
+        errv = np.empty(n)
+        seg = work.shape[0] > WORK_ROWS
+        q = np.empty((m, n))
+        for _ in range(max_call_steps):
+            if ist[I_CODE] != CODE_RUNNING:
                 break
-            fs[F_H] = max(0.1 * h, 0.5 * hfail)
-            ist[I_REJECTED] = 1
-            ist[I_NREJECT] += 1
-            continue
-        fac11 = err ** EXPO1
-        if err > 1.0:
-            # reject: h_new = h / min(1/FAC_MIN, fac11/SAFE)
-            fs[F_H] = h / min(1.0 / FAC_MIN, fac11 / SAFE)
-            ist[I_REJECTED] = 1
-            ist[I_NREJECT] += 1
-            continue
-        # ---- candidate accepted by the error test; now the physical checks
-        anew = amax if last else a + h
-        egv = eg(ynew, p)
-        code, val = check_state(ynew, egv, opts, L)
-        if code != CODE_RUNNING:
-            if h > hfail:
-                # a long step may jump over a physical boundary that the exact solution
-                # does not cross (or crosses later): retry with half the step, which also
-                # locates a genuine crossing to within H_FAIL_RTOL by bisection
-                fs[F_H] = 0.5 * h
+            a = fs[F_ALPHA]
+            h = fs[F_H]
+            last = False
+            if a + h >= amax or (amax - (a + h)) < 1e-12 * max(1.0, amax):
+                h = amax - a
+                last = True
+            if h < 1e-14 * max(1.0, abs(a)):
+                ist[I_CODE] = CODE_H_UNDERFLOW
+                fs[F_STOP_ALPHA] = a
+                fs[F_STOP_VALUE] = h
+                break
+            # ---- stages (FSAL: the last stage's argument is y_{n+1} itself)
+            if fsal:
+                _stages(rhs, p, y, work, A, s, h, yt, ynew)
+                ist[I_NFEV] += s - 1
+            else:
+                _stages(rhs, p, y, work, A, s, h, yt, yt)
+                _combine(y, work, b, s, h, ynew)
+                ist[I_NFEV] += s - 1
+            _weighted(work, e, s, h, errv)          # h Σ e_j k_j = y_{n+1} − ŷ_{n+1}
+            err = _err_norm(y, ynew, errv, rtol, atol)
+            hfail = H_FAIL_RTOL * max(1.0, abs(a))
+            if not np.isfinite(err):
+                # a stage overflowed or produced NaN: shrink hard and retry; if even a tiny
+                # step does, the state itself is where the right-hand side breaks down
+                if h <= hfail:
+                    ist[I_CODE] = CODE_NONFINITE
+                    fs[F_STOP_ALPHA] = a + h
+                    fs[F_STOP_VALUE] = err
+                    break
+                fs[F_H] = max(0.1 * h, 0.5 * hfail)
                 ist[I_REJECTED] = 1
                 ist[I_NREJECT] += 1
                 continue
-            ist[I_CODE] = code
-            fs[F_STOP_ALPHA] = anew
-            fs[F_STOP_VALUE] = val
-            break
-        # ---- dense output for the recording times in (a, anew]
-        r = ist[I_NEXT_REC]
-        while r < nrec and rec_alpha[r] <= anew:
-            ra = rec_alpha[r]
-            if ra >= anew:
-                rec_y[r, :] = ynew
-                rec_eg[r] = egv
+            fac11 = err ** expo1
+            if err > 1.0:
+                # reject: h_new = h / min(1/FAC_MIN, fac11/SAFE)
+                fs[F_H] = h / min(1.0 / FAC_MIN, fac11 / SAFE)
+                ist[I_REJECTED] = 1
+                ist[I_NREJECT] += 1
+                continue
+            # ---- candidate accepted by the error test; now the physical checks
+            anew = amax if last else a + h
+            egv = eg(ynew, p)
+            code, val = check_state(ynew, egv, opts, L)
+            if code != CODE_RUNNING:
+                if h > hfail:
+                    # a long step may jump over a physical boundary that the exact solution
+                    # does not cross (or crosses later): retry with half the step, which
+                    # also locates a genuine crossing to within H_FAIL_RTOL by bisection
+                    fs[F_H] = 0.5 * h
+                    ist[I_REJECTED] = 1
+                    ist[I_NREJECT] += 1
+                    continue
+                ist[I_CODE] = code
+                fs[F_STOP_ALPHA] = anew
+                fs[F_STOP_VALUE] = val
+                break
+            # ---- records in (a, anew]: dense output inside the step
+            r = ist[I_NEXT_REC]
+            have_q = False
+            while r < nrec and rec_alpha[r] <= anew:
+                ra = rec_alpha[r]
+                if ra >= anew:
+                    rec_y[r, :] = ynew
+                    rec_eg[r] = egv
+                else:
+                    if not have_q:
+                        _dense_coeffs(work, P, h, q)
+                        have_q = True
+                    _dense_point(y, q, (ra - a) / h, rec_y[r])
+                    rec_eg[r] = eg(rec_y[r], p)
+                r += 1
+            ist[I_NEXT_REC] = r
+            if seg:                       # keep the step for events and dense output
+                if m > 0:
+                    if not have_q:
+                        _dense_coeffs(work, P, h, q)
+                    _store_dense_segment(work, ist, a, anew - a, y, ynew, q)
+                else:
+                    _store_hermite_segment(work, ist, a, anew - a, y, ynew, work[0])
+            # ---- accept
+            y[:] = ynew
+            if fsal:
+                work[0, :] = work[s - 1]
             else:
-                th = (ra - a) / h
-                th1 = 1.0 - th
-                for i in range(n):
-                    dlt = ynew[i] - y[i]
-                    r3 = h * k1[i] - dlt
-                    r4 = dlt - h * k7[i] - r3
-                    r5 = h * (D1 * k1[i] + D3 * k3[i] + D4 * k4[i] + D5 * k5[i]
-                              + D6 * k6[i] + D7 * k7[i])
-                    rec_y[r, i] = y[i] + th * (dlt + th1 * (r3 + th * (r4 + th1 * r5)))
-                rec_eg[r] = eg(rec_y[r], p)
-            r += 1
-        ist[I_NEXT_REC] = r
-        if seg:
-            # keep the step and its continuous extension (events, dense output)
-            for i in range(n):
-                dlt = ynew[i] - y[i]
-                c3[i] = h * k1[i] - dlt
-                c4[i] = dlt - h * k7[i] - c3[i]
-                c5[i] = h * (D1 * k1[i] + D3 * k3[i] + D4 * k4[i] + D5 * k5[i]
-                             + D6 * k6[i] + D7 * k7[i])
-            _store_segment(work, ist, a, anew - a, y, ynew, c3, c4, c5)
-        # ---- accept
-        y[:] = ynew
-        k1[:] = k7
-        fs[F_ALPHA] = anew
-        fs[F_EG] = egv
-        ist[I_NSTEPS] += 1
-        fac = fac11 / fs[F_ERROLD] ** BETA
-        fac = max(1.0 / FAC_MAX, min(1.0 / FAC_MIN, fac / SAFE))
-        hnew = h / fac
-        if ist[I_REJECTED] == 1:
-            hnew = min(hnew, h)
-        ist[I_REJECTED] = 0
-        fs[F_ERROLD] = max(err, 1e-4)
-        fs[F_H] = hnew
-        if opts[O_EG_TOL] > 0 and egv < opts[O_EG_TOL]:
-            ist[I_CODE] = CODE_CONVERGED
-            fs[F_STOP_ALPHA] = anew
-            fs[F_STOP_VALUE] = egv
-            break
-        if last:
-            ist[I_CODE] = CODE_DONE
-            break
-        if ist[I_NSTEPS] >= opts[O_MAX_STEPS]:
-            ist[I_CODE] = CODE_MAX_STEPS
-            fs[F_STOP_ALPHA] = anew
-            fs[F_STOP_VALUE] = opts[O_MAX_STEPS]
-            break
+                rhs(y, p, work[0])
+                ist[I_NFEV] += 1
+            fs[F_ALPHA] = anew
+            fs[F_EG] = egv
+            ist[I_NSTEPS] += 1
+            fac = fac11 / fs[F_ERROLD] ** BETA
+            fac = max(1.0 / FAC_MAX, min(1.0 / FAC_MIN, fac / SAFE))
+            hnew = h / fac
+            if ist[I_REJECTED] == 1:
+                hnew = min(hnew, h)
+            ist[I_REJECTED] = 0
+            fs[F_ERROLD] = max(err, 1e-4)
+            fs[F_H] = hnew
+            if opts[O_EG_TOL] > 0 and egv < opts[O_EG_TOL]:
+                ist[I_CODE] = CODE_CONVERGED
+                fs[F_STOP_ALPHA] = anew
+                fs[F_STOP_VALUE] = egv
+                break
+            if last:
+                ist[I_CODE] = CODE_DONE
+                break
+            if ist[I_NSTEPS] >= opts[O_MAX_STEPS]:
+                ist[I_CODE] = CODE_MAX_STEPS
+                fs[F_STOP_ALPHA] = anew
+                fs[F_STOP_VALUE] = opts[O_MAX_STEPS]
+                break
 
-
-KERNELS = {"euler": euler_kernel, "rk4": rk4_kernel, "dopri5": dopri5_kernel}
-FIXED_STEP = ("euler", "rk4")
-METHODS = tuple(KERNELS)
+    return _named(kernel, "adaptive", tab)

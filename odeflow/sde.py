@@ -10,7 +10,7 @@ order 1)::
 
     y_{n+1} = y_n + h f(y_n) + √h · [0, …, 0, L(y_n) ξ_n],   L Lᵀ = Σ(y_n),  ξ_n ~ N(0, I_K)
 
-with the same step grid as :func:`odeflow.solvers.euler_kernel` (steps land exactly on
+with the same step grid as the Euler loop of :mod:`odeflow.rk` (steps land exactly on
 recording times), so with Σ ≡ 0 every path equals the deterministic Euler solution bit for
 bit. Only Euler–Maruyama is provided: the noise is multiplicative (Σ depends on b), so a
 strong order-1 scheme (Milstein) would need the derivatives of chol Σ, which the generated
@@ -39,7 +39,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange, types
 
-from .solvers import (CODE_RUNNING, I_CODE, I_NEXT_REC, I_NFEV, I_STARTED, F_ALPHA,
+from .rk import (CODE_RUNNING, I_CODE, I_NEXT_REC, I_NFEV, I_STARTED, F_ALPHA,
                       _accept, _after_fixed_step, _start, fixed_step_size, O_K, O_M,
                       RHS_TYPE, EG_TYPE, NOISE_TYPE)
 
@@ -53,12 +53,12 @@ EM_SIGNATURE = types.void(RHS_TYPE, EG_TYPE, NOISE_TYPE, _arr, _arr2, _arr, _arr
 
 def _drop_stale_cache():
     """Numba's on-disk cache tracks only the file a function is defined in. ``em_kernel``
-    links helpers from ``solvers.py``; if that file is newer than the cached kernel, drop
+    links helpers from ``rk.py``; if that file is newer than the cached kernel, drop
     the cache entry so the kernel is rebuilt with the current helpers."""
     import os
     from pathlib import Path
     here = Path(__file__).resolve()
-    src = here.with_name("solvers.py")
+    src = here.with_name("rk.py")
     dirs = [here.parent / "__pycache__"]
     if os.environ.get("NUMBA_CACHE_DIR"):
         dirs.append(Path(os.environ["NUMBA_CACHE_DIR"]))
