@@ -371,6 +371,161 @@ def _print_quadrature(r5):
           f"{pr['error_final']:.1e} relative\n")
 
 
+
+# ------------------------------------------------------- (6) the RK engine vs baseline
+#: the commit whose hand-unrolled kernels (euler_kernel, rk4_kernel, dopri5_kernel in
+#: odeflow/solvers.py) are the speed baseline of the tableau-driven engine
+BASELINE_COMMIT = "6d5b9d9"
+
+
+def _baseline_solvers():
+    """The previous commit's odeflow/solvers.py as a module (``git show``), written to a
+    fixed temporary path so numba's disk cache of its loops is reused between runs."""
+    import importlib.util
+    src = subprocess.run(["git", "show", f"{BASELINE_COMMIT}:odeflow/solvers.py"], cwd=REPO,
+                         capture_output=True, text=True, check=True).stdout
+    d = Path(tempfile.gettempdir()) / "odeflow_bench_baseline"
+    d.mkdir(exist_ok=True)
+    path = d / f"solvers_{BASELINE_COMMIT}.py"
+    if not path.exists() or path.read_text() != src:
+        path.write_text(src)
+    name = f"_odeflow_solvers_{BASELINE_COMMIT}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _kernel_run(mod, kernel, system, p, y0, T, alpha_max, step, adaptive):
+    """One whole integration through the kernel protocol (records at 0 and alpha_max)."""
+    lay = system.layout
+    opts = mod.make_opts(alpha_max, step, 1e-9 if adaptive else 1.0, None, 1e6, 1e-9,
+                         1 << 40, lay.nQ, lay.K, T)
+    fs, ist, work = mod.new_state(len(y0))
+    rec = np.array([0.0, alpha_max])
+    y = y0.copy()
+    rec_y = np.zeros((2, len(y0)))
+    rec_eg = np.zeros(2)
+    kernel(system.rhs, system.eg, p, y, rec, rec_y, rec_eg, fs, ist, work, opts, 1 << 40)
+    return y, int(ist[mod.I_NSTEPS]), int(ist[mod.I_NFEV]), int(ist[mod.I_CODE])
+
+
+def bench_engine(Ks=(2, 8), repeat=5):
+    """Seconds per integration: the tableau engine against the baseline kernels, same
+    system, same protocol, interleaved repeats (best of ``repeat``)."""
+    from theory.codegen import build_system
+    from odeflow import solvers as new
+    old = _baseline_solvers()
+    out = {}
+    for K in Ks:
+        st = _state(K, K)
+        system = build_system("bp", K, K)
+        p = np.ascontiguousarray(system.params(st, 0.5, 0.5, 0.0))
+        y0 = np.ascontiguousarray(system.layout.pack(st))
+        # sized so that one run takes ~0.1 s at either K
+        amax = 200.0 if K == 2 else 10.0
+        cases = [("euler", 1e-3 if K == 2 else 1e-2, False),
+                 ("rk4", 4e-3 if K == 2 else 4e-2, False),
+                 ("dopri5", 1e-10, True), ("tsit5", 1e-10, True), ("bs3", 1e-7, True)]
+        for method, step, adaptive in cases:
+            kn = new.KERNELS[method]
+            ko = getattr(old, f"{method}_kernel", None)
+            args = (system, p, y0, st.T, amax, step, adaptive)
+            yn, nn, fn, cn = _kernel_run(new, kn, *args)            # compile / load
+            row = dict(steps=nn, nfev=fn, code=cn)
+            tn, to = [], []
+            if ko is not None:
+                yo, no, fo, co = _kernel_run(old, ko, *args)
+                row.update(old_steps=no, max_diff=float(np.max(np.abs(yn - yo))))
+            for _ in range(repeat):
+                t = time.perf_counter()
+                _kernel_run(new, kn, *args)
+                tn.append(time.perf_counter() - t)
+                if ko is not None:
+                    t = time.perf_counter()
+                    _kernel_run(old, ko, *args)
+                    to.append(time.perf_counter() - t)
+            row["new_s"] = min(tn)
+            if to:
+                row["old_s"] = min(to)
+                row["ratio"] = row["new_s"] / row["old_s"]
+            out[(K, method)] = row
+    return out
+
+
+def _print_engine(r6):
+    print(f"(6) the tableau-driven RK engine (odeflow.rk) vs the hand-unrolled kernels of "
+          f"commit {BASELINE_COMMIT}, BP erf, same run (best of 5, interleaved)")
+    for (K, method), row in r6.items():
+        line = (f"    K = M = {K} {method:7s} {row['steps']:7d} steps {row['nfev']:8d} rhs "
+                f"new {row['new_s'] * 1e3:8.2f} ms")
+        if "old_s" in row:
+            ok = "OK" if row["ratio"] <= 1.10 else "SLOWER"
+            line += (f" | old {row['old_s'] * 1e3:8.2f} ms | new/old = {row['ratio']:.3f} "
+                     f"(target ≤ 1.10: {ok}); final states differ by {row['max_diff']:.1e}")
+        else:
+            line += " (new method, no baseline)"
+        print(line)
+    print()
+
+
+_COMPILE_CHILD = r"""
+import json, sys, time
+sys.path.insert(0, BENCH)
+from numba import njit
+njit(lambda x: x + 1)(1)                  # numba's own start-up, not charged to a loop
+import bench_ode
+from odeflow import solvers as new
+mod = new if SIDE == "new" else bench_ode._baseline_solvers()
+out = {}
+for method in ("euler", "rk4", "dopri5", "tsit5", "bs3"):
+    k = mod.KERNELS.get(method)
+    if k is not None:
+        t = time.perf_counter(); k.dispatcher(); out[method] = time.perf_counter() - t
+print("JSON" + json.dumps(out))
+"""
+
+
+def bench_engine_compile():
+    """Compile time of every loop on a cold numba cache (a fresh process with an empty
+    NUMBA_CACHE_DIR per side, the loops compiled in the same order), new engine against the
+    baseline kernels; then the warm load from that cache."""
+    out = {}
+    for side in ("old", "new"):
+        with tempfile.TemporaryDirectory() as d:
+            env = {**os.environ, "NUMBA_CACHE_DIR": os.path.join(d, "numba"),
+                   "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+            code = (_COMPILE_CHILD.replace("BENCH", repr(str(REPO / "benchmarks")))
+                    .replace("SIDE", repr(side)))
+            for which in ("cold", "warm"):
+                p = subprocess.run([sys.executable, "-c", code], env=env,
+                                   capture_output=True, text=True, cwd=d)
+                if p.returncode != 0:
+                    raise RuntimeError(p.stderr)
+                r = json.loads([ln for ln in p.stdout.splitlines()
+                                if ln.startswith("JSON")][-1][4:])
+                for m, t in r.items():
+                    out[f"{which}_{side}_{m}"] = t
+    return out
+
+
+def _print_engine_compile(rc):
+    print("    compile time of each loop on a cold numba cache (fresh process) / load when "
+          "cached:")
+    base = ("euler", "rk4", "dopri5")
+    for m in base + ("tsit5", "bs3"):
+        line = f"      {m:7s} new {rc['cold_new_' + m]:6.2f} s / {rc['warm_new_' + m]:5.2f} s"
+        if "cold_old_" + m in rc:
+            line += (f" | old {rc['cold_old_' + m]:6.2f} s / {rc['warm_old_' + m]:5.2f} s")
+        print(line)
+    tot_new = sum(rc[f"cold_new_{m}"] for m in base)
+    tot_old = sum(rc[f"cold_old_{m}"] for m in base)
+    print(f"      euler + rk4 + dopri5, cold: new {tot_new:.2f} s, old {tot_old:.2f} s, "
+          f"new/old = {tot_new / tot_old:.2f} (target ≤ 1: "
+          f"{'OK' if tot_new <= tot_old * 1.05 else 'SLOWER'})\n")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--skip-cold", action="store_true",
