@@ -3,6 +3,7 @@
     python benchmarks/bench_ode.py            # all four
     python benchmarks/bench_ode.py --skip-cold
     python benchmarks/bench_ode.py --quadrature-only   # (5) only
+    python benchmarks/bench_ode.py --engine-only       # (6) only
 
 (1) K = M = 8, erf, BP: one Euler step with the generated rhs vs a straightforward njit
     baseline that loops over every (i, k, a, b) tuple (i, k students, a, b over the K + M
@@ -20,6 +21,11 @@
     Gauss–Hermite scheme (BP, n = 24 default and n = 16) with its error against the closed
     form, and the whole α = 0 → 20 exact-PEPITA integration at K = M = 2 (dopri5; target
     < 10 s).
+(6) The tableau-driven Runge–Kutta engine (odeflow.rk) against the hand-unrolled euler,
+    rk4 and dopri5 kernels of the previous commit (BASELINE_COMMIT, loaded with git show),
+    BP erf at K = M = 2 and 8, same run, through the kernel protocol (target: new/old ≤
+    1.10), the new tables tsit5 and bs3 beside them, and the compile time of every loop on
+    a cold numba cache (target: no worse; skipped with --skip-cold).
 """
 from __future__ import annotations
 
@@ -436,7 +442,7 @@ def bench_engine(Ks=(2, 8), repeat=5):
             row = dict(steps=nn, nfev=fn, code=cn)
             tn, to = [], []
             if ko is not None:
-                yo, no, fo, co = _kernel_run(old, ko, *args)
+                yo, no, _, _ = _kernel_run(old, ko, *args)
                 row.update(old_steps=no, max_diff=float(np.max(np.abs(yn - yo))))
             for _ in range(repeat):
                 t = time.perf_counter()
@@ -482,7 +488,7 @@ out = {}
 for method in ("euler", "rk4", "dopri5", "tsit5", "bs3"):
     k = mod.KERNELS.get(method)
     if k is not None:
-        t = time.perf_counter(); k.dispatcher(); out[method] = time.perf_counter() - t
+        t = time.process_time(); k.dispatcher(); out[method] = time.process_time() - t
 print("JSON" + json.dumps(out))
 """
 
@@ -490,7 +496,9 @@ print("JSON" + json.dumps(out))
 def bench_engine_compile():
     """Compile time of every loop on a cold numba cache (a fresh process with an empty
     NUMBA_CACHE_DIR per side, the loops compiled in the same order), new engine against the
-    baseline kernels; then the warm load from that cache."""
+    baseline kernels; then the warm load from that cache. CPU seconds of the process
+    (``time.process_time``): on a shared machine the wall time of a compilation varies by
+    a factor 2 between identical runs, its CPU time by ~10 %."""
     out = {}
     for side in ("old", "new"):
         with tempfile.TemporaryDirectory() as d:
@@ -511,8 +519,8 @@ def bench_engine_compile():
 
 
 def _print_engine_compile(rc):
-    print("    compile time of each loop on a cold numba cache (fresh process) / load when "
-          "cached:")
+    print("    compile time (CPU s) of each loop on a cold numba cache (fresh process) / load "
+          "when cached:")
     base = ("euler", "rk4", "dopri5")
     for m in base + ("tsit5", "bs3"):
         line = f"      {m:7s} new {rc['cold_new_' + m]:6.2f} s / {rc['warm_new_' + m]:5.2f} s"
@@ -533,11 +541,18 @@ def main(argv=None):
     ap.add_argument("--K", type=int, default=8, help="K = M for benchmark (1)")
     ap.add_argument("--quadrature-only", action="store_true",
                     help="run only (5), the quadrature backend")
+    ap.add_argument("--engine-only", action="store_true",
+                    help="run only (6), the RK engine against the previous commit's kernels")
     args = ap.parse_args(argv)
 
     print("odeflow benchmarks (one run; times are best of several repeats)\n")
     if args.quadrature_only:
         _print_quadrature(bench_quadrature())
+        return
+    if args.engine_only:
+        _print_engine(bench_engine())
+        if not args.skip_cold:
+            _print_engine_compile(bench_engine_compile())
         return
     r1 = bench_step_cost(args.K, args.K)
     print(f"(1) one Euler step, BP erf K = M = {r1['K']} "
@@ -565,6 +580,10 @@ def main(argv=None):
           f"{'OK' if r3['speedup'] >= 50 else 'MISSED'})\n")
 
     _print_quadrature(bench_quadrature())
+
+    _print_engine(bench_engine())
+    if not args.skip_cold:
+        _print_engine_compile(bench_engine_compile())
 
     if not args.skip_cold:
         r4 = bench_cold_warm()

@@ -168,9 +168,9 @@ class DenseSolution:
     """``sol(alpha)``: the solution at any α in ``[alpha_min, alpha_max]``.
 
     Built from the continuous extension of every accepted step (the interpolant the method
-    records with: 4th order for dopri5 and tsit5, 3rd for bs3). ``sol(a)`` returns the flat state (n,) for a scalar and (len, n)
-    for an array (time first, like the records); :meth:`state` an OrderParameters and
-    :meth:`eg` ε_g.
+    records with: 4th order for dopri5 and tsit5, 3rd for bs3). ``sol(a)`` returns the flat
+    state (n,) for a scalar and (len, n) for an array (time first, like the records);
+    :meth:`state` an OrderParameters and :meth:`eg` ε_g.
     """
 
     def __init__(self, alpha0, h, seg, layout, init, eg_fn, p, alpha_end=None):
@@ -373,7 +373,8 @@ def plateau_exit(measure: str = "specialisation", level: float = 0.5, *,
     if measure == "specialisation":
         level = float(level)
         if not 0 < level < 1:
-            raise ValueError(f"level must lie in (0, 1) for the specialisation measure, got {level}")
+            raise ValueError(f"level must lie in (0, 1) for the specialisation measure, got "
+                             f"{level}")
 
         def event(alpha, s):
             return float(specialisation(s.Q, s.R, s.T)) - level

@@ -13,7 +13,7 @@ from enum import Enum
 
 from . import rk
 
-__all__ = ["Stop", "STATUS_DOC", "describe"]
+__all__ = ["STATUS_DOC", "Stop", "describe"]
 
 #: what each status means
 STATUS_DOC = {0: "reached alpha_max", 1: "converged (eg < eg_tol)",
@@ -34,22 +34,22 @@ class Stop(Enum):
     CONVERGED = (rk.CODE_CONVERGED, 1, "converged",
                  "converged at α = {alpha:.4g}: ε_g = {value:.3g} < eg_tol = {eg_tol:.3g}")
     NONFINITE = (rk.CODE_NONFINITE, -1, "diverged",
-                 "diverged at α = {alpha:.4g}: the order parameters became non-finite "
-                 "(NaN/inf) {hint}")
+                 ("diverged at α = {alpha:.4g}: the order parameters became non-finite "
+                  "(NaN/inf) {hint}"))
     YMAX = (rk.CODE_YMAX, -1, "diverged",
-            "diverged at α = {alpha:.4g}: max |order parameter| = {value:.3g} exceeds the "
-            "divergence threshold {threshold:.3g} {hint}")
+            ("diverged at α = {alpha:.4g}: max |order parameter| = {value:.3g} exceeds the "
+             "divergence threshold {threshold:.3g} {hint}"))
     EG = (rk.CODE_EG, -1, "diverged",
-          "diverged at α = {alpha:.4g}: ε_g = {value:.3g} exceeds the divergence threshold "
-          "{threshold:.3g} {hint}")
+          ("diverged at α = {alpha:.4g}: ε_g = {value:.3g} exceeds the divergence threshold "
+           "{threshold:.3g} {hint}"))
     PSD = (rk.CODE_PSD, -1, "diverged", _PSD)
     MAX_STEPS = (rk.CODE_MAX_STEPS, -1, "max_steps",
-                 "stopped at α = {alpha:.4g} before alpha_max = {alpha_max:.4g}: max_steps = "
-                 "{n_max} steps taken (raise max_steps)")
+                 ("stopped at α = {alpha:.4g} before alpha_max = {alpha_max:.4g}: max_steps = "
+                  "{n_max} steps taken (raise max_steps)"))
     H_UNDERFLOW = (rk.CODE_H_UNDERFLOW, -1, "step_underflow",
-                   "stopped at α = {alpha:.4g}: the adaptive step size fell to {value:.3g} "
-                   "(the solution is blowing up or the problem is too stiff for {method}) "
-                   "{hint}")
+                   ("stopped at α = {alpha:.4g}: the adaptive step size fell to {value:.3g} "
+                    "(the solution is blowing up or the problem is too stiff for {method}) "
+                    "{hint}"))
 
     def __init__(self, code, status, reason, template):
         self.code = code
@@ -58,7 +58,7 @@ class Stop(Enum):
         self.template = template
 
     @classmethod
-    def from_code(cls, code: int) -> "Stop":
+    def from_code(cls, code: int) -> Stop:
         for member in cls:
             if member.code == code:
                 return member

@@ -27,7 +27,7 @@ from fractions import Fraction as Fr
 
 import numpy as np
 
-__all__ = ["ButcherTableau", "EULER", "RK4", "DOPRI5", "TSIT5", "BS3", "TABLEAUX"]
+__all__ = ["BS3", "DOPRI5", "EULER", "RK4", "TABLEAUX", "TSIT5", "ButcherTableau"]
 
 
 def _array(rows) -> np.ndarray:

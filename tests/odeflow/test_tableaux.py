@@ -5,7 +5,7 @@
   the same for the embedded weights ``b̂ = b − e``.
 - Convergence orders measured through the real kernel protocol (the compiled loops of
   :mod:`odeflow.rk`) on problems with known solutions: the rotation y'' = −y, the
-  logistic y' = y(1 − y) and DETEST A2, y' = −y³/2 (y = (1 + α)^(−1/2)); y' = y. The slope of
+  logistic y' = y(1 − y), DETEST A2 y' = −y³/2 (y = (1 + α)^(−1/2)) and y' = y. The slope of
   log(global error) against log(h) must equal the method's order within ±0.3 (adaptive
   tables are run fixed-step, with b and with b̂); the local error of the dense output
   inside one step scales like h^(dense_order + 1).
@@ -289,8 +289,8 @@ def test_every_stop_code_has_one_reason():
     opts = S.make_opts(7.0, 0.1, 1e-9, 1e-3, 1e6, 1e-9, 50, 3, 2, np.eye(2))
     fs[S.F_STOP_ALPHA], fs[S.F_STOP_VALUE] = 3.25, 50.0
     assert describe(S.CODE_MAX_STEPS, fs, ist, opts, "euler") == (
-        -1, "max_steps", "stopped at α = 3.25 before alpha_max = 7: max_steps = 50 steps taken "
-                         "(raise max_steps)")
+        -1, "max_steps", ("stopped at α = 3.25 before alpha_max = 7: max_steps = 50 steps "
+                          "taken (raise max_steps)"))
     assert describe(S.CODE_H_UNDERFLOW, fs, ist, opts, "tsit5")[2].endswith(
         "too stiff for tsit5) (learning rate too large?)")
     with pytest.raises(RuntimeError, match="unknown stop code 0"):
