@@ -870,28 +870,32 @@ def solve_sde(rule="afa", init=None, *, eta, eta_v=None, sigma=0.0, activation="
     b0 = lay.slices["b"].start
     base = E.base_seeds(seed, P)
     bar = ProgressBar(alpha_max, label=f"{_rule_name(system)} SDE ×{P}", enabled=progress)
-    chunk = 0
-    # Paths go to the kernel in groups of G, G adapted so that one call takes about
-    # _CHUNK_SECONDS: Python regains control often (Ctrl-C, progress) whatever n_paths.
-    # A path's random numbers depend only on its base seed and the chunk index, so the
-    # grouping does not change the result.
-    G = min(P, 64)
+    # Paths go to the kernel in groups of G for `steps` steps per call, both adapted so that
+    # one call takes about _CHUNK_SECONDS: Python regains control often (Ctrl-C, progress)
+    # whatever K and n_paths. A path's noise depends only on its base seed and the step
+    # index (odeflow.sde), so neither the grouping nor the call length changes the result.
+    seeds = base.view(np.int64)
+    G, steps = P, 1
     while np.any(IST[:, S.I_CODE] == S.CODE_RUNNING):
-        seeds = E.chunk_seeds(base, chunk)
         a = 0
         while a < P:
             z = min(P, a + G)
             t = time.perf_counter()
             E.em_kernel(system.rhs, system.eg, system.noise, p, Y[a:z], rec, rec_y[a:z],
-                        rec_eg[a:z], FS[a:z], IST[a:z], opts, seeds[a:z], b0, E.CHUNK_STEPS)
+                        rec_eg[a:z], FS[a:z], IST[a:z], opts, seeds[a:z], b0, steps)
             dt_call = time.perf_counter() - t
             a = z
             bar.update(float(np.mean(FS[:, S.F_ALPHA])))   # mean α over the paths
             if dt_call < 0.5 * _CHUNK_SECONDS:
-                G = min(2 * G, P)
+                if G < P:
+                    G = min(2 * G, P)
+                else:
+                    steps = min(2 * steps, 1 << 40)
             elif dt_call > 2 * _CHUNK_SECONDS:
-                G = max(G // 2, 1)
-        chunk += 1
+                if steps > 1:
+                    steps = max(steps // 2, 1)
+                else:
+                    G = max(G // 2, 1)
         running = IST[:, S.I_CODE] == S.CODE_RUNNING
         bar.update(float(np.mean(FS[:, S.F_ALPHA])) if running.any() else alpha_max)
 

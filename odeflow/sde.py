@@ -19,13 +19,15 @@ dt is chosen small enough for the deterministic Euler error (O(dt)) anyway.
 
 Reproducibility
 ---------------
-Paths run in parallel (``numba.prange``). Each path has a base seed from
-``np.random.SeedSequence(seed).spawn(n_paths)``; the integration proceeds in chunks of
-:data:`CHUNK_STEPS` steps (fixed, independent of the progress bar), and at the start of
-chunk ``c`` path ``i`` re-seeds numba's (per-thread) generator with
-``splitmix64(base_i + c·φ) mod 2³²``. A path therefore draws the same numbers whatever
-thread runs it, and the ensemble is reproducible for a given ``seed``, ``n_paths``, dt and
-recording grid (and independent of the number of threads).
+Paths run in parallel (``numba.prange``). Each path has a base seed ``b_i`` from
+``np.random.SeedSequence(seed).spawn(n_paths)``, and its Gaussian numbers come from a
+counter-based stream: step n uses the pairs ``c = n·⌈K/2⌉ + j`` (j < K/2), each the
+Box–Muller transform of the SplitMix64 outputs at positions ``2c + 1`` and ``2c + 2`` of
+the stream seeded with ``b_i`` (:func:`counter_normal_pair`). A path's noise therefore depends only on its
+base seed and the step index, not on which thread runs it nor on how the run is cut into
+kernel calls: the driver (``odeflow.solve_sde``) can return to Python as often as it needs
+(Ctrl-C, progress bar) at any K, and the ensemble is reproducible for a given ``seed``,
+``n_paths``, dt and recording grid (and independent of the number of threads).
 
 Singular Σ
 ----------
@@ -39,7 +41,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange, types
 
-from .rk import (CODE_RUNNING, I_CODE, I_NEXT_REC, I_NFEV, I_STARTED, F_ALPHA,
+from .rk import (CODE_RUNNING, I_CODE, I_NEXT_REC, I_NFEV, I_NSTEPS, I_STARTED, F_ALPHA,
                       _accept, _after_fixed_step, _start, fixed_step_size, O_K, O_M,
                       RHS_TYPE, EG_TYPE, NOISE_TYPE)
 
@@ -74,20 +76,49 @@ def _drop_stale_cache():
 
 _drop_stale_cache()
 
-#: steps per chunk; part of the reproducibility contract (see the module docstring)
+#: formerly the fixed steps per kernel call that the noise stream depended on; now the
+#: driver adapts the length of every call to its duration and the result does not depend
+#: on it (kept as the value ``SDEResult.params['chunk_steps']`` records)
 CHUNK_STEPS = 4096
 
 _PHI = np.uint64(0x9E3779B97F4A7C15)
+_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX2 = np.uint64(0x94D049BB133111EB)
+_TWO_PI = 2.0 * np.pi
+_U53 = 2.0 ** -53
 
 
-def chunk_seeds(base: np.ndarray, chunk: int) -> np.ndarray:
-    """32-bit seeds for chunk ``chunk`` of every path: ``splitmix64(base + chunk·φ)``."""
-    with np.errstate(over="ignore"):
-        z = base.astype(np.uint64) + np.uint64(chunk + 1) * _PHI
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        z = z ^ (z >> np.uint64(31))
-    return (z & np.uint64(0xFFFFFFFF)).astype(np.int64)
+@njit(cache=True)
+def _mix64(z):
+    """SplitMix64's output function (Steele, Lea & Flood 2014)."""
+    z = (z ^ (z >> np.uint64(30))) * _MIX1
+    z = (z ^ (z >> np.uint64(27))) * _MIX2
+    return z ^ (z >> np.uint64(31))
+
+
+@njit(cache=True)
+def counter_normal_pair(base, counter):
+    """Standard normal pair number ``counter`` (≥ 0) of the stream with seed ``base``
+    (uint64): Box–Muller, ``√(−2 ln u1) (cos 2π u2, sin 2π u2)``, on the 53-bit uniforms
+    u1 ∈ (0, 1], u2 ∈ [0, 1) from SplitMix64 outputs ``2·counter + 1`` and ``2·counter + 2``
+    of that stream."""
+    z = base + np.uint64(2 * counter + 1) * _PHI
+    u1 = 1.0 - (_mix64(z) >> np.uint64(11)) * _U53
+    u2 = (_mix64(z + _PHI) >> np.uint64(11)) * _U53
+    r = np.sqrt(-2.0 * np.log(u1))
+    return r * np.cos(_TWO_PI * u2), r * np.sin(_TWO_PI * u2)
+
+
+@njit(cache=True)
+def fill_normals(base, first_pair, xi):
+    """``xi`` (K,) ← pairs ``first_pair, first_pair + 1, …`` of the stream ``base`` (the
+    last pair's second number is dropped when K is odd)."""
+    K = xi.shape[0]
+    for j in range((K + 1) // 2):
+        z0, z1 = counter_normal_pair(base, first_pair + j)
+        xi[2 * j] = z0
+        if 2 * j + 1 < K:
+            xi[2 * j + 1] = z1
 
 
 def base_seeds(seed, n_paths: int) -> np.ndarray:
@@ -135,7 +166,9 @@ def em_kernel(rhs, eg, noise, p, Y, rec_alpha, rec_y, rec_eg, FS, IST, opts, see
 
     ``Y`` (P, n) current states; ``rec_y`` (P, T, n), ``rec_eg`` (P, T) records; ``FS``
     (P, N_FS), ``IST`` (P, N_IST) per-path solver state (as in :mod:`odeflow.solvers`);
-    ``seeds`` (P,) this chunk's 32-bit seeds; ``b0`` the offset of the b block in y.
+    ``seeds`` (P,) the paths' base seeds (uint64 bits as int64; :func:`base_seeds`); ``b0``
+    the offset of the b block in y. A call may stop after any step: the noise of step n of
+    path i is :func:`fill_normals` ``(seeds[i], n·⌈K/2⌉, ξ)``.
     """
     P, n = Y.shape
     K = np.int64(opts[O_K])
@@ -145,7 +178,7 @@ def em_kernel(rhs, eg, noise, p, Y, rec_alpha, rec_y, rec_eg, FS, IST, opts, see
         ist = IST[ip]
         if ist[I_CODE] != CODE_RUNNING:
             continue
-        np.random.seed(seeds[ip])
+        base = np.uint64(seeds[ip])
         y = Y[ip]
         f = np.empty(n)
         ynew = np.empty(n)
@@ -164,8 +197,7 @@ def em_kernel(rhs, eg, noise, p, Y, rec_alpha, rec_y, rec_eg, FS, IST, opts, see
             noise(y, p, S)
             ist[I_NFEV] += 1
             chol_psd(S, Lc)
-            for k in range(K):
-                xi[k] = np.random.standard_normal()
+            fill_normals(base, ist[I_NSTEPS] * ((K + 1) // 2), xi)
             for i in range(n):
                 ynew[i] = y[i] + h * f[i]
             sh = np.sqrt(h)
@@ -180,5 +212,5 @@ def em_kernel(rhs, eg, noise, p, Y, rec_alpha, rec_y, rec_eg, FS, IST, opts, see
             _after_fixed_step(landed, fs, ist)
 
 
-__all__ = ["em_kernel", "chol_psd", "base_seeds", "chunk_seeds", "CHUNK_STEPS",
+__all__ = ["em_kernel", "chol_psd", "base_seeds", "counter_normal_pair", "CHUNK_STEPS",
            "I_NEXT_REC", "F_ALPHA"]

@@ -86,7 +86,8 @@ def test_reproducible_given_seed_and_independent_of_n_paths(toy_init_b):
 
 
 def test_reproducible_across_chunks(toy_init_b):
-    """More steps than one chunk: still reproducible (chunk seeds are deterministic)."""
+    """More steps than one kernel call: still reproducible (the noise depends only on the
+    seed and the step index)."""
     from odeflow.sde import CHUNK_STEPS
     system = _toy()
     kw = dict(eta=0.1, alpha_max=(CHUNK_STEPS + 500) * 1e-3, dt=1e-3, record={"log": 20})
@@ -181,3 +182,60 @@ def test_afa_sde_spread_science_5_4():
     assert res.status == 0
     k = int(np.argmax(res.eg_std))
     assert 0.007 < res.eg_std[k] < 0.025 and 4 < res.alpha[k] < 16
+
+
+def test_result_independent_of_call_length(toy_init_b):
+    """The kernel may return after any step (so the driver can check Ctrl-C and draw the
+    bar at any K): a run cut into calls of 1, 7 and 1000 steps is bit-identical."""
+    from odeflow import solvers as S
+    from odeflow.sde import base_seeds, em_kernel
+    system = _toy()
+    lay = system.layout
+    p = np.ascontiguousarray(system.params(toy_init_b, 0.1, 0.1, 0.0))
+    y0 = lay.pack(toy_init_b)
+    rec = np.linspace(0.0, 0.5, 6)
+    seeds = base_seeds(11, 3).view(np.int64)
+    opts = S.make_opts(0.5, 0.01, 1.0, None, 1e6, 1e-9, 1 << 62, lay.nQ, lay.K,
+                       toy_init_b.T)
+    out = []
+    for steps in (1, 7, 1000):
+        Y = np.tile(y0, (3, 1))
+        rec_y, rec_eg = np.zeros((3, len(rec), lay.n)), np.zeros((3, len(rec)))
+        FS, IST = np.zeros((3, S.N_FS)), np.zeros((3, S.N_IST), dtype=np.int64)
+        while np.any(IST[:, S.I_CODE] == S.CODE_RUNNING):
+            em_kernel(system.rhs, system.eg, system.noise, p, Y, rec, rec_y, rec_eg, FS, IST,
+                      opts, seeds, lay.slices["b"].start, steps)
+        assert np.all(IST[:, S.I_NSTEPS] == 50)
+        out.append(rec_y)
+    np.testing.assert_array_equal(out[0], out[1])
+    np.testing.assert_array_equal(out[0], out[2])
+    assert not np.array_equal(out[0][0], out[0][1])          # paths differ
+
+
+def test_counter_normals_are_standard_normal():
+    """Mean, variance, kurtosis and lag-1 correlation of 2·10⁵ draws (both numbers of every
+    Box–Muller pair) within 5 standard errors of N(0, 1) (s.e. of the mean 1/√n, of the
+    variance √(2/n), of the 4th moment √(96/n), of a correlation 1/√n); different seeds
+    give uncorrelated streams."""
+    from numba import njit
+
+    from odeflow.sde import fill_normals
+
+    @njit
+    def draws(base, n):
+        out = np.empty(n)
+        fill_normals(np.uint64(base), 0, out)
+        return out
+
+    n = 200_000
+    z = draws(12345, n)
+    se = 1 / np.sqrt(n)
+    assert abs(z.mean()) < 5 * se
+    assert abs(z.var() - 1) < 5 * np.sqrt(2) * se
+    assert abs(np.mean(z ** 4) - 3) < 5 * np.sqrt(96) * se
+    assert abs(np.corrcoef(z[:-1], z[1:])[0, 1]) < 5 * se
+    assert abs(np.corrcoef(z, draws(12346, n))[0, 1]) < 5 * se
+    # the pairs of one step: odd K drops the last sine, the rest is the same stream
+    odd = np.empty(5)
+    fill_normals(np.uint64(12345), 0, odd)
+    np.testing.assert_array_equal(odd, z[:5])
