@@ -12,6 +12,7 @@ import math
 from enum import Enum
 
 from . import rk
+from .tableaux import TABLEAUX
 
 __all__ = ["STATUS_DOC", "Stop", "describe"]
 
@@ -68,7 +69,6 @@ class Stop(Enum):
         """The sentence for a run that stopped with this code (state arrays of the kernel
         protocol, see :mod:`odeflow.solvers`)."""
         val = float(fs[rk.F_STOP_VALUE])
-        from .tableaux import TABLEAUX
         tab = TABLEAUX.get(method)
         hint = "(learning rate too large?"
         hint += (" or step too large for a fixed-step method?)"
