@@ -460,7 +460,7 @@ def _initial_step(rhs, p, y, f0, y1, f1, alpha_max, rtol, atol, expo):
     return min(100.0 * h0, h1, alpha_max)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _combine(y, work, w, nw, h, out):
     """``out = y + h Σ_{j<nw} w_j k_j`` with the stages ``k_j = work[j]`` (summed in stage
     order, as a hand-unrolled formula would)."""
@@ -471,7 +471,7 @@ def _combine(y, work, w, nw, h, out):
         out[i] = y[i] + h * acc
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _weighted(work, w, nw, h, out):
     """``out = h Σ_{j<nw} w_j k_j`` (the error estimate of an embedded pair)."""
     for i in range(out.shape[0]):
@@ -481,7 +481,7 @@ def _weighted(work, w, nw, h, out):
         out[i] = h * acc
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _stages(rhs, p, y, work, A, s, h, yt, ylast):
     """Stages 2 … s of one step from ``y`` (stage 1, ``f(y)``, already in ``work[0]``):
     ``k_j = f(y + h Σ_{l<j} A_jl k_l)`` into ``work[j]``; the argument of the last stage
@@ -554,6 +554,7 @@ def make_fixed_kernel(tab):
         ygood = work[WORK_ROWS - 1]
         if ist[I_STARTED] == 0:
             _start(eg, p, y, rec_alpha, rec_y, rec_eg, fs, ist, opts, L, ygood)
+        k0 = work[0]
         yt = work[s]
         ynew = work[s + 1]
         yold = work[s + 2]
@@ -562,8 +563,9 @@ def make_fixed_kernel(tab):
             if ist[I_CODE] != CODE_RUNNING:
                 break
             h, anew, landed = fixed_step_size(fs, ist, rec_alpha, opts)
-            rhs(y, p, work[0])
-            _stages(rhs, p, y, work, A, s, h, yt, yt)
+            rhs(y, p, k0)
+            if s > 1:                     # a compile-time constant: no call for Euler
+                _stages(rhs, p, y, work, A, s, h, yt, yt)
             ist[I_NFEV] += s
             _combine(y, work, b, s, h, ynew)
             a0 = fs[F_ALPHA]
@@ -572,7 +574,7 @@ def make_fixed_kernel(tab):
             ok = _accept(eg, p, y, ynew, anew, rec_alpha, rec_y, rec_eg, fs, ist, opts,
                          landed, L, ygood, CHECK_EVERY)
             if seg and fs[F_ALPHA] == anew:             # accepted: keep the step for events
-                _store_hermite_segment(work, ist, a0, anew - a0, yold, y, work[0])
+                _store_hermite_segment(work, ist, a0, anew - a0, yold, y, k0)
             if not ok:
                 break
             _after_fixed_step(landed, fs, ist)
