@@ -77,6 +77,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import csv
+import hashlib
 import io
 import json
 import math
@@ -84,7 +85,8 @@ import os
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+import zipfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
@@ -263,12 +265,113 @@ class _InlineExecutor(cf.Executor):
         return fut
 
 
+#: seconds between two checks of a worker that its parent (the sweep) is still alive
+PARENT_POLL = 0.5
+
+
+def die_with_parent(parent_pid: int, poll: float = PARENT_POLL) -> None:
+    """End this (worker) process when ``parent_pid`` ends, even by ``kill -9``.
+
+    A pool worker otherwise outlives a killed sweep forever, blocked on a queue nobody will
+    write to. Two guards: on Linux the kernel sends SIGKILL when the parent dies
+    (``prctl(PR_SET_PDEATHSIG)``, which works even while a compiled kernel holds the GIL),
+    and everywhere a daemon thread checks every ``poll`` seconds that ``os.getppid()`` is
+    still ``parent_pid`` (an orphan is re-parented to init or a subreaper).
+    """
+    import threading
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+            libc = ctypes.CDLL(None, use_errno=True)
+            PR_SET_PDEATHSIG = 1
+            libc.prctl(PR_SET_PDEATHSIG, 9)          # 9 = SIGKILL
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent_pid:                  # died before the guards were set
+        os._exit(1)
+
+    def watch():
+        while True:
+            time.sleep(poll)
+            if os.getppid() != parent_pid:
+                os._exit(1)
+    threading.Thread(target=watch, name="odeflow-parent-watch", daemon=True).start()
+
+
+def _pool_init(parent_pid: int, specs) -> None:
+    """Initializer of a local worker: die with the sweep, then load the kernels."""
+    die_with_parent(parent_pid)
+    warm_up(specs)
+
+
 def _process_pool(workers: int, specs) -> cf.ProcessPoolExecutor:
     import multiprocessing as mp
     # spawn, not fork: the parent may hold numba/simulation threads, and forking a
     # multi-threaded process is unsafe; spawn is also what macOS and Windows do.
     return cf.ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
-                                  initializer=warm_up, initargs=(specs,))
+                                  initializer=_pool_init, initargs=(os.getpid(), specs))
+
+
+#: seconds to wait for a Dask scheduler to answer before giving up
+CONNECT_TIMEOUT = 15.0
+
+
+def _connect(Client, address: str, timeout: float = CONNECT_TIMEOUT):
+    """A ``distributed.Client`` on the scheduler at ``address``, or ValueError
+    "no Dask scheduler at ADDRESS (why)" within about ``timeout`` seconds.
+
+    A plain TCP connection is tried first, so that a refused or unreachable port is said
+    at once; then the Dask handshake, bounded, so that a port held by something else (an
+    HTTP server, a proxy) fails instead of leaving the sweep waiting at 0/N forever.
+    """
+    import socket
+    from urllib.parse import urlsplit
+    if not isinstance(address, str) or not address:
+        raise ValueError(f"--scheduler must be an address such as tcp://10.0.0.1:8786, got "
+                         f"{address!r}")
+    u = urlsplit(address if "://" in address else f"tcp://{address}")
+    if u.scheme not in ("tcp", "tls"):
+        raise ValueError(f"no Dask scheduler at {address} (scheme {u.scheme!r}; allowed: "
+                         "tcp://HOST:PORT or tls://HOST:PORT)")
+    try:
+        port = u.port
+    except ValueError:
+        port = None
+    if not u.hostname or port is None:
+        raise ValueError(f"no Dask scheduler at {address} (give HOST:PORT, e.g. "
+                         "tcp://10.0.0.1:8786)")
+    try:
+        socket.create_connection((u.hostname, port), timeout=min(timeout, 5.0)).close()
+    except OSError as exc:
+        why = exc.strerror or type(exc).__name__
+        raise ValueError(f"no Dask scheduler at {address} (cannot connect: {why})") from None
+    import asyncio
+    try:
+        ident = asyncio.run(_identify(address, timeout))
+    except (OSError, TimeoutError, asyncio.TimeoutError, ValueError, TypeError) as exc:
+        why = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        raise ValueError(f"no Dask scheduler at {address} (something answers on that port "
+                         f"but not as a Dask scheduler within {timeout:.0f} s: {why})"
+                         ) from None
+    kind = ident.get("type") if isinstance(ident, dict) else None
+    if kind != "Scheduler":
+        raise ValueError(f"no Dask scheduler at {address} (it answers as {kind or ident!r})")
+    return Client(address, timeout=f"{timeout}s")
+
+
+async def _identify(address: str, timeout: float):
+    """The scheduler's answer to ``identity``, every step bounded by ``timeout``.
+    (``Client(address, timeout=…)`` bounds the TCP connect only: a server that accepts
+    the connection and never answers the handshake, e.g. an HTTP port, hangs it.)"""
+    import asyncio
+
+    from distributed.comm import connect
+    comm = await asyncio.wait_for(connect(address, timeout=timeout), timeout)
+    try:
+        await asyncio.wait_for(comm.write({"op": "identity", "reply": True}), timeout)
+        return await asyncio.wait_for(comm.read(), timeout)
+    finally:
+        comm.abort()
 
 
 def dask_executor(address: str = "local", workers: int | None = None, specs=(),
@@ -288,6 +391,9 @@ def dask_executor(address: str = "local", workers: int | None = None, specs=(),
     ------
     ImportError
         When ``dask.distributed`` is not installed (with the install line).
+    ValueError
+        "no Dask scheduler at ADDRESS (…)" when nothing, or something else than a Dask
+        scheduler, answers there within :data:`CONNECT_TIMEOUT` seconds.
     """
     try:
         from distributed import Client, LocalCluster, WorkerPlugin
@@ -309,7 +415,7 @@ def dask_executor(address: str = "local", workers: int | None = None, specs=(),
                                processes=processes, dashboard_address=None)
         client = Client(cluster)
     else:
-        client = Client(address)
+        client = _connect(Client, address)
     client.register_plugin(_Warm(specs))
     ex = client.get_executor(pure=False)
 
@@ -335,6 +441,9 @@ class SweepResult:
         Points run now, and points found finished from an earlier run.
     interrupted : bool
     wall_time : float
+    broken : list of int
+        Points recorded as finished whose result file was missing, truncated or corrupt
+        (its size or SHA-256 differ from those in its ``.json``): run again.
     """
 
     directory: Path
@@ -344,6 +453,7 @@ class SweepResult:
     n_skipped: int = 0
     interrupted: bool = False
     wall_time: float = 0.0
+    broken: list = field(default_factory=list)
 
     @property
     def statuses(self) -> list:
@@ -394,21 +504,21 @@ class SweepResult:
         done = sum(r is not None for r in self.rows)
         parts = [f"{self.count(s)} {s}" for s in ("ok",) + _FINISHED[1:] + ("failed",)
                  if self.count(s)]
+        again = (f" ({len(self.broken)} of them again: their result file was missing, "
+                 "truncated or corrupt)" if self.broken else "")
         return (f"sweep {self.sweep.kind}: {done}/{n} points ({', '.join(parts) or 'none'}); "
-                f"{self.n_run} run now, {self.n_skipped} already done"
+                f"{self.n_run} run now{again}, {self.n_skipped} already done"
                 f"{'; INTERRUPTED' if self.interrupted else ''}; {self.wall_time:.1f} s; "
                 f"{self.directory / 'summary.csv'}")
 
 
 # ======================================================================== output files
 def _atomic_write(path: Path, data: bytes) -> None:
-    """Write a temporary file, then rename it: a killed sweep leaves either the complete
-    file or none (no fsync: surviving a killed *process* needs only the atomic rename;
-    fsync, against power loss, cost more than a short ODE point)."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, path)
+    """The project's one atomic write (:func:`theory.cli.atomic_write`): a killed sweep
+    leaves either the complete file or none, and a failed write (full disk) no temporary
+    file, with an error naming ``path``."""
+    from theory.cli import atomic_write
+    atomic_write(path, data)
 
 
 def _cell(v) -> str:
@@ -493,11 +603,121 @@ class _Bar:
             self.stream.flush()
 
 
-def _read_row(path: Path):
+def _read_doc(path: Path):
     try:
-        return json.loads(path.read_text())["row"]
-    except (OSError, ValueError, KeyError, TypeError):
+        doc = json.loads(path.read_text())
+        return doc if isinstance(doc, dict) and isinstance(doc.get("row"), dict) else None
+    except (OSError, ValueError):
         return None       # unreadable: treat as not done (it is rewritten atomically)
+
+
+def _npz_intact(path: Path, record) -> bool:
+    """Whether a point's ``.npz`` is the file its ``.json`` recorded (size, SHA-256); a
+    file from before checksums were recorded must at least be a readable zip archive."""
+    try:
+        if isinstance(record, dict):
+            if path.stat().st_size != record.get("size"):
+                return False
+            h = hashlib.sha256()
+            with open(path, "rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(chunk)
+            return h.hexdigest() == record.get("sha256")
+        with zipfile.ZipFile(path) as z:
+            return z.testzip() is None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+        return False
+
+
+def _finished_row(pdir: Path, key: str, retry_failed: bool):
+    """``(row, done)`` of a point from an earlier run: ``row`` as recorded (None if there
+    is none), ``done`` whether it may be skipped (finished, and its result file intact)."""
+    doc = _read_doc(pdir / f"{key}.json")
+    if doc is None:
+        return None, False
+    row = doc["row"]
+    st = row.get("status")
+    if st == "failed":
+        return row, not retry_failed
+    if st not in _FINISHED:
+        return row, False
+    return row, _npz_intact(pdir / f"{key}.npz", doc.get("npz"))
+
+
+class SweepBusy(ValueError):
+    """Another live sweep holds the directory's lock."""
+
+
+class _SweepLock:
+    """``DIR/sweep.lock`` (JSON: pid, host, started): one sweep per directory at a time.
+
+    Taken with ``O_CREAT | O_EXCL`` (atomic, also on NFS v3+). A lock whose PID is dead on
+    this host is stale (a sweep killed by ``kill -9``) and taken over, with a note on
+    stderr; a live one, or one from another host (which cannot be checked from here),
+    makes the new sweep refuse with :class:`SweepBusy`, saying who holds it.
+    """
+
+    def __init__(self, directory: Path):
+        self.path = Path(directory) / "sweep.lock"
+        self.held = False
+
+    def acquire(self) -> None:
+        import socket
+        me = {"pid": os.getpid(), "host": socket.gethostname(),
+              "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+        for _ in range(3):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                other = self._read()
+                if other is None:
+                    # being written by its holder right now, or garbage: look again shortly
+                    time.sleep(0.2)
+                    other = self._read()
+                if other is not None and not self._stale(other, me["host"]):
+                    raise SweepBusy(
+                        f"another sweep (PID {other.get('pid')} on host {other.get('host')},"
+                        f" since {other.get('started')}) is writing to {self.path.parent}; "
+                        "wait for it to finish, or use another output directory (if that "
+                        f"sweep is dead, delete {self.path})") from None
+                why = ("unreadable" if other is None
+                       else f"PID {other.get('pid')} is no longer running")
+                print(f"odeflow sweep: taking over the stale lock {self.path} ({why})",
+                      file=sys.stderr, flush=True)
+                self.path.unlink(missing_ok=True)
+                continue
+            with os.fdopen(fd, "w") as fh:
+                json.dump(me, fh)
+            self.held = True
+            return
+        raise SweepBusy(f"cannot take the lock {self.path} (another sweep keeps taking it)")
+
+    def _read(self):
+        try:
+            d = json.loads(self.path.read_text())
+            return d if isinstance(d, dict) else None
+        except (OSError, ValueError):
+            return None
+
+    @staticmethod
+    def _stale(other: dict, host: str) -> bool:
+        pid = other.get("pid")
+        if other.get("host") != host or not _is_int(pid):
+            return False
+        if pid == os.getpid():
+            return False            # this process: a sweep() still running in another thread
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False            # alive, someone else's
+        return False
+
+    def release(self) -> None:
+        if self.held:
+            self.path.unlink(missing_ok=True)
+            self.held = False
 
 
 # =============================================================================== sweep
@@ -547,29 +767,21 @@ def sweep(spec, outdir, *, workers: int | None = None, executor: cf.Executor | N
         raise ValueError(f"workers must be a non-negative integer, got {workers!r}")
     out = Path(outdir)
     pdir = out / "points"
-    pdir.mkdir(parents=True, exist_ok=True)
-    _atomic_write(out / "sweep.json", (json.dumps(sw.spec, indent=1) + "\n").encode())
-
-    for stale in pdir.glob(".*.tmp*"):      # left by a write that was killed half-way
-        stale.unlink(missing_ok=True)
     rows: list = [None] * len(sw.points)
-    todo = []
+    todo, broken = [], []
     for p in sw.points:
-        row = _read_row(pdir / f"{p.key}.json")
-        finished = row is not None and (row.get("status") in _FINISHED
-                                        or (row.get("status") == "failed"
-                                            and not retry_failed))
-        if finished and row.get("status") != "failed" and not (pdir / f"{p.key}.npz").exists():
-            finished = False
-        if finished:
+        row, ok = _finished_row(pdir, p.key, retry_failed)
+        if ok:
             rows[p.index] = row
         else:
             todo.append(p)
-    res = SweepResult(out, sw, rows, n_skipped=len(sw.points) - len(todo))
-    table = _Table(out / "summary.csv", sw.names)
-    table.write_all(sw.points, rows)
-    bar = _Bar(len(sw.points), res.n_skipped, progress)
+            if row is not None and row.get("status") in _FINISHED:
+                broken.append(p)
+    res = SweepResult(out, sw, rows, n_skipped=len(sw.points) - len(todo),
+                      broken=[p.index for p in broken])
 
+    # connect (or start the workers) before anything is written into the directory: a
+    # wrong --scheduler must leave no trace there
     close = None
     ex = executor
     if not todo:
@@ -584,12 +796,32 @@ def sweep(spec, outdir, *, workers: int | None = None, executor: cf.Executor | N
             ex = _process_pool(min(n, len(todo)), _warm_specs(sw))
         close = ex.shutdown
 
+    lock = None
+    try:
+        pdir.mkdir(parents=True, exist_ok=True)
+        lock = _SweepLock(out)
+        lock.acquire()
+        _atomic_write(out / "sweep.json", (json.dumps(sw.spec, indent=1) + "\n").encode())
+        for stale in [*pdir.glob(".*.tmp*"), *pdir.glob(".*.part*")]:
+            stale.unlink(missing_ok=True)   # left by a write that was killed half-way
+        table = _Table(out / "summary.csv", sw.names)
+        table.write_all(sw.points, rows)
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        if close is not None:
+            close()
+        raise
+    bar = _Bar(len(sw.points), res.n_skipped, progress)
+
     def record(p: SweepPoint, row: dict, payload):
+        doc = {"index": p.index, "key": p.key, "kind": sw.kind, "values": _canon(p.values),
+               "row": row, "config": _canon(p.config)}
         if payload is not None:
             _atomic_write(pdir / f"{p.key}.npz", payload)
             row["file"] = f"points/{p.key}.npz"
-        doc = {"index": p.index, "key": p.key, "kind": sw.kind, "values": _canon(p.values),
-               "row": row, "config": _canon(p.config)}
+            # what resuming checks before trusting the file (a truncated or emptied .npz)
+            doc["npz"] = {"size": len(payload), "sha256": hashlib.sha256(payload).hexdigest()}
         _atomic_write(pdir / f"{p.key}.json",
                       json.dumps(doc, indent=1, allow_nan=True).encode())
         rows[p.index] = row
@@ -630,6 +862,9 @@ def sweep(spec, outdir, *, workers: int | None = None, executor: cf.Executor | N
                 close()
             except Exception:       # noqa: BLE001 -- closing must not mask the results
                 pass
-        table.write_all(sw.points, rows)
+        try:
+            table.write_all(sw.points, rows)
+        finally:
+            lock.release()
         res.wall_time = time.perf_counter() - t0
     return res

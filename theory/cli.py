@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 __all__ = ["EXIT_OK", "EXIT_STOPPED", "EXIT_BAD_INPUT", "EXIT_INTERRUPTED", "EXIT_CODES",
-           "check_output", "check_output_dir", "atomic_path", "available_memory",
+           "check_output", "check_output_dir", "atomic_path", "atomic_write", "available_memory",
            "check_memory", "fmt_bytes", "set_verbose", "verbose", "status", "activity",
            "run_command", "exit", "load_npz"]
 
@@ -94,18 +94,36 @@ def atomic_path(path):
     """Yield a temporary path next to ``path`` (same extension, so ``np.savez`` and
     friends write exactly there); on success it is renamed to ``path`` (atomic on POSIX),
     on any exception (``KeyboardInterrupt`` included) it is removed. A reader therefore
-    sees the old file, the complete new file, or nothing — never a partial output."""
+    sees the old file, the complete new file, or nothing — never a partial output.
+
+    An ``OSError`` that names no file (a full disk: ``write`` fails with ENOSPC on an open
+    file) is re-raised naming ``path``, so the message says which output failed.
+    """
     path = Path(path)
     tmp = path.with_name(f".{path.stem}.part{os.getpid()}{path.suffix}")
     try:
         yield tmp
         check_interrupted()
         os.replace(tmp, path)
+    except OSError as exc:
+        if getattr(exc, "filename", None) in (None, str(tmp), tmp):
+            raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
+        raise
     finally:
         try:
             tmp.unlink()
         except OSError:
             pass
+
+
+def atomic_write(path, data) -> None:
+    """Write ``data`` (bytes or str) to ``path`` atomically (see :func:`atomic_path`): the
+    one atomic write of the project, so that no error leaves a temporary file behind.
+    No fsync: surviving a killed *process* needs only the atomic rename."""
+    with atomic_path(path) as tmp:
+        if isinstance(data, str):
+            data = data.encode()
+        tmp.write_bytes(data)
 
 
 # ---------------------------------------------------------------------------- memory

@@ -42,8 +42,8 @@ from typing import Mapping
 
 import sympy as sp
 
-__all__ = ["Rule", "get_rule", "load_rule", "RULES", "lam", "e", "v_k", "b_k", "phi", "lam_t",
-           "g", "gp", "PRESYNAPTIC"]
+__all__ = ["Rule", "get_rule", "load_rule", "rule_relative_to", "RULES", "lam", "e", "v_k",
+           "b_k", "phi", "lam_t", "g", "gp", "PRESYNAPTIC"]
 
 lam = sp.Symbol("lam", real=True)
 e = sp.Symbol("e", real=True)
@@ -204,11 +204,30 @@ def get_rule(rule) -> Rule:
 _LOADED: dict = {}
 
 
+def rule_relative_to(config: dict, base_dir) -> dict:
+    """``config`` with a relative ``"rule": "file.py:NAME"`` made relative to ``base_dir``.
+
+    Every command calls this with the folder of its config (or sweep) file, so that a
+    config and the rule file beside it can be moved together; a config dict given to the
+    Python API resolves a relative path from the current directory.
+    """
+    import os
+    r = config.get("rule") if isinstance(config, dict) else None
+    if not isinstance(r, str) or r in RULES or ":" not in r:
+        return config
+    path, _, name = r.rpartition(":")
+    if not path or os.path.isabs(path):
+        return config
+    return {**config, "rule": f"{os.path.join(str(base_dir), path)}:{name}"}
+
+
 def load_rule(spec: str, base_dir=None) -> Rule:
     """The :class:`Rule` named ``NAME`` in the Python file of ``spec = "path/to/file.py:NAME"``.
 
     The file is executed as a module (once per path and modification time), so it may
-    import sympy and ``theory.rules`` and define several rules. A relative path is taken
+    import sympy and ``theory.rules`` and define several rules. A rule file is *code*, run
+    with the user's rights (a sweep or config file from someone else is data; a rule file
+    is code): load only rule files you trust. A relative path is taken
     relative to ``base_dir`` (default: the current directory).
 
     Raises
@@ -242,9 +261,12 @@ def load_rule(spec: str, base_dir=None) -> Rule:
         mod = importlib.util.module_from_spec(loader_spec)
         try:
             loader_spec.loader.exec_module(mod)
-        except Exception as exc:   # the user's file: report what went wrong, as bad input
-            raise ValueError(f"rule file {path!r} failed to import: "
-                             f"{type(exc).__name__}: {exc}") from exc
+        except (Exception, SystemExit) as exc:   # noqa: BLE001 -- any failure of user code
+            # the user's file: whatever it raises -- sys.exit(0) included, which would
+            # otherwise end the command with status 0 and no output -- is bad input
+            what = (f"it called sys.exit({exc.code!r})" if isinstance(exc, SystemExit)
+                    else f"{type(exc).__name__}: {exc}")
+            raise ValueError(f"rule file {path} failed to import: {what}") from None
         sys.modules[modname] = mod
         _LOADED[key] = mod
     rules = sorted(k for k, v in vars(mod).items() if isinstance(v, Rule))
