@@ -179,7 +179,13 @@ def point_key(kind: str, config: Mapping) -> str:
 
 
 def _validate_point(kind: str, cfg: dict) -> None:
-    """The command's own config validation (ValueError with its message)."""
+    """The command's own config validation (ValueError with its message); a rule file is
+    loaded now (once per file), so that one failing at import stops the sweep before any
+    point runs, instead of failing every point."""
+    r = cfg.get("rule")
+    if isinstance(r, str) and ":" in r:
+        from theory.rules import load_rule
+        load_rule(r)
     if kind == "simulate":
         from simulations.teacher_student import validate_config as sim_validate
         sim_validate(copy.deepcopy(cfg))
