@@ -64,7 +64,7 @@ def _dry_run(sw) -> int:
 
 
 def run(args) -> int:
-    from theory.cli import check_output_dir
+    from theory.cli import activity, check_output_dir
 
     from .sweep import load_sweep, sweep
 
@@ -72,7 +72,10 @@ def run(args) -> int:
         raise ValueError(f"--workers must be >= 0, got {args.workers}")
     if args.dry_run:
         return _dry_run(load_sweep(args.sweep, lazy=True))   # ValueError → exit 2 (in main)
-    sw = load_sweep(args.sweep)                              # ValueError → exit 2 (in main)
+    n = len(load_sweep(args.sweep, lazy=True))               # ValueError → exit 2 (in main)
+    # every point is validated before any runs: say so when that takes a while
+    with activity(f"odeflow sweep: validating {n} points", delay=0.5, force=not args.quiet):
+        sw = load_sweep(args.sweep)
     check_output_dir(args.output, "sweep directory")
     dask = "local" if args.dask else args.scheduler
     try:

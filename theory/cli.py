@@ -190,10 +190,14 @@ def status(msg: str) -> None:
 
 
 @contextmanager
-def activity(msg: str, delay: float = 0.5, heartbeat: float = 15.0, force: bool = False):
+def activity(msg: str, delay: float = 0.5, heartbeat: float = 15.0, force: bool = False,
+             announce: bool = True):
     """Say ``msg …`` on stderr if the block takes longer than ``delay`` seconds, then
     ``… still <msg> (12 s)`` every ``heartbeat`` seconds, and ``msg: done in X s`` at the
-    end (only if the start was said). Silent unless verbose (or ``force``)."""
+    end (only if the start was said). Silent unless verbose (or ``force``).
+
+    ``announce=False``: the caller has already said ``msg …`` itself (e.g. with a counter
+    ``[1/3]``): only the heartbeats are printed, so the start is said once."""
     if not (_VERBOSE or force):
         yield
         return
@@ -205,8 +209,9 @@ def activity(msg: str, delay: float = 0.5, heartbeat: float = 15.0, force: bool 
     def talk():
         if stop.wait(delay):
             return
-        print(f"{msg} …", file=sys.stderr, flush=True)
-        said.set()
+        if announce:
+            print(f"{msg} …", file=sys.stderr, flush=True)
+            said.set()
         while not stop.wait(heartbeat):
             print(f"  … still {msg[:1].lower() + msg[1:]} ({time.perf_counter() - t0:.0f} s)",
                   file=sys.stderr, flush=True)
