@@ -57,7 +57,8 @@ FF_CHECKS = {
     "peer_norm": NUMBER_GE0,
     "peer_momentum": UNIT,
     # ff-recurrent
-    "steps": (lambda x: _int(x) and x >= 2, "an integer >= 2"),
+    "steps": (lambda x: _int(x) and x >= 2,
+              "an integer, steps >= 2 (the bottom-up pass, then at least two damped steps)"),
     "damping": UNIT,
     "window": (lambda x: isinstance(x, list) and len(x) == 2 and all(_int(v) for v in x),
                "a list [t1, t2] of two integers, 1 <= t1 <= t2 <= steps"),
