@@ -52,7 +52,7 @@ def _save(res, path):
 
 def _config(path):
     """The config file, a relative rule file path taken from the config's folder."""
-    from theory.rules import rule_relative_to
+    from theory.cli import rule_relative_to
 
     from .config import load_config
     return rule_relative_to(load_config(path), Path(path).resolve().parent)

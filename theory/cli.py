@@ -27,7 +27,7 @@ from pathlib import Path
 __all__ = ["EXIT_OK", "EXIT_STOPPED", "EXIT_BAD_INPUT", "EXIT_INTERRUPTED", "EXIT_CODES",
            "check_output", "check_output_dir", "atomic_path", "atomic_write", "available_memory",
            "check_memory", "fmt_bytes", "set_verbose", "verbose", "status", "activity",
-           "run_command", "exit", "load_npz"]
+           "run_command", "exit", "load_npz", "rule_relative_to"]
 
 EXIT_OK = 0
 EXIT_STOPPED = 1
@@ -290,6 +290,23 @@ def run_command(prog: str, fn, *args, **kwargs) -> int:
 
 
 # ----------------------------------------------------------------------- input files
+def rule_relative_to(config: dict, base_dir) -> dict:
+    """``config`` with a relative ``"rule": "file.py:NAME"`` made relative to ``base_dir``.
+
+    Every command calls this with the folder of its config (or sweep) file, so that a
+    config and the rule file beside it can be moved together; a config dict given to the
+    Python API resolves a relative path from the current directory. (Here, not in
+    :mod:`theory.rules`, so that a command with a built-in rule never imports sympy.)
+    """
+    r = config.get("rule") if isinstance(config, dict) else None
+    if not isinstance(r, str) or ":" not in r:
+        return config                    # a built-in name, or not a string (checked later)
+    path, _, name = r.rpartition(":")
+    if not path or os.path.isabs(path):
+        return config
+    return {**config, "rule": f"{os.path.join(str(base_dir), path)}:{name}"}
+
+
 def load_npz(path, what: str, expected: str) -> dict:
     """All arrays of a NumPy ``.npz`` archive, read eagerly; never unpickles.
 

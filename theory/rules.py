@@ -42,6 +42,8 @@ from typing import Mapping
 
 import sympy as sp
 
+from .cli import rule_relative_to  # noqa: F401 -- re-exported: rule files' paths
+
 __all__ = ["Rule", "get_rule", "load_rule", "rule_relative_to", "RULES", "lam", "e", "v_k",
            "b_k", "phi", "lam_t", "g", "gp", "PRESYNAPTIC"]
 
@@ -202,23 +204,6 @@ def get_rule(rule) -> Rule:
 
 
 _LOADED: dict = {}
-
-
-def rule_relative_to(config: dict, base_dir) -> dict:
-    """``config`` with a relative ``"rule": "file.py:NAME"`` made relative to ``base_dir``.
-
-    Every command calls this with the folder of its config (or sweep) file, so that a
-    config and the rule file beside it can be moved together; a config dict given to the
-    Python API resolves a relative path from the current directory.
-    """
-    import os
-    r = config.get("rule") if isinstance(config, dict) else None
-    if not isinstance(r, str) or r in RULES or ":" not in r:
-        return config
-    path, _, name = r.rpartition(":")
-    if not path or os.path.isabs(path):
-        return config
-    return {**config, "rule": f"{os.path.join(str(base_dir), path)}:{name}"}
 
 
 def load_rule(spec: str, base_dir=None) -> Rule:
