@@ -56,7 +56,13 @@ Rows are appended as points finish; the table is rewritten in point order at the
 ``1.0`` and ``description`` do not matter). Files are written atomically (temporary file,
 then rename), so a point's ``.json`` exists only once its result is complete: re-running a
 sweep (same or extended grid, same directory) skips every point already finished ("ok" or
-stopped early) and re-runs those that failed (``retry_failed=False`` keeps them).
+stopped early) and re-runs those that failed (``retry_failed=False`` keeps them). A point's
+``.json`` records the size and SHA-256 of its ``.npz``; a resumed sweep checks them and
+runs again (and says so: ``SweepResult.broken``) every point whose result file is missing,
+truncated or corrupt. ``DIR/sweep.lock`` (PID, host, start time) keeps a second sweep out of
+a directory in use: it refuses with the holder's PID and host (``SweepBusy``, exit 2); a
+lock left by a dead process of this host (``kill -9``) is taken over. Nothing is written
+into the directory before the workers (or the Dask scheduler) are there.
 
 Executors
 ---------
@@ -66,7 +72,10 @@ starts (:func:`warm_up`), so a point costs its integration only. ``workers=0`` r
 points in this process. ``dask="local"`` starts a ``distributed.LocalCluster``;
 ``dask="tcp://host:8786"`` (``--scheduler``) connects to a running Dask scheduler (for
 instance one started by ``dask-jobqueue`` on a Slurm cluster); any other
-``concurrent.futures.Executor`` can be passed as ``executor``. Workers send each result
+``concurrent.futures.Executor`` can be passed as ``executor``. Local workers die with the
+sweep, even when it is killed with ``kill -9`` (:func:`die_with_parent`). A ``--scheduler``
+address is probed first, with a bounded handshake: nothing, or something other than a Dask
+scheduler, there is "no Dask scheduler at ADDRESS (…)" (exit 2) within seconds. Workers send each result
 back to this process, which writes every file: no shared file system is needed. Dask is
 an optional extra (``pip install -e ".[dask]"``), imported only when asked for.
 
@@ -76,35 +85,28 @@ This module is, with :mod:`odeflow.compare`, a bridge from ``odeflow`` to ``simu
 from __future__ import annotations
 
 import concurrent.futures as cf
-import csv
 import hashlib
-import io
 import json
 import math
 import os
 import sys
 import tempfile
 import time
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
 import numpy as np
 
+from .sweep_files import (_FINISHED, SUMMARY_COLUMNS, SweepBusy, _atomic_write,  # noqa: F401
+                          _finished_row, _SweepLock, _Table)
 from .sweep_spec import (KINDS, Sweep, SweepPoint, _canon, _is_int, _is_num,  # noqa: F401
                          axis_values, infer_kind, load_sweep, point_key, set_dotted)
 
 __all__ = ["KINDS", "SUMMARY_COLUMNS", "Sweep", "SweepPoint", "SweepResult", "load_sweep",
            "sweep", "run_point", "warm_up", "point_key", "infer_kind", "axis_values",
-           "dask_executor"]
+           "dask_executor", "SweepBusy", "die_with_parent"]
 
-#: result columns of summary.csv (after ``index, key`` and the swept names)
-SUMMARY_COLUMNS = ("status", "eg_final", "eg_std", "diverged", "alpha_final",
-                   "alpha_diverged", "cos_vb_final", "norm_b_final", "wall_time", "message",
-                   "file")
-#: statuses counted as finished (skipped on a re-run)
-_FINISHED = ("ok", "diverged", "max_steps", "step_underflow")
 _DASK_MISSING = ("Dask is not installed: install the optional extra with "
                  "pip install -e \".[dask]\" (or pip install \"dask[distributed]\"), or run "
                  "without --dask/--scheduler (local worker processes need nothing)")
@@ -512,51 +514,7 @@ class SweepResult:
                 f"{self.directory / 'summary.csv'}")
 
 
-# ======================================================================== output files
-def _atomic_write(path: Path, data: bytes) -> None:
-    """The project's one atomic write (:func:`theory.cli.atomic_write`): a killed sweep
-    leaves either the complete file or none, and a failed write (full disk) no temporary
-    file, with an error naming ``path``."""
-    from theory.cli import atomic_write
-    atomic_write(path, data)
-
-
-def _cell(v) -> str:
-    if v is None:
-        return ""
-    if isinstance(v, float):
-        return repr(v)
-    if isinstance(v, (list, tuple, dict)):
-        return json.dumps(_canon(v))
-    return str(v)
-
-
-class _Table:
-    """summary.csv: header, rows appended as points finish, rewritten in order at the end."""
-
-    def __init__(self, path: Path, names):
-        self.path = path
-        self.header = ["index", "key", *names, *SUMMARY_COLUMNS]
-        self.names = names
-
-    def _line(self, point: SweepPoint, row: dict) -> list:
-        return [point.index, point.key, *(_cell(point.values[n]) for n in self.names),
-                *(_cell(row.get(c)) for c in SUMMARY_COLUMNS)]
-
-    def write_all(self, points, rows) -> None:
-        buf = io.StringIO()
-        w = csv.writer(buf)
-        w.writerow(self.header)
-        for p, r in zip(points, rows):
-            if r is not None:
-                w.writerow(self._line(p, r))
-        _atomic_write(self.path, buf.getvalue().encode())
-
-    def append(self, point, row) -> None:
-        with open(self.path, "a", newline="") as fh:
-            csv.writer(fh).writerow(self._line(point, row))
-
-
+# ======================================================================== progress
 class _Bar:
     """``sweep [██████░░░░] 12/40 points, 1 failed  4.1s < ETA 9.3s`` on stderr."""
 
@@ -601,123 +559,6 @@ class _Bar:
         if self.enabled and self.tty:
             self.stream.write("\n")
             self.stream.flush()
-
-
-def _read_doc(path: Path):
-    try:
-        doc = json.loads(path.read_text())
-        return doc if isinstance(doc, dict) and isinstance(doc.get("row"), dict) else None
-    except (OSError, ValueError):
-        return None       # unreadable: treat as not done (it is rewritten atomically)
-
-
-def _npz_intact(path: Path, record) -> bool:
-    """Whether a point's ``.npz`` is the file its ``.json`` recorded (size, SHA-256); a
-    file from before checksums were recorded must at least be a readable zip archive."""
-    try:
-        if isinstance(record, dict):
-            if path.stat().st_size != record.get("size"):
-                return False
-            h = hashlib.sha256()
-            with open(path, "rb") as fh:
-                for chunk in iter(lambda: fh.read(1 << 20), b""):
-                    h.update(chunk)
-            return h.hexdigest() == record.get("sha256")
-        with zipfile.ZipFile(path) as z:
-            return z.testzip() is None
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
-        return False
-
-
-def _finished_row(pdir: Path, key: str, retry_failed: bool):
-    """``(row, done)`` of a point from an earlier run: ``row`` as recorded (None if there
-    is none), ``done`` whether it may be skipped (finished, and its result file intact)."""
-    doc = _read_doc(pdir / f"{key}.json")
-    if doc is None:
-        return None, False
-    row = doc["row"]
-    st = row.get("status")
-    if st == "failed":
-        return row, not retry_failed
-    if st not in _FINISHED:
-        return row, False
-    return row, _npz_intact(pdir / f"{key}.npz", doc.get("npz"))
-
-
-class SweepBusy(ValueError):
-    """Another live sweep holds the directory's lock."""
-
-
-class _SweepLock:
-    """``DIR/sweep.lock`` (JSON: pid, host, started): one sweep per directory at a time.
-
-    Taken with ``O_CREAT | O_EXCL`` (atomic, also on NFS v3+). A lock whose PID is dead on
-    this host is stale (a sweep killed by ``kill -9``) and taken over, with a note on
-    stderr; a live one, or one from another host (which cannot be checked from here),
-    makes the new sweep refuse with :class:`SweepBusy`, saying who holds it.
-    """
-
-    def __init__(self, directory: Path):
-        self.path = Path(directory) / "sweep.lock"
-        self.held = False
-
-    def acquire(self) -> None:
-        import socket
-        me = {"pid": os.getpid(), "host": socket.gethostname(),
-              "started": time.strftime("%Y-%m-%d %H:%M:%S")}
-        for _ in range(3):
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                other = self._read()
-                if other is None:
-                    # being written by its holder right now, or garbage: look again shortly
-                    time.sleep(0.2)
-                    other = self._read()
-                if other is not None and not self._stale(other, me["host"]):
-                    raise SweepBusy(
-                        f"another sweep (PID {other.get('pid')} on host {other.get('host')},"
-                        f" since {other.get('started')}) is writing to {self.path.parent}; "
-                        "wait for it to finish, or use another output directory (if that "
-                        f"sweep is dead, delete {self.path})") from None
-                why = ("unreadable" if other is None
-                       else f"PID {other.get('pid')} is no longer running")
-                print(f"odeflow sweep: taking over the stale lock {self.path} ({why})",
-                      file=sys.stderr, flush=True)
-                self.path.unlink(missing_ok=True)
-                continue
-            with os.fdopen(fd, "w") as fh:
-                json.dump(me, fh)
-            self.held = True
-            return
-        raise SweepBusy(f"cannot take the lock {self.path} (another sweep keeps taking it)")
-
-    def _read(self):
-        try:
-            d = json.loads(self.path.read_text())
-            return d if isinstance(d, dict) else None
-        except (OSError, ValueError):
-            return None
-
-    @staticmethod
-    def _stale(other: dict, host: str) -> bool:
-        pid = other.get("pid")
-        if other.get("host") != host or not _is_int(pid):
-            return False
-        if pid == os.getpid():
-            return False            # this process: a sweep() still running in another thread
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:
-            return False            # alive, someone else's
-        return False
-
-    def release(self) -> None:
-        if self.held:
-            self.path.unlink(missing_ok=True)
-            self.held = False
 
 
 # =============================================================================== sweep
