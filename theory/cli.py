@@ -279,8 +279,8 @@ def run_command(prog: str, fn, *args, **kwargs) -> int:
                   flush=True)
             return EXIT_BAD_INPUT
         if isinstance(exc, OSError):
-            name = f" {exc.filename}" if getattr(exc, "filename", None) else ""
-            print(f"{prog}: error:{name}: {exc.strerror or exc}", file=sys.stderr, flush=True)
+            name = f" {exc.filename}:" if getattr(exc, "filename", None) else ""
+            print(f"{prog}: error:{name} {exc.strerror or exc}", file=sys.stderr, flush=True)
             return EXIT_BAD_INPUT
         raise
     finally:

@@ -107,6 +107,42 @@ def test_scheduler_that_is_an_http_server(tmp_path):
 
 
 @pytest.mark.skipif(not HAVE_DASK, reason="dask.distributed not installed")
+def test_scheduler_that_sends_garbage(tmp_path):
+    """A server (e.g. a proxy) that answers at once with bytes Dask reads as a huge frame
+    length: before, "out of memory"; now the same "no Dask scheduler" message."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(8)
+    stop = threading.Event()
+
+    def serve():
+        srv.settimeout(0.2)
+        conns = []
+        while not stop.is_set():
+            try:
+                c, _ = srv.accept()
+            except OSError:
+                continue
+            c.sendall(b"\xff" * 64 + b"HTTP/1.1 502 Bad Gateway\r\n\r\n")
+            conns.append(c)
+        for c in conns:
+            c.close()
+    th = threading.Thread(target=serve, daemon=True)
+    th.start()
+    addr = f"tcp://127.0.0.1:{srv.getsockname()[1]}"
+    try:
+        f = _write(tmp_path / "s.json", SPEC)
+        r = _cli(f, "-o", tmp_path / "out", "--scheduler", addr, timeout=150)
+    finally:
+        stop.set()
+        th.join()
+        srv.close()
+    assert r.returncode == 2, r.stderr
+    assert f"no Dask scheduler at {addr}" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.skipif(not HAVE_DASK, reason="dask.distributed not installed")
 def test_scheduler_on_a_closed_port(tmp_path):
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
