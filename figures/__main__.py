@@ -57,7 +57,7 @@ def _make(a) -> int:
         mode = " (quick)" if a.quick else ""
         cli.status(f"[{i + 1}/{len(names)}] {name}{mode}: computing …")
         t0 = time.perf_counter()
-        with cli.activity(f"{name}: computing", delay=15.0, heartbeat=15.0):
+        with cli.activity(f"{name}: computing", delay=15.0, heartbeat=15.0, announce=False):
             get(name).make(outdir, quick=a.quick)
         print(f"{name}: wrote {outdir}/{name}.png (+ .pdf, .npz data, .json parameters) in "
               f"{time.perf_counter() - t0:.0f} s")

@@ -8,9 +8,13 @@ the ODE started from the measured initial order parameters of seed 0 are produce
 quadrature), which is AFA's to first order in ``e b``.
 
 Panel (a): ε_g on log–log axes, ODE (lines) and simulation mean (markers) with ±1 std over
-the seeds (error bars). Rules that follow one ODE (AFA and PEPITA-forward) coincide, so each
-rule's markers sit on every n-th record with its own offset and shape: every rule stays
-visible, and no translucent bands overlap into colours the legend does not explain.
+the seeds (error bars). Rules whose ODEs nearly coincide (AFA and PEPITA-forward: equal to
+first order in ``e b``) get different line styles (:data:`LINES`: AFA a wide solid line,
+PEPITA-forward dashes drawn on top of it), and each rule's markers sit on every n-th
+record with its own offset and shape: every rule stays visible, and no translucent bands
+overlap into colours the legend does not explain. "(x)" in PEPITA-forward's label is its
+presynaptic term: the update uses the input ``x`` itself, where PEPITA uses the modulated
+input ``x̃ = x − F e`` (the legend says so).
 Panel (b): the residual ``mean_sim − ODE`` (line) with its ±1 standard error (thin lines of
 the same colour), against the finite-size scale ``1/√N``.
 
@@ -29,6 +33,15 @@ from ._common import save_figure
 NAME = "learning-curves"
 DESCRIPTION = ("ε_g(α) of BP, FA, AFA, PEPITA-forward (K=M=2, erf): ODE from the measured "
                "initial state vs simulation mean ± 1 std")
+
+
+#: ODE line of each rule: (line style, width, z-order); AFA's wide solid line stays
+#: visible under PEPITA-forward's dashes where the two ODEs coincide
+LINES = {"bp": ("-", 1.5, 2), "fa": ("-", 1.5, 2), "afa": ("-", 2.6, 2),
+         "pepita-forward": ((0, (3.5, 2.0)), 1.5, 2.5), "pepita": ((0, (1, 1.2)), 1.5, 2.5)}
+#: what "(x)" / "(x̃)" in the PEPITA labels means, for the legend
+PRESYN_NOTE = {"pepita-forward": r": updates use the input $x$ (PEPITA: $\tilde{x} = x - Fe$)",
+               "pepita": r": updates use $\tilde{x} = x - Fe$ (not the input $x$)"}
 
 
 def key(rule: str) -> str:
@@ -92,10 +105,11 @@ def plot(data: dict, cfg: dict):
         k, col = key(rule), S.COLORS[rule]
         m, s = np.asarray(data[f"{k}_sim_mean"]), np.asarray(data[f"{k}_sim_std"])
         ode_rule = ODE_RULE[rule]
+        ls, lw, z = LINES.get(ode_rule, ("-", 1.5, 2))
         if ode_rule == rule:
-            ax.plot(alpha[pos], data[f"{k}_ode"][pos], "-", color=col, lw=1.5, zorder=2)
+            ax.plot(alpha[pos], data[f"{k}_ode"][pos], ls=ls, color=col, lw=lw, zorder=z)
         elif ode_rule not in drawn_ode and ode_rule not in rules:
-            ax.plot(alpha[pos], data[f"{k}_ode"][pos], "--", color=S.COLORS[ode_rule],
+            ax.plot(alpha[pos], data[f"{k}_ode"][pos], ls="--", color=S.COLORS[ode_rule],
                     lw=1.3, zorder=2)
         drawn_ode.add(ode_rule)
         # every `stride`-th record, offset per rule: coinciding rules interleave
@@ -108,8 +122,8 @@ def plot(data: dict, cfg: dict):
                     elinewidth=0.7, capsize=0, zorder=3)
         se = s / math.sqrt(max(int(data[f"{k}_n_seeds"]), 1))
         r = m - data[f"{k}_ode"]
-        ls = "-" if ode_rule == rule else "--"
-        axr.plot(alpha[pos], r[pos], ls, color=col, lw=1.3)
+        rls = ls if ode_rule == rule else "--"
+        axr.plot(alpha[pos], r[pos], ls=rls, color=col, lw=min(lw, 2.0), zorder=z)
         for sgn in (1, -1):
             axr.plot(alpha[pos], (r + sgn * se)[pos], "-", color=col, lw=0.6, alpha=0.55)
     ax.set_xscale("log")
@@ -124,11 +138,12 @@ def plot(data: dict, cfg: dict):
     for j, rule in enumerate(rules):
         col = S.COLORS[rule]
         ode_rule = ODE_RULE[rule]
+        ls, lw, _ = LINES.get(ode_rule, ("-", 1.5, 2))
         handles.append(Line2D([], [], color=col, marker=markers.get(rule, "o"), ms=4,
-                              mfc="white" if j % 2 else col,
-                              ls="-" if ode_rule == rule else "none"))
-        labels.append(S.LABELS[rule] + ("" if ode_rule == rule else
-                                        f" (theory: {S.LABELS[ode_rule]} ODE)"))
+                              mfc="white" if j % 2 else col, lw=lw,
+                              ls=ls if ode_rule == rule else "none"))
+        labels.append(S.LABELS[rule] + PRESYN_NOTE.get(rule, "")
+                      + ("" if ode_rule == rule else f" (theory: {S.LABELS[ode_rule]} ODE)"))
     handles += [Line2D([], [], color="0.3", ls="-", lw=1.5),
                 Line2D([], [], color="0.3", marker="o", ls="none", ms=4)]
     labels += ["ODE from the measured initial state",
@@ -144,8 +159,8 @@ def plot(data: dict, cfg: dict):
     axr.set_xscale("log")
     axr.set_xlabel(S.ALPHA)
     axr.set_ylabel(r"$\langle\varepsilon_g\rangle_{\rm sim} - \varepsilon_g^{\rm ODE}$")
-    rh = [Line2D([], [], color=S.COLORS[r], ls="-" if ODE_RULE[r] == r else "--")
-          for r in rules]
+    rh = [Line2D([], [], color=S.COLORS[r], lw=min(LINES.get(r, ("-", 1.5))[1], 2.0),
+                 ls=LINES.get(r, ("-",))[0] if ODE_RULE[r] == r else "--") for r in rules]
     rl = [S.LABELS[r] + ("" if ODE_RULE[r] == r else
                          f" − {S.LABELS[ODE_RULE[r]]} ODE") for r in rules]
     rh.append(Line2D([], [], color="0.3", lw=0.6, alpha=0.55))

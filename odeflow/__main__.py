@@ -50,11 +50,19 @@ def _save(res, path):
         res.save(tmp)
 
 
+def _config(path):
+    """The config file, a relative rule file path taken from the config's folder."""
+    from theory.cli import rule_relative_to
+
+    from .config import load_config
+    return rule_relative_to(load_config(path), Path(path).resolve().parent)
+
+
 def _run_solve(args) -> int:
     from .api import solve
-    from .config import load_config, to_solve_args, validate_config
+    from .config import to_solve_args, validate_config
     _check_output(args.output)
-    cfg = validate_config(load_config(args.config), "solve", init_from=args.init_from)
+    cfg = validate_config(_config(args.config), "solve", init_from=args.init_from)
     rule, init, kw = to_solve_args(cfg)
     res = solve(rule, init, progress=not args.quiet, **kw)
     _save(res, args.output)
@@ -67,9 +75,9 @@ def _run_solve(args) -> int:
 
 def _run_sde(args) -> int:
     from .api import solve_sde
-    from .config import load_config, to_sde_args, validate_config
+    from .config import to_sde_args, validate_config
     _check_output(args.output)
-    cfg = validate_config(load_config(args.config), "sde", init_from=args.init_from)
+    cfg = validate_config(_config(args.config), "sde", init_from=args.init_from)
     rule, init, kw = to_sde_args(cfg)
     res = solve_sde(rule, init, progress=not args.quiet, **kw)
     _save(res, args.output)

@@ -56,7 +56,13 @@ Rows are appended as points finish; the table is rewritten in point order at the
 ``1.0`` and ``description`` do not matter). Files are written atomically (temporary file,
 then rename), so a point's ``.json`` exists only once its result is complete: re-running a
 sweep (same or extended grid, same directory) skips every point already finished ("ok" or
-stopped early) and re-runs those that failed (``retry_failed=False`` keeps them).
+stopped early) and re-runs those that failed (``retry_failed=False`` keeps them). A point's
+``.json`` records the size and SHA-256 of its ``.npz``; a resumed sweep checks them and
+runs again (and says so: ``SweepResult.broken``) every point whose result file is missing,
+truncated or corrupt. ``DIR/sweep.lock`` (PID, host, start time) keeps a second sweep out of
+a directory in use: it refuses with the holder's PID and host (``SweepBusy``, exit 2); a
+lock left by a dead process of this host (``kill -9``) is taken over. Nothing is written
+into the directory before the workers (or the Dask scheduler) are there.
 
 Executors
 ---------
@@ -66,7 +72,10 @@ starts (:func:`warm_up`), so a point costs its integration only. ``workers=0`` r
 points in this process. ``dask="local"`` starts a ``distributed.LocalCluster``;
 ``dask="tcp://host:8786"`` (``--scheduler``) connects to a running Dask scheduler (for
 instance one started by ``dask-jobqueue`` on a Slurm cluster); any other
-``concurrent.futures.Executor`` can be passed as ``executor``. Workers send each result
+``concurrent.futures.Executor`` can be passed as ``executor``. Local workers die with the
+sweep, even when it is killed with ``kill -9`` (:func:`die_with_parent`). A ``--scheduler``
+address is probed first, with a bounded handshake: nothing, or something other than a Dask
+scheduler, there is "no Dask scheduler at ADDRESS (…)" (exit 2) within seconds. Workers send each result
 back to this process, which writes every file: no shared file system is needed. Dask is
 an optional extra (``pip install -e ".[dask]"``), imported only when asked for.
 
@@ -76,33 +85,28 @@ This module is, with :mod:`odeflow.compare`, a bridge from ``odeflow`` to ``simu
 from __future__ import annotations
 
 import concurrent.futures as cf
-import csv
-import io
+import hashlib
 import json
 import math
 import os
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
 import numpy as np
 
+from .sweep_files import (_FINISHED, SUMMARY_COLUMNS, SweepBusy, _atomic_write,  # noqa: F401
+                          _finished_row, _SweepLock, _Table)
 from .sweep_spec import (KINDS, Sweep, SweepPoint, _canon, _is_int, _is_num,  # noqa: F401
                          axis_values, infer_kind, load_sweep, point_key, set_dotted)
 
 __all__ = ["KINDS", "SUMMARY_COLUMNS", "Sweep", "SweepPoint", "SweepResult", "load_sweep",
            "sweep", "run_point", "warm_up", "point_key", "infer_kind", "axis_values",
-           "dask_executor"]
+           "dask_executor", "SweepBusy", "die_with_parent"]
 
-#: result columns of summary.csv (after ``index, key`` and the swept names)
-SUMMARY_COLUMNS = ("status", "eg_final", "eg_std", "diverged", "alpha_final",
-                   "alpha_diverged", "cos_vb_final", "norm_b_final", "wall_time", "message",
-                   "file")
-#: statuses counted as finished (skipped on a re-run)
-_FINISHED = ("ok", "diverged", "max_steps", "step_underflow")
 _DASK_MISSING = ("Dask is not installed: install the optional extra with "
                  "pip install -e \".[dask]\" (or pip install \"dask[distributed]\"), or run "
                  "without --dask/--scheduler (local worker processes need nothing)")
@@ -263,12 +267,114 @@ class _InlineExecutor(cf.Executor):
         return fut
 
 
+#: seconds between two checks of a worker that its parent (the sweep) is still alive
+PARENT_POLL = 0.5
+
+
+def die_with_parent(parent_pid: int, poll: float = PARENT_POLL) -> None:
+    """End this (worker) process when ``parent_pid`` ends, even by ``kill -9``.
+
+    A pool worker otherwise outlives a killed sweep forever, blocked on a queue nobody will
+    write to. Two guards: on Linux the kernel sends SIGKILL when the parent dies
+    (``prctl(PR_SET_PDEATHSIG)``, which works even while a compiled kernel holds the GIL),
+    and everywhere a daemon thread checks every ``poll`` seconds that ``os.getppid()`` is
+    still ``parent_pid`` (an orphan is re-parented to init or a subreaper).
+    """
+    import threading
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+            libc = ctypes.CDLL(None, use_errno=True)
+            PR_SET_PDEATHSIG = 1
+            libc.prctl(PR_SET_PDEATHSIG, 9)          # 9 = SIGKILL
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent_pid:                  # died before the guards were set
+        os._exit(1)
+
+    def watch():
+        while True:
+            time.sleep(poll)
+            if os.getppid() != parent_pid:
+                os._exit(1)
+    threading.Thread(target=watch, name="odeflow-parent-watch", daemon=True).start()
+
+
+def _pool_init(parent_pid: int, specs) -> None:
+    """Initializer of a local worker: die with the sweep, then load the kernels."""
+    die_with_parent(parent_pid)
+    warm_up(specs)
+
+
 def _process_pool(workers: int, specs) -> cf.ProcessPoolExecutor:
     import multiprocessing as mp
     # spawn, not fork: the parent may hold numba/simulation threads, and forking a
     # multi-threaded process is unsafe; spawn is also what macOS and Windows do.
     return cf.ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
-                                  initializer=warm_up, initargs=(specs,))
+                                  initializer=_pool_init, initargs=(os.getpid(), specs))
+
+
+#: seconds to wait for a Dask scheduler to answer before giving up
+CONNECT_TIMEOUT = 15.0
+
+
+def _connect(Client, address: str, timeout: float = CONNECT_TIMEOUT):
+    """A ``distributed.Client`` on the scheduler at ``address``, or ValueError
+    "no Dask scheduler at ADDRESS (why)" within about ``timeout`` seconds.
+
+    A plain TCP connection is tried first, so that a refused or unreachable port is said
+    at once; then the Dask handshake, bounded, so that a port held by something else (an
+    HTTP server, a proxy) fails instead of leaving the sweep waiting at 0/N forever.
+    """
+    import socket
+    from urllib.parse import urlsplit
+    if not isinstance(address, str) or not address:
+        raise ValueError(f"--scheduler must be an address such as tcp://10.0.0.1:8786, got "
+                         f"{address!r}")
+    u = urlsplit(address if "://" in address else f"tcp://{address}")
+    if u.scheme not in ("tcp", "tls"):
+        raise ValueError(f"no Dask scheduler at {address} (scheme {u.scheme!r}; allowed: "
+                         "tcp://HOST:PORT or tls://HOST:PORT)")
+    try:
+        port = u.port
+    except ValueError:
+        port = None
+    if not u.hostname or port is None:
+        raise ValueError(f"no Dask scheduler at {address} (give HOST:PORT, e.g. "
+                         "tcp://10.0.0.1:8786)")
+    try:
+        socket.create_connection((u.hostname, port), timeout=min(timeout, 5.0)).close()
+    except OSError as exc:
+        why = exc.strerror or type(exc).__name__
+        raise ValueError(f"no Dask scheduler at {address} (cannot connect: {why})") from None
+    import asyncio
+    try:
+        ident = asyncio.run(_identify(address, timeout))
+    except Exception as exc:   # noqa: BLE001 -- whatever a non-Dask server makes Dask raise
+        # (a proxy's reply read as a frame length has made Dask ask for terabytes: MemoryError)
+        why = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        raise ValueError(f"no Dask scheduler at {address} (something answers on that port "
+                         f"but not as a Dask scheduler within {timeout:.0f} s: {why})"
+                         ) from None
+    kind = ident.get("type") if isinstance(ident, dict) else None
+    if kind != "Scheduler":
+        raise ValueError(f"no Dask scheduler at {address} (it answers as {kind or ident!r})")
+    return Client(address, timeout=f"{timeout}s")
+
+
+async def _identify(address: str, timeout: float):
+    """The scheduler's answer to ``identity``, every step bounded by ``timeout``.
+    (``Client(address, timeout=…)`` bounds the TCP connect only: a server that accepts
+    the connection and never answers the handshake, e.g. an HTTP port, hangs it.)"""
+    import asyncio
+
+    from distributed.comm import connect
+    comm = await asyncio.wait_for(connect(address, timeout=timeout), timeout)
+    try:
+        await asyncio.wait_for(comm.write({"op": "identity", "reply": True}), timeout)
+        return await asyncio.wait_for(comm.read(), timeout)
+    finally:
+        comm.abort()
 
 
 def dask_executor(address: str = "local", workers: int | None = None, specs=(),
@@ -288,6 +394,9 @@ def dask_executor(address: str = "local", workers: int | None = None, specs=(),
     ------
     ImportError
         When ``dask.distributed`` is not installed (with the install line).
+    ValueError
+        "no Dask scheduler at ADDRESS (…)" when nothing, or something else than a Dask
+        scheduler, answers there within :data:`CONNECT_TIMEOUT` seconds.
     """
     try:
         from distributed import Client, LocalCluster, WorkerPlugin
@@ -309,7 +418,7 @@ def dask_executor(address: str = "local", workers: int | None = None, specs=(),
                                processes=processes, dashboard_address=None)
         client = Client(cluster)
     else:
-        client = Client(address)
+        client = _connect(Client, address)
     client.register_plugin(_Warm(specs))
     ex = client.get_executor(pure=False)
 
@@ -335,6 +444,9 @@ class SweepResult:
         Points run now, and points found finished from an earlier run.
     interrupted : bool
     wall_time : float
+    broken : list of int
+        Points recorded as finished whose result file was missing, truncated or corrupt
+        (its size or SHA-256 differ from those in its ``.json``): run again.
     """
 
     directory: Path
@@ -344,6 +456,7 @@ class SweepResult:
     n_skipped: int = 0
     interrupted: bool = False
     wall_time: float = 0.0
+    broken: list = field(default_factory=list)
 
     @property
     def statuses(self) -> list:
@@ -394,59 +507,15 @@ class SweepResult:
         done = sum(r is not None for r in self.rows)
         parts = [f"{self.count(s)} {s}" for s in ("ok",) + _FINISHED[1:] + ("failed",)
                  if self.count(s)]
+        again = (f" ({len(self.broken)} of them again: their result file was missing, "
+                 "truncated or corrupt)" if self.broken else "")
         return (f"sweep {self.sweep.kind}: {done}/{n} points ({', '.join(parts) or 'none'}); "
-                f"{self.n_run} run now, {self.n_skipped} already done"
+                f"{self.n_run} run now{again}, {self.n_skipped} already done"
                 f"{'; INTERRUPTED' if self.interrupted else ''}; {self.wall_time:.1f} s; "
                 f"{self.directory / 'summary.csv'}")
 
 
-# ======================================================================== output files
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write a temporary file, then rename it: a killed sweep leaves either the complete
-    file or none (no fsync: surviving a killed *process* needs only the atomic rename;
-    fsync, against power loss, cost more than a short ODE point)."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, path)
-
-
-def _cell(v) -> str:
-    if v is None:
-        return ""
-    if isinstance(v, float):
-        return repr(v)
-    if isinstance(v, (list, tuple, dict)):
-        return json.dumps(_canon(v))
-    return str(v)
-
-
-class _Table:
-    """summary.csv: header, rows appended as points finish, rewritten in order at the end."""
-
-    def __init__(self, path: Path, names):
-        self.path = path
-        self.header = ["index", "key", *names, *SUMMARY_COLUMNS]
-        self.names = names
-
-    def _line(self, point: SweepPoint, row: dict) -> list:
-        return [point.index, point.key, *(_cell(point.values[n]) for n in self.names),
-                *(_cell(row.get(c)) for c in SUMMARY_COLUMNS)]
-
-    def write_all(self, points, rows) -> None:
-        buf = io.StringIO()
-        w = csv.writer(buf)
-        w.writerow(self.header)
-        for p, r in zip(points, rows):
-            if r is not None:
-                w.writerow(self._line(p, r))
-        _atomic_write(self.path, buf.getvalue().encode())
-
-    def append(self, point, row) -> None:
-        with open(self.path, "a", newline="") as fh:
-            csv.writer(fh).writerow(self._line(point, row))
-
-
+# ======================================================================== progress
 class _Bar:
     """``sweep [██████░░░░] 12/40 points, 1 failed  4.1s < ETA 9.3s`` on stderr."""
 
@@ -491,13 +560,6 @@ class _Bar:
         if self.enabled and self.tty:
             self.stream.write("\n")
             self.stream.flush()
-
-
-def _read_row(path: Path):
-    try:
-        return json.loads(path.read_text())["row"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None       # unreadable: treat as not done (it is rewritten atomically)
 
 
 # =============================================================================== sweep
@@ -547,29 +609,21 @@ def sweep(spec, outdir, *, workers: int | None = None, executor: cf.Executor | N
         raise ValueError(f"workers must be a non-negative integer, got {workers!r}")
     out = Path(outdir)
     pdir = out / "points"
-    pdir.mkdir(parents=True, exist_ok=True)
-    _atomic_write(out / "sweep.json", (json.dumps(sw.spec, indent=1) + "\n").encode())
-
-    for stale in pdir.glob(".*.tmp*"):      # left by a write that was killed half-way
-        stale.unlink(missing_ok=True)
     rows: list = [None] * len(sw.points)
-    todo = []
+    todo, broken = [], []
     for p in sw.points:
-        row = _read_row(pdir / f"{p.key}.json")
-        finished = row is not None and (row.get("status") in _FINISHED
-                                        or (row.get("status") == "failed"
-                                            and not retry_failed))
-        if finished and row.get("status") != "failed" and not (pdir / f"{p.key}.npz").exists():
-            finished = False
-        if finished:
+        row, ok = _finished_row(pdir, p.key, retry_failed)
+        if ok:
             rows[p.index] = row
         else:
             todo.append(p)
-    res = SweepResult(out, sw, rows, n_skipped=len(sw.points) - len(todo))
-    table = _Table(out / "summary.csv", sw.names)
-    table.write_all(sw.points, rows)
-    bar = _Bar(len(sw.points), res.n_skipped, progress)
+            if row is not None and row.get("status") in _FINISHED:
+                broken.append(p)
+    res = SweepResult(out, sw, rows, n_skipped=len(sw.points) - len(todo),
+                      broken=[p.index for p in broken])
 
+    # connect (or start the workers) before anything is written into the directory: a
+    # wrong --scheduler must leave no trace there
     close = None
     ex = executor
     if not todo:
@@ -584,12 +638,32 @@ def sweep(spec, outdir, *, workers: int | None = None, executor: cf.Executor | N
             ex = _process_pool(min(n, len(todo)), _warm_specs(sw))
         close = ex.shutdown
 
+    lock = None
+    try:
+        pdir.mkdir(parents=True, exist_ok=True)
+        lock = _SweepLock(out)
+        lock.acquire()
+        _atomic_write(out / "sweep.json", (json.dumps(sw.spec, indent=1) + "\n").encode())
+        for stale in [*pdir.glob(".*.tmp*"), *pdir.glob(".*.part*")]:
+            stale.unlink(missing_ok=True)   # left by a write that was killed half-way
+        table = _Table(out / "summary.csv", sw.names)
+        table.write_all(sw.points, rows)
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        if close is not None:
+            close()
+        raise
+    bar = _Bar(len(sw.points), res.n_skipped, progress)
+
     def record(p: SweepPoint, row: dict, payload):
+        doc = {"index": p.index, "key": p.key, "kind": sw.kind, "values": _canon(p.values),
+               "row": row, "config": _canon(p.config)}
         if payload is not None:
             _atomic_write(pdir / f"{p.key}.npz", payload)
             row["file"] = f"points/{p.key}.npz"
-        doc = {"index": p.index, "key": p.key, "kind": sw.kind, "values": _canon(p.values),
-               "row": row, "config": _canon(p.config)}
+            # what resuming checks before trusting the file (a truncated or emptied .npz)
+            doc["npz"] = {"size": len(payload), "sha256": hashlib.sha256(payload).hexdigest()}
         _atomic_write(pdir / f"{p.key}.json",
                       json.dumps(doc, indent=1, allow_nan=True).encode())
         rows[p.index] = row
@@ -630,6 +704,9 @@ def sweep(spec, outdir, *, workers: int | None = None, executor: cf.Executor | N
                 close()
             except Exception:       # noqa: BLE001 -- closing must not mask the results
                 pass
-        table.write_all(sw.points, rows)
+        try:
+            table.write_all(sw.points, rows)
+        finally:
+            lock.release()
         res.wall_time = time.perf_counter() - t0
     return res

@@ -2,11 +2,14 @@
 
 Exit status: 0 every point ok; 1 some points failed or stopped early (diverged; their
 rows and files are written); 2 invalid sweep (nothing ran) or Dask asked for but not
-installed; 130 interrupted (finished points are kept: re-run to complete the rest).
+installed, no Dask scheduler at the --scheduler address (nothing is written then), another
+live sweep holds the directory's lock, or a file could not be written (named); 130
+interrupted (finished points are kept: re-run to complete the rest).
 """
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 __all__ = ["add_arguments", "run"]
@@ -34,18 +37,46 @@ def add_arguments(parser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def _dry_run(sw) -> int:
+    """Say the size at once, then list the points as they are built and validated (a
+    10⁶-point grid validates at some thousand points per second: the listing streams)."""
+    axes = " × ".join(f"{'+'.join(names)}[{len(vals)}]" for names, vals in sw.axes)
+    print(f"odeflow sweep: {len(sw)} {sw.kind} points over {axes or 'no axes'}; "
+          "validating and listing them:", flush=True)
+    t0 = time.perf_counter()
+    said = False
+    for p in sw.points:
+        try:
+            print(f"  {p.index:5d} {p.key} {p.values}")
+        except BrokenPipeError:                 # piped into head: the reader has enough
+            import os
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 0
+        el = time.perf_counter() - t0
+        if not said and el > 2.0 and p.index + 1 < len(sw):
+            left = el / (p.index + 1) * (len(sw) - p.index - 1)
+            print(f"odeflow sweep: validating the other {len(sw) - p.index - 1} points will "
+                  f"take about {left:.0f} s more (Ctrl-C stops)", file=sys.stderr, flush=True)
+            said = True
+    sys.stdout.flush()
+    print(f"odeflow sweep: all {len(sw)} points are valid", file=sys.stderr)
+    return 0
+
+
 def run(args) -> int:
+    from theory.cli import activity, check_output_dir
+
     from .sweep import load_sweep, sweep
 
-    sw = load_sweep(args.sweep)                       # ValueError → exit 2 (in main)
     if args.workers is not None and args.workers < 0:
         raise ValueError(f"--workers must be >= 0, got {args.workers}")
     if args.dry_run:
-        print(f"odeflow sweep: {len(sw)} valid {sw.kind} points over "
-              f"{' × '.join(f'{n}[{k}]' for n, k in zip(map('+'.join, (a for a, _ in sw.axes)), sw.shape)) or 'no axes'}")
-        for p in sw.points:
-            print(f"  {p.index:5d} {p.key} {p.values}")
-        return 0
+        return _dry_run(load_sweep(args.sweep, lazy=True))   # ValueError → exit 2 (in main)
+    n = len(load_sweep(args.sweep, lazy=True))               # ValueError → exit 2 (in main)
+    # every point is validated before any runs: say so when that takes a while
+    with activity(f"odeflow sweep: validating {n} points", delay=0.5, force=not args.quiet):
+        sw = load_sweep(args.sweep)
+    check_output_dir(args.output, "sweep directory")
     dask = "local" if args.dask else args.scheduler
     try:
         res = sweep(sw, args.output, workers=args.workers, dask=dask,
@@ -53,13 +84,20 @@ def run(args) -> int:
     except ImportError as exc:                       # dask asked for but missing
         print(f"odeflow sweep: error: {exc}", file=sys.stderr)
         return 2
-    except OSError as exc:                           # e.g. the output is not a directory
-        print(f"odeflow sweep: error: cannot write to {args.output}: {exc}", file=sys.stderr)
+    except OSError as exc:                           # e.g. a full disk: name the file
+        where = exc.filename or args.output
+        print(f"odeflow sweep: error: cannot write {where}: {exc.strerror or exc} (finished "
+              f"points are kept in {args.output})", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"odeflow sweep: interrupted; finished points are kept in {args.output} "
               "(run the same command again to complete the rest)", file=sys.stderr)
         return 130
+    if res.broken:
+        print(f"odeflow sweep: {len(res.broken)} point(s) recorded as finished had a missing,"
+              f" truncated or corrupt result file and were run again: "
+              f"{', '.join(map(str, res.broken[:10]))}{' …' if len(res.broken) > 10 else ''}",
+              file=sys.stderr)
     print(res.summary())
     failed = [(p, r) for p, r in zip(sw.points, res.rows) if r and r["status"] == "failed"]
     for p, r in failed[:5]:

@@ -11,7 +11,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -179,7 +179,13 @@ def point_key(kind: str, config: Mapping) -> str:
 
 
 def _validate_point(kind: str, cfg: dict) -> None:
-    """The command's own config validation (ValueError with its message)."""
+    """The command's own config validation (ValueError with its message); a rule file is
+    loaded now (once per file), so that one failing at import stops the sweep before any
+    point runs, instead of failing every point."""
+    r = cfg.get("rule")
+    if isinstance(r, str) and ":" in r:
+        from theory.rules import load_rule
+        load_rule(r)
     if kind == "simulate":
         from simulations.teacher_student import validate_config as sim_validate
         sim_validate(copy.deepcopy(cfg))
@@ -188,8 +194,73 @@ def _validate_point(kind: str, cfg: dict) -> None:
         validate_config(cfg, kind)
 
 
-def load_sweep(spec) -> Sweep:
+class _PointMaker:
+    """Builds point ``index`` from its combination of axis values, validating its config."""
+
+    def __init__(self, kind, base, axes):
+        self.kind, self.base, self.axes = kind, base, axes
+        self.shape = tuple(len(vals) for _, vals in axes)
+
+    def combo(self, index: int) -> tuple:
+        idx = np.unravel_index(index, self.shape) if self.shape else ()
+        return tuple(vals[i] for (_, vals), i in zip(self.axes, idx))
+
+    def __call__(self, index: int, combo) -> SweepPoint:
+        kind = self.kind
+        cfg = copy.deepcopy(self.base)
+        values = {}
+        for (ns, _), vs in zip(self.axes, combo):
+            for n, v in zip(ns, vs):
+                values[n] = v
+                if n == "seed" and ns == ("seed",):
+                    if kind == "sde":
+                        cfg["seed"] = v
+                    else:
+                        set_dotted(cfg, "init.seed", v)
+                        cfg["seeds"] = [v]
+                else:
+                    set_dotted(cfg, n, copy.deepcopy(v))
+        try:
+            _validate_point(kind, cfg)
+        except ValueError as exc:
+            where = ", ".join(f"{n} = {json.dumps(_canon(v))}" for n, v in values.items())
+            raise ValueError(f"point {index} ({where or 'the base'}): {exc}") from None
+        return SweepPoint(index, values, cfg, point_key(kind, cfg))
+
+
+class _LazyPoints(Sequence):
+    """The points of a sweep, each built and validated when read (C order)."""
+
+    def __init__(self, make: _PointMaker):
+        self.make = make
+        self.n = math.prod(make.shape)
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(self.n))]
+        if i < 0:
+            i += self.n
+        if not 0 <= i < self.n:
+            raise IndexError(i)
+        return self.make(i, self.make.combo(i))
+
+    def __iter__(self):
+        for i, c in enumerate(itertools.product(*[vals for _, vals in self.make.axes])):
+            yield self.make(i, c)
+
+
+def load_sweep(spec, lazy: bool = False) -> Sweep:
     """Read (a path) and validate a sweep; every point's config is checked.
+
+    With ``lazy=True`` only the sweep file and its axes are checked now: ``points`` is then
+    a sequence that builds (and validates) each point when it is read, so the size of a
+    10⁶-point grid is known at once and its listing can stream (``--dry-run``).
+
+    A relative ``"rule": "file.py:NAME"`` in the base is taken relative to the sweep
+    file's folder (when ``spec`` is a path), as in every other command.
 
     Raises
     ------
@@ -206,6 +277,10 @@ def load_sweep(spec) -> Sweep:
             raise ValueError(f"cannot read sweep file {path}: {exc.strerror}") from None
         except json.JSONDecodeError as exc:
             raise ValueError(f"{path} is not valid JSON: {exc}") from None
+        if isinstance(spec, Mapping) and isinstance(spec.get("base"), Mapping):
+            from theory.cli import rule_relative_to
+            spec = dict(spec, base=rule_relative_to(dict(spec["base"]),
+                                                    path.resolve().parent))
     if not isinstance(spec, Mapping):
         raise ValueError(f"a sweep must be a JSON object, got {type(spec).__name__}")
     unknown = sorted(set(spec) - set(_SWEEP_KEYS))
@@ -267,26 +342,8 @@ def load_sweep(spec) -> Sweep:
     if dup:
         raise ValueError(f"keys swept more than once: {', '.join(dup)}")
 
-    points = []
-    for index, combo in enumerate(itertools.product(*[vals for _, vals in axes])):
-        cfg = copy.deepcopy(base)
-        values = {}
-        for (ns, _), vs in zip(axes, combo):
-            for n, v in zip(ns, vs):
-                values[n] = v
-                if n == "seed" and ns == ("seed",):
-                    if kind == "sde":
-                        cfg["seed"] = v
-                    else:
-                        set_dotted(cfg, "init.seed", v)
-                        cfg["seeds"] = [v]
-                else:
-                    set_dotted(cfg, n, copy.deepcopy(v))
-        try:
-            _validate_point(kind, cfg)
-        except ValueError as exc:
-            where = ", ".join(f"{n} = {json.dumps(_canon(v))}" for n, v in values.items())
-            raise ValueError(f"point {index} ({where or 'the base'}): {exc}") from None
-        points.append(SweepPoint(index, values, cfg, point_key(kind, cfg)))
+    make = _PointMaker(kind, base, axes)
+    points = _LazyPoints(make) if lazy else [make(i, c) for i, c in enumerate(
+        itertools.product(*[vals for _, vals in axes]))]
     full = dict(copy.deepcopy(dict(spec)), kind=kind)
     return Sweep(kind, base, axes, points, _canon(full))

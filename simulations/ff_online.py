@@ -179,10 +179,13 @@ def _check_init_state(st, K, M, N) -> dict:
                          f"and T (M×M), got {st!r}")
     out = {}
     for key, shape in (("Q", (K, K)), ("R", (K, M)), ("T", (M, M))):
-        a = np.asarray(st[key], dtype=float)
+        try:
+            a = np.asarray(st[key], dtype=float)
+        except (TypeError, ValueError):
+            a = np.asarray(np.nan)       # a string or ragged list: reported just below
         if a.shape != shape or not np.all(np.isfinite(a)):
             raise ValueError(f"init.state.{key} must be a {shape[0]}×{shape[1]} array of "
-                             f"finite numbers, got shape {a.shape}")
+                             f"finite numbers (nested lists), got {st[key]!r}")
         out[key] = a.tolist()
     C = _state_covariance(out)
     if not np.allclose(C, C.T, atol=1e-12):

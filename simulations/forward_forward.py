@@ -151,7 +151,8 @@ class FFResult:
     train_acc, test_acc : (epochs_done + 1,)
     loss : summed layer losses on the evaluation subset, (epochs_done + 1,)
     layer_loss : (epochs_done + 1, n_layers)
-    diverged : a non-finite loss stopped the run
+    diverged : a non-finite loss or weights, or a loss > ``LOSS_BLOWUP`` × the initial
+        one (:func:`blew_up`), stopped the run
     weights : final ``W_ℓ`` (d_ℓ × d_{ℓ−1})
     """
     config: FFConfig
@@ -496,11 +497,33 @@ def _train_ff(data, config: FFConfig, progress=None) -> FFResult:
                     diverged, Ws, done)
 
 
+#: an FF run has diverged when its loss exceeds this many times its initial value
+LOSS_BLOWUP = 1e4
+
+
+def blew_up(hist) -> bool:
+    """Whether the last recorded loss left the range of a run that learns.
+
+    The FF loss is a softplus of ``±(goodness − θ)``: at a learning rate far too large
+    the goodness of every input explodes, the loss grows to 10¹⁰–10¹⁴ and stays finite
+    while the accuracy sits at chance (a silent failure before). A run that learns keeps
+    its loss within a small factor of the initial one (which is ``L log 2``-ish, of order
+    1–30), so ``LOSS_BLOWUP`` = 10⁴ × the initial loss separates the two by orders of
+    magnitude.
+    """
+    loss = hist["loss"]
+    if len(loss) < 2:
+        return False
+    return not loss[-1] <= LOSS_BLOWUP * max(abs(loss[0]), 1e-12)
+
+
 def end_epoch(hist, done, failed, epoch, n_batches, progress):
     """End-of-epoch book-keeping shared by the FF trainers (supervised, unsupervised,
-    recurrent, top-down): after a failed epoch (a non-finite loss or weights) drop its
-    half-written record so that every history has ``done + 1`` entries, else count the
-    epoch and report it. Returns ``(done, diverged)``."""
+    recurrent, top-down): after a failed epoch (a non-finite loss or weights, or a loss
+    that blew up, :func:`blew_up`) drop its half-written record so that every history has
+    ``done + 1`` entries, else count the epoch and report it. Returns
+    ``(done, diverged)``."""
+    failed = failed or blew_up(hist)
     if failed:
         if len(hist["loss"]) > done + 1:
             for k in hist:

@@ -196,6 +196,9 @@ def validate_config(config) -> dict:
     sim_rule = kernelgen.resolve_rule(cfg["rule"])        # ValueError if unknown
     if not isinstance(cfg["rule_params"], dict):
         raise ValueError(f"rule_params must be a dict of numbers, got {cfg['rule_params']!r}")
+    for k, v in cfg["rule_params"].items():      # before params_vector's float(): name the key
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise ValueError(f"rule_params.{k} must be a finite number, got {v!r}")
     kernelgen.params_vector(sim_rule, cfg["rule_params"])  # ValueError if unknown names
     cfg["rule_params"] = {k: _num(cfg["rule_params"], k) for k in cfg["rule_params"]}
     if cfg["activation"] not in ACTIVATIONS:

@@ -73,6 +73,7 @@ import numpy as np
 from .data import load_dataset
 from .deep import PEPITA_RULES, RULES as DEEP_RULES, DeepConfig, slowness_fit, train_deep
 from .forward_forward import FFConfig, train_ff
+from .train_checks import check_train_config
 
 __all__ = ["ALL_RULES", "CONFIG_KEYS", "parse_config", "load_config", "run_config", "main"]
 
@@ -147,10 +148,8 @@ def parse_config(cfg: dict):
         raise ValueError(f"unknown data keys {bad}; allowed: {', '.join(_DATA_KEYS)}")
     data.setdefault("name", "mnist")
     layers = cfg.get("layers", [256])
-    if not isinstance(layers, list) or not layers:
-        raise ValueError(f"layers must be a non-empty list of hidden widths, got {layers!r}")
-
     _check_numbers(cfg)
+    check_train_config(cfg)
     common = {k: cfg[k] for k in ("epochs", "lr", "momentum", "batch", "weight_decay",
                                   "local_fields") if k in cfg}
     if rule in _FF_VARIANTS:
@@ -271,8 +270,10 @@ def run_config(cfg: dict, quiet: bool = True) -> dict:
                                                    f"epoch {ep + 1}/{c.epochs}")
         r = _train_one(rule, data, c, bar)
         if r.diverged and not quiet:
-            print(f"\n{rule} seed {seed}: diverged after {r.epochs_done} epochs (non-finite "
-                  f"loss); run stopped", file=sys.stderr)
+            why = ("the loss became non-finite or grew beyond 10⁴ × its initial value"
+                   if rule.startswith("ff") else "non-finite loss")
+            print(f"\n{rule} seed {seed}: diverged after {r.epochs_done} epochs ({why}; "
+                  "learning rate too large?); run stopped", file=sys.stderr)
         runs.append(r)
     out = {"seeds": np.asarray(seeds), "config": json.dumps(cfg, sort_keys=True),
            "data_source": data.source, "rule": rule,

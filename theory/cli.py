@@ -25,9 +25,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 __all__ = ["EXIT_OK", "EXIT_STOPPED", "EXIT_BAD_INPUT", "EXIT_INTERRUPTED", "EXIT_CODES",
-           "check_output", "check_output_dir", "atomic_path", "available_memory",
+           "check_output", "check_output_dir", "atomic_path", "atomic_write", "available_memory",
            "check_memory", "fmt_bytes", "set_verbose", "verbose", "status", "activity",
-           "run_command", "exit", "load_npz"]
+           "run_command", "exit", "load_npz", "rule_relative_to"]
 
 EXIT_OK = 0
 EXIT_STOPPED = 1
@@ -94,18 +94,36 @@ def atomic_path(path):
     """Yield a temporary path next to ``path`` (same extension, so ``np.savez`` and
     friends write exactly there); on success it is renamed to ``path`` (atomic on POSIX),
     on any exception (``KeyboardInterrupt`` included) it is removed. A reader therefore
-    sees the old file, the complete new file, or nothing — never a partial output."""
+    sees the old file, the complete new file, or nothing — never a partial output.
+
+    An ``OSError`` that names no file (a full disk: ``write`` fails with ENOSPC on an open
+    file) is re-raised naming ``path``, so the message says which output failed.
+    """
     path = Path(path)
     tmp = path.with_name(f".{path.stem}.part{os.getpid()}{path.suffix}")
     try:
         yield tmp
         check_interrupted()
         os.replace(tmp, path)
+    except OSError as exc:
+        if getattr(exc, "filename", None) in (None, str(tmp), tmp):
+            raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
+        raise
     finally:
         try:
             tmp.unlink()
         except OSError:
             pass
+
+
+def atomic_write(path, data) -> None:
+    """Write ``data`` (bytes or str) to ``path`` atomically (see :func:`atomic_path`): the
+    one atomic write of the project, so that no error leaves a temporary file behind.
+    No fsync: surviving a killed *process* needs only the atomic rename."""
+    with atomic_path(path) as tmp:
+        if isinstance(data, str):
+            data = data.encode()
+        tmp.write_bytes(data)
 
 
 # ---------------------------------------------------------------------------- memory
@@ -172,10 +190,14 @@ def status(msg: str) -> None:
 
 
 @contextmanager
-def activity(msg: str, delay: float = 0.5, heartbeat: float = 15.0, force: bool = False):
+def activity(msg: str, delay: float = 0.5, heartbeat: float = 15.0, force: bool = False,
+             announce: bool = True):
     """Say ``msg …`` on stderr if the block takes longer than ``delay`` seconds, then
     ``… still <msg> (12 s)`` every ``heartbeat`` seconds, and ``msg: done in X s`` at the
-    end (only if the start was said). Silent unless verbose (or ``force``)."""
+    end (only if the start was said). Silent unless verbose (or ``force``).
+
+    ``announce=False``: the caller has already said ``msg …`` itself (e.g. with a counter
+    ``[1/3]``): only the heartbeats are printed, so the start is said once."""
     if not (_VERBOSE or force):
         yield
         return
@@ -187,8 +209,9 @@ def activity(msg: str, delay: float = 0.5, heartbeat: float = 15.0, force: bool 
     def talk():
         if stop.wait(delay):
             return
-        print(f"{msg} …", file=sys.stderr, flush=True)
-        said.set()
+        if announce:
+            print(f"{msg} …", file=sys.stderr, flush=True)
+            said.set()
         while not stop.wait(heartbeat):
             print(f"  … still {msg[:1].lower() + msg[1:]} ({time.perf_counter() - t0:.0f} s)",
                   file=sys.stderr, flush=True)
@@ -256,8 +279,8 @@ def run_command(prog: str, fn, *args, **kwargs) -> int:
                   flush=True)
             return EXIT_BAD_INPUT
         if isinstance(exc, OSError):
-            name = f" {exc.filename}" if getattr(exc, "filename", None) else ""
-            print(f"{prog}: error:{name}: {exc.strerror or exc}", file=sys.stderr, flush=True)
+            name = f" {exc.filename}:" if getattr(exc, "filename", None) else ""
+            print(f"{prog}: error:{name} {exc.strerror or exc}", file=sys.stderr, flush=True)
             return EXIT_BAD_INPUT
         raise
     finally:
@@ -267,6 +290,23 @@ def run_command(prog: str, fn, *args, **kwargs) -> int:
 
 
 # ----------------------------------------------------------------------- input files
+def rule_relative_to(config: dict, base_dir) -> dict:
+    """``config`` with a relative ``"rule": "file.py:NAME"`` made relative to ``base_dir``.
+
+    Every command calls this with the folder of its config (or sweep) file, so that a
+    config and the rule file beside it can be moved together; a config dict given to the
+    Python API resolves a relative path from the current directory. (Here, not in
+    :mod:`theory.rules`, so that a command with a built-in rule never imports sympy.)
+    """
+    r = config.get("rule") if isinstance(config, dict) else None
+    if not isinstance(r, str) or ":" not in r:
+        return config                    # a built-in name, or not a string (checked later)
+    path, _, name = r.rpartition(":")
+    if not path or os.path.isabs(path):
+        return config
+    return {**config, "rule": f"{os.path.join(str(base_dir), path)}:{name}"}
+
+
 def load_npz(path, what: str, expected: str) -> dict:
     """All arrays of a NumPy ``.npz`` archive, read eagerly; never unpickles.
 

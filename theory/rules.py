@@ -42,8 +42,10 @@ from typing import Mapping
 
 import sympy as sp
 
-__all__ = ["Rule", "get_rule", "load_rule", "RULES", "lam", "e", "v_k", "b_k", "phi", "lam_t",
-           "g", "gp", "PRESYNAPTIC"]
+from .cli import rule_relative_to  # noqa: F401 -- re-exported: rule files' paths
+
+__all__ = ["Rule", "get_rule", "load_rule", "rule_relative_to", "RULES", "lam", "e", "v_k",
+           "b_k", "phi", "lam_t", "g", "gp", "PRESYNAPTIC"]
 
 lam = sp.Symbol("lam", real=True)
 e = sp.Symbol("e", real=True)
@@ -208,7 +210,9 @@ def load_rule(spec: str, base_dir=None) -> Rule:
     """The :class:`Rule` named ``NAME`` in the Python file of ``spec = "path/to/file.py:NAME"``.
 
     The file is executed as a module (once per path and modification time), so it may
-    import sympy and ``theory.rules`` and define several rules. A relative path is taken
+    import sympy and ``theory.rules`` and define several rules. A rule file is *code*, run
+    with the user's rights (a sweep or config file from someone else is data; a rule file
+    is code): load only rule files you trust. A relative path is taken
     relative to ``base_dir`` (default: the current directory).
 
     Raises
@@ -242,9 +246,12 @@ def load_rule(spec: str, base_dir=None) -> Rule:
         mod = importlib.util.module_from_spec(loader_spec)
         try:
             loader_spec.loader.exec_module(mod)
-        except Exception as exc:   # the user's file: report what went wrong, as bad input
-            raise ValueError(f"rule file {path!r} failed to import: "
-                             f"{type(exc).__name__}: {exc}") from exc
+        except (Exception, SystemExit) as exc:   # noqa: BLE001 -- any failure of user code
+            # the user's file: whatever it raises -- sys.exit(0) included, which would
+            # otherwise end the command with status 0 and no output -- is bad input
+            what = (f"it called sys.exit({exc.code!r})" if isinstance(exc, SystemExit)
+                    else f"{type(exc).__name__}: {exc}")
+            raise ValueError(f"rule file {path} failed to import: {what}") from None
         sys.modules[modname] = mod
         _LOADED[key] = mod
     rules = sorted(k for k, v in vars(mod).items() if isinstance(v, Rule))

@@ -133,3 +133,86 @@ def test_ctrl_c_stops_train_without_output(tmp_path):
     assert rc == 130, err
     assert dt < 3.0, (dt, err)
     assert not out.exists() and not list(tmp_path.glob(".*part*"))
+
+
+# ------------------------------------------------------------------ issue 21: train
+def _ff_ts(tmp_path, **over):
+    """Supervised FF on the teacher-student task (no data files), 2 epochs, small."""
+    cfg = json.loads((CONFIGS / "ff_teacher_student.json").read_text())
+    cfg.update(epochs=2, seeds=[0])
+    cfg["data"] = dict(cfg["data"], n_train=1000, n_test=500)
+    cfg.update(over)
+    p = tmp_path / f"ff_{len(list(tmp_path.iterdir()))}.json"
+    p.write_text(json.dumps(cfg))
+    return p
+
+
+def test_ff_with_an_exploding_learning_rate_is_diverged(tmp_path, capsys):
+    """lr 1e6: before, the loss grew to ~1e14 while staying finite, and the run ended
+    "successfully" (exit 0) at chance accuracy."""
+    out = tmp_path / "t.npz"
+    rc = main(["train", str(_ff_ts(tmp_path, lr=1e6)), "-o", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 1, err
+    assert "diverged after 0 epochs" in err and "10⁴ × its initial value" in err
+    with np.load(out) as z:
+        assert z["diverged"].all() and z["epochs_done"][0] == 0
+        assert np.isfinite(z["train_loss"][0, 0])       # the initial record is kept
+
+
+def test_ff_at_a_sane_learning_rate_is_not_flagged(tmp_path, capsys):
+    """The divergence test must not fire on a run that learns (the config's lr 0.003):
+    the loss stays within a small factor of its initial value and the accuracy rises
+    above chance (0.5 for the sign teacher)."""
+    out = tmp_path / "t.npz"
+    assert main(["train", str(_ff_ts(tmp_path)), "-o", str(out), "--quiet"]) == 0
+    with np.load(out) as z:
+        assert not z["diverged"].any()
+        loss = z["train_loss"][0]
+        assert np.all(loss <= 10 * loss[0])
+        assert z["test_acc"][0, -1] > 0.6
+
+
+@pytest.mark.parametrize("rule,over,msg", [
+    ("ff", {"ff": {"label_scale": float("nan")}},
+     "ff.label_scale must be a finite number > 0, got NaN"),
+    ("ff-topdown", {"ff": {"train_hidden": "yes"}},
+     'ff.train_hidden must be true or false (a JSON boolean), got "yes"'),
+    ("ff-recurrent", {"ff": {"window": "3-5"}},
+     'ff.window must be a list [t1, t2] of two integers, 1 <= t1 <= t2 <= steps, got "3-5"'),
+    ("ff", {"ff": {"theta": -1}}, "ff.theta must be a finite number > 0, got -1"),
+    ("ff", {"ff": {"theta": "1"}}, 'ff.theta must be a finite number > 0, got "1"'),
+    ("ff", {"ff": {"peer_norm": "x"}}, 'ff.peer_norm must be a finite number >= 0, got "x"'),
+    ("bp", {"dropout": "x"}, 'dropout must be a number in [0, 1), got "x"'),
+    ("bp", {"normalize": "yes"}, 'normalize must be true or false (a JSON boolean)'),
+    ("pepita", {"mirror": {"steps": "x"}}, 'mirror.steps must be an integer >= 0, got "x"'),
+    ("bp", {"layers": ["a"]}, "layers must be a non-empty list of hidden widths"),
+])
+def test_train_values_named_exit_2(tmp_path, capsys, rule, over, msg):
+    cfg = {"rule": rule, "epochs": 1, "seeds": [0],
+           "data": {"name": "teacher-student", "N": 20, "M": 2, "n_train": 100,
+                    "n_test": 50}, **over}
+    p = tmp_path / "c.json"
+    p.write_text(json.dumps(cfg))
+    assert main(["train", str(p), "-o", str(tmp_path / "t.npz"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert msg in err and "Traceback" not in err
+    assert not (tmp_path / "t.npz").exists()
+
+
+def test_run_rule_params_and_init_state_named(tmp_path, capsys):
+    rule = tmp_path / "kr.py"
+    rule.write_text("import sympy as sp\nfrom theory.rules import Rule, lam, e, v_k, gp\n"
+                    "R = Rule('wd', delta=e * v_k * gp(lam), weight_decay=sp.Symbol('kappa'),"
+                    " params={'kappa': 0.1})\n")
+    cases = [({"rule": "kr.py:R", "N": 50, "alpha_max": 1, "rule_params": {"kappa": "x"}},
+              "rule_params.kappa must be a finite number, got 'x'"),
+             ({"rule": "ff", "N": 50, "alpha_max": 1,
+               "init": {"state": {"Q": "eye", "R": [[0, 0], [0, 0]], "T": [[1, 0], [0, 1]]}}},
+              "init.state.Q must be a 2×2 array of finite numbers (nested lists), got 'eye'")]
+    for cfg, msg in cases:
+        p = tmp_path / "c.json"
+        p.write_text(json.dumps(cfg))
+        assert main(["run", str(p), "-o", str(tmp_path / "o.npz"), "--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert msg in err and "Traceback" not in err
