@@ -32,8 +32,8 @@ Malformed or missing files raise :class:`ValueError` naming the file and the pro
 from __future__ import annotations
 
 import gzip
-import zlib
 import pickle
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -308,7 +308,7 @@ def stratified_split(y, n_train: int, n_test: int = 0, seed: int = 0):
     q_train = quotas(n_train, counts)
     q_test = quotas(n_test, counts - q_train)
     tr, te = [], []
-    for c, a, b in zip(classes, q_train, q_test):
+    for c, a, b in zip(classes, q_train, q_test, strict=True):
         idx = rng.permutation(np.flatnonzero(y == c))
         tr.append(idx[:a])
         te.append(idx[a:a + b])
