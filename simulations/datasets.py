@@ -212,9 +212,10 @@ def _transfer(url: str, part: Path, timeout: float) -> None:
     """Append ``url``'s bytes to ``part``, resuming at its current size.
 
     A ``206`` answer whose ``Content-Range`` starts at that size is appended; any ``200``
-    answer (the server ignored the range) restarts the file from zero. Raises on HTTP
-    errors and on a transfer shorter than the announced length (the bytes received are
-    kept, so the next attempt resumes after them).
+    answer (the server ignored the range) restarts the file from zero; a ``206`` for
+    another range drops the partial file. Raises on HTTP errors and on a transfer shorter
+    than the announced length (the bytes received are kept, so the next attempt resumes
+    after them).
     """
     have = part.stat().st_size if part.is_file() else 0
     req = urllib.request.Request(url, headers={"User-Agent": "odeflow-data/1"})
@@ -225,6 +226,9 @@ def _transfer(url: str, part: Path, timeout: float) -> None:
         crange = resp.headers.get("Content-Range", "")
         if status == 206 and crange.startswith(f"bytes {have}-"):
             mode = "ab"
+        elif status == 206:             # a range we did not ask for: start again next time
+            part.unlink(missing_ok=True)
+            raise ConnectionError(f"server sent range {crange!r}, asked for bytes {have}-")
         else:
             mode, have = "wb", 0
         length = resp.headers.get("Content-Length")

@@ -38,6 +38,13 @@ class _Handler(BaseHTTPRequestHandler):
         data, mode = srv.routes[self.path]
         first = sum(p == self.path for p, _ in srv.log) == 1
         start = 0
+        if rng and mode == "drop-badrange":     # answers a range with the wrong one
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes 0-{len(data) - 1}/{len(data)}")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+            return
         if rng and mode != "drop-norange":
             start = int(rng.split("=")[1].split("-")[0])
         if start >= len(data) and start:
@@ -169,6 +176,15 @@ def test_dropped_connection_resumes_or_restarts(server, tmp_path, capsys, mode):
     assert server.log[1][1] == f"bytes={len(PAYLOAD) // 2}-"
     err = capsys.readouterr().err
     assert "connection dropped" not in err and "(resuming)" in err
+
+
+def test_wrong_range_answer_restarts_from_zero(server, tmp_path):
+    """A 206 for another range than asked is not appended: the partial file is dropped and
+    the next attempt fetches the whole file."""
+    server.routes["/m/f.bin"] = (PAYLOAD, "drop-badrange")
+    path = ds.download_file(_spec("f.bin", PAYLOAD), [server.url + "/m/"], tmp_path)
+    assert path.read_bytes() == PAYLOAD
+    assert [r for _, r in server.log] == [None, f"bytes={len(PAYLOAD) // 2}-", None]
 
 
 def test_interrupted_part_file_resumes_in_a_later_run(server, tmp_path):
