@@ -172,6 +172,8 @@ def test_unknown_dataset_and_keys():
         load_dataset("fashion")
     with pytest.raises(ValueError, match="split"):
         load_dataset("mnist", split="random")
+    with pytest.raises(ValueError, match="data.download must be true or false"):
+        load_dataset("mnist", download="yes")
 
 
 # ----------------------------------------------------------------------------- CIFAR-10
