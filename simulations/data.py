@@ -1,26 +1,30 @@
 """Real-data loaders: MNIST (IDX, gzip or not) and CIFAR-10 (python batches).
 
-Offline default
----------------
-The machines this project runs on hold only the official MNIST *test* set (10,000 images) in
-``<repo>/../shared/data/mnist``. Tests and CI use a fixed, seeded, stratified split of it
-(default 8000 train / 2000 test, ``split_seed=0``, independent of the run seed so every run
-sees the same split).
-
-Where the files are looked for, first match wins:
+Where the files are
+-------------------
+Each data set has one folder (:func:`simulations.datasets.dataset_dir`), first match wins:
 
 1. an explicit ``directory`` argument (config key ``data.dir``);
-2. the environment variable ``ODEFLOW_MNIST_DIR`` (``ODEFLOW_CIFAR10_DIR`` for CIFAR-10);
-3. ``<repo>/../shared/data/mnist``.
+2. ``$ODEFLOW_MNIST_DIR`` (``$ODEFLOW_CIFAR10_DIR`` for CIFAR-10);
+3. ``$ODEFLOW_DATA/mnist`` (``$ODEFLOW_DATA/cifar10``);
+4. the user cache, ``~/.cache/odeflow/data/mnist`` (``$XDG_CACHE_HOME`` respected).
 
-Full MNIST: put the four official files (``train-images-idx3-ubyte[.gz]``,
+``download=True`` (config key ``data.download``, or ``python -m simulations.datasets mnist``)
+fetches what is missing into that folder, SHA-256 verified (:mod:`simulations.datasets`).
+Without it a missing folder or file is a :class:`~simulations.datasets.DataError` (a
+``ValueError``) saying where the files go and how to get them.
+
+MNIST: the four official files (``train-images-idx3-ubyte[.gz]``,
 ``train-labels-idx1-ubyte[.gz]``, ``t10k-images-idx3-ubyte[.gz]``,
-``t10k-labels-idx1-ubyte[.gz]``) in one directory and point ``ODEFLOW_MNIST_DIR`` or
-``data.dir`` at it. When the training files are present, ``split="auto"`` uses the official
-60,000/10,000 split (optionally subsampled, stratified, to ``n_train`` / ``n_test``).
+``t10k-labels-idx1-ubyte[.gz]``). When the training files are present, ``split="auto"``
+uses the official 60,000/10,000 split (optionally subsampled, stratified, to ``n_train`` /
+``n_test``). With only the two test files (the *test* set, 10,000 images), ``split="auto"``
+is a fixed, seeded, stratified split of it (default 8000 train / 2000 test,
+``split_seed=0``, independent of the run seed so every run sees the same split); the
+README's MNIST table uses that split (``split="subset"``) whatever files are present.
 
-CIFAR-10: a directory holding ``data_batch_1`` … ``data_batch_5`` and ``test_batch`` (the
-"python version" of the dataset) via ``data.dir`` or ``ODEFLOW_CIFAR10_DIR``.
+CIFAR-10: a folder holding ``data_batch_1`` … ``data_batch_5`` and ``test_batch`` (the
+"python version" of the data set; the download extracts them there).
 
 All inputs are flattened to float32 rows scaled to [0, 1]; labels are int64 in 0..9.
 Malformed or missing files raise :class:`ValueError` naming the file and the problem.
@@ -28,22 +32,21 @@ Malformed or missing files raise :class:`ValueError` naming the file and the pro
 from __future__ import annotations
 
 import gzip
-import zlib
-import os
 import pickle
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from .datasets import DataError, dataset_dir, fetch
+
 __all__ = ["Dataset", "read_idx", "load_mnist", "load_cifar10", "stratified_split",
-           "default_mnist_dir", "load_dataset", "DATASETS"]
+           "default_mnist_dir", "load_dataset", "DATASETS", "DataError"]
 
 #: dataset names accepted by :func:`load_dataset` (``teacher-student`` is built by
 #: :func:`simulations.forward_forward.teacher_student_task`)
 DATASETS = ("mnist", "cifar10", "teacher-student")
-
-REPO = Path(__file__).resolve().parents[1]
 
 # IDX type codes -> numpy big-endian dtypes (the format is big-endian throughout)
 _IDX_DTYPES = {0x08: np.dtype(">u1"), 0x09: np.dtype(">i1"), 0x0B: np.dtype(">i2"),
@@ -144,16 +147,29 @@ def _find(directory: Path, stem: str) -> Path | None:
 
 
 def default_mnist_dir() -> Path:
-    """``$ODEFLOW_MNIST_DIR`` if set, else ``<repo>/../shared/data/mnist``."""
-    env = os.environ.get("ODEFLOW_MNIST_DIR")
-    return Path(env) if env else (REPO.parent / "shared" / "data" / "mnist")
+    """The MNIST folder when none is given: ``$ODEFLOW_MNIST_DIR``, ``$ODEFLOW_DATA/mnist``
+    or ``~/.cache/odeflow/data/mnist`` (see :func:`simulations.datasets.dataset_dir`)."""
+    return dataset_dir("mnist")
+
+
+_HOWTO = ("download them with `python -m simulations.datasets {name}` (or download=True, "
+          "config key data.download: true), or put them there by hand, or point "
+          "ODEFLOW_DATA / {env} (config key data.dir) at a folder holding them")
 
 
 _CACHE: dict = {}
 
 
-def load_mnist(directory=None) -> dict:
+def load_mnist(directory=None, download: bool = False, mirrors=None) -> dict:
     """Every MNIST part present in ``directory``.
+
+    Parameters
+    ----------
+    directory : folder of the IDX files (default :func:`default_mnist_dir`)
+    download : fetch the four files into that folder first if any is missing
+        (:func:`simulations.datasets.fetch`: SHA-256 verified, atomic, resumable)
+    mirrors : base URLs to download from (default ``$ODEFLOW_MNIST_MIRRORS`` or the
+        known public mirrors)
 
     Returns
     -------
@@ -163,12 +179,17 @@ def load_mnist(directory=None) -> dict:
     Raises
     ------
     ValueError
-        if the directory or the test files are missing, or any file is malformed.
+        (:class:`~simulations.datasets.DataError`) if the directory or the test files are
+        missing (saying where they go and how to get them), or any file is malformed.
     """
-    directory = Path(directory) if directory is not None else default_mnist_dir()
+    directory = dataset_dir("mnist", directory)
+    if download:
+        fetch("mnist", directory, mirrors)
     if not directory.is_dir():
-        raise ValueError(f"{directory}: MNIST directory not found (set data.dir or "
-                         f"ODEFLOW_MNIST_DIR to a directory holding the IDX files)")
+        raise DataError(f"{directory}: MNIST directory not found; it should hold "
+                        f"t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz (and the "
+                        f"two train-* files for the official split): "
+                        + _HOWTO.format(name="mnist", env="ODEFLOW_MNIST_DIR"))
     out = {}
     for part, prefix in (("train", "train"), ("test", "t10k")):
         fi = _find(directory, f"{prefix}-images-idx3-ubyte")
@@ -177,8 +198,9 @@ def load_mnist(directory=None) -> dict:
             continue
         if fi is None or fl is None:
             missing = f"{prefix}-{'images-idx3' if fi is None else 'labels-idx1'}-ubyte[.gz]"
-            raise ValueError(f"{directory / missing}: file not found (MNIST needs "
-                             f"{prefix}-images-idx3-ubyte and {prefix}-labels-idx1-ubyte)")
+            raise DataError(f"{directory / missing}: file not found (MNIST needs "
+                            f"{prefix}-images-idx3-ubyte and {prefix}-labels-idx1-ubyte; "
+                            + _HOWTO.format(name="mnist", env="ODEFLOW_MNIST_DIR") + ")")
         key = (str(fi.resolve()), fi.stat().st_mtime, str(fl.resolve()), fl.stat().st_mtime)
         if key not in _CACHE:
             img = read_idx(fi, ndim=3)
@@ -226,21 +248,23 @@ def _read_cifar_batch(path: Path):
     return data.astype(np.float32) / np.float32(255.0), labels
 
 
-def load_cifar10(directory=None) -> dict:
-    """CIFAR-10 python batches from ``directory`` (or ``$ODEFLOW_CIFAR10_DIR``).
+def load_cifar10(directory=None, download: bool = False, mirrors=None) -> dict:
+    """CIFAR-10 python batches from ``directory`` (default ``$ODEFLOW_CIFAR10_DIR``,
+    ``$ODEFLOW_DATA/cifar10`` or ``~/.cache/odeflow/data/cifar10``).
+
+    ``download=True`` fetches ``cifar-10-python.tar.gz`` (SHA-256 verified) into that folder
+    and extracts the batches there first if they are missing.
 
     Returns ``{"train": (x, y), "test": (x, y)}``, ``x`` float32 (n, 3072) in [0, 1]
     (channel-major, as stored), ``y`` int64.
     """
-    if directory is None:
-        env = os.environ.get("ODEFLOW_CIFAR10_DIR")
-        if not env:
-            raise ValueError("CIFAR-10: no directory given (set data.dir or "
-                             "ODEFLOW_CIFAR10_DIR to the cifar-10-batches-py directory)")
-        directory = env
-    directory = Path(directory)
+    directory = dataset_dir("cifar10", directory)
+    if download:
+        fetch("cifar10", directory, mirrors)
     if not directory.is_dir():
-        raise ValueError(f"{directory}: CIFAR-10 directory not found")
+        raise DataError(f"{directory}: CIFAR-10 directory not found; it should hold "
+                        f"data_batch_1..5 and test_batch: "
+                        + _HOWTO.format(name="cifar10", env="ODEFLOW_CIFAR10_DIR"))
     parts = [_read_cifar_batch(directory / f"data_batch_{i}") for i in range(1, 6)]
     x = np.concatenate([p[0] for p in parts])
     y = np.concatenate([p[1] for p in parts])
@@ -284,7 +308,7 @@ def stratified_split(y, n_train: int, n_test: int = 0, seed: int = 0):
     q_train = quotas(n_train, counts)
     q_test = quotas(n_test, counts - q_train)
     tr, te = [], []
-    for c, a, b in zip(classes, q_train, q_test):
+    for c, a, b in zip(classes, q_train, q_test, strict=True):
         idx = rng.permutation(np.flatnonzero(y == c))
         tr.append(idx[:a])
         te.append(idx[a:a + b])
@@ -295,7 +319,7 @@ def stratified_split(y, n_train: int, n_test: int = 0, seed: int = 0):
 
 def load_dataset(name: str = "mnist", dir=None, n_train: int | None = 8000,
                  n_test: int | None = 2000, split: str = "auto", split_seed: int = 0,
-                 **kwargs) -> Dataset:
+                 download: bool = False, **kwargs) -> Dataset:
     """Load a named data set as a :class:`Dataset`.
 
     Parameters
@@ -308,6 +332,8 @@ def load_dataset(name: str = "mnist", dir=None, n_train: int | None = 8000,
         test set), "official" (require the training files) or "subset" (always split the
         test set, the offline default)
     split_seed : seed of the stratified split (fixed, independent of the run seed)
+    download : fetch missing MNIST / CIFAR-10 files into the folder first
+        (:func:`simulations.datasets.fetch`)
     """
     if name not in DATASETS:
         raise ValueError(f"unknown data set {name!r}; allowed: {', '.join(DATASETS)}")
@@ -320,13 +346,14 @@ def load_dataset(name: str = "mnist", dir=None, n_train: int | None = 8000,
         return teacher_student_task(n_train=n_train or 8000, n_test=n_test or 2000, **kw)
     if kwargs:
         raise ValueError(f"unknown data keys {sorted(kwargs)} for {name!r}; allowed: "
-                         f"name, dir, n_train, n_test, split, split_seed")
+                         f"name, dir, n_train, n_test, split, split_seed, download")
+    if not isinstance(download, bool):
+        raise ValueError(f"data.download must be true or false, not {download!r}")
+    where = str(dataset_dir(name, dir))
     if name == "mnist":
-        parts = load_mnist(dir)
-        where = str(Path(dir) if dir is not None else default_mnist_dir())
+        parts = load_mnist(dir, download=download)
     else:
-        parts = load_cifar10(dir)
-        where = str(dir or os.environ.get("ODEFLOW_CIFAR10_DIR"))
+        parts = load_cifar10(dir, download=download)
     if split == "official" and "train" not in parts:
         raise ValueError(f"{where}: split='official' needs the training files "
                          f"(train-images-idx3-ubyte, train-labels-idx1-ubyte)")

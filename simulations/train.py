@@ -40,10 +40,12 @@ Config keys (JSON object; unknown keys are an error)
     list of run seeds (default ``[0]``); an integer n means ``[0, …, n−1]``.
 ``data``
     ``{"name": "mnist" | "cifar10" | "teacher-student", "dir": null, "n_train": 8000,
-    "n_test": 2000, "split": "auto" | "official" | "subset", "split_seed": 0}``; for
-    ``teacher-student`` also ``N``, ``M``, ``kind`` ("sign" | "argmax"), ``input_scale``.
-    ``dir`` defaults to ``$ODEFLOW_MNIST_DIR`` or ``<repo>/../shared/data/mnist``
-    (``$ODEFLOW_CIFAR10_DIR`` for CIFAR-10); ``n_train``/``n_test`` null = all available.
+    "n_test": 2000, "split": "auto" | "official" | "subset", "split_seed": 0,
+    "download": false}``; for ``teacher-student`` also ``N``, ``M``, ``kind`` ("sign" |
+    "argmax"), ``input_scale``. ``dir`` defaults to ``$ODEFLOW_MNIST_DIR``, else
+    ``$ODEFLOW_DATA/mnist``, else ``~/.cache/odeflow/data/mnist`` (``…CIFAR10…``,
+    ``cifar10`` for CIFAR-10; :mod:`simulations.datasets`); ``download: true`` fetches
+    missing files there (SHA-256 verified); ``n_train``/``n_test`` null = all available.
 ``name``, ``description``
     free text, stored with the results.
 
@@ -85,8 +87,8 @@ _FF_ONLY = ("ff",)
 CONFIG_KEYS = _COMMON + _DEEP_ONLY + _FF_ONLY
 _FF_KEYS = ("optimizer", "theta", "negatives", "label_scale", "n_blur", "head_layers",
             "head_epochs", "head_lr", "eval_train", "goodness", "peer_norm", "peer_momentum")
-_DATA_KEYS = ("name", "dir", "n_train", "n_test", "split", "split_seed", "N", "M", "kind",
-              "input_scale")
+_DATA_KEYS = ("name", "dir", "n_train", "n_test", "split", "split_seed", "download", "N", "M",
+              "kind", "input_scale")
 
 
 #: (key, integer?, test, what is allowed) for the optimiser options

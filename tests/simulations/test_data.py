@@ -3,8 +3,11 @@ import gzip
 import pickle
 import struct
 
+import hashlib
+
 import numpy as np
 import pytest
+from mnist_data import FIXTURE_DIR, FULL_DIR, needs_full_mnist
 
 from simulations.data import (default_mnist_dir, load_cifar10, load_dataset, load_mnist,
                               read_idx, stratified_split)
@@ -33,9 +36,12 @@ def _write_mnist(d, n=50, prefix="t10k", gz=True, seed=0):
 
 # ----------------------------------------------------------------------------- offline subset
 
+@needs_full_mnist
 def test_offline_mnist_subset_is_stratified_scaled_and_fixed():
+    assert default_mnist_dir() == FULL_DIR
     assert (default_mnist_dir() / "t10k-images-idx3-ubyte.gz").is_file()
-    d = load_dataset("mnist", n_train=8000, n_test=2000)
+    # split="subset": the 10,000-image test set split, also where the training files exist
+    d = load_dataset("mnist", n_train=8000, n_test=2000, split="subset")
     assert d.x_train.shape == (8000, 784) and d.x_test.shape == (2000, 784)
     assert d.x_train.dtype == np.float32
     assert d.x_train.min() >= 0.0 and d.x_train.max() == 1.0
@@ -44,8 +50,35 @@ def test_offline_mnist_subset_is_stratified_scaled_and_fixed():
     # stratified: every class within one example of its exact share
     assert np.all(np.abs(np.bincount(d.y_train, minlength=10) - 8000 * share) <= 1)
     assert np.all(np.abs(np.bincount(d.y_test, minlength=10) - 2000 * share) <= 1)
-    again = load_dataset("mnist", n_train=8000, n_test=2000)
+    again = load_dataset("mnist", n_train=8000, n_test=2000, split="subset")
     assert np.array_equal(again.y_train, d.y_train) and np.array_equal(again.x_test, d.x_test)
+
+
+def test_fixture_is_the_documented_sample_and_splits_like_the_full_set():
+    """The shipped 1000-image fixture: its bytes are those tests/data/README.md records, its
+    class counts those of a stratified sample of the test set, and load_dataset splits it
+    like the full set (stratified, scaled, fixed)."""
+    digests = {"t10k-images-idx3-ubyte.gz":
+               "961d9d172fa392c3c5bc5d3640a730f1064475f0ea5a6d11b225150d700a3bc4",
+               "t10k-labels-idx1-ubyte.gz":
+               "6cd5bf70352e4572c886e4e8dcc4b5ce7a68bdd1f3168c284f64c599dab051c8"}
+    for name, digest in digests.items():
+        assert hashlib.sha256((FIXTURE_DIR / name).read_bytes()).hexdigest() == digest
+    readme = (FIXTURE_DIR.parent / "README.md").read_text()
+    assert all(d in readme for d in digests.values())
+    x, y = load_mnist(FIXTURE_DIR)["test"]
+    assert x.shape == (1000, 784) and x.dtype == np.float32 and x.max() == 1.0
+    # 1000 × the test set's class shares (980, 1135, 1032, 1010, 982, 892, 958, 1028, 974,
+    # 1009 of 10,000), largest-remainder rounded
+    assert np.bincount(y, minlength=10).tolist() == [98, 114, 103, 101, 98, 89, 96, 103, 97,
+                                                     101]
+    d = load_dataset("mnist", dir=FIXTURE_DIR, n_train=800, n_test=200)
+    assert d.x_train.shape == (800, 784) and "1000-image test set" in d.source
+    share = np.bincount(y, minlength=10) / y.size
+    assert np.all(np.abs(np.bincount(d.y_train, minlength=10) - 800 * share) <= 1)
+    assert np.all(np.abs(np.bincount(d.y_test, minlength=10) - 200 * share) <= 1)
+    again = load_dataset("mnist", dir=FIXTURE_DIR, n_train=800, n_test=200)
+    assert np.array_equal(again.x_test, d.x_test)
 
 
 def test_stratified_split_disjoint_and_seeded():
@@ -139,6 +172,8 @@ def test_unknown_dataset_and_keys():
         load_dataset("fashion")
     with pytest.raises(ValueError, match="split"):
         load_dataset("mnist", split="random")
+    with pytest.raises(ValueError, match="data.download must be true or false"):
+        load_dataset("mnist", download="yes")
 
 
 # ----------------------------------------------------------------------------- CIFAR-10
@@ -164,6 +199,7 @@ def test_cifar10_loader(tmp_path, monkeypatch):
 
 def test_cifar10_bad_files(tmp_path, monkeypatch):
     monkeypatch.delenv("ODEFLOW_CIFAR10_DIR", raising=False)
+    monkeypatch.setenv("ODEFLOW_DATA", str(tmp_path / "empty"))   # not the user's cache
     with pytest.raises(ValueError, match="ODEFLOW_CIFAR10_DIR"):
         load_cifar10()
     _write_cifar(tmp_path)

@@ -1,10 +1,16 @@
-"""Deep BP / FA / DFA / PEPITA networks on the offline MNIST subset, and the train CLI."""
+"""Deep BP / FA / DFA / PEPITA networks on the offline MNIST subset, and the train CLI.
+
+Data: the 8000/2000 split of the full MNIST test set when present, else the 800/200 split of
+the shipped 1000-image fixture (tests/mnist_data.py); each accuracy bound was measured on the
+data it applies to.
+"""
 import json
 
 import numpy as np
 import pytest
+from mnist_data import FULL, bound, sizes
+from mnist_data import mnist as load_mnist_split
 
-from simulations.data import load_dataset
 from simulations.deep import (DeepConfig, MirrorConfig, _mirror_step, _time_local_step,
                               blas_threads, feedback_angle, forward, init_network, pepita_updates,
                               slowness_fit, train_deep)
@@ -14,7 +20,7 @@ from simulations.train import parse_config
 
 @pytest.fixture(scope="module")
 def mnist():
-    return load_dataset("mnist", n_train=8000, n_test=2000)
+    return load_mnist_split(8000, 2000)
 
 
 @pytest.fixture(scope="module")
@@ -28,15 +34,19 @@ def small_batch(mnist):
 # (mean / min over seeds, %): bp 93.1/92.7, fa 91.5/91.0, dfa 91.6/91.0, pepita 86.8/86.2,
 # pepita-forward 86.8/86.1, pepita-hebbian 87.2/86.8. Seed-to-seed std is 0.3-0.5 points,
 # so each bound sits >= 2.5 std below the worst seed.
-@pytest.mark.parametrize("rule, bound", [
-    ("bp", 0.91), ("fa", 0.89), ("dfa", 0.89),
-    ("pepita", 0.85), ("pepita-forward", 0.85), ("pepita-hebbian", 0.85),
+# Fixture (800/200 split of 1000 images, same settings, seeds 0-9, mean / min / std, %): bp
+# 84.1/82.0/0.8, fa 79.3/73.5/2.2, dfa 78.6/73.5/2.1, pepita 70.3/68.0/1.4, pepita-forward
+# 70.3/67.5/1.5, pepita-hebbian 70.2/68.0/1.5; bounds again >= 2.5 std below the worst seed
+# (chance is 10 %; the binomial SE of 200 test images is at most 3.5 points).
+@pytest.mark.parametrize("rule, full, fixture", [
+    ("bp", 0.91, 0.79), ("fa", 0.89, 0.68), ("dfa", 0.89, 0.68),
+    ("pepita", 0.85, 0.63), ("pepita-forward", 0.85, 0.63), ("pepita-hebbian", 0.85, 0.63),
 ])
-def test_rules_learn_mnist_subset(mnist, rule, bound):
+def test_rules_learn_mnist_subset(mnist, rule, full, fixture):
     r = train_deep(mnist, DeepConfig(hidden=[256], rule=rule, epochs=5, seed=0))
     assert not r.diverged and r.epochs_done == 5
     assert r.test_acc.shape == (6,) and np.all(np.isfinite(r.test_loss))
-    assert r.test_acc[-1] > bound, (rule, r.test_acc)
+    assert r.test_acc[-1] > bound(full, fixture), (rule, r.test_acc)
     assert r.train_loss[-1] < r.train_loss[0]
     if rule.startswith("pepita"):
         # F and (W2 W1)^T start orthogonal (random) and align during learning
@@ -48,9 +58,19 @@ def test_rules_learn_mnist_subset(mnist, rule, bound):
 def test_time_local_pepita_learns_with_small_lr(mnist):
     # PEPITA-TL needs lr |x|^2 << 1 (see test_time_local_equals_hebbian_for_small_lr);
     # at lr 0.001 it learns, slowly: seeds 0/1 reach 54.6/52.0 % after 5 epochs
+    if FULL:
+        r = train_deep(mnist, DeepConfig(hidden=[256], rule="pepita-time-local", lr=0.001,
+                                         epochs=5, seed=0))
+        assert not r.diverged and r.test_acc[-1] > 0.45 and np.all(np.diff(r.test_acc) > 0)
+        return
+    # fixture: 5 epochs are only 65 updates (13 batches of 64): seeds 0-9 end at 8.5-28.5 %,
+    # too close to chance to test. 20 epochs (260 updates): mean 40.0 %, min 35.0, std 4.2;
+    # on 200 test images single epochs can tie or dip (seed 0: 2 of 20 steps), so the curve
+    # must rise in most epochs and end 2.5 std below the worst seed
     r = train_deep(mnist, DeepConfig(hidden=[256], rule="pepita-time-local", lr=0.001,
-                                     epochs=5, seed=0))
-    assert not r.diverged and r.test_acc[-1] > 0.45 and np.all(np.diff(r.test_acc) > 0)
+                                     epochs=20, seed=0))
+    assert not r.diverged and r.test_acc[-1] > 0.25, r.test_acc
+    assert np.mean(np.diff(r.test_acc) > 0) >= 0.75, r.test_acc
 
 
 def test_pepita_first_layer_is_afa_to_first_order(small_batch):
@@ -170,7 +190,7 @@ def test_slowness_fit_recovers_parameters():
 
 def test_divergence_is_detected_not_hidden():
     # modulated PEPITA with a huge feedback blows up (SCIENCE.md section 2)
-    data = load_dataset("mnist", n_train=2000, n_test=500)
+    data = load_mnist_split(2000, 500)
     r = train_deep(data, DeepConfig(hidden=[64], rule="pepita", epochs=3, F_scale=100.0,
                                     dropout=0.0, seed=0))
     assert r.diverged and r.epochs_done < 3
@@ -197,7 +217,7 @@ def test_bad_config_values():
 
 def test_train_cli(tmp_path, capsys):
     cfg = {"rule": "pepita", "layers": [32], "epochs": 2, "seeds": [0, 1],
-           "data": {"name": "mnist", "n_train": 1000, "n_test": 500}}
+           "data": {"name": "mnist", **sizes(1000, 500)}}
     (tmp_path / "c.json").write_text(json.dumps(cfg))
     out = tmp_path / "o.npz"
     assert train_main([str(tmp_path / "c.json"), "-o", str(out)]) == 0

@@ -3,8 +3,9 @@ import copy
 
 import numpy as np
 import pytest
+from mnist_data import bound
+from mnist_data import mnist as load_mnist_split
 
-from simulations.data import load_dataset
 from simulations.deep import init_network
 from simulations.ff_topdown import (TopDownConfig, first_order_updates, topdown_updates,
                                     train_ff_topdown, update_cosines)
@@ -13,7 +14,7 @@ from simulations.forward_forward import _normalize
 
 @pytest.fixture(scope="module")
 def mnist_small():
-    return load_dataset("mnist", n_train=2000, n_test=500)
+    return load_mnist_split(2000, 500)     # fixture: its 800/200 split
 
 
 def _updates_at(net, x, y, eps):
@@ -72,12 +73,15 @@ def test_topdown_ff_trains_and_records_cosines(mnist_small):
     """Three epochs on 2000 images (1 × 128): the read-out learns (seeds 0-2: 56.4, 58.6,
     63.0 % after three epochs, 35-41 % after one; bound 45 %, chance 10 %), and the
     first-order prediction tracks the measured cosine over training (|F e|/|x| stays at a
-    few 1e-3, so the agreement of the test above holds: 2e-2)."""
+    few 1e-3, so the agreement of the test above holds: 2e-2). Fixture (800/200, seeds 0-9):
+    mean 44.1 %, min 33.5, std 5.9; bound 20 %."""
     r = train_ff_topdown(mnist_small, TopDownConfig(hidden=[128], epochs=3, cos_every=10,
                                                     cos_batch=200, eval_train=500, seed=0))
     assert not r.diverged and r.epochs_done == 3
-    assert r.test_acc[-1] > 0.45, r.test_acc
-    assert r.cos_ff.shape == (10, 1) and list(r.cos_step) == list(range(0, 96, 10))
+    assert r.test_acc[-1] > bound(0.45, 0.2), r.test_acc
+    steps = 3 * -(-mnist_small.y_train.size // 64)     # 3 epochs of ceil(n / 64) batches
+    n_cos = len(range(0, steps, 10))                    # 96 steps -> 10 measurements
+    assert r.cos_ff.shape == (n_cos, 1) and list(r.cos_step) == list(range(0, steps, 10))
     assert np.allclose(r.cos_ff, r.cos_pred, atol=2e-2)
     assert np.all(np.abs(r.cos_ff) <= 1) and r.layer_loss.shape == (4, 1)
 

@@ -2,9 +2,10 @@
 peer normalisation is the gradient it claims and keeps units in use; goodness options."""
 import numpy as np
 import pytest
+from mnist_data import mnist as load_mnist_split
+from mnist_data import needs_full_mnist
 
 from figures import mnist_table as mt
-from simulations.data import load_dataset
 from simulations.forward_forward import (FFConfig, layer_loss, layer_loss_grad,
                                          peer_norm_grad, train_ff)
 
@@ -25,6 +26,7 @@ def _gains(seeds):
 
 
 @pytest.mark.slow
+@needs_full_mnist
 def test_unsupervised_ff_beats_its_untrained_network_over_seeds():
     """The same linear head (20 epochs of Adam) on the trained network beats it on the
     untrained one (epoch 0: same architecture, seed and head), paired per seed.
@@ -114,7 +116,7 @@ def test_goodness_mean_is_a_rescaled_sum():
 
 def test_peer_norm_off_leaves_supervised_ff_unchanged():
     """peer_norm = 0 (the default) is bit-for-bit the old supervised FF."""
-    d = load_dataset("mnist", n_train=500, n_test=200)
+    d = load_mnist_split(500, 200)
     a = train_ff(d, FFConfig(hidden=[32], epochs=1, seed=3))
     b = train_ff(d, FFConfig(hidden=[32], epochs=1, seed=3, peer_norm=0.0))
     c = train_ff(d, FFConfig(hidden=[32], epochs=1, seed=3, peer_norm=0.5))

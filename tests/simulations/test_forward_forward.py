@@ -1,8 +1,9 @@
 """Forward-Forward: exact layer gradients, learning on MNIST, negatives, teacher–student task."""
 import numpy as np
 import pytest
+from mnist_data import FULL, bound
+from mnist_data import mnist as load_mnist_split
 
-from simulations.data import load_dataset
 from simulations.deep import DeepConfig, train_deep
 from simulations.forward_forward import (FFConfig, embed_label, hybrid_negatives, layer_loss,
                                          layer_loss_grad, predict, teacher_student_task,
@@ -12,7 +13,7 @@ from simulations.train import run_config
 
 @pytest.fixture(scope="module")
 def mnist():
-    return load_dataset("mnist", n_train=8000, n_test=2000)
+    return load_mnist_split(8000, 2000)     # fixture: its 800/200 split (tests/mnist_data.py)
 
 
 @pytest.mark.parametrize("theta", [5.0, 12.0])
@@ -43,25 +44,36 @@ def test_layer_update_is_gradient_of_layer_loss(theta):
 
 # Measured (seeds 0-5, 1 layer of 256, 5 epochs, Adam lr 0.003, random negatives): mean
 # 91.1 %, min 90.2 %, std 0.5 points; the bound is 4 std below the worst seed.
+# Fixture (800/200, seeds 0-9): mean 73.8 %, min 69.0, std 3.1; bound 60 % (> 2.5 std below).
 def test_supervised_ff_learns_mnist_subset(mnist):
     r = train_ff(mnist, FFConfig(hidden=[256], epochs=5, seed=0))
     assert not r.diverged and r.epochs_done == 5
-    assert r.test_acc[-1] > 0.88, r.test_acc
+    assert r.test_acc[-1] > bound(0.88, 0.60), r.test_acc
     assert r.loss[-1] < r.loss[0] and r.layer_loss.shape == (6, 1)
 
 
 def test_two_layer_ff_hardest_negatives(mnist):
     # prediction uses layer 2 only, which learns more slowly than layer 1 (seeds 0-2 after
     # two epochs: 60.2, 66.5, 61.9 %; after five epochs with random negatives ~91 %)
-    r = train_ff(mnist, FFConfig(hidden=[128, 128], epochs=2, negatives="hardest", seed=1))
-    assert r.layer_loss.shape == (3, 2)
-    assert r.test_acc[-1] > 0.45 and r.test_acc[-1] > r.test_acc[1] > r.test_acc[0], r.test_acc
+    if FULL:
+        r = train_ff(mnist, FFConfig(hidden=[128, 128], epochs=2, negatives="hardest", seed=1))
+        assert r.layer_loss.shape == (3, 2)
+        assert r.test_acc[-1] > 0.45 and r.test_acc[-1] > r.test_acc[1] > r.test_acc[0], \
+            r.test_acc
+        return
+    # fixture: two epochs are 26 updates, after which layer 2 is still at chance (seeds 0-9:
+    # 9-21.5 %). Ten epochs (130 updates): mean 36.2 %, min 30.0, std 4.6, not monotone on
+    # 200 test images; the bound is 2 std below the worst seed, 10 points above chance
+    r = train_ff(mnist, FFConfig(hidden=[128, 128], epochs=10, negatives="hardest", seed=1))
+    assert r.layer_loss.shape == (11, 2)
+    assert r.test_acc[-1] > 0.2 and r.test_acc[-1] > r.test_acc[0] + 0.1, r.test_acc
 
 
 def test_ff_with_per_layer_sgd(mnist):
     # SGD with momentum 0.9, lr 0.001: 81.0 / 85.6 / 88.3 % after 1 / 2 / 3 epochs (seed 0)
+    # fixture (2 epochs = 26 updates, seeds 0-9): mean 51.9 %, min 34.5, std 8.4; bound 30 %
     r = train_ff(mnist, FFConfig(hidden=[256], epochs=2, optimizer="sgd", lr=0.001, seed=0))
-    assert r.test_acc[-1] > 0.78, r.test_acc
+    assert r.test_acc[-1] > bound(0.78, 0.30), r.test_acc
 
 
 def test_prediction_skips_first_layer_only_when_deeper():
@@ -107,10 +119,12 @@ def test_hybrid_negatives_mix_two_images_with_a_smooth_mask():
 
 
 def test_unsupervised_ff_head_learns():
-    small = load_dataset("mnist", n_train=2000, n_test=1000)
+    # fixture (800/200, seeds 0-9): mean 78.1 %, min 75.0, std 2.6; bound 68 %
+    small = load_mnist_split(2000, 1000)
     r = train_ff(small, FFConfig(hidden=[128, 128], mode="unsupervised", epochs=1,
                                  head_epochs=10, seed=0))
-    assert not r.diverged and r.test_acc.shape == (2,) and r.test_acc[-1] > 0.75, r.test_acc
+    assert not r.diverged and r.test_acc.shape == (2,), r.test_acc
+    assert r.test_acc[-1] > bound(0.75, 0.68), r.test_acc
 
 
 def test_teacher_student_task_ff_next_to_pepita():

@@ -9,6 +9,7 @@ matplotlib.use("Agg")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+from mnist_data import FULL, FIXTURE_SPLIT, needs_full_mnist  # noqa: E402
 
 from figures import get  # noqa: E402
 from figures import mnist_table as mt  # noqa: E402
@@ -16,9 +17,18 @@ from figures import mnist_table as mt  # noqa: E402
 
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory):
-    """One quick run of the whole table (about 25 s of CPU), shared by the tests below."""
+    """One quick run of the whole table (about 25 s of CPU), shared by the tests below.
+
+    Without the full MNIST test set the same quick table runs on the 1000-image fixture
+    (its 800/200 split, about 5 s): every row's code path, with bounds measured on it."""
     out = tmp_path_factory.mktemp("mnist-table")
-    return out, mt.make(out, quick=True, update_readme=False)
+    if FULL:
+        return out, mt.make(out, quick=True, update_readme=False)
+    raw = json.loads(mt.CONFIG.read_text())
+    raw["quick"]["data"] = {"n_train": FIXTURE_SPLIT[0], "n_test": FIXTURE_SPLIT[1]}
+    cfg = out / "mnist-table-fixture.json"
+    cfg.write_text(json.dumps(raw))
+    return out, mt.make(out, quick=True, update_readme=False, config=cfg)
 
 
 def _cells(line):
@@ -36,6 +46,7 @@ def _accuracies(md):
     return acc
 
 
+@needs_full_mnist
 def test_readme_quick_table_is_the_scripts_output(quick):
     """Drift check: regenerate the quick table; the README's quick block must equal it byte
     for byte. Training runs on one BLAS thread with fixed seeds, so the numbers are
@@ -62,6 +73,7 @@ def test_readme_full_table_is_the_stored_run_under_the_current_config():
         assert len(rec["final_test"]) == len(table["seeds"])
 
 
+@needs_full_mnist
 def test_quick_table_accuracies_and_outputs(quick):
     outdir, out = quick
     for ext in ("png", "pdf", "npz", "json", "md"):
@@ -75,6 +87,10 @@ def test_quick_table_accuracies_and_outputs(quick):
     assert acc["bp"] > 88 and acc["fa"] > 85 and acc["pepita"] > 80 and acc["ff"] > 80
     assert acc["bp"] > acc["pepita"]
     assert np.all(np.isfinite(out["final_mean"]))
+    _check_unsupervised_row_and_parameters(outdir, out, md)
+
+
+def _check_unsupervised_row_and_parameters(outdir, out, md, full=True):
     # the unsupervised row reports its untrained network next to it
     line = next(ln for ln in md.splitlines() if ln.startswith("| ff-unsupervised |"))
     cells = _cells(line)
@@ -88,9 +104,38 @@ def test_quick_table_accuracies_and_outputs(quick):
     # test_ff_unsupervised.py.
     A = 100 * out["ff-unsupervised"]
     gain = A[:, -1] - A[:, 0]
-    assert np.all(gain > 0.5) and gain.mean() > 1.0, gain
+    if full:
+        assert np.all(gain > 0.5) and gain.mean() > 1.0, gain
     params = json.loads((outdir / "mnist-table.json").read_text())["parameters"]
     assert params["quick"] and params["seeds"] == [0, 1]
+
+
+def test_quick_table_on_the_fixture(quick):
+    """The same quick table on the 1000-image fixture (800/200). Measured there, seeds 0-7
+    (%, mean ± std, min): bp 80.2 ± 2.0, 77.0; fa 70.3 ± 1.8, 68.0; dfa 69.4 ± 3.1, 66.5;
+    pepita (all three variants) 60.7 ± 3.4, 56.0; pepita-time-local 15.0 ± 4.9 (3 epochs at
+    lr 0.001 are 39 updates: near chance, not tested); ff 56.1 ± 10.0, 36.0; ff-unsupervised
+    85.3 ± 1.5, 82.5. Bounds on the two-seed means sit >= 2 std below the worst seed. The
+    unsupervised gain over the untrained network (0.9 ± 2.3 points) is not resolved on 200
+    test images, so only its presence is checked here (the gain is tested on the full set)."""
+    if FULL:
+        pytest.skip("the full MNIST test set is present: test_quick_table_accuracies_and_"
+                    "outputs checks the table with its own bounds")
+    outdir, out = quick
+    for ext in ("png", "pdf", "npz", "json", "md"):
+        assert (outdir / f"mnist-table.{ext}").is_file()
+    md = out["markdown"]
+    assert "98.64" in md and "98.0" in md and "lr ×0.1" not in md
+    assert f"{FIXTURE_SPLIT[0]}/{FIXTURE_SPLIT[1]} stratified split" in md
+    acc = _accuracies(md)
+    assert {"bp", "fa", "dfa", "pepita", "pepita-forward", "pepita-hebbian",
+            "pepita-time-local", "ff", "ff-unsupervised"} <= set(acc)
+    assert acc["bp"] > 72 and acc["fa"] > 62 and acc["dfa"] > 60 and acc["ff"] > 30
+    assert min(acc["pepita"], acc["pepita-forward"], acc["pepita-hebbian"]) > 50
+    assert acc["ff-unsupervised"] > 78
+    assert acc["bp"] > acc["pepita"]
+    assert np.all(np.isfinite(out["final_mean"]))
+    _check_unsupervised_row_and_parameters(outdir, out, md, full=False)
 
 
 def test_figure_shows_the_untrained_baseline(quick):
