@@ -1,0 +1,160 @@
+"""Every ```python block of README.md and docs/**/*.md runs, so the documentation cannot go
+stale.
+
+Each page is one test: its blocks run in order in one namespace (a later block may use the
+names of an earlier one, as a reader would), in a fresh temporary working directory, with
+a non-interactive matplotlib backend. Markers, written as HTML comments (invisible on
+GitHub and in the Sphinx site):
+
+``<!-- skip-test -->`` on the line before a fence
+    the block is deliberately not run (a long run, a placeholder file name); skipped blocks
+    are counted and reported, and a marker that is not followed by a fence is an error.
+``<!-- docs-test: slow -->`` anywhere in a page
+    the page's blocks take more than a few seconds: the page runs with ``pytest -m slow``.
+
+A block whose first line is ``# NAME.py`` (e.g. ``# my_rules.py``) is a file the reader is
+asked to write: it is written into the working directory instead of being executed, so the
+blocks after it can import or load it. Only ``python`` blocks run; ``bash`` and ``text``
+blocks show commands and signatures.
+"""
+from __future__ import annotations
+
+import os
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SKIP = "<!-- skip-test -->"
+SLOW = "<!-- docs-test: slow -->"
+FENCE = re.compile(r"^(`{3,}|~{3,})\s*([\w+-]*)")
+FILE_BLOCK = re.compile(r"^#\s*([\w.-]+\.py)\s*$")
+#: folders of docs/ that hold generated pages, not sources
+GENERATED = ("_build", "auto_examples", "generated")
+
+
+@dataclass
+class Block:
+    page: Path
+    line: int           # 1-based line of the opening fence
+    lang: str
+    code: str
+    skip: bool
+
+
+def pages() -> list[Path]:
+    docs = sorted(p for p in (REPO / "docs").rglob("*.md")
+                  if not any(part in GENERATED for part in p.relative_to(REPO).parts))
+    return [REPO / "README.md", *docs]
+
+
+def blocks(page: Path) -> list[Block]:
+    """The fenced code blocks of a markdown page, with their skip markers."""
+    lines = page.read_text(encoding="utf-8").splitlines()
+    out, i, prev = [], 0, ""
+    while i < len(lines):
+        m = FENCE.match(lines[i].strip())
+        if not m:
+            if lines[i].strip():
+                if prev.strip() == SKIP and lines[i].strip() != SKIP:
+                    raise AssertionError(f"{page.name}:{i}: {SKIP} is not followed by a code "
+                                         f"fence")
+                prev = lines[i]
+            i += 1
+            continue
+        fence, lang, start = m.group(1), m.group(2).lower(), i
+        body = []
+        i += 1
+        while i < len(lines) and not lines[i].strip().startswith(fence):
+            body.append(lines[i])
+            i += 1
+        out.append(Block(page, start + 1, lang, "\n".join(body) + "\n", prev.strip() == SKIP))
+        prev = ""
+        i += 1
+    return out
+
+
+def _id(page: Path) -> str:
+    return str(page.relative_to(REPO))
+
+
+def _params():
+    out = []
+    for page in pages():
+        marks = [pytest.mark.slow] if SLOW in page.read_text(encoding="utf-8") else []
+        out.append(pytest.param(page, marks=marks, id=_id(page)))
+    return out
+
+
+@pytest.mark.parametrize("page", _params())
+def test_page_blocks_run(page, tmp_path, monkeypatch, capsys):
+    runnable = [b for b in blocks(page) if b.lang in ("python", "py")]
+    if not runnable:
+        pytest.skip(f"{_id(page)} has no python block")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    monkeypatch.syspath_prepend(str(tmp_path))        # files written by "# NAME.py" blocks
+    monkeypatch.syspath_prepend(str(REPO))
+    ns = {"__name__": "__docs__"}
+    skipped = 0
+    for b in runnable:
+        if b.skip:
+            skipped += 1
+            continue
+        first = b.code.lstrip().splitlines()[0] if b.code.strip() else ""
+        m = FILE_BLOCK.match(first)
+        if m:
+            (tmp_path / m.group(1)).write_text(b.code, encoding="utf-8")
+            continue
+        try:
+            exec(compile(b.code, f"{_id(page)}:{b.line}", "exec"), ns)
+        except Exception as exc:
+            raise AssertionError(f"the python block at {_id(page)}:{b.line} failed: "
+                                 f"{type(exc).__name__}: {exc}") from exc
+    try:
+        import matplotlib.pyplot as plt
+        plt.close("all")
+    except ImportError:                                 # pragma: no cover
+        pass
+    # modules a page wrote (e.g. my_rules) must not leak into the next page
+    for name in [n for n, m in sys.modules.items()
+                 if getattr(m, "__file__", None) and
+                 os.path.dirname(os.path.abspath(m.__file__)) == str(tmp_path)]:
+        del sys.modules[name]
+    with capsys.disabled():
+        if skipped:
+            print(f"\n{_id(page)}: {len(runnable) - skipped} python blocks run, "
+                  f"{skipped} marked {SKIP}", end="")
+
+
+def test_block_parser_and_markers():
+    """The parser finds fences, skip markers and file blocks: checked on a small page."""
+    page = REPO / "tests" / "_docs_blocks_probe.md"
+    text = ("# t\n\n```python\nx = 1\n```\n\n<!-- skip-test -->\n```python\nraise "
+            "SystemExit\n```\n\n````bash\necho ```\n````\n\n```python\n# mod_x.py\nY = 2\n```\n")
+    try:
+        page.write_text(text, encoding="utf-8")
+        bs = blocks(page)
+    finally:
+        page.unlink()
+    assert [(b.lang, b.skip, b.line) for b in bs] == [("python", False, 3),
+                                                       ("python", True, 8),
+                                                       ("bash", False, 12),
+                                                       ("python", False, 16)]
+    assert bs[2].code == "echo ```\n"
+    assert FILE_BLOCK.match(bs[3].code.splitlines()[0]).group(1) == "mod_x.py"
+
+
+def test_every_page_is_parsed_and_runs_something():
+    """Each skip marker precedes a fence (blocks() raises otherwise), and the documentation
+    as a whole runs more python blocks than it skips."""
+    run = skipped = 0
+    for page in pages():
+        for b in blocks(page):
+            if b.lang in ("python", "py"):
+                skipped += b.skip
+                run += not b.skip
+    assert run > 2 * skipped, (run, skipped)
