@@ -96,6 +96,9 @@ def test_page_blocks_run(page, tmp_path, monkeypatch, capsys):
         pytest.skip(f"{_id(page)} has no python block")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MPLBACKEND", "Agg")
+    # commands a block starts (python -m odeflow ...) import this checkout too
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
+        [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]))
     monkeypatch.syspath_prepend(str(tmp_path))        # files written by "# NAME.py" blocks
     monkeypatch.syspath_prepend(str(REPO))
     ns = {"__name__": "__docs__"}
