@@ -80,9 +80,9 @@ DOCSTRING_FIXES = [
      "    (null): "),
     ("theory/activations.py", "(max, min, |·|, sign, θ, piecewise)",
      "(max, min, abs, sign, θ, piecewise)"),
-    ("theory/rules.py",
-     "========  =================================================================\n",
-     "=========  =================================================================\n"),
+    ("theory/rules.py",      # both borders of the table (replaced everywhere, see main)
+     "\n========  =================================================================\n",
+     "\n=========  =================================================================\n"),
 ]
 
 #: the MNIST tables moved from README.md into docs/mnist.md
@@ -131,7 +131,7 @@ def main(argv=None) -> int:
             todo += 1
             print(f"{'would fix' if a.check else 'fixed'}: {rel}: {old.splitlines()[0][:60]}")
             if not a.check:
-                p.write_text(text.replace(old, new, 1), encoding="utf-8")
+                p.write_text(text.replace(old, new), encoding="utf-8")
         elif new not in text:
             print(f"NOT FOUND (edit by hand): {rel}: {old.splitlines()[0][:70]}",
                   file=sys.stderr)
