@@ -82,7 +82,7 @@ DOCSTRING_FIXES = [
      "(max, min, abs, sign, θ, piecewise)"),
     ("theory/rules.py",      # both borders of the table (replaced everywhere, see main)
      "\n========  =================================================================\n",
-     "\n=========  =================================================================\n"),
+     "\n========= =================================================================\n"),
 ]
 
 #: the MNIST tables moved from README.md into docs/mnist.md
