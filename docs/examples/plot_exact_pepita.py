@@ -30,9 +30,9 @@ for rule, res in runs.items():
 # ε_g and the norm of the feedback over α.
 
 fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.5), layout="constrained")
-for rule, res in runs.items():
-    ax1.plot(res.alpha, res.eg, label=rule)
-    ax2.plot(res.alpha, res.norm_b, label=rule)
+for (rule, res), style in zip(runs.items(), ("-", "-", "--")):   # AFA dashed: on top of
+    ax1.plot(res.alpha, res.eg, style, label=rule)                # pepita-forward
+    ax2.plot(res.alpha, res.norm_b, style, label=rule)
 ax1.set(xlabel="α", ylabel="ε_g")
 ax2.set(xlabel="α", ylabel="|b|")
 ax1.legend()
