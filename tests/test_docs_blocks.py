@@ -11,16 +11,23 @@ GitHub and in the Sphinx site):
     are counted and reported, and a marker that is not followed by a fence is an error.
 ``<!-- docs-test: slow -->`` anywhere in a page
     the page's blocks take more than a few seconds: the page runs with ``pytest -m slow``.
+``<!-- run-test -->`` on the line before a ``bash`` fence
+    the block's commands (one per line, each starting with ``python``; ``#`` comments
+    allowed) are run, after the page's python blocks, in the same working directory, where
+    the repository's ``configs`` folders are linked, so ``odeflow/configs/...`` paths work;
+    each must exit with status 0.
 
 A block whose first line is ``# NAME.py`` (e.g. ``# my_rules.py``) is a file the reader is
 asked to write: it is written into the working directory instead of being executed, so the
-blocks after it can import or load it. Only ``python`` blocks run; ``bash`` and ``text``
-blocks show commands and signatures.
+blocks after it can import or load it. Only ``python`` blocks and marked ``bash`` blocks run;
+other ``bash`` and ``text`` blocks show commands and signatures.
 """
 from __future__ import annotations
 
 import os
 import re
+import shlex
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +36,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SKIP = "<!-- skip-test -->"
+RUN = "<!-- run-test -->"
 SLOW = "<!-- docs-test: slow -->"
 FENCE = re.compile(r"^(`{3,}|~{3,})\s*([\w+-]*)")
 FILE_BLOCK = re.compile(r"^#\s*([\w.-]+\.py)\s*$")
@@ -43,6 +51,7 @@ class Block:
     lang: str
     code: str
     skip: bool
+    run: bool = False
 
 
 def pages() -> list[Path]:
@@ -59,9 +68,9 @@ def blocks(page: Path) -> list[Block]:
         m = FENCE.match(lines[i].strip())
         if not m:
             if lines[i].strip():
-                if prev.strip() == SKIP and lines[i].strip() != SKIP:
-                    raise AssertionError(f"{page.name}:{i}: {SKIP} is not followed by a code "
-                                         f"fence")
+                if prev.strip() in (SKIP, RUN) and lines[i].strip() not in (SKIP, RUN):
+                    raise AssertionError(f"{page.name}:{i}: {prev.strip()} is not followed by "
+                                         f"a code fence")
                 prev = lines[i]
             i += 1
             continue
@@ -71,7 +80,8 @@ def blocks(page: Path) -> list[Block]:
         while i < len(lines) and not lines[i].strip().startswith(fence):
             body.append(lines[i])
             i += 1
-        out.append(Block(page, start + 1, lang, "\n".join(body) + "\n", prev.strip() == SKIP))
+        out.append(Block(page, start + 1, lang, "\n".join(body) + "\n", prev.strip() == SKIP,
+                         prev.strip() == RUN))
         prev = ""
         i += 1
     return out
@@ -84,16 +94,40 @@ def _id(page: Path) -> str:
 def _params():
     out = []
     for page in pages():
+        if not any(b.lang in ("python", "py") or b.run for b in blocks(page)):
+            continue                                    # nothing to run on this page
         marks = [pytest.mark.slow] if SLOW in page.read_text(encoding="utf-8") else []
         out.append(pytest.param(page, marks=marks, id=_id(page)))
     return out
 
 
+def _commands(block: Block) -> list[list[str]]:
+    """The command lines of a marked bash block (comments and blank lines dropped)."""
+    out = []
+    for line in block.code.splitlines():
+        cmd = shlex.split(line, comments=True)
+        if not cmd:
+            continue
+        if cmd[0] not in ("python", "python3"):
+            raise AssertionError(f"{_id(block.page)}:{block.line}: a {RUN} block runs only "
+                                 f"`python ...` commands, not {line!r}")
+        out.append(cmd)
+    return out
+
+
+def _link_configs(where: Path) -> None:
+    """Link each package's ``configs`` folder into ``where`` (paths as in the docs). The
+    linked folders are no packages: the real ones are imported from the repository."""
+    for pkg in ("odeflow", "simulations", "figures"):
+        src = REPO / pkg / "configs"
+        if src.is_dir():
+            (where / pkg).mkdir(exist_ok=True)
+            (where / pkg / "configs").symlink_to(src, target_is_directory=True)
+
+
 @pytest.mark.parametrize("page", _params())
 def test_page_blocks_run(page, tmp_path, monkeypatch, capsys):
     runnable = [b for b in blocks(page) if b.lang in ("python", "py")]
-    if not runnable:
-        pytest.skip(f"{_id(page)} has no python block")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MPLBACKEND", "Agg")
     # commands a block starts (python -m odeflow ...) import this checkout too
@@ -117,6 +151,15 @@ def test_page_blocks_run(page, tmp_path, monkeypatch, capsys):
         except Exception as exc:
             raise AssertionError(f"the python block at {_id(page)}:{b.line} failed: "
                                  f"{type(exc).__name__}: {exc}") from exc
+    commands = [b for b in blocks(page) if b.run]
+    if commands:
+        _link_configs(tmp_path)
+    for b in commands:
+        for cmd in _commands(b):
+            r = subprocess.run([sys.executable, *cmd[1:]], cwd=tmp_path, capture_output=True,
+                               text=True, timeout=600)
+            assert r.returncode == 0, (f"{_id(page)}:{b.line}: `{shlex.join(cmd)}` exited "
+                                       f"with {r.returncode}:\n{r.stderr[-2000:]}")
     try:
         import matplotlib.pyplot as plt
         plt.close("all")
@@ -137,18 +180,20 @@ def test_block_parser_and_markers():
     """The parser finds fences, skip markers and file blocks: checked on a small page."""
     page = REPO / "tests" / "_docs_blocks_probe.md"
     text = ("# t\n\n```python\nx = 1\n```\n\n<!-- skip-test -->\n```python\nraise "
-            "SystemExit\n```\n\n````bash\necho ```\n````\n\n```python\n# mod_x.py\nY = 2\n```\n")
+            "SystemExit\n```\n\n<!-- run-test -->\n````bash\necho ```\n````\n\n```python\n# mod_x.py\nY = 2\n```\n")
     try:
         page.write_text(text, encoding="utf-8")
         bs = blocks(page)
     finally:
         page.unlink()
-    assert [(b.lang, b.skip, b.line) for b in bs] == [("python", False, 3),
-                                                       ("python", True, 8),
-                                                       ("bash", False, 12),
-                                                       ("python", False, 16)]
+    assert [(b.lang, b.skip, b.run, b.line) for b in bs] == [("python", False, False, 3),
+                                                              ("python", True, False, 8),
+                                                              ("bash", False, True, 13),
+                                                              ("python", False, False, 17)]
     assert bs[2].code == "echo ```\n"
     assert FILE_BLOCK.match(bs[3].code.splitlines()[0]).group(1) == "mod_x.py"
+    with pytest.raises(AssertionError, match="runs only"):
+        _commands(bs[2])                                # `echo` is not a python command
 
 
 def test_every_page_is_parsed_and_runs_something():
