@@ -9,7 +9,7 @@ GitHub and in the Sphinx site):
 ``<!-- skip-test -->`` on the line before a fence
     the block is deliberately not run (a long run, a placeholder file name); skipped blocks
     are counted and reported, and a marker that is not followed by a fence is an error.
-``<!-- docs-test: slow -->`` anywhere in a page
+``<!-- docs-test: slow -->`` on a line of its own, anywhere in a page
     the page's blocks take more than a few seconds: the page runs with ``pytest -m slow``.
 ``<!-- run-test -->`` on the line before a ``bash`` fence
     the block's commands (one per line, each starting with ``python``; ``#`` comments
@@ -96,7 +96,8 @@ def _params():
     for page in pages():
         if not any(b.lang in ("python", "py") or b.run for b in blocks(page)):
             continue                                    # nothing to run on this page
-        marks = [pytest.mark.slow] if SLOW in page.read_text(encoding="utf-8") else []
+        slow = any(line.strip() == SLOW for line in page.read_text(encoding="utf-8").splitlines())
+        marks = [pytest.mark.slow] if slow else []
         out.append(pytest.param(page, marks=marks, id=_id(page)))
     return out
 
