@@ -8,23 +8,25 @@ The markdown pages are read by MyST, the API reference is generated from the Num
 docstrings (autodoc + autosummary + numpydoc), and the gallery runs ``docs/examples/plot_*.py``
 (sphinx-gallery) and shows their figures.
 """
+
 import os
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))            # document this checkout, not an installed copy
+sys.path.insert(0, str(ROOT))  # document this checkout, not an installed copy
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 project = "odeflow"
 author = "the odeflow authors"
 copyright = "the odeflow authors, MIT licence"
-try:                                     # the version of this checkout (setup.cfg)
+try:  # the version of this checkout (setup.cfg)
     import configparser
+
     _cfg = configparser.ConfigParser()
     _cfg.read(ROOT / "setup.cfg")
     release = version = _cfg["metadata"]["version"]
-except Exception:                        # pragma: no cover - only a cosmetic fallback
+except Exception:  # pragma: no cover - only a cosmetic fallback
     release = version = ""
 
 extensions = [
@@ -39,9 +41,17 @@ extensions = [
 
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 root_doc = "index"
-exclude_patterns = ["_build", "Thumbs.db", ".DS_Store", "examples",
-                    "auto_examples/*.ipynb", "auto_examples/*.py", "auto_examples/*.zip",
-                    "auto_examples/*.md5", "auto_examples/*.json"]
+exclude_patterns = [
+    "_build",
+    "Thumbs.db",
+    ".DS_Store",
+    "examples",
+    "auto_examples/*.ipynb",
+    "auto_examples/*.py",
+    "auto_examples/*.zip",
+    "auto_examples/*.md5",
+    "auto_examples/*.json",
+]
 
 # --- MyST: GitHub-flavoured markdown pages, heading anchors for "page.md#section" links
 myst_enable_extensions = ["dollarmath", "colon_fence", "deflist"]
@@ -49,12 +59,12 @@ myst_heading_anchors = 3
 
 # --- API reference
 autosummary_generate = True
-autodoc_typehints = "none"               # the numpydoc "Parameters" sections say it better
+autodoc_typehints = "none"  # the numpydoc "Parameters" sections say it better
 autodoc_member_order = "bysource"
 autodoc_default_options = {"members": True, "show-inheritance": False}
-numpydoc_show_class_members = False      # autosummary/autodoc list the members once
+numpydoc_show_class_members = False  # autosummary/autodoc list the members once
 numpydoc_class_members_toctree = False
-numpydoc_validation_checks = set()       # docstring style is checked by review, not here
+numpydoc_validation_checks = set()  # docstring style is checked by review, not here
 numpydoc_xref_param_type = False
 
 # --- sphinx-gallery: short executed examples, figures shown on their pages
@@ -74,6 +84,8 @@ sphinx_gallery_conf = {
 html_theme = "alabaster"
 html_title = f"odeflow {release}"
 html_static_path = []
-html_theme_options = {"description": "statistical physics of forward-only learning",
-                      "fixed_sidebar": True}
+html_theme_options = {
+    "description": "statistical physics of forward-only learning",
+    "fixed_sidebar": True,
+}
 suppress_warnings = []

@@ -22,6 +22,7 @@ asked to write: it is written into the working directory instead of being execut
 blocks after it can import or load it. Only ``python`` blocks and marked ``bash`` blocks run;
 other ``bash`` and ``text`` blocks show commands and signatures.
 """
+
 from __future__ import annotations
 
 import os
@@ -47,7 +48,7 @@ GENERATED = ("_build", "auto_examples", "generated")
 @dataclass
 class Block:
     page: Path
-    line: int           # 1-based line of the opening fence
+    line: int  # 1-based line of the opening fence
     lang: str
     code: str
     skip: bool
@@ -55,8 +56,11 @@ class Block:
 
 
 def pages() -> list[Path]:
-    docs = sorted(p for p in (REPO / "docs").rglob("*.md")
-                  if not any(part in GENERATED for part in p.relative_to(REPO).parts))
+    docs = sorted(
+        p
+        for p in (REPO / "docs").rglob("*.md")
+        if not any(part in GENERATED for part in p.relative_to(REPO).parts)
+    )
     return [REPO / "README.md", *docs]
 
 
@@ -69,8 +73,9 @@ def blocks(page: Path) -> list[Block]:
         if not m:
             if lines[i].strip():
                 if prev.strip() in (SKIP, RUN) and lines[i].strip() not in (SKIP, RUN):
-                    raise AssertionError(f"{page.name}:{i}: {prev.strip()} is not followed by "
-                                         f"a code fence")
+                    raise AssertionError(
+                        f"{page.name}:{i}: {prev.strip()} is not followed by a code fence"
+                    )
                 prev = lines[i]
             i += 1
             continue
@@ -80,22 +85,30 @@ def blocks(page: Path) -> list[Block]:
         while i < len(lines) and not lines[i].strip().startswith(fence):
             body.append(lines[i])
             i += 1
-        out.append(Block(page, start + 1, lang, "\n".join(body) + "\n", prev.strip() == SKIP,
-                         prev.strip() == RUN))
+        out.append(
+            Block(
+                page,
+                start + 1,
+                lang,
+                "\n".join(body) + "\n",
+                prev.strip() == SKIP,
+                prev.strip() == RUN,
+            )
+        )
         prev = ""
         i += 1
     return out
 
 
 def _id(page: Path) -> str:
-    return str(page.relative_to(REPO))
+    return str(page.relative_to(REPO)) if page.is_relative_to(REPO) else page.name
 
 
 def _params():
     out = []
     for page in pages():
         if not any(b.lang in ("python", "py") or b.run for b in blocks(page)):
-            continue                                    # nothing to run on this page
+            continue  # nothing to run on this page
         slow = any(line.strip() == SLOW for line in page.read_text(encoding="utf-8").splitlines())
         marks = [pytest.mark.slow] if slow else []
         out.append(pytest.param(page, marks=marks, id=_id(page)))
@@ -110,8 +123,10 @@ def _commands(block: Block) -> list[list[str]]:
         if not cmd:
             continue
         if cmd[0] not in ("python", "python3"):
-            raise AssertionError(f"{_id(block.page)}:{block.line}: a {RUN} block runs only "
-                                 f"`python ...` commands, not {line!r}")
+            raise AssertionError(
+                f"{_id(block.page)}:{block.line}: a {RUN} block runs only "
+                f"`python ...` commands, not {line!r}"
+            )
         out.append(cmd)
     return out
 
@@ -132,9 +147,10 @@ def test_page_blocks_run(page, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MPLBACKEND", "Agg")
     # commands a block starts (python -m odeflow ...) import this checkout too
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
-        [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]))
-    monkeypatch.syspath_prepend(str(tmp_path))        # files written by "# NAME.py" blocks
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))  # files written by "# NAME.py" blocks
     monkeypatch.syspath_prepend(str(REPO))
     ns = {"__name__": "__docs__"}
     skipped = 0
@@ -150,51 +166,68 @@ def test_page_blocks_run(page, tmp_path, monkeypatch, capsys):
         try:
             exec(compile(b.code, f"{_id(page)}:{b.line}", "exec"), ns)
         except Exception as exc:
-            raise AssertionError(f"the python block at {_id(page)}:{b.line} failed: "
-                                 f"{type(exc).__name__}: {exc}") from exc
+            raise AssertionError(
+                f"the python block at {_id(page)}:{b.line} failed: {type(exc).__name__}: {exc}"
+            ) from exc
     commands = [b for b in blocks(page) if b.run]
     if commands:
         _link_configs(tmp_path)
     for b in commands:
         for cmd in _commands(b):
-            r = subprocess.run([sys.executable, *cmd[1:]], cwd=tmp_path, capture_output=True,
-                               text=True, timeout=600)
-            assert r.returncode == 0, (f"{_id(page)}:{b.line}: `{shlex.join(cmd)}` exited "
-                                       f"with {r.returncode}:\n{r.stderr[-2000:]}")
+            r = subprocess.run(
+                [sys.executable, *cmd[1:]],
+                cwd=tmp_path,
+                capture_output=True,
+                text=True,
+                timeout=600,
+            )
+            assert r.returncode == 0, (
+                f"{_id(page)}:{b.line}: `{shlex.join(cmd)}` exited "
+                f"with {r.returncode}:\n{r.stderr[-2000:]}"
+            )
     try:
         import matplotlib.pyplot as plt
+
         plt.close("all")
-    except ImportError:                                 # pragma: no cover
+    except ImportError:  # pragma: no cover
         pass
     # modules a page wrote (e.g. my_rules) must not leak into the next page
-    for name in [n for n, m in sys.modules.items()
-                 if getattr(m, "__file__", None) and
-                 os.path.dirname(os.path.abspath(m.__file__)) == str(tmp_path)]:
+    for name in [
+        n
+        for n, m in sys.modules.items()
+        if getattr(m, "__file__", None)
+        and os.path.dirname(os.path.abspath(m.__file__)) == str(tmp_path)
+    ]:
         del sys.modules[name]
     with capsys.disabled():
         if skipped:
-            print(f"\n{_id(page)}: {len(runnable) - skipped} python blocks run, "
-                  f"{skipped} marked {SKIP}", end="")
+            print(
+                f"\n{_id(page)}: {len(runnable) - skipped} python blocks run, "
+                f"{skipped} marked {SKIP}",
+                end="",
+            )
 
 
-def test_block_parser_and_markers():
-    """The parser finds fences, skip markers and file blocks: checked on a small page."""
-    page = REPO / "tests" / "_docs_blocks_probe.md"
-    text = ("# t\n\n```python\nx = 1\n```\n\n<!-- skip-test -->\n```python\nraise "
-            "SystemExit\n```\n\n<!-- run-test -->\n````bash\necho ```\n````\n\n```python\n# mod_x.py\nY = 2\n```\n")
-    try:
-        page.write_text(text, encoding="utf-8")
-        bs = blocks(page)
-    finally:
-        page.unlink()
-    assert [(b.lang, b.skip, b.run, b.line) for b in bs] == [("python", False, False, 3),
-                                                              ("python", True, False, 8),
-                                                              ("bash", False, True, 13),
-                                                              ("python", False, False, 17)]
+def test_block_parser_and_markers(tmp_path):
+    """The parser finds fences, skip and run markers and file blocks: checked on a small page."""
+    page = tmp_path / "probe.md"
+    page.write_text(
+        "# t\n\n```python\nx = 1\n```\n\n<!-- skip-test -->\n```python\n"
+        "raise SystemExit\n```\n\n<!-- run-test -->\n````bash\necho ```\n````\n"
+        "\n```python\n# mod_x.py\nY = 2\n```\n",
+        encoding="utf-8",
+    )
+    bs = blocks(page)
+    assert [(b.lang, b.skip, b.run, b.line) for b in bs] == [
+        ("python", False, False, 3),
+        ("python", True, False, 8),
+        ("bash", False, True, 13),
+        ("python", False, False, 17),
+    ]
     assert bs[2].code == "echo ```\n"
     assert FILE_BLOCK.match(bs[3].code.splitlines()[0]).group(1) == "mod_x.py"
     with pytest.raises(AssertionError, match="runs only"):
-        _commands(bs[2])                                # `echo` is not a python command
+        _commands(bs[2])  # `echo` is not a python command
 
 
 def test_every_page_is_parsed_and_runs_something():

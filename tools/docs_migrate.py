@@ -17,6 +17,7 @@ Usage::
 Every replacement is exact or a narrow regex; anything that no longer matches (because the
 text moved) is reported, never guessed.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,7 +28,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 FOLDERS = ("theory", "odeflow", "simulations", "figures", "tests", "benchmarks")
 TH, QU, FF = "docs/theory.md", "docs/quadrature.md", "docs/ff-theory.md"
-PEP = QU                 # its section "Exact PEPITA"
+PEP = QU  # its section "Exact PEPITA"
 
 #: SCIENCE.md citation (regex, applied in this order) → docs citation.
 #: SCIENCE.md §1 model → theory §1; §2 rules → theory §2; §3 order parameters and the ODE
@@ -67,31 +68,47 @@ MAPPING = [
 #: (train.py); "|·|" is a substitution reference in reST (activations.py); a simple table's
 #: first column must be as wide as its widest entry (rules.py).
 DOCSTRING_FIXES = [
-    ("simulations/train.py",
-     "``epochs`` (5), ``lr`` (0.01; FF 0.003), ``momentum`` (0.9), ``batch`` (64),\n"
-     "``weight_decay`` (0)\n    optimiser options",
-     "``epochs`` (5), ``lr`` (0.01; FF 0.003), ``momentum`` (0.9), ``batch`` (64)\n"
-     "    optimiser options, and ``weight_decay`` (0)\n   "),
-    ("simulations/train.py",
-     "``dropout`` (0.1), ``lr_decay_epochs`` ([]), ``lr_decay`` (0.1), ``F_scale`` (0.05),\n"
-     "``normalize`` (false), ``mirror`` (null)\n    deep-network options (not for FF): ",
-     "``dropout`` (0.1), ``lr_decay_epochs`` ([]), ``lr_decay`` (0.1), ``F_scale`` (0.05)\n"
-     "    deep-network options (not for FF), with ``normalize`` (false) and ``mirror``\n"
-     "    (null): "),
-    ("theory/activations.py", "(max, min, |·|, sign, θ, piecewise)",
-     "(max, min, abs, sign, θ, piecewise)"),
-    ("theory/rules.py",      # both borders of the table (replaced everywhere, see main)
-     "\n========  =================================================================\n",
-     "\n========= =================================================================\n"),
+    (
+        "simulations/train.py",
+        "``epochs`` (5), ``lr`` (0.01; FF 0.003), ``momentum`` (0.9), ``batch`` (64),\n"
+        "``weight_decay`` (0)\n    optimiser options",
+        "``epochs`` (5), ``lr`` (0.01; FF 0.003), ``momentum`` (0.9), ``batch`` (64)\n"
+        "    optimiser options, and ``weight_decay`` (0)\n   ",
+    ),
+    (
+        "simulations/train.py",
+        "``dropout`` (0.1), ``lr_decay_epochs`` ([]), ``lr_decay`` (0.1), ``F_scale`` (0.05),\n"
+        "``normalize`` (false), ``mirror`` (null)\n    deep-network options (not for FF): ",
+        "``dropout`` (0.1), ``lr_decay_epochs`` ([]), ``lr_decay`` (0.1), ``F_scale`` (0.05)\n"
+        "    deep-network options (not for FF), with ``normalize`` (false) and ``mirror``\n"
+        "    (null): ",
+    ),
+    (
+        "theory/activations.py",
+        "(max, min, |·|, sign, θ, piecewise)",
+        "(max, min, abs, sign, θ, piecewise)",
+    ),
+    (
+        "theory/rules.py",  # both borders of the table (replaced everywhere, see main)
+        "\n========  =================================================================\n",
+        "\n========= =================================================================\n",
+    ),
 ]
 
 #: the MNIST tables moved from README.md into docs/mnist.md
 MNIST_TABLE = [
-    ("figures/mnist_table.py", 'README = REPO / "README.md"',
-     'README = REPO / "docs" / "mnist.md"      # the page that holds the tables'),
+    (
+        "figures/mnist_table.py",
+        'README = REPO / "README.md"',
+        'README = REPO / "docs" / "mnist.md"      # the page that holds the tables',
+    ),
     ("figures/mnist_table.py", "``README.md`` between", "``docs/mnist.md`` between"),
     ("figures/mnist_table.py", '"write it into README.md."', '"write it into docs/mnist.md."'),
-    ("figures/mnist_table.py", "leave README.md and the store", "leave docs/mnist.md and the store"),
+    (
+        "figures/mnist_table.py",
+        "leave README.md and the store",
+        "leave docs/mnist.md and the store",
+    ),
 ]
 
 
@@ -133,8 +150,7 @@ def main(argv=None) -> int:
             if not a.check:
                 p.write_text(text.replace(old, new), encoding="utf-8")
         elif new not in text:
-            print(f"NOT FOUND (edit by hand): {rel}: {old.splitlines()[0][:70]}",
-                  file=sys.stderr)
+            print(f"NOT FOUND (edit by hand): {rel}: {old.splitlines()[0][:70]}", file=sys.stderr)
     return 1 if (a.check and todo) else 0
 
 

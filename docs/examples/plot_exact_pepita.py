@@ -15,11 +15,20 @@ import matplotlib.pyplot as plt
 import odeflow
 from theory.state import OrderParameters
 
-init = OrderParameters.from_spec(2, 2, R=[[0.03, -0.01], [0.02, 0.01]], v=0.1,
-                                 b=[0.03, -0.02], c=[0.02, 0.0],
-                                 sigma_F2=0.03**2, F_norm2=1000 * 0.03**2)
-runs = {rule: odeflow.solve(rule, init, eta=1.0, alpha_max=20, record={"every": 0.5})
-        for rule in ("pepita", "pepita-forward", "afa")}
+init = OrderParameters.from_spec(
+    2,
+    2,
+    R=[[0.03, -0.01], [0.02, 0.01]],
+    v=0.1,
+    b=[0.03, -0.02],
+    c=[0.02, 0.0],
+    sigma_F2=0.03**2,
+    F_norm2=1000 * 0.03**2,
+)
+runs = {
+    rule: odeflow.solve(rule, init, eta=1.0, alpha_max=20, record={"every": 0.5})
+    for rule in ("pepita", "pepita-forward", "afa")
+}
 for rule, res in runs.items():
     extra = ""
     if res.quadrature:
@@ -30,8 +39,9 @@ for rule, res in runs.items():
 # ε_g and the norm of the feedback over α.
 
 fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.5), layout="constrained")
-for (rule, res), style in zip(runs.items(), ("-", "-", "--")):   # AFA dashed: on top of
-    ax1.plot(res.alpha, res.eg, style, label=rule)                # pepita-forward
+# AFA dashed: it lies on top of pepita-forward
+for (rule, res), style in zip(runs.items(), ("-", "-", "--"), strict=True):
+    ax1.plot(res.alpha, res.eg, style, label=rule)
     ax2.plot(res.alpha, res.norm_b, style, label=rule)
 ax1.set(xlabel="α", ylabel="ε_g")
 ax2.set(xlabel="α", ylabel="|b|")

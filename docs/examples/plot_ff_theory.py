@@ -15,10 +15,10 @@ import matplotlib.pyplot as plt
 import odeflow
 from theory.state import OrderParameters
 
-init = OrderParameters(Q=[[1, 0], [0, 1]], R=[[0.01], [0.0]], T=[[1]], v=[0, 0],
-                       v_star=[1], u=[0.1, -0.05])
-res = odeflow.solve("ff", init, eta=1.0, eta_u=1.0, theta=1.0, alpha_max=20,
-                    record={"every": 0.5})
+init = OrderParameters(
+    Q=[[1, 0], [0, 1]], R=[[0.01], [0.0]], T=[[1]], v=[0, 0], v_star=[1], u=[0.1, -0.05]
+)
+res = odeflow.solve("ff", init, eta=1.0, eta_u=1.0, theta=1.0, alpha_max=20, record={"every": 0.5})
 print(res.message)
 print(f"ε_g: {res.eg[0]:.3f} → {res.eg[-1]:.3f}; label weights u(20) = {res.u[-1]}")
 

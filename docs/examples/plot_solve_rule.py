@@ -16,8 +16,7 @@ from theory.state import OrderParameters
 
 # a slightly asymmetric start: small overlaps R with the teacher, small second layer v;
 # b is FA's fixed feedback (BP ignores it)
-init = OrderParameters.from_spec(2, 2, R=[[0.03, -0.01], [0.02, 0.01]], v=0.1,
-                                 b=[1.0, 0.5])
+init = OrderParameters.from_spec(2, 2, R=[[0.03, -0.01], [0.02, 0.01]], v=0.1, b=[1.0, 0.5])
 results = {rule: odeflow.solve(rule, init, eta=0.5, alpha_max=1000) for rule in ("bp", "fa")}
 for rule, res in results.items():
     print(f"{rule}: {res.message}; ε_g(α = 1000) = {res.eg[-1]:.2e}")

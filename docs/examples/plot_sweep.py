@@ -15,18 +15,27 @@ import numpy as np
 
 from odeflow.sweep import sweep
 
-init = {"Q": [[1, 0], [0, 1]], "R": [[0.03, -0.01], [0.02, 0.01]], "T": [[1, 0], [0, 1]],
-        "v": [0.1, 0.1], "v_star": [1, 1], "b": [0.3, -0.2], "c": [0.1, 0.0],
-        "sigma_F2": 0.09}
+init = {
+    "Q": [[1, 0], [0, 1]],
+    "R": [[0.03, -0.01], [0.02, 0.01]],
+    "T": [[1, 0], [0, 1]],
+    "v": [0.1, 0.1],
+    "v_star": [1, 1],
+    "b": [0.3, -0.2],
+    "c": [0.1, 0.0],
+    "sigma_F2": 0.09,
+}
 etas, eta_vs = [0.25, 0.5, 1.0, 2.0], [0.2, 0.6, 1.0]
-spec = {"kind": "solve",
-        "base": {"rule": "afa", "eta": 0.5, "alpha_max": 10, "init": init},
-        "grid": {"eta": etas, "eta_v": eta_vs}}
+spec = {
+    "kind": "solve",
+    "base": {"rule": "afa", "eta": 0.5, "alpha_max": 10, "init": init},
+    "grid": {"eta": etas, "eta_v": eta_vs},
+}
 
 outdir = tempfile.mkdtemp()
 res = sweep(spec, outdir, workers=2)
 print(f"{res.n_run} points run, {res.n_skipped} skipped")
-eg = res.grid("eg_final")       # shape (len(etas), len(eta_vs)), the grid's axes
+eg = res.grid("eg_final")  # shape (len(etas), len(eta_vs)), the grid's axes
 print(np.round(eg, 4))
 
 # %%
