@@ -18,10 +18,11 @@ import numpy as np
 
 from theory import cli
 from theory.state import OrderParameters
+from theory.system import describe, observables
 
 from . import solvers as S
-from .inputs import (as_state as _as_state, check_bool, check_run, dt_note as _dt_note,
-                     feedback as _feedback, get_system, params_vector as _params_vector,
+from .inputs import (as_state as _as_state, check_bool, check_run,  # noqa: F401 (events)
+                     dt_note as _dt_note, get_system, params_vector as _params_vector,
                      positive as _positive, quad_report as _quad_report,
                      record_grid as _record_grid, rule_name as _rule_name)
 from .progress import ProgressBar
@@ -341,7 +342,7 @@ def solve(rule, init, *, eta, eta_v=None, sigma=0.0, activation="erf", alpha_max
                   rtol=rtol if method == "dopri5" else None,
                   atol=atol if method == "dopri5" else None, record=_jsonable(record_spec),
                   eg_tol=eg_tol, max_steps=max_steps, diverge_threshold=diverge_threshold,
-                  rule_params=dict(rule_params or {}), system=_jsonable(system.describe()))
+                  rule_params=dict(rule_params or {}), system=_jsonable(describe(system)))
     quad = _quad_report(system, state, final, eta, eta_v, sigma, rule_params)
     if quad is not None:
         params["quadrature"] = quad
@@ -363,7 +364,7 @@ def _model_fields(model, system, parts, rec_y, p) -> dict:
     """The model's own result arrays: its layout fields beyond Q and R, then the named
     observables of its system on the records (theory.models.Model.result_fields)."""
     out = {k: parts.get(k) for k in model.state_fields}
-    obs = system.observables(rec_y, p) if len(rec_y) else {}
+    obs = observables(system, rec_y, p) if len(rec_y) else {}
     for k in model.observables:
         val = obs.get(k)
         out[k] = None if val is None else np.asarray(val, dtype=float)
@@ -385,7 +386,7 @@ def _nan_stats(x, alive):
 def solve_sde(rule="afa", init=None, *, eta, eta_v=None, sigma=0.0, activation="erf",
               alpha_max, dt, n_paths, seed=None, record=None, method="euler-maruyama",
               diverge_threshold=1e6, rule_params=None, progress=False,
-              quadrature=None) -> SDEResult:
+              quadrature=None, eta_u=None, theta=None) -> SDEResult:
     """Ensemble of the AFA SDE ``db = drift dα + chol(Σ) dB_α`` (SCIENCE.md §5.2).
 
     Q, R and v follow their ODEs given the path of b; b gets Gaussian noise with covariance
@@ -393,7 +394,8 @@ def solve_sde(rule="afa", init=None, *, eta, eta_v=None, sigma=0.0, activation="
     on recording times); ``n_paths`` independent paths in parallel, reproducible for a given
     ``seed`` (see :mod:`odeflow.sde`).
 
-    Parameters are those of :func:`solve` plus ``n_paths`` (int ≥ 1), ``seed`` (int or None:
+    Parameters are those of :func:`solve` (``eta_u``, ``theta``: accepted so that every
+    model's parameters reach its validator; no FF system has a noise term) plus ``n_paths`` (int ≥ 1), ``seed`` (int or None:
     fresh entropy, recorded in ``params['seed']``) and ``method`` ("euler-maruyama").
 
     Returns
@@ -427,7 +429,8 @@ def solve_sde(rule="afa", init=None, *, eta, eta_v=None, sigma=0.0, activation="
     if seed is None:
         seed = int(np.random.SeedSequence().entropy % (1 << 63))
     model, state, mparams, (eta, eta_v, sigma, rule_params) = check_run(
-        rule, init, rule_params, dict(eta=eta, eta_v=eta_v, sigma=sigma))
+        rule, init, rule_params,
+        dict(eta=eta, eta_v=eta_v, sigma=sigma, eta_u=eta_u, theta=theta))
     rec, record_spec = _record_grid(record, alpha_max)
     note = _dt_note(dt, rec)
     system = get_system(rule, state.K, state.M, activation, quadrature)

@@ -14,7 +14,8 @@ from typing import Any, Callable, Protocol, runtime_checkable
 
 import numpy as np
 
-__all__ = ["System", "SystemMethods", "committee_observables", "describe_system"]
+__all__ = ["System", "SystemMethods", "committee_observables", "describe_system",
+           "describe", "observables"]
 
 
 @runtime_checkable
@@ -129,6 +130,23 @@ def committee_observables(y, p, K: int, M: int, feedback: str, layout) -> dict:
         return {"b": None, "cos_vb": None, "norm_b": None}
     from .observables import cos_vb, norm_b
     return {"b": b, "cos_vb": cos_vb(parts["v"], b), "norm_b": norm_b(b)}
+
+
+def describe(system) -> dict:
+    """``system.describe()``, or :func:`describe_system` for a duck-typed system (an object
+    with ``rhs``, ``eg``, ``layout``, ``params``, ``rule`` only, e.g. a test's toy)."""
+    fn = getattr(system, "describe", None)
+    return fn() if callable(fn) else describe_system(system)
+
+
+def observables(system, y, p) -> dict:
+    """``system.observables(y, p)``, or the committee's for a duck-typed system."""
+    fn = getattr(system, "observables", None)
+    if callable(fn):
+        return fn(y, p)
+    lay = system.layout
+    fb = getattr(system.rule, "feedback", "adaptive" if lay.adaptive_b else "v")
+    return committee_observables(y, p, lay.K, lay.M, fb, lay)
 
 
 class SystemMethods:
