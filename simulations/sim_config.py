@@ -32,8 +32,10 @@ def model_module(config):
     """The simulation module of ``config``'s rule when its model is not the committee
     (its ``simulate`` and ``validate_config`` take over), else None."""
     rule = config.get("rule") if isinstance(config, dict) else None
-    mod = model_of(rule).simulation
-    return None if mod == _HERE else importlib.import_module(mod)
+    model = model_of(rule)
+    if not model.simulation:
+        raise ValueError(f"rule {rule!r} (model {model.name!r}) has no simulation")
+    return None if model.simulation == _HERE else importlib.import_module(model.simulation)
 
 
 #: built-in learning rules (any theory.rules.Rule, or "file.py:NAME", simulates too: the

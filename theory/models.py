@@ -131,26 +131,33 @@ class Model:
     layout : callable ``(K, M, adaptive_b=False) -> layout``
     simulation : str
         Module of :mod:`simulations` with ``simulate(config, progress)`` and
-        ``validate_config(config)``.
-    system_args : callable ``(params) -> (eta, eta_v, sigma, rule_params)``
-        How the validated parameters enter :meth:`System.params`.
+        ``validate_config(config)`` ("" for a model without simulations).
+    system_args : callable ``(params, rule_params) -> (eta, eta_v, sigma, rule_params)``
+        How the validated parameters enter :meth:`System.params` (default: ``eta``,
+        ``eta_v``, ``sigma`` where the model has them, and the rule parameters).
+    rules : tuple of str
+        Rule names that belong to this model (:data:`RULE_MODELS`).
     """
 
     name: str
     description: str
     params: tuple
-    init_required: tuple
-    init_refused: tuple
-    init_note: str
-    state_fields: tuple
-    observables: tuple
-    compare_fields: tuple
     build: Callable
     layout: Callable
-    simulation: str
-    system_args: Callable
+    init_required: tuple = ("Q", "R", "T", "v", "v_star")
+    init_refused: tuple = ()
+    init_note: str = ""
+    state_fields: tuple = ()
+    observables: tuple = ()
+    compare_fields: tuple = ()
+    simulation: str = ""
+    system_args: Callable = None
     rules: tuple = ()
     extra: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.system_args is None:          # η, η_v, σ as the committee's kernels take them
+            object.__setattr__(self, "system_args", _rates)
 
     @property
     def param_names(self) -> tuple:
@@ -262,6 +269,10 @@ class Model:
                 "simulation": self.simulation}
 
 
+def _rates(p, rp=None):
+    return p["eta"], p.get("eta_v"), p.get("sigma", 0.0), dict(rp or {})
+
+
 def _is_zero(x) -> bool:
     try:
         return bool(np.all(np.asarray(x, dtype=float) == 0))
@@ -341,7 +352,6 @@ COMMITTEE = register(Model(
     build=_committee_build,
     layout=_committee_layout,
     simulation="simulations.teacher_student",
-    system_args=lambda p, rp=None: (p["eta"], p["eta_v"], p["sigma"], dict(rp or {})),
 ))
 
 

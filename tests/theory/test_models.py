@@ -149,3 +149,21 @@ def test_init_checks_ask_for_what_the_model_needs():
         com.check_init({**base, "v": [0, 0], "F_norm2": "0.9"}, "pepita")
     with pytest.raises(ValueError, match=r"init.Q must be a number .*null"):
         com.check_init({**base, "v": [0, 0], "Q": [[1, None], [0, 1]]}, "bp")
+
+
+def test_the_add_a_model_example_of_the_docs_runs(tmp_path):
+    """docs/architecture.md's example (a linear perceptron registered as a model) runs and
+    meets its exact solution R(α) = T + (R₀ − T) e^{−ηα}; in a subprocess, so that the
+    registry of this process keeps its two models."""
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[2]
+    text = (root / "docs" / "architecture.md").read_text()
+    code = re.findall(r"```python\n(.*?)```", text, re.S)[0]
+    script = tmp_path / "example.py"
+    script.write_text(f"import sys; sys.path.insert(0, {str(root)!r})\n" + code)
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                         cwd=root)
+    assert out.returncode == 0, out.stderr
