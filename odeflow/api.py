@@ -241,7 +241,7 @@ def solve(rule, init, *, eta, eta_v=None, sigma=0.0, activation="erf", alpha_max
     dense_output : bool
         dopri5 only: keep every step's continuous extension; ``Result.sol(alpha)``.
     eta_u, theta : float, optional
-        Forward-Forward (rule "ff", SCIENCE.md §9, :mod:`theory.ff`): label-weight rate
+        Forward-Forward (rule 'ff', SCIENCE.md §9, :mod:`theory.ff`): label-weight rate
         η_u (default eta) and goodness threshold θ > 0 (default K/2). The state needs
         ``u``; the result carries ``u``, ``loss`` and ``gap`` (``v`` is None).
 

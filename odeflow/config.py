@@ -18,7 +18,7 @@ A config is a JSON object. Keys for ``solve`` (:data:`SOLVE_KEYS`)::
     max_steps, diverge_threshold
     init          {"Q", "R", "T", "v", "v_star", "b" (FA, AFA), "c", "sigma_F2" (AFA),
                    "F_norm2" (pepita)}
-    eta_u, theta  rule "ff" (Forward-Forward): label-weight rate, goodness threshold > 0
+    eta_u, theta  rule ff (Forward-Forward): label-weight rate, goodness threshold > 0
                   (default K/2), instead of eta_v and sigma; its init is {"Q", "R", "T",
                   "u", "v_star"} (no v, b, c, sigma_F2, F_norm2)
 

@@ -81,7 +81,7 @@ class Result(SavedResult):
 
         A field of another model reads as None (``res.v`` of an FF run).
     model : str
-        The model ("committee", "ff").
+        The model (committee, ff: theory.models.MODELS).
     status : int
         0 reached alpha_max, 1 converged (ε_g < eg_tol) or stopped by a terminal event, -1
         stopped early (see ``reason``).
