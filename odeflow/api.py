@@ -187,9 +187,11 @@ def solve(rule, init, *, eta, eta_v=None, sigma=0.0, activation="erf", alpha_max
     Parameters
     ----------
     rule : str, theory.rules.Rule or system
-        "bp", "fa", "afa", "pepita", "pepita-forward", a Rule, or a prebuilt system
-        (``theory.codegen.System`` or any object with ``rhs``, ``eg``, ``layout``,
-        ``params``, ``rule``).
+        "bp", "fa", "afa", "pepita", "pepita-forward", "ff", a Rule, a rule of a registered
+        model (:mod:`theory.models`), or a prebuilt system (:class:`theory.system.System`;
+        at least ``rhs``, ``eg``, ``layout``, ``params``, ``rule``). The rule's model
+        decides the parameters it takes, what its initial state needs and the result's
+        own fields.
     init : OrderParameters or dict of arrays
         Initial state at α = 0; K and M are taken from it. FA needs ``b``; AFA and
         pepita-forward need ``b``, ``c`` and ``sigma_F2``; pepita also ``F_norm2``.
@@ -501,7 +503,7 @@ def solve_sde(rule="afa", init=None, *, eta, eta_v=None, sigma=0.0, activation="
     parts = lay.unpack(rec_y)
     eg_mean, eg_std = _nan_stats(rec_eg, alive)
     b_mean, b_std = _nan_stats(parts["b"], alive)
-    params = dict(rule=_rule_name(system), K=state.K, M=state.M,
+    params = dict(model=model.name, rule=_rule_name(system), K=state.K, M=state.M,
                   activation=getattr(system, "activation", activation), eta=eta, eta_v=eta_v,
                   sigma=sigma, alpha_max=alpha_max, method=method, dt=dt,
                   record=_jsonable(record_spec), n_paths=P, seed=seed,

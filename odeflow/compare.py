@@ -110,7 +110,8 @@ class Comparison:
 
     @property
     def names(self) -> tuple:
-        return tuple(k for k in OBSERVABLES if k in self.ode)
+        """The compared quantities: eg, Q, R, then the model's ``compare_fields``."""
+        return tuple(self.ode)
 
     @property
     def success(self) -> bool:
@@ -184,7 +185,7 @@ class Comparison:
                 ax.plot(a, m[:, j], ".", color=c, ms=2.5)
                 ax.plot(a, o[:, j], "-", color=c, lw=1.2, label=sub[j])
             ax.set_xlabel(r"$\alpha$")
-            ax.set_ylabel(labels[k])
+            ax.set_ylabel(labels.get(k, k))
             if k == "eg":
                 ax.set_yscale("log")
             elif m.shape[1] > 1:

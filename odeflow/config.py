@@ -25,6 +25,7 @@ A config is a JSON object. Keys for ``solve`` (:data:`SOLVE_KEYS`)::
 The rule's model (:mod:`theory.models`) checks its parameters (numbers only: ``"0.5"``,
 ``true``, ``null`` are refused naming the key) and its initial state, with the same
 validator :func:`odeflow.solve` uses.
+    rule_params   {"name": number}: values of a Rule's own parameters (e.g. weight decay)
     description   free text (ignored)
 
 ``sde`` (:data:`SDE_KEYS`) takes the same keys minus ``rtol, atol, eg_tol, max_steps``,
@@ -39,14 +40,14 @@ from pathlib import Path
 from typing import Mapping
 
 from theory import cli
-from theory.models import model_of
+from theory.models import check_number, model_of
 from theory.state import FIELDS, OrderParameters
 
 __all__ = ["SOLVE_KEYS", "SDE_KEYS", "INIT_KEYS", "load_config", "validate_config",
            "to_solve_args", "to_sde_args", "ConfigError"]
 
 _COMMON = ("rule", "K", "M", "activation", "alpha_max", "dt", "record", "diverge_threshold",
-           "init", "description", "quadrature")
+           "init", "description", "quadrature", "rule_params")
 #: the parameters of every registered model (theory.models): checked by the rule's model
 MODEL_KEYS = ("eta", "eta_v", "sigma", "eta_u", "theta")
 SOLVE_KEYS = _COMMON[:4] + ("eta", "eta_v", "sigma") + _COMMON[4:] + (
@@ -117,6 +118,16 @@ def _check_types(cfg: Mapping) -> None:
         if k in cfg and not isinstance(cfg[k], str):
             raise ConfigError(f"{k} must be a string, got {_type_name(cfg[k])} "
                               f"({json.dumps(cfg[k])})")
+    if "rule_params" in cfg:
+        rp = cfg["rule_params"]
+        if not isinstance(rp, Mapping):
+            raise ConfigError(f"rule_params must be an object of numbers (a Rule's own "
+                              f"parameters), got {_type_name(rp)} ({json.dumps(rp)})")
+        for k, v in rp.items():
+            try:
+                check_number(f"rule_params.{k}", v)
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
     if "seed" in cfg and isinstance(cfg["seed"], int) and cfg["seed"] < 0:
         raise ConfigError(f"seed must be a non-negative integer, got {cfg['seed']}")
 

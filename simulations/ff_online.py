@@ -40,6 +40,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
+from theory.models import get as get_model
 from theory.quadrature import factor
 from theory.state import OrderParameters, record_alphas
 
@@ -124,8 +125,7 @@ def validate_ff_config(config) -> dict:
     K, M, N = cfg["K"], cfg["M"], cfg["N"]
     # η, η_u, θ (default K/2): the FF model's one validator (theory.models), the same as
     # odeflow.solve's
-    from theory.models import get
-    mp = get("ff").check_params({k: cfg[k] for k in ("eta", "eta_u", "theta")}, K=K,
+    mp = get_model("ff").check_params({k: cfg[k] for k in ("eta", "eta_u", "theta")}, K=K,
                                 rule_name="ff")
     cfg.update({k: mp[k] for k in ("eta", "eta_u", "theta")})
     cfg["alpha_max"] = _num(cfg, "alpha_max", lo=0.0, strict=True)

@@ -196,3 +196,16 @@ def test_simulation_results_share_the_protocol(tmp_path):
         d = {k: z[k] for k in z.files if k != "kind"}
     np.savez(tmp_path / "old.npz", **d)
     np.testing.assert_array_equal(SimulationResult.load(tmp_path / "old.npz").Q, sim.Q)
+
+
+def test_solve_config_accepts_checked_rule_params():
+    cfg = {**_PEPITA_CFG, "rule": "bp", "init": {k: v for k, v in _PEPITA_CFG["init"].items()
+                                                 if k in ("Q", "R", "T", "v", "v_star")}}
+    assert validate_config({**cfg, "rule_params": {}}, "solve")["rule_params"] == {}
+    with pytest.raises(ConfigError, match=r"rule_params.kappa must be a number, got a string"):
+        validate_config({**cfg, "rule_params": {"kappa": "x"}}, "solve")
+    with pytest.raises(ConfigError, match=r"rule_params must be an object of numbers"):
+        validate_config({**cfg, "rule_params": [1.0], "dt": 0.1, "n_paths": 2}, "sde")
+    # a parameter the rule does not have is refused by the rule, before integrating
+    with pytest.raises(ValueError, match=r"unknown rule parameters \['kappa'\] for rule 'bp'"):
+        odeflow.solve("bp", _bp_state(), eta=0.5, alpha_max=1.0, rule_params={"kappa": 0.1})
