@@ -6,8 +6,9 @@ feedback-noise ensemble); their results are in :mod:`odeflow.results`, the input
 ``y`` of a system (:class:`theory.system.System`) built by the rule's model
 (:mod:`theory.models`: derived from the rule, compiled once per process, cached on disk).
 Nothing here depends on which model it is: the model's parameters, initial state and
-result fields are declared by the model. The integration loop is compiled (:mod:`odeflow.solvers`); Python only runs
-between chunks of steps, to draw the progress bar.
+result fields are declared by the model. The integration loop is compiled
+(:mod:`odeflow.solvers`); Python only runs between chunks of steps, to draw the progress
+bar.
 """
 from __future__ import annotations
 
@@ -397,8 +398,9 @@ def solve_sde(rule="afa", init=None, *, eta, eta_v=None, sigma=0.0, activation="
     ``seed`` (see :mod:`odeflow.sde`).
 
     Parameters are those of :func:`solve` (``eta_u``, ``theta``: accepted so that every
-    model's parameters reach its validator; no FF system has a noise term) plus ``n_paths`` (int ≥ 1), ``seed`` (int or None:
-    fresh entropy, recorded in ``params['seed']``) and ``method`` ("euler-maruyama").
+    model's parameters reach its validator; no FF system has a noise term) plus
+    ``n_paths`` (int ≥ 1), ``seed`` (int or None: fresh entropy, recorded in
+    ``params['seed']``) and ``method`` ("euler-maruyama").
 
     Returns
     -------

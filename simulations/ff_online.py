@@ -584,7 +584,7 @@ def simulate_ff(config: dict, progress=None) -> FFSimulationResult:
     # generate / compile the theory's quadrature once, before the worker threads use it
     if cfg["quadrature"]:
         build_ff_system(cfg["K"], cfg["M"], cfg["activation"])
-    N, K = cfg["N"], cfg["K"]
+    N = cfg["N"]
     alphas = record_alphas(cfg["record"], cfg["alpha_max"])
     rec_steps = np.rint(alphas * N).astype(np.int64)
     S = len(cfg["seeds"])

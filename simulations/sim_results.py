@@ -196,9 +196,11 @@ class SimulationResult(EnsembleResult):
         s = (f"{self.rule}: N={self.config['N']} K={self.config['K']} M={self.config['M']}, "
              f"{S} seeds, alpha 0..{self.alpha[-1]:g} ({len(self.alpha)} records); ")
         if nd:
-            s += (f"{nd} diverged (at alpha {', '.join(f'{a:.3g}' for a in self.alpha_diverged[self.diverged])}); ")
+            at = ", ".join(f"{a:.3g}" for a in self.alpha_diverged[self.diverged])
+            s += f"{nd} diverged (at alpha {at}); "
         if self.n_mean:
-            s += f"final eps_g = {self.eg_mean[-1]:.4g} ± {self.eg_std[-1]:.2g} (over {self.n_mean} seeds)"
+            s += (f"final eps_g = {self.eg_mean[-1]:.4g} ± {self.eg_std[-1]:.2g} (over "
+                  f"{self.n_mean} seeds)")
         else:
             s += "no seed left to average"
         return s

@@ -467,7 +467,7 @@ def simulate(config: dict, progress: bool | ProgressBar | None = None) -> Simula
     if other is not None:
         return other.simulate(config, progress=progress)
     cfg = validate_config(config)
-    N, K, M = cfg["N"], cfg["K"], cfg["M"]
+    N = cfg["N"]
     sim_rule = kernelgen.resolve_rule(cfg["rule"])
     rule = sim_rule.name
     alphas = record_alphas(cfg["record"], cfg["alpha_max"])
