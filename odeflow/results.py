@@ -233,8 +233,9 @@ class Result(SavedResult):
 
     @classmethod
     def from_dict(cls, d) -> "Result":
-        from theory.models import get
-        model = str(d.get("model", "committee"))
+        from theory.models import get, model_of
+        # files written before results named their model: the model of their rule
+        model = str(d.get("model") or model_of(d["params"].get("rule")).name)
         fields_ = {k: (None if d.get(k) is None else np.asarray(d[k], dtype=float))
                    for k in get(model).result_fields}
         kw = {k: np.asarray(d[k], dtype=float) for k in cls._ARRAYS}
