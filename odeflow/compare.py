@@ -289,7 +289,7 @@ def compare(config: dict, progress: bool = False, sim=None) -> Comparison:
         notes.append(f"{int(sim.diverged.sum())} of {len(sim.seeds)} seeds diverged (at α = "
                      + ", ".join(f"{a:.3g}" for a in sim.alpha_diverged[sim.diverged])
                      + "); they are left out of the mean")
-    if rule == "pepita":
+    if (ode_res.params.get("system") or {}).get("presynaptic") == "x_tilde":   # pepita
         nF2 = cfg["N"] * cfg["sigma_F"] ** 2
         notes.append(f"pepita's exact ODE (docs/quadrature.md) with ‖F‖² = N σ_F² = {nF2:.3g}: "
                      "b grows like exp(η ‖F‖² ∫E[δ e]) along F")

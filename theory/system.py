@@ -103,6 +103,9 @@ def describe_system(system) -> dict:
            "activation": str(getattr(system, "activation", "")),
            "K": int(system.layout.K), "M": int(system.layout.M), "n": int(system.layout.n),
            "class": type(system).__name__}
+    pre = getattr(rule, "presynaptic", None)
+    if pre is not None:                    # "x" or "x_tilde" (PEPITA's modulated input)
+        out["presynaptic"] = str(pre)
     src = getattr(system, "source_path", None)
     if src is not None:
         out["source"] = str(src)

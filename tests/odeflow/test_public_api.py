@@ -209,3 +209,23 @@ def test_solve_config_accepts_checked_rule_params():
     # a parameter the rule does not have is refused by the rule, before integrating
     with pytest.raises(ValueError, match=r"unknown rule parameters \['kappa'\] for rule 'bp'"):
         odeflow.solve("bp", _bp_state(), eta=0.5, alpha_max=1.0, rule_params={"kappa": 0.1})
+
+
+def test_odeflow_never_branches_on_a_rule_name():
+    """No comparison with a rule's name (``rule == "ff"``, ``rule in ("ff", …)``) in
+    odeflow/ or in the committee's simulation module: models and their rules are data
+    (theory.models)."""
+    import ast
+    from simulations.sim_config import RULES
+    from theory.models import RULE_MODELS
+    names = set(RULES) | set(RULE_MODELS)
+    files = sorted((REPO / "odeflow").glob("*.py")) + [
+        REPO / "simulations" / "teacher_student.py", REPO / "simulations" / "sim_config.py"]
+    hits = []
+    for f in files:
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.Compare):
+                for sub in ast.walk(node):
+                    if isinstance(sub, ast.Constant) and sub.value in names:
+                        hits.append(f"{f.name}:{node.lineno}")
+    assert hits == []
