@@ -61,6 +61,8 @@ def check_number(name: str, x, lo=None, strict: bool = False) -> float:
     Accepts Python and numpy integers and floats; refuses booleans, strings, None, lists
     and non-finite values (no silent conversion of ``"0.5"``). ``lo``: lower bound
     (``> lo`` when ``strict``, else ``>= lo``)."""
+    if isinstance(x, np.ndarray) and x.ndim == 0 and x.dtype.kind in "iuf":
+        x = x.item()                         # a 0-d array of a number is that number
     if isinstance(x, (bool, np.bool_)) or not isinstance(x, (int, float, np.integer,
                                                              np.floating)):
         raise ValueError(f"{name} must be a number, got {type_name(x)} ({_shown(x)})")
