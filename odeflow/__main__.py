@@ -15,7 +15,6 @@ output file is left behind). Output paths are checked before any work.
 from __future__ import annotations
 
 import argparse
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -99,7 +98,10 @@ COMMANDS: dict[str, Command] = {
 }
 
 # theory vs simulation (odeflow.compare imports simulations lazily, only when run)
-from . import compare as _compare  # noqa: E402
+import importlib  # noqa: E402
+
+# the module (odeflow.compare is the function compare at the package level)
+_compare = importlib.import_module(".compare", __package__)
 
 COMMANDS["compare"] = Command("simulation ensemble vs ODE from the same measured initial "
                               "state: discrepancy per order parameter", _compare.add_arguments,

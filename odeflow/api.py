@@ -1,31 +1,34 @@
-"""The public API: :func:`solve` (deterministic ODEs), :func:`solve_sde` (the AFA
-feedback-noise ensemble) and their results.
+"""The public API: :func:`solve` (deterministic ODEs) and :func:`solve_sde` (the AFA
+feedback-noise ensemble); their results are in :mod:`odeflow.results`, the input checks in
+:mod:`odeflow.inputs`.
 
 ``solve`` integrates ``dy/dα = f(y; p)`` for the flat order-parameter vector
-``y = [Q upper triangle, R, v, (b)]`` (:class:`theory.state.Layout`) of a system built by
-``theory.codegen.build_system`` (derived from the rule, compiled once per process, cached
-on disk). The integration loop is compiled (:mod:`odeflow.solvers`); Python only runs
-between chunks of steps, to draw the progress bar.
+``y`` of a system (:class:`theory.system.System`) built by the rule's model
+(:mod:`theory.models`: derived from the rule, compiled once per process, cached on disk).
+Nothing here depends on which model it is: the model's parameters, initial state and
+result fields are declared by the model. The integration loop is compiled
+(:mod:`odeflow.solvers`); Python only runs between chunks of steps, to draw the progress
+bar.
 """
 from __future__ import annotations
 
-import json
-import math
 import time
-from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from theory.observables import cos_vb as _cos_vb, norm_b as _norm_b
-from theory.state import OrderParameters, record_alphas
-
 from theory import cli
+from theory.state import OrderParameters
+from theory.system import describe, observables
 
 from . import solvers as S
-from .status import STATUS_DOC, describe
+from .inputs import (as_state as _as_state, check_bool, check_run,  # noqa: F401 (events)
+                     dt_note as _dt_note, get_system, params_vector as _params_vector,
+                     positive as _positive, quad_report as _quad_report,
+                     record_grid as _record_grid, rule_name as _rule_name)
 from .progress import ProgressBar
+from .status import STATUS_DOC, describe as stop_message
+from .results import SDEResult, Result, _jsonable
 
 __all__ = ["solve", "solve_sde", "Result", "SDEResult", "get_system", "METHODS",
            "SDE_METHODS"]
@@ -41,132 +44,6 @@ PSD_RTOL = 1e-9
 _CHUNK_SECONDS = 0.1
 
 
-# ------------------------------------------------------------------------------ inputs
-def get_system(rule, K: int, M: int, activation="erf", quadrature=None):
-    """The compiled system for ``rule`` (a name, a ``theory.rules.Rule``, or a prebuilt
-    system object with ``rhs``, ``eg``, ``layout`` and ``params``). ``quadrature``: see
-    :func:`solve`."""
-    if all(hasattr(rule, a) for a in ("rhs", "eg", "layout", "params")):
-        if (rule.layout.K, rule.layout.M) != (K, M):
-            raise ValueError(f"the system was built for K={rule.layout.K}, M={rule.layout.M} "
-                             f"but the initial state has K={K}, M={M}")
-        return rule
-    if rule == "ff":                          # Forward-Forward (SCIENCE.md §9)
-        if quadrature is not None:
-            raise ValueError("rule 'ff' has its own quadrature (theory.ff: exact split at the "
-                             "label's jump); the quadrature option does not apply to it")
-        from theory.ff import build_ff_system
-        return build_ff_system(K, M, activation)
-    fast = isinstance(rule, str) and quadrature is None
-    if fast:
-        # a built-in rule found in the code cache: no sympy import, nothing derived
-        from theory.cache import cached_system
-        system = cached_system(rule, K, M, activation)
-        if system is not None:
-            return system
-    from theory.codegen import build_system   # imports sympy: only when needed
-    system = build_system(rule, K, M, activation, quadrature)
-    if fast:                                  # closed-form systems only (see remember)
-        from theory.cache import remember
-        remember(rule, activation, system)
-    return system
-
-
-def _quad_report(system, state, final, eta, eta_v, sigma, rule_params):
-    """The quadrature rule used and its error estimate at the initial and final states
-    (None for closed-form systems): see ``theory.codegen_quad.QuadSystem.error_estimate``."""
-    if not hasattr(system, "error_estimate"):
-        return None
-    rp = dict(rule_params or {})
-    out = {"options": dict(system.quadrature),
-           "rule": (system.describe_rule(sigma) if hasattr(system, "describe_rule")
-                    else system.rule_for(sigma).describe())}
-    for name, st in (("init", state), ("final", final)):
-        try:
-            out[f"error_{name}"] = system.error_estimate(st, eta, eta_v, sigma, **rp)
-        except ValueError as exc:       # e.g. a final state at the edge of validity
-            out[f"error_{name}"] = str(exc)
-    return out
-
-
-def _as_state(init) -> OrderParameters:
-    if isinstance(init, OrderParameters):
-        return init
-    if isinstance(init, dict):
-        return OrderParameters.from_dict(init)
-    raise ValueError("init must be an OrderParameters or a dict of arrays Q, R, T, v, v_star "
-                     f"(b, c, sigma_F2 as the rule needs), got {type(init).__name__}")
-
-
-def _positive(name, x, allow_none=False):
-    if x is None and allow_none:
-        return None
-    try:
-        xf = float(x)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a positive number, got {x!r}") from None
-    if not (math.isfinite(xf) and xf > 0):
-        raise ValueError(f"{name} must be a positive finite number, got {x!r}")
-    return xf
-
-
-def _record_grid(record, alpha_max):
-    """Recording times from ``record`` (default: 0 and 200 log-spaced α), clipped to
-    ``[0, alpha_max]`` so that round-off in ``k·dα`` never puts a record past the end."""
-    if record is None:
-        record = {"log": 200, "min": min(1e-2, alpha_max / 1e3)}
-    elif isinstance(record, (list, tuple, np.ndarray)):    # like solve_ivp's t_eval
-        record = {"alpha": [float(a) for a in np.ravel(record)]}
-    rec = np.asarray(record_alphas(record, alpha_max), dtype=float)
-    rec = np.minimum(rec, alpha_max)
-    if abs(rec[-1] - alpha_max) <= 1e-9 * alpha_max:
-        rec[-1] = alpha_max
-    if np.any(np.diff(rec) <= 0):
-        raise ValueError("record times must be strictly increasing within [0, alpha_max]")
-    return rec, record
-
-
-def _dt_note(dt, rec):
-    """Say (stderr, and in ``params['notes']``) when the fixed step dt is longer than the
-    spacing of the records: steps are then shortened to land on every record."""
-    if dt is None or len(rec) < 2:
-        return None
-    gap = float(np.min(np.diff(rec)))
-    if dt <= gap * (1 + 1e-12):
-        return None
-    note = (f"dt = {dt:.4g} is larger than the smallest record spacing {gap:.4g}: steps are "
-            "shortened there to land on every record time")
-    cli.status(f"note: {note}")
-    return note
-
-
-def _jsonable(x):
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return x.tolist()
-    if isinstance(x, np.generic):
-        return x.item()
-    return x
-
-
-def _rule_name(system) -> str:
-    return getattr(system.rule, "name", str(system.rule))
-
-
-def _feedback(system) -> str:
-    return getattr(system.rule, "feedback", "adaptive" if system.layout.adaptive_b else "v")
-
-
-def _params_vector(system, state, eta, eta_v, sigma, rule_params):
-    if rule_params:
-        return np.ascontiguousarray(system.params(state, eta, eta_v, sigma, **rule_params),
-                                    dtype=float)
-    return np.ascontiguousarray(system.params(state, eta, eta_v, sigma), dtype=float)
-
-
 # ----------------------------------------------------------------------------- results
 _STATUS_DOC = STATUS_DOC
 
@@ -177,221 +54,7 @@ def _fmt(x: float) -> str:
 
 def _message(code, fs, ist, opts, method):
     """(status, reason, human sentence) for a solver stop code (:class:`odeflow.status.Stop`)."""
-    return describe(code, fs, ist, opts, method)
-
-
-@dataclass
-class Result:
-    """Trajectory of the order parameters, like ``scipy.integrate.solve_ivp``'s result.
-
-    Attributes
-    ----------
-    alpha : (T,) array
-        Recording times actually reached (the requested grid, cut at the stop point).
-    eg : (T,) array
-        Generalisation error ε_g at each record.
-    Q : (T, K, K) array
-    R : (T, K, M) array
-    v : (T, K) array
-    b : (T, K) array or None
-        The feedback: integrated for adaptive rules (AFA), constant for fixed (FA), None for
-        backprop.
-    cos_vb, norm_b : (T,) arrays or None
-        ``cos(v, b)`` and ``|b|`` (rules with b); ``cos_vb`` is NaN where v or b is 0.
-    status : int
-        0 reached alpha_max, 1 converged (ε_g < eg_tol) or stopped by a terminal event, -1
-        stopped early (see ``reason``).
-    reason : str
-        "alpha_max", "converged", "event", "diverged", "max_steps" or "step_underflow".
-    message : str
-        A sentence describing how the run ended.
-    success : bool
-        ``status >= 0``.
-    nfev, n_steps, n_rejected : int
-        Right-hand-side evaluations, accepted steps, rejected steps (dopri5).
-    alpha_final : float
-        α of :attr:`final` (alpha_max, the convergence point, or the last good step).
-    init, final : OrderParameters
-        Initial state and last accepted state (the state that failed a divergence check is
-        never accepted, so ``final`` is always physical).
-    params : dict
-        Everything needed to reproduce the run (rule, K, M, activation, rates, method, …).
-    timings : dict
-        Seconds: ``system`` (build or cache hit), ``run`` (integration, incl. first-call
-        compilation of the solver loop).
-    alpha_events : list of arrays or None
-        With ``events``: for each event, the α of its occurrences (like solve_ivp's
-        ``t_events``; :mod:`odeflow.events`).
-    state_events : list of arrays or None
-        For each event, the flat states at its occurrences, shape (n_i, n) (like
-        ``y_events``); :meth:`event_state` gives them as OrderParameters.
-    sol : odeflow.events.DenseSolution or None
-        With ``dense_output=True`` (dopri5): ``sol(alpha)``, the solution at any α in
-        ``[0, alpha_final]``.
-    """
-
-    alpha: np.ndarray
-    eg: np.ndarray
-    Q: np.ndarray
-    R: np.ndarray
-    v: np.ndarray
-    b: np.ndarray | None
-    cos_vb: np.ndarray | None
-    norm_b: np.ndarray | None
-    status: int
-    reason: str
-    message: str
-    nfev: int
-    n_steps: int
-    n_rejected: int
-    alpha_final: float
-    init: OrderParameters
-    final: OrderParameters
-    params: dict
-    timings: dict = field(default_factory=dict)
-    alpha_events: list | None = None
-    state_events: list | None = None
-    sol: Any = None
-    layout: Any = field(default=None, repr=False)
-    u: np.ndarray | None = None
-    loss: np.ndarray | None = None
-    gap: np.ndarray | None = None
-
-    @property
-    def success(self) -> bool:
-        return self.status >= 0
-
-    def event_state(self, i: int, j: int = 0) -> OrderParameters:
-        """The :class:`OrderParameters` at occurrence ``j`` of event ``i``."""
-        if self.state_events is None:
-            raise ValueError("this run had no events (pass events=... to solve)")
-        y = np.asarray(self.state_events[i][j], dtype=float)
-        lay = self.layout
-        if lay is None:                       # a loaded result: the layout that fits y
-            from theory.state import Layout
-            lay = next(L for L in (Layout(self.K, self.M, False), Layout(self.K, self.M, True))
-                       if L.n == y.shape[0])
-        return lay.state(y, self.init)
-
-    @property
-    def K(self) -> int:
-        return self.init.K
-
-    @property
-    def M(self) -> int:
-        return self.init.M
-
-    def __len__(self):
-        return len(self.alpha)
-
-    @property
-    def quadrature(self) -> dict | None:
-        """For a quadrature-backed run: the options, the rule used (scheme, nodes) and the
-        error estimate ``error_init``/``error_final`` — the largest change of the
-        right-hand side (absolute ``rhs_abs``, relative to its largest entry ``rhs_rel``)
-        and of ε_g (``eg_abs``) when the rule is replaced by the coarser rule
-        ``theory.quadrature.coarse_rule`` (Gauss–Hermite n − 2 per field, or Sobol with half
-        the points), at the initial and the final state. None for closed forms."""
-        return self.params.get("quadrature")
-
-    def state(self, i: int) -> OrderParameters:
-        """The :class:`OrderParameters` at record ``i``."""
-        kw = dict(Q=self.Q[i], R=self.R[i])
-        if self.v is not None:
-            kw["v"] = self.v[i]
-        if self.u is not None:
-            kw["u"] = self.u[i]
-        if self.b is not None:
-            kw["b"] = self.b[i]
-        return self.init.replace(**kw)
-
-    def __repr__(self):
-        return (f"Result(rule={self.params.get('rule')!r}, K={self.K}, M={self.M}, "
-                f"method={self.params.get('method')!r}, records={len(self.alpha)}, "
-                f"status={self.status}, message={self.message!r})")
-
-    # ----------------------------------------------------------------- serialisation
-    _ARRAYS = ("alpha", "eg", "Q", "R", "v", "b", "cos_vb", "norm_b", "u", "loss", "gap")
-    _SCALARS = ("status", "reason", "message", "nfev", "n_steps", "n_rejected", "alpha_final")
-
-    def to_dict(self) -> dict:
-        d = {k: getattr(self, k) for k in self._ARRAYS if getattr(self, k) is not None}
-        d.update({k: getattr(self, k) for k in self._SCALARS})
-        for i, (a, y) in enumerate(zip(self.alpha_events or [], self.state_events or [])):
-            d[f"alpha_events_{i}"], d[f"state_events_{i}"] = a, y
-        d.update(self.init.to_dict("init_"))
-        d.update(self.final.to_dict("final_"))
-        d["params"] = self.params
-        d["timings"] = self.timings
-        d["kind"] = "odeflow.Result"
-        return d
-
-    def save(self, path) -> Path:
-        """Write to ``.npz`` (arrays; ``params`` as JSON text) or ``.json``.
-
-        The initial state is stored with prefix ``init_`` (as simulations do), so
-        ``OrderParameters.load(path)`` reads it back.
-        """
-        return _save(self.to_dict(), path)
-
-    @classmethod
-    def load(cls, path) -> "Result":
-        """Read a file written by :meth:`save`."""
-        d = _load(path, "odeflow.Result")
-        kw = {k: (None if d.get(k) is None else np.asarray(d[k], dtype=float))
-              for k in cls._ARRAYS}
-        ne = len([k for k in d if k.startswith("alpha_events_")])
-        if ne:
-            kw["alpha_events"] = [np.asarray(d[f"alpha_events_{i}"], dtype=float)
-                                  for i in range(ne)]
-            kw["state_events"] = [np.asarray(d[f"state_events_{i}"], dtype=float)
-                                  for i in range(ne)]
-        return cls(**kw, status=int(d["status"]), reason=str(d["reason"]),
-                   message=str(d["message"]), nfev=int(d["nfev"]), n_steps=int(d["n_steps"]),
-                   n_rejected=int(d["n_rejected"]), alpha_final=float(d["alpha_final"]),
-                   init=OrderParameters.from_dict(d, "init_"),
-                   final=OrderParameters.from_dict(d, "final_"),
-                   params=d["params"], timings=d.get("timings", {}))
-
-
-def _save(d: dict, path) -> Path:
-    path = Path(path)
-    if path.suffix == ".npz":
-        out = {}
-        for k, v in d.items():
-            if k in ("params", "timings"):
-                out[k + "_json"] = np.array(json.dumps(_jsonable(v)))
-            elif isinstance(v, str):
-                out[k] = np.array(v)
-            else:
-                out[k] = np.asarray(v)
-        np.savez_compressed(path, **out)
-    elif path.suffix == ".json":
-        path.write_text(json.dumps(_jsonable(d), indent=1, allow_nan=True))
-    else:
-        raise ValueError(f"unknown output format {path.suffix!r} for {path}; use .npz or .json")
-    return path
-
-
-def _load(path, kind) -> dict:
-    path = Path(path)
-    if path.suffix == ".npz":
-        with np.load(path, allow_pickle=False) as z:
-            d = {}
-            for k in z.files:
-                if k.endswith("_json"):
-                    d[k[:-5]] = json.loads(str(z[k]))
-                elif z[k].dtype.kind == "U":
-                    d[k] = str(z[k])
-                else:
-                    d[k] = z[k]
-    elif path.suffix == ".json":
-        d = json.loads(path.read_text())
-    else:
-        raise ValueError(f"unknown file format {path.suffix!r} for {path}; use .npz or .json")
-    if d.get("kind") != kind:
-        raise ValueError(f"{path} does not hold an {kind} (kind = {d.get('kind')!r})")
-    return d
+    return stop_message(code, fs, ist, opts, method)
 
 
 # -------------------------------------------------------------------------------- solve
@@ -459,7 +122,8 @@ def _announce_cost(rule, system, activation, eta, eta_v, sigma, rule_params, met
     t = _rhs_cost(rule, system, activation, eta, eta_v, sigma, rule_params)
     if t is None:
         return
-    per_step = {"dopri5": 6, "rk4": 4, "euler": 1}.get(method, 1) * t
+    tab = S.TABLEAUX[method]               # rhs evaluations per step: stages, one
+    per_step = (len(tab.b) - int(tab.fsal)) * t   # fewer when the last is reused (FSAL)
     msg = (f"estimate: one evaluation of the right-hand side takes ~{t:.3g} s at "
            f"K = {system.layout.K}, M = {system.layout.M} (cost ∝ K²(K+M)²), so one "
            f"{method} step ~{per_step:.3g} s")
@@ -492,9 +156,11 @@ def solve(rule, init, *, eta, eta_v=None, sigma=0.0, activation="erf", alpha_max
     Parameters
     ----------
     rule : str, theory.rules.Rule or system
-        "bp", "fa", "afa", "pepita", "pepita-forward", a Rule, or a prebuilt system
-        (``theory.codegen.System`` or any object with ``rhs``, ``eg``, ``layout``,
-        ``params``, ``rule``).
+        "bp", "fa", "afa", "pepita", "pepita-forward", "ff", a Rule, a rule of a registered
+        model (:mod:`theory.models`), or a prebuilt system (:class:`theory.system.System`;
+        at least ``rhs``, ``eg``, ``layout``, ``params``, ``rule``). The rule's model
+        decides the parameters it takes, what its initial state needs and the result's
+        own fields.
     init : OrderParameters or dict of arrays
         Initial state at α = 0; K and M are taken from it. FA needs ``b``; AFA and
         pepita-forward need ``b``, ``c`` and ``sigma_F2``; pepita also ``F_norm2``.
@@ -548,7 +214,7 @@ def solve(rule, init, *, eta, eta_v=None, sigma=0.0, activation="erf", alpha_max
     dense_output : bool
         dopri5, tsit5, bs3: keep every step's continuous extension; ``Result.sol(alpha)``.
     eta_u, theta : float, optional
-        Forward-Forward (rule "ff", SCIENCE.md §9, :mod:`theory.ff`): label-weight rate
+        Forward-Forward (rule 'ff', SCIENCE.md §9, :mod:`theory.ff`): label-weight rate
         η_u (default eta) and goodness threshold θ > 0 (default K/2). The state needs
         ``u``; the result carries ``u``, ``loss`` and ``gap`` (``v`` is None).
 
@@ -580,15 +246,12 @@ def solve(rule, init, *, eta, eta_v=None, sigma=0.0, activation="erf", alpha_max
     if isinstance(max_steps, bool) or int(max_steps) != max_steps or max_steps < 1:
         raise ValueError(f"max_steps must be a positive integer, got {max_steps!r}")
     max_steps = int(max_steps)
-    state = _as_state(init)
-    eta = float(eta)
-    if eta_u is not None:                  # FF's label weights take the second-layer slot
-        eta_v = eta_u
-    eta_v = eta if eta_v is None else float(eta_v)
-    sigma = float(sigma)
+    dense_output = check_bool("dense_output", dense_output)
+    # the model's one validator (theory.models): its parameters and its initial state
+    model, state, mparams, (eta, eta_v, sigma, rule_params) = check_run(
+        rule, init, rule_params,
+        dict(eta=eta, eta_v=eta_v, sigma=sigma, eta_u=eta_u, theta=theta))
     rec, record_spec = _record_grid(record, alpha_max)
-    if theta is not None:
-        rule_params = {**(rule_params or {}), "theta": theta}
 
     note = _dt_note(dt, rec) if method in S.FIXED_STEP else None
     system = get_system(rule, state.K, state.M, activation, quadrature)
@@ -640,12 +303,6 @@ def solve(rule, init, *, eta, eta_v=None, sigma=0.0, activation="erf", alpha_max
     bar.close(fs[S.F_ALPHA], note=message)
 
     parts = lay.unpack(rec_y[:nr])
-    fb = _feedback(system)
-    b = None
-    if fb == "adaptive":
-        b = parts["b"]
-    elif fb == "fixed" and state.b is not None:
-        b = np.tile(state.b, (nr, 1))
     final = lay.state(y, state)
     ev_alpha = ev_y = None
     if tracker.events:
@@ -653,139 +310,42 @@ def solve(rule, init, *, eta, eta_v=None, sigma=0.0, activation="erf", alpha_max
         keep = [a <= fs[S.F_ALPHA] for a in ev_alpha]   # none past a reset of the final state
         ev_alpha = [a[k] for a, k in zip(ev_alpha, keep)]
         ev_y = [yy[k] for yy, k in zip(ev_y, keep)]
-    params = dict(rule=_rule_name(system), K=state.K, M=state.M,
-                  activation=getattr(system, "activation", activation), eta=eta, eta_v=eta_v,
-                  sigma=sigma, alpha_max=alpha_max, method=method, dt=dt,
+    params = dict(model=model.name, rule=_rule_name(system), K=state.K, M=state.M,
+                  activation=getattr(system, "activation", activation), **mparams,
+                  alpha_max=alpha_max, method=method, dt=dt,
                   rtol=None if method in S.FIXED_STEP else rtol,
                   atol=None if method in S.FIXED_STEP else atol, record=_jsonable(record_spec),
                   eg_tol=eg_tol, max_steps=max_steps, diverge_threshold=diverge_threshold,
-                  rule_params=dict(rule_params or {}))
+                  rule_params=dict(rule_params or {}), system=_jsonable(describe(system)))
     quad = _quad_report(system, state, final, eta, eta_v, sigma, rule_params)
     if quad is not None:
         params["quadrature"] = quad
     if note:
         params["notes"] = [note]
-    extra = {}
-    if hasattr(system, "observables"):     # FF: loss and goodness gap on the records
-        obs = system.observables(rec_y[:nr], p)
-        extra = dict(u=parts.get("u"), loss=obs["loss"], gap=obs["gap"])
-        params.update(eta_u=eta_v, theta=float(p[4]))
     t_end = time.perf_counter()
     return Result(alpha=rec[:nr].copy(), eg=rec_eg[:nr].copy(), Q=parts["Q"], R=parts["R"],
-                  v=parts.get("v"), b=b, **extra,
-                  cos_vb=None if b is None else _cos_vb(parts["v"], b),
-                  norm_b=None if b is None else _norm_b(b),
-                  status=status, reason=reason, message=message, nfev=int(ist[S.I_NFEV]),
-                  n_steps=int(ist[S.I_NSTEPS]), n_rejected=int(ist[S.I_NREJECT]),
-                  alpha_final=float(fs[S.F_ALPHA]), init=state, final=final, params=params,
+                  fields=_model_fields(model, system, parts, rec_y[:nr], p),
+                  model=model.name, status=status, reason=reason, message=message,
+                  nfev=int(ist[S.I_NFEV]), n_steps=int(ist[S.I_NSTEPS]),
+                  n_rejected=int(ist[S.I_NREJECT]), alpha_final=float(fs[S.F_ALPHA]),
+                  init=state, final=final, params=params,
                   timings={"system": t_sys - t_start, "run": t_end - t_sys},
                   alpha_events=ev_alpha, state_events=ev_y,
                   sol=tracker.dense_solution(float(fs[S.F_ALPHA])), layout=lay)
 
 
+def _model_fields(model, system, parts, rec_y, p) -> dict:
+    """The model's own result arrays: its layout fields beyond Q and R, then the named
+    observables of its system on the records (theory.models.Model.result_fields)."""
+    out = {k: parts.get(k) for k in model.state_fields}
+    obs = observables(system, rec_y, p) if len(rec_y) else {}
+    for k in model.observables:
+        val = obs.get(k)
+        out[k] = None if val is None else np.asarray(val, dtype=float)
+    return out
+
+
 # ---------------------------------------------------------------------------- solve_sde
-@dataclass
-class SDEResult:
-    """An Euler–Maruyama ensemble of AFA trajectories (SCIENCE.md §5.2).
-
-    Attributes
-    ----------
-    alpha : (T,) array
-        Recording times (the full requested grid).
-    eg : (P, T) array
-        ε_g per path. After a path diverges its remaining entries are NaN and
-        ``alive[p, t]`` is False — never silently: see ``diverged`` and ``message``.
-    Q, R, v, b : (P, T, K, K), (P, T, K, M), (P, T, K), (P, T, K) arrays
-    alive : (P, T) bool array
-        True where the path has a valid record.
-    n_alive : (T,) int array
-    eg_mean, eg_std : (T,) arrays
-        Mean and standard deviation (ddof = 1) of ε_g over the paths alive at each record.
-    b_mean, b_std : (T, K) arrays
-        The same for b.
-    diverged : (P,) bool array
-    alpha_stop : (P,) array
-        α at which each path stopped (alpha_max for those that finished).
-    status : int
-        0 all paths reached alpha_max; -1 at least one diverged.
-    message, success, nfev (total over paths), init, params, timings
-    """
-
-    alpha: np.ndarray
-    eg: np.ndarray
-    Q: np.ndarray
-    R: np.ndarray
-    v: np.ndarray
-    b: np.ndarray
-    alive: np.ndarray
-    n_alive: np.ndarray
-    eg_mean: np.ndarray
-    eg_std: np.ndarray
-    b_mean: np.ndarray
-    b_std: np.ndarray
-    diverged: np.ndarray
-    alpha_stop: np.ndarray
-    status: int
-    message: str
-    nfev: int
-    init: OrderParameters
-    params: dict
-    timings: dict = field(default_factory=dict)
-
-    @property
-    def success(self) -> bool:
-        return self.status >= 0
-
-    @property
-    def n_paths(self) -> int:
-        return self.eg.shape[0]
-
-    def state(self, path: int, i: int) -> OrderParameters:
-        """The :class:`OrderParameters` of path ``path`` at record ``i``."""
-        if not self.alive[path, i]:
-            raise ValueError(f"path {path} diverged at α = {self.alpha_stop[path]:.4g} "
-                             f"before record {i} (α = {self.alpha[i]:.4g})")
-        return self.init.replace(Q=self.Q[path, i], R=self.R[path, i], v=self.v[path, i],
-                                 b=self.b[path, i])
-
-    def __repr__(self):
-        return (f"SDEResult(rule={self.params.get('rule')!r}, n_paths={self.n_paths}, "
-                f"records={len(self.alpha)}, status={self.status}, message={self.message!r})")
-
-    _ARRAYS = ("alpha", "eg", "Q", "R", "v", "b", "alive", "n_alive", "eg_mean", "eg_std",
-               "b_mean", "b_std", "diverged", "alpha_stop")
-
-    def to_dict(self) -> dict:
-        d = {k: getattr(self, k) for k in self._ARRAYS}
-        d.update(status=self.status, message=self.message, nfev=self.nfev)
-        d.update(self.init.to_dict("init_"))
-        d["params"] = self.params
-        d["timings"] = self.timings
-        d["kind"] = "odeflow.SDEResult"
-        return d
-
-    def save(self, path) -> Path:
-        """Write to ``.npz`` or ``.json`` (NaNs after divergence are kept as NaN)."""
-        return _save(self.to_dict(), path)
-
-    @classmethod
-    def load(cls, path) -> "SDEResult":
-        d = _load(path, "odeflow.SDEResult")
-        kw = {}
-        for k in cls._ARRAYS:
-            a = np.asarray(d[k])
-            if k in ("alive", "diverged"):
-                a = a.astype(bool)
-            elif k == "n_alive":
-                a = a.astype(int)
-            else:
-                a = a.astype(float)
-            kw[k] = a
-        return cls(**kw, status=int(d["status"]), message=str(d["message"]),
-                   nfev=int(d["nfev"]), init=OrderParameters.from_dict(d, "init_"),
-                   params=d["params"], timings=d.get("timings", {}))
-
-
 def _nan_stats(x, alive):
     """Mean and std (ddof=1, 0 for a single path) over axis 0 of the alive entries."""
     m = alive.reshape(alive.shape + (1,) * (x.ndim - 2))
@@ -800,7 +360,7 @@ def _nan_stats(x, alive):
 def solve_sde(rule="afa", init=None, *, eta, eta_v=None, sigma=0.0, activation="erf",
               alpha_max, dt, n_paths, seed=None, record=None, method="euler-maruyama",
               diverge_threshold=1e6, rule_params=None, progress=False,
-              quadrature=None) -> SDEResult:
+              quadrature=None, eta_u=None, theta=None) -> SDEResult:
     """Ensemble of the AFA SDE ``db = drift dα + chol(Σ) dB_α`` (SCIENCE.md §5.2).
 
     Q, R and v follow their ODEs given the path of b; b gets Gaussian noise with covariance
@@ -808,8 +368,10 @@ def solve_sde(rule="afa", init=None, *, eta, eta_v=None, sigma=0.0, activation="
     on recording times); ``n_paths`` independent paths in parallel, reproducible for a given
     ``seed`` (see :mod:`odeflow.sde`).
 
-    Parameters are those of :func:`solve` plus ``n_paths`` (int ≥ 1), ``seed`` (int or None:
-    fresh entropy, recorded in ``params['seed']``) and ``method`` ("euler-maruyama").
+    Parameters are those of :func:`solve` (``eta_u``, ``theta``: accepted so that every
+    model's parameters reach its validator; no FF system has a noise term) plus
+    ``n_paths`` (int ≥ 1), ``seed`` (int or None: fresh entropy, recorded in
+    ``params['seed']``) and ``method`` ("euler-maruyama").
 
     Returns
     -------
@@ -841,10 +403,9 @@ def solve_sde(rule="afa", init=None, *, eta, eta_v=None, sigma=0.0, activation="
     n_paths = int(n_paths)
     if seed is None:
         seed = int(np.random.SeedSequence().entropy % (1 << 63))
-    state = _as_state(init)
-    eta = float(eta)
-    eta_v = eta if eta_v is None else float(eta_v)
-    sigma = float(sigma)
+    model, state, mparams, (eta, eta_v, sigma, rule_params) = check_run(
+        rule, init, rule_params,
+        dict(eta=eta, eta_v=eta_v, sigma=sigma, eta_u=eta_u, theta=theta))
     rec, record_spec = _record_grid(record, alpha_max)
     note = _dt_note(dt, rec)
     system = get_system(rule, state.K, state.M, activation, quadrature)
@@ -919,7 +480,7 @@ def solve_sde(rule="afa", init=None, *, eta, eta_v=None, sigma=0.0, activation="
     parts = lay.unpack(rec_y)
     eg_mean, eg_std = _nan_stats(rec_eg, alive)
     b_mean, b_std = _nan_stats(parts["b"], alive)
-    params = dict(rule=_rule_name(system), K=state.K, M=state.M,
+    params = dict(model=model.name, rule=_rule_name(system), K=state.K, M=state.M,
                   activation=getattr(system, "activation", activation), eta=eta, eta_v=eta_v,
                   sigma=sigma, alpha_max=alpha_max, method=method, dt=dt,
                   record=_jsonable(record_spec), n_paths=P, seed=seed,

@@ -61,11 +61,13 @@ __all__ = ["compare", "Comparison", "ODE_KEYS", "ODE_RULE", "OBSERVABLES"]
 #: config keys that go to the ODE solver rather than to the simulation
 ODE_KEYS = ("method", "rtol", "atol", "dt", "quadrature")
 #: which ODE system describes each simulated rule
+#: (rules of other models, theory.models.RULE_MODELS, are their own ODE rule too)
 ODE_RULE = {"bp": "bp", "fa": "fa", "afa": "afa", "pepita": "pepita",
-            "pepita-forward": "pepita-forward", "ff": "ff"}
+            "pepita-forward": "pepita-forward"}
 #: file types ``--plot`` can write (matplotlib's, by extension)
 PLOT_FORMATS = (".png", ".pdf", ".svg")
-#: the order parameters compared, in order (FF: label weights u, mean loss, goodness gap)
+#: the order parameters compared, in order: eg, Q, R, then each model's compare_fields
+#: (theory.models: committee v, b; Forward-Forward label weights u, mean loss, goodness gap)
 OBSERVABLES = ("eg", "Q", "R", "v", "b", "u", "loss", "gap")
 
 
@@ -108,7 +110,8 @@ class Comparison:
 
     @property
     def names(self) -> tuple:
-        return tuple(k for k in OBSERVABLES if k in self.ode)
+        """The compared quantities: eg, Q, R, then the model's ``compare_fields``."""
+        return tuple(self.ode)
 
     @property
     def success(self) -> bool:
@@ -182,7 +185,7 @@ class Comparison:
                 ax.plot(a, m[:, j], ".", color=c, ms=2.5)
                 ax.plot(a, o[:, j], "-", color=c, lw=1.2, label=sub[j])
             ax.set_xlabel(r"$\alpha$")
-            ax.set_ylabel(labels[k])
+            ax.set_ylabel(labels.get(k, k))
             if k == "eg":
                 ax.set_yscale("log")
             elif m.shape[1] > 1:
@@ -259,6 +262,7 @@ def compare(config: dict, progress: bool = False, sim=None) -> Comparison:
     # the one place where odeflow imports simulations (lazily: see the module docstring)
     from simulations.kernelgen import resolve_rule
     from simulations.teacher_student import _jsonable_config, simulate, validate_config
+    from theory.models import RULE_MODELS, model_of
 
     from .api import solve
 
@@ -267,15 +271,13 @@ def compare(config: dict, progress: bool = False, sim=None) -> Comparison:
     if sim is None:
         sim = simulate(cfg, progress=progress)
     rule = cfg["rule"]
-    if isinstance(rule, str) and rule in ODE_RULE:
-        ode_rule = ODE_RULE[rule]
+    model = model_of(rule)         # theory.models: parameters and compared fields
+    if isinstance(rule, str) and (rule in ODE_RULE or rule in RULE_MODELS):
+        ode_rule = ODE_RULE.get(rule, rule)
     else:                          # a Rule (or a file naming one): the same Rule for the ODE
         ode_rule = resolve_rule(rule).rule
     init = sim.initial_state(0)   # for pepita*: b, c, sigma_F2 (and F_norm2) measured
-    if rule == "ff":                              # Forward-Forward (theory.ff)
-        rates = dict(eta=cfg["eta"], eta_u=cfg["eta_u"], theta=cfg["theta"])
-    else:
-        rates = dict(eta=cfg["eta"], eta_v=cfg["eta_v"], sigma=cfg["sigma"])
+    rates = {k: cfg[k] for k in model.param_names if k in cfg}
     ode_res = solve(ode_rule, init, **rates, activation=cfg["activation"],
                     alpha_max=cfg["alpha_max"], record={"alpha": sim.alpha.tolist()},
                     rule_params=cfg.get("rule_params") or None, progress=progress, **ode_opts)
@@ -287,15 +289,14 @@ def compare(config: dict, progress: bool = False, sim=None) -> Comparison:
         notes.append(f"{int(sim.diverged.sum())} of {len(sim.seeds)} seeds diverged (at α = "
                      + ", ".join(f"{a:.3g}" for a in sim.alpha_diverged[sim.diverged])
                      + "); they are left out of the mean")
-    if rule == "pepita":
+    if (ode_res.params.get("system") or {}).get("presynaptic") == "x_tilde":   # pepita
         nF2 = cfg["N"] * cfg["sigma_F"] ** 2
         notes.append(f"pepita's exact ODE (docs/quadrature.md) with ‖F‖² = N σ_F² = {nF2:.3g}: "
                      "b grows like exp(η ‖F‖² ∫E[δ e]) along F")
-    if rule == "ff":
-        names = ["eg", "Q", "R", "u", "loss", "gap"]
-    else:
-        names = ["eg", "Q", "R", "v"] + (["b"] if sim.b is not None and ode_res.b is not None
-                                         else [])
+    # the model's fields that both the simulation and the ODE have (no b for backprop)
+    names = ["eg", "Q", "R"] + [k for k in model.compare_fields
+                                if getattr(sim, k, None) is not None
+                                and getattr(ode_res, k, None) is not None]
     sim_mean, sim_std, ode, disc, se = {}, {}, {}, {}, {}
     n = int(sim.n_mean)
     for k in names:

@@ -18,8 +18,14 @@ A config is a JSON object. Keys for ``solve`` (:data:`SOLVE_KEYS`)::
     max_steps, diverge_threshold
     init          {"Q", "R", "T", "v", "v_star", "b" (FA, AFA), "c", "sigma_F2" (AFA),
                    "F_norm2" (pepita)}
-    eta_u, theta  rule "ff" (Forward-Forward): label-weight rate, goodness threshold > 0
-                  (default K/2); its init is {"Q", "R", "T", "u", "v_star"}
+    eta_u, theta  rule ff (Forward-Forward): label-weight rate, goodness threshold > 0
+                  (default K/2), instead of eta_v and sigma; its init is {"Q", "R", "T",
+                  "u", "v_star"} (no v, b, c, sigma_F2, F_norm2)
+
+The rule's model (:mod:`theory.models`) checks its parameters (numbers only: ``"0.5"``,
+``true``, ``null`` are refused naming the key) and its initial state, with the same
+validator :func:`odeflow.solve` uses.
+    rule_params   {"name": number}: values of a Rule's own parameters (e.g. weight decay)
     description   free text (ignored)
 
 ``sde`` (:data:`SDE_KEYS`) takes the same keys minus ``rtol, atol, eg_tol, max_steps``,
@@ -34,15 +40,20 @@ from pathlib import Path
 from typing import Mapping
 
 from theory import cli
+from theory.models import check_number, model_of
 from theory.state import FIELDS, OrderParameters
 
 __all__ = ["SOLVE_KEYS", "SDE_KEYS", "INIT_KEYS", "load_config", "validate_config",
            "to_solve_args", "to_sde_args", "ConfigError"]
 
-_COMMON = ("rule", "K", "M", "activation", "eta", "eta_v", "sigma", "alpha_max", "dt",
-           "record", "diverge_threshold", "init", "description", "quadrature")
-SOLVE_KEYS = _COMMON + ("method", "rtol", "atol", "eg_tol", "max_steps", "eta_u", "theta")
-SDE_KEYS = _COMMON + ("method", "n_paths", "seed")
+_COMMON = ("rule", "K", "M", "activation", "alpha_max", "dt", "record", "diverge_threshold",
+           "init", "description", "quadrature", "rule_params")
+#: the parameters of every registered model (theory.models): checked by the rule's model
+MODEL_KEYS = ("eta", "eta_v", "sigma", "eta_u", "theta")
+SOLVE_KEYS = _COMMON[:4] + ("eta", "eta_v", "sigma") + _COMMON[4:] + (
+    "method", "rtol", "atol", "eg_tol", "max_steps", "eta_u", "theta")
+SDE_KEYS = _COMMON[:4] + ("eta", "eta_v", "sigma") + _COMMON[4:] + ("method", "n_paths",
+                                                                    "seed")
 INIT_KEYS = FIELDS
 _REQUIRED = {"solve": ("rule", "eta", "alpha_max"),
              "sde": ("rule", "eta", "alpha_max", "dt", "n_paths")}
@@ -76,8 +87,8 @@ _INIT_FROM_EXPECTED = ("a simulation output (python -m simulations run … -o SI
                        "init_R, init_T, init_v, init_v_star (and init_b, init_c, "
                        "init_sigma_F2 for FA/AFA)")
 #: keys whose value must be a real number (JSON number; not a string, boolean, null or list)
-_NUMBER_KEYS = ("eta", "eta_v", "sigma", "alpha_max", "dt", "rtol", "atol", "eg_tol",
-                "diverge_threshold")
+#: (the model's parameters, eta, eta_u, theta, …, are checked by the model's validator)
+_NUMBER_KEYS = ("alpha_max", "dt", "rtol", "atol", "eg_tol", "diverge_threshold")
 #: keys whose value must be an integer
 _INT_KEYS = ("K", "M", "max_steps", "n_paths", "seed")
 _STR_KEYS = ("rule", "activation", "method")
@@ -107,6 +118,16 @@ def _check_types(cfg: Mapping) -> None:
         if k in cfg and not isinstance(cfg[k], str):
             raise ConfigError(f"{k} must be a string, got {_type_name(cfg[k])} "
                               f"({json.dumps(cfg[k])})")
+    if "rule_params" in cfg:
+        rp = cfg["rule_params"]
+        if not isinstance(rp, Mapping):
+            raise ConfigError(f"rule_params must be an object of numbers (a Rule's own "
+                              f"parameters), got {_type_name(rp)} ({json.dumps(rp)})")
+        for k, v in rp.items():
+            try:
+                check_number(f"rule_params.{k}", v)
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
     if "seed" in cfg and isinstance(cfg["seed"], int) and cfg["seed"] < 0:
         raise ConfigError(f"seed must be a non-negative integer, got {cfg['seed']}")
 
@@ -126,7 +147,8 @@ def validate_config(cfg: Mapping, command: str = "solve", init_from=None) -> dic
     if command not in _ALLOWED:
         raise ConfigError(f"unknown command {command!r}; allowed: {', '.join(_ALLOWED)}")
     allowed = _ALLOWED[command]
-    unknown = sorted(set(cfg) - set(allowed))
+    # every model's parameters pass here; the rule's model refuses those of another model
+    unknown = sorted(set(cfg) - set(allowed) - set(MODEL_KEYS))
     if unknown:
         extra = ""
         other = [k for k in unknown if k in set(SOLVE_KEYS) | set(SDE_KEYS)]
@@ -142,36 +164,45 @@ def validate_config(cfg: Mapping, command: str = "solve", init_from=None) -> dic
     out = dict(cfg)
     out.pop("description", None)
     _check_types(cfg)
+    if not isinstance(out["rule"], str):
+        raise ConfigError(f"rule must be a name such as 'bp', 'fa', 'afa', 'ff', got "
+                          f"{out['rule']!r}")
+    model = model_of(cfg["rule"])
     if init_from is not None:
         d = cli.load_npz(init_from, "--init-from", _INIT_FROM_EXPECTED)
         try:
-            init = OrderParameters.from_dict(d, "init_" if "init_Q" in d else "")
+            init = model.check_init(OrderParameters.from_dict(
+                d, "init_" if "init_Q" in d else ""), cfg["rule"])
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"--init-from {init_from}: {exc}; it should be "
                               f"{_INIT_FROM_EXPECTED}") from None
     elif "init" in cfg:
         raw = cfg["init"]
         if not isinstance(raw, Mapping):
-            raise ConfigError("init must be an object with arrays Q, R, T, v, v_star "
-                              "(and b, c, sigma_F2 as the rule needs)")
-        bad = sorted(set(raw) - set(INIT_KEYS))
-        if bad:
-            raise ConfigError(f"unknown init keys {', '.join(bad)}; allowed: "
-                              f"{', '.join(INIT_KEYS)}")
-        try:
-            init = OrderParameters.from_dict(raw)
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"init: {exc}") from None
+            raise ConfigError("init must be an object with arrays "
+                              f"{', '.join(model.init_required)} (as the rule needs)")
+        try:                           # types, required and refused keys: the model's check
+            init = model.check_init(raw, cfg["rule"])
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
     else:
         raise ConfigError("no initial state: give 'init' in the config or --init-from SIM.npz")
     for name, val in (("K", init.K), ("M", init.M)):
         if name in cfg and cfg[name] != val:
             raise ConfigError(f"config says {name} = {cfg[name]!r} but the initial state has "
                               f"{name} = {val}")
+    # the model's one validator (theory.models), as odeflow.solve uses it; JSON null is
+    # not "not given" here
+    for k in MODEL_KEYS:
+        if k in cfg and cfg[k] is None:
+            raise ConfigError(f"{k} must be a number, got null")
+    try:
+        model.check_params({k: cfg[k] for k in MODEL_KEYS if k in cfg}, K=init.K,
+                           rule_name=cfg["rule"])
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     out["init"] = init
     out["K"], out["M"] = init.K, init.M
-    if not isinstance(out["rule"], str):
-        raise ConfigError(f"rule must be a name such as 'bp', 'fa', 'afa', got {out['rule']!r}")
     return out
 
 

@@ -35,23 +35,25 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import dataclass, fields
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 from numba import njit
 
+from theory.models import get as get_model
 from theory.quadrature import factor
 from theory.state import OrderParameters, record_alphas
 
 from .ensemble import (Divergence, ProgressBar, ensemble_stats, init_generator,
                        mc_test_generator, run_parallel, sample_state, seed_list)
-# the input generator, config checks and block size of the other teacher–student rules
-from .teacher_student import (_MC_MAX_DOUBLES, EnsembleResult, _fill_normal, _int, _num,
-                              block_steps)
+# the config checks, block size and results of the other teacher–student rules
+from .sim_config import _MC_MAX_DOUBLES, _int, _num, block_steps
+from .sim_results import EnsembleResult
+# the input generator (xoshiro256++ + ziggurat) the committee's kernels use too
+from .teacher_student import _fill_normal
 
 __all__ = ["simulate_ff", "validate_ff_config", "FFSimulationResult", "FF_DEFAULTS",
-           "FF_ACTIVATIONS", "ff_signals_np"]
+           "FF_ACTIVATIONS", "ff_signals_np", "simulate", "validate_config"]
 
 #: student activations of the FF layer, in the order of their kernel codes
 FF_ACTIVATIONS = ("erf", "linear", "relu", "tanh", "sigmoid")
@@ -121,11 +123,11 @@ def validate_ff_config(config) -> dict:
                          f"allowed: {', '.join(FF_ACTIVATIONS)}")
     cfg["N"], cfg["K"], cfg["M"] = _int(cfg, "N"), _int(cfg, "K"), _int(cfg, "M")
     K, M, N = cfg["K"], cfg["M"], cfg["N"]
-    for key in ("eta", "eta_u"):
-        cfg[key] = _num(cfg, key, lo=0.0)
-    if cfg["theta"] is None:
-        cfg["theta"] = K / 2.0
-    cfg["theta"] = _num(cfg, "theta", lo=0.0, strict=True)
+    # η, η_u, θ (default K/2): the FF model's one validator (theory.models), the same as
+    # odeflow.solve's
+    mp = get_model("ff").check_params({k: cfg[k] for k in ("eta", "eta_u", "theta")}, K=K,
+                                rule_name="ff")
+    cfg.update({k: mp[k] for k in ("eta", "eta_u", "theta")})
     cfg["alpha_max"] = _num(cfg, "alpha_max", lo=0.0, strict=True)
     if round(cfg["alpha_max"] * N) < 1:
         raise ValueError(f"alpha_max * N must be at least one step, got {cfg['alpha_max']} * {N}")
@@ -507,6 +509,8 @@ class FFSimulationResult(EnsembleResult):
     config : dict
     """
 
+    KIND = "simulations.FFSimulationResult"
+
     alpha: np.ndarray
     steps: np.ndarray
     seeds: np.ndarray
@@ -570,23 +574,7 @@ class FFSimulationResult(EnsembleResult):
                 d[name + "_mean"], d[name + "_std"], _ = ensemble_stats(d[name], self.diverged)
         d.update(self.init.to_dict(prefix="init_"))
         d["config_json"] = np.asarray(json.dumps(self.config))
-        d["kind"] = np.asarray("simulations.FFSimulationResult")
         return d
-
-    def save(self, path) -> None:
-        """Write ``.npz`` (readable by ``OrderParameters.load`` for the initial state) or
-        ``.json``."""
-        path = Path(path)
-        d = self.to_arrays()
-        if path.suffix == ".json":
-            from .teacher_student import _to_json
-            js = {k: _to_json(v) for k, v in d.items() if k not in ("config_json", "kind")}
-            js["config"] = self.config
-            js["kind"] = "simulations.FFSimulationResult"
-            path.write_text(json.dumps(js))
-        else:
-            np.savez(path, **d)
-
 
 
 # =============================================================================== simulate
@@ -599,7 +587,7 @@ def simulate_ff(config: dict, progress=None) -> FFSimulationResult:
     # generate / compile the theory's quadrature once, before the worker threads use it
     if cfg["quadrature"]:
         build_ff_system(cfg["K"], cfg["M"], cfg["activation"])
-    N, K = cfg["N"], cfg["K"]
+    N = cfg["N"]
     alphas = record_alphas(cfg["record"], cfg["alpha_max"])
     rec_steps = np.rint(alphas * N).astype(np.int64)
     S = len(cfg["seeds"])
@@ -635,3 +623,8 @@ def simulate_ff(config: dict, progress=None) -> FFSimulationResult:
         eg_mc_se=stack("eg_mc_se") if X_test is not None else None,
         loss_mc=stack("loss_mc") if X_test is not None else None,
         gap_mc=stack("gap_mc") if X_test is not None else None)
+
+
+#: the entry points of this model's simulation module (theory.models: FF.simulation)
+simulate = simulate_ff
+validate_config = validate_ff_config

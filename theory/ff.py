@@ -995,8 +995,9 @@ class FFRule:
 # =============================================================================== system
 @dataclass
 class FFSystem:
-    """The compiled FF system for one K, M and activation (interface of
-    ``theory.codegen.System``: ``rhs(y, p, dy)``, ``eg(y, p)``, ``layout``, ``params``)."""
+    """The compiled FF system for one K, M and activation: implements the contract of
+    :class:`theory.system.System` (``rhs(y, p, dy)``, ``eg(y, p)``, ``noise`` = None,
+    ``layout``, ``params``, ``observables``, ``describe``)."""
 
     K: int
     M: int
@@ -1010,6 +1011,14 @@ class FFSystem:
     rule: FFRule = field(default_factory=FFRule)
     noise: object = None
     timings: dict = field(default_factory=dict)
+
+    #: the model in theory.models.MODELS (the System contract, theory.system.System)
+    model = "ff"
+
+    def describe(self) -> dict:
+        """Provenance (:func:`theory.system.describe_system`) plus the node counts."""
+        from .system import describe_system
+        return {**describe_system(self), "nodes": dict(self.nodes)}
 
     def params(self, state: OrderParameters, eta, eta_v=None, sigma=0.0, theta=None,
                eta_u=None) -> np.ndarray:

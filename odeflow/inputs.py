@@ -1,0 +1,148 @@
+"""Input checks of :func:`odeflow.solve` and :func:`odeflow.solve_sde`, and the system
+behind a rule.
+
+Every argument is checked before anything is compiled or integrated, with the same
+messages as the command line (:mod:`odeflow.config`): a ValueError naming the argument
+and what is allowed. The model's own parameters (η, η_v, σ for the committee; η, η_u, θ
+for Forward-Forward) are checked by the model's one validator,
+:meth:`theory.models.Model.check_params`.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from theory import cli
+from theory.models import model_of
+from theory.state import OrderParameters, record_alphas
+
+__all__ = ["get_system", "check_run", "positive", "record_grid", "dt_note", "rule_name",
+           "params_vector", "quad_report", "check_bool"]
+
+
+def get_system(rule, K: int, M: int, activation="erf", quadrature=None):
+    """The compiled system for ``rule`` (a name, a ``theory.rules.Rule``, or a prebuilt
+    system, :class:`theory.system.System`), built by its model (:mod:`theory.models`).
+    ``quadrature``: see :func:`odeflow.solve`."""
+    if all(hasattr(rule, a) for a in ("rhs", "eg", "layout", "params")):
+        if (rule.layout.K, rule.layout.M) != (K, M):
+            raise ValueError(f"the system was built for K={rule.layout.K}, M={rule.layout.M} "
+                             f"but the initial state has K={K}, M={M}")
+        return rule
+    return model_of(rule).build(rule, K, M, activation, quadrature)
+
+
+def check_bool(name, x) -> bool:
+    """``x`` if it is a boolean (True/False, numpy bool), else ValueError."""
+    if not isinstance(x, (bool, np.bool_)):
+        raise ValueError(f"{name} must be True or False, got {x!r}")
+    return bool(x)
+
+
+def positive(name, x, allow_none=False):
+    """``x`` as a positive finite float (None passes with ``allow_none``); strings,
+    booleans and None are refused, never converted."""
+    if x is None and allow_none:
+        return None
+    if isinstance(x, (bool, np.bool_, str)) or x is None:
+        raise ValueError(f"{name} must be a positive number, got {x!r}")
+    try:
+        xf = float(x)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a positive number, got {x!r}") from None
+    if not (math.isfinite(xf) and xf > 0):
+        raise ValueError(f"{name} must be a positive finite number, got {x!r}")
+    return xf
+
+
+def check_run(rule, init, rule_params, given: dict):
+    """``(model, state, model parameters, (eta, eta_v, sigma, rule_params))``.
+
+    ``given``: the model parameters as passed (None = not given); the state from ``init``
+    (an OrderParameters or a dict of arrays) checked against the model (FF needs ``u``,
+    has no ``v``)."""
+    model = model_of(rule)
+    name = rule_name(rule)
+    if rule_params is not None and not isinstance(rule_params, dict):
+        raise ValueError(f"rule_params must be a dict of numbers, got {rule_params!r}")
+    state = model.check_init(init, name)
+    mp = model.check_params(given, K=state.K, rule_name=name)
+    return model, state, mp, model.system_args(mp, rule_params)
+
+
+def rule_name(rule) -> str:
+    """The name of a rule given as a name, a Rule or a system."""
+    if isinstance(rule, str):
+        return rule
+    r = getattr(rule, "rule", rule)
+    return getattr(r, "name", str(r))
+
+
+def feedback(system) -> str:
+    return getattr(system.rule, "feedback", "adaptive" if system.layout.adaptive_b else "v")
+
+
+def params_vector(system, state, eta, eta_v, sigma, rule_params):
+    """``system.params(...)`` as a contiguous float array."""
+    if rule_params:
+        return np.ascontiguousarray(system.params(state, eta, eta_v, sigma, **rule_params),
+                                    dtype=float)
+    return np.ascontiguousarray(system.params(state, eta, eta_v, sigma), dtype=float)
+
+
+def quad_report(system, state, final, eta, eta_v, sigma, rule_params):
+    """The quadrature rule used and its error estimate at the initial and final states
+    (None for closed-form systems): see ``theory.codegen_quad.QuadSystem.error_estimate``."""
+    if not hasattr(system, "error_estimate"):
+        return None
+    rp = dict(rule_params or {})
+    out = {"options": dict(system.quadrature),
+           "rule": (system.describe_rule(sigma) if hasattr(system, "describe_rule")
+                    else system.rule_for(sigma).describe())}
+    for name, st in (("init", state), ("final", final)):
+        try:
+            out[f"error_{name}"] = system.error_estimate(st, eta, eta_v, sigma, **rp)
+        except ValueError as exc:       # e.g. a final state at the edge of validity
+            out[f"error_{name}"] = str(exc)
+    return out
+
+
+def as_state(init) -> OrderParameters:
+    """An OrderParameters from ``init`` (one, or a dict of arrays)."""
+    if isinstance(init, OrderParameters):
+        return init
+    if isinstance(init, dict):
+        return OrderParameters.from_dict(init)
+    raise ValueError("init must be an OrderParameters or a dict of arrays Q, R, T, v, v_star "
+                     f"(b, c, sigma_F2 as the rule needs), got {type(init).__name__}")
+
+
+def record_grid(record, alpha_max):
+    """Recording times from ``record`` (default: 0 and 200 log-spaced α), clipped to
+    ``[0, alpha_max]`` so that round-off in ``k·dα`` never puts a record past the end."""
+    if record is None:
+        record = {"log": 200, "min": min(1e-2, alpha_max / 1e3)}
+    elif isinstance(record, (list, tuple, np.ndarray)):    # like solve_ivp's t_eval
+        record = {"alpha": [float(a) for a in np.ravel(record)]}
+    rec = np.asarray(record_alphas(record, alpha_max), dtype=float)
+    rec = np.minimum(rec, alpha_max)
+    if abs(rec[-1] - alpha_max) <= 1e-9 * alpha_max:
+        rec[-1] = alpha_max
+    if np.any(np.diff(rec) <= 0):
+        raise ValueError("record times must be strictly increasing within [0, alpha_max]")
+    return rec, record
+
+
+def dt_note(dt, rec):
+    """Say (stderr, and in ``params['notes']``) when the fixed step dt is longer than the
+    spacing of the records: steps are then shortened to land on every record."""
+    if dt is None or len(rec) < 2:
+        return None
+    gap = float(np.min(np.diff(rec)))
+    if dt <= gap * (1 + 1e-12):
+        return None
+    note = (f"dt = {dt:.4g} is larger than the smallest record spacing {gap:.4g}: steps are "
+            "shortened there to land on every record time")
+    cli.status(f"note: {note}")
+    return note
