@@ -9,7 +9,7 @@ on the recorded simulation trajectories, :func:`odeflow.events.simulation_exit_a
 
 Theory: an asymmetry grows like ``a e^{λα}`` near the symmetric fixed point, so
 ``α_exit ≈ const + ln(1/a)/λ``; λ comes from the linearised ODE
-(:func:`odeflow.events.escape_rate`) and is drawn as a dotted line of slope 1/λ through the
+(:func:`odeflow.stability.escape_rate`) and is drawn as a dotted line of slope 1/λ through the
 ODE points. BP and FA (fixed feedback ``b`` = ``fa_b``: units with different feedback, whose
 fixed point is still symmetric in the teacher units) have different λ.
 
@@ -73,7 +73,8 @@ def make(outdir, quick: bool = False) -> dict:
     import matplotlib.pyplot as plt
 
     import odeflow
-    from odeflow.events import escape_rate, plateau_exit, simulation_exit_alpha
+    from odeflow.events import plateau_exit, simulation_exit_alpha
+    from odeflow.stability import escape_rate
     from simulations.teacher_student import simulate
 
     S.apply()

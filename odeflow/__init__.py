@@ -15,6 +15,8 @@ What it offers (see ``dir(odeflow)``):
 ``simulate``           the finite-N simulation ensemble (:mod:`simulations`)
 ``compare``            simulation against ODE from the same measured state
 ``sweep``              a config over a grid of parameters (:mod:`odeflow.sweep`)
+``plateau_exit``       an event: the exit from the symmetric plateau (:mod:`odeflow.events`)
+``escape_rate``        its linear-stability theory λ (:mod:`odeflow.stability`)
 ``OrderParameters``    the state (:mod:`theory.state`)
 ``Rule``               a learning rule as sympy data (:mod:`theory.rules`)
 ``activations``        the activation registry (:mod:`theory.activations`)
@@ -45,6 +47,8 @@ _LAZY = {
     "sweep": ("odeflow.sweep", "sweep"),
     "SweepResult": ("odeflow.sweep", "SweepResult"),
     "load_sweep": ("odeflow.sweep", "load_sweep"),
+    "plateau_exit": ("odeflow.events", "plateau_exit"),
+    "escape_rate": ("odeflow.stability", "escape_rate"),
     "simulate": ("simulations.teacher_student", "simulate"),
     "OrderParameters": ("theory.state", "OrderParameters"),
     "Rule": ("theory.rules", "Rule"),

@@ -32,6 +32,7 @@ Malformed or missing files raise :class:`ValueError` naming the file and the pro
 from __future__ import annotations
 
 import gzip
+import math
 import pickle
 import zlib
 from dataclasses import dataclass
@@ -41,11 +42,11 @@ import numpy as np
 
 from .datasets import DataError, dataset_dir, fetch
 
-__all__ = ["Dataset", "read_idx", "load_mnist", "load_cifar10", "stratified_split",
+__all__ = ["Dataset", "teacher_student_task", "read_idx", "load_mnist", "load_cifar10", "stratified_split",
            "default_mnist_dir", "load_dataset", "DATASETS", "DataError"]
 
 #: dataset names accepted by :func:`load_dataset` (``teacher-student`` is built by
-#: :func:`simulations.forward_forward.teacher_student_task`)
+#: :func:`teacher_student_task`)
 DATASETS = ("mnist", "cifar10", "teacher-student")
 
 # IDX type codes -> numpy big-endian dtypes (the format is big-endian throughout)
@@ -325,7 +326,7 @@ def load_dataset(name: str = "mnist", dir=None, n_train: int | None = 8000,
     Parameters
     ----------
     name : "mnist", "cifar10" or "teacher-student" (the last is synthetic; extra keyword
-        arguments go to :func:`simulations.forward_forward.teacher_student_task`)
+        arguments go to :func:`teacher_student_task`)
     dir : directory of the files (default: see module docstring)
     n_train, n_test : sizes; None = everything available in that part
     split : "auto" (official train/test if the training files exist, else a split of the
@@ -340,7 +341,6 @@ def load_dataset(name: str = "mnist", dir=None, n_train: int | None = 8000,
     if split not in ("auto", "official", "subset"):
         raise ValueError(f"data.split must be 'auto', 'official' or 'subset', not {split!r}")
     if name == "teacher-student":
-        from .forward_forward import teacher_student_task
         kw = dict(kwargs)
         kw.setdefault("seed", split_seed)
         return teacher_student_task(n_train=n_train or 8000, n_test=n_test or 2000, **kw)
@@ -375,3 +375,41 @@ def load_dataset(name: str = "mnist", dir=None, n_train: int | None = 8000,
         x_train, y_train, x_test, y_test = x[itr], y[itr], x[ite], y[ite]
         how = f"stratified split of the {y.size}-image test set, {ntr}/{nte}, seed {split_seed}"
     return Dataset(x_train, y_train, x_test, y_test, 10, name, f"{where} ({how})")
+
+
+# ----------------------------------------------------------------------------- teacher–student
+
+def teacher_student_task(N: int = 100, M: int = 2, kind: str = "sign", n_train: int = 8000,
+                         n_test: int = 2000, seed: int = 0, input_scale: float = 1.0):
+    """Synthetic classification from a committee-machine teacher (see module docstring).
+
+    Returns a :class:`simulations.data.Dataset` whose inputs have ``n_classes`` leading zero
+    components (label slots for FF) followed by ``x ~ N(0, input_scale² I_N)``.
+    """
+    if kind not in ("sign", "argmax"):
+        raise ValueError(f"teacher kind must be 'sign' or 'argmax', not {kind!r}")
+    N, M = int(N), int(M)
+    if N < 1 or M < 1 or (kind == "argmax" and M < 2):
+        raise ValueError("need N >= 1, M >= 1 (M >= 2 for kind='argmax')")
+    from scipy.special import erf
+
+    rng = np.random.default_rng(seed)
+    w_star = rng.standard_normal((M, N))
+    v_star = np.ones(M)
+    C = 2 if kind == "sign" else M
+
+    def sample(n):
+        x = rng.standard_normal((n, N))
+        nu = x @ w_star.T / math.sqrt(N)
+        if kind == "sign":
+            y = (erf(nu / math.sqrt(2.0)) @ v_star > 0).astype(np.int64)
+        else:
+            y = nu.argmax(1).astype(np.int64)
+        z = np.zeros((n, C + N), np.float32)
+        z[:, C:] = input_scale * x
+        return z, y
+
+    xtr, ytr = sample(int(n_train))
+    xte, yte = sample(int(n_test))
+    return Dataset(xtr, ytr, xte, yte, C, "teacher-student",
+                   f"teacher-student N={N} M={M} kind={kind} seed={seed}")

@@ -34,7 +34,7 @@ untrained network (``docs/mnist.md``). Options for both modes: peer normalisatio
 (:func:`peer_norm_grad`, ``peer_norm``, off by default) and the mean goodness
 (``goodness="mean"``).
 
-Teacher–student classification (:func:`teacher_student_task`): Gaussian inputs
+Teacher–student classification (:func:`simulations.data.teacher_student_task`): Gaussian inputs
 ``x ∈ R^N``, a committee-machine teacher ``y = Σ_m v*_m erf(w*_m·x/√(2N))`` with
 ``w*_m ~ N(0, I)``, ``v*_m = 1``; class = ``[y > 0]`` (``kind="sign"``, 2 classes) or
 ``argmax_m w*_m·x`` (``kind="argmax"``, M classes). The inputs get ``n_classes`` leading zero
@@ -48,6 +48,8 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from .data import teacher_student_task  # noqa: F401 (re-exported; it lives with the data)
 
 __all__ = ["FFConfig", "FFResult", "train_ff", "layer_loss", "layer_loss_grad",
            "peer_norm_grad", "embed_label", "predict", "hybrid_negatives",
@@ -556,43 +558,3 @@ def ff_config_from_dict(d: dict) -> FFConfig:
     if bad:
         raise ValueError(f"unknown FFConfig keys {bad}; allowed: {sorted(names)}")
     return FFConfig(**d)
-
-
-# ----------------------------------------------------------------------------- teacher–student
-
-def teacher_student_task(N: int = 100, M: int = 2, kind: str = "sign", n_train: int = 8000,
-                         n_test: int = 2000, seed: int = 0, input_scale: float = 1.0):
-    """Synthetic classification from a committee-machine teacher (see module docstring).
-
-    Returns a :class:`simulations.data.Dataset` whose inputs have ``n_classes`` leading zero
-    components (label slots for FF) followed by ``x ~ N(0, input_scale² I_N)``.
-    """
-    from .data import Dataset
-
-    if kind not in ("sign", "argmax"):
-        raise ValueError(f"teacher kind must be 'sign' or 'argmax', not {kind!r}")
-    N, M = int(N), int(M)
-    if N < 1 or M < 1 or (kind == "argmax" and M < 2):
-        raise ValueError("need N >= 1, M >= 1 (M >= 2 for kind='argmax')")
-    from scipy.special import erf
-
-    rng = np.random.default_rng(seed)
-    w_star = rng.standard_normal((M, N))
-    v_star = np.ones(M)
-    C = 2 if kind == "sign" else M
-
-    def sample(n):
-        x = rng.standard_normal((n, N))
-        nu = x @ w_star.T / math.sqrt(N)
-        if kind == "sign":
-            y = (erf(nu / math.sqrt(2.0)) @ v_star > 0).astype(np.int64)
-        else:
-            y = nu.argmax(1).astype(np.int64)
-        z = np.zeros((n, C + N), np.float32)
-        z[:, C:] = input_scale * x
-        return z, y
-
-    xtr, ytr = sample(int(n_train))
-    xte, yte = sample(int(n_test))
-    return Dataset(xtr, ytr, xte, yte, C, "teacher-student",
-                   f"teacher-student N={N} M={M} kind={kind} seed={seed}")

@@ -14,7 +14,8 @@ import pytest
 from scipy.linalg import expm
 
 import odeflow
-from odeflow.events import escape_rate, exit_alpha, plateau_exit, simulation_exit_alpha
+from odeflow.events import exit_alpha, plateau_exit, simulation_exit_alpha
+from odeflow.stability import escape_rate
 from theory.state import Layout
 
 from toy_system import ToySystem, toy_state
