@@ -53,7 +53,7 @@ from .system import SystemMethods
 
 __all__ = ["cache_dir", "write_module", "verify_module", "clear_numba_cache",
            "load_module", "remember", "cached_system", "CachedSystem", "param_vector",
-           "RuleInfo"]
+           "RuleInfo", "source_fingerprint", "generated_path", "digest_of"]
 
 _REQUIRED = ("rhs", "eg", "noise")
 
@@ -212,6 +212,34 @@ def load_module(path, make_source, modname: str, warm, required=_REQUIRED):
         return mod, False
 
 
+# ------------------------------------------------------------------------ cache keys
+@lru_cache(maxsize=None)
+def source_fingerprint(names: tuple) -> str:
+    """Hash of the generator sources ``names`` (files of the ``theory`` package, or paths):
+    part of every generated module's cache key, so a change to a generator or to a kernel
+    module it includes regenerates the module."""
+    here = Path(__file__).parent
+    h = hashlib.sha256()
+    for name in names:
+        h.update((here / name).read_bytes())
+    return h.hexdigest()[:16]
+
+
+def generated_path(prefix: str, version: str, fingerprint: str, *parts: str,
+                   label: str = "") -> Path:
+    """Cache path ``<cache_dir>/<prefix>_<label>_<digest>.py`` of a generated module; the
+    digest covers the generator's ``version``, its source ``fingerprint`` and the inputs
+    ``parts`` (strings: the rule's key, the activation's key and expression, …)."""
+    digest = _sha("|".join([version, fingerprint, *parts]))[:16]
+    safe = "".join(ch if ch.isalnum() or ch == "_" else "_" for ch in label)
+    return cache_dir() / (f"{prefix}_{safe}_{digest}.py" if safe else f"{prefix}_{digest}.py")
+
+
+def digest_of(path) -> str:
+    """The digest part of a :func:`generated_path` (the key written in the module)."""
+    return Path(path).stem.rsplit("_", 1)[1]
+
+
 # --------------------------------------------------------------------------- fast path
 @dataclass(frozen=True)
 class RuleInfo:
@@ -299,11 +327,9 @@ def remember(rule_name: str, activation: str, system) -> None:
         if RULES.get(rule_name) != system.rule:
             return
         rule = system.rule
-        ref = system.params(_ref_state(), *_REF_RATES) if (system.K, system.M) == (2, 2) \
-            else None
-        if ref is None:
-            from .codegen import build_system
-            ref = build_system(rule, 2, 2, activation).params(_ref_state(), *_REF_RATES)
+        # System.params is param_vector (one source): the entry records its layout so
+        # that a reader with another layout takes the slow path
+        ref = param_vector(rule, 2, 2, _ref_state(), *_REF_RATES)
         path = Path(system.source_path)
         entry = {"rule": rule.name, "feedback": rule.feedback, "params": dict(rule.params),
                  "activation": activation, "module": path.name,
@@ -335,8 +361,10 @@ class CachedSystem(SystemMethods):
 
     @property
     def derivation(self):
-        from .codegen import build_system
-        return build_system(self.rule.name, self.K, self.M, self.activation).derivation
+        # the template sums behind the code (imports sympy: only when asked for)
+        from .derive import derive
+        from .rules import get_rule
+        return derive(get_rule(self.rule.name), self.activation)
 
 
 _LOADED: dict = {}
