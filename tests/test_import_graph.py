@@ -21,7 +21,6 @@ TEMPORARY_CYCLE_EDGES = {
     ("odeflow.events", "odeflow.api"),                        # lazy, in events.py
     ("simulations.data", "simulations.forward_forward"),        # lazy, in data.py
     ("simulations.teacher_student", "simulations.ff_online"),   # lazy, in teacher_student
-
 }
 
 

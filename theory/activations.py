@@ -34,7 +34,7 @@ from functools import lru_cache
 
 import sympy as sp
 
-from .observables import ACTIVATIONS, CLOSED_FORM_ACTIVATIONS
+from .activation_names import ACTIVATIONS, CLOSED_FORM_ACTIVATIONS
 
 __all__ = ["Activation", "get_activation", "z", "BUILTIN", "CLOSED_FORM_ACTIVATIONS",
            "ACTIVATIONS", "activation_key", "parse_expression", "FUNCTIONS"]
