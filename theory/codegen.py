@@ -18,7 +18,9 @@ Flat state ``y``: :class:`theory.state.Layout`. Parameter vector ``p``::
     p = [K, M, eta, eta_v, sigma, sigma_F2, T (M·M, row-major), v_star (M), c (M),
          b (K, fixed feedback), rule parameters (sorted by name)]
 
-Generated functions (all ``@njit(cache=True)``):
+The module is written by :func:`theory.emit.emit_module` (one printer, one emitter for
+every generator) and includes the rule-independent ``_fill`` and ``_asin`` from the real
+module :mod:`theory.closed_kernels`. Generated functions (all ``@njit(cache=True)``):
 
     rhs(y, p, dy)      dy/dα
     eg(y, p) -> float  generalisation error

@@ -39,6 +39,11 @@ Factor kinds: 0 one, 1 g, 2 g', 3 z, 4 h, 5 h' (= ∂h/∂λ), 6 s; a factor's s
 position of its field in S. A contribution adds ``mult · c[i1] c[i2] c[i3] · I`` to an
 accumulator, with ``c = [1, σ², A (NU), B (NU)]``: the state-dependent coefficients are read
 from the state at run time, never frozen in the table.
+
+Only the unit functions ``_h``, ``_hp``, ``_s``, the decay ``_kappa`` and the activation's
+``_g``, ``_gp`` are generated; the loops (``_run``, ``_integrate``, …) are the real modules
+:mod:`theory.field_kernels` and :mod:`theory.marginal_kernels`, included by
+:func:`theory.emit.emit_module`.
 """
 from __future__ import annotations
 

@@ -35,6 +35,9 @@ code without allocation. The nodes and weights travel at the end of the paramete
 
 (the first part is that of :mod:`theory.codegen`). ``D = K + M`` (+1 for ζ when σ > 0).
 Generated functions: ``rhs(y, p, dy)``, ``eg(y, p)``, ``noise(y, p, S)`` (adaptive only).
+Only the rule's node loop ``_integrate`` and the activation's ``_g``, ``_gp`` (``_I2``) are
+generated (:mod:`theory.quad_expr`, :mod:`theory.emit`); the rest is included from the real
+modules :mod:`theory.field_kernels` and :mod:`theory.quad_kernels`.
 The marginal scheme (rules with ``δ_k = h(λ_k) e``: each expectation over only the fields it
 depends on) has kernels of its own, :mod:`theory.codegen_marginal`, behind the same
 :class:`QuadSystem`.
