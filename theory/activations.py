@@ -94,10 +94,15 @@ class Activation:
         return self.deriv.xreplace({z: x})
 
     def numpy(self):
-        """(g, g') as numpy-vectorised callables (for tests and plain-numpy quadrature)."""
-        mods = [{"Heaviside": _heaviside_np}, "numpy", "scipy"]
-        return (sp.lambdify(z, self.expr, modules=mods),
-                sp.lambdify(z, self.deriv, modules=mods))
+        """(g, g') as numpy-vectorised callables (for tests and plain-numpy quadrature);
+        made once per activation and process."""
+        return _numpy_of(self.expr, self.deriv)
+
+
+@lru_cache(maxsize=64)
+def _numpy_of(expr, deriv):
+    mods = [{"Heaviside": _heaviside_np}, "numpy", "scipy"]
+    return sp.lambdify(z, expr, modules=mods), sp.lambdify(z, deriv, modules=mods)
 
 
 def _heaviside_np(x, h0=0.5):
@@ -143,18 +148,36 @@ def get_activation(spec) -> Activation:
     if isinstance(spec, str):
         if spec in BUILTIN:
             return _builtin(spec)
-        text = spec[5:] if spec.startswith("user:") else spec
-        try:
-            expr = parse_expression(text)
-        except ValueError as exc:
-            raise ValueError(f"unknown activation {spec!r}; allowed: {', '.join(BUILTIN)}, or "
-                             "an expression of z with or without the prefix 'user:' (e.g. "
-                             f"'z*tanh(z)'). The expression was refused: {exc}") from None
-        return _user(expr)
+        return _from_string(spec)
     if isinstance(spec, sp.Basic):
         return _user(spec)
     raise ValueError(f"activation must be one of {', '.join(BUILTIN)}, an expression string "
                      f"of z or a sympy expression of z, got {type(spec).__name__} {spec!r}")
+
+
+_BY_STRING: dict = {}
+
+
+def _from_string(spec: str) -> Activation:
+    # cached (under the string and the canonical name): recognising a built-in in disguise
+    # runs sympy.simplify (seconds), and the simulations look the name up at every record
+    if spec not in _BY_STRING:
+        act = _parse_string(spec)
+        if len(_BY_STRING) < 1024:
+            _BY_STRING[spec] = _BY_STRING[act.name] = act
+        return act
+    return _BY_STRING[spec]
+
+
+def _parse_string(spec: str) -> Activation:
+    text = spec[5:] if spec.startswith("user:") else spec
+    try:
+        expr = parse_expression(text)
+    except ValueError as exc:
+        raise ValueError(f"unknown activation {spec!r}; allowed: {', '.join(BUILTIN)}, or "
+                         "an expression of z with or without the prefix 'user:' (e.g. "
+                         f"'z*tanh(z)'). The expression was refused: {exc}") from None
+    return _user(expr)
 
 
 # ----------------------------------------------------------- the safe string parser
@@ -260,6 +283,18 @@ def parse_expression(text: str) -> sp.Expr:
     return walk(tree)
 
 
+def _maybe_zero(expr) -> bool:
+    """False if ``expr`` (of z) is clearly non-zero at one of a few sample points."""
+    for x in (-1.7, -0.3, 0.45, 1.3, 2.9):
+        try:
+            val = complex(expr.xreplace({z: sp.Float(x)}).evalf())
+        except (TypeError, ValueError):
+            return True                # cannot tell numerically: let simplify decide
+        if abs(val) > 1e-9:
+            return False
+    return True
+
+
 def _user(expr) -> Activation:
     expr = sp.sympify(expr)
     # accept any symbol *named* z (users may create their own sp.Symbol("z"))
@@ -276,6 +311,8 @@ def _user(expr) -> Activation:
                          "integrals cannot be compiled; use elementary functions of z")
     for name, b in BUILTIN.items():
         diff = expr - b
+        if not _maybe_zero(diff):
+            continue                   # differs at a sample point: no simplify (seconds)
         if sp.simplify(diff) == 0 or sp.simplify(diff.rewrite(sp.exp)) == 0:
             return _builtin(name)      # a built-in in disguise: use its closed forms
     deriv = sp.diff(expr, z)
