@@ -36,6 +36,16 @@ canonical ``Rule.key``; a built-in name stands for itself), the generator's sour
 source of ``simulations.teacher_student`` (whose ``_g``, ``_gp`` and input generator the
 kernel inlines — numba's own cache would not notice a change there). On a cache hit for a
 built-in name neither sympy nor ``theory.rules`` is imported. Never edit a generated file.
+The module is written by :func:`theory.emit.emit_module` and printed by its
+:class:`theory.emit.NumbaPrinter` (the printer of every generator), with the cache key of
+:func:`theory.cache.generated_path`.
+
+Activations: the registry :mod:`theory.activations` feeds the ODEs and this kernel alike.
+The built-in names keep their hand-tuned numba forms (``simulations.teacher_student._g``,
+``_gp``, chosen by an integer code: one kernel per rule serves all five, bit for bit the
+hand-written kernel); any other activation (``"user:<expr>"``, e.g. ``"z*(1 + tanh(z))/2"``
+in a config) gets its own kernel module with ``_g``, ``_gp`` printed from its sympy
+expression and derivative.
 
 The Rule fields ``presynaptic`` (``x``, or ``x_tilde`` = ``x̃ = x − F e``), ``v_signal`` (the
 second-layer signal ``s_k``, default ``g(lam)``) and the symbol ``lam_t`` (the second-pass

@@ -264,7 +264,7 @@ def parse_expression(text: str) -> sp.Expr:
         if isinstance(node, ast.Call):
             if not isinstance(node.func, ast.Name):
                 raise ValueError(f"calling {ast.unparse(node.func)!r} is not allowed (only the "
-                                 f"functions below, by name); allowed: {allowed}")
+                                 f"functions listed, called by name); allowed: {allowed}")
             if node.func.id not in FUNCTIONS:
                 raise ValueError(f"function {node.func.id!r} is not allowed; allowed: {allowed}")
             if node.keywords or not node.args or any(isinstance(a, ast.Starred)
