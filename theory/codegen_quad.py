@@ -273,8 +273,8 @@ def _integrate(y, p, mode, dy, S):
              else "eg = _eg_nodes", NOISE_SRC if adaptive else "noise = None"]
     return emit_module(
         generator="theory.codegen_quad", version=QUAD_CODEGEN_VERSION, key=key,
-        comments=[f"rule={rule.name!r} activation={act.name!r} "
-                  f"presynaptic={rule.presynaptic!r}",
+        comments=[(f"rule={rule.name!r} activation={act.name!r} "
+                   f"presynaptic={rule.presynaptic!r}"),
                   "(any K, M, scheme and node count: sizes and nodes are read from p)"],
         imports=["from theory.quadrature import factor_nb, map_node"],
         constants={"ADAPTIVE": int(adaptive), "STEIN": int(stein), "X_TILDE": int(xt),

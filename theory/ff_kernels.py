@@ -204,7 +204,7 @@ def _setup(y, p):
 @njit(cache=True, nogil=True)
 def _offsets(p):
     K = int(p[0]); M = int(p[1])
-    nl = int(p[5]); nn = int(p[6]); ne = int(p[7]); ng = int(p[8])
+    nl = int(p[5]); nn = int(p[6]); ne = int(p[7])
     o_vs = _HEADER + M * M
     o_l = o_vs + 2 * M                        # v_star (M), then the position of each unit
     o_n = o_l + 2 * nl

@@ -17,7 +17,7 @@ from theory.quadrature import factor_nb
 
 # isort: split
 # >>> generated
-from theory.field_kernels import _fill, _g, _gp  # noqa: F401
+from theory.field_kernels import _fill, _g, _gp
 
 ADAPTIVE = 0
 SGD_V = 1

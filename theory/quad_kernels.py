@@ -16,7 +16,7 @@ from theory.quadrature import factor_nb, map_node
 
 # isort: split
 # >>> generated
-from theory.field_kernels import _fill, _g  # noqa: F401
+from theory.field_kernels import _fill, _g
 
 P0 = 6
 N_RULE = 0
