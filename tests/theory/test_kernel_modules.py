@@ -60,3 +60,26 @@ def test_marginal_kernels_run_on_their_own():
     marginal_kernels._integrate(y, marg.params(STATE, 0.5), np.int64(0), dy, np.empty((1, 1)))
     closed.rhs(y, closed.params(STATE, 0.5), want)
     np.testing.assert_allclose(dy, want, rtol=1e-8, atol=1e-10)
+
+
+def test_ff_kernels_run_on_their_own():
+    """theory.ff_kernels, imported as a plain module, is Forward-Forward's kernel for its
+    stand-in activation erf: its rhs, ε_g and loss equal those of the generated erf module
+    (which prints the same functions from the sympy signals) to float rounding."""
+    from theory import ff_kernels
+    from theory.ff import build_ff_system
+    st = OrderParameters(Q=np.array([[1.0, 0.2], [0.2, 0.8]]), R=np.array([[0.4], [-0.2]]),
+                         T=np.eye(1), v=np.zeros(2), v_star=np.ones(1),
+                         u=np.array([0.3, -0.1]))
+    s = build_ff_system(2, 1, "erf", nodes={"n_lam": 12, "n_eg": 16})
+    p, y = s.params(st, 1.0, theta=1.0), s.layout.pack(st)
+    a, b = np.empty_like(y), np.empty_like(y)
+    s.rhs(y, p, a)
+    ff_kernels.rhs(y, p, b)
+    assert not np.allclose(a, 0.0)
+    np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-14)
+    assert ff_kernels.eg(y, p) == pytest.approx(s.eg(y, p), rel=1e-12, abs=1e-14)
+    la, lb = np.empty(2), np.empty(2)
+    s.loss_gap(y, p, la)
+    ff_kernels.loss_gap(y, p, lb)
+    np.testing.assert_allclose(lb, la, rtol=1e-12)
