@@ -28,10 +28,19 @@ the module without sympy: after every slow build, :func:`remember` writes an ind
 ``idx_<rule>_<act>_<srchash>.json`` (``srchash``: SHA-256 of every ``theory/*.py`` source,
 so any change to the generator or to the built-in rule definitions invalidates it) with the
 module's name and hash, the rule's feedback kind and parameters, and the parameter vector
-``p`` the real :class:`theory.codegen.System` builds for a reference state. The fast path
-rebuilds ``p`` for that state with :func:`param_vector` and uses the entry only if it is
-identical (so a change to the parameter layout can never be used silently); any doubt
-returns None and the caller takes the slow path.
+``p`` for a reference state (:func:`param_vector`, which :class:`theory.codegen.System`
+uses too: one layout). The fast path rebuilds ``p`` for that state and uses the entry only
+if it is identical (so a change to the parameter layout can never be used silently); any
+doubt returns None and the caller takes the slow path.
+
+This module imports no generator (the dependency points one way: generators → cache);
+``CachedSystem.derivation`` derives with :mod:`theory.derive` when asked for.
+
+Cache keys
+----------
+Every generated module's path is :func:`generated_path` (prefix, generator version,
+:func:`source_fingerprint` of the generator's sources and kernel modules, and the inputs:
+rule key, activation key and expression).
 """
 from __future__ import annotations
 
