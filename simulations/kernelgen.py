@@ -36,6 +36,16 @@ canonical ``Rule.key``; a built-in name stands for itself), the generator's sour
 source of ``simulations.teacher_student`` (whose ``_g``, ``_gp`` and input generator the
 kernel inlines — numba's own cache would not notice a change there). On a cache hit for a
 built-in name neither sympy nor ``theory.rules`` is imported. Never edit a generated file.
+The module is written by :func:`theory.emit.emit_module` and printed by its
+:class:`theory.emit.NumbaPrinter` (the printer of every generator), with the cache key of
+:func:`theory.cache.generated_path`.
+
+Activations: the registry :mod:`theory.activations` feeds the ODEs and this kernel alike.
+The built-in names keep their hand-tuned numba forms (``simulations.teacher_student._g``,
+``_gp``, chosen by an integer code: one kernel per rule serves all five, bit for bit the
+hand-written kernel); any other activation (``"user:<expr>"``, e.g. ``"z*(1 + tanh(z))/2"``
+in a config) gets its own kernel module with ``_g``, ``_gp`` printed from its sympy
+expression and derivative.
 
 The Rule fields ``presynaptic`` (``x``, or ``x_tilde`` = ``x̃ = x − F e``), ``v_signal`` (the
 second-layer signal ``s_k``, default ``g(lam)``) and the symbol ``lam_t`` (the second-pass
@@ -44,16 +54,23 @@ field ``λ̃_k = λ_k − e b_k``) cover exact PEPITA: the built-in ``pepita`` a
 """
 from __future__ import annotations
 
-import hashlib
 import sys
 import threading
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-from theory.cache import cache_dir, load_module, module_name
+from theory.activation_names import ACTIVATIONS, is_user
+from theory.cache import (
+    digest_of,
+    generated_path,
+    load_module,
+    module_name,
+    source_fingerprint,
+)
 
-__all__ = ["SimRule", "resolve_rule", "load_kernel", "BUILTIN", "KERNEL_TEMPLATE"]
+__all__ = ["SimRule", "resolve_rule", "load_kernel", "BUILTIN", "KERNEL_TEMPLATE",
+           "resolve_activation", "activation_code"]
 
 #: bump when the generated code changes for the same inputs
 KERNELGEN_VERSION = "1"
@@ -251,9 +268,12 @@ def warmup():
 
 # ====================================================================== sympy → code
 def _printer():
+    """The one printer of theory.emit, with the kernel's names (``lam`` → ``lam_k``, ``g``
+    → ``_g(·, act)``) and the hand-written kernel's factor order."""
     import sympy as sp
-    from sympy.printing.pycode import PythonCodePrinter
+
     from theory import rules as R
+    from theory.emit import NumbaPrinter
 
     first = {R.v_k: 0, R.b_k: 1}
 
@@ -266,7 +286,7 @@ def _printer():
             return 3
         return 4
 
-    class P(PythonCodePrinter):
+    class P(NumbaPrinter):
         def _print_Symbol(self, s):
             return {"lam": "lam_k"}.get(s.name, s.name)
 
@@ -275,12 +295,6 @@ def _printer():
             if name in ("g", "gp"):
                 return f"_{name}({self._print(f.args[0])}, act)"
             return super()._print_Function(f)
-
-        def _print_Rational(self, r):
-            return f"({r.p}.0/{r.q}.0)"
-
-        def _print_Integer(self, i):
-            return f"{int(i)}.0"
 
         def _print_Mul(self, m):
             # factor order of the hand-written kernel: feedback × activation × error × rest
@@ -295,7 +309,7 @@ def _printer():
                 return f"-({body})"
             return f"{self._print(c)} * ({body})"
 
-    return P({"fully_qualified_modules": True})
+    return P()
 
 
 def _rule_of(sim: SimRule):
@@ -315,6 +329,7 @@ def _signal_code(sim: SimRule):
     """
     rule = _rule_of(sim)
     import sympy as sp
+
     from theory import rules as R
     pr = _printer()
     lines = []
@@ -335,7 +350,35 @@ def _decay_code(sim: SimRule) -> str:
     return _printer().doprint(rule.weight_decay)
 
 
-def _source(sim: SimRule, digest: str) -> str:
+def _activation_functions(activation: str) -> tuple:
+    """(import lines, generated function sources) that give the kernel ``_g(z, act)`` and
+    ``_gp(z, act)``.
+
+    The activation registry (:mod:`theory.activations`) feeds both the ODEs and this
+    kernel. A built-in name keeps its hand-tuned numba form (``simulations.teacher_student.
+    _g``/``_gp``, selected by the integer code ``act``, bit for bit the hand-written
+    kernel's); any other activation is printed from its sympy expression ``g(z)`` and
+    ``g'(z)`` (``act`` is then ignored)."""
+    if not is_user(activation):
+        return ["from simulations.teacher_student import _g, _gp"], []
+    import sympy as sp
+
+    from theory.activations import get_activation, z
+    from theory.emit import NumbaPrinter
+    act = get_activation(activation)
+    P = NumbaPrinter()
+    zz = sp.Symbol("z_", real=True)
+    out = []
+    for name, ex, doc in (("_g", act.expr, f"g(z) = {act.expr}"),
+                          ("_gp", act.deriv, f"g'(z) = {act.deriv}")):
+        out.append('@njit(cache=True, nogil=True, inline="always", fastmath=_FM)\n'
+                   f"def {name}(z_, act):\n    \"\"\"{doc}\"\"\"\n"
+                   f"    return {P.doprint(ex.xreplace({z: zz}))}\n")
+    return [], out
+
+
+def _source(sim: SimRule, digest: str, activation: str = "erf") -> str:
+    from theory.emit import emit_module
     signal, modulated = _signal_code(sim)
     decay = _decay_code(sim)
     has_decay = decay != "0.0"
@@ -350,26 +393,39 @@ def _source(sim: SimRule, digest: str) -> str:
         wk_i="wk[i] * keep" if has_decay else "wk[i]",
         b_k="b[k] * keep" if has_decay else "b[k]",
     )
-    head = [
-        f"# Generated by simulations.kernelgen (version {KERNELGEN_VERSION}) — do not edit.",
-        f"# rule {sim.name!r} ({sim.spec}); key {digest}",
-    ]
+    comments = [f"rule {sim.name!r} ({sim.spec})"]
     if sim.rule is not None:
-        head.append(f"# delta = {sim.rule.delta}; feedback = {sim.feedback}; "
-                    f"second_layer = {sim.rule.second_layer}; weight_decay = "
-                    f"{sim.rule.weight_decay}")
-    head += [
-        "import math",
-        "import numpy as np",
-        "from numba import njit",
-        "from simulations.teacher_student import _FM, _g, _gp, _dot, _fill_normal",
-        "",
-        f"ADAPTIVE = {sim.feedback == 'adaptive'}",
-        f"MODULATED = {bool(modulated)}",
-        f"NRP = {len(params)}",
-        f"PARAMS = {tuple(params)!r}",
-    ]
-    return "\n".join(head) + "\n" + KERNEL_TEMPLATE.format(**fill)
+        comments.append(f"delta = {sim.rule.delta}; feedback = {sim.feedback}; "
+                        f"second_layer = {sim.rule.second_layer}; weight_decay = "
+                        f"{sim.rule.weight_decay}")
+    if is_user(activation):
+        comments.append(f"activation {activation}")
+    imports, functions = _activation_functions(activation)
+    return emit_module(
+        generator="simulations.kernelgen", version=KERNELGEN_VERSION, key=digest,
+        comments=comments,
+        imports=["from simulations.teacher_student import _FM, _dot, _fill_normal", *imports],
+        constants={"ADAPTIVE": sim.feedback == "adaptive", "MODULATED": bool(modulated),
+                   "NRP": len(params), "PARAMS": tuple(params)},
+        functions=functions, after=[KERNEL_TEMPLATE.format(**fill)])
+
+
+def resolve_activation(spec) -> str:
+    """The canonical name of an activation for the simulations: a built-in name (checked
+    without sympy), or ``"user:<expr>"`` for an expression of z (a sympy expression, or a
+    string read by the safe parser of :mod:`theory.activations`).
+
+    Raises ValueError naming the built-in names and the expression grammar."""
+    if isinstance(spec, str) and spec in ACTIVATIONS:
+        return spec
+    from theory.activations import get_activation
+    return get_activation(spec).name
+
+
+def activation_code(name: str) -> int:
+    """The integer code of a built-in activation in the kernel (its index in
+    ``ACTIVATIONS``); -1 for a user activation (its kernel ignores the code)."""
+    return -1 if is_user(name) else ACTIVATIONS.index(name)
 
 
 # ============================================================================ the cache
@@ -377,31 +433,38 @@ def _source(sim: SimRule, digest: str) -> str:
 def _fingerprint() -> str:
     """Hash of the sources that shape the generated kernel (see the module docstring)."""
     here = Path(__file__).parent
-    h = hashlib.sha256(KERNELGEN_VERSION.encode())
-    for p in (here / "kernelgen.py", here / "teacher_student.py",
-              here.parent / "theory" / "rules.py"):
-        h.update(p.read_bytes())
-    return h.hexdigest()[:16]
+    return source_fingerprint((str(here / "kernelgen.py"), str(here / "teacher_student.py"),
+                               "rules.py", "emit.py", "activations.py"))
 
 
 _KERNELS: dict = {}
 _LOCK = threading.Lock()
 
 
-def load_kernel(sim: SimRule):
+def load_kernel(sim: SimRule, activation: str = "erf"):
     """The compiled ``run_block`` of a rule (generated, or found in the cache, and warmed
-    up); one module per rule and process."""
+    up); one module per rule (and per user activation) and process. ``activation``: a
+    canonical name (:func:`resolve_activation`); the built-ins share one module."""
     key = sim.spec if sim.builtin else sim.rule.key
+    parts = [key]
+    if is_user(activation):
+        import sympy as sp
+
+        from theory.activations import get_activation
+        act = get_activation(activation)
+        parts += [act.key, sp.srepr(act.expr)]
     with _LOCK:
-        if key in _KERNELS:
-            return _KERNELS[key]
-        digest = hashlib.sha256(f"{_fingerprint()}|{key}".encode()).hexdigest()[:16]
-        safe = "".join(ch if ch.isalnum() else "_" for ch in sim.name)
-        path = cache_dir() / f"simkernel_{safe}_{digest}.py"
+        if tuple(parts) in _KERNELS:
+            return _KERNELS[tuple(parts)]
+        label = sim.name + (f"_{parts[1]}" if len(parts) > 1 else "")
+        path = generated_path("simkernel", KERNELGEN_VERSION, _fingerprint(), *parts,
+                              label=label)
+        digest = digest_of(path)
         # written with a content hash, verified, repaired if corrupt (theory.cache)
-        mod, _ = load_module(path, lambda: _source(sim, digest), module_name(path),
-                             lambda m: m.warmup(), required=("run_block", "warmup"))
-        _KERNELS[key] = mod
+        mod, _ = load_module(path, lambda: _source(sim, digest, activation),
+                             module_name(path), lambda m: m.warmup(),
+                             required=("run_block", "warmup"))
+        _KERNELS[tuple(parts)] = mod
         return mod
 
 

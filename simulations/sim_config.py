@@ -187,9 +187,9 @@ def validate_config(config) -> dict:
             raise ValueError(f"rule_params.{k} must be a finite number, got {v!r}")
     kernelgen.params_vector(sim_rule, cfg["rule_params"])  # ValueError if unknown names
     cfg["rule_params"] = {k: _num(cfg["rule_params"], k) for k in cfg["rule_params"]}
-    if cfg["activation"] not in ACTIVATIONS:
-        raise ValueError(f"unknown activation {cfg['activation']!r}; allowed: "
-                         f"{', '.join(ACTIVATIONS)}")
+    # a built-in name or any expression of z (theory.activations, the registry the ODEs
+    # use too); canonical name: the built-in, or "user:<expr>"
+    cfg["activation"] = kernelgen.resolve_activation(cfg["activation"])
 
     init = cfg["init"]
     if not isinstance(init, dict):

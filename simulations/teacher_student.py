@@ -296,9 +296,10 @@ def _dot(a, b):
 # The fused step loop (``run_block``) is generated per rule from its theory.rules.Rule by
 # simulations.kernelgen (template KERNEL_TEMPLATE there); it inlines _g, _gp, _dot and
 # _fill_normal from this module.
-def _kernel(sim_rule):
-    """The compiled step loop of a rule (compiled or loaded once, before threads start)."""
-    return kernelgen.load_kernel(sim_rule).run_block
+def _kernel(sim_rule, activation="erf"):
+    """The compiled step loop of a rule (compiled or loaded once, before threads start);
+    one kernel serves every built-in activation, a user activation has its own."""
+    return kernelgen.load_kernel(sim_rule, activation).run_block
 
 
 # ============================================================================= one seed
@@ -325,12 +326,24 @@ def _eg_upper_bound(qd, v, v_star, Tdiag, act):
         s_st, s_te = np.sqrt(np.minimum(1.0, qd)), np.sqrt(np.minimum(1.0, Tdiag))
     elif act == "sigmoid":                               # 0 < g < 1
         s_st, s_te = np.ones_like(qd), np.ones_like(Tdiag)
-    else:
+    elif act == "linear":
         s_st, s_te = np.sqrt(qd), np.sqrt(Tdiag)
+    else:                                                # a user activation: E g(z)² by
+        s_st, s_te = _rms_g(qd, act), _rms_g(Tdiag, act)  # Gauss–Hermite
     return 0.5 * (np.abs(v) @ s_st + np.abs(v_star) @ s_te) ** 2
 
 
+def _rms_g(q, act):
+    """√E[g(z)²], z ~ N(0, q), by 48-node Gauss–Hermite (user activations)."""
+    x, w = np.polynomial.hermite_e.hermegauss(48)
+    g = _g_np(np.sqrt(np.clip(q, 0.0, None))[..., None] * x, act)
+    return np.sqrt(np.sum(w * g * g, axis=-1) / w.sum())
+
+
 def _g_np(z, act):
+    if act not in ACTIVATIONS:          # a user activation: from the registry's sympy form
+        from theory.activations import get_activation
+        return get_activation(act).numpy()[0](z)
     if act == "erf":
         from scipy.special import erf
         return erf(z / math.sqrt(2))
@@ -349,7 +362,8 @@ def _run_seed(cfg, i, report, alphas, rec_steps, X_test, sim_rule=None):
     N, K, M = cfg["N"], cfg["K"], cfg["M"]
     sim_rule = sim_rule or kernelgen.resolve_rule(cfg["rule"])
     act = cfg["activation"]
-    run_block, act_code = _kernel(sim_rule), ACTIVATIONS.index(act)
+    run_block = _kernel(sim_rule, act)
+    act_code = kernelgen.activation_code(act)
     rp = kernelgen.params_vector(sim_rule, cfg.get("rule_params"))
     adaptive = sim_rule.feedback == "adaptive"
     div = Divergence(**cfg["divergence"])
@@ -478,7 +492,7 @@ def simulate(config: dict, progress: bool | ProgressBar | None = None) -> Simula
     X_test = None
     if cfg["mc_test"]:
         X_test = mc_test_generator(cfg["init"]["seed"]).standard_normal((cfg["mc_test"], N))
-    _kernel(sim_rule)           # generate / compile / load the kernel before threads start
+    _kernel(sim_rule, cfg["activation"])   # compile / load the kernel before threads start
     threads = cfg["threads"] or os.cpu_count() or 1
     bar = progress
     if progress is True:

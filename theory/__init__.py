@@ -5,6 +5,10 @@ Importing ``theory`` or ``theory.state`` does not import sympy; ``theory.rules``
 ``theory.derive``, ``theory.codegen``, ``theory.activations`` and ``theory.codegen_quad``
 (the Gaussian-quadrature backend for any activation and for exact PEPITA) do;
 ``theory.quadrature`` (fixed Gaussian rules) needs numpy, scipy and numba only.
+
+Generated code: one printer and emitter (``theory.emit``); the rule-independent numba loops
+are real modules (``theory.*_kernels``) that every generated module includes; one cache
+(``theory.cache``: verified modules, one key helper ``generated_path``).
 """
 __all__ = ["OrderParameters", "Layout"]
 

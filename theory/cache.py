@@ -28,10 +28,19 @@ the module without sympy: after every slow build, :func:`remember` writes an ind
 ``idx_<rule>_<act>_<srchash>.json`` (``srchash``: SHA-256 of every ``theory/*.py`` source,
 so any change to the generator or to the built-in rule definitions invalidates it) with the
 module's name and hash, the rule's feedback kind and parameters, and the parameter vector
-``p`` the real :class:`theory.codegen.System` builds for a reference state. The fast path
-rebuilds ``p`` for that state with :func:`param_vector` and uses the entry only if it is
-identical (so a change to the parameter layout can never be used silently); any doubt
-returns None and the caller takes the slow path.
+``p`` for a reference state (:func:`param_vector`, which :class:`theory.codegen.System`
+uses too: one layout). The fast path rebuilds ``p`` for that state and uses the entry only
+if it is identical (so a change to the parameter layout can never be used silently); any
+doubt returns None and the caller takes the slow path.
+
+This module imports no generator (the dependency points one way: generators → cache);
+``CachedSystem.derivation`` derives with :mod:`theory.derive` when asked for.
+
+Cache keys
+----------
+Every generated module's path is :func:`generated_path` (prefix, generator version,
+:func:`source_fingerprint` of the generator's sources and kernel modules, and the inputs:
+rule key, activation key and expression).
 """
 from __future__ import annotations
 
@@ -53,7 +62,7 @@ from .system import SystemMethods
 
 __all__ = ["cache_dir", "write_module", "verify_module", "clear_numba_cache",
            "load_module", "remember", "cached_system", "CachedSystem", "param_vector",
-           "RuleInfo"]
+           "RuleInfo", "source_fingerprint", "generated_path", "digest_of"]
 
 _REQUIRED = ("rhs", "eg", "noise")
 
@@ -212,6 +221,34 @@ def load_module(path, make_source, modname: str, warm, required=_REQUIRED):
         return mod, False
 
 
+# ------------------------------------------------------------------------ cache keys
+@lru_cache(maxsize=None)
+def source_fingerprint(names: tuple) -> str:
+    """Hash of the generator sources ``names`` (files of the ``theory`` package, or paths):
+    part of every generated module's cache key, so a change to a generator or to a kernel
+    module it includes regenerates the module."""
+    here = Path(__file__).parent
+    h = hashlib.sha256()
+    for name in names:
+        h.update((here / name).read_bytes())
+    return h.hexdigest()[:16]
+
+
+def generated_path(prefix: str, version: str, fingerprint: str, *parts: str,
+                   label: str = "") -> Path:
+    """Cache path ``<cache_dir>/<prefix>_<label>_<digest>.py`` of a generated module; the
+    digest covers the generator's ``version``, its source ``fingerprint`` and the inputs
+    ``parts`` (strings: the rule's key, the activation's key and expression, …)."""
+    digest = _sha("|".join([version, fingerprint, *parts]))[:16]
+    safe = "".join(ch if ch.isalnum() or ch == "_" else "_" for ch in label)
+    return cache_dir() / (f"{prefix}_{safe}_{digest}.py" if safe else f"{prefix}_{digest}.py")
+
+
+def digest_of(path) -> str:
+    """The digest part of a :func:`generated_path` (the key written in the module)."""
+    return Path(path).stem.rsplit("_", 1)[1]
+
+
 # --------------------------------------------------------------------------- fast path
 @dataclass(frozen=True)
 class RuleInfo:
@@ -299,11 +336,9 @@ def remember(rule_name: str, activation: str, system) -> None:
         if RULES.get(rule_name) != system.rule:
             return
         rule = system.rule
-        ref = system.params(_ref_state(), *_REF_RATES) if (system.K, system.M) == (2, 2) \
-            else None
-        if ref is None:
-            from .codegen import build_system
-            ref = build_system(rule, 2, 2, activation).params(_ref_state(), *_REF_RATES)
+        # System.params is param_vector (one source): the entry records its layout so
+        # that a reader with another layout takes the slow path
+        ref = param_vector(rule, 2, 2, _ref_state(), *_REF_RATES)
         path = Path(system.source_path)
         entry = {"rule": rule.name, "feedback": rule.feedback, "params": dict(rule.params),
                  "activation": activation, "module": path.name,
@@ -335,8 +370,10 @@ class CachedSystem(SystemMethods):
 
     @property
     def derivation(self):
-        from .codegen import build_system
-        return build_system(self.rule.name, self.K, self.M, self.activation).derivation
+        # the template sums behind the code (imports sympy: only when asked for)
+        from .derive import derive
+        from .rules import get_rule
+        return derive(get_rule(self.rule.name), self.activation)
 
 
 _LOADED: dict = {}

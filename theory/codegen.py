@@ -18,7 +18,9 @@ Flat state ``y``: :class:`theory.state.Layout`. Parameter vector ``p``::
     p = [K, M, eta, eta_v, sigma, sigma_F2, T (M·M, row-major), v_star (M), c (M),
          b (K, fixed feedback), rule parameters (sorted by name)]
 
-Generated functions (all ``@njit(cache=True)``):
+The module is written by :func:`theory.emit.emit_module` (one printer, one emitter for
+every generator) and includes the rule-independent ``_fill`` and ``_asin`` from the real
+module :mod:`theory.closed_kernels`. Generated functions (all ``@njit(cache=True)``):
 
     rhs(y, p, dy)      dy/dα
     eg(y, p) -> float  generalisation error
@@ -29,21 +31,17 @@ Never edit a generated file: delete the cache directory (``ODEFLOW_CACHE_DIR``, 
 """
 from __future__ import annotations
 
-import hashlib
-import importlib.util
-import os
-import sys
-import textwrap
 import time
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import sympy as sp
-from sympy.printing.pycode import PythonCodePrinter
 
 from . import derive as D
+from .cache import (cache_dir, digest_of, generated_path, load_module, module_name,
+                    param_vector, source_fingerprint)
+from .emit import NumbaPrinter, emit_module
 from .integrals import closed_form
 from .rules import Rule, get_rule
 from .state import Layout, OrderParameters, _check_size
@@ -52,45 +50,11 @@ from .system import SystemMethods
 __all__ = ["System", "build_system", "cache_dir", "CODEGEN_VERSION"]
 
 #: bump when the generated code changes for the same inputs
-CODEGEN_VERSION = "1"
+CODEGEN_VERSION = "2"
 
-
-from .cache import cache_dir  # noqa: E402  (re-exported: where generated modules live)
-
-
-# ------------------------------------------------------------------------- the printer
-class _Printer(PythonCodePrinter):
-    def _print_Symbol(self, s):
-        return s.name
-
-    def _print_Pi(self, e):
-        return "math.pi"
-
-    def _print_Pow(self, e, rational=False):
-        base, ex = e.as_base_exp()
-        if ex == sp.Rational(1, 2):
-            return f"math.sqrt({self._print(base)})"
-        if ex == -sp.Rational(1, 2):
-            return f"(1.0/math.sqrt({self._print(base)}))"
-        if ex == -1:
-            return f"(1.0/{self.parenthesize(base, 100)})"
-        if ex.is_Integer and 1 < ex <= 4:
-            b = self.parenthesize(base, 100)
-            return "(" + "*".join([b] * int(ex)) + ")"
-        return super()._print_Pow(e, rational)
-
-    def _print_asin(self, e):
-        # clipped: round-off can push the argument a hair past ±1 at degenerate states
-        return f"_asin({self._print(e.args[0])})"
-
-    def _print_Rational(self, e):
-        return f"({e.p}.0/{e.q}.0)"
-
-    def _print_Integer(self, e):
-        return f"{int(e)}.0"
-
-
-_P = _Printer({"fully_qualified_modules": True})
+#: the printer of every generator (theory.emit); kept under its old name for importers
+_Printer = NumbaPrinter
+_P = NumbaPrinter()
 
 
 def _pr(expr) -> str:
@@ -315,7 +279,7 @@ def _source(der: D.Derivation, key: str) -> str:
                             triangular=True) if adaptive else None)
 
     def fn(name, args, body, ret=None):
-        out = [f"@njit(cache=True, nogil=True)", f"def {name}({args}):",
+        out = ["@njit(cache=True, nogil=True)", f"def {name}({args}):",
                "    # sizes travel in p so that one compiled kernel serves every K, M",
                "    K = int(p[0]); M = int(p[1]); NU = K + M; PHI = K + M; NF = NU + ADAPTIVE",
                "    O_R = K * (K + 1) // 2; O_V = O_R + K * M; O_B = O_V + K",
@@ -332,72 +296,17 @@ def _source(der: D.Derivation, key: str) -> str:
         out += ["    " + s for s in body]
         return "\n".join(out)
 
-    fill = f"""
-    @njit(cache=True, nogil=True, inline="always")
-    def _fill(y, p, K, M, C, A, Bf):
-        # C: covariance of (λ_1..λ_K, ν_1..ν_M[, φ]); A: readout coefficients of e = ŷ − y
-        NU = K + M
-        PHI = K + M
-        O_R = K * (K + 1) // 2
-        O_V = O_R + K * M
-        P_T = P0
-        P_VS = P0 + M * M
-        P_C = P_VS + M
-        P_B = P_C + M
-        i = 0
-        for a in range(K):
-            for c in range(a, K):
-                C[a, c] = y[i]
-                C[c, a] = y[i]
-                i += 1
-        for a in range(K):
-            for m in range(M):
-                C[a, K + m] = y[O_R + a * M + m]
-                C[K + m, a] = y[O_R + a * M + m]
-        for m in range(M):
-            for m2 in range(M):
-                C[K + m, K + m2] = p[P_T + m * M + m2]
-        for a in range(K):
-            A[a] = y[O_V + a]
-        for m in range(M):
-            A[K + m] = -p[P_VS + m]
-        for a in range(K):
-            Bf[a] = {"y[O_V + K + a]" if adaptive else "p[P_B + a]"}
-        if ADAPTIVE:
-            # φ's covariances, scaled by √N (SCIENCE.md §5): b, c and σ_F²
-            for a in range(K):
-                C[a, PHI] = Bf[a]
-                C[PHI, a] = Bf[a]
-            for m in range(M):
-                C[K + m, PHI] = p[P_C + m]
-                C[PHI, K + m] = p[P_C + m]
-            C[PHI, PHI] = p[5]
-    """
-    parts = [
-        f"# Generated by theory.codegen (version {CODEGEN_VERSION}) — do not edit.",
-        f"# rule={rule.name!r} activation={act!r} (any K, M: sizes are read from p[0], p[1])",
-        f"# key={key}",
-        "import math",
-        "import numpy as np",
-        "from numba import njit",
-        "",
-        f"ADAPTIVE = {int(adaptive)}",
-        "P0 = 6  # p = [K, M, eta, eta_v, sigma, sigma_F2, T, v_star, c, b, rule params]",
-        "",
-        "@njit(cache=True, nogil=True, inline='always')",
-        "def _asin(x):",
-        "    return math.asin(min(1.0, max(-1.0, x)))",
-        textwrap.dedent(fill),
-        fn("rhs", "y, p, dy", rhs),
-        "",
-        fn("eg", "y, p", eg_body),
-        "",
-    ]
+    body = [fn("rhs", "y, p, dy", rhs), fn("eg", "y, p", eg_body)]
     if noise is not None:
-        parts += [fn("noise", "y, p, S", noise), ""]
-    else:
-        parts += ["noise = None", ""]
-    return "\n".join(parts)
+        body.append(fn("noise", "y, p, S", noise))
+    return emit_module(
+        generator="theory.codegen", version=CODEGEN_VERSION, key=key,
+        comments=[(f"rule={rule.name!r} activation={act!r} (any K, M: sizes are read from "
+                   "p[0], p[1])")],
+        constants={"ADAPTIVE": int(adaptive),
+                   # p = [K, M, eta, eta_v, sigma, sigma_F2, T, v_star, c, b, rule params]
+                   "P0": 6},
+        kernels=["closed_kernels"], after=body + ([] if adaptive else ["noise = None"]))
 
 
 # -------------------------------------------------------------------------- the system
@@ -434,46 +343,20 @@ class System(SystemMethods):
         Raises ValueError when the state lacks what the rule needs (``b`` for fixed
         feedback; ``b, c, sigma_F2`` for adaptive), or a rate is invalid.
         """
-        if (state.K, state.M) != (self.K, self.M):
-            raise ValueError(f"state has K={state.K}, M={state.M} but the system was built for "
-                             f"K={self.K}, M={self.M}")
-        eta_v = eta if eta_v is None else eta_v
-        for name, val, lo in (("eta", eta, 0.0), ("eta_v", eta_v, 0.0), ("sigma", sigma, 0.0)):
-            if not np.isfinite(val) or val < lo:
-                raise ValueError(f"{name} must be a finite number >= {lo}, got {val}")
-        fb = self.rule.feedback
-        if fb == "fixed":
-            state.require("b", why=f" by rule {self.rule.name!r} (fixed feedback)")
-        elif fb == "adaptive":
-            state.require("b", "c", "sigma_F2",
-                          why=f" by rule {self.rule.name!r} (adaptive feedback b = wF/√N)")
-        unknown = set(rule_params) - set(self.rule.params)
-        if unknown:
-            raise ValueError(f"unknown rule parameters {sorted(unknown)} for rule "
-                             f"{self.rule.name!r}; it has {sorted(self.rule.params)}")
-        rp = {**self.rule.params, **rule_params}
-        K, M = self.K, self.M
-        p = np.concatenate([
-            [K, M, eta, eta_v, sigma, state.sigma_F2 if state.sigma_F2 is not None else 0.0],
-            state.T.ravel(), state.v_star,
-            state.c if state.c is not None else np.zeros(M),
-            state.b if (state.b is not None and fb == "fixed") else np.zeros(K),
-            [rp[name] for name in sorted(rp)]]).astype(float)
-        return p
+        return param_vector(self.rule, self.K, self.M, state, eta, eta_v, sigma,
+                            **rule_params)
 
 
 _MODULES: dict = {}
 
 
-@lru_cache(maxsize=None)
 def _generator_fingerprint() -> str:
     """Hash of the modules that shape generated code, so that editing the generator (even
     without bumping CODEGEN_VERSION) never picks up a stale cached module."""
-    here = Path(__file__).parent
-    h = hashlib.sha256()
-    for name in ("codegen.py", "derive.py", "integrals.py", "rules.py"):
-        h.update((here / name).read_bytes())
-    return h.hexdigest()[:16]
+    return source_fingerprint(("codegen.py", "derive.py", "integrals.py", "rules.py",
+                               "emit.py", "closed_kernels.py"))
+
+
 _SYSTEMS: dict = {}
 
 
@@ -483,7 +366,7 @@ def _load_module(rule: Rule, activation: str):
     The generated kernels read K and M from ``p`` at run time, so one module — and one
     numba compilation — serves every size; the cache key is (rule, activation, version).
     """
-    from . import cache, cli
+    from . import cli
     key = (rule.key, activation)
     if key in _MODULES:
         return _MODULES[key]
@@ -491,10 +374,9 @@ def _load_module(rule: Rule, activation: str):
     with cli.activity(f"deriving the ODEs of rule {rule.name!r} ({activation})"):
         der = D.derive(rule, activation)
     t1 = time.perf_counter()
-    digest = hashlib.sha256("|".join([CODEGEN_VERSION, _generator_fingerprint(), rule.key,
-                                      activation]).encode()).hexdigest()[:16]
-    safe = "".join(ch if ch.isalnum() else "_" for ch in rule.name)
-    path = cache_dir() / f"sys_{safe}_{activation}_{digest}.py"
+    path = generated_path("sys", CODEGEN_VERSION, _generator_fingerprint(), rule.key,
+                          activation, label=f"{rule.name}_{activation}")
+    digest = digest_of(path)
     t2 = time.perf_counter()
 
     def warm(mod):
@@ -511,8 +393,8 @@ def _load_module(rule: Rule, activation: str):
     # written atomically with a content hash; verified, repaired if corrupt (theory.cache)
     with cli.activity(f"loading the {rule.name!r} kernels (compiled on first use, cached in "
                       f"{path.parent})"):
-        mod, cached = cache.load_module(path, lambda: _source(der, digest),
-                                        cache.module_name(path), warm)
+        mod, cached = load_module(path, lambda: _source(der, digest), module_name(path),
+                                  warm)
     t3 = time.perf_counter()
     out = (der, mod, path, {"derive": t1 - t0, "codegen": t2 - t1, "compile": t3 - t2,
                             "source_cached": cached})

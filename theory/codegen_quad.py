@@ -35,6 +35,9 @@ code without allocation. The nodes and weights travel at the end of the paramete
 
 (the first part is that of :mod:`theory.codegen`). ``D = K + M`` (+1 for ζ when σ > 0).
 Generated functions: ``rhs(y, p, dy)``, ``eg(y, p)``, ``noise(y, p, S)`` (adaptive only).
+Only the rule's node loop ``_integrate`` and the activation's ``_g``, ``_gp`` (``_I2``) are
+generated (:mod:`theory.quad_expr`, :mod:`theory.emit`); the rest is included from the real
+modules :mod:`theory.field_kernels` and :mod:`theory.quad_kernels`.
 The marginal scheme (rules with ``δ_k = h(λ_k) e``: each expectation over only the fields it
 depends on) has kernels of its own, :mod:`theory.codegen_marginal`, behind the same
 :class:`QuadSystem`.
@@ -43,10 +46,8 @@ nodes otherwise.
 """
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -54,9 +55,17 @@ import sympy as sp
 
 from . import rules as R
 from .activations import Activation, get_activation
-from .cache import load_module, module_name
-from .codegen import System, _Printer, cache_dir
+from .cache import digest_of, generated_path, load_module, module_name, param_vector
+from .cache import source_fingerprint as _source_fingerprint
 from .codegen_marginal import table_nodes
+from .emit import NumbaPrinter, emit_module, njit_function
+from .quad_expr import LAM as _lam
+from .quad_expr import B as _b
+from .quad_expr import E as _e
+from .quad_expr import I2_code as _I2_code
+from .quad_expr import V as _v
+from .quad_expr import activation_functions, needs_stein
+from .quad_expr import concrete as _concrete
 from .quadrature import MAX_GH_NODES, QuadratureRule, coarse_rule, make_rule
 from .state import Layout, OrderParameters, _check_size
 from .system import SystemMethods
@@ -64,7 +73,7 @@ from .system import SystemMethods
 __all__ = ["QuadSystem", "build_quad_system", "quad_options", "QUAD_CODEGEN_VERSION",
            "quad_source", "resolve_scheme", "marginal_applies"]
 
-QUAD_CODEGEN_VERSION = "1"
+QUAD_CODEGEN_VERSION = "2"
 #: Sobol points of the automatic rule for kinked activations (relu): ~1e-4 absolute error
 #: on K = M = 2 right-hand sides (measured against 8·10⁶-sample Monte Carlo)
 KINKED_SOBOL_N = 1 << 16
@@ -98,58 +107,13 @@ def quad_options(quadrature) -> dict:
 
 
 # ------------------------------------------------------------------------- printing
-class _QPrinter(_Printer):
-    def _print_Heaviside(self, e):
-        return f"(1.0 if ({self._print(e.args[0])}) > 0.0 else 0.0)"
-
-    def _print_Max(self, e):
-        out = self._print(e.args[0])
-        for a in e.args[1:]:
-            out = f"max({out}, {self._print(a)})"
-        return out
-
-    def _print_Min(self, e):
-        out = self._print(e.args[0])
-        for a in e.args[1:]:
-            out = f"min({out}, {self._print(a)})"
-        return out
-
-    def _print_sign(self, e):
-        a = self._print(e.args[0])
-        return f"(1.0 if ({a}) > 0.0 else (-1.0 if ({a}) < 0.0 else 0.0))"
-
-    def _print_DiracDelta(self, e):
-        raise NotImplementedError("DiracDelta")
-
-
-_QP = _QPrinter({"fully_qualified_modules": True})
+#: the one printer (theory.emit), kept under its old name for importers
+_QPrinter = NumbaPrinter
+_QP = NumbaPrinter()
 
 
 def _pr(expr) -> str:
     return _QP.doprint(expr)
-
-
-# ---------------------------------------------------------------------- the symbols
-_lam, _e, _v, _b = sp.symbols("lam_ e_ vk_ bk_", real=True)
-_zz = sp.Symbol("zz_", real=True)
-
-
-def _concrete(expr, act: Activation):
-    """A rule expression with g, g' replaced by the activation and λ̃ by λ − e b."""
-    expr = sp.sympify(expr).subs(R.lam_t, R.lam - R.e * R.b_k)
-    expr = expr.replace(R.g, lambda x: act.g(x)).replace(R.gp, lambda x: act.gp(x))
-    return expr.xreplace({R.lam: _lam, R.e: _e, R.v_k: _v, R.b_k: _b})
-
-
-def needs_stein(rule: R.Rule, act: Activation) -> bool:
-    """Whether the b drift of an adaptive-feedback rule must be computed without the
-    derivative of δ: true when ∂δ/∂λ or ∂δ/∂e holds a Dirac delta (g' of a kinked
-    activation such as relu is a step, so g'' is a delta that no fixed rule integrates)."""
-    if rule.feedback != "adaptive":
-        return False
-    delta = _concrete(rule.delta, act)
-    return bool(sp.diff(delta, _lam).has(sp.DiracDelta) or
-                sp.diff(delta, _e).has(sp.DiracDelta))
 
 
 def _unit_code(rule: R.Rule, act: Activation, adaptive: bool, params) -> list:
@@ -179,118 +143,16 @@ def _unit_code(rule: R.Rule, act: Activation, adaptive: bool, params) -> list:
     return lines
 
 
-def _g_code(act: Activation):
-    return _pr(act.expr.xreplace({sp.Symbol("z", real=True): _zz})), _pr(
-        act.deriv.xreplace({sp.Symbol("z", real=True): _zz}))
-
-
-def _I2_code(act: Activation):
-    """Closed-form I2(a, b) of the activation as code in Caa, Cbb, Cab, or None."""
-    if act.name == "erf":
-        return ("(2.0 / math.pi) * _asin(Cab / math.sqrt((1.0 + Caa) * (1.0 + Cbb)))")
-    if act.name == "linear":
-        return "Cab"
-    if act.name == "relu":
-        return "_arccos1(Caa, Cbb, Cab)"
-    return None
-
-
-def _field_helpers(act: Activation) -> str:
-    """Generated numba helpers shared by the quadrature modules (this one and
-    :mod:`theory.codegen_marginal`): the clipped arcsine, ReLU's arc-cosine kernel, g and g'
-    of the activation, and ``_fill`` (the field covariance C of (λ, ν), the read-out
-    coefficients A = (v, −v*) of e and the feedback overlaps (b, c) from y and p; it reads
-    the module constants P0 and ADAPTIVE)."""
-    gcode, gpcode = _g_code(act)
-    return f'''@njit(cache=True, nogil=True, inline="always")
-def _asin(x):
-    return math.asin(min(1.0, max(-1.0, x)))
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _arccos1(Caa, Cbb, Cab):
-    # E[relu(a) relu(b)]: arc-cosine kernel of degree 1 (Cho & Saul 2009)
-    s = math.sqrt(max(Caa, 0.0) * max(Cbb, 0.0))
-    if s <= 0.0:
-        return 0.0
-    c = min(1.0, max(-1.0, Cab / s))
-    th = math.acos(c)
-    return s * (math.sin(th) + (math.pi - th) * c) / (2.0 * math.pi)
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _g(zz_):
-    return {gcode}
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _gp(zz_):
-    return {gpcode}
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _fill(y, p, K, M, C, A, Bv):
-    # C: covariance of (λ, ν); A: readout coefficients of e = ŷ − y (v, −v*);
-    # Bv: the feedback overlaps (b, c) of the fields with F (scaled by √N)
-    O_R = K * (K + 1) // 2
-    O_V = O_R + K * M
-    P_T = P0
-    P_VS = P0 + M * M
-    P_C = P_VS + M
-    P_B = P_C + M
-    i = 0
-    for a in range(K):
-        for c in range(a, K):
-            C[a, c] = y[i]
-            C[c, a] = y[i]
-            i += 1
-    for a in range(K):
-        for m in range(M):
-            C[a, K + m] = y[O_R + a * M + m]
-            C[K + m, a] = y[O_R + a * M + m]
-    for m in range(M):
-        for m2 in range(M):
-            C[K + m, K + m2] = p[P_T + m * M + m2]
-    for a in range(K):
-        A[a] = y[O_V + a]
-        Bv[a] = y[O_V + K + a] if ADAPTIVE else p[P_B + a]
-    for m in range(M):
-        A[K + m] = -p[P_VS + m]
-        Bv[K + m] = p[P_C + m]
-'''
-
-
-def _eg_closed_src(I2: str) -> str:
-    """Generated ``eg(y, p)`` from the activation's closed-form I2 (code in Caa, Cbb, Cab):
-    ``ε_g = ½ Σ_ab A_a A_b I2(C_aa, C_bb, C_ab)`` (shared with
-    :mod:`theory.codegen_marginal`)."""
-    return f"""
-@njit(cache=True, nogil=True)
-def eg(y, p):
-    K = int(p[0]); M = int(p[1]); NU = K + M
-    C = np.empty((NU, NU)); A = np.empty(NU); Bv = np.empty(NU)
-    _fill(y, p, K, M, C, A, Bv)
-    acc = 0.0
-    for a in range(NU):
-        Caa = C[a, a]
-        for bb in range(a, NU):
-            Cbb = C[bb, bb]; Cab = C[a, bb]
-            val = A[a] * A[bb] * ({I2})
-            acc += val if a == bb else 2.0 * val
-    return 0.5 * acc
-"""
-
-
 # ------------------------------------------------------------------------ the source
 def quad_source(rule: R.Rule, act: Activation, key: str) -> str:
-    """Python source of the generated module (see the module docstring)."""
+    """Python source of the generated module (see the module docstring): the rule's node
+    loop ``_integrate`` is generated; the rule-independent kernels are included from
+    :mod:`theory.field_kernels` and :mod:`theory.quad_kernels`."""
     adaptive = rule.feedback == "adaptive"
     xt = rule.presynaptic == "x_tilde"
     params = sorted(rule.params)
     unit = _unit_code(rule, act, adaptive, params)
     decay = _pr(rule.weight_decay)
-    I2 = _I2_code(act)
-    ind = " " * 16
 
     def block(lines, n):
         return "\n".join(" " * n + s for s in lines) if lines else " " * n + "pass"
@@ -313,92 +175,7 @@ def quad_source(rule: R.Rule, act: Activation, key: str) -> str:
             unit_acc.append("aBe[k] += dk * e")
 
     load_params = "\n".join(f"    {name} = p[P_RULE + {i}]" for i, name in enumerate(params))
-    eg_closed = _eg_closed_src(I2) if I2 is not None else """
-@njit(cache=True, nogil=True)
-def eg(y, p):
-    K = int(p[0]); M = int(p[1]); NU = K + M
-    C = np.empty((NU, NU)); A = np.empty(NU); Bv = np.empty(NU)
-    L = np.zeros((NU, NU)); z = np.empty(NU)
-    _fill(y, p, K, M, C, A, Bv)
-    if factor_nb(C, L) < 0:
-        return np.nan
-    P_RULE = P0 + M * M + 2 * M + K
-    P_Q = P_RULE + N_RULE
-    kind = int(p[P_Q + 1]); P = int(p[P_Q + 2]); D = int(p[P_Q + 3])
-    O_N = P_Q + 4
-    xi = np.empty(D); idx = np.zeros(D, np.int64)
-    X, Wt, _ = _rule_arrays(p, O_N, kind)
-    acc = 0.0
-    for q in range(P):
-        w = _next_node(p, O_N, kind, D, P, q, X, Wt, idx, xi)
-        map_node(L, xi, z)
-        e0 = 0.0
-        for u in range(NU):
-            e0 += A[u] * _g(z[u])
-        acc += w * e0 * e0
-    return 0.5 * acc
-"""
-    src = f'''# Generated by theory.codegen_quad (version {QUAD_CODEGEN_VERSION}) — do not edit.
-# rule={rule.name!r} activation={act.name!r} presynaptic={rule.presynaptic!r}
-# (any K, M, scheme and node count: sizes and nodes are read from p)
-# key={key}
-import math
-import numpy as np
-from numba import njit
-from theory.quadrature import factor_nb, map_node
-
-ADAPTIVE = {int(adaptive)}
-STEIN = {int(stein)}
-X_TILDE = {int(xt)}
-SGD_V = {int(rule.second_layer == "sgd")}
-N_RULE = {len(params)}
-P0 = 6  # p = [K, M, eta, eta_v, sigma, sigma_F2, T, v_star, c, b, rule params, quad]
-
-
-{_field_helpers(act)}
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _next_node(p, O, kind, D, P, q, X, Wt, idx, xi):
-    """Node q of the rule packed at p[O:] into xi; returns its weight. Tensor
-    Gauss–Hermite (kind 0; 1-D nodes X and weights Wt) runs an odometer, first coordinate
-    fastest; explicit nodes (kind 1) are read from p. No array is sliced here: a view
-    costs reference counting on every node."""
-    if kind == 0:
-        n = X.shape[0]
-        if q == 0:
-            for j in range(D):
-                idx[j] = 0
-                xi[j] = X[0]
-        else:
-            j = 0
-            idx[0] += 1
-            while idx[j] == n:
-                idx[j] = 0
-                xi[j] = X[0]
-                j += 1
-                idx[j] += 1
-            xi[j] = X[idx[j]]
-        w = 1.0
-        for j in range(D):
-            w *= Wt[idx[j]]
-        return w
-    base = O + q * D
-    for j in range(D):
-        xi[j] = p[base + j]
-    return p[O + P * D + q]
-
-
-@njit(cache=True, nogil=True)
-def _rule_arrays(p, O, kind):
-    """The 1-D Gauss–Hermite nodes and weights of a packed tensor rule (empty otherwise)."""
-    if kind == 0:
-        n = int(p[O])
-        return p[O + 1:O + 1 + n].copy(), p[O + 1 + n:O + 1 + 2 * n].copy(), O + 1 + 2 * n
-    return np.empty(0), np.empty(0), O
-
-
-@njit(cache=True, nogil=True)
+    integrate = f'''@njit(cache=True, nogil=True)
 def _integrate(y, p, mode, dy, S):
     """mode 0: dy = dy/dα; mode 1: S = noise covariance of b."""
     K = int(p[0]); M = int(p[1]); NU = K + M
@@ -491,26 +268,31 @@ def _integrate(y, p, mode, dy, S):
             if X_TILDE:
                 drift += eta * F_norm2 * aBe[k]
             dy[O_B + k] = drift
-
-
-@njit(cache=True, nogil=True)
-def rhs(y, p, dy):
-    # np.int64(...), not a bare 0/1: a literal would make numba compile _integrate once
-    # per mode (Literal[int](0), Literal[int](1)), doubling the compile time
-    _integrate(y, p, np.int64(0), dy, np.empty((1, 1)))
-
-{eg_closed}
 '''
-    if adaptive:
-        src += '''
+    after = [integrate, RHS_SRC, "eg = _eg_closed" if _I2_code(act) is not None
+             else "eg = _eg_nodes", NOISE_SRC if adaptive else "noise = None"]
+    return emit_module(
+        generator="theory.codegen_quad", version=QUAD_CODEGEN_VERSION, key=key,
+        comments=[(f"rule={rule.name!r} activation={act.name!r} "
+                   f"presynaptic={rule.presynaptic!r}"),
+                  "(any K, M, scheme and node count: sizes and nodes are read from p)"],
+        imports=["from theory.quadrature import factor_nb, map_node"],
+        constants={"ADAPTIVE": int(adaptive), "STEIN": int(stein), "X_TILDE": int(xt),
+                   "SGD_V": int(rule.second_layer == "sgd"), "N_RULE": len(params),
+                   # p = [K, M, eta, eta_v, sigma, sigma_F2, T, v_star, c, b, rule params,
+                   #      quad]
+                   "P0": 6},
+        functions=activation_functions(act), kernels=["field_kernels", "quad_kernels"],
+        after=after)
 
-@njit(cache=True, nogil=True)
-def noise(y, p, S):
-    _integrate(y, p, np.int64(1), np.empty(1), S)
-'''
-    else:
-        src += "\nnoise = None\n"
-    return src
+
+#: the entry points of a generated quadrature module (the same for every rule)
+RHS_SRC = njit_function("rhs", "y, p, dy", [
+    "# np.int64(...), not a bare 0/1: a literal would make numba compile _integrate once",
+    "# per mode (Literal[int](0), Literal[int](1)), doubling the compile time",
+    "_integrate(y, p, np.int64(0), dy, np.empty((1, 1)))"])
+NOISE_SRC = njit_function("noise", "y, p, S",
+                          ["_integrate(y, p, np.int64(1), np.empty(1), S)"])
 
 
 # ------------------------------------------------------------------------ the system
@@ -581,7 +363,8 @@ class QuadSystem(SystemMethods):
         Raises ValueError when the rule needs ``F_norm2`` (presynaptic x̃) and the state
         lacks it, or as :meth:`theory.codegen.System.params`.
         """
-        base = System.params(self, state, eta, eta_v, sigma, **rule_params)
+        base = param_vector(self.rule, self.K, self.M, state, eta, eta_v, sigma,
+                            **rule_params)
         if self.rule.presynaptic == "x_tilde":
             state.require("F_norm2", why=f" by rule {self.rule.name!r} (presynaptic x̃ = "
                           "x − F e: ‖F‖² = N σ_F² enters the b drift; docs/quadrature.md)")
@@ -620,30 +403,18 @@ _MODULES: dict = {}
 _SYSTEMS: dict = {}
 
 
-@lru_cache(maxsize=None)
-def source_fingerprint(names: tuple) -> str:
-    """Hash of the generator sources ``names`` (files of this package): part of every
-    generated module's cache key, so a change to the generator regenerates the module."""
-    here = Path(__file__).parent
-    h = hashlib.sha256()
-    for name in names:
-        h.update((here / name).read_bytes())
-    return h.hexdigest()[:16]
-
-
-def generated_path(prefix: str, version: str, fingerprint: str, rule: R.Rule,
-                   act: Activation) -> Path:
-    """Cache path of the generated module of (rule, activation), keyed by the generator's
-    version and fingerprint, the rule and the activation expression."""
-    digest = hashlib.sha256("|".join([version, fingerprint, rule.key, act.key,
-                                      sp.srepr(act.expr)]).encode()).hexdigest()[:16]
-    safe = "".join(ch if ch.isalnum() else "_" for ch in rule.name)
-    return cache_dir() / f"{prefix}_{safe}_{act.key}_{digest}.py"
+def quad_path(prefix: str, version: str, fingerprint: str, rule: R.Rule,
+              act: Activation) -> Path:
+    """Cache path of the generated module of (rule, activation)
+    (:func:`theory.cache.generated_path` of the rule and the activation expression)."""
+    return generated_path(prefix, version, fingerprint, rule.key, act.key,
+                          sp.srepr(act.expr), label=f"{rule.name}_{act.key}")
 
 
 def _fingerprint() -> str:
-    return source_fingerprint(("codegen_quad.py", "quadrature.py", "activations.py",
-                               "rules.py", "codegen.py"))
+    return _source_fingerprint(("codegen_quad.py", "quadrature.py", "activations.py",
+                                "rules.py", "emit.py", "quad_expr.py", "field_kernels.py",
+                                "quad_kernels.py"))
 
 
 def _load(rule: R.Rule, act: Activation):
@@ -651,8 +422,8 @@ def _load(rule: R.Rule, act: Activation):
     if key in _MODULES:
         return _MODULES[key]
     t0 = time.perf_counter()
-    path = generated_path("quad", QUAD_CODEGEN_VERSION, _fingerprint(), rule, act)
-    digest = path.stem.rsplit("_", 1)[1]
+    path = quad_path("quad", QUAD_CODEGEN_VERSION, _fingerprint(), rule, act)
+    digest = digest_of(path)
     t1 = time.perf_counter()
 
     def warm(mod):

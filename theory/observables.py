@@ -8,18 +8,16 @@ from __future__ import annotations
 
 import numpy as np
 
+from .activation_names import ACTIVATIONS, CLOSED_FORM_ACTIVATIONS, is_user
 from .state import OrderParameters
 
 __all__ = ["I2_matrix", "eps_g", "cos_vb", "norm_b", "specialisation", "ACTIVATIONS"]
 
-#: built-in activations (their integer codes in the simulation kernel follow this order)
-ACTIVATIONS = ("erf", "linear", "relu", "tanh", "sigmoid")
-#: activations whose Gaussian averages I2, I3, I4, J2 have closed forms (SCIENCE.md §3)
-CLOSED_FORM_ACTIVATIONS = ("erf", "linear")
-
 
 def check_activation(activation: str) -> str:
-    if activation not in ACTIVATIONS:
+    """``activation`` if it is a built-in name or a user activation's canonical name
+    (``"user:<expr>"``, from :func:`theory.activations.get_activation`)."""
+    if activation not in ACTIVATIONS and not is_user(activation):
         raise ValueError(f"unknown activation {activation!r}; allowed: {', '.join(ACTIVATIONS)}")
     return activation
 
@@ -50,6 +48,11 @@ def _g_numpy(activation):
         return np.tanh
     if activation == "sigmoid":
         return lambda x: 0.5 * (1.0 + np.tanh(0.5 * x))   # 1/(1+e^-x), overflow-free
+    if is_user(activation):
+        # a user activation: its sympy expression (the registry) as a numpy function;
+        # imports sympy, only for user activations
+        from .activations import get_activation
+        return get_activation(activation).numpy()[0]
     raise ValueError(activation)
 
 
@@ -95,8 +98,10 @@ def I2_matrix(C: np.ndarray, activation: str = "erf") -> np.ndarray:
     """``I2(a, b) = E[g(z_a) g(z_b)]`` for every pair of fields with covariance ``C``.
 
     ``g = erf(·/√2)``: ``(2/π) arcsin(C_ab / √((1 + C_aa)(1 + C_bb)))``; linear: ``C_ab``;
-    relu: the arc-cosine kernel (closed form); tanh, sigmoid: a 2-D Gauss–Hermite rule
-    with 48 nodes per axis. Works on stacks ``(..., n, n)``.
+    relu: the arc-cosine kernel (closed form); tanh, sigmoid and user activations
+    (``"user:<expr>"``): a 2-D Gauss–Hermite rule with 48 nodes per axis (exact to ~1e-10
+    for smooth activations; slower, ~1e-4, for a kinked one). Works on stacks
+    ``(..., n, n)``.
     """
     check_activation(activation)
     C = np.asarray(C, dtype=float)
@@ -104,7 +109,7 @@ def I2_matrix(C: np.ndarray, activation: str = "erf") -> np.ndarray:
         return C.copy()
     if activation == "relu":
         return _I2_relu(C)
-    if activation in ("tanh", "sigmoid"):
+    if activation in ("tanh", "sigmoid") or is_user(activation):
         return _I2_quadrature(C, activation)
     d = 1.0 + np.diagonal(C, axis1=-2, axis2=-1)
     x = C / np.sqrt(d[..., :, None] * d[..., None, :])

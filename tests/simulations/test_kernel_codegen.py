@@ -202,3 +202,58 @@ def test_compare_and_save_with_a_rule_object(tmp_path):
     assert back.config["rule"]["name"] == "afa-decay" and back.rule == "afa-decay"
     assert back.config["rule"]["weight_decay"] == "kappa"
     np.testing.assert_array_equal(back.Q, c.sim.Q)
+
+
+# ------------------------------------------- user activations: one registry, ODE and kernel
+def test_user_activation_equal_to_tanh_simulates_like_tanh():
+    """tanh written by a user: through a config it is recognised as the built-in (the same
+    trajectories, bit for bit); its kernel printed from the sympy expression instead of
+    the hand-tuned form agrees with the built-in kernel to float rounding."""
+    from simulations import kernelgen
+    cfg = dict(rule="bp", N=200, K=2, M=2, eta=0.5, eta_v=0.5, alpha_max=2.0,
+               record={"every": 0.5}, seeds=2, init={"seed": 3})
+    named = simulate({**cfg, "activation": "tanh"}, progress=False)
+    user = simulate({**cfg, "activation": "user:(exp(2*z) - 1)/(exp(2*z) + 1)"},
+                    progress=False)
+    assert np.array_equal(named.Q, user.Q) and np.array_equal(named.eg, user.eg)
+    # the printed path: a kernel generated from g = tanh(z), g' = 1 − tanh²(z)
+    sim = kernelgen.resolve_rule("bp")
+    printed = kernelgen.load_kernel(sim, "user:tanh(z)").run_block
+    builtin = kernelgen.load_kernel(sim).run_block
+    N, K, M = 150, 3, 2
+    rng = np.random.default_rng(4)
+    w0, ws = rng.standard_normal((K, N)), rng.standard_normal((M, N))
+    v0, vs, F = 0.3 * rng.standard_normal(K), np.ones(M), np.zeros(N)
+    out = []
+    for run, code in ((builtin, 3), (printed, -1)):
+        st, xb, work = ensemble.sample_state(5), np.zeros((2, N)), np.zeros((6, K))
+        w, v, b = w0.copy(), v0.copy(), np.zeros(K)
+        assert run(code, 300, st, xb, w, ws, v, vs, F, b, 0.6, 0.4, 0.1, np.zeros(1),
+                   work) == 300
+        out.append((w, v))
+    np.testing.assert_allclose(out[1][0], out[0][0], rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(out[1][1], out[0][1], rtol=1e-10, atol=1e-12)
+    assert not np.allclose(out[0][0], w0)
+
+
+@pytest.mark.slow
+def test_new_user_activation_simulation_agrees_with_its_ode():
+    """A genuinely new activation, g(z) = z (1 + tanh z)/2 (a smooth "swish"), from a JSON-
+    style string: the network simulated with the kernel printed from its sympy form
+    follows the ODE derived from the same expression (quadrature backend). Tolerance as
+    tests/simulations/test_theory_agreement.py: |mean − ODE| ≤ 3 SE + ε_g(0)/√N."""
+    act = "z*(1 + tanh(z))/2"
+    cfg = dict(rule="bp", activation=act, N=2000, K=2, M=2, eta=0.5, eta_v=0.5,
+               alpha_max=10.0, record={"every": 1.0}, seeds=6, same_init=True,
+               init={"seed": 11, "w_scale": 1.0, "w_star_scale": 1.0, "v_scale": 0.1,
+                     "v_star": 1.0})
+    sim = simulate(cfg, progress=False)
+    assert not sim.diverged.any()
+    ode = odeflow.solve("bp", sim.initial_state(0), eta=0.5, eta_v=0.5, alpha_max=10.0,
+                        activation=act, record={"alpha": sim.alpha})
+    assert ode.status == 0, ode.message
+    se = sim.eg_std / np.sqrt(len(sim.seeds))
+    allowance = 3 * se + ode.eg[0] / np.sqrt(cfg["N"])
+    assert np.all(np.abs(sim.eg_mean - ode.eg) <= allowance), (
+        np.abs(sim.eg_mean - ode.eg) / allowance).max()
+    assert ode.eg[-1] < 0.75 * ode.eg[0]          # the curve moves: agreement is not trivial
