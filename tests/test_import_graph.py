@@ -14,16 +14,6 @@ PACKAGES = ("theory", "odeflow", "simulations", "figures")
 ALLOWED = {"theory": set(), "simulations": {"theory"}, "odeflow": {"theory", "simulations"},
            "figures": {"theory", "simulations", "odeflow"}}
 
-#: TEMPORARY: cycles in packages edited by other helpers at the time of writing (issue 19),
-#: each edge that closes one. The integrator removes them once those branches are merged;
-#: do not add to this list.
-TEMPORARY_CYCLE_EDGES = {
-    ("odeflow.events", "odeflow.api"),                        # lazy, in events.py
-    ("simulations.data", "simulations.forward_forward"),        # lazy, in data.py
-    ("simulations.teacher_student", "simulations.ff_online"),   # lazy, in teacher_student
-}
-
-
 def _modules():
     mods = {}
     for pkg in PACKAGES:
@@ -102,13 +92,15 @@ def _cycle(edges, skip):
 
 def test_the_parser_sees_lazy_imports():
     edges = _edges(_modules())
-    # odeflow.api imports theory.codegen inside a function only (sympy is slow to import)
-    assert "theory.codegen" in edges["odeflow.api"]
+    # odeflow.api imports odeflow.events inside solve() only, and theory.models imports
+    # theory.codegen inside a function only (sympy is slow to import)
+    assert "odeflow.events" in edges["odeflow.api"]
+    assert "theory.codegen" in edges["theory.models"]
 
 
 def test_no_import_cycle():
     edges = _edges(_modules())
-    cycle = _cycle(edges, TEMPORARY_CYCLE_EDGES)
+    cycle = _cycle(edges, set())
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
 
 
@@ -118,13 +110,6 @@ def test_no_cycle_in_theory_at_all():
               if u.startswith("theory")}
     cycle = _cycle(theory, set())
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
-
-
-def test_temporary_allow_list_is_still_needed():
-    # an entry whose edge is gone must be deleted (the list only shrinks)
-    edges = _edges(_modules())
-    stale = sorted(e for e in TEMPORARY_CYCLE_EDGES if e[1] not in edges.get(e[0], ()))
-    assert not stale, f"remove {stale} from TEMPORARY_CYCLE_EDGES: the edge is gone"
 
 
 def test_package_direction():
