@@ -7,7 +7,7 @@
 
 (1) K = M = 8, erf, BP: one Euler step with the generated rhs vs a straightforward njit
     baseline that loops over every (i, k, a, b) tuple (i, k students, a, b over the K + M
-    units) and evaluates the closed-form I4 of SCIENCE.md §3 for each (target: ours ≤ 1/4).
+    units) and evaluates the closed-form I4 of docs/theory.md §4 for each (target: ours ≤ 1/4).
 (2) K = M = 2: a whole α = 0 → 10⁴ Euler integration at dt = 0.01 with odeflow.solve, after
     compilation (target < 1 s).
 (3) scipy.integrate.solve_ivp (RK45) on the NumPy right-hand side theory.reference.rhs vs
@@ -69,7 +69,7 @@ def _I3(C, a, b, c):
 
 @njit(cache=True)
 def _I4(C, a, b, c, d):
-    """SCIENCE.md §3 closed form, evaluated from scratch for one tuple (a, b, c, d)."""
+    """docs/theory.md §4 closed form, evaluated from scratch for one tuple (a, b, c, d)."""
     L4 = (1 + C[a, a]) * (1 + C[b, b]) - C[a, b] ** 2
     L0 = (L4 * C[c, d] - C[b, c] * C[b, d] * (1 + C[a, a]) - C[a, c] * C[a, d] * (1 + C[b, b])
           + C[a, b] * C[a, c] * C[b, d] + C[a, b] * C[a, d] * C[b, c])

@@ -1,7 +1,7 @@
 """AFA's phase diagram over the feedback scale σ_F and the learning rate η = η_v.
 
 At a fixed α (the simulations' ``alpha_max``): ε_g and the alignment ``cos(v, b)`` of the
-second layer with the adaptive feedback ``b = w F/√N`` (SCIENCE.md §5), from the ODE on a
+second layer with the adaptive feedback ``b = w F/√N`` (docs/theory.md §5), from the ODE on a
 (σ_F, η) grid, and from simulation ensembles at a few points (circles filled with the
 simulated value on the same colour scale). Panel c puts theory against simulation at those
 points: the deterministic ODE (mean field) and the feedback-noise SDE (§5.2): ``b`` does not

@@ -2,7 +2,7 @@
 plateau, and only then does the error fall.
 
 For AFA (adaptive feedback ``b = w F/√N``) and FA (fixed random ``b``), with the parameters
-of SCIENCE.md §5.4: ε_g, ``cos(v, b)`` and ``|b|`` over α, ODE from the measured initial
+of docs/theory.md §7: ε_g, ``cos(v, b)`` and ``|b|`` over α, ODE from the measured initial
 state of seed 0 (lines) against the simulation ensemble from the same initial weights
 (mean ± 1 std over seeds), via :func:`odeflow.compare.compare`. Vertical lines: ``α_align``,
 where the ODE's ``cos(v, b)`` first exceeds 0.9, and ``α_½``, where the ODE's ε_g has

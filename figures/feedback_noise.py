@@ -1,7 +1,7 @@
 """The AFA feedback does not self-average: seed-to-seed spread, simulation vs SDE vs ODE.
 
 ``b_k = w_k·F/√N`` is an overlap of order √N in the sum, so its step-to-step noise does
-not vanish as N → ∞ (SCIENCE.md §5.2): simulations started from the *same* weights
+not vanish as N → ∞ (docs/theory.md §5): simulations started from the *same* weights
 (``same_init``) but fed independent samples spread out, by an amount the deterministic
 ODE cannot describe (its spread is zero) but the SDE ``db = drift dα + chol(Σ) dB_α``
 does. All three start from the measured initial state of seed 0 (§4a).
@@ -11,7 +11,7 @@ std(ε_g) over α (simulation: with its sampling uncertainty ``std/√(2(n−1))
 feedback components b_k, a few simulation runs (thin) against the SDE mean ± 1 std;
 (d) the spread std(b_k).
 
-Parameters: ``figures/configs/feedback-noise.json`` (SCIENCE.md §5.4 values).
+Parameters: ``figures/configs/feedback-noise.json`` (docs/theory.md §7 values).
 """
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Forward-Forward in the teacher–student setting: theory (ODEs of theory/ff.py) against
-online FF simulations (simulations/ff_online.py), SCIENCE.md §9.
+online FF simulations (simulations/ff_online.py), docs/ff-theory.md.
 
 Rows: M = 1 and M = 2 teacher units. Columns: ε_g = P(ŷ ≠ y), the mean label weight
 ``ū = (1/K) Σ_k u_k`` and the goodness gap ``E[G⁺ − G⁻]`` over α, for K ∈ {1, 2, 4}

@@ -20,7 +20,7 @@ Writes into ``outdir``
 - ``mnist-table.npz/.json``: the curves and the exact parameters;
 
 and, unless ``update_readme=False`` (what the tests pass), replaces the table in
-``README.md`` between ``<!-- mnist-table:start -->`` and ``<!-- mnist-table:end -->``
+``docs/mnist.md`` between ``<!-- mnist-table:start -->`` and ``<!-- mnist-table:end -->``
 (full run) or ``<!-- mnist-table-quick:start/end -->`` (quick run). A full run also stores
 every row's per-seed results in ``figures/results/mnist-table-full.json``: a run of only some
 rows (``python -m figures.mnist_table --rows bp fa``) updates those and renders the others
@@ -48,7 +48,7 @@ DESCRIPTION = ("BP, FA, DFA, PEPITA variants and Forward-Forward on MNIST (table
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = Path(__file__).resolve().parent / "configs" / f"{NAME}.json"
 STORE = Path(__file__).resolve().parent / "results" / f"{NAME}-full.json"
-README = REPO / "README.md"
+README = REPO / "docs" / "mnist.md"      # the page that holds the tables
 MARKERS = {False: ("<!-- mnist-table:start -->", "<!-- mnist-table:end -->"),
            True: ("<!-- mnist-table-quick:start -->", "<!-- mnist-table-quick:end -->")}
 #: row keys that describe the row rather than its training run
@@ -449,12 +449,12 @@ def main(argv=None) -> int:
 
     p = argparse.ArgumentParser(prog="python -m figures.mnist_table",
                                 description="Regenerate (some rows of) the MNIST table and "
-                                            "write it into README.md.")
+                                            "write it into docs/mnist.md.")
     p.add_argument("--quick", action="store_true")
     p.add_argument("--rows", nargs="+", help="labels of the rows to run (default: all)")
     p.add_argument("--render-only", action="store_true",
                    help="run nothing: redraw table and figure from the stored full results")
-    p.add_argument("--no-readme", action="store_true", help="leave README.md and the store")
+    p.add_argument("--no-readme", action="store_true", help="leave docs/mnist.md and the store")
     p.add_argument("-o", "--outdir", default="out/figures")
     a = p.parse_args(argv)
     import matplotlib

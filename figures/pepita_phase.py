@@ -2,7 +2,7 @@
 
 With the presynaptic term ``x̃ = x − F e`` every step adds ``(η/√N) g'(λ_k) b_k e² F``
 along ``F``, so ``b = w F/√N`` gains ``η ‖F‖² E[g' e²] b`` per unit α: it grows
-exponentially at a rate ∝ η ‖F‖², with ``‖F‖² = N σ_F²`` (SCIENCE.md §2, §5.5), until the
+exponentially at a rate ∝ η ‖F‖², with ``‖F‖² = N σ_F²`` (docs/theory.md §2, §7), until the
 network blows up. Panel (a): the fraction of simulations (independent networks, ``seeds``
 per point) that diverged by ``alpha_max``, over a grid of η = η_v and ‖F‖²; where the exact
 PEPITA ODE (§5.5, ``odeflow.solve("pepita", …)``, started from the measured initial state

@@ -10,9 +10,9 @@ Rows: ε_g (mean ± 1 std over seeds); the relative difference to AFA
 ``|ε_g^PEPITA − ε_g^AFA| / ε_g^AFA`` seed by seed (mean over seeds, log scale); the
 feedback norm ``|b| = |w F|/√N``. PEPITA with ``x̃`` adds ``(η/√N) g'(λ_k) b_k e² F`` along
 ``F`` at every step, so ``b`` grows like ``exp(η ‖F‖² ∫E[g' e²])`` with ``‖F‖² = N σ_F²``
-(SCIENCE.md §2): it tracks AFA for ‖F‖² ≪ 1 and diverges (marked ×) for ‖F‖² = O(1).
+(docs/theory.md §2): it tracks AFA for ‖F‖² ≪ 1 and diverges (marked ×) for ‖F‖² = O(1).
 
-Over the simulations, the exact-PEPITA ODE (SCIENCE.md §5.5, Gaussian quadrature) of both
+Over the simulations, the exact-PEPITA ODE (docs/quadrature.md, Gaussian quadrature) of both
 PEPITA variants, from the measured initial state (dotted lines in the rule's colour), and
 the α at which the ODE diverges (dashed vertical line, next to the simulations' dotted one).
 

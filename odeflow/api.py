@@ -214,7 +214,7 @@ def solve(rule, init, *, eta, eta_v=None, sigma=0.0, activation="erf", alpha_max
     dense_output : bool
         dopri5, tsit5, bs3: keep every step's continuous extension; ``Result.sol(alpha)``.
     eta_u, theta : float, optional
-        Forward-Forward (rule 'ff', SCIENCE.md §9, :mod:`theory.ff`): label-weight rate
+        Forward-Forward (rule 'ff', docs/ff-theory.md, :mod:`theory.ff`): label-weight rate
         η_u (default eta) and goodness threshold θ > 0 (default K/2). The state needs
         ``u``; the result carries ``u``, ``loss`` and ``gap`` (``v`` is None).
 
@@ -361,7 +361,7 @@ def solve_sde(rule="afa", init=None, *, eta, eta_v=None, sigma=0.0, activation="
               alpha_max, dt, n_paths, seed=None, record=None, method="euler-maruyama",
               diverge_threshold=1e6, rule_params=None, progress=False,
               quadrature=None, eta_u=None, theta=None) -> SDEResult:
-    """Ensemble of the AFA SDE ``db = drift dα + chol(Σ) dB_α`` (SCIENCE.md §5.2).
+    """Ensemble of the AFA SDE ``db = drift dα + chol(Σ) dB_α`` (docs/theory.md §5).
 
     Q, R and v follow their ODEs given the path of b; b gets Gaussian noise with covariance
     ``Σ(y) dα`` (``system.noise``). Euler–Maruyama with fixed step ``dt`` (landing exactly

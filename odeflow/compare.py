@@ -19,7 +19,7 @@ The config is a simulation config (the keys of ``python -m simulations run``, se
 :data:`ODE_KEYS` (``method``, ``rtol``, ``atol``, ``dt``). ``same_init`` defaults to true
 (and must be true): every seed starts from the same weights, so the ensemble mean is the
 finite-N estimate of one trajectory, and the ODE is started from the *measured* initial
-order parameters of seed index 0 (SCIENCE.md §4a), integrated with the simulation's
+order parameters of seed index 0 (docs/theory.md §6), integrated with the simulation's
 ``eta``, ``eta_v``, ``sigma`` and ``activation`` and recorded on the simulation's α grid.
 
 ``rule`` may also be a :class:`theory.rules.Rule` or ``"path/to/file.py:NAME"`` (a Rule
@@ -28,7 +28,7 @@ file): the simulation kernel and the ODEs are then both generated from that Rule
 config's ``rule_params`` go to both.
 
 Every simulated rule has its own ODE (:data:`ODE_RULE`); ``pepita`` and ``pepita-forward``
-use the exact two-pass equations of SCIENCE.md §5.5 (Gaussian quadrature), with the
+use the exact two-pass equations of docs/quadrature.md (Gaussian quadrature), with the
 measured ``‖F‖² = N σ_F²`` as a finite-N parameter for ``pepita``.
 
 For every order parameter ``eg, Q, R, v, b`` (``b`` only for rules with feedback) the

@@ -255,7 +255,7 @@ class Result(SavedResult):
 
 @dataclass(eq=False)
 class SDEResult(SavedResult):
-    """An Euler–Maruyama ensemble of AFA trajectories (SCIENCE.md §5.2).
+    """An Euler–Maruyama ensemble of AFA trajectories (docs/theory.md §5).
 
     Attributes
     ----------

@@ -1,4 +1,4 @@
-"""Euler–Maruyama ensemble for the stochastic feedback of AFA (SCIENCE.md §5.2).
+"""Euler–Maruyama ensemble for the stochastic feedback of AFA (docs/theory.md §5).
 
 The adaptive feedback ``b_k = w_k·F/√N`` does not self-average: per unit α it receives
 Gaussian noise with covariance ``Σ(y)`` (K×K, ``system.noise``). The state obeys

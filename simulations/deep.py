@@ -1,6 +1,6 @@
 """Deep fully connected networks trained by BP, FA, DFA and PEPITA (four variants).
 
-Model (SCIENCE.md section 6): no biases, ReLU hidden layers, softmax output, one-hot
+Model (docs/guide/simulations.md): no biases, ReLU hidden layers, softmax output, one-hot
 targets ``y*``, error ``e = h_L − y*`` (the cross-entropy gradient at the logits). Layer
 sizes ``d_0, …, d_L``; weights ``W_ℓ ∈ R^{d_ℓ × d_{ℓ−1}}``, He-uniform
 ``U(±√(6/d_{ℓ−1}))``. Forward pass ``a_ℓ = W_ℓ h_{ℓ−1}``, ``h_ℓ = relu(a_ℓ) ⊙ m_ℓ/(1−p)``

@@ -1,4 +1,4 @@
-"""Online Forward-Forward in the teacher–student setting, at finite N (SCIENCE.md §9).
+"""Online Forward-Forward in the teacher–student setting, at finite N (docs/ff-theory.md).
 
 One FF layer of K units sees a fresh Gaussian input ``x ~ N(0, I_N)`` at every step (batch
 1) and a label ``ℓ = ±1`` through label weights ``u_k`` (O(1) numbers, like a second-layer
@@ -64,7 +64,7 @@ FF_DEFAULTS = {
     "activation": "erf",
     "eta": 1.0,            # first layer, scaled η/√N
     "eta_u": 1.0,          # label weights, scaled η_u/N
-    "theta": None,         # None: K/2 (half the largest erf goodness, SCIENCE.md §9)
+    "theta": None,         # None: K/2 (half the largest erf goodness, docs/ff-theory.md)
     "record": None,        # None: 101 points
     "seeds": 1,
     "same_init": True,

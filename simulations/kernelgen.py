@@ -2,7 +2,7 @@
 
 One rule, every tool: the sympy signal ``δ_k`` that :mod:`theory.derive` turns into ODEs is
 printed here into the fused, allocation-free numba loop that simulates the network
-(SCIENCE.md §1–2), so a rule written once gets both its theory and its experiment.
+(docs/theory.md §1–2), so a rule written once gets both its theory and its experiment.
 
 What the generated kernel does per step (``e = ŷ − y``, all updates from the values before
 the step; ``κ`` the rule's weight decay, ``p`` the presynaptic term, ``x`` or

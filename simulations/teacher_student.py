@@ -2,9 +2,9 @@
 
 A two-layer student ``ŷ = Σ_k v_k g(λ_k)``, ``λ_k = w_k·x/√N`` learns a teacher
 ``y = Σ_m v*_m g(ν_m) + σ ζ``, ``ν_m = w*_m·x/√N`` from a fresh Gaussian input
-``x ~ N(0, I_N)`` at every step (batch 1, SCIENCE.md §1). Time is ``α = steps/N``.
+``x ~ N(0, I_N)`` at every step (batch 1, docs/theory.md §1). Time is ``α = steps/N``.
 
-Rules (SCIENCE.md §2; ``e = ŷ − y``; all updates use the values before the step)::
+Rules (docs/theory.md §2; ``e = ŷ − y``; all updates use the values before the step)::
 
     bp, fa, afa:      w_k ← w_k − (η/√N) f_k g'(λ_k) e x           v_k ← v_k − (η_v/N) e g(λ_k)
                       f_k = v_k (bp), b_k fixed (fa), b_k = w_k·F/√N (afa)
@@ -75,7 +75,7 @@ class Weights:
                          for f in fields(self)))
 
     def order_parameters(self, feedback: str) -> OrderParameters:
-        """The order parameters the ODE solver takes (SCIENCE.md §4a); ``feedback`` is the
+        """The order parameters the ODE solver takes (docs/theory.md §6); ``feedback`` is the
         rule's feedback kind ("v", "fixed", "adaptive") or a built-in rule name."""
         feedback = kernelgen.BUILTIN.get(feedback, feedback)
         if feedback == "adaptive":

@@ -13,12 +13,12 @@ Config keys (JSON object; unknown keys are an error)
 ``layers``
     hidden-layer widths, e.g. ``[1024]`` (input and output widths come from the data).
     Default ``[256]``.
-``epochs`` (5), ``lr`` (0.01; FF 0.003), ``momentum`` (0.9), ``batch`` (64),
-``weight_decay`` (0)
-    optimiser options (BP/FA/DFA/PEPITA: SGD with momentum; FF: see ``ff.optimizer``).
-``dropout`` (0.1), ``lr_decay_epochs`` ([]), ``lr_decay`` (0.1), ``F_scale`` (0.05),
-``normalize`` (false), ``mirror`` (null)
-    deep-network options (not for FF): dropout probability (same mask in both PEPITA
+``epochs`` (5), ``lr`` (0.01; FF 0.003), ``momentum`` (0.9), ``batch`` (64)
+    optimiser options, and ``weight_decay`` (0)
+    (BP/FA/DFA/PEPITA: SGD with momentum; FF: see ``ff.optimizer``).
+``dropout`` (0.1), ``lr_decay_epochs`` ([]), ``lr_decay`` (0.1), ``F_scale`` (0.05)
+    deep-network options (not for FF), with ``normalize`` (false) and ``mirror``
+    (null): dropout probability (same mask in both PEPITA
     passes), epochs at which the lr is multiplied by ``lr_decay``, PEPITA feedback scale
     (F uniform in ±F_scale·√(6/d₀)), per-sample RMS normalisation of hidden activities,
     weight mirroring ``{"pre_epochs": 2, "steps": 1, "lr": 0.01, "decay": 0.0,

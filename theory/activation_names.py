@@ -7,7 +7,7 @@ __all__ = ["ACTIVATIONS", "CLOSED_FORM_ACTIVATIONS", "is_user"]
 
 #: built-in activations (their integer codes in the simulation kernel follow this order)
 ACTIVATIONS = ("erf", "linear", "relu", "tanh", "sigmoid")
-#: activations whose Gaussian averages I2, I3, I4, J2 have closed forms (SCIENCE.md §3)
+#: activations whose Gaussian averages I2, I3, I4, J2 have closed forms (docs/theory.md §4)
 CLOSED_FORM_ACTIVATIONS = ("erf", "linear")
 
 

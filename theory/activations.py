@@ -1,4 +1,4 @@
-"""Activation functions as symbolic data (SCIENCE.md §1, §10).
+"""Activation functions as symbolic data (docs/theory.md §1, docs/quadrature.md).
 
 An :class:`Activation` holds ``g(z)`` as a sympy expression of the symbol :data:`z` and its
 derivative ``g'(z)`` (by ``sympy.diff``). Built-in names:
@@ -6,7 +6,7 @@ derivative ``g'(z)`` (by ``sympy.diff``). Built-in names:
 ============  ==========================  ======================================
 name          g(z)                        Gaussian averages
 ============  ==========================  ======================================
-``erf``       erf(z/√2)                   closed forms (SCIENCE.md §3)
+``erf``       erf(z/√2)                   closed forms (docs/theory.md §4)
 ``linear``    z                           closed forms
 ``relu``      max(0, z)                   quadrature (I2 also as arc-cosine kernel)
 ``tanh``      tanh(z)                     quadrature
@@ -75,7 +75,7 @@ class Activation:
 
     @property
     def smooth(self) -> bool:
-        """False when g or g' has a kink or jump (max, min, |·|, sign, θ, piecewise):
+        """False when g or g' has a kink or jump (max, min, abs, sign, θ, piecewise):
         then tensor Gauss–Hermite converges slowly and the automatic rule is Sobol."""
         kinks = (sp.Max, sp.Min, sp.Abs, sp.sign, sp.Heaviside, sp.Piecewise)
         return not any(ex.has(*kinks) for ex in (self.expr, self.deriv))

@@ -59,7 +59,7 @@ def _fill(y, p, K, M, C, A, Bf):
         else:
             Bf[a] = p[P_B + a]
     if ADAPTIVE:
-        # φ's covariances, scaled by √N (SCIENCE.md §5): b, c and σ_F²
+        # φ's covariances, scaled by √N (docs/theory.md §5): b, c and σ_F²
         for a in range(K):
             C[a, PHI] = Bf[a]
             C[PHI, a] = Bf[a]

@@ -1,4 +1,4 @@
-"""Generated numba code for a derived system (SCIENCE.md §3, §5).
+"""Generated numba code for a derived system (docs/theory.md §4–5).
 
 :func:`build_system` turns a :class:`theory.derive.Derivation` into Python source with
 explicit index loops — one loop nest per kind of term, never unrolled over units, so the

@@ -1,5 +1,5 @@
 """Generated numba code for rules and activations without closed-form averages: the
-order-parameter ODEs by Gaussian quadrature (SCIENCE.md §5.5, §10).
+order-parameter ODEs by Gaussian quadrature (docs/quadrature.md).
 
 For any rule ``δ_k(λ_k, e; v_k, b_k)`` (a sympy expression that may use the second-pass field
 ``λ̃_k = λ_k − e b_k``), any activation ``g`` and presynaptic term ``p ∈ {x, x̃ = x − F e}``,
@@ -23,7 +23,7 @@ since δ_k depends on the other fields only through e,
 When those derivatives hold a Dirac delta (a kinked activation: AFA with relu), Stein's
 lemma for the fields gives the same bracket without them, ``(b, c)ᵀ C⁻¹ E[z δ_k]``
 (:func:`needs_stein`).
-(A rule without λ̃ and with p = x, linear in the feedback, gives back SCIENCE.md §3/§5.1.)
+(A rule without λ̃ and with p = x, linear in the feedback, gives back docs/theory.md §4/§5.)
 
 Every expectation is one pass over the nodes of a fixed rule (:mod:`theory.quadrature`):
 ``z = L ξ_q`` with ``L`` the Cholesky (or eigen) factor of C; the integrand loop is numba

@@ -1,5 +1,5 @@
 """Derivation of the order-parameter ODEs of a rule: expectations over the Gaussian fields
-reduced to sums of ``I2, I3, I4, J2`` templates (SCIENCE.md §3, §5).
+reduced to sums of ``I2, I3, I4, J2`` templates (docs/theory.md §4–5).
 
 The derivation is *index-generic*: it never unrolls units. All fields live in one list
 ``z = (λ_1…λ_K, ν_1…ν_M, φ)`` with covariance ``C`` (``[[Q, R, b], [Rᵀ, T, c], [b, c,

@@ -1,4 +1,4 @@
-"""Forward-Forward in the teacher–student setting: the order-parameter ODEs (SCIENCE.md §9).
+"""Forward-Forward in the teacher–student setting: the order-parameter ODEs (docs/ff-theory.md).
 
 Model
 -----
@@ -141,7 +141,7 @@ def activation_expr(activation):
 
 
 def signals(activation: str = "erf") -> dict:
-    """The FF loss and signals as sympy expressions (SCIENCE.md §9).
+    """The FF loss and signals as sympy expressions (docs/ff-theory.md).
 
     Returns a dict of expressions in the symbols ``lam_p, lam_m`` (λ_k^±), ``G_p, G_m``
     (G^±) and ``theta``:
@@ -380,7 +380,7 @@ class FFSystem:
                eta_u=None) -> np.ndarray:
         """The parameter vector ``p``. ``eta_u`` (label-weight rate, scaled η_u/N) may also
         be given as ``eta_v`` (the solver's second-layer slot); default ``eta``. ``theta``
-        defaults to K/2 (SCIENCE.md §9).
+        defaults to K/2 (docs/ff-theory.md).
 
         Raises ValueError for θ ≤ 0, a state without ``u``, a zero ``v*``, σ ≠ 0 or bad
         rates.

@@ -1,4 +1,4 @@
-"""Monte Carlo reference for the Forward-Forward expectations (SCIENCE.md §9).
+"""Monte Carlo reference for the Forward-Forward expectations (docs/ff-theory.md).
 
 An independent, deliberately simple implementation — the test oracle for the quadrature of
 :mod:`theory.ff`: draw ``(λ, ν) ~ N(0, [[Q, R], [Rᵀ, T]])``, form the label

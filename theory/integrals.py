@@ -1,4 +1,4 @@
-"""The four Gaussian averages every order-parameter ODE reduces to (SCIENCE.md §3).
+"""The four Gaussian averages every order-parameter ODE reduces to (docs/theory.md §4).
 
 For jointly Gaussian fields with covariance ``C`` (1-based entries in the order the fields
 are written)::

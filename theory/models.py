@@ -17,9 +17,9 @@ A :class:`Model` declares, for one network family,
 * its **simulation entry point**, a module of :mod:`simulations` with ``simulate`` and
   ``validate_config`` (named here so that simulations dispatch without importing odeflow).
 
-Registered: ``committee`` (the two-layer network of SCIENCE.md §1–5: bp, fa, afa,
+Registered: ``committee`` (the two-layer network of docs/theory.md §1–5: bp, fa, afa,
 pepita, pepita-forward and any :class:`theory.rules.Rule`) and ``ff`` (one
-Forward-Forward layer, SCIENCE.md §9). :func:`model_of` maps a rule (a name, a Rule, a
+Forward-Forward layer, docs/ff-theory.md). :func:`model_of` maps a rule (a name, a Rule, a
 system) to its model: a rule name listed in :data:`RULE_MODELS` belongs to that model,
 anything else to the committee. A new model is one :func:`register` call
 (docs/architecture.md).
@@ -340,7 +340,7 @@ def _committee_layout(K, M, adaptive_b=False):
 
 COMMITTEE = register(Model(
     name="committee",
-    description="two-layer committee ŷ = Σ_k v_k g(λ_k) learning a teacher (SCIENCE.md §1-5)",
+    description="two-layer committee ŷ = Σ_k v_k g(λ_k) learning a teacher (docs/theory.md §1-5)",
     params=(Param("eta", "first-layer learning rate η (scaled η/√N)"),
             Param("eta_v", "second-layer learning rate η_v (scaled η_v/N)", fallback="eta"),
             Param("sigma", "teacher output-noise standard deviation σ", default=0.0)),
@@ -380,7 +380,7 @@ def _ff_system_args(p, rp=None):
 
 FF = register(Model(
     name="ff",
-    description="one Forward-Forward layer with label weights u (SCIENCE.md §9)",
+    description="one Forward-Forward layer with label weights u (docs/ff-theory.md)",
     params=(Param("eta", "first-layer learning rate η (scaled η/√N)"),
             Param("eta_u", "label-weight learning rate η_u (scaled η_u/N)", fallback="eta"),
             Param("theta", "goodness threshold θ", lo=0.0, strict=True,

@@ -1,4 +1,4 @@
-"""Observables of the order parameters (SCIENCE.md §3, §5.3), in plain numpy.
+"""Observables of the order parameters (docs/theory.md §3, §5), in plain numpy.
 
 These closed forms are written by hand (they are also what the tests use as an oracle for
 the derived, generated ``eps_g``), and import neither sympy nor numba, so simulations can

@@ -1,5 +1,5 @@
 """Fixed deterministic rules for Gaussian expectations ``E[f(z)]``, ``z ~ N(0, C)``
-(SCIENCE.md §10).
+(docs/quadrature.md).
 
 Write ``z = L ξ`` with ``L Lᵀ = C`` and integrate over a standard normal ``ξ ∈ R^dim`` with a
 rule ``Σ_q w_q f(L ξ_q)`` whose nodes ``ξ_q`` and weights ``w_q`` never change, so that the

@@ -1,4 +1,4 @@
-"""Hand-written reference implementation of the BP / FA / AFA equations of SCIENCE.md §3
+"""Hand-written reference implementation of the BP / FA / AFA equations of docs/theory.md §4
 and §5.1–5.2, in plain numpy.
 
 This module is deliberately *not* derived: it transcribes the published-style formulas
@@ -134,7 +134,7 @@ def rhs(state: OrderParameters, rule: str, eta: float, eta_v: float, sigma: floa
 
 def noise_covariance(state: OrderParameters, eta: float, sigma: float = 0.0,
                      activation: str = "erf") -> np.ndarray:
-    """Σ_kl = η² σ_F² b_k b_l S_kl of SCIENCE.md §5.2 (S: the η²-bracket of dQ)."""
+    """Σ_kl = η² σ_F² b_k b_l S_kl of docs/theory.md §5 (S: the η²-bracket of dQ)."""
     C, stud, teach = _fields(state)
     K = state.K
     b = state.b

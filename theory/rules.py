@@ -1,4 +1,4 @@
-"""Learning rules as symbolic data (SCIENCE.md §2).
+"""Learning rules as symbolic data (docs/theory.md §2).
 
 A rule is the first-layer signal ``δ_k`` of hidden unit ``k``, written as a sympy expression
 of that unit's local field and of the output error, with the update
@@ -8,7 +8,7 @@ of that unit's local field and of the output error, with the update
 
 The symbols a rule may use (import them from here):
 
-========  =================================================================
+========= =================================================================
 ``lam``   λ_k = w_k·x/√N, the unit's own local field
 ``e``     the output error ŷ − y = Σ_j v_j g(λ_j) − Σ_m v*_m g(ν_m) − σζ
 ``v_k``   the unit's second-layer weight (backprop's feedback)
@@ -16,9 +16,9 @@ The symbols a rule may use (import them from here):
 ``phi``   the feedback field φ = F·x/√N (adaptive feedback only)
 ``lam_t`` the second-pass field λ̃_k = w_k·x̃/√N = λ_k − e b_k, x̃ = x − F e (PEPITA)
 ``g``     the activation; ``gp`` its derivative g'
-========  =================================================================
+========= =================================================================
 
-Two more fields of a Rule generalise the update (SCIENCE.md §5.5)::
+Two more fields of a Rule generalise the update (docs/quadrature.md)::
 
     w_k ← w_k − (η/√N) δ_k p,     p = x ("x", default) or x̃ = x − F e ("x_tilde")
     v_k ← v_k − (η_v/N) e s_k,    s_k = ``v_signal`` (default g(λ_k); PEPITA: g(λ̃_k))
@@ -177,12 +177,12 @@ class Rule:
         return isinstance(other, Rule) and self.key == other.key
 
 
-#: built-in rules (SCIENCE.md §2): backprop, feedback alignment, adaptive feedback alignment
+#: built-in rules (docs/theory.md §2): backprop, feedback alignment, adaptive feedback alignment
 RULES = {
     "bp": Rule("bp", delta=v_k * gp(lam) * e, feedback="v"),
     "fa": Rule("fa", delta=b_k * gp(lam) * e, feedback="fixed"),
     "afa": Rule("afa", delta=b_k * gp(lam) * e, feedback="adaptive"),
-    # exact two-pass PEPITA (SCIENCE.md §5.5): δ = g(λ) − g(λ̃), v learns from g(λ̃)
+    # exact two-pass PEPITA (docs/quadrature.md): δ = g(λ) − g(λ̃), v learns from g(λ̃)
     "pepita": Rule("pepita", delta=g(lam) - g(lam_t), feedback="adaptive",
                    presynaptic="x_tilde", v_signal=g(lam_t)),
     "pepita-forward": Rule("pepita-forward", delta=g(lam) - g(lam_t), feedback="adaptive",

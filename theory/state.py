@@ -1,12 +1,12 @@
 """Order parameters of the two-layer teacher–student model: the state type shared by
 ``theory`` (derivation), ``odeflow`` (integration) and ``simulations`` (measurement).
 
-Notation follows SCIENCE.md §3 and §5::
+Notation follows docs/theory.md §3 and §5::
 
     Q_kl = w_k·w_l / N        R_km = w_k·w*_m / N        T_mn = w*_m·w*_n / N
     v_k, v*_m                 (second-layer weights of student and teacher)
     b_k = w_k·F / √N          c_m = w*_m·F / √N          sigma_F2 = F·F / N
-    F_norm2 = F·F = N sigma_F2   (exact PEPITA with presynaptic x̃, SCIENCE.md §5.5)
+    F_norm2 = F·F = N sigma_F2   (exact PEPITA with presynaptic x̃, docs/quadrature.md)
 
 ``b`` is the feedback each hidden unit receives: a fixed random vector for FA, the
 adaptive overlap ``W F / √N`` for AFA (then ``c`` and ``sigma_F2`` are needed too).
@@ -67,9 +67,9 @@ class OrderParameters:
         ``F·F/N`` (AFA only; constant).
     F_norm2 : float, optional
         ``‖F‖² = F·F = N sigma_F2`` (exact PEPITA with presynaptic ``x̃``: a finite-N
-        parameter of its own, SCIENCE.md §5.5; constant).
+        parameter of its own, docs/quadrature.md; constant).
     u : (K,) array, optional
-        Forward-Forward label weights (SCIENCE.md §9): unit k sees ``λ_k + u_k ℓ`` for
+        Forward-Forward label weights (docs/ff-theory.md): unit k sees ``λ_k + u_k ℓ`` for
         label ℓ = ±1. An FF state has no second layer; ``v`` is then unused (zeros).
 
     Raises
@@ -179,7 +179,7 @@ class OrderParameters:
     # ---------------------------------------------------------------------- construction
     @classmethod
     def from_weights(cls, w, w_star, v, v_star, F=None, b=None) -> "OrderParameters":
-        """Measure the order parameters of concrete weights (SCIENCE.md §4a).
+        """Measure the order parameters of concrete weights (docs/theory.md §6).
 
         Parameters
         ----------
@@ -218,7 +218,7 @@ class OrderParameters:
     @classmethod
     def from_spec(cls, K: int, M: int, *, Q=1.0, R=0.0, T=1.0, v=0.0, v_star=1.0,
                   b=None, c=None, sigma_F2=None, F_norm2=None) -> "OrderParameters":
-        """Build a state from simple specifications (SCIENCE.md §4b).
+        """Build a state from simple specifications (docs/theory.md §6).
 
         Scalars are broadcast: ``Q=q`` means ``q·I``, ``T=t`` means ``t·I``, ``R=r`` means
         all entries ``r``, ``v=a`` means all entries ``a``; arrays are taken as given.

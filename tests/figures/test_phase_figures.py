@@ -25,7 +25,7 @@ def test_afa_phase(tmp_path):
     chk, N, n = p["check"], int(d["N"]), int(d["n_seeds"])
     eg, cos, sF = d["ode_eg"], d["ode_cos_vb"], d["sigma_F"]
     assert eg.shape == (len(d["eta"]), len(sF)) and np.all(np.isfinite(eg))
-    # the SDE (feedback noise, SCIENCE.md 5.2) agrees with the simulation mean at every
+    # the SDE (feedback noise, docs/theory.md §5) agrees with the simulation mean at every
     # point: within k combined standard errors plus an O(1/sqrt N) finite-size allowance
     se_sim = d["pt_sim_eg_std"] / math.sqrt(n)
     se_sde = d["pt_sde_eg_std"] / math.sqrt(int(d["n_paths"]))
@@ -52,7 +52,7 @@ def test_pepita_phase(tmp_path):
     frac = d["sim_diverged"]                          # rows ‖F‖², columns η
     prod = d["F_norm2"][:, None] * d["eta"][None, :]
     assert frac.shape == prod.shape and np.all((frac >= 0) & (frac <= 1))
-    # b grows at a rate ∝ η‖F‖² (SCIENCE.md 2): no network diverges where η‖F‖² is small,
+    # b grows at a rate ∝ η‖F‖² (docs/theory.md §2): no network diverges where η‖F‖² is small,
     # every one does where it is large, and more ‖F‖² never means fewer divergences
     assert np.all(frac[prod <= chk["stable_below"]] == 0)
     assert np.all(frac[prod >= chk["diverged_above"]] == 1)

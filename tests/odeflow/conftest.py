@@ -26,7 +26,7 @@ def toy_init():
 
 
 def afa_state(K=2, M=2, seed=0, N=1000, sigma_F=0.3):
-    """A measured AFA initial state as in SCIENCE.md §5.4 (w, w* ~ N(0, I), v ~ 0.1 N(0,1))."""
+    """A measured AFA initial state as in docs/theory.md §7 (w, w* ~ N(0, I), v ~ 0.1 N(0,1))."""
     from theory.state import OrderParameters
     rng = np.random.default_rng(seed)
     w = rng.normal(size=(K, N))

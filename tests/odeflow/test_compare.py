@@ -63,7 +63,7 @@ def test_compare_pepita_uses_exact_ode_and_reports_divergence():
                  "eta_v": 1.0,
                  "sigma_F": 0.05, "record": {"every": 0.5}})
     assert c.config["ode"]["rule"] == "pepita"
-    # ‖F‖² = 2.5: simulations and the exact ODE both blow up before α = 14 (SCIENCE §5.5)
+    # ‖F‖² = 2.5: simulations and the exact ODE both blow up before α = 14 (docs/quadrature.md)
     assert c.sim.diverged.all() and c.n_seeds == 0 and not c.success
     assert any("diverged" in n for n in c.notes)
     assert any("‖F‖²" in n for n in c.notes)

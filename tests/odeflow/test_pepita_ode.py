@@ -1,4 +1,4 @@
-"""Exact two-pass PEPITA (SCIENCE.md §5.5): its ODE (Gaussian quadrature) against finite-N
+"""Exact two-pass PEPITA (docs/quadrature.md): its ODE (Gaussian quadrature) against finite-N
 simulations started from the same measured state, its linearisation against AFA, and its
 inputs."""
 import numpy as np
@@ -118,7 +118,7 @@ def test_pepita_ode_tracks_simulation_cheap():
 @pytest.mark.parametrize("sigma_F", [0.01, 0.03])
 def test_pepita_ode_matches_simulations(rule, sigma_F):
     # N = 1000, K = M = 2, η = η_v = 1, 24 seeds from the same initial weights, α ≤ 20:
-    # ε_g and |b| within 3 % of the simulation mean at every record (SCIENCE.md §5.5 saw
+    # ε_g and |b| within 3 % of the simulation mean at every record (docs/quadrature.md saw
     # ~1–2 % with an independent implementation). 24 seeds: where |b| rises fastest
     # (α ≈ 2–8 at σ_F = 0.03) its seed-to-seed spread is ~5 %, so the standard error of
     # a 24-seed mean is ≤ 1 % (measured) and 3 % is 3 of them; with 8 seeds, seeds 0–7

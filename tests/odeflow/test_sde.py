@@ -175,7 +175,7 @@ def test_afa_noise_covariance_used_on_first_step():
 @needs_theory
 @pytest.mark.slow
 def test_afa_sde_spread_science_5_4():
-    """SCIENCE.md §5.4: the seed-to-seed spread of ε_g peaks around 0.013 near α ≈ 10."""
+    """docs/theory.md §7: the seed-to-seed spread of ε_g peaks around 0.013 near α ≈ 10."""
     st = afa_state(sigma_F=0.3)
     res = odeflow.solve_sde("afa", st, eta=0.5, alpha_max=20.0, dt=0.005, n_paths=400,
                             seed=0, record={"every": 0.5})

@@ -189,7 +189,7 @@ def test_slowness_fit_recovers_parameters():
 
 
 def test_divergence_is_detected_not_hidden():
-    # modulated PEPITA with a huge feedback blows up (SCIENCE.md section 2)
+    # modulated PEPITA with a huge feedback blows up (docs/theory.md §2)
     data = load_mnist_split(2000, 500)
     r = train_deep(data, DeepConfig(hidden=[64], rule="pepita", epochs=3, F_scale=100.0,
                                     dropout=0.0, seed=0))

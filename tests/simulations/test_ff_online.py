@@ -37,7 +37,7 @@ BASE = dict(rule="ff", eta=1.0, eta_u=1.0, theta=1.0, same_init=True,
 
 
 def _start(K, M, seed, D=1000):
-    """A start like the simulations' own (SCIENCE.md §9 defaults): overlaps of Gaussian
+    """A start like the simulations' own (docs/ff-theory.md defaults): overlaps of Gaussian
     vectors w, w* ~ N(0, I_D), u ~ 0.1·N(0, 1)."""
     rng = np.random.default_rng(seed)
     ws, w = rng.standard_normal((M, D)), rng.standard_normal((K, D))

@@ -52,7 +52,7 @@ def test_generator_is_standard_normal_and_reproducible():
 
 # ------------------------------------------------------- independent numpy oracle of SGD
 def _oracle(cfg, seed, steps):
-    """Hand-written numpy updates of SCIENCE.md §2, step by step, from the same inputs."""
+    """Hand-written numpy updates of docs/theory.md §2, step by step, from the same inputs."""
     cfg = validate_config(cfg)
     N, rule, act = cfg["N"], cfg["rule"], cfg["activation"]
     eta, eta_v, sigma = cfg["eta"], cfg["eta_v"], cfg["sigma"]
@@ -216,7 +216,7 @@ def test_pepita_forward_tracks_afa_for_small_sigma_F():
 
 
 def test_pepita_diverges_when_F_is_large_and_afa_does_not():
-    # SCIENCE.md §2: N = 4000, sigma_F = 0.05, |F|² = 10: exact PEPITA (x̃) explodes by α = 10
+    # docs/theory.md §2: N = 4000, sigma_F = 0.05, |F|² = 10: exact PEPITA (x̃) explodes by α = 10
     base = dict(N=4000, sigma_F=0.05, alpha_max=10, seeds=2, record={"every": 0.5})
     pep = simulate(dict(base, rule="pepita"))
     afa = simulate(dict(base, rule="afa"))
@@ -371,7 +371,7 @@ def test_eg_matches_monte_carlo_at_large_N():
 
 @pytest.mark.slow
 def test_afa_ensemble_science_5_4():
-    """SCIENCE.md §5.4 setting: v aligns with b (cos → 1) while ε_g is on its plateau."""
+    """docs/theory.md §7 setting: v aligns with b (cos → 1) while ε_g is on its plateau."""
     with open("simulations/configs/ts_afa.json") as fh:
         cfg = json.load(fh)
     res = simulate(cfg)

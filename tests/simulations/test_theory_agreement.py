@@ -1,5 +1,5 @@
 """Theory meets simulation: the ODE (and for AFA the SDE) started from the initial state
-measured in the simulation, against the ensemble of actual networks (SCIENCE.md §5.4).
+measured in the simulation, against the ensemble of actual networks (docs/theory.md §7).
 
 Tolerances. The ensemble mean of ε_g has standard error SE = std/√S (S seeds, estimated
 from the same runs). Finite N adds corrections to the mean dynamics that vanish as
@@ -40,7 +40,7 @@ def test_mean_learning_curve_matches_ode(rule):
 
 
 def test_afa_mean_and_spread_match_ode_and_sde():
-    """AFA (SCIENCE.md §5.4 parameters, N = 1000, 24 seeds from one initial state): the mean
+    """AFA (docs/theory.md §7 parameters, N = 1000, 24 seeds from one initial state): the mean
     follows the ODE; the seed-to-seed spread of ε_g follows the SDE ensemble's (the ODE has
     none). The sample standard deviation of S = 24 seeds is χ-distributed with 23 degrees of
     freedom: its ratio to the true one lies in [0.62, 1.42] with probability 0.997, and the

@@ -1,5 +1,5 @@
-"""The derived, generated right-hand sides against the hand-written formulas of SCIENCE.md
-§3 and §5.1–5.2 (theory.reference), at random valid states."""
+"""The derived, generated right-hand sides against the hand-written formulas of docs/theory.md
+§4 and §5 (theory.reference), at random valid states."""
 import numpy as np
 import pytest
 import sympy as sp
@@ -41,7 +41,7 @@ def test_rhs_matches_hand_formulas(rule, K, M, activation):
 
 def test_derivation_is_index_generic():
     """One template per kind of term: BP's dQ has exactly the I3, J2 and I4 terms of
-    SCIENCE.md §3, whatever K and M (they never enter the derivation)."""
+    docs/theory.md §4, whatever K and M (they never enter the derivation)."""
     d = derive("bp", "erf")
     assert sorted(t.template for t in d.dQ) == ["I3", "I3", "I4", "J2"]
     assert [len(t.dummies) for t in d.dQ if t.template == "I4"] == [2]

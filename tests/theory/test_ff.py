@@ -1,4 +1,4 @@
-"""Forward-Forward theory (theory/ff.py, SCIENCE.md §9): the derived signals, the
+"""Forward-Forward theory (theory/ff.py, docs/ff-theory.md): the derived signals, the
 quadrature of every FF expectation against Monte Carlo (theory/ff_mc.py, written by hand
 from §9), the label-weight drift at u = 0 against an independent 1-d integral, and the
 errors for bad input."""

@@ -76,7 +76,7 @@ def test_every_system_class_implements_the_contract():
             assert system.noise is None                     # FA has no stochastic feedback
         else:
             # FF at u = 0: both labels give the same goodness, so every prediction is a
-            # tie (ε_g = 1/2 exactly) and the goodness gap vanishes (SCIENCE.md §9); the
+            # tie (ε_g = 1/2 exactly) and the goodness gap vanishes (docs/ff-theory.md); the
             # outer ν rule integrates φ to ~1e-8 (as in tests/theory/test_ff.py)
             assert obs["eg"] == pytest.approx([0.5, 0.5], abs=2e-8)
             assert obs["gap"] == pytest.approx([0.0, 0.0], abs=1e-12)
