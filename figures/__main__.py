@@ -12,7 +12,7 @@ into DIR/quick/ so that quick and full results never mix."""
 
 
 def _parser():
-    from theory.cli import EXIT_CODES
+    from theory.runtime.cli import EXIT_CODES
     p = argparse.ArgumentParser(prog="python -m figures", description=HELP,
                                 epilog=EXIT_CODES)
     p.add_argument("names", nargs="*", help="figure names (see --list); 'all' for every one")
@@ -34,13 +34,13 @@ def main(argv=None):
         for name in FIGURES:
             print(f"{name:18s} {describe(name)}")
         return 0
-    from theory import cli
+    from theory.runtime import cli
     cli.set_verbose(not a.quiet)
     return cli.run_command("figures", _make, a)
 
 
 def _make(a) -> int:
-    from theory import cli
+    from theory.runtime import cli
     names = list(FIGURES) if a.names == ["all"] else a.names
     unknown = [n for n in names if n not in FIGURES]
     if unknown:                          # every name checked before any work
@@ -65,5 +65,5 @@ def _make(a) -> int:
 
 
 if __name__ == "__main__":
-    from theory.cli import exit as _exit
+    from theory.runtime.cli import exit as _exit
     _exit(main())

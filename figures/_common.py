@@ -32,7 +32,7 @@ def save_figure(fig, outdir, name: str, params: dict, data: dict) -> Path:
         fig.savefig(tmp[1], bbox_inches="tight")
         np.savez(tmp[2], **{k: np.asarray(v) for k, v in data.items()})
         tmp[3].write_text(json.dumps(record, indent=2) + "\n")
-        from theory.cli import check_interrupted
+        from theory.runtime.cli import check_interrupted
         check_interrupted()          # Ctrl-C swallowed during the work: commit nothing
         for t, f in zip(tmp, final):
             os.replace(t, f)

@@ -50,7 +50,7 @@ def key(rule: str) -> str:
 
 def make(outdir, quick: bool = False) -> dict:
     from odeflow.compare import ODE_RULE, compare
-    from theory.cli import status
+    from theory.runtime.cli import status
 
     S.apply()
     cfg = S.load_config(NAME, quick)

@@ -7,7 +7,7 @@ Subcommands live in :data:`COMMANDS` (name → :class:`Command`); to add one (e.
 ``compare``), write ``add_arguments(parser)`` and ``run(args) -> int`` and register
 ``COMMANDS["compare"] = Command("help text", add_arguments, run)``.
 
-Exit status (:mod:`theory.cli`, the same for every command of the project): 0 when the
+Exit status (:mod:`theory.runtime.cli`, the same for every command of the project): 0 when the
 run succeeded (reached alpha_max or converged), 1 when it stopped early (diverged; the
 truncated result is still written), 2 for invalid input, 130 when interrupted (Ctrl-C; no
 output file is left behind). Output paths are checked before any work.
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from theory import cli
+from theory.runtime import cli
 
 
 
@@ -51,7 +51,7 @@ def _save(res, path):
 
 def _config(path):
     """The config file, a relative rule file path taken from the config's folder."""
-    from theory.cli import rule_relative_to
+    from theory.runtime.cli import rule_relative_to
 
     from .config import load_config
     return rule_relative_to(load_config(path), Path(path).resolve().parent)
@@ -141,5 +141,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    from theory.cli import exit as _exit
+    from theory.runtime.cli import exit as _exit
     _exit(main())

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from theory import cli
+from theory.runtime import cli
 from theory.state import OrderParameters
 from theory.system import describe, observables
 
@@ -26,7 +26,7 @@ from .inputs import (as_state as _as_state, check_bool, check_run,  # noqa: F401
                      dt_note as _dt_note, get_system, params_vector as _params_vector,
                      positive as _positive, quad_report as _quad_report,
                      record_grid as _record_grid, rule_name as _rule_name)
-from .progress import ProgressBar
+from theory.runtime.progress import ProgressBar
 from .status import STATUS_DOC, describe as stop_message
 from .results import SDEResult, Result, _jsonable
 

@@ -338,7 +338,7 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     """``python -m odeflow compare``: 0 on success, 1 if the ODE stopped early or every
     seed diverged (outputs are still written), 2 for invalid input (raised as ValueError)."""
-    from theory import cli
+    from theory.runtime import cli
     if args.output is not None:                 # output paths checked before any work
         cli.check_output(args.output, (".npz",))
     if args.plot is not None:

@@ -39,7 +39,7 @@ import json
 from pathlib import Path
 from typing import Mapping
 
-from theory import cli
+from theory.runtime import cli
 from theory.models import check_number, model_of
 from theory.state import FIELDS, OrderParameters
 

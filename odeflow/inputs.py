@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from theory import cli
+from theory.runtime import cli
 from theory.models import model_of
 from theory.state import OrderParameters, record_alphas
 

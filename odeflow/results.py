@@ -1,7 +1,7 @@
 """The results of :func:`odeflow.solve` (:class:`Result`) and :func:`odeflow.solve_sde`
 (:class:`SDEResult`).
 
-Both follow the project's one result protocol (:class:`theory.results_io.SavedResult`:
+Both follow the project's one result protocol (:class:`theory.runtime.results_io.SavedResult`:
 ``success``, ``message``, ``save``/``load`` with a kind tag). A :class:`Result` carries the
 fields every model shares (α, ε_g, Q, R, status, …) and the model's own arrays in
 ``fields`` (committee: ``v``, ``b``, ``cos_vb``, ``norm_b``; Forward-Forward: ``u``,
@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from theory.results_io import SavedResult, jsonable
+from theory.runtime.results_io import SavedResult, jsonable
 from theory.state import OrderParameters
 
 __all__ = ["Result", "SDEResult", "NO_DENSE_OUTPUT"]

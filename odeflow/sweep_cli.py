@@ -64,7 +64,7 @@ def _dry_run(sw) -> int:
 
 
 def run(args) -> int:
-    from theory.cli import activity, check_output_dir
+    from theory.runtime.cli import activity, check_output_dir
 
     from .sweep import load_sweep, sweep
 

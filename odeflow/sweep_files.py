@@ -27,10 +27,10 @@ _FINISHED = ("ok", "diverged", "max_steps", "step_underflow")
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    """The project's one atomic write (:func:`theory.cli.atomic_write`): a killed sweep
+    """The project's one atomic write (:func:`theory.runtime.cli.atomic_write`): a killed sweep
     leaves either the complete file or none, and a failed write (full disk) no temporary
     file, with an error naming ``path``."""
-    from theory.cli import atomic_write
+    from theory.runtime.cli import atomic_write
     atomic_write(path, data)
 
 

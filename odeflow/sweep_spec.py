@@ -278,7 +278,7 @@ def load_sweep(spec, lazy: bool = False) -> Sweep:
         except json.JSONDecodeError as exc:
             raise ValueError(f"{path} is not valid JSON: {exc}") from None
         if isinstance(spec, Mapping) and isinstance(spec.get("base"), Mapping):
-            from theory.cli import rule_relative_to
+            from theory.runtime.cli import rule_relative_to
             spec = dict(spec, base=rule_relative_to(dict(spec["base"]),
                                                     path.resolve().parent))
     if not isinstance(spec, Mapping):

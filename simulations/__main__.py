@@ -40,5 +40,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    from theory.cli import exit as _exit
+    from theory.runtime.cli import exit as _exit
     _exit(main())

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from theory.runtime.progress import ProgressBar  # noqa: F401 (the one bar; re-exported)
+
 __all__ = ["seed_list", "init_generator", "sample_state", "mc_test_generator",
            "Divergence", "ProgressBar", "run_parallel", "ensemble_stats", "Stopped"]
 
@@ -122,49 +124,6 @@ class Divergence:
 
     def to_dict(self) -> dict:
         return {"eg_max": self.eg_max, "q_max": self.q_max}
-
-
-class ProgressBar:
-    """A hand-written progress bar on stderr: ``[#####.....]  52%  1.2e+06 samples/s  ETA 4s``.
-
-    Redrawn at most every ``interval`` seconds; does nothing when ``enabled`` is false.
-    """
-
-    def __init__(self, total: int, label: str = "", enabled: bool = True, stream=None,
-                 interval: float = 0.2, width: int = 30):
-        self.total = max(int(total), 1)
-        self.label = label
-        self.enabled = enabled
-        self.stream = sys.stderr if stream is None else stream
-        self.interval = interval
-        self.width = width
-        self.t0 = time.perf_counter()
-        self._last = -math.inf
-
-    def update(self, done: int, extra: str = "", force: bool = False) -> None:
-        if not self.enabled:
-            return
-        now = time.perf_counter()
-        if not force and now - self._last < self.interval:
-            return
-        self._last = now
-        frac = min(max(done / self.total, 0.0), 1.0)
-        n = int(round(frac * self.width))
-        dt = now - self.t0
-        rate = done / dt if dt > 0 else 0.0
-        eta = (self.total - done) / rate if rate > 0 else math.inf
-        eta_s = f"ETA {eta:5.0f}s" if math.isfinite(eta) else "ETA    ?s"
-        line = (f"\r{self.label}[{'#' * n}{'.' * (self.width - n)}] {100 * frac:5.1f}%  "
-                f"{rate:9.3g} samples/s  {eta_s} {extra}")
-        self.stream.write(line)
-        self.stream.flush()
-
-    def close(self, done: int | None = None, extra: str = "") -> None:
-        if not self.enabled:
-            return
-        self.update(self.total if done is None else done, extra, force=True)
-        self.stream.write(f"  ({time.perf_counter() - self.t0:.1f}s)\n")
-        self.stream.flush()
 
 
 class Stopped(Exception):

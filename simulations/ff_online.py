@@ -598,7 +598,8 @@ def simulate_ff(config: dict, progress=None) -> FFSimulationResult:
     threads = cfg["threads"] or os.cpu_count() or 1
     bar = progress
     if progress is True:
-        bar = ProgressBar(S * int(rec_steps[-1]), label=f"ff N={N} ")
+        bar = ProgressBar(S * int(rec_steps[-1]), label=f"ff N={N}", delay=0.0,
+                          min_interval=0.2, unit="samples", rate=True)
     elif not progress:
         bar = None
     outs = run_parallel(lambda i, report: _run_seed(cfg, i, report, alphas, rec_steps,

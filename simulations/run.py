@@ -6,7 +6,7 @@ Runs the teacher–student ensemble described by a JSON config (see
 path ends in ``.json``). The ``.npz`` holds the initial state as ``init_Q, init_R, …``, so
 ``OrderParameters.load(OUT.npz)`` gives the ODE solver its starting point.
 
-Exit codes (:mod:`theory.cli`, the same for every command): 0 success, 1 every seed
+Exit codes (:mod:`theory.runtime.cli`, the same for every command): 0 success, 1 every seed
 diverged (the output is still written), 2 bad arguments, config or output path, 130
 interrupted (Ctrl-C; no output file is left behind).
 """
@@ -17,7 +17,7 @@ import json
 import os
 import sys
 
-from theory import cli
+from theory.runtime import cli
 
 __all__ = ["main"]
 

@@ -115,7 +115,7 @@ _WEIGHTS_EXPECTED = ("a .npz file with float arrays w (K, N), w_star (M, N), v (
 
 
 def _load_weights(path):
-    from theory.cli import load_npz
+    from theory.runtime.cli import load_npz
     if not isinstance(path, str):
         raise ValueError(f"init.weights must be a file name (string), got {path!r}")
     raw = load_npz(path, "init.weights", _WEIGHTS_EXPECTED)

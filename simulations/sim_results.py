@@ -2,7 +2,7 @@
 Forward-Forward ensemble) and :class:`SimulationResult` (the committee's).
 
 Every ensemble result follows the project's one result protocol
-(:class:`theory.results_io.SavedResult`): ``success``, ``message``, ``save``/``load`` with
+(:class:`theory.runtime.results_io.SavedResult`): ``success``, ``message``, ``save``/``load`` with
 a kind tag in the file (files written before the tags existed are still read).
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from theory.observables import cos_vb, norm_b
-from theory.results_io import SavedResult
+from theory.runtime.results_io import SavedResult
 from theory.state import OrderParameters
 
 from . import kernelgen
@@ -34,7 +34,7 @@ class EnsembleResult(SavedResult):
     """What every ensemble result (:class:`SimulationResult`, the FF ensemble's
     ``FFSimulationResult``) offers on top of its per-seed fields: statistics over the
     non-diverged seeds, ``success``/``message``, and ``save``/``load``
-    (:class:`theory.results_io.SavedResult`: ``to_arrays()`` plus the config, kind-tagged).
+    (:class:`theory.runtime.results_io.SavedResult`: ``to_arrays()`` plus the config, kind-tagged).
     """
 
     UNTAGGED_OK = True                # files written before results carried a kind tag
@@ -239,7 +239,7 @@ def load_result(cls, path):
 def _from_dict(cls, d):
     """A result dataclass ``cls`` (:class:`SimulationResult`, or another ensemble result
     with ``config``, ``init``, ``n_mean``, ``diverged``, ``steps``, ``seeds`` fields) from
-    the mapping :func:`theory.results_io.read` returns."""
+    the mapping :func:`theory.runtime.results_io.read` returns."""
     d = {k: (_from_json(v) if isinstance(v, list) else v) for k, v in d.items()}
     kw = {}
     for f in fields(cls):

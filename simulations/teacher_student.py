@@ -448,7 +448,7 @@ def _check_memory(cfg, S, T):
     """Refuse up front an ensemble whose records cannot fit in memory (with the
     estimate): per seed and record Q, R, v, b, ε_g (and w with record_weights), kept
     about three times (per-seed arrays, stacked result, statistics written with it)."""
-    from theory.cli import check_memory
+    from theory.runtime.cli import check_memory
     N, K, M = cfg["N"], cfg["K"], cfg["M"]
     per = K * K + K * M + 2 * K + 3 + (K * N if cfg["record_weights"] else 0)
     nbytes = 3 * 8 * S * T * per + 8 * (K + M + 2) * N * min(S, cfg["threads"] or 2)
@@ -496,7 +496,8 @@ def simulate(config: dict, progress: bool | ProgressBar | None = None) -> Simula
     threads = cfg["threads"] or os.cpu_count() or 1
     bar = progress
     if progress is True:
-        bar = ProgressBar(S * int(rec_steps[-1]), label=f"{rule} N={N} ")
+        bar = ProgressBar(S * int(rec_steps[-1]), label=f"{rule} N={N}", delay=0.0,
+                          min_interval=0.2, unit="samples", rate=True)
     elif not progress:
         bar = None
     outs = run_parallel(lambda i, report: _run_seed(cfg, i, report, alphas, rec_steps, X_test,

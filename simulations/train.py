@@ -226,28 +226,28 @@ def load_config(path) -> dict:
         raise ValueError(f"{path}: not valid JSON ({exc})") from None
 
 
-class ProgressBar:
-    """A one-line progress bar on stderr, redrawn at most every 0.1 s."""
+class EpochBar:
+    """The trainers' progress callback ``(epoch, batch, n_batches, info)``: one
+    :class:`theory.runtime.progress.ProgressBar` per epoch, the loss after it, the test
+    accuracy when the epoch ends."""
 
-    def __init__(self, label_fn, width=24, stream=None):
-        self.label_fn, self.width = label_fn, width
-        self.stream = stream or sys.stderr
-        self._last = 0.0
+    def __init__(self, label_fn, stream=None):
+        self.label_fn, self.stream = label_fn, stream
+        self._bar, self._epoch = None, None
 
     def __call__(self, epoch, batch, n_batches, info):
-        now = time.monotonic()
-        end = info.get("epoch_done", False)
-        if not end and now - self._last < 0.1:
-            return
-        self._last = now
-        frac = batch / n_batches
-        fill = int(round(self.width * frac))
-        bar = "#" * fill + "-" * (self.width - fill)
-        msg = f"\r{self.label_fn(epoch)} |{bar}| {100 * frac:3.0f}%  loss {info['loss']:.4g}"
-        if end:
-            msg += f"  test acc {100 * info['test_acc']:.2f}%\n"
-        self.stream.write(msg)
-        self.stream.flush()
+        from theory.runtime.progress import ProgressBar
+        if self._bar is None or epoch != self._epoch:
+            self._bar = ProgressBar(n_batches, label=self.label_fn(epoch), stream=self.stream,
+                                    delay=0.0, min_interval=0.1, unit="batch")
+            self._epoch = epoch
+        loss = f"loss {info['loss']:.4g}"
+        if info.get("epoch_done", False):
+            self._bar.update(batch, extra=loss, force=True)
+            self._bar.close(note=f"test acc {100 * info['test_acc']:.2f}%")
+            self._bar = None
+        else:
+            self._bar.update(batch, extra=loss)
 
 
 def _pad(rows, fill=np.nan):
@@ -268,7 +268,7 @@ def run_config(cfg: dict, quiet: bool = True) -> dict:
         c = make(seed)
         bar = None
         if not quiet:
-            bar = ProgressBar(lambda ep, i=i, c=c: f"{rule} seed {seeds[i]} ({i + 1}/{len(seeds)}) "
+            bar = EpochBar(lambda ep, i=i, c=c: f"{rule} seed {seeds[i]} ({i + 1}/{len(seeds)}) "
                                                    f"epoch {ep + 1}/{c.epochs}")
         r = _train_one(rule, data, c, bar)
         if r.diverged and not quiet:
@@ -302,7 +302,7 @@ def run_config(cfg: dict, quiet: bool = True) -> dict:
 
 
 def main(argv=None) -> int:
-    from theory import cli
+    from theory.runtime import cli
 
     from .train_args import parser
     try:
@@ -314,7 +314,7 @@ def main(argv=None) -> int:
 
 
 def _main(a) -> int:
-    from theory import cli
+    from theory.runtime import cli
     outp = cli.check_output(a.output, (".npz",))      # before any work
     cfg = load_config(a.config)
     t0 = time.time()

@@ -4,7 +4,7 @@ Kept apart from :mod:`simulations.train` so that ``--help`` imports neither nump
 training code (start-up time)."""
 import argparse
 
-from theory.cli import EXIT_CODES
+from theory.runtime.cli import EXIT_CODES
 
 
 def parser() -> argparse.ArgumentParser:

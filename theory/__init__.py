@@ -14,7 +14,7 @@ __all__ = ["OrderParameters", "Layout"]
 
 
 def __getattr__(name):
-    # lazy (PEP 562): ``theory.cli`` (every command's --help) must not pay for numpy
+    # lazy (PEP 562): ``theory.runtime.cli`` (every command's --help) must not pay for numpy
     if name in __all__:
         from . import state
         return getattr(state, name)

@@ -79,9 +79,10 @@ def _say(msg: str) -> None:
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    # the project's one atomic write: no temporary file is left behind on any error, and a
+    # full disk names the cache file that failed
+    from .runtime.cli import atomic_write
+    atomic_write(path, text)
 
 
 def _sha(text: str) -> str:

@@ -366,7 +366,7 @@ def _load_module(rule: Rule, activation: str):
     The generated kernels read K and M from ``p`` at run time, so one module — and one
     numba compilation — serves every size; the cache key is (rule, activation, version).
     """
-    from . import cli
+    from .runtime import cli
     key = (rule.key, activation)
     if key in _MODULES:
         return _MODULES[key]

@@ -42,7 +42,7 @@ from typing import Mapping
 
 import sympy as sp
 
-from .cli import rule_relative_to  # noqa: F401 -- re-exported: rule files' paths
+from .runtime.cli import rule_relative_to  # noqa: F401 -- re-exported: rule files' paths
 
 __all__ = ["Rule", "get_rule", "load_rule", "rule_relative_to", "RULES", "lam", "e", "v_k",
            "b_k", "phi", "lam_t", "g", "gp", "PRESYNAPTIC"]

@@ -3,7 +3,7 @@ nearly coincide, are drawn differently; the legend says what "(x)" means; the fi
 command says "computing …" once.
 
 Oracle: the properties of the matplotlib artists drawn from synthetic data (two identical
-ODE curves), and the stderr lines of :func:`theory.cli.activity`.
+ODE curves), and the stderr lines of :func:`theory.runtime.cli.activity`.
 """
 import io
 import time
@@ -58,7 +58,7 @@ def test_afa_and_pepita_forward_lines_differ_and_x_is_explained():
 
 
 def test_activity_without_announce_says_the_start_once():
-    from theory import cli
+    from theory.runtime import cli
     cli.set_verbose(True)
     try:
         buf = io.StringIO()

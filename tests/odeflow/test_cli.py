@@ -143,7 +143,7 @@ def test_python_dash_m_entry_point(tmp_path):
 
 def test_progress_bar_non_tty_lines():
     import io
-    from odeflow.progress import ProgressBar
+    from theory.runtime.progress import ProgressBar
     buf = io.StringIO()
     bar = ProgressBar(100.0, label="bp dopri5", stream=buf, delay=0.0, min_interval=0.0)
     for a in range(0, 101, 5):

@@ -180,7 +180,7 @@ def test_simulation_results_share_the_protocol(tmp_path):
     from simulations.teacher_student import SimulationResult, simulate
     sim = simulate({"rule": "bp", "N": 64, "alpha_max": 0.5, "seeds": 2,
                     "record": {"every": 0.25}, "threads": 1})
-    from theory.results_io import SavedResult
+    from theory.runtime.results_io import SavedResult
     assert isinstance(sim, SavedResult) and sim.success and "bp" in sim.message
     path = sim.save(tmp_path / "s.npz")
     with np.load(path) as z:

@@ -306,7 +306,7 @@ def test_full_disk_names_the_file_and_leaves_no_temporary(tmp_path, monkeypatch,
 
 
 def test_atomic_path_failure_names_the_output(tmp_path):
-    from theory import cli
+    from theory.runtime import cli
     target = tmp_path / "res.npz"
     with pytest.raises(OSError) as ei:
         with cli.atomic_path(target) as tmp:

@@ -222,7 +222,7 @@ def test_train_cli(tmp_path, capsys):
     out = tmp_path / "o.npz"
     assert train_main([str(tmp_path / "c.json"), "-o", str(out)]) == 0
     err = capsys.readouterr().err
-    assert "epoch 2/2" in err and "|" in err and "final test accuracy" in err
+    assert "epoch 2/2" in err and "] " in err and "%" in err and "final test accuracy" in err
     z = np.load(out)
     assert z["test_acc"].shape == (2, 3) and z["angle"].shape == (2, 3)
     assert z["train_loss"].shape == (2, 3) and not z["diverged"].any()

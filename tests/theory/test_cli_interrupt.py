@@ -4,7 +4,7 @@ still end the command with 130 and commit no output: seen once in CI, where the
 figures Ctrl-C test got exit 0 after the interrupt hit numba's object-cache callback."""
 import numpy as np
 
-from theory import cli
+from theory.runtime import cli
 
 
 def _swallowed_interrupt():

@@ -2,8 +2,8 @@
 simulations``, ``python -m figures``): exit codes, output-path checks, atomic writes,
 memory estimates and "what is happening" messages on stderr.
 
-It lives in ``theory`` only because that is the one package every other package may import
-(``simulations`` never imports ``odeflow``); it imports nothing but the standard library.
+Part of :mod:`theory.runtime`, the conventions every layer shares; it imports nothing but
+the standard library.
 
 Exit codes (one convention for every command)
 ---------------------------------------------

@@ -1,10 +1,11 @@
-"""A minimal progress bar on stderr (no dependencies).
+"""The one progress bar of the project, on stderr (no dependencies).
 
-The integrators run in compiled chunks; between chunks the driver calls
-:meth:`ProgressBar.update` with the current α. Nothing is printed for runs shorter than
-``delay`` seconds, so short runs (and tests) stay quiet; redraws are throttled to
-``min_interval`` seconds. On a terminal the bar redraws in place (``\\r``); otherwise (a log
-file) a line is written at most every 10 % of progress.
+The integrators run in compiled chunks, the simulations in kernel blocks, the trainers in
+batches; between two of them the driver calls :meth:`ProgressBar.update` with the progress
+so far (α, samples, batches). Nothing is printed for runs shorter than ``delay`` seconds, so
+short runs (and tests) stay quiet; redraws are throttled to ``min_interval`` seconds. On a
+terminal the bar redraws in place (``\\r``); otherwise (a log file) a line is written at most
+every 10 % of progress.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ def _fmt_time(s: float) -> str:
 
 
 class ProgressBar:
-    """``label [██████░░░░]  62%  α = 6200/10000  2.1s < 1.3s``.
+    """``label [██████░░░░]  62.0%  α = 6200/10000  2.1s < 1.3s  extra``.
 
     Parameters
     ----------
@@ -39,10 +40,15 @@ class ProgressBar:
         Minimum seconds between redraws.
     width : int
         Characters of the bar itself.
+    unit : str
+        Name of the progress variable (``α``, ``samples``, ``batch``).
+    rate : bool
+        Show the rate (``unit``/s) instead of ``value/total``.
     """
 
     def __init__(self, total: float, label: str = "", enabled: bool = True, stream=None,
-                 delay: float = 0.5, min_interval: float = 0.1, width: int = 30):
+                 delay: float = 0.5, min_interval: float = 0.1, width: int = 30,
+                 unit: str = "α", rate: bool = False):
         self.total = float(total)
         self.label = label
         self.enabled = enabled
@@ -50,6 +56,8 @@ class ProgressBar:
         self.delay = delay
         self.min_interval = min_interval
         self.width = width
+        self.unit = unit
+        self.rate = rate
         self.t0 = time.perf_counter()
         self._last_draw = -1.0
         self._last_frac_line = -1.0
@@ -59,25 +67,30 @@ class ProgressBar:
         except (AttributeError, ValueError):
             self._tty = False
 
-    def _render(self, value: float, elapsed: float) -> str:
+    def _render(self, value: float, elapsed: float, extra: str = "") -> str:
         frac = 0.0 if self.total <= 0 else min(max(value / self.total, 0.0), 1.0)
         full = int(round(frac * self.width))
         bar = "█" * full + "░" * (self.width - full)
         eta = elapsed * (1 - frac) / frac if frac > 0 else float("nan")
         eta_s = _fmt_time(eta) if frac > 0 else "  ?  "
         lab = f"{self.label} " if self.label else ""
-        return (f"{lab}[{bar}] {100 * frac:5.1f}%  α = {value:.4g}/{self.total:.4g}  "
-                f"{_fmt_time(elapsed)} < {eta_s}")
+        if self.rate:
+            where = f"{value / elapsed if elapsed > 0 else 0.0:9.3g} {self.unit}/s"
+        else:
+            where = f"{self.unit} = {value:.4g}/{self.total:.4g}"
+        return (f"{lab}[{bar}] {100 * frac:5.1f}%  {where}  {_fmt_time(elapsed)} < {eta_s}"
+                + (f"  {extra}" if extra else ""))
 
-    def update(self, value: float, force: bool = False) -> None:
-        """Report progress ``value`` (same units as ``total``)."""
+    def update(self, value: float, extra: str = "", force: bool = False) -> None:
+        """Report progress ``value`` (same units as ``total``); ``extra``: text after the
+        bar (e.g. the current loss)."""
         if not self.enabled:
             return
         now = time.perf_counter()
         elapsed = now - self.t0
         if not force and (elapsed < self.delay or now - self._last_draw < self.min_interval):
             return
-        text = self._render(value, elapsed)
+        text = self._render(value, elapsed, extra)
         if self._tty:
             self.stream.write("\r" + text)
         else:
