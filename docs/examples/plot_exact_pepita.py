@@ -13,7 +13,7 @@ above AFA's and it learns faster; ``pepita-forward`` (presynaptic ``x``) stays c
 import matplotlib.pyplot as plt
 
 import odeflow
-from theory.state import OrderParameters
+from odeflow import OrderParameters
 
 init = OrderParameters.from_spec(
     2,

@@ -13,7 +13,7 @@ by quadrature split at the label's jump; ε_g = P(ŷ ≠ y) falls from 1/2.
 import matplotlib.pyplot as plt
 
 import odeflow
-from theory.state import OrderParameters
+from odeflow import OrderParameters
 
 init = OrderParameters(
     Q=[[1, 0], [0, 1]], R=[[0.01], [0.0]], T=[[1]], v=[0, 0], v_star=[1], u=[0.1, -0.05]

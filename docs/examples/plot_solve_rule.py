@@ -12,7 +12,7 @@ returns the generalisation error ε_g and the order parameters on a log-spaced g
 import matplotlib.pyplot as plt
 
 import odeflow
-from theory.state import OrderParameters
+from odeflow import OrderParameters
 
 # a slightly asymmetric start: small overlaps R with the teacher, small second layer v;
 # b is FA's fixed feedback (BP ignores it)

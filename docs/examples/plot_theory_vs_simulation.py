@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt
 
 import odeflow
 from simulations.teacher_student import simulate
-from theory.state import OrderParameters
+from odeflow import OrderParameters
 
 sim = simulate(
     {
