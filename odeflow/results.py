@@ -26,7 +26,7 @@ class _NoDenseOutput:
     (or any of its methods) says how to get one instead of a TypeError."""
 
     _MSG = ("this result has no dense output: pass dense_output=True to solve (method "
-            "'dopri5') to evaluate the solution between records")
+            "'dopri5', 'tsit5' or 'bs3') to evaluate the solution between records")
 
     def __call__(self, *args, **kwargs):
         raise ValueError(self._MSG)
