@@ -9,6 +9,7 @@ interleaved, best of ``--repeats``, and prints the ratio local / dense (target â
 local layer is the dense matmul plus one elementwise product of the update per step).
 Synthetic inputs (uniform pixels), so no data files are needed.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,12 +43,11 @@ def _epoch_time(kind, local, data):
     def run(epochs):
         t = time.perf_counter()
         if kind == "ff":
-            train_ff(data, FFConfig(hidden=[1024], epochs=epochs, eval_train=10,
-                                    local_fields=lf))
+            train_ff(data, FFConfig(hidden=[1024], epochs=epochs, eval_train=10, local_fields=lf))
         else:
-            train_deep(data, DeepConfig(hidden=[1024], rule="bp", epochs=epochs,
-                                        local_fields=lf))
+            train_deep(data, DeepConfig(hidden=[1024], rule="bp", epochs=epochs, local_fields=lf))
         return time.perf_counter() - t
+
     return run(1) - run(0)
 
 
@@ -61,8 +61,10 @@ def main(argv=None):
         for _ in range(a.repeats):
             for local in (False, True):
                 best[local] = min(best[local], _epoch_time(kind, local, data))
-        print(f"{kind}: dense {best[False]:.2f} s/epoch, local {best[True]:.2f} s/epoch, "
-              f"ratio local/dense {best[True] / best[False]:.2f} (target <= 1.1)")
+        print(
+            f"{kind}: dense {best[False]:.2f} s/epoch, local {best[True]:.2f} s/epoch, "
+            f"ratio local/dense {best[True] / best[False]:.2f} (target <= 1.1)"
+        )
     return 0
 
 

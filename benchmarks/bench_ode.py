@@ -27,6 +27,7 @@
     1.10), the new tables tsit5 and bs3 beside them, and the compile time of every loop on
     a cold numba cache (target: no worse; skipped with --skip-cold).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,7 +48,7 @@ import numpy as np  # noqa: E402
 from numba import njit  # noqa: E402
 
 TWO_PI = 2.0 / math.pi
-FOUR_PI2 = 4.0 / math.pi ** 2
+FOUR_PI2 = 4.0 / math.pi**2
 
 
 # ------------------------------------------------------------- (1) the naive baseline
@@ -71,12 +72,25 @@ def _I3(C, a, b, c):
 def _I4(C, a, b, c, d):
     """docs/theory.md §4 closed form, evaluated from scratch for one tuple (a, b, c, d)."""
     L4 = (1 + C[a, a]) * (1 + C[b, b]) - C[a, b] ** 2
-    L0 = (L4 * C[c, d] - C[b, c] * C[b, d] * (1 + C[a, a]) - C[a, c] * C[a, d] * (1 + C[b, b])
-          + C[a, b] * C[a, c] * C[b, d] + C[a, b] * C[a, d] * C[b, c])
-    L1 = (L4 * (1 + C[c, c]) - C[b, c] ** 2 * (1 + C[a, a]) - C[a, c] ** 2 * (1 + C[b, b])
-          + 2 * C[a, b] * C[a, c] * C[b, c])
-    L2 = (L4 * (1 + C[d, d]) - C[b, d] ** 2 * (1 + C[a, a]) - C[a, d] ** 2 * (1 + C[b, b])
-          + 2 * C[a, b] * C[a, d] * C[b, d])
+    L0 = (
+        L4 * C[c, d]
+        - C[b, c] * C[b, d] * (1 + C[a, a])
+        - C[a, c] * C[a, d] * (1 + C[b, b])
+        + C[a, b] * C[a, c] * C[b, d]
+        + C[a, b] * C[a, d] * C[b, c]
+    )
+    L1 = (
+        L4 * (1 + C[c, c])
+        - C[b, c] ** 2 * (1 + C[a, a])
+        - C[a, c] ** 2 * (1 + C[b, b])
+        + 2 * C[a, b] * C[a, c] * C[b, c]
+    )
+    L2 = (
+        L4 * (1 + C[d, d])
+        - C[b, d] ** 2 * (1 + C[a, a])
+        - C[a, d] ** 2 * (1 + C[b, b])
+        + 2 * C[a, b] * C[a, d] * C[b, d]
+    )
     return FOUR_PI2 / math.sqrt(L4) * math.asin(L0 / math.sqrt(L1 * L2))
 
 
@@ -125,8 +139,11 @@ def baseline_rhs(y, T, vs, eta, eta_v, sigma, K, M, C, coef, dy):
             for a in range(n):
                 s3i += coef[a] * _I3(C, i, k, a)
                 s3k += coef[a] * _I3(C, k, i, a)
-            val = (-eta * v[i] * s3i - eta * v[k] * s3k
-                   + eta * eta * v[i] * v[k] * (s4 + sigma * sigma * _J2(C, i, k)))
+            val = (
+                -eta * v[i] * s3i
+                - eta * v[k] * s3k
+                + eta * eta * v[i] * v[k] * (s4 + sigma * sigma * _J2(C, i, k))
+            )
             if k >= i:
                 dy[i * K - (i * (i - 1)) // 2 + (k - i)] = val
     for i in range(K):
@@ -173,6 +190,7 @@ def _best(f, repeat=5):
 
 def _state(K, M, seed=0, N=2000):
     from theory.state import OrderParameters
+
     rng = np.random.default_rng(seed)
     w = rng.normal(size=(K, N))
     ws = rng.normal(size=(M, N))
@@ -180,8 +198,9 @@ def _state(K, M, seed=0, N=2000):
 
 
 def bench_step_cost(K=8, M=8, nsteps=2000):
-    from theory.codegen import build_system
     import odeflow
+    from theory.codegen import build_system
+
     st = _state(K, M)
     t = time.perf_counter()
     system = build_system("bp", K, M)
@@ -193,30 +212,62 @@ def bench_step_cost(K=8, M=8, nsteps=2000):
     dy_gen = np.empty_like(y0)
     system.rhs(y0, p, dy_gen)
     dy_base = np.empty_like(y0)
-    baseline_rhs(y0, st.T, st.v_star, eta, eta_v, 0.0, K, M, np.empty((K + M, K + M)),
-                 np.empty(K + M), dy_base)
+    baseline_rhs(
+        y0,
+        st.T,
+        st.v_star,
+        eta,
+        eta_v,
+        0.0,
+        K,
+        M,
+        np.empty((K + M, K + M)),
+        np.empty(K + M),
+        dy_base,
+    )
     agree = float(np.max(np.abs(dy_gen - dy_base)))
     generated_euler(system.rhs, y0.copy(), p, dt, 2)
     baseline_euler(y0.copy(), st.T, st.v_star, eta, eta_v, 0.0, K, M, dt, 2)
     t_gen = _best(lambda: generated_euler(system.rhs, y0.copy(), p, dt, nsteps)) / nsteps
     nb = max(nsteps // 10, 50)
-    t_base = _best(lambda: baseline_euler(y0.copy(), st.T, st.v_star, eta, eta_v, 0.0, K, M,
-                                          dt, nb), repeat=3) / nb
+    t_base = (
+        _best(
+            lambda: baseline_euler(y0.copy(), st.T, st.v_star, eta, eta_v, 0.0, K, M, dt, nb),
+            repeat=3,
+        )
+        / nb
+    )
     # odeflow's own Euler loop (with the per-step stop checks: ε_g, covariance Cholesky)
     odeflow.solve(system, st, eta=eta, alpha_max=dt * 10, method="euler", dt=dt)
     t = time.perf_counter()
-    r = odeflow.solve(system, st, eta=eta, alpha_max=dt * nsteps, method="euler", dt=dt,
-                      record={"alpha": [0.0, dt * nsteps]})
+    r = odeflow.solve(
+        system,
+        st,
+        eta=eta,
+        alpha_max=dt * nsteps,
+        method="euler",
+        dt=dt,
+        record={"alpha": [0.0, dt * nsteps]},
+    )
     t_solve = (time.perf_counter() - t) / r.n_steps
-    return dict(K=K, M=M, build_s=t_build, max_abs_diff=agree, generated_step_us=t_gen * 1e6,
-                baseline_step_us=t_base * 1e6, solve_step_us=t_solve * 1e6,
-                ratio=t_gen / t_base, ratio_solve=t_solve / t_base)
+    return dict(
+        K=K,
+        M=M,
+        build_s=t_build,
+        max_abs_diff=agree,
+        generated_step_us=t_gen * 1e6,
+        baseline_step_us=t_base * 1e6,
+        solve_step_us=t_solve * 1e6,
+        ratio=t_gen / t_base,
+        ratio_solve=t_solve / t_base,
+    )
 
 
 def bench_long_euler():
     import odeflow
+
     st = _state(2, 2)
-    odeflow.solve("bp", st, eta=0.5, alpha_max=1.0, method="euler", dt=0.01)   # compile
+    odeflow.solve("bp", st, eta=0.5, alpha_max=1.0, method="euler", dt=0.01)  # compile
     t = time.perf_counter()
     r = odeflow.solve("bp", st, eta=0.5, alpha_max=1e4, method="euler", dt=0.01)
     wall = time.perf_counter() - t
@@ -225,9 +276,11 @@ def bench_long_euler():
 
 def bench_scipy(alpha_max=100.0, rtol=1e-6, atol=1e-9):
     from scipy.integrate import solve_ivp
+
+    import odeflow
     from theory import reference
     from theory.codegen import build_system
-    import odeflow
+
     st = _state(2, 2)
     system = build_system("bp", 2, 2)
     lay = system.layout
@@ -246,15 +299,39 @@ def bench_scipy(alpha_max=100.0, rtol=1e-6, atol=1e-9):
     t = time.perf_counter()
     sol = solve_ivp(fun, (0.0, alpha_max), y0, method="RK45", rtol=rtol, atol=atol)
     t_scipy = time.perf_counter() - t
-    odeflow.solve(system, st, eta=eta, alpha_max=1.0)                           # compile
-    t_ours = _best(lambda: odeflow.solve(system, st, eta=eta, alpha_max=alpha_max, rtol=rtol,
-                                         atol=atol, record={"alpha": [0.0, alpha_max]}))
-    r = odeflow.solve(system, st, eta=eta, alpha_max=alpha_max, rtol=rtol, atol=atol,
-                      record={"alpha": [0.0, alpha_max]})
-    return dict(alpha_max=alpha_max, rtol=rtol, atol=atol, rhs_agree=agree,
-                scipy_s=t_scipy, scipy_nfev=int(sol.nfev), ours_s=t_ours, ours_nfev=r.nfev,
-                final_diff=float(np.max(np.abs(sol.y[:, -1] - lay.pack(r.final)))),
-                speedup=t_scipy / t_ours)
+    odeflow.solve(system, st, eta=eta, alpha_max=1.0)  # compile
+    t_ours = _best(
+        lambda: odeflow.solve(
+            system,
+            st,
+            eta=eta,
+            alpha_max=alpha_max,
+            rtol=rtol,
+            atol=atol,
+            record={"alpha": [0.0, alpha_max]},
+        )
+    )
+    r = odeflow.solve(
+        system,
+        st,
+        eta=eta,
+        alpha_max=alpha_max,
+        rtol=rtol,
+        atol=atol,
+        record={"alpha": [0.0, alpha_max]},
+    )
+    return dict(
+        alpha_max=alpha_max,
+        rtol=rtol,
+        atol=atol,
+        rhs_agree=agree,
+        scipy_s=t_scipy,
+        scipy_nfev=int(sol.nfev),
+        ours_s=t_ours,
+        ours_nfev=r.nfev,
+        final_diff=float(np.max(np.abs(sol.y[:, -1] - lay.pack(r.final)))),
+        speedup=t_scipy / t_ours,
+    )
 
 
 # ------------------------------------------------------------------------ (4) caches
@@ -284,15 +361,19 @@ print("JSON" + json.dumps(out))
 
 def bench_cold_warm(Ks=(2, 8)):
     with tempfile.TemporaryDirectory() as d:
-        env = {**os.environ, "ODEFLOW_CACHE_DIR": os.path.join(d, "gen"),
-               "NUMBA_CACHE_DIR": os.path.join(d, "numba"),
-               "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+        env = {
+            **os.environ,
+            "ODEFLOW_CACHE_DIR": os.path.join(d, "gen"),
+            "NUMBA_CACHE_DIR": os.path.join(d, "numba"),
+            "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+        }
         code = _CHILD.replace("KS", repr(tuple(Ks)))
         res = []
         for _ in range(2):
             t = time.perf_counter()
-            p = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                               text=True, cwd=d)
+            p = subprocess.run(
+                [sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=d
+            )
             wall = time.perf_counter() - t
             if p.returncode != 0:
                 raise RuntimeError(p.stderr)
@@ -306,15 +387,18 @@ def bench_cold_warm(Ks=(2, 8)):
 # ------------------------------------------------------------------- (5) quadrature
 def _pepita_state(K, M, sigma_F=0.03, N=1000, seed=0):
     from theory.state import OrderParameters
+
     rng = np.random.default_rng(seed)
     w, ws = rng.normal(size=(K, N)), rng.normal(size=(M, N))
-    return OrderParameters.from_weights(w, ws, 0.1 * rng.normal(size=K), np.ones(M),
-                                        F=sigma_F * rng.normal(size=N))
+    return OrderParameters.from_weights(
+        w, ws, 0.1 * rng.normal(size=K), np.ones(M), F=sigma_F * rng.normal(size=N)
+    )
 
 
 def bench_quadrature(Ks=(2, 4)):
-    from theory.codegen import build_system
     import odeflow
+    from theory.codegen import build_system
+
     out = {}
     for K in Ks:
         st = _pepita_state(K, K)
@@ -326,29 +410,38 @@ def bench_quadrature(Ks=(2, 4)):
         closed.rhs(y, p, dy)
         n = 200
         row["closed_bp_us"] = _best(lambda: [closed.rhs(y, p, dy) for _ in range(n)]) / n * 1e6
-        ref = dy.copy()                      # the closed-form BP rhs: accuracy oracle
-        for name, rule, q in (("quad_bp", "bp", True), ("pepita", "pepita", None),
-                              ("marg_bp", "bp", "marginal"),
-                              ("marg16_bp", "bp", {"scheme": "marginal", "n": 16})):
+        ref = dy.copy()  # the closed-form BP rhs: accuracy oracle
+        for name, rule, q in (
+            ("quad_bp", "bp", True),
+            ("pepita", "pepita", None),
+            ("marg_bp", "bp", "marginal"),
+            ("marg16_bp", "bp", {"scheme": "marginal", "n": 16}),
+        ):
             s = build_system(rule, K, K, quadrature=q)
             p = s.params(st, 1.0, 1.0, 0.0)
             y = s.layout.pack(st)
             dy = np.empty_like(y)
             s.rhs(y, p, dy)
             reps = 5 if K == 2 or not name.startswith("marg") else 1
-            row[name + "_ms"] = _best(lambda: [s.rhs(y, p, dy) for _ in range(reps)],
-                                      repeat=3) / reps * 1e3
+            row[name + "_ms"] = (
+                _best(lambda: [s.rhs(y, p, dy) for _ in range(reps)], repeat=3) / reps * 1e3
+            )
             row[name + "_rule"] = s.describe_rule(0.0)
             if rule == "bp":
                 row[name + "_err"] = float(np.max(np.abs(dy - ref)) / np.max(np.abs(ref)))
         out[K] = row
     st = _pepita_state(2, 2)
-    odeflow.solve("pepita", st, eta=1.0, alpha_max=0.1)          # compile the loop
+    odeflow.solve("pepita", st, eta=1.0, alpha_max=0.1)  # compile the loop
     t = time.perf_counter()
     r = odeflow.solve("pepita", st, eta=1.0, alpha_max=20.0, record={"every": 1.0})
-    out["pepita_run"] = dict(wall_s=time.perf_counter() - t, nfev=r.nfev, n_steps=r.n_steps,
-                             message=r.message, eg_final=float(r.eg[-1]),
-                             error_final=r.quadrature["error_final"]["rhs_rel"])
+    out["pepita_run"] = dict(
+        wall_s=time.perf_counter() - t,
+        nfev=r.nfev,
+        n_steps=r.n_steps,
+        message=r.message,
+        eg_final=float(r.eg[-1]),
+        error_final=r.quadrature["error_final"]["rhs_rel"],
+    )
     return out
 
 
@@ -356,26 +449,33 @@ def _print_quadrature(r5):
     print("(5) quadrature backend: one right-hand-side evaluation (default rule)")
     for K in (2, 4):
         row = r5[K]
-        print(f"    K = M = {K}: closed-form BP {row['closed_bp_us']:9.1f} µs | quadrature BP "
-              f"{row['quad_bp_ms']:7.2f} ms | exact PEPITA {row['pepita_ms']:7.2f} ms "
-              f"({row['pepita_rule']['scheme']}, {row['pepita_rule']['nodes']} nodes; "
-              f"PEPITA/closed-form BP = {row['pepita_ms'] * 1e3 / row['closed_bp_us']:.0f}×)")
-    print("    marginal Gauss–Hermite (theory.codegen_marginal), BP, against the closed-form "
-          "rhs of the same state:")
+        print(
+            f"    K = M = {K}: closed-form BP {row['closed_bp_us']:9.1f} µs | quadrature BP "
+            f"{row['quad_bp_ms']:7.2f} ms | exact PEPITA {row['pepita_ms']:7.2f} ms "
+            f"({row['pepita_rule']['scheme']}, {row['pepita_rule']['nodes']} nodes; "
+            f"PEPITA/closed-form BP = {row['pepita_ms'] * 1e3 / row['closed_bp_us']:.0f}×)"
+        )
+    print(
+        "    marginal Gauss–Hermite (theory.codegen_marginal), BP, against the closed-form "
+        "rhs of the same state:"
+    )
     for K in (2, 4):
         row = r5[K]
         for name in ("quad_bp", "marg16_bp", "marg_bp"):
             rl = row[name + "_rule"]
             ms = row[name + "_ms"]
-            print(f"    K = M = {K}: {rl['scheme']:8s} n = {rl['n']:6d} ({rl['nodes']:9d} nodes) "
-                  f"{ms:8.2f} ms = {ms * 1e3 / row['closed_bp_us']:6.0f}× closed form, "
-                  f"relative error {row[name + '_err']:.1e}")
+            print(
+                f"    K = M = {K}: {rl['scheme']:8s} n = {rl['n']:6d} ({rl['nodes']:9d} nodes) "
+                f"{ms:8.2f} ms = {ms * 1e3 / row['closed_bp_us']:6.0f}× closed form, "
+                f"relative error {row[name + '_err']:.1e}"
+            )
     pr = r5["pepita_run"]
-    print(f"    exact PEPITA K = M = 2, α = 0 → 20 (dopri5): {pr['wall_s']:.2f} s, "
-          f"{pr['nfev']} rhs evaluations, {pr['n_steps']} steps (target < 10 s: "
-          f"{'OK' if pr['wall_s'] < 10 else 'MISSED'}); quadrature error estimate at the end "
-          f"{pr['error_final']:.1e} relative\n")
-
+    print(
+        f"    exact PEPITA K = M = 2, α = 0 → 20 (dopri5): {pr['wall_s']:.2f} s, "
+        f"{pr['nfev']} rhs evaluations, {pr['n_steps']} steps (target < 10 s: "
+        f"{'OK' if pr['wall_s'] < 10 else 'MISSED'}); quadrature error estimate at the end "
+        f"{pr['error_final']:.1e} relative\n"
+    )
 
 
 # ------------------------------------------------------- (6) the RK engine vs baseline
@@ -388,8 +488,14 @@ def _baseline_solvers():
     """The previous commit's odeflow/solvers.py as a module (``git show``), written to a
     fixed temporary path so numba's disk cache of its loops is reused between runs."""
     import importlib.util
-    src = subprocess.run(["git", "show", f"{BASELINE_COMMIT}:odeflow/solvers.py"], cwd=REPO,
-                         capture_output=True, text=True, check=True).stdout
+
+    src = subprocess.run(
+        ["git", "show", f"{BASELINE_COMMIT}:odeflow/solvers.py"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     d = Path(tempfile.gettempdir()) / "odeflow_bench_baseline"
     d.mkdir(exist_ok=True)
     path = d / f"solvers_{BASELINE_COMMIT}.py"
@@ -406,8 +512,9 @@ def _baseline_solvers():
 def _kernel_run(mod, kernel, system, p, y0, T, alpha_max, step, adaptive):
     """One whole integration through the kernel protocol (records at 0 and alpha_max)."""
     lay = system.layout
-    opts = mod.make_opts(alpha_max, step, 1e-9 if adaptive else 1.0, None, 1e6, 1e-9,
-                         1 << 40, lay.nQ, lay.K, T)
+    opts = mod.make_opts(
+        alpha_max, step, 1e-9 if adaptive else 1.0, None, 1e6, 1e-9, 1 << 40, lay.nQ, lay.K, T
+    )
     fs, ist, work = mod.new_state(len(y0))
     rec = np.array([0.0, alpha_max])
     y = y0.copy()
@@ -422,8 +529,9 @@ def bench_engine(Ks=(2, 8), repeat=7):
     system, same protocol, interleaved repeats (best of ``repeat``). CPU time of this
     process (``time.process_time``), not wall time: on a machine shared with other jobs
     the wall time of a 5 ms run varies by a factor 3, its CPU time by a few per cent."""
-    from theory.codegen import build_system
     from odeflow import solvers as new
+    from theory.codegen import build_system
+
     old = _baseline_solvers()
     out = {}
     for K in Ks:
@@ -434,15 +542,19 @@ def bench_engine(Ks=(2, 8), repeat=7):
         # sized so that one run takes ~0.02–0.2 s at either K (shorter runs are at the mercy
         # of the other processes on a shared machine)
         amax = 200.0 if K == 2 else 10.0
-        cases = [("euler", 1e-3 if K == 2 else 1e-2, False),
-                 ("rk4", 4e-3 if K == 2 else 4e-2, False),
-                 ("dopri5", 1e-10, True), ("tsit5", 1e-10, True), ("bs3", 1e-7, True)]
+        cases = [
+            ("euler", 1e-3 if K == 2 else 1e-2, False),
+            ("rk4", 4e-3 if K == 2 else 4e-2, False),
+            ("dopri5", 1e-10, True),
+            ("tsit5", 1e-10, True),
+            ("bs3", 1e-7, True),
+        ]
         for method, step, adaptive in cases:
             amax_m = amax * 10 if adaptive else amax
             kn = new.KERNELS[method]
             ko = getattr(old, f"{method}_kernel", None)
             args = (system, p, y0, st.T, amax_m, step, adaptive)
-            yn, nn, fn, cn = _kernel_run(new, kn, *args)            # compile / load
+            yn, nn, fn, cn = _kernel_run(new, kn, *args)  # compile / load
             row = dict(steps=nn, nfev=fn, code=cn)
             tn, to = [], []
             if ko is not None:
@@ -465,15 +577,21 @@ def bench_engine(Ks=(2, 8), repeat=7):
 
 
 def _print_engine(r6):
-    print(f"(6) the tableau-driven RK engine (odeflow.rk) vs the hand-unrolled kernels of "
-          f"commit {BASELINE_COMMIT}, BP erf, same run (CPU time, best of 7, interleaved)")
+    print(
+        f"(6) the tableau-driven RK engine (odeflow.rk) vs the hand-unrolled kernels of "
+        f"commit {BASELINE_COMMIT}, BP erf, same run (CPU time, best of 7, interleaved)"
+    )
     for (K, method), row in r6.items():
-        line = (f"    K = M = {K} {method:7s} {row['steps']:7d} steps {row['nfev']:8d} rhs "
-                f"new {row['new_s'] * 1e3:8.2f} ms")
+        line = (
+            f"    K = M = {K} {method:7s} {row['steps']:7d} steps {row['nfev']:8d} rhs "
+            f"new {row['new_s'] * 1e3:8.2f} ms"
+        )
         if "old_s" in row:
             ok = "OK" if row["ratio"] <= 1.10 else "SLOWER"
-            line += (f" | old {row['old_s'] * 1e3:8.2f} ms | new/old = {row['ratio']:.3f} "
-                     f"(target ≤ 1.10: {ok}); final states differ by {row['max_diff']:.1e}")
+            line += (
+                f" | old {row['old_s'] * 1e3:8.2f} ms | new/old = {row['ratio']:.3f} "
+                f"(target ≤ 1.10: {ok}); final states differ by {row['max_diff']:.1e}"
+            )
         else:
             line += " (new method, no baseline)"
         print(line)
@@ -506,47 +624,64 @@ def bench_engine_compile():
     out = {}
     for side in ("old", "new"):
         with tempfile.TemporaryDirectory() as d:
-            env = {**os.environ, "NUMBA_CACHE_DIR": os.path.join(d, "numba"),
-                   "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-            code = (_COMPILE_CHILD.replace("BENCH", repr(str(REPO / "benchmarks")))
-                    .replace("SIDE", repr(side)))
+            env = {
+                **os.environ,
+                "NUMBA_CACHE_DIR": os.path.join(d, "numba"),
+                "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+            }
+            code = _COMPILE_CHILD.replace("BENCH", repr(str(REPO / "benchmarks"))).replace(
+                "SIDE", repr(side)
+            )
             for which in ("cold", "warm"):
-                p = subprocess.run([sys.executable, "-c", code], env=env,
-                                   capture_output=True, text=True, cwd=d)
+                p = subprocess.run(
+                    [sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=d
+                )
                 if p.returncode != 0:
                     raise RuntimeError(p.stderr)
-                r = json.loads([ln for ln in p.stdout.splitlines()
-                                if ln.startswith("JSON")][-1][4:])
+                r = json.loads(
+                    [ln for ln in p.stdout.splitlines() if ln.startswith("JSON")][-1][4:]
+                )
                 for m, t in r.items():
                     out[f"{which}_{side}_{m}"] = t
     return out
 
 
 def _print_engine_compile(rc):
-    print("    compile time (CPU s) of each loop on a cold numba cache (fresh process) / load "
-          "when cached:")
+    print(
+        "    compile time (CPU s) of each loop on a cold numba cache (fresh process) / load "
+        "when cached:"
+    )
     base = ("euler", "rk4", "dopri5")
     for m in base + ("tsit5", "bs3"):
         line = f"      {m:7s} new {rc['cold_new_' + m]:6.2f} s / {rc['warm_new_' + m]:5.2f} s"
         if "cold_old_" + m in rc:
-            line += (f" | old {rc['cold_old_' + m]:6.2f} s / {rc['warm_old_' + m]:5.2f} s")
+            line += f" | old {rc['cold_old_' + m]:6.2f} s / {rc['warm_old_' + m]:5.2f} s"
         print(line)
     tot_new = sum(rc[f"cold_new_{m}"] for m in base)
     tot_old = sum(rc[f"cold_old_{m}"] for m in base)
-    print(f"      euler + rk4 + dopri5, cold: new {tot_new:.2f} s, old {tot_old:.2f} s, "
-          f"new/old = {tot_new / tot_old:.2f} (target ≤ 1: "
-          f"{'OK' if tot_new <= tot_old * 1.05 else 'SLOWER'})\n")
+    print(
+        f"      euler + rk4 + dopri5, cold: new {tot_new:.2f} s, old {tot_old:.2f} s, "
+        f"new/old = {tot_new / tot_old:.2f} (target ≤ 1: "
+        f"{'OK' if tot_new <= tot_old * 1.05 else 'SLOWER'})\n"
+    )
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--skip-cold", action="store_true",
-                    help="skip (4), the fresh-process compile/cache measurements")
+    ap.add_argument(
+        "--skip-cold",
+        action="store_true",
+        help="skip (4), the fresh-process compile/cache measurements",
+    )
     ap.add_argument("--K", type=int, default=8, help="K = M for benchmark (1)")
-    ap.add_argument("--quadrature-only", action="store_true",
-                    help="run only (5), the quadrature backend")
-    ap.add_argument("--engine-only", action="store_true",
-                    help="run only (6), the RK engine against the previous commit's kernels")
+    ap.add_argument(
+        "--quadrature-only", action="store_true", help="run only (5), the quadrature backend"
+    )
+    ap.add_argument(
+        "--engine-only",
+        action="store_true",
+        help="run only (6), the RK engine against the previous commit's kernels",
+    )
     args = ap.parse_args(argv)
 
     print("odeflow benchmarks (one run; times are best of several repeats)\n")
@@ -559,29 +694,40 @@ def main(argv=None):
             _print_engine_compile(bench_engine_compile())
         return
     r1 = bench_step_cost(args.K, args.K)
-    print(f"(1) one Euler step, BP erf K = M = {r1['K']} "
-          f"(rhs agree to {r1['max_abs_diff']:.1e})")
+    print(f"(1) one Euler step, BP erf K = M = {r1['K']} (rhs agree to {r1['max_abs_diff']:.1e})")
     print(f"    generated rhs        {r1['generated_step_us']:10.2f} µs/step")
     print(f"    naive (i,k,a,b) loop {r1['baseline_step_us']:10.2f} µs/step")
     print(f"    odeflow.solve euler  {r1['solve_step_us']:10.2f} µs/step (incl. stop checks)")
-    print(f"    ratio generated/naive = {r1['ratio']:.3f}  (target ≤ 0.25: "
-          f"{'OK' if r1['ratio'] <= 0.25 else 'MISSED'}); solve/naive = "
-          f"{r1['ratio_solve']:.3f}\n")
+    print(
+        f"    ratio generated/naive = {r1['ratio']:.3f}  (target ≤ 0.25: "
+        f"{'OK' if r1['ratio'] <= 0.25 else 'MISSED'}); solve/naive = "
+        f"{r1['ratio_solve']:.3f}\n"
+    )
 
     r2 = bench_long_euler()
-    print(f"(2) K = M = 2 BP, α = 0 → 10⁴, Euler dt = 0.01: {r2['wall_s']:.3f} s for "
-          f"{r2['n_steps']} steps (target < 1 s: {'OK' if r2['wall_s'] < 1 else 'MISSED'})\n")
+    print(
+        f"(2) K = M = 2 BP, α = 0 → 10⁴, Euler dt = 0.01: {r2['wall_s']:.3f} s for "
+        f"{r2['n_steps']} steps (target < 1 s: {'OK' if r2['wall_s'] < 1 else 'MISSED'})\n"
+    )
 
     r3 = bench_scipy()
-    print(f"(3) K = M = 2 BP, α = 0 → {r3['alpha_max']:g}, rtol = {r3['rtol']:g}, "
-          f"atol = {r3['atol']:g} (reference vs generated rhs agree to {r3['rhs_agree']:.1e})")
-    print(f"    scipy solve_ivp RK45 + theory.reference: {r3['scipy_s']:8.3f} s, "
-          f"{r3['scipy_nfev']} rhs evaluations")
-    print(f"    odeflow dopri5:                          {r3['ours_s']:8.4f} s, "
-          f"{r3['ours_nfev']} rhs evaluations (final states differ by "
-          f"{r3['final_diff']:.1e})")
-    print(f"    speed-up = {r3['speedup']:.0f}×  (target ≥ 50×: "
-          f"{'OK' if r3['speedup'] >= 50 else 'MISSED'})\n")
+    print(
+        f"(3) K = M = 2 BP, α = 0 → {r3['alpha_max']:g}, rtol = {r3['rtol']:g}, "
+        f"atol = {r3['atol']:g} (reference vs generated rhs agree to {r3['rhs_agree']:.1e})"
+    )
+    print(
+        f"    scipy solve_ivp RK45 + theory.reference: {r3['scipy_s']:8.3f} s, "
+        f"{r3['scipy_nfev']} rhs evaluations"
+    )
+    print(
+        f"    odeflow dopri5:                          {r3['ours_s']:8.4f} s, "
+        f"{r3['ours_nfev']} rhs evaluations (final states differ by "
+        f"{r3['final_diff']:.1e})"
+    )
+    print(
+        f"    speed-up = {r3['speedup']:.0f}×  (target ≥ 50×: "
+        f"{'OK' if r3['speedup'] >= 50 else 'MISSED'})\n"
+    )
 
     _print_quadrature(bench_quadrature())
 
@@ -594,19 +740,25 @@ def main(argv=None):
         print("(4) derive/compile vs run, and caches (fresh processes, empty caches first)")
         for which in ("cold", "warm"):
             r = r4[which]
-            print(f"    {which:4s} process: import odeflow {r['import_odeflow_s']:6.2f} s "
-                  f"(compiles/loads the solver loops); process wall {r['process_wall_s']:.1f} s")
+            print(
+                f"    {which:4s} process: import odeflow {r['import_odeflow_s']:6.2f} s "
+                f"(compiles/loads the solver loops); process wall {r['process_wall_s']:.1f} s"
+            )
             for K in (2, 8):
                 k = r[f"K{K}"]
                 tm = k["timings"]
-                print(f"      bp K=M={K}: build_system {k['build_s']:7.3f} s; second call "
-                      f"{k['second_build_s'] * 1e6:.1f} µs; first solve "
-                      f"{k['first_solve_s']:.3f} s; solve α = 0 → 10 {k['run_s'] * 1e3:.2f} ms")
+                print(
+                    f"      bp K=M={K}: build_system {k['build_s']:7.3f} s; second call "
+                    f"{k['second_build_s'] * 1e6:.1f} µs; first solve "
+                    f"{k['first_solve_s']:.3f} s; solve α = 0 → 10 {k['run_s'] * 1e3:.2f} ms"
+                )
             tm = r["K2"]["timings"]
-            print(f"      generated module (one per rule, serves every K, M): derive "
-                  f"{tm.get('derive', 0):.2f} s, codegen {tm.get('codegen', 0):.2f} s, "
-                  f"compile/load {tm.get('compile', 0):.2f} s (source cached: "
-                  f"{tm.get('source_cached')})")
+            print(
+                f"      generated module (one per rule, serves every K, M): derive "
+                f"{tm.get('derive', 0):.2f} s, codegen {tm.get('codegen', 0):.2f} s, "
+                f"compile/load {tm.get('compile', 0):.2f} s (source cached: "
+                f"{tm.get('source_cached')})"
+            )
     return 0
 
 

@@ -17,6 +17,7 @@ and the ratios numba/numpy (target >= 10 at N = 1000) and numba-time/floor-time 
 
 Usage: ``python benchmarks/bench_simulations.py [--quick]``
 """
+
 from __future__ import annotations
 
 import math
@@ -33,8 +34,13 @@ from simulations.ensemble import sample_state  # noqa: E402
 
 
 def _weights(N, K, M, rng):
-    return (rng.standard_normal((K, N)), rng.standard_normal((M, N)), 0.1 * rng.standard_normal(K),
-            np.ones(M), 0.3 * rng.standard_normal(N))
+    return (
+        rng.standard_normal((K, N)),
+        rng.standard_normal((M, N)),
+        0.1 * rng.standard_normal(K),
+        np.ones(M),
+        0.3 * rng.standard_normal(N),
+    )
 
 
 def bench_numba(rule, N, K, M, steps):
@@ -46,10 +52,12 @@ def bench_numba(rule, N, K, M, steps):
     x = np.empty((2, N))
     work = np.zeros((6, max(K, M)))
     from simulations.kernelgen import resolve_rule
-    run_block = ts._kernel(resolve_rule(rule))   # the kernel generated from the rule's Rule
+
+    run_block = ts._kernel(resolve_rule(rule))  # the kernel generated from the rule's Rule
     rp = np.zeros(1)
-    run_block(0, 1, st, x, w.copy(), w_star, v.copy(), v_star, F, b.copy(), 0.5, 0.5, 0.0, rp,
-              work)                                                   # compile / load cache
+    run_block(
+        0, 1, st, x, w.copy(), w_star, v.copy(), v_star, F, b.copy(), 0.5, 0.5, 0.0, rp, work
+    )  # compile / load cache
     t0 = time.perf_counter()
     done = 0
     while done < steps:
@@ -85,6 +93,7 @@ def bench_npgen(N, steps):
 def bench_numpy(rule, N, K, M, steps):
     """The obvious NumPy implementation, one step at a time (bp or afa)."""
     from scipy.special import erf
+
     rng = np.random.default_rng(0)
     w, w_star, v, v_star, F = _weights(N, K, M, rng)
     rx = np.random.default_rng(1)
@@ -97,7 +106,7 @@ def bench_numpy(rule, N, K, M, steps):
         nu = w_star @ x / sqN
         g = erf(lam / math.sqrt(2))
         e = v @ g - v_star @ erf(nu / math.sqrt(2))
-        gp = math.sqrt(2 / math.pi) * np.exp(-lam ** 2 / 2)
+        gp = math.sqrt(2 / math.pi) * np.exp(-(lam**2) / 2)
         f = v if rule == "bp" else w @ F / sqN
         w -= (eta / sqN) * np.outer(f * gp * e, x)
         v -= (eta_v / N) * e * g
@@ -113,10 +122,14 @@ def best_of(fn, *args, repeats=3):
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     quick = "--quick" in argv
-    print(f"teacher-student simulation benchmark (1 thread; numpy {np.__version__}; "
-          f"{os.cpu_count()} cores; load average {os.getloadavg()[0]:.2f})")
-    print(f"{'rule':>6} {'N':>6} {'K=M':>4} | {'numba':>10} {'numpy':>10} {'floor':>10} "
-          f"{'npgen':>10} | {'numba/numpy':>11} {'time/floor':>10}   (samples/s)")
+    print(
+        f"teacher-student simulation benchmark (1 thread; numpy {np.__version__}; "
+        f"{os.cpu_count()} cores; load average {os.getloadavg()[0]:.2f})"
+    )
+    print(
+        f"{'rule':>6} {'N':>6} {'K=M':>4} | {'numba':>10} {'numpy':>10} {'floor':>10} "
+        f"{'npgen':>10} | {'numba/numpy':>11} {'time/floor':>10}   (samples/s)"
+    )
     for N in (1000, 10_000):
         for K in (2, 8):
             for rule in ("bp", "afa"):
@@ -125,19 +138,30 @@ def main(argv=None):
                 slow = best_of(bench_numpy, rule, N, K, K, max(steps // 10, 200))
                 floor = best_of(bench_floor, N, steps)
                 npgen = best_of(bench_npgen, N, steps)
-                print(f"{rule:>6} {N:>6} {K:>4} | {fast:10.4g} {slow:10.4g} {floor:10.4g} "
-                      f"{npgen:10.4g} | {fast / slow:11.1f} {floor / fast:10.2f}")
+                print(
+                    f"{rule:>6} {N:>6} {K:>4} | {fast:10.4g} {slow:10.4g} {floor:10.4g} "
+                    f"{npgen:10.4g} | {fast / slow:11.1f} {floor / fast:10.2f}"
+                )
     # the whole pipeline, 2 threads
     for rule in ("afa", "pepita-forward"):
-        cfg = dict(rule=rule, N=1000, K=2, M=2, alpha_max=5 if quick else 20, seeds=4,
-                   record={"every": 0.5})
+        cfg = dict(
+            rule=rule,
+            N=1000,
+            K=2,
+            M=2,
+            alpha_max=5 if quick else 20,
+            seeds=4,
+            record={"every": 0.5},
+        )
         ts.simulate(dict(cfg, alpha_max=0.01, seeds=1))
         t0 = time.perf_counter()
         ts.simulate(cfg)
         dt = time.perf_counter() - t0
         n = cfg["alpha_max"] * cfg["N"] * cfg["seeds"]
-        print(f"simulate({rule}, N=1000, K=M=2, 4 seeds, alpha_max={cfg['alpha_max']}): "
-              f"{dt:.2f} s, {n / dt:.4g} samples/s over all threads")
+        print(
+            f"simulate({rule}, N=1000, K=M=2, 4 seeds, alpha_max={cfg['alpha_max']}): "
+            f"{dt:.2f} s, {n / dt:.4g} samples/s over all threads"
+        )
 
 
 if __name__ == "__main__":

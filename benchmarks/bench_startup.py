@@ -16,6 +16,7 @@ process that calls one trivial ``@njit(cache=True)`` function loaded from numba'
 (numba initialises its CPU target, which imports scipy.linalg for BLAS, on the first
 compiled call).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,8 +43,11 @@ def main(argv=None):
     a = ap.parse_args(argv)
     py = sys.executable
     tmp = Path(tempfile.mkdtemp(prefix="bench_startup_"))
-    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + str(tmp),
-           "ODEFLOW_CACHE_DIR": str(tmp / "cache")}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO) + os.pathsep + str(tmp),
+        "ODEFLOW_CACHE_DIR": str(tmp / "cache"),
+    }
     cfg = json.loads((REPO / "odeflow" / "configs" / "bp_K2M2.json").read_text())
     cfg["alpha_max"] = 200
     (tmp / "bp.json").write_text(json.dumps(cfg))
@@ -53,8 +57,16 @@ def main(argv=None):
         "import numpy": [py, "-c", "import numpy"],
         "import numba": [py, "-c", "import numba"],
         "floor: one cached @njit call": [py, "-c", "import trivial_njit as t; t.f(1.0)"],
-        "odeflow solve (warm, K=M=2, α=200)": [py, "-m", "odeflow", "solve",
-                                              str(tmp / "bp.json"), "-o", out, "--quiet"],
+        "odeflow solve (warm, K=M=2, α=200)": [
+            py,
+            "-m",
+            "odeflow",
+            "solve",
+            str(tmp / "bp.json"),
+            "-o",
+            out,
+            "--quiet",
+        ],
         "figures --list": [py, "-m", "figures", "--list"],
         "figures --help": [py, "-m", "figures", "--help"],
         "odeflow --help": [py, "-m", "odeflow", "--help"],
@@ -66,8 +78,11 @@ def main(argv=None):
         "simulations train --help": [py, "-m", "simulations", "train", "--help"],
     }
     # warm every cache once (generated code, numba's machine code, the sympy-free index)
-    for name in ("floor: one cached @njit call", "odeflow solve (warm, K=M=2, α=200)",
-                 "odeflow solve (warm, K=M=2, α=200)"):
+    for name in (
+        "floor: one cached @njit call",
+        "odeflow solve (warm, K=M=2, α=200)",
+        "odeflow solve (warm, K=M=2, α=200)",
+    ):
         subprocess.run(cmds[name], cwd=REPO, env=env, check=True, capture_output=True)
     best = {k: float("inf") for k in cmds}
     for _ in range(a.repeat):
@@ -84,8 +99,10 @@ def main(argv=None):
         if "--help" in name or "--list" in name:
             r, target = t / base_np, "≤ 1.2 × import numpy"
         else:
-            r, target = t / base_nb, ("≤ 1.5 × import numba" if name.startswith("odeflow")
-                                      else "(context)")
+            r, target = (
+                t / base_nb,
+                ("≤ 1.5 × import numba" if name.startswith("odeflow") else "(context)"),
+            )
         print(f"{name:40s} {t:8.3f} {r:7.2f}  {target}")
     print(f"\n(min over {a.repeat} runs each; numbers are wall-clock seconds of whole processes)")
 

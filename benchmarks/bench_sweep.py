@@ -19,6 +19,7 @@ the second worker; at most 2 on two cores, less when the machine is shared).
 
 Usage: ``python benchmarks/bench_sweep.py [--points 200] [--baseline 5]``
 """
+
 from __future__ import annotations
 
 import argparse
@@ -56,34 +57,57 @@ def main(argv=None):
             f = tmp / f"p{i}.json"
             f.write_text(json.dumps(cfg))
             t = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "odeflow", "solve", str(f), "-o",
-                            str(tmp / f"p{i}.npz"), "--quiet"], cwd=ROOT, env=env,
-                           check=True, capture_output=True)
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "odeflow",
+                    "solve",
+                    str(f),
+                    "-o",
+                    str(tmp / f"p{i}.npz"),
+                    "--quiet",
+                ],
+                cwd=ROOT,
+                env=env,
+                check=True,
+                capture_output=True,
+            )
             times.append(time.perf_counter() - t)
         per_proc = sum(times) / len(times)
-        print(f"per-process: {per_proc * 1e3:8.1f} ms/point (mean of {a.baseline} "
-              f"'python -m odeflow solve' processes; min {min(times) * 1e3:.0f} ms)")
+        print(
+            f"per-process: {per_proc * 1e3:8.1f} ms/point (mean of {a.baseline} "
+            f"'python -m odeflow solve' processes; min {min(times) * 1e3:.0f} ms)"
+        )
 
         res, steady = {}, {}
         for w in (1, 2):
             stamps = []
             t = time.perf_counter()
-            r = sweep(spec, tmp / f"w{w}", workers=w,
-                      on_point=lambda i, row: stamps.append(time.perf_counter()))
+            r = sweep(
+                spec,
+                tmp / f"w{w}",
+                workers=w,
+                on_point=lambda i, row: stamps.append(time.perf_counter()),
+            )
             wall = time.perf_counter() - t
             # steady state: first to last finished point (worker start-up excluded)
             steady[w] = (stamps[-1] - stamps[0]) / (len(stamps) - 1)
             assert r.exit_code == 0 and r.n_run == a.points, r.summary()
             inside = sum(row["wall_time"] for row in r.rows) / a.points
             res[w] = wall / a.points
-            print(f"sweep w={w}:  {res[w] * 1e3:8.2f} ms/point (total {wall:.2f} s incl. "
-                  f"worker start-up; steady state {steady[w] * 1e3:.2f} ms/point; "
-                  f"{inside * 1e3:.2f} ms/point inside the workers)")
+            print(
+                f"sweep w={w}:  {res[w] * 1e3:8.2f} ms/point (total {wall:.2f} s incl. "
+                f"worker start-up; steady state {steady[w] * 1e3:.2f} ms/point; "
+                f"{inside * 1e3:.2f} ms/point inside the workers)"
+            )
     print(f"per-process / sweep(w=1): {per_proc / res[1]:6.1f}x   (target >= 10)")
     print(f"per-process / sweep(w=2): {per_proc / res[2]:6.1f}x")
-    print(f"speed-up 1 -> 2 workers:  {res[1] / res[2]:6.2f}x total, "
-          f"{steady[1] / steady[2]:.2f}x steady state   (ideal 2 on 2 free cores; this "
-          f"machine: {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f})")
+    print(
+        f"speed-up 1 -> 2 workers:  {res[1] / res[2]:6.2f}x total, "
+        f"{steady[1] / steady[2]:.2f}x steady state   (ideal 2 on 2 free cores; this "
+        f"machine: {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f})"
+    )
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ which regenerates the figure from nothing, writes ``NAME.png``, ``NAME.pdf``, ``
 (the data) and ``NAME.json`` (the exact parameters) into ``outdir`` via
 :func:`figures._common.save_figure`, and returns the data dict.
 """
+
 import importlib
 import importlib.util
 
@@ -37,6 +38,7 @@ def describe(name: str) -> str:
     """The ``DESCRIPTION`` of figure ``name``, read from its source without importing it
     (so ``python -m figures --list`` loads neither matplotlib nor numba)."""
     import ast
+
     spec = importlib.util.find_spec(FIGURES[name])
     if spec is None or spec.origin is None:
         return "(module not found)"
@@ -45,8 +47,11 @@ def describe(name: str) -> str:
     except (OSError, SyntaxError) as exc:
         return f"(unreadable: {exc})"
     for node in tree.body:
-        if (isinstance(node, ast.Assign) and len(node.targets) == 1
-                and getattr(node.targets[0], "id", None) == "DESCRIPTION"):
+        if (
+            isinstance(node, ast.Assign)
+            and len(node.targets) == 1
+            and getattr(node.targets[0], "id", None) == "DESCRIPTION"
+        ):
             try:
                 return str(ast.literal_eval(node.value))
             except ValueError:

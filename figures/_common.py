@@ -1,4 +1,5 @@
 """What every figure script shares: output layout and parameter records."""
+
 from __future__ import annotations
 
 import json
@@ -17,12 +18,16 @@ def save_figure(fig, outdir, name: str, params: dict, data: dict) -> Path:
     Returns the path of the PNG.
     """
     import os
+
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     png = outdir / f"{name}.png"
-    record = {"figure": name, "parameters": _jsonable(params),
-              "created": time.strftime("%Y-%m-%d %H:%M:%S"),
-              "python": platform.python_version()}
+    record = {
+        "figure": name,
+        "parameters": _jsonable(params),
+        "created": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "python": platform.python_version(),
+    }
     # every file is written under a temporary name and renamed once all four exist, so an
     # interrupted run leaves no partial output (and no PNG without its parameters)
     final = [png, outdir / f"{name}.pdf", outdir / f"{name}.npz", outdir / f"{name}.json"]
@@ -33,7 +38,8 @@ def save_figure(fig, outdir, name: str, params: dict, data: dict) -> Path:
         np.savez(tmp[2], **{k: np.asarray(v) for k, v in data.items()})
         tmp[3].write_text(json.dumps(record, indent=2) + "\n")
         from theory.runtime.cli import check_interrupted
-        check_interrupted()          # Ctrl-C swallowed during the work: commit nothing
+
+        check_interrupted()  # Ctrl-C swallowed during the work: commit nothing
         for t, f in zip(tmp, final):
             os.replace(t, f)
     finally:
@@ -41,5 +47,6 @@ def save_figure(fig, outdir, name: str, params: dict, data: dict) -> Path:
             if t.exists():
                 t.unlink()
     import matplotlib.pyplot as plt
+
     plt.close(fig)
     return png

@@ -7,6 +7,7 @@
   full-mode parameters at top level, and a ``"quick"`` sub-dict whose entries override them
   (recursively for nested dicts) with ``--quick``.
 """
+
 from __future__ import annotations
 
 import copy
@@ -19,12 +20,12 @@ CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
 #: colour per rule (colour-blind-safe Okabe–Ito palette)
 COLORS = {
-    "bp": "#0072B2",               # blue
-    "fa": "#E69F00",               # orange
-    "afa": "#009E73",              # green
-    "pepita": "#CC79A7",           # purple
-    "pepita-forward": "#D55E00",   # vermilion
-    "sde": "#56B4E9",              # sky blue (AFA SDE ensemble)
+    "bp": "#0072B2",  # blue
+    "fa": "#E69F00",  # orange
+    "afa": "#009E73",  # green
+    "pepita": "#CC79A7",  # purple
+    "pepita-forward": "#D55E00",  # vermilion
+    "sde": "#56B4E9",  # sky blue (AFA SDE ensemble)
 }
 LABELS = {
     "bp": "BP",
@@ -35,8 +36,17 @@ LABELS = {
     "sde": "AFA SDE",
 }
 #: distinct colours for components (R_km, specialisation, parameter scans)
-CYCLE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000",
-         "#999999", "#F0E442"]
+CYCLE = [
+    "#0072B2",
+    "#D55E00",
+    "#009E73",
+    "#CC79A7",
+    "#E69F00",
+    "#56B4E9",
+    "#000000",
+    "#999999",
+    "#F0E442",
+]
 
 EG = r"$\varepsilon_g$"
 ALPHA = r"$\alpha$"
@@ -60,6 +70,7 @@ RC = {
 def apply() -> None:
     """Set the shared matplotlib rcParams (call at the top of every ``make``)."""
     import matplotlib
+
     matplotlib.rcParams.update(RC)
 
 
@@ -67,14 +78,28 @@ def band(ax, x, mean, std, color, alpha=0.22, **kw):
     """Shade ``mean ± std`` (NaNs, e.g. after divergence, are left blank)."""
     x, mean, std = (np.asarray(a, dtype=float) for a in (x, mean, std))
     ok = np.isfinite(mean) & np.isfinite(std)
-    return ax.fill_between(x, np.where(ok, mean - std, np.nan), np.where(ok, mean + std, np.nan),
-                           color=color, alpha=alpha, lw=0, **kw)
+    return ax.fill_between(
+        x,
+        np.where(ok, mean - std, np.nan),
+        np.where(ok, mean + std, np.nan),
+        color=color,
+        alpha=alpha,
+        lw=0,
+        **kw,
+    )
 
 
 def panel_label(ax, letter: str) -> None:
     """``(a)``, ``(b)``, … in the top-left corner, outside the axes."""
-    ax.text(-0.02, 1.02, f"({letter})", transform=ax.transAxes, ha="right", va="bottom",
-            fontweight="bold")
+    ax.text(
+        -0.02,
+        1.02,
+        f"({letter})",
+        transform=ax.transAxes,
+        ha="right",
+        va="bottom",
+        fontweight="bold",
+    )
 
 
 def _merge(base: dict, over: dict) -> dict:
@@ -97,8 +122,9 @@ def load_config(name: str, quick: bool = False, path=None) -> dict:
     try:
         cfg = json.loads(path.read_text())
     except OSError as exc:
-        raise ValueError(f"cannot read the configuration of figure {name!r}: {path}: "
-                         f"{exc.strerror}") from None
+        raise ValueError(
+            f"cannot read the configuration of figure {name!r}: {path}: {exc.strerror}"
+        ) from None
     over = cfg.pop("quick", {}) or {}
     if quick:
         cfg = _merge(cfg, over)

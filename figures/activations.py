@@ -9,6 +9,7 @@ deviation of the ODE from the simulation mean in units of the standard error of 
 
 Parameters: ``figures/configs/activations.json``.
 """
+
 from __future__ import annotations
 
 import math
@@ -20,8 +21,10 @@ from . import _style as S
 from ._common import save_figure
 
 NAME = "activations"
-DESCRIPTION = ("BP and FA learning curves for erf, relu and tanh (K = M = 2): order-parameter "
-               "ODEs (closed forms or Gaussian quadrature) against simulations")
+DESCRIPTION = (
+    "BP and FA learning curves for erf, relu and tanh (K = M = 2): order-parameter "
+    "ODEs (closed forms or Gaussian quadrature) against simulations"
+)
 
 
 def run(cfg) -> tuple:
@@ -37,23 +40,32 @@ def run(cfg) -> tuple:
             # erf keeps its closed forms; the others use the configured quadrature rule
             # (default: the automatic one; quick mode: fewer Sobol points)
             quad = cfg.get("quadrature") if act not in ("erf", "linear") else None
-            ode = odeflow.solve(rule, sim.initial_state(0), eta=base["eta"],
-                                eta_v=base["eta_v"], sigma=base.get("sigma", 0.0),
-                                activation=act, alpha_max=float(sim.alpha[-1]),
-                                record=sim.alpha.tolist(), quadrature=quad)
+            ode = odeflow.solve(
+                rule,
+                sim.initial_state(0),
+                eta=base["eta"],
+                eta_v=base["eta_v"],
+                sigma=base.get("sigma", 0.0),
+                activation=act,
+                alpha_max=float(sim.alpha[-1]),
+                record=sim.alpha.tolist(),
+                quadrature=quad,
+            )
             T = len(sim.alpha)
             eg_ode = np.full(T, np.nan)
-            eg_ode[:len(ode.eg)] = ode.eg
+            eg_ode[: len(ode.eg)] = ode.eg
             data["alpha"] = sim.alpha
             data[f"{k}_sim_eg"] = sim.eg
             data[f"{k}_sim_mean"] = sim.eg_mean
             data[f"{k}_sim_se"] = sim.eg_std / math.sqrt(max(sim.n_mean, 1))
             data[f"{k}_ode_eg"] = eg_ode
             q = ode.quadrature
-            info[k] = {"simulation": sim.summary(), "ode": ode.message,
-                       "backend": "closed form" if q is None else q["rule"],
-                       "quadrature_error_final": None if q is None else
-                       q["error_final"]["rhs_rel"]}
+            info[k] = {
+                "simulation": sim.summary(),
+                "ode": ode.message,
+                "backend": "closed form" if q is None else q["rule"],
+                "quadrature_error_final": None if q is None else q["error_final"]["rhs_rel"],
+            }
     return data, info
 
 
@@ -66,9 +78,15 @@ def make(outdir, quick: bool = False) -> dict:
     data, info = run(cfg)
     alpha = data["alpha"]
     acts, rules = cfg["activations"], cfg["rules"]
-    fig, axes = plt.subplots(2, len(acts), figsize=(3.3 * len(acts), 5.4), sharex=True,
-                             constrained_layout=True, squeeze=False,
-                             gridspec_kw={"height_ratios": [3, 1.3]})
+    fig, axes = plt.subplots(
+        2,
+        len(acts),
+        figsize=(3.3 * len(acts), 5.4),
+        sharex=True,
+        constrained_layout=True,
+        squeeze=False,
+        gridspec_kw={"height_ratios": [3, 1.3]},
+    )
     letters = iter("abcdefghijkl")
     for j, act in enumerate(acts):
         ax, axd = axes[:, j]
@@ -80,8 +98,14 @@ def make(outdir, quick: bool = False) -> dict:
             sd = np.nanstd(sims, axis=0, ddof=1) if sims.shape[0] > 1 else 0 * m
             S.band(ax, alpha, m, sd, col)
             ax.plot(alpha, m, color=col, lw=1.0, label=f"{S.LABELS[rule]} simulation")
-            ax.plot(alpha, data[f"{k}_ode_eg"], color=col, lw=2.2, ls="--",
-                    label=f"{S.LABELS[rule]} ODE")
+            ax.plot(
+                alpha,
+                data[f"{k}_ode_eg"],
+                color=col,
+                lw=2.2,
+                ls="--",
+                label=f"{S.LABELS[rule]} ODE",
+            )
             with np.errstate(invalid="ignore", divide="ignore"):
                 z = (data[f"{k}_ode_eg"] - m) / data[f"{k}_sim_se"]
             axd.plot(alpha[1:], z[1:], color=col, lw=1.2)
@@ -98,9 +122,12 @@ def make(outdir, quick: bool = False) -> dict:
         for a in (ax, axd):
             S.panel_label(a, next(letters))
     b = cfg["simulation"]
-    fig.suptitle(f"Theory vs simulation: N = {b['N']}, K = M = {b['K']}, η = η$_v$ = "
-                 f"{b['eta']}, {len(data[f'{acts[0]}_{rules[0]}_sim_eg'])} seeds (grey band: "
-                 "±3 standard errors)", fontsize=10)
+    fig.suptitle(
+        f"Theory vs simulation: N = {b['N']}, K = M = {b['K']}, η = η$_v$ = "
+        f"{b['eta']}, {len(data[f'{acts[0]}_{rules[0]}_sim_eg'])} seeds (grey band: "
+        "±3 standard errors)",
+        fontsize=10,
+    )
     params = dict(cfg, results=info, seconds=time.perf_counter() - t0)
     save_figure(fig, outdir, NAME, params, data)
     return data

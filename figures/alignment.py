@@ -10,6 +10,7 @@ dropped to half its initial value; the shaded interval is the alignment phase.
 
 Parameters: ``figures/configs/alignment.json``.
 """
+
 from __future__ import annotations
 
 import time
@@ -20,8 +21,9 @@ from . import _style as S
 from ._common import save_figure
 
 NAME = "alignment"
-DESCRIPTION = ("align, then memorise: cos(v, b) and |b| beside ε_g for AFA and FA "
-               "(ODE vs simulations)")
+DESCRIPTION = (
+    "align, then memorise: cos(v, b) and |b| beside ε_g for AFA and FA (ODE vs simulations)"
+)
 
 
 def first_crossing(alpha, x, level, above=True):
@@ -62,8 +64,14 @@ def make(outdir, quick: bool = False) -> dict:
         a_half = first_crossing(c.alpha, o.eg, 0.5 * o.eg[0], above=False)
         data[f"{rule}_alpha_align"] = a_align
         data[f"{rule}_alpha_half"] = a_half
-        info[rule] = dict(ode_message=o.message, n_seeds=c.n_seeds, alpha_align=a_align,
-                          alpha_half=a_half, discrepancy=c.discrepancy, stderr=c.stderr)
+        info[rule] = dict(
+            ode_message=o.message,
+            n_seeds=c.n_seeds,
+            alpha_align=a_align,
+            alpha_half=a_half,
+            discrepancy=c.discrepancy,
+            stderr=c.stderr,
+        )
     alpha = data["alpha"]
 
     fig, axes = plt.subplots(1, 3, figsize=(10.5, 3.3), constrained_layout=True, sharex=True)
@@ -85,18 +93,41 @@ def make(outdir, quick: bool = False) -> dict:
                 ax.axvline(a_h, color=col, ls="--", lw=1)
         ytxt = 0.55 if rule == cfg["rules"][0] else 0.4
         if np.isfinite(a_al):
-            ax_c.text(a_al, ytxt, r" $\alpha_{\rm align}$", color=col, fontsize=8,
-                      transform=ax_c.get_xaxis_transform())
+            ax_c.text(
+                a_al,
+                ytxt,
+                r" $\alpha_{\rm align}$",
+                color=col,
+                fontsize=8,
+                transform=ax_c.get_xaxis_transform(),
+            )
         if np.isfinite(a_h):
-            ax_e.text(a_h, 0.93, r" $\alpha_{1/2}$", color=col, fontsize=8,
-                      transform=ax_e.get_xaxis_transform())
+            ax_e.text(
+                a_h,
+                0.93,
+                r" $\alpha_{1/2}$",
+                color=col,
+                fontsize=8,
+                transform=ax_e.get_xaxis_transform(),
+            )
     from matplotlib.lines import Line2D
-    handles = [Line2D([], [], color=S.COLORS[r], lw=1.6, label=f"{S.LABELS[r]} ODE")
-               for r in cfg["rules"]]
-    handles += [Line2D([], [], color="0.3", marker="o", ls="", ms=3,
-                       label=f"simulation (N = {sim_cfg['N']}) ± 1 std"),
-                Line2D([], [], color="0.3", ls=":", label=r"$\cos(v,b)$ = " f"{level:g}"),
-                Line2D([], [], color="0.3", ls="--", label=r"$\varepsilon_g$ halved")]
+
+    handles = [
+        Line2D([], [], color=S.COLORS[r], lw=1.6, label=f"{S.LABELS[r]} ODE") for r in cfg["rules"]
+    ]
+    handles += [
+        Line2D(
+            [],
+            [],
+            color="0.3",
+            marker="o",
+            ls="",
+            ms=3,
+            label=f"simulation (N = {sim_cfg['N']}) ± 1 std",
+        ),
+        Line2D([], [], color="0.3", ls=":", label=r"$\cos(v,b)$ = " f"{level:g}"),
+        Line2D([], [], color="0.3", ls="--", label=r"$\varepsilon_g$ halved"),
+    ]
     ax_e.legend(handles=handles, loc="lower left", fontsize=7)
     ax_e.set_ylabel(S.EG)
     ax_e.set_yscale("log")
@@ -106,9 +137,12 @@ def make(outdir, quick: bool = False) -> dict:
     for ax, l in zip(axes, "abc"):
         ax.set_xlabel(S.ALPHA)
         S.panel_label(ax, l)
-    fig.suptitle(f"K = M = {sim_cfg['K']}, η = η$_v$ = {sim_cfg['eta']}, σ$_F$ = "
-                 f"{sim_cfg['sigma_F']}, {info[cfg['rules'][0]]['n_seeds']} seeds "
-                 "(same initial weights)", fontsize=10)
+    fig.suptitle(
+        f"K = M = {sim_cfg['K']}, η = η$_v$ = {sim_cfg['eta']}, σ$_F$ = "
+        f"{sim_cfg['sigma_F']}, {info[cfg['rules'][0]]['n_seeds']} seeds "
+        "(same initial weights)",
+        fontsize=10,
+    )
     params = dict(cfg, results=info, seconds=time.perf_counter() - t0)
     save_figure(fig, outdir, NAME, params, data)
     return data

@@ -6,12 +6,14 @@ Rows: M = 1 and M = 2 teacher units. Columns: ε_g = P(ŷ ≠ y), the mean label
 (θ = K/2, half the largest erf goodness). Lines: ODE from the measured initial state of
 seed 0; markers and bands: simulation mean ± 1 std over seeds (same initial weights,
 different samples). The simulations' ε_g and gap are *measured* on a fixed test set of
-``mc_test`` inputs (independent of the theory's quadrature, and cheap at K = 4). Last column: the threshold θ at K = 2, M = 1 — ε_g(α) for a few θ
+``mc_test`` inputs (independent of the theory's quadrature, and cheap at K = 4). Last
+column: the threshold θ at K = 2, M = 1 — ε_g(α) for a few θ
 (top) and ε_g at α_max against θ (bottom; ODE over a grid, simulation means at the θ of
 the top panel).
 
 Parameters: ``figures/configs/ff-theory.json``.
 """
+
 from __future__ import annotations
 
 import time
@@ -22,8 +24,10 @@ from . import _style as S
 from ._common import save_figure
 
 NAME = "ff-theory"
-DESCRIPTION = ("Forward-Forward teacher-student: eps_g, label weights and goodness gap, "
-               "ODE vs online simulations for K in {1,2,4}, M in {1,2}, and the threshold")
+DESCRIPTION = (
+    "Forward-Forward teacher-student: eps_g, label weights and goodness gap, "
+    "ODE vs online simulations for K in {1,2,4}, M in {1,2}, and the threshold"
+)
 
 
 def _run(sim_cfg, K, M, theta, ode_opts):
@@ -33,9 +37,16 @@ def _run(sim_cfg, K, M, theta, ode_opts):
 
     cfg = {**sim_cfg, "rule": "ff", "K": K, "M": M, "theta": theta}
     sim = simulate_ff(cfg)
-    ode = odeflow.solve("ff", sim.initial_state(0), eta=cfg["eta"], eta_u=cfg["eta_u"],
-                        theta=theta, alpha_max=cfg["alpha_max"],
-                        record={"alpha": sim.alpha}, **ode_opts)
+    ode = odeflow.solve(
+        "ff",
+        sim.initial_state(0),
+        eta=cfg["eta"],
+        eta_u=cfg["eta_u"],
+        theta=theta,
+        alpha_max=cfg["alpha_max"],
+        record={"alpha": sim.alpha},
+        **ode_opts,
+    )
     return sim, ode
 
 
@@ -55,7 +66,7 @@ def make(outdir, quick: bool = False) -> dict:
     skip = {tuple(c) for c in cfg.get("skip", [])}
     for M in Ms:
         for K in Ks:
-            if (K, M) in skip:        # recorded in the parameters; see the config
+            if (K, M) in skip:  # recorded in the parameters; see the config
                 continue
             theta = cfg["theta_per_unit"] * K
             sim, ode = _run(sim_cfg, K, M, theta, ode_opts)
@@ -74,14 +85,17 @@ def make(outdir, quick: bool = False) -> dict:
             data[f"{key}_sim_gap_std"] = sim.std("gap_mc")
             data[f"{key}_n_seeds"] = n
             # the test set is shared by all seeds: its sampling error does not average out
-            se = np.hypot(data[f"{key}_sim_eg_std"] / np.sqrt(n),
-                          data[f"{key}_sim_eg_test_se"])
+            se = np.hypot(data[f"{key}_sim_eg_std"] / np.sqrt(n), data[f"{key}_sim_eg_test_se"])
             dev = np.abs(ode.eg - data[f"{key}_sim_eg_mean"])
-            info[key] = dict(theta=theta, ode_message=ode.message, n_seeds=n,
-                             eg_max_dev=float(dev.max()),
-                             eg_max_dev_over_se=float(np.max(dev[1:] / se[1:])),
-                             eg_final_ode=float(ode.eg[-1]),
-                             eg_final_sim=float(data[f"{key}_sim_eg_mean"][-1]))
+            info[key] = dict(
+                theta=theta,
+                ode_message=ode.message,
+                n_seeds=n,
+                eg_max_dev=float(dev.max()),
+                eg_max_dev_over_se=float(np.max(dev[1:] / se[1:])),
+                eg_final_ode=float(ode.eg[-1]),
+                eg_final_sim=float(data[f"{key}_sim_eg_mean"][-1]),
+            )
     # the threshold panel: K = 2, M = 1
     tp = cfg["theta_panel"]
     Kt, Mt = tp["K"], tp["M"]
@@ -93,7 +107,7 @@ def make(outdir, quick: bool = False) -> dict:
                 data[f"{key}_{part}"] = data[f"{src}_{part}"]
             continue
         sim, ode = _run(sim_cfg, Kt, Mt, th, ode_opts)
-        inits[(Kt, Mt)] = sim.initial_state(0)      # same_init: the same for every θ
+        inits[(Kt, Mt)] = sim.initial_state(0)  # same_init: the same for every θ
         data[f"{key}_ode_eg"] = ode.eg
         data[f"{key}_sim_eg_mean"] = sim.mean("eg_mc")
         data[f"{key}_sim_eg_std"] = sim.std("eg_mc")
@@ -101,9 +115,16 @@ def make(outdir, quick: bool = False) -> dict:
     grid = np.array(tp["grid"], dtype=float)
     final = []
     for th in grid:
-        r = odeflow.solve("ff", init, eta=sim_cfg["eta"], eta_u=sim_cfg["eta_u"], theta=th,
-                          alpha_max=sim_cfg["alpha_max"], record=[sim_cfg["alpha_max"]],
-                          **ode_opts)
+        r = odeflow.solve(
+            "ff",
+            init,
+            eta=sim_cfg["eta"],
+            eta_u=sim_cfg["eta_u"],
+            theta=th,
+            alpha_max=sim_cfg["alpha_max"],
+            record=[sim_cfg["alpha_max"]],
+            **ode_opts,
+        )
         final.append(r.eg[-1] if r.success else np.nan)
     data["theta_grid"], data["theta_grid_eg_final"] = grid, np.array(final)
     data["thetas"] = np.array(tp["thetas"], dtype=float)
@@ -130,13 +151,24 @@ def make(outdir, quick: bool = False) -> dict:
         ax_u.set_title(f"M = {M}: label weights", fontsize=9)
         ax_g.set_title(f"M = {M}: goodness gap", fontsize=9)
         ax_e.axhline(0.5, color="0.6", lw=0.6, ls=":")
-    handles = [Line2D([], [], color=S.CYCLE[i], lw=1.5,
-                      label=f"K = {K} (θ = {cfg['theta_per_unit'] * K:g})")
-               for i, K in enumerate(Ks)]
-    handles += [Line2D([], [], color="0.3", lw=1.5, label="ODE"),
-                Line2D([], [], color="0.3", marker="o", ls="", ms=3,
-                       label=f"simulation N = {sim_cfg['N']}, ± 1 std\n"
-                             f"(test set of {sim_cfg['mc_test']})")]
+    handles = [
+        Line2D(
+            [], [], color=S.CYCLE[i], lw=1.5, label=f"K = {K} (θ = {cfg['theta_per_unit'] * K:g})"
+        )
+        for i, K in enumerate(Ks)
+    ]
+    handles += [
+        Line2D([], [], color="0.3", lw=1.5, label="ODE"),
+        Line2D(
+            [],
+            [],
+            color="0.3",
+            marker="o",
+            ls="",
+            ms=3,
+            label=f"simulation N = {sim_cfg['N']}, ± 1 std\n(test set of {sim_cfg['mc_test']})",
+        ),
+    ]
     # the label-weight panel has room top left (ū starts near 0.1 and rises late)
     axes[0, 1].legend(handles=handles, loc="upper left", fontsize=7)
     ax_t, ax_f = axes[0, 3], axes[1, 3]
@@ -151,8 +183,7 @@ def make(outdir, quick: bool = False) -> dict:
     ax_t.set_title(f"threshold θ (K = {Kt}, M = {Mt})", fontsize=9)
     ax_t.legend(loc="lower left", fontsize=7)
     ax_t.axhline(0.5, color="0.6", lw=0.6, ls=":")
-    ax_f.plot(grid, data["theta_grid_eg_final"], "-", color="0.2", lw=1.5,
-              label="ODE")
+    ax_f.plot(grid, data["theta_grid_eg_final"], "-", color="0.2", lw=1.5, label="ODE")
     ax_f.plot([], [], "o", color="0.4", ms=4, label="simulation ± 1 std")
     ax_f.set_xlabel("threshold θ")
     ax_f.set_ylabel(r"$\varepsilon_g$ at $\alpha$ = " f"{sim_cfg['alpha_max']:g}")
@@ -163,9 +194,11 @@ def make(outdir, quick: bool = False) -> dict:
     for ax, l in zip(axes.ravel(), "abcdefgh"):
         S.panel_label(ax, l)
     nseed = min(v["n_seeds"] for v in info.values())
-    fig.suptitle(f"Forward-Forward teacher–student: η = {sim_cfg['eta']:g}, "
-                 f"η$_u$ = {sim_cfg['eta_u']:g}, erf, {nseed} seeds, same initial weights",
-                 fontsize=10)
+    fig.suptitle(
+        f"Forward-Forward teacher–student: η = {sim_cfg['eta']:g}, "
+        f"η$_u$ = {sim_cfg['eta_u']:g}, erf, {nseed} seeds, same initial weights",
+        fontsize=10,
+    )
     params = dict(cfg, results=info, seconds=time.perf_counter() - t0)
     save_figure(fig, outdir, NAME, params, data)
     return data

@@ -30,6 +30,7 @@ regenerated in this version" rather than with a stale number.
 README's quick block equals it and that the README's full block equals the rendering of the
 store under the current config (drift in either is a test failure).
 """
+
 from __future__ import annotations
 
 import copy
@@ -42,27 +43,34 @@ import numpy as np
 from ._common import save_figure
 
 NAME = "mnist-table"
-DESCRIPTION = ("BP, FA, DFA, PEPITA variants and Forward-Forward on MNIST (table + accuracy "
-               "curves; unsupervised FF against its untrained network)")
+DESCRIPTION = (
+    "BP, FA, DFA, PEPITA variants and Forward-Forward on MNIST (table + accuracy "
+    "curves; unsupervised FF against its untrained network)"
+)
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = Path(__file__).resolve().parent / "configs" / f"{NAME}.json"
 STORE = Path(__file__).resolve().parent / "results" / f"{NAME}-full.json"
-README = REPO / "docs" / "mnist.md"      # the page that holds the tables
-MARKERS = {False: ("<!-- mnist-table:start -->", "<!-- mnist-table:end -->"),
-           True: ("<!-- mnist-table-quick:start -->", "<!-- mnist-table-quick:end -->")}
+README = REPO / "docs" / "mnist.md"  # the page that holds the tables
+MARKERS = {
+    False: ("<!-- mnist-table:start -->", "<!-- mnist-table:end -->"),
+    True: ("<!-- mnist-table-quick:start -->", "<!-- mnist-table-quick:end -->"),
+}
 #: row keys that describe the row rather than its training run
 META_KEYS = ("label", "template", "baseline", "note")
 
 #: published full-MNIST test accuracies (%), for the reference list under the table
 PUBLISHED = {
-    "PEPITA": ("≈ 98.0", "1 hidden layer of 1024, 100 epochs (Dellaferrera & Kreiman 2022; "
-               "Srinivasan et al. 2024)"),
+    "PEPITA": (
+        "≈ 98.0",
+        "1 hidden layer of 1024, 100 epochs (Dellaferrera & Kreiman 2022; Srinivasan et al. 2024)",
+    ),
     "FF": ("98.64", "i.e. 1.36 % test error, 4 hidden layers of 2000, 60 epochs (Hinton 2022)"),
 }
 
 
 # ----------------------------------------------------------------------------- config
+
 
 def _merge(base, over):
     """``base`` with ``over`` merged in, dicts recursively (lists and scalars replaced)."""
@@ -91,8 +99,9 @@ def load_table_config(quick: bool = False, path=CONFIG) -> dict:
     q = raw.get("quick", {}) if quick else {}
     bad = sorted(set(q) - {"seeds", "data", "templates", "rows", "skip"})
     if bad:
-        raise ValueError(f"{path}: unknown quick keys {bad}; allowed: seeds, data, "
-                         "templates, rows, skip")
+        raise ValueError(
+            f"{path}: unknown quick keys {bad}; allowed: seeds, data, templates, rows, skip"
+        )
     seeds = list(q.get("seeds", raw["seeds"]))
     data = _merge(raw["data"], q.get("data", {}))
     templates = _merge(raw.get("templates", {}), q.get("templates", {}))
@@ -109,21 +118,29 @@ def load_table_config(quick: bool = False, path=CONFIG) -> dict:
         row = _merge(row, q.get("rows", {}).get(row["label"], {}))
         tpl = row.get("template")
         if tpl is not None and tpl not in templates:
-            raise ValueError(f"{path}: row {row['label']!r}: unknown template {tpl!r}; "
-                             f"templates: {sorted(templates)}")
-        cfg = _merge(templates.get(tpl, {}), {k: v for k, v in row.items()
-                                              if k not in META_KEYS})
+            raise ValueError(
+                f"{path}: row {row['label']!r}: unknown template {tpl!r}; "
+                f"templates: {sorted(templates)}"
+            )
+        cfg = _merge(templates.get(tpl, {}), {k: v for k, v in row.items() if k not in META_KEYS})
         cfg["seeds"], cfg["data"] = seeds, data
         try:
             parse_config(cfg)
         except ValueError as exc:
             raise ValueError(f"{path}: row {row['label']!r}: {exc}") from None
-        rows.append({"label": row["label"], "baseline": bool(row.get("baseline", False)),
-                     "note": row.get("note", ""), "config": cfg})
+        rows.append(
+            {
+                "label": row["label"],
+                "baseline": bool(row.get("baseline", False)),
+                "note": row.get("note", ""),
+                "config": cfg,
+            }
+        )
     return {"seeds": seeds, "data": data, "rows": rows, "quick": quick}
 
 
 # ----------------------------------------------------------------------------- running
+
 
 def run_row(row: dict) -> dict:
     """Train one row over its seeds; the per-seed record the table is rendered from."""
@@ -134,12 +151,16 @@ def run_row(row: dict) -> dict:
     S = out["test_acc"].shape[0]
     done = out["epochs_done"]
     last = lambda a: [float(a[i, done[i]]) for i in range(S)]  # noqa: E731
-    rec = {"label": row["label"], "config": row["config"],
-           "test_acc": out["test_acc"].tolist(),  # (S, E+1), NaN-padded after divergence
-           "final_test": last(out["test_acc"]), "final_train": last(out["train_acc"]),
-           "untrained_test": [float(v) for v in out["test_acc"][:, 0]],
-           "diverged": [bool(v) for v in out["diverged"]],
-           "seconds": round(time.time() - t0, 1)}
+    rec = {
+        "label": row["label"],
+        "config": row["config"],
+        "test_acc": out["test_acc"].tolist(),  # (S, E+1), NaN-padded after divergence
+        "final_test": last(out["test_acc"]),
+        "final_train": last(out["train_acc"]),
+        "untrained_test": [float(v) for v in out["test_acc"][:, 0]],
+        "diverged": [bool(v) for v in out["diverged"]],
+        "seconds": round(time.time() - t0, 1),
+    }
     if "angle" in out:
         rec["angle"] = out["angle"].tolist()
         rec["final_angle"] = last(out["angle"])
@@ -163,19 +184,21 @@ def load_store(path=STORE) -> dict:
     path = Path(path)
     if not path.is_file():
         return {}
-    return {r["label"]: {k: _none_to_nan(v) for k, v in r.items()}
-            for r in json.loads(path.read_text())["rows"]}
+    return {
+        r["label"]: {k: _none_to_nan(v) for k, v in r.items()}
+        for r in json.loads(path.read_text())["rows"]
+    }
 
 
 def save_store(records: dict, path=STORE):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     rows = [{k: _nan_to_none(v) for k, v in r.items()} for r in records.values()]
-    path.write_text(json.dumps({"figure": NAME, "rows": rows}, indent=1,
-                               ensure_ascii=False) + "\n")
+    path.write_text(json.dumps({"figure": NAME, "rows": rows}, indent=1, ensure_ascii=False) + "\n")
 
 
 # ----------------------------------------------------------------------------- table
+
 
 def _layers(widths):
     w = list(widths)
@@ -185,6 +208,7 @@ def _layers(widths):
 def _kv(d):
     def val(v):
         return json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list)) else v
+
     return ", ".join(f"{k} {val(v)}" for k, v in d.items())
 
 
@@ -266,9 +290,12 @@ def render_table(table: dict, records: dict) -> str:
         ang = rec.get("final_angle")
         ang = f"{np.mean(ang):.1f}°" if ang is not None and np.all(np.isfinite(ang)) else "—"
         lines.append(f"| {lbl} | {setting} | {acc} | {per} | {base} | {gain} | {ang} |")
-    lines += ["", "Angle: final angle between F and (W_L…W₁)ᵀ (PEPITA rules). "
-              "Published, full MNIST (60,000 training images, longer runs; not comparable "
-              "one-to-one with this subset):"]
+    lines += [
+        "",
+        "Angle: final angle between F and (W_L…W₁)ᵀ (PEPITA rules). "
+        "Published, full MNIST (60,000 training images, longer runs; not comparable "
+        "one-to-one with this subset):",
+    ]
     for key, (acc, how) in PUBLISHED.items():
         lines.append(f"- {key}: {acc} % test accuracy, {how}.")
     return "\n".join(lines) + "\n"
@@ -280,7 +307,7 @@ def insert_block(text: str, block: str, quick: bool) -> str:
     i, j = text.find(start), text.find(end)
     if i < 0 or j < i:
         raise ValueError(f"README has no '{start}' … '{end}' markers (in that order)")
-    return text[:i + len(start)] + "\n" + block + text[j:]
+    return text[: i + len(start)] + "\n" + block + text[j:]
 
 
 def readme_block(text: str, quick: bool) -> str:
@@ -289,13 +316,22 @@ def readme_block(text: str, quick: bool) -> str:
     i, j = text.find(start), text.find(end)
     if i < 0 or j < i:
         raise ValueError(f"README has no '{start}' … '{end}' markers (in that order)")
-    return text[i + len(start) + 1:j]
+    return text[i + len(start) + 1 : j]
 
 
 # ----------------------------------------------------------------------------- make
 
-def make(outdir, quick: bool = False, seeds=None, rows=None, update_readme: bool = True,
-         config=CONFIG, store=STORE, readme=README):
+
+def make(
+    outdir,
+    quick: bool = False,
+    seeds=None,
+    rows=None,
+    update_readme: bool = True,
+    config=CONFIG,
+    store=STORE,
+    readme=README,
+):
     """Run the table's rows, write table, figure and data; update the README and the store.
 
     seeds : override the config's seeds (the README and the store are then left alone,
@@ -330,18 +366,28 @@ def make(outdir, quick: bool = False, seeds=None, rows=None, update_readme: bool
 
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
-    (outdir / f"{NAME}.md").write_text(f"# MNIST table ({'quick' if quick else 'full'})\n\n"
-                                       + md + f"\n({time.time() - t0:.0f} s)\n")
+    (outdir / f"{NAME}.md").write_text(
+        f"# MNIST table ({'quick' if quick else 'full'})\n\n"
+        + md
+        + f"\n({time.time() - t0:.0f} s)\n"
+    )
     if update_readme:
         path = Path(readme)
         path.write_text(insert_block(path.read_text(), md, quick))
 
-    shown = [r for r in table["rows"] if r["label"] in records
-             and records[r["label"]]["config"] == r["config"]]
+    shown = [
+        r
+        for r in table["rows"]
+        if r["label"] in records and records[r["label"]]["config"] == r["config"]
+    ]
     fig = _plot(shown, records, table)
-    params = {"quick": quick, "seeds": table["seeds"], "data": table["data"],
-              "rows": [{"label": r["label"], **r["config"]} for r in table["rows"]],
-              "ran": todo}
+    params = {
+        "quick": quick,
+        "seeds": table["seeds"],
+        "data": table["data"],
+        "rows": [{"label": r["label"], **r["config"]} for r in table["rows"]],
+        "ran": todo,
+    }
     out = {}
     for r in shown:
         rec = records[r["label"]]
@@ -358,6 +404,7 @@ def make(outdir, quick: bool = False, seeds=None, rows=None, update_readme: bool
 
 
 # ----------------------------------------------------------------------------- figure
+
 
 def _plot(rows, records, table):
     """(a) test accuracy, (b) test error (log) with the published full-MNIST errors,
@@ -383,30 +430,40 @@ def _plot(rows, records, table):
         ax.fill_between(t, m - sd, m + sd, color=c, alpha=0.2, lw=0)
         lo = min(lo, m[-1])
         axe.semilogy(t, 100 - m, ls, color=c, lw=1.8)
-        axe.fill_between(t, np.clip(100 - m - sd, 1e-2, None), 100 - m + sd, color=c,
-                         alpha=0.2, lw=0)
+        axe.fill_between(
+            t, np.clip(100 - m - sd, 1e-2, None), 100 - m + sd, color=c, alpha=0.2, lw=0
+        )
         if "angle" in rec:
             G = np.asarray(rec["angle"], float)
             ax2.plot(np.arange(G.shape[1]), np.nanmean(G, 0), ls, color=c, lw=1.8, label=lbl)
         if row["baseline"]:
             u = 100 * np.mean(rec["untrained_test"])
-            ax.axhline(u, color=c, lw=1.6, ls=(0, (1, 1.2)),
-                       label=f"{lbl}: untrained network")
-            ax.annotate(f"{lbl}, untrained network", (0.2, u), xycoords=("axes fraction",
-                        "data"), xytext=(0, -10), textcoords="offset points", fontsize=7,
-                        color=c)
+            ax.axhline(u, color=c, lw=1.6, ls=(0, (1, 1.2)), label=f"{lbl}: untrained network")
+            ax.annotate(
+                f"{lbl}, untrained network",
+                (0.2, u),
+                xycoords=("axes fraction", "data"),
+                xytext=(0, -10),
+                textcoords="offset points",
+                fontsize=7,
+                color=c,
+            )
     ax.set_ylabel("test accuracy (%)")
     # epoch 0 of the supervised rules is chance level; zoom on where the rules end up
     ax.set_ylim(max(0.0, np.floor(lo / 5) * 5 - 5), 100)
     d = table["data"]
-    ax.set_title(f"MNIST {d.get('n_train')}/{d.get('n_test')} subset, mean ± std over "
-                 f"{len(table['seeds'])} seeds", fontsize=10)
+    ax.set_title(
+        f"MNIST {d.get('n_train')}/{d.get('n_test')} subset, mean ± std over "
+        f"{len(table['seeds'])} seeds",
+        fontsize=10,
+    )
     ax.legend(fontsize=7, ncol=2, loc="lower right")
     axe.axhline(2.0, color="0.15", lw=1.0, ls="-.", label="PEPITA (1×1024, 100 ep)")
     axe.axhline(1.36, color="0.45", lw=1.0, ls=(0, (4, 2)), label="FF (4×2000, 60 ep)")
     axe.set_ylim(0.35, 100)
-    axe.legend(fontsize=7, loc="lower left", title="published, full MNIST",
-               title_fontsize=7, ncol=2)
+    axe.legend(
+        fontsize=7, loc="lower left", title="published, full MNIST", title_fontsize=7, ncol=2
+    )
     axe.set_ylabel("test error (%)")
     axe.set_title("test error, log scale", fontsize=10)
     ax2.set_ylabel(r"angle between $F$ and $(W_L\cdots W_1)^\top$ (deg)")
@@ -424,15 +481,25 @@ def _plot(rows, records, table):
         x = np.array([2 * k, 2 * k + 1], float)
         for s in range(u.size):
             axb.plot(x, [u[s], f[s]], "-o", color=colours[row["label"]], alpha=0.9, ms=4)
-        axb.plot(x, [u.mean(), f.mean()], "-s", color="k", lw=2, ms=7,
-                 label="mean over seeds" if k == 0 else None)
+        axb.plot(
+            x,
+            [u.mean(), f.mean()],
+            "-s",
+            color="k",
+            lw=2,
+            ms=7,
+            label="mean over seeds" if k == 0 else None,
+        )
     axb.set_xticks([x for k in range(len(base)) for x in (2 * k, 2 * k + 1)])
-    axb.set_xticklabels([t for r in base for t in (f"{r['label']}\nuntrained network",
-                                                   f"{r['label']}\ntrained")], fontsize=8)
+    axb.set_xticklabels(
+        [t for r in base for t in (f"{r['label']}\nuntrained network", f"{r['label']}\ntrained")],
+        fontsize=8,
+    )
     axb.set_xlim(-0.5, 2 * max(len(base), 1) - 0.5)
     axb.set_ylabel("test accuracy (%), linear head")
-    axb.set_title("same head on the untrained vs the trained network (one line per seed)",
-                  fontsize=10)
+    axb.set_title(
+        "same head on the untrained vs the trained network (one line per seed)", fontsize=10
+    )
     if base:
         axb.legend(fontsize=8)
     for a, letter in zip((ax, axe, ax2, axb), "abcd"):
@@ -447,32 +514,44 @@ def main(argv=None) -> int:
     import argparse
     import sys
 
-    p = argparse.ArgumentParser(prog="python -m figures.mnist_table",
-                                description="Regenerate (some rows of) the MNIST table and "
-                                            "write it into docs/mnist.md.")
+    p = argparse.ArgumentParser(
+        prog="python -m figures.mnist_table",
+        description="Regenerate (some rows of) the MNIST table and write it into docs/mnist.md.",
+    )
     p.add_argument("--quick", action="store_true")
     p.add_argument("--rows", nargs="+", help="labels of the rows to run (default: all)")
-    p.add_argument("--render-only", action="store_true",
-                   help="run nothing: redraw table and figure from the stored full results")
+    p.add_argument(
+        "--render-only",
+        action="store_true",
+        help="run nothing: redraw table and figure from the stored full results",
+    )
     p.add_argument("--no-readme", action="store_true", help="leave docs/mnist.md and the store")
     p.add_argument("-o", "--outdir", default="out/figures")
     a = p.parse_args(argv)
     import matplotlib
+
     matplotlib.use("Agg")
     outdir = a.outdir + ("/quick" if a.quick else "")
     try:
         if a.render_only and (a.quick or a.rows):
             raise ValueError("--render-only redraws the stored full table; no --quick/--rows")
-        make(outdir, quick=a.quick, rows=[] if a.render_only else a.rows,
-             update_readme=not a.no_readme)
+        make(
+            outdir,
+            quick=a.quick,
+            rows=[] if a.render_only else a.rows,
+            update_readme=not a.no_readme,
+        )
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"{NAME}: wrote {outdir}/{NAME}.md, .png (+ .pdf, .npz, .json)"
-          + ("" if a.no_readme else " and the README table"))
+    print(
+        f"{NAME}: wrote {outdir}/{NAME}.md, .png (+ .pdf, .npz, .json)"
+        + ("" if a.no_readme else " and the README table")
+    )
     return 0
 
 
 if __name__ == "__main__":  # pragma: no cover
     import sys
+
     sys.exit(main())

@@ -16,6 +16,7 @@ simulations only and says so in its title and parameter record.
 
 Parameters: ``figures/configs/pepita-phase.json``.
 """
+
 from __future__ import annotations
 
 import math
@@ -28,8 +29,10 @@ from . import _style as S
 from ._common import save_figure
 
 NAME = "pepita-phase"
-DESCRIPTION = ("exact-PEPITA divergence boundary in (η, ‖F‖²): fraction of simulations that "
-               "diverge vs the exact-PEPITA ODE (odeflow.sweep)")
+DESCRIPTION = (
+    "exact-PEPITA divergence boundary in (η, ‖F‖²): fraction of simulations that "
+    "diverge vs the exact-PEPITA ODE (odeflow.sweep)"
+)
 
 
 def ode_available() -> tuple[bool, str]:
@@ -37,6 +40,7 @@ def ode_available() -> tuple[bool, str]:
     try:
         from theory.rules import get_rule
         from theory.state import FIELDS
+
         get_rule("pepita")
     except (ImportError, ValueError) as exc:
         return False, f"exact-PEPITA ODE not available ({exc})"
@@ -48,6 +52,7 @@ def ode_available() -> tuple[bool, str]:
 def _ode_inits(sim_cfg: dict, sigmas) -> dict:
     """Zipped init axes (b, c, sigma_F2, F_norm2) for each σ_F, from seed 0's weights."""
     from simulations.teacher_student import initial_weights, validate_config
+
     out = {"init.b": [], "init.c": [], "init.sigma_F2": [], "init.F_norm2": []}
     for s in sigmas:
         cfg = validate_config({**sim_cfg, "rule": "pepita", "sigma_F": s})
@@ -55,7 +60,7 @@ def _ode_inits(sim_cfg: dict, sigmas) -> dict:
         out["init.b"].append(st.b.tolist())
         out["init.c"].append(st.c.tolist())
         out["init.sigma_F2"].append(float(st.sigma_F2))
-        out["init.F_norm2"].append(float(cfg["N"] * st.sigma_F2))   # ‖F‖² = N σ_F²
+        out["init.F_norm2"].append(float(cfg["N"] * st.sigma_F2))  # ‖F‖² = N σ_F²
     return out
 
 
@@ -74,29 +79,49 @@ def make(outdir, quick: bool = False) -> dict:
     sFs = [math.sqrt(f / N) for f in F2]
     work = Path(outdir) / f"{NAME}-sweeps"
     kw = dict(workers=cfg["workers"])
-    sims = sweep({"kind": "simulate", "base": sim,
-                  "grid": {"sigma_F": sFs}, "zip": {"eta": etas, "eta_v": etas}},
-                 work / "simulations", **kw)
+    sims = sweep(
+        {
+            "kind": "simulate",
+            "base": sim,
+            "grid": {"sigma_F": sFs},
+            "zip": {"eta": etas, "eta_v": etas},
+        },
+        work / "simulations",
+        **kw,
+    )
     n_seeds = len(sims.load(0).seeds)
     # sweep axes: rows ‖F‖², columns η
-    data = {"F_norm2": np.array(F2), "eta": np.array(etas), "sigma_F": np.array(sFs),
-            "N": N, "alpha_max": A, "n_seeds": n_seeds,
-            "sim_diverged": sims.grid("diverged"),
-            "sim_alpha_diverged": sims.grid("alpha_diverged"),
-            "sim_eg_final": sims.grid("eg_final")}
+    data = {
+        "F_norm2": np.array(F2),
+        "eta": np.array(etas),
+        "sigma_F": np.array(sFs),
+        "N": N,
+        "alpha_max": A,
+        "n_seeds": n_seeds,
+        "sim_diverged": sims.grid("diverged"),
+        "sim_alpha_diverged": sims.grid("alpha_diverged"),
+        "sim_eg_final": sims.grid("eg_final"),
+    }
     have_ode, why = ode_available()
     info = {"simulations": sims.summary(), "ode": why or "exact-PEPITA ODE"}
     if have_ode:
         from simulations.teacher_student import initial_weights, validate_config
+
         c0 = validate_config({**sim, "sigma_F": 1.0})
         s0 = initial_weights(c0, c0["seeds"][0]).order_parameters("afa")
-        base = {"rule": "pepita", "activation": sim["activation"], "sigma": sim["sigma"],
-                "alpha_max": A, "record": {"every": sim["record"]["every"]}, **cfg["ode"],
-                "init": {k: np.asarray(v).tolist() for k, v in s0.to_dict().items()
-                         if v is not None}}
+        base = {
+            "rule": "pepita",
+            "activation": sim["activation"],
+            "sigma": sim["sigma"],
+            "alpha_max": A,
+            "record": {"every": sim["record"]["every"]},
+            **cfg["ode"],
+            "init": {k: np.asarray(v).tolist() for k, v in s0.to_dict().items() if v is not None},
+        }
         # axes: grid (η) first, then the zipped σ_F → transpose to rows ‖F‖², columns η
-        ode = sweep({"base": base, "grid": {"eta": etas}, "zip": _ode_inits(sim, sFs)},
-                    work / "ode", **kw)
+        ode = sweep(
+            {"base": base, "grid": {"eta": etas}, "zip": _ode_inits(sim, sFs)}, work / "ode", **kw
+        )
         data["ode_diverged"] = ode.grid("diverged").T
         data["ode_alpha_diverged"] = ode.grid("alpha_diverged").T
         data["ode_eg_final"] = ode.grid("eg_final").T
@@ -104,26 +129,67 @@ def make(outdir, quick: bool = False) -> dict:
 
     fig, (ax_a, ax_b) = plt.subplots(1, 2, figsize=(10, 3.9), constrained_layout=True)
     lx = np.log(F2)
-    ex = np.exp(np.concatenate([[lx[0] - (lx[1] - lx[0]) / 2], (lx[1:] + lx[:-1]) / 2,
-                                [lx[-1] + (lx[-1] - lx[-2]) / 2]]))
-    ey = np.concatenate([[etas[0] - (etas[1] - etas[0]) / 2], np.add(etas[1:], etas[:-1]) / 2,
-                         [etas[-1] + (etas[-1] - etas[-2]) / 2]])
-    m = ax_a.pcolormesh(ex, ey, data["sim_diverged"].T, cmap="Reds", vmin=0, vmax=1,
-                        shading="flat", edgecolors="0.85", linewidth=0.3)
-    fig.colorbar(m, ax=ax_a, label=f"fraction of {n_seeds} simulations diverged by "
-                                   rf"$\alpha$ = {A:g}")
+    ex = np.exp(
+        np.concatenate(
+            [
+                [lx[0] - (lx[1] - lx[0]) / 2],
+                (lx[1:] + lx[:-1]) / 2,
+                [lx[-1] + (lx[-1] - lx[-2]) / 2],
+            ]
+        )
+    )
+    ey = np.concatenate(
+        [
+            [etas[0] - (etas[1] - etas[0]) / 2],
+            np.add(etas[1:], etas[:-1]) / 2,
+            [etas[-1] + (etas[-1] - etas[-2]) / 2],
+        ]
+    )
+    m = ax_a.pcolormesh(
+        ex,
+        ey,
+        data["sim_diverged"].T,
+        cmap="Reds",
+        vmin=0,
+        vmax=1,
+        shading="flat",
+        edgecolors="0.85",
+        linewidth=0.3,
+    )
+    fig.colorbar(
+        m,
+        ax=ax_a,
+        label=f"fraction of {n_seeds} simulations diverged by "
+        rf"$\alpha$ = {A:g}",
+    )
     if have_ode:
         yy, xx = np.nonzero(data["ode_diverged"].T > 0)
-        ax_a.plot(np.array(F2)[xx], np.array(etas)[yy], "x", color="k", ms=7, mew=1.5,
-                  label="exact-PEPITA ODE diverges")
+        ax_a.plot(
+            np.array(F2)[xx],
+            np.array(etas)[yy],
+            "x",
+            color="k",
+            ms=7,
+            mew=1.5,
+            label="exact-PEPITA ODE diverges",
+        )
     # guides: constant η‖F‖² (the growth rate of b is ∝ η ‖F‖²)
     xs = np.geomspace(ex[0], ex[-1], 50)
     for k in (1.0, 3.0):
         ax_a.plot(xs, k / xs, ":", color="0.3", lw=0.8)
     from matplotlib.lines import Line2D
+
     ha, _ = ax_a.get_legend_handles_labels()
-    ha.append(Line2D([], [], color="0.3", ls=":", lw=0.8,
-                     label=r"$\eta\|F\|^2$ = 1, 3 (rate of growth of $b$ ∝ $\eta\|F\|^2$)"))
+    ha.append(
+        Line2D(
+            [],
+            [],
+            color="0.3",
+            ls=":",
+            lw=0.8,
+            label=r"$\eta\|F\|^2$ = 1, 3 (rate of growth of $b$ ∝ $\eta\|F\|^2$)",
+        )
+    )
     ax_a.legend(handles=ha, loc="lower left", fontsize=7, frameon=True, framealpha=0.85)
     ax_a.set_xscale("log")
     ax_a.set_xlim(ex[0], ex[-1])
@@ -132,8 +198,9 @@ def make(outdir, quick: bool = False) -> dict:
     ax_a.set_ylabel(r"learning rate $\eta = \eta_v$")
     for j, e in enumerate(etas):
         col = S.CYCLE[j % len(S.CYCLE)]
-        ax_b.plot(F2, data["sim_alpha_diverged"][:, j], "o", color=col, ms=4,
-                  label=rf"$\eta$ = {e:.3g}")
+        ax_b.plot(
+            F2, data["sim_alpha_diverged"][:, j], "o", color=col, ms=4, label=rf"$\eta$ = {e:.3g}"
+        )
         if have_ode:
             ax_b.plot(F2, data["ode_alpha_diverged"][:, j], "-", color=col, lw=1.2)
     ax_b.set_xscale("log")
@@ -142,6 +209,7 @@ def make(outdir, quick: bool = False) -> dict:
     ax_b.set_xlabel(r"feedback norm $\|F\|^2 = N\sigma_F^2$")
     ax_b.set_ylabel(r"$\alpha$ at divergence (earliest seed)")
     from matplotlib.lines import Line2D
+
     h, _ = ax_b.get_legend_handles_labels()
     h.append(Line2D([], [], color="0.3", marker="o", ls="", ms=4, label="simulations"))
     if have_ode:
@@ -149,12 +217,21 @@ def make(outdir, quick: bool = False) -> dict:
     ax_b.legend(handles=h, fontsize=7, loc="lower left", ncol=2)
     for ax, l in zip((ax_a, ax_b), "ab"):
         S.panel_label(ax, l)
-    title = (f"Exact PEPITA ($\\tilde x$), K = M = {sim['K']}, N = {N}: "
-             f"{len(F2)} × {len(etas)} points, {n_seeds} independent networks each")
+    title = (
+        f"Exact PEPITA ($\\tilde x$), K = M = {sim['K']}, N = {N}: "
+        f"{len(F2)} × {len(etas)} points, {n_seeds} independent networks each"
+    )
     if not have_ode:
         title += "\n(simulations only: " + why + ")"
     fig.suptitle(title, fontsize=10)
-    params = dict(cfg, F_norm2_values=F2, eta_values=etas, sigma_F_values=sFs,
-                  ode_available=have_ode, results=info, seconds=time.perf_counter() - t0)
+    params = dict(
+        cfg,
+        F_norm2_values=F2,
+        eta_values=etas,
+        sigma_F_values=sFs,
+        ode_available=have_ode,
+        results=info,
+        seconds=time.perf_counter() - t0,
+    )
     save_figure(fig, outdir, NAME, params, data)
     return data

@@ -18,6 +18,7 @@ the α at which the ODE diverges (dashed vertical line, next to the simulations'
 
 Parameters: ``figures/configs/pepita-vs-afa.json``.
 """
+
 from __future__ import annotations
 
 import time
@@ -28,9 +29,11 @@ from . import _style as S
 from ._common import save_figure
 
 NAME = "pepita-vs-afa"
-DESCRIPTION = ("identically initialised PEPITA, PEPITA-forward and AFA on the same samples: "
-               "ε_g, relative difference and |b| for several σ_F (divergence marked), with "
-               "the exact-PEPITA ODE")
+DESCRIPTION = (
+    "identically initialised PEPITA, PEPITA-forward and AFA on the same samples: "
+    "ε_g, relative difference and |b| for several σ_F (divergence marked), with "
+    "the exact-PEPITA ODE"
+)
 
 
 def _tag(sF: float) -> str:
@@ -55,13 +58,20 @@ def _ode(sim, base) -> dict:
 
     T = len(sim.alpha)
     eg_max = float(base.get("divergence", {}).get("eg_max", 1e4))
-    r = odeflow.solve(sim.rule, sim.initial_state(0), eta=base["eta"], eta_v=base["eta_v"],
-                      sigma=base.get("sigma", 0.0), activation=base.get("activation", "erf"),
-                      alpha_max=float(sim.alpha[-1]), record=sim.alpha.tolist(),
-                      diverge_threshold=eg_max)
+    r = odeflow.solve(
+        sim.rule,
+        sim.initial_state(0),
+        eta=base["eta"],
+        eta_v=base["eta_v"],
+        sigma=base.get("sigma", 0.0),
+        activation=base.get("activation", "erf"),
+        alpha_max=float(sim.alpha[-1]),
+        record=sim.alpha.tolist(),
+        diverge_threshold=eg_max,
+    )
     out = {"eg": np.full(T, np.nan), "norm_b": np.full(T, np.nan)}
-    out["eg"][:len(r.eg)] = r.eg
-    out["norm_b"][:len(r.eg)] = r.norm_b
+    out["eg"][: len(r.eg)] = r.eg
+    out["norm_b"][: len(r.eg)] = r.norm_b
     out["alpha_diverged"] = r.alpha_final if r.reason == "diverged" else np.nan
     out["message"] = r.message
     return out
@@ -103,8 +113,9 @@ def make(outdir, quick: bool = False) -> dict:
     alpha = data["alpha"]
 
     ncol = len(sFs)
-    fig, axes = plt.subplots(3, ncol, figsize=(3.2 * ncol, 7.2), sharex=True,
-                             constrained_layout=True, squeeze=False)
+    fig, axes = plt.subplots(
+        3, ncol, figsize=(3.2 * ncol, 7.2), sharex=True, constrained_layout=True, squeeze=False
+    )
     letters = iter("abcdefghijklmnop")
     for j, sF in enumerate(sFs):
         tag = _tag(sF)
@@ -123,8 +134,9 @@ def make(outdir, quick: bool = False) -> dict:
             ax_b.plot(alpha, mb, ls, color=col, lw=1.4)
             if rule != "afa":
                 rd, _ = _nanstats(data[f"{k}_reldiff"])
-                ax_r.plot(alpha[1:], rd[1:], ls, color=col, lw=1.4,
-                          label=f"{S.LABELS[rule]} vs AFA")
+                ax_r.plot(
+                    alpha[1:], rd[1:], ls, color=col, lw=1.4, label=f"{S.LABELS[rule]} vs AFA"
+                )
             if f"{k}_ode_eg" in data:
                 ax_e.plot(alpha, data[f"{k}_ode_eg"], color=col, ls=(0, (1, 1)), lw=2.2)
                 ax_b.plot(alpha, data[f"{k}_ode_norm_b"], color=col, ls=(0, (1, 1)), lw=2.2)
@@ -133,9 +145,16 @@ def make(outdir, quick: bool = False) -> dict:
                     for ax in (ax_e, ax_r, ax_b):
                         ax.axvline(ad_o, color=col, lw=1.0, ls="--")
                     # top left: the steep curves near the divergence leave it free
-                    ax_e.text(0.03, 0.95, f"exact ODE diverges at α ≈ {ad_o:.3g}\n(dashed)",
-                              transform=ax_e.transAxes, color=col, fontsize=7, va="top",
-                              ha="left")
+                    ax_e.text(
+                        0.03,
+                        0.95,
+                        f"exact ODE diverges at α ≈ {ad_o:.3g}\n(dashed)",
+                        transform=ax_e.transAxes,
+                        color=col,
+                        fontsize=7,
+                        va="top",
+                        ha="left",
+                    )
             div = data[f"{k}_diverged"]
             if div.any():
                 ad = float(np.nanmin(data[f"{k}_alpha_diverged"]))
@@ -147,11 +166,20 @@ def make(outdir, quick: bool = False) -> dict:
                     i = np.flatnonzero(alive)[-1]
                     ax_e.plot(alpha[i], m[i], "x", color=col, ms=8, mew=2)
                     ax_b.plot(alpha[i], mb[i], "x", color=col, ms=8, mew=2)
-                ax_e.text(ad, 0.6, f" {int(div.sum())}/{len(div)} diverged\n at α ≈ {ad:.3g}",
-                          transform=ax_e.get_xaxis_transform(), color=col, fontsize=7,
-                          va="top", ha="left")
-        lo, hi = np.nanmin(data[f"{tag}_afa_eg"]), np.nanmax(
-            [np.nanmax(data[f"{tag}_{r.replace('-', '_')}_eg"]) for r in rules])
+                ax_e.text(
+                    ad,
+                    0.6,
+                    f" {int(div.sum())}/{len(div)} diverged\n at α ≈ {ad:.3g}",
+                    transform=ax_e.get_xaxis_transform(),
+                    color=col,
+                    fontsize=7,
+                    va="top",
+                    ha="left",
+                )
+        lo, hi = (
+            np.nanmin(data[f"{tag}_afa_eg"]),
+            np.nanmax([np.nanmax(data[f"{tag}_{r.replace('-', '_')}_eg"]) for r in rules]),
+        )
         if hi > 20 * lo:
             ax_e.set_yscale("log")
         ax_r.set_yscale("log")
@@ -160,20 +188,31 @@ def make(outdir, quick: bool = False) -> dict:
         ax_b.set_xlabel(S.ALPHA)
         if j == 0:
             if cfg.get("ode_rules"):
-                ax_e.plot([], [], color="0.3", ls=(0, (1, 1)), lw=2.2,
-                          label="exact ODE (§5.5)")
+                ax_e.plot([], [], color="0.3", ls=(0, (1, 1)), lw=2.2, label="exact ODE (§5.5)")
             ax_e.set_ylabel(S.EG + " (mean ± 1 std)")
-            ax_r.set_ylabel(r"$|\varepsilon_g - \varepsilon_g^{\rm AFA}|\,/\,"
-                            r"\varepsilon_g^{\rm AFA}$")
+            ax_r.set_ylabel(
+                r"$|\varepsilon_g - \varepsilon_g^{\rm AFA}|\,/\,"
+                r"\varepsilon_g^{\rm AFA}$"
+            )
             ax_b.set_ylabel(r"$|b| = |wF|/\sqrt{N}$")
             ax_e.legend(loc="lower left", fontsize=7)
-            ax_r.text(alpha[-1], cfg["check"]["agree_rel"], f"{cfg['check']['agree_rel']:.0%} ",
-                      ha="right", va="bottom", fontsize=7, color="0.4")
+            ax_r.text(
+                alpha[-1],
+                cfg["check"]["agree_rel"],
+                f"{cfg['check']['agree_rel']:.0%} ",
+                ha="right",
+                va="bottom",
+                fontsize=7,
+                color="0.4",
+            )
         for ax in (ax_e, ax_r, ax_b):
             S.panel_label(ax, next(letters))
-    fig.suptitle(f"Same initial weights and samples: N = {N}, K = M = {base['K']}, "
-                 f"η = η$_v$ = {base['eta']}, {len(data[f'{_tag(sFs[0])}_afa_diverged'])} "
-                 f"seeds", fontsize=10)
+    fig.suptitle(
+        f"Same initial weights and samples: N = {N}, K = M = {base['K']}, "
+        f"η = η$_v$ = {base['eta']}, {len(data[f'{_tag(sFs[0])}_afa_diverged'])} "
+        f"seeds",
+        fontsize=10,
+    )
     params = dict(cfg, results=info, seconds=time.perf_counter() - t0)
     save_figure(fig, outdir, NAME, params, data)
     return data

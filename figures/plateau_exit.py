@@ -20,6 +20,7 @@ the simulations escape earlier than the ODE and their exit time saturates.
 
 Parameters: ``figures/configs/plateau-exit.json``.
 """
+
 from __future__ import annotations
 
 import math
@@ -33,8 +34,10 @@ from . import _style as S
 from ._common import save_figure
 
 NAME = "plateau-exit"
-DESCRIPTION = ("Saad-Solla plateau: exit time against the initial asymmetry (log scale), "
-               "ODE events vs simulations, BP and FA, with the linear-stability slope")
+DESCRIPTION = (
+    "Saad-Solla plateau: exit time against the initial asymmetry (log scale), "
+    "ODE events vs simulations, BP and FA, with the linear-stability slope"
+)
 
 RULES = ("bp", "fa")
 
@@ -47,10 +50,12 @@ def target_R(cfg, a):
 
 def initial_state(cfg, a, rule):
     from theory.state import OrderParameters
+
     K, M = cfg["K"], cfg["M"]
     kw = {"b": np.array(cfg["fa_b"], dtype=float)} if rule == "fa" else {}
-    return OrderParameters.from_spec(K, M, Q=cfg["init"]["q0"], R=target_R(cfg, a), T=1.0,
-                                     v=1.0, v_star=1.0, **kw)
+    return OrderParameters.from_spec(
+        K, M, Q=cfg["init"]["q0"], R=target_R(cfg, a), T=1.0, v=1.0, v_star=1.0, **kw
+    )
 
 
 def weights_with_overlaps(N, R, q0, seed):
@@ -62,7 +67,7 @@ def weights_with_overlaps(N, R, q0, seed):
     K, M = R.shape
     rng = np.random.default_rng(seed)
     G = rng.standard_normal((N, M + K))
-    Qr, _ = np.linalg.qr(G)                   # orthonormal columns
+    Qr, _ = np.linalg.qr(G)  # orthonormal columns
     w_star = math.sqrt(N) * Qr[:, :M].T
     Z = math.sqrt(N) * Qr[:, M:].T
     C = np.linalg.cholesky(q0 * np.eye(K) - R @ R.T)
@@ -82,8 +87,14 @@ def make(outdir, quick: bool = False) -> dict:
     t0 = time.perf_counter()
     ev = plateau_exit(level=cfg["level"])
     oc, sc = cfg["ode"], cfg["simulation"]
-    ode_kw = dict(eta=cfg["eta"], eta_v=0.0, activation=cfg["activation"],
-                  alpha_max=oc["alpha_max"], rtol=oc["rtol"], atol=oc["atol"])
+    ode_kw = dict(
+        eta=cfg["eta"],
+        eta_v=0.0,
+        activation=cfg["activation"],
+        alpha_max=oc["alpha_max"],
+        rtol=oc["rtol"],
+        atol=oc["atol"],
+    )
     a_ode = np.array(oc["asymmetries"], dtype=float)
     a_sim = np.array(sc["asymmetries"], dtype=float)
     data = {"ode_asymmetries": a_ode, "sim_asymmetries": a_sim}
@@ -91,12 +102,21 @@ def make(outdir, quick: bool = False) -> dict:
     for rule in RULES:
         exits = []
         for a in a_ode:
-            r = odeflow.solve(rule, initial_state(cfg, a, rule), events=ev,
-                              record={"alpha": [0.0, oc["alpha_max"]]}, **ode_kw)
+            r = odeflow.solve(
+                rule,
+                initial_state(cfg, a, rule),
+                events=ev,
+                record={"alpha": [0.0, oc["alpha_max"]]},
+                **ode_kw,
+            )
             exits.append(r.alpha_events[0][0] if len(r.alpha_events[0]) else np.nan)
-        lam, _, eg_plateau = escape_rate(rule, initial_state(cfg, a_ode[0], rule),
-                                         eta=cfg["eta"], eta_v=0.0,
-                                         activation=cfg["activation"])
+        lam, _, eg_plateau = escape_rate(
+            rule,
+            initial_state(cfg, a_ode[0], rule),
+            eta=cfg["eta"],
+            eta_v=0.0,
+            activation=cfg["activation"],
+        )
         data[f"{rule}_ode_exit"] = np.array(exits)
         data[f"{rule}_lambda"] = lam
         data[f"{rule}_eg_plateau"] = eg_plateau
@@ -104,23 +124,39 @@ def make(outdir, quick: bool = False) -> dict:
         sim_exit = np.full((len(a_sim), sc["seeds"]), np.nan)
         with tempfile.TemporaryDirectory() as tmp:
             for i, a in enumerate(a_sim):
-                w, w_star = weights_with_overlaps(sc["N"], target_R(cfg, a), cfg["init"]["q0"],
-                                                  sc["weights_seed"])
+                w, w_star = weights_with_overlaps(
+                    sc["N"], target_R(cfg, a), cfg["init"]["q0"], sc["weights_seed"]
+                )
                 f = Path(tmp) / f"w{i}.npz"
                 extra = {"b": np.array(cfg["fa_b"], dtype=float)} if rule == "fa" else {}
-                np.savez(f, w=w, w_star=w_star, v=np.ones(cfg["K"]), v_star=np.ones(cfg["M"]),
-                         **extra)
-                sim = simulate(dict(rule=rule, N=sc["N"], K=cfg["K"], M=cfg["M"],
-                                    activation=cfg["activation"], eta=cfg["eta"], eta_v=0.0,
-                                    alpha_max=sc["alpha_max"],
-                                    record={"every": sc["record_every"]},
-                                    seeds=sc["seeds"], init={"weights": str(f)}))
+                np.savez(
+                    f, w=w, w_star=w_star, v=np.ones(cfg["K"]), v_star=np.ones(cfg["M"]), **extra
+                )
+                sim = simulate(
+                    dict(
+                        rule=rule,
+                        N=sc["N"],
+                        K=cfg["K"],
+                        M=cfg["M"],
+                        activation=cfg["activation"],
+                        eta=cfg["eta"],
+                        eta_v=0.0,
+                        alpha_max=sc["alpha_max"],
+                        record={"every": sc["record_every"]},
+                        seeds=sc["seeds"],
+                        init={"weights": str(f)},
+                    )
+                )
                 sim_exit[i] = simulation_exit_alpha(sim, ev)
         data[f"{rule}_sim_exit"] = sim_exit
-        info[rule] = dict(lambda_=lam, slope=1 / lam, eg_plateau=eg_plateau,
-                          ode_exit=data[f"{rule}_ode_exit"].tolist(),
-                          sim_exit_mean=np.nanmean(sim_exit, axis=1).tolist(),
-                          sim_never_exited=int(np.isnan(sim_exit).sum()))
+        info[rule] = dict(
+            lambda_=lam,
+            slope=1 / lam,
+            eg_plateau=eg_plateau,
+            ode_exit=data[f"{rule}_ode_exit"].tolist(),
+            sim_exit_mean=np.nanmean(sim_exit, axis=1).tolist(),
+            sim_never_exited=int(np.isnan(sim_exit).sum()),
+        )
 
     fig, ax = plt.subplots(figsize=(5.6, 4.0), constrained_layout=True)
     x_ode = np.log(1 / a_ode)
@@ -136,21 +172,31 @@ def make(outdir, quick: bool = False) -> dict:
         se = data[f"{rule}_sim_exit"]
         m = np.nanmean(se, axis=1)
         s = np.nanstd(se, axis=1, ddof=1) if se.shape[1] > 1 else np.zeros(len(m))
-        ax.errorbar(x_sim, m, yerr=s, fmt="o", color=col, ms=4.5, capsize=2.5,
-                    mfc="white" if rule == "fa" else col,
-                    label=f"{S.LABELS[rule]} simulation N = {sc['N']} (mean ± std, "
-                          f"{sc['seeds']} seeds)")
-        ax.text(x_ode[j], ex[j], f"  slope 1/λ = {1 / lam:.1f}", fontsize=7, va="top",
-                color=col)
+        ax.errorbar(
+            x_sim,
+            m,
+            yerr=s,
+            fmt="o",
+            color=col,
+            ms=4.5,
+            capsize=2.5,
+            mfc="white" if rule == "fa" else col,
+            label=f"{S.LABELS[rule]} simulation N = {sc['N']} (mean ± std, {sc['seeds']} seeds)",
+        )
+        ax.text(x_ode[j], ex[j], f"  slope 1/λ = {1 / lam:.1f}", fontsize=7, va="top", color=col)
     ax.plot([], [], ":", color="k", lw=1.0, label="linearised ODE: slope 1/λ")
     ax.set_xlabel(r"$\ln(1/a)$, $a$ = initial asymmetry of $R$")
-    ax.set_ylabel(fr"plateau exit $\alpha$ (specialisation $= {cfg['level']}$)")
-    sec = ax.secondary_xaxis("top", functions=(lambda x: x / math.log(10),
-                                               lambda y: y * math.log(10)))
+    ax.set_ylabel(rf"plateau exit $\alpha$ (specialisation $= {cfg['level']}$)")
+    sec = ax.secondary_xaxis(
+        "top", functions=(lambda x: x / math.log(10), lambda y: y * math.log(10))
+    )
     sec.set_xlabel(r"$\log_{10}(1/a)$")
     ax.legend(loc="upper left", fontsize=7)
-    ax.set_title(f"K = M = {cfg['K']}, erf, η = {cfg['eta']}, v = v* = 1 fixed, "
-                 f"FA feedback b = {cfg['fa_b']}", fontsize=8)
+    ax.set_title(
+        f"K = M = {cfg['K']}, erf, η = {cfg['eta']}, v = v* = 1 fixed, "
+        f"FA feedback b = {cfg['fa_b']}",
+        fontsize=8,
+    )
     params = dict(cfg, results=info, seconds=time.perf_counter() - t0)
     save_figure(fig, outdir, NAME, params, data)
     return data

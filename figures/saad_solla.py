@@ -16,6 +16,7 @@ measured initial state; (b) the nine ``R_km`` of one ODE run; (c) specialisation
 
 Parameters: ``figures/configs/saad-solla.json``.
 """
+
 from __future__ import annotations
 
 import math
@@ -27,8 +28,10 @@ from . import _style as S
 from ._common import save_figure
 
 NAME = "saad-solla"
-DESCRIPTION = ("BP, K = M = 3, fixed second layer: the symmetric plateau and its escape "
-               "(ε_g, R_km, specialisation; ODE for several asymmetries + simulation)")
+DESCRIPTION = (
+    "BP, K = M = 3, fixed second layer: the symmetric plateau and its escape "
+    "(ε_g, R_km, specialisation; ODE for several asymmetries + simulation)"
+)
 
 #: blues for the asymmetry scan (all BP)
 SHADES = ["#08306B", "#2171B5", "#6BAED6", "#9ECAE1"]
@@ -45,18 +48,19 @@ def plateau(alpha, eg, rel=0.1):
     best = (0, 0)
     j = 0
     n = len(a)
-    for i in range(n):      # two pointers: the window [i, j] stays flat
+    for i in range(n):  # two pointers: the window [i, j] stays flat
         j = max(j, i)
-        while j + 1 < n and e[i:j + 2].max() <= (1 + rel) * e[i:j + 2].min():
+        while j + 1 < n and e[i : j + 2].max() <= (1 + rel) * e[i : j + 2].min():
             j += 1
         if math.log10(a[j] / a[i]) > math.log10(a[best[1]] / a[best[0]]):
             best = (i, j)
     i, j = best
-    return float(a[i]), float(a[j]), float(e[i:j + 1].mean())
+    return float(a[i]), float(a[j]), float(e[i : j + 1].mean())
 
 
 def initial_state(cfg, asym):
     from theory.state import OrderParameters
+
     K, M = cfg["K"], cfg["M"]
     ini = cfg["init"]
     rng = np.random.default_rng(ini["seed"])
@@ -79,8 +83,16 @@ def make(outdir, quick: bool = False) -> dict:
     data, info = {"asymmetries": np.array(asyms)}, {}
     for i, a in enumerate(asyms):
         init = initial_state(cfg, a)
-        o = odeflow.solve("bp", init, eta=cfg["eta"], eta_v=0.0, activation=cfg["activation"],
-                          alpha_max=cfg["alpha_max"], record=cfg["record"], **cfg["ode"])
+        o = odeflow.solve(
+            "bp",
+            init,
+            eta=cfg["eta"],
+            eta_v=0.0,
+            activation=cfg["activation"],
+            alpha_max=cfg["alpha_max"],
+            record=cfg["record"],
+            **cfg["ode"],
+        )
         data["alpha"] = o.alpha
         data[f"ode{i}_eg"] = o.eg
         data[f"ode{i}_R"] = o.R
@@ -88,21 +100,31 @@ def make(outdir, quick: bool = False) -> dict:
         data[f"ode{i}_spec"] = specialisation(o.Q, o.R, init.T)
         p = plateau(o.alpha, o.eg, rel)
         data[f"ode{i}_plateau"] = np.array(p)
-        info[f"asymmetry {a:g}"] = dict(message=o.message, plateau=p,
-                                        eg_final=float(o.eg[-1]))
+        info[f"asymmetry {a:g}"] = dict(message=o.message, plateau=p, eg_final=float(o.eg[-1]))
     c = compare({**cfg["simulation"], **cfg["ode"]})
     sim, so = c.sim, c.ode_result
     sim_spec = specialisation(sim.Q, sim.R, sim.T[:, None])
     ok = ~sim.diverged
-    data.update(sim_alpha=sim.alpha, sim_eg=sim.eg, sim_eg_mean=sim.eg_mean,
-                sim_eg_std=sim.eg_std, sim_spec_mean=sim_spec[ok].mean(axis=0),
-                sim_spec_std=sim_spec[ok].std(axis=0, ddof=1) if ok.sum() > 1 else
-                np.zeros(sim_spec.shape[1]),
-                simode_eg=so.eg, simode_spec=specialisation(so.Q, so.R, so.init.T),
-                sim_plateau=np.array(plateau(sim.alpha, sim.eg_mean, rel)))
-    info["simulation"] = dict(summary=sim.summary(), ode=so.message,
-                              discrepancy=c.discrepancy, stderr=c.stderr,
-                              plateau=data["sim_plateau"].tolist())
+    data.update(
+        sim_alpha=sim.alpha,
+        sim_eg=sim.eg,
+        sim_eg_mean=sim.eg_mean,
+        sim_eg_std=sim.eg_std,
+        sim_spec_mean=sim_spec[ok].mean(axis=0),
+        sim_spec_std=sim_spec[ok].std(axis=0, ddof=1)
+        if ok.sum() > 1
+        else np.zeros(sim_spec.shape[1]),
+        simode_eg=so.eg,
+        simode_spec=specialisation(so.Q, so.R, so.init.T),
+        sim_plateau=np.array(plateau(sim.alpha, sim.eg_mean, rel)),
+    )
+    info["simulation"] = dict(
+        summary=sim.summary(),
+        ode=so.message,
+        discrepancy=c.discrepancy,
+        stderr=c.stderr,
+        plateau=data["sim_plateau"].tolist(),
+    )
     alpha = data["alpha"]
     floor = 1e-8
 
@@ -111,15 +133,22 @@ def make(outdir, quick: bool = False) -> dict:
     pos = alpha > 0
     for i, a in enumerate(asyms):
         col = SHADES[i % len(SHADES)]
-        ax_e.plot(alpha[pos], np.maximum(data[f"ode{i}_eg"][pos], floor), "-", color=col,
-                  label=f"ODE, asymmetry {a:.0e}")
-        ax_s.plot(alpha[pos], data[f"ode{i}_spec"][pos], "-", color=col,
-                  label=f"ODE, asymmetry {a:.0e}")
+        ax_e.plot(
+            alpha[pos],
+            np.maximum(data[f"ode{i}_eg"][pos], floor),
+            "-",
+            color=col,
+            label=f"ODE, asymmetry {a:.0e}",
+        )
+        ax_s.plot(
+            alpha[pos], data[f"ode{i}_spec"][pos], "-", color=col, label=f"ODE, asymmetry {a:.0e}"
+        )
     a0, a1, pv = data[f"ode{cfg['show_R_of']}_plateau"]
     for ax in axes:
         ax.axvspan(a0, a1, color="0.85", lw=0, zorder=0)
-    ax_e.text(math.sqrt(a0 * a1), pv * 1.6, "symmetric\nplateau", ha="center", fontsize=8,
-              color="0.3")
+    ax_e.text(
+        math.sqrt(a0 * a1), pv * 1.6, "symmetric\nplateau", ha="center", fontsize=8, color="0.3"
+    )
     sa = data["sim_alpha"]
     sp = sa > 0
     col_sim = S.COLORS["pepita-forward"]
@@ -129,15 +158,32 @@ def make(outdir, quick: bool = False) -> dict:
     lo = np.maximum(data["sim_eg_mean"] - data["sim_eg_std"], floor)
     hi = np.maximum(data["sim_eg_mean"] + data["sim_eg_std"], floor)
     ax_e.fill_between(sa[sp], lo[sp], hi[sp], color=col_sim, alpha=0.25, lw=0)
-    ax_e.plot(sa[sp], np.maximum(data["sim_eg_mean"][sp], floor), "o", ms=2.5, color=col_sim,
-              label=f"simulation N = {N}, {ns} seeds (± 1 std)")
-    ax_e.plot(sa[sp], np.maximum(data["simode_eg"][sp], floor), "-", color="k", lw=1.0,
-              label="ODE from the simulation's initial state")
+    ax_e.plot(
+        sa[sp],
+        np.maximum(data["sim_eg_mean"][sp], floor),
+        "o",
+        ms=2.5,
+        color=col_sim,
+        label=f"simulation N = {N}, {ns} seeds (± 1 std)",
+    )
+    ax_e.plot(
+        sa[sp],
+        np.maximum(data["simode_eg"][sp], floor),
+        "-",
+        color="k",
+        lw=1.0,
+        label="ODE from the simulation's initial state",
+    )
     S.band(ax_s, sa[sp], data["sim_spec_mean"][sp], data["sim_spec_std"][sp], col_sim)
-    ax_s.plot(sa[sp], data["sim_spec_mean"][sp], "o", ms=2.5, color=col_sim,
-              label="simulation")
-    ax_s.plot(sa[sp], data["simode_spec"][sp], "-", color="k", lw=1.0,
-              label="ODE (simulation's initial state)")
+    ax_s.plot(sa[sp], data["sim_spec_mean"][sp], "o", ms=2.5, color=col_sim, label="simulation")
+    ax_s.plot(
+        sa[sp],
+        data["simode_spec"][sp],
+        "-",
+        color="k",
+        lw=1.0,
+        label="ODE (simulation's initial state)",
+    )
     ax_e.set_xscale("log")
     ax_e.set_yscale("log")
     ax_e.set_ylim(floor, None)
@@ -151,9 +197,14 @@ def make(outdir, quick: bool = False) -> dict:
     styles = ["-", "--", ":", "-."]
     for k in range(K):
         for m in range(M):
-            ax_r.plot(alpha[pos], R[pos, k, m], styles[m % len(styles)],
-                      color=S.CYCLE[k % len(S.CYCLE)], lw=1.3,
-                      label=rf"$R_{{{k + 1}m}}$" if m == 0 else None)
+            ax_r.plot(
+                alpha[pos],
+                R[pos, k, m],
+                styles[m % len(styles)],
+                color=S.CYCLE[k % len(S.CYCLE)],
+                lw=1.3,
+                label=rf"$R_{{{k + 1}m}}$" if m == 0 else None,
+            )
     ax_r.plot([], [], "-", color="0.4", label=r"$m = 1$")
     ax_r.plot([], [], "--", color="0.4", label=r"$m = 2$")
     ax_r.plot([], [], ":", color="0.4", label=r"$m = 3$")
@@ -168,9 +219,11 @@ def make(outdir, quick: bool = False) -> dict:
     ax_s.legend(loc="upper left", fontsize=7)
     for ax, l in zip(axes, "abc"):
         S.panel_label(ax, l)
-    fig.suptitle(f"Online BP, K = M = {cfg['K']}, erf, η = {cfg['eta']}, second layer fixed "
-                 f"(v = v* = 1), Q(0) = {cfg['init']['q0']} I, R(0) ≈ {cfg['init']['r0']}",
-                 fontsize=10)
+    fig.suptitle(
+        f"Online BP, K = M = {cfg['K']}, erf, η = {cfg['eta']}, second layer fixed "
+        f"(v = v* = 1), Q(0) = {cfg['init']['q0']} I, R(0) ≈ {cfg['init']['r0']}",
+        fontsize=10,
+    )
     params = dict(cfg, results=info, seconds=time.perf_counter() - t0)
     save_figure(fig, outdir, NAME, params, data)
     return data

@@ -30,6 +30,7 @@ What it offers (see ``dir(odeflow)``):
 Every name is imported on first use (PEP 562): ``import odeflow`` and ``python -m odeflow
 --help`` import neither numba nor sympy.
 """
+
 import sys
 import types
 
@@ -65,6 +66,7 @@ def __getattr__(name):
     if name not in _LAZY:
         raise AttributeError(f"module 'odeflow' has no attribute {name!r}")
     import importlib
+
     mod, attr = _LAZY[name]
     obj = importlib.import_module(mod)
     if attr is not None:

@@ -10,6 +10,7 @@ result fields are declared by the model. The integration loop is compiled
 (:mod:`odeflow.solvers`); Python only runs between chunks of steps, to draw the progress
 bar.
 """
+
 from __future__ import annotations
 
 import time
@@ -18,20 +19,39 @@ from pathlib import Path
 import numpy as np
 
 from theory.runtime import cli
+from theory.runtime.progress import ProgressBar
 from theory.state import OrderParameters
 from theory.system import describe, observables
 
 from . import solvers as S
-from .inputs import (as_state as _as_state, check_bool, check_run,  # noqa: F401 (events)
-                     dt_note as _dt_note, get_system, params_vector as _params_vector,
-                     positive as _positive, quad_report as _quad_report,
-                     record_grid as _record_grid, rule_name as _rule_name)
-from theory.runtime.progress import ProgressBar
-from .status import STATUS_DOC, describe as stop_message
-from .results import SDEResult, Result, _jsonable
+from .inputs import (
+    check_bool,
+    check_run,  # noqa: F401 (events)
+    get_system,
+)
+from .inputs import (
+    dt_note as _dt_note,
+)
+from .inputs import (
+    params_vector as _params_vector,
+)
+from .inputs import (
+    positive as _positive,
+)
+from .inputs import (
+    quad_report as _quad_report,
+)
+from .inputs import (
+    record_grid as _record_grid,
+)
+from .inputs import (
+    rule_name as _rule_name,
+)
+from .results import Result, SDEResult, _jsonable
+from .status import STATUS_DOC
+from .status import describe as stop_message
 
-__all__ = ["solve", "solve_sde", "Result", "SDEResult", "get_system", "METHODS",
-           "SDE_METHODS"]
+__all__ = ["solve", "solve_sde", "Result", "SDEResult", "get_system", "METHODS", "SDE_METHODS"]
 
 METHODS = S.METHODS
 SDE_METHODS = ("euler-maruyama",)
@@ -84,6 +104,7 @@ def _load_kernel(kernel, what):
     if load is None:
         return kernel
     from theory.cache import load_numba
+
     with cli.activity(f"loading {what} (compiled on first use, then cached)"):
         return load_numba(load, S.__file__, kernel.__name__, what)
 
@@ -99,9 +120,10 @@ def _rhs_cost(rule, system, activation, eta, eta_v, sigma, rule_params):
     K, M = system.layout.K, system.layout.M
     s = (K + M) / 24.0
     k, m = max(1, round(K / s)), max(1, round(M / s))
-    small = OrderParameters.from_spec(k, m, R=0.01, v=0.1, b=0.1 * np.ones(k),
-                                      c=0.01 * np.ones(m), sigma_F2=0.09)
-    if hasattr(rule, "rhs"):            # a prebuilt system: no other size to time
+    small = OrderParameters.from_spec(
+        k, m, R=0.01, v=0.1, b=0.1 * np.ones(k), c=0.01 * np.ones(m), sigma_F2=0.09
+    )
+    if hasattr(rule, "rhs"):  # a prebuilt system: no other size to time
         return None
     sysk = get_system(rule, k, m, activation)
     p = _params_vector(sysk, small, eta, eta_v, sigma, rule_params)
@@ -122,11 +144,13 @@ def _announce_cost(rule, system, activation, eta, eta_v, sigma, rule_params, met
     t = _rhs_cost(rule, system, activation, eta, eta_v, sigma, rule_params)
     if t is None:
         return
-    tab = S.TABLEAUX[method]               # rhs evaluations per step: stages, one
-    per_step = (len(tab.b) - int(tab.fsal)) * t   # fewer when the last is reused (FSAL)
-    msg = (f"estimate: one evaluation of the right-hand side takes ~{t:.3g} s at "
-           f"K = {system.layout.K}, M = {system.layout.M} (cost ∝ K²(K+M)²), so one "
-           f"{method} step ~{per_step:.3g} s")
+    tab = S.TABLEAUX[method]  # rhs evaluations per step: stages, one
+    per_step = (len(tab.b) - int(tab.fsal)) * t  # fewer when the last is reused (FSAL)
+    msg = (
+        f"estimate: one evaluation of the right-hand side takes ~{t:.3g} s at "
+        f"K = {system.layout.K}, M = {system.layout.M} (cost ∝ K²(K+M)²), so one "
+        f"{method} step ~{per_step:.3g} s"
+    )
     if per_step > 1:
         msg += "; progress (and Ctrl-C) is seen between steps"
     cli.status(msg)
@@ -134,6 +158,7 @@ def _announce_cost(rule, system, activation, eta, eta_v, sigma, rule_params, met
 
 def _import_sde():
     from . import sde
+
     return sde
 
 
@@ -141,16 +166,38 @@ def _check_memory(T, n, K, M, paths, what):
     """Refuse up front a run whose records cannot fit in memory: the flat records
     (T × n doubles per path) plus their unpacked copies (Q as a full K×K matrix)."""
     per = T * (n + K * K + K * M + 3 * K + 2) * 8
-    cli.check_memory(2 * paths * per, f"{what} with K = {K}, M = {M}, {T} records"
-                     + (f", {paths} paths" if paths > 1 else ""),
-                     hint="record fewer points (record) or use a smaller K")
+    cli.check_memory(
+        2 * paths * per,
+        f"{what} with K = {K}, M = {M}, {T} records" + (f", {paths} paths" if paths > 1 else ""),
+        hint="record fewer points (record) or use a smaller K",
+    )
 
 
-def solve(rule, init, *, eta, eta_v=None, sigma=0.0, activation="erf", alpha_max,
-          method="dopri5", dt=None, rtol=1e-8, atol=1e-10, record=None, eg_tol=None,
-          max_steps=10_000_000, diverge_threshold=1e6, rule_params=None,
-          progress=False, quadrature=None, events=None, dense_output=False, eta_u=None,
-          theta=None) -> Result:
+def solve(
+    rule,
+    init,
+    *,
+    eta,
+    eta_v=None,
+    sigma=0.0,
+    activation="erf",
+    alpha_max,
+    method="dopri5",
+    dt=None,
+    rtol=1e-8,
+    atol=1e-10,
+    record=None,
+    eg_tol=None,
+    max_steps=10_000_000,
+    diverge_threshold=1e6,
+    rule_params=None,
+    progress=False,
+    quadrature=None,
+    events=None,
+    dense_output=False,
+    eta_u=None,
+    theta=None,
+) -> Result:
     """Integrate the order-parameter ODEs of ``rule`` from ``init`` to ``alpha_max``.
 
     Parameters
@@ -249,8 +296,8 @@ def solve(rule, init, *, eta, eta_v=None, sigma=0.0, activation="erf", alpha_max
     dense_output = check_bool("dense_output", dense_output)
     # the model's one validator (theory.models): its parameters and its initial state
     model, state, mparams, (eta, eta_v, sigma, rule_params) = check_run(
-        rule, init, rule_params,
-        dict(eta=eta, eta_v=eta_v, sigma=sigma, eta_u=eta_u, theta=theta))
+        rule, init, rule_params, dict(eta=eta, eta_v=eta_v, sigma=sigma, eta_u=eta_u, theta=theta)
+    )
     rec, record_spec = _record_grid(record, alpha_max)
 
     note = _dt_note(dt, rec) if method in S.FIXED_STEP else None
@@ -265,13 +312,26 @@ def solve(rule, init, *, eta, eta_v=None, sigma=0.0, activation="erf", alpha_max
     T = rec.shape[0]
     rec_y = np.zeros((T, n))
     rec_eg = np.zeros(T)
-    opts = S.make_opts(alpha_max, dt if method in S.FIXED_STEP else rtol, atol, eg_tol,
-                       diverge_threshold, PSD_RTOL, max_steps, lay.nQ, lay.K, state.T)
-    from .events import EventTracker, SEGMENTS_PER_CALL
+    opts = S.make_opts(
+        alpha_max,
+        dt if method in S.FIXED_STEP else rtol,
+        atol,
+        eg_tol,
+        diverge_threshold,
+        PSD_RTOL,
+        max_steps,
+        lay.nQ,
+        lay.K,
+        state.T,
+    )
+    from .events import SEGMENTS_PER_CALL, EventTracker
+
     if dense_output and method not in S.DENSE_METHODS:
         dm = [repr(m) for m in S.DENSE_METHODS]
-        raise ValueError(f"dense_output needs method {', '.join(dm[:-1])} or {dm[-1]} (a "
-                         f"continuous extension), got {method!r}; events work with every method")
+        raise ValueError(
+            f"dense_output needs method {', '.join(dm[:-1])} or {dm[-1]} (a "
+            f"continuous extension), got {method!r}; events work with every method"
+        )
     tracker = EventTracker(events, system, p, state, method, dense_output)
     fs, ist, work = S.new_state(n, SEGMENTS_PER_CALL if tracker.active else 0)
     if method not in S.FIXED_STEP and dt is not None:
@@ -291,15 +351,17 @@ def solve(rule, init, *, eta, eta_v=None, sigma=0.0, activation="erf", alpha_max
     nr = int(ist[S.I_NEXT_REC])
     if tracker.terminal is None:
         status, reason, message = _message(code, fs, ist, opts, method)
-    else:                                     # stop at the terminal event (odeflow.events)
+    else:  # stop at the terminal event (odeflow.events)
         a_ev, y_ev, i_ev = tracker.terminal
         y[:] = y_ev
         fs[S.F_ALPHA] = a_ev
         nr = int(np.searchsorted(rec[:nr], a_ev, side="right"))
         status, reason = 1, "event"
-        message = (f"stopped by terminal event {i_ev} "
-                   f"({getattr(tracker.events[i_ev][0], '__name__', 'event')}) at α = "
-                   f"{_fmt(a_ev)}")
+        message = (
+            f"stopped by terminal event {i_ev} "
+            f"({getattr(tracker.events[i_ev][0], '__name__', 'event')}) at α = "
+            f"{_fmt(a_ev)}"
+        )
     bar.close(fs[S.F_ALPHA], note=message)
 
     parts = lay.unpack(rec_y[:nr])
@@ -307,31 +369,57 @@ def solve(rule, init, *, eta, eta_v=None, sigma=0.0, activation="erf", alpha_max
     ev_alpha = ev_y = None
     if tracker.events:
         ev_alpha, ev_y = tracker.results()
-        keep = [a <= fs[S.F_ALPHA] for a in ev_alpha]   # none past a reset of the final state
+        keep = [a <= fs[S.F_ALPHA] for a in ev_alpha]  # none past a reset of the final state
         ev_alpha = [a[k] for a, k in zip(ev_alpha, keep)]
         ev_y = [yy[k] for yy, k in zip(ev_y, keep)]
-    params = dict(model=model.name, rule=_rule_name(system), K=state.K, M=state.M,
-                  activation=getattr(system, "activation", activation), **mparams,
-                  alpha_max=alpha_max, method=method, dt=dt,
-                  rtol=None if method in S.FIXED_STEP else rtol,
-                  atol=None if method in S.FIXED_STEP else atol, record=_jsonable(record_spec),
-                  eg_tol=eg_tol, max_steps=max_steps, diverge_threshold=diverge_threshold,
-                  rule_params=dict(rule_params or {}), system=_jsonable(describe(system)))
+    params = dict(
+        model=model.name,
+        rule=_rule_name(system),
+        K=state.K,
+        M=state.M,
+        activation=getattr(system, "activation", activation),
+        **mparams,
+        alpha_max=alpha_max,
+        method=method,
+        dt=dt,
+        rtol=None if method in S.FIXED_STEP else rtol,
+        atol=None if method in S.FIXED_STEP else atol,
+        record=_jsonable(record_spec),
+        eg_tol=eg_tol,
+        max_steps=max_steps,
+        diverge_threshold=diverge_threshold,
+        rule_params=dict(rule_params or {}),
+        system=_jsonable(describe(system)),
+    )
     quad = _quad_report(system, state, final, eta, eta_v, sigma, rule_params)
     if quad is not None:
         params["quadrature"] = quad
     if note:
         params["notes"] = [note]
     t_end = time.perf_counter()
-    return Result(alpha=rec[:nr].copy(), eg=rec_eg[:nr].copy(), Q=parts["Q"], R=parts["R"],
-                  fields=_model_fields(model, system, parts, rec_y[:nr], p),
-                  model=model.name, status=status, reason=reason, message=message,
-                  nfev=int(ist[S.I_NFEV]), n_steps=int(ist[S.I_NSTEPS]),
-                  n_rejected=int(ist[S.I_NREJECT]), alpha_final=float(fs[S.F_ALPHA]),
-                  init=state, final=final, params=params,
-                  timings={"system": t_sys - t_start, "run": t_end - t_sys},
-                  alpha_events=ev_alpha, state_events=ev_y,
-                  sol=tracker.dense_solution(float(fs[S.F_ALPHA])), layout=lay)
+    return Result(
+        alpha=rec[:nr].copy(),
+        eg=rec_eg[:nr].copy(),
+        Q=parts["Q"],
+        R=parts["R"],
+        fields=_model_fields(model, system, parts, rec_y[:nr], p),
+        model=model.name,
+        status=status,
+        reason=reason,
+        message=message,
+        nfev=int(ist[S.I_NFEV]),
+        n_steps=int(ist[S.I_NSTEPS]),
+        n_rejected=int(ist[S.I_NREJECT]),
+        alpha_final=float(fs[S.F_ALPHA]),
+        init=state,
+        final=final,
+        params=params,
+        timings={"system": t_sys - t_start, "run": t_end - t_sys},
+        alpha_events=ev_alpha,
+        state_events=ev_y,
+        sol=tracker.dense_solution(float(fs[S.F_ALPHA])),
+        layout=lay,
+    )
 
 
 def _model_fields(model, system, parts, rec_y, p) -> dict:
@@ -357,10 +445,27 @@ def _nan_stats(x, alive):
     return mean, np.sqrt(var)
 
 
-def solve_sde(rule="afa", init=None, *, eta, eta_v=None, sigma=0.0, activation="erf",
-              alpha_max, dt, n_paths, seed=None, record=None, method="euler-maruyama",
-              diverge_threshold=1e6, rule_params=None, progress=False,
-              quadrature=None, eta_u=None, theta=None) -> SDEResult:
+def solve_sde(
+    rule="afa",
+    init=None,
+    *,
+    eta,
+    eta_v=None,
+    sigma=0.0,
+    activation="erf",
+    alpha_max,
+    dt,
+    n_paths,
+    seed=None,
+    record=None,
+    method="euler-maruyama",
+    diverge_threshold=1e6,
+    rule_params=None,
+    progress=False,
+    quadrature=None,
+    eta_u=None,
+    theta=None,
+) -> SDEResult:
     """Ensemble of the AFA SDE ``db = drift dα + chol(Σ) dB_α`` (docs/theory.md §5).
 
     Q, R and v follow their ODEs given the path of b; b gets Gaussian noise with covariance
@@ -385,8 +490,10 @@ def solve_sde(rule="afa", init=None, *, eta, eta_v=None, sigma=0.0, activation="
     """
     with cli.activity("loading the Euler–Maruyama kernel (compiled on first use, then cached)"):
         from theory.cache import load_numba
-        E = load_numba(_import_sde, Path(S.__file__).with_name("sde.py"), "*",
-                       "the Euler–Maruyama kernel")
+
+        E = load_numba(
+            _import_sde, Path(S.__file__).with_name("sde.py"), "*", "the Euler–Maruyama kernel"
+        )
 
     t_start = time.perf_counter()
     if method not in SDE_METHODS:
@@ -404,15 +511,17 @@ def solve_sde(rule="afa", init=None, *, eta, eta_v=None, sigma=0.0, activation="
     if seed is None:
         seed = int(np.random.SeedSequence().entropy % (1 << 63))
     model, state, mparams, (eta, eta_v, sigma, rule_params) = check_run(
-        rule, init, rule_params,
-        dict(eta=eta, eta_v=eta_v, sigma=sigma, eta_u=eta_u, theta=theta))
+        rule, init, rule_params, dict(eta=eta, eta_v=eta_v, sigma=sigma, eta_u=eta_u, theta=theta)
+    )
     rec, record_spec = _record_grid(record, alpha_max)
     note = _dt_note(dt, rec)
     system = get_system(rule, state.K, state.M, activation, quadrature)
     if getattr(system, "noise", None) is None or not system.layout.adaptive_b:
-        raise ValueError(f"rule {_rule_name(system)!r} has no stochastic feedback; solve_sde "
-                         "needs an adaptive-feedback rule such as 'afa' (use solve for the "
-                         "deterministic ODEs)")
+        raise ValueError(
+            f"rule {_rule_name(system)!r} has no stochastic feedback; solve_sde "
+            "needs an adaptive-feedback rule such as 'afa' (use solve for the "
+            "deterministic ODEs)"
+        )
     t_sys = time.perf_counter()
     p = _params_vector(system, state, eta, eta_v, sigma, rule_params)
     lay = system.layout
@@ -426,8 +535,9 @@ def solve_sde(rule="afa", init=None, *, eta, eta_v=None, sigma=0.0, activation="
     rec_eg = np.full((P, T), np.nan)
     FS = np.zeros((P, S.N_FS))
     IST = np.zeros((P, S.N_IST), dtype=np.int64)
-    opts = S.make_opts(alpha_max, dt, 1.0, None, diverge_threshold, PSD_RTOL, 1 << 62,
-                       lay.nQ, lay.K, state.T)
+    opts = S.make_opts(
+        alpha_max, dt, 1.0, None, diverge_threshold, PSD_RTOL, 1 << 62, lay.nQ, lay.K, state.T
+    )
     b0 = lay.slices["b"].start
     base = E.base_seeds(seed, P)
     bar = ProgressBar(alpha_max, label=f"{_rule_name(system)} SDE ×{P}", enabled=progress)
@@ -442,11 +552,25 @@ def solve_sde(rule="afa", init=None, *, eta, eta_v=None, sigma=0.0, activation="
         while a < P:
             z = min(P, a + G)
             t = time.perf_counter()
-            E.em_kernel(system.rhs, system.eg, system.noise, p, Y[a:z], rec, rec_y[a:z],
-                        rec_eg[a:z], FS[a:z], IST[a:z], opts, seeds[a:z], b0, steps)
+            E.em_kernel(
+                system.rhs,
+                system.eg,
+                system.noise,
+                p,
+                Y[a:z],
+                rec,
+                rec_y[a:z],
+                rec_eg[a:z],
+                FS[a:z],
+                IST[a:z],
+                opts,
+                seeds[a:z],
+                b0,
+                steps,
+            )
             dt_call = time.perf_counter() - t
             a = z
-            bar.update(float(np.mean(FS[:, S.F_ALPHA])))   # mean α over the paths
+            bar.update(float(np.mean(FS[:, S.F_ALPHA])))  # mean α over the paths
             if dt_call < 0.5 * _CHUNK_SECONDS:
                 if G < P:
                     G = min(2 * G, P)
@@ -467,31 +591,67 @@ def solve_sde(rule="afa", init=None, *, eta, eta_v=None, sigma=0.0, activation="
     n_alive = alive.sum(axis=0)
     nd = int(diverged.sum())
     if nd == 0:
-        status, message = 0, (f"all {P} paths reached α = alpha_max = {_fmt(alpha_max)} "
-                              f"({int(IST[0, S.I_NSTEPS])} steps each)")
+        status, message = (
+            0,
+            (
+                f"all {P} paths reached α = alpha_max = {_fmt(alpha_max)} "
+                f"({int(IST[0, S.I_NSTEPS])} steps each)"
+            ),
+        )
     else:
         first = int(np.argmin(np.where(diverged, alpha_stop, np.inf)))
         _, _, why = _message(int(codes[first]), FS[first], IST[first], opts, "euler")
         status = -1
-        message = (f"{nd} of {P} paths diverged (their records stop there; statistics use "
-                   f"the surviving paths); earliest, path {first}: {why}")
+        message = (
+            f"{nd} of {P} paths diverged (their records stop there; statistics use "
+            f"the surviving paths); earliest, path {first}: {why}"
+        )
     bar.close(alpha_max if nd == 0 else float(np.max(alpha_stop)), note=message)
 
     parts = lay.unpack(rec_y)
     eg_mean, eg_std = _nan_stats(rec_eg, alive)
     b_mean, b_std = _nan_stats(parts["b"], alive)
-    params = dict(model=model.name, rule=_rule_name(system), K=state.K, M=state.M,
-                  activation=getattr(system, "activation", activation), eta=eta, eta_v=eta_v,
-                  sigma=sigma, alpha_max=alpha_max, method=method, dt=dt,
-                  record=_jsonable(record_spec), n_paths=P, seed=seed,
-                  diverge_threshold=diverge_threshold, chunk_steps=E.CHUNK_STEPS,
-                  rule_params=dict(rule_params or {}))
+    params = dict(
+        model=model.name,
+        rule=_rule_name(system),
+        K=state.K,
+        M=state.M,
+        activation=getattr(system, "activation", activation),
+        eta=eta,
+        eta_v=eta_v,
+        sigma=sigma,
+        alpha_max=alpha_max,
+        method=method,
+        dt=dt,
+        record=_jsonable(record_spec),
+        n_paths=P,
+        seed=seed,
+        diverge_threshold=diverge_threshold,
+        chunk_steps=E.CHUNK_STEPS,
+        rule_params=dict(rule_params or {}),
+    )
     if note:
         params["notes"] = [note]
     t_end = time.perf_counter()
-    return SDEResult(alpha=rec.copy(), eg=rec_eg, Q=parts["Q"], R=parts["R"], v=parts["v"],
-                     b=parts["b"], alive=alive, n_alive=n_alive, eg_mean=eg_mean,
-                     eg_std=eg_std, b_mean=b_mean, b_std=b_std, diverged=diverged,
-                     alpha_stop=alpha_stop, status=status, message=message,
-                     nfev=int(IST[:, S.I_NFEV].sum()), init=state, params=params,
-                     timings={"system": t_sys - t_start, "run": t_end - t_sys})
+    return SDEResult(
+        alpha=rec.copy(),
+        eg=rec_eg,
+        Q=parts["Q"],
+        R=parts["R"],
+        v=parts["v"],
+        b=parts["b"],
+        alive=alive,
+        n_alive=n_alive,
+        eg_mean=eg_mean,
+        eg_std=eg_std,
+        b_mean=b_mean,
+        b_std=b_std,
+        diverged=diverged,
+        alpha_stop=alpha_stop,
+        status=status,
+        message=message,
+        nfev=int(IST[:, S.I_NFEV].sum()),
+        init=state,
+        params=params,
+        timings={"system": t_sys - t_start, "run": t_end - t_sys},
+    )

@@ -36,6 +36,7 @@ discrepancy is ``max over α and components of |mean_sim − ODE|`` over the α 
 reached, and the standard error is ``max over α and components of std_sim/√n`` (n seeds
 that did not diverge).
 """
+
 from __future__ import annotations
 
 import json
@@ -44,13 +45,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
-
 class _LazyNumpy:
     """numpy, imported on first use: ``python -m odeflow --help`` registers this module's
     arguments and must not pay for numpy (start-up time, issue 11)."""
 
     def __getattr__(self, name):
         import numpy
+
         return getattr(numpy, name)
 
 
@@ -62,8 +63,13 @@ __all__ = ["compare", "Comparison", "ODE_KEYS", "ODE_RULE", "OBSERVABLES"]
 ODE_KEYS = ("method", "rtol", "atol", "dt", "quadrature")
 #: which ODE system describes each simulated rule
 #: (rules of other models, theory.models.RULE_MODELS, are their own ODE rule too)
-ODE_RULE = {"bp": "bp", "fa": "fa", "afa": "afa", "pepita": "pepita",
-            "pepita-forward": "pepita-forward"}
+ODE_RULE = {
+    "bp": "bp",
+    "fa": "fa",
+    "afa": "afa",
+    "pepita": "pepita",
+    "pepita-forward": "pepita-forward",
+}
 #: file types ``--plot`` can write (matplotlib's, by extension)
 PLOT_FORMATS = (".png", ".pdf", ".svg")
 #: the order parameters compared, in order: eg, Q, R, then each model's compare_fields
@@ -128,13 +134,16 @@ class Comparison:
     def summary(self) -> str:
         """A small table: discrepancy and standard error per order parameter."""
         cfg = self.config
-        lines = [f"compare {_name(cfg)} (ODE: {cfg['ode']['rule']}) N={cfg['N']} "
-                 f"K={cfg['K']} M={cfg['M']} {cfg['activation']}, {self.n_seeds} of "
-                 f"{len(cfg['seeds'])} seeds, α = 0..{self.alpha[-1]:.4g}",
-                 f"{'':4s}{'max|sim-ode|':>14s}{'max stderr':>14s}{'ratio':>9s}"]
+        lines = [
+            f"compare {_name(cfg)} (ODE: {cfg['ode']['rule']}) N={cfg['N']} "
+            f"K={cfg['K']} M={cfg['M']} {cfg['activation']}, {self.n_seeds} of "
+            f"{len(cfg['seeds'])} seeds, α = 0..{self.alpha[-1]:.4g}",
+            f"{'':4s}{'max|sim-ode|':>14s}{'max stderr':>14s}{'ratio':>9s}",
+        ]
         for k in self.names:
-            lines.append(f"{k:4s}{self.discrepancy[k]:14.4g}{self.stderr[k]:14.4g}"
-                         f"{self.relative(k):9.3g}")
+            lines.append(
+                f"{k:4s}{self.discrepancy[k]:14.4g}{self.stderr[k]:14.4g}{self.relative(k):9.3g}"
+            )
         lines += [f"note: {n}" for n in self.notes]
         return "\n".join(lines)
 
@@ -147,7 +156,7 @@ class Comparison:
             d[f"ode_{k}"] = self.ode[k]
             d[f"discrepancy_{k}"] = np.asarray(self.discrepancy[k])
             d[f"stderr_{k}"] = np.asarray(self.stderr[k])
-        d["sim_eg"] = self.sim.eg[:, :len(self.alpha)]
+        d["sim_eg"] = self.sim.eg[:, : len(self.alpha)]
         d.update(self.ode_result.init.to_dict("init_"))
         d["config_json"] = np.asarray(json.dumps(self.config))
         d["ode_message"] = np.asarray(self.ode_result.message)
@@ -167,21 +176,29 @@ class Comparison:
         import matplotlib.pyplot as plt
 
         names = self.names
-        fig, axes = plt.subplots(1, len(names), figsize=(3.3 * len(names), 3.0),
-                                 constrained_layout=True)
+        fig, axes = plt.subplots(
+            1, len(names), figsize=(3.3 * len(names), 3.0), constrained_layout=True
+        )
         a = self.alpha
         cyc = colors or plt.rcParams["axes.prop_cycle"].by_key()["color"]
-        labels = {"eg": r"$\varepsilon_g$", "Q": r"$Q_{kl}$", "R": r"$R_{km}$",
-                  "v": r"$v_k$", "b": r"$b_k$", "u": r"$u_k$", "loss": "mean loss",
-                  "gap": r"$E[G^+ - G^-]$"}
+        labels = {
+            "eg": r"$\varepsilon_g$",
+            "Q": r"$Q_{kl}$",
+            "R": r"$R_{km}$",
+            "v": r"$v_k$",
+            "b": r"$b_k$",
+            "u": r"$u_k$",
+            "loss": "mean loss",
+            "gap": r"$E[G^+ - G^-]$",
+        }
         for ax, k in zip(np.atleast_1d(axes), names):
-            m, s, o = (_components(k, x[k], len(a))
-                       for x in (self.sim_mean, self.sim_std, self.ode))
+            m, s, o = (
+                _components(k, x[k], len(a)) for x in (self.sim_mean, self.sim_std, self.ode)
+            )
             sub = _component_labels(k, self.sim_mean[k].shape[1:])
             for j in range(m.shape[1]):
                 c = cyc[j % len(cyc)]
-                ax.fill_between(a, m[:, j] - s[:, j], m[:, j] + s[:, j], color=c, alpha=0.25,
-                                lw=0)
+                ax.fill_between(a, m[:, j] - s[:, j], m[:, j] + s[:, j], color=c, alpha=0.25, lw=0)
                 ax.plot(a, m[:, j], ".", color=c, ms=2.5)
                 ax.plot(a, o[:, j], "-", color=c, lw=1.2, label=sub[j])
             ax.set_xlabel(r"$\alpha$")
@@ -191,8 +208,10 @@ class Comparison:
             elif m.shape[1] > 1:
                 ax.legend(fontsize=7, frameon=False)
         cfg = self.config
-        fig.suptitle(f"{_name(cfg)}: N = {cfg['N']}, {self.n_seeds} seeds (dots ± 1 std) vs "
-                     f"ODE (lines)", fontsize=10)
+        fig.suptitle(
+            f"{_name(cfg)}: N = {cfg['N']}, {self.n_seeds} seeds (dots ± 1 std) vs ODE (lines)",
+            fontsize=10,
+        )
         if path is not None:
             fig.savefig(path, dpi=150, bbox_inches="tight")
         return fig
@@ -230,9 +249,11 @@ def split_config(config: dict) -> tuple[dict, dict]:
     sim_cfg = {k: v for k, v in config.items() if k not in ODE_KEYS}
     ode_opts = {k: config[k] for k in ODE_KEYS if k in config}
     if "same_init" in sim_cfg and not sim_cfg["same_init"]:
-        raise ValueError("compare needs same_init: true (the ODE follows one initial state; "
-                         "with different initial weights per seed the ensemble mean is not "
-                         "the trajectory of any single ODE)")
+        raise ValueError(
+            "compare needs same_init: true (the ODE follows one initial state; "
+            "with different initial weights per seed the ensemble mean is not "
+            "the trajectory of any single ODE)"
+        )
     sim_cfg["same_init"] = True
     return sim_cfg, ode_opts
 
@@ -271,32 +292,46 @@ def compare(config: dict, progress: bool = False, sim=None) -> Comparison:
     if sim is None:
         sim = simulate(cfg, progress=progress)
     rule = cfg["rule"]
-    model = model_of(rule)         # theory.models: parameters and compared fields
+    model = model_of(rule)  # theory.models: parameters and compared fields
     if isinstance(rule, str) and (rule in ODE_RULE or rule in RULE_MODELS):
         ode_rule = ODE_RULE.get(rule, rule)
-    else:                          # a Rule (or a file naming one): the same Rule for the ODE
+    else:  # a Rule (or a file naming one): the same Rule for the ODE
         ode_rule = resolve_rule(rule).rule
-    init = sim.initial_state(0)   # for pepita*: b, c, sigma_F2 (and F_norm2) measured
+    init = sim.initial_state(0)  # for pepita*: b, c, sigma_F2 (and F_norm2) measured
     rates = {k: cfg[k] for k in model.param_names if k in cfg}
-    ode_res = solve(ode_rule, init, **rates, activation=cfg["activation"],
-                    alpha_max=cfg["alpha_max"], record={"alpha": sim.alpha.tolist()},
-                    rule_params=cfg.get("rule_params") or None, progress=progress, **ode_opts)
+    ode_res = solve(
+        ode_rule,
+        init,
+        **rates,
+        activation=cfg["activation"],
+        alpha_max=cfg["alpha_max"],
+        record={"alpha": sim.alpha.tolist()},
+        rule_params=cfg.get("rule_params") or None,
+        progress=progress,
+        **ode_opts,
+    )
     T = len(ode_res.alpha)
     notes = []
     if not ode_res.success:
         notes.append(f"ODE: {ode_res.message}; compared up to α = {ode_res.alpha[-1]:.4g}")
     if sim.diverged.any():
-        notes.append(f"{int(sim.diverged.sum())} of {len(sim.seeds)} seeds diverged (at α = "
-                     + ", ".join(f"{a:.3g}" for a in sim.alpha_diverged[sim.diverged])
-                     + "); they are left out of the mean")
-    if (ode_res.params.get("system") or {}).get("presynaptic") == "x_tilde":   # pepita
+        notes.append(
+            f"{int(sim.diverged.sum())} of {len(sim.seeds)} seeds diverged (at α = "
+            + ", ".join(f"{a:.3g}" for a in sim.alpha_diverged[sim.diverged])
+            + "); they are left out of the mean"
+        )
+    if (ode_res.params.get("system") or {}).get("presynaptic") == "x_tilde":  # pepita
         nF2 = cfg["N"] * cfg["sigma_F"] ** 2
-        notes.append(f"pepita's exact ODE (docs/quadrature.md) with ‖F‖² = N σ_F² = {nF2:.3g}: "
-                     "b grows like exp(η ‖F‖² ∫E[δ e]) along F")
+        notes.append(
+            f"pepita's exact ODE (docs/quadrature.md) with ‖F‖² = N σ_F² = {nF2:.3g}: "
+            "b grows like exp(η ‖F‖² ∫E[δ e]) along F"
+        )
     # the model's fields that both the simulation and the ODE have (no b for backprop)
-    names = ["eg", "Q", "R"] + [k for k in model.compare_fields
-                                if getattr(sim, k, None) is not None
-                                and getattr(ode_res, k, None) is not None]
+    names = ["eg", "Q", "R"] + [
+        k
+        for k in model.compare_fields
+        if getattr(sim, k, None) is not None and getattr(ode_res, k, None) is not None
+    ]
     sim_mean, sim_std, ode, disc, se = {}, {}, {}, {}, {}
     n = int(sim.n_mean)
     for k in names:
@@ -313,25 +348,53 @@ def compare(config: dict, progress: bool = False, sim=None) -> Comparison:
         se[k] = float(np.nanmax(std)) / math.sqrt(n) if n > 0 else math.nan
     full_cfg = dict(_jsonable_config(cfg))
     full_cfg["rule_name"] = sim.rule
-    full_cfg["ode"] = dict(rule=ode_res.params["rule"], method=ode_res.params["method"],
-                           rtol=ode_res.params.get("rtol"), atol=ode_res.params.get("atol"),
-                           dt=ode_res.params.get("dt"), status=ode_res.status,
-                           message=ode_res.message)
-    return Comparison(alpha=np.asarray(ode_res.alpha), sim_mean=sim_mean, sim_std=sim_std,
-                      ode=ode, discrepancy=disc, stderr=se, n_seeds=n, sim=sim,
-                      ode_result=ode_res, config=full_cfg, notes=notes)
+    full_cfg["ode"] = dict(
+        rule=ode_res.params["rule"],
+        method=ode_res.params["method"],
+        rtol=ode_res.params.get("rtol"),
+        atol=ode_res.params.get("atol"),
+        dt=ode_res.params.get("dt"),
+        status=ode_res.status,
+        message=ode_res.message,
+    )
+    return Comparison(
+        alpha=np.asarray(ode_res.alpha),
+        sim_mean=sim_mean,
+        sim_std=sim_std,
+        ode=ode,
+        discrepancy=disc,
+        stderr=se,
+        n_seeds=n,
+        sim=sim,
+        ode_result=ode_res,
+        config=full_cfg,
+        notes=notes,
+    )
 
 
 # ---------------------------------------------------------------------- command line
 def add_arguments(parser) -> None:
     """Arguments of ``python -m odeflow compare``."""
-    parser.add_argument("config", type=Path,
-                        help="JSON simulation config (python -m simulations run keys) plus "
-                             "optional ODE keys method, rtol, atol, dt")
-    parser.add_argument("-o", "--output", type=Path, default=None,
-                        help="write the comparison (trajectories, discrepancies) to OUT.npz")
-    parser.add_argument("--plot", type=Path, default=None, metavar="OUT.png",
-                        help="draw simulation mean ± std against the ODE")
+    parser.add_argument(
+        "config",
+        type=Path,
+        help="JSON simulation config (python -m simulations run keys) plus "
+        "optional ODE keys method, rtol, atol, dt",
+    )
+    parser.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        default=None,
+        help="write the comparison (trajectories, discrepancies) to OUT.npz",
+    )
+    parser.add_argument(
+        "--plot",
+        type=Path,
+        default=None,
+        metavar="OUT.png",
+        help="draw simulation mean ± std against the ODE",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -339,7 +402,8 @@ def run(args) -> int:
     """``python -m odeflow compare``: 0 on success, 1 if the ODE stopped early or every
     seed diverged (outputs are still written), 2 for invalid input (raised as ValueError)."""
     from theory.runtime import cli
-    if args.output is not None:                 # output paths checked before any work
+
+    if args.output is not None:  # output paths checked before any work
         cli.check_output(args.output, (".npz",))
     if args.plot is not None:
         cli.check_output(args.plot, PLOT_FORMATS, what="--plot")
@@ -352,6 +416,7 @@ def run(args) -> int:
     except UnicodeDecodeError:
         raise ValueError(f"{args.config} is not a text (JSON) file") from None
     from simulations.teacher_student import rule_relative_to
+
     # "rule": "my_rules.py:NAME" is relative to the config file's directory
     cfg = rule_relative_to(cfg, Path(args.config).resolve().parent)
     c = compare(cfg, progress=not args.quiet)
@@ -362,8 +427,10 @@ def run(args) -> int:
         print(f"wrote {args.output}")
     if args.plot is not None:
         import matplotlib
+
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+
         with cli.atomic_path(args.plot) as tmp:
             fig = c.plot(tmp)
         plt.close(fig)

@@ -33,30 +33,56 @@ plus ``n_paths`` (required), ``seed`` and ``method`` = "euler-maruyama"; ``dt`` 
 
 ``init`` may be omitted when the command line gives ``--init-from SIM.npz``.
 """
+
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
-from theory.runtime import cli
 from theory.models import check_number, model_of
+from theory.runtime import cli
 from theory.state import FIELDS, OrderParameters
 
-__all__ = ["SOLVE_KEYS", "SDE_KEYS", "INIT_KEYS", "load_config", "validate_config",
-           "to_solve_args", "to_sde_args", "ConfigError"]
+__all__ = [
+    "SOLVE_KEYS",
+    "SDE_KEYS",
+    "INIT_KEYS",
+    "load_config",
+    "validate_config",
+    "to_solve_args",
+    "to_sde_args",
+    "ConfigError",
+]
 
-_COMMON = ("rule", "K", "M", "activation", "alpha_max", "dt", "record", "diverge_threshold",
-           "init", "description", "quadrature", "rule_params")
+_COMMON = (
+    "rule",
+    "K",
+    "M",
+    "activation",
+    "alpha_max",
+    "dt",
+    "record",
+    "diverge_threshold",
+    "init",
+    "description",
+    "quadrature",
+    "rule_params",
+)
 #: the parameters of every registered model (theory.models): checked by the rule's model
 MODEL_KEYS = ("eta", "eta_v", "sigma", "eta_u", "theta")
-SOLVE_KEYS = _COMMON[:4] + ("eta", "eta_v", "sigma") + _COMMON[4:] + (
-    "method", "rtol", "atol", "eg_tol", "max_steps", "eta_u", "theta")
-SDE_KEYS = _COMMON[:4] + ("eta", "eta_v", "sigma") + _COMMON[4:] + ("method", "n_paths",
-                                                                    "seed")
+SOLVE_KEYS = (
+    _COMMON[:4]
+    + ("eta", "eta_v", "sigma")
+    + _COMMON[4:]
+    + ("method", "rtol", "atol", "eg_tol", "max_steps", "eta_u", "theta")
+)
+SDE_KEYS = _COMMON[:4] + ("eta", "eta_v", "sigma") + _COMMON[4:] + ("method", "n_paths", "seed")
 INIT_KEYS = FIELDS
-_REQUIRED = {"solve": ("rule", "eta", "alpha_max"),
-             "sde": ("rule", "eta", "alpha_max", "dt", "n_paths")}
+_REQUIRED = {
+    "solve": ("rule", "eta", "alpha_max"),
+    "sde": ("rule", "eta", "alpha_max", "dt", "n_paths"),
+}
 _ALLOWED = {"solve": SOLVE_KEYS, "sde": SDE_KEYS}
 
 
@@ -82,10 +108,12 @@ def load_config(path) -> dict:
     return cfg
 
 
-_INIT_FROM_EXPECTED = ("a simulation output (python -m simulations run … -o SIM.npz) or an "
-                       "odeflow result (.npz) holding the initial state as arrays init_Q, "
-                       "init_R, init_T, init_v, init_v_star (and init_b, init_c, "
-                       "init_sigma_F2 for FA/AFA)")
+_INIT_FROM_EXPECTED = (
+    "a simulation output (python -m simulations run … -o SIM.npz) or an "
+    "odeflow result (.npz) holding the initial state as arrays init_Q, "
+    "init_R, init_T, init_v, init_v_star (and init_b, init_c, "
+    "init_sigma_F2 for FA/AFA)"
+)
 #: keys whose value must be a real number (JSON number; not a string, boolean, null or list)
 #: (the model's parameters, eta, eta_u, theta, …, are checked by the model's validator)
 _NUMBER_KEYS = ("alpha_max", "dt", "rtol", "atol", "eg_tol", "diverge_threshold")
@@ -95,8 +123,13 @@ _STR_KEYS = ("rule", "activation", "method")
 
 
 def _type_name(x) -> str:
-    return {bool: "a boolean", str: "a string", type(None): "null", list: "a list",
-            dict: "an object"}.get(type(x), type(x).__name__)
+    return {
+        bool: "a boolean",
+        str: "a string",
+        type(None): "null",
+        list: "a list",
+        dict: "an object",
+    }.get(type(x), type(x).__name__)
 
 
 def _check_types(cfg: Mapping) -> None:
@@ -105,24 +138,29 @@ def _check_types(cfg: Mapping) -> None:
     for k in _NUMBER_KEYS:
         if k in cfg and (isinstance(cfg[k], bool) or not isinstance(cfg[k], (int, float))):
             if k in ("dt", "eg_tol") and cfg[k] is None:
-                continue                      # null = not given
-            raise ConfigError(f"{k} must be a number, got {_type_name(cfg[k])} "
-                              f"({json.dumps(cfg[k])})")
+                continue  # null = not given
+            raise ConfigError(
+                f"{k} must be a number, got {_type_name(cfg[k])} ({json.dumps(cfg[k])})"
+            )
     for k in _INT_KEYS:
         if k in cfg and (isinstance(cfg[k], bool) or not isinstance(cfg[k], int)):
             if k == "seed" and cfg[k] is None:
-                continue                      # null = fresh entropy
-            raise ConfigError(f"{k} must be an integer, got {_type_name(cfg[k])} "
-                              f"({json.dumps(cfg[k])})")
+                continue  # null = fresh entropy
+            raise ConfigError(
+                f"{k} must be an integer, got {_type_name(cfg[k])} ({json.dumps(cfg[k])})"
+            )
     for k in _STR_KEYS:
         if k in cfg and not isinstance(cfg[k], str):
-            raise ConfigError(f"{k} must be a string, got {_type_name(cfg[k])} "
-                              f"({json.dumps(cfg[k])})")
+            raise ConfigError(
+                f"{k} must be a string, got {_type_name(cfg[k])} ({json.dumps(cfg[k])})"
+            )
     if "rule_params" in cfg:
         rp = cfg["rule_params"]
         if not isinstance(rp, Mapping):
-            raise ConfigError(f"rule_params must be an object of numbers (a Rule's own "
-                              f"parameters), got {_type_name(rp)} ({json.dumps(rp)})")
+            raise ConfigError(
+                f"rule_params must be an object of numbers (a Rule's own "
+                f"parameters), got {_type_name(rp)} ({json.dumps(rp)})"
+            )
         for k, v in rp.items():
             try:
                 check_number(f"rule_params.{k}", v)
@@ -153,35 +191,46 @@ def validate_config(cfg: Mapping, command: str = "solve", init_from=None) -> dic
         extra = ""
         other = [k for k in unknown if k in set(SOLVE_KEYS) | set(SDE_KEYS)]
         if other:
-            extra = (f" ({', '.join(other)} belong to the other command: 'solve' and 'sde' "
-                     "configs differ)")
-        raise ConfigError(f"unknown config keys {', '.join(unknown)}{extra}; allowed keys for "
-                          f"'{command}': {', '.join(allowed)}")
+            extra = (
+                f" ({', '.join(other)} belong to the other command: 'solve' and 'sde' "
+                "configs differ)"
+            )
+        raise ConfigError(
+            f"unknown config keys {', '.join(unknown)}{extra}; allowed keys for "
+            f"'{command}': {', '.join(allowed)}"
+        )
     missing = [k for k in _REQUIRED[command] if k not in cfg]
     if missing:
-        raise ConfigError(f"config is missing required keys {', '.join(missing)} "
-                          f"(required for '{command}': {', '.join(_REQUIRED[command])})")
+        raise ConfigError(
+            f"config is missing required keys {', '.join(missing)} "
+            f"(required for '{command}': {', '.join(_REQUIRED[command])})"
+        )
     out = dict(cfg)
     out.pop("description", None)
     _check_types(cfg)
     if not isinstance(out["rule"], str):
-        raise ConfigError(f"rule must be a name such as 'bp', 'fa', 'afa', 'ff', got "
-                          f"{out['rule']!r}")
+        raise ConfigError(
+            f"rule must be a name such as 'bp', 'fa', 'afa', 'ff', got {out['rule']!r}"
+        )
     model = model_of(cfg["rule"])
     if init_from is not None:
         d = cli.load_npz(init_from, "--init-from", _INIT_FROM_EXPECTED)
         try:
-            init = model.check_init(OrderParameters.from_dict(
-                d, "init_" if "init_Q" in d else ""), cfg["rule"])
+            init = model.check_init(
+                OrderParameters.from_dict(d, "init_" if "init_Q" in d else ""), cfg["rule"]
+            )
         except (TypeError, ValueError) as exc:
-            raise ConfigError(f"--init-from {init_from}: {exc}; it should be "
-                              f"{_INIT_FROM_EXPECTED}") from None
+            raise ConfigError(
+                f"--init-from {init_from}: {exc}; it should be {_INIT_FROM_EXPECTED}"
+            ) from None
     elif "init" in cfg:
         raw = cfg["init"]
         if not isinstance(raw, Mapping):
-            raise ConfigError("init must be an object with arrays "
-                              f"{', '.join(model.init_required)} (as the rule needs)")
-        try:                           # types, required and refused keys: the model's check
+            raise ConfigError(
+                "init must be an object with arrays "
+                f"{', '.join(model.init_required)} (as the rule needs)"
+            )
+        try:  # types, required and refused keys: the model's check
             init = model.check_init(raw, cfg["rule"])
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
@@ -189,16 +238,18 @@ def validate_config(cfg: Mapping, command: str = "solve", init_from=None) -> dic
         raise ConfigError("no initial state: give 'init' in the config or --init-from SIM.npz")
     for name, val in (("K", init.K), ("M", init.M)):
         if name in cfg and cfg[name] != val:
-            raise ConfigError(f"config says {name} = {cfg[name]!r} but the initial state has "
-                              f"{name} = {val}")
+            raise ConfigError(
+                f"config says {name} = {cfg[name]!r} but the initial state has {name} = {val}"
+            )
     # the model's one validator (theory.models), as odeflow.solve uses it; JSON null is
     # not "not given" here
     for k in MODEL_KEYS:
         if k in cfg and cfg[k] is None:
             raise ConfigError(f"{k} must be a number, got null")
     try:
-        model.check_params({k: cfg[k] for k in MODEL_KEYS if k in cfg}, K=init.K,
-                           rule_name=cfg["rule"])
+        model.check_params(
+            {k: cfg[k] for k in MODEL_KEYS if k in cfg}, K=init.K, rule_name=cfg["rule"]
+        )
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     out["init"] = init

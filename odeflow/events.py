@@ -44,6 +44,7 @@ upwards, or ε_g falling below a fraction of its plateau value), and
 :func:`exit_alpha` applies the same criterion to recorded trajectories (a simulation's, per
 seed), so that escape times from theory and experiment are measured alike.
 """
+
 from __future__ import annotations
 
 import math
@@ -54,8 +55,15 @@ from theory.observables import specialisation
 
 from . import solvers as S
 
-__all__ = ["StateView", "DenseSolution", "plateau_exit", "exit_alpha", "simulation_exit_alpha",
-           "EventTracker", "SEGMENTS_PER_CALL"]
+__all__ = [
+    "StateView",
+    "DenseSolution",
+    "plateau_exit",
+    "exit_alpha",
+    "simulation_exit_alpha",
+    "EventTracker",
+    "SEGMENTS_PER_CALL",
+]
 
 #: steps the compiled loop runs between two visits of the event tracker
 SEGMENTS_PER_CALL = 256
@@ -137,8 +145,10 @@ def _as_events(events):
         except (TypeError, ValueError):
             direction = math.nan
         if not math.isfinite(direction):
-            raise ValueError(f"event.direction must be a number (its sign is used), got "
-                             f"{getattr(ev, 'direction', None)!r}")
+            raise ValueError(
+                f"event.direction must be a number (its sign is used), got "
+                f"{getattr(ev, 'direction', None)!r}"
+            )
         out.append((ev, nterm, float(np.sign(direction))))
     return out
 
@@ -159,8 +169,12 @@ def dense_eval(seg, th):
 def _hermite(y0, y1, f0, f1, h, th):
     """Cubic Hermite interpolant of a fixed step at θ ∈ [0, 1]."""
     t2, t3 = th * th, th * th * th
-    return ((2 * t3 - 3 * t2 + 1) * y0 + (t3 - 2 * t2 + th) * h * f0
-            + (-2 * t3 + 3 * t2) * y1 + (t3 - t2) * h * f1)
+    return (
+        (2 * t3 - 3 * t2 + 1) * y0
+        + (t3 - 2 * t2 + th) * h * f0
+        + (-2 * t3 + 3 * t2) * y1
+        + (t3 - t2) * h * f1
+    )
 
 
 class DenseSolution:
@@ -173,9 +187,9 @@ class DenseSolution:
     """
 
     def __init__(self, alpha0, h, seg, layout, init, eg_fn, p, alpha_end=None):
-        self.alpha0 = np.asarray(alpha0, dtype=float)      # (S,) step starts
-        self.h = np.asarray(h, dtype=float)                # (S,)
-        self.seg = np.asarray(seg, dtype=float)            # (S, SEG_ROWS, n)
+        self.alpha0 = np.asarray(alpha0, dtype=float)  # (S,) step starts
+        self.h = np.asarray(h, dtype=float)  # (S,)
+        self.seg = np.asarray(seg, dtype=float)  # (S, SEG_ROWS, n)
         self.layout, self.init, self._eg, self._p = layout, init, eg_fn, p
         # a run stopped by a terminal event ends inside its last step
         self._end = float(self.alpha0[-1] + self.h[-1]) if alpha_end is None else float(alpha_end)
@@ -194,10 +208,11 @@ class DenseSolution:
         lo, hi = self.alpha_min, self.alpha_max
         tol = 1e-12 * max(1.0, abs(hi))
         if np.any(flat < lo - tol) or np.any(flat > hi + tol) or not np.all(np.isfinite(flat)):
-            raise ValueError(f"sol(alpha) is defined on [{lo:.6g}, {hi:.6g}], got "
-                             f"{flat.min():.6g}..{flat.max():.6g}")
-        idx = np.clip(np.searchsorted(self.alpha0, flat, side="right") - 1, 0,
-                      len(self.alpha0) - 1)
+            raise ValueError(
+                f"sol(alpha) is defined on [{lo:.6g}, {hi:.6g}], got "
+                f"{flat.min():.6g}..{flat.max():.6g}"
+            )
+        idx = np.clip(np.searchsorted(self.alpha0, flat, side="right") - 1, 0, len(self.alpha0) - 1)
         th = np.clip((flat - self.alpha0[idx]) / self.h[idx], 0.0, 1.0)
         out = np.array([dense_eval(self.seg[i], t) for i, t in zip(idx, th)])
         return out[0] if a.ndim == 0 else out
@@ -228,10 +243,10 @@ class EventTracker:
         self.alpha_events = [[] for _ in self.events]
         self.y_events = [[] for _ in self.events]
         self.count = [0] * len(self.events)
-        self.terminal = None                  # (alpha, y, event index) once one fires
+        self.terminal = None  # (alpha, y, event index) once one fires
         self._g_prev = None
         self._dense = []
-        self._pending = None                  # fixed step: last segment, awaiting f(y_{n+1})
+        self._pending = None  # fixed step: last segment, awaiting f(y_{n+1})
 
     @property
     def active(self) -> bool:
@@ -266,7 +281,7 @@ class EventTracker:
             if bar is not None:
                 bar.update(fs[S.F_ALPHA])
         if self.hermite and self._pending is not None and self.terminal is None:
-            a0, h, y0, y1, f0 = self._pending       # last step: its end slope now
+            a0, h, y0, y1, f0 = self._pending  # last step: its end slope now
             self._segment_fixed(a0, h, y0, y1, f0, self._f(y1))
             self._pending = None
 
@@ -275,7 +290,7 @@ class EventTracker:
         for j in range(nseg):
             if self.terminal is not None:
                 return
-            rows = work[base + S.SEG_ROWS * j: base + S.SEG_ROWS * (j + 1)]
+            rows = work[base + S.SEG_ROWS * j : base + S.SEG_ROWS * (j + 1)]
             a0, h = float(rows[1, 0]), float(rows[1, 1])
             if self.hermite:
                 y0 = rows[0].copy()
@@ -292,8 +307,7 @@ class EventTracker:
                 if self.dense:
                     self._dense.append((a0, h, seg))
                 if self.events:
-                    self._segment(a0, h, lambda th, seg=seg: dense_eval(seg, th),
-                                  seg[0] + seg[2])
+                    self._segment(a0, h, lambda th, seg=seg: dense_eval(seg, th), seg[0] + seg[2])
 
     def _segment_fixed(self, a0, h, y0, y1, f0, f1):
         if self.events:
@@ -301,10 +315,11 @@ class EventTracker:
 
     def _segment(self, a0, h, interp, y1):
         from scipy.optimize import brentq
+
         a1 = a0 + h
         g1 = [self._g(i, a1, y1) for i in range(len(self.events))]
         found = []
-        for i, (ev, nterm, direction) in enumerate(self.events):
+        for i, (_ev, _nterm, direction) in enumerate(self.events):
             g0 = self._g_prev[i]
             up = g0 < 0 <= g1[i]
             down = g0 > 0 >= g1[i]
@@ -313,8 +328,13 @@ class EventTracker:
             if g1[i] == 0:
                 th = 1.0
             else:
-                th = brentq(lambda t: self._g(i, a0 + t * h, interp(t)), 0.0, 1.0,
-                            xtol=1e-12, rtol=4 * np.finfo(float).eps)
+                th = brentq(
+                    lambda t: self._g(i, a0 + t * h, interp(t)),  # noqa: B023 (called here)
+                    0.0,
+                    1.0,
+                    xtol=1e-12,
+                    rtol=4 * np.finfo(float).eps,
+                )
             found.append((th, i))
         for th, i in sorted(found):
             alpha = a0 + th * h
@@ -340,15 +360,27 @@ class EventTracker:
         segs = [s for s in self._dense if s[0] < alpha_end]
         if not self.dense or not segs:
             return None
-        return DenseSolution(np.array([s[0] for s in segs]), np.array([s[1] for s in segs]),
-                             np.stack([s[2] for s in segs]), self.layout, self.init,
-                             self.system.eg, self.p, alpha_end=alpha_end)
+        return DenseSolution(
+            np.array([s[0] for s in segs]),
+            np.array([s[1] for s in segs]),
+            np.stack([s[2] for s in segs]),
+            self.layout,
+            self.init,
+            self.system.eg,
+            self.p,
+            alpha_end=alpha_end,
+        )
 
 
 # ======================================================================== plateau exit
-def plateau_exit(measure: str = "specialisation", level: float = 0.5, *,
-                 plateau_eg: float | None = None, fraction: float = 0.5,
-                 terminal: bool = False):
+def plateau_exit(
+    measure: str = "specialisation",
+    level: float = 0.5,
+    *,
+    plateau_eg: float | None = None,
+    fraction: float = 0.5,
+    terminal: bool = False,
+):
     """An event marking the escape from the symmetric plateau (Saad & Solla 1995).
 
     Parameters
@@ -372,23 +404,25 @@ def plateau_exit(measure: str = "specialisation", level: float = 0.5, *,
     if measure == "specialisation":
         level = float(level)
         if not 0 < level < 1:
-            raise ValueError(f"level must lie in (0, 1) for the specialisation measure, got "
-                             f"{level}")
+            raise ValueError(
+                f"level must lie in (0, 1) for the specialisation measure, got {level}"
+            )
 
         def event(alpha, s):
             return float(specialisation(s.Q, s.R, s.T)) - level
+
         event.direction = 1
         event.threshold = level
     elif measure == "eg":
         if plateau_eg is None or not plateau_eg > 0:
-            raise ValueError("plateau_exit(measure='eg') needs plateau_eg > 0 (ε_g on the "
-                             "plateau)")
+            raise ValueError("plateau_exit(measure='eg') needs plateau_eg > 0 (ε_g on the plateau)")
         if not 0 < fraction < 1:
             raise ValueError(f"fraction must lie in (0, 1), got {fraction}")
         thr = float(fraction) * float(plateau_eg)
 
         def event(alpha, s):
             return s.eg - thr
+
         event.direction = -1
         event.threshold = thr
     else:
@@ -405,7 +439,7 @@ def exit_alpha(alpha, values, threshold, direction):
     around the crossing; NaN if it never does. Works on stacks ``(..., T)`` (e.g. seeds)."""
     alpha = np.asarray(alpha, dtype=float)
     v = np.asarray(values, dtype=float)
-    d = (v - threshold) * (1.0 if direction >= 0 else -1.0)   # crossing: d goes − → ≥ 0
+    d = (v - threshold) * (1.0 if direction >= 0 else -1.0)  # crossing: d goes − → ≥ 0
     out = np.full(v.shape[:-1], np.nan)
     for idx in np.ndindex(out.shape):
         row = d[idx]

@@ -7,18 +7,28 @@ and what is allowed. The model's own parameters (η, η_v, σ for the committee;
 for Forward-Forward) are checked by the model's one validator,
 :meth:`theory.models.Model.check_params`.
 """
+
 from __future__ import annotations
 
 import math
 
 import numpy as np
 
-from theory.runtime import cli
 from theory.models import model_of
+from theory.runtime import cli
 from theory.state import OrderParameters, record_alphas
 
-__all__ = ["get_system", "check_run", "positive", "record_grid", "dt_note", "rule_name",
-           "params_vector", "quad_report", "check_bool"]
+__all__ = [
+    "get_system",
+    "check_run",
+    "positive",
+    "record_grid",
+    "dt_note",
+    "rule_name",
+    "params_vector",
+    "quad_report",
+    "check_bool",
+]
 
 
 def get_system(rule, K: int, M: int, activation="erf", quadrature=None):
@@ -27,8 +37,10 @@ def get_system(rule, K: int, M: int, activation="erf", quadrature=None):
     ``quadrature``: see :func:`odeflow.solve`."""
     if all(hasattr(rule, a) for a in ("rhs", "eg", "layout", "params")):
         if (rule.layout.K, rule.layout.M) != (K, M):
-            raise ValueError(f"the system was built for K={rule.layout.K}, M={rule.layout.M} "
-                             f"but the initial state has K={K}, M={M}")
+            raise ValueError(
+                f"the system was built for K={rule.layout.K}, M={rule.layout.M} "
+                f"but the initial state has K={K}, M={M}"
+            )
         return rule
     return model_of(rule).build(rule, K, M, activation, quadrature)
 
@@ -86,8 +98,9 @@ def feedback(system) -> str:
 def params_vector(system, state, eta, eta_v, sigma, rule_params):
     """``system.params(...)`` as a contiguous float array."""
     if rule_params:
-        return np.ascontiguousarray(system.params(state, eta, eta_v, sigma, **rule_params),
-                                    dtype=float)
+        return np.ascontiguousarray(
+            system.params(state, eta, eta_v, sigma, **rule_params), dtype=float
+        )
     return np.ascontiguousarray(system.params(state, eta, eta_v, sigma), dtype=float)
 
 
@@ -97,13 +110,18 @@ def quad_report(system, state, final, eta, eta_v, sigma, rule_params):
     if not hasattr(system, "error_estimate"):
         return None
     rp = dict(rule_params or {})
-    out = {"options": dict(system.quadrature),
-           "rule": (system.describe_rule(sigma) if hasattr(system, "describe_rule")
-                    else system.rule_for(sigma).describe())}
+    out = {
+        "options": dict(system.quadrature),
+        "rule": (
+            system.describe_rule(sigma)
+            if hasattr(system, "describe_rule")
+            else system.rule_for(sigma).describe()
+        ),
+    }
     for name, st in (("init", state), ("final", final)):
         try:
             out[f"error_{name}"] = system.error_estimate(st, eta, eta_v, sigma, **rp)
-        except ValueError as exc:       # e.g. a final state at the edge of validity
+        except ValueError as exc:  # e.g. a final state at the edge of validity
             out[f"error_{name}"] = str(exc)
     return out
 
@@ -114,8 +132,10 @@ def as_state(init) -> OrderParameters:
         return init
     if isinstance(init, dict):
         return OrderParameters.from_dict(init)
-    raise ValueError("init must be an OrderParameters or a dict of arrays Q, R, T, v, v_star "
-                     f"(b, c, sigma_F2 as the rule needs), got {type(init).__name__}")
+    raise ValueError(
+        "init must be an OrderParameters or a dict of arrays Q, R, T, v, v_star "
+        f"(b, c, sigma_F2 as the rule needs), got {type(init).__name__}"
+    )
 
 
 def record_grid(record, alpha_max):
@@ -123,7 +143,7 @@ def record_grid(record, alpha_max):
     ``[0, alpha_max]`` so that round-off in ``k·dα`` never puts a record past the end."""
     if record is None:
         record = {"log": 200, "min": min(1e-2, alpha_max / 1e3)}
-    elif isinstance(record, (list, tuple, np.ndarray)):    # like solve_ivp's t_eval
+    elif isinstance(record, (list, tuple, np.ndarray)):  # like solve_ivp's t_eval
         record = {"alpha": [float(a) for a in np.ravel(record)]}
     rec = np.asarray(record_alphas(record, alpha_max), dtype=float)
     rec = np.minimum(rec, alpha_max)
@@ -142,7 +162,9 @@ def dt_note(dt, rec):
     gap = float(np.min(np.diff(rec)))
     if dt <= gap * (1 + 1e-12):
         return None
-    note = (f"dt = {dt:.4g} is larger than the smallest record spacing {gap:.4g}: steps are "
-            "shortened there to land on every record time")
+    note = (
+        f"dt = {dt:.4g} is larger than the smallest record spacing {gap:.4g}: steps are "
+        "shortened there to land on every record time"
+    )
     cli.status(f"note: {note}")
     return note

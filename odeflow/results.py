@@ -8,6 +8,7 @@ fields every model shares (α, ε_g, Q, R, status, …) and the model's own arra
 ``loss``, ``gap``; declared by :mod:`theory.models`), read as attributes (``res.v``,
 ``res.u``); a field of another model reads as None.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -25,8 +26,10 @@ class _NoDenseOutput:
     """``Result.sol`` of a run without dense output: falsy, equal to None, and calling it
     (or any of its methods) says how to get one instead of a TypeError."""
 
-    _MSG = ("this result has no dense output: pass dense_output=True to solve (method "
-            "'dopri5', 'tsit5' or 'bs3') to evaluate the solution between records")
+    _MSG = (
+        "this result has no dense output: pass dense_output=True to solve (method "
+        "'dopri5', 'tsit5' or 'bs3') to evaluate the solution between records"
+    )
 
     def __call__(self, *args, **kwargs):
         raise ValueError(self._MSG)
@@ -55,6 +58,7 @@ NO_DENSE_OUTPUT = _NoDenseOutput()
 def _model_fields() -> frozenset:
     """Every model-specific result field of every registered model."""
     from theory.models import MODELS
+
     return frozenset(f for m in MODELS.values() for f in m.result_fields)
 
 
@@ -153,8 +157,10 @@ class Result(SavedResult):
             return f[name]
         if name in _model_fields():
             return None
-        raise AttributeError(f"{type(self).__name__} of model {self.__dict__.get('model')!r} "
-                             f"has no attribute {name!r}")
+        raise AttributeError(
+            f"{type(self).__name__} of model {self.__dict__.get('model')!r} "
+            f"has no attribute {name!r}"
+        )
 
     def event_state(self, i: int, j: int = 0) -> OrderParameters:
         """The :class:`OrderParameters` at occurrence ``j`` of event ``i``."""
@@ -162,11 +168,15 @@ class Result(SavedResult):
             raise ValueError("this run had no events (pass events=... to solve)")
         y = np.asarray(self.state_events[i][j], dtype=float)
         lay = self.layout
-        if lay is None:                       # a loaded result: the model's layout that fits y
+        if lay is None:  # a loaded result: the model's layout that fits y
             from theory.models import get
+
             mk = get(self.model).layout
-            lay = next(L for L in (mk(self.K, self.M, False), mk(self.K, self.M, True))
-                       if L.n == y.shape[0])
+            lay = next(
+                L
+                for L in (mk(self.K, self.M, False), mk(self.K, self.M, True))
+                if L.n == y.shape[0]
+            )
         return lay.state(y, self.init)
 
     @property
@@ -193,6 +203,7 @@ class Result(SavedResult):
     def state(self, i: int) -> OrderParameters:
         """The :class:`OrderParameters` at record ``i``."""
         from theory.models import get
+
         kw = dict(Q=self.Q[i], R=self.R[i])
         for name in get(self.model).state_fields:
             val = self.fields.get(name)
@@ -201,14 +212,24 @@ class Result(SavedResult):
         return self.init.replace(**kw)
 
     def __repr__(self):
-        return (f"Result(rule={self.params.get('rule')!r}, K={self.K}, M={self.M}, "
-                f"method={self.params.get('method')!r}, records={len(self.alpha)}, "
-                f"status={self.status}, message={self.message!r})")
+        return (
+            f"Result(rule={self.params.get('rule')!r}, K={self.K}, M={self.M}, "
+            f"method={self.params.get('method')!r}, records={len(self.alpha)}, "
+            f"status={self.status}, message={self.message!r})"
+        )
 
     # ----------------------------------------------------------------- serialisation
     _ARRAYS = ("alpha", "eg", "Q", "R")
-    _SCALARS = ("status", "reason", "message", "nfev", "n_steps", "n_rejected", "alpha_final",
-                "model")
+    _SCALARS = (
+        "status",
+        "reason",
+        "message",
+        "nfev",
+        "n_steps",
+        "n_rejected",
+        "alpha_final",
+        "model",
+    )
 
     def to_dict(self) -> dict:
         d = {k: getattr(self, k) for k in self._ARRAYS}
@@ -232,25 +253,40 @@ class Result(SavedResult):
         return super().save(path)
 
     @classmethod
-    def from_dict(cls, d) -> "Result":
+    def from_dict(cls, d) -> Result:
         from theory.models import get, model_of
+
         # files written before results named their model: the model of their rule
         model = str(d.get("model") or model_of(d["params"].get("rule")).name)
-        fields_ = {k: (None if d.get(k) is None else np.asarray(d[k], dtype=float))
-                   for k in get(model).result_fields}
+        fields_ = {
+            k: (None if d.get(k) is None else np.asarray(d[k], dtype=float))
+            for k in get(model).result_fields
+        }
         kw = {k: np.asarray(d[k], dtype=float) for k in cls._ARRAYS}
         ne = len([k for k in d if k.startswith("alpha_events_")])
         if ne:
-            kw["alpha_events"] = [np.asarray(d[f"alpha_events_{i}"], dtype=float)
-                                  for i in range(ne)]
-            kw["state_events"] = [np.asarray(d[f"state_events_{i}"], dtype=float)
-                                  for i in range(ne)]
-        return cls(**kw, status=int(d["status"]), reason=str(d["reason"]),
-                   message=str(d["message"]), nfev=int(d["nfev"]), n_steps=int(d["n_steps"]),
-                   n_rejected=int(d["n_rejected"]), alpha_final=float(d["alpha_final"]),
-                   init=OrderParameters.from_dict(d, "init_"),
-                   final=OrderParameters.from_dict(d, "final_"), fields=fields_, model=model,
-                   params=d["params"], timings=d.get("timings", {}))
+            kw["alpha_events"] = [
+                np.asarray(d[f"alpha_events_{i}"], dtype=float) for i in range(ne)
+            ]
+            kw["state_events"] = [
+                np.asarray(d[f"state_events_{i}"], dtype=float) for i in range(ne)
+            ]
+        return cls(
+            **kw,
+            status=int(d["status"]),
+            reason=str(d["reason"]),
+            message=str(d["message"]),
+            nfev=int(d["nfev"]),
+            n_steps=int(d["n_steps"]),
+            n_rejected=int(d["n_rejected"]),
+            alpha_final=float(d["alpha_final"]),
+            init=OrderParameters.from_dict(d, "init_"),
+            final=OrderParameters.from_dict(d, "final_"),
+            fields=fields_,
+            model=model,
+            params=d["params"],
+            timings=d.get("timings", {}),
+        )
 
 
 @dataclass(eq=False)
@@ -310,17 +346,36 @@ class SDEResult(SavedResult):
     def state(self, path: int, i: int) -> OrderParameters:
         """The :class:`OrderParameters` of path ``path`` at record ``i``."""
         if not self.alive[path, i]:
-            raise ValueError(f"path {path} diverged at α = {self.alpha_stop[path]:.4g} "
-                             f"before record {i} (α = {self.alpha[i]:.4g})")
-        return self.init.replace(Q=self.Q[path, i], R=self.R[path, i], v=self.v[path, i],
-                                 b=self.b[path, i])
+            raise ValueError(
+                f"path {path} diverged at α = {self.alpha_stop[path]:.4g} "
+                f"before record {i} (α = {self.alpha[i]:.4g})"
+            )
+        return self.init.replace(
+            Q=self.Q[path, i], R=self.R[path, i], v=self.v[path, i], b=self.b[path, i]
+        )
 
     def __repr__(self):
-        return (f"SDEResult(rule={self.params.get('rule')!r}, n_paths={self.n_paths}, "
-                f"records={len(self.alpha)}, status={self.status}, message={self.message!r})")
+        return (
+            f"SDEResult(rule={self.params.get('rule')!r}, n_paths={self.n_paths}, "
+            f"records={len(self.alpha)}, status={self.status}, message={self.message!r})"
+        )
 
-    _ARRAYS = ("alpha", "eg", "Q", "R", "v", "b", "alive", "n_alive", "eg_mean", "eg_std",
-               "b_mean", "b_std", "diverged", "alpha_stop")
+    _ARRAYS = (
+        "alpha",
+        "eg",
+        "Q",
+        "R",
+        "v",
+        "b",
+        "alive",
+        "n_alive",
+        "eg_mean",
+        "eg_std",
+        "b_mean",
+        "b_std",
+        "diverged",
+        "alpha_stop",
+    )
 
     def to_dict(self) -> dict:
         d = {k: getattr(self, k) for k in self._ARRAYS}
@@ -335,7 +390,7 @@ class SDEResult(SavedResult):
         return super().save(path)
 
     @classmethod
-    def from_dict(cls, d) -> "SDEResult":
+    def from_dict(cls, d) -> SDEResult:
         kw = {}
         for k in cls._ARRAYS:
             a = np.asarray(d[k])
@@ -346,9 +401,15 @@ class SDEResult(SavedResult):
             else:
                 a = np.asarray(d[k], dtype=float)
             kw[k] = a
-        return cls(**kw, status=int(d["status"]), message=str(d["message"]),
-                   nfev=int(d["nfev"]), init=OrderParameters.from_dict(d, "init_"),
-                   params=d["params"], timings=d.get("timings", {}))
+        return cls(
+            **kw,
+            status=int(d["status"]),
+            message=str(d["message"]),
+            nfev=int(d["nfev"]),
+            init=OrderParameters.from_dict(d, "init_"),
+            params=d["params"],
+            timings=d.get("timings", {}),
+        )
 
 
 # kept for ``from odeflow.api import _jsonable`` (figures)

@@ -15,6 +15,7 @@ and the stop conditions are documented in :mod:`odeflow.solvers`, the façade th
 odeflow imports. Everything that numba compiles into the loops lives in this one file:
 numba's disk cache tracks only the file a function is defined in.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -29,14 +30,13 @@ from numba import njit, types
 _arr = types.float64[::1]
 _arr2 = types.float64[:, ::1]
 _iarr = types.int64[::1]
-RHS_TYPE = types.FunctionType(types.void(_arr, _arr, _arr))          # rhs(y, p, dy)
-EG_TYPE = types.FunctionType(types.float64(_arr, _arr))             # eg(y, p) -> float
-NOISE_TYPE = types.FunctionType(types.void(_arr, _arr, _arr2))      # noise(y, p, S)
+RHS_TYPE = types.FunctionType(types.void(_arr, _arr, _arr))  # rhs(y, p, dy)
+EG_TYPE = types.FunctionType(types.float64(_arr, _arr))  # eg(y, p) -> float
+NOISE_TYPE = types.FunctionType(types.void(_arr, _arr, _arr2))  # noise(y, p, S)
 #: kernel(rhs, eg, p, y, rec_alpha, rec_y, rec_eg, fs, ist, work, opts, max_call_steps)
-KERNEL_SIGNATURE = types.void(RHS_TYPE, EG_TYPE, _arr, _arr, _arr, _arr2, _arr, _arr, _iarr,
-                              _arr2, _arr, types.int64)
-
-
+KERNEL_SIGNATURE = types.void(
+    RHS_TYPE, EG_TYPE, _arr, _arr, _arr, _arr2, _arr, _arr, _iarr, _arr2, _arr, types.int64
+)
 
 
 class _LazyKernel:
@@ -55,8 +55,13 @@ class _LazyKernel:
     def dispatcher(self):
         if self._disp is None:
             from theory.cache import load_numba
-            self._disp = load_numba(lambda: njit(KERNEL_SIGNATURE, cache=True)(self.py_func),
-                                    __file__, self.__name__, f"the {self.__name__} loop")
+
+            self._disp = load_numba(
+                lambda: njit(KERNEL_SIGNATURE, cache=True)(self.py_func),
+                __file__,
+                self.__name__,
+                f"the {self.__name__} loop",
+            )
         return self._disp
 
     def __call__(self, *args):
@@ -67,35 +72,46 @@ class _LazyKernel:
             raise AttributeError(name)
         return getattr(self.dispatcher(), name)
 
+
 # ------------------------------------------------------------------ state-array indices
 # float state fs
-F_ALPHA = 0       # current α (of the accepted state y)
-F_H = 1           # adaptive: proposed next step size
-F_ERROLD = 2      # adaptive: previous accepted error norm (PI controller memory)
-F_SEG = 3         # fixed-step: α of the last point landed on exactly (start of the segment)
-F_EG = 4          # ε_g of the accepted state
+F_ALPHA = 0  # current α (of the accepted state y)
+F_H = 1  # adaptive: proposed next step size
+F_ERROLD = 2  # adaptive: previous accepted error norm (PI controller memory)
+F_SEG = 3  # fixed-step: α of the last point landed on exactly (start of the segment)
+F_EG = 4  # ε_g of the accepted state
 F_STOP_ALPHA = 5  # α of the state that triggered a stop
 F_STOP_VALUE = 6  # the offending value (ε_g, max|y|, min pivot of Q, …)
 F_GOOD_ALPHA = 7  # fixed-step: α of the last state that passed the full checks
 N_FS = 8
 # integer state ist
-I_NEXT_REC = 0    # index of the next record to write (= number of records written)
-I_NFEV = 1        # number of rhs evaluations
-I_NSTEPS = 2      # number of accepted steps
-I_CODE = 3        # stop code (0 = still running)
-I_NSEG = 4        # fixed-step: steps taken since F_SEG
-I_REJECTED = 5    # adaptive: 1 if the last attempted step was rejected
-I_NREJECT = 6     # adaptive: number of rejected steps
-I_STARTED = 7     # 1 once the initial record/check has been done
+I_NEXT_REC = 0  # index of the next record to write (= number of records written)
+I_NFEV = 1  # number of rhs evaluations
+I_NSTEPS = 2  # number of accepted steps
+I_CODE = 3  # stop code (0 = still running)
+I_NSEG = 4  # fixed-step: steps taken since F_SEG
+I_REJECTED = 5  # adaptive: 1 if the last attempted step was rejected
+I_NREJECT = 6  # adaptive: number of rejected steps
+I_STARTED = 7  # 1 once the initial record/check has been done
 I_SINCE_CHECK = 8  # fixed-step: steps accepted since the last full check
-I_NSEG_OUT = 9    # accepted steps written to the segment buffer (odeflow.events) this call
+I_NSEG_OUT = 9  # accepted steps written to the segment buffer (odeflow.events) this call
 N_IST = 10
 # opts
-O_ALPHA_MAX, O_DT, O_RTOL, O_ATOL, O_EG_TOL, O_THRESH, O_PSD_RTOL, O_MAX_STEPS, O_NQ, O_K = \
-    0, 1, 1, 2, 3, 4, 5, 6, 7, 8
+O_ALPHA_MAX, O_DT, O_RTOL, O_ATOL, O_EG_TOL, O_THRESH, O_PSD_RTOL, O_MAX_STEPS, O_NQ, O_K = (
+    0,
+    1,
+    1,
+    2,
+    3,
+    4,
+    5,
+    6,
+    7,
+    8,
+)
 O_M = 9
-O_T = 10          # T (M·M, row-major) follows: the constant block of the field covariance
-N_OPTS = 10       # plus M·M
+O_T = 10  # T (M·M, row-major) follows: the constant block of the field covariance
+N_OPTS = 10  # plus M·M
 
 # stop codes
 CODE_RUNNING = 0
@@ -174,6 +190,7 @@ def _store_dense_segment(work, ist, a, h, y, ynew, q):
         for k in range(m):
             work[base + 3 + k, i] = q[k, i]
 
+
 # ------------------------------------------------------------------------ stop checks
 @njit(cache=True)
 def _cov_entry(y, opts, K, M, nQ, i, j):
@@ -181,9 +198,9 @@ def _cov_entry(y, opts, K, M, nQ, i, j):
     state (Q upper triangle row-major at 0, R row-major at nQ) and T from ``opts``."""
     if i > j:
         i, j = j, i
-    if j < K:                      # Q_ij, i <= j: index i*K - i(i-1)/2 + (j - i)
+    if j < K:  # Q_ij, i <= j: index i*K - i(i-1)/2 + (j - i)
         return y[i * K - (i * (i - 1)) // 2 + (j - i)]
-    if i < K:                      # R_i,(j-K)
+    if i < K:  # R_i,(j-K)
         return y[nQ + i * M + (j - K)]
     return opts[O_T + (i - K) * M + (j - K)]
 
@@ -317,8 +334,9 @@ def _stop_fixed(eg, p, y, fs, ist, opts, L, ygood, code, anew, val):
 
 
 @njit(cache=True)
-def _accept(eg, p, y, ynew, anew, rec_alpha, rec_y, rec_eg, fs, ist, opts, landed, L, ygood,
-            check_every):
+def _accept(
+    eg, p, y, ynew, anew, rec_alpha, rec_y, rec_eg, fs, ist, opts, landed, L, ygood, check_every
+):
     """Check a fixed-step candidate ``ynew`` at α = ``anew``; accept, record, set stop codes.
 
     Cheap checks every step; the full checks (ε_g, covariance, eg_tol) every
@@ -400,6 +418,7 @@ def _after_fixed_step(landed, fs, ist):
         ist[I_NSEG] = 0
     else:
         ist[I_NSEG] += 1
+
 
 # ------------------------------------------------------------------- the RK engine
 # Step-size controller (Hairer's DOPRI5 defaults): PI control with β = BETA,
@@ -517,11 +536,15 @@ def _dense_point(y, q, th, out):
 
 def _check_table(tab, rows):
     if rows > WORK_ROWS:
-        raise ValueError(f"tableau {tab.name} has {tab.stages} stages; the engine's scratch "
-                         f"holds {WORK_ROWS - 4} (raise WORK_ROWS)")
+        raise ValueError(
+            f"tableau {tab.name} has {tab.stages} stages; the engine's scratch "
+            f"holds {WORK_ROWS - 4} (raise WORK_ROWS)"
+        )
     if tab.P is not None and tab.P.shape[1] > MAX_DENSE_TERMS:
-        raise ValueError(f"tableau {tab.name}: dense output with {tab.P.shape[1]} powers of "
-                         f"θ; the segment buffer holds {MAX_DENSE_TERMS} (raise SEG_ROWS)")
+        raise ValueError(
+            f"tableau {tab.name}: dense output with {tab.P.shape[1]} powers of "
+            f"θ; the segment buffer holds {MAX_DENSE_TERMS} (raise SEG_ROWS)"
+        )
 
 
 def _named(py_func, prefix, tab):
@@ -547,8 +570,7 @@ def make_fixed_kernel(tab):
     A = np.ascontiguousarray(tab.A[:s, :s])
     b = np.ascontiguousarray(tab.b[:s])
 
-    def kernel(rhs, eg, p, y, rec_alpha, rec_y, rec_eg, fs, ist, work, opts,
-               max_call_steps):
+    def kernel(rhs, eg, p, y, rec_alpha, rec_y, rec_eg, fs, ist, work, opts, max_call_steps):
         kq = np.int64(opts[O_K] + opts[O_M])
         L = np.empty((kq, kq))
         ygood = work[WORK_ROWS - 1]
@@ -564,16 +586,31 @@ def make_fixed_kernel(tab):
                 break
             h, anew, landed = fixed_step_size(fs, ist, rec_alpha, opts)
             rhs(y, p, k0)
-            if s > 1:                     # a compile-time constant: no call for Euler
+            if s > 1:  # a compile-time constant: no call for Euler
                 _stages(rhs, p, y, work, A, s, h, yt, yt)
             ist[I_NFEV] += s
             _combine(y, work, b, s, h, ynew)
             a0 = fs[F_ALPHA]
             if seg:
                 yold[:] = y
-            ok = _accept(eg, p, y, ynew, anew, rec_alpha, rec_y, rec_eg, fs, ist, opts,
-                         landed, L, ygood, CHECK_EVERY)
-            if seg and fs[F_ALPHA] == anew:             # accepted: keep the step for events
+            ok = _accept(
+                eg,
+                p,
+                y,
+                ynew,
+                anew,
+                rec_alpha,
+                rec_y,
+                rec_eg,
+                fs,
+                ist,
+                opts,
+                landed,
+                L,
+                ygood,
+                CHECK_EVERY,
+            )
+            if seg and fs[F_ALPHA] == anew:  # accepted: keep the step for events
                 _store_hermite_segment(work, ist, a0, anew - a0, yold, y, k0)
             if not ok:
                 break
@@ -617,8 +654,7 @@ def make_adaptive_kernel(tab):
     expo1 = 1.0 / (tab.error_order + 1) - 0.75 * BETA
     expo_init = 1.0 / (tab.order + 1)
 
-    def kernel(rhs, eg, p, y, rec_alpha, rec_y, rec_eg, fs, ist, work, opts,
-               max_call_steps):
+    def kernel(rhs, eg, p, y, rec_alpha, rec_y, rec_eg, fs, ist, work, opts, max_call_steps):
         kq = np.int64(opts[O_K] + opts[O_M])
         L = np.empty((kq, kq))
         n = y.shape[0]
@@ -627,11 +663,21 @@ def make_adaptive_kernel(tab):
             _start(eg, p, y, rec_alpha, rec_y, rec_eg, fs, ist, opts, L, np.empty(n))
             if ist[I_CODE] != CODE_RUNNING:
                 return
-            rhs(y, p, work[0])            # k1 = f(y0); kept in work[0] across calls
+            rhs(y, p, work[0])  # k1 = f(y0); kept in work[0] across calls
             ist[I_NFEV] += 1
-            if not fs[F_H] > 0.0:         # no user-supplied first step: Hairer's HINIT
-                fs[F_H] = _initial_step(rhs, p, y, work[0], yt, work[1], opts[O_ALPHA_MAX],
-                                        opts[O_RTOL], opts[O_ATOL], expo_init)
+            if not fs[F_H] > 0.0:  # no user-supplied first step: Hairer's HINIT
+                fs[F_H] = _initial_step(
+                    rhs,
+                    p,
+                    y,
+                    work[0],
+                    yt,
+                    work[1],
+                    opts[O_ALPHA_MAX],
+                    opts[O_RTOL],
+                    opts[O_ATOL],
+                    expo_init,
+                )
                 ist[I_NFEV] += 1
             fs[F_ERROLD] = 1e-4
         rtol = opts[O_RTOL]
@@ -664,7 +710,7 @@ def make_adaptive_kernel(tab):
                 _stages(rhs, p, y, work, A, s, h, yt, yt)
                 _combine(y, work, b, s, h, ynew)
                 ist[I_NFEV] += s - 1
-            _weighted(work, e, s, h, errv)          # h Σ e_j k_j = y_{n+1} − ŷ_{n+1}
+            _weighted(work, e, s, h, errv)  # h Σ e_j k_j = y_{n+1} − ŷ_{n+1}
             err = _err_norm(y, ynew, errv, rtol, atol)
             hfail = H_FAIL_RTOL * max(1.0, abs(a))
             if not np.isfinite(err):
@@ -679,7 +725,7 @@ def make_adaptive_kernel(tab):
                 ist[I_REJECTED] = 1
                 ist[I_NREJECT] += 1
                 continue
-            fac11 = err ** expo1
+            fac11 = err**expo1
             if err > 1.0:
                 # reject: h_new = h / min(1/FAC_MIN, fac11/SAFE)
                 fs[F_H] = h / min(1.0 / FAC_MIN, fac11 / SAFE)
@@ -719,7 +765,7 @@ def make_adaptive_kernel(tab):
                     rec_eg[r] = eg(rec_y[r], p)
                 r += 1
             ist[I_NEXT_REC] = r
-            if seg:                       # keep the step for events and dense output
+            if seg:  # keep the step for events and dense output
                 if m > 0:
                     if not have_q:
                         _dense_coeffs(work, P, h, q)

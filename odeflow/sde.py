@@ -23,10 +23,10 @@ Paths run in parallel (``numba.prange``). Each path has a base seed ``b_i`` from
 ``np.random.SeedSequence(seed).spawn(n_paths)``, and its Gaussian numbers come from a
 counter-based stream: step n uses the pairs ``c = n·⌈K/2⌉ + j`` (j < K/2), each the
 Box–Muller transform of the SplitMix64 outputs at positions ``2c + 1`` and ``2c + 2`` of
-the stream seeded with ``b_i`` (:func:`counter_normal_pair`). A path's noise therefore depends only on its
-base seed and the step index, not on which thread runs it nor on how the run is cut into
-kernel calls: the driver (``odeflow.solve_sde``) can return to Python as often as it needs
-(Ctrl-C, progress bar) at any K, and the ensemble is reproducible for a given ``seed``,
+the stream seeded with ``b_i`` (:func:`counter_normal_pair`). A path's noise therefore depends only
+on its base seed and the step index, not on which thread runs it nor on how the run is cut into
+kernel calls: the driver (``odeflow.solve_sde``) can return to Python as often as it needs (Ctrl-C,
+progress bar) at any K, and the ensemble is reproducible for a given ``seed``,
 ``n_paths``, dt and recording grid (and independent of the number of threads).
 
 Singular Σ
@@ -36,22 +36,53 @@ Singular Σ
 is below ``1e-12·max(Σ_kk)`` (for a PSD matrix the rest of that column is then negligible
 too); a slightly negative pivot from round-off is treated the same way.
 """
+
 from __future__ import annotations
 
 import numpy as np
 from numba import njit, prange, types
 
-from .rk import (CODE_RUNNING, I_CODE, I_NEXT_REC, I_NFEV, I_NSTEPS, I_STARTED, F_ALPHA,
-                      _accept, _after_fixed_step, _start, fixed_step_size, O_K, O_M,
-                      RHS_TYPE, EG_TYPE, NOISE_TYPE)
+from .rk import (
+    CODE_RUNNING,
+    EG_TYPE,
+    F_ALPHA,
+    I_CODE,
+    I_NEXT_REC,
+    I_NFEV,
+    I_NSTEPS,
+    I_STARTED,
+    NOISE_TYPE,
+    O_K,
+    O_M,
+    RHS_TYPE,
+    _accept,
+    _after_fixed_step,
+    _start,
+    fixed_step_size,
+)
 
 _arr = types.float64[::1]
 _arr2 = types.float64[:, ::1]
 _arr3 = types.float64[:, :, ::1]
 _iarr2 = types.int64[:, ::1]
 #: em_kernel(rhs, eg, noise, p, Y, rec_alpha, rec_y, rec_eg, FS, IST, opts, seeds, b0, steps)
-EM_SIGNATURE = types.void(RHS_TYPE, EG_TYPE, NOISE_TYPE, _arr, _arr2, _arr, _arr3, _arr2,
-                          _arr2, _iarr2, _arr, types.int64[::1], types.int64, types.int64)
+EM_SIGNATURE = types.void(
+    RHS_TYPE,
+    EG_TYPE,
+    NOISE_TYPE,
+    _arr,
+    _arr2,
+    _arr,
+    _arr3,
+    _arr2,
+    _arr2,
+    _iarr2,
+    _arr,
+    types.int64[::1],
+    types.int64,
+    types.int64,
+)
+
 
 def _drop_stale_cache():
     """Numba's on-disk cache tracks only the file a function is defined in. ``em_kernel``
@@ -59,6 +90,7 @@ def _drop_stale_cache():
     the cache entry so the kernel is rebuilt with the current helpers."""
     import os
     from pathlib import Path
+
     here = Path(__file__).resolve()
     src = here.with_name("rk.py")
     dirs = [here.parent / "__pycache__"]
@@ -85,7 +117,7 @@ _PHI = np.uint64(0x9E3779B97F4A7C15)
 _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
 _MIX2 = np.uint64(0x94D049BB133111EB)
 _TWO_PI = 2.0 * np.pi
-_U53 = 2.0 ** -53
+_U53 = 2.0**-53
 
 
 @njit(cache=True)
@@ -124,8 +156,7 @@ def fill_normals(base, first_pair, xi):
 def base_seeds(seed, n_paths: int) -> np.ndarray:
     """One 64-bit base seed per path from ``SeedSequence(seed).spawn(n_paths)``."""
     children = np.random.SeedSequence(seed).spawn(n_paths)
-    return np.array([c.generate_state(1, dtype=np.uint64)[0] for c in children],
-                    dtype=np.uint64)
+    return np.array([c.generate_state(1, dtype=np.uint64)[0] for c in children], dtype=np.uint64)
 
 
 @njit(cache=True)
@@ -149,7 +180,7 @@ def chol_psd(S, L):
         for m in range(j):
             s -= L[j, m] * L[j, m]
         if s <= tol:
-            continue        # column j stays zero
+            continue  # column j stays zero
         ljj = np.sqrt(s)
         L[j, j] = ljj
         for i in range(j + 1, K):
@@ -160,8 +191,9 @@ def chol_psd(S, L):
 
 
 @njit(EM_SIGNATURE, parallel=True, cache=True)
-def em_kernel(rhs, eg, noise, p, Y, rec_alpha, rec_y, rec_eg, FS, IST, opts, seeds,
-              b0, max_call_steps):
+def em_kernel(
+    rhs, eg, noise, p, Y, rec_alpha, rec_y, rec_eg, FS, IST, opts, seeds, b0, max_call_steps
+):
     """Advance every path by at most ``max_call_steps`` Euler–Maruyama steps.
 
     ``Y`` (P, n) current states; ``rec_y`` (P, T, n), ``rec_eg`` (P, T) records; ``FS``
@@ -186,7 +218,7 @@ def em_kernel(rhs, eg, noise, p, Y, rec_alpha, rec_y, rec_eg, FS, IST, opts, see
         Lc = np.empty((K, K))
         xi = np.empty(K)
         Lq = np.empty((K + M, K + M))
-        ygood = np.empty(n)     # unused with check_every = 1 (every state fully checked)
+        ygood = np.empty(n)  # unused with check_every = 1 (every state fully checked)
         if ist[I_STARTED] == 0:
             _start(eg, p, y, rec_alpha, rec_y[ip], rec_eg[ip], fs, ist, opts, Lq, ygood)
         for _ in range(max_call_steps):
@@ -206,11 +238,33 @@ def em_kernel(rhs, eg, noise, p, Y, rec_alpha, rec_y, rec_eg, FS, IST, opts, see
                 for m in range(k + 1):
                     s += Lc[k, m] * xi[m]
                 ynew[b0 + k] += sh * s
-            if not _accept(eg, p, y, ynew, anew, rec_alpha, rec_y[ip], rec_eg[ip], fs, ist,
-                           opts, landed, Lq, ygood, 1):
+            if not _accept(
+                eg,
+                p,
+                y,
+                ynew,
+                anew,
+                rec_alpha,
+                rec_y[ip],
+                rec_eg[ip],
+                fs,
+                ist,
+                opts,
+                landed,
+                Lq,
+                ygood,
+                1,
+            ):
                 break
             _after_fixed_step(landed, fs, ist)
 
 
-__all__ = ["em_kernel", "chol_psd", "base_seeds", "counter_normal_pair", "CHUNK_STEPS",
-           "I_NEXT_REC", "F_ALPHA"]
+__all__ = [
+    "em_kernel",
+    "chol_psd",
+    "base_seeds",
+    "counter_normal_pair",
+    "CHUNK_STEPS",
+    "I_NEXT_REC",
+    "F_ALPHA",
+]

@@ -50,6 +50,7 @@ checks (finite, max|y|) every step and the others every :data:`CHECK_EVERY` step
 recording time and on the last step; after a failure ``y`` is reset to the last state that
 passes all checks, so every record and the final state are always valid.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -115,8 +116,9 @@ from .rk import (  # noqa: F401  (the protocol's names, re-exported)
 from .tableaux import TABLEAUX
 
 
-def make_opts(alpha_max, dt_or_rtol, atol, eg_tol, diverge_threshold, psd_rtol, max_steps,
-              nQ, K, T) -> np.ndarray:
+def make_opts(
+    alpha_max, dt_or_rtol, atol, eg_tol, diverge_threshold, psd_rtol, max_steps, nQ, K, T
+) -> np.ndarray:
     """Pack the solver options into the float64 vector the kernels read (see ``O_*``).
 
     ``T`` (M×M) is the teacher overlap, needed for the positive semi-definiteness test of the
@@ -128,7 +130,7 @@ def make_opts(alpha_max, dt_or_rtol, atol, eg_tol, diverge_threshold, psd_rtol, 
     o[O_ALPHA_MAX] = alpha_max
     o[O_DT] = dt_or_rtol
     o[O_ATOL] = atol
-    o[O_EG_TOL] = -1.0 if eg_tol is None else eg_tol   # negative: no convergence test
+    o[O_EG_TOL] = -1.0 if eg_tol is None else eg_tol  # negative: no convergence test
     o[O_THRESH] = diverge_threshold
     o[O_PSD_RTOL] = psd_rtol
     o[O_MAX_STEPS] = max_steps

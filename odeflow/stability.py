@@ -4,18 +4,29 @@
 It integrates and evaluates the right-hand side, so it sits above :mod:`odeflow.api`
 (which uses :mod:`odeflow.events`): events → api → stability, one way.
 """
+
 from __future__ import annotations
 
 import numpy as np
 
-from .inputs import as_state as _as_state, get_system
 from .api import solve
+from .inputs import as_state as _as_state
+from .inputs import get_system
 
 __all__ = ["escape_rate"]
 
 
-def escape_rate(rule, init, *, eta, eta_v=None, sigma=0.0, activation="erf",
-                alpha_plateau=300.0, rule_params=None):
+def escape_rate(
+    rule,
+    init,
+    *,
+    eta,
+    eta_v=None,
+    sigma=0.0,
+    activation="erf",
+    alpha_plateau=300.0,
+    rule_params=None,
+):
     """Linear stability of the symmetric plateau: ``(λ, fixed point, ε_g there)``.
 
     The symmetric fixed point is found by integrating from the symmetrised ``init`` (every
@@ -32,9 +43,19 @@ def escape_rate(rule, init, *, eta, eta_v=None, sigma=0.0, activation="erf",
     state = _as_state(init)
     eta_v = eta if eta_v is None else eta_v
     sym = state.replace(R=np.full_like(state.R, state.R.mean()))
-    r = solve(rule, sym, eta=eta, eta_v=eta_v, sigma=sigma, activation=activation,
-              alpha_max=alpha_plateau, record={"alpha": [0.0, alpha_plateau]},
-              rule_params=rule_params, rtol=1e-12, atol=1e-14)
+    r = solve(
+        rule,
+        sym,
+        eta=eta,
+        eta_v=eta_v,
+        sigma=sigma,
+        activation=activation,
+        alpha_max=alpha_plateau,
+        record={"alpha": [0.0, alpha_plateau]},
+        rule_params=rule_params,
+        rtol=1e-12,
+        atol=1e-14,
+    )
     system = get_system(rule, state.K, state.M, activation)
     p = np.ascontiguousarray(system.params(sym, eta, eta_v, sigma, **(rule_params or {})))
     lay = system.layout

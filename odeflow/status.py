@@ -6,6 +6,7 @@ by a criterion the user asked for (``eg_tol``; a terminal event), −1 stopped e
 (diverged, step budget or step size exhausted). ``Result.reason`` is the short tag, and
 ``Result.message`` the sentence made from the template with the run's numbers.
 """
+
 from __future__ import annotations
 
 import math
@@ -17,12 +18,17 @@ from .tableaux import TABLEAUX
 __all__ = ["STATUS_DOC", "Stop", "describe"]
 
 #: what each status means
-STATUS_DOC = {0: "reached alpha_max", 1: "converged (eg < eg_tol)",
-              -1: "stopped early (diverged, or step budget / step size exhausted)"}
+STATUS_DOC = {
+    0: "reached alpha_max",
+    1: "converged (eg < eg_tol)",
+    -1: "stopped early (diverged, or step budget / step size exhausted)",
+}
 
-_PSD = ("diverged at α = {alpha:.4g}: the field covariance [[Q, R], [Rᵀ, T]] lost positive "
-        "semi-definiteness (Cholesky pivot {value:.3g}); Q = w·wᵀ/N and R = w·w*ᵀ/N are "
-        "overlaps of real vectors, so the trajectory left the physical region {hint}")
+_PSD = (
+    "diverged at α = {alpha:.4g}: the field covariance [[Q, R], [Rᵀ, T]] lost positive "
+    "semi-definiteness (Cholesky pivot {value:.3g}); Q = w·wᵀ/N and R = w·w*ᵀ/N are "
+    "overlaps of real vectors, so the trajectory left the physical region {hint}"
+)
 
 
 class Stop(Enum):
@@ -30,27 +36,62 @@ class Stop(Enum):
     the message ``template`` (fields: alpha, value, threshold, alpha_max, eg_tol, n_steps,
     n_max, method, hint)."""
 
-    DONE = (rk.CODE_DONE, 0, "alpha_max",
-            "reached α = alpha_max = {alpha_max:.4g} in {n_steps} steps")
-    CONVERGED = (rk.CODE_CONVERGED, 1, "converged",
-                 "converged at α = {alpha:.4g}: ε_g = {value:.3g} < eg_tol = {eg_tol:.3g}")
-    NONFINITE = (rk.CODE_NONFINITE, -1, "diverged",
-                 ("diverged at α = {alpha:.4g}: the order parameters became non-finite "
-                  "(NaN/inf) {hint}"))
-    YMAX = (rk.CODE_YMAX, -1, "diverged",
-            ("diverged at α = {alpha:.4g}: max |order parameter| = {value:.3g} exceeds the "
-             "divergence threshold {threshold:.3g} {hint}"))
-    EG = (rk.CODE_EG, -1, "diverged",
-          ("diverged at α = {alpha:.4g}: ε_g = {value:.3g} exceeds the divergence threshold "
-           "{threshold:.3g} {hint}"))
+    DONE = (
+        rk.CODE_DONE,
+        0,
+        "alpha_max",
+        "reached α = alpha_max = {alpha_max:.4g} in {n_steps} steps",
+    )
+    CONVERGED = (
+        rk.CODE_CONVERGED,
+        1,
+        "converged",
+        "converged at α = {alpha:.4g}: ε_g = {value:.3g} < eg_tol = {eg_tol:.3g}",
+    )
+    NONFINITE = (
+        rk.CODE_NONFINITE,
+        -1,
+        "diverged",
+        ("diverged at α = {alpha:.4g}: the order parameters became non-finite (NaN/inf) {hint}"),
+    )
+    YMAX = (
+        rk.CODE_YMAX,
+        -1,
+        "diverged",
+        (
+            "diverged at α = {alpha:.4g}: max |order parameter| = {value:.3g} exceeds the "
+            "divergence threshold {threshold:.3g} {hint}"
+        ),
+    )
+    EG = (
+        rk.CODE_EG,
+        -1,
+        "diverged",
+        (
+            "diverged at α = {alpha:.4g}: ε_g = {value:.3g} exceeds the divergence threshold "
+            "{threshold:.3g} {hint}"
+        ),
+    )
     PSD = (rk.CODE_PSD, -1, "diverged", _PSD)
-    MAX_STEPS = (rk.CODE_MAX_STEPS, -1, "max_steps",
-                 ("stopped at α = {alpha:.4g} before alpha_max = {alpha_max:.4g}: max_steps = "
-                  "{n_max} steps taken (raise max_steps)"))
-    H_UNDERFLOW = (rk.CODE_H_UNDERFLOW, -1, "step_underflow",
-                   ("stopped at α = {alpha:.4g}: the adaptive step size fell to {value:.3g} "
-                    "(the solution is blowing up or the problem is too stiff for {method}) "
-                    "{hint}"))
+    MAX_STEPS = (
+        rk.CODE_MAX_STEPS,
+        -1,
+        "max_steps",
+        (
+            "stopped at α = {alpha:.4g} before alpha_max = {alpha_max:.4g}: max_steps = "
+            "{n_max} steps taken (raise max_steps)"
+        ),
+    )
+    H_UNDERFLOW = (
+        rk.CODE_H_UNDERFLOW,
+        -1,
+        "step_underflow",
+        (
+            "stopped at α = {alpha:.4g}: the adaptive step size fell to {value:.3g} "
+            "(the solution is blowing up or the problem is too stiff for {method}) "
+            "{hint}"
+        ),
+    )
 
     def __init__(self, code, status, reason, template):
         self.code = code
@@ -71,13 +112,22 @@ class Stop(Enum):
         val = float(fs[rk.F_STOP_VALUE])
         tab = TABLEAUX.get(method)
         hint = "(learning rate too large?"
-        hint += (" or step too large for a fixed-step method?)"
-                 if tab is not None and not tab.adaptive else ")")
+        hint += (
+            " or step too large for a fixed-step method?)"
+            if tab is not None and not tab.adaptive
+            else ")"
+        )
         return self.template.format(
-            alpha=float(fs[rk.F_STOP_ALPHA]), value=val, threshold=float(opts[rk.O_THRESH]),
-            alpha_max=float(opts[rk.O_ALPHA_MAX]), eg_tol=float(opts[rk.O_EG_TOL]),
-            n_steps=int(ist[rk.I_NSTEPS]), n_max=int(val) if math.isfinite(val) else val,
-            method=method, hint=hint)
+            alpha=float(fs[rk.F_STOP_ALPHA]),
+            value=val,
+            threshold=float(opts[rk.O_THRESH]),
+            alpha_max=float(opts[rk.O_ALPHA_MAX]),
+            eg_tol=float(opts[rk.O_EG_TOL]),
+            n_steps=int(ist[rk.I_NSTEPS]),
+            n_max=int(val) if math.isfinite(val) else val,
+            method=method,
+            hint=hint,
+        )
 
 
 def describe(code, fs, ist, opts, method):

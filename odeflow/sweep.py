@@ -75,13 +75,14 @@ instance one started by ``dask-jobqueue`` on a Slurm cluster); any other
 ``concurrent.futures.Executor`` can be passed as ``executor``. Local workers die with the
 sweep, even when it is killed with ``kill -9`` (:func:`die_with_parent`). A ``--scheduler``
 address is probed first, with a bounded handshake: nothing, or something other than a Dask
-scheduler, there is "no Dask scheduler at ADDRESS (…)" (exit 2) within seconds. Workers send each result
-back to this process, which writes every file: no shared file system is needed. Dask is
-an optional extra (``pip install -e ".[dask]"``), imported only when asked for.
+scheduler, there is "no Dask scheduler at ADDRESS (…)" (exit 2) within seconds. Workers send each
+result back to this process, which writes every file: no shared file system is needed. Dask is an
+optional extra (``pip install -e ".[dask]"``), imported only when asked for.
 
 This module is, with :mod:`odeflow.compare`, a bridge from ``odeflow`` to ``simulations``:
 ``simulations`` is imported lazily, only for ``simulate`` sweeps.
 """
+
 from __future__ import annotations
 
 import concurrent.futures as cf
@@ -92,24 +93,57 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 
-from .sweep_files import (_FINISHED, SUMMARY_COLUMNS, SweepBusy, _atomic_write,  # noqa: F401
-                          _finished_row, _SweepLock, _Table)
-from .sweep_spec import (KINDS, Sweep, SweepPoint, _canon, _is_int, _is_num,  # noqa: F401
-                         axis_values, infer_kind, load_sweep, point_key, set_dotted)
+from .sweep_files import (
+    _FINISHED,
+    SUMMARY_COLUMNS,
+    SweepBusy,
+    _atomic_write,  # noqa: F401
+    _finished_row,
+    _SweepLock,
+    _Table,
+)
+from .sweep_spec import (
+    KINDS,
+    Sweep,
+    SweepPoint,
+    _canon,
+    _is_int,
+    _is_num,  # noqa: F401
+    axis_values,
+    infer_kind,
+    load_sweep,
+    point_key,
+)
 
-__all__ = ["KINDS", "SUMMARY_COLUMNS", "Sweep", "SweepPoint", "SweepResult", "load_sweep",
-           "sweep", "run_point", "warm_up", "point_key", "infer_kind", "axis_values",
-           "dask_executor", "SweepBusy", "die_with_parent"]
+__all__ = [
+    "KINDS",
+    "SUMMARY_COLUMNS",
+    "Sweep",
+    "SweepPoint",
+    "SweepResult",
+    "load_sweep",
+    "sweep",
+    "run_point",
+    "warm_up",
+    "point_key",
+    "infer_kind",
+    "axis_values",
+    "dask_executor",
+    "SweepBusy",
+    "die_with_parent",
+]
 
-_DASK_MISSING = ("Dask is not installed: install the optional extra with "
-                 "pip install -e \".[dask]\" (or pip install \"dask[distributed]\"), or run "
-                 "without --dask/--scheduler (local worker processes need nothing)")
+_DASK_MISSING = (
+    "Dask is not installed: install the optional extra with "
+    'pip install -e ".[dask]" (or pip install "dask[distributed]"), or run '
+    "without --dask/--scheduler (local worker processes need nothing)"
+)
 
 
 # ================================================================ running one point
@@ -126,8 +160,12 @@ def _warm_specs(sw: Sweep) -> list:
     for p in sw.points:
         c = p.config
         init = c.get("init") if isinstance(c.get("init"), Mapping) else {}
-        sig = json.dumps(_canon([c.get(k) for k in _KERNEL_KEYS]
-                                + [len(init.get("v", [])), len(init.get("v_star", []))]))
+        sig = json.dumps(
+            _canon(
+                [c.get(k) for k in _KERNEL_KEYS]
+                + [len(init.get("v", [])), len(init.get("v_star", []))]
+            )
+        )
         if sig in seen:
             continue
         seen.add(sig)
@@ -150,6 +188,7 @@ def warm_up(specs) -> None:
     """
     import signal
     import threading
+
     if threading.current_thread() is threading.main_thread():
         # Ctrl-C goes to the whole process group: let the parent alone handle it
         try:
@@ -160,10 +199,11 @@ def warm_up(specs) -> None:
         try:
             if kind == "simulate":
                 from simulations.teacher_student import _kernel_warmup
+
                 _kernel_warmup()
             else:
                 _run(kind, cfg)
-        except Exception:   # noqa: BLE001 -- warm-up only; the point reports its own error
+        except Exception:  # noqa: BLE001 -- warm-up only; the point reports its own error
             pass
 
 
@@ -175,47 +215,60 @@ def _last_finite(x):
 def _summarise(kind: str, res) -> dict:
     """The summary row of a result (status, final ε_g, divergence, alignment)."""
     from theory.observables import cos_vb, norm_b
+
     nan = math.nan
     if kind == "solve":
         diverged = res.reason == "diverged"
-        return dict(status="ok" if res.success else res.reason,
-                    eg_final=_last_finite(res.eg), eg_std=nan, diverged=float(diverged),
-                    alpha_final=float(res.alpha_final),
-                    alpha_diverged=float(res.alpha_final) if diverged else nan,
-                    cos_vb_final=nan if res.cos_vb is None else _last_finite(res.cos_vb),
-                    norm_b_final=nan if res.norm_b is None else _last_finite(res.norm_b),
-                    message=res.message)
+        return dict(
+            status="ok" if res.success else res.reason,
+            eg_final=_last_finite(res.eg),
+            eg_std=nan,
+            diverged=float(diverged),
+            alpha_final=float(res.alpha_final),
+            alpha_diverged=float(res.alpha_final) if diverged else nan,
+            cos_vb_final=nan if res.cos_vb is None else _last_finite(res.cos_vb),
+            norm_b_final=nan if res.norm_b is None else _last_finite(res.norm_b),
+            message=res.message,
+        )
     if kind == "sde":
         alive = res.alive[:, -1]
         with np.errstate(invalid="ignore"):
             c = cos_vb(res.v[alive, -1], res.b[alive, -1])
             nb = norm_b(res.b[alive, -1])
         d = res.diverged
-        return dict(status="ok" if res.success else "diverged",
-                    eg_final=float(res.eg_mean[-1]), eg_std=float(res.eg_std[-1]),
-                    diverged=float(d.mean()), alpha_final=float(res.alpha[-1]),
-                    alpha_diverged=float(res.alpha_stop[d].min()) if d.any() else nan,
-                    cos_vb_final=float(np.nanmean(c)) if c.size else nan,
-                    norm_b_final=float(np.mean(nb)) if nb.size else nan, message=res.message)
+        return dict(
+            status="ok" if res.success else "diverged",
+            eg_final=float(res.eg_mean[-1]),
+            eg_std=float(res.eg_std[-1]),
+            diverged=float(d.mean()),
+            alpha_final=float(res.alpha[-1]),
+            alpha_diverged=float(res.alpha_stop[d].min()) if d.any() else nan,
+            cos_vb_final=float(np.nanmean(c)) if c.size else nan,
+            norm_b_final=float(np.mean(nb)) if nb.size else nan,
+            message=res.message,
+        )
     # simulate
     d = np.asarray(res.diverged, dtype=bool)
     ok = ~d
     c = res.cos_vb
     nb = res.norm_b
-    return dict(status="diverged" if d.any() else "ok",
-                eg_final=float(res.eg_mean[-1]), eg_std=float(res.eg_std[-1]),
-                diverged=float(d.mean()), alpha_final=float(res.alpha[-1]),
-                alpha_diverged=float(np.nanmin(res.alpha_diverged)) if d.any() else nan,
-                cos_vb_final=float(np.nanmean(c[ok, -1])) if c is not None and ok.any()
-                else nan,
-                norm_b_final=float(np.mean(nb[ok, -1])) if nb is not None and ok.any()
-                else nan,
-                message=res.summary())
+    return dict(
+        status="diverged" if d.any() else "ok",
+        eg_final=float(res.eg_mean[-1]),
+        eg_std=float(res.eg_std[-1]),
+        diverged=float(d.mean()),
+        alpha_final=float(res.alpha[-1]),
+        alpha_diverged=float(np.nanmin(res.alpha_diverged)) if d.any() else nan,
+        cos_vb_final=float(np.nanmean(c[ok, -1])) if c is not None and ok.any() else nan,
+        norm_b_final=float(np.mean(nb[ok, -1])) if nb is not None and ok.any() else nan,
+        message=res.summary(),
+    )
 
 
 def _run(kind: str, config: dict):
     if kind == "simulate":
         from simulations.teacher_student import simulate
+
         cfg = dict(config)
         # one thread per point: the sweep already keeps every core busy with points (the
         # result does not depend on threads: each seed is its own sequential stream)
@@ -223,6 +276,7 @@ def _run(kind: str, config: dict):
         return simulate(cfg)
     from .api import solve, solve_sde
     from .config import to_solve_args, validate_config
+
     cfg = validate_config(config, kind)
     rule, init, kw = to_solve_args(cfg)
     return (solve if kind == "solve" else solve_sde)(rule, init, **kw)
@@ -245,7 +299,7 @@ def run_point(kind: str, config: dict) -> tuple:
             f = Path(tmp) / "point.npz"
             res.save(f)
             payload = f.read_bytes()
-    except Exception as exc:   # noqa: BLE001 -- a failing point must not stop the others
+    except Exception as exc:  # noqa: BLE001 -- a failing point must not stop the others
         row = dict(status="failed", message=f"{type(exc).__name__}: {exc}")
         payload = None
     row["wall_time"] = time.perf_counter() - t0
@@ -260,7 +314,7 @@ class _InlineExecutor(cf.Executor):
         fut = cf.Future()
         try:
             fut.set_result(fn(*args, **kwargs))
-        except BaseException as exc:    # noqa: BLE001
+        except BaseException as exc:  # noqa: BLE001
             if isinstance(exc, KeyboardInterrupt):
                 raise
             fut.set_exception(exc)
@@ -281,15 +335,17 @@ def die_with_parent(parent_pid: int, poll: float = PARENT_POLL) -> None:
     still ``parent_pid`` (an orphan is re-parented to init or a subreaper).
     """
     import threading
+
     if sys.platform.startswith("linux"):
         try:
             import ctypes
+
             libc = ctypes.CDLL(None, use_errno=True)
             PR_SET_PDEATHSIG = 1
-            libc.prctl(PR_SET_PDEATHSIG, 9)          # 9 = SIGKILL
+            libc.prctl(PR_SET_PDEATHSIG, 9)  # 9 = SIGKILL
         except (OSError, AttributeError):
             pass
-    if os.getppid() != parent_pid:                  # died before the guards were set
+    if os.getppid() != parent_pid:  # died before the guards were set
         os._exit(1)
 
     def watch():
@@ -297,6 +353,7 @@ def die_with_parent(parent_pid: int, poll: float = PARENT_POLL) -> None:
             time.sleep(poll)
             if os.getppid() != parent_pid:
                 os._exit(1)
+
     threading.Thread(target=watch, name="odeflow-parent-watch", daemon=True).start()
 
 
@@ -308,10 +365,15 @@ def _pool_init(parent_pid: int, specs) -> None:
 
 def _process_pool(workers: int, specs) -> cf.ProcessPoolExecutor:
     import multiprocessing as mp
+
     # spawn, not fork: the parent may hold numba/simulation threads, and forking a
     # multi-threaded process is unsafe; spawn is also what macOS and Windows do.
-    return cf.ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
-                                  initializer=_pool_init, initargs=(os.getpid(), specs))
+    return cf.ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=mp.get_context("spawn"),
+        initializer=_pool_init,
+        initargs=(os.getpid(), specs),
+    )
 
 
 #: seconds to wait for a Dask scheduler to answer before giving up
@@ -328,34 +390,41 @@ def _connect(Client, address: str, timeout: float = CONNECT_TIMEOUT):
     """
     import socket
     from urllib.parse import urlsplit
+
     if not isinstance(address, str) or not address:
-        raise ValueError(f"--scheduler must be an address such as tcp://10.0.0.1:8786, got "
-                         f"{address!r}")
+        raise ValueError(
+            f"--scheduler must be an address such as tcp://10.0.0.1:8786, got {address!r}"
+        )
     u = urlsplit(address if "://" in address else f"tcp://{address}")
     if u.scheme not in ("tcp", "tls"):
-        raise ValueError(f"no Dask scheduler at {address} (scheme {u.scheme!r}; allowed: "
-                         "tcp://HOST:PORT or tls://HOST:PORT)")
+        raise ValueError(
+            f"no Dask scheduler at {address} (scheme {u.scheme!r}; allowed: "
+            "tcp://HOST:PORT or tls://HOST:PORT)"
+        )
     try:
         port = u.port
     except ValueError:
         port = None
     if not u.hostname or port is None:
-        raise ValueError(f"no Dask scheduler at {address} (give HOST:PORT, e.g. "
-                         "tcp://10.0.0.1:8786)")
+        raise ValueError(
+            f"no Dask scheduler at {address} (give HOST:PORT, e.g. tcp://10.0.0.1:8786)"
+        )
     try:
         socket.create_connection((u.hostname, port), timeout=min(timeout, 5.0)).close()
     except OSError as exc:
         why = exc.strerror or type(exc).__name__
         raise ValueError(f"no Dask scheduler at {address} (cannot connect: {why})") from None
     import asyncio
+
     try:
         ident = asyncio.run(_identify(address, timeout))
-    except Exception as exc:   # noqa: BLE001 -- whatever a non-Dask server makes Dask raise
+    except Exception as exc:  # noqa: BLE001 -- whatever a non-Dask server makes Dask raise
         # (a proxy's reply read as a frame length has made Dask ask for terabytes: MemoryError)
         why = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        raise ValueError(f"no Dask scheduler at {address} (something answers on that port "
-                         f"but not as a Dask scheduler within {timeout:.0f} s: {why})"
-                         ) from None
+        raise ValueError(
+            f"no Dask scheduler at {address} (something answers on that port "
+            f"but not as a Dask scheduler within {timeout:.0f} s: {why})"
+        ) from None
     kind = ident.get("type") if isinstance(ident, dict) else None
     if kind != "Scheduler":
         raise ValueError(f"no Dask scheduler at {address} (it answers as {kind or ident!r})")
@@ -369,6 +438,7 @@ async def _identify(address: str, timeout: float):
     import asyncio
 
     from distributed.comm import connect
+
     comm = await asyncio.wait_for(connect(address, timeout=timeout), timeout)
     try:
         await asyncio.wait_for(comm.write({"op": "identity", "reply": True}), timeout)
@@ -377,8 +447,9 @@ async def _identify(address: str, timeout: float):
         comm.abort()
 
 
-def dask_executor(address: str = "local", workers: int | None = None, specs=(),
-                  processes: bool = True):
+def dask_executor(
+    address: str = "local", workers: int | None = None, specs=(), processes: bool = True
+):
     """A ``concurrent.futures`` executor on a Dask cluster, and a function closing it.
 
     Parameters
@@ -414,8 +485,12 @@ def dask_executor(address: str = "local", workers: int | None = None, specs=(),
 
     cluster = None
     if address == "local":
-        cluster = LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1,
-                               processes=processes, dashboard_address=None)
+        cluster = LocalCluster(
+            n_workers=workers or os.cpu_count() or 1,
+            threads_per_worker=1,
+            processes=processes,
+            dashboard_address=None,
+        )
         client = Client(cluster)
     else:
         client = _connect(Client, address)
@@ -426,6 +501,7 @@ def dask_executor(address: str = "local", workers: int | None = None, specs=(),
         client.close()
         if cluster is not None:
             cluster.close()
+
     return ex, close
 
 
@@ -498,21 +574,30 @@ class SweepResult:
             raise ValueError(f"point {index} has no result ({self.statuses[index]}): {p}")
         if self.sweep.kind == "simulate":
             from simulations.teacher_student import SimulationResult
+
             return SimulationResult.load(p)
         from .api import Result, SDEResult
+
         return (Result if self.sweep.kind == "solve" else SDEResult).load(p)
 
     def summary(self) -> str:
         n = len(self.rows)
         done = sum(r is not None for r in self.rows)
-        parts = [f"{self.count(s)} {s}" for s in ("ok",) + _FINISHED[1:] + ("failed",)
-                 if self.count(s)]
-        again = (f" ({len(self.broken)} of them again: their result file was missing, "
-                 "truncated or corrupt)" if self.broken else "")
-        return (f"sweep {self.sweep.kind}: {done}/{n} points ({', '.join(parts) or 'none'}); "
-                f"{self.n_run} run now{again}, {self.n_skipped} already done"
-                f"{'; INTERRUPTED' if self.interrupted else ''}; {self.wall_time:.1f} s; "
-                f"{self.directory / 'summary.csv'}")
+        parts = [
+            f"{self.count(s)} {s}" for s in ("ok",) + _FINISHED[1:] + ("failed",) if self.count(s)
+        ]
+        again = (
+            f" ({len(self.broken)} of them again: their result file was missing, "
+            "truncated or corrupt)"
+            if self.broken
+            else ""
+        )
+        return (
+            f"sweep {self.sweep.kind}: {done}/{n} points ({', '.join(parts) or 'none'}); "
+            f"{self.n_run} run now{again}, {self.n_skipped} already done"
+            f"{'; INTERRUPTED' if self.interrupted else ''}; {self.wall_time:.1f} s; "
+            f"{self.directory / 'summary.csv'}"
+        )
 
 
 # ======================================================================== progress
@@ -551,8 +636,10 @@ class _Bar:
         eta = f"ETA {el / ran * left:.1f}s" if ran else "ETA ?"
         fill = int(round(frac * self.width))
         fail = f", {self.failed} failed" if self.failed else ""
-        line = (f"sweep [{'█' * fill}{'░' * (self.width - fill)}] {self.done}/{self.total} "
-                f"points{fail}  {el:.1f}s < {eta}")
+        line = (
+            f"sweep [{'█' * fill}{'░' * (self.width - fill)}] {self.done}/{self.total} "
+            f"points{fail}  {el:.1f}s < {eta}"
+        )
         self.stream.write(("\r" + line) if self.tty else line + "\n")
         self.stream.flush()
 
@@ -563,9 +650,17 @@ class _Bar:
 
 
 # =============================================================================== sweep
-def sweep(spec, outdir, *, workers: int | None = None, executor: cf.Executor | None = None,
-          dask: str | None = None, retry_failed: bool = True, progress: bool = False,
-          on_point=None) -> SweepResult:
+def sweep(
+    spec,
+    outdir,
+    *,
+    workers: int | None = None,
+    executor: cf.Executor | None = None,
+    dask: str | None = None,
+    retry_failed: bool = True,
+    progress: bool = False,
+    on_point=None,
+) -> SweepResult:
     """Run every point of a sweep not yet finished in ``outdir``.
 
     Parameters
@@ -619,8 +714,9 @@ def sweep(spec, outdir, *, workers: int | None = None, executor: cf.Executor | N
             todo.append(p)
             if row is not None and row.get("status") in _FINISHED:
                 broken.append(p)
-    res = SweepResult(out, sw, rows, n_skipped=len(sw.points) - len(todo),
-                      broken=[p.index for p in broken])
+    res = SweepResult(
+        out, sw, rows, n_skipped=len(sw.points) - len(todo), broken=[p.index for p in broken]
+    )
 
     # connect (or start the workers) before anything is written into the directory: a
     # wrong --scheduler must leave no trace there
@@ -633,7 +729,7 @@ def sweep(spec, outdir, *, workers: int | None = None, executor: cf.Executor | N
     elif ex is None:
         n = (os.cpu_count() or 1) if workers is None else workers
         if n == 0:
-            ex = _InlineExecutor()          # kernels load on first use, once per process
+            ex = _InlineExecutor()  # kernels load on first use, once per process
         else:
             ex = _process_pool(min(n, len(todo)), _warm_specs(sw))
         close = ex.shutdown
@@ -645,7 +741,7 @@ def sweep(spec, outdir, *, workers: int | None = None, executor: cf.Executor | N
         lock.acquire()
         _atomic_write(out / "sweep.json", (json.dumps(sw.spec, indent=1) + "\n").encode())
         for stale in [*pdir.glob(".*.tmp*"), *pdir.glob(".*.part*")]:
-            stale.unlink(missing_ok=True)   # left by a write that was killed half-way
+            stale.unlink(missing_ok=True)  # left by a write that was killed half-way
         table = _Table(out / "summary.csv", sw.names)
         table.write_all(sw.points, rows)
     except BaseException:
@@ -657,15 +753,20 @@ def sweep(spec, outdir, *, workers: int | None = None, executor: cf.Executor | N
     bar = _Bar(len(sw.points), res.n_skipped, progress)
 
     def record(p: SweepPoint, row: dict, payload):
-        doc = {"index": p.index, "key": p.key, "kind": sw.kind, "values": _canon(p.values),
-               "row": row, "config": _canon(p.config)}
+        doc = {
+            "index": p.index,
+            "key": p.key,
+            "kind": sw.kind,
+            "values": _canon(p.values),
+            "row": row,
+            "config": _canon(p.config),
+        }
         if payload is not None:
             _atomic_write(pdir / f"{p.key}.npz", payload)
             row["file"] = f"points/{p.key}.npz"
             # what resuming checks before trusting the file (a truncated or emptied .npz)
             doc["npz"] = {"size": len(payload), "sha256": hashlib.sha256(payload).hexdigest()}
-        _atomic_write(pdir / f"{p.key}.json",
-                      json.dumps(doc, indent=1, allow_nan=True).encode())
+        _atomic_write(pdir / f"{p.key}.json", json.dumps(doc, indent=1, allow_nan=True).encode())
         rows[p.index] = row
         res.n_run += 1
         table.append(p, row)
@@ -681,9 +782,13 @@ def sweep(spec, outdir, *, workers: int | None = None, executor: cf.Executor | N
             p = futures.pop(fut)
             try:
                 row, payload = fut.result()
-            except Exception as exc:    # noqa: BLE001 -- e.g. a worker process died
-                row, payload = dict(status="failed", wall_time=math.nan,
-                                    message=f"{type(exc).__name__}: {exc}"), None
+            except Exception as exc:  # noqa: BLE001 -- e.g. a worker process died
+                row, payload = (
+                    dict(
+                        status="failed", wall_time=math.nan, message=f"{type(exc).__name__}: {exc}"
+                    ),
+                    None,
+                )
             record(p, row, payload)
     except KeyboardInterrupt:
         res.interrupted = True
@@ -702,7 +807,7 @@ def sweep(spec, outdir, *, workers: int | None = None, executor: cf.Executor | N
         if close is not None:
             try:
                 close()
-            except Exception:       # noqa: BLE001 -- closing must not mask the results
+            except Exception:  # noqa: BLE001 -- closing must not mask the results
                 pass
         try:
             table.write_all(sw.points, rows)

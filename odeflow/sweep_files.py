@@ -2,6 +2,7 @@
 ``summary.csv``, each point's ``.json`` record and the check of its ``.npz`` before a
 resumed sweep trusts it, and ``sweep.lock`` (one live sweep per directory).
 """
+
 from __future__ import annotations
 
 import csv
@@ -19,9 +20,19 @@ from .sweep_spec import SweepPoint, _canon, _is_int
 __all__ = ["SUMMARY_COLUMNS", "SweepBusy"]
 
 #: result columns of summary.csv (after ``index, key`` and the swept names)
-SUMMARY_COLUMNS = ("status", "eg_final", "eg_std", "diverged", "alpha_final",
-                   "alpha_diverged", "cos_vb_final", "norm_b_final", "wall_time", "message",
-                   "file")
+SUMMARY_COLUMNS = (
+    "status",
+    "eg_final",
+    "eg_std",
+    "diverged",
+    "alpha_final",
+    "alpha_diverged",
+    "cos_vb_final",
+    "norm_b_final",
+    "wall_time",
+    "message",
+    "file",
+)
 #: statuses counted as finished (skipped on a re-run)
 _FINISHED = ("ok", "diverged", "max_steps", "step_underflow")
 
@@ -31,6 +42,7 @@ def _atomic_write(path: Path, data: bytes) -> None:
     leaves either the complete file or none, and a failed write (full disk) no temporary
     file, with an error naming ``path``."""
     from theory.runtime.cli import atomic_write
+
     atomic_write(path, data)
 
 
@@ -53,8 +65,12 @@ class _Table:
         self.names = names
 
     def _line(self, point: SweepPoint, row: dict) -> list:
-        return [point.index, point.key, *(_cell(point.values[n]) for n in self.names),
-                *(_cell(row.get(c)) for c in SUMMARY_COLUMNS)]
+        return [
+            point.index,
+            point.key,
+            *(_cell(point.values[n]) for n in self.names),
+            *(_cell(row.get(c)) for c in SUMMARY_COLUMNS),
+        ]
 
     def write_all(self, points, rows) -> None:
         buf = io.StringIO()
@@ -75,7 +91,7 @@ def _read_doc(path: Path):
         doc = json.loads(path.read_text())
         return doc if isinstance(doc, dict) and isinstance(doc.get("row"), dict) else None
     except (OSError, ValueError):
-        return None       # unreadable: treat as not done (it is rewritten atomically)
+        return None  # unreadable: treat as not done (it is rewritten atomically)
 
 
 def _npz_intact(path: Path, record) -> bool:
@@ -130,8 +146,12 @@ class _SweepLock:
 
     def acquire(self) -> None:
         import socket
-        me = {"pid": os.getpid(), "host": socket.gethostname(),
-              "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+
+        me = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+        }
         for _ in range(3):
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
@@ -146,11 +166,18 @@ class _SweepLock:
                         f"another sweep (PID {other.get('pid')} on host {other.get('host')},"
                         f" since {other.get('started')}) is writing to {self.path.parent}; "
                         "wait for it to finish, or use another output directory (if that "
-                        f"sweep is dead, delete {self.path})") from None
-                why = ("unreadable" if other is None
-                       else f"PID {other.get('pid')} is no longer running")
-                print(f"odeflow sweep: taking over the stale lock {self.path} ({why})",
-                      file=sys.stderr, flush=True)
+                        f"sweep is dead, delete {self.path})"
+                    ) from None
+                why = (
+                    "unreadable"
+                    if other is None
+                    else f"PID {other.get('pid')} is no longer running"
+                )
+                print(
+                    f"odeflow sweep: taking over the stale lock {self.path} ({why})",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 self.path.unlink(missing_ok=True)
                 continue
             with os.fdopen(fd, "w") as fh:
@@ -172,13 +199,13 @@ class _SweepLock:
         if other.get("host") != host or not _is_int(pid):
             return False
         if pid == os.getpid():
-            return False            # this process: a sweep() still running in another thread
+            return False  # this process: a sweep() still running in another thread
         try:
             os.kill(pid, 0)
         except ProcessLookupError:
             return True
         except PermissionError:
-            return False            # alive, someone else's
+            return False  # alive, someone else's
         return False
 
     def release(self) -> None:

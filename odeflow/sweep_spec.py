@@ -1,6 +1,7 @@
 """Sweep files: parsing, axes, points and their keys (see :mod:`odeflow.sweep` for the
 format). Pure data handling: nothing here runs a point.
 """
+
 from __future__ import annotations
 
 import copy
@@ -9,14 +10,22 @@ import itertools
 import json
 import math
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["KINDS", "Sweep", "SweepPoint", "load_sweep", "axis_values", "set_dotted",
-           "point_key", "infer_kind"]
+__all__ = [
+    "KINDS",
+    "Sweep",
+    "SweepPoint",
+    "load_sweep",
+    "axis_values",
+    "set_dotted",
+    "point_key",
+    "infer_kind",
+]
 
 #: the commands a sweep can run
 KINDS = ("solve", "sde", "simulate")
@@ -93,32 +102,43 @@ def axis_values(name: str, spec) -> list:
         vals = spec
     elif isinstance(spec, Mapping):
         if len(spec) != 1:
-            raise ValueError(f"axis {name!r}: give exactly one of values, range, linspace, "
-                             f"log, got {sorted(spec)}")
-        (form, arg), = spec.items()
+            raise ValueError(
+                f"axis {name!r}: give exactly one of values, range, linspace, "
+                f"log, got {sorted(spec)}"
+            )
+        ((form, arg),) = spec.items()
         if form == "values":
             if not isinstance(arg, list):
                 raise ValueError(f"axis {name!r}: values must be a list, got {arg!r}")
             vals = arg
         elif form == "range":
             if not (isinstance(arg, list) and len(arg) in (2, 3) and all(map(_is_int, arg))):
-                raise ValueError(f"axis {name!r}: range must be [start, stop] or [start, "
-                                 f"stop, step] with integers (like Python's range), got "
-                                 f"{arg!r}; use linspace or log for real numbers")
+                raise ValueError(
+                    f"axis {name!r}: range must be [start, stop] or [start, "
+                    f"stop, step] with integers (like Python's range), got "
+                    f"{arg!r}; use linspace or log for real numbers"
+                )
             if len(arg) == 3 and arg[2] == 0:
                 raise ValueError(f"axis {name!r}: range step must not be 0")
             vals = list(range(*arg))
         elif form in ("linspace", "log"):
-            if not (isinstance(arg, list) and len(arg) == 3 and _is_num(arg[0])
-                    and _is_num(arg[1]) and _is_int(arg[2]) and arg[2] >= 1
-                    and all(map(math.isfinite, arg[:2]))):
-                raise ValueError(f"axis {name!r}: {form} must be [first, last, n] with "
-                                 f"finite numbers and an integer n >= 1, got {arg!r}")
+            if not (
+                isinstance(arg, list)
+                and len(arg) == 3
+                and _is_num(arg[0])
+                and _is_num(arg[1])
+                and _is_int(arg[2])
+                and arg[2] >= 1
+                and all(map(math.isfinite, arg[:2]))
+            ):
+                raise ValueError(
+                    f"axis {name!r}: {form} must be [first, last, n] with "
+                    f"finite numbers and an integer n >= 1, got {arg!r}"
+                )
             a, b, n = float(arg[0]), float(arg[1]), int(arg[2])
             if form == "log":
                 if not (a > 0 and b > 0):
-                    raise ValueError(f"axis {name!r}: log needs first and last > 0, got "
-                                     f"{arg!r}")
+                    raise ValueError(f"axis {name!r}: log needs first and last > 0, got {arg!r}")
                 vals = np.geomspace(a, b, n)
             else:
                 vals = np.linspace(a, b, n)
@@ -126,11 +146,15 @@ def axis_values(name: str, spec) -> list:
             if n == 1:
                 vals = [a]
         else:
-            raise ValueError(f"axis {name!r}: unknown form {form!r}; allowed: values, range, "
-                             "linspace, log (or a plain list)")
+            raise ValueError(
+                f"axis {name!r}: unknown form {form!r}; allowed: values, range, "
+                "linspace, log (or a plain list)"
+            )
     else:
-        raise ValueError(f"axis {name!r} must be a list or an object such as "
-                         f"{{\"range\": [0, 8]}}, {{\"log\": [0.01, 0.1, 7]}}, got {spec!r}")
+        raise ValueError(
+            f"axis {name!r} must be a list or an object such as "
+            f'{{"range": [0, 8]}}, {{"log": [0.01, 0.1, 7]}}, got {spec!r}'
+        )
     if len(vals) == 0:
         raise ValueError(f"axis {name!r} is empty: give at least one value")
     return list(vals)
@@ -138,8 +162,10 @@ def axis_values(name: str, spec) -> list:
 
 def _check_name(name):
     if not isinstance(name, str) or not name or any(not p for p in name.split(".")):
-        raise ValueError(f"swept key {name!r} must be a key name, dotted for nested keys "
-                         "(e.g. \"eta\", \"init.seed\")")
+        raise ValueError(
+            f"swept key {name!r} must be a key name, dotted for nested keys "
+            '(e.g. "eta", "init.seed")'
+        )
 
 
 def set_dotted(cfg: dict, name: str, value) -> None:
@@ -151,8 +177,10 @@ def set_dotted(cfg: dict, name: str, value) -> None:
         if nxt is None:
             nxt = d[p] = {}
         if not isinstance(nxt, dict):
-            raise ValueError(f"swept key {name!r}: {'.'.join(parts[:i + 1])} is "
-                             f"{nxt!r}, not an object, so it has no key {parts[i + 1]!r}")
+            raise ValueError(
+                f"swept key {name!r}: {'.'.join(parts[: i + 1])} is "
+                f"{nxt!r}, not an object, so it has no key {parts[i + 1]!r}"
+            )
         d = nxt
     d[parts[-1]] = value
 
@@ -165,7 +193,7 @@ def _canon(x):
         return [_canon(v) for v in (x.tolist() if isinstance(x, np.ndarray) else x)]
     if isinstance(x, np.generic):
         x = x.item()
-    if isinstance(x, float) and x.is_integer() and abs(x) < 2 ** 53:
+    if isinstance(x, float) and x.is_integer() and abs(x) < 2**53:
         return int(x)
     return x
 
@@ -173,8 +201,9 @@ def _canon(x):
 def point_key(kind: str, config: Mapping) -> str:
     """Hash (16 hex digits) of the kind and the normalised point config."""
     cfg = {k: v for k, v in config.items() if k != "description"}
-    text = json.dumps({"kind": kind, "config": _canon(cfg)}, sort_keys=True,
-                      separators=(",", ":"), allow_nan=True)
+    text = json.dumps(
+        {"kind": kind, "config": _canon(cfg)}, sort_keys=True, separators=(",", ":"), allow_nan=True
+    )
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -185,12 +214,15 @@ def _validate_point(kind: str, cfg: dict) -> None:
     r = cfg.get("rule")
     if isinstance(r, str) and ":" in r:
         from theory.rules import load_rule
+
         load_rule(r)
     if kind == "simulate":
         from simulations.teacher_student import validate_config as sim_validate
+
         sim_validate(copy.deepcopy(cfg))
     else:
         from .config import validate_config
+
         validate_config(cfg, kind)
 
 
@@ -279,18 +311,21 @@ def load_sweep(spec, lazy: bool = False) -> Sweep:
             raise ValueError(f"{path} is not valid JSON: {exc}") from None
         if isinstance(spec, Mapping) and isinstance(spec.get("base"), Mapping):
             from theory.runtime.cli import rule_relative_to
-            spec = dict(spec, base=rule_relative_to(dict(spec["base"]),
-                                                    path.resolve().parent))
+
+            spec = dict(spec, base=rule_relative_to(dict(spec["base"]), path.resolve().parent))
     if not isinstance(spec, Mapping):
         raise ValueError(f"a sweep must be a JSON object, got {type(spec).__name__}")
     unknown = sorted(set(spec) - set(_SWEEP_KEYS))
     if unknown:
-        raise ValueError(f"unknown sweep keys {', '.join(unknown)}; allowed: "
-                         f"{', '.join(_SWEEP_KEYS)}")
+        raise ValueError(
+            f"unknown sweep keys {', '.join(unknown)}; allowed: {', '.join(_SWEEP_KEYS)}"
+        )
     base = spec.get("base")
     if not isinstance(base, Mapping):
-        raise ValueError("a sweep needs \"base\": an object holding the config of an odeflow "
-                         "solve, odeflow sde or simulations run command")
+        raise ValueError(
+            'a sweep needs "base": an object holding the config of an odeflow '
+            "solve, odeflow sde or simulations run command"
+        )
     base = copy.deepcopy(dict(base))
     kind = spec.get("kind") or infer_kind(base)
     if kind not in KINDS:
@@ -307,12 +342,15 @@ def load_sweep(spec, lazy: bool = False) -> Sweep:
     if isinstance(zips, Mapping):
         zips = [zips]
     if not isinstance(zips, list):
-        raise ValueError("zip must be an object {key: values, ...} (keys varied together) "
-                         "or a list of such objects")
+        raise ValueError(
+            "zip must be an object {key: values, ...} (keys varied together) "
+            "or a list of such objects"
+        )
     for z in zips:
         if not isinstance(z, Mapping) or not z:
-            raise ValueError(f"each zip group must be a non-empty object {{key: values}}, "
-                             f"got {z!r}")
+            raise ValueError(
+                f"each zip group must be a non-empty object {{key: values}}, got {z!r}"
+            )
         cols = {}
         for name, ax in z.items():
             _check_name(name)
@@ -323,8 +361,10 @@ def load_sweep(spec, lazy: bool = False) -> Sweep:
         axes.append((tuple(cols), list(zip(*cols.values()))))
     if spec.get("seeds") is not None:
         if kind == "solve":
-            raise ValueError("seeds: an ODE (solve) sweep is deterministic; sweep sde or "
-                             "simulate configs over seeds, or sweep init values instead")
+            raise ValueError(
+                "seeds: an ODE (solve) sweep is deterministic; sweep sde or "
+                "simulate configs over seeds, or sweep init values instead"
+            )
         s = spec["seeds"]
         if _is_int(s):
             if s < 1:
@@ -343,7 +383,10 @@ def load_sweep(spec, lazy: bool = False) -> Sweep:
         raise ValueError(f"keys swept more than once: {', '.join(dup)}")
 
     make = _PointMaker(kind, base, axes)
-    points = _LazyPoints(make) if lazy else [make(i, c) for i, c in enumerate(
-        itertools.product(*[vals for _, vals in axes]))]
+    points = (
+        _LazyPoints(make)
+        if lazy
+        else [make(i, c) for i, c in enumerate(itertools.product(*[vals for _, vals in axes]))]
+    )
     full = dict(copy.deepcopy(dict(spec)), kind=kind)
     return Sweep(kind, base, axes, points, _canon(full))

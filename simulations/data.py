@@ -29,6 +29,7 @@ CIFAR-10: a folder holding ``data_batch_1`` … ``data_batch_5`` and ``test_batc
 All inputs are flattened to float32 rows scaled to [0, 1]; labels are int64 in 0..9.
 Malformed or missing files raise :class:`ValueError` naming the file and the problem.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -42,16 +43,32 @@ import numpy as np
 
 from .datasets import DataError, dataset_dir, fetch
 
-__all__ = ["Dataset", "teacher_student_task", "read_idx", "load_mnist", "load_cifar10", "stratified_split",
-           "default_mnist_dir", "load_dataset", "DATASETS", "DataError"]
+__all__ = [
+    "Dataset",
+    "teacher_student_task",
+    "read_idx",
+    "load_mnist",
+    "load_cifar10",
+    "stratified_split",
+    "default_mnist_dir",
+    "load_dataset",
+    "DATASETS",
+    "DataError",
+]
 
 #: dataset names accepted by :func:`load_dataset` (``teacher-student`` is built by
 #: :func:`teacher_student_task`)
 DATASETS = ("mnist", "cifar10", "teacher-student")
 
 # IDX type codes -> numpy big-endian dtypes (the format is big-endian throughout)
-_IDX_DTYPES = {0x08: np.dtype(">u1"), 0x09: np.dtype(">i1"), 0x0B: np.dtype(">i2"),
-               0x0C: np.dtype(">i4"), 0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
+_IDX_DTYPES = {
+    0x08: np.dtype(">u1"),
+    0x09: np.dtype(">i1"),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
 
 
 @dataclass
@@ -66,6 +83,7 @@ class Dataset:
     name : str
     source : str, where the data came from (directory and split used)
     """
+
     x_train: np.ndarray
     y_train: np.ndarray
     x_test: np.ndarray
@@ -81,6 +99,7 @@ class Dataset:
 
 # ----------------------------------------------------------------------------- IDX files
 
+
 def _read_bytes(path: Path) -> bytes:
     if not path.is_file():
         raise ValueError(f"{path}: file not found")
@@ -90,8 +109,9 @@ def _read_bytes(path: Path) -> bytes:
                 return fh.read()
         return path.read_bytes()
     except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as exc:
-        raise ValueError(f"{path}: cannot be read as "
-                         f"{'gzip' if path.suffix == '.gz' else 'raw'} data ({exc})") from exc
+        raise ValueError(
+            f"{path}: cannot be read as {'gzip' if path.suffix == '.gz' else 'raw'} data ({exc})"
+        ) from exc
 
 
 def read_idx(path, ndim: int | None = None) -> np.ndarray:
@@ -117,30 +137,42 @@ def read_idx(path, ndim: int | None = None) -> np.ndarray:
         raise ValueError(f"{path}: truncated IDX file ({len(raw)} bytes, header needs 4)")
     magic = int.from_bytes(raw[:4], "big")
     if raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
-        raise ValueError(f"{path}: bad IDX magic number 0x{magic:08x} (expected 0x0000TTNN "
-                         f"with type TT in {{{', '.join(f'0x{k:02x}' for k in _IDX_DTYPES)}}})")
+        raise ValueError(
+            f"{path}: bad IDX magic number 0x{magic:08x} (expected 0x0000TTNN "
+            f"with type TT in {{{', '.join(f'0x{k:02x}' for k in _IDX_DTYPES)}}})"
+        )
     dtype, nd = _IDX_DTYPES[raw[2]], raw[3]
     if ndim is not None and nd != ndim:
-        raise ValueError(f"{path}: IDX file has {nd} dimensions, expected {ndim} "
-                         f"(magic 0x{magic:08x})")
+        raise ValueError(
+            f"{path}: IDX file has {nd} dimensions, expected {ndim} (magic 0x{magic:08x})"
+        )
     header = 4 + 4 * nd
     if len(raw) < header:
         raise ValueError(f"{path}: truncated IDX header ({len(raw)} bytes, needs {header})")
-    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(nd))
+    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(nd))
     need = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     have = len(raw) - header
     if have != need:
         kind = "truncated" if have < need else "oversized"
-        raise ValueError(f"{path}: {kind} IDX file: header says shape {shape} "
-                         f"({need} data bytes) but {have} bytes follow")
-    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape).astype(
-        dtype.newbyteorder("="))
+        raise ValueError(
+            f"{path}: {kind} IDX file: header says shape {shape} "
+            f"({need} data bytes) but {have} bytes follow"
+        )
+    return (
+        np.frombuffer(raw, dtype=dtype, offset=header)
+        .reshape(shape)
+        .astype(dtype.newbyteorder("="))
+    )
 
 
 def _find(directory: Path, stem: str) -> Path | None:
     # accept both the official hyphenated names and the dotted ones some mirrors use
-    for name in (stem, stem + ".gz", stem.replace("-idx", ".idx"),
-                 stem.replace("-idx", ".idx") + ".gz"):
+    for name in (
+        stem,
+        stem + ".gz",
+        stem.replace("-idx", ".idx"),
+        stem.replace("-idx", ".idx") + ".gz",
+    ):
         p = directory / name
         if p.is_file():
             return p
@@ -153,9 +185,11 @@ def default_mnist_dir() -> Path:
     return dataset_dir("mnist")
 
 
-_HOWTO = ("download them with `python -m simulations.datasets {name}` (or download=True, "
-          "config key data.download: true), or put them there by hand, or point "
-          "ODEFLOW_DATA / {env} (config key data.dir) at a folder holding them")
+_HOWTO = (
+    "download them with `python -m simulations.datasets {name}` (or download=True, "
+    "config key data.download: true), or put them there by hand, or point "
+    "ODEFLOW_DATA / {env} (config key data.dir) at a folder holding them"
+)
 
 
 _CACHE: dict = {}
@@ -187,10 +221,12 @@ def load_mnist(directory=None, download: bool = False, mirrors=None) -> dict:
     if download:
         fetch("mnist", directory, mirrors)
     if not directory.is_dir():
-        raise DataError(f"{directory}: MNIST directory not found; it should hold "
-                        f"t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz (and the "
-                        f"two train-* files for the official split): "
-                        + _HOWTO.format(name="mnist", env="ODEFLOW_MNIST_DIR"))
+        raise DataError(
+            f"{directory}: MNIST directory not found; it should hold "
+            f"t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz (and the "
+            f"two train-* files for the official split): "
+            + _HOWTO.format(name="mnist", env="ODEFLOW_MNIST_DIR")
+        )
     out = {}
     for part, prefix in (("train", "train"), ("test", "t10k")):
         fi = _find(directory, f"{prefix}-images-idx3-ubyte")
@@ -199,9 +235,12 @@ def load_mnist(directory=None, download: bool = False, mirrors=None) -> dict:
             continue
         if fi is None or fl is None:
             missing = f"{prefix}-{'images-idx3' if fi is None else 'labels-idx1'}-ubyte[.gz]"
-            raise DataError(f"{directory / missing}: file not found (MNIST needs "
-                            f"{prefix}-images-idx3-ubyte and {prefix}-labels-idx1-ubyte; "
-                            + _HOWTO.format(name="mnist", env="ODEFLOW_MNIST_DIR") + ")")
+            raise DataError(
+                f"{directory / missing}: file not found (MNIST needs "
+                f"{prefix}-images-idx3-ubyte and {prefix}-labels-idx1-ubyte; "
+                + _HOWTO.format(name="mnist", env="ODEFLOW_MNIST_DIR")
+                + ")"
+            )
         key = (str(fi.resolve()), fi.stat().st_mtime, str(fl.resolve()), fl.stat().st_mtime)
         if key not in _CACHE:
             img = read_idx(fi, ndim=3)
@@ -209,11 +248,10 @@ def load_mnist(directory=None, download: bool = False, mirrors=None) -> dict:
             if img.dtype != np.uint8 or lab.dtype != np.uint8:
                 raise ValueError(f"{fi}: MNIST files must hold unsigned bytes (type 0x08)")
             if img.shape[0] != lab.shape[0]:
-                raise ValueError(f"{fl}: {lab.shape[0]} labels but {fi} has "
-                                 f"{img.shape[0]} images")
+                raise ValueError(f"{fl}: {lab.shape[0]} labels but {fi} has {img.shape[0]} images")
             if lab.size and lab.max() > 9:
                 raise ValueError(f"{fl}: labels must be 0..9, found {int(lab.max())}")
-            x = (img.reshape(img.shape[0], -1).astype(np.float32) / np.float32(255.0))
+            x = img.reshape(img.shape[0], -1).astype(np.float32) / np.float32(255.0)
             x.setflags(write=False)
             y = lab.astype(np.int64)
             y.setflags(write=False)
@@ -224,10 +262,13 @@ def load_mnist(directory=None, download: bool = False, mirrors=None) -> dict:
 
 # ----------------------------------------------------------------------------- CIFAR-10
 
+
 def _read_cifar_batch(path: Path):
     if not path.is_file():
-        raise ValueError(f"{path}: file not found (CIFAR-10 needs data_batch_1..5 and "
-                         f"test_batch from the python version of the dataset)")
+        raise ValueError(
+            f"{path}: file not found (CIFAR-10 needs data_batch_1..5 and "
+            f"test_batch from the python version of the dataset)"
+        )
     try:
         with open(path, "rb") as fh:
             d = pickle.load(fh, encoding="bytes")
@@ -242,8 +283,10 @@ def _read_cifar_batch(path: Path):
     data = np.asarray(data)
     labels = np.asarray(labels, dtype=np.int64)
     if data.ndim != 2 or data.shape[1] != 3072 or data.shape[0] != labels.shape[0]:
-        raise ValueError(f"{path}: CIFAR-10 batch has data of shape {data.shape} and "
-                         f"{labels.shape[0]} labels (expected (n, 3072) and n)")
+        raise ValueError(
+            f"{path}: CIFAR-10 batch has data of shape {data.shape} and "
+            f"{labels.shape[0]} labels (expected (n, 3072) and n)"
+        )
     if labels.size and (labels.min() < 0 or labels.max() > 9):
         raise ValueError(f"{path}: labels must be 0..9")
     return data.astype(np.float32) / np.float32(255.0), labels
@@ -263,9 +306,11 @@ def load_cifar10(directory=None, download: bool = False, mirrors=None) -> dict:
     if download:
         fetch("cifar10", directory, mirrors)
     if not directory.is_dir():
-        raise DataError(f"{directory}: CIFAR-10 directory not found; it should hold "
-                        f"data_batch_1..5 and test_batch: "
-                        + _HOWTO.format(name="cifar10", env="ODEFLOW_CIFAR10_DIR"))
+        raise DataError(
+            f"{directory}: CIFAR-10 directory not found; it should hold "
+            f"data_batch_1..5 and test_batch: "
+            + _HOWTO.format(name="cifar10", env="ODEFLOW_CIFAR10_DIR")
+        )
     parts = [_read_cifar_batch(directory / f"data_batch_{i}") for i in range(1, 6)]
     x = np.concatenate([p[0] for p in parts])
     y = np.concatenate([p[1] for p in parts])
@@ -273,6 +318,7 @@ def load_cifar10(directory=None, download: bool = False, mirrors=None) -> dict:
 
 
 # ----------------------------------------------------------------------------- splits
+
 
 def stratified_split(y, n_train: int, n_test: int = 0, seed: int = 0):
     """Indices of a stratified (per-class proportional) random train/test split.
@@ -287,8 +333,10 @@ def stratified_split(y, n_train: int, n_test: int = 0, seed: int = 0):
     y = np.asarray(y)
     n_train, n_test = int(n_train), int(n_test)
     if n_train < 0 or n_test < 0 or n_train + n_test > y.size:
-        raise ValueError(f"stratified_split: n_train={n_train} + n_test={n_test} must be "
-                         f"non-negative and at most the {y.size} examples available")
+        raise ValueError(
+            f"stratified_split: n_train={n_train} + n_test={n_test} must be "
+            f"non-negative and at most the {y.size} examples available"
+        )
     rng = np.random.default_rng(seed)
     classes, counts = np.unique(y, return_counts=True)
 
@@ -312,15 +360,22 @@ def stratified_split(y, n_train: int, n_test: int = 0, seed: int = 0):
     for c, a, b in zip(classes, q_train, q_test, strict=True):
         idx = rng.permutation(np.flatnonzero(y == c))
         tr.append(idx[:a])
-        te.append(idx[a:a + b])
+        te.append(idx[a : a + b])
     tr = np.concatenate(tr)
     te = np.concatenate(te)
     return rng.permutation(tr), rng.permutation(te)
 
 
-def load_dataset(name: str = "mnist", dir=None, n_train: int | None = 8000,
-                 n_test: int | None = 2000, split: str = "auto", split_seed: int = 0,
-                 download: bool = False, **kwargs) -> Dataset:
+def load_dataset(
+    name: str = "mnist",
+    dir=None,
+    n_train: int | None = 8000,
+    n_test: int | None = 2000,
+    split: str = "auto",
+    split_seed: int = 0,
+    download: bool = False,
+    **kwargs,
+) -> Dataset:
     """Load a named data set as a :class:`Dataset`.
 
     Parameters
@@ -345,8 +400,10 @@ def load_dataset(name: str = "mnist", dir=None, n_train: int | None = 8000,
         kw.setdefault("seed", split_seed)
         return teacher_student_task(n_train=n_train or 8000, n_test=n_test or 2000, **kw)
     if kwargs:
-        raise ValueError(f"unknown data keys {sorted(kwargs)} for {name!r}; allowed: "
-                         f"name, dir, n_train, n_test, split, split_seed, download")
+        raise ValueError(
+            f"unknown data keys {sorted(kwargs)} for {name!r}; allowed: "
+            f"name, dir, n_train, n_test, split, split_seed, download"
+        )
     if not isinstance(download, bool):
         raise ValueError(f"data.download must be true or false, not {download!r}")
     where = str(dataset_dir(name, dir))
@@ -355,16 +412,24 @@ def load_dataset(name: str = "mnist", dir=None, n_train: int | None = 8000,
     else:
         parts = load_cifar10(dir, download=download)
     if split == "official" and "train" not in parts:
-        raise ValueError(f"{where}: split='official' needs the training files "
-                         f"(train-images-idx3-ubyte, train-labels-idx1-ubyte)")
+        raise ValueError(
+            f"{where}: split='official' needs the training files "
+            f"(train-images-idx3-ubyte, train-labels-idx1-ubyte)"
+        )
     if "train" in parts and split != "subset":
         (xtr, ytr), (xte, yte) = parts["train"], parts["test"]
         ntr = ytr.size if n_train is None else int(n_train)
         nte = yte.size if n_test is None else int(n_test)
-        itr, _ = stratified_split(ytr, ntr, 0, split_seed) if ntr < ytr.size else \
-            (np.arange(ytr.size), None)
-        ite, _ = stratified_split(yte, nte, 0, split_seed + 1) if nte < yte.size else \
-            (np.arange(yte.size), None)
+        itr, _ = (
+            stratified_split(ytr, ntr, 0, split_seed)
+            if ntr < ytr.size
+            else (np.arange(ytr.size), None)
+        )
+        ite, _ = (
+            stratified_split(yte, nte, 0, split_seed + 1)
+            if nte < yte.size
+            else (np.arange(yte.size), None)
+        )
         x_train, y_train, x_test, y_test = xtr[itr], ytr[itr], xte[ite], yte[ite]
         how = f"official split, {ntr}/{nte}"
     else:
@@ -379,8 +444,16 @@ def load_dataset(name: str = "mnist", dir=None, n_train: int | None = 8000,
 
 # ----------------------------------------------------------------------------- teacher–student
 
-def teacher_student_task(N: int = 100, M: int = 2, kind: str = "sign", n_train: int = 8000,
-                         n_test: int = 2000, seed: int = 0, input_scale: float = 1.0):
+
+def teacher_student_task(
+    N: int = 100,
+    M: int = 2,
+    kind: str = "sign",
+    n_train: int = 8000,
+    n_test: int = 2000,
+    seed: int = 0,
+    input_scale: float = 1.0,
+):
     """Synthetic classification from a committee-machine teacher (see module docstring).
 
     Returns a :class:`simulations.data.Dataset` whose inputs have ``n_classes`` leading zero
@@ -411,5 +484,12 @@ def teacher_student_task(N: int = 100, M: int = 2, kind: str = "sign", n_train: 
 
     xtr, ytr = sample(int(n_train))
     xte, yte = sample(int(n_test))
-    return Dataset(xtr, ytr, xte, yte, C, "teacher-student",
-                   f"teacher-student N={N} M={M} kind={kind} seed={seed}")
+    return Dataset(
+        xtr,
+        ytr,
+        xte,
+        yte,
+        C,
+        "teacher-student",
+        f"teacher-student N={N} M={M} kind={kind} seed={seed}",
+    )

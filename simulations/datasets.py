@@ -32,6 +32,7 @@ Only the standard library (``urllib``) is used.
 From the command line: ``python -m simulations.datasets mnist`` (or ``cifar10``; ``--dir``,
 ``--mirror URL`` …, ``--where`` to print the folder and exit).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,8 +48,20 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["DataError", "RemoteFile", "FILES", "MIRRORS", "data_root", "dataset_dir",
-           "mirrors_for", "download_file", "fetch", "verify", "extract_cifar10", "main"]
+__all__ = [
+    "DataError",
+    "RemoteFile",
+    "FILES",
+    "MIRRORS",
+    "data_root",
+    "dataset_dir",
+    "mirrors_for",
+    "download_file",
+    "fetch",
+    "verify",
+    "extract_cifar10",
+    "main",
+]
 
 
 class DataError(ValueError):
@@ -68,6 +81,7 @@ class RemoteFile:
     md5 : the published MD5, kept for reference (not used when a SHA-256 is known)
     size : bytes of the published file, or 0 if unknown (a sanity bound only)
     """
+
     name: str
     sha256: str
     gunzip_sha256: str = ""
@@ -81,30 +95,45 @@ class RemoteFile:
 # torchvision checks. The t10k content digests were also recomputed here from a local copy
 # (whose gzip wrapper differs from the published one: hence the content digest).
 _MNIST = (
-    RemoteFile("train-images-idx3-ubyte.gz",
-               "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
-               "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
-               "f68b3c2dcbeaaa9fbdd348bbdeb94873", 9912422),
-    RemoteFile("train-labels-idx1-ubyte.gz",
-               "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
-               "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
-               "d53e105ee54ea40749a09fcbcd1e9432", 28881),
-    RemoteFile("t10k-images-idx3-ubyte.gz",
-               "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
-               "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
-               "9fb629c4189551a2d022fa330f9573f3", 1648877),
-    RemoteFile("t10k-labels-idx1-ubyte.gz",
-               "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
-               "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
-               "ec29112dd5afa0611ce80d1b7f02629c", 4542),
+    RemoteFile(
+        "train-images-idx3-ubyte.gz",
+        "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
+        "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+        "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+        9912422,
+    ),
+    RemoteFile(
+        "train-labels-idx1-ubyte.gz",
+        "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
+        "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+        "d53e105ee54ea40749a09fcbcd1e9432",
+        28881,
+    ),
+    RemoteFile(
+        "t10k-images-idx3-ubyte.gz",
+        "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
+        "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+        "9fb629c4189551a2d022fa330f9573f3",
+        1648877,
+    ),
+    RemoteFile(
+        "t10k-labels-idx1-ubyte.gz",
+        "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
+        "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+        "ec29112dd5afa0611ce80d1b7f02629c",
+        4542,
+    ),
 )
 
 # CIFAR-10 (A. Krizhevsky, 2009), "CIFAR-10 python version": published MD5 (on the data
 # set's page) and the SHA-256 the Keras loader verifies.
 _CIFAR10 = (
-    RemoteFile("cifar-10-python.tar.gz",
-               "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce",
-               md5="c58f30108f718f92721af3b95e74349a", size=170498071),
+    RemoteFile(
+        "cifar-10-python.tar.gz",
+        "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce",
+        md5="c58f30108f718f92721af3b95e74349a",
+        size=170498071,
+    ),
 )
 
 #: the files of each data set
@@ -112,9 +141,11 @@ FILES = {"mnist": _MNIST, "cifar10": _CIFAR10}
 
 #: default mirrors (base URLs; the file name is appended), tried in order
 MIRRORS = {
-    "mnist": ("https://ossci-datasets.s3.amazonaws.com/mnist/",
-              "https://storage.googleapis.com/cvdf-datasets/mnist/",
-              "http://yann.lecun.com/exdb/mnist/"),
+    "mnist": (
+        "https://ossci-datasets.s3.amazonaws.com/mnist/",
+        "https://storage.googleapis.com/cvdf-datasets/mnist/",
+        "http://yann.lecun.com/exdb/mnist/",
+    ),
     "cifar10": ("https://www.cs.toronto.edu/~kriz/",),
 }
 
@@ -129,6 +160,7 @@ def _check_name(name: str) -> None:
 
 
 # ----------------------------------------------------------------------------- folders
+
 
 def data_root() -> Path:
     """``$ODEFLOW_DATA``, else ``<user cache>/odeflow/data``.
@@ -166,12 +198,12 @@ def mirrors_for(name: str, mirrors=None) -> tuple[str, ...]:
         mirrors = mirrors.replace(",", " ").split()
     out = tuple(str(m) for m in mirrors if str(m).strip())
     if not out:
-        raise ValueError(f"{name}: empty mirror list (give base URLs such as "
-                         f"{MIRRORS[name][0]!r})")
+        raise ValueError(f"{name}: empty mirror list (give base URLs such as {MIRRORS[name][0]!r})")
     return out
 
 
 # ----------------------------------------------------------------------------- digests
+
 
 def _sha256(path: Path, gunzip: bool = False) -> str:
     h = hashlib.sha256()
@@ -200,6 +232,7 @@ def verify(path, spec: RemoteFile) -> bool:
 
 # ----------------------------------------------------------------------------- download
 
+
 def _say(msg: str) -> None:
     print(f"odeflow: {msg}", file=sys.stderr, flush=True)
 
@@ -226,7 +259,7 @@ def _transfer(url: str, part: Path, timeout: float) -> None:
         crange = resp.headers.get("Content-Range", "")
         if status == 206 and crange.startswith(f"bytes {have}-"):
             mode = "ab"
-        elif status == 206:             # a range we did not ask for: start again next time
+        elif status == 206:  # a range we did not ask for: start again next time
             part.unlink(missing_ok=True)
             raise ConnectionError(f"server sent range {crange!r}, asked for bytes {have}-")
         else:
@@ -241,19 +274,18 @@ def _transfer(url: str, part: Path, timeout: float) -> None:
                 except http.client.IncompleteRead as exc:
                     out.write(exc.partial)
                     got += len(exc.partial)
-                    raise ConnectionError(f"connection dropped after {have + got} bytes") \
-                        from exc
+                    raise ConnectionError(f"connection dropped after {have + got} bytes") from exc
                 if not block:
                     break
                 out.write(block)
                 got += len(block)
         if want is not None and got < want:
-            raise ConnectionError(f"connection dropped after {have + got} of "
-                                  f"{have + want} bytes")
+            raise ConnectionError(f"connection dropped after {have + got} of {have + want} bytes")
 
 
-def download_file(spec: RemoteFile, mirrors, directory, *, timeout: float = 60.0,
-                  attempts: int = 3) -> Path:
+def download_file(
+    spec: RemoteFile, mirrors, directory, *, timeout: float = 60.0, attempts: int = 3
+) -> Path:
     """Download ``spec`` into ``directory`` from the first mirror that delivers it intact.
 
     Parameters
@@ -289,7 +321,7 @@ def download_file(spec: RemoteFile, mirrors, directory, *, timeout: float = 60.0
             try:
                 _transfer(url, part, timeout)
             except urllib.error.HTTPError as exc:
-                if exc.code == 416 and part.is_file():   # range past the end: start again
+                if exc.code == 416 and part.is_file():  # range past the end: start again
                     part.unlink()
                     continue
                 problems.append(f"{url}: HTTP {exc.code} {exc.reason}")
@@ -303,29 +335,38 @@ def download_file(spec: RemoteFile, mirrors, directory, *, timeout: float = 60.0
                 _say(f"wrote {dest} ({dest.stat().st_size} bytes, SHA-256 verified)")
                 return dest
             size = part.stat().st_size
-            part.unlink()               # a wrong file never stays, not even as .part
-            problems.append(f"{url}: checksum mismatch ({size} bytes; expected SHA-256 "
-                            f"{spec.sha256[:16]}…)")
+            part.unlink()  # a wrong file never stays, not even as .part
+            problems.append(
+                f"{url}: checksum mismatch ({size} bytes; expected SHA-256 {spec.sha256[:16]}…)"
+            )
             break
-    raise DataError(f"could not download {spec.name} into {directory}:\n  "
-                    + "\n  ".join(problems or ["no mirror given"])
-                    + f"\nPut {spec.name} in {directory} by hand, or give other mirrors.")
+    raise DataError(
+        f"could not download {spec.name} into {directory}:\n  "
+        + "\n  ".join(problems or ["no mirror given"])
+        + f"\nPut {spec.name} in {directory} by hand, or give other mirrors."
+    )
 
 
 # ----------------------------------------------------------------------------- data sets
 
+
 def _missing_message(name: str, directory: Path, files, mirrors, problems) -> str:
-    lines = [f"{name}: could not download {', '.join(f.name for f in files)}",
-             f"  mirrors tried: {', '.join(mirrors)}"]
+    lines = [
+        f"{name}: could not download {', '.join(f.name for f in files)}",
+        f"  mirrors tried: {', '.join(mirrors)}",
+    ]
     lines += [f"  {p}" for p in problems]
-    lines.append(f"Put the files in {directory} by hand (or set ODEFLOW_DATA / "
-                 f"{_DIR_ENV[name]} to a folder holding them), or retry with other mirrors "
-                 f"({_MIRROR_ENV[name]}=URL1,URL2).")
+    lines.append(
+        f"Put the files in {directory} by hand (or set ODEFLOW_DATA / "
+        f"{_DIR_ENV[name]} to a folder holding them), or retry with other mirrors "
+        f"({_MIRROR_ENV[name]}=URL1,URL2)."
+    )
     return "\n".join(lines)
 
 
-def fetch(name: str, directory=None, mirrors=None, *, timeout: float = 60.0,
-          attempts: int = 3) -> Path:
+def fetch(
+    name: str, directory=None, mirrors=None, *, timeout: float = 60.0, attempts: int = 3
+) -> Path:
     """Make sure data set ``name`` is in its folder, downloading what is missing.
 
     Parameters
@@ -347,8 +388,11 @@ def fetch(name: str, directory=None, mirrors=None, *, timeout: float = 60.0,
     """
     directory = dataset_dir(name, directory)
     mirrors = mirrors_for(name, mirrors)
-    if name == "cifar10" and (directory / "test_batch").is_file() \
-            and all((directory / f"data_batch_{i}").is_file() for i in range(1, 6)):
+    if (
+        name == "cifar10"
+        and (directory / "test_batch").is_file()
+        and all((directory / f"data_batch_{i}").is_file() for i in range(1, 6))
+    ):
         return directory
     files = FILES[name]
     if name == "mnist":
@@ -360,8 +404,7 @@ def fetch(name: str, directory=None, mirrors=None, *, timeout: float = 60.0,
             download_file(spec, mirrors, directory, timeout=timeout, attempts=attempts)
         except DataError as exc:
             missing.append(spec)
-            problems += [ln.strip() for ln in str(exc).splitlines()[1:]
-                         if ln.startswith("  ")]
+            problems += [ln.strip() for ln in str(exc).splitlines()[1:] if ln.startswith("  ")]
     if missing:
         raise DataError(_missing_message(name, directory, missing, mirrors, problems))
     if name == "cifar10":
@@ -378,9 +421,13 @@ def extract_cifar10(archive, directory) -> Path:
     archive, directory = Path(archive), Path(directory)
     try:
         with tarfile.open(archive, "r:gz") as tar:
-            members = [m for m in tar.getmembers() if m.isfile()
-                       and m.name.startswith("cifar-10-batches-py/")
-                       and "/" not in m.name[len("cifar-10-batches-py/"):]]
+            members = [
+                m
+                for m in tar.getmembers()
+                if m.isfile()
+                and m.name.startswith("cifar-10-batches-py/")
+                and "/" not in m.name[len("cifar-10-batches-py/") :]
+            ]
             if not members:
                 raise DataError(f"{archive}: no cifar-10-batches-py/ files inside")
             for m in members:
@@ -397,15 +444,21 @@ def extract_cifar10(archive, directory) -> Path:
 
 # ----------------------------------------------------------------------------- command line
 
+
 def main(argv=None) -> int:
     """``python -m simulations.datasets {mnist,cifar10} [--dir D] [--mirror URL]… [--where]``"""
-    p = argparse.ArgumentParser(prog="python -m simulations.datasets",
-                                description="Download a data set into the odeflow data "
-                                            "folder (SHA-256 verified).")
+    p = argparse.ArgumentParser(
+        prog="python -m simulations.datasets",
+        description="Download a data set into the odeflow data folder (SHA-256 verified).",
+    )
     p.add_argument("name", choices=sorted(FILES))
     p.add_argument("--dir", default=None, help="folder (default: see --where)")
-    p.add_argument("--mirror", action="append", default=None,
-                   help="base URL to download from (repeatable; default: the known mirrors)")
+    p.add_argument(
+        "--mirror",
+        action="append",
+        default=None,
+        help="base URL to download from (repeatable; default: the known mirrors)",
+    )
     p.add_argument("--where", action="store_true", help="print the folder and exit")
     a = p.parse_args(argv)
     folder = dataset_dir(a.name, a.dir)

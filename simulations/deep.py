@@ -53,6 +53,7 @@ Observables per epoch: train/test accuracy and cross-entropy, and for PEPITA rul
 between ``F`` and ``(W_L … W_1)ᵀ`` (degrees, Frobenius inner product).
 :func:`slowness_fit` fits ``a(t) = a_max t / (s + t)`` to a test-accuracy curve.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -64,9 +65,22 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["RULES", "PEPITA_RULES", "MirrorConfig", "DeepConfig", "Network", "TrainResult",
-           "init_network", "forward", "train_deep", "feedback_angle", "slowness_fit",
-           "pepita_updates", "evaluate", "SlownessFit"]
+__all__ = [
+    "RULES",
+    "PEPITA_RULES",
+    "MirrorConfig",
+    "DeepConfig",
+    "Network",
+    "TrainResult",
+    "init_network",
+    "forward",
+    "train_deep",
+    "feedback_angle",
+    "slowness_fit",
+    "pepita_updates",
+    "evaluate",
+    "SlownessFit",
+]
 
 PEPITA_RULES = ("pepita", "pepita-forward", "pepita-hebbian", "pepita-time-local")
 
@@ -81,6 +95,7 @@ def _openblas():
         import ctypes
         import glob
         import os
+
         libdir = os.path.dirname(np.__file__) + ".libs"
         for path in glob.glob(os.path.join(libdir, "*openblas*")):
             lib = ctypes.CDLL(path)
@@ -134,6 +149,8 @@ def default_blas_threads():
     except ValueError:
         raise ValueError(f"ODEFLOW_BLAS_THREADS must be an integer, not {v!r}") from None
     return None if n <= 0 else n
+
+
 RULES = ("bp", "fa", "dfa") + PEPITA_RULES
 
 
@@ -148,6 +165,7 @@ class MirrorConfig:
     noise_std : σ of the mirror noise
     batch : noise samples per mirror step
     """
+
     pre_epochs: int = 2
     steps: int = 1
     lr: float = 0.01
@@ -181,6 +199,7 @@ class DeepConfig:
         :mod:`simulations.local_fields`; the FA feedback ``B_ℓ`` gets the mask of ``W_ℓ``),
         None = all dense
     """
+
     hidden: list = field(default_factory=lambda: [256])
     rule: str = "pepita"
     epochs: int = 5
@@ -216,6 +235,7 @@ class DeepConfig:
             raise ValueError(f"mirror applies to PEPITA rules ({', '.join(PEPITA_RULES)}) only")
         self.lr_decay_epochs = tuple(int(e) for e in self.lr_decay_epochs)
         from .local_fields import parse_local_fields
+
         parse_local_fields(self.local_fields, len(self.hidden))
 
 
@@ -223,6 +243,7 @@ class DeepConfig:
 class Network:
     """Weights ``W[ℓ]`` (d_ℓ × d_{ℓ−1}), PEPITA feedback ``F`` (d_0 × d_L), fixed FA/DFA
     feedback ``B`` and the mirror factors ``mirror_factors`` (``F`` = their product)."""
+
     W: list
     F: np.ndarray
     B: list
@@ -237,6 +258,7 @@ class Network:
 @dataclass
 class SlownessFit:
     """``a(t) = a_max t / (s + t)``; ``s`` is the epoch at which half of a_max is reached."""
+
     a_max: float
     s: float
     ok: bool
@@ -252,6 +274,7 @@ class TrainResult:
     diverged : True if a non-finite loss stopped the run (histories end there)
     network : final :class:`Network`
     """
+
     config: DeepConfig
     train_acc: np.ndarray
     test_acc: np.ndarray
@@ -268,8 +291,9 @@ def _he_uniform(rng, d_out, d_in, dtype):
     return rng.uniform(-lim, lim, size=(d_out, d_in)).astype(dtype)
 
 
-def init_network(sizes, rule="pepita", F_scale=0.05, seed=0, mirror=None,
-                 dtype=np.float32) -> Network:
+def init_network(
+    sizes, rule="pepita", F_scale=0.05, seed=0, mirror=None, dtype=np.float32
+) -> Network:
     """He-uniform weights for layer sizes ``[d_0, …, d_L]``, PEPITA ``F``, FA/DFA ``B``."""
     sizes = [int(s) for s in sizes]
     if len(sizes) < 2 or min(sizes) < 1:
@@ -286,8 +310,9 @@ def init_network(sizes, rule="pepita", F_scale=0.05, seed=0, mirror=None,
         B = []
     factors = None
     if mirror is not None:
-        factors = [_he_uniform(rng, sizes[i + 1], sizes[i], dtype).T.copy()
-                   for i in range(len(sizes) - 1)]
+        factors = [
+            _he_uniform(rng, sizes[i + 1], sizes[i], dtype).T.copy() for i in range(len(sizes) - 1)
+        ]
         _rescale_factors(factors, float(F.std()))
         F = _product(factors)
     return Network(W, F, B, factors, float(F.std()))
@@ -348,9 +373,9 @@ def evaluate(net: Network, x, y, normalize=False, chunk=4096):
     """(accuracy, mean cross-entropy) without dropout."""
     correct, loss = 0, 0.0
     for s in range(0, y.size, chunk):
-        p = forward(net, x[s:s + chunk], None, normalize)[0][-1]
-        correct += int(np.sum(p.argmax(1) == y[s:s + chunk]))
-        loss += _cross_entropy(p, y[s:s + chunk]) * min(chunk, y.size - s)
+        p = forward(net, x[s : s + chunk], None, normalize)[0][-1]
+        correct += int(np.sum(p.argmax(1) == y[s : s + chunk]))
+        loss += _cross_entropy(p, y[s : s + chunk]) * min(chunk, y.size - s)
     return correct / max(y.size, 1), loss / max(y.size, 1)
 
 
@@ -414,9 +439,9 @@ def _mirror_step(net: Network, m: MirrorConfig, rng):
         xi = rng.normal(0.0, m.noise_std, size=(m.batch, W.shape[1])).astype(W.dtype)
         # the increment is measured in units of |B|/|W| so that lr is the fraction of B
         # renewed per step whatever the overall scale that the std(F) rescaling imposes
-        step = (xi.T @ (xi @ W.T)) / (m.batch * m.noise_std ** 2)
+        step = (xi.T @ (xi @ W.T)) / (m.batch * m.noise_std**2)
         scale = np.linalg.norm(B) / (np.linalg.norm(W) + 1e-30)
-        B *= (1.0 - m.decay)
+        B *= 1.0 - m.decay
         B += (m.lr * scale) * step
     _rescale_factors(net.mirror_factors, net.F_std)
     net.F = _product(net.mirror_factors)
@@ -484,12 +509,13 @@ def _train_deep(data, config: DeepConfig, progress=None) -> TrainResult:
             lr *= cfg.lr_decay
         order = rng.permutation(n)
         for b in range(n_batches):
-            idx = order[b * cfg.batch:(b + 1) * cfg.batch]
+            idx = order[b * cfg.batch : (b + 1) * cfg.batch]
             x, y = x_train[idx], eye[y_train[idx]]
             masks = None
             if cfg.dropout > 0:
-                masks = [(rng.random((idx.size, h)) < keep).astype(np.float32) / keep
-                         for h in cfg.hidden]
+                masks = [
+                    (rng.random((idx.size, h)) < keep).astype(np.float32) / keep for h in cfg.hidden
+                ]
             if cfg.rule == "pepita-time-local":
                 loss = _time_local_step(net, x, y, masks, cfg, vel, lr)
                 for W, M in zip(net.W, lmasks):
@@ -530,18 +556,35 @@ def _train_deep(data, config: DeepConfig, progress=None) -> TrainResult:
             break
         done = epoch + 1
         if progress is not None:
-            progress(epoch, n_batches, n_batches,
-                     {"loss": hist["train_loss"][-1], "test_acc": hist["test_acc"][-1],
-                      "epoch_done": True})
+            progress(
+                epoch,
+                n_batches,
+                n_batches,
+                {
+                    "loss": hist["train_loss"][-1],
+                    "test_acc": hist["test_acc"][-1],
+                    "epoch_done": True,
+                },
+            )
     out = {k: np.asarray(v, dtype=np.float64) for k, v in hist.items()}
-    return TrainResult(cfg, out["train_acc"], out["test_acc"], out["train_loss"],
-                       out["test_loss"], out["angle"], diverged, net, done)
+    return TrainResult(
+        cfg,
+        out["train_acc"],
+        out["test_acc"],
+        out["train_loss"],
+        out["test_loss"],
+        out["angle"],
+        diverged,
+        net,
+        done,
+    )
 
 
 def _local_masks(net, cfg):
     """Masks of the local hidden layers (None = dense; the read-out is dense), applied here
     to the initial weights (and to the FA feedback of the same layer)."""
     from .local_fields import build_masks, init_masked
+
     masks = build_masks(net.sizes[0], cfg.hidden, cfg.local_fields) or []
     masks = masks + [None] * (len(net.W) - len(masks))
     for l, M in enumerate(masks):
@@ -604,8 +647,14 @@ def slowness_fit(test_acc, epochs=None) -> SlownessFit:
         with warnings.catch_warnings():
             # short curves leave the covariance undetermined; only the estimates are used
             warnings.simplefilter("ignore")
-            p, _ = curve_fit(model, t, a, p0=(max(a.max(), 1e-3), 1.0),
-                             bounds=([0.0, 0.0], [np.inf, np.inf]), maxfev=10000)
+            p, _ = curve_fit(
+                model,
+                t,
+                a,
+                p0=(max(a.max(), 1e-3), 1.0),
+                bounds=([0.0, 0.0], [np.inf, np.inf]),
+                maxfev=10000,
+            )
         return SlownessFit(float(p[0]), float(p[1]), True)
     except (RuntimeError, ValueError):
         return SlownessFit(float(a.max()), float("nan"), False)

@@ -15,21 +15,28 @@ all seeds, different samples) and ``SeedSequence([init_seed, s, _INIT_TAG])`` ot
 Each seed runs sequentially on one thread, so a run is reproducible from its seed alone,
 whatever the record grid, the block size and the number of threads.
 """
+
 from __future__ import annotations
 
-import math
-import sys
 import threading
-import time
-from concurrent.futures import ThreadPoolExecutor, FIRST_COMPLETED, wait
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 import numpy as np
 
 from theory.runtime.progress import ProgressBar  # noqa: F401 (the one bar; re-exported)
 
-__all__ = ["seed_list", "init_generator", "sample_state", "mc_test_generator",
-           "Divergence", "ProgressBar", "run_parallel", "ensemble_stats", "Stopped"]
+__all__ = [
+    "seed_list",
+    "init_generator",
+    "sample_state",
+    "mc_test_generator",
+    "Divergence",
+    "ProgressBar",
+    "run_parallel",
+    "ensemble_stats",
+    "Stopped",
+]
 
 # Tags mixed into the seed sequences so that the init, sample and test streams of the same
 # integer seed are unrelated.
@@ -80,7 +87,7 @@ def init_generator(init_seed: int, seed: int, same_init: bool) -> np.random.Gene
 def sample_state(seed: int) -> np.ndarray:
     """Initial xoshiro256++ state (4 uint64, not all zero) of the sample stream of ``seed``."""
     st = np.random.SeedSequence([int(seed), _SAMPLE_TAG]).generate_state(4, np.uint64)
-    if not st.any():                 # the one state xoshiro must avoid (probability 2^-256)
+    if not st.any():  # the one state xoshiro must avoid (probability 2^-256)
         st[0] = 1
     return st
 
@@ -103,7 +110,7 @@ class Divergence:
     q_max: float = 1e6
 
     @classmethod
-    def from_config(cls, d) -> "Divergence":
+    def from_config(cls, d) -> Divergence:
         if d is None:
             return cls()
         if not isinstance(d, dict):
@@ -116,7 +123,9 @@ class Divergence:
             try:
                 val = float(val)
             except (TypeError, ValueError):
-                raise ValueError(f"divergence[{k!r}] must be a positive number, got {val!r}")
+                raise ValueError(
+                    f"divergence[{k!r}] must be a positive number, got {val!r}"
+                ) from None
             if not val > 0:
                 raise ValueError(f"divergence[{k!r}] must be a positive number, got {val!r}")
             kw[k] = val
@@ -130,8 +139,7 @@ class Stopped(Exception):
     """Raised inside a worker by ``report`` once the ensemble has been told to stop."""
 
 
-def run_parallel(fn, n_tasks: int, threads: int | None = None, progress=None,
-                 total_work: int = 1):
+def run_parallel(fn, n_tasks: int, threads: int | None = None, progress=None, total_work: int = 1):
     """Run ``fn(i, report)`` for ``i = 0 … n_tasks−1`` on a pool of threads.
 
     The heavy parts of ``fn`` (numpy's generators filling preallocated buffers and the
@@ -156,7 +164,7 @@ def run_parallel(fn, n_tasks: int, threads: int | None = None, progress=None,
             raise Stopped()
         with lock:
             done[0] += n
-        if threads == 1 and progress:   # no polling thread: draw from the worker
+        if threads == 1 and progress:  # no polling thread: draw from the worker
             progress.update(done[0])
 
     if threads == 1:
@@ -172,7 +180,7 @@ def run_parallel(fn, n_tasks: int, threads: int | None = None, progress=None,
             _, pending = wait(pending, timeout=0.1, return_when=FIRST_COMPLETED)
             if progress:
                 progress.update(done[0])
-            for f in futures:           # a failed task stops the others at once
+            for f in futures:  # a failed task stops the others at once
                 if f.done() and not f.cancelled() and f.exception() is not None:
                     raise f.exception()
     except BaseException:

@@ -30,6 +30,7 @@ Public API: :func:`simulate_ff` (config dict → :class:`FFSimulationResult`),
 :func:`validate_ff_config`. ``python -m simulations run`` dispatches here for
 ``"rule": "ff"``.
 """
+
 from __future__ import annotations
 
 import json
@@ -44,16 +45,34 @@ from theory.models import get as get_model
 from theory.quadrature import factor
 from theory.state import OrderParameters, record_alphas
 
-from .ensemble import (Divergence, ProgressBar, ensemble_stats, init_generator,
-                       mc_test_generator, run_parallel, sample_state, seed_list)
+from .ensemble import (
+    Divergence,
+    ProgressBar,
+    ensemble_stats,
+    init_generator,
+    mc_test_generator,
+    run_parallel,
+    sample_state,
+    seed_list,
+)
+
 # the config checks, block size and results of the other teacher–student rules
 from .sim_config import _MC_MAX_DOUBLES, _int, _num, block_steps
 from .sim_results import EnsembleResult
+
 # the input generator (xoshiro256++ + ziggurat) the committee's kernels use too
 from .teacher_student import _fill_normal
 
-__all__ = ["simulate_ff", "validate_ff_config", "FFSimulationResult", "FF_DEFAULTS",
-           "FF_ACTIVATIONS", "ff_signals_np", "simulate", "validate_config"]
+__all__ = [
+    "simulate_ff",
+    "validate_ff_config",
+    "FFSimulationResult",
+    "FF_DEFAULTS",
+    "FF_ACTIVATIONS",
+    "ff_signals_np",
+    "simulate",
+    "validate_config",
+]
 
 #: student activations of the FF layer, in the order of their kernel codes
 FF_ACTIVATIONS = ("erf", "linear", "relu", "tanh", "sigmoid")
@@ -62,22 +81,21 @@ FF_DEFAULTS = {
     "K": 2,
     "M": 1,
     "activation": "erf",
-    "eta": 1.0,            # first layer, scaled η/√N
-    "eta_u": 1.0,          # label weights, scaled η_u/N
-    "theta": None,         # None: K/2 (half the largest erf goodness, docs/ff-theory.md)
-    "record": None,        # None: 101 points
+    "eta": 1.0,  # first layer, scaled η/√N
+    "eta_u": 1.0,  # label weights, scaled η_u/N
+    "theta": None,  # None: K/2 (half the largest erf goodness, docs/ff-theory.md)
+    "record": None,  # None: 101 points
     "seeds": 1,
     "same_init": True,
     "init": {},
     "mc_test": 0,
-    "quadrature": True,    # ε_g, loss, gap of every record from the order parameters
+    "quadrature": True,  # ε_g, loss, gap of every record from the order parameters
     "divergence": {},
     "threads": None,
     "description": "",
 }
 _REQUIRED = ("rule", "N", "alpha_max")
-_INIT_DEFAULTS = {"seed": 0, "w_scale": 1.0, "w_star_scale": 1.0, "u_scale": 0.1,
-                  "v_star": 1.0}
+_INIT_DEFAULTS = {"seed": 0, "w_scale": 1.0, "w_star_scale": 1.0, "u_scale": 0.1, "v_star": 1.0}
 _INIT_KEYS = set(_INIT_DEFAULTS) | {"u", "state"}
 
 
@@ -106,27 +124,31 @@ def validate_ff_config(config) -> dict:
     allowed = set(_REQUIRED) | set(FF_DEFAULTS)
     unknown = sorted(set(config) - allowed)
     if unknown:
-        raise ValueError(f"unknown config keys {unknown} for rule 'ff'; allowed keys: "
-                         f"{sorted(allowed)} (FF has label weights u with rate eta_u and a "
-                         "threshold theta instead of a second layer v)")
+        raise ValueError(
+            f"unknown config keys {unknown} for rule 'ff'; allowed keys: "
+            f"{sorted(allowed)} (FF has label weights u with rate eta_u and a "
+            "threshold theta instead of a second layer v)"
+        )
     missing = [k for k in _REQUIRED if k not in config]
     if missing:
-        raise ValueError(f"config is missing required keys {missing} (required: "
-                         f"{list(_REQUIRED)})")
+        raise ValueError(f"config is missing required keys {missing} (required: {list(_REQUIRED)})")
     if config["rule"] != "ff":
         raise ValueError(f"validate_ff_config handles rule 'ff' only, got {config['rule']!r}")
     cfg = dict(FF_DEFAULTS)
     cfg.update(config)
     cfg["init"] = dict(cfg["init"] or {})
     if cfg["activation"] not in FF_ACTIVATIONS:
-        raise ValueError(f"unsupported activation {cfg['activation']!r} for rule 'ff'; "
-                         f"allowed: {', '.join(FF_ACTIVATIONS)}")
+        raise ValueError(
+            f"unsupported activation {cfg['activation']!r} for rule 'ff'; "
+            f"allowed: {', '.join(FF_ACTIVATIONS)}"
+        )
     cfg["N"], cfg["K"], cfg["M"] = _int(cfg, "N"), _int(cfg, "K"), _int(cfg, "M")
     K, M, N = cfg["K"], cfg["M"], cfg["N"]
     # η, η_u, θ (default K/2): the FF model's one validator (theory.models), the same as
     # odeflow.solve's
-    mp = get_model("ff").check_params({k: cfg[k] for k in ("eta", "eta_u", "theta")}, K=K,
-                                rule_name="ff")
+    mp = get_model("ff").check_params(
+        {k: cfg[k] for k in ("eta", "eta_u", "theta")}, K=K, rule_name="ff"
+    )
     cfg.update({k: mp[k] for k in ("eta", "eta_u", "theta")})
     cfg["alpha_max"] = _num(cfg, "alpha_max", lo=0.0, strict=True)
     if round(cfg["alpha_max"] * N) < 1:
@@ -139,12 +161,13 @@ def validate_ff_config(config) -> dict:
         if not isinstance(cfg[key], bool):
             raise ValueError(f"{key} must be true or false, got {cfg[key]!r}")
     if not cfg["quadrature"] and not cfg["mc_test"]:
-        raise ValueError("quadrature: false needs mc_test > 0 (otherwise nothing measures "
-                         "ε_g)")
+        raise ValueError("quadrature: false needs mc_test > 0 (otherwise nothing measures ε_g)")
     cfg["mc_test"] = _int(cfg, "mc_test", lo=0)
     if cfg["mc_test"] * N > _MC_MAX_DOUBLES:
-        raise ValueError(f"mc_test={cfg['mc_test']} test inputs of dimension N={N} are too "
-                         f"many; keep mc_test*N <= {_MC_MAX_DOUBLES}")
+        raise ValueError(
+            f"mc_test={cfg['mc_test']} test inputs of dimension N={N} are too "
+            f"many; keep mc_test*N <= {_MC_MAX_DOUBLES}"
+        )
     if cfg["threads"] is not None:
         cfg["threads"] = _int(cfg, "threads")
     if not isinstance(cfg["description"], str):
@@ -161,13 +184,17 @@ def validate_ff_config(config) -> dict:
     init["seed"] = _int(init, "seed", lo=0)
     vs = np.asarray(init["v_star"], dtype=float)
     if not (vs.ndim == 0 or vs.shape == (M,)) or not np.all(np.isfinite(vs)) or np.any(vs == 0):
-        raise ValueError(f"init.v_star must be a non-zero number or a list of M={M} non-zero "
-                         f"numbers, got {init['v_star']!r}")
+        raise ValueError(
+            f"init.v_star must be a non-zero number or a list of M={M} non-zero "
+            f"numbers, got {init['v_star']!r}"
+        )
     if "u" in init:
         a = np.asarray(init["u"], dtype=float)
         if a.shape not in ((), (K,)) or not np.all(np.isfinite(a)):
-            raise ValueError(f"init.u must be a number (every unit) or a list of K={K} "
-                             f"numbers, got {init['u']!r}")
+            raise ValueError(
+                f"init.u must be a number (every unit) or a list of K={K} "
+                f"numbers, got {init['u']!r}"
+            )
     if "state" in init:
         init["state"] = _check_init_state(init["state"], K, M, N)
     return cfg
@@ -177,25 +204,31 @@ def _check_init_state(st, K, M, N) -> dict:
     """``init.state = {"Q", "R", "T"}``: the initial overlaps the weights are built to
     have exactly (``_exact_weights``); a valid covariance of ``(w*, w)``."""
     if not isinstance(st, dict) or set(st) != {"Q", "R", "T"}:
-        raise ValueError("init.state must be a dict with exactly the keys Q (K×K), R (K×M) "
-                         f"and T (M×M), got {st!r}")
+        raise ValueError(
+            "init.state must be a dict with exactly the keys Q (K×K), R (K×M) "
+            f"and T (M×M), got {st!r}"
+        )
     out = {}
     for key, shape in (("Q", (K, K)), ("R", (K, M)), ("T", (M, M))):
         try:
             a = np.asarray(st[key], dtype=float)
         except (TypeError, ValueError):
-            a = np.asarray(np.nan)       # a string or ragged list: reported just below
+            a = np.asarray(np.nan)  # a string or ragged list: reported just below
         if a.shape != shape or not np.all(np.isfinite(a)):
-            raise ValueError(f"init.state.{key} must be a {shape[0]}×{shape[1]} array of "
-                             f"finite numbers (nested lists), got {st[key]!r}")
+            raise ValueError(
+                f"init.state.{key} must be a {shape[0]}×{shape[1]} array of "
+                f"finite numbers (nested lists), got {st[key]!r}"
+            )
         out[key] = a.tolist()
     C = _state_covariance(out)
     if not np.allclose(C, C.T, atol=1e-12):
         raise ValueError("init.state: Q and T must be symmetric")
     ev = np.linalg.eigvalsh(C)
     if ev[0] < -1e-10 * max(1.0, ev[-1]):
-        raise ValueError("init.state is not a valid overlap matrix: [[T, Rᵀ], [R, Q]] must be "
-                         f"positive semi-definite (smallest eigenvalue {ev[0]:.3g})")
+        raise ValueError(
+            "init.state is not a valid overlap matrix: [[T, Rᵀ], [R, Q]] must be "
+            f"positive semi-definite (smallest eigenvalue {ev[0]:.3g})"
+        )
     if N < K + M:
         raise ValueError(f"init.state needs N >= K + M = {K + M}, got N = {N}")
     return out
@@ -233,8 +266,7 @@ def initial_ff_weights(cfg: dict, seed: int):
     if "u" in init:
         u = np.array(np.broadcast_to(np.asarray(init["u"], dtype=float), (K,)))
     v_star = np.array(np.broadcast_to(np.asarray(init["v_star"], dtype=float), (M,)))
-    return (np.ascontiguousarray(w), np.ascontiguousarray(w_star), np.ascontiguousarray(u),
-            v_star)
+    return (np.ascontiguousarray(w), np.ascontiguousarray(w_star), np.ascontiguousarray(u), v_star)
 
 
 # =============================================================================== kernel
@@ -331,8 +363,8 @@ def _ff_block(act, n_steps, st, xb, w, w_star, u, v_star, eta, eta_u, theta, wor
         Gp = 0.0
         Gm = 0.0
         for k in range(K):
-            hp[k] = _g(lam[k] + u[k] * yl, act)        # positive pass: ℓ = y
-            hm[k] = _g(lam[k] - u[k] * yl, act)        # negative pass: ℓ = −y
+            hp[k] = _g(lam[k] + u[k] * yl, act)  # positive pass: ℓ = y
+            hm[k] = _g(lam[k] - u[k] * yl, act)  # negative pass: ℓ = −y
             Gp += hp[k] * hp[k]
             Gm += hm[k] * hm[k]
         if not (math.isfinite(Gp) and math.isfinite(Gm)):
@@ -358,8 +390,20 @@ def _ff_block(act, n_steps, st, xb, w, w_star, u, v_star, eta, eta_u, theta, wor
 
 
 def _warmup():
-    _ff_block(0, 0, np.ones(4, np.uint64), np.zeros((2, 2)), np.zeros((1, 2)),
-              np.zeros((1, 2)), np.zeros(1), np.ones(1), 0.0, 0.0, 1.0, np.zeros((6, 1)))
+    _ff_block(
+        0,
+        0,
+        np.ones(4, np.uint64),
+        np.zeros((2, 2)),
+        np.zeros((1, 2)),
+        np.zeros((1, 2)),
+        np.zeros(1),
+        np.ones(1),
+        0.0,
+        0.0,
+        1.0,
+        np.zeros((6, 1)),
+    )
 
 
 # ======================================================================= numpy reference
@@ -399,14 +443,13 @@ def ff_signals_np(lam, y, u, theta, activation="erf"):
 
     zp, zm = lam + u * y, lam - u * y
     hp, hm = g(zp), g(zm)
-    Gp, Gm = (hp ** 2).sum(1), (hm ** 2).sum(1)
+    Gp, Gm = (hp**2).sum(1), (hm**2).sum(1)
     ap = -2 * expit(theta - Gp)[:, None] * hp * gp(zp)
     am = 2 * expit(Gm - theta)[:, None] * hm * gp(zm)
     loss = np.logaddexp(0, theta - Gp) + np.logaddexp(0, Gm - theta)
     Gl1 = (g(lam + u) ** 2).sum(1)
     Gl0 = (g(lam - u) ** 2).sum(1)
-    return dict(a_plus=ap, a_minus=am, G_plus=Gp, G_minus=Gm, loss=loss,
-                yhat=np.sign(Gl1 - Gl0))
+    return dict(a_plus=ap, a_minus=am, G_plus=Gp, G_minus=Gm, loss=loss, yhat=np.sign(Gl1 - Gl0))
 
 
 # ============================================================================= one seed
@@ -419,14 +462,21 @@ def _run_seed(cfg, i, report, alphas, rec_steps, X_test):
     T_mat = w_star @ w_star.T / N
     st = sample_state(seed)
     nT = len(alphas)
-    out = {"Q": np.full((nT, K, K), np.nan), "R": np.full((nT, K, M), np.nan),
-           "u": np.full((nT, K), np.nan), "diverged": False, "alpha_diverged": np.nan,
-           "T": T_mat, "v_star": v_star}
+    out = {
+        "Q": np.full((nT, K, K), np.nan),
+        "R": np.full((nT, K, M), np.nan),
+        "u": np.full((nT, K), np.nan),
+        "diverged": False,
+        "alpha_diverged": np.nan,
+        "T": T_mat,
+        "v_star": v_star,
+    }
     if X_test is not None:
         for key in ("eg_mc", "eg_mc_se", "loss_mc", "gap_mc"):
             out[key] = np.full(nT, np.nan)
         nu = X_test @ w_star.T / math.sqrt(N)
         from scipy.special import erf
+
         y_test = np.where(erf(nu / math.sqrt(2)) @ v_star >= 0, 1.0, -1.0)
     B = block_steps(N)
     xbuf = np.empty((2, N))
@@ -439,8 +489,9 @@ def _run_seed(cfg, i, report, alphas, rec_steps, X_test):
             out["R"][r] = w @ w_star.T / N
             out["u"][r] = u
             if X_test is not None:
-                sig = ff_signals_np(X_test @ w.T / math.sqrt(N), y_test, u, cfg["theta"],
-                                    cfg["activation"])
+                sig = ff_signals_np(
+                    X_test @ w.T / math.sqrt(N), y_test, u, cfg["theta"], cfg["activation"]
+                )
                 err = np.where(sig["yhat"] == 0, 0.5, (sig["yhat"] != y_test).astype(float))
                 out["eg_mc"][r] = err.mean()
                 out["eg_mc_se"][r] = err.std(ddof=1) / math.sqrt(len(err))
@@ -450,12 +501,16 @@ def _run_seed(cfg, i, report, alphas, rec_steps, X_test):
         if step >= n_total:
             break
         n = min(B, int(rec_steps[r]) - step)
-        done = _ff_block(act, n, st, xbuf, w, w_star, u, v_star, cfg["eta"], cfg["eta_u"],
-                         cfg["theta"], work)
+        done = _ff_block(
+            act, n, st, xbuf, w, w_star, u, v_star, cfg["eta"], cfg["eta_u"], cfg["theta"], work
+        )
         report(done)
         qd = work[5, :K]
-        if done < n or not (np.all(np.isfinite(qd)) and np.all(np.isfinite(u))) or \
-                np.any(qd > div.q_max):
+        if (
+            done < n
+            or not (np.all(np.isfinite(qd)) and np.all(np.isfinite(u)))
+            or np.any(qd > div.q_max)
+        ):
             out["diverged"] = True
             out["alpha_diverged"] = (step + done) / N
             report(n_total - step - done)
@@ -463,26 +518,56 @@ def _run_seed(cfg, i, report, alphas, rec_steps, X_test):
                 out[key][r:] = np.nan
             break
         step += n
-    out["init"] = OrderParameters(Q=out["Q"][0], R=out["R"][0], T=T_mat, v=np.zeros(K),
-                                  v_star=v_star, u=out["u"][0])
+    out["init"] = OrderParameters(
+        Q=out["Q"][0], R=out["R"][0], T=T_mat, v=np.zeros(K), v_star=v_star, u=out["u"][0]
+    )
     # ε_g, loss and gap from the measured order parameters (numba, nogil: runs in the
     # worker thread like the simulation itself)
     from theory.ff import observables
+
     for key in ("eg", "loss", "gap"):
         out[key] = np.full(nT, np.nan)
     ok = np.isfinite(out["u"]).all(axis=-1)
     if ok.any() and cfg["quadrature"]:
-        obs = observables(out["Q"][ok], out["R"][ok], T_mat, out["u"][ok], v_star,
-                          theta=cfg["theta"], activation=cfg["activation"])
+        obs = observables(
+            out["Q"][ok],
+            out["R"][ok],
+            T_mat,
+            out["u"][ok],
+            v_star,
+            theta=cfg["theta"],
+            activation=cfg["activation"],
+        )
         for key in ("eg", "loss", "gap"):
             out[key][ok] = obs[key]
     return out
 
 
 # ================================================================================ result
-_ARRAYS = ("alpha", "steps", "seeds", "Q", "R", "u", "T", "v_star", "eg", "eg_mean",
-           "eg_std", "loss", "gap", "diverged", "alpha_diverged", "eg_mc", "eg_mc_se",
-           "loss_mc", "gap_mc", "Q0", "R0", "u0")
+_ARRAYS = (
+    "alpha",
+    "steps",
+    "seeds",
+    "Q",
+    "R",
+    "u",
+    "T",
+    "v_star",
+    "eg",
+    "eg_mean",
+    "eg_std",
+    "loss",
+    "gap",
+    "diverged",
+    "alpha_diverged",
+    "eg_mc",
+    "eg_mc_se",
+    "loss_mc",
+    "gap_mc",
+    "Q0",
+    "R0",
+    "u0",
+)
 _STATS = ("Q", "R", "u", "loss", "gap", "eg_mc", "loss_mc", "gap_mc")
 
 
@@ -546,24 +631,35 @@ class FFSimulationResult(EnsembleResult):
         S = len(self.seeds)
         if not 0 <= seed < S:
             raise IndexError(f"seed index {seed} out of range for {S} seeds")
-        return OrderParameters(Q=self.Q0[seed], R=self.R0[seed], T=self.T[seed],
-                               v=np.zeros(self.u0.shape[-1]), v_star=self.v_star[seed],
-                               u=self.u0[seed])
+        return OrderParameters(
+            Q=self.Q0[seed],
+            R=self.R0[seed],
+            T=self.T[seed],
+            v=np.zeros(self.u0.shape[-1]),
+            v_star=self.v_star[seed],
+            u=self.u0[seed],
+        )
 
     def summary(self) -> str:
         c = self.config
-        s = (f"ff: N={c['N']} K={c['K']} M={c['M']} {c['activation']} theta={c['theta']:g}, "
-             f"{len(self.seeds)} seeds, alpha 0..{self.alpha[-1]:g} ({len(self.alpha)} "
-             "records); ")
+        s = (
+            f"ff: N={c['N']} K={c['K']} M={c['M']} {c['activation']} theta={c['theta']:g}, "
+            f"{len(self.seeds)} seeds, alpha 0..{self.alpha[-1]:g} ({len(self.alpha)} "
+            "records); "
+        )
         nd = int(self.diverged.sum())
         if nd:
             s += f"{nd} diverged; "
         if self.n_mean and np.isfinite(self.eg_mean[-1]):
-            s += (f"final eps_g = {self.eg_mean[-1]:.4g} ± {self.eg_std[-1]:.2g} (over "
-                  f"{self.n_mean} seeds)")
+            s += (
+                f"final eps_g = {self.eg_mean[-1]:.4g} ± {self.eg_std[-1]:.2g} (over "
+                f"{self.n_mean} seeds)"
+            )
         elif self.n_mean and self.eg_mc is not None:
-            s += (f"final test error = {self.mean('eg_mc')[-1]:.4g} ± "
-                  f"{self.std('eg_mc')[-1]:.2g} (over {self.n_mean} seeds)")
+            s += (
+                f"final test error = {self.mean('eg_mc')[-1]:.4g} ± "
+                f"{self.std('eg_mc')[-1]:.2g} (over {self.n_mean} seeds)"
+            )
         return s
 
     def to_arrays(self) -> dict:
@@ -598,12 +694,22 @@ def simulate_ff(config: dict, progress=None) -> FFSimulationResult:
     threads = cfg["threads"] or os.cpu_count() or 1
     bar = progress
     if progress is True:
-        bar = ProgressBar(S * int(rec_steps[-1]), label=f"ff N={N}", delay=0.0,
-                          min_interval=0.2, unit="samples", rate=True)
+        bar = ProgressBar(
+            S * int(rec_steps[-1]),
+            label=f"ff N={N}",
+            delay=0.0,
+            min_interval=0.2,
+            unit="samples",
+            rate=True,
+        )
     elif not progress:
         bar = None
-    outs = run_parallel(lambda i, report: _run_seed(cfg, i, report, alphas, rec_steps,
-                                                    X_test), S, threads=threads, progress=bar)
+    outs = run_parallel(
+        lambda i, report: _run_seed(cfg, i, report, alphas, rec_steps, X_test),
+        S,
+        threads=threads,
+        progress=bar,
+    )
 
     def stack(key):
         return np.stack([o[key] for o in outs])
@@ -614,16 +720,32 @@ def simulate_ff(config: dict, progress=None) -> FFSimulationResult:
     eg_mean, eg_std, n_mean = ensemble_stats(eg, diverged)
     inits = [o["init"] for o in outs]
     return FFSimulationResult(
-        alpha=alphas, steps=rec_steps, seeds=np.array(cfg["seeds"], dtype=np.int64),
-        Q=Q, R=R, u=u, T=stack("T"), v_star=stack("v_star"), eg=eg, eg_mean=eg_mean,
-        eg_std=eg_std, loss=loss, gap=gap, n_mean=n_mean, diverged=diverged,
-        alpha_diverged=np.array([o["alpha_diverged"] for o in outs]), config=cfg,
-        init=inits[0], Q0=np.stack([s.Q for s in inits]), R0=np.stack([s.R for s in inits]),
+        alpha=alphas,
+        steps=rec_steps,
+        seeds=np.array(cfg["seeds"], dtype=np.int64),
+        Q=Q,
+        R=R,
+        u=u,
+        T=stack("T"),
+        v_star=stack("v_star"),
+        eg=eg,
+        eg_mean=eg_mean,
+        eg_std=eg_std,
+        loss=loss,
+        gap=gap,
+        n_mean=n_mean,
+        diverged=diverged,
+        alpha_diverged=np.array([o["alpha_diverged"] for o in outs]),
+        config=cfg,
+        init=inits[0],
+        Q0=np.stack([s.Q for s in inits]),
+        R0=np.stack([s.R for s in inits]),
         u0=np.stack([s.u for s in inits]),
         eg_mc=stack("eg_mc") if X_test is not None else None,
         eg_mc_se=stack("eg_mc_se") if X_test is not None else None,
         loss_mc=stack("loss_mc") if X_test is not None else None,
-        gap_mc=stack("gap_mc") if X_test is not None else None)
+        gap_mc=stack("gap_mc") if X_test is not None else None,
+    )
 
 
 #: the entry points of this model's simulation module (theory.models: FF.simulation)

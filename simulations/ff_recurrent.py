@@ -38,6 +38,7 @@ Choices made where the paper's description leaves room
 - Initialisation: ``W_k, V_k`` He-uniform for their own fan-in, both divided by √2 so that
   the summed drive has the variance of one dense layer (``G ≈ d_k ≈ θ_k`` at the start).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -46,11 +47,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .forward_forward import (_Adam, _SGD, _normalize, _sigmoid, _softplus, check_training,
-                              end_epoch)
+from .forward_forward import _SGD, _Adam, _normalize, _sigmoid, _softplus, check_training, end_epoch
 
-__all__ = ["RecurrentFFConfig", "RecurrentFFResult", "train_ff_recurrent", "run_dynamics",
-           "goodness_all_labels", "predict_recurrent", "recurrent_config_from_dict"]
+__all__ = [
+    "RecurrentFFConfig",
+    "RecurrentFFResult",
+    "train_ff_recurrent",
+    "run_dynamics",
+    "goodness_all_labels",
+    "predict_recurrent",
+    "recurrent_config_from_dict",
+]
 
 
 @dataclass
@@ -67,6 +74,7 @@ class RecurrentFFConfig:
     eval_train : training examples on which train accuracy and losses are measured
     seed : seed of everything random
     """
+
     hidden: list = field(default_factory=lambda: [256, 256])
     steps: int = 8
     damping: float = 0.3
@@ -85,16 +93,20 @@ class RecurrentFFConfig:
     def __post_init__(self):
         check_training(self)
         if not isinstance(self.steps, (int, np.integer)) or self.steps < 2:
-            raise ValueError(f"recurrent FF needs steps >= 2 (an integer: the bottom-up pass "
-                             f"is step 0, then at least two damped steps), got {self.steps!r}")
+            raise ValueError(
+                f"recurrent FF needs steps >= 2 (an integer: the bottom-up pass "
+                f"is step 0, then at least two damped steps), got {self.steps!r}"
+            )
         if not 0 <= self.damping < 1:
             raise ValueError(f"damping must be in [0, 1), got {self.damping}")
         if self.window is None:
             self.window = (min(3, self.steps), min(5, self.steps))
         w = tuple(int(t) for t in self.window)
         if len(w) != 2 or not 1 <= w[0] <= w[1] <= self.steps:
-            raise ValueError(f"window must be (t1, t2) with 1 <= t1 <= t2 <= steps = "
-                             f"{self.steps}, got {self.window!r}")
+            raise ValueError(
+                f"window must be (t1, t2) with 1 <= t1 <= t2 <= steps = "
+                f"{self.steps}, got {self.window!r}"
+            )
         self.window = w
         if self.label_scale <= 0:
             raise ValueError("label_scale must be > 0")
@@ -105,6 +117,7 @@ class RecurrentFFResult:
     """Per-epoch history (index 0 = before training): ``train_acc``, ``test_acc``,
     ``loss`` (summed), ``layer_loss`` (per hidden layer, window-averaged) on the evaluation
     subset; ``weights`` = (W list, V list); ``diverged``; ``epochs_done``."""
+
     config: RecurrentFFConfig
     train_acc: np.ndarray
     test_acc: np.ndarray
@@ -147,13 +160,14 @@ def goodness_all_labels(Ws, Vs, x, n_classes, cfg: RecurrentFFConfig, chunk=1000
     t1, t2 = cfg.window
     out = np.zeros((x.shape[0], n_classes))
     for s in range(0, x.shape[0], chunk):
-        xs = x[s:s + chunk]
+        xs = x[s : s + chunk]
         for c in range(n_classes):
             top = np.zeros((xs.shape[0], n_classes), xs.dtype)
             top[:, c] = cfg.label_scale
             states, _ = run_dynamics(Ws, Vs, xs, top, cfg.steps, cfg.damping)
-            out[s:s + chunk, c] = sum(np.sum(hk * hk, 1) for t in range(t1, t2 + 1)
-                                      for hk in states[t])
+            out[s : s + chunk, c] = sum(
+                np.sum(hk * hk, 1) for t in range(t1, t2 + 1) for hk in states[t]
+            )
     return out
 
 
@@ -176,10 +190,10 @@ def _grads(Ws, Vs, x, top, cfg, thetas, positive):
         for k in range(K):
             h, a = states[t][k], drives[t][k]
             G = np.sum(h * h, 1) - thetas[k]
-            if positive:   # −log σ(G − θ): dL/dG = −(1 − σ(G − θ))
+            if positive:  # −log σ(G − θ): dL/dG = −(1 − σ(G − θ))
                 losses[k] += float(np.mean(_softplus(-G)))
                 c = -_sigmoid(-G)
-            else:          # −log σ(θ − G): dL/dG = σ(G − θ)
+            else:  # −log σ(θ − G): dL/dG = σ(G − θ)
                 losses[k] += float(np.mean(_softplus(G)))
                 c = _sigmoid(G)
             # dG/da = 2 (1 − ρ) h ⊙ 1[a > 0]; the inputs at t − 1 are constants
@@ -221,8 +235,7 @@ def _train(data, cfg, progress):
     if cfg.optimizer == "adam":
         opts = [_Adam(M.shape, cfg.lr, cfg.weight_decay, np.float32) for M in mats]
     else:
-        opts = [_SGD(M.shape, cfg.lr, cfg.weight_decay, np.float32, cfg.momentum)
-                for M in mats]
+        opts = [_SGD(M.shape, cfg.lr, cfg.weight_decay, np.float32, cfg.momentum) for M in mats]
     eye = np.eye(C, dtype=np.float32) * cfg.label_scale
     n = y_train.size
     ev_rng = np.random.default_rng([cfg.seed, 1])
@@ -238,8 +251,7 @@ def _train(data, cfg, progress):
         hist["layer_loss"].append(lp + ln)
         hist["loss"].append(float(np.sum(lp + ln)))
         hist["train_acc"].append(float(np.mean(predict_recurrent(Ws, Vs, ev_x, C, cfg) == ev_y)))
-        hist["test_acc"].append(float(np.mean(predict_recurrent(Ws, Vs, x_test, C, cfg)
-                                              == y_test)))
+        hist["test_acc"].append(float(np.mean(predict_recurrent(Ws, Vs, x_test, C, cfg) == y_test)))
         return bool(np.isfinite(hist["loss"][-1]))
 
     record()
@@ -248,7 +260,7 @@ def _train(data, cfg, progress):
     for epoch in range(cfg.epochs):
         order = rng.permutation(n)
         for b in range(n_batches):
-            idx = order[b * cfg.batch:(b + 1) * cfg.batch]
+            idx = order[b * cfg.batch : (b + 1) * cfg.batch]
             x, y = x_train[idx], y_train[idx]
             wrong = (y + rng.integers(1, C, y.size)) % C
             lp, gWp, gVp = _grads(Ws, Vs, x, eye[y], cfg, thetas, True)
@@ -261,14 +273,19 @@ def _train(data, cfg, progress):
                 break
             if progress is not None:
                 progress(epoch, b + 1, n_batches, {"loss": total})
-        done, diverged = end_epoch(hist, done, diverged or not record(), epoch, n_batches,
-                                   progress)
+        done, diverged = end_epoch(hist, done, diverged or not record(), epoch, n_batches, progress)
         if diverged:
             break
-    return RecurrentFFResult(cfg, np.asarray(hist["train_acc"]), np.asarray(hist["test_acc"]),
-                             np.asarray(hist["loss"]),
-                             np.asarray(hist["layer_loss"], dtype=float), diverged,
-                             (Ws, Vs), done)
+    return RecurrentFFResult(
+        cfg,
+        np.asarray(hist["train_acc"]),
+        np.asarray(hist["test_acc"]),
+        np.asarray(hist["loss"]),
+        np.asarray(hist["layer_loss"], dtype=float),
+        diverged,
+        (Ws, Vs),
+        done,
+    )
 
 
 def recurrent_config_from_dict(d: dict) -> RecurrentFFConfig:

@@ -36,6 +36,7 @@ way. Reported per hidden layer:
 
 The expansion itself and where FF and PEPITA differ are written out in ``docs/ff-pepita.md``.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -44,11 +45,25 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .forward_forward import (_Adam, _SGD, _normalize, _sigmoid, check_training, end_epoch,
-                              layer_loss_grad)
+from .forward_forward import (
+    _SGD,
+    _Adam,
+    _normalize,
+    _sigmoid,
+    check_training,
+    end_epoch,
+    layer_loss_grad,
+)
 
-__all__ = ["TopDownConfig", "TopDownResult", "train_ff_topdown", "topdown_updates",
-           "first_order_updates", "update_cosines", "topdown_config_from_dict"]
+__all__ = [
+    "TopDownConfig",
+    "TopDownResult",
+    "train_ff_topdown",
+    "topdown_updates",
+    "first_order_updates",
+    "update_cosines",
+    "topdown_config_from_dict",
+]
 
 
 @dataclass
@@ -70,6 +85,7 @@ class TopDownConfig:
     eval_train : training examples on which train accuracy and FF losses are measured
     seed : seed of everything random
     """
+
     hidden: list = field(default_factory=lambda: [256])
     epochs: int = 5
     batch: int = 64
@@ -96,6 +112,7 @@ class TopDownConfig:
         if self.cos_every < 0 or self.cos_batch < 1:
             raise ValueError("need cos_every >= 0 and cos_batch >= 1")
         from .local_fields import parse_local_fields
+
         parse_local_fields(self.local_fields, len(self.hidden))
 
 
@@ -110,6 +127,7 @@ class TopDownResult:
     diverged, epochs_done, network (a :class:`simulations.deep.Network`: hidden weights,
     read-out, F)
     """
+
     config: TopDownConfig
     train_acc: np.ndarray
     test_acc: np.ndarray
@@ -126,6 +144,7 @@ class TopDownResult:
 
 
 # ----------------------------------------------------------------------------- passes
+
 
 def _hidden_forward(Ws, x):
     """Raw hidden activities ``[h_1, …, h_L]`` (each layer normalises its input)."""
@@ -212,8 +231,9 @@ def first_order_updates(Ws, x, delta, theta=1.0):
         hwd = np.sum(h * Dwd, 1)
         g0s.append(((2 * (2 * p - 1))[:, None] * h).T @ zh / n)
         c = (-4 * p * (1 - p) * hwd)[:, None]
-        g1s.append(((c * h).T @ zh - (2 * p[:, None] * Dwd).T @ zh
-                    - (2 * p[:, None] * h).T @ dh) / n)
+        g1s.append(
+            ((c * h).T @ zh - (2 * p[:, None] * Dwd).T @ zh - (2 * p[:, None] * h).T @ dh) / n
+        )
         gc1s.append((-2 * Dwd.T @ zh - 2 * h.T @ dh) / n)
         z, dz = h, Dwd
     return g0s, g1s, gc1s
@@ -244,8 +264,10 @@ def update_cosines(net, x, y_onehot, theta=1.0, sign=1):
     delta = sign * (u["e"] @ net64.F.T)
     g0, g1, _ = first_order_updates(net64.W[:-1], x, delta, theta)
     L = len(net.W) - 1
-    out = {k: np.zeros(L) for k in ("cos_ff", "cos_ff_err", "cos_contrastive", "cos_pred",
-                                    "cos_pred_err")}
+    out = {
+        k: np.zeros(L)
+        for k in ("cos_ff", "cos_ff_err", "cos_contrastive", "cos_pred", "cos_pred_err")
+    }
     for l in range(L):
         out["cos_ff"][l] = _cos(u["g"][l], P[l])
         out["cos_ff_err"][l] = _cos(u["g"][l] - u["g0"][l], P[l])
@@ -257,6 +279,7 @@ def update_cosines(net, x, y_onehot, theta=1.0, sign=1):
 
 
 # ----------------------------------------------------------------------------- training
+
 
 def train_ff_topdown(data, config: TopDownConfig, progress=None) -> TopDownResult:
     """Train FF with top-down negatives on ``data`` (:class:`simulations.data.Dataset`).
@@ -291,8 +314,7 @@ def _train(data, cfg: TopDownConfig, progress):
     if cfg.optimizer == "adam":
         opts = [_Adam(W.shape, cfg.lr, cfg.weight_decay, np.float32) for W in net.W]
     else:
-        opts = [_SGD(W.shape, cfg.lr, cfg.weight_decay, np.float32, cfg.momentum)
-                for W in net.W]
+        opts = [_SGD(W.shape, cfg.lr, cfg.weight_decay, np.float32, cfg.momentum) for W in net.W]
     L = len(cfg.hidden)
     n = y_train.size
     ev_idx = np.random.default_rng([cfg.seed, 1]).choice(n, min(cfg.eval_train, n), False)
@@ -305,8 +327,9 @@ def _train(data, cfg: TopDownConfig, progress):
     cos_step = []
 
     def acc(x, y):
-        return float(np.mean(_readout(net.W[-1], _hidden_forward(net.W[:-1], x)[-1])
-                             .argmax(1) == y))
+        return float(
+            np.mean(_readout(net.W[-1], _hidden_forward(net.W[:-1], x)[-1]).argmax(1) == y)
+        )
 
     def record():
         u = topdown_updates(net, x_train[ev_idx], eye[y_train[ev_idx]], cfg.theta, cfg.sign)
@@ -328,10 +351,9 @@ def _train(data, cfg: TopDownConfig, progress):
     for epoch in range(cfg.epochs):
         order = rng.permutation(n)
         for b in range(n_batches):
-            idx = order[b * cfg.batch:(b + 1) * cfg.batch]
+            idx = order[b * cfg.batch : (b + 1) * cfg.batch]
             u = topdown_updates(net, x_train[idx], eye[y_train[idx]], cfg.theta, cfg.sign)
-            for l, (W, opt, g, M) in enumerate(zip(net.W, opts, u["g"] + [u["readout"]],
-                                                    masks)):
+            for l, (W, opt, g, M) in enumerate(zip(net.W, opts, u["g"] + [u["readout"]], masks)):
                 if l < L and not cfg.train_hidden:
                     continue
                 if M is not None:
@@ -346,15 +368,25 @@ def _train(data, cfg: TopDownConfig, progress):
                 measure(step)
             if progress is not None:
                 progress(epoch, b + 1, n_batches, {"loss": total})
-        done, diverged = end_epoch(hist, done, diverged or not record(), epoch, n_batches,
-                                   progress)
+        done, diverged = end_epoch(hist, done, diverged or not record(), epoch, n_batches, progress)
         if diverged:
             break
     arr = {k: np.asarray(v, dtype=float).reshape(-1, L) for k, v in cos.items()}
-    return TopDownResult(cfg, np.asarray(hist["train_acc"]), np.asarray(hist["test_acc"]),
-                         np.asarray(hist["loss"]), np.asarray(hist["layer_loss"], dtype=float),
-                         np.asarray(cos_step), arr["cos_ff"], arr["cos_ff_err"],
-                         arr["cos_contrastive"], arr["cos_pred"], diverged, net, done)
+    return TopDownResult(
+        cfg,
+        np.asarray(hist["train_acc"]),
+        np.asarray(hist["test_acc"]),
+        np.asarray(hist["loss"]),
+        np.asarray(hist["layer_loss"], dtype=float),
+        np.asarray(cos_step),
+        arr["cos_ff"],
+        arr["cos_ff_err"],
+        arr["cos_contrastive"],
+        arr["cos_pred"],
+        diverged,
+        net,
+        done,
+    )
 
 
 def topdown_config_from_dict(d: dict) -> TopDownConfig:

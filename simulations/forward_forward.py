@@ -41,6 +41,7 @@ Teacher–student classification (:func:`simulations.data.teacher_student_task`)
 components where FF embeds its label, so FF and the deep PEPITA networks
 (:mod:`simulations.deep`) run on the very same data set.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -51,9 +52,22 @@ import numpy as np
 
 from .data import teacher_student_task  # noqa: F401 (re-exported; it lives with the data)
 
-__all__ = ["FFConfig", "FFResult", "train_ff", "layer_loss", "layer_loss_grad",
-           "peer_norm_grad", "embed_label", "predict", "hybrid_negatives",
-           "teacher_student_task", "FF_MODES", "FF_NEGATIVES", "FF_OPTIMIZERS", "FF_GOODNESS"]
+__all__ = [
+    "FFConfig",
+    "FFResult",
+    "train_ff",
+    "layer_loss",
+    "layer_loss_grad",
+    "peer_norm_grad",
+    "embed_label",
+    "predict",
+    "hybrid_negatives",
+    "teacher_student_task",
+    "FF_MODES",
+    "FF_NEGATIVES",
+    "FF_OPTIMIZERS",
+    "FF_GOODNESS",
+]
 
 FF_MODES = ("supervised", "unsupervised")
 FF_NEGATIVES = ("random", "hardest")
@@ -72,8 +86,9 @@ def check_training(cfg) -> None:
     if cfg.epochs < 0 or cfg.batch < 1 or cfg.lr <= 0 or cfg.theta <= 0:
         raise ValueError("need epochs >= 0, batch >= 1, lr > 0, theta > 0")
     if cfg.optimizer not in FF_OPTIMIZERS:
-        raise ValueError(f"unknown FF optimizer {cfg.optimizer!r}; allowed: "
-                         f"{', '.join(FF_OPTIMIZERS)}")
+        raise ValueError(
+            f"unknown FF optimizer {cfg.optimizer!r}; allowed: {', '.join(FF_OPTIMIZERS)}"
+        )
 
 
 @dataclass
@@ -103,6 +118,7 @@ class FFConfig:
         the first layer also sees the label components
     seed : seed of everything random
     """
+
     hidden: list = field(default_factory=lambda: [256])
     mode: str = "supervised"
     epochs: int = 5
@@ -129,20 +145,25 @@ class FFConfig:
         if self.mode not in FF_MODES:
             raise ValueError(f"unknown FF mode {self.mode!r}; allowed: {', '.join(FF_MODES)}")
         if self.negatives not in FF_NEGATIVES:
-            raise ValueError(f"unknown FF negatives {self.negatives!r}; allowed: "
-                             f"{', '.join(FF_NEGATIVES)}")
+            raise ValueError(
+                f"unknown FF negatives {self.negatives!r}; allowed: {', '.join(FF_NEGATIVES)}"
+            )
         check_training(self)
         if self.goodness not in FF_GOODNESS:
-            raise ValueError(f"unknown FF goodness {self.goodness!r}; allowed: "
-                             f"{', '.join(FF_GOODNESS)}")
+            raise ValueError(
+                f"unknown FF goodness {self.goodness!r}; allowed: {', '.join(FF_GOODNESS)}"
+            )
         if self.peer_norm < 0 or not 0 <= self.peer_momentum < 1:
-            raise ValueError(f"need peer_norm >= 0 and 0 <= peer_momentum < 1, got "
-                             f"{self.peer_norm}, {self.peer_momentum}")
+            raise ValueError(
+                f"need peer_norm >= 0 and 0 <= peer_momentum < 1, got "
+                f"{self.peer_norm}, {self.peer_momentum}"
+            )
         if self.head_layers is not None:
             self.head_layers = [int(i) for i in self.head_layers]
             if any(not 0 <= i < len(self.hidden) for i in self.head_layers):
                 raise ValueError(f"head_layers must index 0..{len(self.hidden) - 1}")
         from .local_fields import parse_local_fields
+
         parse_local_fields(self.local_fields, len(self.hidden))
 
 
@@ -157,6 +178,7 @@ class FFResult:
         one (:func:`blew_up`), stopped the run
     weights : final ``W_ℓ`` (d_ℓ × d_{ℓ−1})
     """
+
     config: FFConfig
     train_acc: np.ndarray
     test_acc: np.ndarray
@@ -168,6 +190,7 @@ class FFResult:
 
 
 # ----------------------------------------------------------------------------- one layer
+
 
 def _normalize(x):
     return x / (np.sqrt(np.mean(x * x, axis=1, keepdims=True)) + 1e-8)
@@ -204,7 +227,7 @@ def layer_loss_grad(W, x_pos, x_neg, theta, gscale=1.0):
     gp, gn = gscale * np.sum(hp * hp, 1), gscale * np.sum(hn * hn, 1)
     loss = float(np.mean(_softplus(-(gp - theta)) + _softplus(gn - theta)))
     cp = -2.0 * gscale * _sigmoid(-(gp - theta))  # -2 c (1 - p+)
-    cn = 2.0 * gscale * _sigmoid(gn - theta)      # +2 c p-
+    cn = 2.0 * gscale * _sigmoid(gn - theta)  # +2 c p-
     n = x_pos.shape[0]
     grad = ((cp[:, None] * hp).T @ xp + (cn[:, None] * hn).T @ xn) / n
     return loss, grad, hp, hn
@@ -253,8 +276,8 @@ class _Adam:
         self.m += 0.1 * g
         self.v *= 0.999
         self.v += 0.001 * g * g
-        mh = self.m / (1 - 0.9 ** self.t)
-        vh = self.v / (1 - 0.999 ** self.t)
+        mh = self.m / (1 - 0.9**self.t)
+        vh = self.v / (1 - 0.999**self.t)
         W -= self.lr * mh / (np.sqrt(vh) + 1e-8)
 
 
@@ -270,6 +293,7 @@ class _SGD:
 
 
 # ----------------------------------------------------------------------------- data helpers
+
 
 def embed_label(x, labels, n_classes, scale=1.0):
     """Copy of ``x`` with its first ``n_classes`` components set to ``scale · onehot(label)``."""
@@ -307,8 +331,10 @@ def hybrid_negatives(x, rng, n_blur=6):
     if side * side != d:
         channels, side = 3, int(round(math.sqrt(d / 3)))
         if 3 * side * side != d:
-            raise ValueError(f"hybrid negatives need square images (d = s² or 3 s²); input "
-                             f"dimension {d} is neither")
+            raise ValueError(
+                f"hybrid negatives need square images (d = s² or 3 s²); input "
+                f"dimension {d} is neither"
+            )
     m = rng.integers(0, 2, size=(n, side, side)).astype(np.float32)
     m = (_blur(m, n_blur) > 0.5).astype(np.float32).reshape(n, 1, side * side)
     m = np.broadcast_to(m, (n, channels, side * side)).reshape(n, d)
@@ -317,6 +343,7 @@ def hybrid_negatives(x, rng, n_blur=6):
 
 
 # ----------------------------------------------------------------------------- network
+
 
 def _layers_forward(Ws, x):
     """Raw activities ``[h_1, …, h_L]`` (each layer normalises its input)."""
@@ -343,7 +370,7 @@ def predict(Ws, x, n_classes, label_scale=1.0, chunk=2000):
     (excluding the first layer when there is more than one)."""
     out = []
     for s in range(0, x.shape[0], chunk):
-        out.append(_goodness_all_labels(Ws, x[s:s + chunk], n_classes, label_scale).argmax(1))
+        out.append(_goodness_all_labels(Ws, x[s : s + chunk], n_classes, label_scale).argmax(1))
     return np.concatenate(out) if out else np.zeros(0, int)
 
 
@@ -378,7 +405,7 @@ def _train_head(feat, y, n_classes, cfg, rng):
     for _ in range(cfg.head_epochs):
         order = rng.permutation(y.size)
         for s in range(0, y.size, 128):
-            idx = order[s:s + 128]
+            idx = order[s : s + 128]
             a = feat[idx] @ W.T + b
             a -= a.max(1, keepdims=True)
             p = np.exp(a)
@@ -472,7 +499,7 @@ def _train_ff(data, config: FFConfig, progress=None) -> FFResult:
     for epoch in range(cfg.epochs):
         order = rng.permutation(n)
         for b in range(n_batches):
-            idx = order[b * cfg.batch:(b + 1) * cfg.batch]
+            idx = order[b * cfg.batch : (b + 1) * cfg.batch]
             hp, hn = _negative_batch(Ws, x_train[idx], y_train[idx], cfg, C, rng)
             total = 0.0
             for W, th, gs, opt, run, M in zip(Ws, thetas, gscales, opts, running, masks):
@@ -490,13 +517,19 @@ def _train_ff(data, config: FFConfig, progress=None) -> FFResult:
                 break
             if progress is not None:
                 progress(epoch, b + 1, n_batches, {"loss": total})
-        done, diverged = end_epoch(hist, done, diverged or not record(), epoch, n_batches,
-                                   progress)
+        done, diverged = end_epoch(hist, done, diverged or not record(), epoch, n_batches, progress)
         if diverged:
             break
-    return FFResult(cfg, np.asarray(hist["train_acc"]), np.asarray(hist["test_acc"]),
-                    np.asarray(hist["loss"]), np.asarray(hist["layer_loss"], dtype=float),
-                    diverged, Ws, done)
+    return FFResult(
+        cfg,
+        np.asarray(hist["train_acc"]),
+        np.asarray(hist["test_acc"]),
+        np.asarray(hist["loss"]),
+        np.asarray(hist["layer_loss"], dtype=float),
+        diverged,
+        Ws,
+        done,
+    )
 
 
 #: an FF run has diverged when its loss exceeds this many times its initial value
@@ -532,9 +565,12 @@ def end_epoch(hist, done, failed, epoch, n_batches, progress):
                 hist[k].pop()
         return done, True
     if progress is not None:
-        progress(epoch, n_batches, n_batches, {"loss": hist["loss"][-1],
-                                               "test_acc": hist["test_acc"][-1],
-                                               "epoch_done": True})
+        progress(
+            epoch,
+            n_batches,
+            n_batches,
+            {"loss": hist["loss"][-1], "test_acc": hist["test_acc"][-1], "epoch_done": True},
+        )
     return epoch + 1, False
 
 
@@ -542,6 +578,7 @@ def _local_masks(Ws, cfg, n_classes):
     """Masks of local layers (None entries = dense), applied to the initial weights here."""
     # hook of simulations.local_fields: the masks are fixed; weights and updates are masked
     from .local_fields import build_masks, init_masked
+
     seen = range(n_classes) if cfg.mode == "supervised" else ()
     masks = build_masks(Ws[0].shape[1], cfg.hidden, cfg.local_fields, seen)
     masks = masks or [None] * len(Ws)

@@ -13,9 +13,9 @@ the step; ``κ`` the rule's weight decay, ``p`` the presynaptic term, ``x`` or
 with ``δ_k`` the rule's ``delta`` evaluated at ``lam = λ_k``, ``lam_t = λ_k − e b_k``,
 ``e``, ``v_k``, ``b_k`` and ``phi = F·x/√N`` (``g``, ``gp`` are the activation and its
 derivative, the kernel's ``_g``/``_gp``), and the second-layer signal ``s_k`` = the rule's
-``v_signal`` (default ``g(λ_k)``; ``second_layer="sgd"``) or 0 (``"fixed"``). Feedback ``"fixed"`` reads ``b`` from the FA feedback vector, ``"adaptive"``
-maintains ``b_k = w_k·F/√N`` exactly (re-measured every block, then updated with
-``Δb_k = Δw_k·F/√N``).
+``v_signal`` (default ``g(λ_k)``; ``second_layer="sgd"``) or 0 (``"fixed"``). Feedback ``"fixed"``
+reads ``b`` from the FA feedback vector, ``"adaptive"`` maintains ``b_k = w_k·F/√N`` exactly
+(re-measured every block, then updated with ``Δb_k = Δw_k·F/√N``).
 
 The loop around the signal is :data:`KERNEL_TEMPLATE`, the same for every rule: the inputs
 are drawn inside it and each first-layer update is fused with the next forward pass (see
@@ -52,12 +52,13 @@ second-layer signal ``s_k``, default ``g(lam)``) and the symbol ``lam_t`` (the s
 field ``λ̃_k = λ_k − e b_k``) cover exact PEPITA: the built-in ``pepita`` and
 ``pepita-forward`` are generated from their Rules like every other rule.
 """
+
 from __future__ import annotations
 
 import sys
 import threading
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 from theory.activation_names import ACTIVATIONS, is_user
@@ -69,15 +70,27 @@ from theory.cache import (
     source_fingerprint,
 )
 
-__all__ = ["SimRule", "resolve_rule", "load_kernel", "BUILTIN", "KERNEL_TEMPLATE",
-           "resolve_activation", "activation_code"]
+__all__ = [
+    "SimRule",
+    "resolve_rule",
+    "load_kernel",
+    "BUILTIN",
+    "KERNEL_TEMPLATE",
+    "resolve_activation",
+    "activation_code",
+]
 
 #: bump when the generated code changes for the same inputs
 KERNELGEN_VERSION = "1"
 
 #: built-in rules and their feedback kind (no sympy needed to know these)
-BUILTIN = {"bp": "v", "fa": "fixed", "afa": "adaptive", "pepita": "adaptive",
-           "pepita-forward": "adaptive"}
+BUILTIN = {
+    "bp": "v",
+    "fa": "fixed",
+    "afa": "adaptive",
+    "pepita": "adaptive",
+    "pepita-forward": "adaptive",
+}
 
 
 @dataclass(frozen=True)
@@ -112,10 +125,14 @@ class SimRule:
         d = {"name": self.name, "feedback": self.feedback, "spec": self.spec}
         if self.rule is not None:
             r = self.rule
-            d.update(delta=str(r.delta), second_layer=r.second_layer,
-                     weight_decay=str(r.weight_decay), params=dict(r.params),
-                     presynaptic=getattr(r, "presynaptic", "x"),
-                     v_signal=str(getattr(r, "v_signal", None) or "g(lam)"))
+            d.update(
+                delta=str(r.delta),
+                second_layer=r.second_layer,
+                weight_decay=str(r.weight_decay),
+                params=dict(r.params),
+                presynaptic=getattr(r, "presynaptic", "x"),
+                v_signal=str(getattr(r, "v_signal", None) or "g(lam)"),
+            )
         return d
 
 
@@ -135,16 +152,21 @@ def resolve_rule(rule) -> SimRule:
             return SimRule(rule, BUILTIN[rule], rule)
         if ":" in rule or rule.endswith(".py"):
             from theory.rules import load_rule
+
             r = load_rule(rule)
             return SimRule(r.name, r.feedback, rule, r, dict(r.params))
-        raise ValueError(f"unknown rule {rule!r}; allowed: {', '.join(BUILTIN)}, ff, a "
-                         "theory.rules.Rule, or 'path/to/file.py:NAME' naming a Rule defined "
-                         "in a Python file")
-    rules_mod = sys.modules.get("theory.rules")     # a Rule exists only once it is imported
+        raise ValueError(
+            f"unknown rule {rule!r}; allowed: {', '.join(BUILTIN)}, ff, a "
+            "theory.rules.Rule, or 'path/to/file.py:NAME' naming a Rule defined "
+            "in a Python file"
+        )
+    rules_mod = sys.modules.get("theory.rules")  # a Rule exists only once it is imported
     if rules_mod is not None and isinstance(rule, rules_mod.Rule):
         return SimRule(rule.name, rule.feedback, "<Rule>", rule, dict(rule.params))
-    raise ValueError(f"rule must be a name ({', '.join(BUILTIN)}), a theory.rules.Rule or "
-                     f"'file.py:NAME', got {type(rule).__name__} {rule!r}")
+    raise ValueError(
+        f"rule must be a name ({', '.join(BUILTIN)}), a theory.rules.Rule or "
+        f"'file.py:NAME', got {type(rule).__name__} {rule!r}"
+    )
 
 
 # ======================================================================= the template
@@ -302,7 +324,7 @@ def _printer():
             facs = sorted(sp.Mul.make_args(rest), key=rank)
             if any(f.is_Pow and f.exp.is_negative for f in facs) or len(facs) < 2:
                 return super()._print_Mul(m)
-            body = " * ".join(self.parenthesize(f, 50) for f in facs)   # below Mul: parens
+            body = " * ".join(self.parenthesize(f, 50) for f in facs)  # below Mul: parens
             if c == 1:
                 return body
             if c == -1:
@@ -317,6 +339,7 @@ def _rule_of(sim: SimRule):
     if sim.rule is not None:
         return sim.rule
     from theory.rules import RULES
+
     return RULES[sim.spec]
 
 
@@ -331,6 +354,7 @@ def _signal_code(sim: SimRule):
     import sympy as sp
 
     from theory import rules as R
+
     pr = _printer()
     lines = []
     v_signal = getattr(rule, "v_signal", None)
@@ -365,20 +389,26 @@ def _activation_functions(activation: str) -> tuple:
 
     from theory.activations import get_activation, z
     from theory.emit import NumbaPrinter
+
     act = get_activation(activation)
     P = NumbaPrinter()
     zz = sp.Symbol("z_", real=True)
     out = []
-    for name, ex, doc in (("_g", act.expr, f"g(z) = {act.expr}"),
-                          ("_gp", act.deriv, f"g'(z) = {act.deriv}")):
-        out.append('@njit(cache=True, nogil=True, inline="always", fastmath=_FM)\n'
-                   f"def {name}(z_, act):\n    \"\"\"{doc}\"\"\"\n"
-                   f"    return {P.doprint(ex.xreplace({z: zz}))}\n")
+    for name, ex, doc in (
+        ("_g", act.expr, f"g(z) = {act.expr}"),
+        ("_gp", act.deriv, f"g'(z) = {act.deriv}"),
+    ):
+        out.append(
+            '@njit(cache=True, nogil=True, inline="always", fastmath=_FM)\n'
+            f'def {name}(z_, act):\n    """{doc}"""\n'
+            f"    return {P.doprint(ex.xreplace({z: zz}))}\n"
+        )
     return [], out
 
 
 def _source(sim: SimRule, digest: str, activation: str = "erf") -> str:
     from theory.emit import emit_module
+
     signal, modulated = _signal_code(sim)
     decay = _decay_code(sim)
     has_decay = decay != "0.0"
@@ -395,19 +425,29 @@ def _source(sim: SimRule, digest: str, activation: str = "erf") -> str:
     )
     comments = [f"rule {sim.name!r} ({sim.spec})"]
     if sim.rule is not None:
-        comments.append(f"delta = {sim.rule.delta}; feedback = {sim.feedback}; "
-                        f"second_layer = {sim.rule.second_layer}; weight_decay = "
-                        f"{sim.rule.weight_decay}")
+        comments.append(
+            f"delta = {sim.rule.delta}; feedback = {sim.feedback}; "
+            f"second_layer = {sim.rule.second_layer}; weight_decay = "
+            f"{sim.rule.weight_decay}"
+        )
     if is_user(activation):
         comments.append(f"activation {activation}")
     imports, functions = _activation_functions(activation)
     return emit_module(
-        generator="simulations.kernelgen", version=KERNELGEN_VERSION, key=digest,
+        generator="simulations.kernelgen",
+        version=KERNELGEN_VERSION,
+        key=digest,
         comments=comments,
         imports=["from simulations.teacher_student import _FM, _dot, _fill_normal", *imports],
-        constants={"ADAPTIVE": sim.feedback == "adaptive", "MODULATED": bool(modulated),
-                   "NRP": len(params), "PARAMS": tuple(params)},
-        functions=functions, after=[KERNEL_TEMPLATE.format(**fill)])
+        constants={
+            "ADAPTIVE": sim.feedback == "adaptive",
+            "MODULATED": bool(modulated),
+            "NRP": len(params),
+            "PARAMS": tuple(params),
+        },
+        functions=functions,
+        after=[KERNEL_TEMPLATE.format(**fill)],
+    )
 
 
 def resolve_activation(spec) -> str:
@@ -419,6 +459,7 @@ def resolve_activation(spec) -> str:
     if isinstance(spec, str) and spec in ACTIVATIONS:
         return spec
     from theory.activations import get_activation
+
     return get_activation(spec).name
 
 
@@ -429,12 +470,19 @@ def activation_code(name: str) -> int:
 
 
 # ============================================================================ the cache
-@lru_cache(maxsize=None)
+@cache
 def _fingerprint() -> str:
     """Hash of the sources that shape the generated kernel (see the module docstring)."""
     here = Path(__file__).parent
-    return source_fingerprint((str(here / "kernelgen.py"), str(here / "teacher_student.py"),
-                               "rules.py", "emit.py", "activations.py"))
+    return source_fingerprint(
+        (
+            str(here / "kernelgen.py"),
+            str(here / "teacher_student.py"),
+            "rules.py",
+            "emit.py",
+            "activations.py",
+        )
+    )
 
 
 _KERNELS: dict = {}
@@ -451,19 +499,23 @@ def load_kernel(sim: SimRule, activation: str = "erf"):
         import sympy as sp
 
         from theory.activations import get_activation
+
         act = get_activation(activation)
         parts += [act.key, sp.srepr(act.expr)]
     with _LOCK:
         if tuple(parts) in _KERNELS:
             return _KERNELS[tuple(parts)]
         label = sim.name + (f"_{parts[1]}" if len(parts) > 1 else "")
-        path = generated_path("simkernel", KERNELGEN_VERSION, _fingerprint(), *parts,
-                              label=label)
+        path = generated_path("simkernel", KERNELGEN_VERSION, _fingerprint(), *parts, label=label)
         digest = digest_of(path)
         # written with a content hash, verified, repaired if corrupt (theory.cache)
-        mod, _ = load_module(path, lambda: _source(sim, digest, activation),
-                             module_name(path), lambda m: m.warmup(),
-                             required=("run_block", "warmup"))
+        mod, _ = load_module(
+            path,
+            lambda: _source(sim, digest, activation),
+            module_name(path),
+            lambda m: m.warmup(),
+            required=("run_block", "warmup"),
+        )
         _KERNELS[tuple(parts)] = mod
         return mod
 
@@ -472,11 +524,14 @@ def params_vector(sim: SimRule, overrides=None):
     """The kernel's ``rp``: the rule's parameters (defaults updated by ``overrides``), sorted
     by name. Raises ValueError for a parameter the rule does not have."""
     import numpy as np
+
     overrides = dict(overrides or {})
     unknown = sorted(set(overrides) - set(sim.params))
     if unknown:
-        raise ValueError(f"unknown rule_params {unknown} for rule {sim.name!r}; it has "
-                         f"{sorted(sim.params) or 'none'}")
+        raise ValueError(
+            f"unknown rule_params {unknown} for rule {sim.name!r}; it has "
+            f"{sorted(sim.params) or 'none'}"
+        )
     vals = {**sim.params, **overrides}
     rp = np.array([float(vals[p]) for p in sorted(vals)], dtype=float)
     return rp if rp.size else np.zeros(1)

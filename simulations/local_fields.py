@@ -41,6 +41,7 @@ Specification (``local_fields`` in configs): a list with one entry per hidden la
 ``{"field": f, "grid": g}`` or ``null`` (dense); a shorter list leaves the remaining layers
 dense. Output layers (softmax read-outs) are always dense.
 """
+
 from __future__ import annotations
 
 import math
@@ -48,13 +49,22 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["LocalField", "parse_local_fields", "input_map", "patch_matrix", "layer_mask",
-           "build_masks", "init_masked", "apply_mask"]
+__all__ = [
+    "LocalField",
+    "parse_local_fields",
+    "input_map",
+    "patch_matrix",
+    "layer_mask",
+    "build_masks",
+    "init_masked",
+    "apply_mask",
+]
 
 
 @dataclass(frozen=True)
 class LocalField:
     """One local layer: ``grid`` (side of its map), ``field`` (patch side in the map below)."""
+
     field: int
     grid: int
 
@@ -68,11 +78,15 @@ def parse_local_fields(spec, n_hidden: int):
     if spec is None:
         return [None] * n_hidden
     if not isinstance(spec, (list, tuple)):
-        raise ValueError(f"local_fields must be a list of {{'field': f, 'grid': g}} or null "
-                         f"entries (one per hidden layer), got {spec!r}")
+        raise ValueError(
+            f"local_fields must be a list of {{'field': f, 'grid': g}} or null "
+            f"entries (one per hidden layer), got {spec!r}"
+        )
     if len(spec) > n_hidden:
-        raise ValueError(f"local_fields has {len(spec)} entries but the network has only "
-                         f"{n_hidden} hidden layers")
+        raise ValueError(
+            f"local_fields has {len(spec)} entries but the network has only "
+            f"{n_hidden} hidden layers"
+        )
     out = []
     for i, s in enumerate(spec):
         if s is None:
@@ -82,12 +96,15 @@ def parse_local_fields(spec, n_hidden: int):
             out.append(s)
             continue
         if not isinstance(s, dict) or set(s) != {"field", "grid"}:
-            raise ValueError(f"local_fields[{i}] must be {{'field': f, 'grid': g}} or null, "
-                             f"got {s!r}")
+            raise ValueError(
+                f"local_fields[{i}] must be {{'field': f, 'grid': g}} or null, got {s!r}"
+            )
         f, g = s["field"], s["grid"]
         if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in (f, g)):
-            raise ValueError(f"local_fields[{i}]: field and grid must be positive integers, "
-                             f"got field={f!r}, grid={g!r}")
+            raise ValueError(
+                f"local_fields[{i}]: field and grid must be positive integers, "
+                f"got field={f!r}, grid={g!r}"
+            )
         out.append(LocalField(int(f), int(g)))
     return out + [None] * (n_hidden - len(out))
 
@@ -100,22 +117,26 @@ def input_map(d: int):
     side = int(round(math.sqrt(d / 3)))
     if 3 * side * side == d:
         return 3, side
-    raise ValueError(f"local receptive fields need square images (input width s² or 3 s²); "
-                     f"input width {d} is neither")
+    raise ValueError(
+        f"local receptive fields need square images (input width s² or 3 s²); "
+        f"input width {d} is neither"
+    )
 
 
 def patch_matrix(side: int, grid: int, field: int) -> np.ndarray:
     """``A[i, p] = 1`` if row ``p`` of the map below lies in grid point ``i``'s patch,
     shape ``(grid, side)`` (see the module docstring for the placement rule)."""
     if field > side:
-        raise ValueError(f"receptive field {field}×{field} is larger than the map it looks at "
-                         f"({side}×{side}); allowed: field <= {side}")
+        raise ValueError(
+            f"receptive field {field}×{field} is larger than the map it looks at "
+            f"({side}×{side}); allowed: field <= {side}"
+        )
     A = np.zeros((grid, side), np.float32)
     for i in range(grid):
         c = (i + 0.5) * side / grid - 0.5
         r = int(round(c - (field - 1) / 2))
         r = min(max(r, 0), side - field)
-        A[i, r:r + field] = 1.0
+        A[i, r : r + field] = 1.0
     return A
 
 
@@ -123,8 +144,10 @@ def layer_mask(in_channels: int, in_side: int, width: int, lf: LocalField) -> np
     """0/1 mask ``(width, in_channels · in_side²)`` of one local layer (channel-major maps)."""
     g = lf.grid
     if width % (g * g):
-        raise ValueError(f"a local layer of width {width} cannot sit on a {g}×{g} grid: the "
-                         f"width must be a multiple of grid² = {g * g}")
+        raise ValueError(
+            f"a local layer of width {width} cannot sit on a {g}×{g} grid: the "
+            f"width must be a multiple of grid² = {g * g}"
+        )
     A = patch_matrix(in_side, g, lf.field)
     spatial = np.kron(A, A)  # [(i g + j), (p s + q)] = A[i, p] A[j, q]
     return np.kron(np.ones((width // (g * g), in_channels), np.float32), spatial)
@@ -148,13 +171,15 @@ def build_masks(d0: int, hidden, spec, always_seen=()):
             prev = None
             continue
         if prev is None:
-            raise ValueError(f"local layer {l} sits on a dense layer, which has no map to look "
-                             f"at; put local layers first (on the image) or on local layers")
+            raise ValueError(
+                f"local layer {l} sits on a dense layer, which has no map to look "
+                f"at; put local layers first (on the image) or on local layers"
+            )
         M = layer_mask(prev[0], prev[1], width, lf)
         if l == 0 and len(always_seen):
             M[:, np.asarray(always_seen, int)] = 1.0
         masks.append(M)
-        prev = (width // (lf.grid ** 2), lf.grid)
+        prev = (width // (lf.grid**2), lf.grid)
     return masks
 
 

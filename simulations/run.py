@@ -10,6 +10,7 @@ Exit codes (:mod:`theory.runtime.cli`, the same for every command): 0 success, 1
 diverged (the output is still written), 2 bad arguments, config or output path, 130
 interrupted (Ctrl-C; no output file is left behind).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,17 +27,25 @@ def _parser():
     p = argparse.ArgumentParser(
         prog="python -m simulations run",
         description="Online teacher-student simulations (bp, fa, afa, pepita, pepita-forward, "
-                    "ff, or a rule from a Python file).",
-        epilog=cli.EXIT_CODES)
-    p.add_argument("config", help="JSON config file (keys: rule, N, K, M, activation, eta, "
-                                  "eta_v, sigma, sigma_F, b_scale, alpha_max, record, seeds, "
-                                  "same_init, init, mc_test, divergence, threads, "
-                                  "record_weights, description; rule ff: eta_u, theta and "
-                                  "init.u_scale/u instead of eta_v and v)")
+        "ff, or a rule from a Python file).",
+        epilog=cli.EXIT_CODES,
+    )
+    p.add_argument(
+        "config",
+        help="JSON config file (keys: rule, N, K, M, activation, eta, "
+        "eta_v, sigma, sigma_F, b_scale, alpha_max, record, seeds, "
+        "same_init, init, mc_test, divergence, threads, "
+        "record_weights, description; rule ff: eta_u, theta and "
+        "init.u_scale/u instead of eta_v and v)",
+    )
     p.add_argument("-o", "--output", required=True, help="output file (.npz or .json)")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
-    p.add_argument("--threads", type=int, default=None,
-                   help="worker threads (overrides the config; default: all cores)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="worker threads (overrides the config; default: all cores)",
+    )
     return p
 
 
@@ -44,14 +53,14 @@ def main(argv=None) -> int:
     """Entry point; ``argv`` are the arguments after ``run``. Returns the exit code."""
     try:
         args = _parser().parse_args(argv)
-    except SystemExit as exc:            # argparse exits on --help and on errors
+    except SystemExit as exc:  # argparse exits on --help and on errors
         return int(exc.code or 0)
     cli.set_verbose(not args.quiet)
     return cli.run_command("simulations run", _run, args)
 
 
 def _run(args) -> int:
-    cli.check_output(args.output, (".npz", ".json"))     # before any work
+    cli.check_output(args.output, (".npz", ".json"))  # before any work
     try:
         with open(args.config) as fh:
             config = json.load(fh)
@@ -65,7 +74,8 @@ def _run(args) -> int:
         raise ValueError(f"{args.config!r} must hold a JSON object {{...}}")
     if args.threads is not None:
         config["threads"] = args.threads
-    from .teacher_student import rule_relative_to, simulate   # numba import only now
+    from .teacher_student import rule_relative_to, simulate  # numba import only now
+
     # "rule": "my_rules.py:NAME" is relative to the config file's directory
     config = rule_relative_to(config, os.path.dirname(os.path.abspath(args.config)))
     try:

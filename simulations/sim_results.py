@@ -5,6 +5,7 @@ Every ensemble result follows the project's one result protocol
 (:class:`theory.runtime.results_io.SavedResult`): ``success``, ``message``, ``save``/``load`` with
 a kind tag in the file (files written before the tags existed are still read).
 """
+
 from __future__ import annotations
 
 import json
@@ -23,9 +24,33 @@ from .sim_config import RULES, _jsonable_config
 __all__ = ["EnsembleResult", "SimulationResult", "load_result"]
 
 
-_ARRAY_FIELDS = ("alpha", "steps", "seeds", "Q", "R", "v", "b", "T", "v_star", "c",
-                 "sigma_F2", "eg", "eg_mean", "eg_std", "diverged", "alpha_diverged",
-                 "eg_mc", "eg_mc_se", "Q0", "R0", "v0", "b0", "w", "w_star", "F")
+_ARRAY_FIELDS = (
+    "alpha",
+    "steps",
+    "seeds",
+    "Q",
+    "R",
+    "v",
+    "b",
+    "T",
+    "v_star",
+    "c",
+    "sigma_F2",
+    "eg",
+    "eg_mean",
+    "eg_std",
+    "diverged",
+    "alpha_diverged",
+    "eg_mc",
+    "eg_mc_se",
+    "Q0",
+    "R0",
+    "v0",
+    "b0",
+    "w",
+    "w_star",
+    "F",
+)
 # per-seed observables that get ``<name>_mean`` / ``<name>_std`` in the saved file
 _STAT_FIELDS = ("Q", "R", "v", "b", "eg_mc", "cos_vb", "norm_b")
 
@@ -37,7 +62,7 @@ class EnsembleResult(SavedResult):
     (:class:`theory.runtime.results_io.SavedResult`: ``to_arrays()`` plus the config, kind-tagged).
     """
 
-    UNTAGGED_OK = True                # files written before results carried a kind tag
+    UNTAGGED_OK = True  # files written before results carried a kind tag
 
     def mean(self, name: str) -> np.ndarray:
         """Mean over the non-diverged seeds of a per-seed trajectory (e.g. ``'Q'``)."""
@@ -178,29 +203,44 @@ class SimulationResult(EnsembleResult):
         """
         S = len(self.seeds)
         if not 0 <= seed < S:
-            raise IndexError(f"seed index {seed} out of range for {S} seeds "
-                             f"(seeds = {list(self.seeds)})")
+            raise IndexError(
+                f"seed index {seed} out of range for {S} seeds (seeds = {list(self.seeds)})"
+            )
         kw = {}
         if self.c is not None:
             # ‖F‖² = N σ_F² (exact PEPITA's ODE needs it; recorded as init_F_norm2)
-            kw = dict(b=self.b0[seed], c=self.c[seed], sigma_F2=float(self.sigma_F2[seed]),
-                      F_norm2=float(self.sigma_F2[seed]) * self.config["N"])
+            kw = dict(
+                b=self.b0[seed],
+                c=self.c[seed],
+                sigma_F2=float(self.sigma_F2[seed]),
+                F_norm2=float(self.sigma_F2[seed]) * self.config["N"],
+            )
         elif self.b0 is not None:
             kw = dict(b=self.b0[seed])
-        return OrderParameters(Q=self.Q0[seed], R=self.R0[seed], T=self.T[seed],
-                               v=self.v0[seed], v_star=self.v_star[seed], **kw)
+        return OrderParameters(
+            Q=self.Q0[seed],
+            R=self.R0[seed],
+            T=self.T[seed],
+            v=self.v0[seed],
+            v_star=self.v_star[seed],
+            **kw,
+        )
 
     def summary(self) -> str:
         S = len(self.seeds)
         nd = int(self.diverged.sum())
-        s = (f"{self.rule}: N={self.config['N']} K={self.config['K']} M={self.config['M']}, "
-             f"{S} seeds, alpha 0..{self.alpha[-1]:g} ({len(self.alpha)} records); ")
+        s = (
+            f"{self.rule}: N={self.config['N']} K={self.config['K']} M={self.config['M']}, "
+            f"{S} seeds, alpha 0..{self.alpha[-1]:g} ({len(self.alpha)} records); "
+        )
         if nd:
             at = ", ".join(f"{a:.3g}" for a in self.alpha_diverged[self.diverged])
             s += f"{nd} diverged (at alpha {at}); "
         if self.n_mean:
-            s += (f"final eps_g = {self.eg_mean[-1]:.4g} ± {self.eg_std[-1]:.2g} (over "
-                  f"{self.n_mean} seeds)")
+            s += (
+                f"final eps_g = {self.eg_mean[-1]:.4g} ± {self.eg_std[-1]:.2g} (over "
+                f"{self.n_mean} seeds)"
+            )
         else:
             s += "no seed left to average"
         return s
@@ -262,8 +302,11 @@ def _from_dict(cls, d):
 def _to_json(a):
     a = np.asarray(a)
     if a.dtype.kind in "fc":
-        return np.where(np.isfinite(a), a, None).tolist() if a.ndim else (
-            float(a) if np.isfinite(a) else None)
+        return (
+            np.where(np.isfinite(a), a, None).tolist()
+            if a.ndim
+            else (float(a) if np.isfinite(a) else None)
+        )
     return a.tolist()
 
 

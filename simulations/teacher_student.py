@@ -31,6 +31,7 @@ Public API: :func:`simulate` (config dict → :class:`SimulationResult`),
 :func:`validate_config`, :func:`initial_weights`, :func:`standard_normal`,
 :class:`SimulationResult` (``save``/``load``/``initial_state``/``mean``/``std``).
 """
+
 from __future__ import annotations
 
 import math
@@ -43,19 +44,44 @@ from numba import njit
 from theory.observables import ACTIVATIONS, eps_g
 from theory.state import OrderParameters, record_alphas
 
-from .ensemble import (Divergence, ProgressBar, ensemble_stats, init_generator,
-                       run_parallel, sample_state, mc_test_generator)
 from . import kernelgen
+from .ensemble import (
+    Divergence,
+    ProgressBar,
+    ensemble_stats,
+    init_generator,
+    mc_test_generator,
+    run_parallel,
+    sample_state,
+)
+
 # the config checks and the results live in their own modules (re-exported here: this is
 # the committee's simulation module, theory.models.COMMITTEE.simulation)
-from .sim_config import (ADAPTIVE, DEFAULTS, RULES, _MC_MAX_DOUBLES, _int,  # noqa: F401
-                         _jsonable_config, _load_weights, _num, block_steps, model_module,
-                         rule_relative_to, validate_config)
-from .sim_results import (EnsembleResult, SimulationResult, _from_json,  # noqa: F401
-                          _to_json, load_result)
+from .sim_config import (
+    DEFAULTS,
+    RULES,
+    _int,  # noqa: F401
+    _load_weights,
+    block_steps,
+    model_module,
+    rule_relative_to,
+    validate_config,
+)
+from .sim_results import (
+    SimulationResult,
+    _from_json,  # noqa: F401
+)
 
-__all__ = ["RULES", "simulate", "validate_config", "SimulationResult", "initial_weights",
-           "standard_normal", "DEFAULTS", "rule_relative_to"]
+__all__ = [
+    "RULES",
+    "simulate",
+    "validate_config",
+    "SimulationResult",
+    "initial_weights",
+    "standard_normal",
+    "DEFAULTS",
+    "rule_relative_to",
+]
 
 
 # ======================================================================= initial weights
@@ -63,27 +89,26 @@ __all__ = ["RULES", "simulate", "validate_config", "SimulationResult", "initial_
 class Weights:
     """Concrete weights of one seed (mutated in place by the kernel, except w_star, F)."""
 
-    w: np.ndarray        # (K, N)
-    w_star: np.ndarray   # (M, N)
-    v: np.ndarray        # (K,)
-    v_star: np.ndarray   # (M,)
-    F: np.ndarray        # (N,) adaptive feedback vector (zeros when unused)
-    b: np.ndarray        # (K,) feedback: fixed for fa; w F/√N for adaptive rules
+    w: np.ndarray  # (K, N)
+    w_star: np.ndarray  # (M, N)
+    v: np.ndarray  # (K,)
+    v_star: np.ndarray  # (M,)
+    F: np.ndarray  # (N,) adaptive feedback vector (zeros when unused)
+    b: np.ndarray  # (K,) feedback: fixed for fa; w F/√N for adaptive rules
 
-    def copy(self) -> "Weights":
-        return Weights(*(np.array(getattr(self, f.name), dtype=float, order="C")
-                         for f in fields(self)))
+    def copy(self) -> Weights:
+        return Weights(
+            *(np.array(getattr(self, f.name), dtype=float, order="C") for f in fields(self))
+        )
 
     def order_parameters(self, feedback: str) -> OrderParameters:
         """The order parameters the ODE solver takes (docs/theory.md §6); ``feedback`` is the
         rule's feedback kind ("v", "fixed", "adaptive") or a built-in rule name."""
         feedback = kernelgen.BUILTIN.get(feedback, feedback)
         if feedback == "adaptive":
-            return OrderParameters.from_weights(self.w, self.w_star, self.v, self.v_star,
-                                                F=self.F)
+            return OrderParameters.from_weights(self.w, self.w_star, self.v, self.v_star, F=self.F)
         if feedback == "fixed":
-            return OrderParameters.from_weights(self.w, self.w_star, self.v, self.v_star,
-                                                b=self.b)
+            return OrderParameters.from_weights(self.w, self.w_star, self.v, self.v_star, b=self.b)
         return OrderParameters.from_weights(self.w, self.w_star, self.v, self.v_star)
 
 
@@ -102,12 +127,12 @@ def initial_weights(cfg: dict, seed: int) -> Weights:
         F = d["F"] if "F" in d else cfg["sigma_F"] * rng.standard_normal(N)
         b = d["b"] if "b" in d else cfg["b_scale"] * rng.standard_normal(K)
         W = Weights(d["w"], d["w_star"], d["v"], d["v_star"], F, b)
-        expected = {"w": (K, N), "w_star": (M, N), "v": (K,), "v_star": (M,), "F": (N,),
-                    "b": (K,)}
+        expected = {"w": (K, N), "w_star": (M, N), "v": (K,), "v_star": (M,), "F": (N,), "b": (K,)}
         for name, shape in expected.items():
             if getattr(W, name).shape != shape:
-                raise ValueError(f"init.weights: {name} must have shape {shape}, got "
-                                 f"{getattr(W, name).shape}")
+                raise ValueError(
+                    f"init.weights: {name} must have shape {shape}, got {getattr(W, name).shape}"
+                )
         return W.copy()
     w_star = init["w_star_scale"] * rng.standard_normal((M, N))
     w = init["w_scale"] * rng.standard_normal((K, N))
@@ -133,13 +158,13 @@ def initial_weights(cfg: dict, seed: int) -> Weights:
 # numpy/random/src/distributions/distributions.c) costs ~2.2 ns per normal. The tables
 # are rebuilt below from the same recursion numpy uses; they agree with numpy's to ~1e-11
 # relative (checked by feeding numpy's raw SFC64 stream through this ziggurat).
-_ZIG_R = 3.6541528853610087963519472518      # start of the tail
+_ZIG_R = 3.6541528853610087963519472518  # start of the tail
 _ZIG_INV_R = 1.0 / _ZIG_R
-_ZIG_V = 4.92867323399e-3                    # area of each layer
+_ZIG_V = 4.92867323399e-3  # area of each layer
 
 
 def _ziggurat_tables():
-    m = 2.0 ** 52
+    m = 2.0**52
     ki = np.zeros(256, np.int64)
     wi = np.zeros(256)
     fi = np.zeros(256)
@@ -160,11 +185,12 @@ def _ziggurat_tables():
 _ZIG_KI, _ZIG_WI, _ZIG_FI = _ziggurat_tables()
 # uint64 constants: numba turns uint64 (op) int64 into float64, so every shift amount and
 # mask must be a uint64 itself.
-_U1, _U8, _U11, _U17, _U19, _U23, _U41, _U45 = (np.uint64(k) for k in (1, 8, 11, 17, 19, 23,
-                                                                        41, 45))
+_U1, _U8, _U11, _U17, _U19, _U23, _U41, _U45 = (
+    np.uint64(k) for k in (1, 8, 11, 17, 19, 23, 41, 45)
+)
 _MASK8 = np.uint64(0xFF)
 _MASK52 = np.uint64(0x000FFFFFFFFFFFFF)
-_TO_UNIT = 1.0 / 9007199254740992.0          # 2^-53
+_TO_UNIT = 1.0 / 9007199254740992.0  # 2^-53
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -187,7 +213,7 @@ def _normal_slow(idx, rabs, x, st):
     """The ziggurat's rare branches (0.7% of draws): wedge test, tail, or a fresh draw."""
     s0, s1, s2, s3 = st[0], st[1], st[2], st[3]
     while True:
-        if idx == 0:                                   # tail beyond r (Marsaglia 1964)
+        if idx == 0:  # tail beyond r (Marsaglia 1964)
             while True:
                 u, s0, s1, s2, s3 = _xoshiro(s0, s1, s2, s3)
                 xx = -_ZIG_INV_R * math.log1p(-(np.float64(u >> _U11) * _TO_UNIT))
@@ -197,7 +223,7 @@ def _normal_slow(idx, rabs, x, st):
                     x = -(_ZIG_R + xx) if (rabs >> _U8) & _U1 else _ZIG_R + xx
                     st[0], st[1], st[2], st[3] = s0, s1, s2, s3
                     return x
-        else:                                          # wedge: accept under the density
+        else:  # wedge: accept under the density
             u, s0, s1, s2, s3 = _xoshiro(s0, s1, s2, s3)
             f0, f1 = _ZIG_FI[idx - 1], _ZIG_FI[idx]
             if (f0 - f1) * (np.float64(u >> _U11) * _TO_UNIT) + f1 < math.exp(-0.5 * x * x):
@@ -320,15 +346,15 @@ def _eg_upper_bound(qd, v, v_star, Tdiag, act):
     if act == "erf":
         s_st = np.sqrt((2 / np.pi) * np.arcsin(qd / (1 + qd)))
         s_te = np.sqrt((2 / np.pi) * np.arcsin(Tdiag / (1 + Tdiag)))
-    elif act == "relu":                                  # E[relu(z)²] = q/2
+    elif act == "relu":  # E[relu(z)²] = q/2
         s_st, s_te = np.sqrt(qd / 2), np.sqrt(Tdiag / 2)
-    elif act == "tanh":                                  # |g| ≤ min(1, |z|)
+    elif act == "tanh":  # |g| ≤ min(1, |z|)
         s_st, s_te = np.sqrt(np.minimum(1.0, qd)), np.sqrt(np.minimum(1.0, Tdiag))
-    elif act == "sigmoid":                               # 0 < g < 1
+    elif act == "sigmoid":  # 0 < g < 1
         s_st, s_te = np.ones_like(qd), np.ones_like(Tdiag)
     elif act == "linear":
         s_st, s_te = np.sqrt(qd), np.sqrt(Tdiag)
-    else:                                                # a user activation: E g(z)² by
+    else:  # a user activation: E g(z)² by
         s_st, s_te = _rms_g(qd, act), _rms_g(Tdiag, act)  # Gauss–Hermite
     return 0.5 * (np.abs(v) @ s_st + np.abs(v_star) @ s_te) ** 2
 
@@ -341,11 +367,13 @@ def _rms_g(q, act):
 
 
 def _g_np(z, act):
-    if act not in ACTIVATIONS:          # a user activation: from the registry's sympy form
+    if act not in ACTIVATIONS:  # a user activation: from the registry's sympy form
         from theory.activations import get_activation
+
         return get_activation(act).numpy()[0](z)
     if act == "erf":
         from scipy.special import erf
+
         return erf(z / math.sqrt(2))
     if act == "relu":
         return np.maximum(z, 0.0)
@@ -372,10 +400,16 @@ def _run_seed(cfg, i, report, alphas, rec_steps, X_test, sim_rule=None):
     T_mat = W.w_star @ W.w_star.T / N
     st = sample_state(seed)
     nT = len(alphas)
-    out = {"Q": np.full((nT, K, K), np.nan), "R": np.full((nT, K, M), np.nan),
-           "v": np.full((nT, K), np.nan), "b": np.full((nT, K), np.nan),
-           "eg": np.full(nT, np.nan), "init": init_state, "diverged": False,
-           "alpha_diverged": np.nan}
+    out = {
+        "Q": np.full((nT, K, K), np.nan),
+        "R": np.full((nT, K, M), np.nan),
+        "v": np.full((nT, K), np.nan),
+        "b": np.full((nT, K), np.nan),
+        "eg": np.full(nT, np.nan),
+        "init": init_state,
+        "diverged": False,
+        "alpha_diverged": np.nan,
+    }
     if X_test is not None:
         out["eg_mc"] = np.full(nT, np.nan)
         out["eg_mc_se"] = np.full(nT, np.nan)
@@ -413,10 +447,25 @@ def _run_seed(cfg, i, report, alphas, rec_steps, X_test, sim_rule=None):
         if out["diverged"] or step >= n_total:
             break
         n = min(B, int(rec_steps[r]) - step)
-        done = run_block(act_code, n, st, xbuf, W.w, W.w_star, W.v, W.v_star, W.F, W.b,
-                         eta, eta_v, sigma, rp, work)
+        done = run_block(
+            act_code,
+            n,
+            st,
+            xbuf,
+            W.w,
+            W.w_star,
+            W.v,
+            W.v_star,
+            W.F,
+            W.b,
+            eta,
+            eta_v,
+            sigma,
+            rp,
+            work,
+        )
         report(done)
-        if done < n:                                     # non-finite error inside the block
+        if done < n:  # non-finite error inside the block
             diverge(step + done)
             break
         step += n
@@ -430,7 +479,7 @@ def _run_seed(cfg, i, report, alphas, rec_steps, X_test, sim_rule=None):
                 diverge(step)
                 break
     if out["diverged"]:
-        report(n_total - step)                           # keep the progress bar honest
+        report(n_total - step)  # keep the progress bar honest
     out["T"] = T_mat
     out["v_star"] = W.v_star.copy()
     out["c"] = W.w_star @ W.F / math.sqrt(N)
@@ -442,18 +491,21 @@ def _run_seed(cfg, i, report, alphas, rec_steps, X_test, sim_rule=None):
     return out
 
 
-
 # =============================================================================== simulate
 def _check_memory(cfg, S, T):
     """Refuse up front an ensemble whose records cannot fit in memory (with the
     estimate): per seed and record Q, R, v, b, ε_g (and w with record_weights), kept
     about three times (per-seed arrays, stacked result, statistics written with it)."""
     from theory.runtime.cli import check_memory
+
     N, K, M = cfg["N"], cfg["K"], cfg["M"]
     per = K * K + K * M + 2 * K + 3 + (K * N if cfg["record_weights"] else 0)
     nbytes = 3 * 8 * S * T * per + 8 * (K + M + 2) * N * min(S, cfg["threads"] or 2)
-    check_memory(nbytes, f"simulations run with N = {N}, K = {K}, M = {M}, {S} seeds and "
-                 f"{T} records", hint="record fewer points (record) or use fewer seeds")
+    check_memory(
+        nbytes,
+        f"simulations run with N = {N}, K = {K}, M = {M}, {S} seeds and {T} records",
+        hint="record fewer points (record) or use fewer seeds",
+    )
 
 
 def simulate(config: dict, progress: bool | ProgressBar | None = None) -> SimulationResult:
@@ -477,7 +529,7 @@ def simulate(config: dict, progress: bool | ProgressBar | None = None) -> Simula
     Seeds run in parallel on ``config['threads']`` threads (default: all cores); each seed
     is sequential and reproducible from its seed alone (see :mod:`simulations.ensemble`).
     """
-    other = model_module(config)      # a rule of another model: that model's simulation
+    other = model_module(config)  # a rule of another model: that model's simulation
     if other is not None:
         return other.simulate(config, progress=progress)
     cfg = validate_config(config)
@@ -492,17 +544,26 @@ def simulate(config: dict, progress: bool | ProgressBar | None = None) -> Simula
     X_test = None
     if cfg["mc_test"]:
         X_test = mc_test_generator(cfg["init"]["seed"]).standard_normal((cfg["mc_test"], N))
-    _kernel(sim_rule, cfg["activation"])   # compile / load the kernel before threads start
+    _kernel(sim_rule, cfg["activation"])  # compile / load the kernel before threads start
     threads = cfg["threads"] or os.cpu_count() or 1
     bar = progress
     if progress is True:
-        bar = ProgressBar(S * int(rec_steps[-1]), label=f"{rule} N={N}", delay=0.0,
-                          min_interval=0.2, unit="samples", rate=True)
+        bar = ProgressBar(
+            S * int(rec_steps[-1]),
+            label=f"{rule} N={N}",
+            delay=0.0,
+            min_interval=0.2,
+            unit="samples",
+            rate=True,
+        )
     elif not progress:
         bar = None
-    outs = run_parallel(lambda i, report: _run_seed(cfg, i, report, alphas, rec_steps, X_test,
-                                                    sim_rule),
-                        S, threads=threads, progress=bar)
+    outs = run_parallel(
+        lambda i, report: _run_seed(cfg, i, report, alphas, rec_steps, X_test, sim_rule),
+        S,
+        threads=threads,
+        progress=bar,
+    )
 
     def stack(key):
         return np.stack([o[key] for o in outs])
@@ -513,16 +574,27 @@ def simulate(config: dict, progress: bool | ProgressBar | None = None) -> Simula
     adaptive, fa = sim_rule.feedback == "adaptive", sim_rule.feedback == "fixed"
     inits = [o["init"] for o in outs]
     res = SimulationResult(
-        alpha=alphas, steps=rec_steps, seeds=np.array(cfg["seeds"], dtype=np.int64),
-        Q=stack("Q"), R=stack("R"), v=stack("v"),
+        alpha=alphas,
+        steps=rec_steps,
+        seeds=np.array(cfg["seeds"], dtype=np.int64),
+        Q=stack("Q"),
+        R=stack("R"),
+        v=stack("v"),
         b=stack("b") if (adaptive or fa) else None,
-        T=stack("T"), v_star=stack("v_star"),
+        T=stack("T"),
+        v_star=stack("v_star"),
         c=stack("c") if adaptive else None,
         sigma_F2=np.array([o["sigma_F2"] for o in outs]) if adaptive else None,
-        eg=eg, eg_mean=eg_mean, eg_std=eg_std, n_mean=n_mean,
-        diverged=diverged, alpha_diverged=np.array([o["alpha_diverged"] for o in outs]),
-        config=cfg, init=inits[0],
-        Q0=np.stack([s.Q for s in inits]), R0=np.stack([s.R for s in inits]),
+        eg=eg,
+        eg_mean=eg_mean,
+        eg_std=eg_std,
+        n_mean=n_mean,
+        diverged=diverged,
+        alpha_diverged=np.array([o["alpha_diverged"] for o in outs]),
+        config=cfg,
+        init=inits[0],
+        Q0=np.stack([s.Q for s in inits]),
+        R0=np.stack([s.R for s in inits]),
         v0=np.stack([s.v for s in inits]),
         b0=np.stack([s.b for s in inits]) if (adaptive or fa) else None,
         eg_mc=stack("eg_mc") if X_test is not None else None,

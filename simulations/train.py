@@ -57,12 +57,14 @@ Output (``OUT.npz``), S seeds, E epochs, index 0 = before training
 (W_L…W₁)ᵀ), ``diverged`` (S,) bool, ``epochs_done`` (S,), ``slowness_a_max``,
 ``slowness_s`` (S,): fit ``a(t) = a_max t/(s+t)`` of the test accuracy. ``ff-topdown``
 also: ``cos_step`` (M,) batches at which the update cosines were measured and ``cos_ff``,
-``cos_ff_err``, ``cos_contrastive``, ``cos_pred`` (S, M, L), see :mod:`simulations.ff_topdown`. Histories of a run
-that diverged end at ``epochs_done``; the padding after it is NaN, flagged by ``diverged``.
+``cos_ff_err``, ``cos_contrastive``, ``cos_pred`` (S, M, L), see :mod:`simulations.ff_topdown`.
+Histories of a run that diverged end at ``epochs_done``; the padding after it is NaN, flagged by
+``diverged``.
 
 Exit code: 0 on success, 1 if every run diverged, 2 for a bad config or unreadable data
 (the message names the key or file and what is allowed).
 """
+
 from __future__ import annotations
 
 import json
@@ -73,30 +75,68 @@ from pathlib import Path
 import numpy as np
 
 from .data import load_dataset
-from .deep import PEPITA_RULES, RULES as DEEP_RULES, DeepConfig, slowness_fit, train_deep
+from .deep import PEPITA_RULES, DeepConfig, slowness_fit, train_deep
+from .deep import RULES as DEEP_RULES
 from .forward_forward import FFConfig, train_ff
 from .train_checks import check_train_config
 
 __all__ = ["ALL_RULES", "CONFIG_KEYS", "parse_config", "load_config", "run_config", "main"]
 
 ALL_RULES = DEEP_RULES + ("ff", "ff-unsupervised", "ff-recurrent", "ff-topdown")
-_COMMON = ("rule", "layers", "epochs", "lr", "momentum", "batch", "weight_decay", "seeds",
-           "data", "name", "description", "local_fields")
+_COMMON = (
+    "rule",
+    "layers",
+    "epochs",
+    "lr",
+    "momentum",
+    "batch",
+    "weight_decay",
+    "seeds",
+    "data",
+    "name",
+    "description",
+    "local_fields",
+)
 _DEEP_ONLY = ("dropout", "lr_decay_epochs", "lr_decay", "F_scale", "normalize", "mirror")
 _FF_ONLY = ("ff",)
 CONFIG_KEYS = _COMMON + _DEEP_ONLY + _FF_ONLY
-_FF_KEYS = ("optimizer", "theta", "negatives", "label_scale", "n_blur", "head_layers",
-            "head_epochs", "head_lr", "eval_train", "goodness", "peer_norm", "peer_momentum")
-_DATA_KEYS = ("name", "dir", "n_train", "n_test", "split", "split_seed", "download", "N", "M",
-              "kind", "input_scale")
+_FF_KEYS = (
+    "optimizer",
+    "theta",
+    "negatives",
+    "label_scale",
+    "n_blur",
+    "head_layers",
+    "head_epochs",
+    "head_lr",
+    "eval_train",
+    "goodness",
+    "peer_norm",
+    "peer_momentum",
+)
+_DATA_KEYS = (
+    "name",
+    "dir",
+    "n_train",
+    "n_test",
+    "split",
+    "split_seed",
+    "download",
+    "N",
+    "M",
+    "kind",
+    "input_scale",
+)
 
 
 #: (key, integer?, test, what is allowed) for the optimiser options
-_NUMBERS = (("epochs", True, lambda x: x >= 0, "an integer >= 0"),
-            ("batch", True, lambda x: x >= 1, "an integer >= 1"),
-            ("lr", False, lambda x: x > 0, "a number > 0"),
-            ("momentum", False, lambda x: 0 <= x < 1, "a number in [0, 1)"),
-            ("weight_decay", False, lambda x: x >= 0, "a number >= 0"))
+_NUMBERS = (
+    ("epochs", True, lambda x: x >= 0, "an integer >= 0"),
+    ("batch", True, lambda x: x >= 1, "an integer >= 1"),
+    ("lr", False, lambda x: x > 0, "a number > 0"),
+    ("momentum", False, lambda x: 0 <= x < 1, "a number in [0, 1)"),
+    ("weight_decay", False, lambda x: x >= 0, "a number >= 0"),
+)
 
 
 def _check_numbers(cfg: dict) -> None:
@@ -132,8 +172,11 @@ def parse_config(cfg: dict):
     if rule not in ALL_RULES:
         raise ValueError(f"unknown rule {rule!r}; allowed: {', '.join(ALL_RULES)}")
     is_ff = rule.startswith("ff")
-    wrong = [k for k in (_DEEP_ONLY if is_ff else _FF_ONLY) if k in cfg
-             and not (rule == "ff-topdown" and k == "F_scale")]
+    wrong = [
+        k
+        for k in (_DEEP_ONLY if is_ff else _FF_ONLY)
+        if k in cfg and not (rule == "ff-topdown" and k == "F_scale")
+    ]
     if rule == "ff-recurrent" and "local_fields" in cfg:
         wrong.append("local_fields")
     if wrong:
@@ -141,8 +184,11 @@ def parse_config(cfg: dict):
     seeds = cfg.get("seeds", [0])
     if isinstance(seeds, int) and not isinstance(seeds, bool):
         seeds = list(range(seeds))
-    if not isinstance(seeds, list) or not seeds or not all(
-            isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+    if (
+        not isinstance(seeds, list)
+        or not seeds
+        or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)
+    ):
         raise ValueError(f"seeds must be a non-empty list of integers or a count, got {seeds!r}")
     data = dict(cfg.get("data", {"name": "mnist"}))
     bad = sorted(set(data) - set(_DATA_KEYS))
@@ -152,8 +198,11 @@ def parse_config(cfg: dict):
     layers = cfg.get("layers", [256])
     _check_numbers(cfg)
     check_train_config(cfg)
-    common = {k: cfg[k] for k in ("epochs", "lr", "momentum", "batch", "weight_decay",
-                                  "local_fields") if k in cfg}
+    common = {
+        k: cfg[k]
+        for k in ("epochs", "lr", "momentum", "batch", "weight_decay", "local_fields")
+        if k in cfg
+    }
     if rule in _FF_VARIANTS:
         make = _ff_variant_maker(rule, cfg, layers, common)
     elif is_ff:
@@ -170,23 +219,29 @@ def parse_config(cfg: dict):
 
         def make(seed):
             return DeepConfig(hidden=layers, rule=rule, seed=seed, **common, **deep)
+
     make(seeds[0])  # validate the option values now, before any data is loaded
     return rule, make, seeds, data
 
 
 #: FF variants of issue 14: rule -> (module, config class, keys allowed in "ff")
 _FF_VARIANTS = {
-    "ff-recurrent": ("ff_recurrent", "RecurrentFFConfig",
-                     ("optimizer", "theta", "label_scale", "eval_train", "steps", "damping",
-                      "window")),
-    "ff-topdown": ("ff_topdown", "TopDownConfig",
-                   ("optimizer", "theta", "eval_train", "sign", "cos_every", "cos_batch",
-                    "train_hidden")),
+    "ff-recurrent": (
+        "ff_recurrent",
+        "RecurrentFFConfig",
+        ("optimizer", "theta", "label_scale", "eval_train", "steps", "damping", "window"),
+    ),
+    "ff-topdown": (
+        "ff_topdown",
+        "TopDownConfig",
+        ("optimizer", "theta", "eval_train", "sign", "cos_every", "cos_batch", "train_hidden"),
+    ),
 }
 
 
 def _ff_variant_maker(rule, cfg, layers, common):
     import importlib
+
     mod, cls, keys = _FF_VARIANTS[rule]
     ff = dict(cfg.get("ff", {}))
     bad = sorted(set(ff) - set(keys))
@@ -198,6 +253,7 @@ def _ff_variant_maker(rule, cfg, layers, common):
 
     def make(seed):
         return Config(hidden=layers, seed=seed, **common, **ff)
+
     return make
 
 
@@ -205,9 +261,11 @@ def _train_one(rule, data, c, bar):
     """Train one run of ``rule`` with config ``c``."""
     if rule == "ff-recurrent":
         from .ff_recurrent import train_ff_recurrent
+
         return train_ff_recurrent(data, c, progress=bar)
     if rule == "ff-topdown":
         from .ff_topdown import train_ff_topdown
+
         return train_ff_topdown(data, c, progress=bar)
     if rule.startswith("ff"):
         return train_ff(data, c, progress=bar)
@@ -237,9 +295,16 @@ class EpochBar:
 
     def __call__(self, epoch, batch, n_batches, info):
         from theory.runtime.progress import ProgressBar
+
         if self._bar is None or epoch != self._epoch:
-            self._bar = ProgressBar(n_batches, label=self.label_fn(epoch), stream=self.stream,
-                                    delay=0.0, min_interval=0.1, unit="batch")
+            self._bar = ProgressBar(
+                n_batches,
+                label=self.label_fn(epoch),
+                stream=self.stream,
+                delay=0.0,
+                min_interval=0.1,
+                unit="batch",
+            )
             self._epoch = epoch
         loss = f"loss {info['loss']:.4g}"
         if info.get("epoch_done", False):
@@ -255,7 +320,7 @@ def _pad(rows, fill=np.nan):
     out = np.full((len(rows), n) + np.shape(rows[0])[1:], fill, dtype=float)
     for i, r in enumerate(rows):
         if len(r):
-            out[i, :len(r)] = r
+            out[i, : len(r)] = r
     return out
 
 
@@ -268,21 +333,34 @@ def run_config(cfg: dict, quiet: bool = True) -> dict:
         c = make(seed)
         bar = None
         if not quiet:
-            bar = EpochBar(lambda ep, i=i, c=c: f"{rule} seed {seeds[i]} ({i + 1}/{len(seeds)}) "
-                                                   f"epoch {ep + 1}/{c.epochs}")
+            bar = EpochBar(
+                lambda ep, i=i, c=c: (
+                    f"{rule} seed {seeds[i]} ({i + 1}/{len(seeds)}) epoch {ep + 1}/{c.epochs}"
+                )
+            )
         r = _train_one(rule, data, c, bar)
         if r.diverged and not quiet:
-            why = ("the loss became non-finite or grew beyond 10⁴ × its initial value"
-                   if rule.startswith("ff") else "non-finite loss")
-            print(f"\n{rule} seed {seed}: diverged after {r.epochs_done} epochs ({why}; "
-                  "learning rate too large?); run stopped", file=sys.stderr)
+            why = (
+                "the loss became non-finite or grew beyond 10⁴ × its initial value"
+                if rule.startswith("ff")
+                else "non-finite loss"
+            )
+            print(
+                f"\n{rule} seed {seed}: diverged after {r.epochs_done} epochs ({why}; "
+                "learning rate too large?); run stopped",
+                file=sys.stderr,
+            )
         runs.append(r)
-    out = {"seeds": np.asarray(seeds), "config": json.dumps(cfg, sort_keys=True),
-           "data_source": data.source, "rule": rule,
-           "train_acc": _pad([r.train_acc for r in runs]),
-           "test_acc": _pad([r.test_acc for r in runs]),
-           "diverged": np.asarray([r.diverged for r in runs]),
-           "epochs_done": np.asarray([r.epochs_done for r in runs])}
+    out = {
+        "seeds": np.asarray(seeds),
+        "config": json.dumps(cfg, sort_keys=True),
+        "data_source": data.source,
+        "rule": rule,
+        "train_acc": _pad([r.train_acc for r in runs]),
+        "test_acc": _pad([r.test_acc for r in runs]),
+        "diverged": np.asarray([r.diverged for r in runs]),
+        "epochs_done": np.asarray([r.epochs_done for r in runs]),
+    }
     if rule.startswith("ff"):
         out["train_loss"] = _pad([r.loss for r in runs])
         out["layer_loss"] = _pad([r.layer_loss for r in runs])
@@ -305,9 +383,10 @@ def main(argv=None) -> int:
     from theory.runtime import cli
 
     from .train_args import parser
+
     try:
         a = parser().parse_args(argv)
-    except SystemExit as exc:            # --help (0) or a usage error (2)
+    except SystemExit as exc:  # --help (0) or a usage error (2)
         return int(exc.code or 0)
     cli.set_verbose(not a.quiet)
     return cli.run_command("simulations train", _main, a)
@@ -315,7 +394,8 @@ def main(argv=None) -> int:
 
 def _main(a) -> int:
     from theory.runtime import cli
-    outp = cli.check_output(a.output, (".npz",))      # before any work
+
+    outp = cli.check_output(a.output, (".npz",))  # before any work
     cfg = load_config(a.config)
     t0 = time.time()
     out = run_config(cfg, quiet=a.quiet)
@@ -323,9 +403,12 @@ def _main(a) -> int:
         np.savez(tmp, **out)
     if not a.quiet:
         fin = out["test_acc"][np.arange(out["test_acc"].shape[0]), out["epochs_done"]]
-        print(f"{out['rule']}: final test accuracy {100 * np.mean(fin):.2f}% "
-              f"± {100 * np.std(fin):.2f}% over {fin.size} seed(s) in {time.time() - t0:.0f} s; "
-              f"wrote {outp}", file=sys.stderr)
+        print(
+            f"{out['rule']}: final test accuracy {100 * np.mean(fin):.2f}% "
+            f"± {100 * np.std(fin):.2f}% over {fin.size} seed(s) in {time.time() - t0:.0f} s; "
+            f"wrote {outp}",
+            file=sys.stderr,
+        )
     return cli.EXIT_STOPPED if bool(np.all(out["diverged"])) else cli.EXIT_OK
 
 

@@ -7,6 +7,7 @@ that trains at chance.
 The trainers' own ``__post_init__`` checks stay (the Python API uses them); these are the
 same rules stated for JSON.
 """
+
 from __future__ import annotations
 
 import json
@@ -37,8 +38,10 @@ BOOL = (lambda x: isinstance(x, bool), "true or false (a JSON boolean)")
 
 
 def _choice(*allowed):
-    return (lambda x: x in allowed and isinstance(x, str),
-            "one of " + ", ".join(f'"{a}"' for a in allowed))
+    return (
+        lambda x: x in allowed and isinstance(x, str),
+        "one of " + ", ".join(f'"{a}"' for a in allowed),
+    )
 
 
 #: the ``ff`` block (every FF rule takes the subset listed in simulations.train)
@@ -48,8 +51,10 @@ FF_CHECKS = {
     "negatives": _choice("random", "hardest"),
     "label_scale": NUMBER_GT0,
     "n_blur": INT_GE0,
-    "head_layers": (lambda x: x is None or (_int_list(0)(x) and len(x) > 0),
-                    "null or a non-empty list of layer indices (integers >= 0)"),
+    "head_layers": (
+        lambda x: x is None or (_int_list(0)(x) and len(x) > 0),
+        "null or a non-empty list of layer indices (integers >= 0)",
+    ),
     "head_epochs": INT_GE0,
     "head_lr": NUMBER_GT0,
     "eval_train": INT_GE1,
@@ -57,11 +62,15 @@ FF_CHECKS = {
     "peer_norm": NUMBER_GE0,
     "peer_momentum": UNIT,
     # ff-recurrent
-    "steps": (lambda x: _int(x) and x >= 2,
-              "an integer, steps >= 2 (the bottom-up pass, then at least two damped steps)"),
+    "steps": (
+        lambda x: _int(x) and x >= 2,
+        "an integer, steps >= 2 (the bottom-up pass, then at least two damped steps)",
+    ),
     "damping": UNIT,
-    "window": (lambda x: isinstance(x, list) and len(x) == 2 and all(_int(v) for v in x),
-               "a list [t1, t2] of two integers, 1 <= t1 <= t2 <= steps"),
+    "window": (
+        lambda x: isinstance(x, list) and len(x) == 2 and all(_int(v) for v in x),
+        "a list [t1, t2] of two integers, 1 <= t1 <= t2 <= steps",
+    ),
     # ff-topdown
     "sign": (lambda x: _int(x) and x in (1, -1), "1 (negative x − F e) or -1 (x + F e)"),
     "cos_every": INT_GE0,
@@ -76,9 +85,10 @@ DEEP_CHECKS = {
     "lr_decay": NUMBER_GT0,
     "F_scale": NUMBER_GT0,
     "normalize": BOOL,
-    "mirror": (lambda x: x is None or isinstance(x, dict),
-               "null or an object {\"pre_epochs\", \"steps\", \"lr\", \"decay\", "
-               "\"noise_std\", \"batch\"}"),
+    "mirror": (
+        lambda x: x is None or isinstance(x, dict),
+        'null or an object {"pre_epochs", "steps", "lr", "decay", "noise_std", "batch"}',
+    ),
 }
 
 MIRROR_CHECKS = {
@@ -101,7 +111,7 @@ def _show(x) -> str:
 def _check_block(block: dict, checks: dict, prefix: str) -> None:
     for key, val in block.items():
         if key not in checks:
-            continue                     # unknown keys are reported by the caller
+            continue  # unknown keys are reported by the caller
         ok, allowed = checks[key]
         if not ok(val):
             raise ValueError(f"{prefix}{key} must be {allowed}, got {_show(val)}")
@@ -117,13 +127,13 @@ def check_train_config(cfg: dict) -> None:
     """
     layers = cfg.get("layers", [256])
     if not (isinstance(layers, list) and layers and _int_list(1)(layers)):
-        raise ValueError(f"layers must be a non-empty list of hidden widths (integers >= 1), "
-                         f"got {_show(layers)}")
+        raise ValueError(
+            f"layers must be a non-empty list of hidden widths (integers >= 1), got {_show(layers)}"
+        )
     if "ff" in cfg:
         ff = cfg["ff"]
         if not isinstance(ff, dict):
-            raise ValueError(f"ff must be an object of Forward-Forward options, got "
-                             f"{_show(ff)}")
+            raise ValueError(f"ff must be an object of Forward-Forward options, got {_show(ff)}")
         _check_block(ff, FF_CHECKS, "ff.")
     _check_block(cfg, DEEP_CHECKS, "")
     if isinstance(cfg.get("mirror"), dict):

@@ -6,8 +6,9 @@ matplotlib.use("Agg")
 
 # Generated code and numba's compiled cache for the test run go to one place per checkout,
 # so repeated local runs reuse them; CI starts from a clean checkout and compiles afresh.
-os.environ.setdefault("ODEFLOW_CACHE_DIR",
-                      os.path.join(os.path.dirname(os.path.dirname(__file__)), ".odeflow-cache"))
+os.environ.setdefault(
+    "ODEFLOW_CACHE_DIR", os.path.join(os.path.dirname(os.path.dirname(__file__)), ".odeflow-cache")
+)
 
 # MNIST: the full test set where the user has it (ODEFLOW_MNIST_DIR, ODEFLOW_DATA or the user
 # cache), else the 1000-image fixture shipped with the tests, so a fresh clone runs every

@@ -1,5 +1,6 @@
 """Helpers of the reliability tests (issue 11): run a command as a new user would, in a
 subprocess from the repository root, and interrupt it like Ctrl-C."""
+
 import os
 import signal
 import subprocess
@@ -20,8 +21,15 @@ def env():
 
 def run(args, timeout=300, **kw):
     """``python -m ARGS`` to completion; returns the CompletedProcess (text)."""
-    return subprocess.run([sys.executable, "-m", *map(str, args)], cwd=REPO, env=env(),
-                          capture_output=True, text=True, timeout=timeout, **kw)
+    return subprocess.run(
+        [sys.executable, "-m", *map(str, args)],
+        cwd=REPO,
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        **kw,
+    )
 
 
 def interrupt(args, marker: str, start_timeout=240.0, stop_timeout=20.0):
@@ -31,15 +39,19 @@ def interrupt(args, marker: str, start_timeout=240.0, stop_timeout=20.0):
     Returns ``(returncode, seconds from SIGINT to exit, stderr)``. The process is killed
     (and the test fails on the returned time) if it does not stop within ``stop_timeout``.
     """
-    proc = subprocess.Popen([sys.executable, "-m", *map(str, args)], cwd=REPO, env=env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", *map(str, args)],
+        cwd=REPO,
+        env=env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     buf = bytearray()
     seen = threading.Event()
 
     def reader():
         while True:
-            ch = proc.stderr.read1(4096) if hasattr(proc.stderr, "read1") else \
-                proc.stderr.read(1)
+            ch = proc.stderr.read1(4096) if hasattr(proc.stderr, "read1") else proc.stderr.read(1)
             if not ch:
                 break
             buf.extend(ch)
@@ -55,7 +67,7 @@ def interrupt(args, marker: str, start_timeout=240.0, stop_timeout=20.0):
             proc.wait()
             raise AssertionError(f"{marker!r} never appeared; stderr: {bytes(buf)!r}")
         time.sleep(0.05)
-    time.sleep(0.3)                       # well inside the computation
+    time.sleep(0.3)  # well inside the computation
     t_int = time.monotonic()
     proc.send_signal(signal.SIGINT)
     try:

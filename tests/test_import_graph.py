@@ -5,14 +5,20 @@ Every ``.py`` under theory/, odeflow/, simulations/ and figures/ is parsed with 
 every ``import``/``from … import`` anywhere in it (module level, inside functions, inside
 ``if``/``try``) is an edge to the project module it names (``from pkg import name`` is an
 edge to ``pkg.name`` when that is a module, else to ``pkg``)."""
+
 import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("theory", "odeflow", "simulations", "figures")
 #: what each package may import from the others
-ALLOWED = {"theory": set(), "simulations": {"theory"}, "odeflow": {"theory", "simulations"},
-           "figures": {"theory", "simulations", "odeflow"}}
+ALLOWED = {
+    "theory": set(),
+    "simulations": {"theory"},
+    "odeflow": {"theory", "simulations"},
+    "figures": {"theory", "simulations", "odeflow"},
+}
+
 
 def _modules():
     mods = {}
@@ -34,7 +40,7 @@ def _edges(mods):
         pkg = name if is_pkg else name.rpartition(".")[0]
         out = set()
 
-        def add(target):
+        def add(target, name=name, out=out):
             # the longest prefix of target that is a project module
             parts = target.split(".")
             for i in range(len(parts), 0, -1):
@@ -51,7 +57,7 @@ def _edges(mods):
             elif isinstance(node, ast.ImportFrom):
                 if node.level:
                     base = pkg.split(".")
-                    base = base[:len(base) - (node.level - 1)]
+                    base = base[: len(base) - (node.level - 1)]
                     target = ".".join(base + ([node.module] if node.module else []))
                 else:
                     target = node.module or ""
@@ -73,7 +79,7 @@ def _cycle(edges, skip):
             if (u, v) in skip:
                 continue
             if state.get(v) == 1:
-                return stack[stack.index(v):] + [v]
+                return stack[stack.index(v) :] + [v]
             if v not in state:
                 c = visit(v)
                 if c:
@@ -106,16 +112,23 @@ def test_no_import_cycle():
 
 def test_no_cycle_in_theory_at_all():
     edges = _edges(_modules())
-    theory = {u: {v for v in vs if v.startswith("theory")} for u, vs in edges.items()
-              if u.startswith("theory")}
+    theory = {
+        u: {v for v in vs if v.startswith("theory")}
+        for u, vs in edges.items()
+        if u.startswith("theory")
+    }
     cycle = _cycle(theory, set())
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
 
 
 def test_package_direction():
     edges = _edges(_modules())
-    bad = sorted((u, v) for u, vs in edges.items() for v in vs
-                 if v.split(".")[0] != u.split(".")[0]
-                 and v.split(".")[0] not in ALLOWED[u.split(".")[0]])
+    bad = sorted(
+        (u, v)
+        for u, vs in edges.items()
+        for v in vs
+        if v.split(".")[0] != u.split(".")[0] and v.split(".")[0] not in ALLOWED[u.split(".")[0]]
+    )
     assert not bad, "imports against the package direction: " + ", ".join(
-        f"{u} -> {v}" for u, v in bad)
+        f"{u} -> {v}" for u, v in bad
+    )

@@ -10,6 +10,7 @@ Generated code: one printer and emitter (``theory.emit``); the rule-independent 
 are real modules (``theory.*_kernels``) that every generated module includes; one cache
 (``theory.cache``: verified modules, one key helper ``generated_path``).
 """
+
 __all__ = ["OrderParameters", "Layout"]
 
 
@@ -17,5 +18,6 @@ def __getattr__(name):
     # lazy (PEP 562): ``theory.runtime.cli`` (every command's --help) must not pay for numpy
     if name in __all__:
         from . import state
+
         return getattr(state, name)
     raise AttributeError(f"module 'theory' has no attribute {name!r}")

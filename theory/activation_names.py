@@ -3,6 +3,7 @@
 The registry itself — each activation as a sympy expression, user expressions, the safe
 string parser — is :mod:`theory.activations`.
 """
+
 __all__ = ["ACTIVATIONS", "CLOSED_FORM_ACTIVATIONS", "is_user"]
 
 #: built-in activations (their integer codes in the simulation kernel follow this order)

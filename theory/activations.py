@@ -26,18 +26,28 @@ read by :func:`parse_expression`, a whitelisting parser (numbers, ``z``, ``pi``,
 ``+ - * / **`` and the functions of :data:`FUNCTIONS`) that never evaluates the string:
 a config is data and cannot run code through its activation.
 """
+
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 
 import sympy as sp
 
 from .activation_names import ACTIVATIONS, CLOSED_FORM_ACTIVATIONS
 
-__all__ = ["Activation", "get_activation", "z", "BUILTIN", "CLOSED_FORM_ACTIVATIONS",
-           "ACTIVATIONS", "activation_key", "parse_expression", "FUNCTIONS"]
+__all__ = [
+    "Activation",
+    "get_activation",
+    "z",
+    "BUILTIN",
+    "CLOSED_FORM_ACTIVATIONS",
+    "ACTIVATIONS",
+    "activation_key",
+    "parse_expression",
+    "FUNCTIONS",
+]
 
 #: the symbol a user activation is written in
 z = sp.Symbol("z", real=True)
@@ -107,6 +117,7 @@ def _numpy_of(expr, deriv):
 
 def _heaviside_np(x, h0=0.5):
     import numpy as np
+
     return np.where(x > 0, 1.0, np.where(x < 0, 0.0, h0))
 
 
@@ -116,7 +127,7 @@ def activation_key(act: Activation) -> str:
     return "user_" + hashlib.sha256(sp.srepr(act.expr).encode()).hexdigest()[:12]
 
 
-@lru_cache(maxsize=None)
+@cache
 def _builtin(name: str) -> Activation:
     expr = BUILTIN[name]
     if name == "relu":
@@ -151,8 +162,10 @@ def get_activation(spec) -> Activation:
         return _from_string(spec)
     if isinstance(spec, sp.Basic):
         return _user(spec)
-    raise ValueError(f"activation must be one of {', '.join(BUILTIN)}, an expression string "
-                     f"of z or a sympy expression of z, got {type(spec).__name__} {spec!r}")
+    raise ValueError(
+        f"activation must be one of {', '.join(BUILTIN)}, an expression string "
+        f"of z or a sympy expression of z, got {type(spec).__name__} {spec!r}"
+    )
 
 
 _BY_STRING: dict = {}
@@ -174,9 +187,11 @@ def _parse_string(spec: str) -> Activation:
     try:
         expr = parse_expression(text)
     except ValueError as exc:
-        raise ValueError(f"unknown activation {spec!r}; allowed: {', '.join(BUILTIN)}, or "
-                         "an expression of z with or without the prefix 'user:' (e.g. "
-                         f"'z*tanh(z)'). The expression was refused: {exc}") from None
+        raise ValueError(
+            f"unknown activation {spec!r}; allowed: {', '.join(BUILTIN)}, or "
+            "an expression of z with or without the prefix 'user:' (e.g. "
+            f"'z*tanh(z)'). The expression was refused: {exc}"
+        ) from None
     return _user(expr)
 
 
@@ -195,11 +210,30 @@ def _softplus(x):
 
 #: the functions an activation string may call (name → sympy constructor)
 FUNCTIONS = {
-    "tanh": sp.tanh, "exp": sp.exp, "log": sp.log, "erf": sp.erf, "erfc": sp.erfc,
-    "sqrt": sp.sqrt, "sin": sp.sin, "cos": sp.cos, "tan": sp.tan, "atan": sp.atan,
-    "sinh": sp.sinh, "cosh": sp.cosh, "asinh": sp.asinh, "Abs": sp.Abs, "abs": sp.Abs,
-    "Max": sp.Max, "max": sp.Max, "Min": sp.Min, "min": sp.Min, "sign": sp.sign,
-    "Heaviside": sp.Heaviside, "relu": _relu, "sigmoid": _sigmoid, "softplus": _softplus,
+    "tanh": sp.tanh,
+    "exp": sp.exp,
+    "log": sp.log,
+    "erf": sp.erf,
+    "erfc": sp.erfc,
+    "sqrt": sp.sqrt,
+    "sin": sp.sin,
+    "cos": sp.cos,
+    "tan": sp.tan,
+    "atan": sp.atan,
+    "sinh": sp.sinh,
+    "cosh": sp.cosh,
+    "asinh": sp.asinh,
+    "Abs": sp.Abs,
+    "abs": sp.Abs,
+    "Max": sp.Max,
+    "max": sp.Max,
+    "Min": sp.Min,
+    "min": sp.Min,
+    "sign": sp.sign,
+    "Heaviside": sp.Heaviside,
+    "relu": _relu,
+    "sigmoid": _sigmoid,
+    "softplus": _softplus,
 }
 #: the named constants an activation string may use
 CONSTANTS = {"pi": sp.pi, "E": sp.E}
@@ -232,11 +266,17 @@ def parse_expression(text: str) -> sp.Expr:
         tree = ast.parse(text.strip(), mode="eval")
     except SyntaxError as exc:
         raise ValueError(f"not a valid expression ({exc.msg})") from None
-    allowed = (f"numbers, z, pi, E, + - * / **, and the functions "
-               f"{', '.join(sorted(FUNCTIONS, key=str.lower))}")
-    binops = {ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b,
-              ast.Mult: lambda a, b: a * b, ast.Div: lambda a, b: a / b,
-              ast.Pow: lambda a, b: a ** b}
+    allowed = (
+        f"numbers, z, pi, E, + - * / **, and the functions "
+        f"{', '.join(sorted(FUNCTIONS, key=str.lower))}"
+    )
+    binops = {
+        ast.Add: lambda a, b: a + b,
+        ast.Sub: lambda a, b: a - b,
+        ast.Mult: lambda a, b: a * b,
+        ast.Div: lambda a, b: a / b,
+        ast.Pow: lambda a, b: a**b,
+    }
 
     def walk(node, depth=0):
         if depth > 100:
@@ -245,10 +285,14 @@ def parse_expression(text: str) -> sp.Expr:
             return walk(node.body, depth + 1)
         if isinstance(node, ast.Constant):
             if isinstance(node.value, bool) or not isinstance(node.value, (int, float)):
-                raise ValueError(f"constant {node.value!r} is not a real number; "
-                                 f"allowed: {allowed}")
-            return sp.Integer(node.value) if isinstance(node.value, int) else sp.Float(
-                repr(node.value))
+                raise ValueError(
+                    f"constant {node.value!r} is not a real number; allowed: {allowed}"
+                )
+            return (
+                sp.Integer(node.value)
+                if isinstance(node.value, int)
+                else sp.Float(repr(node.value))
+            )
         if isinstance(node, ast.Name):
             if node.id == "z":
                 return z
@@ -256,29 +300,32 @@ def parse_expression(text: str) -> sp.Expr:
                 return CONSTANTS[node.id]
             raise ValueError(f"name {node.id!r} is not allowed; allowed: {allowed}")
         if isinstance(node, ast.BinOp) and type(node.op) in binops:
-            return binops[type(node.op)](walk(node.left, depth + 1),
-                                         walk(node.right, depth + 1))
+            return binops[type(node.op)](walk(node.left, depth + 1), walk(node.right, depth + 1))
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
             val = walk(node.operand, depth + 1)
             return -val if isinstance(node.op, ast.USub) else val
         if isinstance(node, ast.Call):
             if not isinstance(node.func, ast.Name):
-                raise ValueError(f"calling {ast.unparse(node.func)!r} is not allowed (only the "
-                                 f"functions listed, called by name); allowed: {allowed}")
+                raise ValueError(
+                    f"calling {ast.unparse(node.func)!r} is not allowed (only the "
+                    f"functions listed, called by name); allowed: {allowed}"
+                )
             if node.func.id not in FUNCTIONS:
                 raise ValueError(f"function {node.func.id!r} is not allowed; allowed: {allowed}")
-            if node.keywords or not node.args or any(isinstance(a, ast.Starred)
-                                                     for a in node.args):
+            if node.keywords or not node.args or any(isinstance(a, ast.Starred) for a in node.args):
                 raise ValueError(f"{node.func.id}(...) takes positional arguments only")
             try:
                 return FUNCTIONS[node.func.id](*[walk(a, depth + 1) for a in node.args])
             except TypeError as exc:
                 raise ValueError(f"{node.func.id}(...): {exc}") from None
         if isinstance(node, ast.BinOp):
-            raise ValueError(f"operator {type(node.op).__name__} is not allowed (use ** for a "
-                             f"power); allowed: {allowed}")
-        raise ValueError(f"{type(node).__name__} ({ast.unparse(node)!r}) is not allowed; "
-                         f"allowed: {allowed}")
+            raise ValueError(
+                f"operator {type(node.op).__name__} is not allowed (use ** for a "
+                f"power); allowed: {allowed}"
+            )
+        raise ValueError(
+            f"{type(node).__name__} ({ast.unparse(node)!r}) is not allowed; allowed: {allowed}"
+        )
 
     return walk(tree)
 
@@ -289,7 +336,7 @@ def _maybe_zero(expr) -> bool:
         try:
             val = complex(expr.xreplace({z: sp.Float(x)}).evalf())
         except (TypeError, ValueError):
-            return True                # cannot tell numerically: let simplify decide
+            return True  # cannot tell numerically: let simplify decide
         if abs(val) > 1e-9:
             return False
     return True
@@ -302,18 +349,25 @@ def _user(expr) -> Activation:
     expr = expr.xreplace(reps)
     other = sorted(str(s) for s in expr.free_symbols if s != z)
     if other or z not in expr.free_symbols:
-        why = (f"it contains the symbols {other}" if other else "it does not contain z")
-        raise ValueError(f"user activation {expr} is not an expression of z alone: {why}; "
-                         "write it in theory.activations.z, e.g. z*sympy.tanh(z)")
-    if expr.has(sp.Derivative) or expr.has(sp.Integral) or any(
-            isinstance(f, sp.core.function.AppliedUndef) for f in expr.atoms(sp.Function)):
-        raise ValueError(f"user activation {expr}: undefined functions, derivatives or "
-                         "integrals cannot be compiled; use elementary functions of z")
+        why = f"it contains the symbols {other}" if other else "it does not contain z"
+        raise ValueError(
+            f"user activation {expr} is not an expression of z alone: {why}; "
+            "write it in theory.activations.z, e.g. z*sympy.tanh(z)"
+        )
+    if (
+        expr.has(sp.Derivative)
+        or expr.has(sp.Integral)
+        or any(isinstance(f, sp.core.function.AppliedUndef) for f in expr.atoms(sp.Function))
+    ):
+        raise ValueError(
+            f"user activation {expr}: undefined functions, derivatives or "
+            "integrals cannot be compiled; use elementary functions of z"
+        )
     for name, b in BUILTIN.items():
         diff = expr - b
         if not _maybe_zero(diff):
-            continue                   # differs at a sample point: no simplify (seconds)
+            continue  # differs at a sample point: no simplify (seconds)
         if sp.simplify(diff) == 0 or sp.simplify(diff.rewrite(sp.exp)) == 0:
-            return _builtin(name)      # a built-in in disguise: use its closed forms
+            return _builtin(name)  # a built-in in disguise: use its closed forms
     deriv = sp.diff(expr, z)
     return Activation(f"user:{expr}", expr, deriv, False)

@@ -42,6 +42,7 @@ Every generated module's path is :func:`generated_path` (prefix, generator versi
 :func:`source_fingerprint` of the generator's sources and kernel modules, and the inputs:
 rule key, activation key and expression).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -52,7 +53,7 @@ import re
 import sys
 import time
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -60,9 +61,21 @@ import numpy as np
 from .state import Layout, OrderParameters
 from .system import SystemMethods
 
-__all__ = ["cache_dir", "write_module", "verify_module", "clear_numba_cache",
-           "load_module", "remember", "cached_system", "CachedSystem", "param_vector",
-           "RuleInfo", "source_fingerprint", "generated_path", "digest_of"]
+__all__ = [
+    "cache_dir",
+    "write_module",
+    "verify_module",
+    "clear_numba_cache",
+    "load_module",
+    "remember",
+    "cached_system",
+    "CachedSystem",
+    "param_vector",
+    "RuleInfo",
+    "source_fingerprint",
+    "generated_path",
+    "digest_of",
+]
 
 _REQUIRED = ("rhs", "eg", "noise")
 
@@ -82,6 +95,7 @@ def _atomic_write(path: Path, text: str) -> None:
     # the project's one atomic write: no temporary file is left behind on any error, and a
     # full disk names the cache file that failed
     from .runtime.cli import atomic_write
+
     atomic_write(path, text)
 
 
@@ -149,9 +163,11 @@ def load_numba(load, source_file, function: str, what: str):
         gone = clear_numba_cache(source_file, function)
         if not gone:
             raise
-        _say(f"odeflow: repairing numba's cache of {what} in {gone[0].parent}: "
-             f"{type(exc).__name__}: {str(exc)[:120]}; deleted {len(gone)} cache file(s); "
-             "recompiling")
+        _say(
+            f"odeflow: repairing numba's cache of {what} in {gone[0].parent}: "
+            f"{type(exc).__name__}: {str(exc)[:120]}; deleted {len(gone)} cache file(s); "
+            "recompiling"
+        )
         return load()
 
 
@@ -201,8 +217,10 @@ def load_module(path, make_source, modname: str, warm, required=_REQUIRED):
     problem = verify_module(path)
     cached = problem is None
     if problem not in (None, "missing", "no content hash"):
-        _say(f"odeflow: repairing the code cache in {path.parent}: {path.name}: {problem}; "
-             "regenerating it")
+        _say(
+            f"odeflow: repairing the code cache in {path.parent}: {path.name}: {problem}; "
+            "regenerating it"
+        )
     if not cached:
         write_module(path, make_source())
     try:
@@ -211,11 +229,13 @@ def load_module(path, make_source, modname: str, warm, required=_REQUIRED):
         return mod, cached
     except KeyboardInterrupt:
         raise
-    except Exception as exc:                    # corrupt numba cache files, or module
+    except Exception as exc:  # corrupt numba cache files, or module
         gone = clear_numba_cache(path)
-        _say(f"odeflow: repairing the code cache in {path.parent}: {path.name} failed to "
-             f"load ({type(exc).__name__}: {str(exc)[:120]}); deleted {len(gone)} numba "
-             "cache file(s) and regenerated the module; recompiling")
+        _say(
+            f"odeflow: repairing the code cache in {path.parent}: {path.name} failed to "
+            f"load ({type(exc).__name__}: {str(exc)[:120]}); deleted {len(gone)} numba "
+            "cache file(s) and regenerated the module; recompiling"
+        )
         write_module(path, make_source())
         mod = _import(path, modname, required)
         warm(mod)
@@ -223,7 +243,7 @@ def load_module(path, make_source, modname: str, warm, required=_REQUIRED):
 
 
 # ------------------------------------------------------------------------ cache keys
-@lru_cache(maxsize=None)
+@cache
 def source_fingerprint(names: tuple) -> str:
     """Hash of the generator sources ``names`` (files of the ``theory`` package, or paths):
     part of every generated module's cache key, so a change to a generator or to a kernel
@@ -235,8 +255,9 @@ def source_fingerprint(names: tuple) -> str:
     return h.hexdigest()[:16]
 
 
-def generated_path(prefix: str, version: str, fingerprint: str, *parts: str,
-                   label: str = "") -> Path:
+def generated_path(
+    prefix: str, version: str, fingerprint: str, *parts: str, label: str = ""
+) -> Path:
     """Cache path ``<cache_dir>/<prefix>_<label>_<digest>.py`` of a generated module; the
     digest covers the generator's ``version``, its source ``fingerprint`` and the inputs
     ``parts`` (strings: the rule's key, the activation's key and expression, …)."""
@@ -260,8 +281,9 @@ class RuleInfo:
     params: dict = field(default_factory=dict)
 
 
-def param_vector(rule, K: int, M: int, state: OrderParameters, eta, eta_v=None, sigma=0.0,
-                 **rule_params) -> np.ndarray:
+def param_vector(
+    rule, K: int, M: int, state: OrderParameters, eta, eta_v=None, sigma=0.0, **rule_params
+) -> np.ndarray:
     """The parameter vector ``p`` of the generated kernels — the same as
     :meth:`theory.codegen.System.params` (which the index entry checks, see the module
     docstring)::
@@ -270,8 +292,9 @@ def param_vector(rule, K: int, M: int, state: OrderParameters, eta, eta_v=None, 
              feedback), rule parameters (sorted by name)]
     """
     if (state.K, state.M) != (K, M):
-        raise ValueError(f"state has K={state.K}, M={state.M} but the system was built for "
-                         f"K={K}, M={M}")
+        raise ValueError(
+            f"state has K={state.K}, M={state.M} but the system was built for K={K}, M={M}"
+        )
     eta_v = eta if eta_v is None else eta_v
     for name, val in (("eta", eta), ("eta_v", eta_v), ("sigma", sigma)):
         if not np.isfinite(val) or val < 0.0:
@@ -280,34 +303,46 @@ def param_vector(rule, K: int, M: int, state: OrderParameters, eta, eta_v=None, 
     if fb == "fixed":
         state.require("b", why=f" by rule {rule.name!r} (fixed feedback)")
     elif fb == "adaptive":
-        state.require("b", "c", "sigma_F2",
-                      why=f" by rule {rule.name!r} (adaptive feedback b = wF/√N)")
+        state.require(
+            "b", "c", "sigma_F2", why=f" by rule {rule.name!r} (adaptive feedback b = wF/√N)"
+        )
     unknown = set(rule_params) - set(rule.params)
     if unknown:
-        raise ValueError(f"unknown rule parameters {sorted(unknown)} for rule "
-                         f"{rule.name!r}; it has {sorted(rule.params)}")
+        raise ValueError(
+            f"unknown rule parameters {sorted(unknown)} for rule "
+            f"{rule.name!r}; it has {sorted(rule.params)}"
+        )
     rp = {**rule.params, **rule_params}
-    return np.concatenate([
-        [K, M, eta, eta_v, sigma, state.sigma_F2 if state.sigma_F2 is not None else 0.0],
-        state.T.ravel(), state.v_star,
-        state.c if state.c is not None else np.zeros(M),
-        state.b if (state.b is not None and fb == "fixed") else np.zeros(K),
-        [rp[name] for name in sorted(rp)]]).astype(float)
+    return np.concatenate(
+        [
+            [K, M, eta, eta_v, sigma, state.sigma_F2 if state.sigma_F2 is not None else 0.0],
+            state.T.ravel(),
+            state.v_star,
+            state.c if state.c is not None else np.zeros(M),
+            state.b if (state.b is not None and fb == "fixed") else np.zeros(K),
+            [rp[name] for name in sorted(rp)],
+        ]
+    ).astype(float)
 
 
 def _ref_state() -> OrderParameters:
     """A fixed state with every field set, to compare parameter vectors."""
-    return OrderParameters(Q=np.array([[1.0, 0.1], [0.1, 0.9]]),
-                           R=np.array([[0.2, 0.3], [0.4, 0.5]]),
-                           T=np.array([[1.0, 0.25], [0.25, 1.5]]), v=np.array([0.6, 0.7]),
-                           v_star=np.array([1.1, 1.2]), b=np.array([0.8, 0.9]),
-                           c=np.array([0.35, 0.45]), sigma_F2=0.09)
+    return OrderParameters(
+        Q=np.array([[1.0, 0.1], [0.1, 0.9]]),
+        R=np.array([[0.2, 0.3], [0.4, 0.5]]),
+        T=np.array([[1.0, 0.25], [0.25, 1.5]]),
+        v=np.array([0.6, 0.7]),
+        v_star=np.array([1.1, 1.2]),
+        b=np.array([0.8, 0.9]),
+        c=np.array([0.35, 0.45]),
+        sigma_F2=0.09,
+    )
 
 
 _REF_RATES = (0.125, 0.375, 0.0625)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _source_hash() -> str:
     """SHA-256 of every ``theory/*.py``: the generator, the derivation and the built-in
     rule definitions (and anything else in the package, to be safe)."""
@@ -327,13 +362,18 @@ def _index_path(rule: str, activation: str) -> Path:
 def remember(rule_name: str, activation: str, system) -> None:
     """Record a freshly built system of a *built-in* rule named ``rule_name`` so that the
     next process finds it without sympy (:func:`cached_system`)."""
-    if not (isinstance(rule_name, str) and _NAME.fullmatch(rule_name)
-            and isinstance(activation, str) and _NAME.fullmatch(activation)):
+    if not (
+        isinstance(rule_name, str)
+        and _NAME.fullmatch(rule_name)
+        and isinstance(activation, str)
+        and _NAME.fullmatch(activation)
+    ):
         return
-    if hasattr(system, "error_estimate"):    # quadrature systems have another layout
+    if hasattr(system, "error_estimate"):  # quadrature systems have another layout
         return
     try:
         from .rules import RULES
+
         if RULES.get(rule_name) != system.rule:
             return
         rule = system.rule
@@ -341,11 +381,17 @@ def remember(rule_name: str, activation: str, system) -> None:
         # that a reader with another layout takes the slow path
         ref = param_vector(rule, 2, 2, _ref_state(), *_REF_RATES)
         path = Path(system.source_path)
-        entry = {"rule": rule.name, "feedback": rule.feedback, "params": dict(rule.params),
-                 "activation": activation, "module": path.name,
-                 "sha256": _sha(path.read_text()), "p_ref": [float(x) for x in ref]}
+        entry = {
+            "rule": rule.name,
+            "feedback": rule.feedback,
+            "params": dict(rule.params),
+            "activation": activation,
+            "module": path.name,
+            "sha256": _sha(path.read_text()),
+            "p_ref": [float(x) for x in ref],
+        }
         _atomic_write(_index_path(rule_name, activation), json.dumps(entry))
-    except Exception:          # the index is an optimisation: never fail a run over it
+    except Exception:  # the index is an optimisation: never fail a run over it
         pass
 
 
@@ -366,14 +412,14 @@ class CachedSystem(SystemMethods):
     timings: dict = field(default_factory=dict)
 
     def params(self, state, eta, eta_v=None, sigma=0.0, **rule_params):
-        return param_vector(self.rule, self.K, self.M, state, eta, eta_v, sigma,
-                            **rule_params)
+        return param_vector(self.rule, self.K, self.M, state, eta, eta_v, sigma, **rule_params)
 
     @property
     def derivation(self):
         # the template sums behind the code (imports sympy: only when asked for)
         from .derive import derive
         from .rules import get_rule
+
         return derive(get_rule(self.rule.name), self.activation)
 
 
@@ -395,8 +441,12 @@ def _warm(mod, adaptive: bool, n_params: int) -> None:
 def cached_system(rule: str, K: int, M: int, activation: str = "erf"):
     """The system of built-in rule ``rule`` from the cache, without sympy, or None when
     the cache has no valid entry for it (then build it with ``theory.codegen``)."""
-    if not (isinstance(rule, str) and _NAME.fullmatch(rule) and isinstance(activation, str)
-            and _NAME.fullmatch(activation)):
+    if not (
+        isinstance(rule, str)
+        and _NAME.fullmatch(rule)
+        and isinstance(activation, str)
+        and _NAME.fullmatch(activation)
+    ):
         return None
     try:
         idx = _index_path(rule, activation)
@@ -406,13 +456,14 @@ def cached_system(rule: str, K: int, M: int, activation: str = "erf"):
         info = RuleInfo(entry["rule"], entry["feedback"], dict(entry["params"]))
         ref = param_vector(info, 2, 2, _ref_state(), *_REF_RATES)
         if ref.tolist() != entry["p_ref"]:
-            return None              # the parameter layout changed: take the slow path
+            return None  # the parameter layout changed: take the slow path
         path = idx.parent / entry["module"]
         if verify_module(path) is not None or _sha(path.read_text()) != entry["sha256"]:
-            return None              # the slow path regenerates (and says so)
+            return None  # the slow path regenerates (and says so)
     except (OSError, ValueError, KeyError, TypeError):
         return None
     from .state import _check_size
+
     K, M = _check_size("K", K), _check_size("M", M)
     t0 = time.perf_counter()
     key = (rule, activation)
@@ -422,11 +473,19 @@ def cached_system(rule: str, K: int, M: int, activation: str = "erf"):
             _warm(mod, info.feedback == "adaptive", len(info.params))
         except KeyboardInterrupt:
             raise
-        except Exception:            # e.g. garbage in numba's cache: the slow path repairs
+        except Exception:  # e.g. garbage in numba's cache: the slow path repairs
             return None
         _LOADED[key] = (info, mod)
     info, mod = _LOADED[key]
-    return CachedSystem(info, K, M, activation, Layout(K, M, info.feedback == "adaptive"),
-                        mod.rhs, mod.eg, mod.noise, path,
-                        {"derive": 0.0, "codegen": 0.0,
-                         "compile": time.perf_counter() - t0, "source_cached": True})
+    return CachedSystem(
+        info,
+        K,
+        M,
+        activation,
+        Layout(K, M, info.feedback == "adaptive"),
+        mod.rhs,
+        mod.eg,
+        mod.noise,
+        path,
+        {"derive": 0.0, "codegen": 0.0, "compile": time.perf_counter() - t0, "source_cached": True},
+    )

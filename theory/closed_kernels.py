@@ -10,6 +10,7 @@ that this module imports and lints on its own.
 the read-out coefficients ``A = (v, −v*)`` of the error ``e = ŷ − y`` and the feedback
 overlaps ``Bf = b`` (fixed: from ``p``; adaptive: from ``y``).
 """
+
 import math
 
 from numba import njit
@@ -20,7 +21,7 @@ P0 = 6
 # <<< generated
 
 
-@njit(cache=True, nogil=True, inline='always')
+@njit(cache=True, nogil=True, inline="always")
 def _asin(x):
     # clipped: round-off can push the argument a hair past ±1 at degenerate states
     return math.asin(min(1.0, max(-1.0, x)))

@@ -29,6 +29,7 @@ module :mod:`theory.closed_kernels`. Generated functions (all ``@njit(cache=True
 Never edit a generated file: delete the cache directory (``ODEFLOW_CACHE_DIR``, default
 ``~/.cache/odeflow``) to regenerate.
 """
+
 from __future__ import annotations
 
 import time
@@ -39,8 +40,15 @@ import numpy as np
 import sympy as sp
 
 from . import derive as D
-from .cache import (cache_dir, digest_of, generated_path, load_module, module_name,
-                    param_vector, source_fingerprint)
+from .cache import (
+    cache_dir,
+    digest_of,
+    generated_path,
+    load_module,
+    module_name,
+    param_vector,
+    source_fingerprint,
+)
 from .emit import NumbaPrinter, emit_module
 from .integrals import closed_form
 from .rules import Rule, get_rule
@@ -86,8 +94,7 @@ class _Leaves:
 
     def entry(self, a, b):
         a, b = sorted((a, b), key=D.rank)
-        return self._sym(f"C_{a}_{b}", {a, b} - {D.PHI},
-                         f"C[{self._ix(a)}, {self._ix(b)}]")
+        return self._sym(f"C_{a}_{b}", {a, b} - {D.PHI}, f"C[{self._ix(a)}, {self._ix(b)}]")
 
     def placeholder(self, expr):
         """Replace A(u), V(k), B(k), Cov(a, b) and parameter symbols by leaf symbols."""
@@ -131,7 +138,8 @@ def _template_value(term: D.Term, leaves: _Leaves, activation: str):
     if val0 != 0:
         raise NotImplementedError(
             f"{term.template}{term.args} does not vanish at zero cross-covariance with φ; "
-            "the b drift would grow like √N")
+            "the b drift would grow like √N"
+        )
     return sp.diff(expr, t).subs(t, 0)
 
 
@@ -167,7 +175,7 @@ def _emit_group(terms, free, acc, leaves, activation, depth):
     def level(expr_syms, known):
         lv = -1
         for s in expr_syms:
-            for i in (known[s] if s in known else leaves.deps.get(s, frozenset())):
+            for i in known[s] if s in known else leaves.deps.get(s, frozenset()):
                 if i in order:
                     lv = max(lv, order.index(i))
         return lv
@@ -185,8 +193,9 @@ def _emit_group(terms, free, acc, leaves, activation, depth):
         return level(expr.free_symbols, known)
 
     def define(sym, expr):
-        known[sym] = frozenset().union(*[known.get(s, leaves.deps.get(s, frozenset()))
-                                         for s in expr.free_symbols])
+        known[sym] = frozenset().union(
+            *[known.get(s, leaves.deps.get(s, frozenset())) for s in expr.free_symbols]
+        )
         body[level([sym], known)].append(f"{sym.name} = {_pr(expr)}")
 
     def hoist(expr, cur):
@@ -265,8 +274,7 @@ def _source(der: D.Derivation, key: str) -> str:
     k, l, n = D.k, D.l, D.n
 
     rhs = []
-    rhs += _emit_quantity(der.dQ, (k, l),
-                          ["dy[iq] = acc", "iq += 1"], leaves, act, triangular=True)
+    rhs += _emit_quantity(der.dQ, (k, l), ["dy[iq] = acc", "iq += 1"], leaves, act, triangular=True)
     rhs += _emit_quantity(der.dR, (k, n), ["dy[O_R + k * M + (n - K)] = acc"], leaves, act)
     if der.dv:
         rhs += _emit_quantity(der.dv, (k,), ["dy[O_V + k] = acc"], leaves, act)
@@ -275,21 +283,29 @@ def _source(der: D.Derivation, key: str) -> str:
     if adaptive:
         rhs += _emit_quantity(der.db, (k,), ["dy[O_B + k] = acc"], leaves, act)
     eg_body = _emit_quantity(der.eg, (), ["return acc"], leaves, act)
-    noise = (_emit_quantity(der.noise, (k, l), ["S[k, l] = acc", "S[l, k] = acc"], leaves, act,
-                            triangular=True) if adaptive else None)
+    noise = (
+        _emit_quantity(
+            der.noise, (k, l), ["S[k, l] = acc", "S[l, k] = acc"], leaves, act, triangular=True
+        )
+        if adaptive
+        else None
+    )
 
     def fn(name, args, body, ret=None):
-        out = ["@njit(cache=True, nogil=True)", f"def {name}({args}):",
-               "    # sizes travel in p so that one compiled kernel serves every K, M",
-               "    K = int(p[0]); M = int(p[1]); NU = K + M; PHI = K + M; NF = NU + ADAPTIVE",
-               "    O_R = K * (K + 1) // 2; O_V = O_R + K * M; O_B = O_V + K",
-               "    P_RULE = P0 + M * M + 2 * M + K",
-               "    W = np.empty(NF * NF + 2 * NF)",
-               "    C = W[:NF * NF].reshape((NF, NF))",
-               "    A = W[NF * NF:NF * NF + NF]",
-               "    Bf = W[NF * NF + NF:]",
-               "    _fill(y, p, K, M, C, A, Bf)",
-               "    eta = p[2]; eta_v = p[3]; sigma = p[4]; sigma_F2 = p[5]"]
+        out = [
+            "@njit(cache=True, nogil=True)",
+            f"def {name}({args}):",
+            "    # sizes travel in p so that one compiled kernel serves every K, M",
+            "    K = int(p[0]); M = int(p[1]); NU = K + M; PHI = K + M; NF = NU + ADAPTIVE",
+            "    O_R = K * (K + 1) // 2; O_V = O_R + K * M; O_B = O_V + K",
+            "    P_RULE = P0 + M * M + 2 * M + K",
+            "    W = np.empty(NF * NF + 2 * NF)",
+            "    C = W[:NF * NF].reshape((NF, NF))",
+            "    A = W[NF * NF:NF * NF + NF]",
+            "    Bf = W[NF * NF + NF:]",
+            "    _fill(y, p, K, M, C, A, Bf)",
+            "    eta = p[2]; eta_v = p[3]; sigma = p[4]; sigma_F2 = p[5]",
+        ]
         out += [f"    {name_} = p[P_RULE + {i}]" for i, name_ in enumerate(rp)]
         if name == "rhs":
             out.append("    iq = 0")
@@ -300,13 +316,20 @@ def _source(der: D.Derivation, key: str) -> str:
     if noise is not None:
         body.append(fn("noise", "y, p, S", noise))
     return emit_module(
-        generator="theory.codegen", version=CODEGEN_VERSION, key=key,
-        comments=[(f"rule={rule.name!r} activation={act!r} (any K, M: sizes are read from "
-                   "p[0], p[1])")],
-        constants={"ADAPTIVE": int(adaptive),
-                   # p = [K, M, eta, eta_v, sigma, sigma_F2, T, v_star, c, b, rule params]
-                   "P0": 6},
-        kernels=["closed_kernels"], after=body + ([] if adaptive else ["noise = None"]))
+        generator="theory.codegen",
+        version=CODEGEN_VERSION,
+        key=key,
+        comments=[
+            (f"rule={rule.name!r} activation={act!r} (any K, M: sizes are read from p[0], p[1])")
+        ],
+        constants={
+            "ADAPTIVE": int(adaptive),
+            # p = [K, M, eta, eta_v, sigma, sigma_F2, T, v_star, c, b, rule params]
+            "P0": 6,
+        },
+        kernels=["closed_kernels"],
+        after=body + ([] if adaptive else ["noise = None"]),
+    )
 
 
 # -------------------------------------------------------------------------- the system
@@ -343,8 +366,7 @@ class System(SystemMethods):
         Raises ValueError when the state lacks what the rule needs (``b`` for fixed
         feedback; ``b, c, sigma_F2`` for adaptive), or a rate is invalid.
         """
-        return param_vector(self.rule, self.K, self.M, state, eta, eta_v, sigma,
-                            **rule_params)
+        return param_vector(self.rule, self.K, self.M, state, eta, eta_v, sigma, **rule_params)
 
 
 _MODULES: dict = {}
@@ -353,8 +375,9 @@ _MODULES: dict = {}
 def _generator_fingerprint() -> str:
     """Hash of the modules that shape generated code, so that editing the generator (even
     without bumping CODEGEN_VERSION) never picks up a stale cached module."""
-    return source_fingerprint(("codegen.py", "derive.py", "integrals.py", "rules.py",
-                               "emit.py", "closed_kernels.py"))
+    return source_fingerprint(
+        ("codegen.py", "derive.py", "integrals.py", "rules.py", "emit.py", "closed_kernels.py")
+    )
 
 
 _SYSTEMS: dict = {}
@@ -367,6 +390,7 @@ def _load_module(rule: Rule, activation: str):
     numba compilation — serves every size; the cache key is (rule, activation, version).
     """
     from .runtime import cli
+
     key = (rule.key, activation)
     if key in _MODULES:
         return _MODULES[key]
@@ -374,8 +398,14 @@ def _load_module(rule: Rule, activation: str):
     with cli.activity(f"deriving the ODEs of rule {rule.name!r} ({activation})"):
         der = D.derive(rule, activation)
     t1 = time.perf_counter()
-    path = generated_path("sys", CODEGEN_VERSION, _generator_fingerprint(), rule.key,
-                          activation, label=f"{rule.name}_{activation}")
+    path = generated_path(
+        "sys",
+        CODEGEN_VERSION,
+        _generator_fingerprint(),
+        rule.key,
+        activation,
+        label=f"{rule.name}_{activation}",
+    )
     digest = digest_of(path)
     t2 = time.perf_counter()
 
@@ -391,13 +421,17 @@ def _load_module(rule: Rule, activation: str):
             mod.noise(y, p, np.empty((1, 1)))
 
     # written atomically with a content hash; verified, repaired if corrupt (theory.cache)
-    with cli.activity(f"loading the {rule.name!r} kernels (compiled on first use, cached in "
-                      f"{path.parent})"):
-        mod, cached = load_module(path, lambda: _source(der, digest), module_name(path),
-                                  warm)
+    with cli.activity(
+        f"loading the {rule.name!r} kernels (compiled on first use, cached in {path.parent})"
+    ):
+        mod, cached = load_module(path, lambda: _source(der, digest), module_name(path), warm)
     t3 = time.perf_counter()
-    out = (der, mod, path, {"derive": t1 - t0, "codegen": t2 - t1, "compile": t3 - t2,
-                            "source_cached": cached})
+    out = (
+        der,
+        mod,
+        path,
+        {"derive": t1 - t0, "codegen": t2 - t1, "compile": t3 - t2, "source_cached": cached},
+    )
     _MODULES[key] = out
     return out
 
@@ -417,21 +451,34 @@ def build_system(rule, K: int, M: int, activation="erf", quadrature=None):
     K, M = _check_size("K", K), _check_size("M", M)
     if _needs_quadrature(rule, activation, quadrature):
         from .codegen_quad import build_quad_system
+
         return build_quad_system(rule, K, M, activation, quadrature)
     from .activations import get_activation
-    activation = get_activation(activation).name     # e.g. a sympy expression equal to erf
+
+    activation = get_activation(activation).name  # e.g. a sympy expression equal to erf
     mem_key = (rule.key, K, M, activation)
     if mem_key not in _SYSTEMS:
         der, mod, path, timings = _load_module(rule, activation)
-        _SYSTEMS[mem_key] = System(rule, K, M, activation,
-                                   Layout(K, M, rule.feedback == "adaptive"), der, mod.rhs,
-                                   mod.eg, mod.noise, path, dict(timings))
+        _SYSTEMS[mem_key] = System(
+            rule,
+            K,
+            M,
+            activation,
+            Layout(K, M, rule.feedback == "adaptive"),
+            der,
+            mod.rhs,
+            mod.eg,
+            mod.noise,
+            path,
+            dict(timings),
+        )
     return _SYSTEMS[mem_key]
 
 
 def _needs_quadrature(rule: Rule, activation, quadrature) -> bool:
     """Dispatch between the closed-form templates and the quadrature backend."""
     from .activations import get_activation
+
     act = get_activation(activation)
     if quadrature is not None and quadrature is not False:
         return True
@@ -442,6 +489,8 @@ def _needs_quadrature(rule: Rule, activation, quadrature) -> bool:
         except NotImplementedError:
             closed = False
     if not closed and quadrature is False:
-        raise ValueError(f"rule {rule.name!r} with activation {act.name!r} has no closed-form "
-                         "averages (quadrature=False); allow quadrature (None or True)")
+        raise ValueError(
+            f"rule {rule.name!r} with activation {act.name!r} has no closed-form "
+            "averages (quadrature=False); allow quadrature (None or True)"
+        )
     return not closed

@@ -45,10 +45,11 @@ Only the unit functions ``_h``, ``_hp``, ``_s``, the decay ``_kappa`` and the ac
 :mod:`theory.field_kernels` and :mod:`theory.marginal_kernels`, included by
 :func:`theory.emit.emit_module`.
 """
+
 from __future__ import annotations
 
 import time
-from functools import lru_cache
+from functools import cache, lru_cache
 
 import numpy as np
 import sympy as sp
@@ -66,8 +67,14 @@ from .emit import emit_module, njit_function, pr
 from .quad_expr import I2_code, activation_functions, concrete
 from .quadrature import marginal_n
 
-__all__ = ["marginal_form", "marginal_tables", "marginal_source", "load_marginal",
-           "MARGINAL_CODEGEN_VERSION", "table_nodes"]
+__all__ = [
+    "marginal_form",
+    "marginal_tables",
+    "marginal_source",
+    "load_marginal",
+    "MARGINAL_CODEGEN_VERSION",
+    "table_nodes",
+]
 
 MARGINAL_CODEGEN_VERSION = "2"
 #: tensor-product nodes whose weight (the 1-D weights normalised to sum 1, multiplied) is
@@ -101,7 +108,8 @@ def marginal_form(rule: R.Rule, act: Activation, adaptive: bool):
             f"quadrature scheme 'marginal' does not apply to rule {rule.name!r}: {why}. It "
             "needs δ_k = h(λ_k) e (linear in the error e, no second-pass field lam_t, no "
             "phi), presynaptic x and a second-layer signal free of e; use scheme 'auto', "
-            "'gauss-hermite' or 'sobol'")
+            "'gauss-hermite' or 'sobol'"
+        )
 
     if rule.presynaptic != "x":
         raise refuse(f"its presynaptic term is {rule.presynaptic!r}, not 'x'")
@@ -135,7 +143,8 @@ def marginal_form(rule: R.Rule, act: Activation, adaptive: bool):
                 f"rule {rule.name!r} with activation {act.name!r}: the drift of the adaptive "
                 "feedback b needs the derivative of δ, which has a Dirac delta (g' of a kinked "
                 "activation is a step); the schemes 'auto', 'sobol' and 'gauss-hermite' take "
-                "this drift through Stein's lemma instead")
+                "this drift through Stein's lemma instead"
+            )
     return h, hp, s
 
 
@@ -158,8 +167,8 @@ def _gpp_expr(act: Activation):
 # ---------------------------------------------------------------------- the tables
 class _Tables:
     def __init__(self):
-        self.integrals = {}          # canonical factors -> integral index (provisional)
-        self.contribs = []           # (integral key, acc, mult, c1, c2, c3)
+        self.integrals = {}  # canonical factors -> integral index (provisional)
+        self.contribs = []  # (integral key, acc, mult, c1, c2, c3)
 
     def add(self, factors, acc, mult, coefs):
         key = tuple(sorted(f for f in factors if f[1] != ONE))
@@ -183,11 +192,15 @@ class _Tables:
                 row += [ONE, 0] * (4 - len(key))
                 integrals.append(row)
             subsets.append([len(S), *S, *([-1] * (4 - len(S))), len(integrals)])
-        contribs = [[index[k], acc, mult, c1, c2, c3]
-                    for k, acc, mult, c1, c2, c3 in self.contribs]
-        return np.concatenate([[len(subsets), len(integrals), len(contribs)],
-                               np.ravel(subsets), np.ravel(integrals),
-                               np.ravel(contribs)]).astype(float)
+        contribs = [[index[k], acc, mult, c1, c2, c3] for k, acc, mult, c1, c2, c3 in self.contribs]
+        return np.concatenate(
+            [
+                [len(subsets), len(integrals), len(contribs)],
+                np.ravel(subsets),
+                np.ravel(integrals),
+                np.ravel(contribs),
+            ]
+        ).astype(float)
 
 
 @lru_cache(maxsize=64)
@@ -200,19 +213,23 @@ def marginal_tables(K: int, M: int, adaptive: bool, eg_table: bool):
         2K² + KM + k,  aB[k] = √N E[δ_k φ] at 2K² + KM + K + k (adaptive only).
     """
     NU = K + M
-    cA = lambda u: 2 + u            # noqa: E731  (coefficient index of A_u)
-    cB = lambda u: 2 + NU + u       # noqa: E731  (coefficient index of B_u = b or c)
+    cA = lambda u: 2 + u  # noqa: E731  (coefficient index of A_u)
+    cB = lambda u: 2 + NU + u  # noqa: E731  (coefficient index of B_u = b or c)
     t = _Tables()
     oDD, oR, oV, oB = K * K, 2 * K * K, 2 * K * K + K * M, 2 * K * K + K * M + K
     for k in range(K):
         for l in range(k, K):
-            for u in range(NU):       # E[δ_k λ_l] + E[δ_l λ_k]
+            for u in range(NU):  # E[δ_k λ_l] + E[δ_l λ_k]
                 t.add([(k, H), (u, G), (l, Z)], k * K + l, 1.0, [cA(u)])
                 t.add([(l, H), (u, G), (k, Z)], k * K + l, 1.0, [cA(u)])
-                for u2 in range(u, NU):   # symmetric in u, u'
-                    t.add([(k, H), (l, H), (u, G), (u2, G)], oDD + k * K + l,
-                          1.0 if u == u2 else 2.0, [cA(u), cA(u2)])
-            t.add([(k, H), (l, H)], oDD + k * K + l, 1.0, [1])       # σ² E[h_k h_l]
+                for u2 in range(u, NU):  # symmetric in u, u'
+                    t.add(
+                        [(k, H), (l, H), (u, G), (u2, G)],
+                        oDD + k * K + l,
+                        1.0 if u == u2 else 2.0,
+                        [cA(u), cA(u2)],
+                    )
+            t.add([(k, H), (l, H)], oDD + k * K + l, 1.0, [1])  # σ² E[h_k h_l]
         for m in range(M):
             for u in range(NU):
                 t.add([(k, H), (u, G), (K + m, Z)], oR + k * M + m, 1.0, [cA(u)])
@@ -226,13 +243,13 @@ def marginal_tables(K: int, M: int, adaptive: bool, eg_table: bool):
     if eg_table:
         t = _Tables()
         for u in range(NU):
-            for u2 in range(u, NU):   # ½ Σ A_u A_u' E[g_u g_u'], symmetric
+            for u2 in range(u, NU):  # ½ Σ A_u A_u' E[g_u g_u'], symmetric
                 t.add([(u, G), (u2, G)], 0, 0.5 if u == u2 else 1.0, [cA(u), cA(u2)])
         eg = t.pack()
     return rhs, eg
 
 
-@lru_cache(maxsize=None)
+@cache
 def pruned_count(n: int, d: int) -> int:
     """Number of nodes of the d-dimensional n-point tensor Gauss–Hermite rule whose weight
     is at least :data:`MARGINAL_PRUNE`."""
@@ -251,7 +268,7 @@ def table_nodes(table: np.ndarray, n: int) -> tuple:
     if table.size == 0:
         return 0, 0
     NS = int(table[0])
-    dims = table[3:3 + 6 * NS:6].astype(int)
+    dims = table[3 : 3 + 6 * NS : 6].astype(int)
     return NS, int(sum(pruned_count(marginal_n(n, int(d)), int(d)) for d in dims))
 
 
@@ -281,40 +298,76 @@ def marginal_source(rule: R.Rule, act: Activation, key: str) -> str:
         ex = sp.sympify(ex)
         return (1 if ex.has(_G) else 0) | (2 if ex.has(_GP) or ex.has(_GPP) else 0)
 
-    kappa = njit_function("_kappa", "rp", load_rp + [f"return {pr(rule.weight_decay)}"],
-                          inline=True, doc="the weight decay κ of the rule")
-    units = [fn("_h", h, "h = δ/e of one hidden unit"),
-             fn("_hp", hp, "∂h/∂λ (adaptive feedback only)"),
-             fn("_s", s, "the second-layer signal s"), kappa]
-    rhs = njit_function("rhs", "y, p, dy", [
-        "# np.int64(...): one compilation for both modes (see theory.codegen_quad)",
-        "_integrate(y, p, np.int64(0), dy, np.empty((1, 1)))"])
-    noise = (njit_function("noise", "y, p, S",
-                           ["_integrate(y, p, np.int64(1), np.empty(1), S)"])
-             if adaptive else "noise = None")
+    kappa = njit_function(
+        "_kappa",
+        "rp",
+        load_rp + [f"return {pr(rule.weight_decay)}"],
+        inline=True,
+        doc="the weight decay κ of the rule",
+    )
+    units = [
+        fn("_h", h, "h = δ/e of one hidden unit"),
+        fn("_hp", hp, "∂h/∂λ (adaptive feedback only)"),
+        fn("_s", s, "the second-layer signal s"),
+        kappa,
+    ]
+    rhs = njit_function(
+        "rhs",
+        "y, p, dy",
+        [
+            "# np.int64(...): one compilation for both modes (see theory.codegen_quad)",
+            "_integrate(y, p, np.int64(0), dy, np.empty((1, 1)))",
+        ],
+    )
+    noise = (
+        njit_function("noise", "y, p, S", ["_integrate(y, p, np.int64(1), np.empty(1), S)"])
+        if adaptive
+        else "noise = None"
+    )
     eg = "eg = _eg_closed" if I2_code(act) is not None else "eg = _eg_table"
     return emit_module(
-        generator="theory.codegen_marginal", version=MARGINAL_CODEGEN_VERSION, key=key,
-        comments=[f"rule={rule.name!r} activation={act.name!r}: marginal Gauss–Hermite",
-                  "(any K, M and node count: sizes, nodes and term tables are read from p)"],
+        generator="theory.codegen_marginal",
+        version=MARGINAL_CODEGEN_VERSION,
+        key=key,
+        comments=[
+            f"rule={rule.name!r} activation={act.name!r}: marginal Gauss–Hermite",
+            "(any K, M and node count: sizes, nodes and term tables are read from p)",
+        ],
         imports=["from theory.quadrature import factor_nb"],
-        constants={"ADAPTIVE": int(adaptive), "SGD_V": int(rule.second_layer == "sgd"),
-                   "N_RULE": len(params),
-                   "PRUNE": MARGINAL_PRUNE,      # tensor nodes with a smaller weight: skipped
-                   # p = [K, M, eta, eta_v, sigma, sigma_F2, T, v_star, c, b, rule params,
-                   #      quad]
-                   "P0": 6, "H_USES": uses(h), "HP_USES": uses(hp), "S_USES": uses(s)},
+        constants={
+            "ADAPTIVE": int(adaptive),
+            "SGD_V": int(rule.second_layer == "sgd"),
+            "N_RULE": len(params),
+            "PRUNE": MARGINAL_PRUNE,  # tensor nodes with a smaller weight: skipped
+            # p = [K, M, eta, eta_v, sigma, sigma_F2, T, v_star, c, b, rule params,
+            #      quad]
+            "P0": 6,
+            "H_USES": uses(h),
+            "HP_USES": uses(hp),
+            "S_USES": uses(s),
+        },
         functions=activation_functions(act) + units,
-        kernels=["field_kernels", "marginal_kernels"], after=[rhs, eg, noise])
+        kernels=["field_kernels", "marginal_kernels"],
+        after=[rhs, eg, noise],
+    )
 
 
 _MODULES: dict = {}
 
 
 def _fingerprint() -> str:
-    return source_fingerprint(("codegen_marginal.py", "quad_expr.py", "quadrature.py",
-                               "activations.py", "rules.py", "emit.py", "field_kernels.py",
-                               "marginal_kernels.py"))
+    return source_fingerprint(
+        (
+            "codegen_marginal.py",
+            "quad_expr.py",
+            "quadrature.py",
+            "activations.py",
+            "rules.py",
+            "emit.py",
+            "field_kernels.py",
+            "marginal_kernels.py",
+        )
+    )
 
 
 def load_marginal(rule: R.Rule, act: Activation):
@@ -323,10 +376,17 @@ def load_marginal(rule: R.Rule, act: Activation):
     key = (rule.key, act.key, sp.srepr(act.expr))
     if key in _MODULES:
         return _MODULES[key]
-    marginal_form(rule, act, rule.feedback == "adaptive")      # refuse early, in Python
+    marginal_form(rule, act, rule.feedback == "adaptive")  # refuse early, in Python
     t0 = time.perf_counter()
-    path = generated_path("qmarg", MARGINAL_CODEGEN_VERSION, _fingerprint(), rule.key,
-                          act.key, sp.srepr(act.expr), label=f"{rule.name}_{act.key}")
+    path = generated_path(
+        "qmarg",
+        MARGINAL_CODEGEN_VERSION,
+        _fingerprint(),
+        rule.key,
+        act.key,
+        sp.srepr(act.expr),
+        label=f"{rule.name}_{act.key}",
+    )
     digest = digest_of(path)
     t1 = time.perf_counter()
     adaptive = rule.feedback == "adaptive"
@@ -335,21 +395,34 @@ def load_marginal(rule: R.Rule, act: Activation):
         # compile now (or load numba's cache): K = M = 1 with a 2-node rule
         from .quadrature import make_rule
         from .state import Layout
+
         lay = Layout(1, 1, adaptive)
         y = np.zeros(lay.n)
         y[0] = 1.0
         rhs_t, eg_t = marginal_tables(1, 1, adaptive, True)
-        p = np.concatenate([[1, 1, 0, 0, 0, 0, 1.0, 0, 0, 0], np.zeros(len(rule.params)),
-                            [0.0], make_rule(2, "marginal", 2).packed(), rhs_t, eg_t])
+        p = np.concatenate(
+            [
+                [1, 1, 0, 0, 0, 0, 1.0, 0, 0, 0],
+                np.zeros(len(rule.params)),
+                [0.0],
+                make_rule(2, "marginal", 2).packed(),
+                rhs_t,
+                eg_t,
+            ]
+        )
         mod.rhs(y, p, np.empty_like(y))
         mod.eg(y, p)
         if mod.noise is not None:
             mod.noise(y, p, np.empty((1, 1)))
 
-    mod, cached = load_module(path, lambda: marginal_source(rule, act, digest),
-                              module_name(path), warm)
+    mod, cached = load_module(
+        path, lambda: marginal_source(rule, act, digest), module_name(path), warm
+    )
     t2 = time.perf_counter()
-    out = (mod, path, {"derive": 0.0, "codegen": t1 - t0, "compile": t2 - t1,
-                       "source_cached": cached})
+    out = (
+        mod,
+        path,
+        {"derive": 0.0, "codegen": t1 - t0, "compile": t2 - t1, "source_cached": cached},
+    )
     _MODULES[key] = out
     return out

@@ -44,6 +44,7 @@ depends on) has kernels of its own, :mod:`theory.codegen_marginal`, behind the s
 ε_g uses the closed-form I2 where it exists (erf, linear; relu: arc-cosine kernel), the
 nodes otherwise.
 """
+
 from __future__ import annotations
 
 import time
@@ -70,8 +71,15 @@ from .quadrature import MAX_GH_NODES, QuadratureRule, coarse_rule, make_rule
 from .state import Layout, OrderParameters, _check_size
 from .system import SystemMethods
 
-__all__ = ["QuadSystem", "build_quad_system", "quad_options", "QUAD_CODEGEN_VERSION",
-           "quad_source", "resolve_scheme", "marginal_applies"]
+__all__ = [
+    "QuadSystem",
+    "build_quad_system",
+    "quad_options",
+    "QUAD_CODEGEN_VERSION",
+    "quad_source",
+    "resolve_scheme",
+    "marginal_applies",
+]
 
 QUAD_CODEGEN_VERSION = "2"
 #: Sobol points of the automatic rule for kinked activations (relu): ~1e-4 absolute error
@@ -97,13 +105,17 @@ def quad_options(quadrature) -> dict:
     if isinstance(quadrature, dict):
         bad = sorted(set(quadrature) - set(_QUAD_KEYS))
         if bad:
-            raise ValueError(f"unknown quadrature options {bad}; allowed: "
-                             f"{', '.join(_QUAD_KEYS)}")
-        return {"scheme": quadrature.get("scheme", "auto"), "n": quadrature.get("n"),
-                "seed": quadrature.get("seed", 0)}
-    raise ValueError("quadrature must be None (automatic), False (closed forms only), True, "
-                     "a scheme name or a dict {'scheme', 'n', 'seed'}, got "
-                     f"{quadrature!r}")
+            raise ValueError(f"unknown quadrature options {bad}; allowed: {', '.join(_QUAD_KEYS)}")
+        return {
+            "scheme": quadrature.get("scheme", "auto"),
+            "n": quadrature.get("n"),
+            "seed": quadrature.get("seed", 0),
+        }
+    raise ValueError(
+        "quadrature must be None (automatic), False (closed forms only), True, "
+        "a scheme name or a dict {'scheme', 'n', 'seed'}, got "
+        f"{quadrature!r}"
+    )
 
 
 # ------------------------------------------------------------------------- printing
@@ -128,15 +140,19 @@ def _unit_code(rule: R.Rule, act: Activation, adaptive: bool, params) -> list:
         dl, de = sp.diff(delta, _lam), sp.diff(delta, _e)
         names += [sp.Symbol("dl_"), sp.Symbol("de_")]
         exprs += [dl, de]
-    allowed = {_lam, _e, _v, _b} | {sp.Symbol(p, real=True) for p in params} | {
-        sp.Symbol(p) for p in params}
+    allowed = (
+        {_lam, _e, _v, _b}
+        | {sp.Symbol(p, real=True) for p in params}
+        | {sp.Symbol(p) for p in params}
+    )
     for ex in exprs:
         bad = ex.free_symbols - allowed
         if bad:
             raise NotImplementedError(
                 f"rule {rule.name!r}: the quadrature backend takes δ as a function of lam, "
                 f"e, v_k, b_k, lam_t and the rule parameters; {sorted(map(str, bad))} "
-                "(e.g. phi) are not supported")
+                "(e.g. phi) are not supported"
+            )
     reps, reduced = sp.cse(exprs, symbols=sp.numbered_symbols("t_"), optimizations="basic")
     lines = [f"{s.name} = {_pr(ex)}" for s, ex in reps]
     lines += [f"{n.name} = {_pr(ex)}" for n, ex in zip(names, reduced)]
@@ -162,12 +178,13 @@ def quad_source(rule: R.Rule, act: Activation, key: str) -> str:
     stein = needs_stein(rule, act)
     eb_line = ["eb += A[u] * Bv[u] * _gp(z[u])"] if adaptive and not stein else []
     per_unit_extra = (["dl[k] = dl_", "de[k] = de_"] if adaptive and not stein else []) + [
-        "Pk[k] = lam_ - e * bk_" if xt else "Pk[k] = lam_"]
+        "Pk[k] = lam_ - e * bk_" if xt else "Pk[k] = lam_"
+    ]
     pair_extra = ["aDDe[k, l] += dk * d[l] * e * e"] if xt else []
     Rfield = "(z[K + m] - e * Bv[K + m])" if xt else "z[K + m]"
     unit_acc = []
     if adaptive:
-        if stein:          # E[z δ_k], turned into the drift after the loop
+        if stein:  # E[z δ_k], turned into the drift after the loop
             unit_acc += ["for a_ in range(NU):", "    aZ[k, a_] += dk * z[a_]"]
         else:
             unit_acc.append("aB[k] += w * (Bv[k] * dl[k] + de[k] * eb)")
@@ -269,30 +286,48 @@ def _integrate(y, p, mode, dy, S):
                 drift += eta * F_norm2 * aBe[k]
             dy[O_B + k] = drift
 '''
-    after = [integrate, RHS_SRC, "eg = _eg_closed" if _I2_code(act) is not None
-             else "eg = _eg_nodes", NOISE_SRC if adaptive else "noise = None"]
+    after = [
+        integrate,
+        RHS_SRC,
+        "eg = _eg_closed" if _I2_code(act) is not None else "eg = _eg_nodes",
+        NOISE_SRC if adaptive else "noise = None",
+    ]
     return emit_module(
-        generator="theory.codegen_quad", version=QUAD_CODEGEN_VERSION, key=key,
-        comments=[(f"rule={rule.name!r} activation={act.name!r} "
-                   f"presynaptic={rule.presynaptic!r}"),
-                  "(any K, M, scheme and node count: sizes and nodes are read from p)"],
+        generator="theory.codegen_quad",
+        version=QUAD_CODEGEN_VERSION,
+        key=key,
+        comments=[
+            (f"rule={rule.name!r} activation={act.name!r} presynaptic={rule.presynaptic!r}"),
+            "(any K, M, scheme and node count: sizes and nodes are read from p)",
+        ],
         imports=["from theory.quadrature import factor_nb, map_node"],
-        constants={"ADAPTIVE": int(adaptive), "STEIN": int(stein), "X_TILDE": int(xt),
-                   "SGD_V": int(rule.second_layer == "sgd"), "N_RULE": len(params),
-                   # p = [K, M, eta, eta_v, sigma, sigma_F2, T, v_star, c, b, rule params,
-                   #      quad]
-                   "P0": 6},
-        functions=activation_functions(act), kernels=["field_kernels", "quad_kernels"],
-        after=after)
+        constants={
+            "ADAPTIVE": int(adaptive),
+            "STEIN": int(stein),
+            "X_TILDE": int(xt),
+            "SGD_V": int(rule.second_layer == "sgd"),
+            "N_RULE": len(params),
+            # p = [K, M, eta, eta_v, sigma, sigma_F2, T, v_star, c, b, rule params,
+            #      quad]
+            "P0": 6,
+        },
+        functions=activation_functions(act),
+        kernels=["field_kernels", "quad_kernels"],
+        after=after,
+    )
 
 
 #: the entry points of a generated quadrature module (the same for every rule)
-RHS_SRC = njit_function("rhs", "y, p, dy", [
-    "# np.int64(...), not a bare 0/1: a literal would make numba compile _integrate once",
-    "# per mode (Literal[int](0), Literal[int](1)), doubling the compile time",
-    "_integrate(y, p, np.int64(0), dy, np.empty((1, 1)))"])
-NOISE_SRC = njit_function("noise", "y, p, S",
-                          ["_integrate(y, p, np.int64(1), np.empty(1), S)"])
+RHS_SRC = njit_function(
+    "rhs",
+    "y, p, dy",
+    [
+        "# np.int64(...), not a bare 0/1: a literal would make numba compile _integrate once",
+        "# per mode (Literal[int](0), Literal[int](1)), doubling the compile time",
+        "_integrate(y, p, np.int64(0), dy, np.empty((1, 1)))",
+    ],
+)
+NOISE_SRC = njit_function("noise", "y, p, S", ["_integrate(y, p, np.int64(1), np.empty(1), S)"])
 
 
 # ------------------------------------------------------------------------ the system
@@ -355,25 +390,30 @@ class QuadSystem(SystemMethods):
             out.update(nodes=nodes, subsets=ns)
         return out
 
-    def params(self, state: OrderParameters, eta, eta_v=None, sigma=0.0, *, qrule=None,
-               **rule_params):
+    def params(
+        self, state: OrderParameters, eta, eta_v=None, sigma=0.0, *, qrule=None, **rule_params
+    ):
         """The parameter vector: that of :meth:`theory.codegen.System.params` followed by
         ``F_norm2``, the number of nodes P, their dimension D, the nodes and weights.
 
         Raises ValueError when the rule needs ``F_norm2`` (presynaptic x̃) and the state
         lacks it, or as :meth:`theory.codegen.System.params`.
         """
-        base = param_vector(self.rule, self.K, self.M, state, eta, eta_v, sigma,
-                            **rule_params)
+        base = param_vector(self.rule, self.K, self.M, state, eta, eta_v, sigma, **rule_params)
         if self.rule.presynaptic == "x_tilde":
-            state.require("F_norm2", why=f" by rule {self.rule.name!r} (presynaptic x̃ = "
-                          "x − F e: ‖F‖² = N σ_F² enters the b drift; docs/quadrature.md)")
+            state.require(
+                "F_norm2",
+                why=f" by rule {self.rule.name!r} (presynaptic x̃ = "
+                "x − F e: ‖F‖² = N σ_F² enters the b drift; docs/quadrature.md)",
+            )
         qr = self.rule_for(float(sigma)) if qrule is None else qrule
         if qr.dim != self.dim(float(sigma)):
             raise ValueError(f"quadrature rule has dim {qr.dim}, need {self.dim(sigma)}")
         if (qr.scheme == "marginal") != (self.tables is not None):
-            raise ValueError(f"quadrature rule {qr.scheme!r} does not fit the kernels of this "
-                             f"system (scheme {self.scheme!r})")
+            raise ValueError(
+                f"quadrature rule {qr.scheme!r} does not fit the kernels of this "
+                f"system (scheme {self.scheme!r})"
+            )
         f2 = state.F_norm2 if state.F_norm2 is not None else 0.0
         parts = [base, [f2], qr.packed()]
         if self.tables is not None:
@@ -395,26 +435,45 @@ class QuadSystem(SystemMethods):
             out.append((dy, float(self.eg(y, p))))
         (f1, e1), (f2, e2) = out
         absd = float(np.max(np.abs(f1 - f2)))
-        return {"rhs_abs": absd, "rhs_rel": absd / max(float(np.max(np.abs(f1))), 1e-300),
-                "eg_abs": abs(e1 - e2), "coarse": coarse.describe()}
+        return {
+            "rhs_abs": absd,
+            "rhs_rel": absd / max(float(np.max(np.abs(f1))), 1e-300),
+            "eg_abs": abs(e1 - e2),
+            "coarse": coarse.describe(),
+        }
 
 
 _MODULES: dict = {}
 _SYSTEMS: dict = {}
 
 
-def quad_path(prefix: str, version: str, fingerprint: str, rule: R.Rule,
-              act: Activation) -> Path:
+def quad_path(prefix: str, version: str, fingerprint: str, rule: R.Rule, act: Activation) -> Path:
     """Cache path of the generated module of (rule, activation)
     (:func:`theory.cache.generated_path` of the rule and the activation expression)."""
-    return generated_path(prefix, version, fingerprint, rule.key, act.key,
-                          sp.srepr(act.expr), label=f"{rule.name}_{act.key}")
+    return generated_path(
+        prefix,
+        version,
+        fingerprint,
+        rule.key,
+        act.key,
+        sp.srepr(act.expr),
+        label=f"{rule.name}_{act.key}",
+    )
 
 
 def _fingerprint() -> str:
-    return _source_fingerprint(("codegen_quad.py", "quadrature.py", "activations.py",
-                                "rules.py", "emit.py", "quad_expr.py", "field_kernels.py",
-                                "quad_kernels.py"))
+    return _source_fingerprint(
+        (
+            "codegen_quad.py",
+            "quadrature.py",
+            "activations.py",
+            "rules.py",
+            "emit.py",
+            "quad_expr.py",
+            "field_kernels.py",
+            "quad_kernels.py",
+        )
+    )
 
 
 def _load(rule: R.Rule, act: Activation):
@@ -431,19 +490,27 @@ def _load(rule: R.Rule, act: Activation):
         lay = Layout(1, 1, rule.feedback == "adaptive")
         y = np.zeros(lay.n)
         y[0] = 1.0
-        p = np.concatenate([[1, 1, 0, 0, 0, 0, 1.0, 0, 0, 0], np.zeros(len(rule.params)),
-                            [0.0], make_rule(2, "gauss-hermite", 2).packed()])
+        p = np.concatenate(
+            [
+                [1, 1, 0, 0, 0, 0, 1.0, 0, 0, 0],
+                np.zeros(len(rule.params)),
+                [0.0],
+                make_rule(2, "gauss-hermite", 2).packed(),
+            ]
+        )
         mod.rhs(y, p, np.empty_like(y))
         mod.eg(y, p)
         if mod.noise is not None:
             mod.noise(y, p, np.empty((1, 1)))
 
     # written with a content hash, verified, repaired if corrupt (theory.cache)
-    mod, cached = load_module(path, lambda: quad_source(rule, act, digest), module_name(path),
-                              warm)
+    mod, cached = load_module(path, lambda: quad_source(rule, act, digest), module_name(path), warm)
     t2 = time.perf_counter()
-    out = (mod, path, {"derive": 0.0, "codegen": t1 - t0, "compile": t2 - t1,
-                       "source_cached": cached})
+    out = (
+        mod,
+        path,
+        {"derive": 0.0, "codegen": t1 - t0, "compile": t2 - t1, "source_cached": cached},
+    )
     _MODULES[key] = out
     return out
 
@@ -464,27 +531,40 @@ def build_quad_system(rule, K: int, M: int, activation="erf", quadrature=None) -
     K, M = _check_size("K", K), _check_size("M", M)
     opts = quad_options(quadrature)
     sch, n = resolve_scheme(rule, act, opts["scheme"], opts["n"])
-    qr = make_rule(K + M, sch, n, opts["seed"])   # validate now
-    mkey = (rule.key, act.key, sp.srepr(act.expr), K, M, tuple(sorted(opts.items(),
-                                                                      key=str)))
+    qr = make_rule(K + M, sch, n, opts["seed"])  # validate now
+    mkey = (rule.key, act.key, sp.srepr(act.expr), K, M, tuple(sorted(opts.items(), key=str)))
     if mkey not in _SYSTEMS:
         adaptive = rule.feedback == "adaptive"
         tables = None
         if sch == "marginal":
             from .codegen_marginal import load_marginal, marginal_form, marginal_tables
-            marginal_form(rule, act, adaptive)                 # ValueError: wrong shape
+
+            marginal_form(rule, act, adaptive)  # ValueError: wrong shape
             tables = marginal_tables(K, M, adaptive, _I2_code(act) is None)
             nodes = table_nodes(tables[0], qr.n)[1]
             if nodes > MAX_MARGINAL_NODES:
                 raise ValueError(
                     f"quadrature option n = {qr.n} gives {nodes:.3g} marginal nodes at K = {K}, "
-                    f"M = {M}, more than {MAX_MARGINAL_NODES}; lower n or use scheme='sobol'")
+                    f"M = {M}, more than {MAX_MARGINAL_NODES}; lower n or use scheme='sobol'"
+                )
             mod, path, timings = load_marginal(rule, act)
         else:
             mod, path, timings = _load(rule, act)
-        _SYSTEMS[mkey] = QuadSystem(rule, K, M, act.name, act, Layout(K, M, adaptive),
-                                    mod.rhs, mod.eg, mod.noise, path, dict(opts),
-                                    dict(timings), tables=tables)
+        _SYSTEMS[mkey] = QuadSystem(
+            rule,
+            K,
+            M,
+            act.name,
+            act,
+            Layout(K, M, adaptive),
+            mod.rhs,
+            mod.eg,
+            mod.noise,
+            path,
+            dict(opts),
+            dict(timings),
+            tables=tables,
+        )
     return _SYSTEMS[mkey]
 
 
@@ -492,6 +572,7 @@ def marginal_applies(rule: R.Rule, act: Activation) -> bool:
     """Whether the marginal scheme applies to ``rule`` (δ = h(λ) e, presynaptic x, …) with
     ``act`` (adaptive feedback needs a smooth activation)."""
     from .codegen_marginal import marginal_form
+
     try:
         marginal_form(rule, act, rule.feedback == "adaptive")
     except (ValueError, NotImplementedError):

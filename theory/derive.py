@@ -29,10 +29,11 @@ The feedback field φ has covariance O(1/√N) with every other field; its leadi
 taken exactly: for the b drift the coefficient of 1/√N (the t-derivative of a template
 evaluated with cross-covariances ``t·b, t·c`` at t = 0), elsewhere its value at t = 0.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from itertools import count
 
 import sympy as sp
@@ -44,11 +45,11 @@ from .observables import check_closed_form as check_activation
 __all__ = ["Term", "Derivation", "derive", "INDEX_CLASS"]
 
 # --------------------------------------------------------------------------- placeholders
-Z = sp.Function("Z")          # a field z_i
-A = sp.Function("A")          # readout coefficient of field u in e (v_j, or −v*_m)
-V = sp.Function("V")          # student second-layer weight v_k
-B = sp.Function("B")          # feedback b_k
-Cov = sp.Function("Cov")      # covariance entry C_ij
+Z = sp.Function("Z")  # a field z_i
+A = sp.Function("A")  # readout coefficient of field u in e (v_j, or −v*_m)
+V = sp.Function("V")  # student second-layer weight v_k
+B = sp.Function("B")  # feedback b_k
+Cov = sp.Function("Cov")  # covariance entry C_ij
 g, gp = R.g, R.gp
 zeta = sp.Symbol("zeta", real=True)
 eta, eta_v, sigma, sigma_F2 = sp.symbols("eta eta_v sigma sigma_F2", real=True)
@@ -85,7 +86,7 @@ class Term:
     """
 
     coef: sp.Expr
-    template: str           # "I2" | "I3" | "I4" | "J2" | "ONE"
+    template: str  # "I2" | "I3" | "I4" | "J2" | "ONE"
     args: tuple
     order: int = 0
 
@@ -141,14 +142,20 @@ def _split(term: sp.Expr):
                 rand += [("z", arg)] * int(p)
             else:
                 if not (isinstance(arg, sp.Function) and arg.func is Z):
-                    raise NotReducible(f"{base.func}({arg}) takes a function of a non-field "
-                                       "argument; g and gp must be applied to fields")
+                    raise NotReducible(
+                        f"{base.func}({arg}) takes a function of a non-field "
+                        "argument; g and gp must be applied to fields"
+                    )
                 rand += [(base.func.__name__, arg.args[0])] * int(p)
         else:
-            if any(isinstance(a, sp.Function) and a.func in (g, gp, Z)
-                   for a in sp.preorder_traversal(f)):
-                raise NotReducible(f"cannot take the Gaussian average of {f}: the fields "
-                                   "must enter polynomially, through g and gp")
+            if any(
+                isinstance(a, sp.Function) and a.func in (g, gp, Z)
+                for a in sp.preorder_traversal(f)
+            ):
+                raise NotReducible(
+                    f"cannot take the Gaussian average of {f}: the fields "
+                    "must enter polynomially, through g and gp"
+                )
             coef *= f
     return coef, rand
 
@@ -186,11 +193,12 @@ def expect(rand: list, activation: str):
         raise NotReducible(
             "E[" + " ".join(f"{kind}(z_{i})" for kind, i in rand) + "] is not one of the "
             "supported averages I2 = E[g g], J2 = E[g' g'], I3 = E[g' z g], "
-            "I4 = E[g' g' g g] and has no bare field to apply Stein's lemma to")
+            "I4 = E[g' g' g g] and has no bare field to apply Stein's lemma to"
+        )
     b, rest = zs[0], [("g", i) for i in gs] + [("gp", i) for i in gps] + [("z", i) for i in zs[1:]]
     out = []
     for j, (kind, a) in enumerate(rest):
-        others = rest[:j] + rest[j + 1:]
+        others = rest[:j] + rest[j + 1 :]
         if kind == "g":
             new = others + [("gp", a)]
         elif kind == "gp":  # erf: g'' = −z g'
@@ -224,7 +232,7 @@ def _isserlis(fields):
     first, rest = fields[0], fields[1:]
     out = []
     for j, other in enumerate(rest):
-        for c in _isserlis(rest[:j] + rest[j + 1:]):
+        for c in _isserlis(rest[:j] + rest[j + 1 :]):
             out.append(cov(first, other) * c)
     return out
 
@@ -269,10 +277,13 @@ def _average(expr: sp.Expr, activation: str, order: int) -> list:
         coef, rand = _split(mono)
         for c, name, args in expect(rand, activation):
             full = coef * c
-            ncross = sum(1 for f in sp.Mul.make_args(full)
-                         for base in [f.as_base_exp()[0]]
-                         if isinstance(base, sp.Function) and base.func is Cov and is_cross(base)
-                         for _ in range(int(f.as_base_exp()[1])))
+            ncross = sum(
+                1
+                for f in sp.Mul.make_args(full)
+                for base in [f.as_base_exp()[0]]
+                if isinstance(base, sp.Function) and base.func is Cov and is_cross(base)
+                for _ in range(int(f.as_base_exp()[1]))
+            )
             tmpl_order = order - ncross
             if tmpl_order < 0:
                 continue  # higher order in 1/√N: vanishes as N → ∞
@@ -280,8 +291,9 @@ def _average(expr: sp.Expr, activation: str, order: int) -> list:
                 raise NotReducible("only first-order corrections in 1/√N are supported")
             if tmpl_order == 1 and (name == "ONE" or PHI not in args):
                 # an O(1) term multiplied by √N: the drift would diverge with N
-                raise NotReducible("the b drift has an O(√N) term: the rule's δ·φ does not "
-                                   "average to O(1/√N)")
+                raise NotReducible(
+                    "the b drift has an O(√N) term: the rule's δ·φ does not average to O(1/√N)"
+                )
             terms.append(Term(sp.expand(full), name, tuple(args), tmpl_order))
     return _collect(terms)
 
@@ -292,8 +304,9 @@ def _collect(terms):
     for t in terms:
         key = (t.template, t.args, t.order)
         acc[key] = acc.get(key, 0) + t.coef
-    return [Term(sp.factor_terms(sp.expand(c)), *key) for key, c in acc.items()
-            if sp.expand(c) != 0]
+    return [
+        Term(sp.factor_terms(sp.expand(c)), *key) for key, c in acc.items() if sp.expand(c) != 0
+    ]
 
 
 # ---------------------------------------------------------------------------- derivation
@@ -307,30 +320,38 @@ class Derivation:
 
     rule: R.Rule
     activation: str
-    dR: list      # free k, n
-    dQ: list      # free k, l
-    dv: list      # free k
-    db: list      # free k (adaptive feedback only, else [])
-    noise: list   # free k, l (adaptive only): Σ_kl
-    eg: list      # no free index
+    dR: list  # free k, n
+    dQ: list  # free k, l
+    dv: list  # free k
+    db: list  # free k (adaptive feedback only, else [])
+    noise: list  # free k, l (adaptive only): Σ_kl
+    eg: list  # no free index
 
     def show(self) -> str:
         """The equations in readable form."""
         lines = []
-        for name, free in (("dR[k,n]", "dR"), ("dQ[k,l]", "dQ"), ("dv[k]", "dv"),
-                           ("db[k]", "db"), ("Sigma[k,l]", "noise"), ("eps_g", "eg")):
+        for name, free in (
+            ("dR[k,n]", "dR"),
+            ("dQ[k,l]", "dQ"),
+            ("dv[k]", "dv"),
+            ("db[k]", "db"),
+            ("Sigma[k,l]", "noise"),
+            ("eps_g", "eg"),
+        ):
             terms = getattr(self, free)
             if not terms:
                 continue
             body = " + ".join(
                 f"Σ_{{{','.join(map(str, t.dummies))}}} " * bool(t.dummies)
                 + f"({t.coef})·{t.template}{tuple(map(str, t.args)) if t.args else ''}"
-                + ("'" if t.order else "") for t in terms)
+                + ("'" if t.order else "")
+                for t in terms
+            )
             lines.append(f"{name} = {body}")
         return "\n".join(lines)
 
 
-@lru_cache(maxsize=None)
+@cache
 def derive(rule, activation: str = "erf") -> Derivation:
     """Derive the ODEs (and for adaptive feedback the noise covariance) of ``rule``.
 
@@ -352,22 +373,32 @@ def derive(rule, activation: str = "erf") -> Derivation:
         raise NotImplementedError(
             f"rule {rule.name!r}: presynaptic {rule.presynaptic!r}, v_signal "
             f"{rule.v_signal} or the second-pass field lam_t have no closed-form reduction; "
-            "its ODEs come from Gaussian quadrature (theory.codegen_quad)")
+            "its ODEs come from Gaussian quadrature (theory.codegen_quad)"
+        )
     kappa = rule.weight_decay
     try:
         f = _Dummies()
         dR = _average(-eta * _delta(rule, k, f) * Z(n), activation, 0)
-        dQ = _average(-eta * (_delta(rule, k, f) * Z(l) + _delta(rule, l, f) * Z(k))
-                      + eta ** 2 * _delta(rule, k, f) * _delta(rule, l, f), activation, 0)
-        dv = ([] if rule.second_layer == "fixed"
-              else _average(-eta_v * _error(f()) * g(Z(k)), activation, 0))
-        eg = _average(sp.Rational(1, 2) * _error(f(), noise=False) * _error(f(), noise=False),
-                      activation, 0)
+        dQ = _average(
+            -eta * (_delta(rule, k, f) * Z(l) + _delta(rule, l, f) * Z(k))
+            + eta**2 * _delta(rule, k, f) * _delta(rule, l, f),
+            activation,
+            0,
+        )
+        dv = (
+            []
+            if rule.second_layer == "fixed"
+            else _average(-eta_v * _error(f()) * g(Z(k)), activation, 0)
+        )
+        eg = _average(
+            sp.Rational(1, 2) * _error(f(), noise=False) * _error(f(), noise=False), activation, 0
+        )
         db, noise = [], []
         if rule.feedback == "adaptive":
             db = _average(-eta * _delta(rule, k, f) * Z(PHI), activation, 1)
-            noise = _average(eta ** 2 * sigma_F2 * _delta(rule, k, f) * _delta(rule, l, f),
-                             activation, 0)
+            noise = _average(
+                eta**2 * sigma_F2 * _delta(rule, k, f) * _delta(rule, l, f), activation, 0
+            )
     except NotReducible as exc:
         raise NotImplementedError(f"rule {rule.name!r} ({activation}): {exc}") from None
     if kappa != 0:
@@ -375,8 +406,16 @@ def derive(rule, activation: str = "erf") -> Derivation:
         dQ.append(Term(-2 * eta * kappa * cov(k, l), "ONE", ()))
         if db:
             db.append(Term(-eta * kappa * B(k), "ONE", ()))
-    return Derivation(rule, activation, _renumber(dR), _renumber(dQ), _renumber(dv),
-                      _renumber(db), _renumber(noise), _renumber(eg))
+    return Derivation(
+        rule,
+        activation,
+        _renumber(dR),
+        _renumber(dQ),
+        _renumber(dv),
+        _renumber(db),
+        _renumber(noise),
+        _renumber(eg),
+    )
 
 
 def _renumber(terms):

@@ -79,19 +79,28 @@ and ``v_star`` are stored in that order, ``pos[m]`` is the position of unit m)::
 Flat state ``y = [Q upper triangle, R (row-major), u]`` (:class:`FFLayout`): Q and R first,
 as the solvers' positive-semi-definiteness check expects.
 """
+
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import numpy as np
 
 from .state import OrderParameters, _check_size
 
-__all__ = ["ACTIVATIONS", "signals", "build_ff_system", "FFSystem", "FFLayout",
-           "observables", "default_nodes", "FF_CODEGEN_VERSION"]
+__all__ = [
+    "ACTIVATIONS",
+    "signals",
+    "build_ff_system",
+    "FFSystem",
+    "FFLayout",
+    "observables",
+    "default_nodes",
+    "FF_CODEGEN_VERSION",
+]
 
 #: built-in student activations (any sympy expression of theory.activations.z works too)
 ACTIVATIONS = ("erf", "linear", "relu", "tanh", "sigmoid")
@@ -103,6 +112,7 @@ def check_activation(activation):
     """The :class:`theory.activations.Activation` of ``activation`` (a built-in name, a
     ``"user:<expr>"`` string or a sympy expression of ``z``); ValueError otherwise."""
     from .activations import get_activation
+
     try:
         return get_activation(activation)
     except ValueError as exc:
@@ -128,7 +138,7 @@ def _sympy():
     return sp, sigmoid, softplus
 
 
-@lru_cache(maxsize=None)
+@cache
 def _symbols():
     sp, sigmoid, softplus = _sympy()
     names = ("z", "lam_p", "lam_m", "G_p", "G_m", "theta")
@@ -158,35 +168,59 @@ def signals(activation: str = "erf") -> dict:
     g = activation_expr(activation)
     loss = softplus(th - Gp) + softplus(Gm - th)
     dLp, dLm = sp.diff(loss, Gp), sp.diff(loss, Gm)
-    dh2 = sp.diff(g ** 2, z)
+    dh2 = sp.diff(g**2, z)
     ap = dLp * dh2.subs(z, S["lam_p"])
     am = dLm * dh2.subs(z, S["lam_m"])
-    return {"g": g, "loss": loss, "loss_p": softplus(th - Gp), "loss_m": softplus(Gm - th),
-            "dL_dGp": dLp, "dL_dGm": dLm, "dh2": dh2, "a_plus": ap, "a_minus": am,
-            "delta": ap + am, "u_signal": ap - am}
+    return {
+        "g": g,
+        "loss": loss,
+        "loss_p": softplus(th - Gp),
+        "loss_m": softplus(Gm - th),
+        "dL_dGp": dLp,
+        "dL_dGm": dLm,
+        "dh2": dh2,
+        "a_plus": ap,
+        "a_minus": am,
+        "delta": ap + am,
+        "u_signal": ap - am,
+    }
 
 
 def _generated_functions(activation: str) -> list:
     """numba sources of g_, dh2_, dLp_, dLm_, Lp_, Lm_ printed from :func:`signals` (the
     names :mod:`theory.ff_kernels` expects)."""
     from .emit import NumbaPrinter, njit_function
+
     sig = signals(activation)
     P = NumbaPrinter(functions={"sigmoid": "_sigmoid", "softplus": "_softplus"})
-    defs = [("g_", "z", sig["g"]), ("dh2_", "z", sig["dh2"]),
-            ("dLp_", "G_p, theta", sig["dL_dGp"]), ("dLm_", "G_m, theta", sig["dL_dGm"]),
-            ("Lp_", "G_p, theta", sig["loss_p"]), ("Lm_", "G_m, theta", sig["loss_m"])]
-    return [njit_function(name, args, [f"return {P.doprint(expr)}"], inline=True)
-            for name, args, expr in defs]
+    defs = [
+        ("g_", "z", sig["g"]),
+        ("dh2_", "z", sig["dh2"]),
+        ("dLp_", "G_p, theta", sig["dL_dGp"]),
+        ("dLm_", "G_m, theta", sig["dL_dGm"]),
+        ("Lp_", "G_p, theta", sig["loss_p"]),
+        ("Lm_", "G_m, theta", sig["loss_m"]),
+    ]
+    return [
+        njit_function(name, args, [f"return {P.doprint(expr)}"], inline=True)
+        for name, args, expr in defs
+    ]
 
 
 def _source(activation: str, digest: str) -> str:
     """The generated FF module: the activation's functions, then the kernels of
     :mod:`theory.ff_kernels`."""
     from .emit import emit_module
-    return emit_module(generator="theory.ff", version=FF_CODEGEN_VERSION, key=digest,
-                       comments=[f"activation={check_activation(activation).name!r}"],
-                       constants={"_HEADER": _HEADER},
-                       functions=_generated_functions(activation), kernels=["ff_kernels"])
+
+    return emit_module(
+        generator="theory.ff",
+        version=FF_CODEGEN_VERSION,
+        key=digest,
+        comments=[f"activation={check_activation(activation).name!r}"],
+        constants={"_HEADER": _HEADER},
+        functions=_generated_functions(activation),
+        kernels=["ff_kernels"],
+    )
 
 
 _MODULES: dict = {}
@@ -196,8 +230,7 @@ def _load_module(activation: str):
     """Generate (or find on disk) and import the FF module of ``activation``."""
     import sympy as sp
 
-    from .cache import (digest_of, generated_path, load_module, module_name,
-                        source_fingerprint)
+    from .cache import digest_of, generated_path, load_module, module_name, source_fingerprint
 
     act = check_activation(activation)
     akey = act.key
@@ -205,13 +238,17 @@ def _load_module(activation: str):
         return _MODULES[akey]
     t0 = time.perf_counter()
     fingerprint = source_fingerprint(("ff.py", "ff_kernels.py", "emit.py", "activations.py"))
-    path = generated_path("ff", FF_CODEGEN_VERSION, fingerprint, sp.srepr(act.expr),
-                          label=akey)
+    path = generated_path("ff", FF_CODEGEN_VERSION, fingerprint, sp.srepr(act.expr), label=akey)
     digest = digest_of(path)
     # written with a content hash, verified, repaired if corrupt (theory.cache); the
     # kernels compile lazily, on the first right-hand side
-    mod, _ = load_module(path, lambda: _source(activation, digest), module_name(path),
-                         lambda m: None, required=("rhs", "eg", "loss_gap"))
+    mod, _ = load_module(
+        path,
+        lambda: _source(activation, digest),
+        module_name(path),
+        lambda m: None,
+        required=("rhs", "eg", "loss_gap"),
+    )
     _MODULES[akey] = (mod, path, time.perf_counter() - t0)
     return _MODULES[akey]
 
@@ -221,10 +258,10 @@ def default_nodes(K: int, M: int, activation: str = "erf") -> dict:
     """Node counts: ``n_lam`` Gauss–Hermite nodes per student unit for the drift (smooth
     activations, or kinked ones at K ≥ 3), ``split_lam`` = 1 for the nested split rule
     instead (kinked activations at K ≤ 2; ``n_lam`` is then the number of Gauss–Legendre
-    nodes on each piece of [−8, 8] between the cells' edges and the kinks), ``n_nu`` Gauss–Hermite nodes per
-    teacher unit beyond the first (only for a label that is not the sign of a linear form
-    of ν), ``n_eg`` points of ε_g's outer rule (midpoint in probability space at K = 2,
-    scrambled Sobol at K ≥ 3), ``n_leg`` Gauss–Legendre nodes per piece.
+    nodes on each piece of [−8, 8] between the cells' edges and the kinks), ``n_nu`` Gauss–Hermite
+    nodes per teacher unit beyond the first (only for a label that is not the sign of a linear form
+    of ν), ``n_eg`` points of ε_g's outer rule (midpoint in probability space at K = 2, scrambled
+    Sobol at K ≥ 3), ``n_leg`` Gauss–Legendre nodes per piece.
 
     Chosen so that every expectation agrees with 10⁷-sample Monte Carlo within 1e-3
     (tests/theory/test_ff.py, measured errors in docs/ff-theory.md); the drift costs
@@ -232,25 +269,31 @@ def default_nodes(K: int, M: int, activation: str = "erf") -> dict:
     ``42 n_nu^(M−1)`` for a non-linear label)."""
     kinked = not check_activation(activation).smooth
     n_lam = {1: 48, 2: 32, 3: 20, 4: 18}.get(K, 10)
-    if kinked:                      # K ≤ 2: Gauss–Legendre nodes per piece of the split rule
+    if kinked:  # K ≤ 2: Gauss–Legendre nodes per piece of the split rule
         n_lam = {1: 16, 2: 12, 3: 20, 4: 16}.get(K, 12)
     n_eg = {1: 1, 2: 48}.get(K, 1 << 13)
-    return {"n_lam": n_lam, "split_lam": int(kinked and K <= 2), "n_nu": 12 if M > 1 else 1,
-            "n_eg": n_eg, "n_leg": 6}
+    return {
+        "n_lam": n_lam,
+        "split_lam": int(kinked and K <= 2),
+        "n_nu": 12 if M > 1 else 1,
+        "n_eg": n_eg,
+        "n_leg": 6,
+    }
 
 
-@lru_cache(maxsize=None)
+@cache
 def _gauss_hermite(n: int):
     """One-dimensional Gauss–Hermite nodes and weights for E over N(0, 1), from
     :func:`theory.quadrature.make_rule` (the tensor products are formed in the kernels)."""
     if n == 1:
         return np.zeros(1), np.ones(1)
     from .quadrature import make_rule
+
     r = make_rule(1, "gauss-hermite", n)
     return r.x1, r.w1
 
 
-@lru_cache(maxsize=None)
+@cache
 def _midpoint_normal(n: int):
     """Midpoint rule in probability space: ``ξ_i = Φ⁻¹((i + ½)/n)``, weights ``1/n``.
 
@@ -259,10 +302,11 @@ def _midpoint_normal(n: int):
     the last coordinate): Gauss–Hermite converges like ~1/n on it, this rule much faster
     (measured: 3e-5 at n = 64 where Gauss–Hermite is 7e-4 off)."""
     from scipy.special import ndtri
+
     return ndtri((np.arange(n) + 0.5) / n), np.full(n, 1.0 / n)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _eg_points(K: int, n: int):
     """The explicit outer rule of ε_g over ξ_λ1..ξ_λ(K−1): points (n, K − 1) and weights.
 
@@ -276,11 +320,12 @@ def _eg_points(K: int, n: int):
         x, w = _midpoint_normal(n)
         return x[:, None], w
     from .quadrature import make_rule
+
     r = make_rule(K - 1, "sobol", n, seed=0)
     return r.nodes, r.weights
 
 
-@lru_cache(maxsize=None)
+@cache
 def _gauss_legendre(n: int):
     return np.polynomial.legendre.leggauss(n)
 
@@ -301,8 +346,11 @@ class FFLayout:
     @property
     def slices(self) -> dict:
         K, M, nQ = self.K, self.M, self.nQ
-        return {"Q": slice(0, nQ), "R": slice(nQ, nQ + K * M),
-                "u": slice(nQ + K * M, nQ + K * M + K)}
+        return {
+            "Q": slice(0, nQ),
+            "R": slice(nQ, nQ + K * M),
+            "u": slice(nQ + K * M, nQ + K * M + K),
+        }
 
     @property
     def n(self) -> int:
@@ -310,8 +358,10 @@ class FFLayout:
 
     def pack(self, state: OrderParameters) -> np.ndarray:
         if (state.K, state.M) != (self.K, self.M):
-            raise ValueError(f"state has K={state.K}, M={state.M} but the system was built "
-                             f"for K={self.K}, M={self.M}")
+            raise ValueError(
+                f"state has K={state.K}, M={state.M} but the system was built "
+                f"for K={self.K}, M={self.M}"
+            )
         _require_u(state)
         iu = np.triu_indices(self.K)
         return np.concatenate([state.Q[iu], state.R.ravel(), state.u]).astype(float)
@@ -334,9 +384,11 @@ class FFLayout:
 
 def _require_u(state: OrderParameters):
     if state.u is None:
-        raise ValueError("rule 'ff' needs the label weights u (K numbers) in the initial "
-                         "state: OrderParameters(..., u=...) or init key 'u' (e.g. "
-                         "u ~ 0.1·N(0, 1); u = 0 is the symmetric point)")
+        raise ValueError(
+            "rule 'ff' needs the label weights u (K numbers) in the initial "
+            "state: OrderParameters(..., u=...) or init key 'u' (e.g. "
+            "u ~ 0.1·N(0, 1); u = 0 is the symmetric point)"
+        )
 
 
 @dataclass(frozen=True)
@@ -374,10 +426,12 @@ class FFSystem:
     def describe(self) -> dict:
         """Provenance (:func:`theory.system.describe_system`) plus the node counts."""
         from .system import describe_system
+
         return {**describe_system(self), "nodes": dict(self.nodes)}
 
-    def params(self, state: OrderParameters, eta, eta_v=None, sigma=0.0, theta=None,
-               eta_u=None) -> np.ndarray:
+    def params(
+        self, state: OrderParameters, eta, eta_v=None, sigma=0.0, theta=None, eta_u=None
+    ) -> np.ndarray:
         """The parameter vector ``p``. ``eta_u`` (label-weight rate, scaled η_u/N) may also
         be given as ``eta_v`` (the solver's second-layer slot); default ``eta``. ``theta``
         defaults to K/2 (docs/ff-theory.md).
@@ -386,8 +440,10 @@ class FFSystem:
         rates.
         """
         if (state.K, state.M) != (self.K, self.M):
-            raise ValueError(f"state has K={state.K}, M={state.M} but the system was built "
-                             f"for K={self.K}, M={self.M}")
+            raise ValueError(
+                f"state has K={state.K}, M={state.M} but the system was built "
+                f"for K={self.K}, M={self.M}"
+            )
         _require_u(state)
         if eta_u is None:
             eta_u = eta if eta_v is None else eta_v
@@ -400,14 +456,20 @@ class FFSystem:
         except (TypeError, ValueError):
             raise ValueError(f"theta must be a positive number, got {theta!r}") from None
         if not (np.isfinite(theta) and theta > 0):
-            raise ValueError(f"theta (the goodness threshold of rule 'ff') must be a positive "
-                             f"finite number, got {theta}")
+            raise ValueError(
+                f"theta (the goodness threshold of rule 'ff') must be a positive "
+                f"finite number, got {theta}"
+            )
         if sigma:
-            raise ValueError("rule 'ff' has no output noise: its labels are sign(teacher); "
-                             f"sigma must be 0, got {sigma}")
+            raise ValueError(
+                "rule 'ff' has no output noise: its labels are sign(teacher); "
+                f"sigma must be 0, got {sigma}"
+            )
         if np.any(state.v_star == 0):
-            raise ValueError(f"rule 'ff' needs every v_star non-zero (a unit with v*_m = 0 "
-                             f"does not take part in the label), got {state.v_star}")
+            raise ValueError(
+                f"rule 'ff' needs every v_star non-zero (a unit with v*_m = 0 "
+                f"does not take part in the label), got {state.v_star}"
+            )
         # Linear label: with M = 1, or M = 2 and |v*_1| = |v*_2|, y = sign(Σ v*_m erf(ν_m/√2))
         # = sign(ζ), ζ = Σ_m sign(v*_m) ν_m (erf is odd and increasing), so the outer
         # integral is one split half-line in ζ whatever M.
@@ -422,20 +484,47 @@ class FFSystem:
         pos[order] = np.arange(self.M)
         nd = self.nodes
         # the λ slot: Gauss–Hermite nodes, or Gauss–Legendre ones for the split rule
-        xl, wl = (_gauss_legendre(nd["n_lam"]) if nd["split_lam"] else
-                  _gauss_hermite(nd["n_lam"]))
+        xl, wl = _gauss_legendre(nd["n_lam"]) if nd["split_lam"] else _gauss_hermite(nd["n_lam"])
         xn, wn = _gauss_hermite(nd["n_nu"])
         xe, we = _eg_points(self.K, nd["n_eg"])
         xg, wg = _gauss_legendre(nd["n_leg"])
-        head = [self.K, self.M, eta, eta_u, theta, nd["n_lam"], nd["n_nu"], len(we),
-                nd["n_leg"], int(lin), nd["split_lam"]]
+        head = [
+            self.K,
+            self.M,
+            eta,
+            eta_u,
+            theta,
+            nd["n_lam"],
+            nd["n_nu"],
+            len(we),
+            nd["n_leg"],
+            int(lin),
+            nd["split_lam"],
+        ]
         assert len(head) == _HEADER
-        return np.ascontiguousarray(np.concatenate(
-            [head, state.T[np.ix_(order, order)].ravel(), state.v_star[order], pos, xl, wl,
-             xn, wn, xe.ravel(), we, xg, wg]), dtype=float)
+        return np.ascontiguousarray(
+            np.concatenate(
+                [
+                    head,
+                    state.T[np.ix_(order, order)].ravel(),
+                    state.v_star[order],
+                    pos,
+                    xl,
+                    wl,
+                    xn,
+                    wn,
+                    xe.ravel(),
+                    we,
+                    xg,
+                    wg,
+                ]
+            ),
+            dtype=float,
+        )
 
-    def evaluate(self, state: OrderParameters, eta, eta_v=None, sigma=0.0, theta=None,
-                 eta_u=None) -> dict:
+    def evaluate(
+        self, state: OrderParameters, eta, eta_v=None, sigma=0.0, theta=None, eta_u=None
+    ) -> dict:
         """The drift at ``state``: ``{"Q", "R", "u"}`` (d/dα)."""
         p = self.params(state, eta, eta_v, sigma, theta=theta, eta_u=eta_u)
         y = self.layout.pack(state)
@@ -466,8 +555,7 @@ class FFSystem:
 _SYSTEMS: dict = {}
 
 
-def build_ff_system(K: int, M: int, activation: str = "erf", nodes: dict | None = None
-                    ) -> FFSystem:
+def build_ff_system(K: int, M: int, activation: str = "erf", nodes: dict | None = None) -> FFSystem:
     """The compiled FF system (generated once per activation and process, cached on disk;
     every K, M and node count reuses the same compiled kernels)."""
     act = check_activation(activation)
@@ -481,8 +569,18 @@ def build_ff_system(K: int, M: int, activation: str = "erf", nodes: dict | None 
     key = (K, M, act.key, tuple(sorted(nd.items())))
     if key not in _SYSTEMS:
         mod, path, t = _load_module(act)
-        _SYSTEMS[key] = FFSystem(K, M, act.name, nd, mod.rhs, mod.eg, mod.loss_gap, path,
-                                 FFLayout(K, M), timings={"load": t})
+        _SYSTEMS[key] = FFSystem(
+            K,
+            M,
+            act.name,
+            nd,
+            mod.rhs,
+            mod.eg,
+            mod.loss_gap,
+            path,
+            FFLayout(K, M),
+            timings={"load": t},
+        )
     return _SYSTEMS[key]
 
 
@@ -498,8 +596,9 @@ def observables(Q, R, T, u, v_star, *, theta, activation="erf", nodes=None) -> d
     lead = u.shape[:-1]
     iu = np.triu_indices(K)
     Y = np.concatenate([Q[..., iu[0], iu[1]], R.reshape(lead + (K * M,)), u], axis=-1)
-    st = OrderParameters(Q=np.eye(K), R=np.zeros((K, M)), T=T, v=np.zeros(K),
-                         v_star=v_star, u=np.zeros(K))
+    st = OrderParameters(
+        Q=np.eye(K), R=np.zeros((K, M)), T=T, v=np.zeros(K), v_star=v_star, u=np.zeros(K)
+    )
     p = sysm.params(st, 0.0, 0.0, theta=theta)
     out = sysm.observables(Y.reshape(-1, Y.shape[-1]), p)
     return {k: v.reshape(lead) for k, v in out.items()}

@@ -14,6 +14,7 @@ signals (:func:`theory.ff.signals`)::
 
 and the layout constant ``_HEADER`` (the length of p's header, ``theory.ff._HEADER``).
 """
+
 import math
 
 import numpy as np
@@ -21,11 +22,11 @@ from numba import njit
 
 _SQ2 = math.sqrt(2.0)
 _INV_SQ2PI = 1.0 / math.sqrt(2.0 * math.pi)
-_XMAX = 8.0          # the last ν and λ coordinates are integrated over [−8, 8] (tail 1e-15)
-_NCELL = 6           # cells of width 8/3 (outer ν rule)
-_LMAX = 60.0         # ε_g: monotone pieces of the decision are located on [−60, 60] ...
-_LSTEP = 0.005       # ... on a grid of this spacing (once per evaluation)
-_WMIN = 1e-18        # tensor nodes of smaller weight are skipped (their total is < 1e-12)
+_XMAX = 8.0  # the last ν and λ coordinates are integrated over [−8, 8] (tail 1e-15)
+_NCELL = 6  # cells of width 8/3 (outer ν rule)
+_LMAX = 60.0  # ε_g: monotone pieces of the decision are located on [−60, 60] ...
+_LSTEP = 0.005  # ... on a grid of this spacing (once per evaluation)
+_WMIN = 1e-18  # tensor nodes of smaller weight are skipped (their total is < 1e-12)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -97,13 +98,18 @@ _HEADER = 11
 
 @njit(cache=True, nogil=True, inline="always")
 def g_(z):
-    return math.erf((1.0/2.0)*math.sqrt(2.0)*z)
+    return math.erf((1.0 / 2.0) * math.sqrt(2.0) * z)
 
 
 @njit(cache=True, nogil=True, inline="always")
 def dh2_(z):
-    return (2.0*math.sqrt(2.0)*math.exp(-(1.0/2.0)*(z*z))
-            * math.erf((1.0/2.0)*math.sqrt(2.0)*z)/math.sqrt(math.pi))
+    return (
+        2.0
+        * math.sqrt(2.0)
+        * math.exp(-(1.0 / 2.0) * (z * z))
+        * math.erf((1.0 / 2.0) * math.sqrt(2.0) * z)
+        / math.sqrt(math.pi)
+    )
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -124,6 +130,8 @@ def Lp_(G_p, theta):
 @njit(cache=True, nogil=True, inline="always")
 def Lm_(G_m, theta):
     return _softplus(G_m - theta)
+
+
 # <<< generated
 
 
@@ -143,7 +151,8 @@ def _setup(y, p):
     triangular structure (each coordinate depends only on those before it) even then.
     Returns ``K, M, MO, L`` (MO: number of outer coordinates).
     """
-    K = int(p[0]); M = int(p[1])
+    K = int(p[0])
+    M = int(p[1])
     lin = int(p[9]) == 1
     MO = 1 if lin else M
     n = MO + K + (M if lin else 0)
@@ -153,7 +162,8 @@ def _setup(y, p):
     i = 0
     for a in range(K):
         for b in range(a, K):
-            C[MO + a, MO + b] = y[i]; C[MO + b, MO + a] = y[i]
+            C[MO + a, MO + b] = y[i]
+            C[MO + b, MO + a] = y[i]
             i += 1
     if lin:
         s = np.empty(M)
@@ -162,25 +172,29 @@ def _setup(y, p):
         for m in range(M):
             for m2 in range(M):
                 C[MO + K + m, MO + K + m2] = p[_HEADER + m * M + m2]
-        for m in range(M):                      # Cov(ζ, ν_m) = (T s)_m; Var ζ = sᵀ T s
+        for m in range(M):  # Cov(ζ, ν_m) = (T s)_m; Var ζ = sᵀ T s
             t = 0.0
             for m2 in range(M):
                 t += p[_HEADER + m * M + m2] * s[m2]
-            C[0, MO + K + m] = t; C[MO + K + m, 0] = t
+            C[0, MO + K + m] = t
+            C[MO + K + m, 0] = t
             C[0, 0] += s[m] * t
         for a in range(K):
             za = 0.0
             for m in range(M):
                 j = int(p[o_pm + m])
                 r = y[i + a * M + m]
-                C[MO + a, MO + K + j] = r; C[MO + K + j, MO + a] = r
+                C[MO + a, MO + K + j] = r
+                C[MO + K + j, MO + a] = r
                 za += s[j] * r
-            C[0, MO + a] = za; C[MO + a, 0] = za
+            C[0, MO + a] = za
+            C[MO + a, 0] = za
     else:
         for a in range(K):
             for m in range(M):
-                j = int(p[o_pm + m])              # teacher unit m sits at position j
-                C[j, MO + a] = y[i + a * M + m]; C[MO + a, j] = y[i + a * M + m]
+                j = int(p[o_pm + m])  # teacher unit m sits at position j
+                C[j, MO + a] = y[i + a * M + m]
+                C[MO + a, j] = y[i + a * M + m]
         for m in range(M):
             for m2 in range(M):
                 C[m, m2] = p[_HEADER + m * M + m2]
@@ -203,12 +217,15 @@ def _setup(y, p):
 
 @njit(cache=True, nogil=True)
 def _offsets(p):
-    K = int(p[0]); M = int(p[1])
-    nl = int(p[5]); nn = int(p[6]); ne = int(p[7])
+    K = int(p[0])
+    M = int(p[1])
+    nl = int(p[5])
+    nn = int(p[6])
+    ne = int(p[7])
     o_vs = _HEADER + M * M
-    o_l = o_vs + 2 * M                        # v_star (M), then the position of each unit
+    o_l = o_vs + 2 * M  # v_star (M), then the position of each unit
     o_n = o_l + 2 * nl
-    o_e = o_n + 2 * nn                        # ε_g points (ne, K − 1), then weights (ne)
+    o_e = o_n + 2 * nn  # ε_g points (ne, K − 1), then weights (ne)
     o_g = o_e + ne * max(K - 1, 0) + ne
     return o_vs, o_l, o_n, o_e, o_g
 
@@ -224,14 +241,17 @@ def _outer(p, L, M):
     y = sign ζ) this is the split at ζ = 0.
     """
     o_vs, o_l, o_n, o_e, o_g = _offsets(p)
-    nn = int(p[6]); ng = int(p[8])
-    vs = p[o_vs:o_vs + M].copy()
+    nn = int(p[6])
+    ng = int(p[8])
+    vs = p[o_vs : o_vs + M].copy()
     if int(p[9]) == 1:
         vs[:] = 1.0
-    xn = p[o_n:o_n + nn]; wn = p[o_n + nn:o_n + 2 * nn]
-    xg = p[o_g:o_g + ng]; wg = p[o_g + ng:o_g + 2 * ng]
+    xn = p[o_n : o_n + nn]
+    wn = p[o_n + nn : o_n + 2 * nn]
+    xg = p[o_g : o_g + ng]
+    wg = p[o_g + ng : o_g + 2 * ng]
     total = 1
-    for m in range(M - 1):
+    for _ in range(M - 1):
         total *= nn
     npiece = _NCELL + 1
     XI = np.zeros((total * npiece * ng, M))
@@ -276,7 +296,8 @@ def _outer(p, L, M):
             cuts[nc] = x
             nc += 1
         for q in range(nc - 1):
-            lo = cuts[q]; hi = cuts[q + 1]
+            lo = cuts[q]
+            hi = cuts[q + 1]
             if hi <= lo:
                 continue
             mid = 0.5 * (lo + hi)
@@ -327,11 +348,13 @@ def _gh_inner(p, K):
     weight < _WMIN dropped."""
     o_vs, o_l, o_n, o_e, o_g = _offsets(p)
     nl = int(p[5])
-    xl = p[o_l:o_l + nl]; wl = p[o_l + nl:o_l + 2 * nl]
+    xl = p[o_l : o_l + nl]
+    wl = p[o_l + nl : o_l + 2 * nl]
     total = 1
-    for k in range(K):
+    for _ in range(K):
         total *= nl
-    X = np.empty((total, K)); W = np.empty(total)
+    X = np.empty((total, K))
+    W = np.empty(total)
     cnt = 0
     for it in range(total):
         r = it
@@ -357,7 +380,8 @@ def _level_nodes(lev, MO, L, mlam, u, xi, xg, wg, X, Wl):
     for j in range(lev):
         s += L[MO + lev, MO + j] * xi[j]
     b = L[MO + lev, MO + lev]
-    k1 = 2.0 * _XMAX; k2 = 2.0 * _XMAX             # outside: no kink
+    k1 = 2.0 * _XMAX
+    k2 = 2.0 * _XMAX  # outside: no kink
     if b > 0.0:
         k1 = (-abs(u[lev]) - s) / b
         k2 = (abs(u[lev]) - s) / b
@@ -374,10 +398,12 @@ def _level_nodes(lev, MO, L, mlam, u, xi, xg, wg, X, Wl):
     ng = xg.shape[0]
     cnt = 0
     for q in range(nc - 1):
-        lo = cuts[q]; hi = cuts[q + 1]
+        lo = cuts[q]
+        hi = cuts[q + 1]
         if hi <= lo:
             continue
-        mid = 0.5 * (lo + hi); half = 0.5 * (hi - lo)
+        mid = 0.5 * (lo + hi)
+        half = 0.5 * (hi - lo)
         for g in range(ng):
             x = mid + half * xg[g]
             X[lev, cnt] = x
@@ -392,12 +418,16 @@ def _split_inner(p, K, MO, L, mlam, u, XIN, WIN):
     coordinate (λ_k depends on ξ_λ0..ξ_λk through the Cholesky factor), each split at the
     kinks of its unit, so every piece is smooth. Fills XIN, WIN; returns the count."""
     o_vs, o_l, o_n, o_e, o_g = _offsets(p)
-    ng = int(p[5])                  # split rule: the λ slot holds Gauss–Legendre nodes
-    xg = p[o_l:o_l + ng]; wg = p[o_l + ng:o_l + 2 * ng]
+    ng = int(p[5])  # split rule: the λ slot holds Gauss–Legendre nodes
+    xg = p[o_l : o_l + ng]
+    wg = p[o_l + ng : o_l + 2 * ng]
     per = (_NCELL + 2) * ng
-    X = np.empty((K, per)); Wl = np.empty((K, per))
-    cnt = np.zeros(K, np.int64); idx = np.zeros(K, np.int64)
-    xi = np.zeros(K); wacc = np.ones(K + 1)
+    X = np.empty((K, per))
+    Wl = np.empty((K, per))
+    cnt = np.zeros(K, np.int64)
+    idx = np.zeros(K, np.int64)
+    xi = np.zeros(K)
+    wacc = np.ones(K + 1)
     lev = 0
     cnt[0] = _level_nodes(0, MO, L, mlam, u, xi, xg, wg, X, Wl)
     n = 0
@@ -434,29 +464,38 @@ def _moments(y, p, acc, want_drift):
     theta = p[4]
     lin = int(p[9]) == 1
     split = int(p[10]) == 1
-    u = y[K * (K + 1) // 2 + K * M:]
+    u = y[K * (K + 1) // 2 + K * M :]
     for i in range(acc.shape[0]):
         acc[i] = 0.0
-    o_dd = K * K; o_dn = 2 * K * K; o_u = o_dn + K * M; o_L = o_u + K
+    o_dd = K * K
+    o_dn = 2 * K * K
+    o_u = o_dn + K * M
+    o_L = o_u + K
     XI, WT, YL = _outer(p, L, MO)
     if split:
         cap = 1
-        for k in range(K):
+        for _ in range(K):
             cap *= (_NCELL + 2) * int(p[5])
-        XIN = np.empty((cap, K)); WIN = np.empty(cap)
+        XIN = np.empty((cap, K))
+        WIN = np.empty(cap)
         nin = 0
     else:
         XIN, WIN = _gh_inner(p, K)
         nin = WIN.shape[0]
-    lam = np.empty(K); mlam = np.empty(K); nu = np.empty(M); mnu = np.empty(M)
-    ap = np.empty(K); am = np.empty(K); dl = np.empty(K)
+    lam = np.empty(K)
+    mlam = np.empty(K)
+    nu = np.empty(M)
+    mnu = np.empty(M)
+    ap = np.empty(K)
+    am = np.empty(K)
+    dl = np.empty(K)
     for o in range(WT.shape[0]):
         Wo = WT[o]
         yl = YL[o]
         _outer_part(L, MO, K, XI, o, mlam)
         for m in range(M):
             v = 0.0
-            if lin:                                 # regression of ν_m on (ζ, λ): ζ part
+            if lin:  # regression of ν_m on (ζ, λ): ζ part
                 v = L[MO + K + m, 0] * XI[o, 0]
             else:
                 for j in range(m + 1):
@@ -478,7 +517,7 @@ def _moments(y, p, acc, want_drift):
                 continue
             for m in range(M):
                 v = mnu[m]
-                if lin:                             # ... and its λ part
+                if lin:  # ... and its λ part
                     for b in range(K):
                         v += L[MO + K + m, MO + b] * XIN[it, b]
                 nu[m] = v
@@ -496,11 +535,15 @@ def _moments(y, p, acc, want_drift):
 @njit(cache=True, nogil=True)
 def rhs(y, p, dy):
     """dy/dα of the FF order parameters (module docstring of theory.ff)."""
-    K = int(p[0]); M = int(p[1])
-    eta = p[2]; eta_u = p[3]
+    K = int(p[0])
+    M = int(p[1])
+    eta = p[2]
+    eta_u = p[3]
     acc = np.empty(2 * K * K + K * M + K + 2)
     _moments(y, p, acc, True)
-    o_dd = K * K; o_dn = 2 * K * K; o_u = o_dn + K * M
+    o_dd = K * K
+    o_dn = 2 * K * K
+    o_u = o_dn + K * M
     o_pm = _HEADER + M * M + M
     i = 0
     for k in range(K):
@@ -519,7 +562,8 @@ def rhs(y, p, dy):
 @njit(cache=True, nogil=True)
 def loss_gap(y, p, out):
     """out[0] = E[L], out[1] = E[G⁺ − G⁻]."""
-    K = int(p[0]); M = int(p[1])
+    K = int(p[0])
+    M = int(p[1])
     acc = np.empty(2 * K * K + K * M + K + 2)
     _moments(y, p, acc, False)
     out[0] = acc[acc.shape[0] - 2]
@@ -598,10 +642,11 @@ def eg(y, p):
     o_vs, o_l, o_n, o_e, o_g = _offsets(p)
     ne = int(p[7])
     D1 = K - 1
-    u = y[K * (K + 1) // 2 + K * M:]
+    u = y[K * (K + 1) // 2 + K * M :]
     last = K - 1
     XI, WT, YL = _outer(p, L, MO)
-    xi = np.zeros(K); mlam = np.empty(K)
+    xi = np.zeros(K)
+    mlam = np.empty(K)
     brk = np.empty(64)
     nb = _monotone_breaks(u[last], brk)
     cuts = np.empty(nb + 2)
@@ -640,7 +685,8 @@ def eg(y, p):
             nc += 1
             wrong = 0.0
             for q in range(nc - 1):
-                xa = cuts[q]; xb = cuts[q + 1]
+                xa = cuts[q]
+                xb = cuts[q + 1]
                 sa = _dsign(u, last, xa, A, B, S)
                 sb = _dsign(u, last, xb, A, B, S)
                 if sa == sb:

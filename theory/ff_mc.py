@@ -14,6 +14,7 @@ Every estimate comes with its standard error (sample std / √n). Samples are dr
 numpy; one plain numba loop applies the formulas sample by sample (10⁸ samples in well under
 a minute, so that the standard errors sit well below the 1e-3 the quadrature is held to).
 """
+
 from __future__ import annotations
 
 import math
@@ -66,21 +67,32 @@ def _softplus(x):
 def _accumulate(z, K, M, u, v_star, theta, eta, eta_u, code, s1, s2):
     """Add every sample's values (layout: dQ (K·K), dR (K·M), du (K), eg, loss, gap) and
     their squares to s1, s2 — the formulas of the module docstring, written out."""
-    hp = np.empty(K); hm = np.empty(K); ap = np.empty(K); am = np.empty(K); d = np.empty(K)
+    hp = np.empty(K)
+    hm = np.empty(K)
+    ap = np.empty(K)
+    am = np.empty(K)
+    d = np.empty(K)
     val = np.empty(s1.shape[0])
     for i in range(z.shape[0]):
         s = 0.0
         for m in range(M):
             s += v_star[m] * math.erf(z[i, K + m] / math.sqrt(2.0))
         y = 1.0 if s >= 0.0 else -1.0
-        Gp = 0.0; Gm = 0.0; Dp = 0.0; Dm = 0.0
+        Gp = 0.0
+        Gm = 0.0
+        Dp = 0.0
+        Dm = 0.0
         for k in range(K):
             hp[k] = _gn(z[i, k] + u[k] * y, code)
             hm[k] = _gn(z[i, k] - u[k] * y, code)
-            Gp += hp[k] * hp[k]; Gm += hm[k] * hm[k]
-            a = _gn(z[i, k] + u[k], code); b = _gn(z[i, k] - u[k], code)
-            Dp += a * a; Dm += b * b
-        sp = _expit(theta - Gp); sm = _expit(Gm - theta)
+            Gp += hp[k] * hp[k]
+            Gm += hm[k] * hm[k]
+            a = _gn(z[i, k] + u[k], code)
+            b = _gn(z[i, k] - u[k], code)
+            Dp += a * a
+            Dm += b * b
+        sp = _expit(theta - Gp)
+        sm = _expit(Gm - theta)
         for k in range(K):
             ap[k] = -2.0 * sp * hp[k] * _gpn(z[i, k] + u[k] * y, code)
             am[k] = 2.0 * sm * hm[k] * _gpn(z[i, k] - u[k] * y, code)
@@ -106,9 +118,21 @@ def _accumulate(z, K, M, u, v_star, theta, eta, eta_u, code, s1, s2):
             s2[q] += val[q] * val[q]
 
 
-
-def ff_monte_carlo(Q, R, T, u, v_star, *, theta, eta=1.0, eta_u=1.0, activation="erf",
-                   n=10_000_000, seed=0, chunk=1_000_000) -> dict:
+def ff_monte_carlo(
+    Q,
+    R,
+    T,
+    u,
+    v_star,
+    *,
+    theta,
+    eta=1.0,
+    eta_u=1.0,
+    activation="erf",
+    n=10_000_000,
+    seed=0,
+    chunk=1_000_000,
+) -> dict:
     """Monte Carlo estimates (and standard errors, key ``<name>_se``) of the FF drift and
     observables at one state: ``dQ`` (K, K), ``dR`` (K, M), ``du`` (K,), ``eg``, ``loss``,
     ``gap``, from ``n`` samples drawn in chunks (memory ~ chunk·(K+M)·8 bytes × a few)."""
@@ -117,7 +141,7 @@ def ff_monte_carlo(Q, R, T, u, v_star, *, theta, eta=1.0, eta_u=1.0, activation=
     K, M = R.shape
     C = np.block([[Q, R], [R.T, T]])
     w, V = np.linalg.eigh(C)
-    L = V * np.sqrt(np.clip(w, 0, None))          # C = L Lᵀ (works for singular C)
+    L = V * np.sqrt(np.clip(w, 0, None))  # C = L Lᵀ (works for singular C)
     rng = np.random.default_rng(seed)
     names = {"dQ": (K, K), "dR": (K, M), "du": (K,), "eg": (), "loss": (), "gap": ()}
     # running sums of every quantity and of its square, in one flat vector
@@ -131,13 +155,15 @@ def ff_monte_carlo(Q, R, T, u, v_star, *, theta, eta=1.0, eta_u=1.0, activation=
         z = rng.standard_normal((m, K + M)) @ L.T
         _accumulate(z, K, M, u, v_star, theta, eta, eta_u, code, s1, s2)
         done += m
-    s1, s2 = dict(zip(names, np.split(s1, np.cumsum(sizes)[:-1]))), dict(
-        zip(names, np.split(s2, np.cumsum(sizes)[:-1])))
+    s1, s2 = (
+        dict(zip(names, np.split(s1, np.cumsum(sizes)[:-1]))),
+        dict(zip(names, np.split(s2, np.cumsum(sizes)[:-1]))),
+    )
     s1 = {k: v.reshape(names[k]) for k, v in s1.items()}
     s2 = {k: v.reshape(names[k]) for k, v in s2.items()}
     out = {}
     for k in names:
         mean = s1[k] / n
         out[k] = mean
-        out[k + "_se"] = np.sqrt(np.maximum(s2[k] / n - mean ** 2, 0.0) / (n - 1))
+        out[k + "_se"] = np.sqrt(np.maximum(s2[k] / n - mean**2, 0.0) / (n - 1))
     return out

@@ -13,6 +13,7 @@ its closed-form ``_I2(C_aa, C_bb, C_ab) = E[g(a) g(b)]``.
   :mod:`theory.codegen_quad`).
 * ``_eg_closed``: ``ε_g = ½ Σ_ab A_a A_b I2(C_aa, C_bb, C_ab)``.
 """
+
 import math
 
 import numpy as np
@@ -36,6 +37,8 @@ def _gp(zz_):
 @njit(cache=True, nogil=True, inline="always")
 def _I2(Caa, Cbb, Cab):
     return (2.0 / math.pi) * _asin(Cab / math.sqrt((1.0 + Caa) * (1.0 + Cbb)))
+
+
 # <<< generated
 
 
@@ -90,14 +93,19 @@ def _fill(y, p, K, M, C, A, Bv):
 @njit(cache=True, nogil=True)
 def _eg_closed(y, p):
     """ε_g = ½ Σ_ab A_a A_b I2(C_aa, C_bb, C_ab) from the activation's closed-form I2."""
-    K = int(p[0]); M = int(p[1]); NU = K + M
-    C = np.empty((NU, NU)); A = np.empty(NU); Bv = np.empty(NU)
+    K = int(p[0])
+    M = int(p[1])
+    NU = K + M
+    C = np.empty((NU, NU))
+    A = np.empty(NU)
+    Bv = np.empty(NU)
     _fill(y, p, K, M, C, A, Bv)
     acc = 0.0
     for a in range(NU):
         Caa = C[a, a]
         for bb in range(a, NU):
-            Cbb = C[bb, bb]; Cab = C[a, bb]
+            Cbb = C[bb, bb]
+            Cab = C[a, bb]
             val = A[a] * A[bb] * (_I2(Caa, Cbb, Cab))
             acc += val if a == bb else 2.0 * val
     return 0.5 * acc

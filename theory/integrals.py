@@ -24,9 +24,10 @@ The sympy expressions here are the single source of these formulas: the code gen
 prints them into the generated right-hand sides, and :func:`kernel` compiles them into
 standalone numba functions (used by tests against Monte Carlo).
 """
+
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from itertools import combinations_with_replacement
 
 import sympy as sp
@@ -90,16 +91,29 @@ def closed_form(name: str, activation: str, C=None) -> sp.Expr:
     # I4: written with √Λ1 √Λ2 as separate factors so that a loop-invariant Λ1 (when the
     # third field is fixed in an outer loop) is hoisted by the code generator.
     L4 = (1 + C(1, 1)) * (1 + C(2, 2)) - C(1, 2) ** 2
-    L0 = (L4 * C(3, 4) - C(2, 3) * C(2, 4) * (1 + C(1, 1)) - C(1, 3) * C(1, 4) * (1 + C(2, 2))
-          + C(1, 2) * C(1, 3) * C(2, 4) + C(1, 2) * C(1, 4) * C(2, 3))
-    L1 = (L4 * (1 + C(3, 3)) - C(2, 3) ** 2 * (1 + C(1, 1)) - C(1, 3) ** 2 * (1 + C(2, 2))
-          + 2 * C(1, 2) * C(1, 3) * C(2, 3))
-    L2 = (L4 * (1 + C(4, 4)) - C(2, 4) ** 2 * (1 + C(1, 1)) - C(1, 4) ** 2 * (1 + C(2, 2))
-          + 2 * C(1, 2) * C(1, 4) * C(2, 4))
-    return 4 / pi ** 2 / sp.sqrt(L4) * sp.asin(L0 / (sp.sqrt(L1) * sp.sqrt(L2)))
+    L0 = (
+        L4 * C(3, 4)
+        - C(2, 3) * C(2, 4) * (1 + C(1, 1))
+        - C(1, 3) * C(1, 4) * (1 + C(2, 2))
+        + C(1, 2) * C(1, 3) * C(2, 4)
+        + C(1, 2) * C(1, 4) * C(2, 3)
+    )
+    L1 = (
+        L4 * (1 + C(3, 3))
+        - C(2, 3) ** 2 * (1 + C(1, 1))
+        - C(1, 3) ** 2 * (1 + C(2, 2))
+        + 2 * C(1, 2) * C(1, 3) * C(2, 3)
+    )
+    L2 = (
+        L4 * (1 + C(4, 4))
+        - C(2, 4) ** 2 * (1 + C(1, 1))
+        - C(1, 4) ** 2 * (1 + C(2, 2))
+        + 2 * C(1, 2) * C(1, 4) * C(2, 4)
+    )
+    return 4 / pi**2 / sp.sqrt(L4) * sp.asin(L0 / (sp.sqrt(L1) * sp.sqrt(L2)))
 
 
-@lru_cache(maxsize=None)
+@cache
 def kernel(name: str, activation: str = "erf"):
     """A numba-compiled scalar function of the covariance entries in the order
     ``C11, C12, …, C1n, C22, …, Cnn`` (upper triangle, row-major)."""

@@ -47,6 +47,8 @@ def _s(lam_, G_, GP_, vk_, bk_, rp):
 @njit(cache=True, nogil=True, inline="always")
 def _kappa(rp):
     return 0.0
+
+
 # <<< generated
 
 
@@ -55,15 +57,18 @@ def _rule_arrays(p, O):
     """The 1-D Gauss–Hermite rules of the d-field subsets (d = 1…4), packed at
     p[O:] = [2, P, D, n, (n_d, x_d (n_d), w_d (n_d)) for d = 1…4], concatenated in X and
     Wt (rule d at off[d] … off[d] + cnt[d]), and the offset of the term tables that follow."""
-    off = np.zeros(5, np.int64); cnt = np.zeros(5, np.int64)
+    off = np.zeros(5, np.int64)
+    cnt = np.zeros(5, np.int64)
     b = O + 4
     tot = 0
     for d in range(1, 5):
         nd = int(p[b])
-        off[d] = tot; cnt[d] = nd
+        off[d] = tot
+        cnt[d] = nd
         tot += nd
         b += 1 + 2 * nd
-    X = np.empty(tot); Wt = np.empty(tot)
+    X = np.empty(tot)
+    Wt = np.empty(tot)
     b = O + 4
     for d in range(1, 5):
         nd = cnt[d]
@@ -107,24 +112,32 @@ def _slots(j, d, lev, LS, xi, need, fld, T, A, Bv, rp):
 def _run(p, O, C, A, Bv, K, sig2, X, Wt, off, cnt, rp, acc):
     """Integrate the table packed at p[O:] and add its contributions to acc.
     Returns −1 if a marginal covariance is not PSD (acc then NaN), else 0."""
-    NS = int(p[O]); NI = int(p[O + 1]); NC = int(p[O + 2])
-    OS = O + 3; OI = OS + 6 * NS; OC = OI + 8 * NI
+    NS = int(p[O])
+    NI = int(p[O + 1])
+    NC = int(p[O + 2])
+    OS = O + 3
+    OI = OS + 6 * NS
+    OC = OI + 8 * NI
     NU = A.shape[0]
     # the tables as integers, once per call (never converted inside the node loop)
-    kinds = np.empty((NI, 4), np.int64); slots = np.empty((NI, 4), np.int64)
+    kinds = np.empty((NI, 4), np.int64)
+    slots = np.empty((NI, 4), np.int64)
     for i in range(NI):
         for j in range(4):
             kinds[i, j] = int(p[OI + 8 * i + 2 * j])
             slots[i, j] = int(p[OI + 8 * i + 2 * j + 1])
     I = np.zeros(NI)
-    T = np.ones((7, 4))            # T[kind, slot]: factor values at the current node
-    xi = np.zeros(4); fld = np.zeros(4, np.int64)
-    need = np.zeros(4, np.int64)   # per slot: bits 1 g, 2 g', 8 h, 16 h', 32 s
-    lev = np.zeros(4, np.int64); nn = np.ones(4, np.int64)
+    T = np.ones((7, 4))  # T[kind, slot]: factor values at the current node
+    xi = np.zeros(4)
+    fld = np.zeros(4, np.int64)
+    need = np.zeros(4, np.int64)  # per slot: bits 1 g, 2 g', 8 h, 16 h', 32 s
+    lev = np.zeros(4, np.int64)
+    nn = np.ones(4, np.int64)
     i0 = 0
     for s in range(NS):
         base = OS + 6 * s
-        d = int(p[base]); i1 = int(p[base + 5])
+        d = int(p[base])
+        i1 = int(p[base + 5])
         for a in range(d):
             fld[a] = int(p[base + 1 + a])
             need[a] = 0
@@ -143,7 +156,8 @@ def _run(p, O, C, A, Bv, K, sig2, X, Wt, off, cnt, rp, acc):
                     need[a] |= 16 | HP_USES
                 elif kd == 6:
                     need[a] |= 32 | S_USES
-        CS = np.empty((d, d)); LS = np.zeros((d, d))   # once per subset
+        CS = np.empty((d, d))
+        LS = np.zeros((d, d))  # once per subset
         for a in range(d):
             for c in range(d):
                 CS[a, c] = C[fld[a], fld[c]]
@@ -190,39 +204,56 @@ def _run(p, O, C, A, Bv, K, sig2, X, Wt, off, cnt, rp, acc):
                             xi[3] = X[o + q3]
                             _slots(3, d, lev, LS, xi, need, fld, T, A, Bv, rp)
                         for i in range(i0, i1):
-                            I[i] += (w * T[kinds[i, 0], slots[i, 0]]
-                                     * T[kinds[i, 1], slots[i, 1]]
-                                     * T[kinds[i, 2], slots[i, 2]]
-                                     * T[kinds[i, 3], slots[i, 3]])
+                            I[i] += (
+                                w
+                                * T[kinds[i, 0], slots[i, 0]]
+                                * T[kinds[i, 1], slots[i, 1]]
+                                * T[kinds[i, 2], slots[i, 2]]
+                                * T[kinds[i, 3], slots[i, 3]]
+                            )
         i0 = i1
     # coefficients c = [1, σ², A, B], read from the state now
     cv = np.empty(2 + 2 * NU)
-    cv[0] = 1.0; cv[1] = sig2
+    cv[0] = 1.0
+    cv[1] = sig2
     for u in range(NU):
         cv[2 + u] = A[u]
         cv[2 + NU + u] = Bv[u]
     for r in range(NC):
         b6 = OC + 6 * r
-        acc[int(p[b6 + 1])] += (p[b6 + 2] * cv[int(p[b6 + 3])] * cv[int(p[b6 + 4])]
-                                * cv[int(p[b6 + 5])] * I[int(p[b6])])
+        acc[int(p[b6 + 1])] += (
+            p[b6 + 2] * cv[int(p[b6 + 3])] * cv[int(p[b6 + 4])] * cv[int(p[b6 + 5])] * I[int(p[b6])]
+        )
     return 0
 
 
 @njit(cache=True, nogil=True)
 def _integrate(y, p, mode, dy, S):
     """mode 0: dy = dy/dα; mode 1: S = noise covariance of b."""
-    K = int(p[0]); M = int(p[1]); NU = K + M
-    O_R = K * (K + 1) // 2; O_V = O_R + K * M; O_B = O_V + K
-    eta = p[2]; eta_v = p[3]; sigma = p[4]; sigma_F2 = p[5]
+    K = int(p[0])
+    M = int(p[1])
+    NU = K + M
+    O_R = K * (K + 1) // 2
+    O_V = O_R + K * M
+    O_B = O_V + K
+    eta = p[2]
+    eta_v = p[3]
+    sigma = p[4]
+    sigma_F2 = p[5]
     P_RULE = P0 + M * M + 2 * M + K
-    rp = p[P_RULE:P_RULE + N_RULE].copy()
+    rp = p[P_RULE : P_RULE + N_RULE].copy()
     O_N = P_RULE + N_RULE + 1
     X, Wt, off, cnt, O_T = _rule_arrays(p, O_N)
-    C = np.empty((NU, NU)); A = np.empty(NU); Bv = np.empty(NU)
+    C = np.empty((NU, NU))
+    A = np.empty(NU)
+    Bv = np.empty(NU)
     _fill(y, p, K, M, C, A, Bv)
-    oDD = K * K; oR = 2 * K * K; oV = oR + K * M; oB = oV + K
+    oDD = K * K
+    oR = 2 * K * K
+    oV = oR + K * M
+    oB = oV + K
     acc = np.zeros(oB + K)
-    _run(p, O_T, C, A, Bv, K, sigma * sigma, X, Wt, off, cnt, rp, acc)   # NaN if not PSD
+    _run(p, O_T, C, A, Bv, K, sigma * sigma, X, Wt, off, cnt, rp, acc)  # NaN if not PSD
     if mode == 1:
         for k in range(K):
             for l in range(k, K):
@@ -233,8 +264,11 @@ def _integrate(y, p, mode, dy, S):
     iq = 0
     for k in range(K):
         for l in range(k, K):
-            dy[iq] = (-eta * acc[k * K + l] + eta * eta * acc[oDD + k * K + l]
-                      - 2.0 * eta * kappa * C[k, l])
+            dy[iq] = (
+                -eta * acc[k * K + l]
+                + eta * eta * acc[oDD + k * K + l]
+                - 2.0 * eta * kappa * C[k, l]
+            )
             iq += 1
     for k in range(K):
         for m in range(M):
@@ -247,15 +281,21 @@ def _integrate(y, p, mode, dy, S):
 @njit(cache=True, nogil=True)
 def _eg_table(y, p):
     """ε_g from the eg table (activations without a closed-form I2)."""
-    K = int(p[0]); M = int(p[1]); NU = K + M
-    C = np.empty((NU, NU)); A = np.empty(NU); Bv = np.empty(NU)
+    K = int(p[0])
+    M = int(p[1])
+    NU = K + M
+    C = np.empty((NU, NU))
+    A = np.empty(NU)
+    Bv = np.empty(NU)
     _fill(y, p, K, M, C, A, Bv)
     P_RULE = P0 + M * M + 2 * M + K
-    rp = p[P_RULE:P_RULE + N_RULE].copy()
+    rp = p[P_RULE : P_RULE + N_RULE].copy()
     O_N = P_RULE + N_RULE + 1
     X, Wt, off, cnt, O_T = _rule_arrays(p, O_N)
-    NS = int(p[O_T]); NI = int(p[O_T + 1]); NC = int(p[O_T + 2])
-    O_T2 = O_T + 3 + 6 * NS + 8 * NI + 6 * NC        # the eg table follows the rhs table
+    NS = int(p[O_T])
+    NI = int(p[O_T + 1])
+    NC = int(p[O_T + 2])
+    O_T2 = O_T + 3 + 6 * NS + 8 * NI + 6 * NC  # the eg table follows the rhs table
     sig2 = p[4] * p[4]
     acc = np.zeros(1)
     if _run(p, O_T2, C, A, Bv, K, sig2, X, Wt, off, cnt, rp, acc) < 0:

@@ -26,26 +26,42 @@ anything else to the committee. A new model is one :func:`register` call
 
 This module imports neither sympy nor numba: the builders import them when called.
 """
+
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
 
 import numpy as np
 
 from .state import FIELDS, OrderParameters
 
-__all__ = ["Model", "Param", "MODELS", "RULE_MODELS", "register", "model_of", "get",
-           "check_number", "type_name"]
+__all__ = [
+    "Model",
+    "Param",
+    "MODELS",
+    "RULE_MODELS",
+    "register",
+    "model_of",
+    "get",
+    "check_number",
+    "type_name",
+]
 
 
 # ---------------------------------------------------------------------------- checks
 def type_name(x) -> str:
     """How a wrong value is named in an error message (JSON terms)."""
-    return {bool: "a boolean", str: "a string", type(None): "null", list: "a list",
-            tuple: "a list", dict: "an object"}.get(type(x), type(x).__name__)
+    return {
+        bool: "a boolean",
+        str: "a string",
+        type(None): "null",
+        list: "a list",
+        tuple: "a list",
+        dict: "an object",
+    }.get(type(x), type(x).__name__)
 
 
 def _shown(x) -> str:
@@ -62,9 +78,8 @@ def check_number(name: str, x, lo=None, strict: bool = False) -> float:
     and non-finite values (no silent conversion of ``"0.5"``). ``lo``: lower bound
     (``> lo`` when ``strict``, else ``>= lo``)."""
     if isinstance(x, np.ndarray) and x.ndim == 0 and x.dtype.kind in "iuf":
-        x = x.item()                         # a 0-d array of a number is that number
-    if isinstance(x, (bool, np.bool_)) or not isinstance(x, (int, float, np.integer,
-                                                             np.floating)):
+        x = x.item()  # a 0-d array of a number is that number
+    if isinstance(x, (bool, np.bool_)) or not isinstance(x, (int, float, np.integer, np.floating)):
         raise ValueError(f"{name} must be a number, got {type_name(x)} ({_shown(x)})")
     xf = float(x)
     if not math.isfinite(xf):
@@ -84,10 +99,10 @@ def _check_numeric_tree(name: str, x) -> None:
         for item in x:
             _check_numeric_tree(name, item)
         return
-    if isinstance(x, (bool, np.bool_)) or not isinstance(x, (int, float, np.integer,
-                                                             np.floating)):
-        raise ValueError(f"{name} must be a number or a list of numbers, got "
-                         f"{type_name(x)} ({_shown(x)})")
+    if isinstance(x, (bool, np.bool_)) or not isinstance(x, (int, float, np.integer, np.floating)):
+        raise ValueError(
+            f"{name} must be a number or a list of numbers, got {type_name(x)} ({_shown(x)})"
+        )
 
 
 @dataclass(frozen=True)
@@ -107,8 +122,12 @@ class Param:
     default_per_unit: float | None = None
 
     def required(self) -> bool:
-        return (self.default is None and self.fallback is None
-                and self.default_per_unit is None and self.fixed is None)
+        return (
+            self.default is None
+            and self.fallback is None
+            and self.default_per_unit is None
+            and self.fixed is None
+        )
 
 
 # ---------------------------------------------------------------------------- models
@@ -158,7 +177,7 @@ class Model:
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
-        if self.system_args is None:          # η, η_v, σ as the committee's kernels take them
+        if self.system_args is None:  # η, η_v, σ as the committee's kernels take them
             object.__setattr__(self, "system_args", _rates)
 
     @property
@@ -183,11 +202,12 @@ class Model:
         for k, v in given.items():
             if k not in mine and v is not None:
                 if k == "sigma" and _is_zero(v):
-                    continue                 # σ = 0 is "no noise": nothing to ignore
+                    continue  # σ = 0 is "no noise": nothing to ignore
                 owner = [m.name for m in MODELS.values() if k in m.param_names]
                 where = f" (a parameter of model {owner[0]!r})" if owner else ""
-                raise ValueError(f"{k}{where} does not apply to {who}; it takes "
-                                 f"{', '.join(self.param_names)}")
+                raise ValueError(
+                    f"{k}{where} does not apply to {who}; it takes {', '.join(self.param_names)}"
+                )
         out = {}
         for p in self.params:
             val = given.get(p.name)
@@ -195,8 +215,9 @@ class Model:
                 if val is not None:
                     check_number(p.name, val)
                     if float(val) != p.fixed:
-                        raise ValueError(f"{who} {p.doc}: {p.name} must be {p.fixed:g}, got "
-                                         f"{_shown(val)}")
+                        raise ValueError(
+                            f"{who} {p.doc}: {p.name} must be {p.fixed:g}, got {_shown(val)}"
+                        )
                 out[p.name] = p.fixed
                 continue
             if val is None:
@@ -210,7 +231,7 @@ class Model:
                     out[p.name] = float(p.default)
                     continue
                 if p.default_per_unit is not None:
-                    out[p.name] = None        # filled once K is known
+                    out[p.name] = None  # filled once K is known
                     continue
                 raise ValueError(f"{p.name} ({p.doc}) is required for {who}: give a number")
             try:
@@ -228,14 +249,16 @@ class Model:
         if isinstance(init, Mapping):
             bad = sorted(set(init) - set(FIELDS))
             if bad:
-                raise ValueError(f"unknown init keys {', '.join(bad)}; allowed: "
-                                 f"{', '.join(FIELDS)}")
+                raise ValueError(
+                    f"unknown init keys {', '.join(bad)}; allowed: {', '.join(FIELDS)}"
+                )
             for k, v in init.items():
                 _check_numeric_tree(f"init.{k}", v)
             refused = [k for k in self.init_refused if k in init]
             if refused:
-                raise ValueError(f"init keys {', '.join(refused)} do not apply to {who}: "
-                                 f"{self.init_note}")
+                raise ValueError(
+                    f"init keys {', '.join(refused)} do not apply to {who}: {self.init_note}"
+                )
             missing = [k for k in self.init_required if k not in init]
             if missing:
                 raise ValueError(self._missing(missing, who))
@@ -246,29 +269,42 @@ class Model:
         elif isinstance(init, OrderParameters):
             state = init
         else:
-            raise ValueError("init must be an OrderParameters or a dict of arrays "
-                             f"{', '.join(self.init_required)} (see the model {self.name!r}),"
-                             f" got {type(init).__name__}")
+            raise ValueError(
+                "init must be an OrderParameters or a dict of arrays "
+                f"{', '.join(self.init_required)} (see the model {self.name!r}),"
+                f" got {type(init).__name__}"
+            )
         missing = [k for k in self.init_required if getattr(state, k) is None]
         if missing:
             raise ValueError(self._missing(missing, who))
-        refused = [k for k in self.init_refused
-                   if getattr(state, k) is not None and not _is_zero(getattr(state, k))]
+        refused = [
+            k
+            for k in self.init_refused
+            if getattr(state, k) is not None and not _is_zero(getattr(state, k))
+        ]
         if refused:
-            raise ValueError(f"the initial state has {', '.join(refused)}, which do not apply "
-                             f"to {who}: {self.init_note}")
+            raise ValueError(
+                f"the initial state has {', '.join(refused)}, which do not apply "
+                f"to {who}: {self.init_note}"
+            )
         return state
 
     def _missing(self, missing, who) -> str:
         hint = self.extra.get("missing_hint", {})
         parts = [hint.get(k, k) for k in missing]
-        return (f"{who} needs {', '.join(parts)} in the initial state (init keys "
-                f"{', '.join(self.init_required)})")
+        return (
+            f"{who} needs {', '.join(parts)} in the initial state (init keys "
+            f"{', '.join(self.init_required)})"
+        )
 
     def describe(self) -> dict:
-        return {"name": self.name, "params": list(self.param_names),
-                "init": list(self.init_required), "fields": list(self.result_fields),
-                "simulation": self.simulation}
+        return {
+            "name": self.name,
+            "params": list(self.param_names),
+            "init": list(self.init_required),
+            "fields": list(self.result_fields),
+            "simulation": self.simulation,
+        }
 
 
 def _rates(p, rp=None):
@@ -322,82 +358,105 @@ def _committee_build(rule, K, M, activation="erf", quadrature=None):
     fast = isinstance(rule, str) and quadrature is None
     if fast:
         from .cache import cached_system
+
         system = cached_system(rule, K, M, activation)
         if system is not None:
             return system
-    from .codegen import build_system       # imports sympy: only when needed
+    from .codegen import build_system  # imports sympy: only when needed
+
     system = build_system(rule, K, M, activation, quadrature)
-    if fast:                                # closed-form systems only (see remember)
+    if fast:  # closed-form systems only (see remember)
         from .cache import remember
+
         remember(rule, activation, system)
     return system
 
 
 def _committee_layout(K, M, adaptive_b=False):
     from .state import Layout
+
     return Layout(K, M, adaptive_b)
 
 
-COMMITTEE = register(Model(
-    name="committee",
-    description="two-layer committee ŷ = Σ_k v_k g(λ_k) learning a teacher (docs/theory.md §1-5)",
-    params=(Param("eta", "first-layer learning rate η (scaled η/√N)"),
+COMMITTEE = register(
+    Model(
+        name="committee",
+        description=(
+            "two-layer committee ŷ = Σ_k v_k g(λ_k) learning a teacher (docs/theory.md §1-5)"
+        ),
+        params=(
+            Param("eta", "first-layer learning rate η (scaled η/√N)"),
             Param("eta_v", "second-layer learning rate η_v (scaled η_v/N)", fallback="eta"),
-            Param("sigma", "teacher output-noise standard deviation σ", default=0.0)),
-    init_required=("Q", "R", "T", "v", "v_star"),
-    init_refused=("u",),
-    init_note="u is the label weights of Forward-Forward (rule 'ff'); the committee has a "
-              "second layer v",
-    state_fields=("v", "b"),
-    observables=("b", "cos_vb", "norm_b"),
-    compare_fields=("v", "b"),
-    build=_committee_build,
-    layout=_committee_layout,
-    simulation="simulations.teacher_student",
-))
+            Param("sigma", "teacher output-noise standard deviation σ", default=0.0),
+        ),
+        init_required=("Q", "R", "T", "v", "v_star"),
+        init_refused=("u",),
+        init_note="u is the label weights of Forward-Forward (rule 'ff'); the committee has a "
+        "second layer v",
+        state_fields=("v", "b"),
+        observables=("b", "cos_vb", "norm_b"),
+        compare_fields=("v", "b"),
+        build=_committee_build,
+        layout=_committee_layout,
+        simulation="simulations.teacher_student",
+    )
+)
 
 
 # ------------------------------------------------------------------- Forward-Forward
 def _ff_build(rule, K, M, activation="erf", quadrature=None):
     if quadrature is not None:
-        raise ValueError("rule 'ff' has its own quadrature (theory.ff: exact split at the "
-                         "label's jump); the quadrature option does not apply to it")
+        raise ValueError(
+            "rule 'ff' has its own quadrature (theory.ff: exact split at the "
+            "label's jump); the quadrature option does not apply to it"
+        )
     from .ff import build_ff_system
+
     return build_ff_system(K, M, activation)
 
 
 def _ff_layout(K, M, adaptive_b=False):
     from .ff import FFLayout
+
     return FFLayout(K, M)
 
 
 def _ff_system_args(p, rp=None):
     if rp:
-        raise ValueError(f"rule 'ff' has no rule_params (got {sorted(rp)}); its parameters "
-                         "are eta, eta_u and theta")
+        raise ValueError(
+            f"rule 'ff' has no rule_params (got {sorted(rp)}); its parameters "
+            "are eta, eta_u and theta"
+        )
     return p["eta"], None, 0.0, {"eta_u": p["eta_u"], "theta": p["theta"]}
 
 
-FF = register(Model(
-    name="ff",
-    description="one Forward-Forward layer with label weights u (docs/ff-theory.md)",
-    params=(Param("eta", "first-layer learning rate η (scaled η/√N)"),
+FF = register(
+    Model(
+        name="ff",
+        description="one Forward-Forward layer with label weights u (docs/ff-theory.md)",
+        params=(
+            Param("eta", "first-layer learning rate η (scaled η/√N)"),
             Param("eta_u", "label-weight learning rate η_u (scaled η_u/N)", fallback="eta"),
-            Param("theta", "goodness threshold θ", lo=0.0, strict=True,
-                  default_per_unit=0.5),
-            Param("sigma", "has no output noise: its labels are sign(teacher)", fixed=0.0)),
-    init_required=("Q", "R", "T", "u", "v_star"),
-    init_refused=("v", "b", "c", "sigma_F2", "F_norm2"),
-    init_note="rule 'ff' has one layer with label weights u (no second layer v, no feedback "
-              "b, c, sigma_F2, F_norm2); its init is Q, R, T, u, v_star",
-    state_fields=("u",),
-    observables=("loss", "gap"),
-    compare_fields=("u", "loss", "gap"),
-    build=_ff_build,
-    layout=_ff_layout,
-    simulation="simulations.ff_online",
-    system_args=_ff_system_args,
-    rules=("ff",),
-    extra={"missing_hint": {"u": "the label weights u (K numbers, e.g. u ~ 0.1·N(0, 1); "
-                                 "u = 0 is the symmetric point)"}},
-))
+            Param("theta", "goodness threshold θ", lo=0.0, strict=True, default_per_unit=0.5),
+            Param("sigma", "has no output noise: its labels are sign(teacher)", fixed=0.0),
+        ),
+        init_required=("Q", "R", "T", "u", "v_star"),
+        init_refused=("v", "b", "c", "sigma_F2", "F_norm2"),
+        init_note="rule 'ff' has one layer with label weights u (no second layer v, no feedback "
+        "b, c, sigma_F2, F_norm2); its init is Q, R, T, u, v_star",
+        state_fields=("u",),
+        observables=("loss", "gap"),
+        compare_fields=("u", "loss", "gap"),
+        build=_ff_build,
+        layout=_ff_layout,
+        simulation="simulations.ff_online",
+        system_args=_ff_system_args,
+        rules=("ff",),
+        extra={
+            "missing_hint": {
+                "u": "the label weights u (K numbers, e.g. u ~ 0.1·N(0, 1); "
+                "u = 0 is the symmetric point)"
+            }
+        },
+    )
+)

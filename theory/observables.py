@@ -4,6 +4,7 @@ These closed forms are written by hand (they are also what the tests use as an o
 the derived, generated ``eps_g``), and import neither sympy nor numba, so simulations can
 use them on measured order parameters.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -26,9 +27,11 @@ def check_closed_form(activation: str) -> str:
     """``activation`` if its averages have closed forms (erf, linear), else ValueError."""
     check_activation(activation)
     if activation not in CLOSED_FORM_ACTIVATIONS:
-        raise ValueError(f"activation {activation!r} has no closed-form Gaussian averages "
-                         f"(only {', '.join(CLOSED_FORM_ACTIVATIONS)} do); use the "
-                         "quadrature backend (theory.codegen_quad)")
+        raise ValueError(
+            f"activation {activation!r} has no closed-form Gaussian averages "
+            f"(only {', '.join(CLOSED_FORM_ACTIVATIONS)} do); use the "
+            "quadrature backend (theory.codegen_quad)"
+        )
     return activation
 
 
@@ -47,11 +50,12 @@ def _g_numpy(activation):
     if activation == "tanh":
         return np.tanh
     if activation == "sigmoid":
-        return lambda x: 0.5 * (1.0 + np.tanh(0.5 * x))   # 1/(1+e^-x), overflow-free
+        return lambda x: 0.5 * (1.0 + np.tanh(0.5 * x))  # 1/(1+e^-x), overflow-free
     if is_user(activation):
         # a user activation: its sympy expression (the registry) as a numpy function;
         # imports sympy, only for user activations
         from .activations import get_activation
+
         return get_activation(activation).numpy()[0]
     raise ValueError(activation)
 
@@ -81,13 +85,14 @@ def _I2_quadrature(C, activation):
     d = np.clip(np.diagonal(Cf, axis1=-2, axis2=-1), 0.0, None)
     sa = np.sqrt(d)
     with np.errstate(invalid="ignore", divide="ignore"):
-        l21 = np.where(sa[:, :, None] > 0, Cf / np.where(sa[:, :, None] > 0,
-                                                          sa[:, :, None], 1.0), 0.0)
-    l22 = np.sqrt(np.clip(d[:, None, :] - l21 ** 2, 0.0, None))
-    step = max(1, 4096 // (n * n))             # bound the temporary to ~4096·48² doubles
+        l21 = np.where(
+            sa[:, :, None] > 0, Cf / np.where(sa[:, :, None] > 0, sa[:, :, None], 1.0), 0.0
+        )
+    l22 = np.sqrt(np.clip(d[:, None, :] - l21**2, 0.0, None))
+    step = max(1, 4096 // (n * n))  # bound the temporary to ~4096·48² doubles
     for s0 in range(0, Cf.shape[0], step):
         sl = slice(s0, s0 + step)
-        ga = g(sa[sl, :, None, None, None] * x[:, None])                 # (s, n, 1, P, 1)
+        ga = g(sa[sl, :, None, None, None] * x[:, None])  # (s, n, 1, P, 1)
         gb = g(l21[sl, :, :, None, None] * x[:, None] + l22[sl, :, :, None, None] * x)
         out[sl] = np.sum(W * ga * gb, axis=(-2, -1))
     out = 0.5 * (out + np.swapaxes(out, -1, -2))
@@ -126,14 +131,18 @@ def eps_g(Q, R, T, v, v_star, activation: str = "erf"):
     """
     Q, R, T = (np.asarray(a, dtype=float) for a in (Q, R, T))
     v, v_star = np.asarray(v, dtype=float), np.asarray(v_star, dtype=float)
-    lead = np.broadcast_shapes(Q.shape[:-2], R.shape[:-2], T.shape[:-2], v.shape[:-1],
-                               v_star.shape[:-1])
+    lead = np.broadcast_shapes(
+        Q.shape[:-2], R.shape[:-2], T.shape[:-2], v.shape[:-1], v_star.shape[:-1]
+    )
     K, M = Q.shape[-1], T.shape[-1]
     Q, R, T = (np.broadcast_to(a, lead + a.shape[-2:]) for a in (Q, R, T))
-    C = np.concatenate([np.concatenate([Q, R], axis=-1),
-                        np.concatenate([np.swapaxes(R, -1, -2), T], axis=-1)], axis=-2)
-    a = np.concatenate([np.broadcast_to(v, lead + (K,)), -np.broadcast_to(v_star, lead + (M,))],
-                       axis=-1)
+    C = np.concatenate(
+        [np.concatenate([Q, R], axis=-1), np.concatenate([np.swapaxes(R, -1, -2), T], axis=-1)],
+        axis=-2,
+    )
+    a = np.concatenate(
+        [np.broadcast_to(v, lead + (K,)), -np.broadcast_to(v_star, lead + (M,))], axis=-1
+    )
     I2 = I2_matrix(C, activation)
     return 0.5 * np.einsum("...i,...ij,...j->...", a, I2, a)
 

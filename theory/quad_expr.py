@@ -6,6 +6,7 @@ A rule ``δ_k(λ_k, e; v_k, b_k)`` is written with the placeholders ``g``, ``gp`
 second-pass field ``λ̃_k = λ_k − e b_k``; :func:`concrete` substitutes the activation and
 λ̃, and renames the symbols to the kernels' locals ``lam_, e_, vk_, bk_``.
 """
+
 from __future__ import annotations
 
 import sympy as sp
@@ -35,15 +36,14 @@ def needs_stein(rule: R.Rule, act: Activation) -> bool:
     if rule.feedback != "adaptive":
         return False
     delta = concrete(rule.delta, act)
-    return bool(sp.diff(delta, LAM).has(sp.DiracDelta) or
-                sp.diff(delta, E).has(sp.DiracDelta))
+    return bool(sp.diff(delta, LAM).has(sp.DiracDelta) or sp.diff(delta, E).has(sp.DiracDelta))
 
 
 def I2_code(act: Activation):
     """Closed-form I2(a, b) = E[g(a) g(b)] of the activation as code in Caa, Cbb, Cab, or
     None (then ε_g is integrated over the nodes)."""
     if act.name == "erf":
-        return ("(2.0 / math.pi) * _asin(Cab / math.sqrt((1.0 + Caa) * (1.0 + Cbb)))")
+        return "(2.0 / math.pi) * _asin(Cab / math.sqrt((1.0 + Caa) * (1.0 + Cbb)))"
     if act.name == "linear":
         return "Cab"
     if act.name == "relu":
@@ -54,10 +54,10 @@ def I2_code(act: Activation):
 def activation_functions(act: Activation) -> list:
     """Sources of the generated ``_g(zz_)``, ``_gp(zz_)`` and, when the activation has a
     closed-form I2, ``_I2(Caa, Cbb, Cab)`` (the names :mod:`theory.field_kernels` uses)."""
-    out = [njit_function("_g", "zz_", [f"return {pr(act.expr.xreplace({_Z: _ZZ}))}"],
-                         inline=True),
-           njit_function("_gp", "zz_", [f"return {pr(act.deriv.xreplace({_Z: _ZZ}))}"],
-                         inline=True)]
+    out = [
+        njit_function("_g", "zz_", [f"return {pr(act.expr.xreplace({_Z: _ZZ}))}"], inline=True),
+        njit_function("_gp", "zz_", [f"return {pr(act.deriv.xreplace({_Z: _ZZ}))}"], inline=True),
+    ]
     I2 = I2_code(act)
     if I2 is not None:
         out.append(njit_function("_I2", "Caa, Cbb, Cab", [f"return {I2}"], inline=True))

@@ -9,6 +9,7 @@ generated`` holds stand-ins for the names each generated module defines itself (
 The rule is packed at the end of the parameter vector (:meth:`QuadratureRule.packed`):
 kind 0, tensor Gauss–Hermite (1-D nodes and weights); kind 1, explicit nodes and weights.
 """
+
 import numpy as np
 from numba import njit
 
@@ -59,24 +60,32 @@ def _rule_arrays(p, O, kind):
     """The 1-D Gauss–Hermite nodes and weights of a packed tensor rule (empty otherwise)."""
     if kind == 0:
         n = int(p[O])
-        return p[O + 1:O + 1 + n].copy(), p[O + 1 + n:O + 1 + 2 * n].copy(), O + 1 + 2 * n
+        return p[O + 1 : O + 1 + n].copy(), p[O + 1 + n : O + 1 + 2 * n].copy(), O + 1 + 2 * n
     return np.empty(0), np.empty(0), O
 
 
 @njit(cache=True, nogil=True)
 def _eg_nodes(y, p):
     """ε_g = ½ E[e₀²] over the rule's nodes (activations without a closed-form I2)."""
-    K = int(p[0]); M = int(p[1]); NU = K + M
-    C = np.empty((NU, NU)); A = np.empty(NU); Bv = np.empty(NU)
-    L = np.zeros((NU, NU)); z = np.empty(NU)
+    K = int(p[0])
+    M = int(p[1])
+    NU = K + M
+    C = np.empty((NU, NU))
+    A = np.empty(NU)
+    Bv = np.empty(NU)
+    L = np.zeros((NU, NU))
+    z = np.empty(NU)
     _fill(y, p, K, M, C, A, Bv)
     if factor_nb(C, L) < 0:
         return np.nan
     P_RULE = P0 + M * M + 2 * M + K
     P_Q = P_RULE + N_RULE
-    kind = int(p[P_Q + 1]); P = int(p[P_Q + 2]); D = int(p[P_Q + 3])
+    kind = int(p[P_Q + 1])
+    P = int(p[P_Q + 2])
+    D = int(p[P_Q + 3])
     O_N = P_Q + 4
-    xi = np.empty(D); idx = np.zeros(D, np.int64)
+    xi = np.empty(D)
+    idx = np.zeros(D, np.int64)
     X, Wt, _ = _rule_arrays(p, O_N, kind)
     acc = 0.0
     for q in range(P):

@@ -47,6 +47,7 @@ Public API::
     map_node(L, xi, z)                         (numba: z = L ξ, lower-triangular L)
     expect(f, C, rule)                         (numpy: Σ_q w_q f(Z)[q], Z = ξ Lᵀ (P, dim))
 """
+
 from __future__ import annotations
 
 import math
@@ -56,10 +57,26 @@ from functools import lru_cache
 import numpy as np
 from numba import njit
 
-__all__ = ["QuadratureRule", "make_rule", "coarse_rule", "factor", "factor_nb", "map_node",
-           "expect", "SCHEMES", "GH_DEFAULT_N", "GH_N_RANGE", "SOBOL_N_RANGE",
-           "MAX_GH_NODES", "check_options", "default_n", "MARGINAL_DEFAULT_N",
-           "MARGINAL_MAX_DIM", "MARGINAL_N_FACTOR", "marginal_n"]
+__all__ = [
+    "QuadratureRule",
+    "make_rule",
+    "coarse_rule",
+    "factor",
+    "factor_nb",
+    "map_node",
+    "expect",
+    "SCHEMES",
+    "GH_DEFAULT_N",
+    "GH_N_RANGE",
+    "SOBOL_N_RANGE",
+    "MAX_GH_NODES",
+    "check_options",
+    "default_n",
+    "MARGINAL_DEFAULT_N",
+    "MARGINAL_MAX_DIM",
+    "MARGINAL_N_FACTOR",
+    "marginal_n",
+]
 
 SCHEMES = ("auto", "gauss-hermite", "sobol", "marginal")
 #: default nodes per field of the marginal scheme (theory.codegen_marginal)
@@ -67,7 +84,7 @@ MARGINAL_DEFAULT_N = 24
 #: default Gauss–Hermite nodes per field, by number of fields (scheme="gauss-hermite")
 GH_DEFAULT_N = {1: 48, 2: 32, 3: 20, 4: 12, 5: 8, 6: 6}
 GH_N_RANGE = (2, 100)
-SOBOL_N_RANGE = (64, 1 << 21)   # explicit nodes: 2^21 × dim doubles at most
+SOBOL_N_RANGE = (64, 1 << 21)  # explicit nodes: 2^21 × dim doubles at most
 SOBOL_DEFAULT_N = 1 << 14
 #: refuse tensor rules with more nodes than this (time of every evaluation; the nodes of a
 #: tensor rule are generated inside the loop, so memory is no limit)
@@ -112,7 +129,7 @@ class QuadratureRule:
         depends on K and M, see ``theory.codegen_marginal.table_nodes``)."""
         if self.scheme == "marginal":
             return self.n ** min(self.dim, MARGINAL_MAX_DIM)
-        return self.n ** self.dim if self.scheme == "gauss-hermite" else self.n
+        return self.n**self.dim if self.scheme == "gauss-hermite" else self.n
 
     @property
     def nodes(self) -> np.ndarray:
@@ -136,7 +153,7 @@ class QuadratureRule:
         loop) or ``[1, P, dim, nodes (P·dim), weights (P)]`` (explicit nodes)."""
         if self.scheme == "gauss-hermite":
             return np.concatenate([[0.0, self.size, self.dim, self.n], self.x1, self.w1])
-        if self.scheme == "marginal":     # the term tables follow (theory.codegen_marginal)
+        if self.scheme == "marginal":  # the term tables follow (theory.codegen_marginal)
             parts = [[2.0, self.size, self.dim, self.n]]
             for d in range(1, MARGINAL_MAX_DIM + 1):
                 x, w = _gh(marginal_n(self.n, d))
@@ -145,8 +162,13 @@ class QuadratureRule:
         return np.concatenate([[1.0, self.size, self.dim], self.nodes.ravel(), self.weights])
 
     def describe(self) -> dict:
-        return {"scheme": self.scheme, "n": self.n, "dim": self.dim, "nodes": self.size,
-                "seed": self.seed}
+        return {
+            "scheme": self.scheme,
+            "n": self.n,
+            "dim": self.dim,
+            "nodes": self.size,
+            "seed": self.seed,
+        }
 
 
 def _int_option(name, val, lo, hi):
@@ -154,11 +176,11 @@ def _int_option(name, val, lo, hi):
         if isinstance(val, float) and val.is_integer():
             val = int(val)
         else:
-            raise ValueError(f"quadrature option {name} must be an integer in [{lo}, {hi}], "
-                             f"got {val!r}")
+            raise ValueError(
+                f"quadrature option {name} must be an integer in [{lo}, {hi}], got {val!r}"
+            )
     if not lo <= val <= hi:
-        raise ValueError(f"quadrature option {name} = {val} is out of range; allowed: "
-                         f"[{lo}, {hi}]")
+        raise ValueError(f"quadrature option {name} = {val} is out of range; allowed: [{lo}, {hi}]")
     return int(val)
 
 
@@ -168,8 +190,9 @@ def default_n(dim: int, scheme: str) -> int:
         return GH_DEFAULT_N.get(dim, 3)
     if scheme == "marginal":
         return MARGINAL_DEFAULT_N
-    return SOBOL_DEFAULT_N if dim <= 4 else (2 * SOBOL_DEFAULT_N if dim <= 6
-                                            else 4 * SOBOL_DEFAULT_N)
+    return (
+        SOBOL_DEFAULT_N if dim <= 4 else (2 * SOBOL_DEFAULT_N if dim <= 6 else 4 * SOBOL_DEFAULT_N)
+    )
 
 
 def check_options(dim: int, scheme="auto", n=None, seed=0) -> tuple:
@@ -180,27 +203,32 @@ def check_options(dim: int, scheme="auto", n=None, seed=0) -> tuple:
     """
     dim = _int_option("dim", dim, 1, 64)
     if scheme not in SCHEMES:
-        raise ValueError(f"quadrature option scheme = {scheme!r} is unknown; allowed: "
-                         f"{', '.join(SCHEMES)}")
+        raise ValueError(
+            f"quadrature option scheme = {scheme!r} is unknown; allowed: {', '.join(SCHEMES)}"
+        )
     if scheme == "auto":
         scheme = "sobol"
     if n is None:
         n = default_n(dim, scheme)
     if scheme == "gauss-hermite":
         n = _int_option("n", n, *GH_N_RANGE)
-        if n ** dim > MAX_GH_NODES:
-            raise ValueError(f"quadrature option n = {n} gives n^dim = {n}^{dim} = "
-                             f"{n ** dim:.3g} Gauss–Hermite nodes, more than {MAX_GH_NODES}; "
-                             "lower n or use scheme='sobol'")
+        if n**dim > MAX_GH_NODES:
+            raise ValueError(
+                f"quadrature option n = {n} gives n^dim = {n}^{dim} = "
+                f"{n**dim:.3g} Gauss–Hermite nodes, more than {MAX_GH_NODES}; "
+                "lower n or use scheme='sobol'"
+            )
     elif scheme == "marginal":
         # the number of nodes depends on K and M: checked by theory.codegen_quad
         n = _int_option("n", n, *GH_N_RANGE)
     else:
         n = _int_option("n", n, *SOBOL_N_RANGE)
         if n & (n - 1):
-            raise ValueError(f"quadrature option n = {n} must be a power of two for "
-                             "scheme='sobol' (Sobol points balance only in blocks of 2^m)")
-    seed = _int_option("seed", seed, 0, 2 ** 63 - 1)
+            raise ValueError(
+                f"quadrature option n = {n} must be a power of two for "
+                "scheme='sobol' (Sobol points balance only in blocks of 2^m)"
+            )
+    seed = _int_option("seed", seed, 0, 2**63 - 1)
     return scheme, n, seed
 
 
@@ -225,16 +253,20 @@ def _gh(n):
 def _make(dim, scheme, n, seed):
     if scheme in ("gauss-hermite", "marginal"):
         x, w = np.polynomial.hermite_e.hermegauss(n)
-        return QuadratureRule(scheme, n, dim, None, np.ascontiguousarray(x),
-                              np.ascontiguousarray(w / w.sum()))
+        return QuadratureRule(
+            scheme, n, dim, None, np.ascontiguousarray(x), np.ascontiguousarray(w / w.sum())
+        )
     from scipy.stats import norm, qmc
+
     u = qmc.Sobol(d=dim, scramble=True, seed=seed).random_base2(int(round(math.log2(n))))
-    return QuadratureRule(scheme, n, dim, seed, None, None, np.ascontiguousarray(norm.ppf(u)),
-                          np.full(n, 1.0 / n))
+    return QuadratureRule(
+        scheme, n, dim, seed, None, None, np.ascontiguousarray(norm.ppf(u)), np.full(n, 1.0 / n)
+    )
 
 
-def make_rule(dim: int, scheme: str = "auto", n: int | None = None,
-              seed: int = 0) -> QuadratureRule:
+def make_rule(
+    dim: int, scheme: str = "auto", n: int | None = None, seed: int = 0
+) -> QuadratureRule:
     """The rule for ``dim`` standard normal variables (see the module docstring).
 
     Parameters
@@ -282,8 +314,10 @@ def factor(C) -> np.ndarray:
     L = np.zeros_like(C)
     code = factor_nb(C, L)
     if code < 0:
-        raise ValueError("the covariance is not positive semi-definite (smallest eigenvalue "
-                         f"{np.linalg.eigvalsh(C)[0]:.3g})")
+        raise ValueError(
+            "the covariance is not positive semi-definite (smallest eigenvalue "
+            f"{np.linalg.eigvalsh(C)[0]:.3g})"
+        )
     return L
 
 

@@ -6,6 +6,7 @@ term by term, so it is an independent oracle for the symbolic derivation
 (``tests/theory``) and the NumPy baseline that ``benchmarks/bench_ode.py`` integrates with
 ``scipy.integrate.solve_ivp``. Do not use it for production integration: it is slow.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -26,7 +27,7 @@ def I2(C11, C12, C22, activation="erf"):
 def J2(C11, C12, C22, activation="erf"):
     if activation == "linear":
         return 1.0
-    return _TWO_PI / np.sqrt(1 + C11 + C22 + C11 * C22 - C12 ** 2)
+    return _TWO_PI / np.sqrt(1 + C11 + C22 + C11 * C22 - C12**2)
 
 
 def I3(C, activation="erf"):
@@ -42,13 +43,26 @@ def I4(C, activation="erf"):
     if activation == "linear":
         return C[2, 3]
     L4 = (1 + C[0, 0]) * (1 + C[1, 1]) - C[0, 1] ** 2
-    L0 = (L4 * C[2, 3] - C[1, 2] * C[1, 3] * (1 + C[0, 0]) - C[0, 2] * C[0, 3] * (1 + C[1, 1])
-          + C[0, 1] * C[0, 2] * C[1, 3] + C[0, 1] * C[0, 3] * C[1, 2])
-    L1 = (L4 * (1 + C[2, 2]) - C[1, 2] ** 2 * (1 + C[0, 0]) - C[0, 2] ** 2 * (1 + C[1, 1])
-          + 2 * C[0, 1] * C[0, 2] * C[1, 2])
-    L2 = (L4 * (1 + C[3, 3]) - C[1, 3] ** 2 * (1 + C[0, 0]) - C[0, 3] ** 2 * (1 + C[1, 1])
-          + 2 * C[0, 1] * C[0, 3] * C[1, 3])
-    return 4 / np.pi ** 2 / np.sqrt(L4) * np.arcsin(L0 / np.sqrt(L1 * L2))
+    L0 = (
+        L4 * C[2, 3]
+        - C[1, 2] * C[1, 3] * (1 + C[0, 0])
+        - C[0, 2] * C[0, 3] * (1 + C[1, 1])
+        + C[0, 1] * C[0, 2] * C[1, 3]
+        + C[0, 1] * C[0, 3] * C[1, 2]
+    )
+    L1 = (
+        L4 * (1 + C[2, 2])
+        - C[1, 2] ** 2 * (1 + C[0, 0])
+        - C[0, 2] ** 2 * (1 + C[1, 1])
+        + 2 * C[0, 1] * C[0, 2] * C[1, 2]
+    )
+    L2 = (
+        L4 * (1 + C[3, 3])
+        - C[1, 3] ** 2 * (1 + C[0, 0])
+        - C[0, 3] ** 2 * (1 + C[1, 1])
+        + 2 * C[0, 1] * C[0, 3] * C[1, 3]
+    )
+    return 4 / np.pi**2 / np.sqrt(L4) * np.arcsin(L0 / np.sqrt(L1 * L2))
 
 
 def _sub(C, idx):
@@ -73,12 +87,18 @@ def _S(C, i, k, stud, teach, v, vs, sigma, activation):
     for a, j in enumerate(stud):
         for b, l in enumerate(stud):
             s += v[a] * v[b] * I4(_sub(C, [i, k, j, l]), activation)
-    s += sigma ** 2 * J2(C[i, i], C[i, k], C[k, k], activation)
+    s += sigma**2 * J2(C[i, i], C[i, k], C[k, k], activation)
     return s
 
 
-def rhs(state: OrderParameters, rule: str, eta: float, eta_v: float, sigma: float = 0.0,
-        activation: str = "erf") -> dict:
+def rhs(
+    state: OrderParameters,
+    rule: str,
+    eta: float,
+    eta_v: float,
+    sigma: float = 0.0,
+    activation: str = "erf",
+) -> dict:
     """dQ/dα, dR/dα, dv/dα (and db/dα for ``afa``) at ``state`` for rule bp, fa or afa.
 
     Implements, with ``f = v`` (bp) or ``f = b`` (fa, afa)::
@@ -108,36 +128,67 @@ def rhs(state: OrderParameters, rule: str, eta: float, eta_v: float, sigma: floa
     dQ = np.empty((K, K))
     for i in range(K):
         for k in range(K):
-            dQ[i, k] = (eta * f[i] * bracket(i, k) + eta * f[k] * bracket(k, i)
-                        + eta ** 2 * f[i] * f[k] * _S(C, i, k, stud, teach, v, vs, sigma,
-                                                      activation))
-    dv = np.array([eta_v * (sum(vs[a] * I2(C[i, i], C[i, n], C[n, n], activation)
-                                for a, n in enumerate(teach))
-                            - sum(v[a] * I2(C[i, i], C[i, j], C[j, j], activation)
-                                  for a, j in enumerate(stud))) for i in range(K)])
+            dQ[i, k] = (
+                eta * f[i] * bracket(i, k)
+                + eta * f[k] * bracket(k, i)
+                + eta**2 * f[i] * f[k] * _S(C, i, k, stud, teach, v, vs, sigma, activation)
+            )
+    dv = np.array(
+        [
+            eta_v
+            * (
+                sum(vs[a] * I2(C[i, i], C[i, n], C[n, n], activation) for a, n in enumerate(teach))
+                - sum(v[a] * I2(C[i, i], C[i, j], C[j, j], activation) for a, j in enumerate(stud))
+            )
+            for i in range(K)
+        ]
+    )
     out = {"Q": dQ, "R": dR, "v": dv}
     if rule == "afa":
         b, c = state.b, state.c
         cov_phi = np.concatenate([b, c])  # Cov(φ, z)·√N for z = λ_j, ν_m
 
         def I3hat(kk, z):  # I3 on (λ_k, φ, z) with C12 = b_k, C23 = Cov(φ, z)
-            Cz = np.array([[C[kk, kk], b[kk], C[kk, z]],
-                           [b[kk], 0.0, cov_phi[z]],
-                           [C[kk, z], cov_phi[z], C[z, z]]])
+            Cz = np.array(
+                [
+                    [C[kk, kk], b[kk], C[kk, z]],
+                    [b[kk], 0.0, cov_phi[z]],
+                    [C[kk, z], cov_phi[z], C[z, z]],
+                ]
+            )
             return I3(Cz, activation)
 
-        out["b"] = np.array([eta * b[kk] * (sum(vs[a] * I3hat(kk, m) for a, m in enumerate(teach))
-                                            - sum(v[a] * I3hat(kk, j) for a, j in enumerate(stud)))
-                             for kk in range(K)])
+        out["b"] = np.array(
+            [
+                eta
+                * b[kk]
+                * (
+                    sum(vs[a] * I3hat(kk, m) for a, m in enumerate(teach))
+                    - sum(v[a] * I3hat(kk, j) for a, j in enumerate(stud))
+                )
+                for kk in range(K)
+            ]
+        )
     return out
 
 
-def noise_covariance(state: OrderParameters, eta: float, sigma: float = 0.0,
-                     activation: str = "erf") -> np.ndarray:
+def noise_covariance(
+    state: OrderParameters, eta: float, sigma: float = 0.0, activation: str = "erf"
+) -> np.ndarray:
     """Σ_kl = η² σ_F² b_k b_l S_kl of docs/theory.md §5 (S: the η²-bracket of dQ)."""
     C, stud, teach = _fields(state)
     K = state.K
     b = state.b
-    return np.array([[eta ** 2 * state.sigma_F2 * b[i] * b[k]
-                      * _S(C, i, k, stud, teach, state.v, state.v_star, sigma, activation)
-                      for k in range(K)] for i in range(K)])
+    return np.array(
+        [
+            [
+                eta**2
+                * state.sigma_F2
+                * b[i]
+                * b[k]
+                * _S(C, i, k, stud, teach, state.v, state.v_star, sigma, activation)
+                for k in range(K)
+            ]
+            for i in range(K)
+        ]
+    )

@@ -35,17 +35,32 @@ Example — FA plus weight decay, a rule that is not built in::
     fa_decay = Rule("fa-decay", delta=b_k * gp(lam) * e, feedback="fixed",
                     weight_decay=kappa, params={"kappa": 1e-3})
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 import sympy as sp
 
 from .runtime.cli import rule_relative_to  # noqa: F401 -- re-exported: rule files' paths
 
-__all__ = ["Rule", "get_rule", "load_rule", "rule_relative_to", "RULES", "lam", "e", "v_k",
-           "b_k", "phi", "lam_t", "g", "gp", "PRESYNAPTIC"]
+__all__ = [
+    "Rule",
+    "get_rule",
+    "load_rule",
+    "rule_relative_to",
+    "RULES",
+    "lam",
+    "e",
+    "v_k",
+    "b_k",
+    "phi",
+    "lam_t",
+    "g",
+    "gp",
+    "PRESYNAPTIC",
+]
 
 lam = sp.Symbol("lam", real=True)
 e = sp.Symbol("e", real=True)
@@ -108,17 +123,25 @@ class Rule:
         if not isinstance(self.name, str) or not self.name:
             raise ValueError("a rule needs a non-empty name")
         if self.feedback not in FEEDBACK_KINDS:
-            raise ValueError(f"rule {self.name!r}: feedback must be one of "
-                             f"{', '.join(FEEDBACK_KINDS)}, got {self.feedback!r}")
+            raise ValueError(
+                f"rule {self.name!r}: feedback must be one of "
+                f"{', '.join(FEEDBACK_KINDS)}, got {self.feedback!r}"
+            )
         if self.second_layer not in SECOND_LAYER_KINDS:
-            raise ValueError(f"rule {self.name!r}: second_layer must be one of "
-                             f"{', '.join(SECOND_LAYER_KINDS)}, got {self.second_layer!r}")
+            raise ValueError(
+                f"rule {self.name!r}: second_layer must be one of "
+                f"{', '.join(SECOND_LAYER_KINDS)}, got {self.second_layer!r}"
+            )
         if self.presynaptic not in PRESYNAPTIC:
-            raise ValueError(f"rule {self.name!r}: presynaptic must be one of "
-                             f"{', '.join(PRESYNAPTIC)}, got {self.presynaptic!r}")
+            raise ValueError(
+                f"rule {self.name!r}: presynaptic must be one of "
+                f"{', '.join(PRESYNAPTIC)}, got {self.presynaptic!r}"
+            )
         if self.presynaptic == "x_tilde" and self.feedback != "adaptive":
-            raise ValueError(f"rule {self.name!r}: presynaptic 'x_tilde' (x − F e) needs "
-                             "feedback='adaptive' (the vector F)")
+            raise ValueError(
+                f"rule {self.name!r}: presynaptic 'x_tilde' (x − F e) needs "
+                "feedback='adaptive' (the vector F)"
+            )
         delta = sp.sympify(self.delta)
         decay = sp.sympify(self.weight_decay)
         vsig = g(lam) if self.v_signal is None else sp.sympify(self.v_signal)
@@ -126,29 +149,38 @@ class Rule:
         bad = RESERVED & set(params)
         if bad:
             raise ValueError(f"rule {self.name!r}: parameter names {sorted(bad)} are reserved")
-        allowed = set(RULE_SYMBOLS) | {sp.Symbol(p, real=True) for p in params} | {
-            sp.Symbol(p) for p in params}
+        allowed = (
+            set(RULE_SYMBOLS)
+            | {sp.Symbol(p, real=True) for p in params}
+            | {sp.Symbol(p) for p in params}
+        )
         for what, expr in (("delta", delta), ("weight_decay", decay), ("v_signal", vsig)):
             unknown = {s for s in expr.free_symbols if s not in allowed}
             if unknown:
                 raise ValueError(
                     f"rule {self.name!r}: {what} uses unknown symbols "
                     f"{sorted(map(str, unknown))}; allowed: lam, e, v_k, b_k, phi, lam_t and "
-                    f"the rule's params {sorted(params)}")
+                    f"the rule's params {sorted(params)}"
+                )
         if phi in vsig.free_symbols:
             raise ValueError(f"rule {self.name!r}: v_signal may not use phi")
         if decay.free_symbols & set(RULE_SYMBOLS):
-            raise ValueError(f"rule {self.name!r}: weight_decay must be a constant or a "
-                             "rule parameter, not a function of the fields")
+            raise ValueError(
+                f"rule {self.name!r}: weight_decay must be a constant or a "
+                "rule parameter, not a function of the fields"
+            )
         for what, expr in (("delta", delta), ("v_signal", vsig)):
             used = expr.free_symbols & {b_k, lam_t}
             if used and self.feedback == "v":
-                raise ValueError(f"rule {self.name!r}: {what} uses "
-                                 f"{', '.join(sorted(map(str, used)))} (needs the feedback "
-                                 "b_k) but feedback='v'; say feedback='fixed' or 'adaptive'")
+                raise ValueError(
+                    f"rule {self.name!r}: {what} uses "
+                    f"{', '.join(sorted(map(str, used)))} (needs the feedback "
+                    "b_k) but feedback='v'; say feedback='fixed' or 'adaptive'"
+                )
         if phi in delta.free_symbols and self.feedback != "adaptive":
-            raise ValueError(f"rule {self.name!r}: phi (= F·x/√N) exists only with "
-                             "feedback='adaptive'")
+            raise ValueError(
+                f"rule {self.name!r}: phi (= F·x/√N) exists only with feedback='adaptive'"
+            )
         set_(self, "delta", delta)
         set_(self, "weight_decay", decay)
         set_(self, "params", params)
@@ -157,9 +189,15 @@ class Rule:
     @property
     def key(self) -> str:
         """A canonical string identifying the mathematics of the rule (for caches)."""
-        parts = [self.name, sp.srepr(self.delta), self.feedback, self.second_layer,
-                 sp.srepr(self.weight_decay), repr(sorted(self.params))]
-        if not self.is_standard:    # keys of the original rules are unchanged
+        parts = [
+            self.name,
+            sp.srepr(self.delta),
+            self.feedback,
+            self.second_layer,
+            sp.srepr(self.weight_decay),
+            repr(sorted(self.params)),
+        ]
+        if not self.is_standard:  # keys of the original rules are unchanged
             parts += [self.presynaptic, sp.srepr(self.v_signal)]
         return "|".join(parts)
 
@@ -167,8 +205,11 @@ class Rule:
     def is_standard(self) -> bool:
         """Presynaptic x, second layer driven by g(λ_k), no λ̃: the form the closed-form
         derivation (theory.derive) handles when δ is also linear in the feedback."""
-        return (self.presynaptic == "x" and self.v_signal == g(lam)
-                and lam_t not in self.delta.free_symbols)
+        return (
+            self.presynaptic == "x"
+            and self.v_signal == g(lam)
+            and lam_t not in self.delta.free_symbols
+        )
 
     def __hash__(self):
         return hash(self.key)
@@ -183,10 +224,20 @@ RULES = {
     "fa": Rule("fa", delta=b_k * gp(lam) * e, feedback="fixed"),
     "afa": Rule("afa", delta=b_k * gp(lam) * e, feedback="adaptive"),
     # exact two-pass PEPITA (docs/quadrature.md): δ = g(λ) − g(λ̃), v learns from g(λ̃)
-    "pepita": Rule("pepita", delta=g(lam) - g(lam_t), feedback="adaptive",
-                   presynaptic="x_tilde", v_signal=g(lam_t)),
-    "pepita-forward": Rule("pepita-forward", delta=g(lam) - g(lam_t), feedback="adaptive",
-                           presynaptic="x", v_signal=g(lam_t)),
+    "pepita": Rule(
+        "pepita",
+        delta=g(lam) - g(lam_t),
+        feedback="adaptive",
+        presynaptic="x_tilde",
+        v_signal=g(lam_t),
+    ),
+    "pepita-forward": Rule(
+        "pepita-forward",
+        delta=g(lam) - g(lam_t),
+        feedback="adaptive",
+        presynaptic="x",
+        v_signal=g(lam_t),
+    ),
 }
 
 
@@ -199,8 +250,10 @@ def get_rule(rule) -> Rule:
         return RULES[rule]
     if isinstance(rule, str) and (":" in rule or rule.endswith(".py")):
         return load_rule(rule)
-    raise ValueError(f"unknown rule {rule!r}; built-in rules: {', '.join(RULES)} "
-                     "(or pass a theory.rules.Rule, or 'path/to/file.py:NAME')")
+    raise ValueError(
+        f"unknown rule {rule!r}; built-in rules: {', '.join(RULES)} "
+        "(or pass a theory.rules.Rule, or 'path/to/file.py:NAME')"
+    )
 
 
 _LOADED: dict = {}
@@ -229,8 +282,10 @@ def load_rule(spec: str, base_dir=None) -> Rule:
         raise ValueError(f"a rule in a file is named 'path/to/file.py:NAME', got {spec!r}")
     path, _, name = spec.rpartition(":")
     if not path or not name.isidentifier():
-        raise ValueError(f"a rule in a file is named 'path/to/file.py:NAME' (NAME a Python "
-                         f"identifier), got {spec!r}")
+        raise ValueError(
+            f"a rule in a file is named 'path/to/file.py:NAME' (NAME a Python "
+            f"identifier), got {spec!r}"
+        )
     if base_dir is not None and not os.path.isabs(path):
         path = os.path.join(str(base_dir), path)
     path = os.path.abspath(path)
@@ -246,20 +301,27 @@ def load_rule(spec: str, base_dir=None) -> Rule:
         mod = importlib.util.module_from_spec(loader_spec)
         try:
             loader_spec.loader.exec_module(mod)
-        except (Exception, SystemExit) as exc:   # noqa: BLE001 -- any failure of user code
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 -- any failure of user code
             # the user's file: whatever it raises -- sys.exit(0) included, which would
             # otherwise end the command with status 0 and no output -- is bad input
-            what = (f"it called sys.exit({exc.code!r})" if isinstance(exc, SystemExit)
-                    else f"{type(exc).__name__}: {exc}")
+            what = (
+                f"it called sys.exit({exc.code!r})"
+                if isinstance(exc, SystemExit)
+                else f"{type(exc).__name__}: {exc}"
+            )
             raise ValueError(f"rule file {path} failed to import: {what}") from None
         sys.modules[modname] = mod
         _LOADED[key] = mod
     rules = sorted(k for k, v in vars(mod).items() if isinstance(v, Rule))
     if not hasattr(mod, name):
-        raise ValueError(f"rule file {path!r} does not define {name!r}; the Rules it defines: "
-                         f"{', '.join(rules) or 'none'}")
+        raise ValueError(
+            f"rule file {path!r} does not define {name!r}; the Rules it defines: "
+            f"{', '.join(rules) or 'none'}"
+        )
     obj = getattr(mod, name)
     if not isinstance(obj, Rule):
-        raise ValueError(f"{name!r} in rule file {path!r} is a {type(obj).__name__}, not a "
-                         f"theory.rules.Rule; the Rules it defines: {', '.join(rules) or 'none'}")
+        raise ValueError(
+            f"{name!r} in rule file {path!r} is a {type(obj).__name__}, not a "
+            f"theory.rules.Rule; the Rules it defines: {', '.join(rules) or 'none'}"
+        )
     return obj

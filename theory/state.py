@@ -13,10 +13,11 @@ adaptive overlap ``W F / √N`` for AFA (then ``c`` and ``sigma_F2`` are needed 
 
 This module depends on numpy only, so that simulations can use it without sympy.
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Mapping
 
 import numpy as np
 
@@ -99,21 +100,27 @@ class OrderParameters:
         v_star = _as_float_array("v_star", self.v_star, 1)
         K, M = Q.shape[0], T.shape[0]
         if K < 1:
-            raise ValueError("K (number of student hidden units) must be >= 1, got Q of shape "
-                             f"{Q.shape}")
+            raise ValueError(
+                f"K (number of student hidden units) must be >= 1, got Q of shape {Q.shape}"
+            )
         if M < 1:
-            raise ValueError("M (number of teacher hidden units) must be >= 1, got T of shape "
-                             f"{T.shape}")
+            raise ValueError(
+                f"M (number of teacher hidden units) must be >= 1, got T of shape {T.shape}"
+            )
         expected = {"Q": (K, K), "R": (K, M), "T": (M, M), "v": (K,), "v_star": (M,)}
         for name, arr in zip(("Q", "R", "T", "v", "v_star"), (Q, R, T, v, v_star)):
             if arr.shape != expected[name]:
-                raise ValueError(f"{name} must have shape {expected[name]} for K={K}, M={M} "
-                                 f"(taken from Q {Q.shape} and T {T.shape}), got {arr.shape}")
+                raise ValueError(
+                    f"{name} must have shape {expected[name]} for K={K}, M={M} "
+                    f"(taken from Q {Q.shape} and T {T.shape}), got {arr.shape}"
+                )
         for name, S in (("Q", Q), ("T", T)):
             scale = max(1.0, float(np.max(np.abs(S))))
             if np.max(np.abs(S - S.T)) > _SYM_RTOL * scale:
-                raise ValueError(f"{name} must be symmetric; max |{name} - {name}ᵀ| = "
-                                 f"{np.max(np.abs(S - S.T)):.3g}")
+                raise ValueError(
+                    f"{name} must be symmetric; max |{name} - {name}ᵀ| = "
+                    f"{np.max(np.abs(S - S.T)):.3g}"
+                )
         Q, T = 0.5 * (Q + Q.T), 0.5 * (T + T.T)
         C = np.block([[Q, R], [R.T, T]])
         eig = np.linalg.eigvalsh(C)
@@ -121,7 +128,8 @@ class OrderParameters:
             raise ValueError(
                 "the field covariance [[Q, R], [Rᵀ, T]] must be positive semi-definite "
                 f"(it is the covariance of the local fields λ, ν); smallest eigenvalue "
-                f"{eig[0]:.3g}. Check that |R_km| <= sqrt(Q_kk T_mm) and Q, T are Gram matrices.")
+                f"{eig[0]:.3g}. Check that |R_km| <= sqrt(Q_kk T_mm) and Q, T are Gram matrices."
+            )
         b = None if self.b is None else _as_float_array("b", self.b, 1)
         c = None if self.c is None else _as_float_array("c", self.c, 1)
         if b is not None and b.shape != (K,):
@@ -140,9 +148,18 @@ class OrderParameters:
             f2 = float(np.asarray(f2, dtype=float))
             if not np.isfinite(f2) or f2 < 0:
                 raise ValueError(f"F_norm2 must be a finite non-negative number, got {f2}")
-        for name, val in (("Q", Q), ("R", R), ("T", T), ("v", v), ("v_star", v_star),
-                          ("b", b), ("c", c), ("sigma_F2", s2), ("F_norm2", f2),
-                          ("u", u)):
+        for name, val in (
+            ("Q", Q),
+            ("R", R),
+            ("T", T),
+            ("v", v),
+            ("v_star", v_star),
+            ("b", b),
+            ("c", c),
+            ("sigma_F2", s2),
+            ("F_norm2", f2),
+            ("u", u),
+        ):
             set_(self, name, val)
 
     # ----------------------------------------------------------------------------- sizes
@@ -165,7 +182,7 @@ class OrderParameters:
         """The (K+M)×(K+M) covariance ``[[Q, R], [Rᵀ, T]]`` of the fields ``(λ, ν)``."""
         return np.block([[self.Q, self.R], [self.R.T, self.T]])
 
-    def replace(self, **changes) -> "OrderParameters":
+    def replace(self, **changes) -> OrderParameters:
         """A copy with some fields replaced (validated again)."""
         return replace(self, **changes)
 
@@ -173,12 +190,14 @@ class OrderParameters:
         """Raise ``ValueError`` if any of the optional fields ``names`` is missing."""
         missing = [n for n in names if getattr(self, n) is None]
         if missing:
-            raise ValueError(f"order parameters {', '.join(missing)} are required{why}; "
-                             "give them to OrderParameters(...) or from_weights(..., F=...)")
+            raise ValueError(
+                f"order parameters {', '.join(missing)} are required{why}; "
+                "give them to OrderParameters(...) or from_weights(..., F=...)"
+            )
 
     # ---------------------------------------------------------------------- construction
     @classmethod
-    def from_weights(cls, w, w_star, v, v_star, F=None, b=None) -> "OrderParameters":
+    def from_weights(cls, w, w_star, v, v_star, F=None, b=None) -> OrderParameters:
         """Measure the order parameters of concrete weights (docs/theory.md §6).
 
         Parameters
@@ -198,8 +217,10 @@ class OrderParameters:
         w = _as_float_array("w", w, 2)
         w_star = _as_float_array("w_star", w_star, 2)
         if w.shape[1] != w_star.shape[1]:
-            raise ValueError(f"w and w_star must have the same input dimension N, got "
-                             f"{w.shape} and {w_star.shape}")
+            raise ValueError(
+                f"w and w_star must have the same input dimension N, got "
+                f"{w.shape} and {w_star.shape}"
+            )
         N = w.shape[1]
         kw = {}
         if F is not None and b is not None:
@@ -208,16 +229,34 @@ class OrderParameters:
             F = _as_float_array("F", F, 1)
             if F.shape != (N,):
                 raise ValueError(f"F must have shape ({N},), got {F.shape}")
-            kw = dict(b=w @ F / np.sqrt(N), c=w_star @ F / np.sqrt(N), sigma_F2=F @ F / N,
-                      F_norm2=float(F @ F))
+            kw = dict(
+                b=w @ F / np.sqrt(N),
+                c=w_star @ F / np.sqrt(N),
+                sigma_F2=F @ F / N,
+                F_norm2=float(F @ F),
+            )
         elif b is not None:
             kw = dict(b=b)
-        return cls(Q=w @ w.T / N, R=w @ w_star.T / N, T=w_star @ w_star.T / N,
-                   v=v, v_star=v_star, **kw)
+        return cls(
+            Q=w @ w.T / N, R=w @ w_star.T / N, T=w_star @ w_star.T / N, v=v, v_star=v_star, **kw
+        )
 
     @classmethod
-    def from_spec(cls, K: int, M: int, *, Q=1.0, R=0.0, T=1.0, v=0.0, v_star=1.0,
-                  b=None, c=None, sigma_F2=None, F_norm2=None) -> "OrderParameters":
+    def from_spec(
+        cls,
+        K: int,
+        M: int,
+        *,
+        Q=1.0,
+        R=0.0,
+        T=1.0,
+        v=0.0,
+        v_star=1.0,
+        b=None,
+        c=None,
+        sigma_F2=None,
+        F_norm2=None,
+    ) -> OrderParameters:
         """Build a state from simple specifications (docs/theory.md §6).
 
         Scalars are broadcast: ``Q=q`` means ``q·I``, ``T=t`` means ``t·I``, ``R=r`` means
@@ -234,11 +273,17 @@ class OrderParameters:
             a = np.asarray(x, dtype=float)
             return np.full(shape, float(a)) if a.ndim == 0 else a
 
-        return cls(Q=mat(Q, K), R=full(R, (K, M)), T=mat(T, M), v=full(v, (K,)),
-                   v_star=full(v_star, (M,)),
-                   b=None if b is None else full(b, (K,)),
-                   c=None if c is None else full(c, (M,)), sigma_F2=sigma_F2,
-                   F_norm2=F_norm2)
+        return cls(
+            Q=mat(Q, K),
+            R=full(R, (K, M)),
+            T=mat(T, M),
+            v=full(v, (K,)),
+            v_star=full(v_star, (M,)),
+            b=None if b is None else full(b, (K,)),
+            c=None if c is None else full(c, (M,)),
+            sigma_F2=sigma_F2,
+            F_norm2=F_norm2,
+        )
 
     # --------------------------------------------------------------------- serialisation
     def to_dict(self, prefix: str = "") -> dict:
@@ -251,16 +296,18 @@ class OrderParameters:
         return out
 
     @classmethod
-    def from_dict(cls, d: Mapping, prefix: str = "") -> "OrderParameters":
+    def from_dict(cls, d: Mapping, prefix: str = "") -> OrderParameters:
         """Inverse of :meth:`to_dict`; also accepts JSON-style nested lists."""
         required = ("Q", "R", "T", "v", "v_star")
-        if prefix + "u" in d and prefix + "v" not in d:      # Forward-Forward: no 2nd layer
+        if prefix + "u" in d and prefix + "v" not in d:  # Forward-Forward: no 2nd layer
             d = {**d, prefix + "v": np.zeros(np.shape(d[prefix + "u"]))}
         missing = [prefix + n for n in required if prefix + n not in d]
         if missing:
-            raise ValueError(f"initial state is missing {', '.join(missing)} "
-                             f"(needs {', '.join(prefix + n for n in required)}, optionally "
-                             f"{prefix}b, {prefix}c, {prefix}sigma_F2)")
+            raise ValueError(
+                f"initial state is missing {', '.join(missing)} "
+                f"(needs {', '.join(prefix + n for n in required)}, optionally "
+                f"{prefix}b, {prefix}c, {prefix}sigma_F2)"
+            )
         kw = {n: np.asarray(d[prefix + n]) for n in FIELDS if prefix + n in d}
         for name in ("sigma_F2", "F_norm2"):
             if name in kw:
@@ -272,7 +319,7 @@ class OrderParameters:
         np.savez(path, **self.to_dict())
 
     @classmethod
-    def load(cls, path, prefix: str | None = None) -> "OrderParameters":
+    def load(cls, path, prefix: str | None = None) -> OrderParameters:
         """Read from an ``.npz`` file written by :meth:`save` or by a simulation run.
 
         Simulation outputs store the initial state with prefix ``init_``; that prefix is
@@ -323,8 +370,7 @@ class Layout:
     @property
     def slices(self) -> dict:
         K, M, nQ = self.K, self.M, self.nQ
-        s = {"Q": slice(0, nQ), "R": slice(nQ, nQ + K * M),
-             "v": slice(nQ + K * M, nQ + K * M + K)}
+        s = {"Q": slice(0, nQ), "R": slice(nQ, nQ + K * M), "v": slice(nQ + K * M, nQ + K * M + K)}
         if self.adaptive_b:
             s["b"] = slice(nQ + K * M + K, nQ + K * M + 2 * K)
         return s
@@ -337,8 +383,10 @@ class Layout:
     def pack(self, state: OrderParameters) -> np.ndarray:
         """Flat vector of the dynamic order parameters of ``state``."""
         if (state.K, state.M) != (self.K, self.M):
-            raise ValueError(f"state has K={state.K}, M={state.M} but the system was built "
-                             f"for K={self.K}, M={self.M}")
+            raise ValueError(
+                f"state has K={state.K}, M={state.M} but the system was built "
+                f"for K={self.K}, M={self.M}"
+            )
         iu = np.triu_indices(self.K)
         parts = [state.Q[iu], state.R.ravel(), state.v]
         if self.adaptive_b:
@@ -386,8 +434,10 @@ def record_alphas(record, alpha_max: float) -> np.ndarray:
     if isinstance(record, (int, float)) and not isinstance(record, bool):
         record = {"every": record}
     if not isinstance(record, Mapping) or len(set(record) & {"every", "log", "alpha"}) != 1:
-        raise ValueError("record must be {'every': dα}, {'log': n, 'min': α_min} or "
-                         f"{{'alpha': [...]}}, got {record!r}")
+        raise ValueError(
+            "record must be {'every': dα}, {'log': n, 'min': α_min} or "
+            f"{{'alpha': [...]}}, got {record!r}"
+        )
     if "every" in record:
         d = float(record["every"])
         if not d > 0:
@@ -396,8 +446,9 @@ def record_alphas(record, alpha_max: float) -> np.ndarray:
         # k·dα as the float nearest the decimal k × (dα as written): 3 × 0.1 is 0.3, not
         # 0.30000000000000004 (which would show in every output file)
         from fractions import Fraction
+
         fr = Fraction(repr(d))
-        if fr.denominator < 2 ** 40 and (n + 1) * abs(fr.numerator) < 2 ** 53:
+        if fr.denominator < 2**40 and (n + 1) * abs(fr.numerator) < 2**53:
             a = np.arange(n + 1, dtype=float) * fr.numerator / fr.denominator
         else:
             a = d * np.arange(n + 1)
@@ -408,11 +459,13 @@ def record_alphas(record, alpha_max: float) -> np.ndarray:
         n = int(record["log"])
         lo = float(record.get("min", 1e-2))
         if n < 2 or not 0 < lo < alpha_max:
-            raise ValueError(f"record['log'] needs n >= 2 and 0 < min < alpha_max, got "
-                             f"n={n}, min={lo}")
+            raise ValueError(
+                f"record['log'] needs n >= 2 and 0 < min < alpha_max, got n={n}, min={lo}"
+            )
         return np.concatenate([[0.0], np.geomspace(lo, alpha_max, n)])
     a = np.asarray(record["alpha"], dtype=float).ravel()
     if a.size == 0 or np.any(np.diff(a) <= 0) or a[0] < 0 or a[-1] > alpha_max * (1 + 1e-12):
-        raise ValueError("record['alpha'] must be a non-empty increasing list within "
-                         f"[0, alpha_max={alpha_max}]")
+        raise ValueError(
+            f"record['alpha'] must be a non-empty increasing list within [0, alpha_max={alpha_max}]"
+        )
     return a

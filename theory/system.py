@@ -8,14 +8,22 @@ classes implement it: :class:`theory.codegen.System` (closed forms),
 :class:`theory.ff.FFSystem` (Forward-Forward). :class:`System` states the contract;
 :class:`SystemMethods` implements what follows from it once for all of them.
 """
+
 from __future__ import annotations
 
-from typing import Any, Callable, Protocol, runtime_checkable
+from collections.abc import Callable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-__all__ = ["System", "SystemMethods", "committee_observables", "describe_system",
-           "describe", "observables"]
+__all__ = [
+    "System",
+    "SystemMethods",
+    "committee_observables",
+    "describe_system",
+    "describe",
+    "observables",
+]
 
 
 @runtime_checkable
@@ -82,29 +90,32 @@ class System(Protocol):
     K: int
     M: int
 
-    def params(self, state, eta, eta_v=None, sigma=0.0, **rule_params) -> np.ndarray:
-        ...
+    def params(self, state, eta, eta_v=None, sigma=0.0, **rule_params) -> np.ndarray: ...
 
-    def observables(self, y, p) -> dict:
-        ...
+    def observables(self, y, p) -> dict: ...
 
-    def describe(self) -> dict:
-        ...
+    def describe(self) -> dict: ...
 
 
 def describe_system(system) -> dict:
     """The provenance of ``system`` (see :meth:`System.describe`)."""
     rule = system.rule
-    out = {"model": getattr(system, "model", "committee"),
-           "rule": getattr(rule, "name", str(rule)),
-           "feedback": getattr(rule, "feedback", None),
-           "rule_params": {k: (None if v is None else float(v))
-                           for k, v in dict(getattr(rule, "params", {}) or {}).items()},
-           "activation": str(getattr(system, "activation", "")),
-           "K": int(system.layout.K), "M": int(system.layout.M), "n": int(system.layout.n),
-           "class": type(system).__name__}
+    out = {
+        "model": getattr(system, "model", "committee"),
+        "rule": getattr(rule, "name", str(rule)),
+        "feedback": getattr(rule, "feedback", None),
+        "rule_params": {
+            k: (None if v is None else float(v))
+            for k, v in dict(getattr(rule, "params", {}) or {}).items()
+        },
+        "activation": str(getattr(system, "activation", "")),
+        "K": int(system.layout.K),
+        "M": int(system.layout.M),
+        "n": int(system.layout.n),
+        "class": type(system).__name__,
+    }
     pre = getattr(rule, "presynaptic", None)
-    if pre is not None:                    # "x" or "x_tilde" (PEPITA's modulated input)
+    if pre is not None:  # "x" or "x_tilde" (PEPITA's modulated input)
         out["presynaptic"] = str(pre)
     src = getattr(system, "source_path", None)
     if src is not None:
@@ -128,10 +139,11 @@ def committee_observables(y, p, K: int, M: int, feedback: str, layout) -> dict:
         b = parts["b"]
     elif feedback == "fixed":
         o = 6 + M * M + 2 * M
-        b = np.broadcast_to(np.asarray(p, dtype=float)[o:o + K], Y.shape[:-1] + (K,)).copy()
+        b = np.broadcast_to(np.asarray(p, dtype=float)[o : o + K], Y.shape[:-1] + (K,)).copy()
     else:
         return {"b": None, "cos_vb": None, "norm_b": None}
     from .observables import cos_vb, norm_b
+
     return {"b": b, "cos_vb": cos_vb(parts["v"], b), "norm_b": norm_b(b)}
 
 
@@ -173,8 +185,10 @@ class SystemMethods:
         """Σ_kl = η² σ_F² E[δ_k δ_l], the covariance per unit α of the noise on the adaptive
         feedback b (adaptive-feedback rules only)."""
         if self.noise is None:
-            raise ValueError(f"rule {self.rule.name!r} has no stochastic feedback; "
-                             "only adaptive-feedback rules (e.g. 'afa') do")
+            raise ValueError(
+                f"rule {self.rule.name!r} has no stochastic feedback; "
+                "only adaptive-feedback rules (e.g. 'afa') do"
+            )
         p = self.params(state, eta, eta_v, sigma, **rule_params)
         S = np.empty((self.K, self.K))
         self.noise(self.layout.pack(state), p, S)

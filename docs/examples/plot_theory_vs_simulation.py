@@ -15,8 +15,8 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 
 import odeflow
-from simulations.teacher_student import simulate
 from odeflow import OrderParameters
+from simulations.teacher_student import simulate
 
 sim = simulate(
     {

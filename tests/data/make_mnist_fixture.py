@@ -7,6 +7,7 @@ stratified sample of 1000 images (100 × the class shares, largest-remainder rou
 gzipped IDX files under the official names with a zero gzip time stamp, so the bytes are
 reproducible. The SHA-256 of the two files are recorded in ``README.md`` here.
 """
+
 import gzip
 import hashlib
 import struct
@@ -25,8 +26,10 @@ N = 1000
 
 def _write(path: Path, arr: np.ndarray) -> None:
     head = bytes([0, 0, 0x08, arr.ndim]) + b"".join(struct.pack(">I", s) for s in arr.shape)
-    with open(path, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw,
-                                                 mtime=0, compresslevel=9) as fh:
+    with (
+        open(path, "wb") as raw,
+        gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=9) as fh,
+    ):
         fh.write(head + arr.astype(np.uint8).tobytes())
 
 

@@ -1,8 +1,9 @@
 """Figure ff-pepita-link, quick mode: regenerates from nothing and shows its phenomenon."""
+
 import json
 
 import numpy as np
-from mnist_data import FULL, FIXTURE_SPLIT
+from mnist_data import FIXTURE_SPLIT, FULL
 
 import figures
 

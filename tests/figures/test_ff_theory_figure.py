@@ -1,6 +1,7 @@
 """Figure ff-theory in quick mode: it regenerates from nothing and shows its phenomenon —
 the FF layer learns from the teacher's labels (ε_g falls from ≈ ½, the label weights and the
 goodness gap grow) and the online simulations follow the ODE."""
+
 import json
 
 import numpy as np
@@ -29,10 +30,12 @@ def test_ff_theory_quick(tmp_path):
             key = f"K{K}M{M}"
             ode, mean = d[f"{key}_ode_eg"], d[f"{key}_sim_eg_mean"]
             # seed-to-seed SE, combined with the SE of the test set shared by all seeds
-            se = np.hypot(d[f"{key}_sim_eg_std"] / np.sqrt(int(d[f"{key}_n_seeds"])),
-                          d[f"{key}_sim_eg_test_se"])
-            assert abs(ode[0] - 0.5) < 0.06                      # starts near chance
-            assert ode[-1] < ode[0] - chk["eg_drop_quick"]       # and learns
+            se = np.hypot(
+                d[f"{key}_sim_eg_std"] / np.sqrt(int(d[f"{key}_n_seeds"])),
+                d[f"{key}_sim_eg_test_se"],
+            )
+            assert abs(ode[0] - 0.5) < 0.06  # starts near chance
+            assert ode[-1] < ode[0] - chk["eg_drop_quick"]  # and learns
             assert mean[-1] < mean[0] - chk["eg_drop_quick"]
             # simulation mean on the ODE: 3 standard errors plus a finite-N allowance
             # (finite_n_allowance/√N = 0.025 at the quick N = 400: the finite-size offset of

@@ -4,6 +4,7 @@ Each test runs ``make(tmp_path, quick=True)`` and checks the physics on the data
 figure *wrote* (``NAME.npz``), with the thresholds recorded in its config
 (``figures/configs/NAME.json``, key ``check``).
 """
+
 import json
 import math
 import subprocess
@@ -17,8 +18,15 @@ import figures
 from figures import _style
 
 ROOT = Path(__file__).resolve().parents[2]
-MINE = ["learning-curves", "pepita-vs-afa", "alignment", "feedback-noise", "saad-solla",
-        "scaling", "activations"]
+MINE = [
+    "learning-curves",
+    "pepita-vs-afa",
+    "alignment",
+    "feedback-noise",
+    "saad-solla",
+    "scaling",
+    "activations",
+]
 
 
 def run_figure(name, tmp_path):
@@ -44,12 +52,15 @@ def test_configs_quick_override():
         assert "quick" in json.loads((_style.CONFIG_DIR / f"{name}.json").read_text())
         assert full["quick"] is False and quick["quick"] is True
         assert full != quick
-    assert _style.load_config("scaling", quick=True)["simulation"]["alpha_max"] == \
-        _style.load_config("scaling")["simulation"]["alpha_max"]     # merged, not replaced
+    assert (
+        _style.load_config("scaling", quick=True)["simulation"]["alpha_max"]
+        == _style.load_config("scaling")["simulation"]["alpha_max"]
+    )  # merged, not replaced
 
 
 def test_style_colours_cover_rules():
     from simulations.teacher_student import RULES
+
     assert set(RULES) <= set(_style.COLORS) and set(RULES) <= set(_style.LABELS)
 
 
@@ -65,7 +76,7 @@ def test_learning_curves(tmp_path):
         # ODE within k standard errors of the mean, plus an O(1/sqrt N) finite-size allowance
         bound = chk["k_stderr"] * s / math.sqrt(n) + chk["c_sqrtN"] / math.sqrt(N)
         assert np.all(np.abs(m - o) <= bound), (rule, np.max(np.abs(m - o) - bound))
-        assert o[0] == pytest.approx(m[0], abs=1e-12)      # the same initial state
+        assert o[0] == pytest.approx(m[0], abs=1e-12)  # the same initial state
     # the curves are learning curves: every rule learns, FA well below its start
     for rule in p["rules"]:
         k = rule.replace("-", "_")
@@ -76,6 +87,7 @@ def test_learning_curves(tmp_path):
 def test_pepita_vs_afa(tmp_path):
     d, p = run_figure("pepita-vs-afa", tmp_path)
     from figures.pepita_vs_afa import _tag
+
     sFs = p["sigma_F"]
     agree = p["check"]["agree_rel"]
     small, large = _tag(min(sFs)), _tag(max(sFs))
@@ -134,7 +146,7 @@ def test_alignment(tmp_path):
         assert a_al < a_h
         eg0 = d[f"{rule}_ode_eg"][0]
         i_al = np.searchsorted(alpha, a_al)
-        assert d[f"{rule}_ode_eg"][i_al] > 0.75 * eg0        # ... while still near the plateau
+        assert d[f"{rule}_ode_eg"][i_al] > 0.75 * eg0  # ... while still near the plateau
         # the simulations do the same: aligned at the ODE's half-error time, and before it
         i_h = np.searchsorted(alpha, a_h)
         assert d[f"{rule}_sim_cos_vb_mean"][i_h] > level
@@ -147,9 +159,9 @@ def test_feedback_noise(tmp_path):
     d, p = run_figure("feedback-noise", tmp_path)
     f = p["check"]["spread_factor"]
     sim_peak, sde_peak = np.nanmax(d["sim_eg_std"]), np.nanmax(d["sde_eg_std"])
-    assert sim_peak > 0.003                       # the feedback noise does not average out
+    assert sim_peak > 0.003  # the feedback noise does not average out
     assert sim_peak / f < sde_peak < sim_peak * f  # the SDE reproduces the spread
-    assert np.all(d["ode_eg_std"] == 0)           # the ODE has none
+    assert np.all(d["ode_eg_std"] == 0)  # the ODE has none
     assert not d["sde_diverged"].any()
     # spread of b: SDE and simulation agree within the same factor at its maximum
     sb, qb = np.nanmax(d["sim_b_std"], axis=0), np.nanmax(d["sde_b_std"], axis=0)
@@ -163,6 +175,7 @@ def test_feedback_noise(tmp_path):
 def test_saad_solla(tmp_path):
     d, p = run_figure("saad-solla", tmp_path)
     from figures.saad_solla import plateau
+
     chk = p["check"]
     alpha = d["alpha"]
     ends = []
@@ -196,7 +209,7 @@ def test_scaling(tmp_path):
     for rule in p["rules"]:
         D = d[f"{rule}_D_mean"]
         assert np.all(D > 0) and np.all(np.isfinite(D))
-        assert D[-1] < D[0]                                  # it shrinks with N
+        assert D[-1] < D[0]  # it shrinks with N
         assert lo < float(d[f"{rule}_slope"]) < hi
         assert slo < float(d[f"{rule}_spread_slope"]) < shi
         # and is O(1/sqrt N): sqrt(N) D stays within a factor 3 over the N range
@@ -206,16 +219,26 @@ def test_scaling(tmp_path):
 
 
 def test_cli_unknown_figure():
-    r = subprocess.run([sys.executable, "-m", "figures", "no-such-figure"], cwd=ROOT,
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "figures", "no-such-figure"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 2
     for name in MINE:
         assert name in r.stderr
 
 
 def test_cli_list():
-    r = subprocess.run([sys.executable, "-m", "figures", "--list"], cwd=ROOT,
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "figures", "--list"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0
     for name in MINE:
         assert name in r.stdout

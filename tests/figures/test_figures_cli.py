@@ -1,18 +1,22 @@
 """Issue 11 for ``python -m figures``: progress on stderr, Ctrl-C, output directory
 checked first, a --list/--help that loads no heavy module, readable --help."""
+
 import subprocess
 import sys
 
-from figures.__main__ import main
 from reliability_helpers import REPO, env, interrupt
+
+from figures.__main__ import main
 
 
 def test_progress_shown_and_ctrl_c_leaves_nothing(tmp_path):
     """The main job said nothing for 77 s; now it says what it computes at once, and
     Ctrl-C stops it (exit 130) without leaving files."""
     out = tmp_path / "figs"
-    rc, dt, err = interrupt(["figures", "learning-curves", "--quick", "-o", out],
-                            marker="learning-curves (quick): computing")
+    rc, dt, err = interrupt(
+        ["figures", "learning-curves", "--quick", "-o", out],
+        marker="learning-curves (quick): computing",
+    )
     assert rc == 130, err
     assert dt < 3.0, (dt, err)
     assert not list(out.rglob("*.png")) and not list(out.rglob(".*part*"))
@@ -32,24 +36,36 @@ def test_unknown_names_refused_before_any_figure(tmp_path, capsys):
 
 
 def test_list_and_help_load_no_heavy_module():
-    code = ("import sys\nfrom figures.__main__ import main\n"
-            "assert main(['--list']) == 0\n"
-            "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
-            "print('HEAVY', [m for m in ('numba', 'matplotlib', 'sympy', 'scipy', "
-            "'figures.learning_curves') if m in sys.modules])")
-    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env(), capture_output=True,
-                       text=True, timeout=120)
+    code = (
+        "import sys\nfrom figures.__main__ import main\n"
+        "assert main(['--list']) == 0\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "print('HEAVY', [m for m in ('numba', 'matplotlib', 'sympy', 'scipy', "
+        "'figures.learning_curves') if m in sys.modules])"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr
     assert "HEAVY []" in r.stdout
-    assert "learning-curves" in r.stdout and "ε_g(α)" in r.stdout   # descriptions listed
-    assert "``" not in r.stdout                        # no raw reStructuredText in --help
-    assert "DIR/quick/" in r.stdout                    # where --quick writes, documented
+    assert "learning-curves" in r.stdout and "ε_g(α)" in r.stdout  # descriptions listed
+    assert "``" not in r.stdout  # no raw reStructuredText in --help
+    assert "DIR/quick/" in r.stdout  # where --quick writes, documented
 
 
 def test_corrupt_mnist_file_is_a_message(tmp_path, capsys, monkeypatch):
     """A corrupt MNIST file gave a traceback; now one line naming the file, exit 2."""
-    for f in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz",
-              "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"):
+    for f in (
+        "t10k-images-idx3-ubyte.gz",
+        "t10k-labels-idx1-ubyte.gz",
+        "train-images-idx3-ubyte.gz",
+        "train-labels-idx1-ubyte.gz",
+    ):
         (tmp_path / f).write_bytes(b"garbage")
     monkeypatch.setenv("ODEFLOW_MNIST_DIR", str(tmp_path))
     assert main(["mnist-table", "--quick", "-o", str(tmp_path / "out")]) == 2

@@ -5,6 +5,7 @@ command says "computing …" once.
 Oracle: the properties of the matplotlib artists drawn from synthetic data (two identical
 ODE curves), and the stderr lines of :func:`theory.runtime.cli.activity`.
 """
+
 import io
 import time
 from contextlib import redirect_stderr
@@ -25,8 +26,14 @@ def _data(rules):
     d = {"alpha": alpha, "N": 1000}
     for r in rules:
         k = L.key(r)
-        d.update({f"{k}_ode": eg, f"{k}_sim_mean": eg * 1.01, f"{k}_sim_std": 0.1 * eg,
-                  f"{k}_n_seeds": 10})
+        d.update(
+            {
+                f"{k}_ode": eg,
+                f"{k}_sim_mean": eg * 1.01,
+                f"{k}_sim_std": 0.1 * eg,
+                f"{k}_n_seeds": 10,
+            }
+        )
     return d
 
 
@@ -41,9 +48,8 @@ def test_afa_and_pepita_forward_lines_differ_and_x_is_explained():
         if len(ln.get_xdata()) >= 29 and ln.get_color() in lines:
             lines[ln.get_color()] = ln
     afa, pf = lines[S.COLORS["afa"]], lines[S.COLORS["pepita-forward"]]
-    np.testing.assert_array_equal(afa.get_ydata(), pf.get_ydata())   # they coincide here
-    assert (afa.get_linestyle(), afa.get_linewidth()) != (pf.get_linestyle(),
-                                                          pf.get_linewidth())
+    np.testing.assert_array_equal(afa.get_ydata(), pf.get_ydata())  # they coincide here
+    assert (afa.get_linestyle(), afa.get_linewidth()) != (pf.get_linestyle(), pf.get_linewidth())
     assert afa.get_linestyle() == "-" and pf.get_linestyle() == "--"
     assert afa.get_linewidth() > pf.get_linewidth() and pf.get_zorder() > afa.get_zorder()
     texts = [t.get_text() for t in ax.get_legend().get_texts()]
@@ -54,11 +60,13 @@ def test_afa_and_pepita_forward_lines_differ_and_x_is_explained():
     i = texts.index(pf_label)
     assert handles[i].get_linestyle() == "--"
     import matplotlib.pyplot as plt
+
     plt.close(fig)
 
 
 def test_activity_without_announce_says_the_start_once():
     from theory.runtime import cli
+
     cli.set_verbose(True)
     try:
         buf = io.StringIO()
@@ -70,4 +78,4 @@ def test_activity_without_announce_says_the_start_once():
         cli.set_verbose(False)
     lines = buf.getvalue().splitlines()
     assert sum("fig: computing …" in ln for ln in lines) == 1, lines
-    assert any(ln.strip().startswith("… still fig: computing") for ln in lines)   # heartbeat
+    assert any(ln.strip().startswith("… still fig: computing") for ln in lines)  # heartbeat

@@ -1,5 +1,6 @@
 """Quick modes of the sweep-built phase diagrams show their phenomena (figures afa-phase,
 pepita-phase). Thresholds live in each figure's config (key ``check``)."""
+
 import json
 import math
 
@@ -35,8 +36,9 @@ def test_afa_phase(tmp_path):
     # the mean-field ODE agrees where the feedback noise is small (sigma_F <= 0.3)
     small = d["pt_sigma_F"] <= chk["ode_max_sigma_F"]
     assert small.sum() >= 2
-    assert np.all(np.abs(d["pt_sim_eg"] - d["pt_ode_eg"])[small]
-                  <= chk["k_stderr"] * se_sim[small] + fs)
+    assert np.all(
+        np.abs(d["pt_sim_eg"] - d["pt_ode_eg"])[small] <= chk["k_stderr"] * se_sim[small] + fs
+    )
     # phenomenon: weak feedback (smallest sigma_F) leaves eps_g on its initial plateau at
     # every eta; strong feedback learns: at every eta eps_g falls with sigma_F overall
     assert np.all(eg[:, 0] >= (1 - chk["plateau_rel"]) * d["eg0"])
@@ -49,7 +51,7 @@ def test_afa_phase(tmp_path):
 def test_pepita_phase(tmp_path):
     d, p = run_figure("pepita-phase", tmp_path)
     chk = p["check"]
-    frac = d["sim_diverged"]                          # rows ‖F‖², columns η
+    frac = d["sim_diverged"]  # rows ‖F‖², columns η
     prod = d["F_norm2"][:, None] * d["eta"][None, :]
     assert frac.shape == prod.shape and np.all((frac >= 0) & (frac <= 1))
     # b grows at a rate ∝ η‖F‖² (docs/theory.md §2): no network diverges where η‖F‖² is small,
@@ -67,8 +69,12 @@ def test_pepita_phase(tmp_path):
         ode = d["ode_diverged"] > 0
         sim = frac >= 0.5
         pad = np.pad(sim, 1, mode="edge")
-        near = (pad[:-2, 1:-1] != sim) | (pad[2:, 1:-1] != sim) | \
-               (pad[1:-1, :-2] != sim) | (pad[1:-1, 2:] != sim)
+        near = (
+            (pad[:-2, 1:-1] != sim)
+            | (pad[2:, 1:-1] != sim)
+            | (pad[1:-1, :-2] != sim)
+            | (pad[1:-1, 2:] != sim)
+        )
         assert np.all((ode == sim) | near)
         assert np.mean(ode == sim) >= 0.8
         # and when: where both diverge, the median relative gap in α at divergence is at

@@ -2,6 +2,7 @@
 the ODE's plateau exit is linear in ln(1/a) with the slope 1/λ of the linearised ODE, and
 the simulations escape where the ODE does at large asymmetry but earlier at small
 asymmetry (finite-N noise supplies its own)."""
+
 import json
 
 import numpy as np

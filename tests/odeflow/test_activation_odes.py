@@ -1,5 +1,6 @@
 """BP and FA ODEs for activations without closed forms (relu, tanh: Gaussian quadrature)
 against finite-N simulations started from the same measured state."""
+
 import math
 
 import numpy as np
@@ -10,13 +11,31 @@ from simulations.teacher_student import simulate
 
 
 def _compare(rule, act, N, seeds, alpha_max, every, eta=0.5):
-    sim = simulate({"rule": rule, "activation": act, "N": N, "K": 2, "M": 2, "eta": eta,
-                    "eta_v": eta, "alpha_max": alpha_max, "record": {"every": every},
-                    "seeds": seeds, "same_init": True,
-                    "init": {"seed": 1, "w_scale": 1.0, "w_star_scale": 1.0,
-                             "v_scale": 0.1, "v_star": 1.0}})
-    ode = odeflow.solve(rule, sim.initial_state(0), eta=eta, eta_v=eta, activation=act,
-                        alpha_max=alpha_max, record=sim.alpha.tolist())
+    sim = simulate(
+        {
+            "rule": rule,
+            "activation": act,
+            "N": N,
+            "K": 2,
+            "M": 2,
+            "eta": eta,
+            "eta_v": eta,
+            "alpha_max": alpha_max,
+            "record": {"every": every},
+            "seeds": seeds,
+            "same_init": True,
+            "init": {"seed": 1, "w_scale": 1.0, "w_star_scale": 1.0, "v_scale": 0.1, "v_star": 1.0},
+        }
+    )
+    ode = odeflow.solve(
+        rule,
+        sim.initial_state(0),
+        eta=eta,
+        eta_v=eta,
+        activation=act,
+        alpha_max=alpha_max,
+        record=sim.alpha.tolist(),
+    )
     assert ode.success and not sim.diverged.any()
     se = sim.eg_std / math.sqrt(sim.n_mean)
     return sim, ode, se

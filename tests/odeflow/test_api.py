@@ -1,13 +1,14 @@
 """The public API: Result fields and persistence, inputs, and the real BP/FA/AFA systems."""
+
 import time
 
 import numpy as np
 import pytest
+from conftest import afa_state, needs_theory
+from toy_system import ToySystem, stable_A, toy_state
 
 import odeflow
-from conftest import afa_state, needs_theory
 from theory.state import OrderParameters
-from toy_system import ToySystem, stable_A, toy_state
 
 
 def test_result_fields_and_shapes(toy, toy_init):
@@ -16,7 +17,7 @@ def test_result_fields_and_shapes(toy, toy_init):
     assert res.alpha.tolist() == [0.0, 0.5, 1.0, 1.5, 2.0]
     assert res.eg.shape == (T,) and res.Q.shape == (T, 2, 2) and res.R.shape == (T, 2, 2)
     assert res.v.shape == (T, 2)
-    assert res.b is None and res.cos_vb is None and res.norm_b is None   # feedback "v"
+    assert res.b is None and res.cos_vb is None and res.norm_b is None  # feedback "v"
     assert res.status == 0 and res.success and res.reason == "alpha_max"
     assert res.nfev > 0 and res.n_steps > 0
     assert res.init is toy_init and res.alpha_final == 2.0
@@ -25,7 +26,7 @@ def test_result_fields_and_shapes(toy, toy_init):
     assert isinstance(s, OrderParameters)
     np.testing.assert_array_equal(s.R, res.R[2])
     np.testing.assert_array_equal(s.T, toy_init.T)
-    np.testing.assert_allclose(res.Q, np.swapaxes(res.Q, 1, 2))          # symmetric
+    np.testing.assert_allclose(res.Q, np.swapaxes(res.Q, 1, 2))  # symmetric
     assert res.params["method"] == "dopri5" and res.params["eta_v"] == 0.1
     assert res.params["record"] == {"every": 0.5}
 
@@ -38,8 +39,9 @@ def test_default_record_grid_is_log(toy, toy_init):
 
 def test_record_every_with_roundoff_reaches_alpha_max(toy, toy_init):
     # 3 × 0.1 = 0.30000000000000004 > 0.3: the last record must still be alpha_max
-    res = odeflow.solve(toy, toy_init, eta=0.1, method="rk4", dt=0.01, alpha_max=0.3,
-                        record={"every": 0.1})
+    res = odeflow.solve(
+        toy, toy_init, eta=0.1, method="rk4", dt=0.01, alpha_max=0.3, record={"every": 0.1}
+    )
     assert res.alpha[-1] == 0.3 and len(res.alpha) == 4 and res.status == 0
 
 
@@ -63,8 +65,16 @@ def test_init_as_dict_and_mismatched_system(toy):
 def test_save_load_roundtrip(tmp_path, toy_init, ext):
     system = ToySystem(stable_A(adaptive=True), adaptive=True)
     init = toy_state(b=[0.3, -0.1])
-    res = odeflow.solve(system, init, eta=0.1, alpha_max=3.0, method="rk4", dt=0.01,
-                        record={"every": 0.5}, eg_tol=1e-12)
+    res = odeflow.solve(
+        system,
+        init,
+        eta=0.1,
+        alpha_max=3.0,
+        method="rk4",
+        dt=0.01,
+        record={"every": 0.5},
+        eg_tol=1e-12,
+    )
     path = res.save(tmp_path / f"out.{ext}")
     back = odeflow.Result.load(path)
     for k in ("alpha", "eg", "Q", "R", "v", "b", "cos_vb", "norm_b"):
@@ -73,7 +83,7 @@ def test_save_load_roundtrip(tmp_path, toy_init, ext):
         assert getattr(back, k) == getattr(res, k), k
     np.testing.assert_array_equal(back.final.b, res.final.b)
     assert back.init.sigma_F2 == init.sigma_F2
-    if ext == "npz":     # the initial state is readable as a simulation-style init_ file
+    if ext == "npz":  # the initial state is readable as a simulation-style init_ file
         np.testing.assert_array_equal(OrderParameters.load(path).Q, init.Q)
     with pytest.raises(ValueError, match="unknown output format"):
         res.save(tmp_path / "out.txt")
@@ -111,8 +121,12 @@ def test_methods_agree_on_real_systems(rule):
         assert r.status == 0, r.message
 
     def dist(a):
-        d = [np.max(np.abs(a.Q - ref.Q)), np.max(np.abs(a.R - ref.R)),
-             np.max(np.abs(a.v - ref.v)), np.max(np.abs(a.eg - ref.eg))]
+        d = [
+            np.max(np.abs(a.Q - ref.Q)),
+            np.max(np.abs(a.R - ref.R)),
+            np.max(np.abs(a.v - ref.v)),
+            np.max(np.abs(a.eg - ref.eg)),
+        ]
         if ref.b is not None:
             d.append(np.max(np.abs(a.b - ref.b)))
         return max(d)
@@ -123,8 +137,10 @@ def test_methods_agree_on_real_systems(rule):
     assert e2 < 1e-2 and 1.7 < e1 / e2 < 2.3, (e1, e2)
     # ε_g from the generated code agrees with theory's numpy observables
     from theory.observables import eps_g
-    np.testing.assert_allclose(ref.eg, eps_g(ref.Q, ref.R, st.T, ref.v, st.v_star),
-                               rtol=1e-10, atol=1e-13)
+
+    np.testing.assert_allclose(
+        ref.eg, eps_g(ref.Q, ref.R, st.T, ref.v, st.v_star), rtol=1e-10, atol=1e-13
+    )
     if rule == "fa":
         np.testing.assert_array_equal(ref.b, np.tile(st.b, (len(ref.alpha), 1)))
     if rule == "bp":
@@ -136,13 +152,13 @@ def test_long_dopri5_run_is_routine():
     """α = 10⁴ through the plateau: a few thousand adaptive steps, well under a second."""
     st = OrderParameters.from_spec(2, 2, Q=1.0, R=1e-3, v=0.1)
     st = st.replace(R=np.array([[1e-3, 0.0], [0.0, 2e-3]]))
-    odeflow.solve("bp", st, eta=0.5, alpha_max=1.0)                 # warm up
+    odeflow.solve("bp", st, eta=0.5, alpha_max=1.0)  # warm up
     t = time.perf_counter()
     res = odeflow.solve("bp", st, eta=0.5, alpha_max=1e4)
     wall = time.perf_counter() - t
     assert res.status == 0 and res.alpha[-1] == 1e4
     assert res.n_steps < 20000 and wall < 2.0, (res.n_steps, wall)
-    assert res.eg[-1] < 1e-6                                          # specialised, learnt
+    assert res.eg[-1] < 1e-6  # specialised, learnt
 
 
 @needs_theory

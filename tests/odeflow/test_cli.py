@@ -1,4 +1,5 @@
 """``python -m odeflow``: config validation, solve/sde round trips, --init-from."""
+
 import json
 import os
 import subprocess
@@ -7,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import afa_state, needs_theory
 
 import odeflow
 from odeflow.__main__ import COMMANDS, main
 from odeflow.config import SDE_KEYS, SOLVE_KEYS, load_config, validate_config
-from conftest import afa_state, needs_theory
 from theory.state import OrderParameters
 
 CONFIGS = Path(odeflow.__file__).parent / "configs"
@@ -36,8 +37,10 @@ def test_subcommand_registry():
         assert callable(cmd.run) and callable(cmd.add_arguments)
 
 
-@pytest.mark.parametrize("name", ["bp_K2M2.json", "fa_K2M2.json", "afa_K2M2.json",
-                                  "afa_K2M2_sde.json", "pepita_K2M2.json"])
+@pytest.mark.parametrize(
+    "name",
+    ["bp_K2M2.json", "fa_K2M2.json", "afa_K2M2.json", "afa_K2M2_sde.json", "pepita_K2M2.json"],
+)
 def test_example_configs_validate(name):
     cfg = load_config(CONFIGS / name)
     command = "sde" if "n_paths" in cfg else "solve"
@@ -72,8 +75,9 @@ def test_config_errors():
 
 
 @needs_theory
-@pytest.mark.parametrize("name,ext", [("bp_K2M2.json", "npz"), ("fa_K2M2.json", "json"),
-                                      ("afa_K2M2.json", "npz")])
+@pytest.mark.parametrize(
+    "name,ext", [("bp_K2M2.json", "npz"), ("fa_K2M2.json", "json"), ("afa_K2M2.json", "npz")]
+)
 def test_solve_roundtrip(tmp_path, capsys, name, ext):
     cfg = _small(load_config(CONFIGS / name), alpha_max=5.0, record={"every": 1.0})
     out = tmp_path / f"out.{ext}"
@@ -82,9 +86,16 @@ def test_solve_roundtrip(tmp_path, capsys, name, ext):
     assert "wrote" in capsys.readouterr().out
     res = odeflow.Result.load(out)
     assert res.params["rule"] == cfg["rule"] and res.alpha.tolist() == [0, 1, 2, 3, 4, 5]
-    direct = odeflow.solve(cfg["rule"], OrderParameters.from_dict(cfg["init"]),
-                           eta=cfg["eta"], eta_v=cfg["eta_v"], alpha_max=5.0,
-                           record={"every": 1.0}, rtol=cfg["rtol"], atol=cfg["atol"])
+    direct = odeflow.solve(
+        cfg["rule"],
+        OrderParameters.from_dict(cfg["init"]),
+        eta=cfg["eta"],
+        eta_v=cfg["eta_v"],
+        alpha_max=5.0,
+        record={"every": 1.0},
+        rtol=cfg["rtol"],
+        atol=cfg["atol"],
+    )
     np.testing.assert_array_equal(res.eg, direct.eg)
 
 
@@ -92,12 +103,13 @@ def test_solve_roundtrip(tmp_path, capsys, name, ext):
 def test_init_from_simulation_file(tmp_path, capsys):
     st = afa_state(seed=3)
     sim = tmp_path / "sim.npz"
-    np.savez(sim, eg=np.zeros(3), **st.to_dict("init_"))      # a simulation-style output
+    np.savez(sim, eg=np.zeros(3), **st.to_dict("init_"))  # a simulation-style output
     cfg = _small(load_config(CONFIGS / "afa_K2M2.json"), alpha_max=2.0, record={"every": 1.0})
     del cfg["init"]
     out = tmp_path / "out.npz"
-    rc = main(["solve", str(_write(tmp_path, cfg)), "-o", str(out), "--init-from", str(sim),
-               "--quiet"])
+    rc = main(
+        ["solve", str(_write(tmp_path, cfg)), "-o", str(out), "--init-from", str(sim), "--quiet"]
+    )
     assert rc == 0, capsys.readouterr().err
     res = odeflow.Result.load(out)
     np.testing.assert_array_equal(res.init.R, st.R)
@@ -106,8 +118,9 @@ def test_init_from_simulation_file(tmp_path, capsys):
 
 @needs_theory
 def test_sde_roundtrip(tmp_path, capsys):
-    cfg = _small(load_config(CONFIGS / "afa_K2M2_sde.json"), alpha_max=1.0, n_paths=4,
-                 record={"every": 0.5})
+    cfg = _small(
+        load_config(CONFIGS / "afa_K2M2_sde.json"), alpha_max=1.0, n_paths=4, record={"every": 0.5}
+    )
     out = tmp_path / "sde.npz"
     rc = main(["sde", str(_write(tmp_path, cfg)), "-o", str(out), "--quiet"])
     assert rc == 0, capsys.readouterr().err
@@ -117,8 +130,15 @@ def test_sde_roundtrip(tmp_path, capsys):
 
 @needs_theory
 def test_diverged_run_exit_status_1(tmp_path, capsys):
-    cfg = _small(load_config(CONFIGS / "bp_K2M2.json"), eta=60.0, eta_v=60.0, method="euler",
-                 dt=0.05, alpha_max=50.0, record={"every": 1.0})
+    cfg = _small(
+        load_config(CONFIGS / "bp_K2M2.json"),
+        eta=60.0,
+        eta_v=60.0,
+        method="euler",
+        dt=0.05,
+        alpha_max=50.0,
+        record={"every": 1.0},
+    )
     for k in ("rtol", "atol", "eg_tol"):
         cfg.pop(k)
     out = tmp_path / "o.npz"
@@ -132,25 +152,37 @@ def test_python_dash_m_entry_point(tmp_path):
     cfg = _small(load_config(CONFIGS / "bp_K2M2.json"), alpha_max=1.0, record={"every": 0.5})
     out = tmp_path / "o.json"
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    proc = subprocess.run([sys.executable, "-m", "odeflow", "solve", str(_write(tmp_path, cfg)),
-                           "-o", str(out)], capture_output=True, text=True, env=env, cwd=tmp_path)
+    proc = subprocess.run(
+        [sys.executable, "-m", "odeflow", "solve", str(_write(tmp_path, cfg)), "-o", str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     assert odeflow.Result.load(out).alpha.tolist() == [0.0, 0.5, 1.0]
-    bad = subprocess.run([sys.executable, "-m", "odeflow", "solve", str(tmp_path / "nope.json"),
-                          "-o", str(out)], capture_output=True, text=True, env=env, cwd=tmp_path)
+    bad = subprocess.run(
+        [sys.executable, "-m", "odeflow", "solve", str(tmp_path / "nope.json"), "-o", str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
     assert bad.returncode == 2 and "cannot read config" in bad.stderr
 
 
 def test_progress_bar_non_tty_lines():
     import io
+
     from theory.runtime.progress import ProgressBar
+
     buf = io.StringIO()
     bar = ProgressBar(100.0, label="bp dopri5", stream=buf, delay=0.0, min_interval=0.0)
     for a in range(0, 101, 5):
         bar.update(float(a))
     bar.close(100.0, note="done")
     lines = buf.getvalue().splitlines()
-    assert 5 <= len(lines) <= 13                  # at most one line per 10 % off a terminal
+    assert 5 <= len(lines) <= 13  # at most one line per 10 % off a terminal
     assert lines[-2].startswith("bp dopri5 [") and "100.0%" in lines[-2]
     assert lines[-1] == "done"
     quiet = io.StringIO()

@@ -1,4 +1,5 @@
 """odeflow.compare: simulation ensemble vs ODE from the same measured initial state."""
+
 import json
 import math
 import subprocess
@@ -11,8 +12,15 @@ import pytest
 from odeflow.compare import ODE_RULE, Comparison, compare, split_config
 
 ROOT = Path(__file__).resolve().parents[2]
-SMALL = {"rule": "fa", "N": 300, "alpha_max": 6, "seeds": 4, "eta": 1.0, "eta_v": 1.0,
-         "record": {"every": 0.25}}
+SMALL = {
+    "rule": "fa",
+    "N": 300,
+    "alpha_max": 6,
+    "seeds": 4,
+    "eta": 1.0,
+    "eta_v": 1.0,
+    "record": {"every": 0.25},
+}
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +40,7 @@ def test_compare_fa_agrees(fa_cmp):
     # theory within a few standard errors + O(1/sqrt N) of the simulation mean
     for k in ("eg", "Q", "R", "v"):
         assert c.discrepancy[k] <= 4 * c.stderr[k] + 1 / math.sqrt(300), k
-    assert c.discrepancy["b"] == 0 and c.relative("b") == 0      # FA: b is fixed
+    assert c.discrepancy["b"] == 0 and c.relative("b") == 0  # FA: b is fixed
     # the discrepancy is what it says
     assert c.discrepancy["eg"] == pytest.approx(np.max(np.abs(c.sim_mean["eg"] - c.ode["eg"])))
     assert c.stderr["eg"] == pytest.approx(np.max(c.sim_std["eg"]) / 2)
@@ -52,6 +60,7 @@ def test_compare_save_and_plot(fa_cmp, tmp_path):
     fig = fa_cmp.plot(tmp_path / "c.png")
     assert (tmp_path / "c.png").stat().st_size > 0
     import matplotlib.pyplot as plt
+
     plt.close(fig)
     with pytest.raises(ValueError, match="npz"):
         fa_cmp.save(tmp_path / "c.json")
@@ -59,9 +68,18 @@ def test_compare_save_and_plot(fa_cmp, tmp_path):
 
 def test_compare_pepita_uses_exact_ode_and_reports_divergence():
     assert ODE_RULE["pepita"] == "pepita" and ODE_RULE["pepita-forward"] == "pepita-forward"
-    c = compare({"rule": "pepita", "N": 1000, "alpha_max": 10, "seeds": 2, "eta": 1.0,
-                 "eta_v": 1.0,
-                 "sigma_F": 0.05, "record": {"every": 0.5}})
+    c = compare(
+        {
+            "rule": "pepita",
+            "N": 1000,
+            "alpha_max": 10,
+            "seeds": 2,
+            "eta": 1.0,
+            "eta_v": 1.0,
+            "sigma_F": 0.05,
+            "record": {"every": 0.5},
+        }
+    )
     assert c.config["ode"]["rule"] == "pepita"
     # ‖F‖² = 2.5: simulations and the exact ODE both blow up before α = 14 (docs/quadrature.md)
     assert c.sim.diverged.all() and c.n_seeds == 0 and not c.success
@@ -70,8 +88,7 @@ def test_compare_pepita_uses_exact_ode_and_reports_divergence():
 
 
 def test_compare_ode_options_and_errors():
-    c = compare({**SMALL, "rule": "bp", "seeds": 2, "alpha_max": 2, "method": "rk4",
-                 "dt": 0.01})
+    c = compare({**SMALL, "rule": "bp", "seeds": 2, "alpha_max": 2, "method": "rk4", "dt": 0.01})
     assert c.config["ode"]["method"] == "rk4" and "b" not in c.ode
     assert c.names == ("eg", "Q", "R", "v")
     sim_cfg, ode = split_config({**SMALL, "rtol": 1e-6})
@@ -85,30 +102,59 @@ def test_compare_ode_options_and_errors():
 
 
 def test_odeflow_does_not_import_simulations():
-    code = ("import sys, odeflow, odeflow.compare, odeflow.__main__; "
-            "assert 'simulations' not in sys.modules, 'simulations imported'")
-    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
-                       text=True, timeout=120)
+    code = (
+        "import sys, odeflow, odeflow.compare, odeflow.__main__; "
+        "assert 'simulations' not in sys.modules, 'simulations imported'"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert r.returncode == 0, r.stderr
 
 
 def test_cli_compare(tmp_path):
     from odeflow.__main__ import COMMANDS
+
     assert "compare" in COMMANDS
     cfg = tmp_path / "cfg.json"
     cfg.write_text(json.dumps({**SMALL, "seeds": 2, "alpha_max": 2, "rtol": 1e-7}))
     out, png = tmp_path / "o.npz", tmp_path / "o.png"
-    r = subprocess.run([sys.executable, "-m", "odeflow", "compare", str(cfg), "-o", str(out),
-                        "--plot", str(png), "--quiet"], cwd=ROOT, capture_output=True,
-                       text=True, timeout=300)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "odeflow",
+            "compare",
+            str(cfg),
+            "-o",
+            str(out),
+            "--plot",
+            str(png),
+            "--quiet",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr
     assert "max|sim-ode|" in r.stdout and out.is_file() and png.is_file()
     # bad input: exit status 2 with a message
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({**SMALL, "same_init": False}))
-    r = subprocess.run([sys.executable, "-m", "odeflow", "compare", str(bad), "--quiet"],
-                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [sys.executable, "-m", "odeflow", "compare", str(bad), "--quiet"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 2 and "same_init" in r.stderr
-    r = subprocess.run([sys.executable, "-m", "odeflow", "compare", str(tmp_path / "nope.json"),
-                        "--quiet"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [sys.executable, "-m", "odeflow", "compare", str(tmp_path / "nope.json"), "--quiet"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 2 and "cannot read" in r.stderr

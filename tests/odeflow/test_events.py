@@ -5,6 +5,7 @@ rotation in the v block, whose zeros are known in closed form; ``expm(αA) y0`` 
 dense solution; the linear stability of the Saad–Solla symmetric fixed point for the
 plateau exit law.
 """
+
 import json
 import math
 from pathlib import Path
@@ -12,13 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from scipy.linalg import expm
+from toy_system import ToySystem, toy_state
 
 import odeflow
 from odeflow.events import exit_alpha, plateau_exit, simulation_exit_alpha
 from odeflow.stability import escape_rate
 from theory.state import Layout
-
-from toy_system import ToySystem, toy_state
 
 OMEGA = 2.0
 
@@ -44,8 +44,9 @@ def _v1(alpha, s):
     return s.v[0]
 
 
-@pytest.mark.parametrize("method,dt,tol", [("dopri5", None, 1e-9), ("rk4", 0.01, 1e-7),
-                                           ("euler", 0.001, 2e-5)])
+@pytest.mark.parametrize(
+    "method,dt,tol", [("dopri5", None, 1e-9), ("rk4", 0.01, 1e-7), ("euler", 0.001, 2e-5)]
+)
 @pytest.mark.parametrize("direction", [1, -1, 0])
 def test_event_direction_against_closed_form(method, dt, tol, direction):
     """Tolerances: dopri5 at rtol 1e-10 locates roots on its 4th-order interpolant to ~1e-11;
@@ -55,9 +56,19 @@ def test_event_direction_against_closed_form(method, dt, tol, direction):
 
     def ev(alpha, s):
         return s.v[0]
+
     ev.direction = direction
-    r = odeflow.solve(system, init, eta=1.0, alpha_max=AMAX, method=method, dt=dt,
-                      events=[ev], rtol=1e-10, atol=1e-12)
+    r = odeflow.solve(
+        system,
+        init,
+        eta=1.0,
+        alpha_max=AMAX,
+        method=method,
+        dt=dt,
+        events=[ev],
+        rtol=1e-10,
+        atol=1e-12,
+    )
     expected = {1: UP, -1: DOWN, 0: sorted(UP + DOWN)}[direction]
     expected = np.array([a for a in expected if a <= AMAX])
     got = r.alpha_events[0]
@@ -78,36 +89,53 @@ def test_terminal_event_stops_the_run(terminal, stop):
 
     def ev(alpha, s):
         return s.v[0]
+
     ev.direction, ev.terminal = -1, terminal
 
-    def never(alpha, s):          # a non-terminal event alongside: its occurrences are kept
+    def never(alpha, s):  # a non-terminal event alongside: its occurrences are kept
         return s.v[1] - 10.0
-    r = odeflow.solve(system, init, eta=1.0, alpha_max=AMAX, events=[never, ev],
-                      record={"every": 0.05}, rtol=1e-10, atol=1e-12)
+
+    r = odeflow.solve(
+        system,
+        init,
+        eta=1.0,
+        alpha_max=AMAX,
+        events=[never, ev],
+        record={"every": 0.05},
+        rtol=1e-10,
+        atol=1e-12,
+    )
     assert r.status == 1 and r.reason == "event", r.message
     assert r.alpha_final == pytest.approx(DOWN[stop], abs=1e-9)
     assert len(r.alpha_events[1]) == stop + 1 and len(r.alpha_events[0]) == 0
     assert r.final.v[0] == pytest.approx(0.0, abs=1e-9)
-    assert r.alpha[-1] <= r.alpha_final < r.alpha[-1] + 0.05 + 1e-12   # records cut there
+    assert r.alpha[-1] <= r.alpha_final < r.alpha[-1] + 0.05 + 1e-12  # records cut there
 
 
 def test_dense_output_matches_expm():
     system, init = _rotation_system()
     lay = Layout(2, 2)
     y0 = lay.pack(init)
-    r = odeflow.solve(system, init, eta=1.0, alpha_max=AMAX, dense_output=True, rtol=1e-10,
-                      atol=1e-12, record={"alpha": [0, AMAX]})
+    r = odeflow.solve(
+        system,
+        init,
+        eta=1.0,
+        alpha_max=AMAX,
+        dense_output=True,
+        rtol=1e-10,
+        atol=1e-12,
+        record={"alpha": [0, AMAX]},
+    )
     alphas = np.linspace(0, AMAX, 37)
     ys = r.sol(alphas)
     exact = np.array([expm(a * system.A) @ y0 for a in alphas])
-    np.testing.assert_allclose(ys, exact, atol=1e-8)     # 4th-order interpolant, rtol 1e-10
+    np.testing.assert_allclose(ys, exact, atol=1e-8)  # 4th-order interpolant, rtol 1e-10
     assert r.sol(1.3).shape == (lay.n,)
     np.testing.assert_allclose(r.sol.eg(1.3), 0.5 * np.sum(r.sol(1.3) ** 2))
     with pytest.raises(ValueError, match="defined on"):
         r.sol(AMAX + 1)
     with pytest.raises(ValueError, match="dense_output needs method 'dopri5'"):
-        odeflow.solve(system, init, eta=1.0, alpha_max=1, method="rk4", dt=0.1,
-                      dense_output=True)
+        odeflow.solve(system, init, eta=1.0, alpha_max=1, method="rk4", dt=0.1, dense_output=True)
 
 
 def test_exit_alpha_on_records():
@@ -129,42 +157,56 @@ def test_plateau_exit_follows_the_log_asymmetry_law():
     root finding + finite-difference Jacobian). The law is asymptotic (the unstable mode must
     dominate), so the small-a slopes are compared: agreement to 0.5 %."""
     from figures.saad_solla import initial_state
+
     cfg = json.loads((ROOT / "figures" / "configs" / "saad-solla.json").read_text())
-    lam, fixed, eg_plateau = escape_rate("bp", initial_state(cfg, 1e-5), eta=cfg["eta"],
-                                         eta_v=0.0)
+    lam, fixed, eg_plateau = escape_rate("bp", initial_state(cfg, 1e-5), eta=cfg["eta"], eta_v=0.0)
     # the fixed point is the plateau: ε_g there is the flat value of the saad-solla figure
     assert 0.02 < eg_plateau < 0.05
-    assert np.ptp(fixed.R) < 1e-8                        # symmetric: every R_km equal
+    assert np.ptp(fixed.R) < 1e-8  # symmetric: every R_km equal
     ev = plateau_exit(level=0.5)
     # the same exit measured on ε_g: below half the plateau value
     ev_eg = plateau_exit("eg", plateau_eg=eg_plateau, fraction=0.5)
     asyms = np.array([1e-5, 1e-6, 1e-7, 1e-8])
     exits = []
     for a in asyms:
-        r = odeflow.solve("bp", initial_state(cfg, a), eta=cfg["eta"], eta_v=0.0,
-                          alpha_max=3000, events=[ev, ev_eg], rtol=1e-10, atol=1e-12,
-                          record={"alpha": [0, 3000]})
+        r = odeflow.solve(
+            "bp",
+            initial_state(cfg, a),
+            eta=cfg["eta"],
+            eta_v=0.0,
+            alpha_max=3000,
+            events=[ev, ev_eg],
+            rtol=1e-10,
+            atol=1e-12,
+            record={"alpha": [0, 3000]},
+        )
         assert [len(x) for x in r.alpha_events] == [1, 1]
         exits.append([r.alpha_events[0][0], r.alpha_events[1][0]])
-        assert not r.sol                # no dense output (odeflow.results.NO_DENSE_OUTPUT)
+        assert not r.sol  # no dense output (odeflow.results.NO_DENSE_OUTPUT)
     exits = np.array(exits)
     for j in range(2):
         slope = np.polyfit(np.log(1 / asyms), exits[:, j], 1)[0]
         assert slope == pytest.approx(1 / lam, rel=5e-3), (j, slope, 1 / lam)
-    assert np.all(exits[:, 0] < exits[:, 1])             # specialise first, then ε_g falls
+    assert np.all(exits[:, 0] < exits[:, 1])  # specialise first, then ε_g falls
 
 
 def test_plateau_exit_on_simulation_records():
     """simulation_exit_alpha applies the event's criterion to a SimulationResult: on a
     synthetic result whose specialisation is known, the crossing is found per seed."""
+
     class Sim:
         alpha = np.array([0.0, 10.0, 20.0])
         T = np.eye(2)[None].repeat(2, axis=0)
         # R = diag(r, r) for seed 0 (specialisation r), all-equal for seed 1 (0)
-        R = np.array([[np.diag([x, x]) for x in (0.1, 0.3, 0.9)],
-                      [np.full((2, 2), x) for x in (0.1, 0.3, 0.9)]])
+        R = np.array(
+            [
+                [np.diag([x, x]) for x in (0.1, 0.3, 0.9)],
+                [np.full((2, 2), x) for x in (0.1, 0.3, 0.9)],
+            ]
+        )
         Q = np.eye(2)[None, None].repeat(3, axis=1).repeat(2, axis=0)
         eg = np.zeros((2, 3))
+
     out = simulation_exit_alpha(Sim, plateau_exit(level=0.5))
     np.testing.assert_allclose(out, [10 + 10 * (0.5 - 0.3) / 0.6, np.nan])
 
@@ -172,14 +214,15 @@ def test_plateau_exit_on_simulation_records():
 def test_events_survive_save_and_load(tmp_path):
     system, init = _rotation_system()
     ev = _v1
-    r = odeflow.solve(system, init, eta=1.0, alpha_max=AMAX, events=[ev], rtol=1e-10,
-                      atol=1e-12)
+    r = odeflow.solve(system, init, eta=1.0, alpha_max=AMAX, events=[ev], rtol=1e-10, atol=1e-12)
     r.save(tmp_path / "r.npz")
     back = odeflow.Result.load(tmp_path / "r.npz")
     np.testing.assert_array_equal(back.alpha_events[0], r.alpha_events[0])
     np.testing.assert_allclose(back.event_state(0, 1).v, r.event_state(0, 1).v)
     with pytest.raises(ValueError, match="direction must be a number"):
+
         def bad(alpha, s):
             return 0.0
+
         bad.direction = "up"
         odeflow.solve(system, init, eta=1.0, alpha_max=1, events=bad)

@@ -1,5 +1,6 @@
 """The marginal quadrature scheme (theory.codegen_marginal) behind odeflow's interface:
 solve, solve_sde, the JSON config and Result.quadrature."""
+
 import json
 
 import numpy as np
@@ -12,8 +13,9 @@ from theory.state import OrderParameters
 def _afa_state(seed=0, N=500):
     rng = np.random.default_rng(seed)
     w, ws = rng.normal(size=(2, N)), rng.normal(size=(2, N))
-    return OrderParameters.from_weights(w + 0.3 * ws, ws, 0.3 * rng.normal(size=2),
-                                        np.ones(2), F=0.3 * rng.normal(size=N))
+    return OrderParameters.from_weights(
+        w + 0.3 * ws, ws, 0.3 * rng.normal(size=2), np.ones(2), F=0.3 * rng.normal(size=N)
+    )
 
 
 def test_solve_with_marginal_scheme_follows_the_closed_form_ode():
@@ -39,17 +41,35 @@ def test_solve_with_marginal_scheme_follows_the_closed_form_ode():
 def test_sde_and_config_accept_the_marginal_scheme(tmp_path):
     from odeflow.__main__ import main
     from odeflow.api import Result
+
     st = _afa_state(1)
     # SDE: Σ = η² σ_F² E[δ_k δ_l] from the marginal kernels; the paths start at the
     # initial b and stay finite
-    r = odeflow.solve_sde("afa", st, eta=0.5, alpha_max=0.5, dt=0.05, n_paths=2, seed=3,
-                          quadrature={"scheme": "marginal", "n": 20})
+    r = odeflow.solve_sde(
+        "afa",
+        st,
+        eta=0.5,
+        alpha_max=0.5,
+        dt=0.05,
+        n_paths=2,
+        seed=3,
+        quadrature={"scheme": "marginal", "n": 20},
+    )
     assert r.success and np.all(np.isfinite(r.eg)) and np.allclose(r.b[:, 0], st.b)
     # the JSON config key "quadrature" takes the scheme by name
-    init = {k: np.asarray(v).tolist() for k, v in st.to_dict().items()
-            if k in ("Q", "R", "T", "v", "v_star")}
-    cfg = {"rule": "bp", "activation": "tanh", "eta": 0.5, "alpha_max": 1.0,
-           "quadrature": {"scheme": "marginal", "n": 24}, "init": init}
+    init = {
+        k: np.asarray(v).tolist()
+        for k, v in st.to_dict().items()
+        if k in ("Q", "R", "T", "v", "v_star")
+    }
+    cfg = {
+        "rule": "bp",
+        "activation": "tanh",
+        "eta": 0.5,
+        "alpha_max": 1.0,
+        "quadrature": {"scheme": "marginal", "n": 24},
+        "init": init,
+    }
     p = tmp_path / "c.json"
     p.write_text(json.dumps(cfg))
     assert main(["solve", str(p), "-o", str(tmp_path / "o.npz"), "--quiet"]) == 0

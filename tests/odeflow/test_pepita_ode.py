@@ -1,37 +1,53 @@
 """Exact two-pass PEPITA (docs/quadrature.md): its ODE (Gaussian quadrature) against finite-N
 simulations started from the same measured state, its linearisation against AFA, and its
 inputs."""
+
 import numpy as np
 import pytest
 import sympy as sp
 
 import odeflow
+from simulations.teacher_student import simulate
 from theory import rules as R
 from theory.codegen import build_system
 from theory.state import OrderParameters
 
-from simulations.teacher_student import simulate
-
-BASE = {"N": 1000, "K": 2, "M": 2, "eta": 1.0, "eta_v": 1.0, "sigma": 0.0,
-        "same_init": True,
-        "init": {"seed": 0, "w_scale": 1.0, "w_star_scale": 1.0, "v_scale": 0.1,
-                 "v_star": 1.0}}
+BASE = {
+    "N": 1000,
+    "K": 2,
+    "M": 2,
+    "eta": 1.0,
+    "eta_v": 1.0,
+    "sigma": 0.0,
+    "same_init": True,
+    "init": {"seed": 0, "w_scale": 1.0, "w_star_scale": 1.0, "v_scale": 0.1, "v_star": 1.0},
+}
 
 
 def _sim_and_ode(rule, sigma_F, seeds, alpha_max, every, **ode_kw):
-    sim = simulate({**BASE, "rule": rule, "sigma_F": sigma_F, "alpha_max": alpha_max,
-                    "record": {"every": every}, "seeds": seeds,
-                    "divergence": {"eg_max": 1e4}})
+    sim = simulate(
+        {
+            **BASE,
+            "rule": rule,
+            "sigma_F": sigma_F,
+            "alpha_max": alpha_max,
+            "record": {"every": every},
+            "seeds": seeds,
+            "divergence": {"eg_max": 1e4},
+        }
+    )
     init = sim.initial_state(0)
-    ode = odeflow.solve(rule, init, eta=1.0, eta_v=1.0, alpha_max=alpha_max,
-                        record=sim.alpha.tolist(), **ode_kw)
+    ode = odeflow.solve(
+        rule, init, eta=1.0, eta_v=1.0, alpha_max=alpha_max, record=sim.alpha.tolist(), **ode_kw
+    )
     return sim, ode
 
 
 def _state(rng, sigma_F=0.03, N=1000):
     w, ws = rng.normal(size=(2, N)), rng.normal(size=(2, N))
-    return OrderParameters.from_weights(w + 0.3 * ws, ws, 0.5 * rng.normal(size=2),
-                                        np.ones(2), F=sigma_F * rng.normal(size=N))
+    return OrderParameters.from_weights(
+        w + 0.3 * ws, ws, 0.5 * rng.normal(size=2), np.ones(2), F=sigma_F * rng.normal(size=N)
+    )
 
 
 # ------------------------------------------------------------------------- bad input
@@ -46,17 +62,20 @@ def test_pepita_needs_F_norm2():
 def test_from_weights_and_simulations_record_F_norm2(tmp_path):
     rng = np.random.default_rng(1)
     F = 0.05 * rng.normal(size=300)
-    st = OrderParameters.from_weights(rng.normal(size=(2, 300)), rng.normal(size=(2, 300)),
-                                      np.zeros(2), np.ones(2), F=F)
+    st = OrderParameters.from_weights(
+        rng.normal(size=(2, 300)), rng.normal(size=(2, 300)), np.zeros(2), np.ones(2), F=F
+    )
     assert st.F_norm2 == pytest.approx(F @ F, rel=1e-12)
     assert st.F_norm2 == pytest.approx(300 * st.sigma_F2, rel=1e-12)
-    sim = simulate({**BASE, "N": 300, "rule": "pepita", "sigma_F": 0.05, "alpha_max": 0.1,
-                    "seeds": 1})
+    sim = simulate(
+        {**BASE, "N": 300, "rule": "pepita", "sigma_F": 0.05, "alpha_max": 0.1, "seeds": 1}
+    )
     sim.save(tmp_path / "s.npz")
     with np.load(tmp_path / "s.npz") as z:
         assert float(z["init_F_norm2"]) == pytest.approx(300 * float(z["init_sigma_F2"]))
     assert OrderParameters.load(tmp_path / "s.npz").F_norm2 == pytest.approx(
-        sim.initial_state(0).F_norm2)
+        sim.initial_state(0).F_norm2
+    )
 
 
 # ------------------------------------------------------------- linearisation = AFA
@@ -65,9 +84,8 @@ def test_linearised_pepita_is_afa():
     eps = sp.Symbol("eps")
     pep = R.RULES["pepita-forward"]
     d = pep.delta.subs(R.lam_t, R.lam - eps * R.e * R.b_k)
-    lin = sp.diff(d, eps).subs(eps, 0).doit()          # b_k e Derivative(g(lam), lam)
-    lin = lin.replace(lambda x: isinstance(x, sp.Derivative),
-                      lambda x: R.gp(x.args[0].args[0]))
+    lin = sp.diff(d, eps).subs(eps, 0).doit()  # b_k e Derivative(g(lam), lam)
+    lin = lin.replace(lambda x: isinstance(x, sp.Derivative), lambda x: R.gp(x.args[0].args[0]))
     rule = R.Rule("pepita-linearised", delta=lin, feedback="adaptive")
     assert sp.simplify(lin - R.b_k * R.e * R.gp(R.lam)) == 0
     rng = np.random.default_rng(2)
@@ -90,8 +108,7 @@ def test_pepita_forward_approaches_afa_linearly_in_b():
     afa = build_system("afa", 2, 2)
     d_first, d_v = [], []
     for s in (0.1, 0.05, 0.025):
-        st = st0.replace(b=st0.b / np.linalg.norm(st0.b) * s,
-                         c=st0.c / np.linalg.norm(st0.c) * s)
+        st = st0.replace(b=st0.b / np.linalg.norm(st0.b) * s, c=st0.c / np.linalg.norm(st0.c) * s)
         a, p = afa.evaluate(st, 1.0, 1.0), pf.evaluate(st, 1.0, 1.0)
         d_first.append(max(np.max(np.abs(a[k] - p[k])) for k in ("Q", "R")) / s)
         d_v.append(np.max(np.abs(a["v"] - p["v"])))
@@ -127,8 +144,7 @@ def test_pepita_ode_matches_simulations(rule, sigma_F):
     sim, ode = _sim_and_ode(rule, sigma_F, 24, 20.0, 2.0)
     assert ode.success and not sim.diverged.any()
     assert np.allclose(ode.eg, sim.eg_mean, rtol=0.03), (ode.eg, sim.eg_mean)
-    assert np.allclose(ode.norm_b, sim.mean("norm_b"), rtol=0.03), (ode.norm_b,
-                                                                    sim.mean("norm_b"))
+    assert np.allclose(ode.norm_b, sim.mean("norm_b"), rtol=0.03), (ode.norm_b, sim.mean("norm_b"))
 
 
 @pytest.mark.slow
@@ -148,20 +164,30 @@ def test_cli_solves_the_example_pepita_config(tmp_path):
 
     from odeflow.__main__ import main
     from odeflow.api import Result
-    cfg = json.loads((Path(odeflow.__file__).parent / "configs" / "pepita_K2M2.json")
-                     .read_text())
+
+    cfg = json.loads((Path(odeflow.__file__).parent / "configs" / "pepita_K2M2.json").read_text())
     cfg["alpha_max"] = 2.0
     p = tmp_path / "c.json"
     p.write_text(json.dumps(cfg))
     assert main(["solve", str(p), "-o", str(tmp_path / "o.npz"), "--quiet"]) == 0
     r = Result.load(tmp_path / "o.npz")
     assert r.params["rule"] == "pepita" and r.init.F_norm2 == pytest.approx(0.9)
-    assert r.quadrature["rule"] == {"scheme": "gauss-hermite", "n": 12, "dim": 4,
-                                    "nodes": 20736, "seed": None}
+    assert r.quadrature["rule"] == {
+        "scheme": "gauss-hermite",
+        "n": 12,
+        "dim": 4,
+        "nodes": 20736,
+        "seed": None,
+    }
     # the same run through the API gives the same trajectory
-    direct = odeflow.solve("pepita", r.init, eta=1.0, alpha_max=2.0,
-                           record={"every": 0.2},
-                           quadrature={"scheme": "gauss-hermite", "n": 12})
+    direct = odeflow.solve(
+        "pepita",
+        r.init,
+        eta=1.0,
+        alpha_max=2.0,
+        record={"every": 0.2},
+        quadrature={"scheme": "gauss-hermite", "n": 12},
+    )
     assert np.allclose(direct.eg, r.eg, rtol=1e-12)
 
 
@@ -169,17 +195,19 @@ def test_pepita_noise_covariance_and_sde():
     # Σ_kl = η² σ_F² E[δ_k δ_l] (the AFA noise of §5.2 with the exact δ), against Monte
     # Carlo over the fields with δ = g(λ) − g(λ − e b) written out in numpy
     import math
+
     from scipy.special import erf
+
     rng = np.random.default_rng(4)
     st = _state(rng, sigma_F=0.05)
-    st = st.replace(b=st.b * 10)                 # |b| ~ 0.5: δ far from linear in b
+    st = st.replace(b=st.b * 10)  # |b| ~ 0.5: δ far from linear in b
     S = build_system("pepita", 2, 2).noise_covariance(st, eta=0.8)
-    g = lambda x: erf(x / math.sqrt(2))          # noqa: E731
+    g = lambda x: erf(x / math.sqrt(2))  # noqa: E731
     Z = rng.multivariate_normal(np.zeros(4), st.field_covariance(), size=400_000)
     lam, nu = Z[:, :2], Z[:, 2:]
     e = g(lam) @ st.v - g(nu) @ st.v_star
     d = g(lam) - g(lam - e[:, None] * st.b)
-    X = 0.8 ** 2 * st.sigma_F2 * d[:, :, None] * d[:, None, :]
+    X = 0.8**2 * st.sigma_F2 * d[:, :, None] * d[:, None, :]
     mc, se = X.mean(axis=0), X.std(axis=0) / math.sqrt(len(X))
     assert np.all(np.abs(S - mc) <= 5 * se + 1e-4 * np.abs(mc)), (S, mc, se)
     # the SDE ensemble runs on the quadrature system and starts where the ODE starts

@@ -1,6 +1,7 @@
 """Integrated dynamics against results derived independently of the code:
 the Saad–Solla symmetric plateau, the asymptotic decay rate from the Jacobian of the
 hand-written equations (theory.reference), and the exact solution of a linear network."""
+
 import numpy as np
 import pytest
 from scipy.linalg import expm
@@ -18,8 +19,9 @@ def saad_solla_plateau(K):
 
 
 def symmetric_init(K, r=0.01):
-    return OrderParameters(Q=0.25 * np.eye(K), R=np.full((K, K), r), T=np.eye(K),
-                           v=np.ones(K), v_star=np.ones(K))
+    return OrderParameters(
+        Q=0.25 * np.eye(K), R=np.full((K, K), r), T=np.eye(K), v=np.ones(K), v_star=np.ones(K)
+    )
 
 
 @pytest.mark.parametrize("K", [2, 3])
@@ -28,6 +30,7 @@ def test_symmetric_fixed_point_is_saad_solla_plateau(K):
     R_in = r) at small η has the Saad–Solla plateau error; the η² terms shift it by
     O(η) ≈ 1.5e-5 at η = 1e-3 (tolerance 1e-4)."""
     from scipy.optimize import fsolve
+
     from theory.codegen import build_system
     from theory.observables import eps_g
 
@@ -38,8 +41,13 @@ def test_symmetric_fixed_point_is_saad_solla_plateau(K):
 
     def state(x):
         q, c, r = x
-        return OrderParameters(Q=(q - c) * np.eye(K) + c, R=np.full((K, K), r), T=np.eye(K),
-                               v=np.ones(K), v_star=np.ones(K))
+        return OrderParameters(
+            Q=(q - c) * np.eye(K) + c,
+            R=np.full((K, K), r),
+            T=np.eye(K),
+            v=np.ones(K),
+            v_star=np.ones(K),
+        )
 
     def residual(x):
         # the plateau has identical students (q = c): a singular covariance, so evaluate
@@ -64,8 +72,16 @@ def test_integrated_plateau_and_escape():
     learning."""
     K, eta = 3, 0.05
     init = symmetric_init(K).replace(R=np.full((K, K), 0.01) + 1e-6 * np.eye(K))
-    r = odeflow.solve("bp", init, eta=eta, eta_v=0.0, alpha_max=4000 / eta, rtol=1e-10,
-                      atol=1e-12, record={"log": 400, "min": 1.0})
+    r = odeflow.solve(
+        "bp",
+        init,
+        eta=eta,
+        eta_v=0.0,
+        alpha_max=4000 / eta,
+        rtol=1e-10,
+        atol=1e-12,
+        record={"log": 400, "min": 1.0},
+    )
     assert r.status == 0, r.message
     a, eg = r.alpha[1:], r.eg[1:]
     # after the escape ε_g reaches round-off (±1e-12): keep the logarithm finite there
@@ -81,8 +97,7 @@ def test_asymptotic_decay_rate_matches_linearisation():
     the deviation, so it decays with rates λi + λj from the slowest eigenvalues of the
     Jacobian of the hand-written equations (finite differences of theory.reference)."""
     K, eta = 2, 0.5
-    star = OrderParameters(Q=np.eye(K), R=np.eye(K), T=np.eye(K), v=np.ones(K),
-                           v_star=np.ones(K))
+    star = OrderParameters(Q=np.eye(K), R=np.eye(K), T=np.eye(K), v=np.ones(K), v_star=np.ones(K))
     lay = Layout(K, K)
     y0 = lay.pack(star)
     n_dyn = lay.nQ + K * K  # v is frozen (eta_v = 0)
@@ -113,16 +128,26 @@ def test_asymptotic_decay_rate_matches_linearisation():
     assert np.max(np.linalg.eigvals(J).real) < 0
     rng = np.random.default_rng(3)
     w = np.eye(K, 40) + 0.05 * rng.normal(size=(K, 40))
-    start = OrderParameters.from_weights(np.sqrt(40) * w, np.sqrt(40) * np.eye(K, 40),
-                                         np.ones(K), np.ones(K))
+    start = OrderParameters.from_weights(
+        np.sqrt(40) * w, np.sqrt(40) * np.eye(K, 40), np.ones(K), np.ones(K)
+    )
     alphas = np.linspace(40.0, 200.0, 17)
-    r = odeflow.solve("bp", start, eta=eta, eta_v=0.0, alpha_max=200.0, rtol=1e-12,
-                      atol=1e-16, record={"alpha": np.concatenate([[0.0], alphas])})
+    r = odeflow.solve(
+        "bp",
+        start,
+        eta=eta,
+        eta_v=0.0,
+        alpha_max=200.0,
+        rtol=1e-12,
+        atol=1e-16,
+        record={"alpha": np.concatenate([[0.0], alphas])},
+    )
+
     # ε_g is linear in the deviations along the constrained directions (whose amplitudes
     # are themselves second order) and quadratic in the others, so it is a sum of
     # exp(λi α) and exp((λi+λj) α) over the eigenvalues; the slowest terms here are
-    # exp(λa α), exp(2λb α), exp((λa+λb) α) with λa = −0.048, λb = −0.022: a fit with these rates fixed
-    # must reproduce the integrated curve, and rates off by 10 % must fit clearly worse.
+    # exp(λa α), exp(2λb α), exp((λa+λb) α) with λa = −0.048, λb = −0.022: a fit with these
+    # rates fixed must reproduce the integrated curve, and rates off by 10 % must fit clearly worse.
     def misfit(rates):  # noqa: E306
         basis = np.exp(np.outer(alphas, rates)) / r.eg[1:, None]
         coef, *_ = np.linalg.lstsq(basis, np.ones_like(alphas), rcond=None)
@@ -145,19 +170,36 @@ def test_linear_network_matches_matrix_exponential(method, dt, tol):
     whose solution is exp(α A) applied to (R0, Q0, 1)."""
     eta, v, vs, T, sigma = 0.3, 0.8, 1.2, 1.5, 0.4
     R0, Q0 = 0.1, 0.6
-    A = np.array([
-        [-eta * v ** 2, 0.0, eta * v * vs * T],
-        [2 * eta * v * vs - 2 * eta ** 2 * v ** 3 * vs, -2 * eta * v ** 2 + eta ** 2 * v ** 4,
-         eta ** 2 * v ** 2 * (vs ** 2 * T + sigma ** 2)],
-        [0.0, 0.0, 0.0]])
+    A = np.array(
+        [
+            [-eta * v**2, 0.0, eta * v * vs * T],
+            [
+                2 * eta * v * vs - 2 * eta**2 * v**3 * vs,
+                -2 * eta * v**2 + eta**2 * v**4,
+                eta**2 * v**2 * (vs**2 * T + sigma**2),
+            ],
+            [0.0, 0.0, 0.0],
+        ]
+    )
     init = OrderParameters(Q=[[Q0]], R=[[R0]], T=[[T]], v=[v], v_star=[vs])
     alphas = np.array([0.0, 0.5, 2.0, 5.0, 10.0])
-    r = odeflow.solve("bp", init, eta=eta, eta_v=0.0, sigma=sigma, activation="linear",
-                      alpha_max=10.0, method=method, dt=dt, rtol=1e-11, atol=1e-13,
-                      record={"alpha": alphas})
+    r = odeflow.solve(
+        "bp",
+        init,
+        eta=eta,
+        eta_v=0.0,
+        sigma=sigma,
+        activation="linear",
+        alpha_max=10.0,
+        method=method,
+        dt=dt,
+        rtol=1e-11,
+        atol=1e-13,
+        record={"alpha": alphas},
+    )
     for i, a in enumerate(alphas):
         R, Q, _ = expm(a * A) @ np.array([R0, Q0, 1.0])
         assert r.R[i, 0, 0] == pytest.approx(R, abs=tol)
         assert r.Q[i, 0, 0] == pytest.approx(Q, abs=tol)
-        eg = 0.5 * (v ** 2 * Q - 2 * v * vs * R + vs ** 2 * T)
+        eg = 0.5 * (v**2 * Q - 2 * v * vs * R + vs**2 * T)
         assert r.eg[i] == pytest.approx(eg, abs=tol)

@@ -1,11 +1,12 @@
 """Euler–Maruyama ensemble: zero-noise limit, increment statistics, reproducibility."""
+
 import numpy as np
 import pytest
+from conftest import afa_state, needs_theory
+from toy_system import ToySystem, growing_v_A, stable_A, toy_state
 
 import odeflow
 from odeflow.sde import chol_psd
-from conftest import afa_state, needs_theory
-from toy_system import ToySystem, growing_v_A, stable_A, toy_state
 
 SIGMA = np.array([[0.04, 0.012], [0.012, 0.09]])
 
@@ -37,7 +38,7 @@ def _cov_tolerance(S, P, nsig=5.0):
     """nsig standard errors of the sample covariance of P Gaussian draws with covariance S:
     Var(Ŝ_kl) ≈ (S_kk S_ll + S_kl²)/P."""
     d = np.diag(S)
-    return nsig * np.sqrt((np.outer(d, d) + S ** 2) / P)
+    return nsig * np.sqrt((np.outer(d, d) + S**2) / P)
 
 
 @pytest.mark.parametrize("alpha_max,dt", [(0.01, 0.01), (0.5, 0.01)])
@@ -46,8 +47,16 @@ def test_increment_covariance_matches_sigma(toy_init_b, alpha_max, dt):
     n = _toy().layout.n
     system = _toy(A=np.zeros((n, n)))
     P = 4000
-    res = odeflow.solve_sde(system, toy_init_b, eta=0.1, alpha_max=alpha_max, dt=dt,
-                            n_paths=P, seed=12345, record={"alpha": [0.0, alpha_max]})
+    res = odeflow.solve_sde(
+        system,
+        toy_init_b,
+        eta=0.1,
+        alpha_max=alpha_max,
+        dt=dt,
+        n_paths=P,
+        seed=12345,
+        record={"alpha": [0.0, alpha_max]},
+    )
     inc = res.b[:, -1] - res.b[:, 0]
     target = SIGMA * alpha_max
     C = np.cov(inc.T)
@@ -59,12 +68,12 @@ def test_increment_covariance_matches_sigma(toy_init_b, alpha_max, dt):
 
 def test_chol_psd_handles_singular_and_roundoff():
     L = np.empty((3, 3))
-    b = np.array([0.5, 0.0, -1.0])                       # b_1 = 0: singular Σ
-    S = np.outer(b, b) * np.array([[1, .3, .2], [.3, 1, .1], [.2, .1, 1]])
+    b = np.array([0.5, 0.0, -1.0])  # b_1 = 0: singular Σ
+    S = np.outer(b, b) * np.array([[1, 0.3, 0.2], [0.3, 1, 0.1], [0.2, 0.1, 1]])
     chol_psd(S, L)
     np.testing.assert_allclose(L @ L.T, S, atol=1e-14)
     u = np.array([1.0, 2.0, 3.0])
-    S = np.outer(u, u) - 1e-15 * np.eye(3)                 # rank one, round-off negative
+    S = np.outer(u, u) - 1e-15 * np.eye(3)  # rank one, round-off negative
     chol_psd(S, L)
     assert np.all(np.isfinite(L))
     np.testing.assert_allclose(L @ L.T, np.outer(u, u), atol=1e-12)
@@ -80,15 +89,16 @@ def test_reproducible_given_seed_and_independent_of_n_paths(toy_init_b):
     c = odeflow.solve_sde(system, toy_init_b, n_paths=3, seed=7, **kw)
     d = odeflow.solve_sde(system, toy_init_b, n_paths=6, seed=8, **kw)
     np.testing.assert_array_equal(a.b, b.b)
-    np.testing.assert_array_equal(a.b[:3], c.b)            # path i does not depend on P
+    np.testing.assert_array_equal(a.b[:3], c.b)  # path i does not depend on P
     assert not np.allclose(a.b, d.b)
-    assert len({tuple(x) for x in a.b[:, -1]}) == 6        # the paths differ
+    assert len({tuple(x) for x in a.b[:, -1]}) == 6  # the paths differ
 
 
 def test_reproducible_across_chunks(toy_init_b):
     """More steps than one kernel call: still reproducible (the noise depends only on the
     seed and the step index)."""
     from odeflow.sde import CHUNK_STEPS
+
     system = _toy()
     kw = dict(eta=0.1, alpha_max=(CHUNK_STEPS + 500) * 1e-3, dt=1e-3, record={"log": 20})
     a = odeflow.solve_sde(system, toy_init_b, n_paths=2, seed=3, **kw)
@@ -98,8 +108,16 @@ def test_reproducible_across_chunks(toy_init_b):
 
 def test_divergent_paths_are_flagged_not_silent(toy_init_b):
     system = _toy(A=growing_v_A(rate=0.8, adaptive=True))
-    res = odeflow.solve_sde(system, toy_init_b, eta=0.1, alpha_max=30.0, dt=0.01, n_paths=4,
-                            seed=0, record={"every": 1.0})
+    res = odeflow.solve_sde(
+        system,
+        toy_init_b,
+        eta=0.1,
+        alpha_max=30.0,
+        dt=0.01,
+        n_paths=4,
+        seed=0,
+        record={"every": 1.0},
+    )
     assert res.status == -1 and not res.success
     assert res.diverged.all() and "4 of 4 paths diverged" in res.message
     assert np.all(res.alpha_stop < 30)
@@ -124,8 +142,16 @@ def test_sde_bad_inputs(toy_init_b, toy):
 
 
 def test_sde_save_load(tmp_path, toy_init_b):
-    res = odeflow.solve_sde(_toy(), toy_init_b, eta=0.1, alpha_max=1.0, dt=0.01, n_paths=3,
-                            seed=1, record={"every": 0.5})
+    res = odeflow.solve_sde(
+        _toy(),
+        toy_init_b,
+        eta=0.1,
+        alpha_max=1.0,
+        dt=0.01,
+        n_paths=3,
+        seed=1,
+        record={"every": 0.5},
+    )
     for ext in ("npz", "json"):
         path = res.save(tmp_path / f"sde.{ext}")
         back = odeflow.SDEResult.load(path)
@@ -156,6 +182,7 @@ def test_afa_zero_feedback_noise_collapses_onto_ode():
 def test_afa_noise_covariance_used_on_first_step():
     """One EM step of the real system: sample covariance of Δb vs Σ(y0)·dt."""
     from theory.codegen import build_system
+
     st = afa_state(sigma_F=0.3)
     system = build_system("afa", 2, 2)
     p = system.params(st, 0.5, 0.5, 0.0)
@@ -165,8 +192,9 @@ def test_afa_noise_covariance_used_on_first_step():
     dy = np.empty_like(y0)
     system.rhs(y0, p, dy)
     dt, P = 0.01, 4000
-    res = odeflow.solve_sde("afa", st, eta=0.5, alpha_max=dt, dt=dt, n_paths=P, seed=99,
-                            record={"alpha": [0.0, dt]})
+    res = odeflow.solve_sde(
+        "afa", st, eta=0.5, alpha_max=dt, dt=dt, n_paths=P, seed=99, record={"alpha": [0.0, dt]}
+    )
     inc = res.b[:, 1] - res.b[:, 0] - dt * dy[system.layout.slices["b"]]
     C = np.cov(inc.T)
     assert np.all(np.abs(C - Sig * dt) < _cov_tolerance(Sig * dt, P)), (C, Sig * dt)
@@ -177,8 +205,9 @@ def test_afa_noise_covariance_used_on_first_step():
 def test_afa_sde_spread_science_5_4():
     """docs/theory.md §7: the seed-to-seed spread of ε_g peaks around 0.013 near α ≈ 10."""
     st = afa_state(sigma_F=0.3)
-    res = odeflow.solve_sde("afa", st, eta=0.5, alpha_max=20.0, dt=0.005, n_paths=400,
-                            seed=0, record={"every": 0.5})
+    res = odeflow.solve_sde(
+        "afa", st, eta=0.5, alpha_max=20.0, dt=0.005, n_paths=400, seed=0, record={"every": 0.5}
+    )
     assert res.status == 0
     k = int(np.argmax(res.eg_std))
     assert 0.007 < res.eg_std[k] < 0.025 and 4 < res.alpha[k] < 16
@@ -189,27 +218,41 @@ def test_result_independent_of_call_length(toy_init_b):
     bar at any K): a run cut into calls of 1, 7 and 1000 steps is bit-identical."""
     from odeflow import solvers as S
     from odeflow.sde import base_seeds, em_kernel
+
     system = _toy()
     lay = system.layout
     p = np.ascontiguousarray(system.params(toy_init_b, 0.1, 0.1, 0.0))
     y0 = lay.pack(toy_init_b)
     rec = np.linspace(0.0, 0.5, 6)
     seeds = base_seeds(11, 3).view(np.int64)
-    opts = S.make_opts(0.5, 0.01, 1.0, None, 1e6, 1e-9, 1 << 62, lay.nQ, lay.K,
-                       toy_init_b.T)
+    opts = S.make_opts(0.5, 0.01, 1.0, None, 1e6, 1e-9, 1 << 62, lay.nQ, lay.K, toy_init_b.T)
     out = []
     for steps in (1, 7, 1000):
         Y = np.tile(y0, (3, 1))
         rec_y, rec_eg = np.zeros((3, len(rec), lay.n)), np.zeros((3, len(rec)))
         FS, IST = np.zeros((3, S.N_FS)), np.zeros((3, S.N_IST), dtype=np.int64)
         while np.any(IST[:, S.I_CODE] == S.CODE_RUNNING):
-            em_kernel(system.rhs, system.eg, system.noise, p, Y, rec, rec_y, rec_eg, FS, IST,
-                      opts, seeds, lay.slices["b"].start, steps)
+            em_kernel(
+                system.rhs,
+                system.eg,
+                system.noise,
+                p,
+                Y,
+                rec,
+                rec_y,
+                rec_eg,
+                FS,
+                IST,
+                opts,
+                seeds,
+                lay.slices["b"].start,
+                steps,
+            )
         assert np.all(IST[:, S.I_NSTEPS] == 50)
         out.append(rec_y)
     np.testing.assert_array_equal(out[0], out[1])
     np.testing.assert_array_equal(out[0], out[2])
-    assert not np.array_equal(out[0][0], out[0][1])          # paths differ
+    assert not np.array_equal(out[0][0], out[0][1])  # paths differ
 
 
 def test_counter_normals_are_standard_normal():
@@ -232,7 +275,7 @@ def test_counter_normals_are_standard_normal():
     se = 1 / np.sqrt(n)
     assert abs(z.mean()) < 5 * se
     assert abs(z.var() - 1) < 5 * np.sqrt(2) * se
-    assert abs(np.mean(z ** 4) - 3) < 5 * np.sqrt(96) * se
+    assert abs(np.mean(z**4) - 3) < 5 * np.sqrt(96) * se
     assert abs(np.corrcoef(z[:-1], z[1:])[0, 1]) < 5 * se
     assert abs(np.corrcoef(z, draws(12346, n))[0, 1]) < 5 * se
     # the pairs of one step: odd K drops the last sine, the rest is the same stream

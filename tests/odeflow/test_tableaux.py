@@ -11,6 +11,7 @@
   inside one step scales like h^(dense_order + 1).
 - The new methods through :func:`odeflow.solve`: tolerance met, dense output.
 """
+
 import dataclasses
 import math
 
@@ -36,10 +37,10 @@ def _ids(tabs):
 # ------------------------------------------------------------------ structure
 @pytest.mark.parametrize("tab", TABLES, ids=_ids(TABLES))
 def test_consistency(tab):
-    np.testing.assert_allclose(tab.A.sum(axis=1), tab.c, rtol=0, atol=1e-14)   # c = A·1
-    assert abs(tab.b.sum() - 1.0) < 1e-14                                        # Σ b = 1
+    np.testing.assert_allclose(tab.A.sum(axis=1), tab.c, rtol=0, atol=1e-14)  # c = A·1
+    assert abs(tab.b.sum() - 1.0) < 1e-14  # Σ b = 1
     if tab.e is not None:
-        assert abs(tab.e.sum()) < 1e-14                                          # Σ e = 0
+        assert abs(tab.e.sum()) < 1e-14  # Σ e = 0
         assert tab.error_order < tab.order
     if tab.P is not None:
         # y(θ = 1) = y_{n+1}: the powers of θ add up to b
@@ -66,6 +67,7 @@ def _trees(order):
                     continue
                 for rest in forests(n - k, (k, t)):
                     yield ((k, t),) + rest
+
     for f in forests(order - 1, None):
         out.add(tuple(sorted(f)))
     return [tuple(sorted(f)) for f in out]
@@ -100,7 +102,7 @@ def test_tree_count():
 def test_order_conditions(tab):
     for q in range(1, tab.order + 1):
         assert _order_defects(tab, tab.b, q) < 1e-13, (tab.name, q)
-    assert _order_defects(tab, tab.b, tab.order + 1) > 1e-6       # order is exact
+    assert _order_defects(tab, tab.b, tab.order + 1) > 1e-6  # order is exact
     if tab.e is not None:
         bhat = tab.b - tab.e
         for q in range(1, tab.error_order + 1):
@@ -115,7 +117,7 @@ def test_dense_output_order_conditions(tab):
     for th in (0.2, 0.5, 0.9):
         bth = tab.P @ th ** np.arange(1, tab.P.shape[1] + 1)
         for q in range(1, tab.dense_order + 1):
-            d = max(abs(bth @ _phi(tab, t) - th ** q / _gamma(t, q)) for t in _trees(q))
+            d = max(abs(bth @ _phi(tab, t) - th**q / _gamma(t, q)) for t in _trees(q))
             assert d < 1e-13, (tab.name, th, q, d)
 
 
@@ -123,14 +125,14 @@ def test_dense_output_order_conditions(tab):
 @njit(cache=True)
 def _rhs(y, p, dy):
     kind = int(p[0])
-    if kind == 0:                 # y' = y
+    if kind == 0:  # y' = y
         dy[0] = y[0]
-    elif kind == 1:               # rotation: y1' = y2, y2' = −y1
+    elif kind == 1:  # rotation: y1' = y2, y2' = −y1
         dy[0] = y[1]
         dy[1] = -y[0]
-    elif kind == 2:               # logistic
+    elif kind == 2:  # logistic
         dy[0] = y[0] * (1.0 - y[0])
-    else:                         # y' = −y³/2
+    else:  # y' = −y³/2
         dy[0] = -0.5 * y[0] ** 3
 
 
@@ -152,15 +154,26 @@ def _run(kernel, problem, alpha_max, step, records, h0=None):
     void and the loops integrate a plain ODE. Returns the records (T, n)."""
     kind, y0, _ = PROBLEMS[problem]
     y = np.array(y0, dtype=float)
-    opts = S.make_opts(alpha_max, step, 1e3, None, 1e6, 1e-9, 1 << 40, 0, 0,
-                       np.zeros((0, 0)))
+    opts = S.make_opts(alpha_max, step, 1e3, None, 1e6, 1e-9, 1 << 40, 0, 0, np.zeros((0, 0)))
     fs, ist, work = S.new_state(len(y))
     if h0 is not None:
         fs[S.F_H] = h0
     rec = np.asarray(records, dtype=float)
     rec_y = np.zeros((len(rec), len(y)))
-    kernel(_rhs, _eg, np.array([float(kind)]), y, rec, rec_y, np.zeros(len(rec)), fs, ist,
-           work, opts, 1 << 40)
+    kernel(
+        _rhs,
+        _eg,
+        np.array([float(kind)]),
+        y,
+        rec,
+        rec_y,
+        np.zeros(len(rec)),
+        fs,
+        ist,
+        work,
+        opts,
+        1 << 40,
+    )
     assert ist[S.I_CODE] == S.CODE_DONE, ist[S.I_CODE]
     return rec_y
 
@@ -173,14 +186,19 @@ def _slope(hs, errs):
 #: error lies in the asymptotic regime and above round-off
 H_MAX = {1: 0.02, 2: 0.1, 3: 0.1, 4: 0.1, 5: 0.2}
 
+
 #: (table, problem) pairs of the global-order test. The two 5(4) pairs are designed to have
 #: tiny principal error coefficients; on y' = y (tsit5) and y' = −y³/2 (both) the h⁶ term
 #: then dominates down to round-off (measured slopes 5.8–6.3 for −y³/2, 3.7 for tsit5 on
 #: y' = y where the error changes sign), so their order is measured on the rotation and the
 #: logistic equation, and their coefficients are pinned by the tree conditions above.
 def _cases(tabs):
-    return [(t, prob) for t in tabs for prob in PROBLEMS
-            if t.order <= 4 or prob in ("rotation", "logistic")]
+    return [
+        (t, prob)
+        for t in tabs
+        for prob in PROBLEMS
+        if t.order <= 4 or prob in ("rotation", "logistic")
+    ]
 
 
 GLOBAL_CASES = _cases(TABLES)
@@ -193,9 +211,8 @@ ROUNDOFF = 1e-12
 def _global_order(tab, problem, T=2.0):
     kernel = rk.make_fixed_kernel(tab)
     exact = PROBLEMS[problem][2](T)
-    hs = T / np.round(T / (H_MAX[tab.order] / 2.0 ** np.arange(5)))   # land on T
-    errs = np.array([np.max(np.abs(_run(kernel, problem, T, h, [0.0, T])[-1] - exact))
-                     for h in hs])
+    hs = T / np.round(T / (H_MAX[tab.order] / 2.0 ** np.arange(5)))  # land on T
+    errs = np.array([np.max(np.abs(_run(kernel, problem, T, h, [0.0, T])[-1] - exact)) for h in hs])
     keep = errs > ROUNDOFF
     assert keep.sum() >= 3, errs
     return _slope(hs[keep], errs[keep]), errs
@@ -203,13 +220,22 @@ def _global_order(tab, problem, T=2.0):
 
 def _embedded(tab):
     """The embedded method b̂ = b − e as a fixed-step table of its own."""
-    return dataclasses.replace(tab, name=tab.name + "_embedded", b=tab.b - tab.e,
-                               order=tab.error_order, e=None, error_order=None, P=None,
-                               dense_order=None, fsal=False)
+    return dataclasses.replace(
+        tab,
+        name=tab.name + "_embedded",
+        b=tab.b - tab.e,
+        order=tab.error_order,
+        e=None,
+        error_order=None,
+        P=None,
+        dense_order=None,
+        fsal=False,
+    )
 
 
-@pytest.mark.parametrize("tab,problem", GLOBAL_CASES,
-                         ids=[f"{t.name}-{prob}" for t, prob in GLOBAL_CASES])
+@pytest.mark.parametrize(
+    "tab,problem", GLOBAL_CASES, ids=[f"{t.name}-{prob}" for t, prob in GLOBAL_CASES]
+)
 def test_global_convergence_order(tab, problem):
     slope, errs = _global_order(tab, problem)
     assert abs(slope - tab.order) < 0.3, (tab.name, problem, slope, errs)
@@ -223,8 +249,9 @@ def test_embedded_convergence_order(tab, problem):
     assert abs(slope - tab.error_order) < 0.3, (tab.name, problem, slope, errs)
 
 
-@pytest.mark.parametrize("tab,problem", DENSE_CASES,
-                         ids=[f"{t.name}-{prob}" for t, prob in DENSE_CASES])
+@pytest.mark.parametrize(
+    "tab,problem", DENSE_CASES, ids=[f"{t.name}-{prob}" for t, prob in DENSE_CASES]
+)
 def test_dense_output_local_order(tab, problem):
     """One step of the adaptive loop from the exact initial value (rtol so loose that the
     step is accepted): the records inside the step come from the dense output, whose local
@@ -258,8 +285,17 @@ def test_engine_rejects_tables_it_cannot_hold():
 @pytest.mark.parametrize("rtol", [1e-6, 1e-9])
 def test_new_methods_meet_rtol(toy, toy_init, method, rtol):
     from test_solvers import _flat
-    res = odeflow.solve(toy, toy_init, eta=0.1, method=method, rtol=rtol, atol=rtol * 1e-2,
-                        alpha_max=10.0, record={"every": 0.37})
+
+    res = odeflow.solve(
+        toy,
+        toy_init,
+        eta=0.1,
+        method=method,
+        rtol=rtol,
+        atol=rtol * 1e-2,
+        alpha_max=10.0,
+        record={"every": 0.37},
+    )
     assert res.status == 0 and res.params["rtol"] == rtol
     exact = toy.exact(toy.layout.pack(toy_init), res.alpha)
     ymax = np.max(np.abs(toy.layout.pack(toy_init)))
@@ -268,8 +304,17 @@ def test_new_methods_meet_rtol(toy, toy_init, method, rtol):
 
 @pytest.mark.parametrize("method", ["tsit5", "bs3"])
 def test_new_methods_dense_output(toy, toy_init, method):
-    res = odeflow.solve(toy, toy_init, eta=0.1, method=method, rtol=1e-10, atol=1e-12,
-                        alpha_max=5.0, dense_output=True, record={"alpha": [0.0, 5.0]})
+    res = odeflow.solve(
+        toy,
+        toy_init,
+        eta=0.1,
+        method=method,
+        rtol=1e-10,
+        atol=1e-12,
+        alpha_max=5.0,
+        dense_output=True,
+        record={"alpha": [0.0, 5.0]},
+    )
     alphas = np.linspace(0.0, 5.0, 41)
     exact = toy.exact(toy.layout.pack(toy_init), alphas)
     np.testing.assert_allclose(res.sol(alphas), exact, atol=1e-7)
@@ -289,9 +334,12 @@ def test_every_stop_code_has_one_reason():
     opts = S.make_opts(7.0, 0.1, 1e-9, 1e-3, 1e6, 1e-9, 50, 3, 2, np.eye(2))
     fs[S.F_STOP_ALPHA], fs[S.F_STOP_VALUE] = 3.25, 50.0
     assert describe(S.CODE_MAX_STEPS, fs, ist, opts, "euler") == (
-        -1, "max_steps", ("stopped at α = 3.25 before alpha_max = 7: max_steps = 50 steps "
-                          "taken (raise max_steps)"))
+        -1,
+        "max_steps",
+        ("stopped at α = 3.25 before alpha_max = 7: max_steps = 50 steps taken (raise max_steps)"),
+    )
     assert describe(S.CODE_H_UNDERFLOW, fs, ist, opts, "tsit5")[2].endswith(
-        "too stiff for tsit5) (learning rate too large?)")
+        "too stiff for tsit5) (learning rate too large?)"
+    )
     with pytest.raises(RuntimeError, match="unknown stop code 0"):
         describe(S.CODE_RUNNING, fs, ist, opts, "euler")

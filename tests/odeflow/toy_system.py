@@ -5,6 +5,7 @@
 matrix ``S`` (K×K) packed after A. The state vector follows ``theory.state.Layout`` so the
 first K(K+1)/2 entries are Q (used by the solver's PSD check).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -108,11 +109,11 @@ def stable_A(K=2, M=2, adaptive=False, seed=0, decay_Q=0.3):
     A = np.zeros((n, n))
     A[:nQ, :nQ] = -decay_Q * np.eye(nQ)
     G = rng.normal(size=(nR, nR))
-    A[nQ:nQ + nR, nQ:nQ + nR] = (G - G.T) * 0.5 - 0.5 * np.eye(nR)
+    A[nQ : nQ + nR, nQ : nQ + nR] = (G - G.T) * 0.5 - 0.5 * np.eye(nR)
     m = n - nQ - nR
     G = rng.normal(size=(m, m))
-    A[nQ + nR:, nQ + nR:] = (G - G.T) * 0.5 - 0.5 * np.eye(m)
-    A[nQ + nR:, :nQ] = 0.1 * rng.normal(size=(m, nQ))
+    A[nQ + nR :, nQ + nR :] = (G - G.T) * 0.5 - 0.5 * np.eye(m)
+    A[nQ + nR :, :nQ] = 0.1 * rng.normal(size=(m, nQ))
     return A
 
 

@@ -1,16 +1,22 @@
 """MNIST / CIFAR-10 loaders: the offline subset, the split, and rejection of bad files."""
+
 import gzip
+import hashlib
 import pickle
 import struct
-
-import hashlib
 
 import numpy as np
 import pytest
 from mnist_data import FIXTURE_DIR, FULL_DIR, needs_full_mnist
 
-from simulations.data import (default_mnist_dir, load_cifar10, load_dataset, load_mnist,
-                              read_idx, stratified_split)
+from simulations.data import (
+    default_mnist_dir,
+    load_cifar10,
+    load_dataset,
+    load_mnist,
+    read_idx,
+    stratified_split,
+)
 
 
 def _idx_bytes(arr, type_code=0x08):
@@ -36,6 +42,7 @@ def _write_mnist(d, n=50, prefix="t10k", gz=True, seed=0):
 
 # ----------------------------------------------------------------------------- offline subset
 
+
 @needs_full_mnist
 def test_offline_mnist_subset_is_stratified_scaled_and_fixed():
     assert default_mnist_dir() == FULL_DIR
@@ -58,10 +65,14 @@ def test_fixture_is_the_documented_sample_and_splits_like_the_full_set():
     """The shipped 1000-image fixture: its bytes are those tests/data/README.md records, its
     class counts those of a stratified sample of the test set, and load_dataset splits it
     like the full set (stratified, scaled, fixed)."""
-    digests = {"t10k-images-idx3-ubyte.gz":
-               "961d9d172fa392c3c5bc5d3640a730f1064475f0ea5a6d11b225150d700a3bc4",
-               "t10k-labels-idx1-ubyte.gz":
-               "6cd5bf70352e4572c886e4e8dcc4b5ce7a68bdd1f3168c284f64c599dab051c8"}
+    digests = {
+        "t10k-images-idx3-ubyte.gz": (
+            "961d9d172fa392c3c5bc5d3640a730f1064475f0ea5a6d11b225150d700a3bc4"
+        ),
+        "t10k-labels-idx1-ubyte.gz": (
+            "6cd5bf70352e4572c886e4e8dcc4b5ce7a68bdd1f3168c284f64c599dab051c8"
+        ),
+    }
     for name, digest in digests.items():
         assert hashlib.sha256((FIXTURE_DIR / name).read_bytes()).hexdigest() == digest
     readme = (FIXTURE_DIR.parent / "README.md").read_text()
@@ -70,8 +81,7 @@ def test_fixture_is_the_documented_sample_and_splits_like_the_full_set():
     assert x.shape == (1000, 784) and x.dtype == np.float32 and x.max() == 1.0
     # 1000 × the test set's class shares (980, 1135, 1032, 1010, 982, 892, 958, 1028, 974,
     # 1009 of 10,000), largest-remainder rounded
-    assert np.bincount(y, minlength=10).tolist() == [98, 114, 103, 101, 98, 89, 96, 103, 97,
-                                                     101]
+    assert np.bincount(y, minlength=10).tolist() == [98, 114, 103, 101, 98, 89, 96, 103, 97, 101]
     d = load_dataset("mnist", dir=FIXTURE_DIR, n_train=800, n_test=200)
     assert d.x_train.shape == (800, 784) and "1000-image test set" in d.source
     share = np.bincount(y, minlength=10) / y.size
@@ -115,13 +125,17 @@ def test_official_split_used_when_training_files_present(tmp_path):
 
 # ----------------------------------------------------------------------------- bad files
 
-@pytest.mark.parametrize("problem, match", [
-    ("magic", "magic"),
-    ("truncated", "truncated"),
-    ("header", "truncated"),
-    ("dims", "dimensions"),
-    ("not_gzip", "gzip"),
-])
+
+@pytest.mark.parametrize(
+    "problem, match",
+    [
+        ("magic", "magic"),
+        ("truncated", "truncated"),
+        ("header", "truncated"),
+        ("dims", "dimensions"),
+        ("not_gzip", "gzip"),
+    ],
+)
 def test_corrupted_idx_rejected_with_file_name(tmp_path, problem, match):
     _write_mnist(tmp_path, n=20, gz=False)
     f = tmp_path / "t10k-images-idx3-ubyte"
@@ -178,11 +192,14 @@ def test_unknown_dataset_and_keys():
 
 # ----------------------------------------------------------------------------- CIFAR-10
 
+
 def _write_cifar(d, n=8):
     rng = np.random.default_rng(0)
     for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        batch = {b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
-                 b"labels": list(rng.integers(0, 10, n))}
+        batch = {
+            b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+            b"labels": list(rng.integers(0, 10, n)),
+        }
         with open(d / name, "wb") as fh:
             pickle.dump(batch, fh)
 
@@ -199,7 +216,7 @@ def test_cifar10_loader(tmp_path, monkeypatch):
 
 def test_cifar10_bad_files(tmp_path, monkeypatch):
     monkeypatch.delenv("ODEFLOW_CIFAR10_DIR", raising=False)
-    monkeypatch.setenv("ODEFLOW_DATA", str(tmp_path / "empty"))   # not the user's cache
+    monkeypatch.setenv("ODEFLOW_DATA", str(tmp_path / "empty"))  # not the user's cache
     with pytest.raises(ValueError, match="ODEFLOW_CIFAR10_DIR"):
         load_cifar10()
     _write_cifar(tmp_path)

@@ -2,6 +2,7 @@
 (started here, random port; the network is never used): a good file, a corrupted one, a
 connection dropped mid-file (resumed, or restarted when the server ignores ranges), a 404
 on the first mirror, every mirror down; MNIST and CIFAR-10 end to end."""
+
 import gzip
 import hashlib
 import io
@@ -38,7 +39,7 @@ class _Handler(BaseHTTPRequestHandler):
         data, mode = srv.routes[self.path]
         first = sum(p == self.path for p, _ in srv.log) == 1
         start = 0
-        if rng and mode == "drop-badrange":     # answers a range with the wrong one
+        if rng and mode == "drop-badrange":  # answers a range with the wrong one
             self.send_response(206)
             self.send_header("Content-Range", f"bytes 0-{len(data) - 1}/{len(data)}")
             self.send_header("Content-Length", str(len(data)))
@@ -57,13 +58,13 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         if mode.startswith("drop") and first:
-            self.wfile.write(body[:len(body) // 2])
+            self.wfile.write(body[: len(body) // 2])
             self.wfile.flush()
             self.close_connection = True
             return
         self.wfile.write(body)
 
-    def log_message(self, *args):   # keep the test output clean
+    def log_message(self, *args):  # keep the test output clean
         pass
 
 
@@ -82,8 +83,13 @@ def server():
 @pytest.fixture
 def no_env(monkeypatch, tmp_path):
     """No data variable from the caller's environment; the user cache in tmp_path."""
-    for v in ("ODEFLOW_DATA", "ODEFLOW_MNIST_DIR", "ODEFLOW_CIFAR10_DIR",
-              "ODEFLOW_MNIST_MIRRORS", "ODEFLOW_CIFAR10_MIRRORS"):
+    for v in (
+        "ODEFLOW_DATA",
+        "ODEFLOW_MNIST_DIR",
+        "ODEFLOW_CIFAR10_DIR",
+        "ODEFLOW_MNIST_MIRRORS",
+        "ODEFLOW_CIFAR10_MIRRORS",
+    ):
         monkeypatch.delenv(v, raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
@@ -98,6 +104,7 @@ PAYLOAD = np.random.default_rng(0).integers(0, 256, 300_000, dtype=np.uint8).tob
 
 # ----------------------------------------------------------------------------- folders
 
+
 def test_folders_env_and_default(no_env, tmp_path, monkeypatch):
     cache = tmp_path / "cache" / "odeflow" / "data"
     assert ds.dataset_dir("mnist") == cache / "mnist"
@@ -106,7 +113,7 @@ def test_folders_env_and_default(no_env, tmp_path, monkeypatch):
     assert ds.dataset_dir("mnist") == tmp_path / "home" / ".cache" / "odeflow" / "data" / "mnist"
     monkeypatch.setenv("ODEFLOW_DATA", str(tmp_path / "d"))
     assert ds.dataset_dir("mnist") == tmp_path / "d" / "mnist"
-    monkeypatch.setenv("ODEFLOW_MNIST_DIR", str(tmp_path / "m"))   # the alias wins
+    monkeypatch.setenv("ODEFLOW_MNIST_DIR", str(tmp_path / "m"))  # the alias wins
     assert ds.dataset_dir("mnist") == tmp_path / "m"
     assert ds.dataset_dir("cifar10") == tmp_path / "d" / "cifar10"
     assert ds.dataset_dir("mnist", tmp_path / "x") == tmp_path / "x"
@@ -137,6 +144,7 @@ def test_missing_data_says_where_and_how(no_env, tmp_path):
 
 # ----------------------------------------------------------------------------- download
 
+
 def test_good_file(server, tmp_path, capsys):
     server.routes["/m/f.bin"] = (PAYLOAD, "ok")
     path = ds.download_file(_spec("f.bin", PAYLOAD), [server.url + "/m/"], tmp_path)
@@ -159,7 +167,7 @@ def test_corrupted_file_goes_to_next_mirror_and_leaves_nothing(server, tmp_path)
     with pytest.raises(ds.DataError) as info:
         ds.download_file(spec, [server.url + "/a/"], tmp_path / "one")
     assert "checksum mismatch" in str(info.value) and str(tmp_path / "one") in str(info.value)
-    assert list((tmp_path / "one").iterdir()) == []      # neither f.bin nor f.bin.part
+    assert list((tmp_path / "one").iterdir()) == []  # neither f.bin nor f.bin.part
     path = ds.download_file(spec, [server.url + "/a/", server.url + "/b/"], tmp_path / "two")
     assert path.read_bytes() == PAYLOAD
     assert [p for p, _ in server.log][-2:] == ["/a/f.bin", "/b/f.bin"]
@@ -196,27 +204,32 @@ def test_interrupted_part_file_resumes_in_a_later_run(server, tmp_path):
 
 def test_404_on_first_mirror_uses_the_second(server, tmp_path):
     server.routes["/b/f.bin"] = (PAYLOAD, "ok")
-    path = ds.download_file(_spec("f.bin", PAYLOAD),
-                            [server.url + "/a/", server.url + "/b/"], tmp_path)
+    path = ds.download_file(
+        _spec("f.bin", PAYLOAD), [server.url + "/a/", server.url + "/b/"], tmp_path
+    )
     assert path.read_bytes() == PAYLOAD
     assert [p for p, _ in server.log] == ["/a/f.bin", "/b/f.bin"]
 
 
 def test_all_mirrors_down_names_files_mirrors_and_folder(no_env, tmp_path):
-    with socket.socket() as s:          # a port nobody listens on: connection refused
+    with socket.socket() as s:  # a port nobody listens on: connection refused
         s.bind(("127.0.0.1", 0))
         dead = f"http://127.0.0.1:{s.getsockname()[1]}/mnist/"
     with pytest.raises(ds.DataError) as info:
-        load_mnist(download=True, mirrors=[dead], )
+        load_mnist(
+            download=True,
+            mirrors=[dead],
+        )
     msg = str(info.value)
     folder = tmp_path / "cache" / "odeflow" / "data" / "mnist"
     for f in ds.FILES["mnist"]:
         assert f.name in msg
     assert dead in msg and f"Put the files in {folder}" in msg
-    assert not any(folder.iterdir())    # no partial file kept from a failed connection
+    assert not any(folder.iterdir())  # no partial file kept from a failed connection
 
 
 # ----------------------------------------------------------------------------- data sets
+
 
 def test_mnist_end_to_end_with_fixture_files(server, tmp_path, monkeypatch, capsys):
     """load_mnist(download=True) fetches the files of FILES["mnist"] and reads them (here
@@ -262,13 +275,15 @@ def _cifar_tarball():
     with tarfile.open(fileobj=buf, mode="w:gz") as tar:
         names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch", "batches.meta"]
         for name in names:
-            obj = {b"data": rng.integers(0, 256, (6, 3072), dtype=np.uint8),
-                   b"labels": list(rng.integers(0, 10, 6))}
+            obj = {
+                b"data": rng.integers(0, 256, (6, 3072), dtype=np.uint8),
+                b"labels": list(rng.integers(0, 10, 6)),
+            }
             raw = pickle.dumps(obj)
             info = tarfile.TarInfo("cifar-10-batches-py/" + name)
             info.size = len(raw)
             tar.addfile(info, io.BytesIO(raw))
-        evil = tarfile.TarInfo("../evil")       # outside the batches folder: ignored
+        evil = tarfile.TarInfo("../evil")  # outside the batches folder: ignored
         evil.size = 1
         tar.addfile(evil, io.BytesIO(b"x"))
     return buf.getvalue()
@@ -285,13 +300,12 @@ def test_cifar10_download_verify_extract(server, tmp_path, monkeypatch):
     assert not any(p.name.endswith(".part") for p in folder.iterdir())
     n = len(server.log)
     load_cifar10(folder, download=True, mirrors=[server.url + "/kriz/"])
-    assert len(server.log) == n            # extracted batches present: nothing fetched
+    assert len(server.log) == n  # extracted batches present: nothing fetched
 
 
 def test_cli_where_and_failure(no_env, tmp_path, capsys):
     assert ds.main(["mnist", "--where"]) == 0
-    assert capsys.readouterr().out.strip() == str(tmp_path / "cache" / "odeflow" / "data"
-                                                  / "mnist")
+    assert capsys.readouterr().out.strip() == str(tmp_path / "cache" / "odeflow" / "data" / "mnist")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         dead = f"http://127.0.0.1:{s.getsockname()[1]}/"

@@ -4,6 +4,7 @@ Data: the 8000/2000 split of the full MNIST test set when present, else the 800/
 the shipped 1000-image fixture (tests/mnist_data.py); each accuracy bound was measured on the
 data it applies to.
 """
+
 import json
 
 import numpy as np
@@ -11,9 +12,19 @@ import pytest
 from mnist_data import FULL, bound, sizes
 from mnist_data import mnist as load_mnist_split
 
-from simulations.deep import (DeepConfig, MirrorConfig, _mirror_step, _time_local_step,
-                              blas_threads, feedback_angle, forward, init_network, pepita_updates,
-                              slowness_fit, train_deep)
+from simulations.deep import (
+    DeepConfig,
+    MirrorConfig,
+    _mirror_step,
+    _time_local_step,
+    blas_threads,
+    feedback_angle,
+    forward,
+    init_network,
+    pepita_updates,
+    slowness_fit,
+    train_deep,
+)
 from simulations.train import main as train_main
 from simulations.train import parse_config
 
@@ -38,10 +49,17 @@ def small_batch(mnist):
 # 84.1/82.0/0.8, fa 79.3/73.5/2.2, dfa 78.6/73.5/2.1, pepita 70.3/68.0/1.4, pepita-forward
 # 70.3/67.5/1.5, pepita-hebbian 70.2/68.0/1.5; bounds again >= 2.5 std below the worst seed
 # (chance is 10 %; the binomial SE of 200 test images is at most 3.5 points).
-@pytest.mark.parametrize("rule, full, fixture", [
-    ("bp", 0.91, 0.79), ("fa", 0.89, 0.68), ("dfa", 0.89, 0.68),
-    ("pepita", 0.85, 0.63), ("pepita-forward", 0.85, 0.63), ("pepita-hebbian", 0.85, 0.63),
-])
+@pytest.mark.parametrize(
+    "rule, full, fixture",
+    [
+        ("bp", 0.91, 0.79),
+        ("fa", 0.89, 0.68),
+        ("dfa", 0.89, 0.68),
+        ("pepita", 0.85, 0.63),
+        ("pepita-forward", 0.85, 0.63),
+        ("pepita-hebbian", 0.85, 0.63),
+    ],
+)
 def test_rules_learn_mnist_subset(mnist, rule, full, fixture):
     r = train_deep(mnist, DeepConfig(hidden=[256], rule=rule, epochs=5, seed=0))
     assert not r.diverged and r.epochs_done == 5
@@ -59,22 +77,25 @@ def test_time_local_pepita_learns_with_small_lr(mnist):
     # PEPITA-TL needs lr |x|^2 << 1 (see test_time_local_equals_hebbian_for_small_lr);
     # at lr 0.001 it learns, slowly: seeds 0/1 reach 54.6/52.0 % after 5 epochs
     if FULL:
-        r = train_deep(mnist, DeepConfig(hidden=[256], rule="pepita-time-local", lr=0.001,
-                                         epochs=5, seed=0))
+        r = train_deep(
+            mnist, DeepConfig(hidden=[256], rule="pepita-time-local", lr=0.001, epochs=5, seed=0)
+        )
         assert not r.diverged and r.test_acc[-1] > 0.45 and np.all(np.diff(r.test_acc) > 0)
         return
     # fixture: 5 epochs are only 65 updates (13 batches of 64): seeds 0-9 end at 8.5-28.5 %,
     # too close to chance to test. 20 epochs (260 updates): mean 40.0 %, min 35.0, std 4.2;
     # on 200 test images single epochs can tie or dip (seed 0: 2 of 20 steps), so the curve
     # must rise in most epochs and end 2.5 std below the worst seed
-    r = train_deep(mnist, DeepConfig(hidden=[256], rule="pepita-time-local", lr=0.001,
-                                     epochs=20, seed=0))
+    r = train_deep(
+        mnist, DeepConfig(hidden=[256], rule="pepita-time-local", lr=0.001, epochs=20, seed=0)
+    )
     assert not r.diverged and r.test_acc[-1] > 0.25, r.test_acc
     assert np.mean(np.diff(r.test_acc) > 0) >= 0.75, r.test_acc
 
 
 def test_pepita_first_layer_is_afa_to_first_order(small_batch):
-    """h1 - h̃1 = D1 W1 F e to first order: PEPITA's ΔW1 is the AFA update ((W1 F e) ⊙ relu'(a1)) ⊗ x.
+    """h1 - h̃1 = D1 W1 F e to first order: PEPITA's ΔW1 is the AFA update
+    ((W1 F e) ⊙ relu'(a1)) ⊗ x.
 
     At the two tiny scales used no ReLU unit changes sign between the passes, so the only
     difference left is the presynaptic x̃ = x - F e (modulated rule): exactly linear in |F|.
@@ -191,8 +212,9 @@ def test_slowness_fit_recovers_parameters():
 def test_divergence_is_detected_not_hidden():
     # modulated PEPITA with a huge feedback blows up (docs/theory.md §2)
     data = load_mnist_split(2000, 500)
-    r = train_deep(data, DeepConfig(hidden=[64], rule="pepita", epochs=3, F_scale=100.0,
-                                    dropout=0.0, seed=0))
+    r = train_deep(
+        data, DeepConfig(hidden=[64], rule="pepita", epochs=3, F_scale=100.0, dropout=0.0, seed=0)
+    )
     assert r.diverged and r.epochs_done < 3
     for h in (r.train_acc, r.test_acc, r.train_loss, r.test_loss):
         assert h.size == r.epochs_done + 1 and np.all(np.isfinite(h))
@@ -216,8 +238,13 @@ def test_bad_config_values():
 
 
 def test_train_cli(tmp_path, capsys):
-    cfg = {"rule": "pepita", "layers": [32], "epochs": 2, "seeds": [0, 1],
-           "data": {"name": "mnist", **sizes(1000, 500)}}
+    cfg = {
+        "rule": "pepita",
+        "layers": [32],
+        "epochs": 2,
+        "seeds": [0, 1],
+        "data": {"name": "mnist", **sizes(1000, 500)},
+    }
     (tmp_path / "c.json").write_text(json.dumps(cfg))
     out = tmp_path / "o.npz"
     assert train_main([str(tmp_path / "c.json"), "-o", str(out)]) == 0
@@ -238,6 +265,7 @@ def test_example_configs_parse():
     from pathlib import Path
 
     import simulations
+
     configs = sorted((Path(simulations.__file__).parent / "configs").glob("*.json"))
     mine = [c for c in configs if c.name.startswith(("mnist_", "ff_"))]
     assert len(mine) >= 10

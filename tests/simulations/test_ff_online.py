@@ -20,6 +20,7 @@ alike); late in learning ε_g falls steeply (|dε_g/dα| ≈ 0.03), so the sligh
 escape of finite-N runs shows as up to 0.0074 (5 SE) at N = 4000 while Q, R and u stay
 within 2.6 SE.
 """
+
 import json
 import math
 
@@ -29,11 +30,15 @@ import pytest
 import odeflow
 from simulations.ff_online import simulate_ff, validate_ff_config
 from simulations.teacher_student import simulate
-from theory.state import OrderParameters
 
-BASE = dict(rule="ff", eta=1.0, eta_u=1.0, theta=1.0, same_init=True,
-            init={"seed": 3, "w_scale": 1.0, "w_star_scale": 1.0, "u_scale": 0.1,
-                  "v_star": 1.0})
+BASE = dict(
+    rule="ff",
+    eta=1.0,
+    eta_u=1.0,
+    theta=1.0,
+    same_init=True,
+    init={"seed": 3, "w_scale": 1.0, "w_star_scale": 1.0, "u_scale": 0.1, "v_star": 1.0},
+)
 
 
 def _start(K, M, seed, D=1000):
@@ -41,35 +46,59 @@ def _start(K, M, seed, D=1000):
     vectors w, w* ~ N(0, I_D), u ~ 0.1·N(0, 1)."""
     rng = np.random.default_rng(seed)
     ws, w = rng.standard_normal((M, D)), rng.standard_normal((K, D))
-    return ({"Q": (w @ w.T / D).tolist(), "R": (w @ ws.T / D).tolist(),
-             "T": (ws @ ws.T / D).tolist()}, (0.1 * rng.standard_normal(K)).tolist())
+    return (
+        {"Q": (w @ w.T / D).tolist(), "R": (w @ ws.T / D).tolist(), "T": (ws @ ws.T / D).tolist()},
+        (0.1 * rng.standard_normal(K)).tolist(),
+    )
 
 
 def _extrapolated_agreement(K, M, init_seed, N1, seeds, alpha_max, every, activation="erf"):
     state, u0 = _start(K, M, init_seed)
     Ns = [N1, 2 * N1, 4 * N1]
-    runs = [simulate({**BASE, "N": N, "K": K, "M": M, "alpha_max": alpha_max,
-                      "record": {"every": every}, "seeds": seeds, "activation": activation,
-                      "init": {"state": state, "u": u0, "v_star": 1.0}}) for N in Ns]
+    runs = [
+        simulate(
+            {
+                **BASE,
+                "N": N,
+                "K": K,
+                "M": M,
+                "alpha_max": alpha_max,
+                "record": {"every": every},
+                "seeds": seeds,
+                "activation": activation,
+                "init": {"state": state, "u": u0, "v_star": 1.0},
+            }
+        )
+        for N in Ns
+    ]
     for sim in runs:
         assert not sim.diverged.any()
     init = runs[0].initial_state(0)
-    ode = odeflow.solve("ff", init, eta=1.0, eta_u=1.0, theta=1.0, alpha_max=alpha_max,
-                        activation=activation, record={"alpha": runs[0].alpha},
-                        rtol=1e-8, atol=1e-10)
+    ode = odeflow.solve(
+        "ff",
+        init,
+        eta=1.0,
+        eta_u=1.0,
+        theta=1.0,
+        alpha_max=alpha_max,
+        activation=activation,
+        record={"alpha": runs[0].alpha},
+        rtol=1e-8,
+        atol=1e-10,
+    )
     assert ode.status == 0, ode.message
     x = 1.0 / np.array(Ns, dtype=float)
     worst = {}
     for name in ("Q", "R", "u"):
         Y = np.array([s.mean(name) for s in runs])
         E = np.array([s.std(name) / math.sqrt(len(s.seeds)) for s in runs])
-        Y, E = Y[:, 1:], E[:, 1:]                         # α = 0: every run starts equal
+        Y, E = Y[:, 1:], E[:, 1:]  # α = 0: every run starts equal
         xx = x.reshape((-1,) + (1,) * (Y.ndim - 1))
-        w = 1.0 / E ** 2                                  # weighted least squares in 1/N
-        Sw, Sx, Sxx = w.sum(0), (w * xx).sum(0), (w * xx ** 2).sum(0)
+        w = 1.0 / E**2  # weighted least squares in 1/N
+        Sw, Sx, Sxx = w.sum(0), (w * xx).sum(0), (w * xx**2).sum(0)
         Sy, Sxy = (w * Y).sum(0), (w * xx * Y).sum(0)
-        det = Sw * Sxx - Sx ** 2
-        a = (Sxx * Sy - Sx * Sxy) / det                   # the mean at 1/N → 0
+        det = Sw * Sxx - Sx**2
+        a = (Sxx * Sy - Sx * Sxy) / det  # the mean at 1/N → 0
         se_a = np.sqrt(Sxx / det)
         worst[name] = float(np.max(np.abs(getattr(ode, name)[1:] - a) / se_a))
     eg_dev = float(np.max(np.abs(ode.eg - runs[-1].eg_mean)))
@@ -101,23 +130,40 @@ def test_eg_from_order_parameters_matches_test_set():
     """ε_g evaluated from the measured order parameters (quadrature) agrees with the error
     on 20000 fixed test inputs (binomial SE ≤ 0.0036; 4 SE + 2e-3 for the finite-N
     difference between a measured overlap and the test-set fields)."""
-    sim = simulate_ff({**BASE, "N": 400, "K": 2, "M": 2, "alpha_max": 8.0,
-                       "record": {"every": 2.0}, "seeds": 2, "mc_test": 20000,
-                       "init": {**BASE["init"], "v_star": [1.0, 0.6]}})
+    sim = simulate_ff(
+        {
+            **BASE,
+            "N": 400,
+            "K": 2,
+            "M": 2,
+            "alpha_max": 8.0,
+            "record": {"every": 2.0},
+            "seeds": 2,
+            "mc_test": 20000,
+            "init": {**BASE["init"], "v_star": [1.0, 0.6]},
+        }
+    )
     assert sim.eg_mc is not None
     dev = np.abs(sim.eg_mc - sim.eg)
     assert np.all(dev <= 4 * sim.eg_mc_se + 2e-3), (sim.eg_mc, sim.eg)
 
 
 def test_reproducible_and_initial_state():
-    cfg = {**BASE, "N": 200, "K": 3, "M": 1, "alpha_max": 1.0, "seeds": [4, 7],
-           "record": {"every": 0.5}}
+    cfg = {
+        **BASE,
+        "N": 200,
+        "K": 3,
+        "M": 1,
+        "alpha_max": 1.0,
+        "seeds": [4, 7],
+        "record": {"every": 0.5},
+    }
     a, b = simulate_ff(cfg), simulate_ff({**cfg, "threads": 1})
     np.testing.assert_array_equal(a.u, b.u)
     np.testing.assert_array_equal(a.Q, b.Q)
     st = a.initial_state(1)
     assert st.u is not None and st.K == 3 and np.allclose(st.Q, a.Q[1, 0])
-    assert not np.allclose(a.u[0, -1], a.u[0, 0])      # the label weights learn
+    assert not np.allclose(a.u[0, -1], a.u[0, 0])  # the label weights learn
 
 
 def test_exact_initial_state():
@@ -125,8 +171,17 @@ def test_exact_initial_state():
     u from init.u, a number broadcast to every unit)."""
     st = {"Q": [[1.2, 0.3], [0.3, 0.8]], "R": [[0.5], [-0.2]], "T": [[1.1]]}
     for N in (50, 700):
-        sim = simulate({**BASE, "N": N, "alpha_max": 0.1, "seeds": 2, "quadrature": False,
-                        "mc_test": 100, "init": {"state": st, "u": 0.25}})
+        sim = simulate(
+            {
+                **BASE,
+                "N": N,
+                "alpha_max": 0.1,
+                "seeds": 2,
+                "quadrature": False,
+                "mc_test": 100,
+                "init": {"state": st, "u": 0.25},
+            }
+        )
         for i in range(2):
             s0 = sim.initial_state(i)
             np.testing.assert_allclose(s0.Q, st["Q"], atol=1e-12)
@@ -138,17 +193,26 @@ def test_exact_initial_state():
 def test_config_errors():
     good = {**BASE, "N": 100, "alpha_max": 1.0}
     validate_ff_config(good)
-    bad = [({"theta": 0.0}, "theta must be > 0"), ({"theta": -1}, "theta must be > 0"),
-           ({"activation": "softsign"}, "unsupported activation 'softsign'"),
-           ({"eta_v": 0.5}, "unknown config keys \\['eta_v'\\]"),
-           ({"init": {"v_star": 0.0}}, "non-zero"),
-           ({"init": {"u": [1.0]}}, "init.u must be a number .*or a list of K=2"),
-           ({"init": {"state": {"Q": [[1.0, 0.0], [0.0, 1.0]], "R": [[0.0], [0.0]]}}},
-            "init.state must be a dict with exactly the keys Q"),
-           ({"init": {"state": {"Q": [[1.0]], "R": [[0.0], [0.0]], "T": [[1.0]]}}},
-            "init.state.Q must be a 2×2 array"),
-           ({"init": {"state": {"Q": [[1.0, 0.0], [0.0, 1.0]], "R": [[2.0], [0.0]],
-                                "T": [[1.0]]}}}, "positive semi-definite")]
+    bad = [
+        ({"theta": 0.0}, "theta must be > 0"),
+        ({"theta": -1}, "theta must be > 0"),
+        ({"activation": "softsign"}, "unsupported activation 'softsign'"),
+        ({"eta_v": 0.5}, "unknown config keys \\['eta_v'\\]"),
+        ({"init": {"v_star": 0.0}}, "non-zero"),
+        ({"init": {"u": [1.0]}}, "init.u must be a number .*or a list of K=2"),
+        (
+            {"init": {"state": {"Q": [[1.0, 0.0], [0.0, 1.0]], "R": [[0.0], [0.0]]}}},
+            "init.state must be a dict with exactly the keys Q",
+        ),
+        (
+            {"init": {"state": {"Q": [[1.0]], "R": [[0.0], [0.0]], "T": [[1.0]]}}},
+            "init.state.Q must be a 2×2 array",
+        ),
+        (
+            {"init": {"state": {"Q": [[1.0, 0.0], [0.0, 1.0]], "R": [[2.0], [0.0]], "T": [[1.0]]}}},
+            "positive semi-definite",
+        ),
+    ]
     for over, msg in bad:
         with pytest.raises(ValueError, match=msg):
             simulate({**good, **over})
@@ -159,31 +223,60 @@ def test_command_lines(tmp_path):
     from odeflow.__main__ import main as ode_main
     from simulations.run import main as sim_main
 
-    cfg = {**BASE, "N": 300, "K": 2, "M": 1, "alpha_max": 2.0, "record": {"every": 1.0},
-           "seeds": 2}
+    cfg = {**BASE, "N": 300, "K": 2, "M": 1, "alpha_max": 2.0, "record": {"every": 1.0}, "seeds": 2}
     (tmp_path / "sim.json").write_text(json.dumps(cfg))
-    assert sim_main([str(tmp_path / "sim.json"), "-o", str(tmp_path / "sim.npz"),
-                     "--quiet"]) == 0
-    solve_cfg = {"rule": "ff", "eta": 1.0, "eta_u": 1.0, "theta": 1.0, "alpha_max": 2.0,
-                 "record": {"every": 1.0}}
+    assert sim_main([str(tmp_path / "sim.json"), "-o", str(tmp_path / "sim.npz"), "--quiet"]) == 0
+    solve_cfg = {
+        "rule": "ff",
+        "eta": 1.0,
+        "eta_u": 1.0,
+        "theta": 1.0,
+        "alpha_max": 2.0,
+        "record": {"every": 1.0},
+    }
     (tmp_path / "ode.json").write_text(json.dumps(solve_cfg))
-    assert ode_main(["solve", str(tmp_path / "ode.json"), "-o", str(tmp_path / "ode.npz"),
-                     "--init-from", str(tmp_path / "sim.npz"), "--quiet"]) == 0
+    assert (
+        ode_main(
+            [
+                "solve",
+                str(tmp_path / "ode.json"),
+                "-o",
+                str(tmp_path / "ode.npz"),
+                "--init-from",
+                str(tmp_path / "sim.npz"),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     res = odeflow.Result.load(tmp_path / "ode.npz")
     with np.load(tmp_path / "sim.npz") as z:
         np.testing.assert_allclose(res.u[0], z["init_u"])
         np.testing.assert_allclose(res.eg[0], z["eg_mean"][0], atol=1e-12)
     # an init given in the config, without v (FF has no second layer)
-    solve_cfg["init"] = {"Q": [[1, 0], [0, 1]], "R": [[0.1], [0]], "T": [[1]],
-                         "u": [0.1, 0.0], "v_star": [1]}
+    solve_cfg["init"] = {
+        "Q": [[1, 0], [0, 1]],
+        "R": [[0.1], [0]],
+        "T": [[1]],
+        "u": [0.1, 0.0],
+        "v_star": [1],
+    }
     (tmp_path / "ode2.json").write_text(json.dumps(solve_cfg))
-    assert ode_main(["solve", str(tmp_path / "ode2.json"), "-o",
-                     str(tmp_path / "ode2.json.npz"), "--quiet"]) == 0
+    assert (
+        ode_main(
+            ["solve", str(tmp_path / "ode2.json"), "-o", str(tmp_path / "ode2.json.npz"), "--quiet"]
+        )
+        == 0
+    )
     solve_cfg["theta"] = -1
     (tmp_path / "bad.json").write_text(json.dumps(solve_cfg))
-    assert ode_main(["solve", str(tmp_path / "bad.json"), "-o", str(tmp_path / "b.npz"),
-                     "--quiet"]) == 2
-    assert ode_main(["compare", str(tmp_path / "sim.json"), "-o", str(tmp_path / "c.npz"),
-                     "--quiet"]) == 0
+    assert (
+        ode_main(["solve", str(tmp_path / "bad.json"), "-o", str(tmp_path / "b.npz"), "--quiet"])
+        == 2
+    )
+    assert (
+        ode_main(["compare", str(tmp_path / "sim.json"), "-o", str(tmp_path / "c.npz"), "--quiet"])
+        == 0
+    )
     with np.load(tmp_path / "c.npz") as z:
         assert {"ode_u", "sim_u_mean", "ode_gap", "sim_loss_mean"} <= set(z.files)

@@ -1,11 +1,11 @@
 """Recurrent FF: damped dynamics by hand, local gradient, learning on the MNIST subset."""
+
 import numpy as np
 import pytest
 from mnist_data import bound
 from mnist_data import mnist as load_mnist_split
 
-from simulations.ff_recurrent import (RecurrentFFConfig, _grads, run_dynamics,
-                                      train_ff_recurrent)
+from simulations.ff_recurrent import RecurrentFFConfig, _grads, run_dynamics, train_ff_recurrent
 from simulations.forward_forward import _normalize
 
 
@@ -77,8 +77,9 @@ def test_local_gradient_is_the_window_loss_gradient_with_the_past_frozen(positiv
 # Fixture (800/200, seeds 0-9): mean 53.9 %, min 44.0, std 7.1; bound 30 %.
 def test_recurrent_ff_beats_chance_on_mnist_subset():
     d = load_mnist_split(2000, 500)
-    r = train_ff_recurrent(d, RecurrentFFConfig(hidden=[128, 128], steps=6, epochs=2,
-                                                eval_train=500, seed=0))
+    r = train_ff_recurrent(
+        d, RecurrentFFConfig(hidden=[128, 128], steps=6, epochs=2, eval_train=500, seed=0)
+    )
     assert not r.diverged and r.epochs_done == 2
     assert r.test_acc[-1] > bound(0.5, 0.3), r.test_acc
     assert r.loss[-1] < r.loss[0] and r.layer_loss.shape == (3, 2)

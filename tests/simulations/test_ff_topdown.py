@@ -1,4 +1,5 @@
 """FF with top-down negatives x̃ = x − F e: first-order expansion in F, cosine to PEPITA."""
+
 import copy
 
 import numpy as np
@@ -7,14 +8,19 @@ from mnist_data import bound
 from mnist_data import mnist as load_mnist_split
 
 from simulations.deep import init_network
-from simulations.ff_topdown import (TopDownConfig, first_order_updates, topdown_updates,
-                                    train_ff_topdown, update_cosines)
+from simulations.ff_topdown import (
+    TopDownConfig,
+    first_order_updates,
+    topdown_updates,
+    train_ff_topdown,
+    update_cosines,
+)
 from simulations.forward_forward import _normalize
 
 
 @pytest.fixture(scope="module")
 def mnist_small():
-    return load_mnist_split(2000, 500)     # fixture: its 800/200 split
+    return load_mnist_split(2000, 500)  # fixture: its 800/200 split
 
 
 def _updates_at(net, x, y, eps):
@@ -31,17 +37,20 @@ def test_first_order_expansion_in_F_matches_finite_differences():
     net = init_network([50, 20, 15, 4], "pepita", 0.5, seed=1, dtype=np.float64)
     x = _normalize(rng.random((30, 50)))
     y = np.eye(4)[rng.integers(0, 4, 30)]
-    delta = topdown_updates(net, x, y)["e"] @ net.F.T   # e does not depend on F
+    delta = topdown_updates(net, x, y)["e"] @ net.F.T  # e does not depend on F
     g0, g1, gc1 = first_order_updates(net.W[:-1], x, delta, 1.0)
     eps = 1e-3
-    up, um, u0 = _updates_at(net, x, y, eps), _updates_at(net, x, y, -eps), \
-        _updates_at(net, x, y, 0.0)
+    up, um, u0 = (
+        _updates_at(net, x, y, eps),
+        _updates_at(net, x, y, -eps),
+        _updates_at(net, x, y, 0.0),
+    )
     for l in range(2):
         assert np.allclose(u0["g"][l], g0[l], atol=1e-6 * np.abs(g0[l]).max())
-        assert np.abs(u0["gc"][l]).max() < 1e-12          # contrastive: no zeroth order
+        assert np.abs(u0["gc"][l]).max() < 1e-12  # contrastive: no zeroth order
         fd = (up["g"][l] - um["g"][l]) / (2 * eps)
         fdc = (up["gc"][l] - um["gc"][l]) / (2 * eps)
-        assert np.abs(g1[l]).max() > 1e-3                    # not vacuous
+        assert np.abs(g1[l]).max() > 1e-3  # not vacuous
         assert np.abs(fd - g1[l]).max() < 1e-4 * np.abs(g1[l]).max()
         assert np.abs(fdc - gc1[l]).max() < 1e-4 * np.abs(gc1[l]).max()
 
@@ -75,12 +84,14 @@ def test_topdown_ff_trains_and_records_cosines(mnist_small):
     first-order prediction tracks the measured cosine over training (|F e|/|x| stays at a
     few 1e-3, so the agreement of the test above holds: 2e-2). Fixture (800/200, seeds 0-9):
     mean 44.1 %, min 33.5, std 5.9; bound 20 %."""
-    r = train_ff_topdown(mnist_small, TopDownConfig(hidden=[128], epochs=3, cos_every=10,
-                                                    cos_batch=200, eval_train=500, seed=0))
+    r = train_ff_topdown(
+        mnist_small,
+        TopDownConfig(hidden=[128], epochs=3, cos_every=10, cos_batch=200, eval_train=500, seed=0),
+    )
     assert not r.diverged and r.epochs_done == 3
     assert r.test_acc[-1] > bound(0.45, 0.2), r.test_acc
-    steps = 3 * -(-mnist_small.y_train.size // 64)     # 3 epochs of ceil(n / 64) batches
-    n_cos = len(range(0, steps, 10))                    # 96 steps -> 10 measurements
+    steps = 3 * -(-mnist_small.y_train.size // 64)  # 3 epochs of ceil(n / 64) batches
+    n_cos = len(range(0, steps, 10))  # 96 steps -> 10 measurements
     assert r.cos_ff.shape == (n_cos, 1) and list(r.cos_step) == list(range(0, steps, 10))
     assert np.allclose(r.cos_ff, r.cos_pred, atol=2e-2)
     assert np.all(np.abs(r.cos_ff) <= 1) and r.layer_loss.shape == (4, 1)
@@ -93,8 +104,15 @@ def test_topdown_bad_input():
         TopDownConfig(sign=0)
     with pytest.raises(ValueError, match="larger than the map"):
         from simulations.data import Dataset
-        d = Dataset(np.zeros((4, 16), np.float32), np.zeros(4, int), np.zeros((2, 16), np.float32),
-                    np.zeros(2, int), 2, "toy")
+
+        d = Dataset(
+            np.zeros((4, 16), np.float32),
+            np.zeros(4, int),
+            np.zeros((2, 16), np.float32),
+            np.zeros(2, int),
+            2,
+            "toy",
+        )
         train_ff_topdown(d, TopDownConfig(hidden=[4], local_fields=[{"field": 5, "grid": 2}]))
 
 

@@ -1,24 +1,32 @@
 """Unsupervised Forward-Forward learns features that beat its own untrained network;
 peer normalisation is the gradient it claims and keeps units in use; goodness options."""
+
 import numpy as np
 import pytest
 from mnist_data import mnist as load_mnist_split
 from mnist_data import needs_full_mnist
 
 from figures import mnist_table as mt
-from simulations.forward_forward import (FFConfig, layer_loss, layer_loss_grad,
-                                         peer_norm_grad, train_ff)
+from simulations.forward_forward import (
+    FFConfig,
+    layer_loss,
+    layer_loss_grad,
+    peer_norm_grad,
+    train_ff,
+)
 
 
 def _quick_unsupervised_row():
-    row = next(r for r in mt.load_table_config(quick=True)["rows"]
-               if r["label"] == "ff-unsupervised")
+    row = next(
+        r for r in mt.load_table_config(quick=True)["rows"] if r["label"] == "ff-unsupervised"
+    )
     return row["config"]
 
 
 def _gains(seeds):
     """(untrained, trained) test accuracy of the quick ff-unsupervised row, per seed."""
     from simulations.train import run_config
+
     cfg = dict(_quick_unsupervised_row(), seeds=list(seeds))
     out = run_config(cfg)
     assert not out["diverged"].any()

@@ -1,19 +1,27 @@
 """Forward-Forward: exact layer gradients, learning on MNIST, negatives, teacher–student task."""
+
 import numpy as np
 import pytest
 from mnist_data import FULL, bound
 from mnist_data import mnist as load_mnist_split
 
 from simulations.deep import DeepConfig, train_deep
-from simulations.forward_forward import (FFConfig, embed_label, hybrid_negatives, layer_loss,
-                                         layer_loss_grad, predict, teacher_student_task,
-                                         train_ff)
+from simulations.forward_forward import (
+    FFConfig,
+    embed_label,
+    hybrid_negatives,
+    layer_loss,
+    layer_loss_grad,
+    predict,
+    teacher_student_task,
+    train_ff,
+)
 from simulations.train import run_config
 
 
 @pytest.fixture(scope="module")
 def mnist():
-    return load_mnist_split(8000, 2000)     # fixture: its 800/200 split (tests/mnist_data.py)
+    return load_mnist_split(8000, 2000)  # fixture: its 800/200 split (tests/mnist_data.py)
 
 
 @pytest.mark.parametrize("theta", [5.0, 12.0])
@@ -37,8 +45,10 @@ def test_layer_update_is_gradient_of_layer_loss(theta):
     # the Hebbian / anti-Hebbian form written out
     sig = lambda z: 1 / (1 + np.exp(-z))  # noqa: E731
     norm = lambda x: x / np.sqrt(np.mean(x * x, 1, keepdims=True))  # noqa: E731
-    pp, pn = sig((hp ** 2).sum(1) - theta), sig((hn ** 2).sum(1) - theta)
-    hebb = (-2 * (1 - pp)[:, None] * hp).T @ norm(xp) / 20 + (2 * pn[:, None] * hn).T @ norm(xn) / 20
+    pp, pn = sig((hp**2).sum(1) - theta), sig((hn**2).sum(1) - theta)
+    hebb = (-2 * (1 - pp)[:, None] * hp).T @ norm(xp) / 20 + (2 * pn[:, None] * hn).T @ norm(
+        xn
+    ) / 20
     assert np.allclose(grad, hebb, atol=1e-6)
 
 
@@ -58,8 +68,7 @@ def test_two_layer_ff_hardest_negatives(mnist):
     if FULL:
         r = train_ff(mnist, FFConfig(hidden=[128, 128], epochs=2, negatives="hardest", seed=1))
         assert r.layer_loss.shape == (3, 2)
-        assert r.test_acc[-1] > 0.45 and r.test_acc[-1] > r.test_acc[1] > r.test_acc[0], \
-            r.test_acc
+        assert r.test_acc[-1] > 0.45 and r.test_acc[-1] > r.test_acc[1] > r.test_acc[0], r.test_acc
         return
     # fixture: two epochs are 26 updates, after which layer 2 is still at chance (seeds 0-9:
     # 9-21.5 %). Ten epochs (130 updates): mean 36.2 %, min 30.0, std 4.6, not monotone on
@@ -82,6 +91,7 @@ def test_prediction_skips_first_layer_only_when_deeper():
     W1 = rng.normal(size=(16, 40)).astype(np.float32)
     W2 = rng.normal(size=(16, 16)).astype(np.float32)
     from simulations.forward_forward import _goodness_all_labels, _layers_forward
+
     G = _goodness_all_labels([W1, W2], x, 10, 1.0)
     h = _layers_forward([W1, W2], embed_label(x, np.full(30, 3), 10))
     assert np.allclose(G[:, 3], (h[1] ** 2).sum(1), rtol=1e-5)
@@ -121,8 +131,9 @@ def test_hybrid_negatives_mix_two_images_with_a_smooth_mask():
 def test_unsupervised_ff_head_learns():
     # fixture (800/200, seeds 0-9): mean 78.1 %, min 75.0, std 2.6; bound 68 %
     small = load_mnist_split(2000, 1000)
-    r = train_ff(small, FFConfig(hidden=[128, 128], mode="unsupervised", epochs=1,
-                                 head_epochs=10, seed=0))
+    r = train_ff(
+        small, FFConfig(hidden=[128, 128], mode="unsupervised", epochs=1, head_epochs=10, seed=0)
+    )
     assert not r.diverged and r.test_acc.shape == (2,), r.test_acc
     assert r.test_acc[-1] > bound(0.75, 0.68), r.test_acc
 
@@ -142,10 +153,16 @@ def test_teacher_student_task_ff_next_to_pepita():
 
 
 def test_ff_through_config_and_bad_options():
-    out = run_config({"rule": "ff", "layers": [32], "epochs": 1, "seeds": 2,
-                      "ff": {"negatives": "random"},
-                      "data": {"name": "teacher-student", "N": 20, "n_train": 500,
-                               "n_test": 200}})
+    out = run_config(
+        {
+            "rule": "ff",
+            "layers": [32],
+            "epochs": 1,
+            "seeds": 2,
+            "ff": {"negatives": "random"},
+            "data": {"name": "teacher-student", "N": 20, "n_train": 500, "n_test": 200},
+        }
+    )
     assert out["test_acc"].shape == (2, 2) and out["layer_loss"].shape == (2, 2, 1)
     with pytest.raises(ValueError, match="allowed: random, hardest"):
         FFConfig(negatives="worst")

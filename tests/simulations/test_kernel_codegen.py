@@ -4,6 +4,7 @@ Oracles: (1) the hand-written integer-code kernel that the generated one replace
 verbatim in ``handwritten_kernel.py``); (2) step-by-step NumPy updates written from
 the rule's definition; (3) the ODEs derived from the same Rule.
 """
+
 import json
 import math
 import os
@@ -16,8 +17,7 @@ import pytest
 
 import odeflow
 from simulations import ensemble
-from simulations.teacher_student import (initial_weights, simulate, standard_normal,
-                                         validate_config)
+from simulations.teacher_student import initial_weights, simulate, standard_normal, validate_config
 from theory.rules import load_rule
 
 HERE = Path(__file__).parent
@@ -38,8 +38,11 @@ def test_builtin_kernels_reproduce_the_handwritten_kernel(act):
     blocks: the generated code performs the same floating-point operations in the same
     order. Both are compiled here from the same activation functions."""
     from handwritten_kernel import CODES, _run_block
-    from simulations import kernelgen, teacher_student as ts
+
+    from simulations import kernelgen
+    from simulations import teacher_student as ts
     from theory.observables import ACTIVATIONS
+
     N, K, M = 150, 3, 2
     a = ACTIVATIONS.index(act)
     rng = np.random.default_rng(1)
@@ -49,12 +52,16 @@ def test_builtin_kernels_reproduce_the_handwritten_kernel(act):
     for rule, code in CODES.items():
         run_new = ts._kernel(kernelgen.resolve_rule(rule))
         states = []
-        for run in (lambda *x: _run_block(code, a, *x[:-2], x[-1]),
-                    lambda *x: run_new(a, *x)):
+        for run in (
+            lambda *x: _run_block(code, a, *x[:-2], x[-1]),  # noqa: B023 (called in this loop)
+            lambda *x: run_new(a, *x),  # noqa: B023 (called in this loop)
+        ):
             st, xb, work = ensemble.sample_state(3), np.zeros((2, N)), np.zeros((6, K))
             w, v, b = w0.copy(), v0.copy(), b0.copy()
-            done = [run(n, st, xb, w, ws, v, vs, F, b, 0.6, 0.4, 0.2, np.zeros(1), work)
-                    for n in (1, 37, 200)]
+            done = [
+                run(n, st, xb, w, ws, v, vs, F, b, 0.6, 0.4, 0.2, np.zeros(1), work)
+                for n in (1, 37, 200)
+            ]
             states.append((done, w, v, b, st, work[5]))
         for old, new in zip(*states):
             assert np.array_equal(np.asarray(old), np.asarray(new)), (rule, act)
@@ -66,6 +73,7 @@ def _oracle(cfg, rule, seed, steps):
     """Updates of the Rule written out by hand: w ← (1 − ηκ/N) w − (η/√N) δ x,
     v ← v − (η_v/N) e g(λ) (or fixed); δ of fa-decay/afa-decay/bp-scaled."""
     from scipy.special import erf
+
     cfg = validate_config(cfg)
     N, eta, eta_v, sigma = cfg["N"], cfg["eta"], cfg["eta_v"], cfg["sigma"]
     prm = {**rule.params, **cfg["rule_params"]}
@@ -74,7 +82,7 @@ def _oracle(cfg, rule, seed, steps):
     w, v, ws, vs, F, bf = W.w.copy(), W.v.copy(), W.w_star, W.v_star, W.F, W.b.copy()
     draws = standard_normal(ensemble.sample_state(seed), (steps, N + 1))
     sq = math.sqrt(N)
-    g = lambda z: erf(z / math.sqrt(2))                         # noqa: E731
+    g = lambda z: erf(z / math.sqrt(2))  # noqa: E731
     gp = lambda z: math.sqrt(2 / math.pi) * np.exp(-z * z / 2)  # noqa: E731
     out_w, out_v, out_b = [w.copy()], [v.copy()], [w @ F / sq]
     for t in range(steps):
@@ -85,7 +93,7 @@ def _oracle(cfg, rule, seed, steps):
             d = bf * gp(lam) * e
         elif rule.name == "afa-decay":
             d = (w @ F / sq) * gp(lam) * e
-        else:                                                   # bp-scaled
+        else:  # bp-scaled
             d = -prm["c_s"] * v * gp(lam) * e / 2
         dv = 0.0 if rule.second_layer == "fixed" else -(eta_v / N) * e * g(lam)
         w = w - (eta * kappa / N) * w - (eta / sq) * np.outer(d, x)
@@ -96,19 +104,32 @@ def _oracle(cfg, rule, seed, steps):
     return np.array(out_w), np.array(out_v), np.array(out_b)
 
 
-@pytest.mark.parametrize("name,rule_params", [("fa_decay", {"kappa": 3.0}),
-                                              ("afa_decay", {}), ("bp_scaled", {})])
+@pytest.mark.parametrize(
+    "name,rule_params", [("fa_decay", {"kappa": 3.0}), ("afa_decay", {}), ("bp_scaled", {})]
+)
 def test_user_rule_steps_match_numpy_oracle(name, rule_params):
     rule = load_rule(_spec(name))
     N, steps = 7, 5
-    cfg = dict(rule=rule, rule_params=rule_params, N=N, K=2, M=3, eta=0.8, eta_v=0.7,
-               sigma=0.3, sigma_F=0.4, alpha_max=steps / N, seeds=[4],
-               record={"alpha": [t / N for t in range(steps + 1)]}, record_weights=True)
+    cfg = dict(
+        rule=rule,
+        rule_params=rule_params,
+        N=N,
+        K=2,
+        M=3,
+        eta=0.8,
+        eta_v=0.7,
+        sigma=0.3,
+        sigma_F=0.4,
+        alpha_max=steps / N,
+        seeds=[4],
+        record={"alpha": [t / N for t in range(steps + 1)]},
+        record_weights=True,
+    )
     res = simulate(cfg)
     w_ref, v_ref, b_ref = _oracle(cfg, rule, 4, steps)
     np.testing.assert_allclose(res.w[0], w_ref, rtol=1e-11, atol=1e-12)
     np.testing.assert_allclose(res.v[0], v_ref, rtol=1e-11, atol=1e-12)
-    if rule.feedback == "adaptive":     # b = w F/√N, maintained incrementally by the kernel
+    if rule.feedback == "adaptive":  # b = w F/√N, maintained incrementally by the kernel
         np.testing.assert_allclose(res.b[0], b_ref, rtol=1e-10, atol=1e-12)
     assert not np.allclose(w_ref[0], w_ref[-1])
     if rule.second_layer == "fixed":
@@ -122,8 +143,17 @@ def test_fa_weight_decay_user_rule_simulates_like_its_ode():
     from one initial state: the ensemble mean of ε_g lies within 3 standard errors
     (std/√8, measured) of the ODE derived from the same Rule at every α in (0, 10], and the
     decay matters: without it the ODE ends more than 10 standard errors away."""
-    cfg = dict(rule=_spec("fa_decay"), rule_params={"kappa": 0.2}, N=1000, alpha_max=10,
-               seeds=8, record={"every": 0.5}, eta=0.5, eta_v=0.5, init={"seed": 3})
+    cfg = dict(
+        rule=_spec("fa_decay"),
+        rule_params={"kappa": 0.2},
+        N=1000,
+        alpha_max=10,
+        seeds=8,
+        record={"every": 0.5},
+        eta=0.5,
+        eta_v=0.5,
+        init={"seed": 3},
+    )
     sim = simulate(cfg)
     assert not sim.diverged.any()
     rule = load_rule(cfg["rule"])
@@ -134,7 +164,7 @@ def test_fa_weight_decay_user_rule_simulates_like_its_ode():
     ratio = np.abs(sim.eg_mean[1:] - ode.eg[1:]) / se
     assert ratio.max() < 3, ratio.max()
     assert np.abs(no_decay.eg[-1] - ode.eg[-1]) > 10 * se[-1]
-    assert ode.eg[-1] < 0.7 * ode.eg[0]          # it learns: the agreement is not trivial
+    assert ode.eg[-1] < 0.7 * ode.eg[0]  # it learns: the agreement is not trivial
 
 
 # ------------------------------------------------------------------------ bad rule files
@@ -159,13 +189,33 @@ def test_cli_rule_file_relative_to_the_config(tmp_path, monkeypatch, capsys):
     """``python -m simulations run`` and ``python -m odeflow compare`` with
     ``"rule": "my_rules.py:fa_decay"`` next to the config, run from another directory."""
     (tmp_path / "my_rules.py").write_text(RULES_FILE.read_text())
-    cfg = dict(rule="my_rules.py:fa_decay", rule_params={"kappa": 0.5}, N=200, alpha_max=2,
-               seeds=2, record={"every": 1.0})
+    cfg = dict(
+        rule="my_rules.py:fa_decay",
+        rule_params={"kappa": 0.5},
+        N=200,
+        alpha_max=2,
+        seeds=2,
+        record={"every": 1.0},
+    )
     (tmp_path / "cfg.json").write_text(json.dumps(cfg))
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    out = subprocess.run([sys.executable, "-m", "simulations", "run", str(tmp_path / "cfg.json"),
-                          "-o", str(tmp_path / "out.npz"), "--quiet"], cwd=ROOT, env=env,
-                         capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "simulations",
+            "run",
+            str(tmp_path / "cfg.json"),
+            "-o",
+            str(tmp_path / "out.npz"),
+            "--quiet",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr
     with np.load(tmp_path / "out.npz") as z:
         saved = json.loads(str(z["config_json"]))
@@ -173,10 +223,13 @@ def test_cli_rule_file_relative_to_the_config(tmp_path, monkeypatch, capsys):
         assert z["Q"].shape == (2, 3, 2, 2)
     # odeflow compare's command (in-process: the same code path, without a second start-up)
     import argparse
+
     from odeflow.compare import run as compare_run
+
     monkeypatch.chdir(ROOT)
-    args = argparse.Namespace(config=tmp_path / "cfg.json", output=tmp_path / "c.npz",
-                              plot=None, quiet=True)
+    args = argparse.Namespace(
+        config=tmp_path / "cfg.json", output=tmp_path / "c.npz", plot=None, quiet=True
+    )
     assert compare_run(args) == 0
     assert "compare fa-decay (ODE: fa-decay)" in capsys.readouterr().out
     with np.load(tmp_path / "c.npz") as z:
@@ -188,9 +241,18 @@ def test_compare_and_save_with_a_rule_object(tmp_path):
     parameters reach both sides, and results save with the Rule described in the config."""
     from odeflow.compare import compare
     from simulations.teacher_student import SimulationResult
+
     rule = load_rule(_spec("afa_decay"))
-    c = compare(dict(rule=rule, rule_params={"kappa": 0.5}, N=300, alpha_max=2, seeds=2,
-                     record={"every": 0.5}))
+    c = compare(
+        dict(
+            rule=rule,
+            rule_params={"kappa": 0.5},
+            N=300,
+            alpha_max=2,
+            seeds=2,
+            record={"every": 0.5},
+        )
+    )
     assert c.config["ode"]["rule"] == "afa-decay"
     assert c.ode_result.params["rule_params"] == {"kappa": 0.5}
     # b = w F/√N decays with w: the ODE and the simulation agree on it to within the
@@ -210,11 +272,21 @@ def test_user_activation_equal_to_tanh_simulates_like_tanh():
     trajectories, bit for bit); its kernel printed from the sympy expression instead of
     the hand-tuned form agrees with the built-in kernel to float rounding."""
     from simulations import kernelgen
-    cfg = dict(rule="bp", N=200, K=2, M=2, eta=0.5, eta_v=0.5, alpha_max=2.0,
-               record={"every": 0.5}, seeds=2, init={"seed": 3})
+
+    cfg = dict(
+        rule="bp",
+        N=200,
+        K=2,
+        M=2,
+        eta=0.5,
+        eta_v=0.5,
+        alpha_max=2.0,
+        record={"every": 0.5},
+        seeds=2,
+        init={"seed": 3},
+    )
     named = simulate({**cfg, "activation": "tanh"}, progress=False)
-    user = simulate({**cfg, "activation": "user:(exp(2*z) - 1)/(exp(2*z) + 1)"},
-                    progress=False)
+    user = simulate({**cfg, "activation": "user:(exp(2*z) - 1)/(exp(2*z) + 1)"}, progress=False)
     assert np.array_equal(named.Q, user.Q) and np.array_equal(named.eg, user.eg)
     # the printed path: a kernel generated from g = tanh(z), g' = 1 − tanh²(z)
     sim = kernelgen.resolve_rule("bp")
@@ -228,8 +300,7 @@ def test_user_activation_equal_to_tanh_simulates_like_tanh():
     for run, code in ((builtin, 3), (printed, -1)):
         st, xb, work = ensemble.sample_state(5), np.zeros((2, N)), np.zeros((6, K))
         w, v, b = w0.copy(), v0.copy(), np.zeros(K)
-        assert run(code, 300, st, xb, w, ws, v, vs, F, b, 0.6, 0.4, 0.1, np.zeros(1),
-                   work) == 300
+        assert run(code, 300, st, xb, w, ws, v, vs, F, b, 0.6, 0.4, 0.1, np.zeros(1), work) == 300
         out.append((w, v))
     np.testing.assert_allclose(out[1][0], out[0][0], rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(out[1][1], out[0][1], rtol=1e-10, atol=1e-12)
@@ -243,17 +314,35 @@ def test_new_user_activation_simulation_agrees_with_its_ode():
     follows the ODE derived from the same expression (quadrature backend). Tolerance as
     tests/simulations/test_theory_agreement.py: |mean − ODE| ≤ 3 SE + ε_g(0)/√N."""
     act = "z*(1 + tanh(z))/2"
-    cfg = dict(rule="bp", activation=act, N=2000, K=2, M=2, eta=0.5, eta_v=0.5,
-               alpha_max=10.0, record={"every": 1.0}, seeds=6, same_init=True,
-               init={"seed": 11, "w_scale": 1.0, "w_star_scale": 1.0, "v_scale": 0.1,
-                     "v_star": 1.0})
+    cfg = dict(
+        rule="bp",
+        activation=act,
+        N=2000,
+        K=2,
+        M=2,
+        eta=0.5,
+        eta_v=0.5,
+        alpha_max=10.0,
+        record={"every": 1.0},
+        seeds=6,
+        same_init=True,
+        init={"seed": 11, "w_scale": 1.0, "w_star_scale": 1.0, "v_scale": 0.1, "v_star": 1.0},
+    )
     sim = simulate(cfg, progress=False)
     assert not sim.diverged.any()
-    ode = odeflow.solve("bp", sim.initial_state(0), eta=0.5, eta_v=0.5, alpha_max=10.0,
-                        activation=act, record={"alpha": sim.alpha})
+    ode = odeflow.solve(
+        "bp",
+        sim.initial_state(0),
+        eta=0.5,
+        eta_v=0.5,
+        alpha_max=10.0,
+        activation=act,
+        record={"alpha": sim.alpha},
+    )
     assert ode.status == 0, ode.message
     se = sim.eg_std / np.sqrt(len(sim.seeds))
     allowance = 3 * se + ode.eg[0] / np.sqrt(cfg["N"])
     assert np.all(np.abs(sim.eg_mean - ode.eg) <= allowance), (
-        np.abs(sim.eg_mean - ode.eg) / allowance).max()
-    assert ode.eg[-1] < 0.75 * ode.eg[0]          # the curve moves: agreement is not trivial
+        np.abs(sim.eg_mean - ode.eg) / allowance
+    ).max()
+    assert ode.eg[-1] < 0.75 * ode.eg[0]  # the curve moves: agreement is not trivial

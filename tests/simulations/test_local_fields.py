@@ -1,12 +1,18 @@
 """Local receptive fields: masks, masked layer = dense layer with zeroed weights, bad input."""
+
 import numpy as np
 import pytest
 
 from simulations.data import Dataset
 from simulations.deep import DeepConfig, Network, _bp_like_updates, forward, train_deep
 from simulations.forward_forward import FFConfig, embed_label, layer_loss_grad, train_ff
-from simulations.local_fields import (LocalField, build_masks, layer_mask, parse_local_fields,
-                                      patch_matrix)
+from simulations.local_fields import (
+    LocalField,
+    build_masks,
+    layer_mask,
+    parse_local_fields,
+    patch_matrix,
+)
 
 
 def _toy(n=64, side=8, seed=0, n_test=16):
@@ -35,8 +41,9 @@ def test_masked_ff_layer_equals_dense_layer_with_zeroed_weights():
     masked; the masked-out weights stay exactly zero although their dense gradient is not."""
     data = _toy()
     lf = [{"field": 5, "grid": 2}]
-    common = dict(hidden=[8], optimizer="sgd", momentum=0.0, lr=0.05, batch=64, seed=3,
-                  eval_train=64)
+    common = dict(
+        hidden=[8], optimizer="sgd", momentum=0.0, lr=0.05, batch=64, seed=3, eval_train=64
+    )
     W0 = train_ff(data, FFConfig(epochs=0, **common)).weights[0]
     loc0 = train_ff(data, FFConfig(epochs=0, local_fields=lf, **common)).weights[0]
     M = build_masks(64, [8], lf, always_seen=range(4))[0]
@@ -48,14 +55,14 @@ def test_masked_ff_layer_equals_dense_layer_with_zeroed_weights():
     loc1 = train_ff(data, FFConfig(epochs=1, local_fields=lf, **common)).weights[0]
     # batch order and negatives come from the training loop's generator: replay its draws
     rng = np.random.default_rng(3)
-    rng.uniform(-1, 1, W0.shape)    # initial weights
-    perm = rng.permutation(64)      # batch order
+    rng.uniform(-1, 1, W0.shape)  # initial weights
+    perm = rng.permutation(64)  # batch order
     y = data.y_train[perm]
-    wrong = (y + rng.integers(1, 4, size=64)) % 4   # random wrong labels
+    wrong = (y + rng.integers(1, 4, size=64)) % 4  # random wrong labels
     xp = embed_label(data.x_train[perm], y, 4)
     xn = embed_label(data.x_train[perm], wrong, 4)
     _, g, _, _ = layer_loss_grad(loc0.astype(np.float64), xp, xn, 8.0)
-    assert np.max(np.abs(g * (1 - M))) > 1e-3       # the mask does something
+    assert np.max(np.abs(g * (1 - M))) > 1e-3  # the mask does something
     expect = loc0 - 0.05 * g * M
     assert np.all(loc1[M == 0] == 0)
     assert np.allclose(loc1, expect, atol=1e-5), np.max(np.abs(loc1 - expect))
@@ -69,7 +76,7 @@ def test_masked_bp_layer_equals_dense_layer_with_zeroed_weights():
     loc0 = train_deep(data, DeepConfig(epochs=0, local_fields=lf, **common)).network
     M = build_masks(64, [32], lf)[0]
     assert np.allclose(loc0.W[0], dense0.W[0] * M * np.sqrt(64 / 9), rtol=1e-6)
-    assert np.array_equal(loc0.W[1], dense0.W[1])   # the read-out stays dense
+    assert np.array_equal(loc0.W[1], dense0.W[1])  # the read-out stays dense
     # forward pass = the dense network's with the zeroed weights
     zeroed = Network([loc0.W[0].copy(), loc0.W[1].copy()], loc0.F, [])
     x = data.x_train
@@ -112,9 +119,11 @@ def test_paper_layouts():
     assert [int(np.flatnonzero(r)[0]) for r in patch_matrix(28, 4, 10)] == [0, 6, 12, 18]
     assert [list(np.flatnonzero(r)) for r in patch_matrix(4, 3, 2)] == [[0, 1], [1, 2], [2, 3]]
     assert [list(np.flatnonzero(r)) for r in patch_matrix(3, 2, 2)] == [[0, 1], [1, 2]]
-    masks = build_masks(784, [2048, 1980, 2048], [{"field": 10, "grid": 4},
-                                                   {"field": 2, "grid": 3},
-                                                   {"field": 2, "grid": 2}])
+    masks = build_masks(
+        784,
+        [2048, 1980, 2048],
+        [{"field": 10, "grid": 4}, {"field": 2, "grid": 3}, {"field": 2, "grid": 2}],
+    )
     assert [int(m.sum(1)[0]) for m in masks] == [100, 4 * 128, 4 * 220]
     assert all(np.all(m.sum(1) == m.sum(1)[0]) for m in masks)
     M = build_masks(3072, [3072], [{"field": 11, "grid": 32}])[0]

@@ -1,5 +1,6 @@
 """The mnist-table figure: the README's tables are the script's output (drift is a failure),
 rows are data, accuracies plausible, the figure shows unsupervised FF's untrained baseline."""
+
 import json
 import re
 
@@ -9,7 +10,7 @@ matplotlib.use("Agg")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-from mnist_data import FULL, FIXTURE_SPLIT, needs_full_mnist  # noqa: E402
+from mnist_data import FIXTURE_SPLIT, FULL, needs_full_mnist  # noqa: E402
 
 from figures import get  # noqa: E402
 from figures import mnist_table as mt  # noqa: E402
@@ -55,7 +56,8 @@ def test_readme_quick_table_is_the_scripts_output(quick):
     _, out = quick
     readme = mt.README.read_text()
     assert mt.readme_block(readme, quick=True) == out["markdown"], (
-        "README quick table differs from `python -m figures mnist-table --quick`; rerun it")
+        "README quick table differs from `python -m figures mnist-table --quick`; rerun it"
+    )
 
 
 def test_readme_full_table_is_the_stored_run_under_the_current_config():
@@ -81,8 +83,17 @@ def test_quick_table_accuracies_and_outputs(quick):
     md = out["markdown"]
     assert "98.64" in md and "98.0" in md and "lr ×0.1" not in md  # quick has no decay
     acc = _accuracies(md)
-    assert {"bp", "fa", "dfa", "pepita", "pepita-forward", "pepita-hebbian",
-            "pepita-time-local", "ff", "ff-unsupervised"} <= set(acc)
+    assert {
+        "bp",
+        "fa",
+        "dfa",
+        "pepita",
+        "pepita-forward",
+        "pepita-hebbian",
+        "pepita-time-local",
+        "ff",
+        "ff-unsupervised",
+    } <= set(acc)
     # quick: 3 epochs, 1 x 256, seeds 0-1; measured bp 92.1, fa 89.9, pepita 85.0, ff 89.5
     assert acc["bp"] > 88 and acc["fa"] > 85 and acc["pepita"] > 80 and acc["ff"] > 80
     assert acc["bp"] > acc["pepita"]
@@ -94,8 +105,9 @@ def _check_unsupervised_row_and_parameters(outdir, out, md, full=True):
     # the unsupervised row reports its untrained network next to it
     line = next(ln for ln in md.splitlines() if ln.startswith("| ff-unsupervised |"))
     cells = _cells(line)
-    assert re.fullmatch(r"[\d.]+ ± [\d.]+", cells[4]) and re.fullmatch(r"−?[\d.]+ ± [\d.]+",
-                                                                         cells[5])
+    assert re.fullmatch(r"[\d.]+ ± [\d.]+", cells[4]) and re.fullmatch(
+        r"−?[\d.]+ ± [\d.]+", cells[5]
+    )
     # unsupervised FF learns: the same head on the trained network beats it on the untrained
     # one (epoch 0), paired per seed. Measured on seeds 0-4 (quick settings): gains 1.85 ±
     # 0.46 points, min 1.15; with no learning a paired difference would scatter with std ≈
@@ -119,8 +131,10 @@ def test_quick_table_on_the_fixture(quick):
     unsupervised gain over the untrained network (0.9 ± 2.3 points) is not resolved on 200
     test images, so only its presence is checked here (the gain is tested on the full set)."""
     if FULL:
-        pytest.skip("the full MNIST test set is present: test_quick_table_accuracies_and_"
-                    "outputs checks the table with its own bounds")
+        pytest.skip(
+            "the full MNIST test set is present: test_quick_table_accuracies_and_"
+            "outputs checks the table with its own bounds"
+        )
     outdir, out = quick
     for ext in ("png", "pdf", "npz", "json", "md"):
         assert (outdir / f"mnist-table.{ext}").is_file()
@@ -128,8 +142,17 @@ def test_quick_table_on_the_fixture(quick):
     assert "98.64" in md and "98.0" in md and "lr ×0.1" not in md
     assert f"{FIXTURE_SPLIT[0]}/{FIXTURE_SPLIT[1]} stratified split" in md
     acc = _accuracies(md)
-    assert {"bp", "fa", "dfa", "pepita", "pepita-forward", "pepita-hebbian",
-            "pepita-time-local", "ff", "ff-unsupervised"} <= set(acc)
+    assert {
+        "bp",
+        "fa",
+        "dfa",
+        "pepita",
+        "pepita-forward",
+        "pepita-hebbian",
+        "pepita-time-local",
+        "ff",
+        "ff-unsupervised",
+    } <= set(acc)
     assert acc["bp"] > 72 and acc["fa"] > 62 and acc["dfa"] > 60 and acc["ff"] > 30
     assert min(acc["pepita"], acc["pepita-forward"], acc["pepita-hebbian"]) > 50
     assert acc["ff-unsupervised"] > 78
@@ -147,8 +170,11 @@ def test_figure_shows_the_untrained_baseline(quick):
     for lbl in out["labels"]:
         key = str(lbl).replace(" ", "_")
         A = out[key]
-        store[str(lbl)] = {"test_acc": A.tolist(), "final_test": A[:, -1].tolist(),
-                           "untrained_test": A[:, 0].tolist()}
+        store[str(lbl)] = {
+            "test_acc": A.tolist(),
+            "final_test": A[:, -1].tolist(),
+            "untrained_test": A[:, 0].tolist(),
+        }
     rows = [r for r in table["rows"] if r["label"] in store]
     fig = mt._plot(rows, store, table)
     ax, _, _, axb = fig.axes
@@ -158,6 +184,7 @@ def test_figure_shows_the_untrained_baseline(quick):
     assert any("untrained network" in t.get_text() for t in axb.get_xticklabels())
     assert len(axb.lines) == len(table["seeds"]) + 1  # one line per seed + the mean
     import matplotlib.pyplot as plt
+
     plt.close(fig)
 
 
@@ -165,8 +192,15 @@ def test_rows_are_data(tmp_path):
     """A new row is a config entry: templates merge, quick overrides and skips apply, and a
     bad row is rejected before anything runs."""
     raw = json.loads(mt.CONFIG.read_text())
-    raw["rows"].append({"label": "bp-wide", "template": "deep", "rule": "bp",
-                        "layers": [2048], "note": "added as data"})
+    raw["rows"].append(
+        {
+            "label": "bp-wide",
+            "template": "deep",
+            "rule": "bp",
+            "layers": [2048],
+            "note": "added as data",
+        }
+    )
     raw["quick"].setdefault("rows", {})["bp-wide"] = {"epochs": 1}
     cfg = tmp_path / "t.json"
     cfg.write_text(json.dumps(raw))

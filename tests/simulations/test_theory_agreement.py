@@ -7,15 +7,26 @@ N → ∞; we allow them at the size ε_g(0)/√N (the largest scale on which or
 of an N-dimensional network fluctuate), so the check is
 |mean − ODE| ≤ 3 SE + ε_g(0)/√N at every recorded α ≤ 20.
 """
+
 import numpy as np
 import pytest
 
 import odeflow
 from simulations.teacher_student import simulate
 
-BASE = dict(N=2000, K=2, M=2, eta=0.5, eta_v=0.5, sigma_F=0.3, alpha_max=20.0,
-            record={"every": 0.5}, seeds=8, same_init=True,
-            init={"seed": 11, "w_scale": 1.0, "w_star_scale": 1.0, "v_scale": 0.1, "v_star": 1.0})
+BASE = dict(
+    N=2000,
+    K=2,
+    M=2,
+    eta=0.5,
+    eta_v=0.5,
+    sigma_F=0.3,
+    alpha_max=20.0,
+    record={"every": 0.5},
+    seeds=8,
+    same_init=True,
+    init={"seed": 11, "w_scale": 1.0, "w_star_scale": 1.0, "v_scale": 0.1, "v_star": 1.0},
+)
 
 
 def _agreement(rule, **over):
@@ -23,8 +34,14 @@ def _agreement(rule, **over):
     sim = simulate(cfg)
     assert not sim.diverged.any()
     init = sim.initial_state(0)
-    ode = odeflow.solve(rule, init, eta=cfg["eta"], eta_v=cfg["eta_v"],
-                        alpha_max=cfg["alpha_max"], record={"alpha": sim.alpha})
+    ode = odeflow.solve(
+        rule,
+        init,
+        eta=cfg["eta"],
+        eta_v=cfg["eta_v"],
+        alpha_max=cfg["alpha_max"],
+        record={"alpha": sim.alpha},
+    )
     assert ode.status == 0, ode.message
     se = sim.eg_std / np.sqrt(len(sim.seeds))
     allowance = 3 * se + ode.eg[0] / np.sqrt(cfg["N"])
@@ -49,8 +66,17 @@ def test_afa_mean_and_spread_match_ode_and_sde():
     sim, ode, diff, allowance = _agreement("afa", N=1000, seeds=24)
     assert np.all(diff <= allowance), (diff / allowance).max()
     init = sim.initial_state(0)
-    sde = odeflow.solve_sde("afa", init, eta=0.5, eta_v=0.5, alpha_max=20.0, dt=0.01,
-                            n_paths=400, seed=5, record={"alpha": sim.alpha})
+    sde = odeflow.solve_sde(
+        "afa",
+        init,
+        eta=0.5,
+        eta_v=0.5,
+        alpha_max=20.0,
+        dt=0.01,
+        n_paths=400,
+        seed=5,
+        record={"alpha": sim.alpha},
+    )
     assert sde.status == 0, sde.message
     window = (sim.alpha >= 5) & (sim.alpha <= 15)
     ratio = sim.eg_std[window].max() / sde.eg_std[window].max()

@@ -1,5 +1,6 @@
 """Activations beyond erf/linear: symbolic data (theory.activations) and the numpy
 observables (theory.observables) against hand values and Monte Carlo."""
+
 import math
 
 import numpy as np
@@ -21,7 +22,8 @@ def test_builtin_derivatives():
     for x in (-30.0, -1.3, 0.0, 0.7, 25.0):
         assert float(s.expr.subs(z, x)) == pytest.approx(float(sig.subs(z, x)), rel=1e-14)
         assert float(s.deriv.subs(z, x)) == pytest.approx(
-            float(sp.diff(sig, z).subs(z, x)), rel=1e-12, abs=1e-300)
+            float(sp.diff(sig, z).subs(z, x)), rel=1e-12, abs=1e-300
+        )
     assert not get_activation("relu").smooth and get_activation("tanh").smooth
 
 
@@ -39,8 +41,11 @@ def test_relu_I2_is_the_arc_cosine_kernel():
     rng = np.random.default_rng(0)
     A = rng.normal(size=(3, 3))
     C = A @ A.T / 3
-    got = expect(lambda Z: np.maximum(Z[:, 0], 0) * np.maximum(Z[:, 1], 0), C[:2, :2],
-                 make_rule(2, "sobol", 1 << 20))
+    got = expect(
+        lambda Z: np.maximum(Z[:, 0], 0) * np.maximum(Z[:, 1], 0),
+        C[:2, :2],
+        make_rule(2, "sobol", 1 << 20),
+    )
     assert got == pytest.approx(I2_matrix(C, "relu")[0, 1], rel=1e-3)
 
 

@@ -1,13 +1,14 @@
 """theory.cache: a corrupt generated module or corrupt numba cache files are detected,
 repaired (regenerated / recompiled) and reported with the cache directory; the sympy-free
 fast path gives the same parameter vector and the same trajectories as the slow path."""
+
 import numpy as np
 import pytest
 
 from theory import cache
 
 # A tiny generated-module stand-in: numba compiles it in a fraction of a second.
-SRC = '''import numpy as np
+SRC = """import numpy as np
 from numba import njit
 
 @njit(cache=True)
@@ -20,14 +21,14 @@ def eg(y, p):
     return 0.5 * (y * y).sum()
 
 noise = None
-'''
+"""
 
 
 def _warm(mod):
     y = np.ones(3)
     dy = np.empty(3)
     mod.rhs(y, np.array([2.0]), dy)
-    assert dy.tolist() == [-2.0, -2.0, -2.0]      # the hand value of -p0·y
+    assert dy.tolist() == [-2.0, -2.0, -2.0]  # the hand value of -p0·y
     assert mod.eg(y, np.zeros(1)) == 1.5
 
 
@@ -35,6 +36,7 @@ def _load(path, calls):
     def make():
         calls.append(1)
         return SRC
+
     return cache.load_module(path, make, cache.module_name(path), _warm)
 
 
@@ -43,9 +45,9 @@ def built(tmp_path):
     path = tmp_path / "sys_toy_erf_0123.py"
     calls = []
     _load(path, calls)
-    assert calls == [1]                          # generated once…
+    assert calls == [1]  # generated once…
     _load(path, calls)
-    assert calls == [1]                          # …then found verified in the cache
+    assert calls == [1]  # …then found verified in the cache
     assert (tmp_path / "sys_toy_erf_0123.py.sha256").exists()
     assert list((tmp_path / "__pycache__").glob("sys_toy_erf_0123.*.nbi"))
     return path
@@ -54,8 +56,9 @@ def built(tmp_path):
 @pytest.mark.parametrize("damage", ["append", "empty", "truncate"])
 def test_corrupt_module_is_regenerated_and_reported(built, capsys, damage):
     text = built.read_text()
-    built.write_text({"append": text + "garbage(\n", "empty": "",
-                      "truncate": text[:len(text) // 2]}[damage])
+    built.write_text(
+        {"append": text + "garbage(\n", "empty": "", "truncate": text[: len(text) // 2]}[damage]
+    )
     calls = []
     mod, cached = _load(built, calls)
     assert calls == [1] and not cached
@@ -68,14 +71,14 @@ def test_corrupt_module_is_regenerated_and_reported(built, capsys, damage):
 def test_garbage_numba_cache_files_are_cleared_and_recompiled(built, capsys):
     for f in (built.parent / "__pycache__").glob("sys_toy_erf_0123.*"):
         f.write_bytes(b"garbage\n")
-    mod, _ = _load(built, [])                    # _warm checks the values it computes
+    mod, _ = _load(built, [])  # _warm checks the values it computes
     err = capsys.readouterr().err
     assert f"repairing the code cache in {built.parent}" in err
     assert "numba cache file(s)" in err
 
 
 def test_missing_hash_regenerates_silently(built, capsys):
-    (built.parent / "sys_toy_erf_0123.py.sha256").unlink()   # e.g. a cache from before
+    (built.parent / "sys_toy_erf_0123.py.sha256").unlink()  # e.g. a cache from before
     calls = []
     _load(built, calls)
     assert calls == [1] and capsys.readouterr().err == ""
@@ -87,16 +90,18 @@ def test_fast_path_matches_codegen_system():
     import odeflow
     from theory.codegen import build_system
     from theory.rules import RULES
+
     st = cache._ref_state()
     for name in RULES:
         slow = build_system(name, 2, 2)
-        if hasattr(slow, "error_estimate"):      # quadrature systems (pepita*): no fast path
+        if hasattr(slow, "error_estimate"):  # quadrature systems (pepita*): no fast path
             cache.remember(name, "erf", slow)
             assert cache.cached_system(name, 2, 2, "erf") is None, name
             continue
         info = cache.RuleInfo(slow.rule.name, slow.rule.feedback, dict(slow.rule.params))
-        np.testing.assert_array_equal(cache.param_vector(info, 2, 2, st, 0.3, 0.2, 0.1),
-                                      slow.params(st, 0.3, 0.2, 0.1))
+        np.testing.assert_array_equal(
+            cache.param_vector(info, 2, 2, st, 0.3, 0.2, 0.1), slow.params(st, 0.3, 0.2, 0.1)
+        )
         cache.remember(name, "erf", slow)
         fast = cache.cached_system(name, 2, 2, "erf")
         assert isinstance(fast, cache.CachedSystem), name
@@ -107,12 +112,14 @@ def test_fast_path_matches_codegen_system():
 
 def test_fast_path_refuses_a_changed_parameter_layout(tmp_path, monkeypatch):
     import json
+
     from theory.codegen import build_system
+
     slow = build_system("fa", 2, 2)
     cache.remember("fa", "erf", slow)
     idx = cache._index_path("fa", "erf")
     entry = json.loads(idx.read_text())
-    entry["p_ref"][-1] += 1.0                    # as if System.params had changed
+    entry["p_ref"][-1] += 1.0  # as if System.params had changed
     idx.write_text(json.dumps(entry))
     assert cache.cached_system("fa", 2, 2, "erf") is None
     cache.remember("fa", "erf", slow)

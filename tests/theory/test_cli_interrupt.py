@@ -2,6 +2,7 @@
 callback while numba compiles, where Python prints "Exception ignored" and goes on) must
 still end the command with 130 and commit no output: seen once in CI, where the
 figures Ctrl-C test got exit 0 after the interrupt hit numba's object-cache callback."""
+
 import numpy as np
 
 from theory.runtime import cli
@@ -26,9 +27,9 @@ def test_swallowed_interrupt_still_exits_130_and_writes_nothing(tmp_path, capsys
 
     assert cli.run_command("test", command) == cli.EXIT_INTERRUPTED
     assert not out.exists()
-    assert list(tmp_path.iterdir()) == []          # the temporary file is gone too
+    assert list(tmp_path.iterdir()) == []  # the temporary file is gone too
     assert "interrupted" in capsys.readouterr().err
-    cli.status("the flag is cleared once the command has returned")   # must not raise
+    cli.status("the flag is cleared once the command has returned")  # must not raise
 
 
 def test_swallowed_interrupt_after_the_last_checkpoint(capsys):

@@ -1,16 +1,16 @@
 """The derived, generated right-hand sides against the hand-written formulas of docs/theory.md
 §4 and §5 (theory.reference), at random valid states."""
+
 import numpy as np
 import pytest
 import sympy as sp
+from theory_helpers import random_state
 
 from theory import reference
 from theory.codegen import build_system
 from theory.derive import derive
 from theory.observables import eps_g_of
 from theory.rules import Rule, b_k, e, gp, lam, v_k
-
-from theory_helpers import random_state
 
 SIZES = [(1, 1), (2, 2), (3, 2), (2, 4), (5, 5)]
 N_STATES = 100
@@ -29,8 +29,9 @@ def test_rhs_matches_hand_formulas(rule, K, M, activation):
         got = sys_.evaluate(st, eta, eta_v, sigma)
         ref = reference.rhs(st, rule, eta, eta_v, sigma, activation)
         for name in ref:
-            worst = max(worst, np.max(np.abs(got[name] - ref[name])
-                                      / np.maximum(1.0, np.abs(ref[name]))))
+            worst = max(
+                worst, np.max(np.abs(got[name] - ref[name]) / np.maximum(1.0, np.abs(ref[name])))
+            )
         assert abs(sys_.eps_g(st) - eps_g_of(st, activation)) < 1e-10
         if rule == "afa":
             S = sys_.noise_covariance(st, eta, eta_v, sigma)

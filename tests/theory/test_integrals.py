@@ -3,6 +3,7 @@
 Tolerance: 5 standard errors of the Monte Carlo mean (estimated from the same samples),
 so a correct formula fails with probability < 1e-6 per check; seeds are fixed.
 """
+
 from itertools import combinations_with_replacement
 
 import numpy as np
@@ -21,7 +22,7 @@ def g(z, act):
 
 
 def gp(z, act):
-    return np.sqrt(2 / np.pi) * np.exp(-z ** 2 / 2) if act == "erf" else np.ones_like(z)
+    return np.sqrt(2 / np.pi) * np.exp(-(z**2) / 2) if act == "erf" else np.ones_like(z)
 
 
 def random_cov(n, rng):
@@ -44,8 +45,9 @@ def test_average_matches_monte_carlo(name, activation):
         "I2": lambda: g(z[0], activation) * g(z[1], activation),
         "J2": lambda: gp(z[0], activation) * gp(z[1], activation),
         "I3": lambda: gp(z[0], activation) * z[1] * g(z[2], activation),
-        "I4": lambda: (gp(z[0], activation) * gp(z[1], activation) * g(z[2], activation)
-                       * g(z[3], activation)),
+        "I4": lambda: (
+            gp(z[0], activation) * gp(z[1], activation) * g(z[2], activation) * g(z[3], activation)
+        ),
     }[name]()
     est, se = mc_mean(integrand)
     args = [C[i, j] for i, j in combinations_with_replacement(range(n), 2)]
@@ -65,14 +67,21 @@ def test_afa_drift_matches_monte_carlo(activation):
     bc = np.concatenate([b, c])
     s = bc @ np.linalg.solve(C0, bc) + 0.5
     C = np.block([[C0, bc[:, None]], [bc[None, :], np.array([[s]])]])
-    st = OrderParameters(Q=C0[:K, :K], R=C0[:K, K:], T=C0[K:, K:], v=rng.normal(size=K),
-                         v_star=rng.normal(size=M), b=b, c=c, sigma_F2=0.3)
+    st = OrderParameters(
+        Q=C0[:K, :K],
+        R=C0[:K, K:],
+        T=C0[K:, K:],
+        v=rng.normal(size=K),
+        v_star=rng.normal(size=M),
+        b=b,
+        c=c,
+        sigma_F2=0.3,
+    )
     eta, sigma = 0.7, 0.2
     db = build_system("afa", K, M, activation).evaluate(st, eta, 0.5, sigma)["b"]
     z = rng.multivariate_normal(np.zeros(K + M + 1), C, size=N_MC, method="cholesky").T
-    lam, nu, phi = z[:K], z[K:K + M], z[-1]
-    e = (st.v @ g(lam, activation) - st.v_star @ g(nu, activation)
-         - sigma * rng.normal(size=N_MC))
+    lam, nu, phi = z[:K], z[K : K + M], z[-1]
+    e = st.v @ g(lam, activation) - st.v_star @ g(nu, activation) - sigma * rng.normal(size=N_MC)
     for kk in range(K):
         est, se = mc_mean(-eta * b[kk] * gp(lam[kk], activation) * e * phi)
         assert abs(est - db[kk]) < 5 * se, (kk, est, db[kk], se)

@@ -1,21 +1,28 @@
 """The rule-independent numba loops are real modules (theory/*_kernels.py): they import and
 run on their own with their stand-in definitions (erf, backprop), and the generated
 modules are built from exactly their text (theory.emit.include)."""
+
 import numpy as np
 import pytest
 
 from theory import emit
 from theory.state import OrderParameters
 
-STATE = OrderParameters(Q=np.array([[1.0, 0.1], [0.1, 0.9]]),
-                        R=np.array([[0.2, 0.3], [0.4, 0.5]]),
-                        T=np.array([[1.0, 0.25], [0.25, 1.5]]), v=np.array([0.6, 0.7]),
-                        v_star=np.array([1.1, 1.2]), b=np.array([0.8, 0.9]),
-                        c=np.array([0.35, 0.45]), sigma_F2=0.09)
+STATE = OrderParameters(
+    Q=np.array([[1.0, 0.1], [0.1, 0.9]]),
+    R=np.array([[0.2, 0.3], [0.4, 0.5]]),
+    T=np.array([[1.0, 0.25], [0.25, 1.5]]),
+    v=np.array([0.6, 0.7]),
+    v_star=np.array([1.1, 1.2]),
+    b=np.array([0.8, 0.9]),
+    c=np.array([0.35, 0.45]),
+    sigma_F2=0.09,
+)
 
 
-@pytest.mark.parametrize("name", ["closed_kernels", "field_kernels", "quad_kernels",
-                                  "marginal_kernels", "ff_kernels"])
+@pytest.mark.parametrize(
+    "name", ["closed_kernels", "field_kernels", "quad_kernels", "marginal_kernels", "ff_kernels"]
+)
 def test_generated_modules_include_the_kernel_text(name):
     text = emit.kernel_path(name).read_text()
     inc = emit.include(emit.kernel_path(name))
@@ -40,6 +47,7 @@ def test_quadrature_kernels_run_on_their_own():
     from theory import field_kernels, quad_kernels
     from theory.codegen import build_system
     from theory.observables import eps_g_of
+
     want = eps_g_of(STATE, "erf")
     for n, tol in ((20, 1e-7), (30, 1e-10)):
         s = build_system("bp", 2, 2, "erf", quadrature={"scheme": "gauss-hermite", "n": n})
@@ -53,6 +61,7 @@ def test_marginal_kernels_run_on_their_own():
     backprop ODEs (theory.codegen): the right-hand side to the marginal rule's accuracy."""
     from theory import marginal_kernels
     from theory.codegen import build_system
+
     closed = build_system("bp", 2, 2, "erf")
     marg = build_system("bp", 2, 2, "erf", quadrature="marginal")
     y = closed.layout.pack(STATE)
@@ -68,9 +77,15 @@ def test_ff_kernels_run_on_their_own():
     (which prints the same functions from the sympy signals) to float rounding."""
     from theory import ff_kernels
     from theory.ff import build_ff_system
-    st = OrderParameters(Q=np.array([[1.0, 0.2], [0.2, 0.8]]), R=np.array([[0.4], [-0.2]]),
-                         T=np.eye(1), v=np.zeros(2), v_star=np.ones(1),
-                         u=np.array([0.3, -0.1]))
+
+    st = OrderParameters(
+        Q=np.array([[1.0, 0.2], [0.2, 0.8]]),
+        R=np.array([[0.4], [-0.2]]),
+        T=np.eye(1),
+        v=np.zeros(2),
+        v_star=np.ones(1),
+        u=np.array([0.3, -0.1]),
+    )
     s = build_ff_system(2, 1, "erf", nodes={"n_lam": 12, "n_eg": 16})
     p, y = s.params(st, 1.0, theta=1.0), s.layout.pack(st)
     a, b = np.empty_like(y), np.empty_like(y)

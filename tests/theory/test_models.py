@@ -2,6 +2,7 @@
 (theory/models.py): every system class implements the contract (checked by attributes
 AND by calling it against independent oracles), and each model's one validator refuses
 wrong types and values naming the key."""
+
 import numpy as np
 import pytest
 
@@ -10,20 +11,38 @@ from theory.observables import cos_vb, eps_g, norm_b
 from theory.state import OrderParameters
 from theory.system import System
 
-_CONTRACT = ("rhs", "eg", "noise", "layout", "rule", "model", "activation", "K", "M",
-             "params", "observables", "describe")
+_CONTRACT = (
+    "rhs",
+    "eg",
+    "noise",
+    "layout",
+    "rule",
+    "model",
+    "activation",
+    "K",
+    "M",
+    "params",
+    "observables",
+    "describe",
+)
 
 
 def _committee_state(b=None):
-    return OrderParameters(Q=np.array([[1.0, 0.2], [0.2, 0.8]]),
-                           R=np.array([[0.3, 0.1], [-0.2, 0.4]]), T=np.eye(2),
-                           v=np.array([0.5, -0.3]), v_star=np.array([1.0, 1.0]), b=b)
+    return OrderParameters(
+        Q=np.array([[1.0, 0.2], [0.2, 0.8]]),
+        R=np.array([[0.3, 0.1], [-0.2, 0.4]]),
+        T=np.eye(2),
+        v=np.array([0.5, -0.3]),
+        v_star=np.array([1.0, 1.0]),
+        b=b,
+    )
 
 
 def _systems():
     """One system of each of the four classes, with the state it runs on."""
     from theory.cache import CachedSystem, cached_system, remember
-    from theory.codegen import System as CodegenSystem, build_system
+    from theory.codegen import System as CodegenSystem
+    from theory.codegen import build_system
     from theory.codegen_quad import QuadSystem
     from theory.ff import FFSystem, build_ff_system
 
@@ -33,19 +52,27 @@ def _systems():
     cached = cached_system("fa", 2, 2, "erf")
     quad = build_system("fa", 2, 2, "erf", {"scheme": "gauss-hermite", "n": 12})
     ff = build_ff_system(2, 1, "erf")
-    ff_state = OrderParameters(Q=np.array([[1.0, 0.1], [0.1, 1.2]]),
-                               R=np.array([[0.3], [-0.2]]), T=np.eye(1), v=np.zeros(2),
-                               v_star=np.ones(1), u=np.zeros(2))
-    out = [(CodegenSystem, closed, _committee_state(b)), (CachedSystem, cached,
-                                                          _committee_state(b)),
-           (QuadSystem, quad, _committee_state(b)), (FFSystem, ff, ff_state)]
+    ff_state = OrderParameters(
+        Q=np.array([[1.0, 0.1], [0.1, 1.2]]),
+        R=np.array([[0.3], [-0.2]]),
+        T=np.eye(1),
+        v=np.zeros(2),
+        v_star=np.ones(1),
+        u=np.zeros(2),
+    )
+    out = [
+        (CodegenSystem, closed, _committee_state(b)),
+        (CachedSystem, cached, _committee_state(b)),
+        (QuadSystem, quad, _committee_state(b)),
+        (FFSystem, ff, ff_state),
+    ]
     return out
 
 
 def test_every_system_class_implements_the_contract():
     for cls, system, state in _systems():
         assert isinstance(system, cls), cls
-        assert isinstance(system, System), cls             # runtime_checkable Protocol
+        assert isinstance(system, System), cls  # runtime_checkable Protocol
         for name in _CONTRACT:
             assert hasattr(system, name), (cls.__name__, name)
         assert system.model in models.MODELS
@@ -73,7 +100,7 @@ def test_every_system_class_implements_the_contract():
             c = state.v @ state.b / np.linalg.norm(state.v) / np.linalg.norm(state.b)
             np.testing.assert_allclose(obs["cos_vb"], [c, c], rtol=1e-14)
             np.testing.assert_allclose(obs["norm_b"], np.linalg.norm(state.b), rtol=1e-14)
-            assert system.noise is None                     # FA has no stochastic feedback
+            assert system.noise is None  # FA has no stochastic feedback
         else:
             # FF at u = 0: both labels give the same goodness, so every prediction is a
             # tie (ε_g = 1/2 exactly) and the goodness gap vanishes (docs/ff-theory.md); the
@@ -85,6 +112,7 @@ def test_every_system_class_implements_the_contract():
 
 def test_committee_observables_of_adaptive_and_backprop_rules():
     from theory.codegen import build_system
+
     st = _committee_state(b=np.array([0.7, -0.4])).replace(c=np.zeros(2), sigma_F2=0.09)
     afa = build_system("afa", 2, 2, "erf")
     Y = np.stack([afa.layout.pack(st)] * 3)
@@ -93,7 +121,10 @@ def test_committee_observables_of_adaptive_and_backprop_rules():
     np.testing.assert_allclose(obs["norm_b"], norm_b(st.b))
     bp = build_system("bp", 2, 2, "erf")
     assert bp.observables(bp.layout.pack(st), bp.params(st, 0.5)) == {
-        "b": None, "cos_vb": None, "norm_b": None}
+        "b": None,
+        "cos_vb": None,
+        "norm_b": None,
+    }
 
 
 def test_registry_maps_rules_to_models():
@@ -106,17 +137,23 @@ def test_registry_maps_rules_to_models():
         models.get("deep")
 
 
-@pytest.mark.parametrize("given, msg", [
-    ({"eta": 1.0, "theta": "1"}, r"theta must be a number, got a string \(\"1\"\)"),
-    ({"eta": 1.0, "theta": True}, r"theta must be a number, got a boolean"),
-    ({"eta": 1.0, "eta_u": "1.0"}, r"eta_u must be a number, got a string"),
-    ({"eta": 1.0, "theta": 0.0}, r"theta must be > 0, got 0"),
-    ({"eta": 1.0, "theta": float("nan")}, r"theta must be a finite number"),
-    ({"eta": 1.0, "eta_v": 0.5}, r"eta_v \(a parameter of model 'committee'\) does not apply "
-                                 r"to rule 'ff'; it takes eta, eta_u, theta"),
-    ({"eta": 1.0, "sigma": 0.1}, r"sigma must be 0"),
-    ({"eta": None}, r"eta .* is required for rule 'ff'"),
-])
+@pytest.mark.parametrize(
+    "given, msg",
+    [
+        ({"eta": 1.0, "theta": "1"}, r"theta must be a number, got a string \(\"1\"\)"),
+        ({"eta": 1.0, "theta": True}, r"theta must be a number, got a boolean"),
+        ({"eta": 1.0, "eta_u": "1.0"}, r"eta_u must be a number, got a string"),
+        ({"eta": 1.0, "theta": 0.0}, r"theta must be > 0, got 0"),
+        ({"eta": 1.0, "theta": float("nan")}, r"theta must be a finite number"),
+        (
+            {"eta": 1.0, "eta_v": 0.5},
+            r"eta_v \(a parameter of model 'committee'\) does not apply "
+            r"to rule 'ff'; it takes eta, eta_u, theta",
+        ),
+        ({"eta": 1.0, "sigma": 0.1}, r"sigma must be 0"),
+        ({"eta": None}, r"eta .* is required for rule 'ff'"),
+    ],
+)
 def test_ff_validator_refuses(given, msg):
     with pytest.raises(ValueError, match=msg):
         models.get("ff").check_params(given, K=2, rule_name="ff")
@@ -124,7 +161,7 @@ def test_ff_validator_refuses(given, msg):
 
 def test_validators_fill_defaults():
     ff = models.get("ff").check_params({"eta": 0.5}, K=4)
-    assert ff == {"eta": 0.5, "eta_u": 0.5, "theta": 2.0, "sigma": 0.0}   # θ = K/2
+    assert ff == {"eta": 0.5, "eta_u": 0.5, "theta": 2.0, "sigma": 0.0}  # θ = K/2
     c = models.get("committee").check_params({"eta": 0.5, "sigma": 0.1})
     assert c == {"eta": 0.5, "eta_v": 0.5, "sigma": 0.1}
     with pytest.raises(ValueError, match="theta .*does not apply to rule 'bp'"):
@@ -159,11 +196,11 @@ def test_the_add_a_model_example_of_the_docs_runs(tmp_path):
     import subprocess
     import sys
     from pathlib import Path
+
     root = Path(__file__).resolve().parents[2]
     text = (root / "docs" / "architecture.md").read_text()
     code = re.findall(r"```python\n(.*?)```", text, re.S)[0]
     script = tmp_path / "example.py"
     script.write_text(f"import sys; sys.path.insert(0, {str(root)!r})\n" + code)
-    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                         cwd=root)
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=root)
     assert out.returncode == 0, out.stderr

@@ -1,18 +1,18 @@
 """The quadrature backend (theory.quadrature, theory.codegen_quad) against independent
 oracles: exact Gaussian moments, the closed-form systems of theory.codegen (erf, linear)
 and Monte Carlo for activations without closed forms."""
+
 import math
 
 import numpy as np
 import pytest
 import sympy as sp
+from theory_helpers import random_state
 
 from theory.activations import get_activation, z
 from theory.codegen import build_system
 from theory.quadrature import coarse_rule, expect, factor, make_rule
 from theory.state import OrderParameters
-
-from theory_helpers import random_state
 
 
 def moderate_state(K, M, rng, adaptive=True):
@@ -26,10 +26,16 @@ def moderate_state(K, M, rng, adaptive=True):
     # correlate students with teachers (R up to ~0.5) as during learning
     w = w + rng.uniform(0.0, 0.7, size=(K, M)) @ ws / math.sqrt(M)
     w *= 1.0 / np.maximum(1.0, np.linalg.norm(w, axis=1, keepdims=True) / math.sqrt(d * 1.05))
-    return OrderParameters(Q=w @ w.T / d, R=w @ ws.T / d, T=ws @ ws.T / d,
-                           v=rng.normal(size=K), v_star=rng.normal(size=M),
-                           b=rng.normal(size=K), c=(rng.normal(size=M) if adaptive else None),
-                           sigma_F2=(rng.uniform(0.01, 1.0) if adaptive else None))
+    return OrderParameters(
+        Q=w @ w.T / d,
+        R=w @ ws.T / d,
+        T=ws @ ws.T / d,
+        v=rng.normal(size=K),
+        v_star=rng.normal(size=M),
+        b=rng.normal(size=K),
+        c=(rng.normal(size=M) if adaptive else None),
+        sigma_F2=(rng.uniform(0.01, 1.0) if adaptive else None),
+    )
 
 
 def _flat(d, keys=("Q", "R", "v", "b")):
@@ -67,6 +73,7 @@ def test_sobol_rule_converges_like_qmc():
     C = np.array([[1.0, 0.6], [0.6, 2.0]])
     exact = 2 / math.pi * math.asin(0.6 / math.sqrt(2 * 3))
     from scipy.special import erf
+
     f = lambda Z: erf(Z[:, 0] / math.sqrt(2)) * erf(Z[:, 1] / math.sqrt(2))  # noqa: E731
     err = abs(expect(f, C, make_rule(2, "sobol", 1 << 14)) - exact)
     # scrambled Sobol: error ~ 1/n (×logs) — 1e-3 is ≥ 10× the observed error at 2^14
@@ -75,8 +82,9 @@ def test_sobol_rule_converges_like_qmc():
 
 
 # ------------------------------------------------------ systems against closed forms
-def _compare_closed(rule, K, M, act, n, n_states, sigma, seed, tol, states=moderate_state,
-                    scheme="gauss-hermite"):
+def _compare_closed(
+    rule, K, M, act, n, n_states, sigma, seed, tol, states=moderate_state, scheme="gauss-hermite"
+):
     rng = np.random.default_rng(seed)
     closed = build_system(rule, K, M, act)
     quad = build_system(rule, K, M, act, quadrature={"scheme": scheme, "n": n})
@@ -101,8 +109,11 @@ def _compare_closed(rule, K, M, act, n, n_states, sigma, seed, tol, states=moder
 
 # AFA exercises every equation (Q, R, v, the b drift and the noise Σ); bp and fa (one more
 # generated module each to compile) run with -m slow
-_RULES = [pytest.param("bp", marks=pytest.mark.slow), pytest.param("fa", marks=pytest.mark.slow),
-          "afa"]
+_RULES = [
+    pytest.param("bp", marks=pytest.mark.slow),
+    pytest.param("fa", marks=pytest.mark.slow),
+    "afa",
+]
 
 
 @pytest.mark.parametrize("rule", _RULES)
@@ -121,8 +132,7 @@ def test_quadrature_equals_closed_form_erf_small(rule, request):
     # 7e-9 at Q = 1), so 1e-8 relative (the issue's tolerance) holds with margin.
     # 50 states with -m slow, 10 in the default suite
     slow = request.config.getoption("-m", default="") == "slow"
-    _compare_closed(rule, 1, 1, "erf", 60, 50 if slow or rule != "afa" else 10, 0.3, 2,
-                    1e-8)
+    _compare_closed(rule, 1, 1, "erf", 60, 50 if slow or rule != "afa" else 10, 0.3, 2, 1e-8)
 
 
 def test_quadrature_equals_closed_form_erf_2x2_cheap():
@@ -179,8 +189,9 @@ def test_marginal_equals_closed_form_linear(rule, K, M):
     # linear g: each marginal integrand is a polynomial of degree ≤ 4 per field (h_k h_l
     # g_u g_u' with k = l = u = u'), so 4 nodes per field are exact; the output noise enters
     # analytically (σ² E[h_k h_l]): only round-off remains (observed ~1e-15)
-    _compare_closed(rule, K, M, "linear", 4, 50, 0.3, 11, 1e-12, states=random_state,
-                    scheme="marginal")
+    _compare_closed(
+        rule, K, M, "linear", 4, 50, 0.3, 11, 1e-12, states=random_state, scheme="marginal"
+    )
 
 
 @pytest.mark.parametrize("rule", _RULES)
@@ -192,10 +203,14 @@ def test_marginal_equals_closed_form_erf_small(rule):
     _compare_closed(rule, 2, 2, "erf", MARGINAL_N_1E8, 50, 0.0, 13, 1e-8, scheme="marginal")
 
 
-@pytest.mark.parametrize("rule,act", [
-    ("bp", "tanh"),     # its full-rule module is compiled anyway (Monte Carlo test above)
-    pytest.param("fa", "tanh", marks=pytest.mark.slow),
-    pytest.param("afa", "sigmoid", marks=pytest.mark.slow)])   # h' through g'' of sigmoid
+@pytest.mark.parametrize(
+    "rule,act",
+    [
+        ("bp", "tanh"),  # its full-rule module is compiled anyway (Monte Carlo test above)
+        pytest.param("fa", "tanh", marks=pytest.mark.slow),
+        pytest.param("afa", "sigmoid", marks=pytest.mark.slow),
+    ],
+)  # h' through g'' of sigmoid
 def test_marginal_equals_full_tensor_rule_at_1x1(rule, act, monkeypatch):
     # An identity without a closed form: at K = M = 1 the full tensor rule over (λ, ν, ζ)
     # with the Cholesky factor (λ = L₀₀ ξ₀ depends on ξ₀ alone; ζ the last coordinate)
@@ -206,6 +221,7 @@ def test_marginal_equals_full_tensor_rule_at_1x1(rule, act, monkeypatch):
     # all fields vs h, h' from g, g', g'' per field), agree to round-off at any n, for any
     # activation (the nodes the marginal scheme prunes weigh < 1e-18). n = 30, σ = 0.3.
     import theory.quadrature as TQ
+
     monkeypatch.setattr(TQ, "MARGINAL_N_FACTOR", {1: 1, 2: 1, 3: 1, 4: 1})
     rng = np.random.default_rng(14)
     full = build_system(rule, 1, 1, act, quadrature={"scheme": "gauss-hermite", "n": 30})
@@ -223,8 +239,12 @@ def test_marginal_equals_full_tensor_rule_at_1x1(rule, act, monkeypatch):
         # relative at n = 30 and field variances ~2 (observed); 1e-4 leaves margin
         assert marg.eps_g(st) == pytest.approx(full.eps_g(st), rel=1e-4)
         if rule == "afa":
-            assert np.allclose(marg.noise_covariance(st, 0.9, 0.6, 0.3),
-                               full.noise_covariance(st, 0.9, 0.6, 0.3), rtol=1e-12, atol=0)
+            assert np.allclose(
+                marg.noise_covariance(st, 0.9, 0.6, 0.3),
+                full.noise_covariance(st, 0.9, 0.6, 0.3),
+                rtol=1e-12,
+                atol=0,
+            )
 
 
 def test_marginal_at_a_singular_covariance():
@@ -236,9 +256,16 @@ def test_marginal_at_a_singular_covariance():
     d = 400
     ws = rng.normal(size=(2, d)) * 0.9
     w = np.vstack([ws[0], 0.6 * rng.normal(size=d) + 0.3 * ws[1]])
-    st = OrderParameters(Q=w @ w.T / d, R=w @ ws.T / d, T=ws @ ws.T / d,
-                         v=rng.normal(size=2), v_star=rng.normal(size=2),
-                         b=rng.normal(size=2), c=rng.normal(size=2), sigma_F2=0.5)
+    st = OrderParameters(
+        Q=w @ w.T / d,
+        R=w @ ws.T / d,
+        T=ws @ ws.T / d,
+        v=rng.normal(size=2),
+        v_star=rng.normal(size=2),
+        b=rng.normal(size=2),
+        c=rng.normal(size=2),
+        sigma_F2=0.5,
+    )
     assert abs(np.linalg.eigvalsh(st.field_covariance())[0]) < 1e-12
     closed = build_system("afa", 2, 2)
     marg = build_system("afa", 2, 2, quadrature={"scheme": "marginal", "n": MARGINAL_N_1E8})
@@ -251,12 +278,16 @@ def test_marginal_at_a_singular_covariance():
 def test_marginal_scheme_refuses_rules_of_another_shape():
     # exact PEPITA (δ = g(λ) − g(λ̃) is not linear in e, the second pass λ̃, presynaptic x̃)
     for rule in ("pepita", "pepita-forward"):
-        with pytest.raises(ValueError, match=f"'marginal' does not apply to rule '{rule}'.*"
-                                             "use scheme 'auto', 'gauss-hermite' or 'sobol'"):
+        with pytest.raises(
+            ValueError,
+            match=f"'marginal' does not apply to rule '{rule}'.*"
+            "use scheme 'auto', 'gauss-hermite' or 'sobol'",
+        ):
             build_system(rule, 2, 2, quadrature={"scheme": "marginal"})
     # δ = v_k g'(λ) e² is not linear in e
     from theory.rules import Rule, e, gp, lam, v_k
-    sq = Rule("bp-squared", delta=v_k * gp(lam) * e ** 2)
+
+    sq = Rule("bp-squared", delta=v_k * gp(lam) * e**2)
     with pytest.raises(ValueError, match="'bp-squared'.*not linear in e"):
         build_system(sq, 2, 2, quadrature="marginal")
     # AFA with relu: the marginal b drift needs h' = b g'' (a Dirac delta); the other
@@ -279,21 +310,25 @@ def _mc_bp_rhs(st, act, eta, eta_v, n, rng):
     Zs = rng.multivariate_normal(np.zeros(K + M), C, size=n)
     lam, nu = Zs[:, :K], Zs[:, K:]
     e = g(lam) @ st.v - g(nu) @ st.v_star
-    d = st.v * gp(lam) * e[:, None]                     # δ_k = v_k g'(λ_k) e
+    d = st.v * gp(lam) * e[:, None]  # δ_k = v_k g'(λ_k) e
     samples = {}
-    samples["Q"] = (-eta * (d[:, :, None] * lam[:, None, :] + d[:, None, :] * lam[:, :, None])
-                    + eta ** 2 * d[:, :, None] * d[:, None, :])
+    samples["Q"] = (
+        -eta * (d[:, :, None] * lam[:, None, :] + d[:, None, :] * lam[:, :, None])
+        + eta**2 * d[:, :, None] * d[:, None, :]
+    )
     samples["R"] = -eta * d[:, :, None] * nu[:, None, :]
     samples["v"] = -eta_v * e[:, None] * g(lam)
-    return ({k: s.mean(axis=0) for k, s in samples.items()},
-            {k: s.std(axis=0) / math.sqrt(n) for k, s in samples.items()})
+    return (
+        {k: s.mean(axis=0) for k, s in samples.items()},
+        {k: s.std(axis=0) / math.sqrt(n) for k, s in samples.items()},
+    )
 
 
 @pytest.mark.parametrize("act", ["tanh", "relu"])
 def test_quadrature_matches_monte_carlo_without_closed_form(act):
     rng = np.random.default_rng(5)
     st = random_state(2, 2, rng, adaptive=False).replace(b=None)
-    sysq = build_system("bp", 2, 2, act)                 # no closed form: quadrature
+    sysq = build_system("bp", 2, 2, act)  # no closed form: quadrature
     ode = sysq.evaluate(st, 0.8, 0.5)
     mean, se = _mc_bp_rhs(st, act, 0.8, 0.5, 400_000, rng)
     for k in ("Q", "R", "v"):
@@ -311,13 +346,15 @@ def test_user_activation_equal_to_a_builtin_matches_it():
     # erf written out by a user keeps the closed-form backend
     assert not hasattr(build_system("bp", 1, 1, sp.erf(z / sp.sqrt(2))), "error_estimate")
     # a genuinely new one: g = z + 0.1 z³ has g' = 1 + 0.3 z² (sympy.diff)
-    u = get_activation(z + sp.Rational(1, 10) * z ** 3)
-    assert u.name.startswith("user:") and sp.simplify(u.deriv - (1 + sp.Rational(3, 10) * z ** 2)) == 0
+    u = get_activation(z + sp.Rational(1, 10) * z**3)
+    assert (
+        u.name.startswith("user:") and sp.simplify(u.deriv - (1 + sp.Rational(3, 10) * z**2)) == 0
+    )
     # its BP right-hand side, a polynomial integrand, equals Monte Carlo
     rng = np.random.default_rng(7)
     st = random_state(1, 1, rng, adaptive=False).replace(b=None)
     ode = build_system("bp", 1, 1, u).evaluate(st, 0.5, 0.5)
-    g = lambda x: x + 0.1 * x ** 3  # noqa: E731
+    g = lambda x: x + 0.1 * x**3  # noqa: E731
     Zs = rng.multivariate_normal(np.zeros(2), st.field_covariance(), size=400_000)
     e = st.v[0] * g(Zs[:, 0]) - st.v_star[0] * g(Zs[:, 1])
     dv = -0.5 * e * g(Zs[:, 0])
@@ -339,8 +376,9 @@ def test_bad_quadrature_options_name_the_option():
 
 
 def test_bad_activation_names_it():
-    with pytest.raises(ValueError, match="unknown activation 'softplus'.*erf, linear, relu, "
-                                         "tanh, sigmoid"):
+    with pytest.raises(
+        ValueError, match="unknown activation 'softplus'.*erf, linear, relu, tanh, sigmoid"
+    ):
         get_activation("softplus")
     x = sp.Symbol("x")
     with pytest.raises(ValueError, match=r"not an expression of z alone.*\['x'\]"):
@@ -364,12 +402,12 @@ def test_afa_relu_b_drift_by_steins_lemma():
     db = sysm.evaluate(st, eta, 0.6, 0.0)["b"]
     C = st.field_covariance()
     Bv = np.concatenate([st.b, st.c])
-    var_psi = Bv @ np.linalg.solve(C, Bv) + 1.0     # any variance keeping (z, ψ) valid
+    var_psi = Bv @ np.linalg.solve(C, Bv) + 1.0  # any variance keeping (z, ψ) valid
     J = np.block([[C, Bv[:, None]], [Bv[None, :], np.array([[var_psi]])]])
     Z = np.random.default_rng(12).multivariate_normal(np.zeros(K + M + 1), J, size=4_000_000)
-    lam, nu, psi = Z[:, :K], Z[:, K:K + M], Z[:, -1]
+    lam, nu, psi = Z[:, :K], Z[:, K : K + M], Z[:, -1]
     e = np.maximum(lam, 0) @ st.v - np.maximum(nu, 0) @ st.v_star
-    vals = -eta * (st.b * (lam > 0) * e[:, None]) * psi[:, None]    # −η δ_k ψ
+    vals = -eta * (st.b * (lam > 0) * e[:, None]) * psi[:, None]  # −η δ_k ψ
     ref, se = vals.mean(0), vals.std(0) / math.sqrt(len(vals))
     assert np.all(np.abs(db - ref) <= 4.5 * se + 3e-4), (db, ref, se)
-    assert np.max(np.abs(ref)) > 20 * np.max(se)         # a drift the check can see
+    assert np.max(np.abs(ref)) > 20 * np.max(se)  # a drift the check can see

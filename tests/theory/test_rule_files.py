@@ -7,6 +7,7 @@ Oracle: the exit status and message of each command, run as the user runs it (su
 from a current directory that is *not* the config's folder (a path taken from the current
 directory would make the message "does not exist" instead).
 """
+
 import json
 import os
 import subprocess
@@ -18,14 +19,21 @@ import pytest
 from theory.rules import load_rule, rule_relative_to
 
 ROOT = Path(__file__).resolve().parents[2]
-INIT = {"Q": [[1.0, 0.0], [0.0, 1.0]], "R": [[0.1, 0.0], [0.0, 0.1]],
-        "T": [[1.0, 0.0], [0.0, 1.0]], "v": [0.1, 0.1], "v_star": [1.0, 1.0]}
+INIT = {
+    "Q": [[1.0, 0.0], [0.0, 1.0]],
+    "R": [[0.1, 0.0], [0.0, 0.1]],
+    "T": [[1.0, 0.0], [0.0, 1.0]],
+    "v": [0.1, 0.1],
+    "v_star": [1.0, 1.0],
+}
 SOLVE = {"rule": "myrule.py:R", "eta": 0.5, "alpha_max": 1, "init": INIT}
 SDE = dict(SOLVE, dt=0.01, n_paths=2)
 SIM = {"rule": "myrule.py:R", "N": 50, "K": 2, "M": 2, "alpha_max": 1, "seeds": 1}
 
-BODIES = {"exit0": ("import sys\nsys.exit(0)\n", "it called sys.exit(0)"),
-          "raises": ("raise RuntimeError('boom')\n", "RuntimeError: boom")}
+BODIES = {
+    "exit0": ("import sys\nsys.exit(0)\n", "it called sys.exit(0)"),
+    "raises": ("raise RuntimeError('boom')\n", "RuntimeError: boom"),
+}
 
 
 def _setup(tmp_path, body, name, cfg):
@@ -41,8 +49,14 @@ def _setup(tmp_path, body, name, cfg):
 
 def _run(mod, args, cwd):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    return subprocess.run([sys.executable, "-m", mod, *map(str, args)], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", mod, *map(str, args)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 @pytest.mark.parametrize("which", sorted(BODIES))
@@ -68,7 +82,7 @@ def test_rule_file_failing_at_import_is_exit_2(tmp_path, command, which):
 
 
 def test_load_rule_catches_system_exit_and_any_exception(tmp_path):
-    for i, (body, said) in enumerate(BODIES.values()):
+    for i, (body, _said) in enumerate(BODIES.values()):
         f = tmp_path / f"r{i}.py"
         f.write_text(body)
         with pytest.raises(ValueError, match=f"rule file .*r{i}.py failed to import: "):

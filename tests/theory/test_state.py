@@ -1,4 +1,5 @@
 """The shared state type: validation with clear errors, construction, packing."""
+
 import numpy as np
 import pytest
 
@@ -30,15 +31,18 @@ def test_from_spec_and_layout_roundtrip():
         assert np.array_equal(getattr(back, name), getattr(st, name))
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    (dict(Q=[[1, 0.5], [0.2, 1]]), "Q must be symmetric"),
-    (dict(R=[[2.0, 0], [0, 0]]), "positive semi-definite"),
-    (dict(Q=np.eye(3)), "R must have shape"),
-    (dict(v=[1, 2, 3]), "v must have shape"),
-    (dict(Q=[[np.nan, 0], [0, 1]]), "non-finite"),
-    (dict(b=[1.0]), "b must have shape"),
-    (dict(sigma_F2=-1.0), "sigma_F2"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(Q=[[1, 0.5], [0.2, 1]]), "Q must be symmetric"),
+        (dict(R=[[2.0, 0], [0, 0]]), "positive semi-definite"),
+        (dict(Q=np.eye(3)), "R must have shape"),
+        (dict(v=[1, 2, 3]), "v must have shape"),
+        (dict(Q=[[np.nan, 0], [0, 1]]), "non-finite"),
+        (dict(b=[1.0]), "b must have shape"),
+        (dict(sigma_F2=-1.0), "sigma_F2"),
+    ],
+)
 def test_bad_states_raise_clear_errors(kwargs, match):
     base = dict(Q=np.eye(2), R=np.zeros((2, 2)), T=np.eye(2), v=np.zeros(2), v_star=np.ones(2))
     base.update(kwargs)

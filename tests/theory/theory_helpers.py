@@ -1,5 +1,3 @@
-import numpy as np
-
 from theory.state import OrderParameters
 
 
@@ -10,8 +8,14 @@ def random_state(K, M, rng, adaptive=True):
     w = rng.normal(size=(K, d)) * rng.uniform(0.3, 1.5, size=(K, 1))
     ws = rng.normal(size=(M, d)) * rng.uniform(0.3, 1.5, size=(M, 1))
     N = d
-    st = OrderParameters(Q=w @ w.T / N, R=w @ ws.T / N, T=ws @ ws.T / N,
-                         v=rng.normal(size=K), v_star=rng.normal(size=M),
-                         b=rng.normal(size=K), c=(rng.normal(size=M) if adaptive else None),
-                         sigma_F2=(rng.uniform(0.01, 1.0) if adaptive else None))
+    st = OrderParameters(
+        Q=w @ w.T / N,
+        R=w @ ws.T / N,
+        T=ws @ ws.T / N,
+        v=rng.normal(size=K),
+        v_star=rng.normal(size=M),
+        b=rng.normal(size=K),
+        c=(rng.normal(size=M) if adaptive else None),
+        sigma_F2=(rng.uniform(0.01, 1.0) if adaptive else None),
+    )
     return st

@@ -16,6 +16,7 @@ Exit codes (one convention for every command)
 ``130`` interrupted (Ctrl-C); no output file is left behind
 ======  =====================================================================
 """
+
 from __future__ import annotations
 
 import os
@@ -24,18 +25,38 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["EXIT_OK", "EXIT_STOPPED", "EXIT_BAD_INPUT", "EXIT_INTERRUPTED", "EXIT_CODES",
-           "check_output", "check_output_dir", "atomic_path", "atomic_write", "available_memory",
-           "check_memory", "fmt_bytes", "set_verbose", "verbose", "status", "activity",
-           "run_command", "exit", "load_npz", "rule_relative_to"]
+__all__ = [
+    "EXIT_OK",
+    "EXIT_STOPPED",
+    "EXIT_BAD_INPUT",
+    "EXIT_INTERRUPTED",
+    "EXIT_CODES",
+    "check_output",
+    "check_output_dir",
+    "atomic_path",
+    "atomic_write",
+    "available_memory",
+    "check_memory",
+    "fmt_bytes",
+    "set_verbose",
+    "verbose",
+    "status",
+    "activity",
+    "run_command",
+    "exit",
+    "load_npz",
+    "rule_relative_to",
+]
 
 EXIT_OK = 0
 EXIT_STOPPED = 1
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
 #: the convention as text, for every command's ``--help``
-EXIT_CODES = ("exit status: 0 ok, 1 stopped early or diverged (output still written), "
-              "2 bad input, 130 interrupted (Ctrl-C; no output written)")
+EXIT_CODES = (
+    "exit status: 0 ok, 1 stopped early or diverged (output still written), "
+    "2 bad input, 130 interrupted (Ctrl-C; no output written)"
+)
 
 
 # --------------------------------------------------------------------------- outputs
@@ -59,8 +80,10 @@ def check_output(path, suffixes=(".npz",), what: str = "output") -> Path:
     """
     path = Path(path)
     if suffixes and path.suffix not in suffixes:
-        raise ValueError(f"{what} {path}: the file name must end in "
-                         f"{' or '.join(suffixes)} (got {path.suffix or 'no extension'!r})")
+        raise ValueError(
+            f"{what} {path}: the file name must end in "
+            f"{' or '.join(suffixes)} (got {path.suffix or 'no extension'!r})"
+        )
     if path.is_dir():
         raise ValueError(f"{what} {path} is a directory; give a file name")
     _writable_dir(path.parent if str(path.parent) else Path("."), what, path)
@@ -161,8 +184,10 @@ def check_memory(nbytes: float, what: str, hint: str = "") -> None:
     the available memory, with the estimate; announce large ones on stderr."""
     avail = available_memory()
     if avail is not None and nbytes > MEMORY_FRACTION * avail:
-        raise ValueError(f"{what} needs about {fmt_bytes(nbytes)} of memory but only "
-                         f"{fmt_bytes(avail)} is available" + (f"; {hint}" if hint else ""))
+        raise ValueError(
+            f"{what} needs about {fmt_bytes(nbytes)} of memory but only "
+            f"{fmt_bytes(avail)} is available" + (f"; {hint}" if hint else "")
+        )
     if nbytes > ANNOUNCE_BYTES:
         status(f"{what} will use about {fmt_bytes(nbytes)} of memory")
 
@@ -190,8 +215,13 @@ def status(msg: str) -> None:
 
 
 @contextmanager
-def activity(msg: str, delay: float = 0.5, heartbeat: float = 15.0, force: bool = False,
-             announce: bool = True):
+def activity(
+    msg: str,
+    delay: float = 0.5,
+    heartbeat: float = 15.0,
+    force: bool = False,
+    announce: bool = True,
+):
     """Say ``msg …`` on stderr if the block takes longer than ``delay`` seconds, then
     ``… still <msg> (12 s)`` every ``heartbeat`` seconds, and ``msg: done in X s`` at the
     end (only if the start was said). Silent unless verbose (or ``force``).
@@ -202,6 +232,7 @@ def activity(msg: str, delay: float = 0.5, heartbeat: float = 15.0, force: bool 
         yield
         return
     import threading
+
     t0 = time.perf_counter()
     said = threading.Event()
     stop = threading.Event()
@@ -213,8 +244,11 @@ def activity(msg: str, delay: float = 0.5, heartbeat: float = 15.0, force: bool 
             print(f"{msg} …", file=sys.stderr, flush=True)
             said.set()
         while not stop.wait(heartbeat):
-            print(f"  … still {msg[:1].lower() + msg[1:]} ({time.perf_counter() - t0:.0f} s)",
-                  file=sys.stderr, flush=True)
+            print(
+                f"  … still {msg[:1].lower() + msg[1:]} ({time.perf_counter() - t0:.0f} s)",
+                file=sys.stderr,
+                flush=True,
+            )
 
     th = threading.Thread(target=talk, daemon=True)
     th.start()
@@ -226,8 +260,7 @@ def activity(msg: str, delay: float = 0.5, heartbeat: float = 15.0, force: bool 
         stop.set()
         th.join()
         if said.is_set() and ok:
-            print(f"{msg}: done in {time.perf_counter() - t0:.1f} s", file=sys.stderr,
-                  flush=True)
+            print(f"{msg}: done in {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
 
 
 # ----------------------------------------------------------------------- the wrapper
@@ -257,15 +290,16 @@ def run_command(prog: str, fn, *args, **kwargs) -> int:
     exception type: an interrupt during the import of a C extension can surface as a
     different exception (numba's import turns it into an ImportError)."""
     import signal
+
     old = None
     _INTERRUPTED[0] = False
     try:
         old = signal.signal(signal.SIGINT, _on_sigint)
-    except ValueError:                   # not the main thread: keep the default handler
+    except ValueError:  # not the main thread: keep the default handler
         pass
     try:
         code = int(fn(*args, **kwargs))
-        check_interrupted()              # an interrupt swallowed after the last checkpoint
+        check_interrupted()  # an interrupt swallowed after the last checkpoint
         return code
     except BaseException as exc:
         if _INTERRUPTED[0] or isinstance(exc, KeyboardInterrupt):
@@ -275,8 +309,11 @@ def run_command(prog: str, fn, *args, **kwargs) -> int:
             print(f"{prog}: error: {exc}", file=sys.stderr, flush=True)
             return EXIT_BAD_INPUT
         if isinstance(exc, MemoryError):
-            print(f"{prog}: error: out of memory (reduce the problem size)", file=sys.stderr,
-                  flush=True)
+            print(
+                f"{prog}: error: out of memory (reduce the problem size)",
+                file=sys.stderr,
+                flush=True,
+            )
             return EXIT_BAD_INPUT
         if isinstance(exc, OSError):
             name = f" {exc.filename}:" if getattr(exc, "filename", None) else ""
@@ -284,7 +321,7 @@ def run_command(prog: str, fn, *args, **kwargs) -> int:
             return EXIT_BAD_INPUT
         raise
     finally:
-        _INTERRUPTED[0] = False          # handled: later library calls are not affected
+        _INTERRUPTED[0] = False  # handled: later library calls are not affected
         if old is not None:
             signal.signal(signal.SIGINT, old)
 
@@ -300,7 +337,7 @@ def rule_relative_to(config: dict, base_dir) -> dict:
     """
     r = config.get("rule") if isinstance(config, dict) else None
     if not isinstance(r, str) or ":" not in r:
-        return config                    # a built-in name, or not a string (checked later)
+        return config  # a built-in name, or not a string (checked later)
     path, _, name = r.rpartition(":")
     if not path or os.path.isabs(path):
         return config
@@ -336,20 +373,23 @@ def load_npz(path, what: str, expected: str) -> dict:
     except OSError as exc:
         raise ValueError(f"{what}: cannot read {path}: {exc.strerror}") from None
     if magic != b"PK\x03\x04":
-        raise ValueError(f"{what}: {path} is not a NumPy .npz archive; it should be "
-                         f"{expected}")
+        raise ValueError(f"{what}: {path} is not a NumPy .npz archive; it should be {expected}")
     try:
         with np.load(path, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
     except (zipfile.BadZipFile, EOFError, zlib.error, OSError) as exc:
-        raise ValueError(f"{what}: {path} is truncated or corrupt ({exc}); it should be "
-                         f"{expected}") from None
+        raise ValueError(
+            f"{what}: {path} is truncated or corrupt ({exc}); it should be {expected}"
+        ) from None
     except ValueError as exc:
         if "pickle" in str(exc):
-            raise ValueError(f"{what}: {path} holds Python objects (pickles are never "
-                             f"loaded); it should be {expected}") from None
-        raise ValueError(f"{what}: {path} cannot be read ({exc}); it should be "
-                         f"{expected}") from None
+            raise ValueError(
+                f"{what}: {path} holds Python objects (pickles are never "
+                f"loaded); it should be {expected}"
+            ) from None
+        raise ValueError(
+            f"{what}: {path} cannot be read ({exc}); it should be {expected}"
+        ) from None
 
 
 def exit(code: int):

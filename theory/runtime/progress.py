@@ -7,6 +7,7 @@ short runs (and tests) stay quiet; redraws are throttled to ``min_interval`` sec
 terminal the bar redraws in place (``\\r``); otherwise (a log file) a line is written at most
 every 10 % of progress.
 """
+
 from __future__ import annotations
 
 import sys
@@ -46,9 +47,18 @@ class ProgressBar:
         Show the rate (``unit``/s) instead of ``value/total``.
     """
 
-    def __init__(self, total: float, label: str = "", enabled: bool = True, stream=None,
-                 delay: float = 0.5, min_interval: float = 0.1, width: int = 30,
-                 unit: str = "α", rate: bool = False):
+    def __init__(
+        self,
+        total: float,
+        label: str = "",
+        enabled: bool = True,
+        stream=None,
+        delay: float = 0.5,
+        min_interval: float = 0.1,
+        width: int = 30,
+        unit: str = "α",
+        rate: bool = False,
+    ):
         self.total = float(total)
         self.label = label
         self.enabled = enabled
@@ -78,8 +88,9 @@ class ProgressBar:
             where = f"{value / elapsed if elapsed > 0 else 0.0:9.3g} {self.unit}/s"
         else:
             where = f"{self.unit} = {value:.4g}/{self.total:.4g}"
-        return (f"{lab}[{bar}] {100 * frac:5.1f}%  {where}  {_fmt_time(elapsed)} < {eta_s}"
-                + (f"  {extra}" if extra else ""))
+        return f"{lab}[{bar}] {100 * frac:5.1f}%  {where}  {_fmt_time(elapsed)} < {eta_s}" + (
+            f"  {extra}" if extra else ""
+        )
 
     def update(self, value: float, extra: str = "", force: bool = False) -> None:
         """Report progress ``value`` (same units as ``total``); ``extra``: text after the

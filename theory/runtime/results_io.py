@@ -18,6 +18,7 @@ NaN and ±inf as null; read back as NaN). :func:`read` turns a missing, truncate
 file into a ValueError naming the file, and a file of another kind into a ValueError naming
 both kinds.
 """
+
 from __future__ import annotations
 
 import json
@@ -69,13 +70,17 @@ def write(d: dict, path, kind: str) -> Path:
                 out[k] = np.asarray(v)
         np.savez_compressed(path, **out)
     elif path.suffix == ".json":
-        js = {k: (jsonable(v) if isinstance(v, (dict, str)) else _finite_json(v))
-              for k, v in d.items() if v is not None}
+        js = {
+            k: (jsonable(v) if isinstance(v, (dict, str)) else _finite_json(v))
+            for k, v in d.items()
+            if v is not None
+        }
         js["kind"] = kind
         path.write_text(json.dumps(js))
     else:
-        raise ValueError(f"unknown output format {path.suffix!r} for {path}; use "
-                         f"{' or '.join(FORMATS)}")
+        raise ValueError(
+            f"unknown output format {path.suffix!r} for {path}; use {' or '.join(FORMATS)}"
+        )
     return path
 
 
@@ -88,8 +93,9 @@ def read(path, kind, allow_untagged: bool = False) -> dict:
     path = Path(path)
     kinds = (kind,) if isinstance(kind, str) else tuple(kind)
     if path.suffix not in FORMATS:
-        raise ValueError(f"unknown file format {path.suffix!r} for {path}; use "
-                         f"{' or '.join(FORMATS)}")
+        raise ValueError(
+            f"unknown file format {path.suffix!r} for {path}; use {' or '.join(FORMATS)}"
+        )
     try:
         if path.suffix == ".npz":
             with np.load(path, allow_pickle=False) as z:
@@ -108,16 +114,17 @@ def read(path, kind, allow_untagged: bool = False) -> dict:
                 raise ValueError("not a JSON object")
     except FileNotFoundError:
         raise ValueError(f"{path}: no such file") from None
-    except (OSError, EOFError, zipfile.BadZipFile, ValueError, KeyError,
-            UnicodeDecodeError) as exc:
-        raise ValueError(f"{path} is not a readable {kinds[0]} file (truncated or corrupt?): "
-                         f"{exc}") from None
+    except (OSError, EOFError, zipfile.BadZipFile, ValueError, KeyError, UnicodeDecodeError) as exc:
+        raise ValueError(
+            f"{path} is not a readable {kinds[0]} file (truncated or corrupt?): {exc}"
+        ) from None
     found = d.get("kind")
     if found is None and allow_untagged:
         return d
     if found not in kinds:
-        raise ValueError(f"{path} holds a {found or 'file without a kind tag'!s}, not a "
-                         f"{' or '.join(kinds)}")
+        raise ValueError(
+            f"{path} holds a {found or 'file without a kind tag'!s}, not a {' or '.join(kinds)}"
+        )
     return d
 
 
