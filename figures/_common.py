@@ -17,8 +17,6 @@ def save_figure(fig, outdir, name: str, params: dict, data: dict) -> Path:
 
     Returns the path of the PNG.
     """
-    import os
-
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     png = outdir / f"{name}.png"
@@ -28,24 +26,20 @@ def save_figure(fig, outdir, name: str, params: dict, data: dict) -> Path:
         "created": time.strftime("%Y-%m-%d %H:%M:%S"),
         "python": platform.python_version(),
     }
-    # every file is written under a temporary name and renamed once all four exist, so an
-    # interrupted run leaves no partial output (and no PNG without its parameters)
+    # every file is written under a temporary name (the project's one atomic write,
+    # theory.runtime.cli.atomic_path) and the four are renamed only once all four exist, so
+    # an interrupted run leaves no partial output (and no PNG without its parameters)
+    from contextlib import ExitStack
+
+    from theory.runtime.cli import atomic_path
+
     final = [png, outdir / f"{name}.pdf", outdir / f"{name}.npz", outdir / f"{name}.json"]
-    tmp = [f.with_name(f".{f.stem}.part{os.getpid()}{f.suffix}") for f in final]
-    try:
+    with ExitStack() as stack:
+        tmp = [stack.enter_context(atomic_path(f)) for f in final]
         fig.savefig(tmp[0], dpi=150, bbox_inches="tight")
         fig.savefig(tmp[1], bbox_inches="tight")
         np.savez(tmp[2], **{k: np.asarray(v) for k, v in data.items()})
         tmp[3].write_text(json.dumps(record, indent=2) + "\n")
-        from theory.runtime.cli import check_interrupted
-
-        check_interrupted()  # Ctrl-C swallowed during the work: commit nothing
-        for t, f in zip(tmp, final):
-            os.replace(t, f)
-    finally:
-        for t in tmp:
-            if t.exists():
-                t.unlink()
     import matplotlib.pyplot as plt
 
     plt.close(fig)

@@ -55,6 +55,8 @@ def _init_axes(sim_cfg, sigmas) -> dict:
     }
 
 
+# Long on purpose: one figure's panels drawn in order, as the reader sees them; shared pieces live
+# in figures/_common.py and figures/_style.py
 def make(outdir, quick: bool = False) -> dict:
     import matplotlib.pyplot as plt
     from matplotlib.colors import LogNorm, Normalize

@@ -31,6 +31,8 @@ DESCRIPTION = (
 )
 
 
+# Long on purpose: one figure's panels drawn in order, as the reader sees them; shared pieces live
+# in figures/_common.py and figures/_style.py
 def make(outdir, quick: bool = False) -> dict:
     import matplotlib.pyplot as plt
 

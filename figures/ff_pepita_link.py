@@ -45,6 +45,8 @@ def _mean_std(rows):
     return a.mean(0), a.std(0)
 
 
+# Long on purpose: one figure's panels drawn in order, as the reader sees them; shared pieces live
+# in figures/_common.py and figures/_style.py
 def make(outdir, quick: bool = False) -> dict:
     import matplotlib.pyplot as plt
 

@@ -50,6 +50,8 @@ def _run(sim_cfg, K, M, theta, ode_opts):
     return sim, ode
 
 
+# Long on purpose: one figure's panels drawn in order, as the reader sees them; shared pieces live
+# in figures/_common.py and figures/_style.py
 def make(outdir, quick: bool = False) -> dict:
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D

@@ -101,6 +101,8 @@ def make(outdir, quick: bool = False) -> dict:
     return data
 
 
+# Long on purpose: one figure's panels drawn in order, as the reader sees them; shared pieces live
+# in figures/_common.py and figures/_style.py
 def plot(data: dict, cfg: dict):
     """The figure from the computed ``data`` (see :func:`make`) and the config."""
     import matplotlib.pyplot as plt

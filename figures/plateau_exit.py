@@ -74,6 +74,8 @@ def weights_with_overlaps(N, R, q0, seed):
     return R @ w_star + C @ Z, w_star
 
 
+# Long on purpose: one figure's panels drawn in order, as the reader sees them; shared pieces live
+# in figures/_common.py and figures/_style.py
 def make(outdir, quick: bool = False) -> dict:
     import matplotlib.pyplot as plt
 

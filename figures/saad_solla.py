@@ -68,6 +68,8 @@ def initial_state(cfg, asym):
     return OrderParameters.from_spec(K, M, Q=ini["q0"], R=R, T=1.0, v=1.0, v_star=1.0)
 
 
+# Long on purpose: one figure's panels drawn in order, as the reader sees them; shared pieces live
+# in figures/_common.py and figures/_style.py
 def make(outdir, quick: bool = False) -> dict:
     import matplotlib.pyplot as plt
 

@@ -54,6 +54,8 @@ def loglog_fit(N, y):
     return float(slope), float(icpt)
 
 
+# Long on purpose: one figure's panels drawn in order, as the reader sees them; shared pieces live
+# in figures/_common.py and figures/_style.py
 def make(outdir, quick: bool = False) -> dict:
     import matplotlib.pyplot as plt
     from matplotlib.ticker import NullFormatter

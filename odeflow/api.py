@@ -173,6 +173,8 @@ def _check_memory(T, n, K, M, paths, what):
     )
 
 
+# Long on purpose: about half is the NumPy-style docstring; the body reads top to bottom: check,
+# build, integrate, package
 def solve(
     rule,
     init,
@@ -445,6 +447,7 @@ def _nan_stats(x, alive):
     return mean, np.sqrt(var)
 
 
+# Long on purpose: about half is the docstring; the body reads top to bottom like solve's
 def solve_sde(
     rule="afa",
     init=None,

@@ -282,7 +282,8 @@ def compare(config: dict, progress: bool = False, sim=None) -> Comparison:
     """
     # the one place where odeflow imports simulations (lazily: see the module docstring)
     from simulations.kernelgen import resolve_rule
-    from simulations.teacher_student import _jsonable_config, simulate, validate_config
+    from simulations.sim_config import _jsonable_config
+    from simulations.teacher_student import simulate, validate_config
     from theory.models import RULE_MODELS, model_of
 
     from .api import solve

@@ -619,6 +619,8 @@ def make_fixed_kernel(tab):
     return _named(kernel, "fixed", tab)
 
 
+# Long on purpose: a factory around one numba loop: the loop must be one function (no per-step
+# Python, nothing numba cannot inline); its parts are commented
 def make_adaptive_kernel(tab):
     """The adaptive loop of a table with error weights ``e``: PI step control, FSAL, dense
     output. One step from ``(α_n, y_n)`` with size h::
@@ -654,6 +656,7 @@ def make_adaptive_kernel(tab):
     expo1 = 1.0 / (tab.error_order + 1) - 0.75 * BETA
     expo_init = 1.0 / (tab.order + 1)
 
+    # Long on purpose: the compiled integration loop itself (see make_adaptive_kernel)
     def kernel(rhs, eg, p, y, rec_alpha, rec_y, rec_eg, fs, ist, work, opts, max_call_steps):
         kq = np.int64(opts[O_K] + opts[O_M])
         L = np.empty((kq, kq))

@@ -198,9 +198,14 @@ def warm_up(specs) -> None:
     for kind, cfg in specs:
         try:
             if kind == "simulate":
-                from simulations.teacher_student import _kernel_warmup
+                # compile or load the rule's simulation kernel (the point runs it later)
+                from simulations.kernelgen import resolve_activation, resolve_rule
+                from simulations.teacher_student import _kernel
 
-                _kernel_warmup()
+                _kernel(
+                    resolve_rule(cfg["rule"]),
+                    resolve_activation(cfg.get("activation", "erf")),
+                )
             else:
                 _run(kind, cfg)
         except Exception:  # noqa: BLE001 -- warm-up only; the point reports its own error
@@ -650,6 +655,8 @@ class _Bar:
 
 
 # =============================================================================== sweep
+# Long on purpose: the docstring and the one control flow of a sweep (lock, resume, submit, collect,
+# summary); the steps are helpers in sweep_files.py
 def sweep(
     spec,
     outdir,

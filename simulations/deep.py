@@ -455,6 +455,8 @@ def train_deep(data, config: DeepConfig, progress=None) -> TrainResult:
         return _train_deep(data, config, progress)
 
 
+# Long on purpose: the training loop with its per-rule update branches side by side, which is how
+# the rules are compared
 def _train_deep(data, config: DeepConfig, progress=None) -> TrainResult:
     """Train one network on ``data`` (a :class:`simulations.data.Dataset`).
 

@@ -153,6 +153,8 @@ def _load_weights(path):
     return d
 
 
+# Long on purpose: one check per config key, in the order of DEFAULTS, so a reader finds every rule
+# for a key in one place
 def validate_config(config) -> dict:
     """Check a simulation config and return a normalised copy with every default filled in.
 

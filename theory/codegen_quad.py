@@ -160,6 +160,8 @@ def _unit_code(rule: R.Rule, act: Activation, adaptive: bool, params) -> list:
 
 
 # ------------------------------------------------------------------------ the source
+# Long on purpose: one generated module's source, section by section in output order; each section
+# is a few lines and splitting it would scatter the template
 def quad_source(rule: R.Rule, act: Activation, key: str) -> str:
     """Python source of the generated module (see the module docstring): the rule's node
     loop ``_integrate`` is generated; the rule-independent kernels are included from
