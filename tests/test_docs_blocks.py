@@ -141,6 +141,20 @@ def _link_configs(where: Path) -> None:
             (where / pkg / "configs").symlink_to(src, target_is_directory=True)
 
 
+@pytest.fixture
+def _isolated_model_registry():
+    """A page may register a model of its own (docs/architecture.md does): it must not leak
+    into the tests that run after it in this process."""
+    import theory.models as tm
+
+    saved = dict(tm.MODELS), dict(tm.RULE_MODELS)
+    yield
+    for reg, old in zip((tm.MODELS, tm.RULE_MODELS), saved):
+        reg.clear()
+        reg.update(old)
+
+
+@pytest.mark.usefixtures("_isolated_model_registry")
 @pytest.mark.parametrize("page", _params())
 def test_page_blocks_run(page, tmp_path, monkeypatch, capsys):
     runnable = [b for b in blocks(page) if b.lang in ("python", "py")]
