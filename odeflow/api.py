@@ -294,6 +294,9 @@ def solve(
         raise ValueError(f"max_steps must be a positive integer, got {max_steps!r}")
     max_steps = int(max_steps)
     dense_output = check_bool("dense_output", dense_output)
+    from .events import _as_events
+
+    _as_events(events)  # a bad event fails here, before anything is compiled
     # the model's one validator (theory.models): its parameters and its initial state
     model, state, mparams, (eta, eta_v, sigma, rule_params) = check_run(
         rule, init, rule_params, dict(eta=eta, eta_v=eta_v, sigma=sigma, eta_u=eta_u, theta=theta)

@@ -47,8 +47,6 @@ seed), so that escape times from theory and experiment are measured alike.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from theory.observables import specialisation
@@ -123,33 +121,59 @@ class StateView:
         return self._eg
 
 
+def _event_name(ev, i):
+    """How an error message names event ``i``: its ``__name__`` and its index."""
+    name = getattr(ev, "__name__", None)
+    return f"event {i} ({name!r})" if name else f"event {i}"
+
+
 def _as_events(events):
+    """The events as ``[(event, n_terminal, direction)]``, every attribute validated.
+
+    ``terminal``: a bool (stop at the first occurrence) or a non-negative int (stop at the
+    ``terminal``-th; 0 never stops); ``direction``: −1, 0 or +1 (a crossing's sign). A bad
+    value raises ValueError naming the event, the attribute and what is allowed, before
+    anything is compiled or integrated (:func:`odeflow.solve` calls this first).
+    """
     if events is None:
         return []
     if callable(events):
         events = [events]
+    try:
+        events = list(events)
+    except TypeError:
+        raise ValueError(
+            f"events must be a callable event(alpha, state) or a list of them, got {events!r}"
+        ) from None
     out = []
-    for ev in events:
+    for i, ev in enumerate(events):
         if not callable(ev):
-            raise ValueError(f"an event must be a callable event(alpha, state), got {ev!r}")
+            raise ValueError(f"event {i} must be a callable event(alpha, state), got {ev!r}")
+        who = _event_name(ev, i)
         term = getattr(ev, "terminal", False)
         if isinstance(term, (bool, np.bool_)):
             nterm = 1 if term else 0
         elif isinstance(term, (int, np.integer)) and term >= 0:
             nterm = int(term)
         else:
-            raise ValueError(f"event.terminal must be a bool or a non-negative int, got {term!r}")
-        direction = getattr(ev, "direction", 0)
-        try:
-            direction = float(direction)
-        except (TypeError, ValueError):
-            direction = math.nan
-        if not math.isfinite(direction):
             raise ValueError(
-                f"event.direction must be a number (its sign is used), got "
-                f"{getattr(ev, 'direction', None)!r}"
+                f"{who}: terminal must be a bool or a non-negative int (stop at that "
+                f"occurrence), got {term!r}"
             )
-        out.append((ev, nterm, float(np.sign(direction))))
+        direction = getattr(ev, "direction", 0)
+        ok = not isinstance(direction, (bool, np.bool_, str))
+        if ok:
+            try:
+                ok = float(direction) in (-1.0, 0.0, 1.0)
+            except (TypeError, ValueError):
+                ok = False
+        if not ok:
+            # scipy would take any number's sign; a 5 or 0.5 is more likely a slip
+            raise ValueError(
+                f"{who}: direction must be a number in {{-1, 0, 1}} (-1 crossings from + "
+                f"to -, 1 from - to +, 0 both), got {direction!r}"
+            )
+        out.append((ev, nterm, float(direction)))
     return out
 
 

@@ -226,3 +226,44 @@ def test_events_survive_save_and_load(tmp_path):
 
         bad.direction = "up"
         odeflow.solve(system, init, eta=1.0, alpha_max=1, events=bad)
+
+
+@pytest.mark.parametrize(
+    "attr,value,allowed",
+    [
+        ("direction", 5, r"\{-1, 0, 1\}"),
+        ("direction", 0.5, r"\{-1, 0, 1\}"),
+        ("direction", True, r"\{-1, 0, 1\}"),
+        ("direction", float("nan"), r"\{-1, 0, 1\}"),
+        ("terminal", -1, "non-negative int"),
+        ("terminal", 1.5, "non-negative int"),
+        ("terminal", "yes", "non-negative int"),
+    ],
+)
+def test_event_attributes_validated_up_front(attr, value, allowed):
+    """A bad ``direction``/``terminal`` is refused before integrating, naming the event (its
+    index and ``__name__``), the attribute, the value and what is allowed (issue 21: scipy's
+    any-sign convention let ``direction = 5`` through silently)."""
+    system, init = _rotation_system()
+
+    def crossing(alpha, s):
+        return s.v[0]
+
+    setattr(crossing, attr, value)
+    with pytest.raises(ValueError, match=rf"event 1 \('crossing'\): {attr} must .*{allowed}") as e:
+        odeflow.solve(system, init, eta=1.0, alpha_max=1, events=[_v1, crossing])
+    assert repr(value) in str(e.value)
+
+
+def test_event_valid_direction_values_accepted():
+    """-1, 0, 1 as ints, floats or numpy numbers are the documented values and still run."""
+    system, init = _rotation_system()
+    for d in (1, 1.0, np.int64(-1), np.float64(0.0)):
+
+        def ev(alpha, s):
+            return s.v[0]
+
+        ev.direction = d
+        r = odeflow.solve(system, init, eta=1.0, alpha_max=AMAX, events=ev, rtol=1e-10, atol=1e-12)
+        want = {1: UP, -1: DOWN, 0: sorted(UP + DOWN)}[int(d)]
+        np.testing.assert_allclose(r.alpha_events[0], [a for a in want if a < AMAX], atol=1e-8)
