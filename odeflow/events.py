@@ -55,6 +55,7 @@ from . import solvers as S
 
 __all__ = [
     "StateView",
+    "RecordView",
     "DenseSolution",
     "plateau_exit",
     "exit_alpha",
@@ -475,12 +476,88 @@ def exit_alpha(alpha, values, threshold, direction):
     return out
 
 
+class RecordView:
+    """One recorded point ``(seed, t)`` of a simulation, seen as an event sees a
+    :class:`StateView`: ``alpha, Q, R, v, b, T, v_star, eg`` (no flat ``y``: a simulation
+    records the order parameters, not the ODE's state vector)."""
+
+    __slots__ = ("alpha", "_sim", "_s", "_t")
+
+    def __init__(self, sim, s, t):
+        self._sim, self._s, self._t = sim, s, t
+        self.alpha = float(sim.alpha[t])
+
+    def _traj(self, name):
+        arr = getattr(self._sim, name, None)
+        return None if arr is None else np.asarray(arr)[self._s, self._t]
+
+    @property
+    def Q(self):
+        return self._traj("Q")
+
+    @property
+    def R(self):
+        return self._traj("R")
+
+    @property
+    def v(self):
+        return self._traj("v")
+
+    @property
+    def b(self):
+        b = getattr(self._sim, "b", None)
+        if b is None:
+            return None
+        b = np.asarray(b)
+        return b[self._s, self._t] if b.ndim == 3 else b[self._s]  # fixed feedback: (S, K)
+
+    @property
+    def T(self):
+        return np.asarray(self._sim.T)[self._s]
+
+    @property
+    def v_star(self):
+        return np.asarray(self._sim.v_star)[self._s]
+
+    @property
+    def eg(self) -> float:
+        return float(np.asarray(self._sim.eg)[self._s, self._t])
+
+    @property
+    def y(self):
+        raise AttributeError(
+            "a simulation's record has no flat ODE state y: read Q, R, v, b, T, v_star or eg"
+        )
+
+
 def simulation_exit_alpha(sim, event):
-    """The plateau exit of every seed of a ``SimulationResult`` (shape (S,), NaN for seeds
-    that never exit or diverged first), by the same criterion as the ``event`` made by
-    :func:`plateau_exit`, on the recorded trajectories."""
-    if event.measure == "specialisation":
-        vals = specialisation(sim.Q, sim.R, np.asarray(sim.T)[:, None])
-    else:
-        vals = sim.eg
-    return exit_alpha(sim.alpha, vals, event.threshold, event.direction)
+    """The first occurrence of ``event`` on every seed of a ``SimulationResult`` (shape
+    (S,), NaN for seeds where it never occurs or that diverged first), on the recorded
+    trajectories.
+
+    An event made by :func:`plateau_exit` applies its criterion to the whole record at once.
+    Any other event ``event(alpha, state)`` (with an optional ``direction``) is evaluated at
+    every record with ``state`` a :class:`RecordView` (``Q, R, v, b, T, v_star, eg``), and
+    its zero is located by linear interpolation between the two records around the sign
+    change in the requested direction (0: either), as :func:`exit_alpha` does.
+    """
+    if getattr(event, "measure", None) in ("specialisation", "eg"):
+        if event.measure == "specialisation":
+            vals = specialisation(sim.Q, sim.R, np.asarray(sim.T)[:, None])
+        else:
+            vals = sim.eg
+        return exit_alpha(sim.alpha, vals, event.threshold, event.direction)
+    ((ev, _nterm, direction),) = _as_events([event])
+    eg = np.asarray(sim.eg, dtype=float)
+    g = np.full(eg.shape, np.nan)  # (S, T); NaN records (diverged seeds) never cross
+    for s, t in np.ndindex(g.shape):
+        if not np.isfinite(eg[s, t]):
+            continue
+        val = ev(float(sim.alpha[t]), RecordView(sim, s, t))
+        try:
+            g[s, t] = float(val)
+        except (TypeError, ValueError):
+            raise ValueError(f"{_event_name(ev, 0)} must return a number, got {val!r}") from None
+    if direction != 0:
+        return exit_alpha(sim.alpha, g, 0.0, direction)
+    return np.fmin(exit_alpha(sim.alpha, g, 0.0, 1), exit_alpha(sim.alpha, g, 0.0, -1))
