@@ -173,6 +173,31 @@ def _check_memory(T, n, K, M, paths, what):
     )
 
 
+def check_solver_options(method="dopri5", dt=None, rtol=1e-8, atol=1e-10, quadrature=None):
+    """Validate the integrator options of :func:`solve` without building anything.
+
+    Returns ``(method, dt, rtol, atol)`` normalised (floats, None where unused); raises
+    ValueError naming the option and what is allowed. Used by :func:`solve` and by
+    :func:`odeflow.compare.compare`, which must refuse a bad ``rtol`` *before* it runs the
+    simulations (issue 21).
+    """
+    if not isinstance(method, str) or method not in S.KERNELS:
+        raise ValueError(f"unknown method {method!r}; allowed: {', '.join(S.METHODS)}")
+    if method in S.FIXED_STEP:
+        if dt is None:
+            raise ValueError(f"method {method!r} is fixed-step: give dt (a positive step in α)")
+        dt = _positive("dt", dt)
+    else:
+        dt = _positive("dt", dt, allow_none=True)
+        rtol = _positive("rtol", rtol)
+        atol = _positive("atol", atol)
+    if quadrature is not None and quadrature is not False:
+        from theory.codegen_quad import quad_options
+
+        quad_options(quadrature)  # the form; ranges depend on the rule, checked when built
+    return method, dt, rtol, atol
+
+
 def solve(
     rule,
     init,
@@ -277,17 +302,8 @@ def solve(
         what the rule needs.
     """
     t_start = time.perf_counter()
-    if method not in S.KERNELS:
-        raise ValueError(f"unknown method {method!r}; allowed: {', '.join(S.METHODS)}")
+    method, dt, rtol, atol = check_solver_options(method, dt, rtol, atol)
     alpha_max = _positive("alpha_max", alpha_max)
-    if method in S.FIXED_STEP:
-        if dt is None:
-            raise ValueError(f"method {method!r} is fixed-step: give dt (a positive step in α)")
-        dt = _positive("dt", dt)
-    else:
-        dt = _positive("dt", dt, allow_none=True)
-        rtol = _positive("rtol", rtol)
-        atol = _positive("atol", atol)
     eg_tol = _positive("eg_tol", eg_tol, allow_none=True)
     diverge_threshold = _positive("diverge_threshold", diverge_threshold)
     if isinstance(max_steps, bool) or int(max_steps) != max_steps or max_steps < 1:

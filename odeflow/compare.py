@@ -282,12 +282,15 @@ def compare(config: dict, progress: bool = False, sim=None) -> Comparison:
     """
     # the one place where odeflow imports simulations (lazily: see the module docstring)
     from simulations.kernelgen import resolve_rule
-    from simulations.teacher_student import _jsonable_config, simulate, validate_config
+    from simulations.sim_config import _jsonable_config
+    from simulations.teacher_student import simulate, validate_config
     from theory.models import RULE_MODELS, model_of
 
-    from .api import solve
+    from .api import check_solver_options, solve
 
     sim_cfg, ode_opts = split_config(config)
+    # every ODE option is checked before the (long) simulations run, not after them
+    check_solver_options(**ode_opts)
     cfg = validate_config(sim_cfg)
     if sim is None:
         sim = simulate(cfg, progress=progress)
