@@ -48,7 +48,7 @@ from .inputs import (
     rule_name as _rule_name,
 )
 from .results import Result, SDEResult, _jsonable
-from .status import STATUS_DOC
+from .status import STATUS_DOC, first_nonfinite
 from .status import describe as stop_message
 
 __all__ = ["solve", "solve_sde", "Result", "SDEResult", "get_system", "METHODS", "SDE_METHODS"]
@@ -370,6 +370,10 @@ def solve(
     nr = int(ist[S.I_NEXT_REC])
     if tracker.terminal is None:
         status, reason, message = _message(code, fs, ist, opts, method)
+        if code == S.CODE_NONFINITE:  # say which order parameter broke down first
+            what = first_nonfinite(system, p, y)
+            if what is not None:
+                message += f"; first non-finite: {what}"
     else:  # stop at the terminal event (odeflow.events)
         a_ev, y_ev, i_ev = tracker.terminal
         y[:] = y_ev
