@@ -48,7 +48,7 @@ from .inputs import (
     rule_name as _rule_name,
 )
 from .results import Result, SDEResult, _jsonable
-from .status import STATUS_DOC
+from .status import STATUS_DOC, first_nonfinite
 from .status import describe as stop_message
 
 __all__ = ["solve", "solve_sde", "Result", "SDEResult", "get_system", "METHODS", "SDE_METHODS"]
@@ -173,6 +173,31 @@ def _check_memory(T, n, K, M, paths, what):
     )
 
 
+def check_solver_options(method="dopri5", dt=None, rtol=1e-8, atol=1e-10, quadrature=None):
+    """Validate the integrator options of :func:`solve` without building anything.
+
+    Returns ``(method, dt, rtol, atol)`` normalised (floats, None where unused); raises
+    ValueError naming the option and what is allowed. Used by :func:`solve` and by
+    :func:`odeflow.compare.compare`, which must refuse a bad ``rtol`` *before* it runs the
+    simulations (issue 21).
+    """
+    if not isinstance(method, str) or method not in S.KERNELS:
+        raise ValueError(f"unknown method {method!r}; allowed: {', '.join(S.METHODS)}")
+    if method in S.FIXED_STEP:
+        if dt is None:
+            raise ValueError(f"method {method!r} is fixed-step: give dt (a positive step in α)")
+        dt = _positive("dt", dt)
+    else:
+        dt = _positive("dt", dt, allow_none=True)
+        rtol = _positive("rtol", rtol)
+        atol = _positive("atol", atol)
+    if quadrature is not None and quadrature is not False:
+        from theory.codegen_quad import quad_options
+
+        quad_options(quadrature)  # the form; ranges depend on the rule, checked when built
+    return method, dt, rtol, atol
+
+
 # Long on purpose: about half is the NumPy-style docstring; the body reads top to bottom: check,
 # build, integrate, package
 def solve(
@@ -279,23 +304,17 @@ def solve(
         what the rule needs.
     """
     t_start = time.perf_counter()
-    if method not in S.KERNELS:
-        raise ValueError(f"unknown method {method!r}; allowed: {', '.join(S.METHODS)}")
+    method, dt, rtol, atol = check_solver_options(method, dt, rtol, atol)
     alpha_max = _positive("alpha_max", alpha_max)
-    if method in S.FIXED_STEP:
-        if dt is None:
-            raise ValueError(f"method {method!r} is fixed-step: give dt (a positive step in α)")
-        dt = _positive("dt", dt)
-    else:
-        dt = _positive("dt", dt, allow_none=True)
-        rtol = _positive("rtol", rtol)
-        atol = _positive("atol", atol)
     eg_tol = _positive("eg_tol", eg_tol, allow_none=True)
     diverge_threshold = _positive("diverge_threshold", diverge_threshold)
     if isinstance(max_steps, bool) or int(max_steps) != max_steps or max_steps < 1:
         raise ValueError(f"max_steps must be a positive integer, got {max_steps!r}")
     max_steps = int(max_steps)
     dense_output = check_bool("dense_output", dense_output)
+    from .events import _as_events
+
+    _as_events(events)  # a bad event fails here, before anything is compiled
     # the model's one validator (theory.models): its parameters and its initial state
     model, state, mparams, (eta, eta_v, sigma, rule_params) = check_run(
         rule, init, rule_params, dict(eta=eta, eta_v=eta_v, sigma=sigma, eta_u=eta_u, theta=theta)
@@ -353,6 +372,10 @@ def solve(
     nr = int(ist[S.I_NEXT_REC])
     if tracker.terminal is None:
         status, reason, message = _message(code, fs, ist, opts, method)
+        if code == S.CODE_NONFINITE:  # say which order parameter broke down first
+            what = first_nonfinite(system, p, y)
+            if what is not None:
+                message += f"; first non-finite: {what}"
     else:  # stop at the terminal event (odeflow.events)
         a_ev, y_ev, i_ev = tracker.terminal
         y[:] = y_ev

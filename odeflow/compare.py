@@ -286,9 +286,11 @@ def compare(config: dict, progress: bool = False, sim=None) -> Comparison:
     from simulations.teacher_student import simulate, validate_config
     from theory.models import RULE_MODELS, model_of
 
-    from .api import solve
+    from .api import check_solver_options, solve
 
     sim_cfg, ode_opts = split_config(config)
+    # every ODE option is checked before the (long) simulations run, not after them
+    check_solver_options(**ode_opts)
     cfg = validate_config(sim_cfg)
     if sim is None:
         sim = simulate(cfg, progress=progress)

@@ -47,8 +47,6 @@ seed), so that escape times from theory and experiment are measured alike.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from theory.observables import specialisation
@@ -57,6 +55,7 @@ from . import solvers as S
 
 __all__ = [
     "StateView",
+    "RecordView",
     "DenseSolution",
     "plateau_exit",
     "exit_alpha",
@@ -123,33 +122,59 @@ class StateView:
         return self._eg
 
 
+def _event_name(ev, i):
+    """How an error message names event ``i``: its ``__name__`` and its index."""
+    name = getattr(ev, "__name__", None)
+    return f"event {i} ({name!r})" if name else f"event {i}"
+
+
 def _as_events(events):
+    """The events as ``[(event, n_terminal, direction)]``, every attribute validated.
+
+    ``terminal``: a bool (stop at the first occurrence) or a non-negative int (stop at the
+    ``terminal``-th; 0 never stops); ``direction``: −1, 0 or +1 (a crossing's sign). A bad
+    value raises ValueError naming the event, the attribute and what is allowed, before
+    anything is compiled or integrated (:func:`odeflow.solve` calls this first).
+    """
     if events is None:
         return []
     if callable(events):
         events = [events]
+    try:
+        events = list(events)
+    except TypeError:
+        raise ValueError(
+            f"events must be a callable event(alpha, state) or a list of them, got {events!r}"
+        ) from None
     out = []
-    for ev in events:
+    for i, ev in enumerate(events):
         if not callable(ev):
-            raise ValueError(f"an event must be a callable event(alpha, state), got {ev!r}")
+            raise ValueError(f"event {i} must be a callable event(alpha, state), got {ev!r}")
+        who = _event_name(ev, i)
         term = getattr(ev, "terminal", False)
         if isinstance(term, (bool, np.bool_)):
             nterm = 1 if term else 0
         elif isinstance(term, (int, np.integer)) and term >= 0:
             nterm = int(term)
         else:
-            raise ValueError(f"event.terminal must be a bool or a non-negative int, got {term!r}")
-        direction = getattr(ev, "direction", 0)
-        try:
-            direction = float(direction)
-        except (TypeError, ValueError):
-            direction = math.nan
-        if not math.isfinite(direction):
             raise ValueError(
-                f"event.direction must be a number (its sign is used), got "
-                f"{getattr(ev, 'direction', None)!r}"
+                f"{who}: terminal must be a bool or a non-negative int (stop at that "
+                f"occurrence), got {term!r}"
             )
-        out.append((ev, nterm, float(np.sign(direction))))
+        direction = getattr(ev, "direction", 0)
+        ok = not isinstance(direction, (bool, np.bool_, str))
+        if ok:
+            try:
+                ok = float(direction) in (-1.0, 0.0, 1.0)
+            except (TypeError, ValueError):
+                ok = False
+        if not ok:
+            # scipy would take any number's sign; a 5 or 0.5 is more likely a slip
+            raise ValueError(
+                f"{who}: direction must be a number in {{-1, 0, 1}} (-1 crossings from + "
+                f"to -, 1 from - to +, 0 both), got {direction!r}"
+            )
+        out.append((ev, nterm, float(direction)))
     return out
 
 
@@ -451,12 +476,88 @@ def exit_alpha(alpha, values, threshold, direction):
     return out
 
 
+class RecordView:
+    """One recorded point ``(seed, t)`` of a simulation, seen as an event sees a
+    :class:`StateView`: ``alpha, Q, R, v, b, T, v_star, eg`` (no flat ``y``: a simulation
+    records the order parameters, not the ODE's state vector)."""
+
+    __slots__ = ("alpha", "_sim", "_s", "_t")
+
+    def __init__(self, sim, s, t):
+        self._sim, self._s, self._t = sim, s, t
+        self.alpha = float(sim.alpha[t])
+
+    def _traj(self, name):
+        arr = getattr(self._sim, name, None)
+        return None if arr is None else np.asarray(arr)[self._s, self._t]
+
+    @property
+    def Q(self):
+        return self._traj("Q")
+
+    @property
+    def R(self):
+        return self._traj("R")
+
+    @property
+    def v(self):
+        return self._traj("v")
+
+    @property
+    def b(self):
+        b = getattr(self._sim, "b", None)
+        if b is None:
+            return None
+        b = np.asarray(b)
+        return b[self._s, self._t] if b.ndim == 3 else b[self._s]  # fixed feedback: (S, K)
+
+    @property
+    def T(self):
+        return np.asarray(self._sim.T)[self._s]
+
+    @property
+    def v_star(self):
+        return np.asarray(self._sim.v_star)[self._s]
+
+    @property
+    def eg(self) -> float:
+        return float(np.asarray(self._sim.eg)[self._s, self._t])
+
+    @property
+    def y(self):
+        raise AttributeError(
+            "a simulation's record has no flat ODE state y: read Q, R, v, b, T, v_star or eg"
+        )
+
+
 def simulation_exit_alpha(sim, event):
-    """The plateau exit of every seed of a ``SimulationResult`` (shape (S,), NaN for seeds
-    that never exit or diverged first), by the same criterion as the ``event`` made by
-    :func:`plateau_exit`, on the recorded trajectories."""
-    if event.measure == "specialisation":
-        vals = specialisation(sim.Q, sim.R, np.asarray(sim.T)[:, None])
-    else:
-        vals = sim.eg
-    return exit_alpha(sim.alpha, vals, event.threshold, event.direction)
+    """The first occurrence of ``event`` on every seed of a ``SimulationResult`` (shape
+    (S,), NaN for seeds where it never occurs or that diverged first), on the recorded
+    trajectories.
+
+    An event made by :func:`plateau_exit` applies its criterion to the whole record at once.
+    Any other event ``event(alpha, state)`` (with an optional ``direction``) is evaluated at
+    every record with ``state`` a :class:`RecordView` (``Q, R, v, b, T, v_star, eg``), and
+    its zero is located by linear interpolation between the two records around the sign
+    change in the requested direction (0: either), as :func:`exit_alpha` does.
+    """
+    if getattr(event, "measure", None) in ("specialisation", "eg"):
+        if event.measure == "specialisation":
+            vals = specialisation(sim.Q, sim.R, np.asarray(sim.T)[:, None])
+        else:
+            vals = sim.eg
+        return exit_alpha(sim.alpha, vals, event.threshold, event.direction)
+    ((ev, _nterm, direction),) = _as_events([event])
+    eg = np.asarray(sim.eg, dtype=float)
+    g = np.full(eg.shape, np.nan)  # (S, T); NaN records (diverged seeds) never cross
+    for s, t in np.ndindex(g.shape):
+        if not np.isfinite(eg[s, t]):
+            continue
+        val = ev(float(sim.alpha[t]), RecordView(sim, s, t))
+        try:
+            g[s, t] = float(val)
+        except (TypeError, ValueError):
+            raise ValueError(f"{_event_name(ev, 0)} must return a number, got {val!r}") from None
+    if direction != 0:
+        return exit_alpha(sim.alpha, g, 0.0, direction)
+    return np.fmin(exit_alpha(sim.alpha, g, 0.0, 1), exit_alpha(sim.alpha, g, 0.0, -1))

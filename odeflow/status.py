@@ -134,3 +134,50 @@ def describe(code, fs, ist, opts, method):
     """``(status, reason, message)`` for a stop code."""
     stop = Stop.from_code(int(code))
     return stop.status, stop.reason, stop.message(fs, ist, opts, method)
+
+
+def _entry_name(layout, i: int) -> str:
+    """The order parameter stored at index ``i`` of the flat state (e.g. ``"Q[0,1]"``,
+    ``"b[1]"``), found by unpacking the vector of indices; ``"y[i]"`` if it has no name."""
+    import numpy as np
+
+    try:
+        parts = layout.unpack(np.arange(layout.n, dtype=float))
+    except Exception:  # a layout without the usual unpacking: the flat index still helps
+        return f"y[{i}]"
+    for name, arr in parts.items():
+        if arr is None:
+            continue
+        hits = np.argwhere(np.asarray(arr) == i)
+        if len(hits):
+            return f"{name}[{','.join(str(int(k)) for k in hits[0])}]"
+    return f"y[{i}]"
+
+
+def first_nonfinite(system, p, y) -> str | None:
+    """What went non-finite first, for the message of a run that stopped on a NaN/inf.
+
+    The state the loop stops with is the last accepted one (finite for the adaptive
+    methods, whose non-finite trial steps are rejected): if it has a non-finite entry, that
+    entry is named; otherwise the right-hand side at that state (``dQ[0,1]/dα``: where
+    a singular rule or expectation breaks down), then ε_g; None if all are finite (the
+    state blew up within one step from a finite right-hand side: a step too large).
+    """
+    import numpy as np
+
+    y = np.ascontiguousarray(y, dtype=float)
+    bad = np.flatnonzero(~np.isfinite(y))
+    if len(bad):
+        return _entry_name(system.layout, int(bad[0]))
+    try:
+        dy = np.empty_like(y)
+        system.rhs(y, p, dy)
+        bad = np.flatnonzero(~np.isfinite(dy))
+        if len(bad):
+            name = _entry_name(system.layout, int(bad[0]))
+            return f"d{name}/dα (the right-hand side at the last finite state)"
+        if not np.isfinite(float(system.eg(y, p))):
+            return "ε_g (at the last finite state)"
+    except Exception:  # a diagnosis only: never hide the stop itself
+        return None
+    return None

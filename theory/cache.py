@@ -193,6 +193,62 @@ def _import(path: Path, modname: str, required=_REQUIRED):
     return mod
 
 
+def _numba_cached(path: Path) -> bool:
+    """Whether numba has cached machine code of any function of the module at ``path`` (its
+    ``<stem>.*.nbi`` index next to it, or in ``$NUMBA_CACHE_DIR``)."""
+    dirs = [path.parent / "__pycache__"]
+    if os.environ.get("NUMBA_CACHE_DIR"):
+        dirs.append(Path(os.environ["NUMBA_CACHE_DIR"]))
+    return any(d.exists() and next(d.rglob(f"{path.stem}.*.nbi"), None) for d in dirs)
+
+
+#: seconds the last cold compile of each kind of module took (``<prefix>`` of its file name)
+_COMPILE_TIMES = "compile_seconds.json"
+
+
+def _kind_and_label(path: Path) -> tuple[str, str]:
+    """``("sys", "bp_erf")`` from ``sys_bp_erf_<digest>.py`` (:func:`generated_path`)."""
+    parts = path.stem.split("_")
+    if len(parts) >= 3:
+        return parts[0], "_".join(parts[1:-1])
+    return parts[0], path.stem
+
+
+def _compile_note(path: Path):
+    """On a cold numba cache, say *before* compiling that a one-time compile is coming
+    (with the last measured duration of this kind of module, when known); returns the
+    kind of module to time, or None (warm cache, or nothing to say)."""
+    from .runtime import cli
+
+    if not cli.verbose() or _numba_cached(path):
+        return None
+    kind, label = _kind_and_label(path)
+    try:
+        last = json.loads((path.parent / _COMPILE_TIMES).read_text()).get(kind)
+    except (OSError, ValueError, AttributeError):
+        last = None
+    est = f", ~{last:.0f} s" if isinstance(last, (int, float)) and last >= 1 else ""
+    cli.status(f"odeflow: compiling the generated {label!r} kernels (one-time{est}) …")
+    return kind
+
+
+def _record_compile(path: Path, kind, seconds: float) -> None:
+    """Remember how long a cold compile took (the estimate of the next note); best effort."""
+    if kind is None:
+        return
+    f = path.parent / _COMPILE_TIMES
+    try:
+        times = json.loads(f.read_text())
+        times = times if isinstance(times, dict) else {}
+    except (OSError, ValueError):
+        times = {}
+    times[kind] = round(float(seconds), 1)
+    try:
+        _atomic_write(f, json.dumps(times, sort_keys=True) + "\n")
+    except (OSError, ValueError):
+        pass  # only an estimate: a read-only or full cache must not fail the run
+
+
 def load_module(path, make_source, modname: str, warm, required=_REQUIRED):
     """Import a generated module, generating, verifying and repairing as needed.
 
@@ -225,7 +281,10 @@ def load_module(path, make_source, modname: str, warm, required=_REQUIRED):
         write_module(path, make_source())
     try:
         mod = _import(path, modname, required)
+        kind = _compile_note(path)  # before the compile: it can take tens of seconds
+        t0 = time.perf_counter()
         warm(mod)
+        _record_compile(path, kind, time.perf_counter() - t0)
         return mod, cached
     except KeyboardInterrupt:
         raise

@@ -158,3 +158,45 @@ def test_cli_compare(tmp_path):
         timeout=300,
     )
     assert r.returncode == 2 and "cannot read" in r.stderr
+
+
+@pytest.mark.parametrize(
+    "opts,name",
+    [
+        ({"rtol": -1}, "rtol"),
+        ({"atol": 0}, "atol"),
+        ({"rtol": "1e-8"}, "rtol"),
+        ({"method": "rk5"}, "method"),
+        ({"method": "rk4"}, "dt"),
+        ({"method": "euler", "dt": -0.1}, "dt"),
+        ({"quadrature": 5}, "quadrature"),
+    ],
+)
+def test_compare_ode_options_checked_before_simulating(monkeypatch, opts, name):
+    """A bad ODE option fails before the simulations run (issue 21: ``rtol: -1`` failed
+    only after them): the simulation is replaced by one that fails the test if called."""
+    import simulations.teacher_student as ts
+
+    def no_simulation(*a, **k):
+        raise AssertionError("the simulations ran before the ODE options were checked")
+
+    monkeypatch.setattr(ts, "simulate", no_simulation)
+    with pytest.raises(ValueError, match=name):
+        compare({**SMALL, **opts})
+
+
+def test_cli_compare_bad_rtol_fails_fast(tmp_path):
+    """Through the command line: exit 2 naming rtol, on a config whose simulations alone
+    would take minutes (N = 10⁵, 50 seeds, α = 200), so the timeout proves they did not run."""
+    cfg = tmp_path / "big.json"
+    big = {**SMALL, "N": 100_000, "seeds": 50, "alpha_max": 200, "rtol": -1}
+    cfg.write_text(json.dumps(big))
+    r = subprocess.run(
+        [sys.executable, "-m", "odeflow", "compare", str(cfg), "--quiet"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 2, r.stderr
+    assert "rtol" in r.stderr and "Traceback" not in r.stderr

@@ -226,3 +226,95 @@ def test_events_survive_save_and_load(tmp_path):
 
         bad.direction = "up"
         odeflow.solve(system, init, eta=1.0, alpha_max=1, events=bad)
+
+
+@pytest.mark.parametrize(
+    "attr,value,allowed",
+    [
+        ("direction", 5, r"\{-1, 0, 1\}"),
+        ("direction", 0.5, r"\{-1, 0, 1\}"),
+        ("direction", True, r"\{-1, 0, 1\}"),
+        ("direction", float("nan"), r"\{-1, 0, 1\}"),
+        ("terminal", -1, "non-negative int"),
+        ("terminal", 1.5, "non-negative int"),
+        ("terminal", "yes", "non-negative int"),
+    ],
+)
+def test_event_attributes_validated_up_front(attr, value, allowed):
+    """A bad ``direction``/``terminal`` is refused before integrating, naming the event (its
+    index and ``__name__``), the attribute, the value and what is allowed (issue 21: scipy's
+    any-sign convention let ``direction = 5`` through silently)."""
+    system, init = _rotation_system()
+
+    def crossing(alpha, s):
+        return s.v[0]
+
+    setattr(crossing, attr, value)
+    with pytest.raises(ValueError, match=rf"event 1 \('crossing'\): {attr} must .*{allowed}") as e:
+        odeflow.solve(system, init, eta=1.0, alpha_max=1, events=[_v1, crossing])
+    assert repr(value) in str(e.value)
+
+
+def test_event_valid_direction_values_accepted():
+    """-1, 0, 1 as ints, floats or numpy numbers are the documented values and still run."""
+    system, init = _rotation_system()
+    for d in (1, 1.0, np.int64(-1), np.float64(0.0)):
+
+        def ev(alpha, s):
+            return s.v[0]
+
+        ev.direction = d
+        r = odeflow.solve(system, init, eta=1.0, alpha_max=AMAX, events=ev, rtol=1e-10, atol=1e-12)
+        want = {1: UP, -1: DOWN, 0: sorted(UP + DOWN)}[int(d)]
+        np.testing.assert_allclose(r.alpha_events[0], [a for a in want if a < AMAX], atol=1e-8)
+
+
+class _Sim:
+    """A synthetic SimulationResult (2 seeds, 3 records, K = M = 2) whose crossings are known
+    by hand; seed 1 diverged before its last record (NaN there)."""
+
+    alpha = np.array([0.0, 10.0, 20.0])
+    T = np.eye(2)[None].repeat(2, axis=0)
+    v_star = np.ones((2, 2))
+    R = np.array(
+        [
+            [np.diag([x, x]) for x in (0.1, 0.3, 0.9)],
+            [np.full((2, 2), x) for x in (0.1, 0.3, np.nan)],
+        ]
+    )
+    Q = np.eye(2)[None, None].repeat(3, axis=1).repeat(2, axis=0)
+    v = np.array([[[0.2, 0.2], [0.6, 0.6], [0.4, 0.4]], [[0.2, 0.2], [0.6, 0.6], [np.nan] * 2]])
+    b = None
+    eg = np.array([[0.5, 0.3, 0.1], [0.5, 0.45, np.nan]])
+
+
+def test_simulation_exit_alpha_with_a_users_event():
+    """A plain event(alpha, state) (no plateau_exit attributes) is evaluated on every record
+    and its first crossing in its direction interpolated linearly (issue 21: it raised
+    AttributeError 'measure'). Oracles: the crossings of the synthetic records by hand."""
+
+    def spec(alpha, s):  # the user's own copy of the specialisation criterion
+        return float(np.abs(s.R[0, 0] - s.R[0, 1])) - 0.5
+
+    spec.direction = 1
+    np.testing.assert_allclose(
+        simulation_exit_alpha(_Sim, spec), simulation_exit_alpha(_Sim, plateau_exit(level=0.5))
+    )
+    np.testing.assert_allclose(simulation_exit_alpha(_Sim, spec), [10 + 10 * 0.2 / 0.6, np.nan])
+
+    def low_eg(alpha, s):
+        return s.eg - 0.4
+
+    low_eg.direction = -1  # ε_g 0.5 → 0.3: crosses 0.4 halfway; seed 1 stays above
+    np.testing.assert_allclose(simulation_exit_alpha(_Sim, low_eg), [5.0, np.nan])
+
+    def v_level(alpha, s):  # v: 0.2 → 0.6 → 0.4 crosses 0.5 up at 7.5, down at 15
+        return s.v[0] - 0.5 + 0 * s.T[0, 0] + 0 * s.v_star[0]
+
+    for d, want in [(1, [7.5, 7.5]), (-1, [15.0, np.nan]), (0, [7.5, 7.5])]:
+        v_level.direction = d
+        np.testing.assert_allclose(simulation_exit_alpha(_Sim, v_level), want)
+
+    v_level.direction = 5
+    with pytest.raises(ValueError, match=r"direction must .*got 5"):
+        simulation_exit_alpha(_Sim, v_level)

@@ -256,3 +256,18 @@ def test_covariance_psd_check_kernel():
     y[3] = 1.01  # |R_00| > sqrt(Q_00 T_00)
     assert S.cov_min_pivot(y, opts, L) <= 0
     assert S.check_state(y, 0.1, opts, L)[0] == S.CODE_PSD
+
+
+@pytest.mark.parametrize("method", ["dopri5", "rk4", "euler"])
+def test_nonfinite_message_names_the_order_parameter(toy_init, method):
+    """A right-hand side that is NaN in one component (a singular rule's expectation): the
+    message says which order parameter broke down, not only "learning rate too large?"
+    (issue 21). Oracle: the toy's A has a NaN only in the row of R[1,0]."""
+    lay = Layout(2, 2)
+    A = stable_A().copy()
+    i = lay.slices["R"].start + 1 * 2 + 0  # R is stored row-major: R[1,0] at start + 1·M + 0
+    A[i, 0] = np.nan
+    res = odeflow.solve(ToySystem(A), toy_init, eta=0.1, method=method, dt=0.01, alpha_max=1.0)
+    assert res.status == -1 and res.reason == "diverged", res.message
+    assert "non-finite" in res.message and "R[1,0]" in res.message, res.message
+    assert "Q[" not in res.message and "v[" not in res.message

@@ -124,3 +124,76 @@ def test_fast_path_refuses_a_changed_parameter_layout(tmp_path, monkeypatch):
     assert cache.cached_system("fa", 2, 2, "erf") is None
     cache.remember("fa", "erf", slow)
     assert cache.cached_system("fa", 2, 2, "erf") is not None
+
+
+@pytest.fixture
+def verbose():
+    from theory.runtime import cli
+
+    old = cli.verbose()
+    cli.set_verbose(True)
+    yield
+    cli.set_verbose(old)
+
+
+def test_cold_compile_note_before_compiling_and_only_when_cold(tmp_path, capsys, verbose):
+    """A cold numba cache: one line on stderr *before* the kernels compile (issue 21: cold
+    compiles were silent for 10-15 s); warm cache, or quiet: nothing."""
+    from theory.runtime import cli
+
+    path = tmp_path / "sys_toy_erf_0123.py"
+    seen = []
+
+    def warm(mod):
+        seen.append(capsys.readouterr().err)  # what was said before the compile started
+        _warm(mod)
+
+    cache.load_module(path, lambda: SRC, cache.module_name(path), warm)
+    assert "compiling the generated 'toy_erf' kernels (one-time" in seen[0]
+    times = (tmp_path / "compile_seconds.json").read_text()
+    assert '"sys"' in times  # the measured compile, the next cold note's estimate
+    cache.load_module(path, lambda: SRC, cache.module_name(path), warm)
+    assert "compiling" not in seen[1] + capsys.readouterr().err  # warm: silent
+    cli.set_verbose(False)
+    cold = tmp_path / "sys_quiet_erf_4567.py"
+    cache.load_module(cold, lambda: SRC, cache.module_name(cold), warm)
+    assert "compiling" not in seen[2] + capsys.readouterr().err  # --quiet: silent
+
+
+def test_cold_compile_note_of_a_real_system(tmp_path):
+    """End to end, in a fresh process with a fresh ODEFLOW_CACHE_DIR: the note comes before
+    the system is built; a second process with the same cache says nothing."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "import sys\n"
+        "from theory.runtime import cli\n"
+        "cli.set_verbose(True)\n"
+        "from theory.codegen import build_system\n"
+        "build_system('bp', 1, 1, 'erf')\n"
+        "print('BUILT', file=sys.stderr)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    env["ODEFLOW_CACHE_DIR"] = str(tmp_path)
+    root = Path(__file__).resolve().parents[2]
+
+    def run():
+        r = subprocess.run(
+            [sys.executable, "-c", code],
+            cwd=root,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert r.returncode == 0, r.stderr
+        return r.stderr.splitlines()
+
+    lines = run()
+    note = [i for i, s in enumerate(lines) if "compiling the generated 'bp_erf' kernels" in s]
+    assert len(note) == 1 and note[0] < lines.index("BUILT"), lines
+    lines = run()
+    assert not any("compiling the generated" in s for s in lines), lines
