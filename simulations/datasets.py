@@ -48,6 +48,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from theory.runtime.cli import atomic_path
+
 __all__ = [
     "DataError",
     "RemoteFile",
@@ -432,10 +434,10 @@ def extract_cifar10(archive, directory) -> Path:
                 raise DataError(f"{archive}: no cifar-10-batches-py/ files inside")
             for m in members:
                 target = directory / Path(m.name).name
-                tmp = target.with_name(target.name + ".part")
-                with tar.extractfile(m) as src, open(tmp, "wb") as dst:
-                    shutil.copyfileobj(src, dst)
-                os.replace(tmp, target)
+                # the project's one atomic write: no partial batch file on any error
+                with atomic_path(target) as tmp:
+                    with tar.extractfile(m) as src, open(tmp, "wb") as dst:
+                        shutil.copyfileobj(src, dst)
     except (tarfile.TarError, OSError, EOFError) as exc:
         raise DataError(f"{archive}: cannot be extracted ({exc})") from exc
     _say(f"extracted {len(members)} files into {directory}")
