@@ -36,8 +36,10 @@ def make_state(widths, M, seed=3):
     ws = rng.standard_normal((M, N))
     F = 0.1 * rng.standard_normal(N)
     base = OrderParameters.from_weights(w * 0.9, ws, np.zeros(K), np.ones(M), F=F)
-    W = [rng.standard_normal((widths[i + 1], widths[i])) / np.sqrt(widths[i]) for i in
-         range(len(widths) - 1)]
+    W = [
+        rng.standard_normal((widths[i + 1], widths[i])) / np.sqrt(widths[i])
+        for i in range(len(widths) - 1)
+    ]
     return base.replace(
         v=0.5 * rng.standard_normal(widths[-1]),
         v_star=np.array([1.0, 0.7, -0.5][:M]),
@@ -141,8 +143,10 @@ def mc_rhs(rule, st, eta, eta_v, eta_W, sigma, n, chunk=200_000, seed=0):
         parts = [dQ[:, iu[0], iu[1]], dR.reshape(m, -1), -eta_v * sv]
         for i in range(len(W)):
             if rule == "pepita-hebbian":
-                S = hs[i + 1][:, :, None] * hs[i][:, None, :] - hts[i + 1][:, :, None] * hts[i][
-                    :, None, :]
+                S = (
+                    hs[i + 1][:, :, None] * hs[i][:, None, :]
+                    - hts[i + 1][:, :, None] * hts[i][:, None, :]
+                )
             elif pep:
                 S = dl[i + 1][:, :, None] * hts[i][:, None, :]
             else:
