@@ -113,8 +113,8 @@ def mc_rhs(rule, st, eta, eta_v, eta_W, sigma, n, chunk=200_000, seed=0):
             terms = [(dl[0], "x")]
         eb = e[:, None]
 
-        def proj(vec, over):  # w·vec/√N for the rows of `over` (λ, ν) or F (φ-part)
-            return over if vec == "x" else over - eb * (b if over is lam else c)
+        def proj(vec, over, fb, eb=eb):  # w·vec/√N from the fields (λ or ν), fb = (b or c)
+            return over if vec == "x" else over - eb * fb
 
         dQ = np.zeros((m, K, K))
         dR = np.zeros((m, K, M))
@@ -122,8 +122,8 @@ def mc_rhs(rule, st, eta, eta_v, eta_W, sigma, n, chunk=200_000, seed=0):
         # regression of φ on the fields: √N E[coef φ] = E[coef · (b, c)ᵀ C⁻¹ z]
         phi_r = z @ (Cinv @ np.concatenate([b if adaptive else np.zeros(K), c]))
         for coef, vec in terms:
-            Pl = proj(vec, lam)
-            Pn = proj(vec, nu)
+            Pl = proj(vec, lam, b)
+            Pn = proj(vec, nu, c)
             dQ += -eta * (coef[:, :, None] * Pl[:, None, :] + Pl[:, :, None] * coef[:, None, :])
             dR += -eta * coef[:, :, None] * Pn[:, None, :]
             if adaptive:
