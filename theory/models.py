@@ -23,8 +23,8 @@ Forward-Forward layer, docs/ff-theory.md) and ``deep`` (a wide first layer with 
 deep read-out, docs/deep.md; chosen by ``widths`` or an initial state with ``W``,
 :func:`deep_requested`, since it shares the committee's rule names). :func:`model_of`
 maps a rule (a name, a Rule, a system) to its model: a rule name listed in
-:data:`RULE_MODELS` belongs to that model, anything else to the committee. A new model is one :func:`register` call
-(docs/architecture.md).
+:data:`RULE_MODELS` belongs to that model, anything else to the committee. A new model
+is one :func:`register` call (docs/architecture.md).
 
 This module imports neither sympy nor numba: the builders import them when called.
 """
