@@ -155,3 +155,19 @@ def test_compare_deep_config_runs_theory_against_deep_student():
         np.testing.assert_allclose(c.ode[k][0], c.sim_mean[k][0], atol=1e-12)
     assert c.ode_result.params["model"] == "deep"
     assert abs(c.ode["eg"][0] / c.sim_mean["eg"][0] - 1) < 0.05
+
+
+def test_sweep_over_eta_W(tmp_path):
+    """A solve sweep of a deep config: each point equals the direct solve."""
+    from odeflow.sweep import sweep
+
+    base = {"rule": "bp", "eta": 0.5, "alpha_max": 0.5, "widths": [2, 3],
+            "record": {"every": 0.25}, "quadrature": GH, "init": init_dict()}  # fmt: skip
+    res = sweep({"base": base, "grid": {"eta_W": [0.1, 1.0]}}, tmp_path / "sw", workers=0)
+    direct = odeflow.solve("bp", init_dict(), eta=0.5, eta_W=1.0, widths=[2, 3],
+                           alpha_max=0.5, record={"every": 0.25}, quadrature=GH)  # fmt: skip
+    etas = list(np.asarray(res.column("eta_W"), dtype=float))
+    finals = np.asarray(res.column("eg_final"), dtype=float)
+    assert sorted(etas) == [0.1, 1.0] and np.all(np.isfinite(finals))
+    assert abs(finals[etas.index(1.0)] - direct.eg[-1]) < 1e-12
+    assert finals[0] != finals[1]  # eta_W reached the read-out
