@@ -171,3 +171,10 @@ def test_sweep_over_eta_W(tmp_path):
     assert sorted(etas) == [0.1, 1.0] and np.all(np.isfinite(finals))
     assert abs(finals[etas.index(1.0)] - direct.eg[-1]) < 1e-12
     assert finals[0] != finals[1]  # eta_W reached the read-out
+
+
+def test_sde_refuses_a_deep_state_clearly():
+    init = init_dict()
+    init.update(b=[0.1, 0.2], c=[0.0, 0.1], sigma_F2=0.01)
+    with pytest.raises(ValueError, match="solve_sde does not take a deep student"):
+        odeflow.solve_sde("afa", init, eta=0.5, alpha_max=1.0, dt=0.1, n_paths=2)
