@@ -48,7 +48,10 @@ from numba import njit
 
 from .teacher_student import _dot, _fill_normal, _g, _gp
 
-__all__ = ["RULE_CODES", "deep_block", "warmup"]
+__all__ = ["RULE_CODES", "ACTS", "deep_block", "warmup"]
+
+#: activations of the deep kernel, in the order of their codes (theory.activation_names)
+ACTS = ("erf", "linear", "relu", "tanh", "sigmoid")
 
 #: rule → integer code of the kernel
 RULE_CODES = {

@@ -11,8 +11,8 @@ What is measured at every record: ``Q = W₁W₁ᵀ/N``, ``R = W₁w*ᵀ/N``, ``
 ``b = W₁F/√N`` (afa, pepita*: exactly, from the weights); once: ``T``, ``c = w*F/√N``,
 ``σ_F² = F·F/N`` and the fixed feedback (FA's ``b``, ``B``; DFA's ``d``). ε_g and the
 per-layer alignment ``cos_delta`` are then evaluated from the measured order parameters by a
-Monte Carlo over the Gaussian fields (:mod:`simulations.deep_observables`, ``mc_fields``
-fixed samples): the fields are exactly Gaussian given the weights, so this equals a test-set
+Monte Carlo over the Gaussian fields (:func:`simulations.deep_observables.mc_observables`,
+``mc_fields`` fixed samples, the same for every record and seed): the fields are exactly Gaussian given the weights, so this equals a test-set
 average without its O(N) cost per sample, and it needs no formula of the theory.
 
 ``python -m simulations run`` comes here for any config with ``"widths"``;
@@ -36,7 +36,7 @@ from theory.quadrature import factor
 from theory.state import record_alphas
 
 from . import deep_kernel
-from .deep_observables import deep_observables, field_normals
+from .deep_observables import field_normals, mc_observables
 from .ensemble import (
     Divergence,
     ProgressBar,
@@ -62,7 +62,7 @@ __all__ = [
 DEEP_RULES = tuple(deep_kernel.RULE_CODES)
 #: rules whose first-layer feedback is the adaptive overlap b = W₁F/√N
 DEEP_ADAPTIVE = ("afa", "pepita", "pepita-forward", "pepita-hebbian")
-_ACTS = ("erf", "linear", "relu", "tanh", "sigmoid")
+_ACTS = deep_kernel.ACTS
 
 DEEP_DEFAULTS = {
     "K": None,  # optional; must equal widths[0] when given
@@ -78,7 +78,7 @@ DEEP_DEFAULTS = {
     "seeds": 1,
     "same_init": True,
     "init": {},
-    "mc_fields": 1 << 17,  # Monte Carlo samples of the fields for ε_g and cos_delta
+    "mc_fields": 1 << 16,  # Monte Carlo samples of the fields for ε_g and cos_delta
     "divergence": {},
     "threads": None,
     "description": "",
@@ -397,7 +397,6 @@ def _run_seed(cfg, i, report, alphas, rec_steps, z):
         "B": Wt.B(),
         "d": Wt.d(),
     }
-    fb = dict(fb_b=Wt.fb_b, B=Wt.B(), d=Wt.d())
     B_ = block_steps(N)
     xbuf = np.empty((2, N))
     Km = max(wd)
@@ -413,9 +412,10 @@ def _run_seed(cfg, i, report, alphas, rec_steps, z):
             W = Wt.W()
             ok = np.all(np.isfinite(Q)) and np.all(np.isfinite(Wt.v)) and np.all(np.isfinite(Wt.Wr))
             if ok:
-                eg, cos = deep_observables(
-                    Q, R, T_mat, Wt.v, Wt.v_star, W, rule, act, z, cfg["sigma"], b=b, **fb
-                )
+                eg, cos = mc_observables(
+                    Q, R, T_mat, Wt.v, Wt.v_star, Wt.Wr, Wt.widths, rule, act, z, cfg["sigma"],
+                    b=b, fb_b=Wt.fb_b, fB=Wt.fB, fd=Wt.fd,
+                )  # fmt: skip
                 ok = np.isfinite(eg) and eg <= div.eg_max
             if not ok:
                 out["diverged"], out["alpha_diverged"] = True, step / N
@@ -605,7 +605,9 @@ def simulate(config: dict, progress=None) -> DeepSimulationResult:
     rec_steps = np.rint(alphas * N).astype(np.int64)
     S = len(cfg["seeds"])
     z = field_normals(cfg["mc_fields"], wd[0] + cfg["M"], cfg["init"]["seed"])
-    deep_kernel.warmup()
+    deep_kernel.warmup()  # compile / load both kernels before the threads start
+    mc_observables(np.eye(1), np.zeros((1, 1)), np.eye(1), [0.0], [0.0], np.zeros((1, 1, 1)),
+                   [1], "bp", "erf", np.zeros((1, 3)))  # fmt: skip
     threads = cfg["threads"] or os.cpu_count() or 1
     bar = progress
     if progress is True:
