@@ -21,10 +21,15 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-__all__ = ["OrderParameters", "Layout", "FIELDS", "record_alphas"]
+__all__ = ["OrderParameters", "Layout", "FIELDS", "LIST_FIELDS", "INIT_FIELDS", "record_alphas"]
 
-#: names of the fields of :class:`OrderParameters`, in a fixed order
+#: names of the array fields of :class:`OrderParameters`, in a fixed order
 FIELDS = ("Q", "R", "T", "v", "v_star", "b", "c", "sigma_F2", "F_norm2", "u")
+#: the list fields of a deep student (docs/deep.md): read-out matrices W, FA's feedback
+#: matrices B and DFA's vectors d; stored as W0, W1, … in an .npz file
+LIST_FIELDS = ("W", "B", "d")
+#: every key an initial state (a JSON config's "init") may have
+INIT_FIELDS = FIELDS + LIST_FIELDS
 
 # Relative tolerance for symmetry and positive semi-definiteness checks. Measured order
 # parameters carry round-off of order 1e-15 relative; integrated ones a little more.
@@ -72,6 +77,15 @@ class OrderParameters:
     u : (K,) array, optional
         Forward-Forward label weights (docs/ff-theory.md): unit k sees ``λ_k + u_k ℓ`` for
         label ℓ = ±1. An FF state has no second layer; ``v`` is then unused (zeros).
+    W : list of arrays, optional
+        Deep student (docs/deep.md): the read-out matrices, ``W[0]`` of shape K₂×K₁ (maps
+        h₁ to a₂), ``W[i]`` of shape K_{i+2}×K_{i+1}; then ``v`` has the last hidden width
+        and ``b`` has length K₁ (PEPITA, AFA) or the last hidden width (FA). ``W = []``
+        is the two-layer network as a deep state.
+    B : list of arrays, optional
+        Deep FA's fixed feedback matrices, ``B[i]`` of the shape of ``W[i]ᵀ``.
+    d : list of arrays, optional
+        Deep DFA's fixed feedback vectors, one per hidden layer (``d[0]`` of length K₁).
 
     Raises
     ------
@@ -90,6 +104,9 @@ class OrderParameters:
     sigma_F2: float | None = None
     F_norm2: float | None = None
     u: np.ndarray | None = None
+    W: tuple | None = None
+    B: tuple | None = None
+    d: tuple | None = None
 
     def __post_init__(self):
         set_ = object.__setattr__
@@ -99,6 +116,8 @@ class OrderParameters:
         v = _as_float_array("v", self.v, 1)
         v_star = _as_float_array("v_star", self.v_star, 1)
         K, M = Q.shape[0], T.shape[0]
+        W, B, d, widths = _deep_fields(self.W, self.B, self.d, K)
+        Kl = widths[-1]
         if K < 1:
             raise ValueError(
                 f"K (number of student hidden units) must be >= 1, got Q of shape {Q.shape}"
@@ -107,12 +126,13 @@ class OrderParameters:
             raise ValueError(
                 f"M (number of teacher hidden units) must be >= 1, got T of shape {T.shape}"
             )
-        expected = {"Q": (K, K), "R": (K, M), "T": (M, M), "v": (K,), "v_star": (M,)}
+        expected = {"Q": (K, K), "R": (K, M), "T": (M, M), "v": (Kl,), "v_star": (M,)}
         for name, arr in zip(("Q", "R", "T", "v", "v_star"), (Q, R, T, v, v_star)):
             if arr.shape != expected[name]:
+                deep = "" if W is None else f", widths {widths} (from Q and W)"
                 raise ValueError(
                     f"{name} must have shape {expected[name]} for K={K}, M={M} "
-                    f"(taken from Q {Q.shape} and T {T.shape}), got {arr.shape}"
+                    f"(taken from Q {Q.shape} and T {T.shape}{deep}), got {arr.shape}"
                 )
         for name, S in (("Q", Q), ("T", T)):
             scale = max(1.0, float(np.max(np.abs(S))))
@@ -132,8 +152,9 @@ class OrderParameters:
             )
         b = None if self.b is None else _as_float_array("b", self.b, 1)
         c = None if self.c is None else _as_float_array("c", self.c, 1)
-        if b is not None and b.shape != (K,):
-            raise ValueError(f"b must have shape ({K},), got {b.shape}")
+        if b is not None and b.shape != (K,) and not (W is not None and b.shape == (Kl,)):
+            allowed = f"({K},)" if W is None else f"({K},) (PEPITA, AFA) or ({Kl},) (FA)"
+            raise ValueError(f"b must have shape {allowed}, got {b.shape}")
         if c is not None and c.shape != (M,):
             raise ValueError(f"c must have shape ({M},), got {c.shape}")
         u = None if self.u is None else _as_float_array("u", self.u, 1)
@@ -159,6 +180,9 @@ class OrderParameters:
             ("sigma_F2", s2),
             ("F_norm2", f2),
             ("u", u),
+            ("W", W),
+            ("B", B),
+            ("d", d),
         ):
             set_(self, name, val)
 
@@ -172,6 +196,13 @@ class OrderParameters:
     def M(self) -> int:
         """Number of teacher hidden units."""
         return self.T.shape[0]
+
+    @property
+    def widths(self) -> list | None:
+        """Hidden widths ``[K1, K2, …]`` of a deep state (None without ``W``)."""
+        if self.W is None:
+            return None
+        return [self.K] + [int(w.shape[0]) for w in self.W]
 
     @property
     def has_adaptive_feedback(self) -> bool:
@@ -293,6 +324,12 @@ class OrderParameters:
             val = getattr(self, name)
             if val is not None:
                 out[prefix + name] = np.array(val)
+        for name in LIST_FIELDS:  # W0, W1, … (and the number of them, for W = [])
+            val = getattr(self, name)
+            if val is not None:
+                out[prefix + name + "_count"] = np.array(len(val))
+                for i, a in enumerate(val):
+                    out[f"{prefix}{name}{i}"] = np.array(a)
         return out
 
     @classmethod
@@ -312,6 +349,12 @@ class OrderParameters:
         for name in ("sigma_F2", "F_norm2"):
             if name in kw:
                 kw[name] = float(kw[name])
+        for name in LIST_FIELDS:
+            if prefix + name in d:  # a JSON list of arrays
+                kw[name] = list(d[prefix + name])
+            elif prefix + name + "_count" in d:  # W0, W1, … of an .npz file
+                n = int(np.asarray(d[prefix + name + "_count"]))
+                kw[name] = [np.asarray(d[f"{prefix}{name}{i}"]) for i in range(n)]
         return cls(**kw)
 
     def save(self, path) -> None:
@@ -337,7 +380,64 @@ class OrderParameters:
             val = getattr(self, n)
             if val is not None:
                 parts.append(f"{n}={np.array2string(np.asarray(val), precision=4)}")
+        for n in LIST_FIELDS:
+            val = getattr(self, n)
+            if val is not None:
+                shown = ", ".join(np.array2string(a, precision=4) for a in val)
+                parts.append(f"{n}=[{shown}]")
         return "OrderParameters(" + ", ".join(parts) + ")"
+
+
+def _list_of_arrays(name, x, ndim):
+    if isinstance(x, np.ndarray) and x.dtype != object:
+        x = list(x)  # a stacked array of equal-shape entries
+    if not isinstance(x, (list, tuple)):
+        raise ValueError(f"{name} must be a list of arrays, got {type(x).__name__}")
+    return tuple(_as_float_array(f"{name}[{i}]", a, ndim) for i, a in enumerate(x))
+
+
+def _deep_fields(W, B, d, K):
+    """The deep fields checked against each other: ``(W, B, d, widths)``; ``widths =
+    [K]`` without W. Errors name the key, the expected and the given shape."""
+    if W is None:
+        for name, val in (("B", B), ("d", d)):
+            if val is not None:
+                raise ValueError(
+                    f"{name} (deep FA/DFA feedback) needs the read-out matrices W "
+                    "(give W = [] for a two-layer network)"
+                )
+        return None, None, None, [K]
+    W = _list_of_arrays("W", W, 2)
+    widths = [K]
+    for i, w in enumerate(W):
+        if w.shape[1] != widths[-1]:
+            raise ValueError(
+                f"W[{i}] must have shape (K{i + 2}, {widths[-1]}) (its columns are the width "
+                f"of hidden layer {i + 1}, {widths[-1]}), got {w.shape}"
+            )
+        if w.shape[0] < 1:
+            raise ValueError(f"W[{i}] must have at least one row, got shape {w.shape}")
+        widths.append(int(w.shape[0]))
+    if B is not None:
+        B = _list_of_arrays("B", B, 2)
+        if len(B) != len(W):
+            raise ValueError(f"B must have one matrix per W ({len(W)}), got {len(B)}")
+        for i, b in enumerate(B):
+            if b.shape != (widths[i], widths[i + 1]):
+                raise ValueError(
+                    f"B[{i}] must have shape {(widths[i], widths[i + 1])} (that of W[{i}]ᵀ), "
+                    f"got {b.shape}"
+                )
+    if d is not None:
+        d = _list_of_arrays("d", d, 1)
+        if len(d) != len(widths):
+            raise ValueError(
+                f"d must have one vector per hidden layer ({len(widths)}), got {len(d)}"
+            )
+        for i, v in enumerate(d):
+            if v.shape != (widths[i],):
+                raise ValueError(f"d[{i}] must have shape ({widths[i]},), got {v.shape}")
+    return W, B, d, widths
 
 
 def _check_size(name, n):
