@@ -15,7 +15,6 @@ Usage: ``python benchmarks/bench_deep_sim.py [--quick]``
 
 from __future__ import annotations
 
-import math
 import os
 import sys
 import time

@@ -12,8 +12,9 @@ What is measured at every record: ``Q = W₁W₁ᵀ/N``, ``R = W₁w*ᵀ/N``, ``
 ``σ_F² = F·F/N`` and the fixed feedback (FA's ``b``, ``B``; DFA's ``d``). ε_g and the
 per-layer alignment ``cos_delta`` are then evaluated from the measured order parameters by a
 Monte Carlo over the Gaussian fields (:func:`simulations.deep_observables.mc_observables`,
-``mc_fields`` fixed samples, the same for every record and seed): the fields are exactly Gaussian given the weights, so this equals a test-set
-average without its O(N) cost per sample, and it needs no formula of the theory.
+``mc_fields`` fixed samples, the same for every record and seed): the fields are exactly
+Gaussian given the weights, so this equals a test-set average without its O(N) cost per
+sample, and it needs no formula of the theory.
 
 ``python -m simulations run`` comes here for any config with ``"widths"``;
 ``widths = [K]`` is the two-layer network (and reproduces :mod:`simulations.teacher_student`
@@ -187,7 +188,7 @@ def validate_config(config) -> dict:
             f"{', '.join(_ACTS)}"
         )
     cfg["N"], cfg["M"] = _int(cfg, "N"), _int(cfg, "M")
-    N, M = cfg["N"], cfg["M"]
+    N = cfg["N"]
     if cfg["eta_W"] is None:
         cfg["eta_W"] = cfg["eta_v"]
     for key in ("eta", "eta_v", "eta_W", "sigma", "sigma_F", "b_scale"):
@@ -217,7 +218,9 @@ def _validate_init(cfg):
     K1, Kl = widths[0], widths[-1]
     bad = sorted(set(init) - _INIT_KEYS)
     if bad:
-        raise ValueError(f"unknown init keys {bad} for a deep student; allowed: {sorted(_INIT_KEYS)}")
+        raise ValueError(
+            f"unknown init keys {bad} for a deep student; allowed: {sorted(_INIT_KEYS)}"
+        )
     for k, val in _INIT_DEFAULTS.items():
         init.setdefault(k, val)
     for key in ("w_scale", "w_star_scale", "v_scale", "W_scale"):
@@ -236,7 +239,9 @@ def _validate_init(cfg):
     only = {"b": ("fa",), "B": ("fa",), "d": ("dfa",)}
     for key, rules in only.items():
         if key in init and rule not in rules:
-            raise ValueError(f"init.{key} is the fixed feedback of {'/'.join(rules)}, not of {rule}")
+            raise ValueError(
+                f"init.{key} is the fixed feedback of {'/'.join(rules)}, not of {rule}"
+            )
     if "b" in init:
         init["b"] = _matrix(init["b"], (Kl,), "init.b").tolist()
     if "B" in init:
@@ -337,12 +342,12 @@ def initial_deep_weights(cfg: dict, seed: int) -> DeepWeights:
     nW = max(len(wd) - 1, 1)
     Wr, fB, fd = np.zeros((nW, Km, Km)), np.zeros((nW, Km, Km)), np.zeros((len(wd), Km))
     for i in range(len(wd) - 1):
-        Wr[i, : wd[i + 1], : wd[i]] = init["W_scale"] / math.sqrt(wd[i]) * rng.standard_normal(
-            (wd[i + 1], wd[i])
+        Wr[i, : wd[i + 1], : wd[i]] = (
+            init["W_scale"] / math.sqrt(wd[i]) * rng.standard_normal((wd[i + 1], wd[i]))
         )
     for i in range(len(wd) - 1):
-        fB[i, : wd[i], : wd[i + 1]] = cfg["b_scale"] / math.sqrt(wd[i]) * rng.standard_normal(
-            (wd[i], wd[i + 1])
+        fB[i, : wd[i], : wd[i + 1]] = (
+            cfg["b_scale"] / math.sqrt(wd[i]) * rng.standard_normal((wd[i], wd[i + 1]))
         )
     for i, k in enumerate(wd):
         fd[i, :k] = cfg["b_scale"] * rng.standard_normal(k)
@@ -350,10 +355,10 @@ def initial_deep_weights(cfg: dict, seed: int) -> DeepWeights:
         v = np.asarray(init["v"], dtype=float)
     if "b" in init:
         fb_b = np.asarray(init["b"], dtype=float)
-    for key, dst, sl in (("W", Wr, lambda i: (i, slice(0, wd[i + 1]), slice(0, wd[i]))),
-                         ("B", fB, lambda i: (i, slice(0, wd[i]), slice(0, wd[i + 1])))):  # fmt: skip
-        for i, m in enumerate(init.get(key, [])):
-            dst[sl(i)] = np.asarray(m, dtype=float)
+    for i, m in enumerate(init.get("W", [])):
+        Wr[i, : wd[i + 1], : wd[i]] = m
+    for i, m in enumerate(init.get("B", [])):
+        fB[i, : wd[i], : wd[i + 1]] = m
     for i, dv in enumerate(init.get("d", [])):
         fd[i, : wd[i]] = dv
     v_star = np.array(np.broadcast_to(np.asarray(init["v_star"], dtype=float), (M,)))
@@ -435,8 +440,8 @@ def _run_seed(cfg, i, report, alphas, rec_steps, z):
         )  # fmt: skip
         report(done)
         qd = work[5, :K1]
-        finite = np.all(np.isfinite(qd)) and np.all(np.isfinite(Wt.v)) and np.all(
-            np.isfinite(Wt.Wr)
+        finite = (
+            np.all(np.isfinite(qd)) and np.all(np.isfinite(Wt.v)) and np.all(np.isfinite(Wt.Wr))
         )
         if done < n or not finite or np.any(qd > div.q_max) or np.abs(Wt.Wr).max() > div.q_max:
             out["diverged"], out["alpha_diverged"] = True, (step + done) / N
