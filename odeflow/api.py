@@ -224,6 +224,8 @@ def solve(
     dense_output=False,
     eta_u=None,
     theta=None,
+    eta_W=None,
+    widths=None,
 ) -> Result:
     """Integrate the order-parameter ODEs of ``rule`` from ``init`` to ``alpha_max``.
 
@@ -291,6 +293,12 @@ def solve(
         Forward-Forward (rule 'ff', docs/ff-theory.md, :mod:`theory.ff`): label-weight rate
         η_u (default eta) and goodness threshold θ > 0 (default K/2). The state needs
         ``u``; the result carries ``u``, ``loss`` and ``gap`` (``v`` is None).
+    eta_W, widths : optional
+        A deep student (docs/deep.md, :mod:`theory.deep`): hidden widths ``[K1, K2, …]``
+        (also selected by an init with read-out matrices ``W``) and the read-out matrices'
+        rate η_W (scaled η_W/N; default eta_v). Rules bp, fa, dfa, afa, pepita,
+        pepita-forward, pepita-hebbian; the result carries ``v``, ``W`` (a list of
+        ``(T, K_{i+2}, K_{i+1})`` trajectories), ``b`` and ``cos_delta`` (T, L − 1).
 
     Returns
     -------
@@ -317,12 +325,17 @@ def solve(
     _as_events(events)  # a bad event fails here, before anything is compiled
     # the model's one validator (theory.models): its parameters and its initial state
     model, state, mparams, (eta, eta_v, sigma, rule_params) = check_run(
-        rule, init, rule_params, dict(eta=eta, eta_v=eta_v, sigma=sigma, eta_u=eta_u, theta=theta)
+        rule,
+        init,
+        rule_params,
+        dict(eta=eta, eta_v=eta_v, sigma=sigma, eta_u=eta_u, theta=theta, eta_W=eta_W),
+        widths=widths,
     )
     rec, record_spec = _record_grid(record, alpha_max)
 
     note = _dt_note(dt, rec) if method in S.FIXED_STEP else None
-    system = get_system(rule, state.K, state.M, activation, quadrature)
+    widths = state.widths if model.name == "deep" else None
+    system = get_system(rule, state.K, state.M, activation, quadrature, widths=widths)
     t_sys = time.perf_counter()
     _check_memory(len(rec), system.layout.n, state.K, state.M, 1, "odeflow solve")
     p = _params_vector(system, state, eta, eta_v, sigma, rule_params)
@@ -404,6 +417,7 @@ def solve(
         M=state.M,
         activation=getattr(system, "activation", activation),
         **mparams,
+        **({"widths": widths} if widths is not None else {}),
         alpha_max=alpha_max,
         method=method,
         dt=dt,

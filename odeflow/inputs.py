@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from theory.models import model_of
+from theory.models import MODELS, deep_requested, model_of
 from theory.runtime import cli
 from theory.state import OrderParameters, record_alphas
 
@@ -31,10 +31,11 @@ __all__ = [
 ]
 
 
-def get_system(rule, K: int, M: int, activation="erf", quadrature=None):
+def get_system(rule, K: int, M: int, activation="erf", quadrature=None, widths=None):
     """The compiled system for ``rule`` (a name, a ``theory.rules.Rule``, or a prebuilt
     system, :class:`theory.system.System`), built by its model (:mod:`theory.models`).
-    ``quadrature``: see :func:`odeflow.solve`."""
+    ``quadrature``: see :func:`odeflow.solve`. ``widths``: the hidden widths of a deep
+    student (docs/deep.md; then the deep model builds it)."""
     if all(hasattr(rule, a) for a in ("rhs", "eg", "layout", "params")):
         if (rule.layout.K, rule.layout.M) != (K, M):
             raise ValueError(
@@ -42,7 +43,64 @@ def get_system(rule, K: int, M: int, activation="erf", quadrature=None):
                 f"but the initial state has K={K}, M={M}"
             )
         return rule
+    if widths is not None:
+        return MODELS["deep"].build(rule, K, M, activation, quadrature, widths=widths)
     return model_of(rule).build(rule, K, M, activation, quadrature)
+
+
+def deep_init(init, widths):
+    """The initial state of a deep student, its shapes checked against ``widths``:
+    ValueError naming the key, the expected and the given shape. A mapping without ``W``
+    gets ``W = []`` when ``widths = [K1]`` (the two-layer network)."""
+    from theory.deep import check_widths
+
+    widths = None if widths is None else check_widths(widths)
+    out = init
+    if isinstance(init, OrderParameters):
+        if widths is not None and init.W is None and len(widths) == 1:
+            out = init = init.replace(W=[])
+        d = {"Q": init.Q, "v": init.v, "W": init.W, "B": init.B, "d": init.d}
+        d = {k: v for k, v in d.items() if v is not None}
+    elif isinstance(init, dict):
+        out = d = dict(init)
+        if "W" not in d and widths is not None and len(widths) == 1:
+            d["W"] = []
+    else:
+        return init  # the model's check_init names what is wrong
+    if widths is None or "W" not in d:
+        return out
+    L = len(widths)
+    W = d["W"]
+    if not isinstance(W, (list, tuple)) or len(W) != L - 1:
+        n = len(W) if isinstance(W, (list, tuple)) else type(W).__name__
+        raise ValueError(
+            f"init W must be a list of {L - 1} read-out matrices for widths {widths}, got {n}"
+        )
+    expected = {"Q": (widths[0], widths[0]), "v": (widths[-1],)}
+    for i in range(L - 1):
+        expected[f"W[{i}]"] = (widths[i + 1], widths[i])
+    if d.get("B") is not None:
+        for i in range(L - 1):
+            expected[f"B[{i}]"] = (widths[i], widths[i + 1])
+    if d.get("d") is not None:
+        for i in range(L):
+            expected[f"d[{i}]"] = (widths[i],)
+    for key, shape in expected.items():
+        name, _, idx = key.partition("[")
+        val = d.get(name)
+        if val is None:
+            continue
+        try:
+            if idx:
+                val = val[int(idx[:-1])]
+            got = np.shape(np.asarray(val, dtype=float))
+        except (IndexError, TypeError, ValueError):
+            raise ValueError(f"init {key}: expected an array of shape {shape}") from None
+        if got != shape:
+            raise ValueError(
+                f"init {key} must have shape {shape} for widths {widths}, got shape {got}"
+            )
+    return out
 
 
 def check_bool(name, x) -> bool:
@@ -68,14 +126,25 @@ def positive(name, x, allow_none=False):
     return xf
 
 
-def check_run(rule, init, rule_params, given: dict):
+def check_run(rule, init, rule_params, given: dict, widths=None):
     """``(model, state, model parameters, (eta, eta_v, sigma, rule_params))``.
 
     ``given``: the model parameters as passed (None = not given); the state from ``init``
     (an OrderParameters or a dict of arrays) checked against the model (FF needs ``u``,
-    has no ``v``)."""
-    model = model_of(rule)
+    has no ``v``). ``widths`` (or an init with ``W``) selects the deep model."""
     name = rule_name(rule)
+    if deep_requested(init, widths) and not hasattr(rule, "rhs"):
+        model = MODELS["deep"]
+        from theory.deep import DEEP_RULES
+
+        if name not in DEEP_RULES:
+            raise ValueError(
+                f"rule {name!r} has no deep form; deep rules (widths=[K1, K2, …]): "
+                f"{', '.join(DEEP_RULES)}"
+            )
+        init = deep_init(init, widths)
+    else:
+        model = model_of(rule)
     if rule_params is not None and not isinstance(rule_params, dict):
         raise ValueError(f"rule_params must be a dict of numbers, got {rule_params!r}")
     state = model.check_init(init, name)

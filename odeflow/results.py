@@ -82,6 +82,10 @@ class Result(SavedResult):
           (T,) — ``cos(v, b)`` (NaN where v or b is 0) and ``|b|``, None without b.
         * Forward-Forward: ``u`` (T, K) label weights, ``loss`` and ``gap`` (T,) — mean
           loss and goodness gap ``E[G⁺ − G⁻]``.
+        * deep student (docs/deep.md): ``v`` (T, K_{L−1}); ``W``, a list of read-out
+          matrix trajectories ``(T, K_{i+2}, K_{i+1})`` (stored as ``W0``, ``W1``, … with
+          ``W_count``); ``b`` (FA: fixed, PEPITA/AFA: integrated, else None);
+          ``cos_delta`` (T, L − 1), the cosine of each hidden layer's signal with BP's.
 
         A field of another model reads as None (``res.v`` of an FF run).
     model : str
@@ -208,7 +212,7 @@ class Result(SavedResult):
         for name in get(self.model).state_fields:
             val = self.fields.get(name)
             if val is not None:
-                kw[name] = val[i]
+                kw[name] = [w[i] for w in val] if isinstance(val, list) else val[i]
         return self.init.replace(**kw)
 
     def __repr__(self):
@@ -233,7 +237,12 @@ class Result(SavedResult):
 
     def to_dict(self) -> dict:
         d = {k: getattr(self, k) for k in self._ARRAYS}
-        d.update({k: v for k, v in self.fields.items() if v is not None})
+        for k, v in self.fields.items():
+            if isinstance(v, list):  # a deep student's W: W0, W1, … and their number
+                d[k + "_count"] = len(v)
+                d.update({f"{k}{i}": w for i, w in enumerate(v)})
+            elif v is not None:
+                d[k] = v
         d.update({k: getattr(self, k) for k in self._SCALARS})
         for i, (a, y) in enumerate(zip(self.alpha_events or [], self.state_events or [])):
             d[f"alpha_events_{i}"], d[f"state_events_{i}"] = a, y
@@ -262,6 +271,10 @@ class Result(SavedResult):
             k: (None if d.get(k) is None else np.asarray(d[k], dtype=float))
             for k in get(model).result_fields
         }
+        for k in get(model).result_fields:
+            if d.get(k + "_count") is not None:  # a list field (a deep student's W)
+                n = int(np.asarray(d[k + "_count"]))
+                fields_[k] = [np.asarray(d[f"{k}{i}"], dtype=float) for i in range(n)]
         kw = {k: np.asarray(d[k], dtype=float) for k in cls._ARRAYS}
         ne = len([k for k in d if k.startswith("alpha_events_")])
         if ne:

@@ -73,13 +73,14 @@ def _sizes(p):
     H = int(p[2])
     wd = np.empty(H, np.int64)
     off = np.zeros(H + 1, np.int64)  # start of hidden layer l in the flat unit buffers
-    woff = np.zeros(H, np.int64)  # start of W_l (and B_l) in the flat matrix buffers
+    # start of W_l (and B_l) in the flat matrix buffers; woff[H − 1]: their total size
+    woff = np.zeros(H, np.int64)
     for l in range(H):
         wd[l] = int(p[HEADER + l])
         off[l + 1] = off[l] + wd[l]
     for l in range(1, H):
         woff[l] = woff[l - 1] + wd[l] * wd[l - 1]
-    nW = woff[H - 1] + wd[H - 1] * wd[H - 2] if H > 1 else 0
+    nW = woff[H - 1]
     return K, M, H, wd, off, woff, nW
 
 
@@ -115,7 +116,7 @@ def _backward(y, p, O_V, O_W, O_BF, O_BM, O_D, wd, off, woff, H, rule, e, A, Dl)
         return
     if rule == AFA:
         K = wd[0]
-        O_B = O_W + (woff[H - 1] + wd[H - 1] * wd[H - 2] if H > 1 else 0)
+        O_B = O_W + woff[H - 1]
         for k in range(K):
             Dl[k] = _gp(A[k]) * y[O_B + k] * e
         for l in range(1, H):

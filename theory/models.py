@@ -18,8 +18,10 @@ A :class:`Model` declares, for one network family,
   ``validate_config`` (named here so that simulations dispatch without importing odeflow).
 
 Registered: ``committee`` (the two-layer network of docs/theory.md §1–5: bp, fa, afa,
-pepita, pepita-forward and any :class:`theory.rules.Rule`) and ``ff`` (one
-Forward-Forward layer, docs/ff-theory.md). :func:`model_of` maps a rule (a name, a Rule, a
+pepita, pepita-forward and any :class:`theory.rules.Rule`), ``ff`` (one
+Forward-Forward layer, docs/ff-theory.md) and ``deep`` (a wide first layer with a finite
+deep read-out, docs/deep.md; chosen by ``widths`` or an initial state with ``W``,
+:func:`deep_requested`, since it shares the committee's rule names). :func:`model_of` maps a rule (a name, a Rule, a
 system) to its model: a rule name listed in :data:`RULE_MODELS` belongs to that model,
 anything else to the committee. A new model is one :func:`register` call
 (docs/architecture.md).
@@ -36,7 +38,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .state import FIELDS, OrderParameters
+from .state import INIT_FIELDS, OrderParameters
 
 __all__ = [
     "Model",
@@ -48,6 +50,7 @@ __all__ = [
     "get",
     "check_number",
     "type_name",
+    "deep_requested",
 ]
 
 
@@ -247,10 +250,10 @@ class Model:
         its label weights ``u``), refused fields."""
         who = f"rule {rule_name!r}" if rule_name else f"model {self.name!r}"
         if isinstance(init, Mapping):
-            bad = sorted(set(init) - set(FIELDS))
+            bad = sorted(set(init) - set(INIT_FIELDS))
             if bad:
                 raise ValueError(
-                    f"unknown init keys {', '.join(bad)}; allowed: {', '.join(FIELDS)}"
+                    f"unknown init keys {', '.join(bad)}; allowed: {', '.join(INIT_FIELDS)}"
                 )
             for k, v in init.items():
                 _check_numeric_tree(f"init.{k}", v)
@@ -456,6 +459,73 @@ FF = register(
             "missing_hint": {
                 "u": "the label weights u (K numbers, e.g. u ~ 0.1·N(0, 1); "
                 "u = 0 is the symmetric point)"
+            }
+        },
+    )
+)
+
+
+# ------------------------------------------------------------------------ deep student
+def _deep_build(rule, K, M, activation="erf", quadrature=None, widths=None):
+    """The deep system (theory.deep) for hidden ``widths`` (default ``[K]``)."""
+    from .deep import build_deep_system
+
+    return build_deep_system(rule, [K] if widths is None else widths, M, activation, quadrature)
+
+
+def _deep_layout(K, M, adaptive_b=False, widths=None):
+    from .deep import DeepLayout
+
+    return DeepLayout(tuple([K] if widths is None else widths), M, adaptive_b)
+
+
+def _deep_system_args(p, rp=None):
+    if rp:
+        raise ValueError(
+            f"a deep student takes no rule_params (got {sorted(rp)}); its parameters are "
+            "eta, eta_v, eta_W and sigma"
+        )
+    return p["eta"], p["eta_v"], p.get("sigma", 0.0), {"eta_W": p["eta_W"]}
+
+
+def deep_requested(init=None, widths=None) -> bool:
+    """Whether a call asks for the deep model: ``widths`` given, or an initial state (an
+    OrderParameters or a mapping) with read-out matrices ``W`` (docs/deep.md)."""
+    if widths is not None:
+        return True
+    if isinstance(init, Mapping):
+        return "W" in init or "W_count" in init
+    return getattr(init, "W", None) is not None
+
+
+DEEP = register(
+    Model(
+        name="deep",
+        description=(
+            "deep student: a wide first layer W1, finite read-out matrices W[i] and v "
+            "(docs/deep.md); selected by widths=[K1, K2, …] or an init with W"
+        ),
+        params=(
+            Param("eta", "first-layer learning rate η (scaled η/√N)"),
+            Param("eta_v", "last-layer learning rate η_v (scaled η_v/N)", fallback="eta"),
+            Param("eta_W", "read-out matrices' learning rate η_W (scaled η_W/N)", fallback="eta_v"),
+            Param("sigma", "teacher output-noise standard deviation σ", default=0.0),
+        ),
+        init_required=("Q", "R", "T", "v", "v_star", "W"),
+        init_refused=("u",),
+        init_note="u is the label weights of Forward-Forward (rule 'ff'); a deep student has "
+        "read-out matrices W and a last layer v",
+        state_fields=("v", "W", "b"),
+        observables=("b", "cos_delta"),
+        compare_fields=("v", "W", "b"),
+        build=_deep_build,
+        layout=_deep_layout,
+        simulation="simulations.deep_student",
+        system_args=_deep_system_args,
+        extra={
+            "missing_hint": {
+                "W": "the read-out matrices W (a list, W[0] of shape K2×K1; W = [] for a "
+                "two-layer network)"
             }
         },
     )
