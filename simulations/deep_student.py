@@ -79,7 +79,7 @@ DEEP_DEFAULTS = {
     "seeds": 1,
     "same_init": True,
     "init": {},
-    "mc_fields": 1 << 16,  # Monte Carlo samples of the fields for ε_g and cos_delta
+    "mc_fields": 1 << 14,  # quasi-Monte Carlo points of the fields for ε_g and cos_delta
     "divergence": {},
     "threads": None,
     "description": "",
