@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from theory.quadrature import factor
-from theory.state import record_alphas
+from theory.state import OrderParameters, record_alphas
 
 from . import deep_kernel
 from .deep_observables import field_normals, mc_observables
@@ -524,25 +524,31 @@ class DeepSimulationResult(EnsembleResult):
         x = getattr(self, name) if i is None else getattr(self, name)[i]
         return ensemble_stats(x, self.diverged)[1]
 
-    def initial_state(self, seed: int = 0) -> dict:
-        """The measured initial state of seed index ``seed`` as the dict ``odeflow.solve``
-        takes for a deep student (DEEP.md names): Q, R, T, v, v_star, W (+ b, c,
-        sigma_F2, F_norm2 for afa/pepita*; b, B for fa; d for dfa)."""
+    def initial_state(self, seed: int = 0) -> OrderParameters:
+        """The measured initial state of seed index ``seed``, as ``odeflow.solve`` takes it
+        for a deep student (DEEP.md names): Q, R, T, v, v_star, W (a tuple, empty for
+        widths = [K]) and b, c, sigma_F2, F_norm2 (afa, pepita*), b, B (fa) or d (dfa)."""
         S = len(self.seeds)
         if not 0 <= seed < S:
             raise IndexError(f"seed index {seed} out of range for {S} seeds")
-        s = dict(
-            Q=self.Q[seed, 0], R=self.R[seed, 0], T=self.T[seed], v=self.v[seed, 0],
-            v_star=self.v_star[seed], W=[w[seed, 0] for w in self.W],
-        )  # fmt: skip
+        kw = {}
         if self.b is not None:
-            s.update(b=self.b[seed, 0], c=self.c[seed], sigma_F2=float(self.sigma_F2[seed]))
-            s["F_norm2"] = s["sigma_F2"] * self.config["N"]
+            s2 = float(self.sigma_F2[seed])
+            kw = dict(b=self.b[seed, 0], c=self.c[seed], sigma_F2=s2)
+            kw["F_norm2"] = s2 * self.config["N"]
         if self.fb_b is not None:
-            s.update(b=self.fb_b[seed], B=[x[seed] for x in self.B])
+            kw = dict(b=self.fb_b[seed], B=tuple(x[seed] for x in self.B or []))
         if self.d is not None:
-            s["d"] = [x[seed] for x in self.d]
-        return s
+            kw = dict(d=tuple(x[seed] for x in self.d))
+        return OrderParameters(
+            Q=self.Q[seed, 0],
+            R=self.R[seed, 0],
+            T=self.T[seed],
+            v=self.v[seed, 0],
+            v_star=self.v_star[seed],
+            W=tuple(w[seed, 0] for w in self.W),
+            **kw,
+        )
 
     def summary(self) -> str:
         c = self.config

@@ -254,9 +254,10 @@ def test_init_state_gives_the_same_state_at_every_N():
                           init={"state": st, "W": [[[1.0, 0.5], [-0.3, 0.7]]]}))  # fmt: skip
         s = r.initial_state(1)
         for k in ("Q", "R", "T", "b", "c"):
-            np.testing.assert_allclose(s[k], st[k], atol=1e-12)
-        assert s["sigma_F2"] == pytest.approx(0.01, abs=1e-12)
-        np.testing.assert_allclose(s["W"][0], [[1.0, 0.5], [-0.3, 0.7]])
+            np.testing.assert_allclose(getattr(s, k), st[k], atol=1e-12)
+        assert s.sigma_F2 == pytest.approx(0.01, abs=1e-12) and s.F_norm2 == pytest.approx(N / 100)
+        np.testing.assert_allclose(s.W[0], [[1.0, 0.5], [-0.3, 0.7]])
+        assert s.widths == [2, 2]
 
 
 def test_divergence_is_reported_not_nan():
