@@ -9,7 +9,9 @@ extrapolated to 1/N → 0 by a weighted least-squares line in 1/N (weights 1/SE�
 std/√S over S seeds), and the ODE must lie within 3 standard errors of the extrapolated
 mean, for every component at every record. For the rules with F (afa, pepita*) the norm
 ‖F‖² = N σ_F² is held fixed across N (σ_F² = ‖F‖²/N): exact PEPITA's drift of b is
-proportional to ‖F‖², so a fixed σ_F would give each N a different limit.
+proportional to ‖F‖², so a fixed σ_F would give each N a different limit. Their initial
+``b = W₁F/√N`` is O(1) (F partly along W₁'s rows, ``b ~ 0.3·N(0, 1)``, as AFA's b at
+σ_F = 0.3), so that the feedback, and the rules, really learn by α = 10.
 """
 
 from __future__ import annotations
@@ -22,19 +24,18 @@ import pytest
 from simulations.deep_student import DEEP_RULES, simulate
 
 ADAPTIVE = ("afa", "pepita", "pepita-forward", "pepita-hebbian")
-F_NORM2 = 0.5
+F_NORM2 = 1.0
 
 
 def _start(widths, M, seed, D=2000):
     """A start like the simulations' own defaults: overlaps of Gaussian vectors (W₁, w* ~
-    N(0, I_D)), v ~ 0.1·N(0,1), W[i] ~ N(0,1)/√K_in, F ~ N(0, ‖F‖²/D); FA's b, B and
-    DFA's d ~ N(0, 1) (B scaled as W)."""
+    N(0, I_D)), v ~ 0.1·N(0,1), W[i] ~ N(0,1)/√K_in, b ~ 0.3·N(0, 1), c ~ 0.1·N(0, 1);
+    FA's b, B and DFA's d ~ N(0, 1) (B scaled as W)."""
     rng = np.random.default_rng(seed)
     K = widths[0]
     ws, w = rng.standard_normal((M, D)), rng.standard_normal((K, D))
-    F = math.sqrt(F_NORM2 / D) * rng.standard_normal(D)
     state = {"Q": w @ w.T / D, "R": w @ ws.T / D, "T": ws @ ws.T / D,
-             "b": w @ F / math.sqrt(D), "c": ws @ F / math.sqrt(D)}  # fmt: skip
+             "b": 0.3 * rng.standard_normal(K), "c": 0.1 * rng.standard_normal(M)}  # fmt: skip
     init = {
         "v": 0.1 * rng.standard_normal(widths[-1]),
         "W": [rng.standard_normal((b, a)) / math.sqrt(a) for a, b in zip(widths, widths[1:])],
