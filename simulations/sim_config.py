@@ -42,6 +42,11 @@ def model_module(config):
     if isinstance(config, dict) and "widths" in config:
         return importlib.import_module("simulations.deep_student")
     rule = config.get("rule") if isinstance(config, dict) else None
+    if rule in ("dfa", "pepita-hebbian"):  # rules only the deep student simulates
+        raise ValueError(
+            f"rule {rule!r} is simulated by the deep student: give \"widths\": [K1, K2, ...] "
+            "(the hidden widths; [K] for a two-layer network)"
+        )
     model = model_of(rule)
     if not model.simulation:
         raise ValueError(f"rule {rule!r} (model {model.name!r}) has no simulation")

@@ -224,6 +224,14 @@ def test_bad_configs_name_the_key(change, match):
         validate_config(cfg)
 
 
+@pytest.mark.parametrize("rule", ["dfa", "pepita-hebbian"])
+def test_deep_only_rules_without_widths_say_so(rule):
+    from simulations.teacher_student import validate_config as vc
+
+    with pytest.raises(ValueError, match=r'simulated by the deep student: give "widths"'):
+        vc(dict(rule=rule, N=50, alpha_max=1))
+
+
 def test_dispatch_and_cli_and_file_round_trip(tmp_path):
     from simulations import run
     from simulations.teacher_student import validate_config as vc
