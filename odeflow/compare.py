@@ -281,22 +281,34 @@ def compare(config: dict, progress: bool = False, sim=None) -> Comparison:
         For an invalid config (unknown keys, ``same_init: false``, …).
     """
     # the one place where odeflow imports simulations (lazily: see the module docstring)
+    import importlib
+
     from simulations.kernelgen import resolve_rule
     from simulations.sim_config import _jsonable_config
-    from simulations.teacher_student import simulate, validate_config
-    from theory.models import RULE_MODELS, model_of
+    from theory.models import MODELS, RULE_MODELS, model_of
 
     from .api import check_solver_options, solve
 
     sim_cfg, ode_opts = split_config(config)
+    # a config with "widths" is a deep student (docs/deep.md): its own simulation module,
+    # named by the model (theory.models), and the deep ODEs
+    deep = "widths" in sim_cfg
+    model = MODELS["deep"] if deep else None
+    simmod = importlib.import_module(
+        model.simulation if deep else "simulations.teacher_student"
+    )
     # every ODE option is checked before the (long) simulations run, not after them
     check_solver_options(**ode_opts)
-    cfg = validate_config(sim_cfg)
+    cfg = simmod.validate_config(sim_cfg)
     if sim is None:
-        sim = simulate(cfg, progress=progress)
+        sim = simmod.simulate(cfg, progress=progress)
     rule = cfg["rule"]
-    model = model_of(rule)  # theory.models: parameters and compared fields
-    if isinstance(rule, str) and (rule in ODE_RULE or rule in RULE_MODELS):
+    if model is None:
+        model = model_of(rule)  # theory.models: parameters and compared fields
+    extra = {"widths": cfg["widths"]} if deep else {}
+    if deep:
+        ode_rule = rule
+    elif isinstance(rule, str) and (rule in ODE_RULE or rule in RULE_MODELS):
         ode_rule = ODE_RULE.get(rule, rule)
     else:  # a Rule (or a file naming one): the same Rule for the ODE
         ode_rule = resolve_rule(rule).rule
@@ -311,6 +323,7 @@ def compare(config: dict, progress: bool = False, sim=None) -> Comparison:
         record={"alpha": sim.alpha.tolist()},
         rule_params=cfg.get("rule_params") or None,
         progress=progress,
+        **extra,
         **ode_opts,
     )
     T = len(ode_res.alpha)
@@ -335,15 +348,27 @@ def compare(config: dict, progress: bool = False, sim=None) -> Comparison:
         for k in model.compare_fields
         if getattr(sim, k, None) is not None and getattr(ode_res, k, None) is not None
     ]
+    # a list field (a deep student's read-out matrices W) is compared matrix by matrix
+    parts = {}
+    for k in list(names):
+        if isinstance(getattr(ode_res, k, None), list):
+            i0 = names.index(k)
+            names[i0 : i0 + 1] = [f"{k}{i}" for i in range(len(getattr(ode_res, k)))]
+            parts.update({f"{k}{i}": (k, i) for i in range(len(getattr(ode_res, k)))})
     sim_mean, sim_std, ode, disc, se = {}, {}, {}, {}, {}
     n = int(sim.n_mean)
     for k in names:
         if k == "eg":
             mean, std = sim.eg_mean, sim.eg_std
+        elif k in parts:
+            mean, std = sim.mean(*parts[k]), sim.std(*parts[k])
         else:
             mean, std = sim.mean(k), sim.std(k)
         mean, std = np.asarray(mean)[:T], np.asarray(std)[:T]
-        o = np.asarray(getattr(ode_res, k))[:T]
+        if k in parts:
+            o = np.asarray(getattr(ode_res, parts[k][0])[parts[k][1]])[:T]
+        else:
+            o = np.asarray(getattr(ode_res, k))[:T]
         sim_mean[k], sim_std[k], ode[k] = mean, std, o
         with np.errstate(invalid="ignore"):
             d = np.abs(mean - o)

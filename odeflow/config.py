@@ -21,6 +21,10 @@ A config is a JSON object. Keys for ``solve`` (:data:`SOLVE_KEYS`)::
     eta_u, theta  rule ff (Forward-Forward): label-weight rate, goodness threshold > 0
                   (default K/2), instead of eta_v and sigma; its init is {"Q", "R", "T",
                   "u", "v_star"} (no v, b, c, sigma_F2, F_norm2)
+    widths        deep student (docs/deep.md): hidden widths [K1, K2, …]; its init adds
+                  "W" (list of read-out matrices, W[0] of shape K2×K1), FA's "b" (last
+                  width) and "B", DFA's "d"; also selected by an init with "W"
+    eta_W         deep student: the read-out matrices' rate (default eta_v)
 
 The rule's model (:mod:`theory.models`) checks its parameters (numbers only: ``"0.5"``,
 ``true``, ``null`` are refused naming the key) and its initial state, with the same
@@ -40,9 +44,9 @@ import json
 from collections.abc import Mapping
 from pathlib import Path
 
-from theory.models import check_number, model_of
+from theory.models import MODELS, check_number, deep_requested, model_of
 from theory.runtime import cli
-from theory.state import FIELDS, OrderParameters
+from theory.state import INIT_FIELDS, OrderParameters
 
 __all__ = [
     "SOLVE_KEYS",
@@ -70,15 +74,15 @@ _COMMON = (
     "rule_params",
 )
 #: the parameters of every registered model (theory.models): checked by the rule's model
-MODEL_KEYS = ("eta", "eta_v", "sigma", "eta_u", "theta")
+MODEL_KEYS = ("eta", "eta_v", "sigma", "eta_u", "theta", "eta_W")
 SOLVE_KEYS = (
     _COMMON[:4]
     + ("eta", "eta_v", "sigma")
     + _COMMON[4:]
-    + ("method", "rtol", "atol", "eg_tol", "max_steps", "eta_u", "theta")
+    + ("method", "rtol", "atol", "eg_tol", "max_steps", "eta_u", "theta", "widths")
 )
 SDE_KEYS = _COMMON[:4] + ("eta", "eta_v", "sigma") + _COMMON[4:] + ("method", "n_paths", "seed")
-INIT_KEYS = FIELDS
+INIT_KEYS = INIT_FIELDS
 _REQUIRED = {
     "solve": ("rule", "eta", "alpha_max"),
     "sde": ("rule", "eta", "alpha_max", "dt", "n_paths"),
@@ -212,7 +216,22 @@ def validate_config(cfg: Mapping, command: str = "solve", init_from=None) -> dic
         raise ConfigError(
             f"rule must be a name such as 'bp', 'fa', 'afa', 'ff', got {out['rule']!r}"
         )
-    model = model_of(cfg["rule"])
+    deep = deep_requested(cfg.get("init"), cfg.get("widths")) or (
+        init_from is not None and _npz_has_W(init_from)
+    )
+    model = MODELS["deep"] if deep else model_of(cfg["rule"])
+    if deep:
+        from theory.deep import DEEP_RULES, check_widths
+
+        if cfg["rule"] not in DEEP_RULES:
+            raise ConfigError(
+                f"rule {cfg['rule']!r} has no deep form; deep rules: {', '.join(DEEP_RULES)}"
+            )
+        if "widths" in cfg:
+            try:
+                out["widths"] = check_widths(cfg["widths"])
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
     if init_from is not None:
         d = cli.load_npz(init_from, "--init-from", _INIT_FROM_EXPECTED)
         try:
@@ -231,6 +250,10 @@ def validate_config(cfg: Mapping, command: str = "solve", init_from=None) -> dic
                 f"{', '.join(model.init_required)} (as the rule needs)"
             )
         try:  # types, required and refused keys: the model's check
+            if deep:  # shapes against widths, naming the key and both shapes
+                from .inputs import deep_init
+
+                raw = deep_init(dict(raw), out.get("widths"))
             init = model.check_init(raw, cfg["rule"])
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
@@ -252,9 +275,25 @@ def validate_config(cfg: Mapping, command: str = "solve", init_from=None) -> dic
         )
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    if deep and "widths" in out and init.widths != out["widths"]:
+        raise ConfigError(
+            f"config says widths = {out['widths']} but the initial state has widths "
+            f"{init.widths} (K1 from Q, the others from W)"
+        )
     out["init"] = init
     out["K"], out["M"] = init.K, init.M
     return out
+
+
+def _npz_has_W(path) -> bool:
+    """Whether a simulation output holds a deep student's read-out matrices."""
+    try:
+        import numpy as np
+
+        with np.load(path) as z:
+            return any(k in z.files for k in ("init_W_count", "W_count", "W0", "init_W0"))
+    except Exception:  # a bad file is reported by the loader, with its own message
+        return False
 
 
 def to_solve_args(cfg: Mapping) -> tuple:

@@ -21,10 +21,10 @@ Registered: ``committee`` (the two-layer network of docs/theory.md §1–5: bp, 
 pepita, pepita-forward and any :class:`theory.rules.Rule`), ``ff`` (one
 Forward-Forward layer, docs/ff-theory.md) and ``deep`` (a wide first layer with a finite
 deep read-out, docs/deep.md; chosen by ``widths`` or an initial state with ``W``,
-:func:`deep_requested`, since it shares the committee's rule names). :func:`model_of` maps a rule (a name, a Rule, a
-system) to its model: a rule name listed in :data:`RULE_MODELS` belongs to that model,
-anything else to the committee. A new model is one :func:`register` call
-(docs/architecture.md).
+:func:`deep_requested`, since it shares the committee's rule names). :func:`model_of`
+maps a rule (a name, a Rule, a system) to its model: a rule name listed in
+:data:`RULE_MODELS` belongs to that model, anything else to the committee. A new model
+is one :func:`register` call (docs/architecture.md).
 
 This module imports neither sympy nor numba: the builders import them when called.
 """
