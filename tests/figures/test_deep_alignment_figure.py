@@ -30,7 +30,9 @@ def test_deep_alignment_quick(tmp_path):
             # the whole run, N = 500 and 3 seeds: measured max |Δε_g| 0.0083 (bp, L = 2,
             # its plateau escapes earlier at finite N, SCIENCE §11)
             assert np.max(np.abs(data[f"{key}_sim_eg_mean"] - data[f"{key}_ode_eg"])) < 0.015
-        for rule in ("fa", "dfa"):  # self-averaging feedback: the cosines follow the ODE
+        for rule in ("fa", "dfa"):  # fixed feedback: the cosines follow the ODE, except
+            # right at their jumps (a sign of v or W crossing 0: finite-N timing; measured
+            # up to 0.42 there in quick mode, 0.56 at N = 1000), so median and mean
             key = f"L{L}_{rule}"
             diff = np.abs(data[f"{key}_sim_cos_mean"] - data[f"{key}_ode_cos"])
-            assert np.nanmax(diff) < 0.5 and np.nanmedian(diff) < 0.05
+            assert np.nanmedian(diff) < 0.05 and np.nanmean(diff) < 0.15
