@@ -117,6 +117,9 @@ def _signals(rule, act, widths, e, y, yhat, v, Wr, fb_b, fB, fd, b1, a, h, ht, d
             dv[k] = yhat * h[last, k] - y * ht[last, k]
 
 
+# Long on purpose: the fused step loop of one seed (forward pass fused with the pending
+# first-layer update, the error, the signals, every update); splitting the per-step body
+# into more calls would cost call overhead on every step, as in the two-layer template.
 @njit(cache=True, nogil=True, fastmath=_FM)
 def deep_block(
     rule,
