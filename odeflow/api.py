@@ -553,6 +553,11 @@ def solve_sde(
     model, state, mparams, (eta, eta_v, sigma, rule_params) = check_run(
         rule, init, rule_params, dict(eta=eta, eta_v=eta_v, sigma=sigma, eta_u=eta_u, theta=theta)
     )
+    if model.name == "deep":  # SDEResult has no read-out matrices W (docs/deep.md)
+        raise ValueError(
+            "solve_sde does not take a deep student (an init with W) yet: use solve for its "
+            "mean-field ODEs (docs/deep.md)"
+        )
     rec, record_spec = _record_grid(record, alpha_max)
     note = _dt_note(dt, rec)
     system = get_system(rule, state.K, state.M, activation, quadrature)

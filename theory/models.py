@@ -517,7 +517,7 @@ DEEP = register(
         "read-out matrices W and a last layer v",
         state_fields=("v", "W", "b"),
         observables=("b", "cos_delta"),
-        compare_fields=("v", "W", "b"),
+        compare_fields=("v", "W", "b", "cos_delta"),
         build=_deep_build,
         layout=_deep_layout,
         simulation="simulations.deep_student",

@@ -65,7 +65,10 @@ def test_config_errors():
         validate_config(_small(base, K=3))
     with pytest.raises(ValueError, match="missing required keys eta"):
         validate_config({k: v for k, v in base.items() if k != "eta"})
-    with pytest.raises(ValueError, match="unknown init keys W"):
+    with pytest.raises(ValueError, match="unknown init keys Z"):
+        validate_config(_small(base, init={**base["init"], "Z": [1]}))
+    # W (a deep student's read-out matrices, docs/deep.md) is an init key now: checked
+    with pytest.raises(ValueError, match=r"W\[0\] must be 2-dimensional"):
         validate_config(_small(base, init={**base["init"], "W": [1]}))
     with pytest.raises(ValueError, match="belong to the other command"):
         validate_config(_small(base, n_paths=3), "solve")

@@ -132,3 +132,49 @@ def test_cli_solve_writes_every_W(tmp_path, capsys):
         assert [w.shape for w in res.W] == [(3, 3, 2), (3, 2, 3)]
         assert res.state(2).widths == [2, 3, 2]
         assert res.cos_delta.shape == (3, 3)
+
+
+def test_compare_deep_config_runs_theory_against_deep_student():
+    """``odeflow compare`` with "widths": the deep simulation (simulations.deep_student)
+    and the deep ODE from its measured state: at α = 0 both hold the same Q, R, v, W[0]
+    (to round-off), every W[i] is compared, and the ODE's ε_g agrees with the
+    simulation's Monte Carlo ε_g of the same state (its own estimate: within 5%)."""
+    pytest.importorskip(
+        "simulations.deep_student",
+        reason="simulations.deep_student is the deepsim helper's module (merged separately)",
+    )
+    from odeflow.compare import compare
+
+    c = compare(
+        {"rule": "fa", "widths": [2, 3], "M": 2, "N": 300, "alpha_max": 0.4, "seeds": 2,
+         "eta": 1.0, "record": {"every": 0.2},
+         "quadrature": {"scheme": "gauss-hermite", "n": 8}}
+    )  # fmt: skip
+    assert c.names == ("eg", "Q", "R", "v", "W0", "cos_delta")
+    for k in ("Q", "R", "v", "W0"):
+        np.testing.assert_allclose(c.ode[k][0], c.sim_mean[k][0], atol=1e-12)
+    assert c.ode_result.params["model"] == "deep"
+    assert abs(c.ode["eg"][0] / c.sim_mean["eg"][0] - 1) < 0.05
+
+
+def test_sweep_over_eta_W(tmp_path):
+    """A solve sweep of a deep config: each point equals the direct solve."""
+    from odeflow.sweep import sweep
+
+    base = {"rule": "bp", "eta": 0.5, "alpha_max": 0.5, "widths": [2, 3],
+            "record": {"every": 0.25}, "quadrature": GH, "init": init_dict()}  # fmt: skip
+    res = sweep({"base": base, "grid": {"eta_W": [0.1, 1.0]}}, tmp_path / "sw", workers=0)
+    direct = odeflow.solve("bp", init_dict(), eta=0.5, eta_W=1.0, widths=[2, 3],
+                           alpha_max=0.5, record={"every": 0.25}, quadrature=GH)  # fmt: skip
+    etas = list(np.asarray(res.column("eta_W"), dtype=float))
+    finals = np.asarray(res.column("eg_final"), dtype=float)
+    assert sorted(etas) == [0.1, 1.0] and np.all(np.isfinite(finals))
+    assert abs(finals[etas.index(1.0)] - direct.eg[-1]) < 1e-12
+    assert finals[0] != finals[1]  # eta_W reached the read-out
+
+
+def test_sde_refuses_a_deep_state_clearly():
+    init = init_dict()
+    init.update(b=[0.1, 0.2], c=[0.0, 0.1], sigma_F2=0.01)
+    with pytest.raises(ValueError, match="solve_sde does not take a deep student"):
+        odeflow.solve_sde("afa", init, eta=0.5, alpha_max=1.0, dt=0.1, n_paths=2)

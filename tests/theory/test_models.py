@@ -133,8 +133,12 @@ def test_registry_maps_rules_to_models():
         assert models.model_of(r).name == "committee"
     assert models.RULE_MODELS == {"ff": "ff"}
     assert models.get("ff").simulation == "simulations.ff_online"
-    with pytest.raises(ValueError, match="unknown model 'deep'.*committee, ff"):
-        models.get("deep")
+    with pytest.raises(ValueError, match="unknown model 'nope'.*committee, ff"):
+        models.get("nope")
+    # the deep student shares the committee's rule names: chosen by widths / an init with W
+    assert models.get("deep").simulation == "simulations.deep_student"
+    assert models.deep_requested(widths=[2]) and models.deep_requested({"W": []})
+    assert not models.deep_requested({"Q": 1.0})
 
 
 @pytest.mark.parametrize(
