@@ -36,7 +36,9 @@ def _parser():
         "eta_v, sigma, sigma_F, b_scale, alpha_max, record, seeds, "
         "same_init, init, mc_test, divergence, threads, "
         "record_weights, description; rule ff: eta_u, theta and "
-        "init.u_scale/u instead of eta_v and v)",
+        "init.u_scale/u instead of eta_v and v; a deep student: widths "
+        "[K1, K2, ...] with eta_W, rules bp fa dfa afa pepita pepita-forward "
+        "pepita-hebbian)",
     )
     p.add_argument("-o", "--output", required=True, help="output file (.npz or .json)")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no summary")

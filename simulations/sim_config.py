@@ -37,8 +37,16 @@ _HERE = "simulations.teacher_student"
 
 def model_module(config):
     """The simulation module of ``config``'s rule when its model is not the committee
-    (its ``simulate`` and ``validate_config`` take over), else None."""
+    (its ``simulate`` and ``validate_config`` take over), else None. A config with
+    ``"widths"`` is a deep student (:mod:`simulations.deep_student`) whatever its rule."""
+    if isinstance(config, dict) and "widths" in config:
+        return importlib.import_module("simulations.deep_student")
     rule = config.get("rule") if isinstance(config, dict) else None
+    if rule in ("dfa", "pepita-hebbian"):  # rules only the deep student simulates
+        raise ValueError(
+            f"rule {rule!r} is simulated by the deep student: give \"widths\": [K1, K2, ...] "
+            "(the hidden widths; [K] for a two-layer network)"
+        )
     model = model_of(rule)
     if not model.simulation:
         raise ValueError(f"rule {rule!r} (model {model.name!r}) has no simulation")
