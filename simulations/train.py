@@ -22,7 +22,9 @@ Config keys (JSON object; unknown keys are an error)
     passes), epochs at which the lr is multiplied by ``lr_decay``, PEPITA feedback scale
     (F uniform in ±F_scale·√(6/d₀)), per-sample RMS normalisation of hidden activities,
     weight mirroring ``{"pre_epochs": 2, "steps": 1, "lr": 0.01, "decay": 0.0,
-    "noise_std": 1.0, "batch": 64}`` (PEPITA rules only).
+    "noise_std": 1.0, "batch": 64}`` (PEPITA rules only), and ``freeze_hidden`` (false;
+    true = only the read-out learns, on the hidden layers as initialised: the random-feature
+    baseline). ``layers: []`` with a deep rule is softmax regression on the pixels.
 ``ff``
     Forward-Forward options: ``optimizer`` ("adam" | "sgd"), ``theta`` (threshold per unit,
     1.0), ``negatives`` ("random" | "hardest"), ``label_scale`` (1.0), ``n_blur`` (6),
@@ -97,7 +99,15 @@ _COMMON = (
     "description",
     "local_fields",
 )
-_DEEP_ONLY = ("dropout", "lr_decay_epochs", "lr_decay", "F_scale", "normalize", "mirror")
+_DEEP_ONLY = (
+    "dropout",
+    "lr_decay_epochs",
+    "lr_decay",
+    "F_scale",
+    "normalize",
+    "mirror",
+    "freeze_hidden",
+)
 _FF_ONLY = ("ff",)
 CONFIG_KEYS = _COMMON + _DEEP_ONLY + _FF_ONLY
 _FF_KEYS = (
