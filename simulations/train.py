@@ -334,8 +334,26 @@ def _pad(rows, fill=np.nan):
     return out
 
 
-def run_config(cfg: dict, quiet: bool = True) -> dict:
-    """Run every seed of a config; returns the arrays written by :func:`main`."""
+class _EpochHook:
+    """Progress callback that calls ``hook(epoch, info)`` when an epoch ends and passes
+    every call on to ``inner`` (a progress bar or None)."""
+
+    def __init__(self, inner, hook):
+        self.inner, self.hook = inner, hook
+
+    def __call__(self, epoch, batch, n_batches, info):
+        if info.get("epoch_done", False):
+            self.hook(epoch, info)
+        if self.inner is not None:
+            self.inner(epoch, batch, n_batches, info)
+
+
+def run_config(cfg: dict, quiet: bool = True, on_epoch=None) -> dict:
+    """Run every seed of a config; returns the arrays written by :func:`main`.
+
+    on_epoch : callable(seed_index, epoch, info) called when an epoch ends (``info`` has
+        ``loss`` and ``test_acc``), or None
+    """
     rule, make, seeds, data_kw = parse_config(cfg)
     data = load_dataset(**data_kw)
     runs = []
@@ -348,6 +366,8 @@ def run_config(cfg: dict, quiet: bool = True) -> dict:
                     f"{rule} seed {seeds[i]} ({i + 1}/{len(seeds)}) epoch {ep + 1}/{c.epochs}"
                 )
             )
+        if on_epoch is not None:
+            bar = _EpochHook(bar, lambda ep, info, i=i: on_epoch(i, ep, info))
         r = _train_one(rule, data, c, bar)
         if r.diverged and not quiet:
             why = (
