@@ -49,6 +49,8 @@ DESCRIPTION = (
 )
 
 REPO = Path(__file__).resolve().parents[1]
+#: per-epoch checkpoints of the full run's FF rows (resumed by the next full run)
+CHECKPOINTS = REPO / "out" / "checkpoints" / "mnist-table"
 CONFIG = Path(__file__).resolve().parent / "configs" / f"{NAME}.json"
 STORE = Path(__file__).resolve().parent / "results" / f"{NAME}-full.json"
 README = REPO / "docs" / "mnist.md"  # the page that holds the tables
@@ -192,9 +194,11 @@ def load_table_config(quick: bool = False, path=CONFIG) -> dict:
 # ----------------------------------------------------------------------------- running
 
 
-def run_row(row: dict, log=None) -> dict:
+def run_row(row: dict, log=None, checkpoints=None) -> dict:
     """Train one row over its seeds; the per-seed record the table is rendered from.
 
+    checkpoints : folder of per-epoch checkpoints of the FF rows (None = none): a stopped
+    long run resumes from its last finished epoch.
     The record keeps every epoch's wall time (``epoch_seconds``, seconds since the previous
     epoch ended, evaluation included) so a slowdown over the epochs shows in the store and
     in the log line written to ``log`` (a stream, e.g. stderr; None = silent)."""
@@ -209,7 +213,7 @@ def run_row(row: dict, log=None) -> dict:
         stamps.setdefault(i, []).append(round(now - last_end[0], 2))
         last_end[0] = now
 
-    out = run_config(row["config"], quiet=True, on_epoch=hook)
+    out = run_config(row["config"], quiet=True, on_epoch=hook, checkpoint_dir=checkpoints)
     S = out["test_acc"].shape[0]
     done = out["epochs_done"]
     last = lambda a: [float(a[i, done[i]]) for i in range(S)]  # noqa: E731
@@ -474,6 +478,7 @@ def make(
     readme=README,
     only=None,
     log=None,
+    checkpoints=CHECKPOINTS,
 ):
     """Run the table's rows, write table, figure and data; update the README and the store.
 
@@ -486,6 +491,9 @@ def make(
     only : None (run the rows and their baselines), "rows" or "baselines" (run only those;
         the others come from the store)
     log : stream for one line per run (seconds, per-epoch seconds), e.g. ``sys.stderr``
+    checkpoints : folder of the FF rows' per-epoch checkpoints in a full run (resumed: a
+        paper-size run can be finished across sessions), None = none; quick runs never
+        checkpoint
     """
     t0 = time.time()
     table = load_table_config(quick, config)
@@ -518,7 +526,7 @@ def make(
         if row["label"] not in todo:
             continue
         if only != "baselines":
-            put(row["label"], run_row(row, log))
+            put(row["label"], run_row(row, log, None if quick else checkpoints))
         if row["baseline"] == "random" and only != "rows":
             blabel = row["label"] + BASE_SUFFIX
             # rows whose baselines are the same run (bp, fa, dfa: one delta-rule read-out
@@ -686,8 +694,10 @@ def _plot(rows, records, table):
 
 
 def main(argv=None) -> int:
-    """``python -m figures.mnist_table [--quick] [--rows LABEL … | --render-only] [--no-readme]
-    [-o DIR]``; exit code 0 ok, 2 bad input."""
+    """``python -m figures.mnist_table [--quick] [--rows LABEL … | --render-only]
+    [--only rows|baselines] [--checkpoints DIR | --no-checkpoints] [--no-readme] [-o DIR]``;
+    one log line per run (seconds, per-epoch seconds) on stderr; exit code 0 ok, 2 bad
+    input."""
     import argparse
     import sys
 
@@ -702,6 +712,17 @@ def main(argv=None) -> int:
         action="store_true",
         help="run nothing: redraw table and figure from the stored full results",
     )
+    p.add_argument(
+        "--only",
+        choices=("rows", "baselines"),
+        help="run only the trained rows or only their random-feature baselines",
+    )
+    p.add_argument(
+        "--checkpoints",
+        default=str(CHECKPOINTS),
+        help="folder of the FF rows' per-epoch checkpoints (full runs resume from them)",
+    )
+    p.add_argument("--no-checkpoints", action="store_true")
     p.add_argument("--no-readme", action="store_true", help="leave docs/mnist.md and the store")
     p.add_argument("-o", "--outdir", default="out/figures")
     a = p.parse_args(argv)
@@ -717,6 +738,9 @@ def main(argv=None) -> int:
             quick=a.quick,
             rows=[] if a.render_only else a.rows,
             update_readme=not a.no_readme,
+            only=a.only,
+            log=sys.stderr,
+            checkpoints=None if a.no_checkpoints else a.checkpoints,
         )
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)

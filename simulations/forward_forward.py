@@ -440,19 +440,100 @@ def _train_head(feat, y, n_classes, cfg, rng):
     return W, b
 
 
-def train_ff(data, config: FFConfig, progress=None) -> FFResult:
+def train_ff(data, config: FFConfig, progress=None, checkpoint=None) -> FFResult:
     """Train a Forward-Forward network; see :func:`_train_ff` (BLAS threads limited by
     :func:`simulations.deep.default_blas_threads`)."""
     from .deep import blas_threads, default_blas_threads
 
     with blas_threads(default_blas_threads()), np.errstate(over="ignore", invalid="ignore"):
-        return _train_ff(data, config, progress)
+        return _train_ff(data, config, progress, checkpoint)
 
 
-def _train_ff(data, config: FFConfig, progress=None) -> FFResult:
+def _ckpt_key(cfg, data) -> str:
+    """What a checkpoint must match to be resumed: the config but its ``epochs`` (FF has no
+    schedule, so a longer run continues a shorter one exactly) and the data's identity."""
+    import json
+
+    c = dataclasses.asdict(cfg)
+    c.pop("epochs")
+    return json.dumps(
+        {"config": c, "data": [data.source, int(data.y_train.size)]},
+        sort_keys=True,
+        default=str,
+    )
+
+
+def _save_checkpoint(path, key, done, Ws, opts, running, rng, hist):
+    """Everything the training loop carries from one epoch to the next, written atomically
+    (a run stopped while writing keeps the previous epoch's file)."""
+    import json
+    import os
+    from pathlib import Path
+
+    arrays = {f"W{i}": W for i, W in enumerate(Ws)}
+    for i, o in enumerate(opts):
+        for name in ("m", "v"):
+            if hasattr(o, name):
+                arrays[f"opt{i}_{name}"] = getattr(o, name)
+    for i, r in enumerate(running):
+        arrays[f"run{i}"] = r
+    meta = {
+        "key": key,
+        "done": done,
+        "t": [getattr(o, "t", 0) for o in opts],
+        "rng": rng.bit_generator.state,
+        "hist": hist,
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(tmp, meta=np.array(json.dumps(meta)), **arrays)
+    os.replace(tmp, path)
+
+
+def _load_checkpoint(path, key, epochs, Ws, opts, running, rng, hist):
+    """Restore a checkpoint of the same config and data into the loop's state; returns the
+    epochs it had done (0 when there is no usable checkpoint: absent, or of another run)."""
+    import json
+    from pathlib import Path
+
+    if path is None or not Path(path).is_file():
+        return 0
+    with np.load(path) as z:
+        meta = json.loads(str(z["meta"]))
+        if meta["key"] != key:
+            return 0
+        if meta["done"] > epochs:
+            raise ValueError(
+                f"{path}: checkpoint has {meta['done']} epochs, more than the {epochs} asked "
+                "for; raise epochs or remove the checkpoint"
+            )
+        for i, W in enumerate(Ws):
+            W[...] = z[f"W{i}"]
+        for i, o in enumerate(opts):
+            for name in ("m", "v"):
+                if hasattr(o, name):
+                    getattr(o, name)[...] = z[f"opt{i}_{name}"]
+            if hasattr(o, "t"):
+                o.t = meta["t"][i]
+        for i, r in enumerate(running):
+            r[...] = z[f"run{i}"]
+    rng.bit_generator.state = meta["rng"]
+    for k in hist:
+        hist[k][:] = meta["hist"][k]
+    return int(meta["done"])
+
+
+def _train_ff(data, config: FFConfig, progress=None, checkpoint=None) -> FFResult:
     """Train a Forward-Forward network on ``data`` (:class:`simulations.data.Dataset`).
 
     progress : callable(epoch, batch, n_batches, info) or None, called after every batch.
+    checkpoint : path of a per-epoch checkpoint (``.npz``) or None. After every epoch the
+        whole loop state (weights, optimiser moments, peer-norm means, the generator state,
+        the histories) is written there; a later call with the same config (``epochs`` may
+        be larger) and data resumes from it and ends bit-identical to an uninterrupted run
+        (a checkpoint of another config is ignored and overwritten; one with more epochs
+        than asked for is a ValueError).
     """
     cfg = config
     rng = np.random.default_rng(cfg.seed)
@@ -516,11 +597,14 @@ def _train_ff(data, config: FFConfig, progress=None) -> FFResult:
         hist["loss"].append(float(np.sum(ll)))
         return bool(np.isfinite(hist["loss"][-1]))
 
-    record()
+    key = _ckpt_key(cfg, data) if checkpoint is not None else None
+    done = _load_checkpoint(checkpoint, key, cfg.epochs, Ws, opts, running, rng, hist)
+    if done == 0:
+        record()
     n = y_train.size
     n_batches = max(1, math.ceil(n / cfg.batch))
-    diverged, done = False, 0
-    for epoch in range(cfg.epochs):
+    diverged = False
+    for epoch in range(done, cfg.epochs):
         order = rng.permutation(n)
         for b in range(n_batches):
             idx = order[b * cfg.batch : (b + 1) * cfg.batch]
@@ -544,6 +628,8 @@ def _train_ff(data, config: FFConfig, progress=None) -> FFResult:
         done, diverged = end_epoch(hist, done, diverged or not record(), epoch, n_batches, progress)
         if diverged:
             break
+        if checkpoint is not None:
+            _save_checkpoint(checkpoint, key, done, Ws, opts, running, rng, hist)
     return FFResult(
         cfg,
         np.asarray(hist["train_acc"]),

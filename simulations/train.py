@@ -48,6 +48,9 @@ Config keys (JSON object; unknown keys are an error)
     ``$ODEFLOW_DATA/mnist``, else ``~/.cache/odeflow/data/mnist`` (``…CIFAR10…``,
     ``cifar10`` for CIFAR-10; :mod:`simulations.datasets`); ``download: true`` fetches
     missing files there (SHA-256 verified); ``n_train``/``n_test`` null = all available.
+    ``validation`` (null): an integer n carves a stratified validation set of n examples out
+    of the *training* set (seeded by ``split_seed``) and evaluates on it instead of the test
+    set, which is then never touched (for tuning; :func:`validation_split`).
 ``name``, ``description``
     free text, stored with the results.
 
@@ -136,6 +139,7 @@ _DATA_KEYS = (
     "M",
     "kind",
     "input_scale",
+    "validation",
 )
 
 
@@ -267,8 +271,9 @@ def _ff_variant_maker(rule, cfg, layers, common):
     return make
 
 
-def _train_one(rule, data, c, bar):
-    """Train one run of ``rule`` with config ``c``."""
+def _train_one(rule, data, c, bar, checkpoint=None):
+    """Train one run of ``rule`` with config ``c`` (``checkpoint``: FF and unsupervised FF
+    only, see :func:`simulations.forward_forward.train_ff`)."""
     if rule == "ff-recurrent":
         from .ff_recurrent import train_ff_recurrent
 
@@ -278,7 +283,7 @@ def _train_one(rule, data, c, bar):
 
         return train_ff_topdown(data, c, progress=bar)
     if rule.startswith("ff"):
-        return train_ff(data, c, progress=bar)
+        return train_ff(data, c, progress=bar, checkpoint=checkpoint)
     return train_deep(data, c, progress=bar)
 
 
@@ -348,14 +353,61 @@ class _EpochHook:
             self.inner(epoch, batch, n_batches, info)
 
 
-def run_config(cfg: dict, quiet: bool = True, on_epoch=None) -> dict:
+def validation_split(data, n_val: int, seed: int = 0):
+    """``data`` with ``n_val`` training examples (stratified, seeded) moved into the
+    evaluation slot and the test set dropped: a tuning split that never sees the test set.
+
+    Raises ValueError unless 1 <= n_val < the number of training examples."""
+    import dataclasses
+
+    from .data import stratified_split
+
+    n = data.y_train.size
+    if isinstance(n_val, bool) or not isinstance(n_val, int) or not 1 <= n_val < n:
+        raise ValueError(
+            f"data.validation must be an integer in [1, {n - 1}] (training examples to "
+            f"hold out), got {n_val!r}"
+        )
+    tr, va = stratified_split(data.y_train, n - n_val, n_val, seed=[seed, 25])
+    return dataclasses.replace(
+        data,
+        x_train=data.x_train[tr],
+        y_train=data.y_train[tr],
+        x_test=data.x_train[va],
+        y_test=data.y_train[va],
+        source=f"{data.source}; validation: {n_val} of its training examples (test set unused)",
+    )
+
+
+#: rules whose trainer writes a per-epoch checkpoint and resumes from it
+CHECKPOINT_RULES = ("ff", "ff-unsupervised")
+
+
+def checkpoint_path(directory, cfg: dict, seed: int):
+    """``directory/<rule>-<hash of the config without seeds and epochs>-seed<k>.npz``: the
+    same file for a longer run of the same settings, so it continues the shorter one."""
+    import hashlib
+
+    c = {k: v for k, v in cfg.items() if k not in ("seeds", "epochs", "name", "description")}
+    h = hashlib.sha1(json.dumps(c, sort_keys=True).encode()).hexdigest()[:12]
+    return Path(directory) / f"{cfg['rule']}-{h}-seed{seed}.npz"
+
+
+def run_config(cfg: dict, quiet: bool = True, on_epoch=None, checkpoint_dir=None) -> dict:
     """Run every seed of a config; returns the arrays written by :func:`main`.
 
     on_epoch : callable(seed_index, epoch, info) called when an epoch ends (``info`` has
         ``loss`` and ``test_acc``), or None
+    checkpoint_dir : folder of per-epoch checkpoints (rules in :data:`CHECKPOINT_RULES`;
+        :func:`checkpoint_path`): a stopped run resumes where its last epoch ended, and a
+        run with more epochs continues a finished shorter one. None = no checkpoints.
     """
     rule, make, seeds, data_kw = parse_config(cfg)
+    data_kw = dict(data_kw)
+    n_val = data_kw.pop("validation", None)
     data = load_dataset(**data_kw)
+    if n_val is not None:
+        data = validation_split(data, n_val, data_kw.get("split_seed", 0))
     runs = []
     for i, seed in enumerate(seeds):
         c = make(seed)
@@ -368,7 +420,10 @@ def run_config(cfg: dict, quiet: bool = True, on_epoch=None) -> dict:
             )
         if on_epoch is not None:
             bar = _EpochHook(bar, lambda ep, info, i=i: on_epoch(i, ep, info))
-        r = _train_one(rule, data, c, bar)
+        ck = None
+        if checkpoint_dir is not None and rule in CHECKPOINT_RULES:
+            ck = checkpoint_path(checkpoint_dir, cfg, seed)
+        r = _train_one(rule, data, c, bar, ck)
         if r.diverged and not quiet:
             why = (
                 "the loss became non-finite or grew beyond 10⁴ × its initial value"

@@ -90,3 +90,24 @@ def test_topdown_readout_only(data):
     net0 = init_network([784, 64, 10], "pepita", cfg.F_scale, int(rng.integers(2**63)))
     assert np.array_equal(r.network.W[0], net0.W[0])
     assert not np.array_equal(r.network.W[1], net0.W[1])
+
+
+def test_ff_checkpoint_resumes_bit_identically(data, tmp_path):
+    """A long FF run can be finished across sessions: 2 epochs with a checkpoint, then the
+    3-epoch config resumes from it and ends exactly where an uninterrupted 3-epoch run
+    ends (weights and every history entry); a checkpoint of another config is ignored, one
+    with more epochs than asked for is refused."""
+    ck = tmp_path / "ff.npz"
+    kw = dict(hidden=[64, 64], seed=4, eval_train=200)
+    train_ff(data, FFConfig(epochs=2, **kw), checkpoint=ck)
+    resumed = train_ff(data, FFConfig(epochs=3, **kw), checkpoint=ck)
+    straight = train_ff(data, FFConfig(epochs=3, **kw))
+    for a, b in zip(resumed.weights, straight.weights):
+        assert np.array_equal(a, b)
+    assert np.array_equal(resumed.test_acc, straight.test_acc) and resumed.test_acc.size == 4
+    assert np.array_equal(resumed.layer_loss, straight.layer_loss)
+    other = train_ff(data, FFConfig(epochs=1, lr=0.001, **kw), checkpoint=ck)  # ignored
+    assert other.test_acc.size == 2
+    train_ff(data, FFConfig(epochs=3, **kw), checkpoint=ck)
+    with pytest.raises(ValueError, match="more than the 2 asked"):
+        train_ff(data, FFConfig(epochs=2, **kw), checkpoint=ck)
