@@ -113,6 +113,11 @@ class FFConfig:
     head_layers : layers (0-based) feeding the linear head (unsupervised); None = default
     head_epochs, head_lr : training of the linear head (Adam)
     eval_train : number of training examples on which train accuracy / loss are measured
+    head_readout : supervised mode: after training, also read the trained layers out with
+        the unsupervised mode's linear head (``head_layers``, default all layers;
+        ``head_epochs``, ``head_lr``; the images as they are, label pixels blank) —
+        the read-out of the random-feature baseline, so the two compare features with the
+        read-out held fixed (``FFResult.head_test_acc``)
     local_fields : local receptive fields of the hidden layers (see
         :mod:`simulations.local_fields`), None = all dense; in supervised mode every unit of
         the first layer also sees the label components
@@ -138,6 +143,7 @@ class FFConfig:
     head_epochs: int = 5
     head_lr: float = 0.01
     eval_train: int = 2000
+    head_readout: bool = False
     local_fields: list | None = None
     seed: int = 0
 
@@ -177,6 +183,8 @@ class FFResult:
     diverged : a non-finite loss or weights, or a loss > ``LOSS_BLOWUP`` × the initial
         one (:func:`blew_up`), stopped the run
     weights : final ``W_ℓ`` (d_ℓ × d_{ℓ−1})
+    head_test_acc : test accuracy of the linear head on the final layers (``head_readout``),
+        NaN when not asked for
     """
 
     config: FFConfig
@@ -187,6 +195,7 @@ class FFResult:
     diverged: bool
     weights: list
     epochs_done: int
+    head_test_acc: float = float("nan")
 
 
 # ----------------------------------------------------------------------------- one layer
@@ -630,6 +639,14 @@ def _train_ff(data, config: FFConfig, progress=None, checkpoint=None) -> FFResul
             break
         if checkpoint is not None:
             _save_checkpoint(checkpoint, key, done, Ws, opts, running, rng, hist)
+    head_acc = float("nan")
+    if cfg.head_readout and cfg.mode == "supervised" and not diverged:
+        # the baseline's head (same generator stream as its epoch-0 head) on these layers
+        layers = cfg.head_layers or list(range(L))
+        ftr = _head_features(Ws, x_train, layers)
+        Wh, bh = _train_head(ftr, y_train, C, cfg, np.random.default_rng([cfg.seed, 2, 0]))
+        fte = _head_features(Ws, x_test, layers)
+        head_acc = float(np.mean((fte @ Wh.T + bh).argmax(1) == y_test))
     return FFResult(
         cfg,
         np.asarray(hist["train_acc"]),
@@ -639,6 +656,7 @@ def _train_ff(data, config: FFConfig, progress=None, checkpoint=None) -> FFResul
         diverged,
         Ws,
         done,
+        head_acc,
     )
 
 

@@ -29,7 +29,9 @@ Config keys (JSON object; unknown keys are an error)
     Forward-Forward options: ``optimizer`` ("adam" | "sgd"), ``theta`` (threshold per unit,
     1.0), ``negatives`` ("random" | "hardest"), ``label_scale`` (1.0), ``n_blur`` (6),
     ``head_layers`` (null), ``head_epochs`` (5), ``head_lr`` (0.01), ``eval_train`` (2000),
-    ``goodness`` ("sum" | "mean"), ``peer_norm`` (0: off), ``peer_momentum`` (0.9).
+    ``goodness`` ("sum" | "mean"), ``peer_norm`` (0: off), ``peer_momentum`` (0.9),
+    ``head_readout`` (false; supervised: also the linear head on the trained layers,
+    output ``head_test_acc``).
     ``ff-recurrent``: ``optimizer``, ``theta``, ``label_scale``, ``eval_train``, ``steps`` (8),
     ``damping`` (0.3), ``window`` ([3, 5]). ``ff-topdown``: ``optimizer``, ``theta``,
     ``eval_train``, ``sign`` (+1: negative ``x − F e``; −1: ``x + F e``), ``cos_every`` (0 =
@@ -126,6 +128,7 @@ _FF_KEYS = (
     "goodness",
     "peer_norm",
     "peer_momentum",
+    "head_readout",
 )
 _DATA_KEYS = (
     "name",
@@ -446,6 +449,8 @@ def run_config(cfg: dict, quiet: bool = True, on_epoch=None, checkpoint_dir=None
         "diverged": np.asarray([r.diverged for r in runs]),
         "epochs_done": np.asarray([r.epochs_done for r in runs]),
     }
+    if rule in ("ff", "ff-unsupervised"):
+        out["head_test_acc"] = np.asarray([r.head_test_acc for r in runs], float)
     if rule.startswith("ff"):
         out["train_loss"] = _pad([r.loss for r in runs])
         out["layer_loss"] = _pad([r.layer_loss for r in runs])

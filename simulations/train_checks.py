@@ -61,6 +61,7 @@ FF_CHECKS = {
     "goodness": _choice("sum", "mean"),
     "peer_norm": NUMBER_GE0,
     "peer_momentum": UNIT,
+    "head_readout": BOOL,
     # ff-recurrent
     "steps": (
         lambda x: _int(x) and x >= 2,

@@ -111,3 +111,22 @@ def test_ff_checkpoint_resumes_bit_identically(data, tmp_path):
     train_ff(data, FFConfig(epochs=3, **kw), checkpoint=ck)
     with pytest.raises(ValueError, match="more than the 2 asked"):
         train_ff(data, FFConfig(epochs=2, **kw), checkpoint=ck)
+
+
+def test_head_readout_is_the_baselines_readout(data):
+    """``head_readout`` reads supervised FF's layers out with exactly the baseline's head:
+    with no FF step it reproduces the baseline's accuracy to the last bit, and after
+    training it is the head fitted on the trained layers (recomputed here from the
+    returned weights)."""
+    from simulations.forward_forward import _head_features, _train_head
+
+    kw = dict(hidden=[64, 64], head_layers=[0, 1], head_epochs=3, seed=5, eval_train=200)
+    base = train_ff(data, FFConfig(mode="unsupervised", epochs=0, **kw))
+    same = train_ff(data, FFConfig(epochs=0, head_readout=True, **kw))
+    assert same.head_test_acc == base.test_acc[0]
+    r = train_ff(data, FFConfig(epochs=1, head_readout=True, **kw))
+    f_tr = _head_features(r.weights, data.x_train, [0, 1])
+    W, b = _train_head(f_tr, data.y_train, 10, r.config, np.random.default_rng([5, 2, 0]))
+    f_te = _head_features(r.weights, data.x_test, [0, 1])
+    assert r.head_test_acc == np.mean((f_te @ W.T + b).argmax(1) == data.y_test)
+    assert np.isnan(train_ff(data, FFConfig(epochs=0, **kw)).head_test_acc)
