@@ -42,7 +42,7 @@ def run_one(base: dict, over: dict) -> dict:
     """One search entry: train, read out, time."""
     from figures.mnist_table import _merge_baseline as _merge  # null removes a key
     from simulations.data import load_dataset
-    from simulations.forward_forward import FFConfig, train_ff
+    from simulations.forward_forward import FFConfig
     from simulations.train import _train_one, parse_config, validation_split
 
     cfg = _merge(base, over)

@@ -166,7 +166,7 @@ def load_table_config(quick: bool = False, path=CONFIG) -> dict:
                 raise ValueError(f"{path}: baseline of row {row['label']!r}: {exc}") from None
         elif base is not None:
             raise ValueError(
-                f"{path}: row {row['label']!r}: baseline must be \"untrained\" or an object "
+                f'{path}: row {row["label"]!r}: baseline must be "untrained" or an object '
                 f"of config keys, got {base!r}"
             )
         rows.append(
@@ -424,9 +424,7 @@ def render_table(table: dict, records: dict) -> str:
         setting = setting.replace("|", "\\|")  # a literal bar would split the cell
         rec = records.get(lbl)
         if rec is None or rec["config"] != cfg:
-            lines.append(
-                f"| {lbl} | {setting} | not regenerated in this version | | | | | | |"
-            )
+            lines.append(f"| {lbl} | {setting} | not regenerated in this version | | | | | | |")
             continue
         fin = ok[lbl]
         ndiv = int(np.sum(rec["diverged"]))
@@ -445,8 +443,7 @@ def render_table(table: dict, records: dict) -> str:
         ang = rec.get("final_angle")
         ang = f"{np.mean(ang):.1f}°" if ang is not None and np.all(np.isfinite(ang)) else "—"
         lines.append(
-            f"| {lbl} | {setting} | {acc} | {per} | {base} | {gain} | {verdict} | {ratio} "
-            f"| {ang} |"
+            f"| {lbl} | {setting} | {acc} | {per} | {base} | {gain} | {verdict} | {ratio} | {ang} |"
         )
         if "head_test" in rec:
             lines.append(_head_line(lbl, np.asarray(rec["head_test"], float), u, ok, bp))

@@ -249,9 +249,8 @@ def test_readme_markers_roundtrip():
 
 
 def _rows(md):
-    return {
-        c[0]: c for c in (_cells(ln) for ln in md.splitlines() if ln.startswith("| ")) if len(c) == 9
-    }
+    cells = (_cells(ln) for ln in md.splitlines() if ln.startswith("| "))
+    return {c[0]: c for c in cells if len(c) == 9}
 
 
 def _pm(cell):
