@@ -132,9 +132,10 @@ def check_train_config(cfg: dict) -> None:
     # linear baseline); FF trains hidden layers, so it needs at least one
     linear_ok = not str(cfg.get("rule", "")).startswith("ff")
     if not (isinstance(layers, list) and (layers or linear_ok) and _int_list(1)(layers)):
-        what = "a list" if linear_ok else "a non-empty list"
+        alt = ", or [] (softmax regression on the inputs)" if linear_ok else ""
         raise ValueError(
-            f"layers must be {what} of hidden widths (integers >= 1), got {_show(layers)}"
+            f"layers must be a non-empty list of hidden widths (integers >= 1){alt}, "
+            f"got {_show(layers)}"
         )
     if "ff" in cfg:
         ff = cfg["ff"]
