@@ -1,31 +1,39 @@
-"""MNIST table: BP, FA, DFA, PEPITA (four variants, and with weight mirroring) and
-Forward-Forward (supervised, and unsupervised next to its untrained network) on the offline
-MNIST subset, next to the published full-MNIST numbers.
+"""MNIST table: a linear classifier on pixels, BP, FA, DFA, PEPITA (four variants, and with
+weight mirroring), BP on supervised FF's network and Forward-Forward (supervised, local
+receptive fields, recurrent, top-down, unsupervised), each next to its random-feature
+baseline, on the offline MNIST subset, next to the published full-MNIST numbers.
 
 The rows are data, not code: ``figures/configs/mnist-table.json`` lists them, each a
 ``python -m simulations train`` config (a template merged with the row's own keys), run over
 the config's seeds on the same data (the fixed, stratified 8000/2000 split of the
 10,000-image MNIST test set, the only MNIST available offline). Adding a row is adding an
 entry there (any rule :mod:`simulations.train` knows); its ``quick`` entry overrides seeds,
-templates and rows for the small version the tests run.
+templates and rows for the small version the tests run. A row's ``baseline`` is
+``"untrained"`` (its own head at epoch 0) or an object of config keys merged into the row's
+config (``null`` removes a key): the same architecture with frozen random hidden layers and
+the same read-out, run as its own config and stored as ``<label> · baseline``; ``vs_bp``
+names the row with BP on the same network (the table shows the error ratio).
 
 Writes into ``outdir``
 
 - ``mnist-table.md``: the markdown table (exact settings of every row, seeds, mean ± std and
-  per-seed test accuracy; for rows with ``"baseline": true`` the same linear head on the
-  *untrained* network, i.e. epoch 0, and the paired gain), then the published full-MNIST
-  numbers (clearly labelled as such);
+  per-seed test accuracy, the baseline, the paired gain and a verdict, FF's error over
+  BP's; a supervised FF row run with ``head_readout`` gets a second line, its layers read
+  out by the baseline's head), the baselines' settings, the machine-dependence footnote,
+  then the published full-MNIST numbers (clearly labelled as such);
 - ``mnist-table.png/.pdf``: test accuracy and error against epoch (mean ± std band), the
-  PEPITA alignment angle, and unsupervised FF per seed against its untrained network;
+  PEPITA alignment angle, and the FF rows per seed against their baselines;
 - ``mnist-table.npz/.json``: the curves and the exact parameters;
 
 and, unless ``update_readme=False`` (what the tests pass), replaces the table in
 ``docs/mnist.md`` between ``<!-- mnist-table:start -->`` and ``<!-- mnist-table:end -->``
 (full run) or ``<!-- mnist-table-quick:start/end -->`` (quick run). A full run also stores
-every row's per-seed results in ``figures/results/mnist-table-full.json``: a run of only some
-rows (``python -m figures.mnist_table --rows bp fa``) updates those and renders the others
-from the store; a row whose stored settings differ from the config's is shown as "not
-regenerated in this version" rather than with a stale number.
+every row's per-seed results (and every epoch's wall time) in
+``figures/results/mnist-table-full.json``: a run of only some rows (``python -m
+figures.mnist_table --rows bp fa``, ``--only baselines``) updates those and renders the
+others from the store; a row whose stored settings differ from the config's is shown as
+"not regenerated in this version" rather than with a stale number, a baseline as "not
+run". FF rows of a full run checkpoint every epoch (:data:`CHECKPOINTS`) and resume.
 ``tests/simulations/test_mnist_table.py`` regenerates the quick table and checks that the
 README's quick block equals it and that the README's full block equals the rendering of the
 store under the current config (drift in either is a test failure).

@@ -87,7 +87,17 @@ from .deep import RULES as DEEP_RULES
 from .forward_forward import FFConfig, train_ff
 from .train_checks import check_train_config
 
-__all__ = ["ALL_RULES", "CONFIG_KEYS", "parse_config", "load_config", "run_config", "main"]
+__all__ = [
+    "ALL_RULES",
+    "CONFIG_KEYS",
+    "CHECKPOINT_RULES",
+    "parse_config",
+    "load_config",
+    "run_config",
+    "validation_split",
+    "checkpoint_path",
+    "main",
+]
 
 ALL_RULES = DEEP_RULES + ("ff", "ff-unsupervised", "ff-recurrent", "ff-topdown")
 _COMMON = (
