@@ -166,11 +166,13 @@ def test_figure_shows_the_untrained_baseline(quick):
     epoch-0 accuracy; panel (d) pairs untrained and trained accuracy per seed."""
     _, out = quick
     table = mt.load_table_config(quick=True)
+    configs = {r["label"]: r["config"] for r in table["rows"]}
     store = {}
     for lbl in out["labels"]:
         key = str(lbl).replace(" ", "_")
         A = out[key]
         store[str(lbl)] = {
+            "config": configs[str(lbl)],  # a record is shown only under its own config
             "test_acc": A.tolist(),
             "final_test": A[:, -1].tolist(),
             "untrained_test": A[:, 0].tolist(),
