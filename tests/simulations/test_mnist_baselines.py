@@ -130,3 +130,21 @@ def test_head_readout_is_the_baselines_readout(data):
     f_te = _head_features(r.weights, data.x_test, [0, 1])
     assert r.head_test_acc == np.mean((f_te @ W.T + b).argmax(1) == data.y_test)
     assert np.isnan(train_ff(data, FFConfig(epochs=0, **kw)).head_test_acc)
+
+
+def test_validation_split_never_touches_the_test_set(data):
+    """``data.validation``: the evaluation slot holds training images only (disjoint from
+    the rest, stratified: each class within one image of its share), the test set is gone;
+    bad sizes are ValueErrors."""
+    from simulations.train import validation_split
+
+    v = validation_split(data, 160, seed=0)
+    assert v.y_train.size == 640 and v.y_test.size == 160
+    rows = {r.tobytes() for r in data.x_train}
+    assert all(r.tobytes() in rows for r in v.x_test)  # from the training images only
+    assert not {r.tobytes() for r in v.x_test} & {r.tobytes() for r in v.x_train}
+    share = np.bincount(data.y_train, minlength=10) * 160 / 800
+    assert np.all(np.abs(np.bincount(v.y_test, minlength=10) - share) <= 1)
+    for bad in (0, 800, 1.5, True):
+        with pytest.raises(ValueError, match="data.validation must be an integer"):
+            validation_split(data, bad)
