@@ -198,6 +198,10 @@ class DeepConfig:
     local_fields : local receptive fields of the hidden layers (see
         :mod:`simulations.local_fields`; the FA feedback ``B_ℓ`` gets the mask of ``W_ℓ``),
         None = all dense
+    freeze_hidden : train the read-out ``W_L`` only, with the rule's own read-out update,
+        on the hidden layers as initialised (the random-feature baseline of the MNIST
+        table: same initialisation, dropout and schedule, hidden weights bit-identical
+        before and after)
     """
 
     hidden: list = field(default_factory=lambda: [256])
@@ -216,6 +220,7 @@ class DeepConfig:
     seed: int = 0
     eval_batch: int = 4096
     local_fields: list | None = None
+    freeze_hidden: bool = False
 
     def __post_init__(self):
         if self.rule not in RULES:
@@ -519,7 +524,7 @@ def _train_deep(data, config: DeepConfig, progress=None) -> TrainResult:
                     (rng.random((idx.size, h)) < keep).astype(np.float32) / keep for h in cfg.hidden
                 ]
             if cfg.rule == "pepita-time-local":
-                loss = _time_local_step(net, x, y, masks, cfg, vel, lr)
+                loss = _time_local_step(net, x, y, masks, cfg, vel, lr, cfg.freeze_hidden)
                 for W, M in zip(net.W, lmasks):
                     if M is not None:  # both halves masked = the sum masked
                         W *= M
@@ -529,9 +534,13 @@ def _train_deep(data, config: DeepConfig, progress=None) -> TrainResult:
                 else:
                     hs, As = forward(net, x, masks, cfg.normalize)
                     e = hs[-1] - y
-                    dW = _bp_like_updates(net, hs, As, e, masks, cfg.rule)
+                    if cfg.freeze_hidden:  # the read-out's delta rule only, no backward pass
+                        dW = [None] * (len(net.W) - 1) + [e.T @ hs[-2] / idx.size]
+                    else:
+                        dW = _bp_like_updates(net, hs, As, e, masks, cfg.rule)
                 loss = _cross_entropy(hs[-1], y_train[idx])
-                for W, v, g, M in zip(net.W, vel, dW, lmasks):
+                n_frozen = len(net.W) - 1 if cfg.freeze_hidden else 0
+                for W, v, g, M in list(zip(net.W, vel, dW, lmasks))[n_frozen:]:
                     if M is not None:
                         g = g * M
                     v *= cfg.momentum
@@ -597,15 +606,20 @@ def _local_masks(net, cfg):
     return masks
 
 
-def _time_local_step(net, x, y, masks, cfg, vel, lr):
+def _time_local_step(net, x, y, masks, cfg, vel, lr, freeze_hidden=False):
     """PEPITA-TL: Hebbian half (plus momentum carry-over and decay) after pass 1, the
-    anti-Hebbian half after pass 2; see the module docstring."""
+    anti-Hebbian half after pass 2; see the module docstring. ``freeze_hidden``: only the
+    read-out ``W_L`` moves."""
     n = x.shape[0]
     hs, _ = forward(net, x, masks, cfg.normalize)
     e = hs[-1] - y
     loss = _cross_entropy(hs[-1], y.argmax(1))
     hebb = []
+    L = len(net.W)
     for l, (W, v) in enumerate(zip(net.W, vel), start=1):
+        if freeze_hidden and l < L:
+            hebb.append(None)
+            continue
         g1 = hs[l].T @ hs[l - 1] / n
         if cfg.weight_decay:
             g1 = g1 + cfg.weight_decay * W
@@ -614,8 +628,9 @@ def _time_local_step(net, x, y, masks, cfg, vel, lr):
         hebb.append(g1)
     xt = x - e @ net.F.T
     ht, _ = forward(net, xt, masks, cfg.normalize)
-    L = len(net.W)
     for l, (W, v, g1) in enumerate(zip(net.W, vel, hebb), start=1):
+        if g1 is None:
+            continue
         target = y if l == L else ht[l]
         g2 = -(target.T @ ht[l - 1]) / n
         W -= lr * g2

@@ -113,6 +113,11 @@ class FFConfig:
     head_layers : layers (0-based) feeding the linear head (unsupervised); None = default
     head_epochs, head_lr : training of the linear head (Adam)
     eval_train : number of training examples on which train accuracy / loss are measured
+    head_readout : supervised mode: after training, also read the trained layers out with
+        the unsupervised mode's linear head (``head_layers``, default all layers;
+        ``head_epochs``, ``head_lr``; the images as they are, label pixels blank) —
+        the read-out of the random-feature baseline, so the two compare features with the
+        read-out held fixed (``FFResult.head_test_acc``)
     local_fields : local receptive fields of the hidden layers (see
         :mod:`simulations.local_fields`), None = all dense; in supervised mode every unit of
         the first layer also sees the label components
@@ -138,6 +143,7 @@ class FFConfig:
     head_epochs: int = 5
     head_lr: float = 0.01
     eval_train: int = 2000
+    head_readout: bool = False
     local_fields: list | None = None
     seed: int = 0
 
@@ -177,6 +183,8 @@ class FFResult:
     diverged : a non-finite loss or weights, or a loss > ``LOSS_BLOWUP`` × the initial
         one (:func:`blew_up`), stopped the run
     weights : final ``W_ℓ`` (d_ℓ × d_{ℓ−1})
+    head_test_acc : test accuracy of the linear head on the final layers (``head_readout``),
+        NaN when not asked for
     """
 
     config: FFConfig
@@ -187,6 +195,7 @@ class FFResult:
     diverged: bool
     weights: list
     epochs_done: int
+    head_test_acc: float = float("nan")
 
 
 # ----------------------------------------------------------------------------- one layer
@@ -261,7 +270,29 @@ def peer_norm_grad(h_pos, x_pos, running, weight, momentum=0.9):
     return loss, grad.astype(h_pos.dtype, copy=False)
 
 
+#: Adam first-moment entries below this magnitude are set to 0 (see :class:`_Adam`)
+ADAM_FLUSH = 1e-30
+#: ... every this many steps
+ADAM_FLUSH_EVERY = 100
+
+
 class _Adam:
+    """Adam (β₁ = 0.9, β₂ = 0.999, ε = 10⁻⁸) that keeps its first moment out of subnormals.
+
+    A dead ReLU unit gets an exactly zero gradient row, so its first moment decays as
+    ``0.9^t`` and reaches float32's subnormal range (< 1.2·10⁻³⁸) after a few hundred steps;
+    arithmetic on subnormals takes a slow path on x86 and made FF epochs ~75 % slower from
+    epoch ~6 on (51 % of layer 2's entries were subnormal by epoch 7). Every
+    ``ADAM_FLUSH_EVERY`` = 100 steps, entries with ``|m| < ADAM_FLUSH`` = 10⁻³⁰ are set to 0:
+    from 10⁻³⁰ an entry needs ~180 steps of decay to become subnormal, so it is caught first.
+    The results do not change: such an entry moves a weight by at most
+    ``lr·10⁻³⁰/(1−0.9^t)/ε`` ≈ 10⁻²⁴, far below half an ulp of any weight above 10⁻¹⁶
+    (float32), so the weights stay bit-identical (checked on the quick MNIST table).
+    ``flush=False`` restores the plain update (for the benchmark).
+    """
+
+    flush = True
+
     def __init__(self, shape, lr, wd, dtype):
         self.m = np.zeros(shape, dtype)
         self.v = np.zeros(shape, dtype)
@@ -274,6 +305,8 @@ class _Adam:
         self.t += 1
         self.m *= 0.9
         self.m += 0.1 * g
+        if self.flush and self.t % ADAM_FLUSH_EVERY == 0:
+            self.m[np.abs(self.m) < ADAM_FLUSH] = 0.0
         self.v *= 0.999
         self.v += 0.001 * g * g
         mh = self.m / (1 - 0.9**self.t)
@@ -416,19 +449,100 @@ def _train_head(feat, y, n_classes, cfg, rng):
     return W, b
 
 
-def train_ff(data, config: FFConfig, progress=None) -> FFResult:
+def train_ff(data, config: FFConfig, progress=None, checkpoint=None) -> FFResult:
     """Train a Forward-Forward network; see :func:`_train_ff` (BLAS threads limited by
     :func:`simulations.deep.default_blas_threads`)."""
     from .deep import blas_threads, default_blas_threads
 
     with blas_threads(default_blas_threads()), np.errstate(over="ignore", invalid="ignore"):
-        return _train_ff(data, config, progress)
+        return _train_ff(data, config, progress, checkpoint)
 
 
-def _train_ff(data, config: FFConfig, progress=None) -> FFResult:
+def _ckpt_key(cfg, data) -> str:
+    """What a checkpoint must match to be resumed: the config but its ``epochs`` (FF has no
+    schedule, so a longer run continues a shorter one exactly) and the data's identity."""
+    import json
+
+    c = dataclasses.asdict(cfg)
+    c.pop("epochs")
+    return json.dumps(
+        {"config": c, "data": [data.source, int(data.y_train.size)]},
+        sort_keys=True,
+        default=str,
+    )
+
+
+def _save_checkpoint(path, key, done, Ws, opts, running, rng, hist):
+    """Everything the training loop carries from one epoch to the next, written atomically
+    (a run stopped while writing keeps the previous epoch's file)."""
+    import json
+    import os
+    from pathlib import Path
+
+    arrays = {f"W{i}": W for i, W in enumerate(Ws)}
+    for i, o in enumerate(opts):
+        for name in ("m", "v"):
+            if hasattr(o, name):
+                arrays[f"opt{i}_{name}"] = getattr(o, name)
+    for i, r in enumerate(running):
+        arrays[f"run{i}"] = r
+    meta = {
+        "key": key,
+        "done": done,
+        "t": [getattr(o, "t", 0) for o in opts],
+        "rng": rng.bit_generator.state,
+        "hist": hist,
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(tmp, meta=np.array(json.dumps(meta)), **arrays)
+    os.replace(tmp, path)
+
+
+def _load_checkpoint(path, key, epochs, Ws, opts, running, rng, hist):
+    """Restore a checkpoint of the same config and data into the loop's state; returns the
+    epochs it had done (0 when there is no usable checkpoint: absent, or of another run)."""
+    import json
+    from pathlib import Path
+
+    if path is None or not Path(path).is_file():
+        return 0
+    with np.load(path) as z:
+        meta = json.loads(str(z["meta"]))
+        if meta["key"] != key:
+            return 0
+        if meta["done"] > epochs:
+            raise ValueError(
+                f"{path}: checkpoint has {meta['done']} epochs, more than the {epochs} asked "
+                "for; raise epochs or remove the checkpoint"
+            )
+        for i, W in enumerate(Ws):
+            W[...] = z[f"W{i}"]
+        for i, o in enumerate(opts):
+            for name in ("m", "v"):
+                if hasattr(o, name):
+                    getattr(o, name)[...] = z[f"opt{i}_{name}"]
+            if hasattr(o, "t"):
+                o.t = meta["t"][i]
+        for i, r in enumerate(running):
+            r[...] = z[f"run{i}"]
+    rng.bit_generator.state = meta["rng"]
+    for k in hist:
+        hist[k][:] = meta["hist"][k]
+    return int(meta["done"])
+
+
+def _train_ff(data, config: FFConfig, progress=None, checkpoint=None) -> FFResult:
     """Train a Forward-Forward network on ``data`` (:class:`simulations.data.Dataset`).
 
     progress : callable(epoch, batch, n_batches, info) or None, called after every batch.
+    checkpoint : path of a per-epoch checkpoint (``.npz``) or None. After every epoch the
+        whole loop state (weights, optimiser moments, peer-norm means, the generator state,
+        the histories) is written there; a later call with the same config (``epochs`` may
+        be larger) and data resumes from it and ends bit-identical to an uninterrupted run
+        (a checkpoint of another config is ignored and overwritten; one with more epochs
+        than asked for is a ValueError).
     """
     cfg = config
     rng = np.random.default_rng(cfg.seed)
@@ -492,11 +606,14 @@ def _train_ff(data, config: FFConfig, progress=None) -> FFResult:
         hist["loss"].append(float(np.sum(ll)))
         return bool(np.isfinite(hist["loss"][-1]))
 
-    record()
+    key = _ckpt_key(cfg, data) if checkpoint is not None else None
+    done = _load_checkpoint(checkpoint, key, cfg.epochs, Ws, opts, running, rng, hist)
+    if done == 0:
+        record()
     n = y_train.size
     n_batches = max(1, math.ceil(n / cfg.batch))
-    diverged, done = False, 0
-    for epoch in range(cfg.epochs):
+    diverged = False
+    for epoch in range(done, cfg.epochs):
         order = rng.permutation(n)
         for b in range(n_batches):
             idx = order[b * cfg.batch : (b + 1) * cfg.batch]
@@ -520,6 +637,16 @@ def _train_ff(data, config: FFConfig, progress=None) -> FFResult:
         done, diverged = end_epoch(hist, done, diverged or not record(), epoch, n_batches, progress)
         if diverged:
             break
+        if checkpoint is not None:
+            _save_checkpoint(checkpoint, key, done, Ws, opts, running, rng, hist)
+    head_acc = float("nan")
+    if cfg.head_readout and cfg.mode == "supervised" and not diverged:
+        # the baseline's head (same generator stream as its epoch-0 head) on these layers
+        layers = cfg.head_layers or list(range(L))
+        ftr = _head_features(Ws, x_train, layers)
+        Wh, bh = _train_head(ftr, y_train, C, cfg, np.random.default_rng([cfg.seed, 2, 0]))
+        fte = _head_features(Ws, x_test, layers)
+        head_acc = float(np.mean((fte @ Wh.T + bh).argmax(1) == y_test))
     return FFResult(
         cfg,
         np.asarray(hist["train_acc"]),
@@ -529,6 +656,7 @@ def _train_ff(data, config: FFConfig, progress=None) -> FFResult:
         diverged,
         Ws,
         done,
+        head_acc,
     )
 
 

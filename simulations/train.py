@@ -22,12 +22,16 @@ Config keys (JSON object; unknown keys are an error)
     passes), epochs at which the lr is multiplied by ``lr_decay``, PEPITA feedback scale
     (F uniform in ±F_scale·√(6/d₀)), per-sample RMS normalisation of hidden activities,
     weight mirroring ``{"pre_epochs": 2, "steps": 1, "lr": 0.01, "decay": 0.0,
-    "noise_std": 1.0, "batch": 64}`` (PEPITA rules only).
+    "noise_std": 1.0, "batch": 64}`` (PEPITA rules only), and ``freeze_hidden`` (false;
+    true = only the read-out learns, on the hidden layers as initialised: the random-feature
+    baseline). ``layers: []`` with a deep rule is softmax regression on the pixels.
 ``ff``
     Forward-Forward options: ``optimizer`` ("adam" | "sgd"), ``theta`` (threshold per unit,
     1.0), ``negatives`` ("random" | "hardest"), ``label_scale`` (1.0), ``n_blur`` (6),
     ``head_layers`` (null), ``head_epochs`` (5), ``head_lr`` (0.01), ``eval_train`` (2000),
-    ``goodness`` ("sum" | "mean"), ``peer_norm`` (0: off), ``peer_momentum`` (0.9).
+    ``goodness`` ("sum" | "mean"), ``peer_norm`` (0: off), ``peer_momentum`` (0.9),
+    ``head_readout`` (false; supervised: also the linear head on the trained layers,
+    output ``head_test_acc``).
     ``ff-recurrent``: ``optimizer``, ``theta``, ``label_scale``, ``eval_train``, ``steps`` (8),
     ``damping`` (0.3), ``window`` ([3, 5]). ``ff-topdown``: ``optimizer``, ``theta``,
     ``eval_train``, ``sign`` (+1: negative ``x − F e``; −1: ``x + F e``), ``cos_every`` (0 =
@@ -46,6 +50,9 @@ Config keys (JSON object; unknown keys are an error)
     ``$ODEFLOW_DATA/mnist``, else ``~/.cache/odeflow/data/mnist`` (``…CIFAR10…``,
     ``cifar10`` for CIFAR-10; :mod:`simulations.datasets`); ``download: true`` fetches
     missing files there (SHA-256 verified); ``n_train``/``n_test`` null = all available.
+    ``validation`` (null): an integer n carves a stratified validation set of n examples out
+    of the *training* set (seeded by ``split_seed``) and evaluates on it instead of the test
+    set, which is then never touched (for tuning; :func:`validation_split`).
 ``name``, ``description``
     free text, stored with the results.
 
@@ -80,7 +87,17 @@ from .deep import RULES as DEEP_RULES
 from .forward_forward import FFConfig, train_ff
 from .train_checks import check_train_config
 
-__all__ = ["ALL_RULES", "CONFIG_KEYS", "parse_config", "load_config", "run_config", "main"]
+__all__ = [
+    "ALL_RULES",
+    "CONFIG_KEYS",
+    "CHECKPOINT_RULES",
+    "parse_config",
+    "load_config",
+    "run_config",
+    "validation_split",
+    "checkpoint_path",
+    "main",
+]
 
 ALL_RULES = DEEP_RULES + ("ff", "ff-unsupervised", "ff-recurrent", "ff-topdown")
 _COMMON = (
@@ -97,7 +114,15 @@ _COMMON = (
     "description",
     "local_fields",
 )
-_DEEP_ONLY = ("dropout", "lr_decay_epochs", "lr_decay", "F_scale", "normalize", "mirror")
+_DEEP_ONLY = (
+    "dropout",
+    "lr_decay_epochs",
+    "lr_decay",
+    "F_scale",
+    "normalize",
+    "mirror",
+    "freeze_hidden",
+)
 _FF_ONLY = ("ff",)
 CONFIG_KEYS = _COMMON + _DEEP_ONLY + _FF_ONLY
 _FF_KEYS = (
@@ -113,6 +138,7 @@ _FF_KEYS = (
     "goodness",
     "peer_norm",
     "peer_momentum",
+    "head_readout",
 )
 _DATA_KEYS = (
     "name",
@@ -126,6 +152,7 @@ _DATA_KEYS = (
     "M",
     "kind",
     "input_scale",
+    "validation",
 )
 
 
@@ -257,8 +284,9 @@ def _ff_variant_maker(rule, cfg, layers, common):
     return make
 
 
-def _train_one(rule, data, c, bar):
-    """Train one run of ``rule`` with config ``c``."""
+def _train_one(rule, data, c, bar, checkpoint=None):
+    """Train one run of ``rule`` with config ``c`` (``checkpoint``: FF and unsupervised FF
+    only, see :func:`simulations.forward_forward.train_ff`)."""
     if rule == "ff-recurrent":
         from .ff_recurrent import train_ff_recurrent
 
@@ -268,7 +296,7 @@ def _train_one(rule, data, c, bar):
 
         return train_ff_topdown(data, c, progress=bar)
     if rule.startswith("ff"):
-        return train_ff(data, c, progress=bar)
+        return train_ff(data, c, progress=bar, checkpoint=checkpoint)
     return train_deep(data, c, progress=bar)
 
 
@@ -324,10 +352,75 @@ def _pad(rows, fill=np.nan):
     return out
 
 
-def run_config(cfg: dict, quiet: bool = True) -> dict:
-    """Run every seed of a config; returns the arrays written by :func:`main`."""
+class _EpochHook:
+    """Progress callback that calls ``hook(epoch, info)`` when an epoch ends and passes
+    every call on to ``inner`` (a progress bar or None)."""
+
+    def __init__(self, inner, hook):
+        self.inner, self.hook = inner, hook
+
+    def __call__(self, epoch, batch, n_batches, info):
+        if info.get("epoch_done", False):
+            self.hook(epoch, info)
+        if self.inner is not None:
+            self.inner(epoch, batch, n_batches, info)
+
+
+def validation_split(data, n_val: int, seed: int = 0):
+    """``data`` with ``n_val`` training examples (stratified, seeded) moved into the
+    evaluation slot and the test set dropped: a tuning split that never sees the test set.
+
+    Raises ValueError unless 1 <= n_val < the number of training examples."""
+    import dataclasses
+
+    from .data import stratified_split
+
+    n = data.y_train.size
+    if isinstance(n_val, bool) or not isinstance(n_val, int) or not 1 <= n_val < n:
+        raise ValueError(
+            f"data.validation must be an integer in [1, {n - 1}] (training examples to "
+            f"hold out), got {n_val!r}"
+        )
+    tr, va = stratified_split(data.y_train, n - n_val, n_val, seed=[seed, 25])
+    return dataclasses.replace(
+        data,
+        x_train=data.x_train[tr],
+        y_train=data.y_train[tr],
+        x_test=data.x_train[va],
+        y_test=data.y_train[va],
+        source=f"{data.source}; validation: {n_val} of its training examples (test set unused)",
+    )
+
+
+#: rules whose trainer writes a per-epoch checkpoint and resumes from it
+CHECKPOINT_RULES = ("ff", "ff-unsupervised")
+
+
+def checkpoint_path(directory, cfg: dict, seed: int):
+    """``directory/<rule>-<hash of the config without seeds and epochs>-seed<k>.npz``: the
+    same file for a longer run of the same settings, so it continues the shorter one."""
+    import hashlib
+
+    c = {k: v for k, v in cfg.items() if k not in ("seeds", "epochs", "name", "description")}
+    h = hashlib.sha1(json.dumps(c, sort_keys=True).encode()).hexdigest()[:12]
+    return Path(directory) / f"{cfg['rule']}-{h}-seed{seed}.npz"
+
+
+def run_config(cfg: dict, quiet: bool = True, on_epoch=None, checkpoint_dir=None) -> dict:
+    """Run every seed of a config; returns the arrays written by :func:`main`.
+
+    on_epoch : callable(seed_index, epoch, info) called when an epoch ends (``info`` has
+        ``loss`` and ``test_acc``), or None
+    checkpoint_dir : folder of per-epoch checkpoints (rules in :data:`CHECKPOINT_RULES`;
+        :func:`checkpoint_path`): a stopped run resumes where its last epoch ended, and a
+        run with more epochs continues a finished shorter one. None = no checkpoints.
+    """
     rule, make, seeds, data_kw = parse_config(cfg)
+    data_kw = dict(data_kw)
+    n_val = data_kw.pop("validation", None)
     data = load_dataset(**data_kw)
+    if n_val is not None:
+        data = validation_split(data, n_val, data_kw.get("split_seed", 0))
     runs = []
     for i, seed in enumerate(seeds):
         c = make(seed)
@@ -338,7 +431,12 @@ def run_config(cfg: dict, quiet: bool = True) -> dict:
                     f"{rule} seed {seeds[i]} ({i + 1}/{len(seeds)}) epoch {ep + 1}/{c.epochs}"
                 )
             )
-        r = _train_one(rule, data, c, bar)
+        if on_epoch is not None:
+            bar = _EpochHook(bar, lambda ep, info, i=i: on_epoch(i, ep, info))
+        ck = None
+        if checkpoint_dir is not None and rule in CHECKPOINT_RULES:
+            ck = checkpoint_path(checkpoint_dir, cfg, seed)
+        r = _train_one(rule, data, c, bar, ck)
         if r.diverged and not quiet:
             why = (
                 "the loss became non-finite or grew beyond 10⁴ × its initial value"
@@ -361,6 +459,8 @@ def run_config(cfg: dict, quiet: bool = True) -> dict:
         "diverged": np.asarray([r.diverged for r in runs]),
         "epochs_done": np.asarray([r.epochs_done for r in runs]),
     }
+    if rule in ("ff", "ff-unsupervised"):
+        out["head_test_acc"] = np.asarray([r.head_test_acc for r in runs], float)
     if rule.startswith("ff"):
         out["train_loss"] = _pad([r.loss for r in runs])
         out["layer_loss"] = _pad([r.layer_loss for r in runs])

@@ -61,6 +61,7 @@ FF_CHECKS = {
     "goodness": _choice("sum", "mean"),
     "peer_norm": NUMBER_GE0,
     "peer_momentum": UNIT,
+    "head_readout": BOOL,
     # ff-recurrent
     "steps": (
         lambda x: _int(x) and x >= 2,
@@ -85,6 +86,7 @@ DEEP_CHECKS = {
     "lr_decay": NUMBER_GT0,
     "F_scale": NUMBER_GT0,
     "normalize": BOOL,
+    "freeze_hidden": BOOL,
     "mirror": (
         lambda x: x is None or isinstance(x, dict),
         'null or an object {"pre_epochs", "steps", "lr", "decay", "noise_std", "batch"}',
@@ -126,9 +128,14 @@ def check_train_config(cfg: dict) -> None:
         ``"<key> must be <allowed>, got <value>"`` for the first wrong value.
     """
     layers = cfg.get("layers", [256])
-    if not (isinstance(layers, list) and layers and _int_list(1)(layers)):
+    # a deep rule with no hidden layer is softmax regression on the inputs (the table's
+    # linear baseline); FF trains hidden layers, so it needs at least one
+    linear_ok = not str(cfg.get("rule", "")).startswith("ff")
+    if not (isinstance(layers, list) and (layers or linear_ok) and _int_list(1)(layers)):
+        alt = ", or [] (softmax regression on the inputs)" if linear_ok else ""
         raise ValueError(
-            f"layers must be a non-empty list of hidden widths (integers >= 1), got {_show(layers)}"
+            f"layers must be a non-empty list of hidden widths (integers >= 1){alt}, "
+            f"got {_show(layers)}"
         )
     if "ff" in cfg:
         ff = cfg["ff"]
