@@ -89,6 +89,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .ff_tolerance import RTOL_DEFAULT
 from .state import OrderParameters, _check_size
 
 __all__ = [
@@ -100,12 +101,13 @@ __all__ = [
     "observables",
     "default_nodes",
     "FF_CODEGEN_VERSION",
+    "RTOL_DEFAULT",
 ]
 
 #: built-in student activations (any sympy expression of theory.activations.z works too)
 ACTIVATIONS = ("erf", "linear", "relu", "tanh", "sigmoid")
-FF_CODEGEN_VERSION = "3"
-_HEADER = 11
+FF_CODEGEN_VERSION = "4"
+_HEADER = 12
 
 
 def check_activation(activation):
@@ -187,15 +189,18 @@ def signals(activation: str = "erf") -> dict:
 
 
 def _generated_functions(activation: str) -> list:
-    """numba sources of g_, dh2_, dLp_, dLm_, Lp_, Lm_ printed from :func:`signals` (the
+    """numba sources of g_, dh2_, dg_ (g'), dLp_, dLm_, Lp_, Lm_ printed from :func:`signals` (the
     names :mod:`theory.ff_kernels` expects)."""
     from .emit import NumbaPrinter, njit_function
+
+    import sympy as sp
 
     sig = signals(activation)
     P = NumbaPrinter(functions={"sigmoid": "_sigmoid", "softplus": "_softplus"})
     defs = [
         ("g_", "z", sig["g"]),
         ("dh2_", "z", sig["dh2"]),
+        ("dg_", "z", sp.diff(sig["g"], _symbols()[3]["z"])),
         ("dLp_", "G_p, theta", sig["dL_dGp"]),
         ("dLm_", "G_m, theta", sig["dL_dGm"]),
         ("Lp_", "G_p, theta", sig["loss_p"]),
@@ -255,30 +260,64 @@ def _load_module(activation: str):
 
 # ================================================================================ nodes
 def default_nodes(K: int, M: int, activation: str = "erf") -> dict:
-    """Node counts: ``n_lam`` Gauss–Hermite nodes per student unit for the drift (smooth
-    activations, or kinked ones at K ≥ 3), ``split_lam`` = 1 for the nested split rule
-    instead (kinked activations at K ≤ 2; ``n_lam`` is then the number of Gauss–Legendre
-    nodes on each piece of [−8, 8] between the cells' edges and the kinks), ``n_nu`` Gauss–Hermite
-    nodes per teacher unit beyond the first (only for a label that is not the sign of a linear form
-    of ν), ``n_eg`` points of ε_g's outer rule (midpoint in probability space at K = 2, scrambled
-    Sobol at K ≥ 3), ``n_leg`` Gauss–Legendre nodes per piece.
+    """Node counts of the FF rule (docs/ff-theory.md, "How the expectations are computed").
 
-    Chosen so that every expectation agrees with 10⁷-sample Monte Carlo within 1e-3
-    (tests/theory/test_ff.py, measured errors in docs/ff-theory.md); the drift costs
-    ``n_lam^K`` (or ``(8 n_lam)^K``) inner nodes times the outer rule (42 nodes, or
-    ``42 n_nu^(M−1)`` for a non-linear label)."""
-    kinked = not check_activation(activation).smooth
-    n_lam = {1: 48, 2: 32, 3: 20, 4: 18}.get(K, 10)
-    if kinked:  # K ≤ 2: Gauss–Legendre nodes per piece of the split rule
-        n_lam = {1: 16, 2: 12, 3: 20, 4: 16}.get(K, 12)
-    n_eg = {1: 1, 2: 48}.get(K, 1 << 13)
+    ``split_lam`` = 1 (K ≤ 2): the nested split rule over the student fields, each
+    coordinate cut into pieces (cells of [−8, 8], the kinks λ_k = ±u_k and the grid
+    λ_k ∈ {−6, …, 6}) with ``n_lam`` Gauss–Legendre nodes per piece. ``n_qmc`` > 0 (K ≥ 3):
+    that many scrambled Sobol points over (label coordinate, student fields), the label
+    coordinate split at the label's jump in every point. ``n_lam`` alone (both
+    0): tensor Gauss–Hermite per student unit (the rule of FF_CODEGEN_VERSION ≤ 3,
+    selectable for comparison). ``n_nu`` Gauss–Hermite nodes per teacher unit beyond the
+    first (a label that is not the sign of a linear form of ν), ``n_eg`` points of ε_g's
+    outer rule (midpoint in probability space at K = 2, scrambled Sobol at K ≥ 3),
+    ``n_leg`` Gauss–Legendre nodes per piece of the label line, ``seed`` the scrambling of
+    the QMC points.
+
+    Chosen to meet :data:`RTOL_DEFAULT` at the states of real learning curves (Q_kk up to
+    ~10, grown label weights; tests/theory/test_ff_accuracy.py) at ≤ 0.2 s per right-hand
+    side up to K = 6 (benchmarks/bench_ff.py)."""
+    check_activation(activation)
+    split = K <= 2
+    n_qmc = 0 if split else _QMC_POINTS.get(K, 1 << 15)
     return {
-        "n_lam": n_lam,
-        "split_lam": int(kinked and K <= 2),
+        "n_lam": 6 if split else 1,
+        "split_lam": int(split),
+        "n_qmc": n_qmc,
         "n_nu": 12 if M > 1 else 1,
-        "n_eg": n_eg,
+        "n_eg": {1: 1, 2: 256}.get(K, 1 << 13),
         "n_leg": 6,
+        "seed": 0,
     }
+
+
+#: scrambled Sobol points of the default QMC rule at K ≥ 3
+_QMC_POINTS = {3: 1 << 15, 4: 1 << 15, 5: 1 << 15, 6: 1 << 15}
+
+
+def _check_n_qmc(n: int):
+    """n_qmc is 0 (no QMC rule) or a power of 2 >= 64."""
+    if n and (n < 64 or n & (n - 1)):
+        raise ValueError(
+            f"n_qmc must be 0 or a power of 2 >= 64 (the points of a scrambled Sobol "
+            f"sequence), got {n}"
+        )
+
+
+@cache
+def _qmc_points(K: int, MO: int, n: int, seed: int = 0) -> np.ndarray:
+    """The QMC points of the kernel, ``(n, MO + K)``: a Sobol sequence in MO + K dimensions,
+    scrambled with ``seed``, ξ = Φ⁻¹(U) for the first MO − 1 label coordinates and the
+    student fields, the uniform itself for the last label coordinate (split at the label's
+    jump in the kernel). One sequence of n points is about 3× more accurate than 8
+    independent scramblings of n/8 (measured at K = 4: 1e-4 against 3e-4 at n = 2^15)."""
+    from scipy.special import ndtri
+    from scipy.stats import qmc
+
+    U = qmc.Sobol(MO + K, scramble=True, seed=np.random.default_rng([seed, K, MO])).random(n)
+    X = ndtri(U)
+    X[:, MO - 1] = U[:, MO - 1]
+    return np.ascontiguousarray(X)
 
 
 @cache
@@ -419,6 +458,13 @@ class FFSystem:
     rule: FFRule = field(default_factory=FFRule)
     noise: object = None
     timings: dict = field(default_factory=dict)
+    #: the tolerance (theory.ff_tolerance) and whether it was asked for (then checked at
+    #: the initial state of every solve, through :meth:`params`)
+    rtol: float = RTOL_DEFAULT
+    rtol_given: bool = False
+    #: the rates and θ of the last :meth:`params` call with a drift (what
+    #: :meth:`error_estimate` uses when called without them, as odeflow's report does)
+    last_args: dict = field(default_factory=dict)
 
     #: the model in theory.models.MODELS (the System contract, theory.system.System)
     model = "ff"
@@ -429,15 +475,50 @@ class FFSystem:
 
         return {**describe_system(self), "nodes": dict(self.nodes)}
 
+    @property
+    def quadrature(self) -> dict:
+        """The quadrature options in effect: ``rtol`` and the node counts."""
+        return {"rtol": self.rtol, **self.nodes}
+
+    def describe_rule(self, sigma=0.0) -> dict:
+        """The rule (scheme and node counts), as odeflow's quadrature report shows it."""
+        nd = self.nodes
+        if nd["n_qmc"]:
+            scheme = "sobol (split at the label's jump)"
+        else:
+            scheme = "split gauss-legendre" if nd["split_lam"] else "gauss-hermite"
+        return {"scheme": scheme, **nd}
+
+    def error_estimate(self, state, eta=None, eta_v=None, sigma=0.0, theta=None, eta_u=None):
+        """The rule's error estimate at ``state`` (:func:`theory.ff_tolerance.error_estimate`);
+        rates and θ default to those of the last :meth:`params` call with a drift."""
+        from .ff_tolerance import error_estimate
+
+        la = self.last_args
+        eta = la.get("eta", 0.0) if eta is None else eta
+        theta = la.get("theta") if theta is None else theta
+        if eta_u is None and eta_v is None:
+            eta_u = la.get("eta_u")
+        return error_estimate(self, state, eta, eta_v, sigma, theta, eta_u)
+
     def params(
-        self, state: OrderParameters, eta, eta_v=None, sigma=0.0, theta=None, eta_u=None
+        self,
+        state: OrderParameters,
+        eta,
+        eta_v=None,
+        sigma=0.0,
+        theta=None,
+        eta_u=None,
+        check=True,
     ) -> np.ndarray:
         """The parameter vector ``p``. ``eta_u`` (label-weight rate, scaled η_u/N) may also
         be given as ``eta_v`` (the solver's second-layer slot); default ``eta``. ``theta``
         defaults to K/2 (docs/ff-theory.md).
 
         Raises ValueError for θ ≤ 0, a state without ``u``, a zero ``v*``, σ ≠ 0 or bad
-        rates.
+        rates, and — when an ``rtol`` was asked for (``build_ff_system(...,
+        quadrature={"rtol": ...})``) and ``check`` — for a rule whose error estimate at
+        ``state`` does not meet it (:func:`theory.ff_tolerance.check_tolerance`).
         """
         if (state.K, state.M) != (self.K, self.M):
             raise ValueError(
@@ -499,9 +580,20 @@ class FFSystem:
             len(we),
             nd["n_leg"],
             int(lin),
-            nd["split_lam"],
+            2 if nd["n_qmc"] else nd["split_lam"],
+            nd["n_qmc"],
         ]
         assert len(head) == _HEADER
+        mo = 1 if lin else self.M
+        xq = np.zeros((0, 0))
+        if nd["n_qmc"]:
+            xq = _qmc_points(self.K, mo, nd["n_qmc"], nd.get("seed", 0))
+        if eta or eta_u:
+            self.last_args = {"eta": eta, "eta_u": eta_u, "theta": theta}
+            if check and self.rtol_given:
+                from .ff_tolerance import check_tolerance
+
+                check_tolerance(self, state, eta, None, 0.0, theta, eta_u)
         return np.ascontiguousarray(
             np.concatenate(
                 [
@@ -517,6 +609,7 @@ class FFSystem:
                     we,
                     xg,
                     wg,
+                    xq.ravel(),
                 ]
             ),
             dtype=float,
@@ -555,18 +648,31 @@ class FFSystem:
 _SYSTEMS: dict = {}
 
 
-def build_ff_system(K: int, M: int, activation: str = "erf", nodes: dict | None = None) -> FFSystem:
+def build_ff_system(
+    K: int, M: int, activation: str = "erf", nodes: dict | None = None, quadrature=None
+) -> FFSystem:
     """The compiled FF system (generated once per activation and process, cached on disk;
-    every K, M and node count reuses the same compiled kernels)."""
+    every K, M and node count reuses the same compiled kernels).
+
+    ``nodes``: node counts replacing :func:`default_nodes`'. ``quadrature``: None or a dict
+    ``{"rtol": ..., <node counts>}`` (:func:`theory.ff_tolerance.check_options`); an
+    ``rtol`` given there is checked at the initial state of every solve (:meth:`FFSystem.params`).
+    """
+    from .ff_tolerance import check_options
+
     act = check_activation(activation)
     K, M = _check_size("K", K), _check_size("M", M)
     nd = dict(default_nodes(K, M, act.name))
-    if nodes:
-        bad = set(nodes) - set(nd)
+    rtol, qnodes, _ = check_options(quadrature, nd)
+    rtol_given = isinstance(quadrature, dict) and "rtol" in quadrature
+    given = {**(nodes or {}), **qnodes}
+    if given:
+        bad = set(given) - set(nd)
         if bad:
             raise ValueError(f"unknown node counts {sorted(bad)}; allowed: {sorted(nd)}")
-        nd.update({k: int(v) for k, v in nodes.items()})
-    key = (K, M, act.key, tuple(sorted(nd.items())))
+        nd.update({k: int(v) for k, v in given.items()})
+    _check_n_qmc(nd["n_qmc"])
+    key = (K, M, act.key, tuple(sorted(nd.items())), rtol, rtol_given)
     if key not in _SYSTEMS:
         mod, path, t = _load_module(act)
         _SYSTEMS[key] = FFSystem(
@@ -580,6 +686,8 @@ def build_ff_system(K: int, M: int, activation: str = "erf", nodes: dict | None 
             path,
             FFLayout(K, M),
             timings={"load": t},
+            rtol=rtol,
+            rtol_given=rtol_given,
         )
     return _SYSTEMS[key]
 

@@ -8,7 +8,7 @@ generated`` holds stand-ins (the erf activation) for the functions printed from 
 signals (:func:`theory.ff.signals`)::
 
     g_(z)                 the activation g
-    dh2_(z)               d g(z)²/dz
+    dh2_(z)               d g(z)²/dz      dg_(z)   g'(z)
     dLp_(G_p, theta)      ∂L/∂G⁺         dLm_(G_m, theta)   ∂L/∂G⁻
     Lp_(G_p, theta)       softplus(θ − G⁺) Lm_(G_m, theta)   softplus(G⁻ − θ)
 
@@ -27,6 +27,13 @@ _NCELL = 6  # cells of width 8/3 (outer ν rule)
 _LMAX = 60.0  # ε_g: monotone pieces of the decision are located on [−60, 60] ...
 _LSTEP = 0.005  # ... on a grid of this spacing (once per evaluation)
 _WMIN = 1e-18  # tensor nodes of smaller weight are skipped (their total is < 1e-12)
+# split rule: every student coordinate is also cut where λ_k crosses a point of this grid, so
+# that no piece is wider than 1 in λ where the activation bends (|λ| ≲ 6): the integrand's
+# poles (those of s(θ − G), G = Σ g²) sit O(1) from the real axis *in λ*, i.e. O(1/√Q) in ξ,
+# and a rule that is fine in ξ converges slowly once Q is large (Q_kk ≈ 6: Gauss–Hermite
+# with 48 nodes is 1.5e-3 off)
+_LCUT = 6.0
+_NLCUT = 13  # cuts at λ = −6, −5, …, 6
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -84,16 +91,21 @@ def _erfinv(c):
         q = 1.00167406 + q * w
         q = 2.83297682 + q * w
     x = q * c
-    for _ in range(3):
+    # Halley steps (cubic: the approximation's ~1e-7 becomes round-off in one step)
+    for _ in range(2):
         d = 1.1283791670955126 * math.exp(-x * x)
         if d == 0.0:
             break
-        x -= (math.erf(x) - c) / d
+        f = math.erf(x) - c
+        dx = f / (d + x * f)
+        x -= dx
+        if abs(dx) <= 1e-9 * abs(x):
+            break
     return x
 
 
 # >>> generated
-_HEADER = 11
+_HEADER = 12
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -110,6 +122,11 @@ def dh2_(z):
         * math.erf((1.0 / 2.0) * math.sqrt(2.0) * z)
         / math.sqrt(math.pi)
     )
+
+
+@njit(cache=True, nogil=True, inline="always")
+def dg_(z):
+    return math.sqrt(2.0) * math.exp(-(1.0 / 2.0) * (z * z)) / math.sqrt(math.pi)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -314,21 +331,76 @@ def _outer(p, L, M):
     return XI[:cnt], WT[:cnt], YL[:cnt]
 
 
+@njit(cache=True, nogil=True)
+def _outer_qmc(p, L, M):
+    """The QMC rule (``p[10] = 2``) over the label coordinates: like :func:`_outer`, but one
+    outer node per point and piece. Point i of the ``p[11]`` stored points (row of M + K
+    numbers: ξ_ν1..ξ_ν(M−1), a uniform s, then ξ_λ) fixes ξ_ν<M; the last label coordinate
+    is split at its jump x* and s is mapped into each piece by the inverse CDF,
+    ``x = Φ⁻¹(s Φ(x*))`` below (mass Φ(x*)) and ``x = −Φ⁻¹(s Φ(−x*))`` above (mass Φ(−x*)),
+    so each piece's integrand is smooth in the point and its label constant. Returns nodes
+    (2n, M), weights (mass / n), labels and the point of each node."""
+    o_vs, o_l, o_n, o_e, o_g = _offsets(p)
+    nq = int(p[11])
+    D = M + int(p[0])
+    o_q = o_g + 2 * int(p[8])
+    vs = p[o_vs : o_vs + M].copy()
+    if int(p[9]) == 1:
+        vs[:] = 1.0
+    vl = vs[M - 1]
+    XI = np.zeros((2 * nq, M))
+    WT = np.zeros(2 * nq)
+    YL = np.zeros(2 * nq)
+    PI = np.zeros(2 * nq, np.int64)
+    for i in range(nq):
+        s = 0.0
+        mc = 0.0
+        for m in range(M - 1):
+            v = 0.0
+            for j in range(m + 1):
+                v += L[m, j] * p[o_q + i * D + j]
+            s += vs[m] * math.erf(v / _SQ2)
+            mc += L[M - 1, m] * p[o_q + i * D + m]
+        sc = L[M - 1, M - 1]
+        c = -s / vl
+        # the jump of the label along the last coordinate (none: +∞, one piece, whose
+        # label is read below like every other)
+        xs = np.inf
+        if sc > 0.0 and -1.0 < c < 1.0:
+            xs = (_SQ2 * _erfinv(c) - mc) / sc
+        t = p[o_q + i * D + M - 1]
+        for h in range(2):
+            o = 2 * i + h
+            PI[o] = i
+            mass = _Phi(xs) if h == 0 else _Phi(-xs)
+            if mass <= 0.0:
+                continue
+            x = -_SQ2 * _erfinv(min(1.0 - 2.0 * t * mass, 1.0 - 1e-16))
+            if h == 1:
+                x = -x
+            for m in range(M - 1):
+                XI[o, m] = p[o_q + i * D + m]
+            XI[o, M - 1] = x
+            WT[o] = mass / nq
+            YL[o] = 1.0 if s + vl * math.erf((mc + sc * x) / _SQ2) >= 0.0 else -1.0
+    return XI, WT, YL, PI
+
+
 @njit(cache=True, nogil=True, inline="always")
 def _passes(lam, u, yl, theta, K, ap, am):
     """Both passes for label y = yl: fills a^±; returns (G⁺, G⁻)."""
     Gp = 0.0
     Gm = 0.0
-    for k in range(K):
-        a = g_(lam[k] + u[k] * yl)
-        b = g_(lam[k] - u[k] * yl)
-        Gp += a * a
-        Gm += b * b
-    dp = dLp_(Gp, theta)
-    dm = dLm_(Gm, theta)
-    for k in range(K):
-        ap[k] = dp * dh2_(lam[k] + u[k] * yl)
-        am[k] = dm * dh2_(lam[k] - u[k] * yl)
+    for k in range(K):  # a^± hold h^± until the second loop (g evaluated once per field)
+        ap[k] = g_(lam[k] + u[k] * yl)
+        am[k] = g_(lam[k] - u[k] * yl)
+        Gp += ap[k] * ap[k]
+        Gm += am[k] * am[k]
+    dp = 2.0 * dLp_(Gp, theta)
+    dm = 2.0 * dLm_(Gm, theta)
+    for k in range(K):  # d(g²)/dz = 2 g g'
+        ap[k] = dp * ap[k] * dg_(lam[k] + u[k] * yl)
+        am[k] = dm * am[k] * dg_(lam[k] - u[k] * yl)
     return Gp, Gm
 
 
@@ -373,34 +445,32 @@ def _gh_inner(p, K):
 
 @njit(cache=True, nogil=True)
 def _level_nodes(lev, MO, L, mlam, u, xi, xg, wg, X, Wl):
-    """Nodes of coordinate ξ_λ(lev) given ξ_λ0..ξ_λ(lev−1): [−8, 8] cut into _NCELL cells
-    and at the kinks of unit lev (λ_lev = ±u_lev, where g(λ ± u) bends for a kinked
-    activation), each piece with the Gauss–Legendre rule times φ. Returns the count."""
+    """Nodes of coordinate ξ_λ(lev) given ξ_λ0..ξ_λ(lev−1): [−8, 8] cut into _NCELL cells,
+    at the kinks of unit lev (λ_lev = ±u_lev, where g(λ ± u) bends for a kinked
+    activation) and where λ_lev crosses the grid −_LCUT, …, _LCUT (spacing 1), each piece
+    with the Gauss–Legendre rule times φ. Returns the count."""
     s = mlam[lev]
     for j in range(lev):
         s += L[MO + lev, MO + j] * xi[j]
     b = L[MO + lev, MO + lev]
-    k1 = 2.0 * _XMAX
-    k2 = 2.0 * _XMAX  # outside: no kink
-    if b > 0.0:
-        k1 = (-abs(u[lev]) - s) / b
-        k2 = (abs(u[lev]) - s) / b
-    cuts = np.empty(_NCELL + 3)
-    nc = 0
+    nk = _NCELL + 1
+    cuts = np.empty(_NCELL + 3 + _NLCUT)
     for i in range(_NCELL + 1):
-        x = -_XMAX + i * (2.0 * _XMAX / _NCELL)
-        for kk in (k1, k2):
-            if nc > 0 and cuts[nc - 1] < kk < x:
-                cuts[nc] = kk
-                nc += 1
-        cuts[nc] = x
-        nc += 1
+        cuts[i] = -_XMAX + i * (2.0 * _XMAX / _NCELL)
+    if b > 0.0:  # λ_lev = s + b ξ: the kinks and the λ grid, where inside (−8, 8)
+        for i in range(_NLCUT + 2):
+            lam = -_LCUT + i if i < _NLCUT else (abs(u[lev]) if i == _NLCUT else -abs(u[lev]))
+            x = (lam - s) / b
+            if -_XMAX < x < _XMAX:
+                cuts[nk] = x
+                nk += 1
+    cuts[:nk].sort()
     ng = xg.shape[0]
     cnt = 0
-    for q in range(nc - 1):
+    for q in range(nk - 1):
         lo = cuts[q]
         hi = cuts[q + 1]
-        if hi <= lo:
+        if hi - lo <= 1e-12:
             continue
         mid = 0.5 * (lo + hi)
         half = 0.5 * (hi - lo)
@@ -421,7 +491,7 @@ def _split_inner(p, K, MO, L, mlam, u, XIN, WIN):
     ng = int(p[5])  # split rule: the λ slot holds Gauss–Legendre nodes
     xg = p[o_l : o_l + ng]
     wg = p[o_l + ng : o_l + 2 * ng]
-    per = (_NCELL + 2) * ng
+    per = (_NCELL + 2 + _NLCUT) * ng
     X = np.empty((K, per))
     Wl = np.empty((K, per))
     cnt = np.zeros(K, np.int64)
@@ -464,6 +534,7 @@ def _moments(y, p, acc, want_drift):
     theta = p[4]
     lin = int(p[9]) == 1
     split = int(p[10]) == 1
+    qmc = int(p[10]) == 2
     u = y[K * (K + 1) // 2 + K * M :]
     for i in range(acc.shape[0]):
         acc[i] = 0.0
@@ -471,15 +542,24 @@ def _moments(y, p, acc, want_drift):
     o_dn = 2 * K * K
     o_u = o_dn + K * M
     o_L = o_u + K
-    XI, WT, YL = _outer(p, L, MO)
+    if qmc:  # one outer node per point and piece, its inner node is the point's ξ_λ
+        XI, WT, YL, PI = _outer_qmc(p, L, MO)
+        o_q = _offsets(p)[4] + 2 * int(p[8])
+        XQ = p[o_q : o_q + int(p[11]) * (MO + K)].reshape((int(p[11]), MO + K))
+        XIN = np.empty((1, K))
+        WIN = np.ones(1)
+        nin = 1
+    else:
+        XI, WT, YL = _outer(p, L, MO)
+        PI = np.zeros(0, np.int64)
     if split:
         cap = 1
         for _ in range(K):
-            cap *= (_NCELL + 2) * int(p[5])
+            cap *= (_NCELL + 2 + _NLCUT) * int(p[5])
         XIN = np.empty((cap, K))
         WIN = np.empty(cap)
         nin = 0
-    else:
+    elif not qmc:
         XIN, WIN = _gh_inner(p, K)
         nin = WIN.shape[0]
     lam = np.empty(K)
@@ -503,6 +583,9 @@ def _moments(y, p, acc, want_drift):
             mnu[m] = v
         if split:
             nin = _split_inner(p, K, MO, L, mlam, u, XIN, WIN)
+        if qmc:
+            for k in range(K):
+                XIN[0, k] = XQ[PI[o], MO + k]
         for it in range(nin):
             W = Wo * WIN[it]
             for a in range(K):
