@@ -107,7 +107,7 @@ __all__ = [
 #: built-in student activations (any sympy expression of theory.activations.z works too)
 ACTIVATIONS = ("erf", "linear", "relu", "tanh", "sigmoid")
 FF_CODEGEN_VERSION = "4"
-_HEADER = 12
+_HEADER = 13
 
 
 def check_activation(activation):
@@ -224,7 +224,7 @@ def _source(activation: str, digest: str) -> str:
         comments=[f"activation={check_activation(activation).name!r}"],
         constants={"_HEADER": _HEADER},
         functions=_generated_functions(activation),
-        kernels=["ff_kernels"],
+        kernels=["ff_rules", "ff_kernels"],
     )
 
 
@@ -242,7 +242,9 @@ def _load_module(activation: str):
     if akey in _MODULES:
         return _MODULES[akey]
     t0 = time.perf_counter()
-    fingerprint = source_fingerprint(("ff.py", "ff_kernels.py", "emit.py", "activations.py"))
+    fingerprint = source_fingerprint(
+        ("ff.py", "ff_rules.py", "ff_kernels.py", "emit.py", "activations.py")
+    )
     path = generated_path("ff", FF_CODEGEN_VERSION, fingerprint, sp.srepr(act.expr), label=akey)
     digest = digest_of(path)
     # written with a content hash, verified, repaired if corrupt (theory.cache); the
@@ -262,9 +264,9 @@ def _load_module(activation: str):
 def default_nodes(K: int, M: int, activation: str = "erf") -> dict:
     """Node counts of the FF rule (docs/ff-theory.md, "How the expectations are computed").
 
-    ``split_lam`` = 1 (K ≤ 2): the nested split rule over the student fields, each
+    ``split_lam`` = 1 (K = 1, or K = 2 with M = 1): the nested split rule over the student fields, each
     coordinate cut into pieces (cells of [−8, 8], the kinks λ_k = ±u_k and the grid
-    λ_k ∈ {−6, …, 6}) with ``n_lam`` Gauss–Legendre nodes per piece. ``n_qmc`` > 0 (K ≥ 3):
+    λ_k ∈ {−6, …, 6}) with ``n_lam`` Gauss–Legendre nodes per piece. ``n_qmc`` > 0 (else):
     that many scrambled Sobol points over (label coordinate, student fields), the label
     coordinate split at the label's jump in every point. ``n_lam`` alone (both
     0): tensor Gauss–Hermite per student unit (the rule of FF_CODEGEN_VERSION ≤ 3,
@@ -278,10 +280,12 @@ def default_nodes(K: int, M: int, activation: str = "erf") -> dict:
     ~10, grown label weights; tests/theory/test_ff_accuracy.py) at ≤ 0.2 s per right-hand
     side up to K = 6 (benchmarks/bench_ff.py)."""
     check_activation(activation)
-    split = K <= 2
+    # the split rule is exact-grade (≤ 4e-5 relative, measured) but costs (~80 nodes)^K
+    # times the outer rule (42 nodes, 504 for a general label at M = 2)
+    split = K == 1 or (K == 2 and M == 1)
     n_qmc = 0 if split else _QMC_POINTS.get(K, 1 << 15)
     return {
-        "n_lam": 6 if split else 1,
+        "n_lam": 4 if split else 1,
         "split_lam": int(split),
         "n_qmc": n_qmc,
         "n_nu": 12 if M > 1 else 1,
@@ -292,7 +296,7 @@ def default_nodes(K: int, M: int, activation: str = "erf") -> dict:
 
 
 #: scrambled Sobol points of the default QMC rule at K ≥ 3
-_QMC_POINTS = {3: 1 << 15, 4: 1 << 15, 5: 1 << 15, 6: 1 << 15}
+_QMC_POINTS = {2: 1 << 15, 3: 1 << 15, 4: 1 << 15, 5: 1 << 15, 6: 1 << 15}
 
 
 def _check_n_qmc(n: int):
@@ -567,7 +571,15 @@ class FFSystem:
         # the λ slot: Gauss–Hermite nodes, or Gauss–Legendre ones for the split rule
         xl, wl = _gauss_legendre(nd["n_lam"]) if nd["split_lam"] else _gauss_hermite(nd["n_lam"])
         xn, wn = _gauss_hermite(nd["n_nu"])
-        xe, we = _eg_points(self.K, nd["n_eg"])
+        qmc = bool(nd["n_qmc"])
+        mo = 1 if lin else self.M
+        xq = xeq = np.zeros((0, 0))
+        if qmc:  # ε_g then on QMC points too (K − 1 student fields, the last one exact)
+            xe, we = np.zeros((0, 0)), np.zeros(0)
+            xq = _qmc_points(self.K, mo, nd["n_qmc"], nd["seed"])
+            xeq = _qmc_points(self.K - 1, mo, nd["n_eg"], nd["seed"] + 1000)
+        else:
+            xe, we = _eg_points(self.K, nd["n_eg"])
         xg, wg = _gauss_legendre(nd["n_leg"])
         head = [
             self.K,
@@ -580,14 +592,11 @@ class FFSystem:
             len(we),
             nd["n_leg"],
             int(lin),
-            2 if nd["n_qmc"] else nd["split_lam"],
+            2 if qmc else nd["split_lam"],
             nd["n_qmc"],
+            nd["n_eg"] if qmc else 0,
         ]
         assert len(head) == _HEADER
-        mo = 1 if lin else self.M
-        xq = np.zeros((0, 0))
-        if nd["n_qmc"]:
-            xq = _qmc_points(self.K, mo, nd["n_qmc"], nd.get("seed", 0))
         if eta or eta_u:
             self.last_args = {"eta": eta, "eta_u": eta_u, "theta": theta}
             if check and self.rtol_given:
@@ -610,6 +619,7 @@ class FFSystem:
                     xg,
                     wg,
                     xq.ravel(),
+                    xeq.ravel(),
                 ]
             ),
             dtype=float,
