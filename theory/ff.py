@@ -664,18 +664,21 @@ def build_ff_system(
     """The compiled FF system (generated once per activation and process, cached on disk;
     every K, M and node count reuses the same compiled kernels).
 
-    ``nodes``: node counts replacing :func:`default_nodes`'. ``quadrature``: None or a dict
-    ``{"rtol": ..., <node counts>}`` (:func:`theory.ff_tolerance.check_options`); an
-    ``rtol`` given there is checked at the initial state of every solve (:meth:`FFSystem.params`).
+    ``nodes``: node counts replacing :func:`default_nodes`'. ``quadrature``: None, "auto" or
+    a dict ``{"rtol", "n", "seed", <node counts>}`` (:func:`theory.ff_tolerance.check_options`);
+    an ``rtol`` given there is checked at the initial state of every solve
+    (:meth:`FFSystem.params`).
     """
     from .ff_tolerance import check_options
 
     act = check_activation(activation)
     K, M = _check_size("K", K), _check_size("M", M)
     nd = dict(default_nodes(K, M, act.name))
-    rtol, qnodes, _ = check_options(quadrature, nd)
+    rtol, qnodes = check_options(quadrature, nd)
     rtol_given = isinstance(quadrature, dict) and "rtol" in quadrature
     given = {**(nodes or {}), **qnodes}
+    if given.get("n_qmc") and "split_lam" not in given:
+        given["split_lam"] = 0
     if given:
         bad = set(given) - set(nd)
         if bad:

@@ -11,7 +11,7 @@ largest ``|f_i|`` of the right-hand side ``f = dy/dα`` at the state.
   rule's on average (×2 for an error falling like 1/n), and the larger of two independent
   ones rarely falls below it. Costs one more right-hand side.
 * **Split and Gauss–Hermite rules** (K ≤ 2): the largest change of f when every node count
-  (``n_lam``, ``n_leg``) is lowered by 2 — the error of the coarser rule, an upper estimate
+  (``n_lam``, ``n_leg``) is lowered by 1 — the error of the coarser rule, an upper estimate
   of the finer one's once the rule converges.
 
 ε_g gets the same treatment (``eg_abs``): its explicit outer rule with half the points.
@@ -38,42 +38,57 @@ RTOL_RANGE = (1e-10, 1.0)
 
 
 def check_options(quadrature, defaults: dict) -> tuple:
-    """``(rtol, nodes, explicit)`` from FF's quadrature options (None, or a dict with
-    ``rtol`` and node counts). ``explicit`` is True when node counts were given. ValueError
-    for anything else, naming what is allowed."""
-    if quadrature is None or quadrature is True:
-        return RTOL_DEFAULT, {}, False
+    """``(rtol, nodes)`` from FF's quadrature options: None, True or ``"auto"`` (the
+    defaults), or a dict with ``rtol``, ``n`` (the main node count: ``n_qmc`` for the QMC
+    rule, ``n_lam`` for the split rule), ``seed`` (the QMC scrambling), ``scheme`` (only
+    ``"auto"``: FF chooses its rule) and any node count of ``theory.ff.default_nodes``.
+    ValueError for anything else, naming what is allowed."""
+    if quadrature is None or quadrature is True or quadrature == "auto":
+        return RTOL_DEFAULT, {}
+    allowed = ["rtol", "n", "seed", "scheme", *sorted(set(defaults) - {"seed"})]
     if not isinstance(quadrature, dict):
         raise ValueError(
-            "rule 'ff' takes quadrature options as a dict {'rtol': ..., node counts "
-            f"{sorted(defaults)}}}, got {quadrature!r}"
+            "rule 'ff' takes quadrature options as None, 'auto' or a dict with keys "
+            f"{allowed}, got {quadrature!r}"
         )
-    bad = set(quadrature) - set(defaults) - {"rtol"}
+    bad = set(quadrature) - set(allowed)
     if bad:
         raise ValueError(
-            f"unknown quadrature options {sorted(bad)} for rule 'ff'; allowed: 'rtol' and "
-            f"the node counts {sorted(defaults)} (theory.ff.default_nodes)"
+            f"unknown quadrature options {sorted(bad)} for rule 'ff'; allowed: {allowed} "
+            "(theory.ff.default_nodes)"
+        )
+    if quadrature.get("scheme", "auto") != "auto":
+        raise ValueError(
+            f"rule 'ff' chooses its own rule (split Gauss–Legendre or Sobol split at the "
+            f"label's jump); quadrature option scheme must be 'auto', got "
+            f"{quadrature['scheme']!r}"
         )
     rtol = quadrature.get("rtol", RTOL_DEFAULT)
     lo, hi = RTOL_RANGE
     if isinstance(rtol, (bool, str)) or not isinstance(rtol, (int, float, np.floating)):
-        raise ValueError(f"quadrature option rtol must be a number in [{lo:g}, {hi:g}], got {rtol!r}")
+        raise ValueError(
+            f"quadrature option rtol must be a number in [{lo:g}, {hi:g}], got {rtol!r}"
+        )
     if not (math.isfinite(rtol) and lo <= rtol <= hi):
-        raise ValueError(f"quadrature option rtol = {rtol!r} is out of range; allowed: [{lo:g}, {hi:g}]")
+        raise ValueError(
+            f"quadrature option rtol = {rtol!r} is out of range; allowed: [{lo:g}, {hi:g}]"
+        )
     nodes = {}
     for k, v in quadrature.items():
-        if k == "rtol":
+        if k in ("rtol", "scheme") or v is None:
             continue
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
             raise ValueError(f"quadrature option {k} must be an integer >= 0, got {v!r}")
+        if k == "n":
+            k = "n_qmc" if defaults["n_qmc"] else "n_lam"
         nodes[k] = int(v)
-    return float(rtol), nodes, bool(nodes)
+    return float(rtol), nodes
 
 
 def _coarse(nodes: dict) -> dict:
     c = dict(nodes)
-    c["n_lam"] = max(2, nodes["n_lam"] - 2)
-    c["n_leg"] = max(2, nodes["n_leg"] - 2)
+    c["n_lam"] = max(2, nodes["n_lam"] - 1)
+    c["n_leg"] = max(2, nodes["n_leg"] - 1)
     return c
 
 
