@@ -30,9 +30,9 @@ The signals are sympy expressions (:func:`signals`): the loss is written with th
 functions :class:`softplus` and :class:`sigmoid` (whose derivatives sympy knows), the
 activation ``g`` as an expression of ``z``, and ``∂L/∂G^±`` and ``d(g²)/dz`` come from
 ``sympy.diff``. They are printed into a numba module together with the quadrature kernels
-of :mod:`theory.ff_kernels` (a real module: only the activation's functions are
-generated, :mod:`theory.emit`), cached on disk (``theory.cache.cache_dir()``, keyed by the
-generator's sources and the activation), never edited by hand.
+of :mod:`theory.ff_rules` and :mod:`theory.ff_kernels` (real modules: only the activation's
+functions are generated, :mod:`theory.emit`), cached on disk (``theory.cache.cache_dir()``,
+keyed by the generator's sources and the activation), never edited by hand.
 
 Quadrature (no closed forms)
 ----------------------------
@@ -53,16 +53,26 @@ label late in learning (conditioning on λ instead gives the label probability
   threshold then never leaves ``(−1, 1)`` and the outer integrand has no kink.
 
 Either way the last outer line, ``[−8, 8]``, is cut into 6 cells plus the jump, each piece
-integrated by ``n_leg``-point Gauss–Legendre against ``φ``. Inside: tensor Gauss–Hermite in
-ξ_λ (``n_lam`` nodes per unit), or, for a kinked activation (ReLU) at K ≤ 2
-(``p[10] = 1``), a nested piecewise Gauss–Legendre rule (``n_lam`` nodes per piece) cut
-at each unit's kinks ``λ_k = ±u_k`` (λ_k is affine in ξ_λk given the coordinates before
-it).
+integrated by ``n_leg``-point Gauss–Legendre against ``φ``. Inside, over ξ_λ (``p[10]``):
+
+* ``1``, the split rule (K = 1, and K = 2 with M = 1): coordinate by coordinate (λ_k is
+  affine in ξ_λk given the coordinates before it) [−8, 8] is cut into cells, at the kinks
+  ``λ_k = ±u_k`` and where λ_k crosses the grid −6, …, 6, each piece with ``n_lam``
+  Gauss–Legendre nodes — no piece wider than 1 in λ, where the integrand's poles (those of
+  s(θ − G)) sit O(1) from the real axis: a rule uniform in ξ (Gauss–Hermite) converges
+  like exp(−c√n/√Q) and fails once the weights grow;
+* ``2``, QMC (otherwise): ``p[11]`` points of one scrambled Sobol sequence over (label
+  coordinates, ξ_λ), the last label coordinate split at the jump point by point (the
+  uniform mapped into both pieces by Φ⁻¹), replacing the outer rule;
+* ``0``, tensor Gauss–Hermite (``n_lam`` per unit; the rule of FF_CODEGEN_VERSION ≤ 3, kept
+  for comparison).
 
 ``ε_g`` integrates an indicator in λ (the sign of ``G^{+1} − G^{−1}``). Given the outer
 node, an explicit rule over ξ_λ1..ξ_λ(K−1) — the midpoint rule in probability space
 (``ξ = Φ⁻¹((i + ½)/n)``, robust to the cusps of this integrand) at K = 2, scrambled Sobol
-points at K ≥ 3 — and, along ξ_λK (on which ``λ_K`` depends affinely), the exact Gaussian
+points at K ≥ 3; with the QMC rule, ``p[12]`` Sobol points over (label coordinates,
+ξ_λ1..ξ_λ(K−1)) split at the jump like the drift's — and, along ξ_λK (on which ``λ_K``
+depends affinely), the exact Gaussian
 mass of the pieces where the prediction is wrong: the sign changes of
 ``D = G^{+1} − G^{−1}`` are located on a grid of spacing 0.27 in ``[−8, 8]`` and refined
 by bisection.
@@ -70,11 +80,13 @@ by bisection.
 Parameter vector ``p`` (the teacher units are reordered by increasing ``|v*_m|``: ``T``
 and ``v_star`` are stored in that order, ``pos[m]`` is the position of unit m)::
 
-    p = [K, M, eta, eta_u, theta, n_lam, n_nu, n_eg, n_leg, linear label (0/1: then one
-         outer coordinate, else M), split λ rule (0/1), T (M·M), v_star (M), pos (M),
+    p = [K, M, eta, eta_u, theta, n_lam, n_nu, n_eg (0 with QMC), n_leg, linear label
+         (0/1: then one outer coordinate, else M), λ rule (0 GH, 1 split, 2 QMC), n_qmc,
+         n_eg QMC (0 without), T (M·M), v_star (M), pos (M),
          GH nodes/weights for λ (n_lam, n_lam), for ν (n_nu, n_nu), ε_g points
          (n_eg·(K−1)) and weights (n_eg), Gauss–Legendre nodes/weights on [−1, 1]
-         (n_leg, n_leg)]
+         (n_leg, n_leg), QMC points of the drift (n_qmc·(MO + K)) and of ε_g
+         (n_eg·(MO + K − 1))]
 
 Flat state ``y = [Q upper triangle, R (row-major), u]`` (:class:`FFLayout`): Q and R first,
 as the solvers' positive-semi-definiteness check expects.
@@ -191,9 +203,9 @@ def signals(activation: str = "erf") -> dict:
 def _generated_functions(activation: str) -> list:
     """numba sources of g_, dh2_, dg_ (g'), dLp_, dLm_, Lp_, Lm_ printed from :func:`signals` (the
     names :mod:`theory.ff_kernels` expects)."""
-    from .emit import NumbaPrinter, njit_function
-
     import sympy as sp
+
+    from .emit import NumbaPrinter, njit_function
 
     sig = signals(activation)
     P = NumbaPrinter(functions={"sigmoid": "_sigmoid", "softplus": "_softplus"})
@@ -264,8 +276,8 @@ def _load_module(activation: str):
 def default_nodes(K: int, M: int, activation: str = "erf") -> dict:
     """Node counts of the FF rule (docs/ff-theory.md, "How the expectations are computed").
 
-    ``split_lam`` = 1 (K = 1, or K = 2 with M = 1): the nested split rule over the student fields, each
-    coordinate cut into pieces (cells of [−8, 8], the kinks λ_k = ±u_k and the grid
+    ``split_lam`` = 1 (K = 1, or K = 2 with M = 1): the nested split rule over the student
+    fields, each coordinate cut into pieces (cells of [−8, 8], the kinks λ_k = ±u_k and the grid
     λ_k ∈ {−6, …, 6}) with ``n_lam`` Gauss–Legendre nodes per piece. ``n_qmc`` > 0 (else):
     that many scrambled Sobol points over (label coordinate, student fields), the label
     coordinate split at the label's jump in every point. ``n_lam`` alone (both

@@ -29,6 +29,7 @@ _WMIN = 1e-18  # tensor nodes of smaller weight are skipped (their total is < 1e
 _LCUT = 6.0
 _NLCUT = 13  # cuts at λ = −6, −5, …, 6
 
+
 @njit(cache=True, nogil=True, inline="always")
 def _Phi(x):
     return 0.5 * math.erfc(-x / _SQ2)
@@ -77,7 +78,6 @@ def _erfinv(c):
         if abs(dx) <= 1e-9 * abs(x):
             break
     return x
-
 
 
 # >>> generated
@@ -268,10 +268,10 @@ def _outer(p, L, M):
 def _outer_qmc(p, L, M, o_q, nq, D):
     """The QMC rule (``p[10] = 2``) over the label coordinates: like :func:`_outer`, but one
     outer node per point and piece. Point i of the ``nq`` points stored from ``p[o_q]`` (rows
-    of D numbers: ξ_ν1..ξ_ν(M−1), a uniform s, then student fields ξ_λ) fixes ξ_ν<M; the last label coordinate
-    is split at its jump x* and s is mapped into each piece by the inverse CDF,
-    ``x = Φ⁻¹(s Φ(x*))`` below (mass Φ(x*)) and ``x = −Φ⁻¹(s Φ(−x*))`` above (mass Φ(−x*)),
-    so each piece's integrand is smooth in the point and its label constant. Returns nodes
+    of D numbers: ξ_ν1..ξ_ν(M−1), a uniform s, then student fields ξ_λ) fixes ξ_ν<M; the
+    last label coordinate is split at its jump x* and s is mapped into each piece by the
+    inverse CDF, ``x = Φ⁻¹(s Φ(x*))`` below (mass Φ(x*)) and ``x = −Φ⁻¹(s Φ(−x*))`` above
+    (mass Φ(−x*)), so each piece's integrand is smooth in the point and its label constant. Returns nodes
     (2n, M), weights (mass / n), labels and the point of each node."""
     o_vs = _offsets(p)[0]
     vs = p[o_vs : o_vs + M].copy()
@@ -433,5 +433,3 @@ def _split_inner(p, K, MO, L, mlam, u, XIN, WIN):
             cnt[lev] = _level_nodes(lev, MO, L, mlam, u, xi, xg, wg, X, Wl)
             idx[lev] = 0
     return n
-
-

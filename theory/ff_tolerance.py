@@ -14,7 +14,8 @@ largest ``|f_i|`` of the right-hand side ``f = dy/dα`` at the state.
   (``n_lam``, ``n_leg``) is lowered by 1 — the error of the coarser rule, an upper estimate
   of the finer one's once the rule converges.
 
-ε_g gets the same treatment (``eg_abs``): its explicit outer rule with half the points.
+ε_g gets the same treatment (``eg_abs``): its rule with half the points (two other
+scramblings for QMC points).
 
 Options (``quadrature={...}`` of ``odeflow.solve`` for rule 'ff', or ``build_ff_system``):
 ``rtol`` (default :data:`RTOL_DEFAULT`) and any FF node count (``theory.ff.default_nodes``).
@@ -97,7 +98,8 @@ def error_estimate(
 ) -> dict:
     """The error estimate of ``system``'s rule at ``state`` (module docstring): ``rhs_abs``
     (largest estimated absolute error of dy/dα), ``rhs_rel`` (over the largest |dy/dα|),
-    ``eg_abs`` (ε_g; None without ``with_eg`` or at K = 1, where it is exact), the rule (``scheme``, ``nodes``) and ``rtol``, ``ok``."""
+    ``eg_abs`` (ε_g; None without ``with_eg`` or at K = 1, where it is exact), the rule
+    (``scheme``, ``nodes``), ``rtol`` and ``ok``."""
     from .ff import build_ff_system
 
     p = system.params(state, eta, eta_v, sigma, theta=theta, eta_u=eta_u, check=False)
@@ -129,10 +131,16 @@ def error_estimate(
     eg_abs = None
     if with_eg and system.K >= 2:
         eg = system.eg(y, p)
-        half = build_ff_system(
-            system.K, system.M, system.activation, {**nd, "n_eg": max(2, nd["n_eg"] // 2)}
-        )
-        eg_abs = float(abs(eg - half.eg(y, half.params(state, 0.0, 0.0, theta=theta, check=False))))
+        eg_abs = 0.0
+        for j in (1, 2):  # half the points, other scramblings (QMC; the midpoint rule: n/2)
+            half = build_ff_system(
+                system.K,
+                system.M,
+                system.activation,
+                {**nd, "n_eg": max(2, nd["n_eg"] // 2), "seed": nd["seed"] + j},
+            )
+            ph = half.params(state, 0.0, 0.0, theta=theta, check=False)
+            eg_abs = max(eg_abs, float(abs(eg - half.eg(y, ph))))
     scale = float(np.max(np.abs(f)))
     abs_err = float(np.max(err))
     rel = abs_err / scale if scale > 0 else (0.0 if abs_err == 0 else math.inf)

@@ -69,8 +69,15 @@ def test_unequal_rates_simulation_follows_the_ode():
         tol = 4.0 * se + 0.004
         ours = getattr(ode, name)[1:]
         other = getattr(swapped, name)[1:]
-        print(name, "max |sim − ODE|", np.max(np.abs(mean - ours)), "swapped",
-              np.max(np.abs(mean - other)), "SE", np.max(se))
+        print(
+            name,
+            "max |sim − ODE|",
+            np.max(np.abs(mean - ours)),
+            "swapped",
+            np.max(np.abs(mean - other)),
+            "SE",
+            np.max(se),
+        )
         assert np.all(np.abs(mean - ours) <= tol), (name, mean, ours, se)
         # the swapped rates are resolved: some component is far outside the tolerance
         assert np.max(np.abs(mean - other) - tol) > 0.02, (name, mean, other)

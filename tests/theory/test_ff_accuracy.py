@@ -101,8 +101,10 @@ def _check(st, theta, n, seed, se_factor):
     est = sysm.error_estimate(st, ETA, theta=theta, eta_u=ETA_U)
     m, se, mc = _mc(st, theta, n, seed)
     z = (f - m) / se
-    print(f"max|quad − MC| = {np.max(np.abs(f - m)):.2e}, max z = {np.max(np.abs(z)):.2f}, "
-          f"estimate {est['rhs_abs']:.1e}, ε_g {est['eg_abs']:.1e}")
+    print(
+        f"max|quad − MC| = {np.max(np.abs(f - m)):.2e}, max z = {np.max(np.abs(z)):.2f}, "
+        f"estimate {est['rhs_abs']:.1e}, ε_g {est['eg_abs']:.1e}"
+    )
     assert np.all(np.abs(f - m) <= se_factor * se + est["rhs_abs"]), (f, m, se)
     eg = sysm.state_observables(st, theta=theta)["eg"]
     assert abs(eg - mc["eg"]) <= se_factor * mc["eg_se"] + est["eg_abs"], (eg, mc["eg"])
@@ -133,7 +135,10 @@ def test_error_estimate_bounds_the_true_error():
     """Against a reference rule 32× finer (QMC: 2^20 points, another scrambling; split rule:
     10 Gauss–Legendre nodes per piece and 12 on the label line) the default rule's error is
     below its estimate, and the estimate meets the default tolerance (rtol 5e-3)."""
-    for case, ref_nodes in ((K2_GROWN, {"n_lam": 10, "n_leg": 12}), (K4, {"n_qmc": 1 << 20, "seed": 7})):
+    for case, ref_nodes in (
+        (K2_GROWN, {"n_lam": 10, "n_leg": 12}),
+        (K4, {"n_qmc": 1 << 20, "seed": 7}),
+    ):
         st = _state(case)
         sysm = build_ff_system(st.K, st.M, "erf")
         ref = build_ff_system(st.K, st.M, "erf", nodes=ref_nodes)
@@ -194,4 +199,3 @@ def test_general_label_k3_against_1e7_monte_carlo():
         v_star=(1.0, -0.7),
     )
     _check(st, 1.5, 20_000_000, 22, 3.0)
-
