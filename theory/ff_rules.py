@@ -271,8 +271,8 @@ def _outer_qmc(p, L, M, o_q, nq, D):
     of D numbers: ξ_ν1..ξ_ν(M−1), a uniform s, then student fields ξ_λ) fixes ξ_ν<M; the
     last label coordinate is split at its jump x* and s is mapped into each piece by the
     inverse CDF, ``x = Φ⁻¹(s Φ(x*))`` below (mass Φ(x*)) and ``x = −Φ⁻¹(s Φ(−x*))`` above
-    (mass Φ(−x*)), so each piece's integrand is smooth in the point and its label constant. Returns nodes
-    (2n, M), weights (mass / n), labels and the point of each node."""
+    (mass Φ(−x*)), so each piece's integrand is smooth in the point and its label constant.
+    Returns nodes (2n, M), weights (mass / n), labels and the point of each node."""
     o_vs = _offsets(p)[0]
     vs = p[o_vs : o_vs + M].copy()
     if int(p[9]) == 1:
