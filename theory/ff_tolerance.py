@@ -174,8 +174,8 @@ def check_tolerance(system, state, eta, eta_v=None, sigma=0.0, theta=None, eta_u
     if nd["n_qmc"]:
         need = _pow2(nd["n_qmc"] * 1.5 * est["rhs_rel"] / system.rtol)
         hint = (
-            f"quadrature={{'rtol': {system.rtol:g}, 'n_qmc': {need}}} should (the error falls "
-            "about like 1/n), or raise rtol"
+            f"quadrature={{'rtol': {system.rtol:g}, 'n': {need}}} (Sobol points) should (the "
+            "error falls about like 1/n), or raise rtol"
         )
     else:
         hint = (

@@ -199,3 +199,33 @@ def test_general_label_k3_against_1e7_monte_carlo():
         v_star=(1.0, -0.7),
     )
     _check(st, 1.5, 20_000_000, 22, 3.0)
+
+
+def test_solve_takes_ff_quadrature_options_and_reports_the_estimate():
+    """``odeflow.solve("ff", ..., quadrature={"n": ..., "seed": ...})`` runs the QMC rule with
+    that many points and reports the rule and its estimate at the initial and final state;
+    through the same path (odeflow.inputs.get_system) an ``rtol`` the rule cannot meet is
+    refused with the message above."""
+    import odeflow
+    from odeflow.inputs import get_system
+
+    st = _state(K4)
+    res = odeflow.solve(
+        "ff",
+        st,
+        eta=ETA,
+        eta_u=ETA_U,
+        theta=K4["theta"],
+        alpha_max=0.2,
+        method="rk4",
+        dt=0.1,
+        quadrature={"n": 1024, "seed": 3},
+    )
+    assert res.status == 0, res.message
+    q = res.quadrature
+    assert q["rule"]["n_qmc"] == 1024 and q["rule"]["seed"] == 3
+    for key in ("error_init", "error_final"):
+        assert 0 < q[key]["rhs_abs"] < 0.05 and q[key]["eg_abs"] is not None
+    sysm = get_system("ff", 4, 2, "erf", {"rtol": 1e-6, "n": 1024})
+    with pytest.raises(ValueError, match=r"n_qmc': 1024.*cannot meet rtol = 1e-06.*'n': \d+"):
+        sysm.params(st, ETA, theta=K4["theta"], eta_u=ETA_U)
