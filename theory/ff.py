@@ -284,7 +284,7 @@ def default_nodes(K: int, M: int, activation: str = "erf") -> dict:
     0): tensor Gauss–Hermite per student unit (the rule of FF_CODEGEN_VERSION ≤ 3,
     selectable for comparison). ``n_nu`` Gauss–Hermite nodes per teacher unit beyond the
     first (a label that is not the sign of a linear form of ν), ``n_eg`` points of ε_g's
-    outer rule (midpoint in probability space at K = 2, scrambled Sobol at K ≥ 3),
+    outer rule (midpoint in probability space with the split rule at K = 2, else QMC points),
     ``n_leg`` Gauss–Legendre nodes per piece of the label line, ``seed`` the scrambling of
     the QMC points.
 
@@ -301,7 +301,8 @@ def default_nodes(K: int, M: int, activation: str = "erf") -> dict:
         "split_lam": int(split),
         "n_qmc": n_qmc,
         "n_nu": 12 if M > 1 else 1,
-        "n_eg": {1: 1, 2: 256}.get(K, 1 << 13),
+        # ε_g: exact at K = 1, 256 midpoints at K = 2 with the split rule, else QMC points
+        "n_eg": (1 if K == 1 else 256) if split else 1 << 13,
         "n_leg": 6,
         "seed": 0,
     }
@@ -689,8 +690,9 @@ def build_ff_system(
     rtol, qnodes = check_options(quadrature, nd)
     rtol_given = isinstance(quadrature, dict) and "rtol" in quadrature
     given = {**(nodes or {}), **qnodes}
-    if given.get("n_qmc") and "split_lam" not in given:
-        given["split_lam"] = 0
+    if given.get("n_qmc"):  # the QMC rule asked for where the split rule is the default
+        given.setdefault("split_lam", 0)
+        given.setdefault("n_eg", max(nd["n_eg"], 1 << 13))
     if given:
         bad = set(given) - set(nd)
         if bad:
