@@ -30,9 +30,9 @@ The signals are sympy expressions (:func:`signals`): the loss is written with th
 functions :class:`softplus` and :class:`sigmoid` (whose derivatives sympy knows), the
 activation ``g`` as an expression of ``z``, and ``∂L/∂G^±`` and ``d(g²)/dz`` come from
 ``sympy.diff``. They are printed into a numba module together with the quadrature kernels
-of :mod:`theory.ff_kernels` (a real module: only the activation's functions are
-generated, :mod:`theory.emit`), cached on disk (``theory.cache.cache_dir()``, keyed by the
-generator's sources and the activation), never edited by hand.
+of :mod:`theory.ff_rules` and :mod:`theory.ff_kernels` (real modules: only the activation's
+functions are generated, :mod:`theory.emit`), cached on disk (``theory.cache.cache_dir()``,
+keyed by the generator's sources and the activation), never edited by hand.
 
 Quadrature (no closed forms)
 ----------------------------
@@ -53,16 +53,26 @@ label late in learning (conditioning on λ instead gives the label probability
   threshold then never leaves ``(−1, 1)`` and the outer integrand has no kink.
 
 Either way the last outer line, ``[−8, 8]``, is cut into 6 cells plus the jump, each piece
-integrated by ``n_leg``-point Gauss–Legendre against ``φ``. Inside: tensor Gauss–Hermite in
-ξ_λ (``n_lam`` nodes per unit), or, for a kinked activation (ReLU) at K ≤ 2
-(``p[10] = 1``), a nested piecewise Gauss–Legendre rule (``n_lam`` nodes per piece) cut
-at each unit's kinks ``λ_k = ±u_k`` (λ_k is affine in ξ_λk given the coordinates before
-it).
+integrated by ``n_leg``-point Gauss–Legendre against ``φ``. Inside, over ξ_λ (``p[10]``):
+
+* ``1``, the split rule (K = 1, and K = 2 with M = 1): coordinate by coordinate (λ_k is
+  affine in ξ_λk given the coordinates before it) [−8, 8] is cut into cells, at the kinks
+  ``λ_k = ±u_k`` and where λ_k crosses the grid −6, …, 6, each piece with ``n_lam``
+  Gauss–Legendre nodes — no piece wider than 1 in λ, where the integrand's poles (those of
+  s(θ − G)) sit O(1) from the real axis: a rule uniform in ξ (Gauss–Hermite) converges
+  like exp(−c√n/√Q) and fails once the weights grow;
+* ``2``, QMC (otherwise): ``p[11]`` points of one scrambled Sobol sequence over (label
+  coordinates, ξ_λ), the last label coordinate split at the jump point by point (the
+  uniform mapped into both pieces by Φ⁻¹), replacing the outer rule;
+* ``0``, tensor Gauss–Hermite (``n_lam`` per unit; the rule of FF_CODEGEN_VERSION ≤ 3, kept
+  for comparison).
 
 ``ε_g`` integrates an indicator in λ (the sign of ``G^{+1} − G^{−1}``). Given the outer
 node, an explicit rule over ξ_λ1..ξ_λ(K−1) — the midpoint rule in probability space
 (``ξ = Φ⁻¹((i + ½)/n)``, robust to the cusps of this integrand) at K = 2, scrambled Sobol
-points at K ≥ 3 — and, along ξ_λK (on which ``λ_K`` depends affinely), the exact Gaussian
+points at K ≥ 3; with the QMC rule, ``p[12]`` Sobol points over (label coordinates,
+ξ_λ1..ξ_λ(K−1)) split at the jump like the drift's — and, along ξ_λK (on which ``λ_K``
+depends affinely), the exact Gaussian
 mass of the pieces where the prediction is wrong: the sign changes of
 ``D = G^{+1} − G^{−1}`` are located on a grid of spacing 0.27 in ``[−8, 8]`` and refined
 by bisection.
@@ -70,11 +80,13 @@ by bisection.
 Parameter vector ``p`` (the teacher units are reordered by increasing ``|v*_m|``: ``T``
 and ``v_star`` are stored in that order, ``pos[m]`` is the position of unit m)::
 
-    p = [K, M, eta, eta_u, theta, n_lam, n_nu, n_eg, n_leg, linear label (0/1: then one
-         outer coordinate, else M), split λ rule (0/1), T (M·M), v_star (M), pos (M),
+    p = [K, M, eta, eta_u, theta, n_lam, n_nu, n_eg (0 with QMC), n_leg, linear label
+         (0/1: then one outer coordinate, else M), λ rule (0 GH, 1 split, 2 QMC), n_qmc,
+         n_eg QMC (0 without), T (M·M), v_star (M), pos (M),
          GH nodes/weights for λ (n_lam, n_lam), for ν (n_nu, n_nu), ε_g points
          (n_eg·(K−1)) and weights (n_eg), Gauss–Legendre nodes/weights on [−1, 1]
-         (n_leg, n_leg)]
+         (n_leg, n_leg), QMC points of the drift (n_qmc·(MO + K)) and of ε_g
+         (n_eg·(MO + K − 1))]
 
 Flat state ``y = [Q upper triangle, R (row-major), u]`` (:class:`FFLayout`): Q and R first,
 as the solvers' positive-semi-definiteness check expects.
@@ -89,6 +101,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .ff_tolerance import RTOL_DEFAULT
 from .state import OrderParameters, _check_size
 
 __all__ = [
@@ -100,12 +113,13 @@ __all__ = [
     "observables",
     "default_nodes",
     "FF_CODEGEN_VERSION",
+    "RTOL_DEFAULT",
 ]
 
 #: built-in student activations (any sympy expression of theory.activations.z works too)
 ACTIVATIONS = ("erf", "linear", "relu", "tanh", "sigmoid")
-FF_CODEGEN_VERSION = "3"
-_HEADER = 11
+FF_CODEGEN_VERSION = "4"
+_HEADER = 13
 
 
 def check_activation(activation):
@@ -187,8 +201,10 @@ def signals(activation: str = "erf") -> dict:
 
 
 def _generated_functions(activation: str) -> list:
-    """numba sources of g_, dh2_, dLp_, dLm_, Lp_, Lm_ printed from :func:`signals` (the
+    """numba sources of g_, dh2_, dg_ (g'), dLp_, dLm_, Lp_, Lm_ printed from :func:`signals` (the
     names :mod:`theory.ff_kernels` expects)."""
+    import sympy as sp
+
     from .emit import NumbaPrinter, njit_function
 
     sig = signals(activation)
@@ -196,6 +212,7 @@ def _generated_functions(activation: str) -> list:
     defs = [
         ("g_", "z", sig["g"]),
         ("dh2_", "z", sig["dh2"]),
+        ("dg_", "z", sp.diff(sig["g"], _symbols()[3]["z"])),
         ("dLp_", "G_p, theta", sig["dL_dGp"]),
         ("dLm_", "G_m, theta", sig["dL_dGm"]),
         ("Lp_", "G_p, theta", sig["loss_p"]),
@@ -219,7 +236,7 @@ def _source(activation: str, digest: str) -> str:
         comments=[f"activation={check_activation(activation).name!r}"],
         constants={"_HEADER": _HEADER},
         functions=_generated_functions(activation),
-        kernels=["ff_kernels"],
+        kernels=["ff_rules", "ff_kernels"],
     )
 
 
@@ -237,7 +254,9 @@ def _load_module(activation: str):
     if akey in _MODULES:
         return _MODULES[akey]
     t0 = time.perf_counter()
-    fingerprint = source_fingerprint(("ff.py", "ff_kernels.py", "emit.py", "activations.py"))
+    fingerprint = source_fingerprint(
+        ("ff.py", "ff_rules.py", "ff_kernels.py", "emit.py", "activations.py")
+    )
     path = generated_path("ff", FF_CODEGEN_VERSION, fingerprint, sp.srepr(act.expr), label=akey)
     digest = digest_of(path)
     # written with a content hash, verified, repaired if corrupt (theory.cache); the
@@ -255,30 +274,67 @@ def _load_module(activation: str):
 
 # ================================================================================ nodes
 def default_nodes(K: int, M: int, activation: str = "erf") -> dict:
-    """Node counts: ``n_lam`` Gauss–Hermite nodes per student unit for the drift (smooth
-    activations, or kinked ones at K ≥ 3), ``split_lam`` = 1 for the nested split rule
-    instead (kinked activations at K ≤ 2; ``n_lam`` is then the number of Gauss–Legendre
-    nodes on each piece of [−8, 8] between the cells' edges and the kinks), ``n_nu`` Gauss–Hermite
-    nodes per teacher unit beyond the first (only for a label that is not the sign of a linear form
-    of ν), ``n_eg`` points of ε_g's outer rule (midpoint in probability space at K = 2, scrambled
-    Sobol at K ≥ 3), ``n_leg`` Gauss–Legendre nodes per piece.
+    """Node counts of the FF rule (docs/ff-theory.md, "How the expectations are computed").
 
-    Chosen so that every expectation agrees with 10⁷-sample Monte Carlo within 1e-3
-    (tests/theory/test_ff.py, measured errors in docs/ff-theory.md); the drift costs
-    ``n_lam^K`` (or ``(8 n_lam)^K``) inner nodes times the outer rule (42 nodes, or
-    ``42 n_nu^(M−1)`` for a non-linear label)."""
-    kinked = not check_activation(activation).smooth
-    n_lam = {1: 48, 2: 32, 3: 20, 4: 18}.get(K, 10)
-    if kinked:  # K ≤ 2: Gauss–Legendre nodes per piece of the split rule
-        n_lam = {1: 16, 2: 12, 3: 20, 4: 16}.get(K, 12)
-    n_eg = {1: 1, 2: 48}.get(K, 1 << 13)
+    ``split_lam`` = 1 (K = 1, or K = 2 with M = 1): the nested split rule over the student
+    fields, each coordinate cut into pieces (cells of [−8, 8], the kinks λ_k = ±u_k and the grid
+    λ_k ∈ {−6, …, 6}) with ``n_lam`` Gauss–Legendre nodes per piece. ``n_qmc`` > 0 (else):
+    that many scrambled Sobol points over (label coordinate, student fields), the label
+    coordinate split at the label's jump in every point. ``n_lam`` alone (both
+    0): tensor Gauss–Hermite per student unit (the rule of FF_CODEGEN_VERSION ≤ 3,
+    selectable for comparison). ``n_nu`` Gauss–Hermite nodes per teacher unit beyond the
+    first (a label that is not the sign of a linear form of ν), ``n_eg`` points of ε_g's
+    outer rule (midpoint in probability space with the split rule at K = 2, else QMC points),
+    ``n_leg`` Gauss–Legendre nodes per piece of the label line, ``seed`` the scrambling of
+    the QMC points.
+
+    Chosen to meet :data:`RTOL_DEFAULT` at the states of real learning curves (Q_kk up to
+    ~10, grown label weights; tests/theory/test_ff_accuracy.py) at ≤ 0.2 s per right-hand
+    side up to K = 6 (benchmarks/bench_ff.py)."""
+    check_activation(activation)
+    # the split rule is exact-grade (≤ 4e-5 relative, measured) but costs (~80 nodes)^K
+    # times the outer rule (42 nodes, 504 for a general label at M = 2)
+    split = K == 1 or (K == 2 and M == 1)
+    n_qmc = 0 if split else _QMC_POINTS.get(K, 1 << 15)
     return {
-        "n_lam": n_lam,
-        "split_lam": int(kinked and K <= 2),
+        "n_lam": 4 if split else 1,
+        "split_lam": int(split),
+        "n_qmc": n_qmc,
         "n_nu": 12 if M > 1 else 1,
-        "n_eg": n_eg,
+        # ε_g: exact at K = 1, 256 midpoints at K = 2 with the split rule, else QMC points
+        "n_eg": (1 if K == 1 else 256) if split else 1 << 13,
         "n_leg": 6,
+        "seed": 0,
     }
+
+
+#: scrambled Sobol points of the default QMC rule at K ≥ 3
+_QMC_POINTS = {2: 1 << 15, 3: 1 << 15, 4: 1 << 15, 5: 1 << 15, 6: 1 << 15}
+
+
+def _check_n_qmc(n: int):
+    """n_qmc is 0 (no QMC rule) or a power of 2 >= 64."""
+    if n and (n < 64 or n & (n - 1)):
+        raise ValueError(
+            f"n_qmc must be 0 or a power of 2 >= 64 (the points of a scrambled Sobol "
+            f"sequence), got {n}"
+        )
+
+
+@cache
+def _qmc_points(K: int, MO: int, n: int, seed: int = 0) -> np.ndarray:
+    """The QMC points of the kernel, ``(n, MO + K)``: a Sobol sequence in MO + K dimensions,
+    scrambled with ``seed``, ξ = Φ⁻¹(U) for the first MO − 1 label coordinates and the
+    student fields, the uniform itself for the last label coordinate (split at the label's
+    jump in the kernel). One sequence of n points is about 3× more accurate than 8
+    independent scramblings of n/8 (measured at K = 4: 1e-4 against 3e-4 at n = 2^15)."""
+    from scipy.special import ndtri
+    from scipy.stats import qmc
+
+    U = qmc.Sobol(MO + K, scramble=True, seed=np.random.default_rng([seed, K, MO])).random(n)
+    X = ndtri(U)
+    X[:, MO - 1] = U[:, MO - 1]
+    return np.ascontiguousarray(X)
 
 
 @cache
@@ -419,6 +475,13 @@ class FFSystem:
     rule: FFRule = field(default_factory=FFRule)
     noise: object = None
     timings: dict = field(default_factory=dict)
+    #: the tolerance (theory.ff_tolerance) and whether it was asked for (then checked at
+    #: the initial state of every solve, through :meth:`params`)
+    rtol: float = RTOL_DEFAULT
+    rtol_given: bool = False
+    #: the rates and θ of the last :meth:`params` call with a drift (what
+    #: :meth:`error_estimate` uses when called without them, as odeflow's report does)
+    last_args: dict = field(default_factory=dict)
 
     #: the model in theory.models.MODELS (the System contract, theory.system.System)
     model = "ff"
@@ -429,15 +492,50 @@ class FFSystem:
 
         return {**describe_system(self), "nodes": dict(self.nodes)}
 
+    @property
+    def quadrature(self) -> dict:
+        """The quadrature options in effect: ``rtol`` and the node counts."""
+        return {"rtol": self.rtol, **self.nodes}
+
+    def describe_rule(self, sigma=0.0) -> dict:
+        """The rule (scheme and node counts), as odeflow's quadrature report shows it."""
+        nd = self.nodes
+        if nd["n_qmc"]:
+            scheme = "sobol (split at the label's jump)"
+        else:
+            scheme = "split gauss-legendre" if nd["split_lam"] else "gauss-hermite"
+        return {"scheme": scheme, **nd}
+
+    def error_estimate(self, state, eta=None, eta_v=None, sigma=0.0, theta=None, eta_u=None):
+        """The rule's error estimate at ``state`` (:func:`theory.ff_tolerance.error_estimate`);
+        rates and θ default to those of the last :meth:`params` call with a drift."""
+        from .ff_tolerance import error_estimate
+
+        la = self.last_args
+        eta = la.get("eta", 0.0) if eta is None else eta
+        theta = la.get("theta") if theta is None else theta
+        if eta_u is None and eta_v is None:
+            eta_u = la.get("eta_u")
+        return error_estimate(self, state, eta, eta_v, sigma, theta, eta_u)
+
     def params(
-        self, state: OrderParameters, eta, eta_v=None, sigma=0.0, theta=None, eta_u=None
+        self,
+        state: OrderParameters,
+        eta,
+        eta_v=None,
+        sigma=0.0,
+        theta=None,
+        eta_u=None,
+        check=True,
     ) -> np.ndarray:
         """The parameter vector ``p``. ``eta_u`` (label-weight rate, scaled η_u/N) may also
         be given as ``eta_v`` (the solver's second-layer slot); default ``eta``. ``theta``
         defaults to K/2 (docs/ff-theory.md).
 
         Raises ValueError for θ ≤ 0, a state without ``u``, a zero ``v*``, σ ≠ 0 or bad
-        rates.
+        rates, and — when an ``rtol`` was asked for (``build_ff_system(...,
+        quadrature={"rtol": ...})``) and ``check`` — for a rule whose error estimate at
+        ``state`` does not meet it (:func:`theory.ff_tolerance.check_tolerance`).
         """
         if (state.K, state.M) != (self.K, self.M):
             raise ValueError(
@@ -486,7 +584,15 @@ class FFSystem:
         # the λ slot: Gauss–Hermite nodes, or Gauss–Legendre ones for the split rule
         xl, wl = _gauss_legendre(nd["n_lam"]) if nd["split_lam"] else _gauss_hermite(nd["n_lam"])
         xn, wn = _gauss_hermite(nd["n_nu"])
-        xe, we = _eg_points(self.K, nd["n_eg"])
+        qmc = bool(nd["n_qmc"])
+        mo = 1 if lin else self.M
+        xq = xeq = np.zeros((0, 0))
+        if qmc:  # ε_g then on QMC points too (K − 1 student fields, the last one exact)
+            xe, we = np.zeros((0, 0)), np.zeros(0)
+            xq = _qmc_points(self.K, mo, nd["n_qmc"], nd["seed"])
+            xeq = _qmc_points(self.K - 1, mo, nd["n_eg"], nd["seed"] + 1000)
+        else:
+            xe, we = _eg_points(self.K, nd["n_eg"])
         xg, wg = _gauss_legendre(nd["n_leg"])
         head = [
             self.K,
@@ -499,9 +605,17 @@ class FFSystem:
             len(we),
             nd["n_leg"],
             int(lin),
-            nd["split_lam"],
+            2 if qmc else nd["split_lam"],
+            nd["n_qmc"],
+            nd["n_eg"] if qmc else 0,
         ]
         assert len(head) == _HEADER
+        if eta or eta_u:
+            self.last_args = {"eta": eta, "eta_u": eta_u, "theta": theta}
+            if check and self.rtol_given:
+                from .ff_tolerance import check_tolerance
+
+                check_tolerance(self, state, eta, None, 0.0, theta, eta_u)
         return np.ascontiguousarray(
             np.concatenate(
                 [
@@ -517,6 +631,8 @@ class FFSystem:
                     we,
                     xg,
                     wg,
+                    xq.ravel(),
+                    xeq.ravel(),
                 ]
             ),
             dtype=float,
@@ -555,18 +671,35 @@ class FFSystem:
 _SYSTEMS: dict = {}
 
 
-def build_ff_system(K: int, M: int, activation: str = "erf", nodes: dict | None = None) -> FFSystem:
+def build_ff_system(
+    K: int, M: int, activation: str = "erf", nodes: dict | None = None, quadrature=None
+) -> FFSystem:
     """The compiled FF system (generated once per activation and process, cached on disk;
-    every K, M and node count reuses the same compiled kernels)."""
+    every K, M and node count reuses the same compiled kernels).
+
+    ``nodes``: node counts replacing :func:`default_nodes`'. ``quadrature``: None, "auto" or
+    a dict ``{"rtol", "n", "seed", <node counts>}`` (:func:`theory.ff_tolerance.check_options`);
+    an ``rtol`` given there is checked at the initial state of every solve
+    (:meth:`FFSystem.params`).
+    """
+    from .ff_tolerance import check_options
+
     act = check_activation(activation)
     K, M = _check_size("K", K), _check_size("M", M)
     nd = dict(default_nodes(K, M, act.name))
-    if nodes:
-        bad = set(nodes) - set(nd)
+    rtol, qnodes = check_options(quadrature, nd)
+    rtol_given = isinstance(quadrature, dict) and "rtol" in quadrature
+    given = {**(nodes or {}), **qnodes}
+    if given.get("n_qmc"):  # the QMC rule asked for where the split rule is the default
+        given.setdefault("split_lam", 0)
+        given.setdefault("n_eg", max(nd["n_eg"], 1 << 13))
+    if given:
+        bad = set(given) - set(nd)
         if bad:
             raise ValueError(f"unknown node counts {sorted(bad)}; allowed: {sorted(nd)}")
-        nd.update({k: int(v) for k, v in nodes.items()})
-    key = (K, M, act.key, tuple(sorted(nd.items())))
+        nd.update({k: int(v) for k, v in given.items()})
+    _check_n_qmc(nd["n_qmc"])
+    key = (K, M, act.key, tuple(sorted(nd.items())), rtol, rtol_given)
     if key not in _SYSTEMS:
         mod, path, t = _load_module(act)
         _SYSTEMS[key] = FFSystem(
@@ -580,6 +713,8 @@ def build_ff_system(K: int, M: int, activation: str = "erf", nodes: dict | None 
             path,
             FFLayout(K, M),
             timings={"load": t},
+            rtol=rtol,
+            rtol_given=rtol_given,
         )
     return _SYSTEMS[key]
 

@@ -408,14 +408,10 @@ COMMITTEE = register(
 
 # ------------------------------------------------------------------- Forward-Forward
 def _ff_build(rule, K, M, activation="erf", quadrature=None):
-    if quadrature is not None:
-        raise ValueError(
-            "rule 'ff' has its own quadrature (theory.ff: exact split at the "
-            "label's jump); the quadrature option does not apply to it"
-        )
     from .ff import build_ff_system
 
-    return build_ff_system(K, M, activation)
+    # FF chooses its own rule; quadrature = {"rtol", "n", "seed"} (theory.ff_tolerance)
+    return build_ff_system(K, M, activation, quadrature=quadrature)
 
 
 def _ff_layout(K, M, adaptive_b=False):
