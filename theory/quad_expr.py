@@ -20,7 +20,7 @@ import sympy as sp
 
 from . import rules as R
 from .activations import Activation
-from .emit import njit_function, pr
+from .emit import NumbaPrinter, njit_function, pr
 
 __all__ = [
     "concrete",
@@ -95,10 +95,21 @@ def field_atoms(act: Activation) -> list:
     return _atoms([g, gp], _ZZ)
 
 
+class _NodePrinter(NumbaPrinter):
+    """The node loop's printer: ``tanh`` as :func:`theory.field_kernels._tanh` (one
+    ``exp`` or ``expm1``; ~1.6× faster than libm's ``tanh``, to a few ulp)."""
+
+    def _print_tanh(self, e):
+        return f"_tanh({self._print(e.args[0])})"
+
+
+_NODE = _NodePrinter()
+
+
 def _cse_lines(names, exprs, prefix):
     reps, reduced = sp.cse(exprs, symbols=sp.numbered_symbols(prefix), optimizations="basic")
-    lines = [f"{s.name} = {pr(ex)}" for s, ex in reps]
-    return lines + [f"{n} = {pr(ex)}" for n, ex in zip(names, reduced)]
+    lines = [f"{s.name} = {_NODE.doprint(ex)}" for s, ex in reps]
+    return lines + [f"{n} = {_NODE.doprint(ex)}" for n, ex in zip(names, reduced)]
 
 
 def field_code(act: Activation, need_gp: bool) -> list:
