@@ -71,6 +71,7 @@ from .rk_checks import (  # noqa: F401  (the protocol's names, re-exported)
     O_RTOL,
     O_T,
     O_THRESH,
+    O_YMAX,
     SEG_ROWS,
     WORK_ROWS,
     _cov_entry,

@@ -52,8 +52,9 @@ O_ALPHA_MAX, O_DT, O_RTOL, O_ATOL, O_EG_TOL, O_THRESH, O_PSD_RTOL, O_MAX_STEPS, 
     8,
 )
 O_M = 9
-O_T = 10  # T (M·M, row-major) follows: the constant block of the field covariance
-N_OPTS = 10  # plus M·M
+O_YMAX = 10  # the order-parameter overflow guard (theory.divergence); O_THRESH is ε_g's
+O_T = 11  # T (M·M, row-major) follows: the constant block of the field covariance
+N_OPTS = 11  # plus M·M
 
 # stop codes
 CODE_RUNNING = 0
@@ -201,8 +202,9 @@ def cov_min_pivot(y, opts, L):
 
 @njit(cache=True)
 def cheap_check(y, opts):
-    """Every-step checks: non-finite entries, then ``max|y| > diverge_threshold``."""
-    thresh = opts[O_THRESH]
+    """Every-step checks: non-finite entries, then ``max|y|`` above the overflow guard
+    (``opts[O_YMAX]``, :func:`theory.divergence.overflow_guard`)."""
+    thresh = opts[O_YMAX]
     ymax = 0.0
     for i in range(y.shape[0]):
         a = abs(y[i])
@@ -217,7 +219,8 @@ def cheap_check(y, opts):
 
 @njit(cache=True)
 def full_check(y, egv, opts, L):
-    """The costlier checks: ``ε_g`` finite and below the threshold, then positive
+    """The costlier checks: ``ε_g`` finite and below the divergence threshold
+    (``opts[O_THRESH]``: the one criterion, :mod:`theory.divergence`), then positive
     semi-definiteness of the field covariance."""
     if not np.isfinite(egv) or egv > opts[O_THRESH]:
         return CODE_EG, egv
