@@ -53,7 +53,8 @@ class NumpyQuad:
         NU = K + M
         C = np.block([[st.Q, st.R], [st.R.T, st.T]])
         A = np.concatenate([st.v, -st.v_star])
-        Bv = np.concatenate([st.b, st.c if self.adaptive else np.zeros(M)])
+        b = st.b if st.b is not None else np.zeros(K)
+        Bv = np.concatenate([b, st.c if self.adaptive else np.zeros(M)])
         Z = nodes[:, :NU] @ factor(C).T
         w = weights
         e = self.g(Z) @ A
