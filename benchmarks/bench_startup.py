@@ -6,15 +6,17 @@ Every command runs as a fresh process (``python -m …``) from the repository ro
 time is the minimum over ``--repeat`` runs (the least disturbed by other load), and the
 commands are interleaved so that a change of machine load hits all of them alike.
 
-Targets (issue 11):
+Targets:
 
-* ``odeflow solve`` on a warm cache, K = M = 2, α = 200: ≤ 1.5 × ``python -c "import numba"``;
+* ``odeflow solve`` on a warm cache, K = M = 2, α = 200: ≤ 1.15 × the *floor* of any
+  command that runs numba-compiled code — a process that calls one trivial
+  ``@njit(cache=True)`` function loaded from numba's cache (numba initialises its CPU
+  target, which imports scipy.linalg for BLAS, on the first compiled call; ~2.2 ×
+  ``import numba``). (Issue 23: the former target, 1.5 × ``import numba``, was below that
+  floor and so unreachable by any numba program.)
 * ``figures --list`` and every ``--help``: ≤ 1.2 × ``python -c "import numpy"``.
 
-Also printed, for context: the floor for *any* command that runs numba-compiled code — a
-process that calls one trivial ``@njit(cache=True)`` function loaded from numba's cache
-(numba initialises its CPU target, which imports scipy.linalg for BLAS, on the first
-compiled call).
+``import numba`` is still printed for context.
 """
 
 from __future__ import annotations
@@ -91,6 +93,7 @@ def main(argv=None):
             subprocess.run(cmd, cwd=REPO, env=env, check=True, capture_output=True)
             best[name] = min(best[name], time.perf_counter() - t0)
     base_np, base_nb = best["import numpy"], best["import numba"]
+    floor = best["floor: one cached @njit call"]
     print(f"{'command':40s} {'seconds':>8s} {'ratio':>7s}  target")
     for name, t in best.items():
         if name.startswith("import"):
@@ -98,12 +101,14 @@ def main(argv=None):
             continue
         if "--help" in name or "--list" in name:
             r, target = t / base_np, "≤ 1.2 × import numpy"
+            ok = r <= 1.2
+        elif name.startswith("floor"):
+            r, target, ok = t / base_nb, "(× import numba; the floor below)", None
         else:
-            r, target = (
-                t / base_nb,
-                ("≤ 1.5 × import numba" if name.startswith("odeflow") else "(context)"),
-            )
-        print(f"{name:40s} {t:8.3f} {r:7.2f}  {target}")
+            r, target = t / floor, "≤ 1.15 × the floor (one cached @njit call)"
+            ok = r <= 1.15
+        flag = "" if ok is None else ("  OK" if ok else "  MISSED")
+        print(f"{name:40s} {t:8.3f} {r:7.2f}  {target}{flag}")
     print(f"\n(min over {a.repeat} runs each; numbers are wall-clock seconds of whole processes)")
 
 

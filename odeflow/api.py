@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from theory.divergence import EG_MAX
 from theory.runtime import cli
 from theory.runtime.progress import ProgressBar
 from theory.state import OrderParameters
@@ -216,7 +217,7 @@ def solve(
     record=None,
     eg_tol=None,
     max_steps=10_000_000,
-    diverge_threshold=1e6,
+    diverge_threshold=None,
     rule_params=None,
     progress=False,
     quadrature=None,
@@ -274,9 +275,14 @@ def solve(
         Stop (status 1) as soon as ε_g < eg_tol.
     max_steps : int
         Budget of accepted steps (status -1, reason "max_steps", when exhausted).
-    diverge_threshold : float
-        Stop (status -1, reason "diverged") when ``max|y|`` or ε_g exceeds it, when the
-        state becomes non-finite, or when Q loses positive semi-definiteness.
+    diverge_threshold : float, optional
+        The divergence criterion, the same as the simulations' (:mod:`theory.divergence`):
+        stop (status -1, reason "diverged") when ε_g exceeds it (default
+        ``theory.divergence.EG_MAX`` = 10⁴, the simulations' ``eg_max``). Guards stop the
+        run as diverged too: a non-finite state, an order parameter above
+        ``max(theory.divergence.Y_MAX, diverge_threshold)`` (10⁶: numerical overflow), Q
+        losing positive semi-definiteness. The message gives ε_g and max |order parameter|
+        of the last accepted state either way.
     rule_params : dict, optional
         Values of a custom Rule's extra parameters.
     progress : bool
@@ -315,6 +321,8 @@ def solve(
     method, dt, rtol, atol = check_solver_options(method, dt, rtol, atol)
     alpha_max = _positive("alpha_max", alpha_max)
     eg_tol = _positive("eg_tol", eg_tol, allow_none=True)
+    if diverge_threshold is None:
+        diverge_threshold = EG_MAX
     diverge_threshold = _positive("diverge_threshold", diverge_threshold)
     if isinstance(max_steps, bool) or int(max_steps) != max_steps or max_steps < 1:
         raise ValueError(f"max_steps must be a positive integer, got {max_steps!r}")
@@ -389,6 +397,13 @@ def solve(
             what = first_nonfinite(system, p, y)
             if what is not None:
                 message += f"; first non-finite: {what}"
+        if code in (S.CODE_EG, S.CODE_YMAX):  # both criteria's numbers, whichever stopped
+            message += (
+                f" (last accepted state, α = {_fmt(float(fs[S.F_ALPHA]))}: ε_g = "
+                f"{float(fs[S.F_EG]):.4g}, max |order parameter| = "
+                f"{float(np.max(np.abs(y))):.4g}; criterion ε_g > {diverge_threshold:.3g}, "
+                f"overflow guard max|y| > {float(opts[S.O_YMAX]):.3g})"
+            )
     else:  # stop at the terminal event (odeflow.events)
         a_ev, y_ev, i_ev = tracker.terminal
         y[:] = y_ev
@@ -427,6 +442,7 @@ def solve(
         eg_tol=eg_tol,
         max_steps=max_steps,
         diverge_threshold=diverge_threshold,
+        overflow_guard=float(opts[S.O_YMAX]),
         rule_params=dict(rule_params or {}),
         system=_jsonable(describe(system)),
     )

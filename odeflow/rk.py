@@ -12,14 +12,77 @@ the table's fingerprint (a changed coefficient compiles a new loop).
 
 The calling convention (the *kernel protocol*), the state arrays ``fs``/``ist``/``opts``
 and the stop conditions are documented in :mod:`odeflow.solvers`, the façade the rest of
-odeflow imports. Everything that numba compiles into the loops lives in this one file:
-numba's disk cache tracks only the file a function is defined in.
+odeflow imports; the protocol's constants and the stop checks are in
+:mod:`odeflow.rk_checks`. numba's disk cache tracks only the file a function is defined in,
+so the loops' names carry a fingerprint of that file (:func:`_named`).
 """
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
+
 import numpy as np
 from numba import njit, types
+
+from .rk_checks import (  # noqa: F401  (the protocol's names, re-exported)
+    CHECK_EVERY,
+    CODE_CONVERGED,
+    CODE_DONE,
+    CODE_EG,
+    CODE_H_UNDERFLOW,
+    CODE_MAX_STEPS,
+    CODE_NONFINITE,
+    CODE_PSD,
+    CODE_RUNNING,
+    CODE_YMAX,
+    F_ALPHA,
+    F_EG,
+    F_ERROLD,
+    F_GOOD_ALPHA,
+    F_H,
+    F_SEG,
+    F_STOP_ALPHA,
+    F_STOP_VALUE,
+    I_CODE,
+    I_NEXT_REC,
+    I_NFEV,
+    I_NREJECT,
+    I_NSEG,
+    I_NSEG_OUT,
+    I_NSTEPS,
+    I_REJECTED,
+    I_SINCE_CHECK,
+    I_STARTED,
+    LAND_RTOL,
+    MAX_DENSE_TERMS,
+    N_FS,
+    N_IST,
+    N_OPTS,
+    O_ALPHA_MAX,
+    O_ATOL,
+    O_DT,
+    O_EG_TOL,
+    O_K,
+    O_M,
+    O_MAX_STEPS,
+    O_NQ,
+    O_PSD_RTOL,
+    O_RTOL,
+    O_T,
+    O_THRESH,
+    O_YMAX,
+    SEG_ROWS,
+    WORK_ROWS,
+    _cov_entry,
+    _segment_base,
+    _store_dense_segment,
+    _store_hermite_segment,
+    cheap_check,
+    check_state,
+    cov_min_pivot,
+    full_check,
+)
 
 # --------------------------------------------------------------------- numba signatures
 # The system's functions are passed as *first-class function values* (numba FunctionType),
@@ -73,219 +136,7 @@ class _LazyKernel:
         return getattr(self.dispatcher(), name)
 
 
-# ------------------------------------------------------------------ state-array indices
-# float state fs
-F_ALPHA = 0  # current α (of the accepted state y)
-F_H = 1  # adaptive: proposed next step size
-F_ERROLD = 2  # adaptive: previous accepted error norm (PI controller memory)
-F_SEG = 3  # fixed-step: α of the last point landed on exactly (start of the segment)
-F_EG = 4  # ε_g of the accepted state
-F_STOP_ALPHA = 5  # α of the state that triggered a stop
-F_STOP_VALUE = 6  # the offending value (ε_g, max|y|, min pivot of Q, …)
-F_GOOD_ALPHA = 7  # fixed-step: α of the last state that passed the full checks
-N_FS = 8
-# integer state ist
-I_NEXT_REC = 0  # index of the next record to write (= number of records written)
-I_NFEV = 1  # number of rhs evaluations
-I_NSTEPS = 2  # number of accepted steps
-I_CODE = 3  # stop code (0 = still running)
-I_NSEG = 4  # fixed-step: steps taken since F_SEG
-I_REJECTED = 5  # adaptive: 1 if the last attempted step was rejected
-I_NREJECT = 6  # adaptive: number of rejected steps
-I_STARTED = 7  # 1 once the initial record/check has been done
-I_SINCE_CHECK = 8  # fixed-step: steps accepted since the last full check
-I_NSEG_OUT = 9  # accepted steps written to the segment buffer (odeflow.events) this call
-N_IST = 10
-# opts
-O_ALPHA_MAX, O_DT, O_RTOL, O_ATOL, O_EG_TOL, O_THRESH, O_PSD_RTOL, O_MAX_STEPS, O_NQ, O_K = (
-    0,
-    1,
-    1,
-    2,
-    3,
-    4,
-    5,
-    6,
-    7,
-    8,
-)
-O_M = 9
-O_T = 10  # T (M·M, row-major) follows: the constant block of the field covariance
-N_OPTS = 10  # plus M·M
-
-# stop codes
-CODE_RUNNING = 0
-CODE_DONE = 1
-CODE_CONVERGED = 2
-CODE_NONFINITE = -1
-CODE_YMAX = -2
-CODE_EG = -3
-CODE_PSD = -4
-CODE_MAX_STEPS = -5
-CODE_H_UNDERFLOW = -6
-
-#: fixed-step methods run the full stop checks (ε_g, covariance Cholesky, eg_tol) every
-#: CHECK_EVERY steps and on every recording time and the last step; the cheap checks
-#: (finite, max|y|) run every step. This keeps the per-step overhead small next to a K = 2
-#: rhs; the full-check failure point is resolved to CHECK_EVERY·dt.
-CHECK_EVERY = 8
-
-#: fixed-step landing tolerance: a remaining distance up to dt·(1 + LAND_RTOL) to the next
-#: record point is covered by one (slightly adjusted) step, so round-off in α never produces
-#: a spurious tiny extra step.
-LAND_RTOL = 1e-8
-
-
-# ------------------------------------------------------------- step segments (events)
-#: rows of ``work`` the kernels use as scratch (stages, trial states); rows beyond hold
-#: step segments. A table needs stages + 4 rows (see the factories).
-WORK_ROWS = 12
-#: rows per stored step: y_n; [α_n, h, m, 0…]; Δ = y_{n+1} − y_n; then either (m > 0) the
-#: dense-output coefficients q_1 … q_m of y(θ) = y_n + Σ_k θ^k q_k, q_k = h Σ_j P_j,k−1 k_j,
-#: or (m = 0, a table without P) f(y_n), for a cubic Hermite interpolant (odeflow.events)
-SEG_ROWS = 7
-#: most powers of θ a table's dense output may have
-MAX_DENSE_TERMS = SEG_ROWS - 3
-
-
-@njit(cache=True)
-def _segment_base(work, ist):
-    """Row of the next free segment of ``work``'s buffer, or −1 if it has none or is full
-    (the driver, odeflow.events, empties it between calls and never asks for more)."""
-    base = WORK_ROWS + SEG_ROWS * ist[I_NSEG_OUT]
-    if base + SEG_ROWS > work.shape[0]:
-        return -1
-    ist[I_NSEG_OUT] += 1
-    work[base + 1, :] = 0.0
-    return base
-
-
-@njit(cache=True)
-def _store_hermite_segment(work, ist, a, h, y, ynew, f0):
-    """Store an accepted step ``(α_n, h, y_n, y_{n+1}, f(y_n))`` (m = 0)."""
-    base = _segment_base(work, ist)
-    if base < 0:
-        return
-    work[base + 1, 0] = a
-    work[base + 1, 1] = h
-    for i in range(y.shape[0]):
-        work[base, i] = y[i]
-        work[base + 2, i] = ynew[i] - y[i]
-        work[base + 3, i] = f0[i]
-
-
-@njit(cache=True)
-def _store_dense_segment(work, ist, a, h, y, ynew, q):
-    """Store an accepted step and its dense-output coefficients ``q`` (m, n)."""
-    base = _segment_base(work, ist)
-    if base < 0:
-        return
-    m = q.shape[0]
-    work[base + 1, 0] = a
-    work[base + 1, 1] = h
-    work[base + 1, 2] = m
-    for i in range(y.shape[0]):
-        work[base, i] = y[i]
-        work[base + 2, i] = ynew[i] - y[i]
-        for k in range(m):
-            work[base + 3 + k, i] = q[k, i]
-
-
-# ------------------------------------------------------------------------ stop checks
-@njit(cache=True)
-def _cov_entry(y, opts, K, M, nQ, i, j):
-    """Entry (i, j) of the field covariance ``C = [[Q, R], [Rᵀ, T]]`` read from the packed
-    state (Q upper triangle row-major at 0, R row-major at nQ) and T from ``opts``."""
-    if i > j:
-        i, j = j, i
-    if j < K:  # Q_ij, i <= j: index i*K - i(i-1)/2 + (j - i)
-        return y[i * K - (i * (i - 1)) // 2 + (j - i)]
-    if i < K:  # R_i,(j-K)
-        return y[nQ + i * M + (j - K)]
-    return opts[O_T + (i - K) * M + (j - K)]
-
-
-@njit(cache=True)
-def cov_min_pivot(y, opts, L):
-    """Smallest Cholesky pivot of ``C + tol·I``, ``C = [[Q, R], [Rᵀ, T]]`` (≤ 0 ⇔ C is not
-    positive semi-definite within tol).
-
-    ``C`` is the covariance of the local fields ``(λ, ν)``; it contains ``Q`` (a Gram
-    matrix ``w·wᵀ/N``), and every state that passes also passes
-    ``theory.state.OrderParameters`` validation. ``tol = psd_rtol · max(1, max_a C_aa)``.
-    ``L`` is (K+M)×(K+M) scratch (no allocation per step).
-    """
-    K = np.int64(opts[O_K])
-    M = np.int64(opts[O_M])
-    nQ = np.int64(opts[O_NQ])
-    n = K + M
-    scale = 1.0
-    for a in range(n):
-        d = _cov_entry(y, opts, K, M, nQ, a, a)
-        if d > scale:
-            scale = d
-    tol = opts[O_PSD_RTOL] * scale
-    minpiv = np.inf
-    for j in range(n):
-        s = _cov_entry(y, opts, K, M, nQ, j, j) + tol
-        for m in range(j):
-            s -= L[j, m] * L[j, m]
-        if s < minpiv:
-            minpiv = s
-        if not s > 0.0:
-            return s
-        ljj = np.sqrt(s)
-        L[j, j] = ljj
-        for i in range(j + 1, n):
-            t = _cov_entry(y, opts, K, M, nQ, i, j)
-            for m in range(j):
-                t -= L[i, m] * L[j, m]
-            L[i, j] = t / ljj
-    return minpiv
-
-
-@njit(cache=True)
-def cheap_check(y, opts):
-    """Every-step checks: non-finite entries, then ``max|y| > diverge_threshold``."""
-    thresh = opts[O_THRESH]
-    ymax = 0.0
-    for i in range(y.shape[0]):
-        a = abs(y[i])
-        if not np.isfinite(a):
-            return CODE_NONFINITE, a
-        if a > ymax:
-            ymax = a
-    if ymax > thresh:
-        return CODE_YMAX, ymax
-    return CODE_RUNNING, 0.0
-
-
-@njit(cache=True)
-def full_check(y, egv, opts, L):
-    """The costlier checks: ``ε_g`` finite and below the threshold, then positive
-    semi-definiteness of the field covariance."""
-    if not np.isfinite(egv) or egv > opts[O_THRESH]:
-        return CODE_EG, egv
-    piv = cov_min_pivot(y, opts, L)
-    if not piv > 0.0:
-        return CODE_PSD, piv
-    return CODE_RUNNING, 0.0
-
-
-@njit(cache=True)
-def check_state(y, egv, opts, L):
-    """All divergence checks on a candidate state: returns ``(code, offending value)``.
-
-    Order: non-finite entries, ``max|y|``, ``ε_g``, positive semi-definiteness of the field
-    covariance ``[[Q, R], [Rᵀ, T]]``.
-    """
-    code, val = cheap_check(y, opts)
-    if code != CODE_RUNNING:
-        return code, val
-    return full_check(y, egv, opts, L)
-
-
-@njit(cache=True)
+@njit  # no own cache: compiled into the loops (see _named)
 def _start(eg, p, y, rec_alpha, rec_y, rec_eg, fs, ist, opts, L, ygood):
     """First call only: evaluate ε_g at α = 0, check the initial state, record α = 0."""
     ist[I_STARTED] = 1
@@ -314,7 +165,7 @@ def _start(eg, p, y, rec_alpha, rec_y, rec_eg, fs, ist, opts, L, ygood):
         ist[I_CODE] = CODE_DONE
 
 
-@njit(cache=True)
+@njit  # no own cache: compiled into the loops (see _named)
 def _stop_fixed(eg, p, y, fs, ist, opts, L, ygood, code, anew, val):
     """Stop a fixed-step run whose candidate at ``anew`` failed; leave in ``y`` the last
     state that passes *all* checks (``y`` itself, or the saved ``ygood`` if ``y`` was not
@@ -333,7 +184,7 @@ def _stop_fixed(eg, p, y, fs, ist, opts, L, ygood, code, anew, val):
             fs[F_EG] = eg(y, p)
 
 
-@njit(cache=True)
+@njit  # no own cache: compiled into the loops (see _named)
 def _accept(
     eg, p, y, ynew, anew, rec_alpha, rec_y, rec_eg, fs, ist, opts, landed, L, ygood, check_every
 ):
@@ -389,7 +240,7 @@ def _accept(
     return True
 
 
-@njit(cache=True)
+@njit  # no own cache: compiled into the loops (see _named)
 def fixed_step_size(fs, ist, rec_alpha, opts):
     """The next fixed step ``(h, α_new, landed)``.
 
@@ -411,7 +262,7 @@ def fixed_step_size(fs, ist, rec_alpha, opts):
     return anew - a, anew, False
 
 
-@njit(cache=True)
+@njit  # no own cache: compiled into the loops (see _named)
 def _after_fixed_step(landed, fs, ist):
     if landed:
         fs[F_SEG] = fs[F_ALPHA]
@@ -534,6 +385,10 @@ def _dense_point(y, q, th, out):
         out[i] = y[i] + th * acc
 
 
+#: fingerprint of odeflow/rk_checks.py (see _named)
+_CHECKS_FP = hashlib.sha256(Path(__file__).with_name("rk_checks.py").read_bytes()).hexdigest()[:8]
+
+
 def _check_table(tab, rows):
     if rows > WORK_ROWS:
         raise ValueError(
@@ -548,10 +403,13 @@ def _check_table(tab, rows):
 
 
 def _named(py_func, prefix, tab):
-    """Name a generated loop after its table and the table's fingerprint: numba's disk
-    cache files are named after the function, so every table (and every change of one of
-    its coefficients) gets its own cache entry."""
-    name = f"{prefix}_{tab.name}_{tab.fingerprint()}"
+    """Name a generated loop after its table, the table's fingerprint and that of
+    :mod:`odeflow.rk_checks`: numba's disk cache files are named after the function and
+    keyed by this file only, so every table (and every change of one of its coefficients,
+    or of the protocol's constants and checks in the other file) gets its own cache entry.
+    The step helpers above (``_accept``, …) have no cache of their own for the same
+    reason: they use the other file's constants and live only inside the cached loops."""
+    name = f"{prefix}_{tab.name}_{tab.fingerprint()}_{_CHECKS_FP}"
     py_func.__name__ = py_func.__qualname__ = name
     py_func.__doc__ = f"{tab.description} ({prefix.replace('_', ' ')} loop)"
     return _LazyKernel(py_func)
@@ -581,9 +439,37 @@ def make_fixed_kernel(tab):
         ynew = work[s + 1]
         yold = work[s + 2]
         seg = work.shape[0] > WORK_ROWS
-        for _ in range(max_call_steps):
+        done = 0
+        while done < max_call_steps:
             if ist[I_CODE] != CODE_RUNNING:
                 break
+            if not seg:
+                # the plain steps (no record or alpha_max to land on, no full check due,
+                # not the last budgeted step) in a tight loop: rhs, update, cheap checks;
+                # the same arithmetic and counters as the general path below, without its
+                # per-step decisions (a quarter of an Euler step at K = M = 2)
+                m = _plain_steps(
+                    rhs,
+                    eg,
+                    p,
+                    y,
+                    work,
+                    A,
+                    b,
+                    fs,
+                    ist,
+                    rec_alpha,
+                    opts,
+                    ynew,
+                    yt,
+                    L,
+                    ygood,
+                    max_call_steps - done,
+                )
+                done += m
+                if m > 0 or ist[I_CODE] != CODE_RUNNING:
+                    continue
+            done += 1
             h, anew, landed = fixed_step_size(fs, ist, rec_alpha, opts)
             rhs(y, p, k0)
             if s > 1:  # a compile-time constant: no call for Euler
@@ -617,6 +503,55 @@ def make_fixed_kernel(tab):
             _after_fixed_step(landed, fs, ist)
 
     return _named(kernel, "fixed", tab)
+
+
+@njit(inline="always")  # no own cache: compiled into the loops (see _named)
+def _plain_steps(rhs, eg, p, y, work, A, b, fs, ist, rec_alpha, opts, ynew, yt, L, ygood, nmax):
+    """Up to ``nmax`` fixed steps that neither land (on a record or alpha_max), nor need
+    the full checks, nor are the last budgeted step; returns how many were taken (0: the
+    next step needs :func:`_accept`). Each is what the general path does for such a step:
+    ``α_new = α_seg + (n_seg + 1) dt``, the stages, ``y + h Σ b_j k_j``, the cheap checks
+    (a failure stops the run as there), then the counters. ``A``, ``b``: the table's
+    coefficients up to its last non-zero ``b_j`` (so ``b.shape[0]`` stages)."""
+    s = b.shape[0]
+    k = min(
+        CHECK_EVERY - 1 - ist[I_SINCE_CHECK],
+        np.int64(opts[O_MAX_STEPS]) - 1 - ist[I_NSTEPS],
+        nmax,
+    )
+    if k <= 0:
+        return 0
+    dt = opts[O_DT]
+    amax = opts[O_ALPHA_MAX]
+    r = ist[I_NEXT_REC]
+    target = amax
+    if r < rec_alpha.shape[0] and rec_alpha[r] < amax:
+        target = rec_alpha[r]
+    k0 = work[0]
+    taken = 0
+    for _ in range(k):
+        a = fs[F_ALPHA]
+        if target - a <= dt * (1.0 + LAND_RTOL):  # this step lands: the general path
+            break
+        anew = fs[F_SEG] + (ist[I_NSEG] + 1) * dt
+        h = anew - a
+        rhs(y, p, k0)
+        if s > 1:
+            _stages(rhs, p, y, work, A, s, h, yt, yt)
+        ist[I_NFEV] += s
+        _combine(y, work, b, s, h, ynew)
+        code, val = cheap_check(ynew, opts)
+        if code != CODE_RUNNING:  # as _accept: stop, y the last state passing all checks
+            _stop_fixed(eg, p, y, fs, ist, opts, L, ygood, code, anew, val)
+            return taken
+        for i in range(y.shape[0]):
+            y[i] = ynew[i]
+        fs[F_ALPHA] = anew
+        ist[I_NSTEPS] += 1
+        ist[I_SINCE_CHECK] += 1
+        ist[I_NSEG] += 1
+        taken += 1
+    return taken
 
 
 # Long on purpose: a factory around one numba loop: the loop must be one function (no per-step

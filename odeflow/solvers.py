@@ -26,14 +26,15 @@ size, controller memory, record counter, counters, stop code); see the ``F_*`` a
 indices in :mod:`odeflow.rk`. ``work`` is scratch space of shape (WORK_ROWS, n), followed
 by an optional buffer of accepted steps for :mod:`odeflow.events` (:func:`new_state`).
 ``opts`` holds ``[alpha_max, dt_or_rtol, atol, eg_tol, diverge_threshold, psd_rtol,
-max_steps, nQ, K, M, T (M·M)]`` (:func:`make_opts`). A call returns after at most
+max_steps, nQ, K, M, y_max, T (M·M)]`` (:func:`make_opts`). A call returns after at most
 ``max_call_steps`` steps, or earlier when the run has stopped (``ist[I_CODE] != 0``; the
 codes and their messages are :class:`odeflow.status.Stop`).
 
 Stop conditions (checked on the candidate new state)
 ----------------------------------------------------
-- divergence: a non-finite entry (``CODE_NONFINITE``), ``max|y| > diverge_threshold``
-  (``CODE_YMAX``), ``ε_g > diverge_threshold`` or non-finite (``CODE_EG``), or the field
+- divergence (:mod:`theory.divergence`: one criterion for ODE and simulations):
+  ``ε_g > diverge_threshold`` or non-finite (``CODE_EG``); as guards, a non-finite entry
+  (``CODE_NONFINITE``), ``max|y| > y_max`` (``CODE_YMAX``, numerical overflow), or the field
   covariance ``C = [[Q, R], [Rᵀ, T]]`` losing positive semi-definiteness (``CODE_PSD``): a
   Cholesky factorisation of ``C + psd_rtol·max(1, max_a C_aa)·I`` fails. This contains the
   test on ``Q`` (the first K(K+1)/2 entries of y, upper triangle row-major; a Gram matrix
@@ -54,6 +55,8 @@ passes all checks, so every record and the final state are always valid.
 from __future__ import annotations
 
 import numpy as np
+
+from theory.divergence import overflow_guard
 
 from .rk import (  # noqa: F401  (the protocol's names, re-exported)
     CHECK_EVERY,
@@ -103,6 +106,7 @@ from .rk import (  # noqa: F401  (the protocol's names, re-exported)
     O_RTOL,
     O_T,
     O_THRESH,
+    O_YMAX,
     RHS_TYPE,
     SEG_ROWS,
     WORK_ROWS,
@@ -117,12 +121,25 @@ from .tableaux import TABLEAUX
 
 
 def make_opts(
-    alpha_max, dt_or_rtol, atol, eg_tol, diverge_threshold, psd_rtol, max_steps, nQ, K, T
+    alpha_max,
+    dt_or_rtol,
+    atol,
+    eg_tol,
+    diverge_threshold,
+    psd_rtol,
+    max_steps,
+    nQ,
+    K,
+    T,
+    y_max=None,
 ) -> np.ndarray:
     """Pack the solver options into the float64 vector the kernels read (see ``O_*``).
 
-    ``T`` (M×M) is the teacher overlap, needed for the positive semi-definiteness test of the
-    full field covariance ``[[Q, R], [Rᵀ, T]]``.
+    ``diverge_threshold`` is the ε_g threshold (the one divergence criterion,
+    :mod:`theory.divergence`); ``y_max`` the order-parameter overflow guard (default
+    :func:`theory.divergence.overflow_guard` of the threshold). ``T`` (M×M) is the teacher
+    overlap, needed for the positive semi-definiteness test of the full field covariance
+    ``[[Q, R], [Rᵀ, T]]``.
     """
     T = np.asarray(T, dtype=float)
     M = T.shape[0]
@@ -132,6 +149,7 @@ def make_opts(
     o[O_ATOL] = atol
     o[O_EG_TOL] = -1.0 if eg_tol is None else eg_tol  # negative: no convergence test
     o[O_THRESH] = diverge_threshold
+    o[O_YMAX] = overflow_guard(diverge_threshold) if y_max is None else y_max
     o[O_PSD_RTOL] = psd_rtol
     o[O_MAX_STEPS] = max_steps
     o[O_NQ] = nQ

@@ -33,7 +33,7 @@ _PSD = (
 
 class Stop(Enum):
     """A stop code of the compiled loops (``ist[I_CODE]``) with ``status``, ``reason`` and
-    the message ``template`` (fields: alpha, value, threshold, alpha_max, eg_tol, n_steps,
+    the message ``template`` (fields: alpha, value, threshold, guard, alpha_max, eg_tol, n_steps,
     n_max, method, hint)."""
 
     DONE = (
@@ -60,7 +60,7 @@ class Stop(Enum):
         "diverged",
         (
             "diverged at α = {alpha:.4g}: max |order parameter| = {value:.3g} exceeds the "
-            "divergence threshold {threshold:.3g} {hint}"
+            "overflow guard {guard:.3g} {hint}"
         ),
     )
     EG = (
@@ -121,6 +121,7 @@ class Stop(Enum):
             alpha=float(fs[rk.F_STOP_ALPHA]),
             value=val,
             threshold=float(opts[rk.O_THRESH]),
+            guard=float(opts[rk.O_YMAX]),
             alpha_max=float(opts[rk.O_ALPHA_MAX]),
             eg_tol=float(opts[rk.O_EG_TOL]),
             n_steps=int(ist[rk.I_NSTEPS]),

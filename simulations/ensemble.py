@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from theory.divergence import EG_MAX, Y_MAX
 from theory.runtime.progress import ProgressBar  # noqa: F401 (the one bar; re-exported)
 
 __all__ = [
@@ -106,8 +107,9 @@ class Divergence:
     whenever a cheap upper bound on ``ε_g`` exceeds ``eg_max``).
     """
 
-    eg_max: float = 1e4
-    q_max: float = 1e6
+    # the one criterion shared with the ODE integrator (theory.divergence)
+    eg_max: float = EG_MAX
+    q_max: float = Y_MAX
 
     @classmethod
     def from_config(cls, d) -> Divergence:

@@ -60,13 +60,8 @@ from .cache import digest_of, generated_path, load_module, module_name, param_ve
 from .cache import source_fingerprint as _source_fingerprint
 from .codegen_marginal import table_nodes
 from .emit import NumbaPrinter, emit_module, njit_function
-from .quad_expr import LAM as _lam
-from .quad_expr import B as _b
-from .quad_expr import E as _e
 from .quad_expr import I2_code as _I2_code
-from .quad_expr import V as _v
-from .quad_expr import activation_functions, needs_stein
-from .quad_expr import concrete as _concrete
+from .quad_expr import activation_functions, field_atoms, field_code, needs_stein, unit_code
 from .quadrature import MAX_GH_NODES, QuadratureRule, coarse_rule, make_rule
 from .state import Layout, OrderParameters, _check_size
 from .system import SystemMethods
@@ -130,33 +125,9 @@ def _pr(expr) -> str:
 
 def _unit_code(rule: R.Rule, act: Activation, adaptive: bool, params) -> list:
     """Statements computing, for one hidden unit, d_ (δ), dl_ (∂δ/∂λ), de_ (∂δ/∂e) and
-    s_ (second-layer signal) from lam_, e_, vk_, bk_ and the rule parameters (without
-    dl_, de_ when the b drift goes through Stein's lemma: :func:`needs_stein`)."""
-    delta = _concrete(rule.delta, act)
-    sig = _concrete(rule.v_signal, act)
-    names = [sp.Symbol("d_"), sp.Symbol("s_")]
-    exprs = [delta, sig]
-    if adaptive and not needs_stein(rule, act):
-        dl, de = sp.diff(delta, _lam), sp.diff(delta, _e)
-        names += [sp.Symbol("dl_"), sp.Symbol("de_")]
-        exprs += [dl, de]
-    allowed = (
-        {_lam, _e, _v, _b}
-        | {sp.Symbol(p, real=True) for p in params}
-        | {sp.Symbol(p) for p in params}
-    )
-    for ex in exprs:
-        bad = ex.free_symbols - allowed
-        if bad:
-            raise NotImplementedError(
-                f"rule {rule.name!r}: the quadrature backend takes δ as a function of lam, "
-                f"e, v_k, b_k, lam_t and the rule parameters; {sorted(map(str, bad))} "
-                "(e.g. phi) are not supported"
-            )
-    reps, reduced = sp.cse(exprs, symbols=sp.numbered_symbols("t_"), optimizations="basic")
-    lines = [f"{s.name} = {_pr(ex)}" for s, ex in reps]
-    lines += [f"{n.name} = {_pr(ex)}" for n, ex in zip(names, reduced)]
-    return lines
+    s_ (second-layer signal) from lam_, e_, vk_, bk_ and the rule parameters
+    (:func:`theory.quad_expr.unit_code`: transcendentals of λ_k read from the first pass)."""
+    return unit_code(rule, act, adaptive, params)
 
 
 # ------------------------------------------------------------------------ the source
@@ -178,7 +149,10 @@ def quad_source(rule: R.Rule, act: Activation, key: str) -> str:
     # the flags are resolved here, in Python, so numba never sees a dead branch that
     # refers to variables the rule does not define
     stein = needs_stein(rule, act)
-    eb_line = ["eb += A[u] * Bv[u] * _gp(z[u])"] if adaptive and not stein else []
+    need_gp = adaptive and not stein
+    # first pass: each transcendental of field u once (stored in TR for the unit code)
+    first = ["zz_ = z[u]", *field_code(act, need_gp), "e += A[u] * g_"]
+    first += ["eb += A[u] * Bv[u] * gp_"] if need_gp else []
     per_unit_extra = (["dl[k] = dl_", "de[k] = de_"] if adaptive and not stein else []) + [
         "Pk[k] = lam_ - e * bk_" if xt else "Pk[k] = lam_"
     ]
@@ -215,7 +189,7 @@ def _integrate(y, p, mode, dy, S):
     d = np.empty(K); Pk = np.empty(K); s = np.empty(K); dl = np.empty(K); de = np.empty(K)
     aQ = np.zeros((K, K)); aDD = np.zeros((K, K)); aDDe = np.zeros((K, K))
     aR = np.zeros((K, M)); aV = np.zeros(K); aB = np.zeros(K); aBe = np.zeros(K)
-    aZ = np.zeros((K, NU))
+    aZ = np.zeros((K, NU)); TR = np.empty(({len(field_atoms(act))}, NU))
     _fill(y, p, K, M, C, A, Bv)
     if factor_nb(C, L) < 0:          # not PSD: unphysical; the solver stops on NaN
         if mode == 0:
@@ -226,14 +200,37 @@ def _integrate(y, p, mode, dy, S):
                 for l in range(K):
                     S[k, l] = np.nan
         return
+    nX = X.shape[0]
+    O_W = O_N + P * D
     for q in range(P):
-        w = _next_node(p, O_N, kind, D, P, q, X, Wt, idx, xi)
+        # the node, written out here rather than through _next_node (quad_kernels): the
+        # inlined call cost ~80 ns per node, four times the K = M = 2 integrand
+        if kind == 1:
+            for j_ in range(D):
+                xi[j_] = p[O_N + q * D + j_]
+            w = p[O_W + q]
+        else:  # tensor Gauss–Hermite: odometer over the 1-D nodes, first coordinate fastest
+            if q == 0:
+                for j_ in range(D):
+                    idx[j_] = 0
+                    xi[j_] = X[0]
+            else:
+                j_ = 0
+                idx[0] += 1
+                while idx[j_] == nX:
+                    idx[j_] = 0
+                    xi[j_] = X[0]
+                    j_ += 1
+                    idx[j_] += 1
+                xi[j_] = X[idx[j_]]
+            w = 1.0
+            for j_ in range(D):
+                w *= Wt[idx[j_]]
         map_node(L, xi, z)
         e = 0.0
         eb = 0.0
         for u in range(NU):
-            e += A[u] * _g(z[u])
-{block(eb_line, 12)}
+{block(first, 12)}
         if noisy:
             e -= sigma * xi[NU]
         e_ = e

@@ -12,6 +12,7 @@ its closed-form ``_I2(C_aa, C_bb, C_ab) = E[g(a) g(b)]``.
   √N) from the flat state ``y`` and the parameter vector ``p`` (layouts in
   :mod:`theory.codegen_quad`).
 * ``_eg_closed``: ``ε_g = ½ Σ_ab A_a A_b I2(C_aa, C_bb, C_ab)``.
+* ``_tanh``: tanh from one ``exp`` (the generated node loops print ``tanh`` as this).
 """
 
 import math
@@ -46,6 +47,21 @@ def _I2(Caa, Cbb, Cab):
 def _asin(x):
     # clipped: round-off can push the argument a hair past ±1 at degenerate states
     return math.asin(min(1.0, max(-1.0, x)))
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _tanh(x):
+    # tanh from one exp (expm1 near 0, where 1 − e^(−2|x|) would cancel): within a few ulp
+    # of math.tanh and ~1.6× faster (libm's tanh goes through the slower expm1 everywhere);
+    # the node loops of theory.codegen_quad call it once per field and node
+    ax = abs(x)
+    if ax < 0.5:
+        em = math.expm1(2.0 * ax)
+        t = em / (em + 2.0)
+    else:
+        ex = math.exp(-2.0 * ax)
+        t = (1.0 - ex) / (1.0 + ex)
+    return t if x >= 0.0 else -t
 
 
 @njit(cache=True, nogil=True, inline="always")
