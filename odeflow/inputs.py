@@ -153,9 +153,10 @@ def quad_report(
 
         checks, failure = recheck(system, alphas, records, state, eta, eta_v, sigma, rp)
         out["checks"] = checks
-        # a rule that met rtol at the start and misses it later fails the run; one that
-        # never met it (auto's fallback) carries its warning already
-        met = not selection or selection.get("selected", {}).get("meets", True)
+        # an explicit rule that met rtol at the start and misses it later fails the run
+        # (status −1); auto's choice, or its fallback, says so in a warning
+        sel = (selection or {}).get("selected", {})
+        met = sel.get("meets", True) and not (selection or {}).get("auto")
         if failure and met:
             out["failure"] = failure
         elif failure:

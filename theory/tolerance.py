@@ -33,6 +33,7 @@ from .quadrature import MAX_GH_NODES, default_n
 
 __all__ = [
     "AUTO_MAX_NODES",
+    "AUTO_SAFETY",
     "RECHECK_MOVE",
     "RECHECK_MAX",
     "ladder",
@@ -43,6 +44,9 @@ __all__ = [
 
 #: most nodes per evaluation ``auto`` spends to meet rtol (≈ 30 ms per rhs at K = M = 2)
 AUTO_MAX_NODES = 1 << 18
+#: auto picks a rule whose estimate at the initial state is within this fraction of rtol:
+#: the error grows with the field variances along a run (re-checked, :func:`recheck`)
+AUTO_SAFETY = 0.1
 #: a re-check along the run each time the state moved by this much (relative, max norm)
 RECHECK_MOVE = 0.25
 #: at most this many re-checks after a run (each costs ~ 3 right-hand sides)
@@ -99,10 +103,10 @@ def _estimate(sys_s, scheme, n, args, scale):
     return sys_s.error_estimate(state, eta, eta_v, sigma, scale=scale, qrule=qr, **rp)
 
 
-def _search(sys_s, scheme, dim, args, rtol, max_nodes, scale):
-    """(first n of the ladder meeting rtol or None, [(n, cost, estimate), …] tried)."""
+def _search(sys_s, scheme, dim, args, rtol, max_nodes, scale, start=0):
+    """(first n ≥ start of the ladder meeting rtol or None, [(n, cost, estimate), …])."""
     tried = []
-    for n in ladder(sys_s, scheme, dim, max_nodes):
+    for n in [start] * (start > 0) + [m for m in ladder(sys_s, scheme, dim, max_nodes) if m > start]:
         est = _estimate(sys_s, scheme, n, args, scale)
         tried.append((n, cost(sys_s, scheme, n, dim), est["rhs_rel"]))
         if est["rhs_rel"] <= rtol:
@@ -144,7 +148,13 @@ def select(system, state, eta, eta_v=None, sigma=0.0, rule_params=None):
     if scheme != "auto":
         dim = system.dim(float(sigma))
         if n is None:
-            found, tried = _search(system, scheme, dim, args, rtol, MAX_GH_NODES, None)
+            # the scheme's default n when it meets rtol (the behaviour of old), else the
+            # first n above it that does
+            try:
+                start = default_n(dim, scheme)
+            except ValueError:  # gauss-hermite beyond 6 fields: no default
+                start = 0
+            found, tried = _search(system, scheme, dim, args, rtol, MAX_GH_NODES, None, start)
             if found is None:
                 raise ValueError(_refusal(system, scheme, None, tried, rtol, args))
             sel = {"scheme": scheme, "n": found, "meets": True}
@@ -155,7 +165,7 @@ def select(system, state, eta, eta_v=None, sigma=0.0, rule_params=None):
             raise ValueError(_refusal(system, scheme, n, tried, rtol, args))
         return system, {"selected": {"scheme": scheme, "n": n, "meets": True}}
     # auto: the cheapest rule that meets rtol, among the schemes that apply
-    best, report = None, {"tried": {}}
+    best, report = None, {"tried": {}, "auto": True}
     budget = AUTO_MAX_NODES
     families = []
     marg = _marginal_system(system) if system.act.smooth else None
@@ -167,7 +177,7 @@ def select(system, state, eta, eta_v=None, sigma=0.0, rule_params=None):
     families.append((full, "sobol"))
     for sys_s, fam in families:
         dim = sys_s.dim(float(sigma))
-        found, tried = _search(sys_s, fam, dim, args, rtol, budget, None)
+        found, tried = _search(sys_s, fam, dim, args, rtol * AUTO_SAFETY, budget, None)
         report["tried"][fam] = [[nn, c, e] for nn, c, e in tried]
         if found is not None:
             c = cost(sys_s, fam, found, dim)
