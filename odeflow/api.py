@@ -42,13 +42,13 @@ from .inputs import (
     quad_report as _quad_report,
 )
 from .inputs import (
-    select_quadrature as _select_quadrature,
-)
-from .inputs import (
     record_grid as _record_grid,
 )
 from .inputs import (
     rule_name as _rule_name,
+)
+from .inputs import (
+    select_quadrature as _select_quadrature,
 )
 from .results import Result, SDEResult, _jsonable
 from .status import STATUS_DOC, first_nonfinite

@@ -257,10 +257,14 @@ def check_rtol(rtol) -> float:
         return RTOL_DEFAULT
     lo, hi = RTOL_RANGE
     if isinstance(rtol, (bool, str)) or not isinstance(rtol, (int, float, np.floating)):
-        raise ValueError(f"quadrature option rtol must be a number in [{lo:g}, {hi:g}], got {rtol!r}")
+        raise ValueError(
+            f"quadrature option rtol must be a number in [{lo:g}, {hi:g}], got {rtol!r}"
+        )
     r = float(rtol)
     if not (math.isfinite(r) and lo <= r <= hi):
-        raise ValueError(f"quadrature option rtol = {rtol!r} is out of range; allowed: [{lo:g}, {hi:g}]")
+        raise ValueError(
+            f"quadrature option rtol = {rtol!r} is out of range; allowed: [{lo:g}, {hi:g}]"
+        )
     return r
 
 

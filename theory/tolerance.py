@@ -106,7 +106,8 @@ def _estimate(sys_s, scheme, n, args, scale):
 def _search(sys_s, scheme, dim, args, rtol, max_nodes, scale, start=0):
     """(first n ≥ start of the ladder meeting rtol or None, [(n, cost, estimate), …])."""
     tried = []
-    for n in [start] * (start > 0) + [m for m in ladder(sys_s, scheme, dim, max_nodes) if m > start]:
+    rungs = [m for m in ladder(sys_s, scheme, dim, max_nodes) if m > start]
+    for n in [start] * (start > 0) + rungs:
         est = _estimate(sys_s, scheme, n, args, scale)
         tried.append((n, cost(sys_s, scheme, n, dim), est["rhs_rel"]))
         if est["rhs_rel"] <= rtol:
