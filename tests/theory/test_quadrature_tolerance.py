@@ -179,3 +179,31 @@ def test_pepita_gauss_hermite_12_spurious_divergence_is_detected():
     assert "exceeds rtol = 0.001" in r.message and "'gauss-hermite', n = 12" in r.message
     a_fail = [a for a, e in r.quadrature["checks"] if e > 1e-3][0]
     assert a_fail < 10
+
+
+# ------------------------------------------------------------------ auto and the option
+def test_auto_picks_the_cheapest_rule_meeting_rtol():
+    # erf BP forced through quadrature: the marginal scheme meets 1e-6/10 with few nodes
+    # (closed-form grade), so auto takes it, and the run matches the closed-form ODE. (At
+    # the α = 60 state, on the plateau, the rhs is small and 1e-7 of it is out of reach
+    # within 2^18 nodes: auto would keep Sobol there and warn.)
+    st = curve_states(2, 2)[0]
+    kw = dict(eta=0.8, eta_v=0.5, alpha_max=2.0, record={"every": 0.5})
+    r = odeflow.solve("bp", st, quadrature=True, **kw)
+    closed = odeflow.solve("bp", st, **kw)
+    sel = r.quadrature["selection"]
+    assert sel["auto"] and sel["selected"]["scheme"] == "marginal" and sel["selected"]["meets"]
+    assert r.quadrature["rule"]["n"] == sel["selected"]["n"] <= 24
+    assert r.status == 0 and "warning" not in r.quadrature
+    assert np.max(np.abs(r.eg - closed.eg)) < 1e-8
+    # every re-check along the run met the tolerance
+    assert r.quadrature["checks"] and all(e <= 1e-6 for _, e in r.quadrature["checks"])
+    # a looser tolerance buys a cheaper rule
+    loose = odeflow.solve("bp", st, quadrature={"rtol": 1e-3}, **kw)
+    assert loose.quadrature["rule"]["nodes"] < r.quadrature["rule"]["nodes"]
+
+
+def test_rtol_option_is_checked():
+    for bad in (0, -1e-6, 2.0, "1e-6", True, float("nan")):
+        with pytest.raises(ValueError, match="quadrature option rtol"):
+            build_system("bp", 2, 2, "tanh", quadrature={"rtol": bad})
