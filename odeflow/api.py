@@ -48,6 +48,9 @@ from .inputs import (
 from .inputs import (
     rule_name as _rule_name,
 )
+from .inputs import (
+    select_quadrature as _select_quadrature,
+)
 from .results import Result, SDEResult, _jsonable
 from .status import STATUS_DOC, first_nonfinite
 from .status import describe as stop_message
@@ -344,6 +347,8 @@ def solve(
     note = _dt_note(dt, rec) if method in S.FIXED_STEP else None
     widths = state.widths if model.name == "deep" else None
     system = get_system(rule, state.K, state.M, activation, quadrature, widths=widths)
+    # the quadrature rule that meets its tolerance at the initial state (theory.tolerance)
+    system, qsel = _select_quadrature(system, state, eta, eta_v, sigma, rule_params)
     t_sys = time.perf_counter()
     _check_memory(len(rec), system.layout.n, state.K, state.M, 1, "odeflow solve")
     p = _params_vector(system, state, eta, eta_v, sigma, rule_params)
@@ -446,9 +451,16 @@ def solve(
         rule_params=dict(rule_params or {}),
         system=_jsonable(describe(system)),
     )
-    quad = _quad_report(system, state, final, eta, eta_v, sigma, rule_params)
+    quad = _quad_report(
+        system, state, final, eta, eta_v, sigma, rule_params, qsel, rec[:nr], rec_y[:nr]
+    )
     if quad is not None:
         params["quadrature"] = quad
+        if quad.get("failure"):  # the rule missed its tolerance along the run
+            status, reason = -1, "quadrature"
+            message = f"{quad['failure']}; the solver: {message}"
+        elif quad.get("warning"):
+            message = f"{message}; {quad['warning']}"
     if note:
         params["notes"] = [note]
     t_end = time.perf_counter()

@@ -27,6 +27,7 @@ __all__ = [
     "rule_name",
     "params_vector",
     "quad_report",
+    "select_quadrature",
     "check_bool",
 ]
 
@@ -173,9 +174,29 @@ def params_vector(system, state, eta, eta_v, sigma, rule_params):
     return np.ascontiguousarray(system.params(state, eta, eta_v, sigma), dtype=float)
 
 
-def quad_report(system, state, final, eta, eta_v, sigma, rule_params):
+def select_quadrature(system, state, eta, eta_v, sigma, rule_params):
+    """``(system, selection)``: for a quadrature system, the one whose rule meets the
+    tolerance ``rtol`` at the initial state (:func:`theory.tolerance.select`: ``auto``
+    picks scheme and n, an explicit scheme that cannot meet it is refused with a
+    ValueError); other systems pass unchanged with ``selection`` None."""
+    if not hasattr(system, "error_estimate") or not hasattr(system, "quadrature"):
+        return system, None
+    from theory.tolerance import select
+
+    system, sel = select(system, state, eta, eta_v, sigma, rule_params)
+    if sel.get("warning"):
+        cli.status(f"warning: {sel['warning']}")
+    return system, sel
+
+
+def quad_report(
+    system, state, final, eta, eta_v, sigma, rule_params, selection=None, alphas=None, records=None
+):
     """The quadrature rule used and its error estimate at the initial and final states
-    (None for closed-form systems): see ``theory.codegen_quad.QuadSystem.error_estimate``."""
+    (None for closed-form systems): see ``theory.codegen_quad.QuadSystem.error_estimate``.
+    With the recorded states (``alphas``, ``records``), the estimate is re-checked along
+    the run (:func:`theory.tolerance.recheck`): ``out["failure"]`` holds the message when
+    a state misses rtol (the caller then reports status −1)."""
     if not hasattr(system, "error_estimate"):
         return None
     rp = dict(rule_params or {})
@@ -187,11 +208,28 @@ def quad_report(system, state, final, eta, eta_v, sigma, rule_params):
             else system.rule_for(sigma).describe()
         ),
     }
+    if selection:
+        out["selection"] = selection
+        if selection.get("warning"):
+            out["warning"] = selection["warning"]
     for name, st in (("init", state), ("final", final)):
         try:
             out[f"error_{name}"] = system.error_estimate(st, eta, eta_v, sigma, **rp)
         except ValueError as exc:  # e.g. a final state at the edge of validity
             out[f"error_{name}"] = str(exc)
+    if alphas is not None and len(alphas) > 1 and hasattr(system, "quadrature"):
+        from theory.tolerance import recheck
+
+        checks, failure = recheck(system, alphas, records, state, eta, eta_v, sigma, rp)
+        out["checks"] = checks
+        # an explicit rule that met rtol at the start and misses it later fails the run
+        # (status −1); auto's choice, or its fallback, says so in a warning
+        sel = (selection or {}).get("selected", {})
+        met = sel.get("meets", True) and not (selection or {}).get("auto")
+        if failure and met:
+            out["failure"] = failure
+        elif failure:
+            out["warning_final"] = failure
     return out
 
 

@@ -62,7 +62,14 @@ from .codegen_marginal import table_nodes
 from .emit import NumbaPrinter, emit_module, njit_function
 from .quad_expr import I2_code as _I2_code
 from .quad_expr import activation_functions, field_atoms, field_code, needs_stein, unit_code
-from .quadrature import MAX_GH_NODES, QuadratureRule, coarse_rule, make_rule
+from .quadrature import (
+    MAX_GH_NODES,
+    RTOL_DEFAULT,
+    QuadratureRule,
+    check_rtol,
+    coarse_rules,
+    make_rule,
+)
 from .state import Layout, OrderParameters, _check_size
 from .system import SystemMethods
 
@@ -82,21 +89,31 @@ QUAD_CODEGEN_VERSION = "2"
 KINKED_SOBOL_N = 1 << 16
 #: most nodes (summed over the field subsets) of a marginal rule: time of every evaluation
 MAX_MARGINAL_NODES = MAX_GH_NODES
-_QUAD_KEYS = ("scheme", "n", "seed")
+_QUAD_KEYS = ("scheme", "n", "seed", "rtol")
+#: the error estimate is this times the largest difference to the partner rules. Tensor
+#: Gauss–Hermite: before its spectral regime (large field variance) its error reached 1.3×
+#: the largest difference (erf, K = M = 2, Q_kk ≈ 5); Sobol: the error of a scrambled rule
+#: is random, and reached 1.5× the larger of the two half-rule differences (erf, K = 3,
+#: M = 2, 2^15 points, at a state of a learning curve); marginal: never above it in the
+#: tests (tests/theory/test_quadrature_tolerance.py)
+ESTIMATE_SAFETY = {"gauss-hermite": 2.0, "sobol": 2.0, "marginal": 1.0}
 
 
 # ------------------------------------------------------------------------- options
 def quad_options(quadrature) -> dict:
-    """Normalise the ``quadrature`` argument of ``solve`` to ``{"scheme", "n", "seed"}``.
+    """Normalise the ``quadrature`` argument of ``solve`` to
+    ``{"scheme", "n", "seed", "rtol"}``.
 
     ``None``/``True``/``"auto"`` → defaults; a scheme name → that scheme; a dict with keys
-    among ``scheme``, ``n``, ``seed``. Ranges are checked when the rule is built (they
-    depend on the number of fields): ValueError naming the option.
+    among ``scheme``, ``n``, ``seed``, ``rtol`` (the tolerance the rule must meet,
+    :data:`theory.quadrature.RTOL_DEFAULT` if not given; :mod:`theory.tolerance`). Ranges
+    of n are checked when the rule is built (they depend on the number of fields):
+    ValueError naming the option.
     """
     if quadrature is None or quadrature is True:
-        return {"scheme": "auto", "n": None, "seed": 0}
+        return {"scheme": "auto", "n": None, "seed": 0, "rtol": RTOL_DEFAULT}
     if isinstance(quadrature, str):
-        return {"scheme": quadrature, "n": None, "seed": 0}
+        return {"scheme": quadrature, "n": None, "seed": 0, "rtol": RTOL_DEFAULT}
     if isinstance(quadrature, dict):
         bad = sorted(set(quadrature) - set(_QUAD_KEYS))
         if bad:
@@ -105,10 +122,11 @@ def quad_options(quadrature) -> dict:
             "scheme": quadrature.get("scheme", "auto"),
             "n": quadrature.get("n"),
             "seed": quadrature.get("seed", 0),
+            "rtol": check_rtol(quadrature.get("rtol")),
         }
     raise ValueError(
         "quadrature must be None (automatic), False (closed forms only), True, "
-        "a scheme name or a dict {'scheme', 'n', 'seed'}, got "
+        "a scheme name or a dict {'scheme', 'n', 'seed', 'rtol'}, got "
         f"{quadrature!r}"
     )
 
@@ -419,27 +437,81 @@ class QuadSystem(SystemMethods):
             parts += list(self.tables)
         return np.concatenate(parts).astype(float)
 
-    def error_estimate(self, state, eta, eta_v=None, sigma=0.0, **rule_params) -> dict:
-        """How far the right-hand side at ``state`` moves when the rule is replaced by
-        :func:`theory.quadrature.coarse_rule`: ``max_i |f_i − f_i^coarse|`` absolute and
-        relative to ``max_i |f_i|``, plus the same for ε_g."""
-        fine = self.rule_for(float(sigma))
-        coarse = coarse_rule(fine)
+    def error_estimate(
+        self, state, eta, eta_v=None, sigma=0.0, *, scale=None, qrule=None, **rule_params
+    ) -> dict:
+        """How far the right-hand side at ``state`` moves when the rule is replaced by the
+        cheaper rules of :func:`theory.quadrature.coarse_rules` (largest over them):
+        ``rhs_abs = max_i |f_i − f_i^coarse|``, ``rhs_rel = rhs_abs / scale`` with
+        ``scale = max(max_i |f_i|, scale)`` (the rhs scale: :mod:`theory.tolerance`),
+        ``eg_abs`` the same for ε_g; ``rtol`` and ``meets = rhs_rel ≤ rtol``.
+        ``qrule``: the rule to assess (default :meth:`rule_for`)."""
+        fine = self.rule_for(float(sigma)) if qrule is None else qrule
+        coarse = coarse_rules(fine)
         y = self.layout.pack(state)
         out = []
-        for qr in (fine, coarse):
+        for qr in (fine, *coarse):
             p = self.params(state, eta, eta_v, sigma, qrule=qr, **rule_params)
             dy = np.empty_like(y)
             self.rhs(y, p, dy)
             out.append((dy, float(self.eg(y, p))))
-        (f1, e1), (f2, e2) = out
-        absd = float(np.max(np.abs(f1 - f2)))
+        f1, e1 = out[0]
+        if fine.scheme == "gauss-hermite":
+            # the same rule in another orientation: the fields in reverse order within
+            # students and teachers, so another Cholesky factor. Near-singular C at large
+            # variance left the tensor rule 3e-3 off at n = 24–32 while n against fewer
+            # nodes differed by 1e-3–2e-4; the two orientations differ by ~ the error
+            rs = _reversed(state)
+            p = self.params(rs, eta, eta_v, sigma, qrule=fine, **rule_params)
+            yr = self.layout.pack(rs)
+            dy = np.empty_like(yr)
+            self.rhs(yr, p, dy)
+            out.append((_reversed_flat(self.layout, dy), float(self.eg(yr, p))))
+        absd = max(float(np.max(np.abs(f1 - f2))) for f2, _ in out[1:])
+        eabs = max(abs(e1 - e2) for _, e2 in out[1:])
+        safety = ESTIMATE_SAFETY[fine.scheme]
+        absd, eabs = safety * absd, safety * eabs
+        sc = max(float(np.max(np.abs(f1))), float(scale or 0.0), 1e-300)
+        if not np.all(np.isfinite(f1)):
+            absd = sc = float("nan")
+        rtol = self.quadrature.get("rtol", RTOL_DEFAULT)
+        rel = absd / sc
         return {
             "rhs_abs": absd,
-            "rhs_rel": absd / max(float(np.max(np.abs(f1))), 1e-300),
-            "eg_abs": abs(e1 - e2),
-            "coarse": coarse.describe(),
+            "rhs_rel": rel,
+            "scale": sc,
+            "eg_abs": eabs,
+            "coarse": coarse[0].describe(),
+            "rtol": rtol,
+            "meets": bool(rel <= rtol),
         }
+
+
+def _reversed(state: OrderParameters) -> OrderParameters:
+    """The state with students and teachers each in reverse order (the same network)."""
+
+    def r1(a):
+        return None if a is None else np.asarray(a)[::-1].copy()
+
+    return state.replace(
+        Q=state.Q[::-1, ::-1].copy(),
+        R=state.R[::-1, ::-1].copy(),
+        T=state.T[::-1, ::-1].copy(),
+        v=r1(state.v),
+        v_star=r1(state.v_star),
+        b=r1(state.b),
+        c=r1(state.c),
+    )
+
+
+def _reversed_flat(layout: Layout, dy) -> np.ndarray:
+    """A flat right-hand side of the reversed state mapped back to the original order."""
+    d = layout.unpack(np.asarray(dy))
+    back = {k: (v[::-1, ::-1] if np.ndim(v) == 2 else v[::-1]) for k, v in d.items()}
+    parts = [back["Q"][np.triu_indices(layout.K)], back["R"].ravel(), back["v"]]
+    if "b" in back:
+        parts.append(back["b"])
+    return np.concatenate(parts)
 
 
 _MODULES: dict = {}
@@ -530,7 +602,9 @@ def build_quad_system(rule, K: int, M: int, activation="erf", quadrature=None) -
     K, M = _check_size("K", K), _check_size("M", M)
     opts = quad_options(quadrature)
     sch, n = resolve_scheme(rule, act, opts["scheme"], opts["n"])
-    qr = make_rule(K + M, sch, n, opts["seed"])  # validate now
+    # validate now (gauss-hermite without n: n is chosen from rtol at the initial state by
+    # odeflow.solve, theory.tolerance; only the scheme and seed are checked here)
+    qr = make_rule(K + M, sch, 2 if (n is None and sch == "gauss-hermite") else n, opts["seed"])
     mkey = (rule.key, act.key, sp.srepr(act.expr), K, M, tuple(sorted(opts.items(), key=str)))
     if mkey not in _SYSTEMS:
         adaptive = rule.feedback == "adaptive"

@@ -76,13 +76,25 @@ __all__ = [
     "MARGINAL_MAX_DIM",
     "MARGINAL_N_FACTOR",
     "marginal_n",
+    "RTOL_DEFAULT",
+    "RTOL_RANGE",
+    "check_rtol",
+    "coarse_rules",
 ]
 
 SCHEMES = ("auto", "gauss-hermite", "sobol", "marginal")
 #: default nodes per field of the marginal scheme (theory.codegen_marginal)
 MARGINAL_DEFAULT_N = 24
-#: default Gauss–Hermite nodes per field, by number of fields (scheme="gauss-hermite")
+#: Gauss–Hermite nodes per field used when a rule is built without a state to choose n
+#: from (:func:`theory.codegen_quad.build_quad_system` called directly). ``odeflow.solve``
+#: never uses them: it picks the smallest n whose error estimate meets ``rtol``
+#: (:mod:`theory.tolerance`). Beyond 6 fields there is no default (n = 3 per field was 30–63 %
+#: wrong at K = M = 4): ValueError.
 GH_DEFAULT_N = {1: 48, 2: 32, 3: 20, 4: 12, 5: 8, 6: 6}
+#: the tolerance every scheme promises by default: max_i |f_i − f_i^exact| ≤ rtol · scale,
+#: scale = the largest |f_i| of the right-hand side (theory.tolerance)
+RTOL_DEFAULT = 1e-6
+RTOL_RANGE = (1e-13, 1.0)
 GH_N_RANGE = (2, 100)
 SOBOL_N_RANGE = (64, 1 << 21)  # explicit nodes: 2^21 × dim doubles at most
 SOBOL_DEFAULT_N = 1 << 14
@@ -187,7 +199,13 @@ def _int_option(name, val, lo, hi):
 def default_n(dim: int, scheme: str) -> int:
     """Default nodes per variable (Gauss–Hermite) or points (Sobol) for ``dim`` variables."""
     if scheme == "gauss-hermite":
-        return GH_DEFAULT_N.get(dim, 3)
+        if dim not in GH_DEFAULT_N:
+            raise ValueError(
+                f"quadrature scheme 'gauss-hermite' has no default n for {dim} fields (n^{dim} "
+                "nodes: a small n is badly wrong, a large one unaffordable); give n "
+                "explicitly, let odeflow.solve choose it from rtol, or use scheme='sobol'"
+            )
+        return GH_DEFAULT_N[dim]
     if scheme == "marginal":
         return MARGINAL_DEFAULT_N
     return (
@@ -230,6 +248,24 @@ def check_options(dim: int, scheme="auto", n=None, seed=0) -> tuple:
             )
     seed = _int_option("seed", seed, 0, 2**63 - 1)
     return scheme, n, seed
+
+
+def check_rtol(rtol) -> float:
+    """``rtol`` as a float in :data:`RTOL_RANGE` (None → :data:`RTOL_DEFAULT`), else
+    ValueError naming the option and the allowed range."""
+    if rtol is None:
+        return RTOL_DEFAULT
+    lo, hi = RTOL_RANGE
+    if isinstance(rtol, (bool, str)) or not isinstance(rtol, (int, float, np.floating)):
+        raise ValueError(
+            f"quadrature option rtol must be a number in [{lo:g}, {hi:g}], got {rtol!r}"
+        )
+    r = float(rtol)
+    if not (math.isfinite(r) and lo <= r <= hi):
+        raise ValueError(
+            f"quadrature option rtol = {rtol!r} is out of range; allowed: [{lo:g}, {hi:g}]"
+        )
+    return r
 
 
 def marginal_n(n: int, d: int) -> int:
@@ -290,14 +326,34 @@ def make_rule(
 
 
 def coarse_rule(rule: QuadratureRule) -> QuadratureRule:
-    """The cheaper rule whose disagreement with ``rule`` is reported as the error estimate:
-    Gauss–Hermite (tensor or marginal) with ``max(2, n − 2)`` nodes per field (the error
-    of a spectrally convergent rule falls by a large factor per 2 nodes, so the difference
-    bounds the error of the finer rule from above); Sobol with half the points (another
-    scrambling seed)."""
+    """The first of :func:`coarse_rules` (kept for importers)."""
+    return coarse_rules(rule)[0]
+
+
+def coarse_n(n: int) -> int:
+    """Nodes per field of the coarse Gauss–Hermite rule: ``n − max(2, 2⌊n/8⌋)`` (same
+    parity as n). With ``n − 2`` the difference under-estimated the error of the finer rule
+    where Gauss–Hermite has not entered its spectral regime (step-like integrands at large
+    field variance: exact PEPITA, GH n = 12, read 8.7e-5 where the rule was 1e-4 off); a
+    coarser partner makes the difference dominated by the partner's error, ≥ the finer
+    rule's error once the error falls with n."""
+    return max(GH_N_RANGE[0], n - max(2, 2 * (n // 8)))
+
+
+def coarse_rules(rule: QuadratureRule) -> list:
+    """The cheaper rules whose largest disagreement with ``rule`` is the error estimate
+    (:meth:`theory.codegen_quad.QuadSystem.error_estimate`):
+
+    * Gauss–Hermite (tensor or marginal): one rule with :func:`coarse_n` nodes per field;
+    * Sobol: two rules of half the points with two other scrambling seeds. The error of a
+      scrambled rule is a random variable; the error of each half rule is ≥ that of the
+      full one on average (×2 for n⁻¹, ×2.8 for n⁻¹·⁵), and the larger of two independent
+      differences rarely falls below the full rule's error.
+    """
     if rule.scheme in ("gauss-hermite", "marginal"):
-        return make_rule(rule.dim, rule.scheme, max(GH_N_RANGE[0], rule.n - 2))
-    return make_rule(rule.dim, "sobol", max(SOBOL_N_RANGE[0], rule.n // 2), rule.seed + 1)
+        return [make_rule(rule.dim, rule.scheme, coarse_n(rule.n))]
+    half = max(SOBOL_N_RANGE[0], rule.n // 2)
+    return [make_rule(rule.dim, "sobol", half, rule.seed + j) for j in (1, 2)]
 
 
 # ----------------------------------------------------------------------------- factor

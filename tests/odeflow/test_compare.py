@@ -1,7 +1,6 @@
 """odeflow.compare: simulation ensemble vs ODE from the same measured initial state."""
 
 import json
-import math
 import subprocess
 import sys
 from pathlib import Path
@@ -37,9 +36,13 @@ def test_compare_fa_agrees(fa_cmp):
     # same initial state: the ODE starts exactly at seed 0's measured state
     for k in ("Q", "R", "v", "b"):
         np.testing.assert_allclose(c.ode[k][0], c.sim_mean[k][0], atol=1e-12)
-    # theory within a few standard errors + O(1/sqrt N) of the simulation mean
+    # theory within 4 standard errors of the simulation mean, + 1/N. The mean of a finite-N
+    # network departs from the N → ∞ ODE by O(1/N) (the fluctuations, O(1/√N) per seed, are
+    # in SE); the sample mean of 4 seeds over 25 records stays within 4 SE (Student t with 3
+    # degrees of freedom; measured max |mean − ODE| / SE: 1.4–2.0 over eg, Q, R, v). The old
+    # allowance 4 SE + 1/√N (±0.058) let a dropped η² term of dQ through.
     for k in ("eg", "Q", "R", "v"):
-        assert c.discrepancy[k] <= 4 * c.stderr[k] + 1 / math.sqrt(300), k
+        assert c.discrepancy[k] <= 4 * c.stderr[k] + 1 / 300, (k, c.discrepancy[k], c.stderr[k])
     assert c.discrepancy["b"] == 0 and c.relative("b") == 0  # FA: b is fixed
     # the discrepancy is what it says
     assert c.discrepancy["eg"] == pytest.approx(np.max(np.abs(c.sim_mean["eg"] - c.ode["eg"])))

@@ -149,17 +149,73 @@ def test_exit_alpha_on_records():
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def _reference_escape_rate(guess, eta):
+    """λ of the symmetric plateau of BP (T = I, v = v* = 1 fixed) from theory.reference:
+    the fixed point Q_kk = q, Q_k≠l = c, R_km = r (root of the reference right-hand side on
+    the symmetric manifold, from ``guess``), then the largest real eigenvalue of the
+    reference Jacobian in (Q upper triangle, R) by central differences."""
+    from scipy.optimize import root
+
+    from theory import reference as ref
+
+    K, M = guess.K, guess.M
+    iu = np.triu_indices(K)
+
+    def state(Qu, Rf):
+        Q = np.zeros((K, K))
+        Q[iu] = Qu
+        Q = Q + np.triu(Q, 1).T
+        return guess.replace(Q=Q, R=Rf.reshape(K, M))
+
+    def sym(x):
+        q, c, r = x
+        Q = np.full((K, K), c) + (q - c) * np.eye(K)
+        return guess.replace(Q=Q, R=np.full((K, M), r))
+
+    def f_sym(x):
+        d = ref.rhs(sym(x), "bp", eta, 0.0)
+        return [d["Q"][0, 0], d["Q"][0, 1], d["R"][0, 0]]
+
+    x0 = [guess.Q[0, 0], guess.Q[0, 1], guess.R.mean()]
+    sol = root(f_sym, x0, tol=1e-14)
+    assert sol.success and np.max(np.abs(f_sym(sol.x))) < 1e-12
+    fp = sym(sol.x)
+    y0 = np.concatenate([fp.Q[iu], fp.R.ravel()])
+    nq = len(iu[0])
+
+    def F(y):
+        d = ref.rhs(state(y[:nq], y[nq:]), "bp", eta, 0.0)
+        return np.concatenate([d["Q"][iu], d["R"].ravel()])
+
+    h = 1e-6
+    J = np.empty((len(y0), len(y0)))
+    for j in range(len(y0)):
+        e = np.zeros(len(y0))
+        e[j] = h
+        J[:, j] = (F(y0 + e) - F(y0 - e)) / (2 * h)
+    return float(np.max(np.linalg.eigvals(J).real))
+
+
 def test_plateau_exit_follows_the_log_asymmetry_law():
     """BP, K = M = 3, fixed second layer (the saad-solla figure's setting). The exit from
     the symmetric plateau (specialisation crossing 0.5, located on the dense output) at
     initial asymmetries a = 1e-5 … 1e-8 is linear in ln(1/a) with slope 1/λ, λ the unstable
     eigenvalue of the linearised ODE at the symmetric fixed point (computed independently:
     root finding + finite-difference Jacobian). The law is asymptotic (the unstable mode must
-    dominate), so the small-a slopes are compared: agreement to 0.5 %."""
+    dominate), so the small-a slopes are compared: agreement to 0.5 %.
+
+    The oracle λ is independent of the generated ODE (issue 23: comparing the ODE with its
+    own linearisation could not see a wrong term): the symmetric fixed point and the
+    Jacobian are those of :mod:`theory.reference`, the hand-written numpy transcription of
+    the BP equations, and escape_rate (the ODE's own linearisation) must agree with it."""
     from figures.saad_solla import initial_state
 
     cfg = json.loads((ROOT / "figures" / "configs" / "saad-solla.json").read_text())
-    lam, fixed, eg_plateau = escape_rate("bp", initial_state(cfg, 1e-5), eta=cfg["eta"], eta_v=0.0)
+    lam_ode, fixed, eg_plateau = escape_rate(
+        "bp", initial_state(cfg, 1e-5), eta=cfg["eta"], eta_v=0.0
+    )
+    lam = _reference_escape_rate(fixed, cfg["eta"])
+    assert lam_ode == pytest.approx(lam, rel=1e-4)
     # the fixed point is the plateau: ε_g there is the flat value of the saad-solla figure
     assert 0.02 < eg_plateau < 0.05
     assert np.ptp(fixed.R) < 1e-8  # symmetric: every R_km equal

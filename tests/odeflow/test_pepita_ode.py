@@ -172,13 +172,17 @@ def test_cli_solves_the_example_pepita_config(tmp_path):
     assert main(["solve", str(p), "-o", str(tmp_path / "o.npz"), "--quiet"]) == 0
     r = Result.load(tmp_path / "o.npz")
     assert r.params["rule"] == "pepita" and r.init.F_norm2 == pytest.approx(0.9)
+    # the example's rule and the tolerance it promises (theory.tolerance): met at the
+    # initial state and along the run
     assert r.quadrature["rule"] == {
-        "scheme": "gauss-hermite",
-        "n": 12,
+        "scheme": "sobol",
+        "n": 65536,
         "dim": 4,
-        "nodes": 20736,
-        "seed": None,
+        "nodes": 65536,
+        "seed": 0,
     }
+    assert r.quadrature["options"]["rtol"] == 1e-3 and r.status == 0
+    assert r.quadrature["error_init"]["meets"] and "failure" not in r.quadrature
     # the same run through the API gives the same trajectory
     direct = odeflow.solve(
         "pepita",
@@ -186,7 +190,7 @@ def test_cli_solves_the_example_pepita_config(tmp_path):
         eta=1.0,
         alpha_max=2.0,
         record={"every": 0.2},
-        quadrature={"scheme": "gauss-hermite", "n": 12},
+        quadrature={"scheme": "sobol", "n": 65536, "rtol": 1e-3},
     )
     assert np.allclose(direct.eg, r.eg, rtol=1e-12)
 

@@ -54,6 +54,14 @@ def test_mean_learning_curve_matches_ode(rule):
     assert np.all(diff <= allowance), (diff / allowance).max()
     # the curve actually moves, so agreement is not trivial
     assert ode.eg[-1] < 0.75 * ode.eg[0]
+    if rule == "bp":
+        # at η = 0.5 the η² term of dQ (η² E[δ_k δ_l]) moves ε_g by only ~0.5 allowance:
+        # a dropped term would pass. At η = 1.5 ≠ η_v = 0.5 it moves the curve by ~1.6
+        # allowances (measured with the term removed: max |mean − ODE| / allowance 1.56,
+        # against 0.08 with it), so this run sees it — and sees η ↔ η_v swapped
+        sim, ode, diff, allowance = _agreement(rule, eta=1.5)
+        assert np.all(diff <= allowance), (diff / allowance).max()
+        assert ode.eg[-1] < 0.25 * ode.eg[0]
 
 
 def test_afa_mean_and_spread_match_ode_and_sde():
