@@ -20,6 +20,7 @@ import pytest
 from scipy.special import erf
 
 from theory.covariance import build_covariance, covariance, default_noise_rule, labels
+from theory.ff_covariance import ff_covariance
 from theory.quadrature import make_rule
 from theory.state import OrderParameters
 
@@ -206,3 +207,86 @@ def test_default_rule_accuracy():
 def test_bad_N():
     with pytest.raises(ValueError, match="N must be"):
         covariance("bp", _state(0, "bp"), eta=1.0, N=0.5)
+
+
+# ------------------------------------------------------------------ Forward-Forward
+def _ff_state(i):
+    Q = [np.eye(2), np.array([[1.0, 0.2], [0.2, 0.8]]), np.array([[1.4, 0.3], [0.3, 1.1]])][i]
+    R = [np.array([[0.02, -0.01], [0.0, 0.03]]), np.array([[0.3, 0.1], [0.05, 0.4]]),
+         np.array([[0.7, 0.2], [0.1, 0.6]])][i]
+    u = [np.array([0.1, -0.05]), np.array([0.3, 0.2]), np.array([0.6, 0.5])][i]
+    return OrderParameters(Q=Q, R=R, T=np.array([[1.0, 0.1], [0.1, 1.0]]), u=u, v=np.zeros(2),
+                           v_star=np.array([1.0, 0.7]))
+
+
+FF_THETA = 1.0
+
+
+def _ff_increments(st, Z):
+    """N × the per-sample FF increments (SCIENCE §9), flat order Q, R, u."""
+    K = st.K
+    lam, nu = Z[:, :K], Z[:, K:]
+    y = np.sign(g(nu) @ st.v_star)
+    lp = lam + st.u[None, :] * y[:, None]
+    lm = lam - st.u[None, :] * y[:, None]
+    hp, hm = g(lp), g(lm)
+    Gp, Gm = (hp**2).sum(1), (hm**2).sum(1)
+    sig = lambda x: 1.0 / (1.0 + np.exp(-x))  # noqa: E731
+    ap = -2.0 * sig(FF_THETA - Gp)[:, None] * hp * gp(lp)
+    am = 2.0 * sig(Gm - FF_THETA)[:, None] * hm * gp(lm)
+    d = ap + am
+    cols = []
+    for k in range(K):
+        for l in range(k, K):
+            cols.append(-ETA * (d[:, k] * lam[:, l] + d[:, l] * lam[:, k]) + ETA**2 * d[:, k] * d[:, l])
+    for k in range(K):
+        for m in range(st.M):
+            cols.append(-ETA * d[:, k] * nu[:, m])
+    for k in range(K):
+        cols.append(-ETA_V * y * (ap[:, k] - am[:, k]))
+    return np.stack(cols, axis=1)
+
+
+def _ff_check(i, S, seed):
+    st = _ff_state(i)
+    # reference: 48 λ nodes per unit (5e-5 relative from the converged Σ; the SDE's default
+    # 20 nodes: 0.25 %)
+    mq, Sq, names = ff_covariance(st, eta=ETA, eta_u=ETA_V, theta=FF_THETA, nodes={"n_lam": 48})
+    C = np.block([[st.Q, st.R], [st.R.T, st.T]])
+    Lc = np.linalg.cholesky(C)
+    rng = np.random.default_rng(seed)
+    s1 = s2 = s4 = center = None
+    done = 0
+    while done < S:
+        n = min(500_000, S - done)
+        f = _ff_increments(st, rng.standard_normal((n, 4)) @ Lc.T)
+        if center is None:
+            center = f.mean(0)
+            s1, s2, s4 = np.zeros(f.shape[1]), np.zeros((f.shape[1],) * 2), np.zeros((f.shape[1],) * 2)
+        h = f - center
+        s1 += h.sum(0)
+        s2 += h.T @ h
+        s4 += (h * h).T @ (h * h)
+        done += n
+    m = s1 / S
+    Sm = s2 / S - np.outer(m, m)
+    se = np.sqrt(np.maximum(s4 / S - Sm**2, 0.0) / S)
+    z = (Sq - Sm) / se
+    w = np.unravel_index(np.argmax(np.abs(z)), z.shape)
+    assert np.sqrt(np.mean(z**2)) < 1.5, z
+    assert np.all(np.abs(z) < Z_MAX), (
+        f"ff state {i}: Σ[{names[w[0]]}, {names[w[1]]}] = {Sq[w]:.6g}, Monte Carlo "
+        f"{Sm[w]:.6g} ± {se[w]:.2g} ({z[w]:+.2f} SE)"
+    )
+    sem = np.sqrt(np.diag(Sm) / S)
+    assert np.all(np.abs(mq - center - m) < 3.0 * sem + 2e-4), (mq, center + m)
+
+
+def test_ff_sigma_matches_monte_carlo():
+    _ff_check(1, 1_000_000, seed=31)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("i", [0, 1, 2])
+def test_ff_sigma_matches_monte_carlo_1e7(i):
+    _ff_check(i, 10_000_000, seed=41 + i)
