@@ -38,8 +38,13 @@ def _state(afa=False):
     N = 1000
     w = rng.standard_normal((K, N))
     ws = rng.standard_normal((M, N))
-    kw = dict(Q=w @ w.T / N, R=w @ ws.T / N, T=ws @ ws.T / N, v=0.1 * rng.standard_normal(K),
-              v_star=np.ones(M))
+    kw = dict(
+        Q=w @ w.T / N,
+        R=w @ ws.T / N,
+        T=ws @ ws.T / N,
+        v=0.1 * rng.standard_normal(K),
+        v_star=np.ones(M),
+    )
     if afa:
         F = 0.3 * rng.standard_normal(N)
         kw.update(b=w @ F / np.sqrt(N), c=ws @ F / np.sqrt(N), sigma_F2=float(F @ F / N))
@@ -76,24 +81,31 @@ def main(argv=None):
     ode("euler", dt=dt)
     t_dopri = _best(lambda: ode("dopri5"))
     t_euler = _best(lambda: ode("euler", dt=dt))
-    print(f"ODE bp K=M=2 α=0→{A:g}: dopri5 {t_dopri * 1e3:.2f} ms, euler dt={dt:g} "
-          f"{t_euler * 1e3:.2f} ms")
+    print(
+        f"ODE bp K=M=2 α=0→{A:g}: dopri5 {t_dopri * 1e3:.2f} ms, euler dt={dt:g} "
+        f"{t_euler * 1e3:.2f} ms"
+    )
 
     def sde(every, rule="bp", state=st, N=500):
         kw = dict(N=N, noise_every=every) if N else {}
-        return odeflow.solve_sde(rule, state, eta=1.0, alpha_max=A, dt=dt, n_paths=P, seed=1,
-                                 record=rec, **kw)
+        return odeflow.solve_sde(
+            rule, state, eta=1.0, alpha_max=A, dt=dt, n_paths=P, seed=1, record=rec, **kw
+        )
 
     for every in (1, 5, 20):
         sde(every)
         t = _best(lambda e=every: sde(e), reps=2) / P
-        print(f"SDE bp N=500 noise_every={every:>2}: {t * 1e3:8.2f} ms per path = "
-              f"{t / t_dopri:6.1f}× dopri5, {t / t_euler:6.1f}× euler (target ≤ 20×)")
+        print(
+            f"SDE bp N=500 noise_every={every:>2}: {t * 1e3:8.2f} ms per path = "
+            f"{t / t_dopri:6.1f}× dopri5, {t / t_euler:6.1f}× euler (target ≤ 20×)"
+        )
     sa = _state(afa=True)
     sde(1, "afa", sa, None)
     t = _best(lambda: sde(1, "afa", sa, None), reps=2) / P
-    print(f"SDE afa, feedback noise only (no N): {t * 1e3:8.2f} ms per path = "
-          f"{t / t_dopri:6.1f}× dopri5")
+    print(
+        f"SDE afa, feedback noise only (no N): {t * 1e3:8.2f} ms per path = "
+        f"{t / t_dopri:6.1f}× dopri5"
+    )
 
     cs = build_covariance("bp", 2, 2)
     pc = cs.params(st, 1.0, 1.0, 0.0, N=500)
@@ -105,8 +117,10 @@ def main(argv=None):
     n = 200
     t_cov = _best(lambda: [cs.cov(y, pc, S) for _ in range(n)]) / n
     t_rhs = _best(lambda: [sysd.rhs(y, p, dy) for _ in range(n * 10)]) / (n * 10)
-    print(f"one Σ(y) (Sobol 1024 nodes): {t_cov * 1e6:.1f} µs; one drift (closed form): "
-          f"{t_rhs * 1e6:.2f} µs")
+    print(
+        f"one Σ(y) (Sobol 1024 nodes): {t_cov * 1e6:.1f} µs; one drift (closed form): "
+        f"{t_rhs * 1e6:.2f} µs"
+    )
 
 
 if __name__ == "__main__":

@@ -107,13 +107,22 @@ def build_ff_covariance(K: int, M: int, activation="erf", nodes=None) -> FFCovar
         return _SYSTEMS[key]
     t0 = time.perf_counter()
     fp = source_fingerprint(
-        ("ff.py", "ff_kernels.py", "ff_cov_kernels.py", "ff_covariance.py", "emit.py",
-         "activations.py")
+        (
+            "ff.py",
+            "ff_kernels.py",
+            "ff_cov_kernels.py",
+            "ff_covariance.py",
+            "emit.py",
+            "activations.py",
+        )
     )
     path = generated_path("ffcov", FF_COV_VERSION, fp, sp.srepr(act.expr), label=act.key)
     digest = digest_of(path)
     mod, cached = load_module(
-        path, lambda: _source(activation, digest), module_name(path), lambda m: None,
+        path,
+        lambda: _source(activation, digest),
+        module_name(path),
+        lambda m: None,
         required=("cov", "_ff_cov"),
     )
     base = default_nodes(K, M, activation)
@@ -123,7 +132,13 @@ def build_ff_covariance(K: int, M: int, activation="erf", nodes=None) -> FFCovar
     nd.update(nodes or {})
     system = build_ff_system(K, M, activation, nodes=nd)
     out = FFCovariance(
-        K, M, act.name, system, mod.cov, mod._ff_cov, path,
+        K,
+        M,
+        act.name,
+        system,
+        mod.cov,
+        mod._ff_cov,
+        path,
         {"compile": time.perf_counter() - t0, "source_cached": cached},
     )
     _SYSTEMS[key] = out

@@ -38,8 +38,9 @@ def test_one_step_has_the_drift_and_the_covariance(rule):
     explains the 4)."""
     st = _state(rule)
     N, h, P = 500.0, 0.05, 4000
-    res = odeflow.solve_sde(rule, st, eta=1.0, alpha_max=h, dt=h, n_paths=P, seed=3, N=N,
-                            record={"alpha": [0.0, h]})
+    res = odeflow.solve_sde(
+        rule, st, eta=1.0, alpha_max=h, dt=h, n_paths=P, seed=3, N=N, record={"alpha": [0.0, h]}
+    )
     assert res.status == 0 and res.N == N
     sysd = odeflow.get_system(rule, 2, 2)
     lay = sysd.layout
@@ -67,8 +68,9 @@ def test_one_step_has_the_drift_and_the_covariance(rule):
 
 def test_result_keys_statistics_and_save(tmp_path):
     st = _state("bp")
-    res = odeflow.solve_sde("bp", st, eta=1.0, alpha_max=0.5, dt=0.05, n_paths=5, seed=1,
-                            N=1000, record={"every": 0.25})
+    res = odeflow.solve_sde(
+        "bp", st, eta=1.0, alpha_max=0.5, dt=0.05, n_paths=5, seed=1, N=1000, record={"every": 0.25}
+    )
     assert res.b is None and res.u is None and res.v.shape == (5, 3, 2)
     np.testing.assert_allclose(res.mean("eg"), res.eg_mean)
     np.testing.assert_allclose(res.std("eg"), res.eg_std)
@@ -79,8 +81,18 @@ def test_result_keys_statistics_and_save(tmp_path):
     with pytest.raises(ValueError, match="unknown order parameter"):
         res.std("W")
     d = res.to_dict()
-    for k in ("alpha", "eg_mean", "eg_std", "eg", "Q_mean", "Q_std", "R_mean", "R_std",
-              "v_mean", "v_std"):
+    for k in (
+        "alpha",
+        "eg_mean",
+        "eg_std",
+        "eg",
+        "Q_mean",
+        "Q_std",
+        "R_mean",
+        "R_std",
+        "v_mean",
+        "v_std",
+    ):
         assert k in d, k
     assert d["N"] == 1000.0
     for ext in ("npz", "json"):
@@ -114,18 +126,24 @@ def test_errors():
     with pytest.raises(ValueError, match="N must be"):
         odeflow.solve_sde("bp", st, eta=1.0, alpha_max=1, dt=0.1, n_paths=2, N=0)
     with pytest.raises(ValueError, match="only with N"):
-        odeflow.solve_sde("afa", _state("afa"), eta=1.0, alpha_max=1, dt=0.1, n_paths=2,
-                          noise_every=3)
+        odeflow.solve_sde(
+            "afa", _state("afa"), eta=1.0, alpha_max=1, dt=0.1, n_paths=2, noise_every=3
+        )
     with pytest.raises(ValueError, match="noise_every"):
-        odeflow.solve_sde("bp", st, eta=1.0, alpha_max=1, dt=0.1, n_paths=2, N=10,
-                          noise_every=0)
+        odeflow.solve_sde("bp", st, eta=1.0, alpha_max=1, dt=0.1, n_paths=2, N=10, noise_every=0)
 
 
 def test_config_key_N():
     base = {
-        "rule": "bp", "eta": 1.0, "alpha_max": 0.2, "dt": 0.1, "n_paths": 2, "seed": 1,
-        "init": {k: np.asarray(v).tolist() for k, v in _state("bp").to_dict().items()
-                 if v is not None},
+        "rule": "bp",
+        "eta": 1.0,
+        "alpha_max": 0.2,
+        "dt": 0.1,
+        "n_paths": 2,
+        "seed": 1,
+        "init": {
+            k: np.asarray(v).tolist() for k, v in _state("bp").to_dict().items() if v is not None
+        },
     }
     cfg = validate_config({**base, "N": 500}, "sde")
     rule, init, kw = to_sde_args(cfg)
@@ -135,8 +153,10 @@ def test_config_key_N():
     with pytest.raises(ValueError, match="N must be a number"):
         validate_config({**base, "N": "500"}, "sde")
     with pytest.raises(ValueError, match="unknown config keys N"):
-        validate_config({k: v for k, v in {**base, "N": 5}.items() if k != "n_paths"}
-                        | {"method": "dopri5"}, "solve")
+        validate_config(
+            {k: v for k, v in {**base, "N": 5}.items() if k != "n_paths"} | {"method": "dopri5"},
+            "solve",
+        )
 
 
 # ------------------------------------------------------------------ slow: vs simulations

@@ -85,7 +85,9 @@ def _increments(rule, st, Z, psi):
     cols = []
     for k in range(K):
         for l in range(k, K):
-            cols.append(-ETA * (d[:, k] * P[:, l] + d[:, l] * P[:, k]) + ETA**2 * d[:, k] * d[:, l] * pp)
+            cols.append(
+                -ETA * (d[:, k] * P[:, l] + d[:, l] * P[:, k]) + ETA**2 * d[:, k] * d[:, l] * pp
+            )
     for k in range(K):
         for m in range(M):
             cols.append(-ETA * d[:, k] * Ps[:, m])
@@ -137,7 +139,9 @@ def _monte_carlo(rule, st, S, seed, chunk=500_000):
 def _check(rule, i, S, seed):
     st = _state(i, rule)
     cs = build_covariance(rule, 2, 2, "erf")
-    mq, Sq = cs.evaluate(st, ETA, ETA_V, 0.0, N=N_OF[rule], qrule=make_rule(4, "gauss-hermite", REF_N))
+    mq, Sq = cs.evaluate(
+        st, ETA, ETA_V, 0.0, N=N_OF[rule], qrule=make_rule(4, "gauss-hermite", REF_N)
+    )
     mm, Sm, se = _monte_carlo(rule, st, S, seed)
     z = (Sq - Sm) / se
     names = labels(cs.layout)
@@ -171,8 +175,9 @@ def test_mean_is_the_drift():
 
     for rule in ("bp", "afa"):
         st = _state(1, rule)
-        m, _, _ = covariance(rule, st, eta=ETA, eta_v=ETA_V, N=500,
-                             quadrature=make_rule(4, "gauss-hermite", REF_N))
+        m, _, _ = covariance(
+            rule, st, eta=ETA, eta_v=ETA_V, N=500, quadrature=make_rule(4, "gauss-hermite", REF_N)
+        )
         sysd = odeflow.get_system(rule, 2, 2)
         y = sysd.layout.pack(st)
         dy = np.empty_like(y)
@@ -188,8 +193,9 @@ def test_afa_b_block_is_the_feedback_noise():
     sysd = odeflow.get_system("afa", 2, 2)
     S0 = sysd.noise_covariance(st, ETA, ETA_V)
     for N in (1e4, 1e6):
-        _, S, _ = covariance("afa", st, eta=ETA, eta_v=ETA_V, N=N,
-                             quadrature=make_rule(4, "gauss-hermite", REF_N))
+        _, S, _ = covariance(
+            "afa", st, eta=ETA, eta_v=ETA_V, N=N, quadrature=make_rule(4, "gauss-hermite", REF_N)
+        )
         rel = np.max(np.abs(S[-2:, -2:] / N - S0)) / np.max(np.abs(S0))
         assert rel < 30.0 / N + 1e-6, (N, rel)
 
@@ -212,11 +218,20 @@ def test_bad_N():
 # ------------------------------------------------------------------ Forward-Forward
 def _ff_state(i):
     Q = [np.eye(2), np.array([[1.0, 0.2], [0.2, 0.8]]), np.array([[1.4, 0.3], [0.3, 1.1]])][i]
-    R = [np.array([[0.02, -0.01], [0.0, 0.03]]), np.array([[0.3, 0.1], [0.05, 0.4]]),
-         np.array([[0.7, 0.2], [0.1, 0.6]])][i]
+    R = [
+        np.array([[0.02, -0.01], [0.0, 0.03]]),
+        np.array([[0.3, 0.1], [0.05, 0.4]]),
+        np.array([[0.7, 0.2], [0.1, 0.6]]),
+    ][i]
     u = [np.array([0.1, -0.05]), np.array([0.3, 0.2]), np.array([0.6, 0.5])][i]
-    return OrderParameters(Q=Q, R=R, T=np.array([[1.0, 0.1], [0.1, 1.0]]), u=u, v=np.zeros(2),
-                           v_star=np.array([1.0, 0.7]))
+    return OrderParameters(
+        Q=Q,
+        R=R,
+        T=np.array([[1.0, 0.1], [0.1, 1.0]]),
+        u=u,
+        v=np.zeros(2),
+        v_star=np.array([1.0, 0.7]),
+    )
 
 
 FF_THETA = 1.0
@@ -238,7 +253,9 @@ def _ff_increments(st, Z):
     cols = []
     for k in range(K):
         for l in range(k, K):
-            cols.append(-ETA * (d[:, k] * lam[:, l] + d[:, l] * lam[:, k]) + ETA**2 * d[:, k] * d[:, l])
+            cols.append(
+                -ETA * (d[:, k] * lam[:, l] + d[:, l] * lam[:, k]) + ETA**2 * d[:, k] * d[:, l]
+            )
     for k in range(K):
         for m in range(st.M):
             cols.append(-ETA * d[:, k] * nu[:, m])
@@ -262,7 +279,11 @@ def _ff_check(i, S, seed):
         f = _ff_increments(st, rng.standard_normal((n, 4)) @ Lc.T)
         if center is None:
             center = f.mean(0)
-            s1, s2, s4 = np.zeros(f.shape[1]), np.zeros((f.shape[1],) * 2), np.zeros((f.shape[1],) * 2)
+            s1, s2, s4 = (
+                np.zeros(f.shape[1]),
+                np.zeros((f.shape[1],) * 2),
+                np.zeros((f.shape[1],) * 2),
+            )
         h = f - center
         s1 += h.sum(0)
         s2 += h.T @ h
