@@ -1,0 +1,209 @@
+"""Finite N: ε_g mean ± std from simulations against the SDE band, and the plateau escape.
+
+At finite N every order parameter diffuses (docs/finite-size.md, SCIENCE §12)::
+
+    dy = E[f](y) dα + Σ(y)^{1/2} dB_α / √N,      Σ = Cov[f]
+
+Simulations of BP and AFA (K = M = 2, erf, η = η_v = 1) at N = 250, 1000, 4000 start from
+*exactly the same* order parameters at every N (weights built with those overlaps, shared by
+all seeds; the seeds differ only in their sample streams), so the ODE is the same at every
+N and only the finite-N noise changes. Against them, the SDE
+(``odeflow.solve_sde(..., N=N)``) from the same state: its band (mean ± std over paths)
+at the same N, and the escape-time distribution of its paths
+(:func:`odeflow.events.exit_times`) on a denser grid of N (the theory line).
+
+- BP starts on the symmetric manifold (Q = I, R = 0, equal v): the ODE stays on the
+  symmetric plateau for ever, noise alone breaks the symmetry, and the exit (specialisation
+  = 0.5, :func:`odeflow.events.plateau_exit`) comes at ``α ≈ A + ln N / (2λ)``, λ the
+  escape rate of the linearised ODE (:func:`odeflow.stability.escape_rate`; the noise puts
+  an asymmetry of size 1/√N on the unstable direction).
+- AFA starts from the state measured in the default random init; its escape (ε_g below a
+  fraction of its initial value) is driven by the O(1) noise of the feedback b (§5.2), so
+  its escape time hardly depends on N.
+
+The simulations are slow (N = 4000, α up to 220, 24 seeds): their results are cached in
+``figures/results/finite-size-simulations.json``, keyed by everything that defines them;
+a changed config runs them again. Parameters: ``figures/configs/finite-size.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import _style as S
+from ._common import save_figure
+
+NAME = "finite-size"
+DESCRIPTION = (
+    "finite N: eps_g mean ± std of BP and AFA simulations at N = 250, 1000, 4000 vs the SDE "
+    "band, and the plateau escape time against log N (SDE line, simulation points)"
+)
+#: cached simulation results (full mode only; quick runs are cheap and not stored)
+STORE = Path(__file__).resolve().parent / "results" / f"{NAME}-simulations.json"
+
+
+# ---------------------------------------------------------------------------- state
+def case_state(case: dict):
+    """The :class:`theory.state.OrderParameters` every run of ``case`` starts from.
+
+    ``case["state"]`` gives ``Q, R, T, v, v_star`` explicitly, or
+    ``{"measured": {"N", "sigma_F", "init_seed"}}``: the state measured in the simulation
+    module's default random init of that seed (w, w* ~ N(0, I), v ~ 0.1 N(0, 1),
+    F ~ σ_F N(0, I)) — b, c and σ_F² included for adaptive rules.
+    """
+    from theory.state import OrderParameters
+
+    st = case["state"]
+    if "measured" in st:
+        from simulations.teacher_student import initial_weights, validate_config
+
+        m = st["measured"]
+        cfg = validate_config(
+            {
+                "rule": case["rule"],
+                "N": int(m["N"]),
+                "alpha_max": 1.0,
+                "sigma_F": float(m.get("sigma_F", 0.3)),
+                "init": {"seed": int(m.get("init_seed", 0))},
+            }
+        )
+        return initial_weights(cfg, cfg["seeds"][0]).order_parameters(case["rule"])
+    return OrderParameters.from_spec(
+        len(st["v"]),
+        len(st["v_star"]),
+        Q=np.asarray(st["Q"], float),
+        R=np.asarray(st["R"], float),
+        T=np.asarray(st["T"], float),
+        v=np.asarray(st["v"], float),
+        v_star=np.asarray(st["v_star"], float),
+    )
+
+
+def weights_with_state(N: int, state, seed: int = 0) -> dict:
+    """Weights ``w (K, N), w_star (M, N), v, v_star`` (and ``F`` when ``state`` has adaptive
+    feedback) whose overlaps are *exactly* those of ``state``: ``Q = w wᵀ/N``,
+    ``R = w w*ᵀ/N``, ``T = w* w*ᵀ/N``, ``b = w F/√N``, ``c = w* F/√N``, ``σ_F² = F·F/N``.
+
+    The rows are ``L (√N Uᵀ)`` with ``L`` the Cholesky factor of the target Gram matrix of
+    (w*, w, F)/√N and ``U`` (N, K+M(+1)) orthonormal columns of a seeded Gaussian matrix.
+    """
+    K, M = state.K, state.M
+    adaptive = state.b is not None and state.c is not None and state.sigma_F2 is not None
+    G = np.block([[state.T, state.R.T], [state.R, state.Q]])
+    if adaptive:
+        cross = np.r_[state.c, state.b] / math.sqrt(N)  # w·F/N = b/√N
+        G = np.block([[G, cross[:, None]], [cross[None, :], np.array([[state.sigma_F2]])]])
+    L = np.linalg.cholesky(G)
+    Z = np.random.default_rng(seed).standard_normal((N, G.shape[0]))
+    U, _ = np.linalg.qr(Z)
+    rows = L @ (math.sqrt(N) * U.T)
+    out = {
+        "w_star": rows[:M],
+        "w": rows[M : M + K],
+        "v": np.asarray(state.v, float),
+        "v_star": np.asarray(state.v_star, float),
+    }
+    if adaptive:
+        out["F"] = rows[M + K]
+    return out
+
+
+def escape_event(case: dict, eg0: float):
+    """The plateau-exit event of ``case`` (``eg0``: ε_g of the initial state, the plateau
+    value of the ``"eg"`` measure)."""
+    from odeflow.events import plateau_exit
+
+    e = case["escape"]
+    if e["measure"] == "eg":
+        return plateau_exit("eg", plateau_eg=eg0, fraction=e["fraction"])
+    return plateau_exit("specialisation", level=e["level"])
+
+
+# ----------------------------------------------------------------------- simulations
+def _sim_key(cfg: dict, name: str, N: int) -> str:
+    """Everything that defines one cached ensemble, as a canonical JSON string."""
+    keys = ("seeds", "weights_seed")
+    return json.dumps(
+        {"case": cfg["cases"][name], "N": N, **{k: cfg[k] for k in keys}}, sort_keys=True
+    )
+
+
+def run_simulations(cfg: dict, name: str, N: int) -> dict:
+    """One ensemble: ``cfg["seeds"]`` sample streams from the case's state at this N.
+
+    Returns a JSON-able dict: ``alpha``, ``eg_mean``, ``eg_std``, ``n`` (seeds that did not
+    diverge), per-seed ``eg`` and ``exit`` (escape α, null if none), and ``seconds``.
+    """
+    from odeflow.events import path_exit_alpha
+    from simulations.teacher_student import simulate
+
+    case = cfg["cases"][name]
+    state = case_state(case)
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        f = Path(tmp) / "weights.npz"
+        np.savez(f, **weights_with_state(N, state, cfg["weights_seed"]))
+        sim = simulate(
+            {
+                "rule": case["rule"],
+                "N": N,
+                "eta": case["eta"],
+                "eta_v": case["eta_v"],
+                "alpha_max": case["alpha_max"],
+                "record": {"every": case["record_every"]},
+                "seeds": int(cfg["seeds"]),
+                "threads": cfg.get("threads"),
+                "init": {"weights": str(f)},
+            }
+        )
+    eg = np.asarray(sim.eg, dtype=float)
+    exits = path_exit_alpha(sim, escape_event(case, float(eg[0, 0])))
+
+    def js(a, digits=6):
+        return [None if not np.isfinite(x) else float(f"{x:.{digits}g}") for x in np.ravel(a)]
+
+    return {
+        "alpha": js(sim.alpha, 8),
+        "eg_mean": js(sim.eg_mean),
+        "eg_std": js(sim.eg_std),
+        "n": int(sim.n_mean),
+        "eg": [js(row) for row in eg],
+        "exit": js(exits),
+        "diverged": int(np.asarray(sim.diverged).sum()),
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+
+
+def simulations(cfg: dict, store: Path | None = STORE, log=print) -> dict:
+    """``{(case, N): ensemble dict}`` for every case and N of ``cfg``, read from ``store``
+    when an entry with the same key exists there, run (and stored) otherwise."""
+    stored = {}
+    if store is not None and store.exists():
+        stored = json.loads(store.read_text()).get("entries", {})
+    out = {}
+    for name in cfg["cases"]:
+        for N in cfg["N"]:
+            key = _sim_key(cfg, name, int(N))
+            if key not in stored:
+                log(f"{NAME}: simulating {name} at N = {N} ({cfg['seeds']} seeds) …")
+                stored[key] = run_simulations(cfg, name, int(N))
+                if store is not None:  # after every ensemble: an interrupted run keeps them
+                    from theory.runtime.cli import atomic_path
+
+                    store.parent.mkdir(parents=True, exist_ok=True)
+                    with atomic_path(store) as tmp:
+                        Path(tmp).write_text(
+                            json.dumps({"figure": NAME, "entries": stored}, indent=0) + "\n"
+                        )
+            out[(name, int(N))] = stored[key]
+    return out
+
+
+def _arr(x):
+    return np.array([np.nan if v is None else v for v in x], dtype=float)
