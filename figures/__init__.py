@@ -24,6 +24,7 @@ FIGURES = {
     "afa-phase": "figures.afa_phase",
     "pepita-phase": "figures.pepita_phase",
     "ff-pepita-link": "figures.ff_pepita_link",
+    "finite-size": "figures.finite_size",
 }
 
 

@@ -207,3 +207,193 @@ def simulations(cfg: dict, store: Path | None = STORE, log=print) -> dict:
 
 def _arr(x):
     return np.array([np.nan if v is None else v for v in x], dtype=float)
+
+
+# ------------------------------------------------------------------------------ SDE
+def sde_available() -> tuple[bool, str]:
+    """Whether ``odeflow.solve_sde`` takes ``N`` (the diffusion of every order parameter)."""
+    import inspect
+
+    import odeflow
+
+    if "N" not in inspect.signature(odeflow.solve_sde).parameters:
+        return False, "odeflow.solve_sde has no N (finite-N diffusion) in this version"
+    return True, ""
+
+
+def run_sde(cfg: dict, name: str, N: int, alpha):
+    """The SDE ensemble of ``case`` at this N from the case's state, recorded at ``alpha``."""
+    import odeflow
+
+    case, sc = cfg["cases"][name], cfg["sde"]
+    return odeflow.solve_sde(
+        case["rule"],
+        case_state(case),
+        eta=case["eta"],
+        eta_v=case["eta_v"],
+        alpha_max=float(alpha[-1]),
+        dt=sc["dt"],
+        n_paths=int(sc["n_paths"]),
+        seed=int(sc["seed"]),
+        record={"alpha": np.asarray(alpha, float).tolist()},
+        N=int(N),
+    )
+
+
+def _escape_stats(alphas) -> dict:
+    from odeflow.events import ExitTimes
+
+    e = ExitTimes(alphas)
+    return {"mean": e.mean, "sem": e.sem, "std": e.std, "fraction": e.fraction}
+
+
+# Long on purpose: the figure's computations and its panels in the order the reader sees them
+def make(outdir, quick: bool = False) -> dict:
+    import matplotlib.pyplot as plt
+
+    import odeflow
+    from odeflow.compare import sde_verdict
+    from odeflow.events import exit_times
+    from odeflow.stability import escape_rate
+
+    S.apply()
+    cfg = S.load_config(NAME, quick)
+    t0 = time.perf_counter()
+    Ns = [int(n) for n in cfg["N"]]
+    sims = simulations(cfg, store=None if quick else STORE)
+    have_sde, why = sde_available()
+    data, info = {"N": np.array(Ns)}, {"sde": why or "odeflow.solve_sde(..., N=N)"}
+    for name, case in cfg["cases"].items():
+        state = case_state(case)
+        alpha = _arr(sims[(name, Ns[0])]["alpha"])
+        data[f"{name}_alpha"] = alpha
+        ode = odeflow.solve(
+            case["rule"],
+            state,
+            eta=case["eta"],
+            eta_v=case["eta_v"],
+            alpha_max=float(alpha[-1]),
+            record={"alpha": alpha.tolist()},
+        )
+        data[f"{name}_ode_eg"] = ode.eg
+        ev = escape_event(case, float(ode.eg[0]))
+        if case["escape"]["measure"] == "specialisation":
+            lam, _, eg_pl = escape_rate(case["rule"], state, eta=case["eta"], eta_v=case["eta_v"])
+            data[f"{name}_lambda"], data[f"{name}_eg_plateau"] = lam, eg_pl
+        info[name] = {}
+        for N in Ns:
+            e = sims[(name, N)]
+            for k in ("eg_mean", "eg_std", "exit"):
+                data[f"{name}_N{N}_sim_{k}"] = _arr(e[k])
+            row = {"sim_escape": _escape_stats(_arr(e["exit"])), "sim_n": e["n"]}
+            if have_sde:
+                r = run_sde(cfg, name, N, alpha)
+                data[f"{name}_N{N}_sde_eg_mean"] = r.eg_mean
+                data[f"{name}_N{N}_sde_eg_std"] = r.eg_std
+                v = sde_verdict(
+                    _arr(e["eg_mean"]), _arr(e["eg_std"]), e["n"], r.eg_mean, r.eg_std, r.n_alive
+                )
+                row["sde_eg"] = v
+                row["sde_escape"] = _escape_stats(exit_times(r, ev).alpha)
+            info[name][f"N={N}"] = row
+        if have_sde:  # the theory line: SDE escape times on a denser grid of N
+            Nt = [int(n) for n in cfg["sde"]["N_theory"]]
+            esc = [exit_times(run_sde(cfg, name, n, alpha), ev) for n in Nt]
+            data[f"{name}_theory_N"] = np.array(Nt)
+            data[f"{name}_theory_exit_mean"] = np.array([x.mean for x in esc])
+            data[f"{name}_theory_exit_sem"] = np.array([x.sem for x in esc])
+            data[f"{name}_theory_exit_std"] = np.array([x.std for x in esc])
+            data[f"{name}_theory_exit_fraction"] = np.array([x.fraction for x in esc])
+
+    names = list(cfg["cases"])
+    fig, axes = plt.subplots(
+        len(names), 3, figsize=(11.5, 3.4 * len(names)), constrained_layout=True, squeeze=False
+    )
+    colN = {N: S.CYCLE[i % len(S.CYCLE)] for i, N in enumerate(Ns)}
+    for row, name in zip(axes, names):
+        ax_m, ax_s, ax_e = row
+        case, a = cfg["cases"][name], data[f"{name}_alpha"]
+        step = max(1, len(a) // 40)  # markers every few records, lines at every one
+        ax_m.plot(a, data[f"{name}_ode_eg"], "-", color="k", lw=1.0, label="ODE (N → ∞)")
+        for N in Ns:
+            c = colN[N]
+            m, s = data[f"{name}_N{N}_sim_eg_mean"], data[f"{name}_N{N}_sim_eg_std"]
+            ax_m.errorbar(
+                a[::step],
+                m[::step],
+                yerr=s[::step],
+                fmt="o",
+                ms=2.5,
+                color=c,
+                elinewidth=0.7,
+                capsize=0,
+                label=f"sim N = {N}",
+            )
+            ax_s.plot(a[::step], s[::step], "o", ms=2.5, color=c, label=f"sim N = {N}")
+            if have_sde:
+                sm, ss = data[f"{name}_N{N}_sde_eg_mean"], data[f"{name}_N{N}_sde_eg_std"]
+                S.band(ax_m, a, sm, ss, c, alpha=0.18)
+                ax_m.plot(a, sm, "--", color=c, lw=0.9)
+                ax_s.plot(a, ss, "--", color=c, lw=1.1, label=f"SDE N = {N}")
+        if case["escape"]["measure"] == "specialisation":
+            ax_m.set_yscale("log")
+        ax_m.set_xlabel(S.ALPHA)
+        ax_m.set_ylabel(S.EG + " (mean ± std)")
+        ax_m.legend(fontsize=6.5, loc="lower left" if name == "bp" else "upper right")
+        ax_m.set_title(f"{S.LABELS[name]}: simulations (dots) vs SDE band (shaded)")
+        ax_s.set_xlabel(S.ALPHA)
+        ax_s.set_ylabel(f"std of {S.EG} over seeds / paths")
+        ax_s.legend(fontsize=6.5, ncol=2)
+        ax_s.set_title(f"{cfg['seeds']} seeds; SDE {cfg['sde']['n_paths']} paths")
+        # escape time against ln N
+        lnN = np.log(Ns)
+        mean = np.array([np.nanmean(data[f"{name}_N{N}_sim_exit"]) for N in Ns])
+        sd = np.array([np.nanstd(data[f"{name}_N{N}_sim_exit"], ddof=1) for N in Ns])
+        nex = np.array([np.isfinite(data[f"{name}_N{N}_sim_exit"]).sum() for N in Ns])
+        ax_e.errorbar(lnN, mean, yerr=sd, fmt="none", color=S.COLORS[name], lw=0.8, capsize=3)
+        ax_e.errorbar(
+            lnN,
+            mean,
+            yerr=sd / np.sqrt(np.maximum(nex, 1)),
+            fmt="o",
+            color=S.COLORS[name],
+            ms=5,
+            capsize=0,
+            lw=2,
+            label="simulations: mean ± s.e. (thin: std)",
+        )
+        if have_sde:
+            tN = np.log(data[f"{name}_theory_N"])
+            tm, ts = data[f"{name}_theory_exit_mean"], data[f"{name}_theory_exit_sem"]
+            ax_e.plot(tN, tm, "-", color="k", lw=1.2, label="SDE: mean escape")
+            ax_e.fill_between(tN, tm - ts, tm + ts, color="0.6", alpha=0.35, lw=0)
+            if f"{name}_lambda" in data:  # the linear-stability law through the SDE's last N
+                lam = data[f"{name}_lambda"]
+                ax_e.plot(
+                    tN,
+                    tm[-1] + (tN - tN[-1]) / (2 * lam),
+                    ":",
+                    color="k",
+                    lw=1.0,
+                    label=rf"slope $1/(2\lambda)$ = {1 / (2 * lam):.1f}",
+                )
+        ax_e.set_xlabel(r"$\ln N$")
+        crit = case["escape"]
+        ax_e.set_ylabel(
+            rf"escape $\alpha$ (specialisation = {crit['level']})"
+            if crit["measure"] == "specialisation"
+            else rf"escape $\alpha$ ({S.EG} < {crit['fraction']} × initial)"
+        )
+        ax_e.legend(fontsize=6.5)
+    for i, ax in enumerate(axes.ravel()):
+        S.panel_label(ax, "abcdefghi"[i])
+    title = (
+        f"Finite N: K = M = 2, erf, same initial order parameters at every N "
+        f"(BP symmetric, AFA measured), {cfg['seeds']} sample streams per N"
+    )
+    if not have_sde:
+        title += "\n(simulations only: " + why + ")"
+    fig.suptitle(title, fontsize=10)
+    params = dict(cfg, sde_available=have_sde, results=info, seconds=time.perf_counter() - t0)
+    save_figure(fig, outdir, NAME, params, data)
+    return data
