@@ -470,7 +470,71 @@ def _nan_stats(x, alive):
     return mean, np.sqrt(var)
 
 
-# Long on purpose: about half is the docstring; the body reads top to bottom like solve's
+def _drive_paths(call, P, FS, IST, bar, alpha_max):
+    """Run the ensemble kernel until every path stops: paths go to ``call(a, z, steps)`` in
+    groups of G for ``steps`` steps per call, both adapted so that one call takes about
+    ``_CHUNK_SECONDS`` (as :func:`_drive` does for one state): Python regains control often
+    (Ctrl-C, progress) whatever K and n_paths. A path's noise depends only on its base seed
+    and the step index (odeflow.sde), so neither the grouping nor the call length changes
+    the result."""
+    G, steps = P, 1
+    while np.any(IST[:, S.I_CODE] == S.CODE_RUNNING):
+        a = 0
+        while a < P:
+            z = min(P, a + G)
+            t = time.perf_counter()
+            call(a, z, steps)
+            dt_call = time.perf_counter() - t
+            a = z
+            bar.update(float(np.mean(FS[:, S.F_ALPHA])))  # mean α over the paths
+            if dt_call < 0.5 * _CHUNK_SECONDS:
+                if G < P:
+                    G = min(2 * G, P)
+                else:
+                    steps = min(2 * steps, 1 << 40)
+            elif dt_call > 2 * _CHUNK_SECONDS:
+                if steps > 1:
+                    steps = max(steps // 2, 1)
+                else:
+                    G = max(G // 2, 1)
+        running = IST[:, S.I_CODE] == S.CODE_RUNNING
+        bar.update(float(np.mean(FS[:, S.F_ALPHA])) if running.any() else alpha_max)
+
+
+def _positive_int(name, x):
+    if isinstance(x, bool) or not isinstance(x, (int, np.integer, float)) or int(x) != x or x < 1:
+        raise ValueError(f"{name} must be a positive integer, got {x!r}")
+    return int(x)
+
+
+def _noise_system(model, rule, system, state, N, activation, eta, eta_v, sigma, rule_params,
+                  noise_quadrature):
+    """``(cov, pc)``: the compiled Σ(y) of the rule's model (theory.covariance) and its
+    parameter vector at size N."""
+    from theory.covariance import noise_system
+
+    if hasattr(rule, "rhs"):
+        raise ValueError(
+            "solve_sde with N needs a rule (a name or a Rule), not a prebuilt system: "
+            "the covariance Σ(y) is built from the rule's signals"
+        )
+    ns = noise_system(rule, state.K, state.M, activation)
+    qrule = None
+    if noise_quadrature is not None:
+        from theory.codegen_quad import quad_options
+        from theory.quadrature import make_rule
+
+        q = quad_options(noise_quadrature)
+        dim = ns.dim(sigma)
+        if q["scheme"] == "auto":
+            q["scheme"] = "sobol"
+        qrule = make_rule(dim, q["scheme"], q["n"], q["seed"])
+    pc = ns.params(state, eta, eta_v, sigma, N=N, qrule=qrule, **dict(rule_params or {}))
+    return ns, np.ascontiguousarray(pc, dtype=float)
+
+
+# Long on purpose: about half is the docstring; the body reads top to bottom like solve's:
+# check, build, integrate (one kernel call site per noise model), package
 def solve_sde(
     rule="afa",
     init=None,
@@ -491,28 +555,62 @@ def solve_sde(
     quadrature=None,
     eta_u=None,
     theta=None,
+    N=None,
+    noise_quadrature=None,
+    noise_every=1,
 ) -> SDEResult:
-    """Ensemble of the AFA SDE ``db = drift dα + chol(Σ) dB_α`` (docs/theory.md §5).
+    """Euler–Maruyama ensemble of the order parameters at finite N (docs/finite-size.md),
+    or of AFA's feedback noise alone (docs/theory.md §5).
 
-    Q, R and v follow their ODEs given the path of b; b gets Gaussian noise with covariance
-    ``Σ(y) dα`` (``system.noise``). Euler–Maruyama with fixed step ``dt`` (landing exactly
-    on recording times); ``n_paths`` independent paths in parallel, reproducible for a given
-    ``seed`` (see :mod:`odeflow.sde`).
+    Without ``N`` (the behaviour of earlier versions, bit for bit): Q, R and v follow their
+    ODEs given the path of b; b gets Gaussian noise with covariance ``Σ(y) dα``
+    (``system.noise``, η² σ_F² E[δ_k δ_l]); adaptive-feedback rules only.
 
-    Parameters are those of :func:`solve` (``eta_u``, ``theta``: accepted so that every
-    model's parameters reach its validator; no FF system has a noise term) plus
-    ``n_paths`` (int ≥ 1), ``seed`` (int or None: fresh entropy, recorded in
-    ``params['seed']``) and ``method`` ("euler-maruyama").
+    With ``N``: every order parameter y (Q, R, v, b; Q, R, u for Forward-Forward) obeys the
+    diffusion approximation
+
+        dy = E[f](y) dα + Σ(y)^{1/2} dB_α / √N,     Σ = Cov[f]
+
+    (``f`` = N × the per-sample increment; :mod:`theory.covariance`), for every rule of the
+    committee (bp, fa, afa, pepita, pepita-forward, user rules, any activation) and for
+    "ff". The drift is the rule's ODE right-hand side (closed forms where they exist); Σ is
+    a fixed Gaussian quadrature (``noise_quadrature``). A path whose field covariance
+    ``[[Q, R], [Rᵀ, T]]`` stops being positive semi-definite (rare at N ≥ 100: Q ≈ I is far
+    from singular) is stopped there like a divergence (reason in ``message``; statistics use
+    the surviving paths), never projected: a projection would bias exactly the paths the
+    statistics are about.
+
+    Euler–Maruyama with fixed step ``dt`` (landing exactly on recording times); ``n_paths``
+    independent paths in parallel, reproducible for a given ``seed`` (see
+    :mod:`odeflow.sde`).
+
+    Parameters are those of :func:`solve` (``eta_u``, ``theta``: Forward-Forward's) plus
+
+    n_paths : int ≥ 1
+    seed : int or None
+        None: fresh entropy, recorded in ``params['seed']``.
+    method : "euler-maruyama"
+    N : float ≥ 1, optional
+        Input dimension of the finite-N noise on every order parameter (see above).
+    noise_quadrature : None, str or dict
+        The rule of Σ's expectations (``{"scheme", "n", "seed"}`` as ``quadrature`` of
+        :func:`solve`); default :func:`theory.covariance.default_noise_rule` (FF: its own
+        split rule). Only with ``N``.
+    noise_every : int ≥ 1
+        Refactor Σ every this many steps (1: every step, the plain Euler–Maruyama
+        scheme). Larger values freeze the diffusion over ``noise_every·dt`` (an O(that)
+        error in Σ) to save time. Only with ``N``.
 
     Returns
     -------
     SDEResult
+        ``res.N`` is N (None without it); ``res.mean(name)``, ``res.std(name)``.
 
     Raises
     ------
     ValueError
-        For a rule without adaptive feedback, unknown method, non-positive dt, alpha_max or
-        n_paths, or an invalid init.
+        Without N, a rule without adaptive feedback; unknown method, non-positive dt,
+        alpha_max, n_paths or N, or an invalid init.
     """
     with cli.activity("loading the Euler–Maruyama kernel (compiled on first use, then cached)"):
         from theory.cache import load_numba
@@ -531,9 +629,14 @@ def solve_sde(
         raise ValueError("solve_sde is fixed-step (Euler–Maruyama): give dt")
     dt = _positive("dt", dt)
     diverge_threshold = _positive("diverge_threshold", diverge_threshold)
-    if isinstance(n_paths, bool) or int(n_paths) != n_paths or n_paths < 1:
-        raise ValueError(f"n_paths must be a positive integer, got {n_paths!r}")
-    n_paths = int(n_paths)
+    n_paths = _positive_int("n_paths", n_paths)
+    if N is not None:
+        from theory.models import check_number
+
+        N = check_number("N", N, 1.0)
+        noise_every = _positive_int("noise_every", noise_every)
+    elif noise_quadrature is not None or noise_every != 1:
+        raise ValueError("noise_quadrature and noise_every apply only with N (finite-N noise)")
     if seed is None:
         seed = int(np.random.SeedSequence().entropy % (1 << 63))
     model, state, mparams, (eta, eta_v, sigma, rule_params) = check_run(
@@ -542,15 +645,20 @@ def solve_sde(
     rec, record_spec = _record_grid(record, alpha_max)
     note = _dt_note(dt, rec)
     system = get_system(rule, state.K, state.M, activation, quadrature)
-    if getattr(system, "noise", None) is None or not system.layout.adaptive_b:
+    lay = system.layout
+    if N is None and (getattr(system, "noise", None) is None or not lay.adaptive_b):
         raise ValueError(
             f"rule {_rule_name(system)!r} has no stochastic feedback; solve_sde "
-            "needs an adaptive-feedback rule such as 'afa' (use solve for the "
-            "deterministic ODEs)"
+            "without N needs an adaptive-feedback rule such as 'afa' (give N for the "
+            "finite-N noise of every order parameter, or use solve for the ODEs)"
+        )
+    p = _params_vector(system, state, eta, eta_v, sigma, rule_params)
+    if N is not None:
+        ns, pc = _noise_system(
+            model, rule, system, state, N, activation, eta, eta_v, sigma, rule_params,
+            noise_quadrature,
         )
     t_sys = time.perf_counter()
-    p = _params_vector(system, state, eta, eta_v, sigma, rule_params)
-    lay = system.layout
     y0 = np.ascontiguousarray(lay.pack(state), dtype=float)
     n = y0.shape[0]
     T = rec.shape[0]
@@ -564,51 +672,26 @@ def solve_sde(
     opts = S.make_opts(
         alpha_max, dt, 1.0, None, diverge_threshold, PSD_RTOL, 1 << 62, lay.nQ, lay.K, state.T
     )
-    b0 = lay.slices["b"].start
-    base = E.base_seeds(seed, P)
+    seeds = E.base_seeds(seed, P).view(np.int64)
     bar = ProgressBar(alpha_max, label=f"{_rule_name(system)} SDE ×{P}", enabled=progress)
-    # Paths go to the kernel in groups of G for `steps` steps per call, both adapted so that
-    # one call takes about _CHUNK_SECONDS: Python regains control often (Ctrl-C, progress)
-    # whatever K and n_paths. A path's noise depends only on its base seed and the step
-    # index (odeflow.sde), so neither the grouping nor the call length changes the result.
-    seeds = base.view(np.int64)
-    G, steps = P, 1
-    while np.any(IST[:, S.I_CODE] == S.CODE_RUNNING):
-        a = 0
-        while a < P:
-            z = min(P, a + G)
-            t = time.perf_counter()
+    if N is None:
+        b0 = lay.slices["b"].start
+
+        def call(a, z, steps):
             E.em_kernel(
-                system.rhs,
-                system.eg,
-                system.noise,
-                p,
-                Y[a:z],
-                rec,
-                rec_y[a:z],
-                rec_eg[a:z],
-                FS[a:z],
-                IST[a:z],
-                opts,
-                seeds[a:z],
-                b0,
-                steps,
+                system.rhs, system.eg, system.noise, p, Y[a:z], rec, rec_y[a:z], rec_eg[a:z],
+                FS[a:z], IST[a:z], opts, seeds[a:z], b0, steps,
             )
-            dt_call = time.perf_counter() - t
-            a = z
-            bar.update(float(np.mean(FS[:, S.F_ALPHA])))  # mean α over the paths
-            if dt_call < 0.5 * _CHUNK_SECONDS:
-                if G < P:
-                    G = min(2 * G, P)
-                else:
-                    steps = min(2 * steps, 1 << 40)
-            elif dt_call > 2 * _CHUNK_SECONDS:
-                if steps > 1:
-                    steps = max(steps // 2, 1)
-                else:
-                    G = max(G // 2, 1)
-        running = IST[:, S.I_CODE] == S.CODE_RUNNING
-        bar.update(float(np.mean(FS[:, S.F_ALPHA])) if running.any() else alpha_max)
+    else:
+        LS = np.zeros((P, n, n))
+
+        def call(a, z, steps):
+            E.em_full_kernel(
+                system.rhs, system.eg, ns.cov, p, pc, Y[a:z], rec, rec_y[a:z], rec_eg[a:z],
+                FS[a:z], IST[a:z], opts, seeds[a:z], 1.0 / N, noise_every, LS[a:z], steps,
+            )
+
+    _drive_paths(call, P, FS, IST, bar, alpha_max)
 
     codes = IST[:, S.I_CODE]
     diverged = codes < 0
@@ -628,24 +711,26 @@ def solve_sde(
         first = int(np.argmin(np.where(diverged, alpha_stop, np.inf)))
         _, _, why = _message(int(codes[first]), FS[first], IST[first], opts, "euler")
         status = -1
+        npsd = int(np.sum(codes == S.CODE_PSD))
+        psd = f" ({npsd} of them lost a positive semi-definite Q)" if npsd else ""
         message = (
-            f"{nd} of {P} paths diverged (their records stop there; statistics use "
+            f"{nd} of {P} paths diverged{psd} (their records stop there; statistics use "
             f"the surviving paths); earliest, path {first}: {why}"
         )
     bar.close(alpha_max if nd == 0 else float(np.max(alpha_stop)), note=message)
 
     parts = lay.unpack(rec_y)
     eg_mean, eg_std = _nan_stats(rec_eg, alive)
-    b_mean, b_std = _nan_stats(parts["b"], alive)
+    b_mean = b_std = None
+    if parts.get("b") is not None:
+        b_mean, b_std = _nan_stats(parts["b"], alive)
     params = dict(
         model=model.name,
         rule=_rule_name(system),
         K=state.K,
         M=state.M,
         activation=getattr(system, "activation", activation),
-        eta=eta,
-        eta_v=eta_v,
-        sigma=sigma,
+        **({"eta": eta, "eta_v": eta_v, "sigma": sigma} if N is None else mparams),
         alpha_max=alpha_max,
         method=method,
         dt=dt,
@@ -656,6 +741,8 @@ def solve_sde(
         chunk_steps=E.CHUNK_STEPS,
         rule_params=dict(rule_params or {}),
     )
+    if N is not None:
+        params.update(N=N, noise_every=noise_every, noise_quadrature=ns.describe_rule(pc))
     if note:
         params["notes"] = [note]
     t_end = time.perf_counter()
@@ -664,8 +751,9 @@ def solve_sde(
         eg=rec_eg,
         Q=parts["Q"],
         R=parts["R"],
-        v=parts["v"],
-        b=parts["b"],
+        v=parts.get("v"),
+        b=parts.get("b"),
+        u=parts.get("u"),
         alive=alive,
         n_alive=n_alive,
         eg_mean=eg_mean,
@@ -680,4 +768,5 @@ def solve_sde(
         init=state,
         params=params,
         timings={"system": t_sys - t_start, "run": t_end - t_sys},
+        N=N,
     )

@@ -291,7 +291,11 @@ class Result(SavedResult):
 
 @dataclass(eq=False)
 class SDEResult(SavedResult):
-    """An Euler–Maruyama ensemble of AFA trajectories (docs/theory.md §5).
+    """An Euler–Maruyama ensemble of order-parameter trajectories (docs/theory.md §5,
+    docs/finite-size.md).
+
+    Without ``N`` only AFA's feedback b is noisy (SCIENCE §5.2); with ``N`` every order
+    parameter gets the finite-N noise ``Σ(y)/N`` (:mod:`theory.covariance`).
 
     Attributes
     ----------
@@ -300,20 +304,31 @@ class SDEResult(SavedResult):
     eg : (P, T) array
         ε_g per path. After a path diverges its remaining entries are NaN and
         ``alive[p, t]`` is False — never silently: see ``diverged`` and ``message``.
-    Q, R, v, b : (P, T, K, K), (P, T, K, M), (P, T, K), (P, T, K) arrays
+    Q, R : (P, T, K, K), (P, T, K, M) arrays
+    v, b, u : (P, T, K) arrays or None
+        The model's other order parameters (None where the model has none: b without
+        adaptive feedback, v and b for Forward-Forward, u for the committee).
     alive : (P, T) bool array
         True where the path has a valid record.
     n_alive : (T,) int array
     eg_mean, eg_std : (T,) arrays
         Mean and standard deviation (ddof = 1) of ε_g over the paths alive at each record.
-    b_mean, b_std : (T, K) arrays
+    b_mean, b_std : (T, K) arrays or None
         The same for b.
     diverged : (P,) bool array
     alpha_stop : (P,) array
         α at which each path stopped (alpha_max for those that finished).
     status : int
         0 all paths reached alpha_max; -1 at least one diverged.
+    N : float or None
+        The input dimension of the finite-N noise (None: AFA's feedback noise only).
     message, success, nfev (total over paths), init, params, timings
+
+    Methods
+    -------
+    mean(name), std(name)
+        Mean and standard deviation (ddof = 1) over the alive paths of any order parameter
+        ("Q", "R", "v", "b", "u") or "eg", at every record: arrays (T, …).
     """
 
     KIND = "odeflow.SDEResult"
@@ -322,14 +337,14 @@ class SDEResult(SavedResult):
     eg: np.ndarray
     Q: np.ndarray
     R: np.ndarray
-    v: np.ndarray
-    b: np.ndarray
+    v: np.ndarray | None
+    b: np.ndarray | None
     alive: np.ndarray
     n_alive: np.ndarray
     eg_mean: np.ndarray
     eg_std: np.ndarray
-    b_mean: np.ndarray
-    b_std: np.ndarray
+    b_mean: np.ndarray | None
+    b_std: np.ndarray | None
     diverged: np.ndarray
     alpha_stop: np.ndarray
     status: int
@@ -338,10 +353,50 @@ class SDEResult(SavedResult):
     init: OrderParameters
     params: dict
     timings: dict = field(default_factory=dict)
+    u: np.ndarray | None = None
+    N: float | None = None
+
+    #: the order parameters a result may carry (None where the model has none)
+    NAMES = ("Q", "R", "v", "b", "u")
 
     @property
     def n_paths(self) -> int:
         return self.eg.shape[0]
+
+    def _series(self, name):
+        if name == "eg":
+            return self.eg
+        if name not in self.NAMES:
+            raise ValueError(
+                f"unknown order parameter {name!r}; allowed: eg, {', '.join(self.NAMES)}"
+            )
+        x = getattr(self, name)
+        if x is None:
+            have = ["eg"] + [k for k in self.NAMES if getattr(self, k) is not None]
+            raise ValueError(
+                f"this result has no {name!r} (rule {self.params.get('rule')!r}); it has "
+                f"{', '.join(have)}"
+            )
+        return x
+
+    def _stats(self, name):
+        x = np.asarray(self._series(name), dtype=float)
+        m = self.alive.reshape(self.alive.shape + (1,) * (x.ndim - 2))
+        cnt = m.sum(axis=0)
+        xs = np.where(m, x, 0.0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = xs.sum(axis=0) / cnt
+            var = np.where(m, (x - mean) ** 2, 0.0).sum(axis=0) / np.maximum(cnt - 1, 1)
+        return mean, np.sqrt(var)
+
+    def mean(self, name: str) -> np.ndarray:
+        """Mean over the alive paths of ``name`` ("eg", "Q", "R", "v", "b", "u") at every
+        record (NaN where no path is alive)."""
+        return self._stats(name)[0]
+
+    def std(self, name: str) -> np.ndarray:
+        """Standard deviation (ddof = 1; 0 for one path) over the alive paths of ``name``."""
+        return self._stats(name)[1]
 
     def state(self, path: int, i: int) -> OrderParameters:
         """The :class:`OrderParameters` of path ``path`` at record ``i``."""
@@ -350,13 +405,13 @@ class SDEResult(SavedResult):
                 f"path {path} diverged at α = {self.alpha_stop[path]:.4g} "
                 f"before record {i} (α = {self.alpha[i]:.4g})"
             )
-        return self.init.replace(
-            Q=self.Q[path, i], R=self.R[path, i], v=self.v[path, i], b=self.b[path, i]
-        )
+        kw = {k: getattr(self, k)[path, i] for k in self.NAMES if getattr(self, k) is not None}
+        return self.init.replace(**kw)
 
     def __repr__(self):
+        n = "" if self.N is None else f", N={self.N:g}"
         return (
-            f"SDEResult(rule={self.params.get('rule')!r}, n_paths={self.n_paths}, "
+            f"SDEResult(rule={self.params.get('rule')!r}, n_paths={self.n_paths}{n}, "
             f"records={len(self.alpha)}, status={self.status}, message={self.message!r})"
         )
 
@@ -375,11 +430,21 @@ class SDEResult(SavedResult):
         "b_std",
         "diverged",
         "alpha_stop",
+        "u",
     )
+    _OPTIONAL = ("v", "b", "b_mean", "b_std", "u")
 
     def to_dict(self) -> dict:
-        d = {k: getattr(self, k) for k in self._ARRAYS}
+        """Every array (those the model lacks are left out), ``<name>_mean`` and
+        ``<name>_std`` of every order parameter it has, status, message, nfev, ``N``
+        (when set), the initial state, params and timings."""
+        d = {k: getattr(self, k) for k in self._ARRAYS if getattr(self, k) is not None}
+        for k in self.NAMES:
+            if getattr(self, k) is not None and k != "b":  # b_mean, b_std are fields
+                d[f"{k}_mean"], d[f"{k}_std"] = self._stats(k)
         d.update(status=self.status, message=self.message, nfev=self.nfev)
+        if self.N is not None:
+            d["N"] = float(self.N)
         d.update(self.init.to_dict("init_"))
         d["params"] = self.params
         d["timings"] = self.timings
@@ -393,6 +458,11 @@ class SDEResult(SavedResult):
     def from_dict(cls, d) -> SDEResult:
         kw = {}
         for k in cls._ARRAYS:
+            if k not in d or d[k] is None:
+                if k in cls._OPTIONAL:
+                    kw[k] = None
+                    continue
+                raise KeyError(k)
             a = np.asarray(d[k])
             if k in ("alive", "diverged"):
                 a = a.astype(bool)
@@ -401,6 +471,7 @@ class SDEResult(SavedResult):
             else:
                 a = np.asarray(d[k], dtype=float)
             kw[k] = a
+        N = d.get("N")
         return cls(
             **kw,
             status=int(d["status"]),
@@ -409,6 +480,7 @@ class SDEResult(SavedResult):
             init=OrderParameters.from_dict(d, "init_"),
             params=d["params"],
             timings=d.get("timings", {}),
+            N=None if N is None else float(np.asarray(N)),
         )
 
 

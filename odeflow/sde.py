@@ -82,6 +82,27 @@ EM_SIGNATURE = types.void(
     types.int64,
     types.int64,
 )
+#: em_full_kernel(rhs, eg, cov, p, pc, Y, rec_alpha, rec_y, rec_eg, FS, IST, opts, seeds,
+#:                inv_n, every, LS, steps)
+EM_FULL_SIGNATURE = types.void(
+    RHS_TYPE,
+    EG_TYPE,
+    NOISE_TYPE,
+    _arr,
+    _arr,
+    _arr2,
+    _arr,
+    _arr3,
+    _arr2,
+    _arr2,
+    _iarr2,
+    _arr,
+    types.int64[::1],
+    types.float64,
+    types.int64,
+    _arr3,
+    types.int64,
+)
 
 
 def _drop_stale_cache():
@@ -259,8 +280,81 @@ def em_kernel(
             _after_fixed_step(landed, fs, ist)
 
 
+@njit(EM_FULL_SIGNATURE, parallel=True, cache=True)
+def em_full_kernel(
+    rhs, eg, cov, p, pc, Y, rec_alpha, rec_y, rec_eg, FS, IST, opts, seeds, inv_n, every, LS,
+    max_call_steps,
+):
+    """Finite-N Euler–Maruyama on every order parameter (:mod:`theory.covariance`)::
+
+        y_{n+1} = y_n + h f(y_n) + √(h/N) L ξ_n,    L Lᵀ = Σ(y_m),  ξ_n ~ N(0, I_n)
+
+    ``cov(y, pc, S)`` writes Σ = Cov[f] (n×n); ``inv_n`` = 1/N. ``L`` is refactored every
+    ``every`` steps (m = the last multiple of ``every`` ≤ n; ``every = 1``: Σ at every
+    step) and kept in ``LS`` (P, n, n) between calls. The noise of step n of path i is
+    :func:`fill_normals` ``(seeds[i], n·⌈n_y/2⌉, ξ)``: independent of threads and of how the
+    run is cut into calls, as in :func:`em_kernel`. Other arguments as :func:`em_kernel`.
+    """
+    P, n = Y.shape
+    K = np.int64(opts[O_K])
+    M = np.int64(opts[O_M])
+    half = (n + 1) // 2
+    for ip in prange(P):
+        fs = FS[ip]
+        ist = IST[ip]
+        if ist[I_CODE] != CODE_RUNNING:
+            continue
+        base = np.uint64(seeds[ip])
+        y = Y[ip]
+        Lc = LS[ip]
+        f = np.empty(n)
+        ynew = np.empty(n)
+        S = np.empty((n, n))
+        xi = np.empty(n)
+        Lq = np.empty((K + M, K + M))
+        ygood = np.empty(n)
+        if ist[I_STARTED] == 0:
+            _start(eg, p, y, rec_alpha, rec_y[ip], rec_eg[ip], fs, ist, opts, Lq, ygood)
+        for _ in range(max_call_steps):
+            if ist[I_CODE] != CODE_RUNNING:
+                break
+            h, anew, landed = fixed_step_size(fs, ist, rec_alpha, opts)
+            rhs(y, p, f)
+            ist[I_NFEV] += 1
+            if ist[I_NSTEPS] % every == 0:
+                cov(y, pc, S)
+                chol_psd(S, Lc)
+            fill_normals(base, ist[I_NSTEPS] * half, xi)
+            sh = np.sqrt(h * inv_n)
+            for i in range(n):
+                s = 0.0
+                for j in range(i + 1):
+                    s += Lc[i, j] * xi[j]
+                ynew[i] = y[i] + h * f[i] + sh * s
+            if not _accept(
+                eg,
+                p,
+                y,
+                ynew,
+                anew,
+                rec_alpha,
+                rec_y[ip],
+                rec_eg[ip],
+                fs,
+                ist,
+                opts,
+                landed,
+                Lq,
+                ygood,
+                1,
+            ):
+                break
+            _after_fixed_step(landed, fs, ist)
+
+
 __all__ = [
     "em_kernel",
+    "em_full_kernel",
     "chol_psd",
     "base_seeds",
     "counter_normal_pair",
