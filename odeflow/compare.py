@@ -389,7 +389,7 @@ def sde_verdict(sim_mean, sim_std, n, sde_mean, sde_std, n_paths, spread_floor=0
     -------
     dict with
         ``mean_z``: ``max |sim_mean − sde_mean| / √(sim_std²/n + sde_std²/P)`` (points where
-        both stds are 0 are left out); ``mean_ok``: ``mean_z ≤ 3``;
+        both stds vanish, to round-off, are left out); ``mean_ok``: ``mean_z ≤ 3``;
         ``ratio_min``, ``ratio_max``: range of ``sde_std / sim_std`` where
         ``sim_std > spread_floor``; ``ratio_tol``: ``3 √(1/(2(n−1)) + 1/(2(P−1)))``, three
         relative sampling errors of a ratio of sample stds; ``spread_ok``: every ratio within
@@ -403,7 +403,9 @@ def sde_verdict(sim_mean, sim_std, n, sde_mean, sde_std, n_paths, spread_floor=0
     with np.errstate(invalid="ignore", divide="ignore"):
         se = np.sqrt(ss**2 / max(n, 1) + ds**2 / P)
         z = np.abs(sm - dm) / se
-        ok = np.isfinite(z)
+        # records without spread (α = 0: every seed and path at the measured state) differ
+        # by round-off only; a z of round-off over round-off means nothing
+        ok = np.isfinite(z) & (se > 1e-12 * np.maximum(1.0, np.abs(sm)))
         mean_z = float(np.max(z[ok])) if ok.any() else math.nan
         judged = np.isfinite(ds) & (ss > spread_floor)
         ratio = ds / ss
