@@ -46,6 +46,8 @@ DESCRIPTION = (
 )
 #: cached simulation results (full mode only; quick runs are cheap and not stored)
 STORE = Path(__file__).resolve().parent / "results" / f"{NAME}-simulations.json"
+#: cached SDE summaries (the SDE with the full Σ costs minutes per N at α = 220)
+SDE_STORE = STORE.with_name(f"{NAME}-sde.json")
 
 
 # ---------------------------------------------------------------------------- state
@@ -129,9 +131,8 @@ def escape_event(case: dict, eg0: float):
 def _sim_key(cfg: dict, name: str, N: int) -> str:
     """Everything that defines one cached ensemble, as a canonical JSON string."""
     keys = ("seeds", "weights_seed")
-    return json.dumps(
-        {"case": cfg["cases"][name], "N": N, **{k: cfg[k] for k in keys}}, sort_keys=True
-    )
+    case = {k: v for k, v in cfg["cases"][name].items() if k != "sde"}  # SDE options: not here
+    return json.dumps({"case": case, "N": N, **{k: cfg[k] for k in keys}}, sort_keys=True)
 
 
 def run_simulations(cfg: dict, name: str, N: int) -> dict:
@@ -165,16 +166,13 @@ def run_simulations(cfg: dict, name: str, N: int) -> dict:
     eg = np.asarray(sim.eg, dtype=float)
     exits = path_exit_alpha(sim, escape_event(case, float(eg[0, 0])))
 
-    def js(a, digits=6):
-        return [None if not np.isfinite(x) else float(f"{x:.{digits}g}") for x in np.ravel(a)]
-
     return {
-        "alpha": js(sim.alpha, 8),
-        "eg_mean": js(sim.eg_mean),
-        "eg_std": js(sim.eg_std),
+        "alpha": _js(sim.alpha, 8),
+        "eg_mean": _js(sim.eg_mean),
+        "eg_std": _js(sim.eg_std),
         "n": int(sim.n_mean),
-        "eg": [js(row) for row in eg],
-        "exit": js(exits),
+        "eg": [_js(row) for row in eg],
+        "exit": _js(exits),
         "diverged": int(np.asarray(sim.diverged).sum()),
         "seconds": round(time.perf_counter() - t0, 1),
     }
@@ -193,14 +191,7 @@ def simulations(cfg: dict, store: Path | None = STORE, log=print) -> dict:
             if key not in stored:
                 log(f"{NAME}: simulating {name} at N = {N} ({cfg['seeds']} seeds) …")
                 stored[key] = run_simulations(cfg, name, int(N))
-                if store is not None:  # after every ensemble: an interrupted run keeps them
-                    from theory.runtime.cli import atomic_path
-
-                    store.parent.mkdir(parents=True, exist_ok=True)
-                    with atomic_path(store) as tmp:
-                        Path(tmp).write_text(
-                            json.dumps({"figure": NAME, "entries": stored}, indent=0) + "\n"
-                        )
+                _write_store(store, stored)
             out[(name, int(N))] = stored[key]
     return out
 
@@ -221,11 +212,16 @@ def sde_available() -> tuple[bool, str]:
     return True, ""
 
 
+def sde_options(cfg: dict, name: str) -> dict:
+    """The SDE options of ``case`` (``cfg["sde"]`` overridden by the case's own ``"sde"``)."""
+    return {**cfg["sde"], **cfg["cases"][name].get("sde", {})}
+
+
 def run_sde(cfg: dict, name: str, N: int, alpha):
     """The SDE ensemble of ``case`` at this N from the case's state, recorded at ``alpha``."""
     import odeflow
 
-    case, sc = cfg["cases"][name], cfg["sde"]
+    case, sc = cfg["cases"][name], sde_options(cfg, name)
     return odeflow.solve_sde(
         case["rule"],
         case_state(case),
@@ -237,7 +233,56 @@ def run_sde(cfg: dict, name: str, N: int, alpha):
         seed=int(sc["seed"]),
         record={"alpha": np.asarray(alpha, float).tolist()},
         N=int(N),
+        noise_every=int(sc.get("noise_every", 1)),
+        noise_quadrature=sc.get("noise_quadrature"),
     )
+
+
+def sde_runs(cfg: dict, alphas: dict, store: Path | None = SDE_STORE, log=print) -> dict:
+    """``{(case, N): summary}`` of the SDE at every N of the figure and of the theory line:
+    ``eg_mean``, ``eg_std``, ``n_alive`` per record, per-path escape α ``exit``, and the
+    run's ``message``. Cached in ``store`` like :func:`simulations` (full mode)."""
+    from odeflow.events import path_exit_alpha
+
+    stored = {}
+    if store is not None and store.exists():
+        stored = json.loads(store.read_text()).get("entries", {})
+    out = {}
+    for name, case in cfg["cases"].items():
+        sc = sde_options(cfg, name)
+        for N in sorted({int(n) for n in cfg["N"]} | {int(n) for n in sc["N_theory"]}):
+            key = json.dumps({"case": case, "sde": sc, "N": N}, sort_keys=True)
+            if key not in stored:
+                log(f"{NAME}: SDE {name} at N = {N} ({sc['n_paths']} paths) …")
+                t0 = time.perf_counter()
+                r = run_sde(cfg, name, N, alphas[name])
+                ev = escape_event(case, float(r.eg[0, 0]))
+                stored[key] = {
+                    "eg_mean": _js(r.eg_mean),
+                    "eg_std": _js(r.eg_std),
+                    "n_alive": np.asarray(r.n_alive).tolist(),
+                    "exit": _js(path_exit_alpha(r, ev)),
+                    "message": r.message,
+                    "seconds": round(time.perf_counter() - t0, 1),
+                }
+                _write_store(store, stored)
+            out[(name, N)] = stored[key]
+    return out
+
+
+def _js(a, digits=6):
+    return [None if not np.isfinite(x) else float(f"{x:.{digits}g}") for x in np.ravel(a)]
+
+
+def _write_store(store, entries):
+    """Write the cache after every run, atomically: an interrupted run keeps the others."""
+    if store is None:
+        return
+    from theory.runtime.cli import atomic_path
+
+    store.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(store) as tmp:
+        Path(tmp).write_text(json.dumps({"figure": NAME, "entries": entries}, indent=0) + "\n")
 
 
 def _escape_stats(alphas) -> dict:
@@ -253,7 +298,7 @@ def make(outdir, quick: bool = False) -> dict:
 
     import odeflow
     from odeflow.compare import sde_verdict
-    from odeflow.events import exit_times
+    from odeflow.events import ExitTimes
     from odeflow.stability import escape_rate
 
     S.apply()
@@ -263,6 +308,8 @@ def make(outdir, quick: bool = False) -> dict:
     sims = simulations(cfg, store=None if quick else STORE)
     have_sde, why = sde_available()
     data, info = {"N": np.array(Ns)}, {"sde": why or "odeflow.solve_sde(..., N=N)"}
+    alphas = {name: _arr(sims[(name, Ns[0])]["alpha"]) for name in cfg["cases"]}
+    sde = sde_runs(cfg, alphas, store=None if quick else SDE_STORE) if have_sde else {}
     for name, case in cfg["cases"].items():
         state = case_state(case)
         alpha = _arr(sims[(name, Ns[0])]["alpha"])
@@ -276,7 +323,6 @@ def make(outdir, quick: bool = False) -> dict:
             record={"alpha": alpha.tolist()},
         )
         data[f"{name}_ode_eg"] = ode.eg
-        ev = escape_event(case, float(ode.eg[0]))
         if case["escape"]["measure"] == "specialisation":
             lam, _, eg_pl = escape_rate(case["rule"], state, eta=case["eta"], eta_v=case["eta_v"])
             data[f"{name}_lambda"], data[f"{name}_eg_plateau"] = lam, eg_pl
@@ -287,18 +333,19 @@ def make(outdir, quick: bool = False) -> dict:
                 data[f"{name}_N{N}_sim_{k}"] = _arr(e[k])
             row = {"sim_escape": _escape_stats(_arr(e["exit"])), "sim_n": e["n"]}
             if have_sde:
-                r = run_sde(cfg, name, N, alpha)
-                data[f"{name}_N{N}_sde_eg_mean"] = r.eg_mean
-                data[f"{name}_N{N}_sde_eg_std"] = r.eg_std
-                v = sde_verdict(
-                    _arr(e["eg_mean"]), _arr(e["eg_std"]), e["n"], r.eg_mean, r.eg_std, r.n_alive
+                r = sde[(name, N)]
+                sm, ss = _arr(r["eg_mean"]), _arr(r["eg_std"])
+                data[f"{name}_N{N}_sde_eg_mean"], data[f"{name}_N{N}_sde_eg_std"] = sm, ss
+                data[f"{name}_N{N}_sde_exit"] = _arr(r["exit"])
+                row["sde_eg"] = sde_verdict(
+                    _arr(e["eg_mean"]), _arr(e["eg_std"]), e["n"], sm, ss, np.array(r["n_alive"])
                 )
-                row["sde_eg"] = v
-                row["sde_escape"] = _escape_stats(exit_times(r, ev).alpha)
+                row["sde_escape"] = _escape_stats(_arr(r["exit"]))
+                row["sde_message"] = r["message"]
             info[name][f"N={N}"] = row
         if have_sde:  # the theory line: SDE escape times on a denser grid of N
-            Nt = [int(n) for n in cfg["sde"]["N_theory"]]
-            esc = [exit_times(run_sde(cfg, name, n, alpha), ev) for n in Nt]
+            Nt = sorted({int(n) for n in sde_options(cfg, name)["N_theory"]} | set(Ns))
+            esc = [ExitTimes(_arr(sde[(name, n)]["exit"])) for n in Nt]
             data[f"{name}_theory_N"] = np.array(Nt)
             data[f"{name}_theory_exit_mean"] = np.array([x.mean for x in esc])
             data[f"{name}_theory_exit_sem"] = np.array([x.sem for x in esc])
@@ -344,7 +391,7 @@ def make(outdir, quick: bool = False) -> dict:
         ax_s.set_xlabel(S.ALPHA)
         ax_s.set_ylabel(f"std of {S.EG} over seeds / paths")
         ax_s.legend(fontsize=6.5, ncol=2)
-        ax_s.set_title(f"{cfg['seeds']} seeds; SDE {cfg['sde']['n_paths']} paths")
+        ax_s.set_title(f"{cfg['seeds']} seeds; SDE {sde_options(cfg, name)['n_paths']} paths")
         # escape time against ln N
         lnN = np.log(Ns)
         mean = np.array([np.nanmean(data[f"{name}_N{N}_sim_exit"]) for N in Ns])
