@@ -51,7 +51,8 @@ ensemble's, per order parameter, with two verdicts (:func:`sde_verdict`):
   stds (n seeds, P paths).
 
 Keys of ``"sde"`` (:data:`SDE_DEFAULTS`): ``n_paths``, ``dt``, ``seed``, ``method``,
-``spread_floor``.
+``spread_floor``, and ``noise_every``, ``noise_quadrature`` (passed to ``solve_sde``: how
+often and with which rule Σ is computed).
 """
 
 from __future__ import annotations
@@ -102,6 +103,8 @@ SDE_DEFAULTS = {
     "seed": 0,
     "method": "euler-maruyama",
     "spread_floor": 0.003,
+    "noise_every": 1,
+    "noise_quadrature": None,
 }
 #: how many sampling errors a verdict allows
 SDE_SIGMAS = 3.0
@@ -369,6 +372,9 @@ def sde_options(config: dict) -> dict | None:
         isinstance(out["seed"], bool) or not isinstance(out["seed"], int) or out["seed"] < 0
     ):
         raise ValueError(f"sde.seed must be a non-negative int or null, got {out['seed']!r}")
+    ne = out["noise_every"]
+    if isinstance(ne, bool) or not isinstance(ne, int) or ne < 1:
+        raise ValueError(f"sde.noise_every must be an int >= 1, got {ne!r}")
     out["n_paths"] = int(n)
     return out
 
@@ -443,6 +449,8 @@ def _sde_band(sde_opts, ode_rule, init, rates, cfg, sim, names, T, n, progress):
         rule_params=cfg.get("rule_params") or None,
         progress=progress,
         N=cfg["N"],
+        noise_every=sde_opts["noise_every"],
+        noise_quadrature=sde_opts["noise_quadrature"],
     )
     mean, std, verdict = {}, {}, {}
     n_alive = np.asarray(res.n_alive)

@@ -153,6 +153,7 @@ def test_sde_options():
         ({"dt": 0}, "sde.dt"),
         ({"spread_floor": -1}, "spread_floor"),
         ({"seed": -2}, "sde.seed"),
+        ({"noise_every": 0}, "noise_every"),
         (5, "must be a dict"),
     ]:
         with pytest.raises(ValueError, match=msg):
