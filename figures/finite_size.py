@@ -1,6 +1,6 @@
 """Finite N: ε_g mean ± std from simulations against the SDE band, and the plateau escape.
 
-At finite N every order parameter diffuses (docs/finite-size.md, SCIENCE §12)::
+At finite N every order parameter diffuses (docs/finite-size.md)::
 
     dy = E[f](y) dα + Σ(y)^{1/2} dB_α / √N,      Σ = Cov[f]
 
@@ -18,7 +18,7 @@ at the same N, and the escape-time distribution of its paths
   escape rate of the linearised ODE (:func:`odeflow.stability.escape_rate`; the noise puts
   an asymmetry of size 1/√N on the unstable direction).
 - AFA starts from the state measured in the default random init; its escape (ε_g below a
-  fraction of its initial value) is driven by the O(1) noise of the feedback b (§5.2), so
+  fraction of its initial value) is driven by the O(1) noise of the feedback b (docs/theory.md §5), so
   its escape time hardly depends on N.
 
 The simulations are slow (N = 4000, α up to 220, 24 seeds): their results are cached in

@@ -13,7 +13,7 @@ Panel (c): fluctuation-driven divergence near the boundary (issue 24). At η = �
 few σ_F around 0.04 (N = 1000, ‖F‖² ≈ 1.6), the fraction of simulations from *one* measured
 initial state (``same_init``: the seeds differ only in their samples) whose ε_g passes
 ``eg_max`` = 1 before ``alpha_max``, against the finite-N SDE's divergence probability
-(``odeflow.solve_sde(..., N=N)``, SCIENCE §12, the fraction of its paths that pass the same
+(``odeflow.solve_sde(..., N=N)``, docs/finite-size.md, the fraction of its paths that pass the same
 level) and the deterministic ODE (0 or 1). Error bars: binomial standard errors.
 
 Both sides of (a, b) run on :func:`odeflow.sweep.sweep` (the simulations as a ``simulate``
@@ -119,6 +119,7 @@ def divergence_line(cfg: dict) -> dict:
                 seed=int(sd["seed"]),
                 record={"every": dl["record_every"]},
                 N=N,
+                noise_every=int(sd.get("noise_every", 1)),
                 **kw,
             )
             with np.errstate(invalid="ignore"):
