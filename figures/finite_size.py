@@ -18,8 +18,8 @@ at the same N, and the escape-time distribution of its paths
   escape rate of the linearised ODE (:func:`odeflow.stability.escape_rate`; the noise puts
   an asymmetry of size 1/√N on the unstable direction).
 - AFA starts from the state measured in the default random init; its escape (ε_g below a
-  fraction of its initial value) is driven by the O(1) noise of the feedback b (docs/theory.md §5), so
-  its escape time hardly depends on N.
+  fraction of its initial value) is driven by the O(1) noise of the feedback b
+  (docs/theory.md §5), so its escape time hardly depends on N.
 
 The simulations are slow (N = 4000, α up to 220, 24 seeds): their results are cached in
 ``figures/results/finite-size-simulations.json``, keyed by everything that defines them;
