@@ -187,13 +187,16 @@ def test_cli_compare_sde_band(tmp_path):
     written to the npz, with a verdict line per order parameter."""
     cfg = tmp_path / "cfg.json"
     cfg.write_text(json.dumps({**SMALL, "sde": {"n_paths": 64, "dt": 0.02, "seed": 1}}))
-    out = tmp_path / "o.npz"
+    out, png = tmp_path / "o.npz", tmp_path / "o.png"
+    cmd = ["compare", str(cfg), "-o", str(out), "--plot", str(png), "--quiet"]
     r = subprocess.run(
-        [sys.executable, "-m", "odeflow", "compare", str(cfg), "-o", str(out), "--quiet"],
+        [sys.executable, "-m", "odeflow", *cmd],
         cwd=ROOT, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
-    assert "SDE band (N = 200, 64 paths" in r.stdout
+    assert "SDE band (N = 200, 64 paths" in r.stdout and png.stat().st_size > 0
+    for k in ("eg", "Q", "R", "v"):  # a verdict line per order parameter
+        assert any(line.startswith(f"{k} ") and "spread" in line for line in r.stdout.splitlines())
     with np.load(out) as z:
         for k in ("eg", "Q", "R", "v"):
             m, s = z[f"sde_{k}_mean"], z[f"sde_{k}_std"]
