@@ -251,7 +251,7 @@ def sde_runs(cfg: dict, alphas: dict, store: Path | None = SDE_STORE, log=print)
     for name, case in cfg["cases"].items():
         sc = sde_options(cfg, name)
         for N in sorted({int(n) for n in cfg["N"]} | {int(n) for n in sc["N_theory"]}):
-            key = json.dumps({"case": case, "sde": sc, "N": N}, sort_keys=True)
+            key = _sde_key(case, sc, N)
             if key not in stored:
                 log(f"{NAME}: SDE {name} at N = {N} ({sc['n_paths']} paths) …")
                 t0 = time.perf_counter()
@@ -268,6 +268,13 @@ def sde_runs(cfg: dict, alphas: dict, store: Path | None = SDE_STORE, log=print)
                 _write_store(store, stored)
             out[(name, N)] = stored[key]
     return out
+
+
+def _sde_key(case: dict, sc: dict, N: int) -> str:
+    """Everything that defines one SDE run (not the list of N of the theory line)."""
+    sc = {k: v for k, v in sc.items() if k != "N_theory"}
+    case = {k: v for k, v in case.items() if k != "sde"}  # its SDE options are in sc
+    return json.dumps({"case": case, "sde": sc, "N": N}, sort_keys=True)
 
 
 def _js(a, digits=6):
