@@ -25,6 +25,7 @@ FIGURES = {
     "pepita-phase": "figures.pepita_phase",
     "ff-pepita-link": "figures.ff_pepita_link",
     "deep-alignment": "figures.deep_alignment",
+    "finite-size": "figures.finite_size",
 }
 
 

@@ -9,8 +9,15 @@ PEPITA ODE (§5.5, ``odeflow.solve("pepita", …)``, started from the measured i
 of seed 0 with ``F_norm2 = N σ_F²``) diverges, the cell is marked ×. Panel (b): the α at
 which divergence was detected (earliest seed; ODE as lines).
 
-Both sides run on :func:`odeflow.sweep.sweep` (the simulations as a ``simulate`` sweep over
-``sigma_F = √(‖F‖²/N)`` and ``eta = eta_v``). The ODE part needs the exact-PEPITA ODE
+Panel (c): fluctuation-driven divergence near the boundary (issue 24). At η = η_v = 1 and a
+few σ_F around 0.04 (N = 1000, ‖F‖² ≈ 1.6), the fraction of simulations from *one* measured
+initial state (``same_init``: the seeds differ only in their samples) whose ε_g passes
+``eg_max`` = 1 before ``alpha_max``, against the finite-N SDE's divergence probability
+(``odeflow.solve_sde(..., N=N)``, docs/finite-size.md, the fraction of its paths that pass the same
+level) and the deterministic ODE (0 or 1). Error bars: binomial standard errors.
+
+Both sides of (a, b) run on :func:`odeflow.sweep.sweep` (the simulations as a ``simulate``
+sweep over ``sigma_F = √(‖F‖²/N)`` and ``eta = eta_v``). The ODE part needs the exact-PEPITA ODE
 (rule ``pepita`` and ``OrderParameters.F_norm2``); without it the figure shows the
 simulations only and says so in its title and parameter record.
 
@@ -47,6 +54,80 @@ def ode_available() -> tuple[bool, str]:
     if "F_norm2" not in FIELDS:
         return False, "exact-PEPITA ODE not available (OrderParameters has no F_norm2)"
     return True, ""
+
+
+def divergence_line(cfg: dict) -> dict:
+    """Panel (c): divergence fractions at fixed η along σ_F (simulations, SDE, ODE).
+
+    ``cfg["divergence_line"]``: ``eta``, ``sigma_F`` (list), ``seeds``, ``alpha_max``,
+    ``eg_max`` (the blow-up level), ``record_every`` and ``sde`` (``n_paths``, ``dt``,
+    ``seed``). Every simulation and every SDE path starts from the state measured in the
+    simulation config's seed 0 at that σ_F (``F_norm2 = N σ_F²``). A run counts as diverged
+    when its ε_g passes ``eg_max`` (or it blew up, non-finite) by ``alpha_max``.
+    """
+    import inspect
+
+    import odeflow
+    from simulations.teacher_student import simulate
+
+    dl, base = cfg["divergence_line"], cfg["simulation"]
+    N, A, lvl = int(base["N"]), float(dl["alpha_max"]), float(dl["eg_max"])
+    have_sde = "N" in inspect.signature(odeflow.solve_sde).parameters
+    out = {"sigma_F": np.array(dl["sigma_F"], float), "sim": [], "sde": [], "ode": []}
+    out["F_norm2"] = N * out["sigma_F"] ** 2
+    for sF in dl["sigma_F"]:
+        sim = simulate(
+            {
+                **base,
+                "sigma_F": sF,
+                "eta": dl["eta"],
+                "eta_v": dl["eta"],
+                "alpha_max": A,
+                "record": {"every": dl["record_every"]},
+                "seeds": int(dl["seeds"]),
+                "same_init": True,
+                "divergence": {"eg_max": lvl, "q_max": 1e6},
+            }
+        )
+        out["sim"].append(float(np.mean(sim.diverged)))
+        init = sim.initial_state(0)
+        kw = dict(
+            eta=dl["eta"],
+            eta_v=dl["eta"],
+            sigma=base["sigma"],
+            alpha_max=A,
+            activation=base["activation"],
+            quadrature=cfg["ode"]["quadrature"],
+        )
+        ode = odeflow.solve(
+            "pepita",
+            init,
+            record={"every": dl["record_every"]},
+            method=cfg["ode"]["method"],
+            rtol=cfg["ode"]["rtol"],
+            atol=cfg["ode"]["atol"],
+            **kw,
+        )
+        out["ode"].append(float(not ode.success or np.nanmax(ode.eg) > lvl))
+        if have_sde:
+            sd = dl["sde"]
+            r = odeflow.solve_sde(
+                "pepita",
+                init,
+                dt=sd["dt"],
+                n_paths=int(sd["n_paths"]),
+                seed=int(sd["seed"]),
+                record={"every": dl["record_every"]},
+                N=N,
+                noise_every=int(sd.get("noise_every", 1)),
+                **kw,
+            )
+            with np.errstate(invalid="ignore"):
+                passed = np.nanmax(np.where(r.alive, r.eg, -np.inf), axis=1) > lvl
+            out["sde"].append(float(np.mean(passed | np.asarray(r.diverged, bool))))
+    out["n_seeds"], out["n_paths"] = int(dl["seeds"]), int(dl["sde"]["n_paths"])
+    out["have_sde"] = have_sde
+    return out
 
 
 def _ode_inits(sim_cfg: dict, sigmas) -> dict:
@@ -129,7 +210,16 @@ def make(outdir, quick: bool = False) -> dict:
         data["ode_eg_final"] = ode.grid("eg_final").T
         info["ode"] = ode.summary()
 
-    fig, (ax_a, ax_b) = plt.subplots(1, 2, figsize=(10, 3.9), constrained_layout=True)
+    line = divergence_line(cfg) if cfg.get("divergence_line") else None
+    if line is not None:
+        for k in ("sigma_F", "F_norm2", "sim", "sde", "ode"):
+            data[f"line_{k}"] = np.asarray(line[k], float)
+        info["divergence_line"] = {
+            k: np.asarray(line[k]).tolist() for k in ("sigma_F", "sim", "sde", "ode")
+        }
+    ncol = 3 if line is not None else 2
+    fig, axes = plt.subplots(1, ncol, figsize=(5 * ncol, 3.9), constrained_layout=True)
+    ax_a, ax_b = axes[0], axes[1]
     lx = np.log(F2)
     ex = np.exp(
         np.concatenate(
@@ -217,7 +307,9 @@ def make(outdir, quick: bool = False) -> dict:
     if have_ode:
         h.append(Line2D([], [], color="0.3", lw=1.2, label="exact-PEPITA ODE"))
     ax_b.legend(handles=h, fontsize=7, loc="lower left", ncol=2)
-    for ax, l in zip((ax_a, ax_b), "ab"):
+    if line is not None:
+        _draw_line(axes[2], line, cfg)
+    for ax, l in zip(axes, "abc"):
         S.panel_label(ax, l)
     title = (
         f"Exact PEPITA ($\\tilde x$), K = M = {sim['K']}, N = {N}: "
@@ -228,6 +320,7 @@ def make(outdir, quick: bool = False) -> dict:
     fig.suptitle(title, fontsize=10)
     params = dict(
         cfg,
+        sde_divergence=line is not None and line["have_sde"],
         F_norm2_values=F2,
         eta_values=etas,
         sigma_F_values=sFs,
@@ -237,3 +330,48 @@ def make(outdir, quick: bool = False) -> dict:
     )
     save_figure(fig, outdir, NAME, params, data)
     return data
+
+
+def _draw_line(ax, line, cfg):
+    """Panel (c): divergence fraction against σ_F, simulations vs SDE vs ODE."""
+    dl = cfg["divergence_line"]
+    x = line["sigma_F"]
+    n, P = line["n_seeds"], line["n_paths"]
+    sim = np.asarray(line["sim"])
+    ax.errorbar(
+        x,
+        sim,
+        yerr=np.sqrt(sim * (1 - sim) / n),
+        fmt="o",
+        color=S.COLORS["pepita"],
+        ms=5,
+        capsize=3,
+        label=f"simulations ({n} sample streams)",
+    )
+    if line["have_sde"]:
+        sde = np.asarray(line["sde"])
+        ax.errorbar(
+            x,
+            sde,
+            yerr=np.sqrt(sde * (1 - sde) / P),
+            fmt="s--",
+            color="k",
+            ms=4,
+            mfc="white",
+            capsize=3,
+            lw=1,
+            label=f"SDE, N = {cfg['simulation']['N']} ({P} paths)",
+        )
+    ax.plot(x, line["ode"], "x:", color="0.4", ms=7, label="ODE (N → ∞)")
+    ax.set_ylim(-0.05, 1.05)
+    ax.set_xlabel(r"$\sigma_F$  (top: $\|F\|^2 = N\sigma_F^2$)")
+    ax.set_ylabel(rf"P($\varepsilon_g$ > {dl['eg_max']:g} before $\alpha$ = {dl['alpha_max']:g})")
+    N = cfg["simulation"]["N"]
+    sec = ax.secondary_xaxis(
+        "top", functions=(lambda s: N * s**2, lambda f: np.sqrt(np.clip(f, 0, None) / N))
+    )
+    sec.tick_params(labelsize=7)
+    ax.set_title(
+        rf"fluctuation-driven divergence, $\eta$ = {dl['eta']:g}, one initial state", fontsize=9
+    )
+    ax.legend(fontsize=7, loc="upper left")

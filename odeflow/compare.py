@@ -35,6 +35,24 @@ For every order parameter ``eg, Q, R, v, b`` (``b`` only for rules with feedback
 discrepancy is ``max over α and components of |mean_sim − ODE|`` over the α range both
 reached, and the standard error is ``max over α and components of std_sim/√n`` (n seeds
 that did not diverge).
+
+The SDE band (docs/finite-size.md)
+----------------------------------
+With ``"sde": {"n_paths": 200}`` in the config, the finite-N diffusion
+``dy = E[f] dα + Σ^{1/2} dB_α/√N`` (``odeflow.solve_sde(..., N=N)``, N the simulation's) is
+integrated from the same measured state, and its mean ± std over paths stands next to the
+ensemble's, per order parameter, with two verdicts (:func:`sde_verdict`):
+
+- mean: ``z = max |mean_sim − mean_sde| / √(std_sim²/n + std_sde²/P)`` over α and
+  components; agrees when ``z ≤ 3``;
+- spread: the ratio ``std_sde/std_sim`` where the simulations' std exceeds
+  ``spread_floor`` (default 0.003); agrees when ``|ratio − 1| ≤ 3 s``, with
+  ``s = √(1/(2(n−1)) + 1/(2(P−1)))`` the relative sampling error of a ratio of two sample
+  stds (n seeds, P paths).
+
+Keys of ``"sde"`` (:data:`SDE_DEFAULTS`): ``n_paths``, ``dt``, ``seed``, ``method``,
+``spread_floor``, and ``noise_every``, ``noise_quadrature`` (passed to ``solve_sde``: how
+often and with which rule Σ is computed).
 """
 
 from __future__ import annotations
@@ -57,7 +75,15 @@ class _LazyNumpy:
 
 np = _LazyNumpy()
 
-__all__ = ["compare", "Comparison", "ODE_KEYS", "ODE_RULE", "OBSERVABLES"]
+__all__ = [
+    "compare",
+    "Comparison",
+    "ODE_KEYS",
+    "ODE_RULE",
+    "OBSERVABLES",
+    "SDE_DEFAULTS",
+    "sde_verdict",
+]
 
 #: config keys that go to the ODE solver rather than to the simulation
 ODE_KEYS = ("method", "rtol", "atol", "dt", "quadrature")
@@ -70,6 +96,18 @@ ODE_RULE = {
     "pepita": "pepita",
     "pepita-forward": "pepita-forward",
 }
+#: the ``"sde"`` config entry: its keys and defaults (the SDE band, docs/finite-size.md)
+SDE_DEFAULTS = {
+    "n_paths": 200,
+    "dt": 0.01,
+    "seed": 0,
+    "method": "euler-maruyama",
+    "spread_floor": 0.003,
+    "noise_every": 1,
+    "noise_quadrature": None,
+}
+#: how many sampling errors a verdict allows
+SDE_SIGMAS = 3.0
 #: file types ``--plot`` can write (matplotlib's, by extension)
 PLOT_FORMATS = (".png", ".pdf", ".svg")
 #: the order parameters compared, in order: eg, Q, R, then each model's compare_fields
@@ -99,7 +137,14 @@ class Comparison:
     sim : simulations.teacher_student.SimulationResult
     ode_result : odeflow.Result
     config : dict
-        The simulation config as validated, plus the ODE options used (key ``"ode"``).
+        The simulation config as validated, plus the ODE options used (key ``"ode"``) and
+        the SDE options (key ``"sde"``, when asked for).
+    sde_mean, sde_std : dict name -> (T, ...) arrays
+        With ``"sde"`` in the config: mean and std (ddof=1) over the SDE's alive paths at the
+        simulation's N (empty otherwise).
+    sde_verdict : dict name -> dict
+        :func:`sde_verdict` per order parameter (empty without ``"sde"``).
+    sde_result : odeflow.results.SDEResult or None
     """
 
     alpha: np.ndarray
@@ -113,6 +158,10 @@ class Comparison:
     ode_result: object
     config: dict
     notes: list = field(default_factory=list)
+    sde_mean: dict = field(default_factory=dict)
+    sde_std: dict = field(default_factory=dict)
+    sde_verdict: dict = field(default_factory=dict)
+    sde_result: object = None
 
     @property
     def names(self) -> tuple:
@@ -144,8 +193,30 @@ class Comparison:
             lines.append(
                 f"{k:4s}{self.discrepancy[k]:14.4g}{self.stderr[k]:14.4g}{self.relative(k):9.3g}"
             )
+        if self.sde_verdict:
+            lines += self._sde_lines()
         lines += [f"note: {n}" for n in self.notes]
         return "\n".join(lines)
+
+    def _sde_lines(self) -> list:
+        """The SDE band's table: per order parameter the mean's z and the std ratio."""
+        r = self.sde_result
+        sc = self.config["sde"]
+        lines = [
+            f"SDE band (N = {self.config['N']}, {r.n_paths} paths, {sc['method']} "
+            f"dt = {sc['dt']:g}; spread judged where std_sim > {sc['spread_floor']:g}):",
+            f"{'':4s}{'max z(mean)':>12s}{'std ratio sde/sim':>20s}{'±3 s':>7s}  verdict",
+        ]
+        for k, v in self.sde_verdict.items():
+            ratio = (
+                f"{v['ratio_min']:.3g}..{v['ratio_max']:.3g}" if v["n_judged"] else "(no spread)"
+            )
+            lines.append(
+                f"{k:4s}{v['mean_z']:12.3g}{ratio:>20s}{v['ratio_tol']:7.2f}  "
+                f"mean {'ok' if v['mean_ok'] else 'OFF'}, spread "
+                + ("-" if v["spread_ok"] is None else "ok" if v["spread_ok"] else "OFF")
+            )
+        return lines
 
     def to_arrays(self) -> dict:
         """Flat dict of arrays (for ``np.savez``)."""
@@ -157,6 +228,13 @@ class Comparison:
             d[f"discrepancy_{k}"] = np.asarray(self.discrepancy[k])
             d[f"stderr_{k}"] = np.asarray(self.stderr[k])
         d["sim_eg"] = self.sim.eg[:, : len(self.alpha)]
+        for k in self.sde_mean:
+            d[f"sde_{k}_mean"] = self.sde_mean[k]
+            d[f"sde_{k}_std"] = self.sde_std[k]
+            for q in ("mean_z", "ratio_min", "ratio_max", "ratio_tol"):
+                d[f"sde_{k}_{q}"] = np.asarray(self.sde_verdict[k][q])
+        if self.sde_result is not None:
+            d["sde_eg"] = np.asarray(self.sde_result.eg)[:, : len(self.alpha)]
         d.update(self.ode_result.init.to_dict("init_"))
         d["config_json"] = np.asarray(json.dumps(self.config))
         d["ode_message"] = np.asarray(self.ode_result.message)
@@ -201,6 +279,10 @@ class Comparison:
                 ax.fill_between(a, m[:, j] - s[:, j], m[:, j] + s[:, j], color=c, alpha=0.25, lw=0)
                 ax.plot(a, m[:, j], ".", color=c, ms=2.5)
                 ax.plot(a, o[:, j], "-", color=c, lw=1.2, label=sub[j])
+                if k in self.sde_mean:  # the SDE band: mean ± std dashed
+                    sm, ss = (_components(k, x[k], len(a)) for x in (self.sde_mean, self.sde_std))
+                    for y in (sm[:, j] - ss[:, j], sm[:, j] + ss[:, j]):
+                        ax.plot(a, y, "--", color=c, lw=0.8)
             ax.set_xlabel(r"$\alpha$")
             ax.set_ylabel(labels.get(k, k))
             if k == "eg":
@@ -209,7 +291,8 @@ class Comparison:
                 ax.legend(fontsize=7, frameon=False)
         cfg = self.config
         fig.suptitle(
-            f"{_name(cfg)}: N = {cfg['N']}, {self.n_seeds} seeds (dots ± 1 std) vs ODE (lines)",
+            f"{_name(cfg)}: N = {cfg['N']}, {self.n_seeds} seeds (dots ± 1 std) vs ODE (lines)"
+            + (" and SDE ± 1 std (dashed)" if self.sde_mean else ""),
             fontsize=10,
         )
         if path is not None:
@@ -246,7 +329,7 @@ def split_config(config: dict) -> tuple[dict, dict]:
     """``(simulation config, ODE options)`` from a compare config."""
     if not isinstance(config, dict):
         raise ValueError(f"config must be a dict, got {type(config).__name__}")
-    sim_cfg = {k: v for k, v in config.items() if k not in ODE_KEYS}
+    sim_cfg = {k: v for k, v in config.items() if k not in ODE_KEYS and k != "sde"}
     ode_opts = {k: config[k] for k in ODE_KEYS if k in config}
     if "same_init" in sim_cfg and not sim_cfg["same_init"]:
         raise ValueError(
@@ -256,6 +339,134 @@ def split_config(config: dict) -> tuple[dict, dict]:
         )
     sim_cfg["same_init"] = True
     return sim_cfg, ode_opts
+
+
+def sde_options(config: dict) -> dict | None:
+    """The validated ``"sde"`` entry of a compare config (defaults :data:`SDE_DEFAULTS`
+    filled in), or None without one. Checked before any simulation runs."""
+    opts = config.get("sde")
+    if opts is None or opts is False:
+        return None
+    if opts is True:
+        opts = {}
+    if not isinstance(opts, dict):
+        raise ValueError(
+            f"sde must be a dict of SDE options {sorted(SDE_DEFAULTS)} (or true), got {opts!r}"
+        )
+    unknown = sorted(set(opts) - set(SDE_DEFAULTS))
+    if unknown:
+        raise ValueError(f"unknown sde keys {unknown}; allowed: {', '.join(SDE_DEFAULTS)}")
+    out = {**SDE_DEFAULTS, **opts}
+    n = out["n_paths"]
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 2:
+        raise ValueError(f"sde.n_paths must be an int >= 2 (a std needs two paths), got {n!r}")
+    for key in ("dt", "spread_floor"):
+        val = out[key]
+        ok = not isinstance(val, bool) and isinstance(val, (int, float))
+        if not ok or not math.isfinite(val) or val < 0 or (key == "dt" and val == 0):
+            raise ValueError(
+                f"sde.{key} must be a {'positive' if key == 'dt' else 'non-negative'}"
+                f" number, got {val!r}"
+            )
+    if out["seed"] is not None and (
+        isinstance(out["seed"], bool) or not isinstance(out["seed"], int) or out["seed"] < 0
+    ):
+        raise ValueError(f"sde.seed must be a non-negative int or null, got {out['seed']!r}")
+    ne = out["noise_every"]
+    if isinstance(ne, bool) or not isinstance(ne, int) or ne < 1:
+        raise ValueError(f"sde.noise_every must be an int >= 1, got {ne!r}")
+    out["n_paths"] = int(n)
+    return out
+
+
+def sde_verdict(sim_mean, sim_std, n, sde_mean, sde_std, n_paths, spread_floor=0.003) -> dict:
+    """How an SDE band agrees with a simulation ensemble, for one order parameter.
+
+    Parameters
+    ----------
+    sim_mean, sim_std : (T, ...) arrays
+        Mean and std (ddof=1) over ``n`` seeds.
+    sde_mean, sde_std : (T, ...) arrays
+        Mean and std (ddof=1) over ``n_paths`` SDE paths (an int, or (T,) alive counts).
+    spread_floor : float
+        The spreads are compared only where ``sim_std > spread_floor``.
+
+    Returns
+    -------
+    dict with
+        ``mean_z``: ``max |sim_mean − sde_mean| / √(sim_std²/n + sde_std²/P)`` (points where
+        both stds vanish, to round-off, are left out); ``mean_ok``: ``mean_z ≤ 3``;
+        ``ratio_min``, ``ratio_max``: range of ``sde_std / sim_std`` where
+        ``sim_std > spread_floor``; ``ratio_tol``: ``3 √(1/(2(n−1)) + 1/(2(P−1)))``, three
+        relative sampling errors of a ratio of sample stds; ``spread_ok``: every ratio within
+        ``1 ± ratio_tol`` (None when no point is judged); ``n_judged``: points compared.
+    """
+    sm, ss, dm, ds = (np.asarray(x, dtype=float) for x in (sim_mean, sim_std, sde_mean, sde_std))
+    T = sm.shape[0]
+    P = np.asarray(n_paths, dtype=float)
+    if P.ndim:  # alive paths per record: one column per α
+        P = P.reshape((T,) + (1,) * (sm.ndim - 1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        se = np.sqrt(ss**2 / max(n, 1) + ds**2 / P)
+        z = np.abs(sm - dm) / se
+        # records without spread (α = 0: every seed and path at the measured state) differ
+        # by round-off only; a z of round-off over round-off means nothing
+        ok = np.isfinite(z) & (se > 1e-12 * np.maximum(1.0, np.abs(sm)))
+        mean_z = float(np.max(z[ok])) if ok.any() else math.nan
+        judged = np.isfinite(ds) & (ss > spread_floor)
+        ratio = ds / ss
+    Pmin = float(np.min(P))
+    tol = SDE_SIGMAS * math.sqrt(1 / (2 * max(n - 1, 1)) + 1 / (2 * max(Pmin - 1, 1)))
+    nj = int(judged.sum())
+    rmin = float(ratio[judged].min()) if nj else math.nan
+    rmax = float(ratio[judged].max()) if nj else math.nan
+    return {
+        "mean_z": mean_z,
+        "mean_ok": bool(mean_z <= SDE_SIGMAS) if ok.any() else True,
+        "ratio_min": rmin,
+        "ratio_max": rmax,
+        "ratio_tol": tol,
+        "spread_ok": (bool(abs(rmin - 1) <= tol and abs(rmax - 1) <= tol) if nj else None),
+        "n_judged": nj,
+    }
+
+
+def _sde_band(sde_opts, ode_rule, init, rates, cfg, sim, names, T, n, progress):
+    """Run the SDE at the simulation's N from ``init``; ``(mean, std, verdict, result)``."""
+    from .api import solve_sde
+
+    res = solve_sde(
+        ode_rule,
+        init,
+        **rates,
+        activation=cfg["activation"],
+        alpha_max=float(sim.alpha[T - 1]),
+        dt=sde_opts["dt"],
+        n_paths=sde_opts["n_paths"],
+        seed=sde_opts["seed"],
+        method=sde_opts["method"],
+        record={"alpha": np.asarray(sim.alpha[:T]).tolist()},
+        rule_params=cfg.get("rule_params") or None,
+        progress=progress,
+        N=cfg["N"],
+        noise_every=sde_opts["noise_every"],
+        noise_quadrature=sde_opts["noise_quadrature"],
+    )
+    mean, std, verdict = {}, {}, {}
+    n_alive = np.asarray(res.n_alive)
+    for k, (sm, ss) in names.items():
+        if k == "eg":
+            m, s = res.eg_mean, res.eg_std
+        else:
+            try:
+                m, s = res.mean(k), res.std(k)
+            except (AttributeError, KeyError, ValueError):
+                continue  # an order parameter the SDE does not carry
+        if m is None:
+            continue
+        mean[k], std[k] = np.asarray(m)[:T], np.asarray(s)[:T]
+        verdict[k] = sde_verdict(sm, ss, n, mean[k], std[k], n_alive[:T], sde_opts["spread_floor"])
+    return mean, std, verdict, res
 
 
 def compare(config: dict, progress: bool = False, sim=None) -> Comparison:
@@ -297,8 +508,14 @@ def compare(config: dict, progress: bool = False, sim=None) -> Comparison:
     simmod = importlib.import_module(
         model.simulation if deep else "simulations.teacher_student"
     )
-    # every ODE option is checked before the (long) simulations run, not after them
+    # every ODE (and SDE) option is checked before the (long) simulations run, not after them
     check_solver_options(**ode_opts)
+    sde_opts = sde_options(config)
+    if deep and sde_opts is not None:
+        raise ValueError(
+            "compare: the SDE band (key 'sde') is not available for deep students "
+            "(config with 'widths'): the finite-N noise covers the two-layer models only"
+        )
     cfg = simmod.validate_config(sim_cfg)
     if sim is None:
         sim = simmod.simulate(cfg, progress=progress)
@@ -374,8 +591,16 @@ def compare(config: dict, progress: bool = False, sim=None) -> Comparison:
             d = np.abs(mean - o)
         disc[k] = float(np.nanmax(d)) if np.isfinite(d).any() else math.nan
         se[k] = float(np.nanmax(std)) / math.sqrt(n) if n > 0 else math.nan
+    sde = ({}, {}, {}, None)
+    if sde_opts is not None:
+        bands = {k: (sim_mean[k], sim_std[k]) for k in names}
+        sde = _sde_band(sde_opts, ode_rule, init, rates, cfg, sim, bands, T, n, progress)
+        if not sde[3].success:
+            notes.append(f"SDE: {sde[3].message}")
     full_cfg = dict(_jsonable_config(cfg))
     full_cfg["rule_name"] = sim.rule
+    if sde_opts is not None:
+        full_cfg["sde"] = dict(sde_opts)
     full_cfg["ode"] = dict(
         rule=ode_res.params["rule"],
         method=ode_res.params["method"],
@@ -397,6 +622,10 @@ def compare(config: dict, progress: bool = False, sim=None) -> Comparison:
         ode_result=ode_res,
         config=full_cfg,
         notes=notes,
+        sde_mean=sde[0],
+        sde_std=sde[1],
+        sde_verdict=sde[2],
+        sde_result=sde[3],
     )
 
 
@@ -407,7 +636,8 @@ def add_arguments(parser) -> None:
         "config",
         type=Path,
         help="JSON simulation config (python -m simulations run keys) plus "
-        "optional ODE keys method, rtol, atol, dt",
+        'optional ODE keys method, rtol, atol, dt, quadrature, and "sde": '
+        '{"n_paths": 200, ...} for the finite-N SDE band',
     )
     parser.add_argument(
         "-o",

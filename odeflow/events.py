@@ -42,7 +42,10 @@ extension of every step (like ``solve_ivp(dense_output=True)``).
 Plateau exit: :func:`plateau_exit` is an event (the specialisation measure crossing a level
 upwards, or ε_g falling below a fraction of its plateau value), and
 :func:`exit_alpha` applies the same criterion to recorded trajectories (a simulation's, per
-seed), so that escape times from theory and experiment are measured alike.
+seed), so that escape times from theory and experiment are measured alike;
+:func:`path_exit_alpha` does it for every path of an SDE ensemble (or every seed of a
+simulation) and :func:`exit_times` summarises the distribution (mean, std, fraction that
+escaped), docs/finite-size.md.
 """
 
 from __future__ import annotations
@@ -60,6 +63,9 @@ __all__ = [
     "plateau_exit",
     "exit_alpha",
     "simulation_exit_alpha",
+    "path_exit_alpha",
+    "ExitTimes",
+    "exit_times",
     "EventTracker",
     "SEGMENTS_PER_CALL",
 ]
@@ -561,3 +567,95 @@ def simulation_exit_alpha(sim, event):
     if direction != 0:
         return exit_alpha(sim.alpha, g, 0.0, direction)
     return np.fmin(exit_alpha(sim.alpha, g, 0.0, 1), exit_alpha(sim.alpha, g, 0.0, -1))
+
+
+class _PathStack:
+    """An SDE ensemble (:class:`odeflow.results.SDEResult`) seen as a simulation's records:
+    per-path ``eg, Q, R, v, b`` and the constants ``T, v_star`` repeated per path, so that
+    :func:`simulation_exit_alpha` applies unchanged (paths play the role of seeds)."""
+
+    def __init__(self, res):
+        self.alpha = np.asarray(res.alpha, dtype=float)
+        self.eg = np.asarray(res.eg, dtype=float)
+        P = self.eg.shape[0]
+        for name in ("Q", "R", "v", "b"):
+            setattr(self, name, getattr(res, name, None))
+        init = res.init
+        self.T = np.broadcast_to(np.asarray(init.T, dtype=float), (P,) + np.shape(init.T))
+        self.v_star = np.broadcast_to(
+            np.asarray(init.v_star, dtype=float), (P,) + np.shape(init.v_star)
+        )
+        alive = getattr(res, "alive", None)
+        if alive is not None:  # a diverged path's records never cross
+            self.eg = np.where(np.asarray(alive, dtype=bool), self.eg, np.nan)
+
+
+def path_exit_alpha(result, event):
+    """The first occurrence of ``event`` on every path of an ensemble, shape (P,).
+
+    ``result`` is an :class:`odeflow.results.SDEResult` (paths of ``odeflow.solve_sde``)
+    or a simulation ensemble (``simulations``' ``SimulationResult``, seeds): the same
+    criterion on the recorded trajectories as :func:`simulation_exit_alpha` (linear
+    interpolation between the two records around the crossing), NaN for a path that never
+    crosses by the end of its record or that diverged first. With :func:`exit_times` this
+    gives the distribution of plateau escape times at finite N.
+    """
+    if not hasattr(result, "alpha") or not hasattr(result, "eg"):
+        raise ValueError(
+            "path_exit_alpha needs an ensemble result with alpha and per-path eg "
+            f"(SDEResult or SimulationResult), got {type(result).__name__}"
+        )
+    if np.ndim(getattr(result, "T", None)) == 2:  # constants of one run: an SDE ensemble
+        result = _PathStack(result)
+    elif getattr(result, "T", None) is None:
+        result = _PathStack(result)
+    return simulation_exit_alpha(result, event)
+
+
+class ExitTimes:
+    """The distribution of escape times over the paths (or seeds) of an ensemble.
+
+    Attributes
+    ----------
+    alpha : (P,) array
+        Per path: the exit α, NaN where the path did not exit within its record.
+    n, n_exited : int
+        Paths in all, paths that exited.
+    fraction : float
+        ``n_exited / n``.
+    mean, std, sem : float
+        Over the paths that exited (``std`` with ddof = 1, ``sem = std/√n_exited``); NaN
+        when none (or, for std and sem, one) exited. If some paths did not exit the mean is
+        biased low (a censored sample): compare ``fraction`` first.
+    median : float
+    """
+
+    __slots__ = ("alpha", "n", "n_exited", "fraction", "mean", "std", "sem", "median")
+
+    def __init__(self, alpha):
+        a = np.asarray(alpha, dtype=float).ravel()
+        ok = a[np.isfinite(a)]
+        self.alpha = a
+        self.n, self.n_exited = int(a.size), int(ok.size)
+        self.fraction = self.n_exited / self.n if self.n else float("nan")
+        self.mean = float(ok.mean()) if ok.size else float("nan")
+        self.median = float(np.median(ok)) if ok.size else float("nan")
+        self.std = float(ok.std(ddof=1)) if ok.size > 1 else float("nan")
+        self.sem = self.std / np.sqrt(ok.size) if ok.size > 1 else float("nan")
+
+    def to_dict(self) -> dict:
+        return {k: getattr(self, k) for k in self.__slots__ if k != "alpha"} | {
+            "alpha": self.alpha.tolist()
+        }
+
+    def __repr__(self):
+        return (
+            f"ExitTimes(mean={self.mean:.4g}, std={self.std:.4g}, "
+            f"exited={self.n_exited}/{self.n})"
+        )
+
+
+def exit_times(result, event) -> ExitTimes:
+    """:func:`path_exit_alpha` of ``result`` summarised as :class:`ExitTimes` (mean, std,
+    standard error, fraction of paths that escaped)."""
+    return ExitTimes(path_exit_alpha(result, event))

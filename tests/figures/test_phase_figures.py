@@ -84,3 +84,14 @@ def test_pepita_phase(tmp_path):
         assert both.sum() >= 3
         ao, asim = d["ode_alpha_diverged"][both], a[both]
         assert np.median(np.abs(asim - ao) / ao) <= 0.25
+    # panel (c), fluctuation-driven divergence (issue 24): fractions along sigma_F at one eta,
+    # simulations next to the finite-N SDE's probability (same measured state) and the ODE
+    if "line_sim" in d:
+        for k in ("line_sim", "line_ode") + (("line_sde",) if p["sde_divergence"] else ()):
+            x = d[k]
+            assert x.shape == d["line_sigma_F"].shape and np.all((x >= 0) & (x <= 1)), k
+        np.testing.assert_allclose(d["line_F_norm2"], p["simulation"]["N"] * d["line_sigma_F"] ** 2)
+        if p["sde_divergence"]:
+            # more feedback never makes divergence less likely by more than sampling noise
+            n = p["divergence_line"]["sde"]["n_paths"]
+            assert d["line_sde"][-1] >= d["line_sde"][0] - 3 * math.sqrt(0.25 / n)
