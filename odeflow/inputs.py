@@ -28,6 +28,7 @@ __all__ = [
     "params_vector",
     "quad_report",
     "check_bool",
+    "deep_init",
 ]
 
 
