@@ -182,6 +182,7 @@ def test_sde_refuses_a_deep_state_clearly():
 
 def test_events_on_a_loaded_deep_result(tmp_path):
     """An event's state of a deep run, in memory and after save/load, carries every W."""
+
     def ev(alpha, state):  # at α = 1.3 (the view has the last layer v of width 3)
         assert state.v.shape == (3,)
         return alpha - 1.3
