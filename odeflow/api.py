@@ -137,6 +137,8 @@ def _announce_cost(rule, system, activation, eta, eta_v, sigma, rule_params, met
     """Say up front (stderr) how long one step will take for a large system."""
     if not cli.verbose() or system.layout.K + system.layout.M <= _ESTIMATE_ABOVE:
         return
+    if getattr(system, "model", "") == "deep":  # the cost law below is the committee's
+        return
     t = _rhs_cost(rule, system, activation, eta, eta_v, sigma, rule_params)
     if t is None:
         return

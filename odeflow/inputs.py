@@ -29,6 +29,7 @@ __all__ = [
     "quad_report",
     "select_quadrature",
     "check_bool",
+    "deep_init",
 ]
 
 

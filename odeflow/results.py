@@ -176,6 +176,10 @@ class Result(SavedResult):
             from theory.models import get
 
             mk = get(self.model).layout
+            if self.params.get("widths") is not None:  # a deep student (docs/deep.md)
+                from functools import partial
+
+                mk = partial(mk, widths=self.params["widths"])
             lay = next(
                 L
                 for L in (mk(self.K, self.M, False), mk(self.K, self.M, True))

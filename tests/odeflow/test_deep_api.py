@@ -178,3 +178,19 @@ def test_sde_refuses_a_deep_state_clearly():
     init.update(b=[0.1, 0.2], c=[0.0, 0.1], sigma_F2=0.01)
     with pytest.raises(ValueError, match="solve_sde does not take a deep student"):
         odeflow.solve_sde("afa", init, eta=0.5, alpha_max=1.0, dt=0.1, n_paths=2)
+
+
+def test_events_on_a_loaded_deep_result(tmp_path):
+    """An event's state of a deep run, in memory and after save/load, carries every W."""
+
+    def ev(alpha, state):  # at α = 1.3 (the view has the last layer v of width 3)
+        assert state.v.shape == (3,)
+        return alpha - 1.3
+
+    res = odeflow.solve("bp", init_dict(), eta=1.0, widths=[2, 3], alpha_max=4.0,
+                        quadrature=GH, events=ev, record={"every": 2.0})  # fmt: skip
+    back = odeflow.Result.load(res.save(tmp_path / "r.npz"))
+    for r in (res, back):
+        st = r.event_state(0, 0)
+        assert st.widths == [2, 3]
+        assert not np.allclose(st.W[0], res.init.W[0])  # the state at the event, not α = 0
