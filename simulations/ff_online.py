@@ -36,11 +36,13 @@ from __future__ import annotations
 import json
 import math
 import os
+import threading
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
-from numba import njit
 
+from theory.activation_names import is_user
 from theory.models import get as get_model
 from theory.quadrature import factor
 from theory.state import OrderParameters, record_alphas
@@ -57,11 +59,11 @@ from .ensemble import (
 )
 
 # the config checks, block size and results of the other teacher–student rules
+from .kernelgen import resolve_activation
 from .sim_config import _MC_MAX_DOUBLES, _int, _num, block_steps
 from .sim_results import EnsembleResult
 
 # the input generator (xoshiro256++ + ziggurat) the committee's kernels use too
-from .teacher_student import _fill_normal
 
 __all__ = [
     "simulate_ff",
@@ -137,11 +139,13 @@ def validate_ff_config(config) -> dict:
     cfg = dict(FF_DEFAULTS)
     cfg.update(config)
     cfg["init"] = dict(cfg["init"] or {})
-    if cfg["activation"] not in FF_ACTIVATIONS:
+    # a built-in name, or any expression of z (the activation registry, theory.activations)
+    try:
+        cfg["activation"] = resolve_activation(cfg["activation"])
+    except (ValueError, TypeError) as exc:
         raise ValueError(
-            f"unsupported activation {cfg['activation']!r} for rule 'ff'; "
-            f"allowed: {', '.join(FF_ACTIVATIONS)}"
-        )
+            f"unsupported activation {cfg['activation']!r} for rule 'ff': {exc}"
+        ) from None
     cfg["N"], cfg["K"], cfg["M"] = _int(cfg, "N"), _int(cfg, "K"), _int(cfg, "M")
     K, M, N = cfg["K"], cfg["M"], cfg["N"]
     # η, η_u, θ (default K/2): the FF model's one validator (theory.models), the same as
@@ -269,178 +273,43 @@ def initial_ff_weights(cfg: dict, seed: int):
     return (np.ascontiguousarray(w), np.ascontiguousarray(w_star), np.ascontiguousarray(u), v_star)
 
 
-# =============================================================================== kernel
-_FM = {"reassoc", "contract", "arcp"}
-_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
-_INV_SQRT2 = 1.0 / math.sqrt(2.0)
-
-
-@njit(cache=True, nogil=True, inline="always", fastmath=_FM)
-def _g(z, act):
-    """Student activation: erf(z/√2) (0), z (1), max(0, z) (2), tanh (3), sigmoid (4)."""
-    if act == 0:
-        return math.erf(z * _INV_SQRT2)
-    if act == 1:
-        return z
-    if act == 2:
-        return z if z > 0.0 else 0.0
-    if act == 3:
-        return math.tanh(z)
-    return 0.5 * (1.0 + math.tanh(0.5 * z))
-
-
-@njit(cache=True, nogil=True, inline="always", fastmath=_FM)
-def _gp(z, act):
-    if act == 0:
-        return _SQRT_2_OVER_PI * math.exp(-0.5 * z * z)
-    if act == 1:
-        return 1.0
-    if act == 2:
-        return 1.0 if z > 0.0 else 0.0
-    t = math.tanh(z) if act == 3 else math.tanh(0.5 * z)
-    return 1.0 - t * t if act == 3 else 0.25 * (1.0 - t * t)
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _sigmoid(z):
-    if z >= 0.0:
-        return 1.0 / (1.0 + math.exp(-z))
-    ez = math.exp(z)
-    return ez / (1.0 + ez)
-
-
-@njit(cache=True, nogil=True, inline="always", fastmath=_FM)
-def _dot(a, b):
-    s = 0.0
-    for i in range(a.shape[0]):
-        s += a[i] * b[i]
-    return s
-
-
-@njit(cache=True, nogil=True, fastmath=_FM)
-def _ff_block(act, n_steps, st, xb, w, w_star, u, v_star, eta, eta_u, theta, work):
-    """Run ``n_steps`` online FF steps in place; allocation-free.
-
-    Each step draws ``x ~ N(0, I_N)`` from ``st``, computes the fields, the teacher label
-    and both passes, applies ``Δu`` at once and keeps ``Δw_k = −(η/√N) δ_k x`` pending, to
-    be fused with the next forward pass (flushed before returning).
-
-    ``work`` is (6, max(K, M)) scratch; on return ``work[5, :K]`` holds ``|w_k|²/N``.
-    Returns the number of steps done: ``n_steps``, or the index of the first step whose
-    goodness was not finite (the weights are then those after that many steps).
-    """
-    N = xb.shape[1]
-    K = w.shape[0]
-    M = w_star.shape[0]
-    inv_sqN = 1.0 / math.sqrt(N)
-    lr_w = eta * inv_sqN
-    lr_u = eta_u / N
-    lam = work[0]
-    ck = work[1]
-    hp = work[2]
-    hm = work[3]
-    pending = False
-    for t in range(n_steps):
-        x = xb[t & 1]
-        xo = xb[1 - (t & 1)]
-        _fill_normal(st, x)
-        for k in range(K):
-            wk = w[k]
-            s = 0.0
-            if not pending:
-                s = _dot(wk, x)
-            else:
-                c = ck[k]
-                for i in range(N):
-                    wi = wk[i] - c * xo[i]
-                    wk[i] = wi
-                    s += wi * x[i]
-            lam[k] = s * inv_sqN
-        tsum = 0.0
-        for m in range(M):
-            tsum += v_star[m] * math.erf(_dot(w_star[m], x) * inv_sqN * _INV_SQRT2)
-        yl = 1.0 if tsum >= 0.0 else -1.0
-        Gp = 0.0
-        Gm = 0.0
-        for k in range(K):
-            hp[k] = _g(lam[k] + u[k] * yl, act)  # positive pass: ℓ = y
-            hm[k] = _g(lam[k] - u[k] * yl, act)  # negative pass: ℓ = −y
-            Gp += hp[k] * hp[k]
-            Gm += hm[k] * hm[k]
-        if not (math.isfinite(Gp) and math.isfinite(Gm)):
-            return t
-        sp_ = _sigmoid(theta - Gp)
-        sm_ = _sigmoid(Gm - theta)
-        for k in range(K):
-            ap = -2.0 * sp_ * hp[k] * _gp(lam[k] + u[k] * yl, act)
-            am = 2.0 * sm_ * hm[k] * _gp(lam[k] - u[k] * yl, act)
-            ck[k] = lr_w * (ap + am)
-            u[k] -= lr_u * yl * (ap - am)
-        pending = True
-    if pending:
-        x = xb[(n_steps - 1) & 1]
-        for k in range(K):
-            wk = w[k]
-            c = ck[k]
-            for i in range(N):
-                wk[i] -= c * x[i]
-    for k in range(K):
-        work[5, k] = _dot(w[k], w[k]) / N
-    return n_steps
-
-
-def _warmup():
-    _ff_block(
-        0,
-        0,
-        np.ones(4, np.uint64),
-        np.zeros((2, 2)),
-        np.zeros((1, 2)),
-        np.zeros((1, 2)),
-        np.zeros(1),
-        np.ones(1),
-        0.0,
-        0.0,
-        1.0,
-        np.zeros((6, 1)),
-    )
-
-
 # ======================================================================= numpy reference
+def _builtin_np(activation: str):
+    """(g, g') of a built-in activation, vectorised numpy (the kernel's forms)."""
+    from scipy.special import erf, expit
+
+    if activation == "erf":
+        return (
+            lambda z: erf(z / math.sqrt(2)),
+            lambda z: math.sqrt(2.0 / math.pi) * np.exp(-0.5 * z * z),
+        )
+    if activation == "linear":
+        return (lambda z: z), (lambda z: np.ones_like(z))
+    if activation == "tanh":
+        return np.tanh, (lambda z: 1.0 - np.tanh(z) ** 2)
+    if activation == "sigmoid":
+        return expit, (lambda z: expit(z) * (1.0 - expit(z)))
+    return (lambda z: np.maximum(z, 0.0)), (lambda z: (z > 0).astype(float))
+
+
 def ff_signals_np(lam, y, u, theta, activation="erf"):
     """The FF quantities of §9 for arrays of fields, in plain numpy (no numba).
 
     ``lam`` (n, K) fields, ``y`` (n,) labels ±1, ``u`` (K,). Returns a dict with ``a_plus``,
     ``a_minus`` (n, K), ``G_plus``, ``G_minus`` (true and wrong label), ``loss`` and
-    ``yhat = sign(G^{+1} − G^{−1})`` (0 for a tie).
+    ``yhat = sign(G^{+1} − G^{−1})`` (0 for a tie). ``activation``: a built-in name or a
+    user activation's canonical name (its registry expression, vectorised).
     """
-    from scipy.special import erf, expit
+    from scipy.special import expit
 
     lam = np.asarray(lam, dtype=float)
     y = np.asarray(y, dtype=float)[:, None]
+    if is_user(activation):
+        from theory.activations import get_activation
 
-    def g(z):
-        if activation == "erf":
-            return erf(z / math.sqrt(2))
-        if activation == "linear":
-            return z
-        if activation == "tanh":
-            return np.tanh(z)
-        if activation == "sigmoid":
-            return expit(z)
-        return np.maximum(z, 0.0)
-
-    def gp(z):
-        if activation == "erf":
-            return _SQRT_2_OVER_PI * np.exp(-0.5 * z * z)
-        if activation == "linear":
-            return np.ones_like(z)
-        if activation == "tanh":
-            return 1.0 - np.tanh(z) ** 2
-        if activation == "sigmoid":
-            return expit(z) * (1.0 - expit(z))
-        return (z > 0).astype(float)
-
+        g, gp = get_activation(activation).numpy()
+    else:
+        g, gp = _builtin_np(activation)
     zp, zm = lam + u * y, lam - u * y
     hp, hm = g(zp), g(zm)
     Gp, Gm = (hp**2).sum(1), (hm**2).sum(1)
@@ -452,11 +321,79 @@ def ff_signals_np(lam, y, u, theta, activation="erf"):
     return dict(a_plus=ap, a_minus=am, G_plus=Gp, G_minus=Gm, loss=loss, yhat=np.sign(Gl1 - Gl0))
 
 
+# ======================================================================== the step loop
+#: version of the generated FF step-loop modules (user activations)
+FF_KERNEL_VERSION = "1"
+_FF_KERNELS: dict = {}
+_FF_LOCK = threading.Lock()
+
+
+def step_kernel(activation: str):
+    """The module holding the FF step loop ``_ff_block`` (and ``_warmup``) for ``activation``.
+
+    Built-in activations share :mod:`simulations.ff_kernel` (``g``, ``g'`` from the
+    registry's :mod:`theory.activation_kernels`, selected by ``act``). A user activation gets
+    a generated module: that file's step loop with ``_g``/``_gp`` printed from the
+    activation's sympy expression (the same printer as the committee's kernels,
+    :func:`simulations.kernelgen.activation_functions`), cached on disk keyed by the sources
+    and the expression (:mod:`theory.cache`), compiled once per process."""
+    if not is_user(activation):
+        from . import ff_kernel
+
+        return ff_kernel
+    import sympy as sp
+
+    from theory.activations import get_activation
+    from theory.cache import digest_of, generated_path, load_module, module_name, source_fingerprint
+    from theory.emit import emit_module, include
+
+    from . import kernelgen
+
+    act = get_activation(activation)
+    parts = (act.key, sp.srepr(act.expr))
+    with _FF_LOCK:
+        if parts in _FF_KERNELS:
+            return _FF_KERNELS[parts]
+        here = Path(__file__).parent
+        src = here / "ff_kernel.py"
+        fp = source_fingerprint(
+            (
+                str(src),
+                str(here / "ff_online.py"),
+                str(here / "kernelgen.py"),
+                "emit.py",
+                "activations.py",
+                "activation_kernels.py",
+            )
+        )
+        path = generated_path("ffsim", FF_KERNEL_VERSION, fp, *parts, label=f"ff_{act.key}")
+        digest = digest_of(path)
+
+        def source():
+            _, functions = kernelgen.activation_functions(activation)
+            return emit_module(
+                generator="simulations.ff_online",
+                version=FF_KERNEL_VERSION,
+                key=digest,
+                comments=[f"FF step loop, activation {activation}"],
+                imports=["from theory.activation_kernels import FM as _FM"],
+                functions=functions,
+                after=[include(src)],
+            )
+
+        mod, _ = load_module(
+            path, source, module_name(path), lambda m: m._warmup(), required=("_ff_block",)
+        )
+        _FF_KERNELS[parts] = mod
+        return mod
+
+
 # ============================================================================= one seed
 def _run_seed(cfg, i, report, alphas, rec_steps, X_test):
     seed = cfg["seeds"][i]
     N, K, M = cfg["N"], cfg["K"], cfg["M"]
-    act = FF_ACTIVATIONS.index(cfg["activation"])
+    act = FF_ACTIVATIONS.index(cfg["activation"]) if not is_user(cfg["activation"]) else -1
+    ff_block = step_kernel(cfg["activation"])._ff_block
     div = Divergence(**cfg["divergence"])
     w, w_star, u, v_star = initial_ff_weights(cfg, seed)
     T_mat = w_star @ w_star.T / N
@@ -501,7 +438,7 @@ def _run_seed(cfg, i, report, alphas, rec_steps, X_test):
         if step >= n_total:
             break
         n = min(B, int(rec_steps[r]) - step)
-        done = _ff_block(
+        done = ff_block(
             act, n, st, xbuf, w, w_star, u, v_star, cfg["eta"], cfg["eta_u"], cfg["theta"], work
         )
         report(done)
@@ -690,7 +627,7 @@ def simulate_ff(config: dict, progress=None) -> FFSimulationResult:
     X_test = None
     if cfg["mc_test"]:
         X_test = mc_test_generator(cfg["init"]["seed"]).standard_normal((cfg["mc_test"], N))
-    _warmup()
+    step_kernel(cfg["activation"])._warmup()  # compile / load before the threads start
     threads = cfg["threads"] or os.cpu_count() or 1
     bar = progress
     if progress is True:

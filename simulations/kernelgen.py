@@ -374,17 +374,20 @@ def _decay_code(sim: SimRule) -> str:
     return _printer().doprint(rule.weight_decay)
 
 
-def _activation_functions(activation: str) -> tuple:
+def activation_functions(activation: str) -> tuple:
     """(import lines, generated function sources) that give the kernel ``_g(z, act)`` and
     ``_gp(z, act)``.
 
     The activation registry (:mod:`theory.activations`) feeds both the ODEs and this
-    kernel. A built-in name keeps its hand-tuned numba form (``simulations.teacher_student.
-    _g``/``_gp``, selected by the integer code ``act``, bit for bit the hand-written
-    kernel's); any other activation is printed from its sympy expression ``g(z)`` and
-    ``g'(z)`` (``act`` is then ignored)."""
+    kernel. A built-in name keeps the registry's hand-tuned numba form
+    (:mod:`theory.activation_kernels`, selected by the integer code ``act``, bit for bit
+    the hand-written kernel's); any other activation is printed from its sympy expression
+    ``g(z)`` and ``g'(z)`` (``act`` is then ignored)."""
     if not is_user(activation):
-        return ["from simulations.teacher_student import _g, _gp"], []
+        return [
+            "from theory.activation_kernels import g as _g",
+            "from theory.activation_kernels import gp as _gp",
+        ], []
     import sympy as sp
 
     from theory.activations import get_activation, z
@@ -432,7 +435,7 @@ def _source(sim: SimRule, digest: str, activation: str = "erf") -> str:
         )
     if is_user(activation):
         comments.append(f"activation {activation}")
-    imports, functions = _activation_functions(activation)
+    imports, functions = activation_functions(activation)
     return emit_module(
         generator="simulations.kernelgen",
         version=KERNELGEN_VERSION,
@@ -481,6 +484,7 @@ def _fingerprint() -> str:
             "rules.py",
             "emit.py",
             "activations.py",
+            "activation_kernels.py",
         )
     )
 

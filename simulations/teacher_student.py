@@ -41,6 +41,9 @@ from dataclasses import dataclass, fields
 import numpy as np
 from numba import njit
 
+from theory.activation_kernels import FM
+from theory.activation_kernels import g as _g  # noqa: F401
+from theory.activation_kernels import gp as _gp  # noqa: F401
 from theory.observables import ACTIVATIONS, eps_g
 from theory.state import OrderParameters, record_alphas
 
@@ -275,40 +278,9 @@ def standard_normal(st: np.ndarray, size) -> np.ndarray:
 # ``reassoc`` lets LLVM vectorise the dot-product reductions; the other fast-math flags
 # (nnan, ninf) are left off on purpose: they would let the compiler delete the
 # non-finite checks the divergence detection relies on.
-_FM = {"reassoc", "contract", "arcp"}
-_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
-_INV_SQRT2 = 1.0 / math.sqrt(2.0)
-
-
-@njit(cache=True, nogil=True, inline="always", fastmath=_FM)
-def _g(z, act):
-    """g(z), act = index in theory.observables.ACTIVATIONS: 0 erf(z/√2), 1 z, 2 max(0, z),
-    3 tanh z, 4 1/(1 + e^(−z)) (computed as (1 + tanh(z/2))/2: no overflow)."""
-    if act == 0:
-        return math.erf(z * _INV_SQRT2)
-    if act == 1:
-        return z
-    if act == 2:
-        return z if z > 0.0 else 0.0
-    if act == 3:
-        return math.tanh(z)
-    return 0.5 + 0.5 * math.tanh(0.5 * z)
-
-
-@njit(cache=True, nogil=True, inline="always", fastmath=_FM)
-def _gp(z, act):
-    """g'(z): √(2/π) exp(−z²/2), 1, θ(z), 1 − tanh² z, g(1 − g) for acts 0…4."""
-    if act == 0:
-        return _SQRT_2_OVER_PI * math.exp(-0.5 * z * z)
-    if act == 1:
-        return 1.0
-    if act == 2:
-        return 1.0 if z > 0.0 else 0.0
-    if act == 3:
-        t = math.tanh(z)
-        return 1.0 - t * t
-    t = math.tanh(0.5 * z)
-    return 0.25 * (1.0 - t * t)
+# the built-in activations' numba forms come from the activation registry's kernel module
+# (re-exported here under the names the generated step loops and tests import)
+_FM = FM
 
 
 @njit(cache=True, nogil=True, inline="always", fastmath=_FM)
@@ -320,8 +292,8 @@ def _dot(a, b):
 
 
 # The fused step loop (``run_block``) is generated per rule from its theory.rules.Rule by
-# simulations.kernelgen (template KERNEL_TEMPLATE there); it inlines _g, _gp, _dot and
-# _fill_normal from this module.
+# simulations.kernelgen (template KERNEL_TEMPLATE there); it inlines _dot and _fill_normal
+# from this module and g, g' from theory.activation_kernels (or the user activation's).
 def _kernel(sim_rule, activation="erf"):
     """The compiled step loop of a rule (compiled or loaded once, before threads start);
     one kernel serves every built-in activation, a user activation has its own."""
