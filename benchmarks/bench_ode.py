@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import subprocess
 import sys
@@ -56,129 +55,8 @@ for _v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_v, "1")  # before numpy: see (7)
 
 import numpy as np  # noqa: E402
+from naive_baseline import baseline_euler, baseline_rhs  # noqa: E402
 from numba import njit  # noqa: E402
-
-TWO_PI = 2.0 / math.pi
-FOUR_PI2 = 4.0 / math.pi**2
-
-
-# ------------------------------------------------------------- (1) the naive baseline
-@njit(cache=True)
-def _I2(C, a, b):
-    return TWO_PI * math.asin(C[a, b] / math.sqrt((1 + C[a, a]) * (1 + C[b, b])))
-
-
-@njit(cache=True)
-def _J2(C, a, b):
-    return TWO_PI / math.sqrt(1 + C[a, a] + C[b, b] + C[a, a] * C[b, b] - C[a, b] ** 2)
-
-
-@njit(cache=True)
-def _I3(C, a, b, c):
-    L3 = (1 + C[a, a]) * (1 + C[c, c]) - C[a, c] ** 2
-    return TWO_PI / math.sqrt(L3) * (C[b, c] * (1 + C[a, a]) - C[a, b] * C[a, c]) / (1 + C[a, a])
-
-
-@njit(cache=True)
-def _I4(C, a, b, c, d):
-    """docs/theory.md §4 closed form, evaluated from scratch for one tuple (a, b, c, d)."""
-    L4 = (1 + C[a, a]) * (1 + C[b, b]) - C[a, b] ** 2
-    L0 = (
-        L4 * C[c, d]
-        - C[b, c] * C[b, d] * (1 + C[a, a])
-        - C[a, c] * C[a, d] * (1 + C[b, b])
-        + C[a, b] * C[a, c] * C[b, d]
-        + C[a, b] * C[a, d] * C[b, c]
-    )
-    L1 = (
-        L4 * (1 + C[c, c])
-        - C[b, c] ** 2 * (1 + C[a, a])
-        - C[a, c] ** 2 * (1 + C[b, b])
-        + 2 * C[a, b] * C[a, c] * C[b, c]
-    )
-    L2 = (
-        L4 * (1 + C[d, d])
-        - C[b, d] ** 2 * (1 + C[a, a])
-        - C[a, d] ** 2 * (1 + C[b, b])
-        + 2 * C[a, b] * C[a, d] * C[b, d]
-    )
-    return FOUR_PI2 / math.sqrt(L4) * math.asin(L0 / math.sqrt(L1 * L2))
-
-
-@njit(cache=True)
-def baseline_rhs(y, T, vs, eta, eta_v, sigma, K, M, C, coef, dy):
-    """BP right-hand side written the straightforward way: every (i, k, a, b) tuple.
-
-    With ``c = [v, −v*]`` (so ``ŷ − y = Σ_a c_a g(z_a)``), f = v::
-
-        dR_in = −η v_i Σ_a c_a I3(i, n, a)
-        dQ_ik = −η v_i Σ_a c_a I3(i, k, a) − η v_k Σ_a c_a I3(k, i, a)
-                + η² v_i v_k [Σ_ab c_a c_b I4(i, k, a, b) + σ² J2(i, k)]
-        dv_i  = −η_v Σ_a c_a I2(i, a)
-    """
-    nQ = K * (K + 1) // 2
-    n = K + M
-    # unpack the covariance and the coefficients
-    idx = 0
-    for i in range(K):
-        for k in range(i, K):
-            C[i, k] = y[idx]
-            C[k, i] = y[idx]
-            idx += 1
-    for i in range(K):
-        for m in range(M):
-            C[i, K + m] = y[nQ + i * M + m]
-            C[K + m, i] = y[nQ + i * M + m]
-    for m in range(M):
-        for l in range(M):
-            C[K + m, K + l] = T[m, l]
-    for i in range(K):
-        coef[i] = y[nQ + K * M + i]
-    for m in range(M):
-        coef[K + m] = -vs[m]
-    v = coef[:K]
-    # dQ over all (i, k), then packed
-    idx = 0
-    for i in range(K):
-        for k in range(K):
-            s4 = 0.0
-            for a in range(n):
-                for b in range(n):
-                    s4 += coef[a] * coef[b] * _I4(C, i, k, a, b)
-            s3i = 0.0
-            s3k = 0.0
-            for a in range(n):
-                s3i += coef[a] * _I3(C, i, k, a)
-                s3k += coef[a] * _I3(C, k, i, a)
-            val = (
-                -eta * v[i] * s3i
-                - eta * v[k] * s3k
-                + eta * eta * v[i] * v[k] * (s4 + sigma * sigma * _J2(C, i, k))
-            )
-            if k >= i:
-                dy[i * K - (i * (i - 1)) // 2 + (k - i)] = val
-    for i in range(K):
-        for m in range(M):
-            s = 0.0
-            for a in range(n):
-                s += coef[a] * _I3(C, i, K + m, a)
-            dy[nQ + i * M + m] = -eta * v[i] * s
-    for i in range(K):
-        s = 0.0
-        for a in range(n):
-            s += coef[a] * _I2(C, i, a)
-        dy[nQ + K * M + i] = -eta_v * s
-
-
-@njit(cache=True)
-def baseline_euler(y, T, vs, eta, eta_v, sigma, K, M, dt, nsteps):
-    C = np.empty((K + M, K + M))
-    coef = np.empty(K + M)
-    dy = np.empty_like(y)
-    for _ in range(nsteps):
-        baseline_rhs(y, T, vs, eta, eta_v, sigma, K, M, C, coef, dy)
-        for j in range(y.shape[0]):
-            y[j] += dt * dy[j]
 
 
 @njit
@@ -677,114 +555,6 @@ def _print_engine_compile(rc):
     )
 
 
-# ------------------------------------------------------------- (7) issue 23 speed ratios
-def _best_short(f, repeat=40):
-    """Minimum over many short runs (each a few ms): on a loaded machine the least
-    disturbed run is the one that measures the code."""
-    return _best(f, repeat)
-
-
-def bench_per_node(Ks=(2, 4), P=1 << 13):
-    """ns per node of the generated rhs and of NumPy at the same Sobol nodes."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from quad_numpy import NumpyQuad
-
-    from theory.codegen_quad import build_quad_system
-    from theory.quadrature import make_rule
-    from theory.state import OrderParameters
-
-    out = []
-    for label, rule, act in (
-        ("tanh", "bp", "tanh"),
-        ("relu", "bp", "relu"),
-        ("PEPITA", "pepita", "erf"),
-    ):
-        for K in Ks:
-            rng = np.random.default_rng(K)
-            N = 500
-            ws = rng.normal(size=(K, N))
-            w = rng.normal(size=(K, N)) + 0.5 * ws
-            st = OrderParameters.from_weights(
-                w, ws, 0.3 * rng.normal(size=K), np.ones(K), F=0.05 * rng.normal(size=N)
-            )
-            system = build_quad_system(rule, K, K, act, {"scheme": "sobol", "n": P})
-            if system.rule.feedback != "adaptive":
-                st = st.replace(b=None, c=None, sigma_F2=None, F_norm2=None)
-            p = system.params(st, 0.7, 0.4, 0.0)
-            y = system.layout.pack(st)
-            dy = np.empty_like(y)
-            system.rhs(y, p, dy)
-            nq = NumpyQuad(rule, act)
-            qr = make_rule(2 * K, "sobol", P, 0)
-            ref = nq.rhs(st, 0.7, 0.4, 0.0, qr.nodes, qr.weights)
-            t_gen = _best_short(lambda: system.rhs(y, p, dy)) / P
-            t_np = _best_short(lambda: nq.rhs(st, 0.7, 0.4, 0.0, qr.nodes, qr.weights), 20) / P
-            out.append(
-                dict(
-                    label=label,
-                    K=K,
-                    gen_ns=t_gen * 1e9,
-                    np_ns=t_np * 1e9,
-                    ratio=t_gen / t_np,
-                    agree=float(np.max(np.abs(dy - ref)) / np.max(np.abs(ref))),
-                )
-            )
-    return out
-
-
-def bench_step_ratio(Ks=(2, 4, 8, 10)):
-    """µs per Euler step of odeflow's loop (through the kernel protocol, as solve runs it)
-    and of the naive closed-form baseline, BP erf."""
-    from odeflow import solvers as S
-    from theory.codegen import build_system
-
-    out = []
-    for K in Ks:
-        st = _state(K, K)
-        system = build_system("bp", K, K)
-        eta, dt = 0.5, 1e-3
-        p = system.params(st, eta, eta, 0.0)
-        y0 = system.layout.pack(st)
-        ns = {2: 4000, 4: 400}.get(K, 20)  # a few ms per run
-        kern = S.KERNELS["euler"]
-        opts = S.make_opts(dt * ns, dt, 1.0, None, 1e4, 1e-9, 1 << 62, system.layout.nQ, K, st.T)
-        rec = np.array([0.0, dt * ns])
-
-        def run():
-            fs, ist, work = S.new_state(len(y0))
-            y = y0.copy()
-            rec_y, rec_eg = np.zeros((2, len(y0))), np.zeros(2)
-            kern(system.rhs, system.eg, p, y, rec, rec_y, rec_eg, fs, ist, work, opts, 1 << 40)
-
-        def base():
-            baseline_euler(y0.copy(), st.T, st.v_star, eta, eta, 0.0, K, K, dt, ns)
-
-        run()
-        base()
-        t_k, t_b = _best_short(run) / ns, _best_short(base) / ns
-        out.append(dict(K=K, step_us=t_k * 1e6, naive_us=t_b * 1e6, ratio=t_k / t_b))
-    return out
-
-
-def _print_speed(rn, rs):
-    print("(7) per-node cost of the generated quadrature rhs vs NumPy at the same 2^13 nodes")
-    for r in rn:
-        ok = "OK" if r["ratio"] <= 1.5 else "MISSED"
-        print(
-            f"    {r['label']:6s} K = M = {r['K']}: generated {r['gen_ns']:7.1f} ns/node, "
-            f"NumPy {r['np_ns']:7.1f} ns/node, ratio {r['ratio']:5.2f} (target ≤ 1.5: {ok}; "
-            f"agree to {r['agree']:.0e})"
-        )
-    print("    one Euler step of odeflow's loop vs the naive closed-form baseline (BP erf)")
-    for r in rs:
-        tgt = f" (target ≤ 0.6: {'OK' if r['ratio'] <= 0.6 else 'MISSED'})" if r["K"] == 2 else ""
-        print(
-            f"    K = M = {r['K']:2d}: loop {r['step_us']:9.3f} µs/step, naive "
-            f"{r['naive_us']:9.3f} µs/step, ratio {r['ratio']:.3f}{tgt}"
-        )
-    print()
-
-
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument(
@@ -808,12 +578,14 @@ def main(argv=None):
     )
     args = ap.parse_args(argv)
 
+    import bench_speed as speed
+
     print("odeflow benchmarks (one run; times are best of several repeats)\n")
     if args.quadrature_only:
         _print_quadrature(bench_quadrature())
         return
     if args.speed_only:
-        _print_speed(bench_per_node(), bench_step_ratio())
+        speed.print_speed(speed.bench_per_node(), speed.bench_step_ratio())
         return
     if args.engine_only:
         _print_engine(bench_engine())
@@ -857,7 +629,7 @@ def main(argv=None):
     )
 
     _print_quadrature(bench_quadrature())
-    _print_speed(bench_per_node(), bench_step_ratio())
+    speed.print_speed(speed.bench_per_node(), speed.bench_step_ratio())
 
     _print_engine(bench_engine())
     if not args.skip_cold:

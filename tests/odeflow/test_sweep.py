@@ -173,7 +173,10 @@ def test_failing_point_recorded_rest_finish(tmp_path):
 
 
 def test_diverged_point_is_flagged(tmp_path):
-    spec = {"base": dict(ODE, diverge_threshold=2.0, alpha_max=50), "grid": {"eta": [0.5, 30.0]}}
+    # linear units: at η = 30 the order parameters overflow (erf's bounded ε_g would let the
+    # one divergence criterion, ε_g > threshold, run on: theory.divergence)
+    base = dict(ODE, activation="linear", diverge_threshold=2.0, alpha_max=50)
+    spec = {"base": base, "grid": {"eta": [0.5, 30.0]}}
     res = sweep(spec, tmp_path, workers=0)
     assert res.statuses == ["ok", "diverged"] and res.exit_code == 1
     d = res.column("diverged")
