@@ -107,7 +107,12 @@ def _run_sde(args) -> int:
 
 COMMANDS: dict[str, Command] = {
     "solve": Command("integrate the order-parameter ODEs", _common_arguments, _run_solve),
-    "sde": Command("Euler–Maruyama ensemble of the AFA feedback SDE", _common_arguments, _run_sde),
+    "sde": Command(
+        "Euler–Maruyama ensemble: AFA's feedback noise, or with \"N\" the finite-N noise of "
+        "every order parameter",
+        _common_arguments,
+        _run_sde,
+    ),
 }
 
 # theory vs simulation (odeflow.compare imports simulations lazily, only when run)

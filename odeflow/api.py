@@ -82,19 +82,11 @@ def _drive(call, fs, ist, alpha_max, max_steps, bar, chunk0=1):
     """Run a compiled kernel in chunks until it stops, adapting the chunk length so that
     one chunk takes about ``_CHUNK_SECONDS``. Always chunked (with or without a progress
     bar): Python regains control between chunks, so Ctrl-C (KeyboardInterrupt) stops a run
-    within a fraction of a second. The first chunk is one step, so that even a huge system
-    shows its progress (and its cost per step) early. Chunking does not change the result:
-    the kernels carry all their state in ``fs``/``ist``/``work``."""
-    steps = chunk0
-    while ist[S.I_CODE] == S.CODE_RUNNING:
-        t = time.perf_counter()
-        call(steps)
-        dt = time.perf_counter() - t
-        bar.update(fs[S.F_ALPHA])
-        if dt < 0.5 * _CHUNK_SECONDS:
-            steps = min(steps * 2, 1 << 40)
-        elif dt > 2 * _CHUNK_SECONDS:
-            steps = max(steps // 2, 1)
+    within a fraction of a second. The first chunk is ``chunk0`` steps (one: even a huge
+    system shows its progress, and its cost per step, early). Chunking does not change the
+    result: the kernels carry all their state in ``fs``/``ist``/``work``. One state is the
+    one-path case of :func:`_drive_paths`, the driver of the SDE ensembles."""
+    _drive_paths(lambda a, z, steps: call(steps), 1, fs[None, :], ist[None, :], bar, chunk0)
 
 
 def _load_kernel(kernel, what):
@@ -470,14 +462,17 @@ def _nan_stats(x, alive):
     return mean, np.sqrt(var)
 
 
-def _drive_paths(call, P, FS, IST, bar, alpha_max):
-    """Run the ensemble kernel until every path stops: paths go to ``call(a, z, steps)`` in
-    groups of G for ``steps`` steps per call, both adapted so that one call takes about
-    ``_CHUNK_SECONDS`` (as :func:`_drive` does for one state): Python regains control often
-    (Ctrl-C, progress) whatever K and n_paths. A path's noise depends only on its base seed
-    and the step index (odeflow.sde), so neither the grouping nor the call length changes
-    the result."""
-    G, steps = P, 1
+def _drive_paths(call, P, FS, IST, bar, chunk0=1):
+    """The one chunking driver (of :func:`solve` through :func:`_drive`, and of
+    :func:`solve_sde`): run ``call(a, z, steps)`` — the compiled kernel on states (paths)
+    ``a:z`` for at most ``steps`` steps — until every state's stop code (``IST[:, I_CODE]``)
+    is set. Paths go in groups of G, ``steps`` per call, both adapted so that one call
+    takes about ``_CHUNK_SECONDS``: Python regains control often (Ctrl-C, progress
+    ``bar``, updated with the mean α of the paths) whatever K and the number of paths. The
+    kernels keep every path's state in ``FS``/``IST`` and a path's noise depends only on
+    its base seed and step index (odeflow.sde), so neither the grouping nor the call length
+    changes the result."""
+    G, steps = P, chunk0
     while np.any(IST[:, S.I_CODE] == S.CODE_RUNNING):
         a = 0
         while a < P:
@@ -497,8 +492,6 @@ def _drive_paths(call, P, FS, IST, bar, alpha_max):
                     steps = max(steps // 2, 1)
                 else:
                     G = max(G // 2, 1)
-        running = IST[:, S.I_CODE] == S.CODE_RUNNING
-        bar.update(float(np.mean(FS[:, S.F_ALPHA])) if running.any() else alpha_max)
 
 
 def _positive_int(name, x):
@@ -691,7 +684,7 @@ def solve_sde(
                 FS[a:z], IST[a:z], opts, seeds[a:z], 1.0 / N, noise_every, LS[a:z], steps,
             )
 
-    _drive_paths(call, P, FS, IST, bar, alpha_max)
+    _drive_paths(call, P, FS, IST, bar)
 
     codes = IST[:, S.I_CODE]
     diverged = codes < 0

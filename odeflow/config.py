@@ -30,6 +30,9 @@ validator :func:`odeflow.solve` uses.
 
 ``sde`` (:data:`SDE_KEYS`) takes the same keys minus ``rtol, atol, eg_tol, max_steps``,
 plus ``n_paths`` (required), ``seed`` and ``method`` = "euler-maruyama"; ``dt`` is required.
+``"N": 500`` gives every order parameter its finite-N noise Σ(y)/N (any rule, also "ff";
+docs/finite-size.md), with ``noise_quadrature`` (as ``quadrature``) and ``noise_every``
+(refactor Σ every this many steps, default 1); without ``N`` only AFA's feedback is noisy.
 
 ``init`` may be omitted when the command line gives ``--init-from SIM.npz``.
 """
@@ -77,7 +80,12 @@ SOLVE_KEYS = (
     + _COMMON[4:]
     + ("method", "rtol", "atol", "eg_tol", "max_steps", "eta_u", "theta")
 )
-SDE_KEYS = _COMMON[:4] + ("eta", "eta_v", "sigma") + _COMMON[4:] + ("method", "n_paths", "seed")
+SDE_KEYS = (
+    _COMMON[:4]
+    + ("eta", "eta_v", "sigma")
+    + _COMMON[4:]
+    + ("method", "n_paths", "seed", "N", "noise_quadrature", "noise_every")
+)
 INIT_KEYS = FIELDS
 _REQUIRED = {
     "solve": ("rule", "eta", "alpha_max"),
@@ -116,9 +124,9 @@ _INIT_FROM_EXPECTED = (
 )
 #: keys whose value must be a real number (JSON number; not a string, boolean, null or list)
 #: (the model's parameters, eta, eta_u, theta, …, are checked by the model's validator)
-_NUMBER_KEYS = ("alpha_max", "dt", "rtol", "atol", "eg_tol", "diverge_threshold")
+_NUMBER_KEYS = ("alpha_max", "dt", "rtol", "atol", "eg_tol", "diverge_threshold", "N")
 #: keys whose value must be an integer
-_INT_KEYS = ("K", "M", "max_steps", "n_paths", "seed")
+_INT_KEYS = ("K", "M", "max_steps", "n_paths", "seed", "noise_every")
 _STR_KEYS = ("rule", "activation", "method")
 
 
@@ -137,7 +145,7 @@ def _check_types(cfg: Mapping) -> None:
     ``[0.5]`` are not numbers), never silently converted."""
     for k in _NUMBER_KEYS:
         if k in cfg and (isinstance(cfg[k], bool) or not isinstance(cfg[k], (int, float))):
-            if k in ("dt", "eg_tol") and cfg[k] is None:
+            if k in ("dt", "eg_tol", "N") and cfg[k] is None:
                 continue  # null = not given
             raise ConfigError(
                 f"{k} must be a number, got {_type_name(cfg[k])} ({json.dumps(cfg[k])})"

@@ -80,11 +80,12 @@ class Sweep:
 
 
 def infer_kind(base: Mapping) -> str:
-    """``simulate`` if the base has ``N``, ``sde`` if it has ``n_paths``, else ``solve``."""
-    if "N" in base:
-        return "simulate"
+    """``sde`` if the base has ``n_paths`` (a finite-N SDE has ``N`` too), ``simulate`` if
+    it has ``N``, else ``solve``."""
     if "n_paths" in base:
         return "sde"
+    if "N" in base:
+        return "simulate"
     return "solve"
 
 

@@ -65,7 +65,6 @@ Parameter vector (that of :class:`theory.codegen_quad.QuadSystem` with ``N`` add
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -456,10 +455,9 @@ def covariance(
         from .ff_covariance import ff_covariance
 
         rp = dict(rule_params or {})
-        return ff_covariance(state, eta=eta, eta_u=eta_v, theta=rp.get("theta"),
-                             activation=activation)
+        return ff_covariance(
+            state, eta=eta, eta_u=eta_v, theta=rp.get("theta"), activation=activation
+        )
     sysc = build_covariance(rule, state.K, state.M, activation)
-    m, S = sysc.evaluate(
-        state, eta, eta_v, sigma, N=N, qrule=quadrature, **dict(rule_params or {})
-    )
+    m, S = sysc.evaluate(state, eta, eta_v, sigma, N=N, qrule=quadrature, **dict(rule_params or {}))
     return m, S, labels(sysc.layout)

@@ -1,0 +1,165 @@
+"""Shared helpers of the finite-N SDE validation (tests/odeflow/test_sde_finite_n.py):
+a simulation ensemble from one measured initial state and the SDE from that state."""
+
+import numpy as np
+
+import odeflow
+
+
+def sim_config(rule, N, seeds, alpha_max, every, **extra):
+    cfg = {
+        "rule": rule,
+        "N": N,
+        "K": 2,
+        "M": 2,
+        "activation": "erf",
+        "eta": 1.0,
+        "eta_v": 1.0,
+        "sigma": 0.0,
+        "alpha_max": alpha_max,
+        "record": {"every": every},
+        "seeds": seeds,
+        "same_init": True,
+        "init": {"seed": 0, "w_scale": 1.0, "w_star_scale": 1.0, "v_scale": 0.1, "v_star": 1.0},
+    }
+    cfg.update(extra)
+    return cfg
+
+
+def run_pair(
+    rule,
+    N,
+    seeds=24,
+    alpha_max=20.0,
+    every=0.5,
+    n_paths=96,
+    dt=0.02,
+    sim_extra=None,
+    sde_extra=None,
+):
+    """(simulation result, SDE result) from the same measured initial state."""
+    from simulations.teacher_student import simulate
+
+    sim = simulate(sim_config(rule, N, seeds, alpha_max, every, **(sim_extra or {})))
+    init = sim.initial_state(0)
+    sde = odeflow.solve_sde(
+        rule,
+        init,
+        eta=1.0,
+        eta_v=1.0,
+        alpha_max=alpha_max,
+        dt=dt,
+        n_paths=n_paths,
+        seed=11,
+        N=N,
+        record={"alpha": list(sim.alpha)},
+        **(sde_extra or {}),
+    )
+    return sim, sde
+
+
+def compare_stats(sim, sde, thresh=0.003):
+    """Per record where the simulations' spread exceeds ``thresh``: the std ratio, its
+    allowed band 3/√(2(S−1)) and the mean difference in units of its standard error."""
+    S = int(np.sum(~sim.diverged))
+    ms, ss = sim.eg_mean, sim.eg_std
+    md, sd = sde.eg_mean, sde.eg_std
+    P = sde.n_alive
+    sel = ss > thresh
+    ratio = sd[sel] / ss[sel]
+    band = 3.0 / np.sqrt(2.0 * (S - 1))
+    se = np.sqrt(ss[sel] ** 2 / S + sd[sel] ** 2 / P[sel])
+    zmean = (md[sel] - ms[sel]) / se
+    return dict(
+        alpha=sim.alpha[sel],
+        ratio=ratio,
+        band=band,
+        zmean=zmean,
+        S=S,
+        mean_sim=ms[sel],
+        mean_sde=md[sel],
+        std_sim=ss[sel],
+        std_sde=sd[sel],
+    )
+
+
+def run_ff_pair(N, seeds=24, alpha_max=20.0, every=0.5, n_paths=32, dt=0.05, noise_every=2):
+    """Forward-Forward (K = 2, M = 1, θ = 1, η = η_u = 1): simulations and the SDE from the
+    same measured initial state."""
+    from simulations.ff_online import simulate_ff
+
+    cfg = {
+        "rule": "ff",
+        "N": N,
+        "K": 2,
+        "M": 1,
+        "eta": 1.0,
+        "eta_u": 1.0,
+        "theta": 1.0,
+        "alpha_max": alpha_max,
+        "record": {"every": every},
+        "seeds": seeds,
+        "same_init": True,
+    }
+    sim = simulate_ff(cfg)
+    init = sim.initial_state(0)
+    sde = odeflow.solve_sde(
+        "ff",
+        init,
+        eta=1.0,
+        eta_u=1.0,
+        theta=1.0,
+        alpha_max=alpha_max,
+        dt=dt,
+        n_paths=n_paths,
+        seed=11,
+        N=N,
+        record={"alpha": list(sim.alpha)},
+        noise_every=noise_every,
+    )
+    return sim, sde
+
+
+def run_pepita_divergence(N=1000, seeds=40, n_paths=100, alpha_max=20.0, dt=0.02, sigma_F=0.04):
+    """Exact PEPITA (p = x̃), η = η_v = 1, K = M = 2: the fraction of simulations whose ε_g
+    passes 1 before alpha_max, and the same fraction of SDE paths (ε_g > 1 at a record,
+    every 0.1, or a stopped path), from the same measured initial state. Returns
+    ``(p_sim, S, p_sde, P, sim, sde, ode)``."""
+    from simulations.teacher_student import simulate
+
+    cfg = sim_config(
+        "pepita",
+        N,
+        seeds,
+        alpha_max,
+        0.1,
+        sigma_F=sigma_F,
+        divergence={"eg_max": 1.0, "q_max": 1e6},
+    )
+    sim = simulate(cfg)
+    init = sim.initial_state(0)
+    sde = odeflow.solve_sde(
+        "pepita",
+        init,
+        eta=1.0,
+        eta_v=1.0,
+        alpha_max=alpha_max,
+        dt=dt,
+        n_paths=n_paths,
+        seed=12,
+        N=N,
+        record={"every": 0.1},
+    )
+    passed = np.any(np.where(sde.alive, sde.eg, -np.inf) > 1.0, axis=1) | sde.diverged
+    ode = odeflow.solve(
+        "pepita", init, eta=1.0, eta_v=1.0, alpha_max=alpha_max, record={"every": 0.1}
+    )
+    return (
+        float(np.mean(sim.diverged)),
+        len(sim.diverged),
+        float(np.mean(passed)),
+        n_paths,
+        sim,
+        sde,
+        ode,
+    )

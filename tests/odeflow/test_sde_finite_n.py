@@ -1,0 +1,226 @@
+"""solve_sde(..., N=...): the finite-N diffusion of every order parameter (issue 24).
+
+Default suite: one Euler–Maruyama step of many paths has the increments' mean h·f(y₀) and
+covariance h·Σ(y₀)/N (Σ from theory.covariance, itself checked against Monte Carlo in
+tests/theory/test_cov.py); the result's keys, save/load, config and errors.
+Slow: the SDE against simulation ensembles from one measured initial state (BP, AFA, FF),
+and PEPITA's fluctuation-driven divergence.
+"""
+
+import json
+
+import numpy as np
+import pytest
+
+import odeflow
+from odeflow.config import to_sde_args, validate_config
+from theory.covariance import build_covariance
+from theory.state import OrderParameters
+
+
+def _state(rule="bp"):
+    kw = dict(
+        Q=np.array([[1.0, 0.2], [0.2, 0.8]]),
+        R=np.array([[0.3, 0.1], [0.05, 0.4]]),
+        T=np.eye(2),
+        v=np.array([0.5, 0.3]),
+        v_star=np.ones(2),
+    )
+    if rule == "afa":
+        kw.update(b=np.array([0.3, -0.2]), c=np.array([0.1, 0.05]), sigma_F2=0.09)
+    return OrderParameters(**kw)
+
+
+@pytest.mark.parametrize("rule", ["bp", "afa"])
+def test_one_step_has_the_drift_and_the_covariance(rule):
+    """Increments of one step h over P paths: mean h f(y₀) (3 SE), covariance h Σ(y₀)/N
+    (every entry within 4 SE of the sample covariance; RMS z < 1.5 — tests/theory/test_cov.py
+    explains the 4)."""
+    st = _state(rule)
+    N, h, P = 500.0, 0.05, 4000
+    res = odeflow.solve_sde(
+        rule, st, eta=1.0, alpha_max=h, dt=h, n_paths=P, seed=3, N=N, record={"alpha": [0.0, h]}
+    )
+    assert res.status == 0 and res.N == N
+    sysd = odeflow.get_system(rule, 2, 2)
+    lay = sysd.layout
+    iu = np.triu_indices(2)
+    parts = [res.Q[:, 1][:, iu[0], iu[1]], res.R[:, 1].reshape(P, -1), res.v[:, 1]]
+    if rule == "afa":
+        parts.append(res.b[:, 1])
+    d = np.concatenate(parts, axis=1) - lay.pack(st)[None, :]
+    y0 = lay.pack(st)
+    f = np.empty_like(y0)
+    sysd.rhs(y0, sysd.params(st, 1.0, 1.0, 0.0), f)
+    cs = build_covariance(rule, 2, 2)
+    _, Sig = cs.evaluate(st, 1.0, 1.0, 0.0, N=N)
+    Sexp = h * Sig / N
+    m = d.mean(axis=0)
+    assert np.all(np.abs(m - h * f) < 3.0 * np.sqrt(np.diag(Sexp) / P)), (m, h * f)
+    c = d - m
+    Shat = c.T @ c / (P - 1)
+    # SE of a Gaussian sample covariance: √((Σ_ii Σ_jj + Σ_ij²)/P)
+    se = np.sqrt((np.outer(np.diag(Sexp), np.diag(Sexp)) + Sexp**2) / P)
+    z = (Shat - Sexp) / se
+    assert np.all(np.abs(z) < 4.0), z
+    assert np.sqrt(np.mean(z**2)) < 1.5, z
+
+
+def test_result_keys_statistics_and_save(tmp_path):
+    st = _state("bp")
+    res = odeflow.solve_sde(
+        "bp", st, eta=1.0, alpha_max=0.5, dt=0.05, n_paths=5, seed=1, N=1000, record={"every": 0.25}
+    )
+    assert res.b is None and res.u is None and res.v.shape == (5, 3, 2)
+    np.testing.assert_allclose(res.mean("eg"), res.eg_mean)
+    np.testing.assert_allclose(res.std("eg"), res.eg_std)
+    np.testing.assert_allclose(res.std("Q"), np.std(res.Q, axis=0, ddof=1))
+    np.testing.assert_allclose(res.mean("R"), np.mean(res.R, axis=0))
+    with pytest.raises(ValueError, match="no 'b'"):
+        res.mean("b")
+    with pytest.raises(ValueError, match="unknown order parameter"):
+        res.std("W")
+    d = res.to_dict()
+    for k in (
+        "alpha",
+        "eg_mean",
+        "eg_std",
+        "eg",
+        "Q_mean",
+        "Q_std",
+        "R_mean",
+        "R_std",
+        "v_mean",
+        "v_std",
+    ):
+        assert k in d, k
+    assert d["N"] == 1000.0
+    for ext in ("npz", "json"):
+        p = tmp_path / f"r.{ext}"
+        res.save(p)
+        back = odeflow.SDEResult.load(p)
+        assert back.N == 1000.0 and back.b is None
+        np.testing.assert_array_equal(back.eg, res.eg)
+    with open(tmp_path / "r.json") as fh:
+        js = json.load(fh)
+    assert "v_std" in js and "eg_std" in js
+
+
+def test_same_seed_same_paths_and_grouping_free():
+    st = _state("afa")
+    kw = dict(eta=1.0, alpha_max=0.3, dt=0.03, seed=5, N=500, record={"every": 0.1})
+    a = odeflow.solve_sde("afa", st, n_paths=6, **kw)
+    b = odeflow.solve_sde("afa", st, n_paths=6, **kw)
+    np.testing.assert_array_equal(a.eg, b.eg)
+    np.testing.assert_array_equal(a.b, b.b)
+    # refactoring Σ every step vs every 2 steps changes the paths, not their start
+    c = odeflow.solve_sde("afa", st, n_paths=6, noise_every=2, **kw)
+    np.testing.assert_array_equal(c.eg[:, 0], a.eg[:, 0])
+    assert c.params["noise_every"] == 2 and not np.array_equal(c.eg, a.eg)
+
+
+def test_errors():
+    st = _state("bp")
+    with pytest.raises(ValueError, match="give N"):
+        odeflow.solve_sde("bp", st, eta=1.0, alpha_max=1, dt=0.1, n_paths=2)
+    with pytest.raises(ValueError, match="N must be"):
+        odeflow.solve_sde("bp", st, eta=1.0, alpha_max=1, dt=0.1, n_paths=2, N=0)
+    with pytest.raises(ValueError, match="only with N"):
+        odeflow.solve_sde(
+            "afa", _state("afa"), eta=1.0, alpha_max=1, dt=0.1, n_paths=2, noise_every=3
+        )
+    with pytest.raises(ValueError, match="noise_every"):
+        odeflow.solve_sde("bp", st, eta=1.0, alpha_max=1, dt=0.1, n_paths=2, N=10, noise_every=0)
+
+
+def test_config_key_N():
+    base = {
+        "rule": "bp",
+        "eta": 1.0,
+        "alpha_max": 0.2,
+        "dt": 0.1,
+        "n_paths": 2,
+        "seed": 1,
+        "init": {
+            k: np.asarray(v).tolist() for k, v in _state("bp").to_dict().items() if v is not None
+        },
+    }
+    cfg = validate_config({**base, "N": 500}, "sde")
+    rule, init, kw = to_sde_args(cfg)
+    assert kw["N"] == 500
+    res = odeflow.solve_sde(rule, init, **kw)
+    assert res.N == 500.0
+    with pytest.raises(ValueError, match="N must be a number"):
+        validate_config({**base, "N": "500"}, "sde")
+    with pytest.raises(ValueError, match="unknown config keys N"):
+        validate_config(
+            {k: v for k, v in {**base, "N": 5}.items() if k != "n_paths"} | {"method": "dopri5"},
+            "solve",
+        )
+
+
+# ------------------------------------------------------------------ slow: vs simulations
+def _assert_follows(sim, sde, label):
+    """The issue's criterion where the simulations' spread exceeds 0.003: std ratio within
+    3/√(2(S−1)) of 1 (the sampling error of a std over S seeds; the SDE's own, over ≥ 96
+    paths, is half of it and only helps the simulations' side be the binding one) and
+    mean within 3 standard errors (of the difference of the two means)."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from sde_validation import compare_stats
+
+    c = compare_stats(sim, sde)
+    assert c["S"] >= 24 and len(c["alpha"]) >= 5, (label, c["S"], c["alpha"])
+    bad = np.abs(c["ratio"] - 1.0) > c["band"]
+    assert not bad.any(), (label, c["alpha"][bad], c["ratio"][bad], c["band"])
+    assert np.all(np.abs(c["zmean"]) < 3.0), (label, c["alpha"], c["zmean"])
+
+
+def _helpers():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    import sde_validation
+
+    return sde_validation
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("N", [500, 2000])
+def test_bp_spread_follows_simulations(N):
+    """BP, erf, K = M = 2, η = η_v = 1, one measured initial state, 24 sample streams.
+    Measured at N = 500 (96 paths, dt = 0.02): std ratios 0.81–0.97 over α = 4.5–20 (band
+    ±0.44), mean within 1.5 SE (the SDE a little above: the plateau escape is a little
+    later)."""
+    sim, sde = _helpers().run_pair("bp", N)
+    _assert_follows(sim, sde, f"bp N={N}")
+
+
+@pytest.mark.slow
+def test_afa_spread_follows_simulations():
+    """AFA, σ_F = 0.3, same setting (N = 500). Measured: std ratios 0.89–1.05 over α = 3–20,
+    mean within 1.0 SE."""
+    sim, sde = _helpers().run_pair("afa", 500, sim_extra={"sigma_F": 0.3})
+    _assert_follows(sim, sde, "afa N=500")
+
+
+@pytest.mark.slow
+def test_ff_spread_follows_simulations():
+    """Forward-Forward, K = 2, M = 1, θ = 1, η = η_u = 1, N = 500 (32 SDE paths, dt = 0.05,
+    Σ refactored every 2 steps: FF's quadrature drift is the cost)."""
+    sim, sde = _helpers().run_ff_pair(500)
+    _assert_follows(sim, sde, "ff N=500")
+
+
+@pytest.mark.slow
+def test_pepita_fluctuation_driven_divergence():
+    """Exact PEPITA (p = x̃), σ_F = 0.04, η = 1, K = M = 2, N = 1000: the fraction of runs
+    whose ε_g passes 1 before α = 20, simulations (40 streams) vs SDE (100 paths), within 3
+    standard errors of the difference of two binomial fractions."""
+    p_sim, S, p_sde, P, sim, sde, ode = _helpers().run_pepita_divergence()
+    se = np.sqrt(p_sim * (1 - p_sim) / S + p_sde * (1 - p_sde) / P)
+    assert 0.0 < p_sim < 1.0, p_sim
+    assert abs(p_sde - p_sim) < 3.0 * max(se, 1e-3), (p_sim, p_sde, se)
