@@ -222,9 +222,14 @@ def run_sde(cfg: dict, name: str, N: int, alpha):
     import odeflow
 
     case, sc = cfg["cases"][name], sde_options(cfg, name)
+    state = case_state(case)
+    if state.sigma_F2 is not None:
+        # the weights at this N have ‖F‖² = N σ_F² exactly; a state measured at another N
+        # carries that N's F_norm2, which Σ would otherwise use for the √N φ part of b's noise
+        state = state.replace(F_norm2=N * float(state.sigma_F2))
     return odeflow.solve_sde(
         case["rule"],
-        case_state(case),
+        state,
         eta=case["eta"],
         eta_v=case["eta_v"],
         alpha_max=float(alpha[-1]),
@@ -274,7 +279,8 @@ def _sde_key(case: dict, sc: dict, N: int) -> str:
     """Everything that defines one SDE run (not the list of N of the theory line)."""
     sc = {k: v for k, v in sc.items() if k != "N_theory"}
     case = {k: v for k, v in case.items() if k != "sde"}  # its SDE options are in sc
-    return json.dumps({"case": case, "sde": sc, "N": N}, sort_keys=True)
+    # "F_norm2": ‖F‖² = N σ_F² at every N (runs stored before this used the measured one)
+    return json.dumps({"case": case, "sde": sc, "N": N, "F_norm2": "N sigma_F2"}, sort_keys=True)
 
 
 def _js(a, digits=6):

@@ -650,8 +650,7 @@ class ExitTimes:
 
     def __repr__(self):
         return (
-            f"ExitTimes(mean={self.mean:.4g}, std={self.std:.4g}, "
-            f"exited={self.n_exited}/{self.n})"
+            f"ExitTimes(mean={self.mean:.4g}, std={self.std:.4g}, exited={self.n_exited}/{self.n})"
         )
 
 

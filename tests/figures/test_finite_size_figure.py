@@ -85,9 +85,10 @@ def test_finite_size_quick(tmp_path):
         for N in d["N"]:
             sm, ss = d[f"{name}_N{N}_sim_eg_mean"], d[f"{name}_N{N}_sim_eg_std"]
             dm, ds = d[f"{name}_N{N}_sde_eg_mean"], d[f"{name}_N{N}_sde_eg_std"]
-            # one measured state: SDE and simulations start together, without spread
-            assert sm[0] == pytest.approx(dm[0], abs=1e-12) and ss[0] < 1e-12
-            assert sm[0] == pytest.approx(d[f"{name}_ode_eg"][0], abs=1e-12)
+            # one measured state: SDE and simulations start together, without spread (the
+            # summaries are stored to 6 significant digits)
+            assert sm[0] == pytest.approx(dm[0], rel=1e-5) and ss[0] < 1e-12
+            assert sm[0] == pytest.approx(d[f"{name}_ode_eg"][0], rel=1e-5)
             # the SDE's spread is the simulations' within a factor 2 where it is visible
             # (quick: 8 seeds, 24 paths: a std ratio has ~30 % sampling error)
             big = ss > 0.003
