@@ -1,4 +1,4 @@
-"""Deep students (SCIENCE.md §11, docs/deep.md): ε_g and the alignment of every hidden
+"""Deep students (docs/deep.md): ε_g and the alignment of every hidden
 layer's signal with BP's, for BP, FA, DFA and PEPITA at depth L = 2, 3, 4.
 
 Rows: depth (hidden widths ``[K]*(L−1)``); first column ε_g, then ``cos_delta`` of hidden

@@ -311,7 +311,7 @@ class SDEResult(SavedResult):
     """An Euler–Maruyama ensemble of order-parameter trajectories (docs/theory.md §5,
     docs/finite-size.md).
 
-    Without ``N`` only AFA's feedback b is noisy (SCIENCE §5.2); with ``N`` every order
+    Without ``N`` only AFA's feedback b is noisy (docs/theory.md); with ``N`` every order
     parameter gets the finite-N noise ``Σ(y)/N`` (:mod:`theory.covariance`).
 
     Attributes

@@ -1,4 +1,4 @@
-"""The step loop of the deep teacher–student student (SCIENCE.md §11), one numba kernel.
+"""The step loop of the deep teacher–student student (docs/deep.md), one numba kernel.
 
 Student (``L = len(widths) + 1``; 0-based hidden layers ``l = 0 … L−2`` below, layer ``l``
 is the docs' hidden layer ``l + 1``)::

@@ -1,7 +1,7 @@
 """ε_g and the per-layer alignment ``cos_delta`` of a deep student, by Monte Carlo over its
-Gaussian fields (docs/deep.md; the definitions of /work DEEP.md).
+Gaussian fields (docs/deep.md).
 
-Given the order parameters, every signal of the deep student (SCIENCE.md §11) is a function
+Given the order parameters, every signal of the deep student (docs/deep.md) is a function
 of the fields ``(λ, ν) ~ N(0, [[Q, R], [Rᵀ, T]])`` (and of the label noise ``ζ``), so the
 expectations over a fresh input are expectations over ``K₁ + M`` Gaussians. They are
 estimated here on ``n`` fixed points (:func:`field_normals`: scrambled Sobol, the same for
@@ -115,7 +115,7 @@ def deep_observables(
     Parameters
     ----------
     Q, R, T, v, v_star, W :
-        Order parameters (DEEP.md shapes; ``W`` a list of read-out matrices).
+        Order parameters (docs/deep.md shapes; ``W`` a list of read-out matrices).
     rule, activation : str
     z : (n, K₁ + M + 1) array
         Standard normals (the last column is ζ).

@@ -1,4 +1,4 @@
-"""Online deep teacher–student simulations at finite N (SCIENCE.md §11, docs/deep.md).
+"""Online deep teacher–student simulations at finite N (docs/deep.md).
 
 A student with a wide first layer and a finite deep read-out,
 ``λ = W₁x/√N``, ``h₁ = g(λ)``, ``a_{ℓ+1} = W_{ℓ+1} h_ℓ``, ``ŷ = v·h_{L−1}``, hidden widths
@@ -526,7 +526,7 @@ class DeepSimulationResult(EnsembleResult):
 
     def initial_state(self, seed: int = 0) -> OrderParameters:
         """The measured initial state of seed index ``seed``, as ``odeflow.solve`` takes it
-        for a deep student (DEEP.md names): Q, R, T, v, v_star, W (a tuple, empty for
+        for a deep student (docs/deep.md names): Q, R, T, v, v_star, W (a tuple, empty for
         widths = [K]) and b, c, sigma_F2, F_norm2 (afa, pepita*), b, B (fa) or d (dfa)."""
         S = len(self.seeds)
         if not 0 <= seed < S:

@@ -1,5 +1,5 @@
 """Finite N: the covariance of the per-sample increments of every order parameter
-(docs/finite-size.md, SCIENCE §12).
+(docs/finite-size.md).
 
 At finite N one online step moves every order parameter y by ``(1/N) f(y; z)``, with ``f`` a
 function of the fields of that sample. Over ``dα`` (``N dα`` samples) the drift is ``E[f]``
@@ -30,7 +30,7 @@ dropped: it changes ``Σ`` by a relative O(1/√N)·O(1/√N) = O(1/N), beyond t
 The feedback field φ
 --------------------
 ``f_b`` holds ``√N φ``, ``φ = F·x/√N``: its variance ``‖F‖² = N σ_F²`` grows with N, which is
-why b's noise does not vanish as N → ∞ (SCIENCE §5.2). Its covariances with the fields
+why b's noise does not vanish as N → ∞ (docs/theory.md). Its covariances with the fields
 ``z = (λ, ν)`` are ``(b, c)``, so exactly (a Gaussian regression, no expansion in 1/√N)
 
     √N φ = βᵀ z + s⊥ ξ⊥,    β = C⁻¹ (b, c),   s⊥² = ‖F‖² − (b, c)ᵀ C⁻¹ (b, c),   ξ⊥ ~ N(0, 1)

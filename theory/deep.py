@@ -1,6 +1,6 @@
 """Deep students: a wide first layer and a finite deep read-out (docs/deep.md).
 
-Model (SCIENCE §11)::
+Model (docs/deep.md)::
 
     λ = W₁ x/√N ∈ R^{K₁},  h₁ = g(λ),  a_{ℓ+1} = W_ℓ h_ℓ,  h_{ℓ+1} = g(a_{ℓ+1}),
     ŷ = v·h_{L−1},  y = Σ_m v*_m g(ν_m) + σ ζ,  e = ŷ − y

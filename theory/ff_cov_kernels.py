@@ -5,7 +5,7 @@ Included in the generated covariance module after :mod:`theory.ff_kernels` (whos
 label split and passes it reuses); the block between ``# >>> generated`` and ``# <<<
 generated`` stands in for those names so that this module imports on its own.
 
-Per sample (docs/ff-theory.md, SCIENCE §9), with ``δ_k = a_k^+ + a_k^−``::
+Per sample (docs/ff-theory.md), with ``δ_k = a_k^+ + a_k^−``::
 
     f_{Q_kl} = −η (δ_k λ_l + δ_l λ_k) + η² δ_k δ_l
     f_{R_km} = −η δ_k ν_m

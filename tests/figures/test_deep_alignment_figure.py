@@ -28,7 +28,7 @@ def test_deep_alignment_quick(tmp_path):
                 data[f"{key}_ode_eg"][0], rel=2e-3
             )
             # the whole run, N = 500 and 3 seeds: measured max |Δε_g| 0.0083 (bp, L = 2,
-            # its plateau escapes earlier at finite N, SCIENCE §11)
+            # its plateau escapes earlier at finite N, docs/deep.md)
             assert np.max(np.abs(data[f"{key}_sim_eg_mean"] - data[f"{key}_ode_eg"])) < 0.015
         for rule in ("fa", "dfa"):  # fixed feedback: the cosines follow the ODE, except
             # right at their jumps (a sign of v or W crossing 0: finite-N timing; measured

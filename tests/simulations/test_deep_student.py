@@ -1,5 +1,5 @@
 """Deep student simulations (issue 20): the numba kernel against a plain-numpy oracle of
-SCIENCE.md §11 step by step, widths = [K] against the two-layer simulation, the Monte Carlo
+docs/deep.md step by step, widths = [K] against the two-layer simulation, the Monte Carlo
 observables against closed forms, config checks, the dispatch and the file round trip."""
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def gp(z):
 
 
 def oracle_step(rule, x, zeta, P, eta, eta_v, eta_W, sigma):
-    """One online step of SCIENCE.md §11 / DEEP.md, written from the equations with
+    """One online step of docs/deep.md, written from the equations with
     unpadded matrices; ``P`` holds w, w_star, v, v_star, F, W (list), fb_b, B, d."""
     w, W, v = P["w"], P["W"], P["v"]
     N = x.shape[0]

@@ -1,7 +1,7 @@
 """Σ(y) = Cov[f] of the per-sample increments (theory.covariance) against an independent
 Monte Carlo estimate: the fields (λ, ν, √N φ) drawn jointly Gaussian with covariance
 [[Q, R, b], [Rᵀ, T, c], [bᵀ, cᵀ, ‖F‖²]] and the increments written out by hand in numpy
-(SCIENCE §3, §5.5, §12), for bp, afa and exact pepita at three states each.
+(docs/theory.md, docs/finite-size.md), for bp, afa and exact pepita at three states each.
 
 Tolerance, per state (66 entries at K = M = 2 with b, 45 without): every entry within
 Z_MAX = 4 standard errors of the Monte Carlo estimate (the SE of a sample covariance,
@@ -66,7 +66,7 @@ ETA_V = 0.7
 
 
 def _increments(rule, st, Z, psi):
-    """N × the per-sample increments, written out from SCIENCE §3/§5.5 (flat layout
+    """N × the per-sample increments, written out from docs/theory.md (flat layout
     order: Q upper triangle, R, v, b)."""
     K, M = st.K, st.M
     lam, nu = Z[:, :K], Z[:, K:]
@@ -238,7 +238,7 @@ FF_THETA = 1.0
 
 
 def _ff_increments(st, Z):
-    """N × the per-sample FF increments (SCIENCE §9), flat order Q, R, u."""
+    """N × the per-sample FF increments (docs/ff-theory.md), flat order Q, R, u."""
     K = st.K
     lam, nu = Z[:, :K], Z[:, K:]
     y = np.sign(g(nu) @ st.v_star)
