@@ -506,6 +506,11 @@ class FFSystem:
             scheme = "split gauss-legendre" if nd["split_lam"] else "gauss-hermite"
         return {"scheme": scheme, **nd}
 
+    def with_nodes(self, nodes: dict) -> FFSystem:
+        """The same K, M and activation with another node rule (the error estimate's
+        partner rules, :mod:`theory.ff_tolerance`, which must not import this module)."""
+        return build_ff_system(self.K, self.M, self.activation, nodes)
+
     def error_estimate(self, state, eta=None, eta_v=None, sigma=0.0, theta=None, eta_u=None):
         """The rule's error estimate at ``state`` (:func:`theory.ff_tolerance.error_estimate`);
         rates and θ default to those of the last :meth:`params` call with a drift."""

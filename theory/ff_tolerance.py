@@ -100,8 +100,6 @@ def error_estimate(
     (largest estimated absolute error of dy/dα), ``rhs_rel`` (over the largest |dy/dα|),
     ``eg_abs`` (ε_g; None without ``with_eg`` or at K = 1, where it is exact), the rule
     (``scheme``, ``nodes``), ``rtol`` and ``ok``."""
-    from .ff import build_ff_system
-
     p = system.params(state, eta, eta_v, sigma, theta=theta, eta_u=eta_u, check=False)
     y = system.layout.pack(state)
     f = np.empty_like(y)
@@ -110,10 +108,7 @@ def error_estimate(
     if nd["n_qmc"]:
         err = np.zeros_like(f)
         for j in (1, 2):
-            half = build_ff_system(
-                system.K,
-                system.M,
-                system.activation,
+            half = system.with_nodes(
                 {**nd, "n_qmc": max(64, nd["n_qmc"] // 2), "seed": nd["seed"] + j},
             )
             ph = half.params(state, eta, eta_v, sigma, theta=theta, eta_u=eta_u, check=False)
@@ -122,7 +117,7 @@ def error_estimate(
             err = np.maximum(err, np.abs(fh - f))
         scheme = "sobol (split at the label's jump)"
     else:
-        coarse = build_ff_system(system.K, system.M, system.activation, _coarse(nd))
+        coarse = system.with_nodes(_coarse(nd))
         pc = coarse.params(state, eta, eta_v, sigma, theta=theta, eta_u=eta_u, check=False)
         fc = np.empty_like(y)
         coarse.rhs(y, pc, fc)
@@ -133,10 +128,7 @@ def error_estimate(
         eg = system.eg(y, p)
         eg_abs = 0.0
         for j in (1, 2):  # half the points, other scramblings (QMC; the midpoint rule: n/2)
-            half = build_ff_system(
-                system.K,
-                system.M,
-                system.activation,
+            half = system.with_nodes(
                 {**nd, "n_eg": max(2, nd["n_eg"] // 2), "seed": nd["seed"] + j},
             )
             ph = half.params(state, 0.0, 0.0, theta=theta, check=False)
