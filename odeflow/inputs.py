@@ -175,12 +175,20 @@ def params_vector(system, state, eta, eta_v, sigma, rule_params):
     return np.ascontiguousarray(system.params(state, eta, eta_v, sigma), dtype=float)
 
 
+def _scheme_options(system) -> bool:
+    """Whether ``system`` integrates with one of the committee's schemes (its options name
+    a ``scheme``: :mod:`theory.tolerance` selects and re-checks those; FF's node rules
+    carry their own estimate, :mod:`theory.ff_tolerance`)."""
+    q = getattr(system, "quadrature", None)
+    return isinstance(q, dict) and "scheme" in q and hasattr(system, "error_estimate")
+
+
 def select_quadrature(system, state, eta, eta_v, sigma, rule_params):
     """``(system, selection)``: for a quadrature system, the one whose rule meets the
     tolerance ``rtol`` at the initial state (:func:`theory.tolerance.select`: ``auto``
     picks scheme and n, an explicit scheme that cannot meet it is refused with a
     ValueError); other systems pass unchanged with ``selection`` None."""
-    if not hasattr(system, "error_estimate") or not hasattr(system, "quadrature"):
+    if not _scheme_options(system):
         return system, None
     from theory.tolerance import select
 
@@ -218,7 +226,7 @@ def quad_report(
             out[f"error_{name}"] = system.error_estimate(st, eta, eta_v, sigma, **rp)
         except ValueError as exc:  # e.g. a final state at the edge of validity
             out[f"error_{name}"] = str(exc)
-    if alphas is not None and len(alphas) > 1 and hasattr(system, "quadrature"):
+    if alphas is not None and len(alphas) > 1 and _scheme_options(system):
         from theory.tolerance import recheck
 
         checks, failure = recheck(system, alphas, records, state, eta, eta_v, sigma, rp)
