@@ -31,6 +31,9 @@ where the simulations' spread of ε_g exceeds 0.003: BP N = 500, std ratio SDE/s
 0.81–0.97 over α = 4.5–20, means within 1.5 SE (the SDE's a little above during the
 escape); BP N = 2000, 0.92–1.07, means within 0.5 SE; AFA (σ_F = 0.3) N = 500, 0.89–1.05,
 means within 1.0 SE (at α = 20: sim 0.134, SDE 0.145, ODE 0.123).
+Forward-Forward (K = 2, M = 1, θ = 1, N = 500, 32 paths): std ratio 0.74–1.30, means within
+1.8 SE. Exact PEPITA (σ_F = 0.04, η = 1, N = 1000): 31 of 40 simulations and 39 of 48 SDE
+paths pass ε_g = 1 before α = 20 (0.4 SE apart).
 Late in learning (BP, N = 500, 64 paths, α = 22–40, after the escape): the SDE's mean ε_g is
 0.988–0.999 of the simulations' (their SE ≈ 1.3–2 %), the ODE's 1.017–1.031 — the noise
 shifts the mean the right way — and the SDE's spread 0.92–1.04 of theirs. During the

@@ -210,7 +210,9 @@ def test_afa_spread_follows_simulations():
 @pytest.mark.slow
 def test_ff_spread_follows_simulations():
     """Forward-Forward, K = 2, M = 1, θ = 1, η = η_u = 1, N = 500 (32 SDE paths, dt = 0.05,
-    Σ refactored every 2 steps: FF's quadrature drift is the cost)."""
+    Σ refactored every 2 steps: FF's quadrature drift is the cost). Measured: std ratios
+    0.74–1.30 over α = 1–20 (band ±0.44; the SDE's spread is lower during the descent, higher
+    late), means within 1.8 SE."""
     sim, sde = _helpers().run_ff_pair(500)
     _assert_follows(sim, sde, "ff N=500")
 
@@ -219,7 +221,10 @@ def test_ff_spread_follows_simulations():
 def test_pepita_fluctuation_driven_divergence():
     """Exact PEPITA (p = x̃), σ_F = 0.04, η = 1, K = M = 2, N = 1000: the fraction of runs
     whose ε_g passes 1 before α = 20, simulations (40 streams) vs SDE (100 paths), within 3
-    standard errors of the difference of two binomial fractions."""
+    standard errors of the difference of two binomial fractions. Measured (48 SDE paths):
+    31 of 40 simulations (0.775) and 39 of 48 paths (0.81) pass ε_g = 1 before α = 20
+    (0.4 SE apart); from this initial state (init seed 0) the fraction is above the issue's
+    40–45 %, and the ODE (default Sobol 2¹⁴ drift) diverges too (ε_g 3.7e4 at α = 20)."""
     p_sim, S, p_sde, P, sim, sde, ode = _helpers().run_pepita_divergence()
     se = np.sqrt(p_sim * (1 - p_sim) / S + p_sde * (1 - p_sde) / P)
     assert 0.0 < p_sim < 1.0, p_sim
