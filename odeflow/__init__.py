@@ -37,7 +37,7 @@ import types
 #: public name → (module, attribute; None for the module itself)
 _LAZY = {
     "solve": ("odeflow.api", "solve"),
-    "solve_sde": ("odeflow.api", "solve_sde"),
+    "solve_sde": ("odeflow.sde_solve", "solve_sde"),
     "get_system": ("odeflow.api", "get_system"),
     "METHODS": ("odeflow.api", "METHODS"),
     "SDE_METHODS": ("odeflow.api", "SDE_METHODS"),

@@ -82,8 +82,8 @@ def _run_solve(args) -> int:
 
 
 def _run_sde(args) -> int:
-    from .api import solve_sde
     from .config import to_sde_args, validate_config
+    from .sde_solve import solve_sde
 
     _check_output(args.output)
     cfg = validate_config(_config(args.config), "sde", init_from=args.init_from)
@@ -108,7 +108,7 @@ def _run_sde(args) -> int:
 COMMANDS: dict[str, Command] = {
     "solve": Command("integrate the order-parameter ODEs", _common_arguments, _run_solve),
     "sde": Command(
-        "Euler–Maruyama ensemble: AFA's feedback noise, or with \"N\" the finite-N noise of "
+        'Euler–Maruyama ensemble: AFA\'s feedback noise, or with "N" the finite-N noise of '
         "every order parameter",
         _common_arguments,
         _run_sde,

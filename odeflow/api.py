@@ -1,6 +1,6 @@
-"""The public API: :func:`solve` (deterministic ODEs) and :func:`solve_sde` (the AFA
-feedback-noise ensemble); their results are in :mod:`odeflow.results`, the input checks in
-:mod:`odeflow.inputs`.
+"""The public API: :func:`solve` (deterministic ODEs; :func:`odeflow.solve_sde`, the
+stochastic paths, is in :mod:`odeflow.sde_solve` and shares this module's driver); results
+are in :mod:`odeflow.results`, the input checks in :mod:`odeflow.inputs`.
 
 ``solve`` integrates ``dy/dα = f(y; p)`` for the flat order-parameter vector
 ``y`` of a system (:class:`theory.system.System`) built by the rule's model
@@ -14,7 +14,6 @@ bar.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -51,11 +50,11 @@ from .inputs import (
 from .inputs import (
     select_quadrature as _select_quadrature,
 )
-from .results import Result, SDEResult, _jsonable
+from .results import Result, _jsonable
 from .status import STATUS_DOC, first_nonfinite
 from .status import describe as stop_message
 
-__all__ = ["solve", "solve_sde", "Result", "SDEResult", "get_system", "METHODS", "SDE_METHODS"]
+__all__ = ["solve", "Result", "get_system", "METHODS", "SDE_METHODS"]
 
 METHODS = S.METHODS
 SDE_METHODS = ("euler-maruyama",)
@@ -494,18 +493,7 @@ def _model_fields(model, system, parts, rec_y, p) -> dict:
     return out
 
 
-# ---------------------------------------------------------------------------- solve_sde
-def _nan_stats(x, alive):
-    """Mean and std (ddof=1, 0 for a single path) over axis 0 of the alive entries."""
-    m = alive.reshape(alive.shape + (1,) * (x.ndim - 2))
-    cnt = m.sum(axis=0)
-    xs = np.where(m, x, 0.0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = xs.sum(axis=0) / cnt
-        var = np.where(m, (x - mean) ** 2, 0.0).sum(axis=0) / np.maximum(cnt - 1, 1)
-    return mean, np.sqrt(var)
-
-
+# ------------------------------------------------------------------------ the driver
 def _drive_paths(call, P, FS, IST, bar, chunk0=1):
     """The one chunking driver (of :func:`solve` through :func:`_drive`, and of
     :func:`solve_sde`): run ``call(a, z, steps)`` — the compiled kernel on states (paths)
@@ -536,279 +524,3 @@ def _drive_paths(call, P, FS, IST, bar, chunk0=1):
                     steps = max(steps // 2, 1)
                 else:
                     G = max(G // 2, 1)
-
-
-def _positive_int(name, x):
-    if isinstance(x, bool) or not isinstance(x, (int, np.integer, float)) or int(x) != x or x < 1:
-        raise ValueError(f"{name} must be a positive integer, got {x!r}")
-    return int(x)
-
-
-def _noise_system(model, rule, system, state, N, activation, eta, eta_v, sigma, rule_params,
-                  noise_quadrature):
-    """``(cov, pc)``: the compiled Σ(y) of the rule's model (theory.covariance) and its
-    parameter vector at size N."""
-    from theory.covariance import noise_system
-
-    if hasattr(rule, "rhs"):
-        raise ValueError(
-            "solve_sde with N needs a rule (a name or a Rule), not a prebuilt system: "
-            "the covariance Σ(y) is built from the rule's signals"
-        )
-    ns = noise_system(rule, state.K, state.M, activation)
-    qrule = None
-    if noise_quadrature is not None:
-        from theory.codegen_quad import quad_options
-        from theory.quadrature import make_rule
-
-        q = quad_options(noise_quadrature)
-        dim = ns.dim(sigma)
-        if q["scheme"] == "auto":
-            q["scheme"] = "sobol"
-        qrule = make_rule(dim, q["scheme"], q["n"], q["seed"])
-    pc = ns.params(state, eta, eta_v, sigma, N=N, qrule=qrule, **dict(rule_params or {}))
-    return ns, np.ascontiguousarray(pc, dtype=float)
-
-
-# Long on purpose: about half is the docstring; the body reads top to bottom like solve's:
-# check, build, integrate (one kernel call site per noise model), package
-def solve_sde(
-    rule="afa",
-    init=None,
-    *,
-    eta,
-    eta_v=None,
-    sigma=0.0,
-    activation="erf",
-    alpha_max,
-    dt,
-    n_paths,
-    seed=None,
-    record=None,
-    method="euler-maruyama",
-    diverge_threshold=1e6,
-    rule_params=None,
-    progress=False,
-    quadrature=None,
-    eta_u=None,
-    theta=None,
-    N=None,
-    noise_quadrature=None,
-    noise_every=1,
-) -> SDEResult:
-    """Euler–Maruyama ensemble of the order parameters at finite N (docs/finite-size.md),
-    or of AFA's feedback noise alone (docs/theory.md §5).
-
-    Without ``N`` (the behaviour of earlier versions, bit for bit): Q, R and v follow their
-    ODEs given the path of b; b gets Gaussian noise with covariance ``Σ(y) dα``
-    (``system.noise``, η² σ_F² E[δ_k δ_l]); adaptive-feedback rules only.
-
-    With ``N``: every order parameter y (Q, R, v, b; Q, R, u for Forward-Forward) obeys the
-    diffusion approximation
-
-        dy = E[f](y) dα + Σ(y)^{1/2} dB_α / √N,     Σ = Cov[f]
-
-    (``f`` = N × the per-sample increment; :mod:`theory.covariance`), for every rule of the
-    committee (bp, fa, afa, pepita, pepita-forward, user rules, any activation) and for
-    "ff". The drift is the rule's ODE right-hand side (closed forms where they exist); Σ is
-    a fixed Gaussian quadrature (``noise_quadrature``). A path whose field covariance
-    ``[[Q, R], [Rᵀ, T]]`` stops being positive semi-definite (rare at N ≥ 100: Q ≈ I is far
-    from singular) is stopped there like a divergence (reason in ``message``; statistics use
-    the surviving paths), never projected: a projection would bias exactly the paths the
-    statistics are about.
-
-    Euler–Maruyama with fixed step ``dt`` (landing exactly on recording times); ``n_paths``
-    independent paths in parallel, reproducible for a given ``seed`` (see
-    :mod:`odeflow.sde`).
-
-    Parameters are those of :func:`solve` (``eta_u``, ``theta``: Forward-Forward's) plus
-
-    n_paths : int ≥ 1
-    seed : int or None
-        None: fresh entropy, recorded in ``params['seed']``.
-    method : "euler-maruyama"
-    N : float ≥ 1, optional
-        Input dimension of the finite-N noise on every order parameter (see above).
-    noise_quadrature : None, str or dict
-        The rule of Σ's expectations (``{"scheme", "n", "seed"}`` as ``quadrature`` of
-        :func:`solve`); default :func:`theory.covariance.default_noise_rule` (FF: its own
-        split rule). Only with ``N``.
-    noise_every : int ≥ 1
-        Refactor Σ every this many steps (1: every step, the plain Euler–Maruyama
-        scheme). Larger values freeze the diffusion over ``noise_every·dt`` (an O(that)
-        error in Σ) to save time. Only with ``N``.
-
-    Returns
-    -------
-    SDEResult
-        ``res.N`` is N (None without it); ``res.mean(name)``, ``res.std(name)``.
-
-    Raises
-    ------
-    ValueError
-        Without N, a rule without adaptive feedback; unknown method, non-positive dt,
-        alpha_max, n_paths or N, or an invalid init.
-    """
-    with cli.activity("loading the Euler–Maruyama kernel (compiled on first use, then cached)"):
-        from theory.cache import load_numba
-
-        E = load_numba(
-            _import_sde, Path(S.__file__).with_name("sde.py"), "*", "the Euler–Maruyama kernel"
-        )
-
-    t_start = time.perf_counter()
-    if method not in SDE_METHODS:
-        raise ValueError(f"unknown SDE method {method!r}; allowed: {', '.join(SDE_METHODS)}")
-    if init is None:
-        raise ValueError("solve_sde needs an initial state init (with b, c, sigma_F2)")
-    alpha_max = _positive("alpha_max", alpha_max)
-    if dt is None:
-        raise ValueError("solve_sde is fixed-step (Euler–Maruyama): give dt")
-    dt = _positive("dt", dt)
-    diverge_threshold = _positive("diverge_threshold", diverge_threshold)
-    n_paths = _positive_int("n_paths", n_paths)
-    if N is not None:
-        from theory.models import check_number
-
-        N = check_number("N", N, 1.0)
-        noise_every = _positive_int("noise_every", noise_every)
-    elif noise_quadrature is not None or noise_every != 1:
-        raise ValueError("noise_quadrature and noise_every apply only with N (finite-N noise)")
-    if seed is None:
-        seed = int(np.random.SeedSequence().entropy % (1 << 63))
-    model, state, mparams, (eta, eta_v, sigma, rule_params) = check_run(
-        rule, init, rule_params, dict(eta=eta, eta_v=eta_v, sigma=sigma, eta_u=eta_u, theta=theta)
-    )
-    if model.name == "deep":  # SDEResult has no read-out matrices W (docs/deep.md)
-        raise ValueError(
-            "solve_sde does not take a deep student (an init with W) yet: use solve for its "
-            "mean-field ODEs (docs/deep.md)"
-        )
-    rec, record_spec = _record_grid(record, alpha_max)
-    note = _dt_note(dt, rec)
-    system = get_system(rule, state.K, state.M, activation, quadrature)
-    lay = system.layout
-    if N is None and (getattr(system, "noise", None) is None or not lay.adaptive_b):
-        raise ValueError(
-            f"rule {_rule_name(system)!r} has no stochastic feedback; solve_sde "
-            "without N needs an adaptive-feedback rule such as 'afa' (give N for the "
-            "finite-N noise of every order parameter, or use solve for the ODEs)"
-        )
-    p = _params_vector(system, state, eta, eta_v, sigma, rule_params)
-    if N is not None:
-        ns, pc = _noise_system(
-            model, rule, system, state, N, activation, eta, eta_v, sigma, rule_params,
-            noise_quadrature,
-        )
-    t_sys = time.perf_counter()
-    y0 = np.ascontiguousarray(lay.pack(state), dtype=float)
-    n = y0.shape[0]
-    T = rec.shape[0]
-    P = n_paths
-    _check_memory(T, n, state.K, state.M, P, "odeflow sde")
-    Y = np.tile(y0, (P, 1))
-    rec_y = np.full((P, T, n), np.nan)
-    rec_eg = np.full((P, T), np.nan)
-    FS = np.zeros((P, S.N_FS))
-    IST = np.zeros((P, S.N_IST), dtype=np.int64)
-    opts = S.make_opts(
-        alpha_max, dt, 1.0, None, diverge_threshold, PSD_RTOL, 1 << 62, lay.nQ, lay.K, state.T
-    )
-    seeds = E.base_seeds(seed, P).view(np.int64)
-    bar = ProgressBar(alpha_max, label=f"{_rule_name(system)} SDE ×{P}", enabled=progress)
-    if N is None:
-        b0 = lay.slices["b"].start
-
-        def call(a, z, steps):
-            E.em_kernel(
-                system.rhs, system.eg, system.noise, p, Y[a:z], rec, rec_y[a:z], rec_eg[a:z],
-                FS[a:z], IST[a:z], opts, seeds[a:z], b0, steps,
-            )
-    else:
-        LS = np.zeros((P, n, n))
-
-        def call(a, z, steps):
-            E.em_full_kernel(
-                system.rhs, system.eg, ns.cov, p, pc, Y[a:z], rec, rec_y[a:z], rec_eg[a:z],
-                FS[a:z], IST[a:z], opts, seeds[a:z], 1.0 / N, noise_every, LS[a:z], steps,
-            )
-
-    _drive_paths(call, P, FS, IST, bar)
-
-    codes = IST[:, S.I_CODE]
-    diverged = codes < 0
-    alpha_stop = np.where(diverged, FS[:, S.F_STOP_ALPHA], FS[:, S.F_ALPHA])
-    alive = np.arange(T)[None, :] < IST[:, S.I_NEXT_REC][:, None]
-    n_alive = alive.sum(axis=0)
-    nd = int(diverged.sum())
-    if nd == 0:
-        status, message = (
-            0,
-            (
-                f"all {P} paths reached α = alpha_max = {_fmt(alpha_max)} "
-                f"({int(IST[0, S.I_NSTEPS])} steps each)"
-            ),
-        )
-    else:
-        first = int(np.argmin(np.where(diverged, alpha_stop, np.inf)))
-        _, _, why = _message(int(codes[first]), FS[first], IST[first], opts, "euler")
-        status = -1
-        npsd = int(np.sum(codes == S.CODE_PSD))
-        psd = f" ({npsd} of them lost a positive semi-definite Q)" if npsd else ""
-        message = (
-            f"{nd} of {P} paths diverged{psd} (their records stop there; statistics use "
-            f"the surviving paths); earliest, path {first}: {why}"
-        )
-    bar.close(alpha_max if nd == 0 else float(np.max(alpha_stop)), note=message)
-
-    parts = lay.unpack(rec_y)
-    eg_mean, eg_std = _nan_stats(rec_eg, alive)
-    b_mean = b_std = None
-    if parts.get("b") is not None:
-        b_mean, b_std = _nan_stats(parts["b"], alive)
-    params = dict(
-        model=model.name,
-        rule=_rule_name(system),
-        K=state.K,
-        M=state.M,
-        activation=getattr(system, "activation", activation),
-        **({"eta": eta, "eta_v": eta_v, "sigma": sigma} if N is None else mparams),
-        alpha_max=alpha_max,
-        method=method,
-        dt=dt,
-        record=_jsonable(record_spec),
-        n_paths=P,
-        seed=seed,
-        diverge_threshold=diverge_threshold,
-        chunk_steps=E.CHUNK_STEPS,
-        rule_params=dict(rule_params or {}),
-    )
-    if N is not None:
-        params.update(N=N, noise_every=noise_every, noise_quadrature=ns.describe_rule(pc))
-    if note:
-        params["notes"] = [note]
-    t_end = time.perf_counter()
-    return SDEResult(
-        alpha=rec.copy(),
-        eg=rec_eg,
-        Q=parts["Q"],
-        R=parts["R"],
-        v=parts.get("v"),
-        b=parts.get("b"),
-        u=parts.get("u"),
-        alive=alive,
-        n_alive=n_alive,
-        eg_mean=eg_mean,
-        eg_std=eg_std,
-        b_mean=b_mean,
-        b_std=b_std,
-        diverged=diverged,
-        alpha_stop=alpha_stop,
-        status=status,
-        message=message,
-        nfev=int(IST[:, S.I_NFEV].sum()),
-        init=state,
-        params=params,
-        timings={"system": t_sys - t_start, "run": t_end - t_sys},
-        N=N,
-    )

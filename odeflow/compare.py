@@ -433,7 +433,7 @@ def sde_verdict(sim_mean, sim_std, n, sde_mean, sde_std, n_paths, spread_floor=0
 
 def _sde_band(sde_opts, ode_rule, init, rates, cfg, sim, names, T, n, progress):
     """Run the SDE at the simulation's N from ``init``; ``(mean, std, verdict, result)``."""
-    from .api import solve_sde
+    from .sde_solve import solve_sde
 
     res = solve_sde(
         ode_rule,
@@ -505,9 +505,7 @@ def compare(config: dict, progress: bool = False, sim=None) -> Comparison:
     # named by the model (theory.models), and the deep ODEs
     deep = "widths" in sim_cfg
     model = MODELS["deep"] if deep else None
-    simmod = importlib.import_module(
-        model.simulation if deep else "simulations.teacher_student"
-    )
+    simmod = importlib.import_module(model.simulation if deep else "simulations.teacher_student")
     # every ODE (and SDE) option is checked before the (long) simulations run, not after them
     check_solver_options(**ode_opts)
     sde_opts = sde_options(config)

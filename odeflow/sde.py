@@ -307,7 +307,22 @@ def em_kernel(
 
 @njit(EM_FULL_SIGNATURE, parallel=True, cache=True)
 def em_full_kernel(
-    rhs, eg, cov, p, pc, Y, rec_alpha, rec_y, rec_eg, FS, IST, opts, seeds, inv_n, every, LS,
+    rhs,
+    eg,
+    cov,
+    p,
+    pc,
+    Y,
+    rec_alpha,
+    rec_y,
+    rec_eg,
+    FS,
+    IST,
+    opts,
+    seeds,
+    inv_n,
+    every,
+    LS,
     max_call_steps,
 ):
     """Finite-N Euler–Maruyama on every order parameter (:mod:`theory.covariance`)::

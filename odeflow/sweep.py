@@ -219,7 +219,7 @@ class SweepResult:
             from simulations.teacher_student import SimulationResult
 
             return SimulationResult.load(p)
-        from .api import Result, SDEResult
+        from .results import Result, SDEResult
 
         return (Result if self.sweep.kind == "solve" else SDEResult).load(p)
 

@@ -155,8 +155,9 @@ def _run(kind: str, config: dict):
         # result does not depend on threads: each seed is its own sequential stream)
         cfg.setdefault("threads", 1)
         return simulate(cfg)
-    from .api import solve, solve_sde
+    from .api import solve
     from .config import to_solve_args, validate_config
+    from .sde_solve import solve_sde
 
     cfg = validate_config(config, kind)
     rule, init, kw = to_solve_args(cfg)

@@ -44,7 +44,7 @@ def model_module(config):
     rule = config.get("rule") if isinstance(config, dict) else None
     if rule in ("dfa", "pepita-hebbian"):  # rules only the deep student simulates
         raise ValueError(
-            f"rule {rule!r} is simulated by the deep student: give \"widths\": [K1, K2, ...] "
+            f'rule {rule!r} is simulated by the deep student: give "widths": [K1, K2, ...] '
             "(the hidden widths; [K] for a two-layer network)"
         )
     model = model_of(rule)
