@@ -115,7 +115,7 @@ def labels(layout) -> list:
 
 
 # --------------------------------------------------------------------------- source
-def _cov_loop(unit, xt, adaptive, sgd_v, load_params):
+def _cov_loop(unit, first, n_atoms, xt, adaptive, sgd_v, load_params):
     def block(lines, n):
         return "\n".join(" " * n + s for s in lines) if lines else " " * n + "pass"
 
@@ -142,7 +142,7 @@ def _moments(y, p, m, S):
     C = np.empty((NU, NU)); A = np.empty(NU); Bv = np.empty(NU)
     L = np.zeros((NU, NU)); z = np.empty(NU)
     d = np.empty(K); Pk = np.empty(K); s = np.empty(K); f = np.zeros(n)
-    aDD = np.zeros((K, K))
+    aDD = np.zeros((K, K)); TR = np.empty(({n_atoms}, NU))
     for i in range(n):
         m[i] = 0.0
         for j in range(n):
@@ -168,8 +168,9 @@ def _moments(y, p, m, S):
         w = _next_node(p, O_N, kind, D, P, q, X, Wt, idx, xi)
         map_node(L, xi, z)
         e = 0.0
+        # first pass: each transcendental of field u once (stored in TR for the unit code)
         for u in range(NU):
-            e += A[u] * _g(z[u])
+{block(first, 12)}
         if noisy:
             e -= sigma * xi[NU]
         e_ = e
@@ -226,14 +227,17 @@ def cov_source(rule, act, key: str) -> str:
     """Python source of the generated covariance module of (rule, activation)."""
     from .codegen_quad import _unit_code
     from .emit import emit_module
-    from .quad_expr import activation_functions
+    from .quad_expr import activation_functions, field_atoms, field_code
 
     adaptive = rule.feedback == "adaptive"
     xt = rule.presynaptic == "x_tilde"
     params = sorted(rule.params)
     unit = _unit_code(rule, act, False, params)
+    first = ["zz_ = z[u]", *field_code(act, False), "e += A[u] * g_"]
     load_params = "\n".join(f"    {name} = p[P_RULE + {i}]" for i, name in enumerate(params))
-    loop = _cov_loop(unit, xt, adaptive, rule.second_layer == "sgd", load_params)
+    loop = _cov_loop(
+        unit, first, len(field_atoms(act)), xt, adaptive, rule.second_layer == "sgd", load_params
+    )
     return emit_module(
         generator="theory.covariance",
         version=COV_CODEGEN_VERSION,

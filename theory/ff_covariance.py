@@ -85,7 +85,7 @@ def cov(y, p, S):
         comments=[f"activation={check_activation(activation).name!r}"],
         constants={"_HEADER": _HEADER},
         functions=_generated_functions(activation),
-        kernels=["ff_kernels", "ff_cov_kernels"],
+        kernels=["ff_rules", "ff_kernels", "ff_cov_kernels"],
         after=[entry],
     )
 
@@ -109,6 +109,7 @@ def build_ff_covariance(K: int, M: int, activation="erf", nodes=None) -> FFCovar
     fp = source_fingerprint(
         (
             "ff.py",
+            "ff_rules.py",
             "ff_kernels.py",
             "ff_cov_kernels.py",
             "ff_covariance.py",

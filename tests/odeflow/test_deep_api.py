@@ -11,7 +11,8 @@ import odeflow
 from odeflow.__main__ import main
 from odeflow.config import ConfigError, validate_config
 
-GH = {"scheme": "gauss-hermite", "n": 8}
+# the same rule on both sides (their agreement, not the rule's accuracy, is under test)
+GH = {"scheme": "gauss-hermite", "n": 8, "rtol": 0.1}
 
 
 def init_dict(widths=(2, 3), seed=0):
