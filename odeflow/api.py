@@ -277,8 +277,8 @@ def solve(
         ``theory.divergence.EG_MAX`` = 10⁴, the simulations' ``eg_max``). Guards stop the
         run as diverged too: a non-finite state, an order parameter above
         ``max(theory.divergence.Y_MAX, diverge_threshold)`` (10⁶: numerical overflow), Q
-        losing positive semi-definiteness. The message gives ε_g and max |order parameter|
-        of the last accepted state either way.
+        losing positive semi-definiteness. The message gives ε_g and the largest order
+        parameter (in absolute value) of the last accepted state either way.
     rule_params : dict, optional
         Values of a custom Rule's extra parameters.
     progress : bool

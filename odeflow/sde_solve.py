@@ -132,12 +132,16 @@ def solve_sde(
     independent paths in parallel, reproducible for a given ``seed`` (see
     :mod:`odeflow.sde`).
 
-    Parameters are those of :func:`solve` (``eta_u``, ``theta``: Forward-Forward's) plus
-
+    Parameters
+    ----------
+    rule, init, eta, eta_v, sigma, activation, alpha_max, dt, record, rule_params, quadrature
+        As for :func:`odeflow.solve` (``eta_u``, ``theta``: Forward-Forward's).
     n_paths : int ≥ 1
+        Number of independent paths.
     seed : int or None
         None: fresh entropy, recorded in ``params['seed']``.
     method : "euler-maruyama"
+        The only scheme (see :mod:`odeflow.sde`).
     N : float ≥ 1, optional
         Input dimension of the finite-N noise on every order parameter (see above).
     noise_quadrature : None, str or dict

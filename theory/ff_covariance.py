@@ -28,8 +28,8 @@ NOISE_NODES = {"n_lam": 20}
 @dataclass
 class FFCovariance:
     """The compiled Σ(y) of Forward-Forward at K, M: ``cov(y, p, S)``,
-    ``moments(y, p, m, S)`` (also E[f], the drift), ``params`` (:meth:`theory.ff.FFSystem.
-    params` with the noise node counts)."""
+    ``moments(y, p, m, S)`` (also E[f], the drift), ``params``
+    (:meth:`theory.ff.FFSystem.params` with the noise node counts)."""
 
     K: int
     M: int

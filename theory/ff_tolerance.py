@@ -97,7 +97,7 @@ def error_estimate(
     system, state, eta, eta_v=None, sigma=0.0, theta=None, eta_u=None, with_eg=True
 ) -> dict:
     """The error estimate of ``system``'s rule at ``state`` (module docstring): ``rhs_abs``
-    (largest estimated absolute error of dy/dα), ``rhs_rel`` (over the largest |dy/dα|),
+    (largest estimated absolute error of dy/dα), ``rhs_rel`` (over ``max |dy/dα|``),
     ``eg_abs`` (ε_g; None without ``with_eg`` or at K = 1, where it is exact), the rule
     (``scheme``, ``nodes``), ``rtol`` and ``ok``."""
     p = system.params(state, eta, eta_v, sigma, theta=theta, eta_u=eta_u, check=False)

@@ -91,8 +91,8 @@ MARGINAL_DEFAULT_N = 24
 #: (:mod:`theory.tolerance`). Beyond 6 fields there is no default (n = 3 per field was 30–63 %
 #: wrong at K = M = 4): ValueError.
 GH_DEFAULT_N = {1: 48, 2: 32, 3: 20, 4: 12, 5: 8, 6: 6}
-#: the tolerance every scheme promises by default: max_i |f_i − f_i^exact| ≤ rtol · scale,
-#: scale = the largest |f_i| of the right-hand side (theory.tolerance)
+#: the tolerance every scheme promises by default: ``max_i |f_i − f_i^exact| ≤ rtol · scale``,
+#: scale = the largest ``|f_i|`` of the right-hand side (theory.tolerance)
 RTOL_DEFAULT = 1e-6
 RTOL_RANGE = (1e-13, 1.0)
 GH_N_RANGE = (2, 100)
