@@ -5,11 +5,14 @@ goodness gap grow) and the online simulations follow the ODE."""
 import json
 
 import numpy as np
+import pytest
 
 import figures
 from figures import _style
 
 
+# ~20–50 s: in the slow job, to keep the default suite under 10 minutes on 2 cores
+@pytest.mark.slow
 def test_ff_theory_quick(tmp_path):
     mod = figures.get("ff-theory")
     assert mod.NAME == "ff-theory" and "\n" not in mod.DESCRIPTION

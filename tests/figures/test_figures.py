@@ -84,6 +84,8 @@ def test_learning_curves(tmp_path):
     assert d["fa_ode"][-1] < 0.2 * d["fa_ode"][0]
 
 
+# ~20–50 s: in the slow job, to keep the default suite under 10 minutes on 2 cores
+@pytest.mark.slow
 def test_pepita_vs_afa(tmp_path):
     d, p = run_figure("pepita-vs-afa", tmp_path)
     from figures.pepita_vs_afa import _tag

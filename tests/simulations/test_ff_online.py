@@ -108,6 +108,8 @@ def _extrapolated_agreement(K, M, init_seed, N1, seeds, alpha_max, every, activa
     return runs, ode
 
 
+# ~20–50 s: in the slow job, to keep the default suite under 10 minutes on 2 cores
+@pytest.mark.slow
 def test_ff_simulation_follows_the_ode_small():
     """Default suite: K = 2, M = 1, N ∈ {250, 500, 1000}, 20 seeds, α ≤ 10; ε_g falls."""
     runs, ode = _extrapolated_agreement(2, 1, 0, 250, 20, 10.0, 1.0)

@@ -201,6 +201,8 @@ def test_general_label_k3_against_1e7_monte_carlo():
     _check(st, 1.5, 20_000_000, 22, 3.0)
 
 
+# ~20–50 s: in the slow job, to keep the default suite under 10 minutes on 2 cores
+@pytest.mark.slow
 def test_solve_takes_ff_quadrature_options_and_reports_the_estimate():
     """``odeflow.solve("ff", ..., quadrature={"n": ..., "seed": ...})`` runs the QMC rule with
     that many points and reports the rule and its estimate at the initial and final state;
