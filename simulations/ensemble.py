@@ -141,6 +141,16 @@ class Stopped(Exception):
     """Raised inside a worker by ``report`` once the ensemble has been told to stop."""
 
 
+def samples_bar(progress, total: int, label: str):
+    """The ensemble's progress bar from a simulate() ``progress`` argument: ``True`` draws the
+    one bar over ``total`` samples, a :class:`ProgressBar` is used as given, falsy means none."""
+    if progress is True:
+        return ProgressBar(
+            total, label=label, delay=0.0, min_interval=0.2, unit="samples", rate=True
+        )
+    return progress or None
+
+
 def run_parallel(fn, n_tasks: int, threads: int | None = None, progress=None, total_work: int = 1):
     """Run ``fn(i, report)`` for ``i = 0 … n_tasks−1`` on a pool of threads.
 

@@ -49,12 +49,12 @@ from theory.state import OrderParameters, record_alphas
 
 from .ensemble import (
     Divergence,
-    ProgressBar,
     ensemble_stats,
     init_generator,
     mc_test_generator,
     run_parallel,
     sample_state,
+    samples_bar,
     seed_list,
 )
 
@@ -106,7 +106,9 @@ def validate_ff_config(config) -> dict:
     """Check an FF simulation config; return a normalised copy with defaults filled in.
 
     Keys: ``rule`` ("ff"), ``N``, ``alpha_max`` (required); ``K`` (2), ``M`` (1),
-    ``activation`` ("erf", "linear" or "relu"; the student's), ``eta``, ``eta_u``,
+    ``activation`` (the student's: a built-in name, "erf", "linear", "relu", "tanh" or
+    "sigmoid", or an expression of z such as "z*tanh(z)" from the activation registry),
+    ``eta``, ``eta_u``,
     ``theta`` (> 0; default K/2), ``record``, ``seeds``, ``same_init``, ``init``
     (``seed``, ``w_scale``, ``w_star_scale``, ``u_scale``, ``v_star`` (number or M numbers,
     none zero), ``u`` (a number or K numbers), ``state`` (``{"Q", "R", "T"}``: build the
@@ -629,18 +631,7 @@ def simulate_ff(config: dict, progress=None) -> FFSimulationResult:
         X_test = mc_test_generator(cfg["init"]["seed"]).standard_normal((cfg["mc_test"], N))
     step_kernel(cfg["activation"])._warmup()  # compile / load before the threads start
     threads = cfg["threads"] or os.cpu_count() or 1
-    bar = progress
-    if progress is True:
-        bar = ProgressBar(
-            S * int(rec_steps[-1]),
-            label=f"ff N={N}",
-            delay=0.0,
-            min_interval=0.2,
-            unit="samples",
-            rate=True,
-        )
-    elif not progress:
-        bar = None
+    bar = samples_bar(progress, S * int(rec_steps[-1]), f"ff N={N}")
     outs = run_parallel(
         lambda i, report: _run_seed(cfg, i, report, alphas, rec_steps, X_test),
         S,

@@ -56,6 +56,7 @@ from .ensemble import (
     mc_test_generator,
     run_parallel,
     sample_state,
+    samples_bar,
 )
 
 # the config checks and the results live in their own modules (re-exported here: this is
@@ -518,18 +519,7 @@ def simulate(config: dict, progress: bool | ProgressBar | None = None) -> Simula
         X_test = mc_test_generator(cfg["init"]["seed"]).standard_normal((cfg["mc_test"], N))
     _kernel(sim_rule, cfg["activation"])  # compile / load the kernel before threads start
     threads = cfg["threads"] or os.cpu_count() or 1
-    bar = progress
-    if progress is True:
-        bar = ProgressBar(
-            S * int(rec_steps[-1]),
-            label=f"{rule} N={N}",
-            delay=0.0,
-            min_interval=0.2,
-            unit="samples",
-            rate=True,
-        )
-    elif not progress:
-        bar = None
+    bar = samples_bar(progress, S * int(rec_steps[-1]), f"{rule} N={N}")
     outs = run_parallel(
         lambda i, report: _run_seed(cfg, i, report, alphas, rec_steps, X_test, sim_rule),
         S,
