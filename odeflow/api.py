@@ -13,6 +13,7 @@ bar.
 
 from __future__ import annotations
 
+import sys
 import time
 
 import numpy as np
@@ -132,9 +133,12 @@ def _rhs_cost(rule, system, activation, eta, eta_v, sigma, rule_params):
     return t * (K / k) ** 2 * ((K + M) / (k + m)) ** 2
 
 
-def _announce_cost(rule, system, activation, eta, eta_v, sigma, rule_params, method):
-    """Say up front (stderr) how long one step will take for a large system."""
-    if not cli.verbose() or system.layout.K + system.layout.M <= _ESTIMATE_ABOVE:
+def _announce_cost(
+    rule, system, activation, eta, eta_v, sigma, rule_params, method, progress=False
+):
+    """Say up front (stderr: in the commands and with ``progress=True``) how long one step
+    will take for a large system."""
+    if not (cli.verbose() or progress) or system.layout.K + system.layout.M <= _ESTIMATE_ABOVE:
         return
     if getattr(system, "model", "") == "deep":  # the cost law below is the committee's
         return
@@ -149,8 +153,66 @@ def _announce_cost(rule, system, activation, eta, eta_v, sigma, rule_params, met
         f"{method} step ~{per_step:.3g} s"
     )
     if per_step > 1:
-        msg += "; progress (and Ctrl-C) is seen between steps"
-    cli.status(msg)
+        msg += "; progress is seen between steps, Ctrl-C stops within 0.5 s"
+    _say(msg, progress)
+
+
+#: seconds after which a first step still running is explained (and its cost measured)
+_NOTICE_SECONDS = 0.5
+
+
+def _say(msg: str, progress: bool) -> None:
+    """A status line on stderr: in the commands (verbose) and with ``progress=True``."""
+    if cli.verbose():
+        cli.status(msg)
+    elif progress:
+        print(msg, file=sys.stderr, flush=True)
+
+
+def _interruptible_call(kernel, system, p, arrays, ist, progress, method):
+    """``call(steps)`` for :func:`_drive`: the compiled loop on the run's ``arrays`` in a
+    worker thread, so that Ctrl-C stops it within a fraction of a second even when one
+    right-hand side takes hours (:mod:`theory.runtime.interruptible`: the main thread
+    raises the abort slot that the generated kernels poll, then re-raises
+    KeyboardInterrupt; the aborted arrays are discarded with the run).
+
+    Visible: if the first call is still running after :data:`_NOTICE_SECONDS`, say so at
+    once; when it returns, give the measured cost of one right-hand side and of one step."""
+    from theory.runtime import interruptible
+
+    ab = interruptible.Abort(system, p)
+    first = [True]
+    lay = system.layout
+    where = f"{_rule_name(system)} at K = {lay.K}, M = {lay.M}"
+
+    def slow():
+        _say(
+            f"{where}: the first {method} step is still running after {_NOTICE_SECONDS} s "
+            "(one right-hand side is slow here; Ctrl-C stops it); measuring its cost …",
+            progress,
+        )
+
+    def call(steps):
+        fn = lambda: kernel(system.rhs, system.eg, ab.p, *arrays, steps)  # noqa: E731
+        if not first[0]:
+            interruptible.call(fn, ab.set)
+            return
+        first[0] = False
+        t0, n0 = time.perf_counter(), int(ist[S.I_NFEV])
+        interruptible.call(fn, ab.set, notice=(_NOTICE_SECONDS, slow))
+        dt, nfev = time.perf_counter() - t0, int(ist[S.I_NFEV]) - n0
+        if dt > _NOTICE_SECONDS and nfev > 0:
+            tab = S.TABLEAUX[method]
+            per = (len(tab.b) - int(tab.fsal)) * dt / nfev
+            _say(
+                f"{where}: one right-hand side takes ~{dt / nfev:.3g} s ({nfev} in the first "
+                f"{dt:.3g} s); every further {method} step needs "
+                f"{len(tab.b) - int(tab.fsal)} of them (~{per:.3g} s; more when a step is "
+                "rejected); progress is seen between steps, Ctrl-C stops within 0.5 s",
+                progress,
+            )
+
+    return call
 
 
 def _import_sde():
@@ -345,7 +407,7 @@ def solve(
     t_sys = time.perf_counter()
     _check_memory(len(rec), system.layout.n, state.K, state.M, 1, "odeflow solve")
     p = _params_vector(system, state, eta, eta_v, sigma, rule_params)
-    _announce_cost(rule, system, activation, eta, eta_v, sigma, rule_params, method)
+    _announce_cost(rule, system, activation, eta, eta_v, sigma, rule_params, method, progress)
     lay = system.layout
     y = np.ascontiguousarray(lay.pack(state), dtype=float)
     n = y.shape[0]
@@ -378,9 +440,9 @@ def solve(
         fs[S.F_H] = dt
     kernel = _load_kernel(S.KERNELS[method], f"the {method} integrator")
 
-    def call(steps):
-        kernel(system.rhs, system.eg, p, y, rec, rec_y, rec_eg, fs, ist, work, opts, steps)
-
+    call = _interruptible_call(
+        kernel, system, p, (y, rec, rec_y, rec_eg, fs, ist, work, opts), ist, progress, method
+    )
     bar = ProgressBar(alpha_max, label=f"{_rule_name(system)} {method}", enabled=progress)
     if tracker.active:
         tracker.start(0.0, y)
