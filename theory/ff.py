@@ -461,7 +461,11 @@ class FFRule:
 class FFSystem:
     """The compiled FF system for one K, M and activation: implements the contract of
     :class:`theory.system.System` (``rhs(y, p, dy)``, ``eg(y, p)``, ``noise`` = None,
-    ``layout``, ``params``, ``observables``, ``describe``)."""
+    ``layout``, ``params``, ``observables``, ``describe``). ``rhs`` and ``eg`` poll the
+    abort slot of :mod:`theory.runtime.interruptible` once per outer node."""
+
+    #: its kernels poll the abort slot (theory.ff_kernels._abort_at)
+    polls_abort = True
 
     K: int
     M: int

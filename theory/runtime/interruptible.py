@@ -64,14 +64,18 @@ class Abort:
             self.p[-1] = 0.0
 
 
-def _wait(th: threading.Thread, poll: float, deadline=None, check=True) -> None:
-    while th.is_alive():
-        th.join(poll)
+def _wait(finished: threading.Event, poll: float, deadline=None, check=True) -> None:
+    # an Event, not Thread.join: a KeyboardInterrupt inside join(timeout) can leave the
+    # Thread object marking a running worker as stopped (CPython 3.11's bpo-45274 cleanup
+    # releases the tstate lock the worker still holds)
+    while not finished.wait(poll):
         if check:
             cli.check_interrupted()  # a Ctrl-C whose exception was swallowed on the way
         if deadline is not None and time.perf_counter() > deadline[0]:
             deadline[1]()
             deadline = None
+    if check:
+        cli.check_interrupted()
 
 
 def call(fn, abort, *, poll: float = POLL_SECONDS, notice=None):
@@ -98,21 +102,25 @@ def call(fn, abort, *, poll: float = POLL_SECONDS, notice=None):
     if threading.current_thread() is not threading.main_thread():
         return fn()
     box = {}
+    finished = threading.Event()
 
     def work():
         try:
             box["value"] = fn()
         except BaseException as exc:  # handed to the main thread below
             box["error"] = exc
+        finally:
+            finished.set()
 
     th = threading.Thread(target=work, name="odeflow-kernel", daemon=True)
     deadline = None if notice is None else [time.perf_counter() + notice[0], notice[1]]
     th.start()
     try:
-        _wait(th, poll, deadline)
+        _wait(finished, poll, deadline)
     except KeyboardInterrupt:
         abort()
-        _wait(th, poll, check=False)  # returns within one outer-loop iteration of the kernel
+        # the kernels return within one outer-loop iteration
+        _wait(finished, poll, check=False)
         raise
     if "error" in box:
         raise box["error"]
