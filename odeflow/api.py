@@ -8,7 +8,8 @@ are in :mod:`odeflow.results`, the input checks in :mod:`odeflow.inputs`.
 Nothing here depends on which model it is: the model's parameters, initial state and
 result fields are declared by the model. The integration loop is compiled
 (:mod:`odeflow.solvers`); Python only runs between chunks of steps, to draw the progress
-bar.
+bar. The loop runs in a worker thread that Ctrl-C aborts even inside one long right-hand
+side (:func:`_interruptible_call`, :mod:`theory.runtime.interruptible`).
 """
 
 from __future__ import annotations
@@ -86,7 +87,9 @@ def _drive(call, fs, ist, alpha_max, max_steps, bar, chunk0=1):
     """Run a compiled kernel in chunks until it stops, adapting the chunk length so that
     one chunk takes about ``_CHUNK_SECONDS``. Always chunked (with or without a progress
     bar): Python regains control between chunks, so Ctrl-C (KeyboardInterrupt) stops a run
-    within a fraction of a second. The first chunk is ``chunk0`` steps (one: even a huge
+    within a fraction of a second; inside one chunk too, when ``call`` is
+    :func:`_interruptible_call` (a chunk is at least one step, i.e. several right-hand
+    sides, which take hours at K = 1000). The first chunk is ``chunk0`` steps (one: even a huge
     system shows its progress, and its cost per step, early). Chunking does not change the
     result: the kernels carry all their state in ``fs``/``ist``/``work``. One state is the
     one-path case of :func:`_drive_paths`, the driver of the SDE ensembles."""
@@ -177,13 +180,16 @@ def _interruptible_call(kernel, system, p, arrays, ist, progress, method):
     KeyboardInterrupt; the aborted arrays are discarded with the run).
 
     Visible: if the first call is still running after :data:`_NOTICE_SECONDS`, say so at
-    once; when it returns, give the measured cost of one right-hand side and of one step."""
+    once; when it returns (and again after the second call, if that is long too), give the
+    measured cost of one right-hand side and of one step."""
     from theory.runtime import interruptible
 
     ab = interruptible.Abort(system, p)
-    first = [True]
+    ncall = [0]
     lay = system.layout
     where = f"{_rule_name(system)} at K = {lay.K}, M = {lay.M}"
+    tab = S.TABLEAUX[method]
+    stages = len(tab.b) - int(tab.fsal)  # evaluations per step (the last reused: FSAL)
 
     def slow():
         _say(
@@ -194,21 +200,23 @@ def _interruptible_call(kernel, system, p, arrays, ist, progress, method):
 
     def call(steps):
         fn = lambda: kernel(system.rhs, system.eg, ab.p, *arrays, steps)  # noqa: E731
-        if not first[0]:
+        i = ncall[0]
+        ncall[0] += 1
+        if i > 1:
             interruptible.call(fn, ab.set)
             return
-        first[0] = False
         t0, n0 = time.perf_counter(), int(ist[S.I_NFEV])
-        interruptible.call(fn, ab.set, notice=(_NOTICE_SECONDS, slow))
+        interruptible.call(fn, ab.set, notice=(_NOTICE_SECONDS, slow) if i == 0 else None)
         dt, nfev = time.perf_counter() - t0, int(ist[S.I_NFEV]) - n0
         if dt > _NOTICE_SECONDS and nfev > 0:
-            tab = S.TABLEAUX[method]
-            per = (len(tab.b) - int(tab.fsal)) * dt / nfev
+            # the first call may include one-time work (numba compiling a signature on first
+            # use), so the second call, if long too, refines the estimate
+            what = "the first step, with any one-time compile" if i == 0 else "the next steps"
             _say(
-                f"{where}: one right-hand side takes ~{dt / nfev:.3g} s ({nfev} in the first "
-                f"{dt:.3g} s); every further {method} step needs "
-                f"{len(tab.b) - int(tab.fsal)} of them (~{per:.3g} s; more when a step is "
-                "rejected); progress is seen between steps, Ctrl-C stops within 0.5 s",
+                f"{where}: one right-hand side takes ~{dt / nfev:.3g} s ({nfev} in "
+                f"{dt:.3g} s, {what}); every {method} step needs {stages} of them "
+                f"(~{stages * dt / nfev:.3g} s; more when a step is rejected); progress is "
+                "seen between steps, Ctrl-C stops within 0.5 s",
                 progress,
             )
 
