@@ -151,17 +151,37 @@ def _announce_cost(
     tab = S.TABLEAUX[method]  # rhs evaluations per step: stages, one
     per_step = (len(tab.b) - int(tab.fsal)) * t  # fewer when the last is reused (FSAL)
     msg = (
-        f"estimate: one evaluation of the right-hand side takes ~{t:.3g} s at "
+        f"estimate: one evaluation of the right-hand side takes ~{_dur(t)} at "
         f"K = {system.layout.K}, M = {system.layout.M} (cost ∝ K²(K+M)²), so one "
-        f"{method} step ~{per_step:.3g} s"
+        f"{method} step ~{_dur(per_step)}"
     )
     if per_step > 1:
-        msg += "; progress is seen between steps, Ctrl-C stops within 0.5 s"
+        msg += f"; progress is seen between steps, {_ctrl_c(system)}"
     _say(msg, progress)
 
 
 #: seconds after which a first step still running is explained (and its cost measured)
 _NOTICE_SECONDS = 0.5
+
+
+def _dur(seconds: float) -> str:
+    """``0.52 s``, ``86.3 s``, ``4 h 25 min``, ``1.1 days``: estimates people can read."""
+    if seconds < 100:
+        return f"{seconds:.3g} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.3g} min"
+    if seconds < 2 * 86400:
+        h, m = divmod(int(round(seconds / 60)), 60)
+        return f"{h} h {m} min"
+    return f"{seconds / 86400:.3g} days"
+
+
+def _ctrl_c(system) -> str:
+    from theory.runtime.interruptible import polls_abort
+
+    if polls_abort(system):
+        return "Ctrl-C stops within 0.5 s"
+    return "Ctrl-C is seen between steps"
 
 
 def _say(msg: str, progress: bool) -> None:
@@ -213,10 +233,10 @@ def _interruptible_call(kernel, system, p, arrays, ist, progress, method):
             # use), so the second call, if long too, refines the estimate
             what = "the first step, with any one-time compile" if i == 0 else "the next steps"
             _say(
-                f"{where}: one right-hand side takes ~{dt / nfev:.3g} s ({nfev} in "
-                f"{dt:.3g} s, {what}); every {method} step needs {stages} of them "
-                f"(~{stages * dt / nfev:.3g} s; more when a step is rejected); progress is "
-                "seen between steps, Ctrl-C stops within 0.5 s",
+                f"{where}: one right-hand side takes ~{_dur(dt / nfev)} ({nfev} in "
+                f"{_dur(dt)}, {what}); every {method} step needs {stages} of them "
+                f"(~{_dur(stages * dt / nfev)}; more when a step is rejected); progress is "
+                f"seen between steps, {_ctrl_c(system)}",
                 progress,
             )
 

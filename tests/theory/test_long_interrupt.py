@@ -152,9 +152,11 @@ def test_call_aborts_on_keyboard_interrupt():
 
 
 # ----------------------------------------------------------------------- the API
-def test_solve_stops_within_1s_of_keyboard_interrupt_inside_one_rhs():
+def test_solve_stops_within_1s_of_keyboard_interrupt_inside_one_rhs(capfd):
     """``solve`` at K = 200 (one rhs ~8 s): a KeyboardInterrupt raised in the main thread
-    1 s into the run stops it within 1 s (before: after the rhs, ~7 s later)."""
+    1 s into the run stops it within 1 s (before: after the rhs, ~7 s later). With
+    ``progress=True`` the wait is explained at once: the up-front estimate, then the note
+    that the first step is still running."""
     import odeflow
 
     state = _bp_state(K_BIG)
@@ -165,9 +167,12 @@ def test_solve_stops_within_1s_of_keyboard_interrupt_inside_one_rhs():
     due = time.perf_counter() + 1.0
     threading.Timer(1.0, _thread.interrupt_main).start()
     with pytest.raises(KeyboardInterrupt):
-        odeflow.solve("bp", state, eta=0.5, alpha_max=1.0, record={"alpha": [1.0]})
+        odeflow.solve("bp", state, eta=0.5, alpha_max=1.0, record={"alpha": [1.0]}, progress=True)
     # target 0.5 s (waiting slices of 0.05 s, one (k, l) sum); slack for the loaded machine
     assert time.perf_counter() - due < 1.0
+    err = capfd.readouterr().err
+    assert "estimate: one evaluation of the right-hand side takes" in err, err
+    assert "K = 200" in err and "still running after 0.5 s" in err, err
 
 
 # ----------------------------------------------------------------------- the CLI
