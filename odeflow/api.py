@@ -8,11 +8,13 @@ are in :mod:`odeflow.results`, the input checks in :mod:`odeflow.inputs`.
 Nothing here depends on which model it is: the model's parameters, initial state and
 result fields are declared by the model. The integration loop is compiled
 (:mod:`odeflow.solvers`); Python only runs between chunks of steps, to draw the progress
-bar.
+bar. The loop runs in a worker thread that Ctrl-C aborts even inside one long right-hand
+side (:func:`_interruptible_call`, :mod:`theory.runtime.interruptible`).
 """
 
 from __future__ import annotations
 
+import sys
 import time
 
 import numpy as np
@@ -85,7 +87,9 @@ def _drive(call, fs, ist, alpha_max, max_steps, bar, chunk0=1):
     """Run a compiled kernel in chunks until it stops, adapting the chunk length so that
     one chunk takes about ``_CHUNK_SECONDS``. Always chunked (with or without a progress
     bar): Python regains control between chunks, so Ctrl-C (KeyboardInterrupt) stops a run
-    within a fraction of a second. The first chunk is ``chunk0`` steps (one: even a huge
+    within a fraction of a second; inside one chunk too, when ``call`` is
+    :func:`_interruptible_call` (a chunk is at least one step, i.e. several right-hand
+    sides, which take hours at K = 1000). The first chunk is ``chunk0`` steps (one: even a huge
     system shows its progress, and its cost per step, early). Chunking does not change the
     result: the kernels carry all their state in ``fs``/``ist``/``work``. One state is the
     one-path case of :func:`_drive_paths`, the driver of the SDE ensembles."""
@@ -132,9 +136,12 @@ def _rhs_cost(rule, system, activation, eta, eta_v, sigma, rule_params):
     return t * (K / k) ** 2 * ((K + M) / (k + m)) ** 2
 
 
-def _announce_cost(rule, system, activation, eta, eta_v, sigma, rule_params, method):
-    """Say up front (stderr) how long one step will take for a large system."""
-    if not cli.verbose() or system.layout.K + system.layout.M <= _ESTIMATE_ABOVE:
+def _announce_cost(
+    rule, system, activation, eta, eta_v, sigma, rule_params, method, progress=False
+):
+    """Say up front (stderr: in the commands and with ``progress=True``) how long one step
+    will take for a large system."""
+    if not (cli.verbose() or progress) or system.layout.K + system.layout.M <= _ESTIMATE_ABOVE:
         return
     if getattr(system, "model", "") == "deep":  # the cost law below is the committee's
         return
@@ -144,13 +151,96 @@ def _announce_cost(rule, system, activation, eta, eta_v, sigma, rule_params, met
     tab = S.TABLEAUX[method]  # rhs evaluations per step: stages, one
     per_step = (len(tab.b) - int(tab.fsal)) * t  # fewer when the last is reused (FSAL)
     msg = (
-        f"estimate: one evaluation of the right-hand side takes ~{t:.3g} s at "
+        f"estimate: one evaluation of the right-hand side takes ~{_dur(t)} at "
         f"K = {system.layout.K}, M = {system.layout.M} (cost ∝ K²(K+M)²), so one "
-        f"{method} step ~{per_step:.3g} s"
+        f"{method} step ~{_dur(per_step)}"
     )
     if per_step > 1:
-        msg += "; progress (and Ctrl-C) is seen between steps"
-    cli.status(msg)
+        msg += f"; progress is seen between steps, {_ctrl_c(system)}"
+    _say(msg, progress)
+
+
+#: seconds after which a first step still running is explained (and its cost measured)
+_NOTICE_SECONDS = 0.5
+
+
+def _dur(seconds: float) -> str:
+    """``0.52 s``, ``86.3 s``, ``4 h 25 min``, ``1.1 days``: estimates people can read."""
+    if seconds < 100:
+        return f"{seconds:.3g} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.3g} min"
+    if seconds < 2 * 86400:
+        h, m = divmod(int(round(seconds / 60)), 60)
+        return f"{h} h {m} min"
+    return f"{seconds / 86400:.3g} days"
+
+
+def _ctrl_c(system) -> str:
+    from theory.runtime.interruptible import polls_abort
+
+    if polls_abort(system):
+        return "Ctrl-C stops within 0.5 s"
+    return "Ctrl-C is seen between steps"
+
+
+def _say(msg: str, progress: bool) -> None:
+    """A status line on stderr: in the commands (verbose) and with ``progress=True``."""
+    if cli.verbose():
+        cli.status(msg)
+    elif progress:
+        print(msg, file=sys.stderr, flush=True)
+
+
+def _interruptible_call(kernel, system, p, arrays, ist, progress, method):
+    """``call(steps)`` for :func:`_drive`: the compiled loop on the run's ``arrays`` in a
+    worker thread, so that Ctrl-C stops it within a fraction of a second even when one
+    right-hand side takes hours (:mod:`theory.runtime.interruptible`: the main thread
+    raises the abort slot that the generated kernels poll, then re-raises
+    KeyboardInterrupt; the aborted arrays are discarded with the run).
+
+    Visible: if the first call is still running after :data:`_NOTICE_SECONDS`, say so at
+    once; when it returns (and again after the second call, if that is long too), give the
+    measured cost of one right-hand side and of one step."""
+    from theory.runtime import interruptible
+
+    ab = interruptible.Abort(system, p)
+    ncall = [0]
+    lay = system.layout
+    where = f"{_rule_name(system)} at K = {lay.K}, M = {lay.M}"
+    tab = S.TABLEAUX[method]
+    stages = len(tab.b) - int(tab.fsal)  # evaluations per step (the last reused: FSAL)
+
+    def slow():
+        _say(
+            f"{where}: the first {method} step is still running after {_NOTICE_SECONDS} s "
+            "(one right-hand side is slow here; Ctrl-C stops it); measuring its cost …",
+            progress,
+        )
+
+    def call(steps):
+        fn = lambda: kernel(system.rhs, system.eg, ab.p, *arrays, steps)  # noqa: E731
+        i = ncall[0]
+        ncall[0] += 1
+        if i > 1:
+            interruptible.call(fn, ab.set)
+            return
+        t0, n0 = time.perf_counter(), int(ist[S.I_NFEV])
+        interruptible.call(fn, ab.set, notice=(_NOTICE_SECONDS, slow) if i == 0 else None)
+        dt, nfev = time.perf_counter() - t0, int(ist[S.I_NFEV]) - n0
+        if dt > _NOTICE_SECONDS and nfev > 0:
+            # the first call may include one-time work (numba compiling a signature on first
+            # use), so the second call, if long too, refines the estimate
+            what = "the first step, with any one-time compile" if i == 0 else "the next steps"
+            _say(
+                f"{where}: one right-hand side takes ~{_dur(dt / nfev)} ({nfev} in "
+                f"{_dur(dt)}, {what}); every {method} step needs {stages} of them "
+                f"(~{_dur(stages * dt / nfev)}; more when a step is rejected); progress is "
+                f"seen between steps, {_ctrl_c(system)}",
+                progress,
+            )
+
+    return call
 
 
 def _import_sde():
@@ -345,7 +435,7 @@ def solve(
     t_sys = time.perf_counter()
     _check_memory(len(rec), system.layout.n, state.K, state.M, 1, "odeflow solve")
     p = _params_vector(system, state, eta, eta_v, sigma, rule_params)
-    _announce_cost(rule, system, activation, eta, eta_v, sigma, rule_params, method)
+    _announce_cost(rule, system, activation, eta, eta_v, sigma, rule_params, method, progress)
     lay = system.layout
     y = np.ascontiguousarray(lay.pack(state), dtype=float)
     n = y.shape[0]
@@ -378,9 +468,9 @@ def solve(
         fs[S.F_H] = dt
     kernel = _load_kernel(S.KERNELS[method], f"the {method} integrator")
 
-    def call(steps):
-        kernel(system.rhs, system.eg, p, y, rec, rec_y, rec_eg, fs, ist, work, opts, steps)
-
+    call = _interruptible_call(
+        kernel, system, p, (y, rec, rec_y, rec_eg, fs, ist, work, opts), ist, progress, method
+    )
     bar = ProgressBar(alpha_max, label=f"{_rule_name(system)} {method}", enabled=progress)
     if tracker.active:
         tracker.start(0.0, y)

@@ -120,7 +120,8 @@ class _LazyKernel:
             from theory.cache import load_numba
 
             self._disp = load_numba(
-                lambda: njit(KERNEL_SIGNATURE, cache=True)(self.py_func),
+                # nogil: theory.runtime.interruptible runs it in a worker thread (Ctrl-C)
+                lambda: njit(KERNEL_SIGNATURE, cache=True, nogil=True)(self.py_func),
                 __file__,
                 self.__name__,
                 f"the {self.__name__} loop",

@@ -459,6 +459,9 @@ class CachedSystem(SystemMethods):
     """A compiled system loaded from the cache without sympy; behaves like
     :class:`theory.codegen.System` (``derivation`` is derived on first access)."""
 
+    #: its rhs polls the abort slot (theory.runtime.interruptible; theory.codegen)
+    polls_abort = True
+
     rule: RuleInfo
     K: int
     M: int

@@ -27,6 +27,13 @@ def _asin(x):
     return math.asin(min(1.0, max(-1.0, x)))
 
 
+@njit(cache=True, nogil=True)
+def _abort(dy):
+    # an aborted rhs (theory.runtime.interruptible) leaves no plausible value behind
+    for i in range(dy.shape[0]):
+        dy[i] = math.nan
+
+
 @njit(cache=True, nogil=True, inline="always")
 def _fill(y, p, K, M, C, A, Bf):
     # C: covariance of (λ_1..λ_K, ν_1..ν_M[, φ]); A: readout coefficients of e = ŷ − y

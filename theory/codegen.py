@@ -16,7 +16,11 @@ off the diagonal.
 Flat state ``y``: :class:`theory.state.Layout`. Parameter vector ``p``::
 
     p = [K, M, eta, eta_v, sigma, sigma_F2, T (M·M, row-major), v_star (M), c (M),
-         b (K, fixed feedback), rule parameters (sorted by name)]
+         b (K, fixed feedback), rule parameters (sorted by name)[, abort slot]]
+
+The optional last entry is the abort slot of :mod:`theory.runtime.interruptible`: ``rhs``
+checks it before each sum over the summation indices and, when it is set, fills ``dy``
+with NaN and returns (Ctrl-C during a right-hand side that takes hours at K = 1000).
 
 The module is written by :func:`theory.emit.emit_module` (one printer, one emitter for
 every generator) and includes the rule-independent ``_fill`` and ``_asin`` from the real
@@ -246,14 +250,24 @@ def _emit_group(terms, free, acc, leaves, activation, depth):
     return lines
 
 
-def _emit_quantity(terms, free, target, leaves, activation, triangular=False):
-    """Loops over the free indices computing ``target`` (a format string in them)."""
+def _emit_quantity(terms, free, target, leaves, activation, triangular=False, poll=False):
+    """Loops over the free indices computing ``target`` (a format string in them).
+
+    ``poll``: check the abort slot (:mod:`theory.runtime.interruptible`) once per value of
+    the free indices — before each sum over the dummies, the O(NU²) bulk of the work, so
+    the check costs nothing measurable and an abort is seen within one such sum."""
     lines = []
     for j, idx in enumerate(free):
         lo = free[0] if (triangular and j == 1) else None
         lines.append("    " * j + _loop(idx, lo))
     depth = len(free)
     ind = "    " * depth
+    if poll:
+        lines += [
+            ind + "if ABORTABLE and p[NP] != 0.0:",
+            ind + "    _abort(dy)",
+            ind + "    return",
+        ]
     lines.append(ind + "acc = 0.0")
     groups = {}
     for t in terms:
@@ -274,14 +288,18 @@ def _source(der: D.Derivation, key: str) -> str:
     k, l, n = D.k, D.l, D.n
 
     rhs = []
-    rhs += _emit_quantity(der.dQ, (k, l), ["dy[iq] = acc", "iq += 1"], leaves, act, triangular=True)
-    rhs += _emit_quantity(der.dR, (k, n), ["dy[O_R + k * M + (n - K)] = acc"], leaves, act)
+    rhs += _emit_quantity(
+        der.dQ, (k, l), ["dy[iq] = acc", "iq += 1"], leaves, act, triangular=True, poll=True
+    )
+    rhs += _emit_quantity(
+        der.dR, (k, n), ["dy[O_R + k * M + (n - K)] = acc"], leaves, act, poll=True
+    )
     if der.dv:
-        rhs += _emit_quantity(der.dv, (k,), ["dy[O_V + k] = acc"], leaves, act)
+        rhs += _emit_quantity(der.dv, (k,), ["dy[O_V + k] = acc"], leaves, act, poll=True)
     else:
         rhs += ["for k in range(K):", "    dy[O_V + k] = 0.0"]
     if adaptive:
-        rhs += _emit_quantity(der.db, (k,), ["dy[O_B + k] = acc"], leaves, act)
+        rhs += _emit_quantity(der.db, (k,), ["dy[O_B + k] = acc"], leaves, act, poll=True)
     eg_body = _emit_quantity(der.eg, (), ["return acc"], leaves, act)
     noise = (
         _emit_quantity(
@@ -299,6 +317,8 @@ def _source(der: D.Derivation, key: str) -> str:
             "    K = int(p[0]); M = int(p[1]); NU = K + M; PHI = K + M; NF = NU + ADAPTIVE",
             "    O_R = K * (K + 1) // 2; O_V = O_R + K * M; O_B = O_V + K",
             "    P_RULE = P0 + M * M + 2 * M + K",
+            f"    NP = P_RULE + {len(rp)}  # the layout's length; p[NP]: the abort slot, if any",
+            "    ABORTABLE = p.shape[0] == NP + 1",
             "    W = np.empty(NF * NF + 2 * NF)",
             "    C = W[:NF * NF].reshape((NF, NF))",
             "    A = W[NF * NF:NF * NF + NF]",
@@ -347,6 +367,9 @@ class System(SystemMethods):
     timings : seconds spent deriving, generating and compiling (``{"derive", "codegen",
         "compile"}``), or loading from the cache.
     """
+
+    #: the generated rhs polls the abort slot (theory.runtime.interruptible)
+    polls_abort = True
 
     rule: Rule
     K: int

@@ -127,12 +127,26 @@ def _passes(lam, u, yl, theta, K, ap, am):
 
 
 @njit(cache=True, nogil=True)
+def _abort_at(p):
+    """Index of the abort slot (theory.runtime.interruptible) in ``p``, or −1 when ``p``
+    has none: the slot is the one entry past the layout of theory.ff.FFSystem.params
+    (header, T, v*, positions, the λ, ν and ε_g rules, Gauss–Legendre, QMC points)."""
+    K = int(p[0])
+    M = int(p[1])
+    mo = 1 if int(p[9]) == 1 else M
+    n = _offsets(p)[4] + 2 * int(p[8]) + int(p[11]) * (mo + K) + int(p[12]) * (mo + K - 1)
+    return n if p.shape[0] == n + 1 else -1
+
+
+@njit(cache=True, nogil=True)
 def _moments(y, p, acc, want_drift):
     """Moments over the fields: outer rule over the label coordinates (label fixed per
     node), then λ given them — tensor Gauss–Hermite (smooth activations) or the nested
     split rule (kinked ones, ``p[10] = 1``). ``acc`` receives, flat: [E δ_k λ_l (K·K),
     E δ_k δ_l (K·K), E δ_k ν_m (K·M, ν in the order of p), E y (a⁺ − a⁻)_k (K), E L,
-    E(G⁺ − G⁻)]."""
+    E(G⁺ − G⁻)]. Returns True when it stopped early because the abort slot was set
+    (checked once per outer node)."""
+    ab = _abort_at(p)
     K, M, MO, L = _setup(y, p)
     theta = p[4]
     lin = int(p[9]) == 1
@@ -173,6 +187,8 @@ def _moments(y, p, acc, want_drift):
     am = np.empty(K)
     dl = np.empty(K)
     for o in range(WT.shape[0]):
+        if ab >= 0 and p[ab] != 0.0:
+            return True
         Wo = WT[o]
         yl = YL[o]
         _outer_part(L, MO, K, XI, o, mlam)
@@ -216,6 +232,7 @@ def _moments(y, p, acc, want_drift):
                     acc[o_dd + k * K + l] += W * dl[k] * dl[l]
                 for m in range(M):
                     acc[o_dn + k * M + m] += W * dl[k] * nu[m]
+    return False
 
 
 @njit(cache=True, nogil=True)
@@ -226,7 +243,10 @@ def rhs(y, p, dy):
     eta = p[2]
     eta_u = p[3]
     acc = np.empty(2 * K * K + K * M + K + 2)
-    _moments(y, p, acc, True)
+    if _moments(y, p, acc, True):  # aborted: no plausible value left behind
+        for i in range(dy.shape[0]):
+            dy[i] = np.nan
+        return
     o_dd = K * K
     o_dn = 2 * K * K
     o_u = o_dn + K * M
@@ -411,7 +431,9 @@ def eg(y, p):
     the exact Gaussian mass of the pieces where sign(G^{+1} − G^{−1}) disagrees with y
     (:func:`_line_wrong`). With the QMC rule (``p[10] = 2``): ``p[12]`` QMC points over
     (label coordinates, ξ_λ1..ξ_λ(K−1)), split at the label's jump (:func:`_outer_qmc`),
-    each with its exact line in ξ_λK."""
+    each with its exact line in ξ_λK. NaN when the abort slot is set (checked once per
+    outer node)."""
+    ab = _abort_at(p)
     K, M, MO, L = _setup(y, p)
     o_vs, o_l, o_n, o_e, o_g = _offsets(p)
     ne = int(p[7])
@@ -428,6 +450,8 @@ def eg(y, p):
         D = MO + K - 1
         XI, WT, YL, PI = _outer_qmc(p, L, MO, o_q, int(p[12]), D)
         for o in range(WT.shape[0]):
+            if ab >= 0 and p[ab] != 0.0:
+                return np.nan
             if WT[o] == 0.0:
                 continue
             _outer_part(L, MO, K, XI, o, mlam)
@@ -437,6 +461,8 @@ def eg(y, p):
         return out
     XI, WT, YL = _outer(p, L, MO)
     for o in range(WT.shape[0]):
+        if ab >= 0 and p[ab] != 0.0:
+            return np.nan
         _outer_part(L, MO, K, XI, o, mlam)
         inner = 0.0
         for it in range(ne):
