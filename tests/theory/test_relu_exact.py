@@ -136,7 +136,8 @@ def test_relu_rhs_within_1e8_of_the_reference(name):
         ref = reference(name)[rule]
         f, r = _rhs(rule, st), _flat(ref)
         err = float(np.max(np.abs(f - r))) / float(np.max(np.abs(r)))
-        # the criterion: 1e-8 relative to the rhs scale (measured: ≤ 1e-13)
+        # the criterion: 1e-8 relative to the rhs scale (measured ≤ 4e-12; at
+        # grown400 afa 1e-9, the reference's b drift through C⁻¹ being the limit there)
         assert err <= 1e-8, f"{rule} at {name}: {err:.3g}"
         eg = _system(rule).eps_g(st)
         assert abs(eg - ref["eg"]) <= 1e-12 * ref["eg"]
