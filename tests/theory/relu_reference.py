@@ -117,8 +117,10 @@ class Moments:
         return self._memo[keys]
 
 
-def reference_rhs(rule, state, eta, eta_v, n=48, moments=None):
-    """``{"Q", "R", "v"[, "b"], "eg"}`` of bp, fa or afa with relu at σ = 0."""
+def reference_rhs(rule, state, eta, eta_v, n=48, moments=None, sigma=0.0):
+    """``{"Q", "R", "v"[, "b"], "eg"}`` of bp, fa or afa with relu at output noise σ
+    (``e = Σ_u A_u relu(z_u) − σζ``, ζ ~ N(0, 1) independent: it enters only E[δ_k δ_l],
+    through ``σ² c_k c_l E[θ(λ_k) θ(λ_l)]``; ε_g is that of the noise-free output)."""
     K, M = state.K, state.M
     NU = K + M
     C = np.block([[state.Q, state.R], [state.R.T, state.T]])
@@ -141,6 +143,7 @@ def reference_rhs(rule, state, eta, eta_v, n=48, moments=None):
             s = 0.0
             for u, u2 in cwr(range(NU), 2):
                 s += (1 if u == u2 else 2) * A[u] * A[u2] * mo(relu=[u, u2], step=[k, l])
+            s += sigma**2 * mo(step=[k, l])
             Edd[k, l] = Edd[l, k] = c[k] * c[l] * s
     Ees = np.array([sum(A[u] * mo(relu=[u, k]) for u in range(NU)) for k in range(K)])
     out = {

@@ -6,6 +6,7 @@ conditioning of the kernel), at a random state and at states of a real learning 
 grown students; the error estimate bounds the true error; auto picks the scheme."""
 
 import math
+from functools import cache
 
 import numpy as np
 import pytest
@@ -45,7 +46,12 @@ def _states():
     return {k: _with_feedback(v, rng) for k, v in out.items()}
 
 
-STATES = _states()
+@cache
+def states():
+    """The test states (computed on first use, not at collection)."""
+    return _states()
+
+
 #: Gauss–Legendre nodes per side of each kink of the reference: against 1.5× as many the
 #: reference moved by ≤ 1e-12 relative at the first three states (measured: random and
 #: alpha60 ≤ 6e-15, grown200 1e-12 at 32 → 2.5e-15 at 48). At grown400 two pairs of fields
@@ -75,7 +81,7 @@ _REFS: dict = {}
 def reference(name):
     """bp, fa, afa reference right-hand sides at state ``name`` (computed once)."""
     if name not in _REFS:
-        st = STATES[name]
+        st = states()[name]
         C = np.block([[st.Q, st.R], [st.R.T, st.T]])
         mo = Moments(C, REF_N[name])
         _REFS[name] = {rule: reference_rhs(rule, st, ETA, ETA_V, moments=mo) for rule in RULES}
@@ -131,7 +137,7 @@ def test_moments_against_reference_single_terms():
     "name", ["random", "alpha60", "grown200", pytest.param("grown400", marks=pytest.mark.slow)]
 )
 def test_relu_rhs_within_1e8_of_the_reference(name):
-    st = STATES[name]
+    st = states()[name]
     for rule in RULES:
         ref = reference(name)[rule]
         f, r = _rhs(rule, st), _flat(ref)
@@ -143,6 +149,22 @@ def test_relu_rhs_within_1e8_of_the_reference(name):
         assert abs(eg - ref["eg"]) <= 1e-12 * ref["eg"]
 
 
+def test_output_noise_enters_through_the_step_moments():
+    # σ > 0: the noise term σ² c_k c_l E[θ_k θ_l] of E[δ_k δ_l] (the marginal scheme
+    # integrates ζ analytically); against the reference with the same noise
+    st = states()["alpha60"]
+    C = np.block([[st.Q, st.R], [st.R.T, st.T]])
+    mo = Moments(C, REF_N["alpha60"])
+    qr = make_rule(K + M, "marginal", 24)
+    for rule in RULES:
+        ref = _flat(reference_rhs(rule, st, ETA, ETA_V, moments=mo, sigma=0.5))
+        f = _flat(_system(rule).evaluate(st, ETA, ETA_V, 0.5, qrule=qr))
+        assert np.max(np.abs(f - ref)) <= 1e-8 * np.max(np.abs(ref)), rule
+        # and the noise term is not negligible there
+        ref0 = _flat(reference("alpha60")[rule])
+        assert np.max(np.abs(ref - ref0)) > 1e-3 * np.max(np.abs(ref))
+
+
 @pytest.mark.parametrize("n", [4, 6, 8])
 def test_error_estimate_bounds_the_true_error(n):
     # few Gauss–Legendre nodes, so that the four-field orthant integral has a visible
@@ -150,7 +172,7 @@ def test_error_estimate_bounds_the_true_error(n):
     qr = make_rule(K + M, "marginal", n)
     seen = 0.0
     for name in ("random", "alpha60", "grown200"):
-        st = STATES[name]
+        st = states()[name]
         for rule in RULES:
             sysq = _system(rule, n)
             est = sysq.error_estimate(st, ETA, ETA_V, 0.0, qrule=qr)
@@ -163,7 +185,7 @@ def test_error_estimate_bounds_the_true_error(n):
 
 
 def test_auto_picks_the_exact_relu_moments():
-    st = STATES["grown400"]
+    st = states()["grown400"]
     for rule in ("bp", "afa"):
         sysq = build_system(rule, K, M, "relu", quadrature=True)
         chosen, rep = select(sysq, st, ETA, ETA_V, 0.0)
@@ -179,7 +201,7 @@ def test_auto_picks_the_exact_relu_moments():
 def test_degenerate_field_covariance_is_the_limit():
     # a student exactly aligned with a teacher (C singular): the moments are those of
     # the nearly aligned state (the ½ convention of a zero-variance step), no NaN
-    st = STATES["alpha60"]
+    st = states()["alpha60"]
     Q, R = st.Q.copy(), st.R.copy()
     T = np.asarray(st.T)
     a = math.sqrt(Q[0, 0] / T[0, 0])  # λ_0 = a ν_0
