@@ -165,13 +165,24 @@ def test_output_noise_enters_through_the_step_moments():
         assert np.max(np.abs(ref - ref0)) > 1e-3 * np.max(np.abs(ref))
 
 
-@pytest.mark.parametrize("n", [4, 6, 8])
-def test_error_estimate_bounds_the_true_error(n):
+@pytest.mark.parametrize(
+    "n,names",
+    [
+        (4, ("random", "alpha60", "grown200")),
+        (6, ("random", "alpha60", "grown200")),
+        (8, ("random", "alpha60", "grown200")),
+        # the near-singular state, where the Gauss–Legendre error is largest (measured:
+        # true/estimate ≤ 0.61 over n = 4…12); its reference takes ~20 s
+        pytest.param(8, ("grown400",), marks=pytest.mark.slow),
+        pytest.param(12, ("grown400",), marks=pytest.mark.slow),
+    ],
+)
+def test_error_estimate_bounds_the_true_error(n, names):
     # few Gauss–Legendre nodes, so that the four-field orthant integral has a visible
     # error; the estimate (n against coarse_n(n) nodes, safety 1) must bound it
     qr = make_rule(K + M, "marginal", n)
     seen = 0.0
-    for name in ("random", "alpha60", "grown200"):
+    for name in names:
         st = states()[name]
         for rule in RULES:
             sysq = _system(rule, n)
@@ -180,8 +191,8 @@ def test_error_estimate_bounds_the_true_error(n):
             # 1e-15 × scale: round-off of both sides, where the rule is exact already
             assert est["rhs_abs"] + 1e-15 * est["scale"] >= true, (name, rule, est, true)
             seen = max(seen, true / est["scale"])
-    if n == 4:
-        assert seen > 1e-10  # the test sees an error to bound (n = 4: measured 1e-8)
+    if n in (4, 8):
+        assert seen > 1e-10  # the test sees an error to bound (measured ≥ 1e-8)
 
 
 def test_auto_picks_the_exact_relu_moments():
