@@ -45,6 +45,8 @@ import math
 import numpy as np
 from numba import njit
 
+from theory.quadrature import factor_nb
+
 # isort: split
 # >>> generated
 KIND_DEG = (0, 1, 0, 1, 0, 0, 1)
@@ -192,26 +194,28 @@ def _p4(C, idx, tn, tw):
 def _t0(C, O, tol, tn, tw):
     """P(z_O > 0) (module docstring), O a bit mask over the four slots."""
     O, fac = _clean(C, O, tol)
-    idx = np.empty(4, np.int64)
+    # the slots of O in increasing order (no allocation: this runs per term)
+    i0 = i1 = i2 = -1
     m = 0
     for a in range(4):
         if (O >> a) & 1:
-            idx[m] = a
+            if m == 0:
+                i0 = a
+            elif m == 1:
+                i1 = a
+            elif m == 2:
+                i2 = a
             m += 1
     if m == 0:
         return fac
     if m == 1:
         return 0.5 * fac
     if m == 2:
-        return fac * (0.25 + _asin(_corr(C, idx[0], idx[1])) / _TWO_PI)
+        return fac * (0.25 + _asin(_corr(C, i0, i1)) / _TWO_PI)
     if m == 3:
-        s = (
-            _asin(_corr(C, idx[0], idx[1]))
-            + _asin(_corr(C, idx[0], idx[2]))
-            + _asin(_corr(C, idx[1], idx[2]))
-        )
+        s = _asin(_corr(C, i0, i1)) + _asin(_corr(C, i0, i2)) + _asin(_corr(C, i1, i2))
         return fac * (0.125 + s / (2.0 * _TWO_PI))
-    return fac * _p4(C, idx, tn, tw)
+    return fac * _p4(C, np.arange(4), tn, tw)
 
 
 @njit(cache=True, nogil=True)
@@ -289,6 +293,7 @@ def _run_closed(p, O, C, A, Bv, K, sig2, X, Wt, off, cnt, rp, acc):
     NU = A.shape[0]
     tn, tw = gauss_legendre_theta(cnt[4])
     I = np.zeros(NI)
+    LS = np.zeros((4, 4))
     fld = np.zeros(4, np.int64)
     i0 = 0
     for s in range(NS):
@@ -303,8 +308,9 @@ def _run_closed(p, O, C, A, Bv, K, sig2, X, Wt, off, cnt, rp, acc):
             for c in range(d):
                 CS[a, c] = C[fld[a], fld[c]]
             scale = max(scale, CS[a, a])
-        mu = np.linalg.eigvalsh(CS[:d, :d])
-        if not (mu[0] >= -1e-9 * max(scale, 1.0)) or not (scale > 0.0):
+        # PSD test as everywhere else (theory.quadrature.factor_nb: Cholesky, the
+        # eigenvalues only when a pivot is not clearly positive)
+        if factor_nb(CS[:d, :d].copy(), LS[:d, :d]) < 0 or not (scale > 0.0):
             for j in range(acc.shape[0]):
                 acc[j] = np.nan
             return -1
