@@ -88,11 +88,13 @@ def _full_system(system):
     return build_quad_system(system.rule, system.K, system.M, system.act, q)
 
 
-#: cost of the exact relu moments in Sobol-node equivalents (one Sobol node of a relu rhs
-#: ≈ 0.1 µs at K = M = 2): per integral of the term table, and per integral over four
-#: fields and Gauss–Legendre node of its orthant probability. Calibrated on the measured
-#: time per rhs at K = 2…8, M = 2 (docs/quadrature.md, "ReLU: exact moments")
-RELU_COST_PER_INTEGRAL = 20
+#: cost of the exact relu moments in Sobol-node equivalents: per integral of the term
+#: table, and per integral over four fields and Gauss–Legendre node of its orthant
+#: probability. Fitted to the measured time per rhs against Sobol 2^14 at K = 2…8, M = 2
+#: (docs/quadrature.md, "ReLU: exact moments"): predicted/measured ratio 0.02, 0.07, 0.15,
+#: 0.59, 1.65 against 0.02–0.04, 0.07–0.19, 0.18–0.23, 0.52–0.82, 1.07–1.10 (conservative
+#: at large K, where a Sobol node costs more: it computes K + M fields)
+RELU_COST_PER_INTEGRAL = 5
 RELU_COST_PER_P4_NODE = 2
 
 
