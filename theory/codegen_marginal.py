@@ -74,9 +74,10 @@ __all__ = [
     "load_marginal",
     "MARGINAL_CODEGEN_VERSION",
     "table_nodes",
+    "relu_spec",
 ]
 
-MARGINAL_CODEGEN_VERSION = "2"
+MARGINAL_CODEGEN_VERSION = "3"
 #: tensor-product nodes whose weight (the 1-D weights normalised to sum 1, multiplied) is
 #: below this are skipped: at 48 nodes per field in 4 fields that keeps 9.6 % of them; the
 #: skipped weight sums to 3e-14 (the integrands are bounded by a polynomial of the fields
@@ -98,8 +99,9 @@ def marginal_form(rule: R.Rule, act: Activation, adaptive: bool):
         The rule does not have the shape the marginal scheme needs (the message names the
         rule, the reason and the schemes that do apply).
     NotImplementedError
-        Adaptive feedback with a kinked activation (h' has a Dirac delta); the other
-        schemes handle it through Stein's lemma.
+        Adaptive feedback with a kinked activation other than relu (h' has a Dirac delta);
+        the other schemes handle it through Stein's lemma. (relu: every integral is an
+        exact moment, the Dirac one included, :mod:`theory.relu_kernels`.)
     """
     _concrete = concrete
 
@@ -135,6 +137,10 @@ def marginal_form(rule: R.Rule, act: Activation, adaptive: bool):
         raise refuse("δ/e still depends on e")
     s = _concrete(sp.sympify(rule.v_signal).xreplace(own), act)
     hp = sp.Integer(0)
+    if act.name == "relu":
+        # every integral an exact moment (theory.relu_kernels); h' = c δ(λ) is taken there
+        relu_spec(h, s, adaptive, refuse)
+        return h, hp, s
     if adaptive:
         # dh/dλ through λ itself, g(λ) and g'(λ)
         hp = sp.diff(h, lam_) + sp.diff(h, _G) * _GP + sp.diff(h, _GP) * _GPP
@@ -146,9 +152,10 @@ def marginal_form(rule: R.Rule, act: Activation, adaptive: bool):
                 "this drift through Stein's lemma instead"
             )
     if not act.smooth:
-        # across the kink of g (relu: g' is a step) the per-field Gauss–Hermite rules
-        # converge only like 1/n, and n against fewer nodes under-estimates that error:
-        # measured 1.3–2.8 % wrong at n = 24, silently — refused
+        # across the kink of g (a step in g') the per-field Gauss–Hermite rules converge
+        # only like 1/n, and n against fewer nodes under-estimates that error: measured
+        # 1.3–2.8 % wrong for relu at n = 24, silently — refused (relu itself has exact
+        # moments, above)
         raise refuse(
             f"activation {act.name!r} has a kink (g or g' is not smooth), where Gauss–Hermite "
             "converges only like 1/n (1–3 % wrong at n = 24)"
@@ -170,6 +177,52 @@ def _gpp_expr(act: Activation):
         if ratio.is_rational_function(z):
             return (ratio * _GP).xreplace({z: lam_})
     return gpp.xreplace({z: lam_})
+
+
+def _monomial(ex, what, refuse):
+    """``(degree in λ, has a step)`` of ``ex = c λ^i g(λ)^j g'(λ)^k`` for relu
+    (g = λ θ(λ), g' = θ(λ)), else ValueError (``refuse``)."""
+    lam_ = sp.Symbol("lam_", real=True)
+    try:
+        terms = sp.Poly(sp.expand(ex), lam_, _G, _GP).terms()
+    except sp.PolynomialError:
+        terms = []
+    if len(terms) != 1 or terms[0][1].has(lam_, _G, _GP, sp.Heaviside, sp.Max):
+        raise refuse(
+            f"with relu its {what} = {ex} is not c·λ^i·g(λ)^j·g'(λ)^k (one term), the form "
+            "the exact relu moments take"
+        )
+    (i, j, k), _ = terms[0]
+    return i + j, j + k > 0
+
+
+def relu_spec(h, s, adaptive: bool, refuse=None) -> dict:
+    """The constants of the exact relu moments (:mod:`theory.relu_kernels`) for
+    ``δ = h(λ) e`` and the second-layer signal ``s``: per table factor kind (0 one, 1 g,
+    2 g', 3 z, 4 h, 5 h', 6 s) its degree in the field, whether it has a step θ and a Dirac
+    δ, and the multiplier of h' (``c δ(λ)`` for ``h = c θ(λ)``; 0 for a constant h).
+    Every integral must be of degree ≤ 2: h of degree 0, s of degree ≤ 1 (bp, fa, afa).
+
+    Raises ValueError (``refuse(why)``) for another shape."""
+    if refuse is None:
+
+        def refuse(why):
+            return ValueError(f"the exact relu moments do not apply: {why}")
+
+    dh, sh = _monomial(h, "δ/e", refuse)
+    ds, ss = _monomial(s, "second-layer signal", refuse)
+    if dh > 0 or ds > 1:
+        raise refuse(
+            "with relu the exact moments need δ/e of degree 0 and a second-layer signal of "
+            f"degree ≤ 1 in λ (got {dh} and {ds})"
+        )
+    dirac = int(adaptive and sh)
+    return {
+        "KIND_DEG": (0, 1, 0, 1, 0, 0, ds),
+        "KIND_STEP": (0, 1, 1, 0, int(sh), 0, int(ss)),
+        "KIND_DIRAC": (0, 0, 0, 0, 0, dirac, 0),
+        "HP_MULT": float(dirac),
+    }
 
 
 # ---------------------------------------------------------------------- the tables
@@ -333,6 +386,9 @@ def marginal_source(rule: R.Rule, act: Activation, key: str) -> str:
         else "noise = None"
     )
     eg = "eg = _eg_closed" if I2_code(act) is not None else "eg = _eg_table"
+    # relu: every integral an exact moment (theory.relu_kernels); other activations
+    # carry inert stand-ins of its constants (the branch is never taken)
+    closed = relu_spec(h, s, adaptive) if act.name == "relu" else relu_spec(0, 0, False)
     return emit_module(
         generator="theory.codegen_marginal",
         version=MARGINAL_CODEGEN_VERSION,
@@ -353,9 +409,11 @@ def marginal_source(rule: R.Rule, act: Activation, key: str) -> str:
             "H_USES": uses(h),
             "HP_USES": uses(hp),
             "S_USES": uses(s),
+            "CLOSED": int(act.name == "relu"),
+            **closed,
         },
         functions=activation_functions(act) + units,
-        kernels=["field_kernels", "marginal_kernels"],
+        kernels=["field_kernels", "relu_kernels", "marginal_kernels"],
         after=[rhs, eg, noise],
     )
 
@@ -374,6 +432,7 @@ def _fingerprint() -> str:
             "emit.py",
             "field_kernels.py",
             "marginal_kernels.py",
+            "relu_kernels.py",
         )
     )
 

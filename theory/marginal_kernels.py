@@ -6,8 +6,9 @@ Included in every generated marginal module after :mod:`theory.field_kernels`
 (:func:`theory.emit.include`); the block between ``# >>> generated`` and ``# <<<
 generated`` holds stand-ins (backprop with erf) for the names each generated module
 defines itself: the constants, the unit functions ``_h`` (δ/e), ``_hp`` (∂h/∂λ), ``_s``
-(second-layer signal) with the bits ``*_USES`` of g (1) and g' (2) they need, and
-``_kappa(rp)`` (the weight decay).
+(second-layer signal) with the bits ``*_USES`` of g (1) and g' (2) they need,
+``_kappa(rp)`` (the weight decay) and ``CLOSED`` (1: relu, every integral an exact moment,
+:mod:`theory.relu_kernels`, included before this module).
 """
 
 import numpy as np
@@ -18,8 +19,10 @@ from theory.quadrature import factor_nb
 # isort: split
 # >>> generated
 from theory.field_kernels import _fill, _g, _gp
+from theory.relu_kernels import _run_closed
 
 ADAPTIVE = 0
+CLOSED = 0
 SGD_V = 1
 N_RULE = 0
 PRUNE = 1e-18
@@ -112,6 +115,8 @@ def _slots(j, d, lev, LS, xi, need, fld, T, A, Bv, rp):
 def _run(p, O, C, A, Bv, K, sig2, X, Wt, off, cnt, rp, acc):
     """Integrate the table packed at p[O:] and add its contributions to acc.
     Returns −1 if a marginal covariance is not PSD (acc then NaN), else 0."""
+    if CLOSED:
+        return _run_closed(p, O, C, A, Bv, K, sig2, X, Wt, off, cnt, rp, acc)
     NS = int(p[O])
     NI = int(p[O + 1])
     NC = int(p[O + 2])

@@ -11,9 +11,10 @@ family (:func:`theory.quadrature.coarse_rules`): Gauss–Hermite (tensor or marg
 fewer nodes per field, Sobol with half the points and two other scramblings.
 
 * ``select``: at the initial state, ``auto`` takes the cheapest (scheme, n) whose estimate
-  meets rtol, among the schemes that apply (marginal for δ = h(λ) e with a smooth g; tensor
-  Gauss–Hermite; scrambled Sobol), with at most :data:`AUTO_MAX_NODES` nodes per
-  evaluation. When none does, it keeps the old default (Sobol, ``default_n``) and says so
+  meets rtol, among the schemes that apply (marginal for δ = h(λ) e with a smooth g or
+  relu — exact moments, :mod:`theory.relu_kernels`; tensor Gauss–Hermite; scrambled
+  Sobol), with at most :data:`AUTO_MAX_NODES` nodes (or equivalents) per evaluation.
+  When none does, it keeps the old default (Sobol, ``default_n``) and says so
   (a warning in ``Result.quadrature`` and on stderr). An explicit scheme without ``n``
   gets the smallest n of its ladder that meets rtol; an explicit scheme that cannot meet
   rtol is refused (ValueError naming the scheme, n, the estimate and what would meet it).
@@ -55,9 +56,23 @@ _GH_LADDER = (4, 6, 8, 10, 12, 14, 16, 20, 24, 28, 32, 40, 48, 56, 64, 80, 100)
 _MARGINAL_LADDER = (8, 12, 16, 20, 24, 28, 32, 40, 48)
 
 
+def _exact_relu(system) -> bool:
+    """Whether the marginal scheme of ``system`` takes exact moments (relu,
+    :mod:`theory.relu_kernels`) instead of Gauss–Hermite nodes."""
+    return system.act.name == "relu"
+
+
+def _marginal_candidate(system):
+    """The marginal-scheme system when ``auto`` may try it: smooth g (Gauss–Hermite per
+    field) or relu (exact moments); other kinked activations never."""
+    if system.act.smooth or _exact_relu(system):
+        return _marginal_system(system)
+    return None
+
+
 def _marginal_system(system):
     """The marginal-scheme system of ``system``'s rule, or None when the scheme does not
-    apply (rule shape, kinked activation)."""
+    apply (rule shape, kinked activation other than relu)."""
     from .codegen_quad import build_quad_system, marginal_applies
 
     if not marginal_applies(system.rule, system.act):
@@ -73,13 +88,39 @@ def _full_system(system):
     return build_quad_system(system.rule, system.K, system.M, system.act, q)
 
 
+#: cost of the exact relu moments in Sobol-node equivalents: per integral of the term
+#: table, and per integral over four fields and Gauss–Legendre node of its orthant
+#: probability. Fitted to the measured time per rhs against Sobol 2^14 at K = 2…8, M = 2
+#: (docs/quadrature.md, "ReLU: exact moments"): predicted/measured ratio 0.02, 0.07, 0.15,
+#: 0.59, 1.65 against 0.02–0.04, 0.07–0.19, 0.18–0.23, 0.52–0.82, 1.07–1.10 (conservative
+#: at large K, where a Sobol node costs more: it computes K + M fields)
+RELU_COST_PER_INTEGRAL = 5
+RELU_COST_PER_P4_NODE = 2
+
+
+def relu_cost(K: int, M: int, adaptive: bool, n: int) -> int:
+    """Sobol-node equivalents of one rhs by the exact relu moments with n Gauss–Legendre
+    nodes (see :data:`RELU_COST_PER_INTEGRAL`)."""
+    from .codegen_marginal import marginal_tables
+
+    t = marginal_tables(K, M, adaptive, False)[0]
+    NS, NI = int(t[0]), int(t[1])
+    dims = t[3 : 3 + 6 * NS : 6].astype(int)
+    ends = t[8 : 3 + 6 * NS : 6].astype(int)
+    n4 = int(np.diff(np.r_[0, ends])[dims == 4].sum())
+    return RELU_COST_PER_INTEGRAL * NI + RELU_COST_PER_P4_NODE * n * n4
+
+
 def cost(system, scheme: str, n: int, dim: int) -> int:
     """Nodes visited per evaluation: ``n^dim`` (Gauss–Hermite), ``n`` (Sobol), the pruned
-    total over the field subsets (marginal)."""
+    total over the field subsets (marginal), Sobol-node equivalents (relu's exact
+    moments, :func:`relu_cost`)."""
     if scheme == "gauss-hermite":
         return n**dim
     if scheme == "sobol":
         return n
+    if _exact_relu(system):
+        return relu_cost(system.K, system.M, system.layout.adaptive_b, n)
     from .codegen_marginal import marginal_tables, table_nodes
 
     tables = marginal_tables(system.K, system.M, system.layout.adaptive_b, False)
@@ -169,7 +210,7 @@ def select(system, state, eta, eta_v=None, sigma=0.0, rule_params=None):
     best, report = None, {"tried": {}, "auto": True}
     budget = AUTO_MAX_NODES
     families = []
-    marg = _marginal_system(system) if system.act.smooth else None
+    marg = _marginal_candidate(system)
     if marg is not None:
         families.append((marg, "marginal"))
     full = _full_system(system)
@@ -241,7 +282,7 @@ def _alternative(system, scheme, n, args, rtol):
     fams = []
     if scheme in ("gauss-hermite", "marginal") and n is not None:
         fams.append((system, scheme))
-    marg = _marginal_system(system) if system.act.smooth else None
+    marg = _marginal_candidate(system)
     if marg is not None and scheme != "marginal":
         fams.append((marg, "marginal"))
     fams.append((_full_system(system), "sobol"))

@@ -290,10 +290,13 @@ def test_marginal_scheme_refuses_rules_of_another_shape():
     sq = Rule("bp-squared", delta=v_k * gp(lam) * e**2)
     with pytest.raises(ValueError, match="'bp-squared'.*not linear in e"):
         build_system(sq, 2, 2, quadrature="marginal")
-    # AFA with relu: the marginal b drift needs h' = b g'' (a Dirac delta); the other
-    # schemes use Stein's lemma (test_afa_relu_b_drift_by_steins_lemma)
+    # AFA with a kinked g other than relu (which has exact moments): the marginal b drift
+    # needs h' = b g'' (a Dirac delta); the other schemes use Stein's lemma
+    # (test_afa_relu_b_drift_by_steins_lemma)
+    from theory.activations import z as z_
+
     with pytest.raises(NotImplementedError, match="Dirac delta"):
-        build_system("afa", 2, 2, "relu", quadrature="marginal")
+        build_system("afa", 2, 2, sp.Max(0, z_) + z_ / 10, quadrature="marginal")
     with pytest.raises(ValueError, match="option n"):
         build_system("bp", 2, 2, "erf", quadrature={"scheme": "marginal", "n": 101})
     # K = M = 6 at 60 nodes per field: ~10⁹ nodes over the 4-field subsets, refused
