@@ -18,8 +18,9 @@ Writes into ``outdir``
 
 - ``mnist-table.md``: the markdown table (exact settings of every row, seeds, mean ± std and
   per-seed test accuracy, the baseline, the paired gain and a verdict, FF's error over
-  BP's; a supervised FF row run with ``head_readout`` gets a second line, its layers read
-  out by the baseline's head), the baselines' settings, the machine-dependence footnote,
+  BP's; an FF row (supervised, recurrent, top-down) run with ``head_readout`` gets a second
+  line, its trained layers read out by the baseline's linear head, compared with that head
+  on the baseline's layers), the baselines' settings, the machine-dependence footnote,
   then the published full-MNIST numbers (clearly labelled as such);
 - ``mnist-table.png/.pdf``: test accuracy and error against epoch (mean ± std band), the
   PEPITA alignment angle, and the FF rows per seed against their baselines;
@@ -381,16 +382,37 @@ def _verdict(g):
     return "beats" if m > 2 * sd else ("loses" if m < -2 * sd else "tie")
 
 
-def _head_line(lbl, h, u, ok, bp):
-    """The extra line of a supervised FF row run with ``head_readout``: its trained layers
-    read out by the baseline's own head, so features are compared with the read-out fixed."""
+#: what the "→ linear head" line of an FF row run with ``head_readout`` reads out, by rule
+HEAD_WHAT = {
+    "ff": "the same trained layers read out by the baseline's linear head (label pixels blank)",
+    "ff-recurrent": "the trained bottom-up weights run feed-forward (the dynamics' label-free "
+    "step 0), both layers read out by the baseline's linear head",
+    "ff-topdown": "the trained hidden layer read out by a linear softmax head (Adam, 20 "
+    "epochs); baseline: the same head on the frozen random layer",
+}
+
+
+def head_baseline_values(row: dict, records: dict):
+    """Per-seed accuracy the "→ linear head" line of ``row`` is compared with: the same head
+    on the baseline's frozen layers when the baseline run has one (``head_test``), else the
+    baseline itself (whose read-out already is that head); None when not run."""
+    if row["baseline"] == "random":
+        b = records.get(row["label"] + BASE_SUFFIX)
+        if b is not None and b["config"] == row["base_config"] and "head_test" in b:
+            return np.asarray(b["head_test"], float)
+    return baseline_values(row, records)
+
+
+def _head_line(lbl, rule, h, u, ok, bp):
+    """The extra line of an FF row run with ``head_readout``: its trained layers read out by
+    the baseline's own head, so features are compared with the read-out fixed."""
     base = gain = verdict = ratio = "—"
     if u is not None:
         base, gain, verdict = _pct(u), _signed(_pct(h - u)), _verdict(100 * (h - u))
     if bp is not None and bp in ok:
         ratio = f"{(1 - h.mean()) / (1 - ok[bp].mean()):.2f}"
     per = ", ".join(f"{100 * v:.2f}" for v in h)
-    what = "the same trained layers read out by the baseline's linear head (label pixels blank)"
+    what = HEAD_WHAT.get(rule, HEAD_WHAT["ff"])
     return (
         f"| {lbl} → linear head | {what} | {_pct(h)} | {per} | {base} | {gain} | {verdict} "
         f"| {ratio} | — |"
@@ -454,7 +476,9 @@ def render_table(table: dict, records: dict) -> str:
             f"| {lbl} | {setting} | {acc} | {per} | {base} | {gain} | {verdict} | {ratio} | {ang} |"
         )
         if "head_test" in rec:
-            lines.append(_head_line(lbl, np.asarray(rec["head_test"], float), u, ok, bp))
+            hu = head_baseline_values(row, records)
+            h = np.asarray(rec["head_test"], float)
+            lines.append(_head_line(lbl, cfg["rule"], h, hu, ok, bp))
     lines += ["", "Baselines (hidden weights bit-identical before and after training):"]
     groups = {}
     for row in table["rows"]:
