@@ -231,3 +231,21 @@ def test_variant_head_options_are_checked(rule, key, value, msg):
         Config(**{key: value})
     with pytest.raises(ValueError, match="ff.head_epochs must be"):
         parse_config({"rule": rule, "ff": {"head_epochs": 2.5}})
+
+
+def test_dead_units_of_the_search(data):
+    """``figures.mnist_ff_search.dead_units``: a unit whose incoming weights are all negative
+    never fires on images (pixels >= 0) and is counted; a unit with positive weights always
+    fires, and a unit that fires on some images only is alive. Layer 2 of a network whose
+    layer 1 is all dead is all dead too."""
+    from figures.mnist_ff_search import dead_units
+
+    rng = np.random.default_rng(0)
+    W1 = np.abs(rng.normal(size=(8, 784))).astype(np.float32)  # every unit fires
+    W1[[2, 5]] *= -1  # two units can never fire
+    W1[0] = np.where(np.arange(784) < 392, 1.0, -1.0)  # top half minus bottom half
+    top = data.x_test[:, :392].sum(1) > data.x_test[:, 392:].sum(1)
+    assert 0 < top.mean() < 1  # unit 0 fires on some images, not on others
+    W2 = rng.normal(size=(4, 8)).astype(np.float32)
+    assert dead_units([W1, np.abs(W2)], data.x_test) == [2 / 8, 0.0]
+    assert dead_units([-np.abs(W1), W2], data.x_test) == [1.0, 1.0]
