@@ -6,7 +6,9 @@ simulations train`` config merged onto ``base``) with ``data.validation`` held o
 8000 training images, and for supervised FF also reads the trained network out with the
 baseline's head: a linear softmax head (Adam, 20 epochs) on the normalised activities with
 the label pixels blank, so "did FF learn features?" is answered with the read-out of the
-random-feature baseline held fixed. Results go to a JSON file, one record per run, written
+random-feature baseline held fixed (recurrent and top-down FF runs with ``ff.head_readout``
+report their own head read-out, :func:`simulations.forward_forward.head_readout_accuracy`).
+Results go to a JSON file, one record per run, written
 after every run (a stopped search keeps what it finished), with the wall time of each run.
 """
 
@@ -38,6 +40,24 @@ def _head_readout(data, cfg, weights, layers):
     return float(np.mean((f_te @ W.T + b).argmax(1) == np.asarray(data.y_test)))
 
 
+def _hidden_weights(rule, r):
+    """The bottom-up hidden weights of a finished run (recurrent FF: its ``W_k``)."""
+    if rule == "ff-recurrent":
+        return r.weights[0]
+    if rule == "ff-topdown":
+        return r.network.W[:-1]
+    return r.weights
+
+
+def dead_units(weights, x) -> list:
+    """Per hidden layer, the fraction of units that are zero on every image of ``x`` in the
+    feed-forward pass the linear head reads (they carry nothing to it)."""
+    from simulations.forward_forward import _layers_forward
+
+    hs = _layers_forward(weights, np.asarray(x, np.float32))
+    return [float(np.mean(np.all(h <= 0, axis=0))) for h in hs]
+
+
 def run_one(base: dict, over: dict) -> dict:
     """One search entry: train, read out, time."""
     from figures.mnist_table import _merge_baseline as _merge  # null removes a key
@@ -60,6 +80,11 @@ def run_one(base: dict, over: dict) -> dict:
             L = len(c.hidden)
             head = FFConfig(hidden=c.hidden, head_epochs=20, head_lr=0.01, seed=seed)
             rec["head_val_acc"] = _head_readout(data, head, r.weights, list(range(L)))
+        elif np.isfinite(getattr(r, "head_test_acc", np.nan)):
+            # recurrent / top-down FF with ``head_readout``: the same head, on the
+            # validation images (the run's evaluation slot)
+            rec["head_val_acc"] = float(r.head_test_acc)
+            rec["dead_units"] = dead_units(_hidden_weights(rule, r), data.x_test)
         out.append(rec)
     return {"over": over, "config": cfg, "runs": out, "seconds": round(time.time() - t0, 1)}
 

@@ -18,8 +18,9 @@ Writes into ``outdir``
 
 - ``mnist-table.md``: the markdown table (exact settings of every row, seeds, mean ± std and
   per-seed test accuracy, the baseline, the paired gain and a verdict, FF's error over
-  BP's; a supervised FF row run with ``head_readout`` gets a second line, its layers read
-  out by the baseline's head), the baselines' settings, the machine-dependence footnote,
+  BP's; an FF row (supervised, recurrent, top-down) run with ``head_readout`` gets a second
+  line, its trained layers read out by the baseline's linear head, compared with that head
+  on the baseline's layers), the baselines' settings, the machine-dependence footnote,
   then the published full-MNIST numbers (clearly labelled as such);
 - ``mnist-table.png/.pdf``: test accuracy and error against epoch (mean ± std band), the
   PEPITA alignment angle, and the FF rows per seed against their baselines;
@@ -49,6 +50,7 @@ from pathlib import Path
 import numpy as np
 
 from ._common import save_figure
+from ._mnist_text import HEAD_WHAT, KERNEL_NOTE, KERNEL_SPREAD, PUBLISHED
 
 NAME = "mnist-table"
 DESCRIPTION = (
@@ -70,15 +72,6 @@ MARKERS = {
 META_KEYS = ("label", "template", "baseline", "note", "vs_bp")
 #: suffix of the store label of a row's random-feature baseline
 BASE_SUFFIX = " · baseline"
-
-#: published full-MNIST test accuracies (%), for the reference list under the table
-PUBLISHED = {
-    "PEPITA": (
-        "≈ 98.0",
-        "1 hidden layer of 1024, 100 epochs (Dellaferrera & Kreiman 2022; Srinivasan et al. 2024)",
-    ),
-    "FF": ("98.64", "i.e. 1.36 % test error, 4 hidden layers of 2000, 60 epochs (Hinton 2022)"),
-}
 
 
 # ----------------------------------------------------------------------------- config
@@ -359,38 +352,32 @@ def _signed(text):
     return text.replace("-", "−", 1) if text.startswith("-") else "+" + text
 
 
-#: what the last digits of the table depend on (measured; docs/mnist.md has the details)
-KERNEL_NOTE = (
-    "Machine dependence: the numbers are bit-reproducible on one machine (one BLAS thread, "
-    "fixed seeds), but OpenBLAS picks its kernel by CPU and FF's training amplifies rounding, "
-    "so the last digits of FF rows move with the kernel (`OPENBLAS_CORETYPE` switches it): "
-    "{spread}."
-)
-#: measured spread across kernels, filled in from docs/mnist.md's measurement
-KERNEL_SPREAD = (
-    "at quick settings (FF 1×256, 3 epochs, seeds 0–1) the ff row reads 89.72 ± 0.27 with the "
-    "Haswell kernel and 89.50 ± 0.35 with SkylakeX (AVX-512) — and also 89.72 with SkylakeX "
-    "in another process, since memory alignment selects the trajectory too — while bp and "
-    "unsupervised FF are identical under every kernel; the full ff row reads 94.27 ± 0.29 "
-    "here, 95.00 ± 0.21 as reported from another machine (docs/mnist.md, Reproducibility)"
-)
-
-
 def _verdict(g):
     m, sd = float(np.mean(g)), float(np.std(g))
     return "beats" if m > 2 * sd else ("loses" if m < -2 * sd else "tie")
 
 
-def _head_line(lbl, h, u, ok, bp):
-    """The extra line of a supervised FF row run with ``head_readout``: its trained layers
-    read out by the baseline's own head, so features are compared with the read-out fixed."""
+def head_baseline_values(row: dict, records: dict):
+    """Per-seed accuracy the "→ linear head" line of ``row`` is compared with: the same head
+    on the baseline's frozen layers when the baseline run has one (``head_test``), else the
+    baseline itself (whose read-out already is that head); None when not run."""
+    if row["baseline"] == "random":
+        b = records.get(row["label"] + BASE_SUFFIX)
+        if b is not None and b["config"] == row["base_config"] and "head_test" in b:
+            return np.asarray(b["head_test"], float)
+    return baseline_values(row, records)
+
+
+def _head_line(lbl, rule, h, u, ok, bp):
+    """The extra line of an FF row run with ``head_readout``: its trained layers read out by
+    the baseline's own head, so features are compared with the read-out fixed."""
     base = gain = verdict = ratio = "—"
     if u is not None:
         base, gain, verdict = _pct(u), _signed(_pct(h - u)), _verdict(100 * (h - u))
     if bp is not None and bp in ok:
         ratio = f"{(1 - h.mean()) / (1 - ok[bp].mean()):.2f}"
     per = ", ".join(f"{100 * v:.2f}" for v in h)
-    what = "the same trained layers read out by the baseline's linear head (label pixels blank)"
+    what = HEAD_WHAT.get(rule, HEAD_WHAT["ff"])
     return (
         f"| {lbl} → linear head | {what} | {_pct(h)} | {per} | {base} | {gain} | {verdict} "
         f"| {ratio} | — |"
@@ -454,7 +441,9 @@ def render_table(table: dict, records: dict) -> str:
             f"| {lbl} | {setting} | {acc} | {per} | {base} | {gain} | {verdict} | {ratio} | {ang} |"
         )
         if "head_test" in rec:
-            lines.append(_head_line(lbl, np.asarray(rec["head_test"], float), u, ok, bp))
+            hu = head_baseline_values(row, records)
+            h = np.asarray(rec["head_test"], float)
+            lines.append(_head_line(lbl, cfg["rule"], h, hu, ok, bp))
     lines += ["", "Baselines (hidden weights bit-identical before and after training):"]
     groups = {}
     for row in table["rows"]:

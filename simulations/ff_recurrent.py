@@ -47,7 +47,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .forward_forward import _SGD, _Adam, _normalize, _sigmoid, _softplus, check_training, end_epoch
+from .forward_forward import (
+    _SGD,
+    _Adam,
+    _normalize,
+    _sigmoid,
+    _softplus,
+    check_head,
+    check_training,
+    end_epoch,
+    head_readout_accuracy,
+)
 
 __all__ = [
     "RecurrentFFConfig",
@@ -72,6 +82,12 @@ class RecurrentFFConfig:
     label_scale : value of the clamped one-hot label (before normalisation)
     epochs, batch, lr, optimizer ("adam" | "sgd"), momentum, weight_decay, theta : as FF
     eval_train : training examples on which train accuracy and losses are measured
+    head_readout : after training, also read the trained bottom-up weights out with a
+        linear head: the dynamics' label-free bottom-up pass ``h_k = relu(W_k n(h_{k−1}))``
+        (step 0), softmax regression on ``n(h_k)`` of every hidden layer (Adam, ``head_lr``,
+        ``head_epochs`` epochs) — the read-out of the random-feature baseline, so the two
+        compare features with the read-out held fixed (``head_test_acc``)
+    head_epochs, head_lr : training of that head
     seed : seed of everything random
     """
 
@@ -88,10 +104,14 @@ class RecurrentFFConfig:
     weight_decay: float = 0.0
     theta: float = 1.0
     eval_train: int = 2000
+    head_readout: bool = False
+    head_epochs: int = 20
+    head_lr: float = 0.01
     seed: int = 0
 
     def __post_init__(self):
         check_training(self)
+        check_head(self)
         if not isinstance(self.steps, (int, np.integer)) or self.steps < 2:
             raise ValueError(
                 f"recurrent FF needs steps >= 2 (an integer: the bottom-up pass "
@@ -116,7 +136,9 @@ class RecurrentFFConfig:
 class RecurrentFFResult:
     """Per-epoch history (index 0 = before training): ``train_acc``, ``test_acc``,
     ``loss`` (summed), ``layer_loss`` (per hidden layer, window-averaged) on the evaluation
-    subset; ``weights`` = (W list, V list); ``diverged``; ``epochs_done``."""
+    subset; ``weights`` = (W list, V list); ``diverged``; ``epochs_done``;
+    ``head_test_acc``: test accuracy of the linear head on the trained bottom-up pass
+    (``head_readout``), NaN when not asked for or diverged."""
 
     config: RecurrentFFConfig
     train_acc: np.ndarray
@@ -126,6 +148,7 @@ class RecurrentFFResult:
     diverged: bool
     weights: tuple
     epochs_done: int
+    head_test_acc: float = float("nan")
 
 
 def run_dynamics(Ws, Vs, x, top, steps, damping):
@@ -276,6 +299,10 @@ def _train(data, cfg, progress):
         done, diverged = end_epoch(hist, done, diverged or not record(), epoch, n_batches, progress)
         if diverged:
             break
+    head = float("nan")
+    if cfg.head_readout and not diverged:
+        layers = list(range(K))
+        head = head_readout_accuracy(Ws, data, layers, cfg.head_epochs, cfg.head_lr, cfg.seed)
     return RecurrentFFResult(
         cfg,
         np.asarray(hist["train_acc"]),
@@ -285,6 +312,7 @@ def _train(data, cfg, progress):
         diverged,
         (Ws, Vs),
         done,
+        head,
     )
 
 

@@ -50,8 +50,10 @@ from .forward_forward import (
     _Adam,
     _normalize,
     _sigmoid,
+    check_head,
     check_training,
     end_epoch,
+    head_readout_accuracy,
     layer_loss_grad,
 )
 
@@ -83,6 +85,13 @@ class TopDownConfig:
     train_hidden : False = only the read-out learns (baseline: read-out on the fixed random
         hidden layers; the cosines are still measured)
     eval_train : training examples on which train accuracy and FF losses are measured
+    head_readout : after training, also read the hidden layers out with the linear head of
+        the FF baselines (softmax regression on ``n(h_ℓ)`` of every hidden layer, Adam,
+        ``head_lr``, ``head_epochs`` epochs; :func:`simulations.forward_forward.
+        head_readout_accuracy`): with ``train_hidden`` false it reads the random layers, so
+        trained and random layers are compared with the read-out held fixed
+        (``head_test_acc``)
+    head_epochs, head_lr : training of that head
     seed : seed of everything random
     """
 
@@ -101,10 +110,14 @@ class TopDownConfig:
     local_fields: list | None = None
     train_hidden: bool = True
     eval_train: int = 2000
+    head_readout: bool = False
+    head_epochs: int = 20
+    head_lr: float = 0.01
     seed: int = 0
 
     def __post_init__(self):
         check_training(self)
+        check_head(self)
         if not self.F_scale > 0:
             raise ValueError(f"F_scale must be > 0, got {self.F_scale}")
         if self.sign not in (1, -1):
@@ -126,6 +139,8 @@ class TopDownResult:
     cos_ff, cos_ff_err, cos_contrastive, cos_pred : (n_meas, L), see the module docstring
     diverged, epochs_done, network (a :class:`simulations.deep.Network`: hidden weights,
     read-out, F)
+    head_test_acc : test accuracy of the linear head on the final hidden layers
+        (``head_readout``), NaN when not asked for or diverged
     """
 
     config: TopDownConfig
@@ -141,6 +156,7 @@ class TopDownResult:
     diverged: bool
     network: object
     epochs_done: int
+    head_test_acc: float = float("nan")
 
 
 # ----------------------------------------------------------------------------- passes
@@ -371,6 +387,12 @@ def _train(data, cfg: TopDownConfig, progress):
         done, diverged = end_epoch(hist, done, diverged or not record(), epoch, n_batches, progress)
         if diverged:
             break
+    head = float("nan")
+    if cfg.head_readout and not diverged:
+        layers = list(range(L))
+        head = head_readout_accuracy(
+            net.W[:-1], data, layers, cfg.head_epochs, cfg.head_lr, cfg.seed
+        )
     arr = {k: np.asarray(v, dtype=float).reshape(-1, L) for k, v in cos.items()}
     return TopDownResult(
         cfg,
@@ -386,6 +408,7 @@ def _train(data, cfg: TopDownConfig, progress):
         diverged,
         net,
         done,
+        head,
     )
 
 

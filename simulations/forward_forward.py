@@ -47,6 +47,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -89,6 +90,19 @@ def check_training(cfg) -> None:
         raise ValueError(
             f"unknown FF optimizer {cfg.optimizer!r}; allowed: {', '.join(FF_OPTIMIZERS)}"
         )
+
+
+def check_head(cfg) -> None:
+    """The linear-head read-out options of the FF variants (``head_readout``, ``head_epochs``,
+    ``head_lr``): a bool, an integer >= 1 and a positive number; ValueError naming the
+    option, the value given and what is allowed."""
+    if not isinstance(cfg.head_readout, (bool, np.bool_)):
+        raise ValueError(f"head_readout must be true or false, got {cfg.head_readout!r}")
+    e = cfg.head_epochs
+    if not isinstance(e, (int, np.integer)) or isinstance(e, bool) or e < 1:
+        raise ValueError(f"head_epochs must be an integer >= 1, got {e!r}")
+    if not cfg.head_lr > 0:
+        raise ValueError(f"head_lr must be > 0, got {cfg.head_lr!r}")
 
 
 @dataclass
@@ -447,6 +461,23 @@ def _train_head(feat, y, n_classes, cfg, rng):
             optW.step(W, e.T @ feat[idx] / idx.size)
             optb.step(b, e.mean(0))
     return W, b
+
+
+def head_readout_accuracy(Ws, data, layers, head_epochs, head_lr, seed) -> float:
+    """Test accuracy of the linear head on the hidden layers ``layers`` of the feed-forward
+    pass ``h_ℓ = relu(W_ℓ n(h_{ℓ−1}))`` (``n`` = length normalisation, ``h_0`` the image):
+    softmax regression on the concatenated ``n(h_ℓ)``, Adam (``head_lr``) for ``head_epochs``
+    epochs on the training set, shuffled by the generator ``[seed, 2, 0]`` — the head that
+    unsupervised FF's epoch-0 record trains on its random layers, so trained and random
+    layers are compared with the read-out held fixed (``head_readout`` of the FF variants)."""
+    x_train = np.asarray(data.x_train, np.float32)
+    x_test = np.asarray(data.x_test, np.float32)
+    cfg = SimpleNamespace(head_epochs=int(head_epochs), head_lr=float(head_lr))
+    ftr = _head_features(Ws, x_train, layers)
+    rng = np.random.default_rng([seed, 2, 0])
+    Wh, bh = _train_head(ftr, np.asarray(data.y_train), int(data.n_classes), cfg, rng)
+    fte = _head_features(Ws, x_test, layers)
+    return float(np.mean((fte @ Wh.T + bh).argmax(1) == np.asarray(data.y_test)))
 
 
 def train_ff(data, config: FFConfig, progress=None, checkpoint=None) -> FFResult:

@@ -36,7 +36,9 @@ Config keys (JSON object; unknown keys are an error)
     ``damping`` (0.3), ``window`` ([3, 5]). ``ff-topdown``: ``optimizer``, ``theta``,
     ``eval_train``, ``sign`` (+1: negative ``x − F e``; −1: ``x + F e``), ``cos_every`` (0 =
     once per epoch), ``cos_batch`` (500), ``train_hidden`` (true; false = read-out only, on
-    the fixed random hidden layers); its feedback scale is the top-level ``F_scale``.
+    the fixed random hidden layers); its feedback scale is the top-level ``F_scale``. Both
+    also take ``head_readout`` (false; the linear head of the FF baselines on the trained
+    hidden layers, ``head_epochs`` 20, ``head_lr`` 0.01; output ``head_test_acc``).
 ``local_fields`` (null)
     local receptive fields of the hidden layers, ``[{"field": f, "grid": g} | null, …]``
     (:mod:`simulations.local_fields`); every rule but ``ff-recurrent``.
@@ -256,12 +258,34 @@ _FF_VARIANTS = {
     "ff-recurrent": (
         "ff_recurrent",
         "RecurrentFFConfig",
-        ("optimizer", "theta", "label_scale", "eval_train", "steps", "damping", "window"),
+        (
+            "optimizer",
+            "theta",
+            "label_scale",
+            "eval_train",
+            "steps",
+            "damping",
+            "window",
+            "head_readout",
+            "head_epochs",
+            "head_lr",
+        ),
     ),
     "ff-topdown": (
         "ff_topdown",
         "TopDownConfig",
-        ("optimizer", "theta", "eval_train", "sign", "cos_every", "cos_batch", "train_hidden"),
+        (
+            "optimizer",
+            "theta",
+            "eval_train",
+            "sign",
+            "cos_every",
+            "cos_batch",
+            "train_hidden",
+            "head_readout",
+            "head_epochs",
+            "head_lr",
+        ),
     ),
 }
 
@@ -459,7 +483,7 @@ def run_config(cfg: dict, quiet: bool = True, on_epoch=None, checkpoint_dir=None
         "diverged": np.asarray([r.diverged for r in runs]),
         "epochs_done": np.asarray([r.epochs_done for r in runs]),
     }
-    if rule in ("ff", "ff-unsupervised"):
+    if rule.startswith("ff"):  # NaN where no head read-out was asked for
         out["head_test_acc"] = np.asarray([r.head_test_acc for r in runs], float)
     if rule.startswith("ff"):
         out["train_loss"] = _pad([r.loss for r in runs])

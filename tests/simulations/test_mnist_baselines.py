@@ -6,6 +6,8 @@ head, top-down FF with ``train_hidden: false``) leave every hidden weight bit-id
 its initialisation, move the read-out, and differ from the trained run only there.
 """
 
+import re
+
 import numpy as np
 import pytest
 from mnist_data import FIXTURE_DIR
@@ -148,3 +150,102 @@ def test_validation_split_never_touches_the_test_set(data):
     for bad in (0, 800, 1.5, True):
         with pytest.raises(ValueError, match="data.validation must be an integer"):
             validation_split(data, bad)
+
+
+def _head_acc(feats_tr, feats_te, data, cfg, seed):
+    """The baseline's head (same Adam head, same generator stream) on given features."""
+    from simulations.forward_forward import _train_head
+
+    W, b = _train_head(feats_tr, data.y_train, 10, cfg, np.random.default_rng([seed, 2, 0]))
+    return np.mean((feats_te @ W.T + b).argmax(1) == data.y_test)
+
+
+def test_recurrent_head_readout_reads_step_zero_of_the_dynamics(data):
+    """``head_readout`` of recurrent FF reads the trained bottom-up weights through the
+    dynamics' own step 0 (computed here by :func:`run_dynamics`, with two different clamped
+    labels: step 0 does not see the label), with the baseline's head; NaN when not asked."""
+    from simulations.ff_recurrent import RecurrentFFConfig, run_dynamics, train_ff_recurrent
+    from simulations.forward_forward import _normalize
+
+    kw = dict(hidden=[64, 32], epochs=1, seed=3, eval_train=200, head_epochs=3)
+    r = train_ff_recurrent(data, RecurrentFFConfig(head_readout=True, **kw))
+    Ws, Vs = r.weights
+
+    def step0(x, label):
+        top = np.zeros((x.shape[0], 10), np.float32)
+        top[:, label] = 1.0
+        h0 = run_dynamics(Ws, Vs, x, top, 2, 0.3)[0][0]
+        return np.concatenate([_normalize(h) for h in h0], axis=1)
+
+    f_tr, f_te = step0(data.x_train, 0), step0(data.x_test, 7)
+    assert np.array_equal(f_tr, step0(data.x_train, 3))  # label-free
+    assert r.head_test_acc == _head_acc(f_tr, f_te, data, r.config, 3)
+    # a real read-out: measured 70.5 % on the 200 fixture test images (chance 10 %)
+    assert r.head_test_acc > 0.5
+    assert np.isnan(train_ff_recurrent(data, RecurrentFFConfig(**kw)).head_test_acc)
+
+
+def test_topdown_head_readout_on_the_frozen_layer_is_the_random_feature_head(data):
+    """With ``train_hidden`` false, top-down FF's ``head_readout`` is the head on the layer
+    as initialised (rebuilt here from the seed), so the table's "→ linear head" line of the
+    trained row is compared with the same head on random features."""
+    from simulations.ff_topdown import TopDownConfig, train_ff_topdown
+    from simulations.forward_forward import _normalize
+
+    kw = dict(hidden=[64], epochs=1, seed=0, head_readout=True, head_epochs=3)
+    base = train_ff_topdown(data, TopDownConfig(train_hidden=False, **kw))
+    rng = np.random.default_rng(0)
+    W0 = init_network([784, 64, 10], "pepita", 0.05, int(rng.integers(2**63))).W[0]
+
+    def feats(x, W):
+        return _normalize(np.maximum(_normalize(x) @ W.T, 0))
+
+    want = _head_acc(feats(data.x_train, W0), feats(data.x_test, W0), data, base.config, 0)
+    assert base.head_test_acc == want
+    r = train_ff_topdown(data, TopDownConfig(**kw))
+    W1 = r.network.W[0]
+    assert not np.array_equal(W1, W0)
+    assert r.head_test_acc == _head_acc(
+        feats(data.x_train, W1), feats(data.x_test, W1), data, r.config, 0
+    )
+
+
+@pytest.mark.parametrize("rule", ["ff-recurrent", "ff-topdown"])
+@pytest.mark.parametrize(
+    "key, value, msg",
+    [
+        ("head_epochs", 0, "head_epochs must be an integer >= 1, got 0"),
+        ("head_epochs", 2.5, "head_epochs must be an integer >= 1, got 2.5"),
+        ("head_lr", -0.1, "head_lr must be > 0, got -0.1"),
+        ("head_readout", "yes", "head_readout must be true or false, got 'yes'"),
+    ],
+)
+def test_variant_head_options_are_checked(rule, key, value, msg):
+    """The configs themselves refuse bad head options (parse_config checks the JSON types
+    before them: its message for a fractional head_epochs is checked too)."""
+    from simulations.ff_recurrent import RecurrentFFConfig
+    from simulations.ff_topdown import TopDownConfig
+
+    Config = RecurrentFFConfig if rule == "ff-recurrent" else TopDownConfig
+    with pytest.raises(ValueError, match=re.escape(msg)):
+        Config(**{key: value})
+    with pytest.raises(ValueError, match="ff.head_epochs must be"):
+        parse_config({"rule": rule, "ff": {"head_epochs": 2.5}})
+
+
+def test_dead_units_of_the_search(data):
+    """``figures.mnist_ff_search.dead_units``: a unit whose incoming weights are all negative
+    never fires on images (pixels >= 0) and is counted; a unit with positive weights always
+    fires, and a unit that fires on some images only is alive. Layer 2 of a network whose
+    layer 1 is all dead is all dead too."""
+    from figures.mnist_ff_search import dead_units
+
+    rng = np.random.default_rng(0)
+    W1 = np.abs(rng.normal(size=(8, 784))).astype(np.float32)  # every unit fires
+    W1[[2, 5]] *= -1  # two units can never fire
+    W1[0] = np.where(np.arange(784) < 392, 1.0, -1.0)  # top half minus bottom half
+    top = data.x_test[:, :392].sum(1) > data.x_test[:, 392:].sum(1)
+    assert 0 < top.mean() < 1  # unit 0 fires on some images, not on others
+    W2 = rng.normal(size=(4, 8)).astype(np.float32)
+    assert dead_units([W1, np.abs(W2)], data.x_test) == [2 / 8, 0.0]
+    assert dead_units([-np.abs(W1), W2], data.x_test) == [1.0, 1.0]

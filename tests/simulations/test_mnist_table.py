@@ -319,3 +319,42 @@ def test_baseline_config_rules(tmp_path):
     cfg.write_text(json.dumps(raw))
     with pytest.raises(ValueError, match="vs_bp names no row"):
         mt.load_table_config(False, cfg)
+
+
+def test_head_line_compares_with_the_baselines_own_head():
+    """An FF variant run with ``head_readout`` gets a "→ linear head" line. When its
+    baseline run has a head too (top-down FF: the same head on the frozen layer), the line
+    compares with that head, not with the baseline's delta-rule read-out; otherwise (the
+    recurrent row, whose baseline is the head on a random network) with the baseline. The
+    cells are recomputed here from made-up per-seed numbers."""
+    table = mt.load_table_config(quick=False)
+    rows = {r["label"]: r for r in table["rows"]}
+    td, rc = rows["ff-topdown"], rows["ff-recurrent"]
+    assert td["config"]["ff"]["head_readout"] and td["base_config"]["ff"]["head_readout"]
+    assert rc["config"]["ff"]["head_readout"] and "head_readout" not in rc["base_config"]["ff"]
+
+    def rec(cfg, final, head=None):
+        r = {"config": cfg, "final_test": final, "diverged": [False] * 3}
+        return r if head is None else {**r, "head_test": head}
+
+    records = {
+        "ff-topdown": rec(td["config"], [0.83, 0.84, 0.82], [0.95, 0.96, 0.94]),
+        "ff-topdown" + mt.BASE_SUFFIX: rec(
+            td["base_config"], [0.91, 0.91, 0.90], [0.93, 0.935, 0.92]
+        ),
+        "ff-recurrent": rec(rc["config"], [0.92, 0.89, 0.91], [0.90, 0.91, 0.92]),
+        "ff-recurrent" + mt.BASE_SUFFIX: rec(rc["base_config"], [0.92, 0.93, 0.91]),
+    }
+    got = _rows(mt.render_table(table, records))
+    for lbl, head, base, verdict in [
+        ("ff-topdown", [95, 96, 94], [93, 93.5, 92], "beats"),
+        ("ff-recurrent", [90, 91, 92], [92, 93, 91], "tie"),
+    ]:
+        c = got[f"{lbl} → linear head"]
+        g = np.subtract(head, base)
+        assert c[2] == f"{np.mean(head):.2f} ± {np.std(head):.2f}"
+        assert c[4] == f"{np.mean(base):.2f} ± {np.std(base):.2f}"
+        assert _pm(c[5]) == (round(g.mean(), 2), round(g.std(), 2))
+        assert c[6] == verdict, c
+    assert "label-free" in got["ff-recurrent → linear head"][1]
+    assert "frozen random layer" in got["ff-topdown → linear head"][1]
