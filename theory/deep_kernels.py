@@ -3,9 +3,10 @@
 Included in the generated module of one activation (:func:`theory.emit.include`); the
 block between ``# >>> generated`` and ``# <<< generated`` holds stand-ins (erf) for the
 only names the generated part defines: the activation ``_g``, ``_gp`` = g' and ``_gpp`` =
-g''. Everything rule-specific is a branch on the rule code ``p[3]`` (the branches are
-cheap next to the forward passes), so one compiled module serves every rule, depth,
-width, M and quadrature rule of an activation.
+g'', and a user rule's signal ``_user_delta`` (:mod:`theory.deep_rules`). Everything
+rule-specific is a branch on the rule code ``p[3]`` (the branches are cheap next to the
+forward passes), so one compiled module serves every built-in rule, depth, width, M and
+quadrature rule of an activation; a user's rule gets its own module.
 
 One node of the quadrature rule gives the fields ``z = (λ (K₁), ν (M))`` (and the noise
 ζ when σ > 0); the kernel runs the student forward, computes the rule's signals and
@@ -24,13 +25,15 @@ computed exactly by a tangent (forward-mode) pass through the network.
 Flat state ``y = [Q upper triangle, R (K₁·M), v (K_{L−1}), W₀, W₁, … (row-major), b (K₁,
 adaptive feedback)]``. Parameter vector (:meth:`theory.deep.DeepSystem.params`)::
 
-    p = [K1, M, H, rule, eta, eta_v, eta_W, sigma, sigma_F2, F_norm2, stein, 0,
+    p = [K1, M, H, rule, eta, eta_v, eta_W, sigma, sigma_F2, F_norm2, stein, n_rp,
          widths (H), T (M·M), v_star (M), c (M), b_fixed (K_{L−1}),
          B₀, B₁, … (row-major, B_ℓ of shape K_ℓ×K_{ℓ+1}), d₀, d₁, … (widths),
+         a user rule's parameters (n_rp, sorted by name),
          quadrature rule (QuadratureRule.packed(): kind, P, D, …)]
 
 Rule codes: 0 bp, 1 fa, 2 dfa, 3 afa, 4 pepita (presynaptic x̃), 5 pepita-forward,
-6 pepita-hebbian (presynaptic x̃).
+6 pepita-hebbian (presynaptic x̃); a user's deep rule (:mod:`theory.deep_rules`, its
+``_user_delta`` generated into the module): 7 feedback "v", 8 "fixed", 9 "direct".
 """
 
 import math
@@ -59,10 +62,18 @@ def _gpp(zz_):
     return -zz_ * math.sqrt(2.0) * math.exp(-zz_ * zz_ / 2.0) / math.sqrt(math.pi)
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _user_delta(a_, f_, e_, p, o):
+    return _gp(a_) * f_
+
+
 # <<< generated
 
 HEADER = 12
 BP, FA, DFA, AFA, PEPITA, PEPITA_FORWARD, PEPITA_HEBBIAN = 0, 1, 2, 3, 4, 5, 6
+# a user's deep rule (theory.deep_rules): δ = _user_delta(a, f, e) with f carried by v and
+# Wᵀ (USER_V), by fixed b and B (USER_FIXED) or by d_ℓ e (USER_DIRECT)
+USER_V, USER_FIXED, USER_DIRECT = 7, 8, 9
 
 
 @njit(cache=True, nogil=True)
@@ -103,11 +114,34 @@ def _forward(h0pre, Wy, O_W, wd, off, woff, H, A, Hh):
 
 
 @njit(cache=True, nogil=True)
-def _backward(y, p, O_V, O_W, O_BF, O_BM, O_D, wd, off, woff, H, rule, e, A, Dl):
+def _backward(y, p, O_V, O_W, O_BF, O_BM, O_D, wd, off, woff, H, rule, e, A, Dl, P_R):
     """The signals δ_ℓ of a feedback rule into ``Dl`` (flat): BP (rule 0) with v and Wᵀ,
     FA with b and B, DFA with d_ℓ e, AFA forward from δ₁ = g'(λ) ⊙ b e (the linearised
-    second pass of PEPITA)."""
+    second pass of PEPITA); a user's rule (codes 7–9) δ = _user_delta(a, f, e) with its
+    parameters at ``p[P_R:]``."""
     last = H - 1
+    if rule >= USER_V:
+        if rule == USER_DIRECT:
+            for l in range(H):
+                for r in range(wd[l]):
+                    i = off[l] + r
+                    Dl[i] = _user_delta(A[i], p[O_D + i] * e, e, p, P_R)
+            return
+        for r in range(wd[last]):
+            i = off[last] + r
+            f = y[O_V + r] if rule == USER_V else p[O_BF + r]
+            Dl[i] = _user_delta(A[i], f * e, e, p, P_R)
+        for l in range(last - 1, -1, -1):
+            n_out = wd[l + 1]
+            for r in range(wd[l]):
+                s = 0.0
+                for c in range(n_out):
+                    if rule == USER_V:  # W_l[c, r]
+                        s += y[O_W + woff[l] + c * wd[l] + r] * Dl[off[l + 1] + c]
+                    else:  # B_l[r, c]
+                        s += p[O_BM + woff[l] + r * n_out + c] * Dl[off[l + 1] + c]
+                Dl[off[l] + r] = _user_delta(A[off[l] + r], s, e, p, P_R)
+        return
     if rule == DFA:
         for l in range(H):
             for r in range(wd[l]):
@@ -161,8 +195,8 @@ def _integrate(y, p, mode, dy, S, obs):
     sigma_F2 = p[8]
     F_norm2 = p[9]
     stein = p[10] > 0.5
-    adaptive = rule >= AFA
-    pep = rule >= PEPITA
+    adaptive = AFA <= rule <= PEPITA_HEBBIAN
+    pep = PEPITA <= rule <= PEPITA_HEBBIAN
     xt = rule == PEPITA or rule == PEPITA_HEBBIAN
     Kl = wd[H - 1]
     nu = off[H]
@@ -176,7 +210,8 @@ def _integrate(y, p, mode, dy, S, obs):
     O_BF = P_C + M
     O_BM = O_BF + Kl
     O_D = O_BM + nW
-    P_Q = O_D + nu
+    P_R = O_D + nu  # a user rule's parameters (p[11] of them)
+    P_Q = P_R + int(p[11])
     kind = int(p[P_Q])
     P = int(p[P_Q + 1])
     D = int(p[P_Q + 2])
@@ -260,7 +295,7 @@ def _integrate(y, p, mode, dy, S, obs):
             for j in range(nu):
                 Dl[j] = Hh[j] - Ht[j]
         else:
-            _backward(y, p, O_V, O_W, O_BF, O_BM, O_D, wd, off, woff, H, rule, e, A, Dl)
+            _backward(y, p, O_V, O_W, O_BF, O_BM, O_D, wd, off, woff, H, rule, e, A, Dl, P_R)
         for k in range(K):
             Ak[k] = Dl[k]
             if rule == PEPITA:
@@ -270,7 +305,7 @@ def _integrate(y, p, mode, dy, S, obs):
             else:
                 Bk[k] = 0.0
         if mode == 2:  # the observable cos_delta: BP's signals with the current W, v
-            _backward(y, p, O_V, O_W, O_BF, O_BM, O_D, wd, off, woff, H, BP, e, A, Db)
+            _backward(y, p, O_V, O_W, O_BF, O_BM, O_D, wd, off, woff, H, BP, e, A, Db, P_R)
             for l in range(H):
                 s1 = 0.0
                 s2 = 0.0
