@@ -37,6 +37,7 @@ from theory.quadrature import factor
 from theory.state import OrderParameters, record_alphas
 
 from . import deep_kernel
+from .deep_kernelgen import resolve_deep_rule
 from .deep_observables import field_normals, mc_observables
 from .ensemble import (
     Divergence,
@@ -79,6 +80,7 @@ DEEP_DEFAULTS = {
     "seeds": 1,
     "same_init": True,
     "init": {},
+    "rule_params": {},  # a user deep rule's parameters (theory.deep_rules)
     "mc_fields": 1 << 14,  # quasi-Monte Carlo points of the fields for ε_g and cos_delta
     "divergence": {},
     "threads": None,
@@ -172,12 +174,10 @@ def validate_config(config) -> dict:
     cfg = dict(DEEP_DEFAULTS)
     cfg.update(config)
     cfg["init"] = dict(cfg["init"] or {})
-    rule = cfg["rule"]
-    if rule not in DEEP_RULES:
-        raise ValueError(
-            f"unknown rule {rule!r} for a deep student (widths given); allowed: "
-            f"{', '.join(DEEP_RULES)}"
-        )
+    sim_rule = resolve_deep_rule(cfg["rule"])  # ValueError naming the allowed rules
+    if not isinstance(cfg["rule_params"], dict):
+        raise ValueError(f"rule_params must be an object of numbers, got {cfg['rule_params']!r}")
+    sim_rule.rp(cfg["rule_params"])  # unknown names, non-numbers
     widths = cfg["widths"] = _widths(cfg["widths"])
     if cfg["K"] is not None and _int(cfg, "K") != widths[0]:
         raise ValueError(f"K={cfg['K']} disagrees with widths[0]={widths[0]} (K is the old name)")
@@ -214,7 +214,9 @@ def validate_config(config) -> dict:
 
 
 def _validate_init(cfg):
-    init, widths, rule, M, N = cfg["init"], cfg["widths"], cfg["rule"], cfg["M"], cfg["N"]
+    init, widths, M, N = cfg["init"], cfg["widths"], cfg["M"], cfg["N"]
+    sim_rule = resolve_deep_rule(cfg["rule"])
+    rule = sim_rule.name
     K1, Kl = widths[0], widths[-1]
     bad = sorted(set(init) - _INIT_KEYS)
     if bad:
@@ -236,12 +238,11 @@ def _validate_init(cfg):
         init["v"] = _matrix(init["v"], (Kl,), "init.v").tolist()
     if "W" in init:
         init["W"] = _matrix_list(init["W"], W_shapes, "init.W")
-    only = {"b": ("fa",), "B": ("fa",), "d": ("dfa",)}
-    for key, rules in only.items():
-        if key in init and rule not in rules:
-            raise ValueError(
-                f"init.{key} is the fixed feedback of {'/'.join(rules)}, not of {rule}"
-            )
+    only = {"b": sim_rule.fixed_chain, "B": sim_rule.fixed_chain, "d": sim_rule.direct}
+    for key, ok in only.items():
+        if key in init and not ok:
+            owner = "dfa (feedback 'direct')" if key == "d" else "fa (feedback 'fixed')"
+            raise ValueError(f"init.{key} is the fixed feedback of {owner}, not of {rule}")
     if "b" in init:
         init["b"] = _matrix(init["b"], (Kl,), "init.b").tolist()
     if "B" in init:
@@ -250,7 +251,7 @@ def _validate_init(cfg):
         init["d"] = _matrix_list(init["d"], [(k,) for k in widths], "init.d")
     if "state" in init:
         st = init["state"]
-        keys = {"Q", "R", "T"} | ({"b", "c"} if rule in DEEP_ADAPTIVE else set())
+        keys = {"Q", "R", "T"} | ({"b", "c"} if sim_rule.adaptive else set())
         if not isinstance(st, dict) or not {"Q", "R", "T"} <= set(st) or set(st) - keys:
             raise ValueError(
                 f"init.state must be a dict with the keys Q ({K1}×{K1}), R ({K1}×{M}), T "
@@ -371,14 +372,15 @@ def initial_deep_weights(cfg: dict, seed: int) -> DeepWeights:
 
 
 # ============================================================================= one seed
-def _run_seed(cfg, i, report, alphas, rec_steps, z):
+def _run_seed(cfg, sim_rule, i, report, alphas, rec_steps, z):
     """Run seed number ``i``; returns a dict of its trajectories."""
     seed = cfg["seeds"][i]
-    N, M, wd, rule = cfg["N"], cfg["M"], cfg["widths"], cfg["rule"]
+    N, M, wd = cfg["N"], cfg["M"], cfg["widths"]
     K1, Kl, nl = wd[0], wd[-1], len(wd)
     act = cfg["activation"]
-    code, act_code = deep_kernel.RULE_CODES[rule], _ACTS.index(act)
-    adaptive = rule in DEEP_ADAPTIVE
+    code, act_code = sim_rule.code, _ACTS.index(act)
+    kern, rp = sim_rule.kernel(), sim_rule.rp(cfg["rule_params"])
+    adaptive = sim_rule.adaptive
     div = Divergence(**cfg["divergence"])
     Wt = initial_deep_weights(cfg, seed)
     T_mat = Wt.w_star @ Wt.w_star.T / N
@@ -418,8 +420,8 @@ def _run_seed(cfg, i, report, alphas, rec_steps, z):
             ok = np.all(np.isfinite(Q)) and np.all(np.isfinite(Wt.v)) and np.all(np.isfinite(Wt.Wr))
             if ok:
                 eg, cos = mc_observables(
-                    Q, R, T_mat, Wt.v, Wt.v_star, Wt.Wr, Wt.widths, rule, act, z, cfg["sigma"],
-                    b=b, fb_b=Wt.fb_b, fB=Wt.fB, fd=Wt.fd,
+                    Q, R, T_mat, Wt.v, Wt.v_star, Wt.Wr, Wt.widths, code, act, z, cfg["sigma"],
+                    b=b, fb_b=Wt.fb_b, fB=Wt.fB, fd=Wt.fd, kernel=kern, rp=rp,
                 )  # fmt: skip
                 ok = np.isfinite(eg) and eg <= div.eg_max
             if not ok:
@@ -433,10 +435,10 @@ def _run_seed(cfg, i, report, alphas, rec_steps, z):
         if out["diverged"] or step >= n_total:
             break
         n = min(B_, int(rec_steps[r]) - step)
-        done = deep_kernel.deep_block(
+        done = kern.deep_block(
             code, act_code, n, st, xbuf, Wt.w, Wt.w_star, Wt.v, Wt.v_star, Wt.F, Wt.b1,
             Wt.widths, Wt.Wr, Wt.fb_b, Wt.fB, Wt.fd, cfg["eta"], cfg["eta_v"], cfg["eta_W"],
-            cfg["sigma"], lay, work,
+            cfg["sigma"], lay, work, rp,
         )  # fmt: skip
         report(done)
         qd = work[5, :K1]
@@ -513,7 +515,16 @@ class DeepSimulationResult(EnsembleResult):
 
     @property
     def rule(self) -> str:
-        return self.config["rule"]
+        """The rule's name (a built-in name, or a user DeepRule's name)."""
+        r = self.config["rule"]
+        if isinstance(r, dict):
+            return r["name"]
+        if r in DEEP_RULES:
+            return r
+        try:
+            return resolve_deep_rule(r).name
+        except ValueError:  # a rule file that has moved since: its spec names it
+            return r
 
     def mean(self, name: str, i: int | None = None) -> np.ndarray:
         """Mean over the non-diverged seeds (``name='W', i=j``: of ``W[j]``)."""
@@ -553,7 +564,7 @@ class DeepSimulationResult(EnsembleResult):
     def summary(self) -> str:
         c = self.config
         s = (
-            f"{c['rule']} (deep, widths={c['widths']}): N={c['N']} M={c['M']}, "
+            f"{self.rule} (deep, widths={c['widths']}): N={c['N']} M={c['M']}, "
             f"{len(self.seeds)} seeds, alpha 0..{self.alpha[-1]:g} ({len(self.alpha)} records); "
         )
         nd = int(self.diverged.sum())
@@ -611,14 +622,13 @@ def simulate(config: dict, progress=None) -> DeepSimulationResult:
     DeepSimulationResult
     """
     cfg = validate_config(config)
-    N, rule, wd = cfg["N"], cfg["rule"], cfg["widths"]
+    sim_rule = resolve_deep_rule(cfg["rule"])
+    N, rule, wd = cfg["N"], sim_rule.name, cfg["widths"]
     alphas = record_alphas(cfg["record"], cfg["alpha_max"])
     rec_steps = np.rint(alphas * N).astype(np.int64)
     S = len(cfg["seeds"])
     z = field_normals(cfg["mc_fields"], wd[0] + cfg["M"], cfg["init"]["seed"])
-    deep_kernel.warmup()  # compile / load both kernels before the threads start
-    mc_observables(np.eye(1), np.zeros((1, 1)), np.eye(1), [0.0], [0.0], np.zeros((1, 1, 1)),
-                   [1], "bp", "erf", np.zeros((1, 3)))  # fmt: skip
+    sim_rule.kernel().warmup()  # compile / load the kernels before the threads start
     threads = cfg["threads"] or os.cpu_count() or 1
     bar = progress
     if progress is True:
@@ -629,7 +639,7 @@ def simulate(config: dict, progress=None) -> DeepSimulationResult:
     elif not progress:
         bar = None
     outs = run_parallel(
-        lambda i, report: _run_seed(cfg, i, report, alphas, rec_steps, z),
+        lambda i, report: _run_seed(cfg, sim_rule, i, report, alphas, rec_steps, z),
         S,
         threads=threads,
         progress=bar,
@@ -641,8 +651,9 @@ def simulate(config: dict, progress=None) -> DeepSimulationResult:
     diverged = np.array([o["diverged"] for o in outs], dtype=bool)
     eg = stack("eg")
     eg_mean, eg_std, n_mean = ensemble_stats(eg, diverged)
-    adaptive = rule in DEEP_ADAPTIVE
+    adaptive = sim_rule.adaptive
     nl = len(wd)
+    fixed, direct = sim_rule.fixed_chain, sim_rule.direct
     return DeepSimulationResult(
         alpha=alphas,
         steps=rec_steps,
@@ -657,9 +668,9 @@ def simulate(config: dict, progress=None) -> DeepSimulationResult:
         v_star=stack("v_star"),
         c=stack("c") if adaptive else None,
         sigma_F2=np.array([o["sigma_F2"] for o in outs]) if adaptive else None,
-        fb_b=stack("fb_b") if rule == "fa" else None,
-        B=[np.stack([o["B"][j] for o in outs]) for j in range(nl - 1)] if rule == "fa" else None,
-        d=[np.stack([o["d"][j] for o in outs]) for j in range(nl)] if rule == "dfa" else None,
+        fb_b=stack("fb_b") if fixed else None,
+        B=[np.stack([o["B"][j] for o in outs]) for j in range(nl - 1)] if fixed else None,
+        d=[np.stack([o["d"][j] for o in outs]) for j in range(nl)] if direct else None,
         eg=eg,
         eg_mean=eg_mean,
         eg_std=eg_std,
@@ -667,5 +678,5 @@ def simulate(config: dict, progress=None) -> DeepSimulationResult:
         n_mean=n_mean,
         diverged=diverged,
         alpha_diverged=np.array([o["alpha_diverged"] for o in outs]),
-        config=cfg,
+        config={**cfg, "rule": sim_rule.describe()} if not isinstance(cfg["rule"], str) else cfg,
     )
