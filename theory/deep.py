@@ -199,7 +199,7 @@ def _load_module(act, user=None):
         lambda: _source(act, digest, user),
         module_name(path),
         lambda m: None,  # compiled lazily, on the first right-hand side
-        required=("rhs", "eg", "noise", "observe"),
+        required=("rhs", "eg", "noise", "observe", "moments", "cov"),
     )
     _MODULES[mkey] = (mod, path, time.perf_counter() - t0)
     return _MODULES[mkey]
@@ -331,6 +331,8 @@ class DeepSystem:
     source_path: Path
     quadrature: dict
     timings: dict = field(default_factory=dict)
+    moments: object = None
+    cov: object = None
 
     model = "deep"
 
@@ -495,6 +497,33 @@ class DeepSystem:
         self.noise(self.layout.pack(state), p, S)
         return S
 
+    def covariance_params(
+        self, state, eta, eta_v=None, sigma=0.0, *, N, eta_W=None, qrule=None, **rule_params
+    ) -> np.ndarray:
+        """The parameter vector of :meth:`covariance` (that of :meth:`params` with
+        ``p[9]`` = ‖F‖²: the state's ``F_norm2`` when it has one, else ``N σ_F²``)."""
+        from .models import check_number
+
+        N = check_number("N", N, 1.0)
+        p = self.params(state, eta, eta_v, sigma, eta_W=eta_W, qrule=qrule, **rule_params)
+        if self.rule.feedback == "adaptive":
+            f2 = state.F_norm2 if state.F_norm2 is not None else N * float(state.sigma_F2)
+            p[9] = float(f2)
+        return p
+
+    def covariance(self, state, eta, eta_v=None, sigma=0.0, *, N, **kw):
+        """``(E[f], Σ)``: the mean and the covariance ``Σ = Cov[f]`` of the per-sample
+        increments ``f`` (N × the change of one online step) of every order parameter,
+        in the flat layout's order (:class:`DeepLayout`), by the system's quadrature rule.
+        The finite-N diffusion is ``dy = E[f] dα + √(Σ/N) dB_α`` (docs/deep.md); E[f] is
+        the ODE's right-hand side. ``N`` enters through ‖F‖² (adaptive feedback) only."""
+        p = self.covariance_params(state, eta, eta_v, sigma, N=N, **kw)
+        y = self.layout.pack(state)
+        m = np.empty_like(y)
+        S = np.empty((y.size, y.size))
+        self.moments(y, p, m, S)
+        return m, S
+
     def eps_g(self, state) -> float:
         p = self.params(state, 0.0, 0.0, 0.0)
         return float(self.eg(self.layout.pack(state), p))
@@ -567,6 +596,8 @@ def build_deep_system(rule, widths, M: int, activation="erf", quadrature=None) -
             path,
             dict(opts),
             timings={"load": t},
+            moments=mod.moments,
+            cov=mod.cov,
         )
         sysm.rule_for(0.0)  # a bad quadrature option fails now
         _SYSTEMS[key] = sysm

@@ -22,6 +22,17 @@ where the first-layer update is ``Δw_k = −(η/√N)(A_k x + B_k F)`` and ``�
 derivative along the direction ``(b, c)`` in field space (Stein's lemma on φ = F·x/√N),
 computed exactly by a tangent (forward-mode) pass through the network.
 
+Finite N (mode 4, :func:`moments`, :func:`cov`): one sample moves every order parameter by
+``f/N`` with, per node (the integrands above, before the expectation)::
+
+    f_Qkl = −η (A_k λ_l + A_l λ_k + B_k b_l + B_l b_k) + η² (A_k A_l + σ_F² B_k B_l)
+    f_Rkm = −η (A_k ν_m + B_k c_m),   f_v = −η_v s_v,   f_Wℓ = −η_W S_ℓ
+    f_bk  = −η (A_k √N φ + B_k ‖F‖²),  √N φ = βᵀz + s⊥ ξ⊥,  β = C⁻¹(b, c),
+            s⊥² = ‖F‖² − (b, c)ᵀ C⁻¹ (b, c)                       (adaptive feedback)
+
+and ``Σ = Σ_q w_q f_q f_qᵀ − m mᵀ`` over the same nodes as the drift, plus the ξ⊥ part
+(independent of the fields: ``η² s⊥² E[A_k A_l]`` in the b block only).
+
 Flat state ``y = [Q upper triangle, R (K₁·M), v (K_{L−1}), W₀, W₁, … (row-major), b (K₁,
 adaptive feedback)]``. Parameter vector (:meth:`theory.deep.DeepSystem.params`)::
 
@@ -184,7 +195,9 @@ def _backward(y, p, O_V, O_W, O_BF, O_BM, O_D, wd, off, woff, H, rule, e, A, Dl,
 @njit(cache=True, nogil=True)
 def _integrate(y, p, mode, dy, S, obs):
     """mode 0: dy = dy/dα; mode 1: S = noise covariance of b (K₁×K₁); mode 2: obs =
-    [ε_g, then per hidden layer E[δ·δ^BP], E[|δ|²], E[|δ^BP|²]]; mode 3: obs[0] = ε_g."""
+    [ε_g, then per hidden layer E[δ·δ^BP], E[|δ|²], E[|δ^BP|²]]; mode 3: obs[0] = ε_g;
+    mode 4: dy = E[f], S = Cov[f] (n×n) of the per-sample increments f of every order
+    parameter (``p[9]`` = ‖F‖², :meth:`theory.deep.DeepSystem.covariance`)."""
     K, M, H, wd, off, woff, nW = _sizes(p)
     NU = K + M
     rule = int(p[3])
@@ -271,6 +284,22 @@ def _integrate(y, p, mode, dy, S, obs):
     aW = np.zeros(max(nW, 1))
     aO = np.zeros(3 * H)
     aE = 0.0
+    cov = mode == 4
+    ny = y.shape[0]
+    fq = np.zeros(ny)  # mode 4: the increment f at one node
+    beta = np.zeros(NU)  # mode 4: √N φ = βᵀz + s⊥ ξ⊥, β = C⁻¹(b, c)
+    s_perp2 = 0.0
+    if cov:
+        for i in range(ny):
+            dy[i] = 0.0
+            for j in range(ny):
+                S[i, j] = 0.0
+        if adaptive:
+            beta = np.linalg.lstsq(C, Bv)[0]
+            s_perp2 = F_norm2
+            for a in range(NU):
+                s_perp2 -= beta[a] * Bv[a]
+            s_perp2 = max(s_perp2, 0.0)
     for q in range(P):
         w = _next_node(p, O_N, kind, D, P, q, X, Wt, idx, xi)
         map_node(L, xi, z)
@@ -283,7 +312,7 @@ def _integrate(y, p, mode, dy, S, obs):
             yt += p[P_VS + m] * _g(z[K + m])
         e0 = yhat - yt
         e = e0 - sigma * xi[NU] if noisy else e0
-        if mode >= 2:
+        if mode == 2 or mode == 3:
             aE += w * e0 * e0
             if mode == 3:
                 continue
@@ -367,6 +396,7 @@ def _integrate(y, p, mode, dy, S, obs):
             else:
                 sv[r] = e * Hh[last + r]
             aV[r] += w * sv[r]
+            fq[O_V + r] = -eta_v * sv[r]
         for l in range(H - 1):
             n_in = wd[l]
             for r in range(wd[l + 1]):
@@ -381,7 +411,39 @@ def _integrate(y, p, mode, dy, S, obs):
                     else:
                         val = Dl[j] * Hh[jc]
                     aW[base + c] += w * val
-    if mode >= 2:
+                    fq[O_W + base + c] = -eta_W * val
+        if cov:  # f of Q, R (and b); then Σ_q w f fᵀ and Σ_q w f
+            iq = 0
+            for k in range(K):
+                for l in range(k, K):
+                    t = Ak[k] * z[l] + Ak[l] * z[k] + Bk[k] * Bv[l] + Bk[l] * Bv[k]
+                    fq[iq] = -eta * t + eta * eta * (Ak[k] * Ak[l] + sigma_F2 * Bk[k] * Bk[l])
+                    iq += 1
+                for m in range(M):
+                    fq[O_R + k * M + m] = -eta * (Ak[k] * z[K + m] + Bk[k] * Bv[K + m])
+            if adaptive:
+                bz = 0.0
+                for a in range(NU):
+                    bz += beta[a] * z[a]
+                for k in range(K):
+                    fq[O_B + k] = -eta * (Ak[k] * bz + Bk[k] * F_norm2)
+            for i in range(ny):
+                wf = w * fq[i]
+                dy[i] += wf
+                for j in range(i, ny):
+                    S[i, j] += wf * fq[j]
+    if cov:
+        for i in range(ny):
+            for j in range(i, ny):
+                S[i, j] -= dy[i] * dy[j]
+                S[j, i] = S[i, j]
+        if adaptive:  # the part of √N φ independent of the fields: E[(η A_k s⊥ ξ⊥)(…)]
+            for k in range(K):
+                for l in range(k, K):
+                    S[O_B + k, O_B + l] += eta * eta * s_perp2 * aAA[k, l]
+                    S[O_B + l, O_B + k] = S[O_B + k, O_B + l]
+        return
+    if mode == 2 or mode == 3:
         obs[0] = 0.5 * aE
         for j in range(3 * H):
             obs[1 + j] = aO[j]
@@ -432,6 +494,19 @@ def noise(y, p, S):
     """The covariance per unit α of the noise on the adaptive feedback b,
     ``Σ_kl = η² σ_F² E[A_k A_l]``."""
     _integrate(y, p, np.int64(1), np.empty(y.shape[0]), S, np.empty(1))
+
+
+@njit(cache=True, nogil=True)
+def moments(y, p, m, S):
+    """``m = E[f]`` and ``S = Cov[f]`` (n×n) of the per-sample increments of every order
+    parameter (mode 4 of :func:`_integrate`; ``p[9]`` = ‖F‖²)."""
+    _integrate(y, p, np.int64(4), m, S, np.empty(1))
+
+
+@njit(cache=True, nogil=True)
+def cov(y, p, S):
+    """``S = Σ = Cov[f]`` (n×n): the finite-N diffusion ``dy = E[f] dα + √(Σ/N) dB``."""
+    _integrate(y, p, np.int64(4), np.empty(y.shape[0]), S, np.empty(1))
 
 
 @njit(cache=True, nogil=True)
