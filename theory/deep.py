@@ -53,6 +53,7 @@ from .state import OrderParameters, _check_size
 __all__ = [
     "DEEP_RULES",
     "DeepLayout",
+    "DeepNoiseSystem",
     "DeepRuleSpec",
     "resolve_deep_rule",
     "DeepSystem",
@@ -524,6 +525,12 @@ class DeepSystem:
         self.moments(y, p, m, S)
         return m, S
 
+    def noise_system(self) -> DeepNoiseSystem:
+        """Σ(y) with the interface of :func:`theory.covariance.noise_system` (``cov``,
+        ``params(..., N=…)``, ``dim``, ``describe_rule``, ``evaluate``), for a finite-N
+        Euler–Maruyama loop (:mod:`odeflow.sde`'s ``em_full_kernel`` calls ``cov``)."""
+        return DeepNoiseSystem(self)
+
     def eps_g(self, state) -> float:
         p = self.params(state, 0.0, 0.0, 0.0)
         return float(self.eg(self.layout.pack(state), p))
@@ -554,6 +561,40 @@ class DeepSystem:
         if np.ndim(y) == 1:
             return {k: (None if v is None else v[0]) for k, v in res.items()}
         return res
+
+
+@dataclass(frozen=True)
+class DeepNoiseSystem:
+    """The finite-N covariance Σ(y) of a :class:`DeepSystem` (its method
+    :meth:`DeepSystem.covariance`) behind the interface of the committee's
+    :class:`theory.covariance.CovarianceSystem`."""
+
+    system: DeepSystem
+
+    @property
+    def cov(self):
+        """The compiled ``cov(y, p, S)``: ``S = Σ(y)`` (n×n) for the parameter vector of
+        :meth:`params`."""
+        return self.system.cov
+
+    @property
+    def layout(self) -> DeepLayout:
+        return self.system.layout
+
+    def params(self, state, eta, eta_v=None, sigma=0.0, *, N, qrule=None, **kw) -> np.ndarray:
+        """:meth:`DeepSystem.covariance_params` (``kw``: ``eta_W`` and rule parameters)."""
+        return self.system.covariance_params(state, eta, eta_v, sigma, N=N, qrule=qrule, **kw)
+
+    def dim(self, sigma: float) -> int:
+        return self.system.dim(sigma)
+
+    def describe_rule(self, p) -> dict:
+        """The quadrature rule of Σ: the drift's (``p[7]`` is σ)."""
+        return self.system.describe_rule(float(np.asarray(p)[7]))
+
+    def evaluate(self, state, eta, eta_v=None, sigma=0.0, *, N, **kw):
+        """``(E[f], Σ)`` at ``state`` (:meth:`DeepSystem.covariance`)."""
+        return self.system.covariance(state, eta, eta_v, sigma, N=N, **kw)
 
 
 _SYSTEMS: dict = {}

@@ -89,3 +89,23 @@ def test_covariance_is_symmetric_psd_and_its_mean_is_the_drift():
     np.testing.assert_allclose(m2, m, rtol=0, atol=1e-12)
     with pytest.raises(ValueError, match=r"N must be >= 1"):
         bp.covariance(st, 0.7, N=0.5)
+
+
+def test_noise_system_interface():
+    """The interface a finite-N Euler–Maruyama loop uses (that of
+    theory.covariance.noise_system): ``cov(y, params(..., N=…), S)`` writes the Σ of
+    :meth:`covariance`; ‖F‖² is the state's F_norm2, else N σ_F² (afa without F_norm2:
+    its b block grows linearly with N, the O(N) feedback noise of docs/theory.md §5)."""
+    st = make_state([2, 3], 2)
+    small = {"scheme": "sobol", "n": 1 << 12}
+    ns = build_deep_system("afa", [2, 3], 2, "erf", small).noise_system()
+    pc = ns.params(st, 0.7, 0.5, 0.0, N=400, eta_W=0.3)
+    S = np.empty((ns.layout.n, ns.layout.n))
+    ns.cov(ns.layout.pack(st), pc, S)
+    np.testing.assert_allclose(S, ns.evaluate(st, 0.7, 0.5, 0.0, N=400, eta_W=0.3)[1], atol=0)
+    assert ns.dim(0.0) == 4 and ns.describe_rule(pc)["scheme"] == "sobol"
+    free = st.replace(F_norm2=None)
+    tr = [np.trace(ns.evaluate(free, 0.7, N=N)[1][-2:, -2:]) for N in (1000, 2000, 3000)]
+    # Σ_bb = η² E[A Aᵀ] (N σ_F² − (b,c)ᵀC⁻¹(b,c)) + O(1): linear in N, growing
+    assert tr[1] - tr[0] > 0
+    assert abs((tr[2] - tr[1]) / (tr[1] - tr[0]) - 1) < 1e-9
