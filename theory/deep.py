@@ -503,9 +503,10 @@ class DeepSystem:
     ) -> np.ndarray:
         """The parameter vector of :meth:`covariance` (that of :meth:`params` with
         ``p[9]`` = ‖F‖²: the state's ``F_norm2`` when it has one, else ``N σ_F²``)."""
-        from .models import check_number
-
-        N = check_number("N", N, 1.0)
+        if isinstance(N, bool) or not isinstance(N, (int, float, np.number)):
+            raise ValueError(f"N must be a number, got {N!r}")
+        if not np.isfinite(N) or N < 1:
+            raise ValueError(f"N must be >= 1 (the input dimension), got {N}")
         p = self.params(state, eta, eta_v, sigma, eta_W=eta_W, qrule=qrule, **rule_params)
         if self.rule.feedback == "adaptive":
             f2 = state.F_norm2 if state.F_norm2 is not None else N * float(state.sigma_F2)
