@@ -396,7 +396,8 @@ def _integrate(y, p, mode, dy, S, obs):
             else:
                 sv[r] = e * Hh[last + r]
             aV[r] += w * sv[r]
-            fq[O_V + r] = -eta_v * sv[r]
+            if cov:
+                fq[O_V + r] = -eta_v * sv[r]
         for l in range(H - 1):
             n_in = wd[l]
             for r in range(wd[l + 1]):
@@ -411,7 +412,8 @@ def _integrate(y, p, mode, dy, S, obs):
                     else:
                         val = Dl[j] * Hh[jc]
                     aW[base + c] += w * val
-                    fq[O_W + base + c] = -eta_W * val
+                    if cov:
+                        fq[O_W + base + c] = -eta_W * val
         if cov:  # f of Q, R (and b); then Σ_q w f fᵀ and Σ_q w f
             iq = 0
             for k in range(K):
