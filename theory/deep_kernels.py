@@ -190,8 +190,10 @@ def _backward(y, p, O_V, O_W, O_BF, O_BM, O_D, wd, off, woff, H, rule, e, A, Dl,
             Dl[off[l] + r] = _gp(A[off[l] + r]) * s
 
 
-# Long on purpose: one pass over the nodes accumulates every expectation of the system; the
-# sections (fields, forward, signals, accumulation, assembly) follow the module docstring
+# Long on purpose: one pass over the nodes accumulates every expectation of the system (the
+# drift, b's noise, the observables and, in mode 4, the covariance of every increment share
+# the fields, the forward passes and the signals of a node); the sections (fields, forward,
+# signals, accumulation, assembly) follow the module docstring
 @njit(cache=True, nogil=True)
 def _integrate(y, p, mode, dy, S, obs):
     """mode 0: dy = dy/dα; mode 1: S = noise covariance of b (K₁×K₁); mode 2: obs =
