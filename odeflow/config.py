@@ -231,9 +231,10 @@ def validate_config(cfg: Mapping, command: str = "solve", init_from=None) -> dic
     if deep:
         from theory.deep import DEEP_RULES, check_widths
 
-        if cfg["rule"] not in DEEP_RULES:
+        if cfg["rule"] not in DEEP_RULES and ":" not in cfg["rule"]:  # file.py:NAME: later
             raise ConfigError(
-                f"rule {cfg['rule']!r} has no deep form; deep rules: {', '.join(DEEP_RULES)}"
+                f"rule {cfg['rule']!r} has no deep form; deep rules: {', '.join(DEEP_RULES)} "
+                "or 'path/to/file.py:NAME' naming a theory.deep_rules.DeepRule"
             )
         if "widths" in cfg:
             try:

@@ -137,13 +137,9 @@ def check_run(rule, init, rule_params, given: dict, widths=None):
     name = rule_name(rule)
     if deep_requested(init, widths) and not hasattr(rule, "rhs"):
         model = MODELS["deep"]
-        from theory.deep import DEEP_RULES
+        from theory.deep import resolve_deep_rule
 
-        if name not in DEEP_RULES:
-            raise ValueError(
-                f"rule {name!r} has no deep form; deep rules (widths=[K1, K2, …]): "
-                f"{', '.join(DEEP_RULES)}"
-            )
+        name = resolve_deep_rule(rule)[0]  # ValueError naming the deep rules
         init = deep_init(init, widths)
     else:
         model = model_of(rule)

@@ -40,16 +40,27 @@ The read-out matrices are packed into ``(L−2, Kmax, Kmax)`` arrays (``W[l][:K_
 used), the per-layer vectors into ``(L−1, Kmax)`` arrays.
 """
 
-from __future__ import annotations
-
 import math
 
 import numpy as np
 from numba import njit
 
-from .teacher_student import _dot, _fill_normal, _g, _gp
+# absolute, and no __future__ import: a user rule's module includes this source
+from simulations.teacher_student import _dot, _fill_normal, _g, _gp
 
-__all__ = ["RULE_CODES", "ACTS", "deep_block", "warmup"]
+__all__ = ["RULE_CODES", "USER_CODES", "ACTS", "deep_block", "mc_block", "warmup"]
+
+_FM = {"reassoc", "contract", "arcp"}
+
+# >>> generated
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _user_delta(a_, f_, e_, p, o, act):
+    return _gp(a_, act) * f_
+
+
+# <<< generated
 
 #: activations of the deep kernel, in the order of their codes (theory.activation_names)
 ACTS = ("erf", "linear", "relu", "tanh", "sigmoid")
@@ -64,16 +75,33 @@ RULE_CODES = {
     "pepita-forward": 5,
     "pepita-hebbian": 6,
 }
-_FM = {"reassoc", "contract", "arcp"}
+#: a user's deep rule (theory.deep_rules) by feedback kind; its δ is ``_user_delta``,
+#: generated into its own copy of this module (simulations.deep_kernelgen)
+USER_CODES = {"v": 7, "fixed": 8, "direct": 9}
 
 
 @njit(cache=True, nogil=True, fastmath=_FM)
-def _signals(rule, act, widths, e, y, yhat, v, Wr, fb_b, fB, fd, b1, a, h, ht, dl, dv):
+def _signals(rule, act, widths, e, y, yhat, v, Wr, fb_b, fB, fd, b1, a, h, ht, dl, dv, rp):
     """The signals ``dl`` (δ per layer), the second pass ``ht`` (PEPITA rules) and the
-    last-layer signal ``dv`` (Δv = −(η_v/N) dv) of one step; ``a, h`` hold the first pass."""
+    last-layer signal ``dv`` (Δv = −(η_v/N) dv) of one step; ``a, h`` hold the first pass;
+    ``rp``: a user rule's parameters (sorted by name)."""
     nl = widths.shape[0]
     last = nl - 1
-    if rule == 0 or rule == 1:  # bp, fa: backward chain
+    if rule == 9:  # user rule, feedback "direct": f = d e
+        for l in range(nl):
+            for k in range(widths[l]):
+                dl[l, k] = _user_delta(a[l, k], fd[l, k] * e, e, rp, 0, act)
+    elif rule >= 7:  # user rule, f carried by v and Wᵀ (7) or by b and B (8)
+        for k in range(widths[last]):
+            f = v[k] if rule == 7 else fb_b[k]
+            dl[last, k] = _user_delta(a[last, k], f * e, e, rp, 0, act)
+        for l in range(last - 1, -1, -1):
+            for k in range(widths[l]):
+                s = 0.0
+                for j in range(widths[l + 1]):
+                    s += (Wr[l, j, k] if rule == 7 else fB[l, k, j]) * dl[l + 1, j]
+                dl[l, k] = _user_delta(a[l, k], s, e, rp, 0, act)
+    elif rule == 0 or rule == 1:  # bp, fa: backward chain
         for k in range(widths[last]):
             f = v[k] if rule == 0 else fb_b[k]
             dl[last, k] = f * _gp(a[last, k], act) * e
@@ -109,7 +137,7 @@ def _signals(rule, act, widths, e, y, yhat, v, Wr, fb_b, fB, fd, b1, a, h, ht, d
             for k in range(widths[l]):
                 dl[l, k] = h[l, k] - ht[l, k]
     for k in range(widths[last]):
-        if rule <= 3:
+        if rule <= 3 or rule >= 7:
             dv[k] = e * h[last, k]
         elif rule <= 5:
             dv[k] = e * ht[last, k]
@@ -144,6 +172,7 @@ def deep_block(
     sigma,
     lay,
     work,
+    rp,
 ):
     """Run ``n_steps`` online steps in place; returns the steps done.
 
@@ -168,6 +197,8 @@ def deep_block(
         Scratch for the fields ``a``, activities ``h``, second pass ``h̃`` and signals ``δ``.
     work : (6, max(Kmax, M))
         Scratch; on return ``work[5, :K₁]`` holds ``|w_k|²/N``.
+    rp : (≥ 1,)
+        A user rule's parameters, sorted by name (ignored by the built-in rules).
 
     Returns the number of steps completed: ``n_steps``, or the index t of the first step
     whose error ``e`` was not finite (the weights are then those after t steps).
@@ -181,7 +212,8 @@ def deep_block(
     lr_w = eta * inv_sqN
     lr_v = eta_v / N
     lr_W = eta_W / N
-    adaptive = rule >= 3
+    adaptive = 3 <= rule <= 6
+    plain = rule <= 3 or rule >= 7  # presynaptic terms of the first pass (not PEPITA's)
     a = lay[0]
     h = lay[1]
     ht = lay[2]
@@ -230,12 +262,12 @@ def deep_block(
         e = yhat - y
         if not math.isfinite(e):
             return t
-        _signals(rule, act, widths, e, y, yhat, v, Wr, fb_b, fB, fd, b1, a, h, ht, dl, dv)
+        _signals(rule, act, widths, e, y, yhat, v, Wr, fb_b, fB, fd, b1, a, h, ht, dl, dv, rp)
         # read-out matrices: W[l] ← W[l] − (η_W/N) ΔW[l]
         for l in range(last):
             for j in range(widths[l + 1]):
                 for k in range(widths[l]):
-                    if rule <= 3:
+                    if plain:
                         g_ = dl[l + 1, j] * h[l, k]
                     elif rule <= 5:
                         g_ = dl[l + 1, j] * ht[l, k]
@@ -272,11 +304,75 @@ def deep_block(
     return n_steps
 
 
+@njit(cache=True, nogil=True, fastmath=_FM)
+def mc_block(rule, act, widths, Lf, z, v, v_star, Wr, fb_b, fB, fd, b1, sigma, lay, cos, rp):
+    """ε_g and (into ``cos``) cos_delta per layer over the rows ``z`` of standard normals
+    (fields ``Lf z``, label noise ``z[:, K+M]``): :func:`simulations.deep_observables.
+    mc_observables`'s loop."""
+    n = z.shape[0]
+    K = widths[0]
+    M = v_star.shape[0]
+    D = K + M
+    nl = widths.shape[0]
+    last = nl - 1
+    Km = lay.shape[2]
+    a, h, ht, dl = lay[0], lay[1], lay[2], lay[3]
+    dbp = np.zeros((nl, Km))
+    htb = np.zeros((nl, Km))
+    dvb = np.zeros(Km)
+    dv = np.zeros(Km)
+    f = np.zeros(D)
+    sxy = np.zeros(nl)
+    sxx = np.zeros(nl)
+    syy = np.zeros(nl)
+    eg = 0.0
+    for s in range(n):
+        for i in range(D):
+            acc = 0.0
+            for j in range(D):  # Lf: Cholesky or (singular C) the eigen-factor
+                acc += Lf[i, j] * z[s, j]
+            f[i] = acc
+        for k in range(K):
+            a[0, k] = f[k]
+            h[0, k] = _g(f[k], act)
+        for l in range(last):
+            for j in range(widths[l + 1]):
+                acc = 0.0
+                for k in range(widths[l]):
+                    acc += Wr[l, j, k] * h[l, k]
+                a[l + 1, j] = acc
+                h[l + 1, j] = _g(acc, act)
+        yhat = 0.0
+        for k in range(widths[last]):
+            yhat += v[k] * h[last, k]
+        y0 = 0.0
+        for m in range(M):
+            y0 += v_star[m] * _g(f[K + m], act)
+        eg += 0.5 * (yhat - y0) * (yhat - y0)
+        y = y0 + sigma * z[s, D]
+        e = yhat - y
+        _signals(rule, act, widths, e, y, yhat, v, Wr, fb_b, fB, fd, b1, a, h, ht, dl, dv, rp)
+        _signals(0, act, widths, e, y, yhat, v, Wr, fb_b, fB, fd, b1, a, h, htb, dbp, dvb, rp)
+        for l in range(nl):
+            for k in range(widths[l]):
+                sxy[l] += dl[l, k] * dbp[l, k]
+                sxx[l] += dl[l, k] * dl[l, k]
+                syy[l] += dbp[l, k] * dbp[l, k]
+    for l in range(nl):
+        den = math.sqrt(sxx[l] * syy[l])
+        cos[l] = sxy[l] / den if den > 0.0 else np.nan
+    return eg / n
+
+
 def warmup():
     """Compile (or load from numba's cache) before threads start."""
     z = np.zeros
     deep_block(
         0, 0, 0, np.ones(4, np.uint64), z((2, 2)), z((1, 2)), z((1, 2)), z(1), z(1), z(2), z(1),
         np.ones(1, np.int64), z((1, 1, 1)), z(1), z((1, 1, 1)), z((1, 1)), 0.0, 0.0, 0.0, 0.0,
-        z((4, 1, 1)), z((6, 1)),
+        z((4, 1, 1)), z((6, 1)), z(1),
+    )  # fmt: skip
+    mc_block(
+        0, 0, np.ones(1, np.int64), np.eye(1), z((1, 2)), z(1), z(1), z((1, 1, 1)), z(1),
+        z((1, 1, 1)), z((1, 1)), z(1), 0.0, z((4, 1, 1)), z(1), z(1),
     )  # fmt: skip

@@ -19,20 +19,19 @@ This module shares no code with the theory's quadrature (an independent estimate
 implementations: :func:`deep_observables` (plain numpy, the reference) and
 :func:`mc_observables` (numba, ``nogil``, the per-sample signals of
 :mod:`simulations.deep_kernel`; ~20× faster, used by the simulations; the tests check that the
-two agree).
+two agree). The numba loop itself, ``mc_block``, lives in :mod:`simulations.deep_kernel`
+next to the signals it calls, so that a user rule's generated copy of that module has it.
 """
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
-from numba import njit
 
 from theory.quadrature import factor
 
-from .deep_kernel import ACTS, RULE_CODES, _signals
-from .teacher_student import _g, _g_np
+from . import deep_kernel
+from .deep_kernel import ACTS, RULE_CODES
+from .teacher_student import _g_np
 
 __all__ = ["field_normals", "deep_observables", "mc_observables", "forward", "signals"]
 
@@ -147,73 +146,15 @@ def deep_observables(
     return float(eg), cos
 
 
-_FM = {"reassoc", "contract", "arcp"}
-
-
-@njit(cache=True, nogil=True, fastmath=_FM)
-def _mc_nb(rule, act, widths, Lf, z, v, v_star, Wr, fb_b, fB, fd, b1, sigma, lay, cos):
-    """ε_g and (into ``cos``) cos_delta per layer over the rows of ``z``."""
-    n = z.shape[0]
-    K = widths[0]
-    M = v_star.shape[0]
-    D = K + M
-    nl = widths.shape[0]
-    last = nl - 1
-    Km = lay.shape[2]
-    a, h, ht, dl = lay[0], lay[1], lay[2], lay[3]
-    dbp = np.zeros((nl, Km))
-    htb = np.zeros((nl, Km))
-    dvb = np.zeros(Km)
-    dv = np.zeros(Km)
-    f = np.zeros(D)
-    sxy = np.zeros(nl)
-    sxx = np.zeros(nl)
-    syy = np.zeros(nl)
-    eg = 0.0
-    for s in range(n):
-        for i in range(D):
-            acc = 0.0
-            for j in range(D):  # Lf: Cholesky or (singular C) the eigen-factor
-                acc += Lf[i, j] * z[s, j]
-            f[i] = acc
-        for k in range(K):
-            a[0, k] = f[k]
-            h[0, k] = _g(f[k], act)
-        for l in range(last):
-            for j in range(widths[l + 1]):
-                acc = 0.0
-                for k in range(widths[l]):
-                    acc += Wr[l, j, k] * h[l, k]
-                a[l + 1, j] = acc
-                h[l + 1, j] = _g(acc, act)
-        yhat = 0.0
-        for k in range(widths[last]):
-            yhat += v[k] * h[last, k]
-        y0 = 0.0
-        for m in range(M):
-            y0 += v_star[m] * _g(f[K + m], act)
-        eg += 0.5 * (yhat - y0) * (yhat - y0)
-        y = y0 + sigma * z[s, D]
-        e = yhat - y
-        _signals(rule, act, widths, e, y, yhat, v, Wr, fb_b, fB, fd, b1, a, h, ht, dl, dv)
-        _signals(0, act, widths, e, y, yhat, v, Wr, fb_b, fB, fd, b1, a, h, htb, dbp, dvb)
-        for l in range(nl):
-            for k in range(widths[l]):
-                sxy[l] += dl[l, k] * dbp[l, k]
-                sxx[l] += dl[l, k] * dl[l, k]
-                syy[l] += dbp[l, k] * dbp[l, k]
-    for l in range(nl):
-        den = math.sqrt(sxx[l] * syy[l])
-        cos[l] = sxy[l] / den if den > 0.0 else np.nan
-    return eg / n
-
-
 def mc_observables(
     Q, R, T, v, v_star, Wr, widths, rule, activation, z, sigma=0.0, b=None, fb_b=None,
-    fB=None, fd=None,
+    fB=None, fd=None, kernel=None, rp=None,
 ):  # fmt: skip
     """:func:`deep_observables` in numba, with the kernel's packed arrays (``Wr``, ``fB``
-    (L−2 or 1, Kmax, Kmax), ``fd`` (L−1, Kmax)); returns ``(ε_g, cos_delta)``."""
+    (L−2 or 1, Kmax, Kmax), ``fd`` (L−1, Kmax)); returns ``(ε_g, cos_delta)``.
+    ``rule``: a built-in name or a rule code; ``kernel``: the module holding ``mc_block``
+    (default :mod:`simulations.deep_kernel`; a user rule's generated module, with its
+    parameters ``rp``)."""
     Q, R, T = (np.asarray(x, dtype=float) for x in (Q, R, T))
     widths = np.asarray(widths, dtype=np.int64)
     K, M = R.shape
@@ -221,11 +162,12 @@ def mc_observables(
     Lf = factor(np.block([[Q, R], [R.T, T]]))
     zero = np.zeros(Km)
     cos = np.empty(nl)
-    eg = _mc_nb(
-        RULE_CODES[rule], ACTS.index(activation), widths, Lf, z, np.asarray(v, dtype=float),
+    code = RULE_CODES[rule] if isinstance(rule, str) else int(rule)
+    eg = (kernel or deep_kernel).mc_block(
+        code, ACTS.index(activation), widths, Lf, z, np.asarray(v, dtype=float),
         np.asarray(v_star, dtype=float), Wr, zero if fb_b is None else fb_b,
         Wr if fB is None else fB, np.zeros((nl, Km)) if fd is None else fd,
         zero if b is None else np.asarray(b, dtype=float), float(sigma), np.zeros((4, nl, Km)),
-        cos,
+        cos, np.zeros(1) if rp is None else np.asarray(rp, dtype=float),
     )  # fmt: skip
     return float(eg), cos

@@ -53,7 +53,9 @@ from .state import OrderParameters, _check_size
 __all__ = [
     "DEEP_RULES",
     "DeepLayout",
-    "DeepRule",
+    "DeepNoiseSystem",
+    "DeepRuleSpec",
+    "resolve_deep_rule",
     "DeepSystem",
     "build_deep_system",
     "check_widths",
@@ -72,6 +74,8 @@ DEEP_RULES = {
     "pepita-forward": (5, "adaptive", "x"),
     "pepita-hebbian": (6, "adaptive", "x_tilde"),
 }
+#: a user's deep rule (theory.deep_rules): its feedback kind → code in the kernels
+USER_CODES = {"v": 7, "fixed": 8, "direct": 9}
 _HEADER = 12
 
 
@@ -93,14 +97,27 @@ def check_widths(widths) -> list:
     return out
 
 
-def _deep_rule(rule) -> str:
+def resolve_deep_rule(rule):
+    """``(name, user)``: a built-in deep rule's name and None, or a user's
+    :class:`theory.deep_rules.DeepRule` (given as one, or as ``"path/file.py:NAME"``)
+    and its name. ValueError for anything else, naming what is allowed."""
+    if isinstance(rule, str) and rule in DEEP_RULES:
+        return rule, None
+    if isinstance(rule, str) and (":" in rule or rule.endswith(".py")):
+        from .deep_rules import load_deep_rule
+
+        user = load_deep_rule(rule)
+        return user.name, user
+    from .deep_rules import DeepRule
+
+    if isinstance(rule, DeepRule):
+        return rule.name, rule
     name = getattr(rule, "name", rule)
-    if not isinstance(name, str) or name not in DEEP_RULES:
-        raise ValueError(
-            f"unknown deep rule {name!r}; deep rules: {', '.join(DEEP_RULES)} "
-            "(a user's deep rule is not supported yet)"
-        )
-    return name
+    raise ValueError(
+        f"rule {name!r} has no deep form; deep rules (widths=[K1, K2, …]): "
+        f"{', '.join(DEEP_RULES)}, a theory.deep_rules.DeepRule or 'path/to/file.py:NAME' "
+        "naming one"
+    )
 
 
 def _activation(activation):
@@ -113,33 +130,39 @@ def _activation(activation):
 
 
 # ============================================================================ code
-def _functions(act) -> list:
-    """Sources of ``_g``, ``_gp`` and ``_gpp`` (sympy's diff of g') for the kernels."""
+def _functions(act, user=None) -> list:
+    """Sources of ``_g``, ``_gp`` and ``_gpp`` (sympy's diff of g') for the kernels, and
+    ``_user_delta`` (a user rule's signal; for the built-in rules an unused stand-in)."""
     import sympy as sp
 
     from .activations import z
+    from .deep_rules import DeepRule as UserRule
+    from .deep_rules import a, delta_source, f, gp
     from .emit import njit_function, pr
 
     zz = sp.Symbol("zz_", real=True)
     out = []
     for name, ex in (("_g", act.expr), ("_gp", act.deriv), ("_gpp", sp.diff(act.deriv, z))):
         out.append(njit_function(name, "zz_", [f"return {pr(ex.xreplace({z: zz}))}"], inline=True))
+    stand_in = UserRule("stand-in (unused by the built-in rules)", gp(a) * f)
+    out.append(delta_source(stand_in if user is None else user, act_arg=False))
     return out
 
 
-def _source(act, digest: str) -> str:
+def _source(act, digest: str, user=None) -> str:
     from .emit import emit_module
 
+    what = "any built-in rule" if user is None else f"a user deep rule's delta = {user.delta}"
     return emit_module(
         generator="theory.deep",
         version=DEEP_CODEGEN_VERSION,
         key=digest,
-        comments=[f"activation={act.name!r} (any rule, depth, width, M and quadrature rule)"],
+        comments=[f"activation={act.name!r} ({what}, any depth, width, M and quadrature rule)"],
         imports=[
             "from theory.quad_kernels import _next_node, _rule_arrays",
             "from theory.quadrature import factor_nb, map_node",
         ],
-        functions=_functions(act),
+        functions=_functions(act, user),
         kernels=["deep_kernels"],
     )
 
@@ -147,31 +170,40 @@ def _source(act, digest: str) -> str:
 _MODULES: dict = {}
 
 
-def _load_module(act):
-    """Generate (or find on disk) and import the deep module of ``act``."""
+def _load_module(act, user=None):
+    """Generate (or find on disk) and import the deep module of ``act`` (and of a user's
+    deep rule: its own module, keyed by the rule's mathematics)."""
     import sympy as sp
 
     from .cache import digest_of, generated_path, load_module, module_name, source_fingerprint
 
-    if act.key in _MODULES:
-        return _MODULES[act.key]
+    mkey = (act.key, None if user is None else user.code_key)
+    if mkey in _MODULES:
+        return _MODULES[mkey]
     t0 = time.perf_counter()
     fingerprint = source_fingerprint(
-        ("deep.py", "deep_kernels.py", "emit.py", "activations.py", "quad_kernels.py")
+        (
+            "deep.py",
+            "deep_kernels.py",
+            "deep_rules.py",
+            "emit.py",
+            "activations.py",
+            "quad_kernels.py",
+        )
     )
-    path = generated_path(
-        "deep", DEEP_CODEGEN_VERSION, fingerprint, sp.srepr(act.expr), label=act.key
-    )
+    parts = [sp.srepr(act.expr)] + ([] if user is None else [user.code_key])
+    label = act.key if user is None else f"{act.key}_user"
+    path = generated_path("deep", DEEP_CODEGEN_VERSION, fingerprint, *parts, label=label)
     digest = digest_of(path)
     mod, _ = load_module(
         path,
-        lambda: _source(act, digest),
+        lambda: _source(act, digest, user),
         module_name(path),
         lambda m: None,  # compiled lazily, on the first right-hand side
-        required=("rhs", "eg", "noise", "observe"),
+        required=("rhs", "eg", "noise", "observe", "moments", "cov"),
     )
-    _MODULES[act.key] = (mod, path, time.perf_counter() - t0)
-    return _MODULES[act.key]
+    _MODULES[mkey] = (mod, path, time.perf_counter() - t0)
+    return _MODULES[mkey]
 
 
 # ========================================================================== layout
@@ -258,14 +290,26 @@ class DeepLayout:
 
 
 @dataclass(frozen=True)
-class DeepRule:
-    """A deep rule as the solver sees it."""
+class DeepRuleSpec:
+    """A deep rule as the solver sees it (``user``: a user's
+    :class:`theory.deep_rules.DeepRule`, None for a built-in rule)."""
 
     name: str
     feedback: str
     presynaptic: str
     code: int
     params: dict = field(default_factory=dict)
+    user: object = None
+
+    @property
+    def fixed_chain(self) -> bool:
+        """Fixed b and B carry the signal (FA and user rules with feedback "fixed")."""
+        return self.code in (1, USER_CODES["fixed"])
+
+    @property
+    def direct(self) -> bool:
+        """Fixed vectors d_ℓ carry e (DFA and user rules with feedback "direct")."""
+        return self.code in (2, USER_CODES["direct"])
 
 
 # ========================================================================== system
@@ -275,7 +319,7 @@ class DeepSystem:
     :class:`theory.system.System` (``rhs``, ``eg``, ``noise``, ``layout``, ``params``,
     ``observables``, ``describe``) plus ``evaluate`` and ``cos_delta``."""
 
-    rule: DeepRule
+    rule: DeepRuleSpec
     widths: tuple
     M: int
     activation: str
@@ -288,6 +332,8 @@ class DeepSystem:
     source_path: Path
     quadrature: dict
     timings: dict = field(default_factory=dict)
+    moments: object = None
+    cov: object = None
 
     model = "deep"
 
@@ -338,9 +384,11 @@ class DeepSystem:
         *,
         eta_W=None,
         qrule=None,
+        **rule_params,
     ) -> np.ndarray:
         """The parameter vector (layout: :mod:`theory.deep_kernels`). ``eta_v`` defaults
-        to ``eta``, ``eta_W`` to ``eta_v``.
+        to ``eta``, ``eta_W`` to ``eta_v``; ``rule_params`` override a user rule's
+        parameter defaults (a built-in rule has none).
 
         Raises ValueError for a state whose widths or M differ from the system's, or that
         lacks the rule's feedback (FA: ``b`` of the last hidden width and ``B``; DFA: ``d``;
@@ -368,7 +416,22 @@ class DeepSystem:
         c = np.zeros(M)
         s2 = f2 = 0.0
         why = f" by rule {name!r} (docs/deep.md)"
-        if name == "fa":
+        defaults = self.rule.params
+        unknown = sorted(set(rule_params) - set(defaults))
+        if unknown:
+            raise ValueError(
+                f"unknown rule_params {unknown} for deep rule {name!r}; it has "
+                f"{sorted(defaults) or 'none'}"
+            )
+        rp = []
+        for k in sorted(defaults):
+            val = rule_params.get(k, defaults[k])
+            if isinstance(val, bool) or not isinstance(val, (int, float, np.number)):
+                raise ValueError(f"rule_params[{k!r}] must be a number, got {val!r}")
+            if not np.isfinite(val):
+                raise ValueError(f"rule_params[{k!r}] must be finite, got {val}")
+            rp.append(float(val))
+        if self.rule.fixed_chain:
             state.require("b", why=why)
             if state.b.shape != (Kl,):
                 raise ValueError(
@@ -379,7 +442,7 @@ class DeepSystem:
             if len(shapes):
                 state.require("B", why=why + ": FA's feedback matrices, B[i] of W[i]ᵀ's shape")
                 Bm = np.concatenate([x.ravel() for x in state.B])
-        elif name == "dfa":
+        elif self.rule.direct:
             state.require("d", why=why + ": one feedback vector per hidden layer")
             dv = np.concatenate(state.d)
         elif fb == "adaptive":
@@ -397,7 +460,7 @@ class DeepSystem:
         if qr.dim != self.dim(float(sigma)):
             raise ValueError(f"quadrature rule has dim {qr.dim}, need {self.dim(sigma)}")
         stein = fb == "adaptive" and not self.act.smooth
-        head = [K, M, len(widths), self.rule.code, eta, eta_v, eta_W, sigma, s2, f2, stein, 0]
+        head = [K, M, len(widths), self.rule.code, eta, eta_v, eta_W, sigma, s2, f2, stein, len(rp)]
         assert len(head) == _HEADER
         packed = qr.packed()  # [kind, P, D, …]
         return np.ascontiguousarray(
@@ -411,6 +474,7 @@ class DeepSystem:
                     b_fixed,
                     Bm,
                     dv,
+                    rp,
                     packed,
                 ]
             ),
@@ -434,6 +498,40 @@ class DeepSystem:
         self.noise(self.layout.pack(state), p, S)
         return S
 
+    def covariance_params(
+        self, state, eta, eta_v=None, sigma=0.0, *, N, eta_W=None, qrule=None, **rule_params
+    ) -> np.ndarray:
+        """The parameter vector of :meth:`covariance` (that of :meth:`params` with
+        ``p[9]`` = ‖F‖²: the state's ``F_norm2`` when it has one, else ``N σ_F²``)."""
+        if isinstance(N, bool) or not isinstance(N, (int, float, np.number)):
+            raise ValueError(f"N must be a number, got {N!r}")
+        if not np.isfinite(N) or N < 1:
+            raise ValueError(f"N must be >= 1 (the input dimension), got {N}")
+        p = self.params(state, eta, eta_v, sigma, eta_W=eta_W, qrule=qrule, **rule_params)
+        if self.rule.feedback == "adaptive":
+            f2 = state.F_norm2 if state.F_norm2 is not None else N * float(state.sigma_F2)
+            p[9] = float(f2)
+        return p
+
+    def covariance(self, state, eta, eta_v=None, sigma=0.0, *, N, **kw):
+        """``(E[f], Σ)``: the mean and the covariance ``Σ = Cov[f]`` of the per-sample
+        increments ``f`` (N × the change of one online step) of every order parameter,
+        in the flat layout's order (:class:`DeepLayout`), by the system's quadrature rule.
+        The finite-N diffusion is ``dy = E[f] dα + √(Σ/N) dB_α`` (docs/deep.md); E[f] is
+        the ODE's right-hand side. ``N`` enters through ‖F‖² (adaptive feedback) only."""
+        p = self.covariance_params(state, eta, eta_v, sigma, N=N, **kw)
+        y = self.layout.pack(state)
+        m = np.empty_like(y)
+        S = np.empty((y.size, y.size))
+        self.moments(y, p, m, S)
+        return m, S
+
+    def noise_system(self) -> DeepNoiseSystem:
+        """Σ(y) with the interface of :func:`theory.covariance.noise_system` (``cov``,
+        ``params(..., N=…)``, ``dim``, ``describe_rule``, ``evaluate``), for a finite-N
+        Euler–Maruyama loop (:mod:`odeflow.sde`'s ``em_full_kernel`` calls ``cov``)."""
+        return DeepNoiseSystem(self)
+
     def eps_g(self, state) -> float:
         p = self.params(state, 0.0, 0.0, 0.0)
         return float(self.eg(self.layout.pack(state), p))
@@ -455,7 +553,7 @@ class DeepSystem:
         res = {"eg": eg, "cos_delta": cos}
         if self.rule.feedback == "adaptive":
             res["b"] = self.layout.unpack(Y)["b"]
-        elif self.rule.name == "fa":
+        elif self.rule.fixed_chain:
             Kl, M = self.widths[-1], self.M
             o = _HEADER + H + M * M + 2 * M
             res["b"] = np.broadcast_to(np.asarray(p)[o : o + Kl], (len(Y), Kl)).copy()
@@ -466,27 +564,68 @@ class DeepSystem:
         return res
 
 
+@dataclass(frozen=True)
+class DeepNoiseSystem:
+    """The finite-N covariance Σ(y) of a :class:`DeepSystem` (its method
+    :meth:`DeepSystem.covariance`) behind the interface of the committee's
+    :class:`theory.covariance.CovarianceSystem`."""
+
+    system: DeepSystem
+
+    @property
+    def cov(self):
+        """The compiled ``cov(y, p, S)``: ``S = Σ(y)`` (n×n) for the parameter vector of
+        :meth:`params`."""
+        return self.system.cov
+
+    @property
+    def layout(self) -> DeepLayout:
+        return self.system.layout
+
+    def params(self, state, eta, eta_v=None, sigma=0.0, *, N, qrule=None, **kw) -> np.ndarray:
+        """:meth:`DeepSystem.covariance_params` (``kw``: ``eta_W`` and rule parameters)."""
+        return self.system.covariance_params(state, eta, eta_v, sigma, N=N, qrule=qrule, **kw)
+
+    def dim(self, sigma: float) -> int:
+        return self.system.dim(sigma)
+
+    def describe_rule(self, p) -> dict:
+        """The quadrature rule of Σ: the drift's (``p[7]`` is σ)."""
+        return self.system.describe_rule(float(np.asarray(p)[7]))
+
+    def evaluate(self, state, eta, eta_v=None, sigma=0.0, *, N, **kw):
+        """``(E[f], Σ)`` at ``state`` (:meth:`DeepSystem.covariance`)."""
+        return self.system.covariance(state, eta, eta_v, sigma, N=N, **kw)
+
+
 _SYSTEMS: dict = {}
 
 
 def build_deep_system(rule, widths, M: int, activation="erf", quadrature=None) -> DeepSystem:
-    """The deep system of ``rule`` (a name of :data:`DEEP_RULES`) for hidden ``widths``
+    """The deep system of ``rule`` (a name of :data:`DEEP_RULES`, a user's
+    :class:`theory.deep_rules.DeepRule` or ``"file.py:NAME"`` naming one) for hidden ``widths``
     ``[K1, K2, …]``, M teacher units and ``activation``. ``quadrature``: as
     :func:`odeflow.solve` (None/"auto": scrambled Sobol, :func:`theory.quadrature.default_n`
     points; ``{"scheme": "gauss-hermite", "n": …}`` for high-accuracy checks)."""
     from .codegen_quad import quad_options
 
-    name = _deep_rule(rule)
+    name, user = resolve_deep_rule(rule)
     widths = tuple(check_widths(widths))
     M = _check_size("M", M)
     act = _activation(activation)
     opts = quad_options(quadrature)
-    code, fb, pre = DEEP_RULES[name]
-    key = (name, widths, M, act.key, tuple(sorted(opts.items(), key=str)))
+    if user is None:
+        code, fb, pre = DEEP_RULES[name]
+        spec = DeepRuleSpec(name, fb, pre, code)
+    else:
+        code, fb = USER_CODES[user.feedback], user.feedback
+        spec = DeepRuleSpec(name, fb, "x", code, dict(user.params), user)
+    rkey = name if user is None else user.key
+    key = (rkey, widths, M, act.key, tuple(sorted(opts.items(), key=str)))
     if key not in _SYSTEMS:
-        mod, path, t = _load_module(act)
+        mod, path, t = _load_module(act, user)
         sysm = DeepSystem(
-            DeepRule(name, fb, pre, code),
+            spec,
             widths,
             M,
             act.name,
@@ -499,6 +638,8 @@ def build_deep_system(rule, widths, M: int, activation="erf", quadrature=None) -
             path,
             dict(opts),
             timings={"load": t},
+            moments=mod.moments,
+            cov=mod.cov,
         )
         sysm.rule_for(0.0)  # a bad quadrature option fails now
         _SYSTEMS[key] = sysm

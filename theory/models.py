@@ -476,12 +476,10 @@ def _deep_layout(K, M, adaptive_b=False, widths=None):
 
 
 def _deep_system_args(p, rp=None):
-    if rp:
-        raise ValueError(
-            f"a deep student takes no rule_params (got {sorted(rp)}); its parameters are "
-            "eta, eta_v, eta_W and sigma"
-        )
-    return p["eta"], p["eta_v"], p.get("sigma", 0.0), {"eta_W": p["eta_W"]}
+    # rule_params: a user deep rule's parameters (DeepSystem.params checks the names)
+    if rp and "eta_W" in rp:
+        raise ValueError("eta_W is a parameter of the deep student, not a rule_param")
+    return p["eta"], p["eta_v"], p.get("sigma", 0.0), {"eta_W": p["eta_W"], **dict(rp or {})}
 
 
 def deep_requested(init=None, widths=None) -> bool:

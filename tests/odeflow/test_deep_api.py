@@ -195,3 +195,20 @@ def test_events_on_a_loaded_deep_result(tmp_path):
         st = r.event_state(0, 0)
         assert st.widths == [2, 3]
         assert not np.allclose(st.W[0], res.init.W[0])  # the state at the event, not α = 0
+
+
+def test_marginal_scheme_is_refused_naming_the_schemes_that_apply(tmp_path, capsys):
+    """The marginal scheme integrates one field at a time; a deep student's signals mix
+    every field, so it is refused (no traceback) naming the schemes that apply, from the
+    API and from the command line (exit status 2, the message on stderr)."""
+    msg = r"'marginal' does not apply to a deep student.*'gauss-hermite', 'sobol' or 'auto'"
+    for q in ("marginal", {"scheme": "marginal", "n": 20}):
+        with pytest.raises(ValueError, match=msg):
+            odeflow.solve("bp", init_dict(), eta=0.5, widths=[2, 3], alpha_max=1.0, quadrature=q)
+    cfg = {"rule": "bp", "eta": 0.5, "alpha_max": 1.0, "widths": [2, 3],
+           "quadrature": "marginal", "init": init_dict()}  # fmt: skip
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps(cfg))
+    assert main(["solve", str(path), "-o", str(tmp_path / "o.json"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "does not apply to a deep student" in err and "Traceback" not in err

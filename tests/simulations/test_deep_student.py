@@ -116,7 +116,7 @@ def test_kernel_equals_numpy_oracle_step_by_step(rule, widths):
     for n in (3, 4):
         done = deep_kernel.deep_block(
             code, 0, n, st, xb, Wt.w, Wt.w_star, Wt.v, Wt.v_star, Wt.F, Wt.b1, Wt.widths,
-            Wt.Wr, Wt.fb_b, Wt.fB, Wt.fd, *args, lay, work,
+            Wt.Wr, Wt.fb_b, Wt.fB, Wt.fd, *args, lay, work, np.zeros(1),
         )  # fmt: skip
         assert done == n
         for _ in range(n):

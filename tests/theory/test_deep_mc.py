@@ -58,10 +58,12 @@ def _forward(lam, W):
     return hs
 
 
-def mc_rhs(rule, st, eta, eta_v, eta_W, sigma, n, chunk=200_000, seed=0):
-    """Per-component Monte Carlo mean and standard error of dQ (upper triangle), dR, dv,
-    dW (flattened) and db (adaptive rules), in the layout order of theory.deep."""
-    rng = np.random.default_rng(seed)
+def increments(rule, st, eta, eta_v, eta_W, sigma, m, rng, phi="regression"):
+    """``m`` samples of the per-sample increments f (N × one step's change) of dQ (upper
+    triangle), dR, dv, dW (flattened) and db (adaptive rules), in the layout order of
+    theory.deep. ``phi``: √N φ in f_b as its regression on the fields (``"regression"``:
+    the same mean, less variance, for the drift) or sampled in full (``"sample"``: adds
+    the independent part s⊥ ξ⊥, for the covariance)."""
     K, M = st.K, st.M
     W, v, vs = list(st.W), st.v, st.v_star
     C = st.field_covariance()
@@ -74,87 +76,100 @@ def mc_rhs(rule, st, eta, eta_v, eta_W, sigma, n, chunk=200_000, seed=0):
     s2 = st.sigma_F2 or 0.0
     f2 = st.F_norm2 or 0.0
     iu = np.triu_indices(K)
+    z = rng.standard_normal((m, K + M)) @ Lc.T
+    zeta = rng.standard_normal(m)
+    lam, nu = z[:, :K], z[:, K:]
+    hs = _forward(lam, W)
+    yhat = hs[-1] @ v
+    y = g(nu) @ vs + sigma * zeta
+    e = yhat - y
+    # per-layer signals δ and the pre-activations' derivatives
+    pre = [lam] + [hs[i] @ W[i].T for i in range(len(W))]
+    H = len(hs)
+    if pep:
+        hts = _forward(lam - e[:, None] * b, W)
+        dl = [hs[i] - hts[i] for i in range(H)]
+    elif rule == "afa":
+        dl = [gp(lam) * b * e[:, None]]
+        for i in range(len(W)):
+            dl.append(gp(pre[i + 1]) * (dl[-1] @ W[i].T))
+    elif rule == "dfa":
+        dl = [gp(pre[i]) * st.d[i] * e[:, None] for i in range(H)]
+    else:  # bp, fa: backward chain
+        fb = v if rule == "bp" else st.b
+        dl = [None] * H
+        dl[-1] = gp(pre[-1]) * fb * e[:, None]
+        for i in range(H - 2, -1, -1):
+            back = W[i].T if rule == "bp" else st.B[i]
+            dl[i] = gp(pre[i]) * (dl[i + 1] @ back.T)
+    # the first-layer update Δw_k = −(η/√N) Σ_terms coef_k · vec, vec ∈ {x, x̃}
+    if rule == "pepita":
+        terms = [(dl[0], "xt")]
+    elif rule == "pepita-hebbian":
+        terms = [(hs[0], "x"), (-hts[0], "xt")]
+    else:
+        terms = [(dl[0], "x")]
+    eb = e[:, None]
+
+    def proj(vec, over, fb, eb=eb):  # w·vec/√N from the fields (λ or ν), fb = (b or c)
+        return over if vec == "x" else over - eb * fb
+
+    dQ = np.zeros((m, K, K))
+    dR = np.zeros((m, K, M))
+    db = np.zeros((m, K))
+    # regression of φ on the fields: √N E[coef φ] = E[coef · (b, c)ᵀ C⁻¹ z]
+    phi_r = z @ (Cinv @ np.concatenate([b if adaptive else np.zeros(K), c]))
+    for coef, vec in terms:
+        Pl = proj(vec, lam, b)
+        Pn = proj(vec, nu, c)
+        dQ += -eta * (coef[:, :, None] * Pl[:, None, :] + Pl[:, :, None] * coef[:, None, :])
+        dR += -eta * coef[:, :, None] * Pn[:, None, :]
+        if adaptive:
+            db += -eta * coef * phi_r[:, None]
+            if vec == "xt":
+                db += eta * f2 * coef * e[:, None]
+        for coef2, vec2 in terms:
+            pp = 1.0 + (s2 * e * e if (vec == "xt" and vec2 == "xt") else 0.0 * e)
+            dQ += eta**2 * coef[:, :, None] * coef2[:, None, :] * pp[:, None, None]
+    # read-out and last layer
+    if rule == "pepita-hebbian":
+        sv = yhat[:, None] * hs[-1] - (yhat - e)[:, None] * hts[-1]
+    elif pep:
+        sv = e[:, None] * hts[-1]
+    else:
+        sv = e[:, None] * hs[-1]
+    parts = [dQ[:, iu[0], iu[1]], dR.reshape(m, -1), -eta_v * sv]
+    for i in range(len(W)):
+        if rule == "pepita-hebbian":
+            S = (
+                hs[i + 1][:, :, None] * hs[i][:, None, :]
+                - hts[i + 1][:, :, None] * hts[i][:, None, :]
+            )
+        elif pep:
+            S = dl[i + 1][:, :, None] * hts[i][:, None, :]
+        else:
+            S = dl[i + 1][:, :, None] * hs[i][:, None, :]
+        parts.append(-eta_W * S.reshape(m, -1))
+    if adaptive:
+        parts.append(db)
+    if phi == "sample" and adaptive:
+        bc = np.concatenate([b, c])
+        s_perp = np.sqrt(max(f2 - bc @ Cinv @ bc, 0.0))
+        xi = s_perp * rng.standard_normal(m)
+        for coef, _ in terms:
+            db += -eta * coef * xi[:, None]
+        parts[-1] = db
+    return np.concatenate(parts, axis=1)
+
+
+def mc_rhs(rule, st, eta, eta_v, eta_W, sigma, n, chunk=200_000, seed=0):
+    """Per-component Monte Carlo mean and standard error of :func:`increments`."""
+    rng = np.random.default_rng(seed)
     s1 = s2s = None
     done = 0
     while done < n:
         m = min(chunk, n - done)
-        z = rng.standard_normal((m, K + M)) @ Lc.T
-        zeta = rng.standard_normal(m)
-        lam, nu = z[:, :K], z[:, K:]
-        hs = _forward(lam, W)
-        yhat = hs[-1] @ v
-        y = g(nu) @ vs + sigma * zeta
-        e = yhat - y
-        # per-layer signals δ and the pre-activations' derivatives
-        pre = [lam] + [hs[i] @ W[i].T for i in range(len(W))]
-        H = len(hs)
-        if pep:
-            hts = _forward(lam - e[:, None] * b, W)
-            dl = [hs[i] - hts[i] for i in range(H)]
-        elif rule == "afa":
-            dl = [gp(lam) * b * e[:, None]]
-            for i in range(len(W)):
-                dl.append(gp(pre[i + 1]) * (dl[-1] @ W[i].T))
-        elif rule == "dfa":
-            dl = [gp(pre[i]) * st.d[i] * e[:, None] for i in range(H)]
-        else:  # bp, fa: backward chain
-            fb = v if rule == "bp" else st.b
-            dl = [None] * H
-            dl[-1] = gp(pre[-1]) * fb * e[:, None]
-            for i in range(H - 2, -1, -1):
-                back = W[i].T if rule == "bp" else st.B[i]
-                dl[i] = gp(pre[i]) * (dl[i + 1] @ back.T)
-        # the first-layer update Δw_k = −(η/√N) Σ_terms coef_k · vec, vec ∈ {x, x̃}
-        if rule == "pepita":
-            terms = [(dl[0], "xt")]
-        elif rule == "pepita-hebbian":
-            terms = [(hs[0], "x"), (-hts[0], "xt")]
-        else:
-            terms = [(dl[0], "x")]
-        eb = e[:, None]
-
-        def proj(vec, over, fb, eb=eb):  # w·vec/√N from the fields (λ or ν), fb = (b or c)
-            return over if vec == "x" else over - eb * fb
-
-        dQ = np.zeros((m, K, K))
-        dR = np.zeros((m, K, M))
-        db = np.zeros((m, K))
-        # regression of φ on the fields: √N E[coef φ] = E[coef · (b, c)ᵀ C⁻¹ z]
-        phi_r = z @ (Cinv @ np.concatenate([b if adaptive else np.zeros(K), c]))
-        for coef, vec in terms:
-            Pl = proj(vec, lam, b)
-            Pn = proj(vec, nu, c)
-            dQ += -eta * (coef[:, :, None] * Pl[:, None, :] + Pl[:, :, None] * coef[:, None, :])
-            dR += -eta * coef[:, :, None] * Pn[:, None, :]
-            if adaptive:
-                db += -eta * coef * phi_r[:, None]
-                if vec == "xt":
-                    db += eta * f2 * coef * e[:, None]
-            for coef2, vec2 in terms:
-                pp = 1.0 + (s2 * e * e if (vec == "xt" and vec2 == "xt") else 0.0 * e)
-                dQ += eta**2 * coef[:, :, None] * coef2[:, None, :] * pp[:, None, None]
-        # read-out and last layer
-        if rule == "pepita-hebbian":
-            sv = yhat[:, None] * hs[-1] - (yhat - e)[:, None] * hts[-1]
-        elif pep:
-            sv = e[:, None] * hts[-1]
-        else:
-            sv = e[:, None] * hs[-1]
-        parts = [dQ[:, iu[0], iu[1]], dR.reshape(m, -1), -eta_v * sv]
-        for i in range(len(W)):
-            if rule == "pepita-hebbian":
-                S = (
-                    hs[i + 1][:, :, None] * hs[i][:, None, :]
-                    - hts[i + 1][:, :, None] * hts[i][:, None, :]
-                )
-            elif pep:
-                S = dl[i + 1][:, :, None] * hts[i][:, None, :]
-            else:
-                S = dl[i + 1][:, :, None] * hs[i][:, None, :]
-            parts.append(-eta_W * S.reshape(m, -1))
-        if adaptive:
-            parts.append(db)
-        f = np.concatenate(parts, axis=1)
+        f = increments(rule, st, eta, eta_v, eta_W, sigma, m, rng)
         if s1 is None:
             s1, s2s = f.sum(0), (f * f).sum(0)
         else:
