@@ -60,6 +60,7 @@ from theory.divergence import overflow_guard
 
 from .rk import (  # noqa: F401  (the protocol's names, re-exported)
     CHECK_EVERY,
+    CHECK_EVERY_SEG,
     CODE_CONVERGED,
     CODE_DONE,
     CODE_EG,
@@ -75,6 +76,7 @@ from .rk import (  # noqa: F401  (the protocol's names, re-exported)
     F_ERROLD,
     F_GOOD_ALPHA,
     F_H,
+    F_REPLAY,
     F_SEG,
     F_STOP_ALPHA,
     F_STOP_VALUE,
