@@ -83,7 +83,7 @@ def _message(code, fs, ist, opts, method):
 
 
 # -------------------------------------------------------------------------------- solve
-def _drive(call, fs, ist, alpha_max, max_steps, bar, chunk0=1):
+def _drive(call, fs, ist, alpha_max, max_steps, bar, chunk0=1, between=None):
     """Run a compiled kernel in chunks until it stops, adapting the chunk length so that
     one chunk takes about ``_CHUNK_SECONDS``. Always chunked (with or without a progress
     bar): Python regains control between chunks, so Ctrl-C (KeyboardInterrupt) stops a run
@@ -92,8 +92,112 @@ def _drive(call, fs, ist, alpha_max, max_steps, bar, chunk0=1):
     sides, which take hours at K = 1000). The first chunk is ``chunk0`` steps (one: even a huge
     system shows its progress, and its cost per step, early). Chunking does not change the
     result: the kernels carry all their state in ``fs``/``ist``/``work``. One state is the
-    one-path case of :func:`_drive_paths`, the driver of the SDE ensembles."""
-    _drive_paths(lambda a, z, steps: call(steps), 1, fs[None, :], ist[None, :], bar, chunk0)
+    one-path case of :func:`_drive_paths`, the driver of the SDE ensembles. With
+    ``between`` (the live quadrature re-check, :class:`_LiveQuadrature`), a chunk runs in
+    pieces and ``between(k)`` after each piece of k steps returns the next piece's length."""
+    piece = [1]
+
+    def chunk(steps):
+        if between is None:
+            call(steps)
+            return
+        left = steps
+        while left > 0 and ist[S.I_CODE] == S.CODE_RUNNING:
+            k = min(left, piece[0])
+            call(k)
+            left -= k
+            piece[0] = between(k)
+
+    _drive_paths(lambda a, z, steps: chunk(steps), 1, fs[None, :], ist[None, :], bar, chunk0)
+
+
+class _LiveQuadrature:
+    """The live tolerance re-check of a quadrature run (:func:`theory.tolerance.live`),
+    run between chunks of steps: each time the state has moved by
+    :data:`theory.tolerance.RECHECK_MOVE` (relative, max norm) since the last state that
+    passed, and where the run stops. A miss takes the run back to that state (``y``,
+    ``fs``, ``ist``, ``work`` as they were; the rhs count keeps growing) and either
+    continues with the finer rule ``auto`` picks there (``system``, ``p``) or stops it
+    (``failure``: solve reports status −1). Returns True when the rule changed."""
+
+    def __init__(self, system0, system, qsel, state, args, p_of, y, fs, ist, work):
+        self.system0, self.system, self.p_of = system0, system, p_of
+        self.state, self.args = state, args  # (eta, eta_v, sigma, rule_params)
+        self.auto = bool((qsel or {}).get("auto"))
+        # a rule that did not meet rtol at the start (auto's fallback, with its warning)
+        # is not re-checked live: the post-run re-check reports it
+        self.active = bool((qsel or {}).get("selected", {}).get("meets", True))
+        self.warning = None
+        self.arrays = (y, fs, ist, work)
+        self.p = p_of(system)
+        f0 = np.empty_like(y)
+        system.rhs(y, self.p, f0)
+        self.scale = float(np.max(np.abs(f0)))
+        self.snap = tuple(a.copy() for a in self.arrays)
+        self.checks, self.refined, self.failure = [], [], None
+        self.ypiece, self.piece = y.copy(), 1
+
+    def next_piece(self) -> int:
+        """Steps in the next piece of a chunk: doubled while a piece moves the state by
+        less than a quarter of RECHECK_MOVE, halved above half of it (so the checks come
+        about every RECHECK_MOVE of movement, not once per 0.1 s chunk)."""
+        from theory.tolerance import RECHECK_MOVE
+
+        y = self.arrays[0]
+        d = np.max(np.abs(y - self.ypiece)) / max(1.0, float(np.max(np.abs(self.ypiece))))
+        self.ypiece = y.copy()
+        if d < RECHECK_MOVE / 4:
+            self.piece = min(2 * self.piece, 1 << 40)
+        elif d > RECHECK_MOVE / 2:
+            self.piece = max(1, self.piece // 2)
+        return self.piece
+
+    def __call__(self) -> bool:
+        from theory.tolerance import RECHECK_MOVE, live
+
+        y, fs, ist, work = self.arrays
+        ylast = self.snap[0]
+        move = np.max(np.abs(y - ylast)) / max(1.0, float(np.max(np.abs(ylast))))
+        stopped = int(ist[S.I_CODE]) != S.CODE_RUNNING
+        if not self.active or not (move >= RECHECK_MOVE or stopped):
+            return False
+        if not np.all(np.isfinite(y)):
+            return False
+        alpha = float(fs[S.F_ALPHA])
+        verdict, val, e = live(
+            self.system0,
+            self.system,
+            self.state,
+            y,
+            alpha,
+            *self.args,
+            scale=self.scale,
+            auto=self.auto,
+        )
+        self.checks.append((alpha, e))
+        if verdict in ("ok", "skip"):
+            self.snap = tuple(a.copy() for a in self.arrays)
+            return False
+        if verdict == "warn":  # auto, nothing affordable meets rtol here: go on, say so
+            self.warning, self.active = val, False
+            return False
+        nfev = int(ist[S.I_NFEV])
+        for a, saved in zip(self.arrays, self.snap):
+            a[...] = saved
+        ist[S.I_NFEV] = nfev
+        if verdict == "stop":
+            self.failure = f"{val}; stopped at α = {_fmt(float(fs[S.F_ALPHA]))}, the last "
+            self.failure += "state that met it"
+            ist[S.I_CODE] = S.CODE_DONE  # ends the loop; solve reports the failure
+            return False
+        old = self.system.describe_rule(self.args[2])
+        self.system = val[0]
+        self.p = self.p_of(self.system)
+        if ist[S.I_STARTED]:  # the adaptive loops keep f(y) between calls: the new rule's
+            self.system.rhs(y, self.p, work[0])
+        new = self.system.describe_rule(self.args[2])
+        self.refined.append({"alpha": alpha, "estimate": e, "from": old, "to": new})
+        return True
 
 
 def _load_kernel(kernel, what):
@@ -204,7 +308,7 @@ def _interruptible_call(kernel, system, p, arrays, ist, progress, method):
     measured cost of one right-hand side and of one step."""
     from theory.runtime import interruptible
 
-    ab = interruptible.Abort(system, p)
+    bound = {"system": system, "ab": interruptible.Abort(system, p)}
     ncall = [0]
     lay = system.layout
     where = f"{_rule_name(system)} at K = {lay.K}, M = {lay.M}"
@@ -219,7 +323,8 @@ def _interruptible_call(kernel, system, p, arrays, ist, progress, method):
         )
 
     def call(steps):
-        fn = lambda: kernel(system.rhs, system.eg, ab.p, *arrays, steps)  # noqa: E731
+        sysb, ab = bound["system"], bound["ab"]
+        fn = lambda: kernel(sysb.rhs, sysb.eg, ab.p, *arrays, steps)  # noqa: E731
         i = ncall[0]
         ncall[0] += 1
         if i > 1:
@@ -240,6 +345,11 @@ def _interruptible_call(kernel, system, p, arrays, ist, progress, method):
                 progress,
             )
 
+    def rebind(system, p):
+        # the live quadrature re-check swapped the rule: the next calls run the new one
+        bound["system"], bound["ab"] = system, interruptible.Abort(system, p)
+
+    call.rebind = rebind
     return call
 
 
@@ -429,7 +539,7 @@ def solve(
 
     note = _dt_note(dt, rec) if method in S.FIXED_STEP else None
     widths = state.widths if model.name == "deep" else None
-    system = get_system(rule, state.K, state.M, activation, quadrature, widths=widths)
+    system0 = system = get_system(rule, state.K, state.M, activation, quadrature, widths=widths)
     # the quadrature rule that meets its tolerance at the initial state (theory.tolerance)
     system, qsel = _select_quadrature(system, state, eta, eta_v, sigma, rule_params)
     t_sys = time.perf_counter()
@@ -472,11 +582,33 @@ def solve(
         kernel, system, p, (y, rec, rec_y, rec_eg, fs, ist, work, opts), ist, progress, method
     )
     bar = ProgressBar(alpha_max, label=f"{_rule_name(system)} {method}", enabled=progress)
+    live = None
+    if qsel is not None and not tracker.active:  # (events keep their own p: no live swap)
+        live = _LiveQuadrature(
+            system0,
+            system,
+            qsel,
+            state,
+            (eta, eta_v, sigma, rule_params),
+            lambda s: _params_vector(s, state, eta, eta_v, sigma, rule_params),
+            y,
+            fs,
+            ist,
+            work,
+        )
+
+    def between(k):
+        nonlocal system, p
+        if live():  # a finer rule from here on
+            system, p = live.system, live.p
+            call.rebind(system, p)
+        return live.next_piece()
+
     if tracker.active:
         tracker.start(0.0, y)
         tracker.drive(call, fs, ist, work, bar if progress else None)
     else:
-        _drive(call, fs, ist, alpha_max, max_steps, bar)
+        _drive(call, fs, ist, alpha_max, max_steps, bar, between=between if live else None)
     code = int(ist[S.I_CODE])
     nr = int(ist[S.I_NEXT_REC])
     if tracker.terminal is None:
@@ -537,9 +669,18 @@ def solve(
     quad = _quad_report(
         system, state, final, eta, eta_v, sigma, rule_params, qsel, rec[:nr], rec_y[:nr]
     )
+    if live is not None:
+        quad["live"] = {"checks": live.checks, "refined": live.refined}
+        if live.warning:
+            quad["warning_live"] = live.warning
+            message = f"{message}; warning: {live.warning}"
+        if live.failure:  # stopped during the run: the state where the rule still held
+            status, reason, message = -1, "quadrature", live.failure
     if quad is not None:
         params["quadrature"] = quad
-        if quad.get("failure"):  # the rule missed its tolerance along the run
+        if quad.get("failure") and not (
+            live and live.failure
+        ):  # the rule missed its tolerance along the run
             status, reason = -1, "quadrature"
             message = f"{quad['failure']}; the solver: {message}"
         elif quad.get("warning"):

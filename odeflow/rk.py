@@ -27,6 +27,7 @@ from numba import njit, types
 
 from .rk_checks import (  # noqa: F401  (the protocol's names, re-exported)
     CHECK_EVERY,
+    CHECK_EVERY_SEG,
     CODE_CONVERGED,
     CODE_DONE,
     CODE_EG,
@@ -41,6 +42,7 @@ from .rk_checks import (  # noqa: F401  (the protocol's names, re-exported)
     F_ERROLD,
     F_GOOD_ALPHA,
     F_H,
+    F_REPLAY,
     F_SEG,
     F_STOP_ALPHA,
     F_STOP_VALUE,
@@ -187,30 +189,56 @@ def _stop_fixed(eg, p, y, fs, ist, opts, L, ygood, code, anew, val):
 
 @njit  # no own cache: compiled into the loops (see _named)
 def _accept(
-    eg, p, y, ynew, anew, rec_alpha, rec_y, rec_eg, fs, ist, opts, landed, L, ygood, check_every
+    eg,
+    p,
+    y,
+    ynew,
+    anew,
+    rec_alpha,
+    rec_y,
+    rec_eg,
+    fs,
+    ist,
+    opts,
+    landed,
+    L,
+    ygood,
+    check_every,
+    rewind=False,
 ):
     """Check a fixed-step candidate ``ynew`` at α = ``anew``; accept, record, set stop codes.
 
     Cheap checks every step; the full checks (ε_g, covariance, eg_tol) every
     ``check_every`` steps and always on a recording time, at alpha_max and on the last
     budgeted step, so every recorded state has passed all checks. Returns True if the run
-    continues.
+    continues. With ``rewind``, a full check that fails after unchecked steps does not stop
+    the run: :func:`_rewind` goes back to the last fully checked state (``fs[F_ALPHA]`` is
+    then not ``anew``), and the steps up to ``anew`` are taken again, each fully checked.
     """
     code, val = cheap_check(ynew, opts)
     if code != CODE_RUNNING:
+        if rewind and ist[I_SINCE_CHECK] > 0:
+            _rewind(y, fs, ist, ygood, anew)
+            return True
         _stop_fixed(eg, p, y, fs, ist, opts, L, ygood, code, anew, val)
         return False
     r = ist[I_NEXT_REC]
     is_rec = landed and r < rec_alpha.shape[0] and rec_alpha[r] == anew
     last = anew >= opts[O_ALPHA_MAX] or ist[I_NSTEPS] + 1 >= opts[O_MAX_STEPS]
-    full = is_rec or last or ist[I_SINCE_CHECK] + 1 >= check_every
+    full = is_rec or last or ist[I_SINCE_CHECK] + 1 >= check_every or anew <= fs[F_REPLAY]
     egv = 0.0
     if full:
         egv = eg(ynew, p)
         code, val = full_check(ynew, egv, opts, L)
         if code != CODE_RUNNING:
+            if rewind and ist[I_SINCE_CHECK] > 0:
+                _rewind(y, fs, ist, ygood, anew)
+                return True
             _stop_fixed(eg, p, y, fs, ist, opts, L, ygood, code, anew, val)
             return False
+        if rewind and ist[I_SINCE_CHECK] > 0 and opts[O_EG_TOL] > 0 and egv < opts[O_EG_TOL]:
+            _rewind(y, fs, ist, ygood, anew)  # convergence, too, located to the step
+            return True
     y[:] = ynew
     fs[F_ALPHA] = anew
     ist[I_NSTEPS] += 1
@@ -239,6 +267,21 @@ def _accept(
         fs[F_STOP_VALUE] = opts[O_MAX_STEPS]
         return False
     return True
+
+
+@njit  # no own cache: compiled into the loops (see _named)
+def _rewind(y, fs, ist, ygood, anew):
+    """Back to the last fully checked state (``ygood``): α, the step counters and the
+    segment's step count as they were there; steps ending at α ≤ ``anew`` (where a full
+    check failed) are then fully checked (``F_REPLAY``). No record was written and no
+    landing made since (both are fully checked steps), so the same steps follow."""
+    m = ist[I_SINCE_CHECK]
+    y[:] = ygood
+    fs[F_ALPHA] = fs[F_GOOD_ALPHA]
+    ist[I_NSEG] -= m
+    ist[I_NSTEPS] -= m
+    ist[I_SINCE_CHECK] = 0
+    fs[F_REPLAY] = anew
 
 
 @njit  # no own cache: compiled into the loops (see _named)
@@ -495,15 +538,21 @@ def make_fixed_kernel(tab):
                 landed,
                 L,
                 ygood,
-                CHECK_EVERY,
+                CHECK_EVERY_SEG if seg else CHECK_EVERY,
+                not seg,
             )
             if seg and fs[F_ALPHA] == anew:  # accepted: keep the step for events
                 _store_hermite_segment(work, ist, a0, anew - a0, yold, y, k0)
             if not ok:
                 break
-            _after_fixed_step(landed, fs, ist)
+            if fs[F_ALPHA] == anew:  # (not after a rewind)
+                _after_fixed_step(landed, fs, ist)
 
     return _named(kernel, "fixed", tab)
+
+
+#: the largest finite double: |y_i| ≤ it is false exactly for non-finite y_i
+_MAX_FINITE = float(np.finfo(np.float64).max)
 
 
 @njit(inline="always")  # no own cache: compiled into the loops (see _named)
@@ -520,7 +569,7 @@ def _plain_steps(rhs, eg, p, y, work, A, b, fs, ist, rec_alpha, opts, ynew, yt, 
         np.int64(opts[O_MAX_STEPS]) - 1 - ist[I_NSTEPS],
         nmax,
     )
-    if k <= 0:
+    if k <= 0 or fs[F_ALPHA] < fs[F_REPLAY]:  # (replaying after a rewind: every step checked)
         return 0
     dt = opts[O_DT]
     amax = opts[O_ALPHA_MAX]
@@ -528,31 +577,59 @@ def _plain_steps(rhs, eg, p, y, work, A, b, fs, ist, rec_alpha, opts, ynew, yt, 
     target = amax
     if r < rec_alpha.shape[0] and rec_alpha[r] < amax:
         target = rec_alpha[r]
+    thresh = opts[O_YMAX]
+    if not thresh <= _MAX_FINITE:  # (inf or NaN: then only non-finite entries fail)
+        thresh = _MAX_FINITE
     k0 = work[0]
+    n = y.shape[0]
+    # the counters and α live in locals during the loop and go back to ist/fs after it (and
+    # before a stop): through the rhs's function pointer the compiler cannot keep array
+    # entries in registers, so per-step loads and stores of them are a tenth of a K = 2 step
+    seg0 = fs[F_SEG]
+    nseg = ist[I_NSEG]
+    a = fs[F_ALPHA]
     taken = 0
     for _ in range(k):
-        a = fs[F_ALPHA]
         if target - a <= dt * (1.0 + LAND_RTOL):  # this step lands: the general path
             break
-        anew = fs[F_SEG] + (ist[I_NSEG] + 1) * dt
+        anew = seg0 + (nseg + 1) * dt
         h = anew - a
         rhs(y, p, k0)
         if s > 1:
             _stages(rhs, p, y, work, A, s, h, yt, yt)
-        ist[I_NFEV] += s
         _combine(y, work, b, s, h, ynew)
-        code, val = cheap_check(ynew, opts)
-        if code != CODE_RUNNING:  # as _accept: stop, y the last state passing all checks
+        # the cheap checks folded into one comparison per entry (false for NaN and ±inf
+        # too); cheap_check, which tells the failures apart, runs only on a failure
+        fine = True
+        for i in range(n):
+            if not abs(ynew[i]) <= thresh:
+                fine = False
+        if not fine:
+            _write_back(fs, ist, a, nseg, taken, s)
+            ist[I_NFEV] += s
+            if ist[I_SINCE_CHECK] > 0:  # as _accept: locate the failure to the step
+                _rewind(y, fs, ist, ygood, anew)
+                return taken
+            code, val = cheap_check(ynew, opts)
             _stop_fixed(eg, p, y, fs, ist, opts, L, ygood, code, anew, val)
             return taken
-        for i in range(y.shape[0]):
+        for i in range(n):
             y[i] = ynew[i]
-        fs[F_ALPHA] = anew
-        ist[I_NSTEPS] += 1
-        ist[I_SINCE_CHECK] += 1
-        ist[I_NSEG] += 1
+        a = anew
+        nseg += 1
         taken += 1
+    _write_back(fs, ist, a, nseg, taken, s)
     return taken
+
+
+@njit(inline="always")  # no own cache: compiled into the loops (see _named)
+def _write_back(fs, ist, a, nseg, taken, s):
+    """The counters of ``taken`` plain steps of ``s`` stages each, and α, into fs/ist."""
+    fs[F_ALPHA] = a
+    ist[I_NSEG] = nseg
+    ist[I_NFEV] += s * taken
+    ist[I_NSTEPS] += taken
+    ist[I_SINCE_CHECK] += taken
 
 
 # Long on purpose: a factory around one numba loop: the loop must be one function (no per-step

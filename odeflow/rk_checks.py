@@ -25,7 +25,8 @@ F_EG = 4  # ε_g of the accepted state
 F_STOP_ALPHA = 5  # α of the state that triggered a stop
 F_STOP_VALUE = 6  # the offending value (ε_g, max|y|, min pivot of Q, …)
 F_GOOD_ALPHA = 7  # fixed-step: α of the last state that passed the full checks
-N_FS = 8
+F_REPLAY = 8  # fixed-step: steps ending at α ≤ this get the full checks (after a rewind)
+N_FS = 9
 # integer state ist
 I_NEXT_REC = 0  # index of the next record to write (= number of records written)
 I_NFEV = 1  # number of rhs evaluations
@@ -69,9 +70,15 @@ CODE_H_UNDERFLOW = -6
 
 #: fixed-step methods run the full stop checks (ε_g, covariance Cholesky, eg_tol) every
 #: CHECK_EVERY steps and on every recording time and the last step; the cheap checks
-#: (finite, max|y|) run every step. This keeps the per-step overhead small next to a K = 2
-#: rhs; the full-check failure point is resolved to CHECK_EVERY·dt.
-CHECK_EVERY = 8
+#: (finite, max|y|) run every step. When a full check fails, the loop goes back to the last
+#: fully checked state and takes the same steps again with the full checks on every one
+#: (:func:`odeflow.rk._rewind`: the steps are deterministic, so the failure is located to
+#: the step, as if every step were checked). The full checks (ε_g, a Cholesky) cost more
+#: than a K = M = 2 rhs; once every 64 steps they are ~1 % of a step.
+CHECK_EVERY = 64
+#: the same with a segment buffer (events, dense output), where a rewind would take back
+#: steps the driver may already have consumed: no rewind, failure located to this many steps
+CHECK_EVERY_SEG = 8
 
 #: fixed-step landing tolerance: a remaining distance up to dt·(1 + LAND_RTOL) to the next
 #: record point is covered by one (slightly adjusted) step, so round-off in α never produces

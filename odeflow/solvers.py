@@ -48,8 +48,11 @@ Stop conditions (checked on the candidate new state)
 Records are written only on the requested grid, so a stopped run simply has fewer records.
 The adaptive loops run every check after every step. The fixed-step loops run the cheap
 checks (finite, max|y|) every step and the others every :data:`CHECK_EVERY` steps, on every
-recording time and on the last step; after a failure ``y`` is reset to the last state that
-passes all checks, so every record and the final state are always valid.
+recording time and on the last step; a failure (or eg_tol convergence) after unchecked
+steps sends the loop back to the last fully checked state to take the same steps again,
+each fully checked, so the stop is located to the step (with a segment buffer, for events,
+there is no going back: every :data:`CHECK_EVERY_SEG` steps). After a failure ``y`` is
+the last state that passes all checks, so every record and the final state are valid.
 """
 
 from __future__ import annotations
@@ -60,6 +63,7 @@ from theory.divergence import overflow_guard
 
 from .rk import (  # noqa: F401  (the protocol's names, re-exported)
     CHECK_EVERY,
+    CHECK_EVERY_SEG,
     CODE_CONVERGED,
     CODE_DONE,
     CODE_EG,
@@ -75,6 +79,7 @@ from .rk import (  # noqa: F401  (the protocol's names, re-exported)
     F_ERROLD,
     F_GOOD_ALPHA,
     F_H,
+    F_REPLAY,
     F_SEG,
     F_STOP_ALPHA,
     F_STOP_VALUE,

@@ -61,7 +61,14 @@ from .cache import source_fingerprint as _source_fingerprint
 from .codegen_marginal import table_nodes
 from .emit import NumbaPrinter, emit_module, njit_function
 from .quad_expr import I2_code as _I2_code
-from .quad_expr import activation_functions, field_atoms, field_code, needs_stein, unit_code
+from .quad_expr import (
+    activation_functions,
+    atom_code,
+    field_atoms,
+    needs_stein,
+    unit_code,
+    value_code,
+)
 from .quadrature import (
     MAX_GH_NODES,
     RTOL_DEFAULT,
@@ -83,7 +90,10 @@ __all__ = [
     "marginal_applies",
 ]
 
-QUAD_CODEGEN_VERSION = "2"
+QUAD_CODEGEN_VERSION = "3"
+#: nodes per block of the node loop: the first pass (the transcendental calls of every
+#: field) runs over a whole block in one flat loop, which vectorises (SIMD)
+NODE_BLOCK = 64
 #: Sobol points of the automatic rule for kinked activations (relu): ~1e-4 absolute error
 #: on K = M = 2 right-hand sides (measured against 8·10⁶-sample Monte Carlo)
 KINKED_SOBOL_N = 1 << 16
@@ -168,8 +178,15 @@ def quad_source(rule: R.Rule, act: Activation, key: str) -> str:
     # refers to variables the rule does not define
     stein = needs_stein(rule, act)
     need_gp = adaptive and not stein
-    # first pass: each transcendental of field u once (stored in TR for the unit code)
-    first = ["zz_ = z[u]", *field_code(act, need_gp), "e += A[u] * g_"]
+    # first pass, per block of nodes: each transcendental of every field once, in a flat
+    # loop over (node, field) that vectorises; then per node g_ (gp_) from those values,
+    # kept in TR for the unit code
+    natoms = len(field_atoms(act))
+    atoms = ["zz_ = ZB[i_]", *atom_code(act)] + [f"TRB[{j}, i_] = fa{j}_" for j in range(natoms)]
+    first = ["zz_ = ZB[jb * NU + u]", "z[u] = zz_"]
+    first += [f"fa{j}_ = TRB[{j}, jb * NU + u]" for j in range(natoms)]
+    first += [f"TR[{j}, u] = fa{j}_" for j in range(natoms)]
+    first += [*value_code(act, need_gp), "e += A[u] * g_"]
     first += ["eb += A[u] * Bv[u] * gp_"] if need_gp else []
     per_unit_extra = (["dl[k] = dl_", "de[k] = de_"] if adaptive and not stein else []) + [
         "Pk[k] = lam_ - e * bk_" if xt else "Pk[k] = lam_"
@@ -186,7 +203,10 @@ def quad_source(rule: R.Rule, act: Activation, key: str) -> str:
             unit_acc.append("aBe[k] += dk * e")
 
     load_params = "\n".join(f"    {name} = p[P_RULE + {i}]" for i, name in enumerate(params))
-    integrate = f'''@njit(cache=True, nogil=True)
+    # error_model="numpy": a division (in _tanh, in δ) is a plain instruction, not a
+    # branch to ZeroDivisionError that would keep the first-pass loop from vectorising
+    # (a zero divisor gives inf/NaN, which the solver's finiteness check stops on)
+    integrate = f'''@njit(cache=True, nogil=True, error_model="numpy")
 def _integrate(y, p, mode, dy, S):
     """mode 0: dy = dy/dα; mode 1: S = noise covariance of b."""
     K = int(p[0]); M = int(p[1]); NU = K + M
@@ -207,7 +227,9 @@ def _integrate(y, p, mode, dy, S):
     d = np.empty(K); Pk = np.empty(K); s = np.empty(K); dl = np.empty(K); de = np.empty(K)
     aQ = np.zeros((K, K)); aDD = np.zeros((K, K)); aDDe = np.zeros((K, K))
     aR = np.zeros((K, M)); aV = np.zeros(K); aB = np.zeros(K); aBe = np.zeros(K)
-    aZ = np.zeros((K, NU)); TR = np.empty(({len(field_atoms(act))}, NU))
+    aZ = np.zeros((K, NU)); TR = np.empty(({natoms}, NU))
+    ZB = np.empty(NODE_BLOCK * NU); WB = np.empty(NODE_BLOCK); NB = np.empty(NODE_BLOCK)
+    TRB = np.empty(({natoms}, NODE_BLOCK * NU))
     _fill(y, p, K, M, C, A, Bv)
     if factor_nb(C, L) < 0:          # not PSD: unphysical; the solver stops on NaN
         if mode == 0:
@@ -220,56 +242,67 @@ def _integrate(y, p, mode, dy, S):
         return
     nX = X.shape[0]
     O_W = O_N + P * D
-    for q in range(P):
-        # the node, written out here rather than through _next_node (quad_kernels): the
-        # inlined call cost ~80 ns per node, four times the K = M = 2 integrand
-        if kind == 1:
-            for j_ in range(D):
-                xi[j_] = p[O_N + q * D + j_]
-            w = p[O_W + q]
-        else:  # tensor Gauss–Hermite: odometer over the 1-D nodes, first coordinate fastest
-            if q == 0:
+    for q0 in range(0, P, NODE_BLOCK):
+        nb = min(NODE_BLOCK, P - q0)
+        for jb in range(nb):
+            q = q0 + jb
+            # the node, written out here rather than through _next_node (quad_kernels): the
+            # inlined call cost ~80 ns per node, four times the K = M = 2 integrand
+            if kind == 1:
                 for j_ in range(D):
-                    idx[j_] = 0
-                    xi[j_] = X[0]
-            else:
-                j_ = 0
-                idx[0] += 1
-                while idx[j_] == nX:
-                    idx[j_] = 0
-                    xi[j_] = X[0]
-                    j_ += 1
-                    idx[j_] += 1
-                xi[j_] = X[idx[j_]]
-            w = 1.0
-            for j_ in range(D):
-                w *= Wt[idx[j_]]
-        map_node(L, xi, z)
-        e = 0.0
-        eb = 0.0
-        for u in range(NU):
-{block(first, 12)}
-        if noisy:
-            e -= sigma * xi[NU]
-        e_ = e
-        for k in range(K):
-            lam_ = z[k]
-            vk_ = A[k]
-            bk_ = Bv[k]
-{block(unit, 12)}
-            d[k] = d_
-            s[k] = s_
-{block(per_unit_extra, 12)}
-        for k in range(K):
-            dk = w * d[k]
-            for l in range(k, K):
-                aQ[k, l] += dk * Pk[l] + w * d[l] * Pk[k]
-                aDD[k, l] += dk * d[l]
-{block(pair_extra, 16)}
-            for m in range(M):
-                aR[k, m] += dk * {Rfield}
-            aV[k] += w * e * s[k]
-{block(unit_acc, 12)}
+                    xi[j_] = p[O_N + q * D + j_]
+                w = p[O_W + q]
+            else:  # tensor Gauss–Hermite: odometer over the 1-D nodes, first coordinate fastest
+                if q == 0:
+                    for j_ in range(D):
+                        idx[j_] = 0
+                        xi[j_] = X[0]
+                else:
+                    j_ = 0
+                    idx[0] += 1
+                    while idx[j_] == nX:
+                        idx[j_] = 0
+                        xi[j_] = X[0]
+                        j_ += 1
+                        idx[j_] += 1
+                    xi[j_] = X[idx[j_]]
+                w = 1.0
+                for j_ in range(D):
+                    w *= Wt[idx[j_]]
+            map_node(L, xi, z)
+            for u in range(NU):
+                ZB[jb * NU + u] = z[u]
+            WB[jb] = w
+            NB[jb] = xi[NU] if noisy else 0.0
+        for i_ in range(nb * NU):
+{block(atoms, 12)}
+        for jb in range(nb):
+            w = WB[jb]
+            e = 0.0
+            eb = 0.0
+            for u in range(NU):
+{block(first, 16)}
+            if noisy:
+                e -= sigma * NB[jb]
+            e_ = e
+            for k in range(K):
+                lam_ = z[k]
+                vk_ = A[k]
+                bk_ = Bv[k]
+{block(unit, 16)}
+                d[k] = d_
+                s[k] = s_
+{block(per_unit_extra, 16)}
+            for k in range(K):
+                dk = w * d[k]
+                for l in range(k, K):
+                    aQ[k, l] += dk * Pk[l] + w * d[l] * Pk[k]
+                    aDD[k, l] += dk * d[l]
+{block(pair_extra, 20)}
+                for m in range(M):
+                    aR[k, m] += dk * {Rfield}
+                aV[k] += w * e * s[k]
+{block(unit_acc, 16)}
     if mode == 1:
         for k in range(K):
             for l in range(k, K):
@@ -324,6 +357,7 @@ def _integrate(y, p, mode, dy, S):
             "X_TILDE": int(xt),
             "SGD_V": int(rule.second_layer == "sgd"),
             "N_RULE": len(params),
+            "NODE_BLOCK": NODE_BLOCK,
             # p = [K, M, eta, eta_v, sigma, sigma_F2, T, v_star, c, b, rule params,
             #      quad]
             "P0": 6,

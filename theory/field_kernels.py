@@ -12,7 +12,8 @@ its closed-form ``_I2(C_aa, C_bb, C_ab) = E[g(a) g(b)]``.
   √N) from the flat state ``y`` and the parameter vector ``p`` (layouts in
   :mod:`theory.codegen_quad`).
 * ``_eg_closed``: ``ε_g = ½ Σ_ab A_a A_b I2(C_aa, C_bb, C_ab)``.
-* ``_tanh``: tanh from one ``exp`` (the generated node loops print ``tanh`` as this).
+* ``_tanh``: tanh without a libm call, vectorisable (the generated node loops print
+  ``tanh`` as this).
 """
 
 import math
@@ -49,18 +50,54 @@ def _asin(x):
     return math.asin(min(1.0, max(-1.0, x)))
 
 
+#: 2^(−k), k = 0…63: the scale of e^(−y) after range reduction in :func:`_tanh`
+_POW2_NEG = np.array([2.0**-k for k in range(64)])
+_LN2_HI = 6.93147180369123816490e-01  # ln 2 split in two (Cody–Waite): k·_LN2_HI is exact
+_LN2_LO = 1.90821492927058770002e-10
+_INV_LN2 = 1.4426950408889634
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _expm1_neg(r):
+    # e^(−r) − 1 for 0 ≤ r < ln 2: Taylor series to r¹⁸ (the next term is < 3e-19 r), no
+    # cancellation near 0
+    p = 1.5619206968586225e-16
+    p = -2.8114572543455206e-15 + r * p
+    p = 4.779477332387385e-14 + r * p
+    p = -7.647163731819816e-13 + r * p
+    p = 1.1470745597729725e-11 + r * p
+    p = -1.6059043836821613e-10 + r * p
+    p = 2.08767569878681e-09 + r * p
+    p = -2.505210838544172e-08 + r * p
+    p = 2.755731922398589e-07 + r * p
+    p = -2.7557319223985893e-06 + r * p
+    p = 2.48015873015873e-05 + r * p
+    p = -0.0001984126984126984 + r * p
+    p = 0.001388888888888889 + r * p
+    p = -0.008333333333333333 + r * p
+    p = 0.041666666666666664 + r * p
+    p = -0.16666666666666666 + r * p
+    p = 0.5 + r * p
+    p = -1.0 + r * p
+    return r * p
+
+
 @njit(cache=True, nogil=True, inline="always")
 def _tanh(x):
-    # tanh from one exp (expm1 near 0, where 1 − e^(−2|x|) would cancel): within a few ulp
-    # of math.tanh and ~1.6× faster (libm's tanh goes through the slower expm1 everywhere);
-    # the node loops of theory.codegen_quad call it once per field and node
-    ax = abs(x)
-    if ax < 0.5:
-        em = math.expm1(2.0 * ax)
-        t = em / (em + 2.0)
-    else:
-        ex = math.exp(-2.0 * ax)
-        t = (1.0 - ex) / (1.0 + ex)
+    # tanh x = −m/(2 + m), m = e^(−2|x|) − 1, with the sign of x; within 3 ulp of
+    # math.tanh. No libm call and no branch (selects only), so a loop over fields and
+    # nodes vectorises (SIMD): the node loops of theory.codegen_quad compute the first
+    # pass this way, ~8× faster than libm's tanh. m = 2^(−k)(1 + E(r)) − 1 with
+    # 2|x| = k ln 2 + r (E = _expm1_neg); 2^(−k) − 1 is exact, so nothing cancels at k = 0.
+    # Past 2|x| = 40, tanh = ±1 in double precision; NaN stays NaN (through r).
+    y = 2.0 * abs(x)
+    y = 40.0 if y > 40.0 else y
+    kf = math.floor(y * _INV_LN2)
+    kf = 63.0 if not kf < 63.0 else kf  # (NaN: any index, r is NaN)
+    r = (y - kf * _LN2_HI) - kf * _LN2_LO
+    s = _POW2_NEG[int(kf)]
+    m = (s - 1.0) + s * _expm1_neg(r)
+    t = -m / (2.0 + m)
     return t if x >= 0.0 else -t
 
 

@@ -29,6 +29,8 @@ __all__ = [
     "activation_functions",
     "shared_form",
     "field_atoms",
+    "atom_code",
+    "value_code",
     "field_code",
     "unit_code",
     "LAM",
@@ -112,21 +114,32 @@ def _cse_lines(names, exprs, prefix):
     return lines + [f"{n} = {_NODE.doprint(ex)}" for n, ex in zip(names, reduced)]
 
 
-def field_code(act: Activation, need_gp: bool) -> list:
-    """Statements of the first pass for one field ``zz_ = z[u]``: its transcendental calls
-    (:func:`field_atoms`, each once) stored in ``TR[j, u]``, then ``g_`` (and ``gp_`` when
-    ``need_gp``) computed from them."""
+def atom_code(act: Activation) -> list:
+    """Statements computing the transcendental calls of one field ``zz_``
+    (:func:`field_atoms`, each once) into ``fa0_, fa1_, …``."""
     atoms = field_atoms(act)
-    syms = [sp.Symbol(f"fa{j}_", real=True) for j in range(len(atoms))]
-    sub = dict(zip(atoms, syms))
-    g = act.expr.xreplace({_Z: _ZZ}).xreplace(sub)
-    names, exprs = ["g_"], [g]
+    return _cse_lines([f"fa{j}_" for j in range(len(atoms))], atoms, "ft_")
+
+
+def value_code(act: Activation, need_gp: bool) -> list:
+    """Statements computing ``g_`` (and ``gp_`` when ``need_gp``) of the field ``zz_``
+    from its transcendental calls ``fa0_, fa1_, …`` (:func:`atom_code`)."""
+    atoms = field_atoms(act)
+    sub = {a: sp.Symbol(f"fa{j}_", real=True) for j, a in enumerate(atoms)}
+    names, exprs = ["g_"], [act.expr.xreplace({_Z: _ZZ}).xreplace(sub)]
     if need_gp:
         names.append("gp_")
         exprs.append(shared_form(act.deriv).xreplace({_Z: _ZZ}).xreplace(sub))
-    lines = _cse_lines([s.name for s in syms], atoms, "ft_")
-    lines += [f"TR[{j}, u] = {s.name}" for j, s in enumerate(syms)]
-    return lines + _cse_lines(names, exprs, "fg_")
+    return _cse_lines(names, exprs, "fg_")
+
+
+def field_code(act: Activation, need_gp: bool) -> list:
+    """Statements of the first pass for one field ``zz_ = z[u]``: its transcendental calls
+    (:func:`atom_code`) stored in ``TR[j, u]``, then ``g_`` (and ``gp_`` when ``need_gp``)
+    computed from them (:func:`value_code`)."""
+    n = len(field_atoms(act))
+    stores = [f"TR[{j}, u] = fa{j}_" for j in range(n)]
+    return atom_code(act) + stores + value_code(act, need_gp)
 
 
 def unit_code(rule: R.Rule, act: Activation, adaptive: bool, params) -> list:

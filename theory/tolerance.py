@@ -18,6 +18,13 @@ fewer nodes per field, Sobol with half the points and two other scramblings.
   (a warning in ``Result.quadrature`` and on stderr). An explicit scheme without ``n``
   gets the smallest n of its ladder that meets rtol; an explicit scheme that cannot meet
   rtol is refused (ValueError naming the scheme, n, the estimate and what would meet it).
+* ``live``: during the run (:func:`odeflow.solve` calls it between chunks of steps, each
+  time the state has moved by :data:`RECHECK_MOVE` since the last check, and where the run
+  stops): the estimate at the current state; when it misses rtol, ``auto`` picks the rule
+  that meets it there (``select`` at that state: the run goes back to the last state that
+  passed and continues with it; with nothing affordable it goes on with a warning), an
+  explicit scheme stops the run there (status −1, the message names scheme, n, the
+  estimate and what would meet it).
 * ``recheck``: after the run, the estimate at the recorded states, one every time the state
   has moved by :data:`RECHECK_MOVE` (relative, max norm) since the last check, at most
   :data:`RECHECK_MAX` of them; the first that misses rtol turns the run's status into −1
@@ -40,6 +47,7 @@ __all__ = [
     "ladder",
     "select",
     "recheck",
+    "live",
     "cost",
 ]
 
@@ -278,6 +286,17 @@ def _refusal(system, scheme, n, tried, rtol, args) -> str:
 
 def _alternative(system, scheme, n, args, rtol):
     """'would meet it: …' — the same scheme with more nodes, else another scheme."""
+    found = _meeting(system, scheme, n, args, rtol)
+    if found is None:
+        return None
+    _, fam, m, e = found
+    return f"would meet it: quadrature={{'scheme': {fam!r}, 'n': {m}}} (estimate {e:.2g})"
+
+
+def _meeting(system, scheme, n, args, rtol):
+    """``(system, scheme, n, estimate)`` of the first rule found that meets rtol at the
+    state of ``args``: the same scheme with more nodes, else the marginal scheme, else
+    Sobol (up to 8 × :data:`AUTO_MAX_NODES` nodes); None if none does."""
     sigma = args[3]
     fams = []
     if scheme in ("gauss-hermite", "marginal") and n is not None:
@@ -293,10 +312,7 @@ def _alternative(system, scheme, n, args, rtol):
         for m in cands:
             est = _estimate(sys_s, fam, m, args, None)
             if est["rhs_rel"] <= rtol:
-                return (
-                    f"would meet it: quadrature={{'scheme': {fam!r}, 'n': {m}}} "
-                    f"(estimate {est['rhs_rel']:.2g})"
-                )
+                return sys_s, fam, m, est["rhs_rel"]
     return None
 
 
@@ -342,3 +358,59 @@ def recheck(system, alphas, records, state0, eta, eta_v=None, sigma=0.0, rule_pa
                 "trustworthy; rerun with more nodes (a larger n) or scheme 'auto'"
             )
     return checks, None
+
+
+def live(
+    system0, system, state0, y, alpha, eta, eta_v=None, sigma=0.0, rule_params=None, *, scale, auto
+):
+    """The live re-check at the run's state ``y`` (flat) at α = ``alpha``: the error
+    estimate of ``system``'s rule relative to ``max(scale, max_i |f_i|)`` (``scale``: the
+    rhs scale at the initial state, as :func:`recheck`).
+
+    Returns ``(verdict, value, rhs_rel)``: ``("ok", None, e)``; ``("refine", (system,
+    report), e)`` with the rule ``select`` picks at this state from the user's options
+    (``system0``; only when ``auto`` and it is another rule that meets rtol); ``("warn",
+    message, e)`` when auto has nothing affordable that does (the run goes on, as from
+    ``select``'s fallback, and says so); ``("stop", message, e)`` for an explicit scheme
+    (the message names what would meet rtol); ``("skip",
+    None, nan)`` when the state is outside the validity of the estimate (the solver's own
+    checks report it).
+    """
+    from .codegen_quad import build_quad_system
+
+    rp = dict(rule_params or {})
+    st = system.layout.state(np.asarray(y, dtype=float), state0)
+    try:
+        est = system.error_estimate(st, eta, eta_v, sigma, scale=scale, **rp)
+    except ValueError:
+        return "skip", None, float("nan")
+    e = est["rhs_rel"]
+    rtol = system.quadrature["rtol"]
+    if e <= rtol:
+        return "ok", None, e
+    qr = system.rule_for(float(sigma))
+    what = (
+        f"quadrature error estimate {e:.2g} exceeds rtol = {rtol:g} at α = {alpha:.4g} "
+        f"(scheme {qr.scheme!r}, n = {qr.n}; relative to the rhs scale "
+        f"{max(scale, est['scale']):.3g})"
+    )
+    if auto:
+        try:
+            new, rep = select(system0, st, eta, eta_v, sigma, rp)
+        except ValueError:
+            new, rep = None, {}
+        sel = rep.get("selected", {})
+        same = sel.get("scheme") == qr.scheme and sel.get("n") == qr.n
+        if new is not None and sel.get("meets") and not same:
+            return "refine", (new, rep), e
+        # nothing meets rtol with auto's margin within its budget: the first rule that
+        # meets rtol itself (more nodes of this scheme, or another), up to 8× the budget
+        found = _meeting(system, qr.scheme, qr.n, (st, eta, eta_v, float(sigma), rp), rtol)
+        if found is not None:
+            sys_s, fam, m, em = found
+            opts = dict(system0.quadrature, scheme=fam, n=m)
+            new = build_quad_system(system.rule, system.K, system.M, system.act, opts)
+            return "refine", (new, {"selected": {"scheme": fam, "n": m, "meets": True}}), e
+        return "warn", f"{what}, and no rule within auto's node limit meets it there", e
+    alt = _alternative(system, qr.scheme, qr.n, (st, eta, eta_v, float(sigma), rp), rtol)
+    return "stop", f"{what}; {alt or 'no rule within the node limits meets it: raise rtol'}", e

@@ -150,9 +150,11 @@ def test_loss_of_positive_semidefiniteness_is_detected(toy_init):
         )
         assert res.status == -1 and res.reason == "diverged"
         assert "positive semi-definite" in res.message
-        # (fixed-step: the full checks run every CHECK_EVERY steps; the final state is the
-        # last one that passes them)
-        assert 0.96 - S.CHECK_EVERY * 0.01 - 0.01 < res.alpha_final <= 0.96 + 1e-9
+        # (fixed-step: the full checks run every CHECK_EVERY steps, and a failure sends the
+        # loop back to the last checked state to take the steps again, each checked: the
+        # final state is the last step before the crossing, α = 0.95 at dt = 0.01, not up
+        # to CHECK_EVERY steps earlier)
+        assert 0.95 - 1e-9 < res.alpha_final <= 0.96 + 1e-9
         assert "field covariance" in res.message
         assert np.linalg.eigvalsh(res.final.field_covariance())[0] > -1e-9
 

@@ -28,7 +28,7 @@ RTOL = 1e-12
 def _node_loop(rule, act):
     src = quad_source(get_rule(rule), get_activation(act), "test")
     body = src[src.index("def _integrate") :]
-    return body[body.index("for q in range(P):") : body.index("if mode == 1:")]
+    return body[body.index("for q0 in range(0, P, NODE_BLOCK):") : body.index("if mode == 1:")]
 
 
 @pytest.mark.parametrize(
