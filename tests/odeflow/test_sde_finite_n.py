@@ -109,14 +109,21 @@ def test_result_keys_statistics_and_save(tmp_path):
 def test_same_seed_same_paths_and_grouping_free():
     st = _state("afa")
     kw = dict(eta=1.0, alpha_max=0.3, dt=0.03, seed=5, N=500, record={"every": 0.1})
-    a = odeflow.solve_sde("afa", st, n_paths=6, **kw)
-    b = odeflow.solve_sde("afa", st, n_paths=6, **kw)
+    a = odeflow.solve_sde("afa", st, n_paths=6, noise_every=1, **kw)
+    b = odeflow.solve_sde("afa", st, n_paths=6, noise_every=1, **kw)
     np.testing.assert_array_equal(a.eg, b.eg)
     np.testing.assert_array_equal(a.b, b.b)
     # refactoring Σ every step vs every 2 steps changes the paths, not their start
     c = odeflow.solve_sde("afa", st, n_paths=6, noise_every=2, **kw)
     np.testing.assert_array_equal(c.eg[:, 0], a.eg[:, 0])
     assert c.params["noise_every"] == 2 and not np.array_equal(c.eg, a.eg)
+    # the default refactors every Δα = NOISE_DALPHA = 0.05: round(0.05 / 0.03) = 2 steps,
+    # the same paths as noise_every=2
+    d = odeflow.solve_sde("afa", st, n_paths=6, **kw)
+    assert d.params["noise_every"] == 2
+    np.testing.assert_array_equal(d.eg, c.eg)
+    e = odeflow.solve_sde("afa", st, n_paths=2, **{**kw, "dt": 0.1})
+    assert e.params["noise_every"] == 1  # dt above Δα: every step
 
 
 def test_errors():
