@@ -30,8 +30,10 @@ from .inputs import check_run, get_system
 from .inputs import dt_note as _dt_note
 from .inputs import params_vector as _params_vector
 from .inputs import positive as _positive
+from .inputs import quad_report as _quad_report
 from .inputs import record_grid as _record_grid
 from .inputs import rule_name as _rule_name
+from .inputs import select_quadrature as _select_quadrature
 from .results import SDEResult, _jsonable
 
 __all__ = ["solve_sde", "SDEResult", "SDE_METHODS", "NOISE_DALPHA"]
@@ -53,6 +55,17 @@ def _nan_stats(x, alive):
         mean = xs.sum(axis=0) / cnt
         var = np.where(m, (x - mean) ** 2, 0.0).sum(axis=0) / np.maximum(cnt - 1, 1)
     return mean, np.sqrt(var)
+
+
+def _drift_quadrature(system, state, eta, eta_v, sigma, rule_params, qsel):
+    """The drift's quadrature for ``params["quadrature"]`` (None for closed forms): options,
+    rule, the selection of :func:`odeflow.inputs.select_quadrature` and the error estimate
+    at the initial state. Unlike :func:`odeflow.solve` there is no re-check along the run:
+    an ensemble has no single final state, and the paths stay within O(1/√N) of the ODE's."""
+    q = _quad_report(system, state, state, eta, eta_v, sigma, rule_params, qsel)
+    if q is not None:
+        q.pop("error_final", None)
+    return q
 
 
 def _positive_int(name, x):
@@ -142,7 +155,11 @@ def solve_sde(
     Parameters
     ----------
     rule, init, eta, eta_v, sigma, activation, alpha_max, dt, record, rule_params, quadrature
-        As for :func:`odeflow.solve` (``eta_u``, ``theta``: Forward-Forward's).
+        As for :func:`odeflow.solve` (``eta_u``, ``theta``: Forward-Forward's). A drift
+        without closed forms gets its quadrature rule as in :func:`odeflow.solve`: the
+        cheapest that meets ``quadrature["rtol"]`` at the initial state (an explicit rule
+        that cannot is refused); ``params["quadrature"]`` records the rule, the selection
+        and the error estimate, and ``message`` names the rule.
     n_paths : int ≥ 1
         Number of independent paths.
     seed : int or None
@@ -213,6 +230,9 @@ def solve_sde(
     rec, record_spec = _record_grid(record, alpha_max)
     note = _dt_note(dt, rec)
     system = get_system(rule, state.K, state.M, activation, quadrature)
+    # the drift's quadrature rule, chosen as solve chooses it (its tolerance at the initial
+    # state; docs/quadrature.md); closed-form systems pass unchanged
+    system, qsel = _select_quadrature(system, state, eta, eta_v, sigma, rule_params)
     lay = system.layout
     if N is None and (getattr(system, "noise", None) is None or not lay.adaptive_b):
         raise ValueError(
@@ -347,6 +367,13 @@ def solve_sde(
     )
     if N is not None:
         params.update(N=N, noise_every=noise_every, noise_quadrature=ns.describe_rule(pc))
+    quad = _drift_quadrature(system, state, eta, eta_v, sigma, rule_params, qsel)
+    if quad is not None:
+        params["quadrature"] = quad
+        r = quad["rule"]
+        message += f"; drift quadrature: {r.get('scheme')}, {r.get('nodes')} nodes"
+        if quad.get("warning"):
+            message += f" ({quad['warning']})"
     if note:
         params["notes"] = [note]
     t_end = time.perf_counter()

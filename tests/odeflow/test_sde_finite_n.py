@@ -140,6 +140,34 @@ def test_errors():
         odeflow.solve_sde("bp", st, eta=1.0, alpha_max=1, dt=0.1, n_paths=2, N=10, noise_every=0)
 
 
+def test_drift_quadrature_is_selected_like_solve():
+    """Exact PEPITA (p = x̃) has no closed-form averages: solve_sde checks the drift's rule
+    against its tolerance as solve does (the same selection for the same state and
+    options), records it and names it; a rule that misses its tolerance is refused."""
+    d = {k: v for k, v in _state("afa").to_dict().items() if v is not None}
+    st = OrderParameters(**d, F_norm2=500 * 0.09)
+    gh6 = {"scheme": "gauss-hermite", "n": 6, "rtol": 0.5}
+    kw = dict(eta=1.0, alpha_max=0.2, record={"every": 0.1}, quadrature=gh6)
+    ref = odeflow.solve("pepita", st, **kw).quadrature
+    res = odeflow.solve_sde("pepita", st, dt=0.1, n_paths=2, seed=1, N=500, **kw)
+    q = res.params["quadrature"]
+    assert q["selection"]["selected"] == ref["selection"]["selected"]
+    assert q["rule"] == ref["rule"] and q["rule"]["nodes"] == 6**4 and "error_init" in q
+    assert "drift quadrature: gauss-hermite, 1296 nodes" in res.message
+    # closed forms: nothing to select
+    assert (
+        "quadrature"
+        not in odeflow.solve_sde(
+            "bp", _state("bp"), eta=1.0, alpha_max=0.1, dt=0.1, n_paths=2, seed=1, N=500
+        ).params
+    )
+    # Gauss–Hermite 4 per field misses 5 % here (estimate ≈ 0.3 of the rhs scale); its
+    # refusal names a rule that would meet it (a short search: 8 per field does)
+    bad = {**kw, "quadrature": {"scheme": "gauss-hermite", "n": 4, "rtol": 0.05}}
+    with pytest.raises(ValueError, match="gauss-hermite"):
+        odeflow.solve_sde("pepita", st, dt=0.1, n_paths=2, N=500, **bad)
+
+
 def test_config_key_N():
     base = {
         "rule": "bp",
