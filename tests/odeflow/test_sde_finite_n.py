@@ -207,6 +207,13 @@ def _assert_follows(sim, sde, label):
     from sde_validation import compare_stats
 
     c = compare_stats(sim, sde)
+    # the measured numbers, for the docs (shown with pytest -s)
+    print(
+        f"\n{label}: S = {c['S']}, P = {int(np.min(sde.n_alive))}, judged α "
+        f"{c['alpha'].min():g}–{c['alpha'].max():g} ({len(c['alpha'])} records): std ratio "
+        f"{c['ratio'].min():.2f}–{c['ratio'].max():.2f} (band ±{c['band']:.2f}), "
+        f"max |z(mean)| {np.max(np.abs(c['zmean'])):.2f}"
+    )
     assert c["S"] >= 24 and len(c["alpha"]) >= 5, (label, c["S"], c["alpha"])
     bad = np.abs(c["ratio"] - 1.0) > c["band"]
     assert not bad.any(), (label, c["alpha"][bad], c["ratio"][bad], c["band"])
@@ -262,5 +269,10 @@ def test_pepita_fluctuation_driven_divergence():
     40–45 %, and the ODE (default Sobol 2¹⁴ drift) diverges too (ε_g 3.7e4 at α = 20)."""
     p_sim, S, p_sde, P, sim, sde, ode = _helpers().run_pepita_divergence()
     se = np.sqrt(p_sim * (1 - p_sim) / S + p_sde * (1 - p_sde) / P)
+    ode_max = float(np.nanmax(ode.eg))
+    print(
+        f"\npepita: sim {p_sim:.3f} of {S}, SDE {p_sde:.3f} of {P}, SE {se:.3f}, "
+        f"ODE max ε_g {ode_max:.3g}"
+    )
     assert 0.0 < p_sim < 1.0, p_sim
     assert abs(p_sde - p_sim) < 3.0 * max(se, 1e-3), (p_sim, p_sde, se)
