@@ -40,9 +40,10 @@ __all__ = ["solve_sde", "SDEResult", "SDE_METHODS", "NOISE_DALPHA"]
 
 #: default interval in α between two factorisations of Σ (``noise_every=None``). Σ varies on
 #: an O(1) α scale, so holding its factor over Δα changes the diffusion coefficient by
-#: O(Δα); measured (BP, N = 500, 200 paths with common noise, docs/finite-size.md) the std
-#: of ε_g moves by well under 1 % against refactoring at every step, while the sampling
-#: error of a std over 24 seeds is 15 %
+#: O(Δα); measured (BP, N = 500, 200 paths with common noise; docs/finite-size.md) the std
+#: of ε_g is 0.98–0.99 of the every-step run before the plateau escape (the sampling error
+#: of a std over 24 seeds is ±15 %); during the escape the std is set by a few late paths
+#: and moves either way, as between two seeds of the every-step run
 NOISE_DALPHA = 0.05
 
 
