@@ -30,11 +30,21 @@ from .inputs import check_run, get_system
 from .inputs import dt_note as _dt_note
 from .inputs import params_vector as _params_vector
 from .inputs import positive as _positive
+from .inputs import quad_report as _quad_report
 from .inputs import record_grid as _record_grid
 from .inputs import rule_name as _rule_name
+from .inputs import select_quadrature as _select_quadrature
 from .results import SDEResult, _jsonable
 
-__all__ = ["solve_sde", "SDEResult", "SDE_METHODS"]
+__all__ = ["solve_sde", "SDEResult", "SDE_METHODS", "NOISE_DALPHA"]
+
+#: default interval in α between two factorisations of Σ (``noise_every=None``). Σ varies on
+#: an O(1) α scale, so holding its factor over Δα changes the diffusion coefficient by
+#: O(Δα); measured (BP, N = 500, 200 paths with common noise; docs/finite-size.md) the std
+#: of ε_g is 0.98–0.99 of the every-step run before the plateau escape (the sampling error
+#: of a std over 24 seeds is ±15 %); during the escape the std is set by a few late paths
+#: and moves either way, as between two seeds of the every-step run
+NOISE_DALPHA = 0.05
 
 
 def _nan_stats(x, alive):
@@ -46,6 +56,17 @@ def _nan_stats(x, alive):
         mean = xs.sum(axis=0) / cnt
         var = np.where(m, (x - mean) ** 2, 0.0).sum(axis=0) / np.maximum(cnt - 1, 1)
     return mean, np.sqrt(var)
+
+
+def _drift_quadrature(system, state, eta, eta_v, sigma, rule_params, qsel):
+    """The drift's quadrature for ``params["quadrature"]`` (None for closed forms): options,
+    rule, the selection of :func:`odeflow.inputs.select_quadrature` and the error estimate
+    at the initial state. Unlike :func:`odeflow.solve` there is no re-check along the run:
+    an ensemble has no single final state, and the paths stay within O(1/√N) of the ODE's."""
+    q = _quad_report(system, state, state, eta, eta_v, sigma, rule_params, qsel)
+    if q is not None:
+        q.pop("error_final", None)
+    return q
 
 
 def _positive_int(name, x):
@@ -105,7 +126,7 @@ def solve_sde(
     theta=None,
     N=None,
     noise_quadrature=None,
-    noise_every=1,
+    noise_every=None,
 ) -> SDEResult:
     """Euler–Maruyama ensemble of the order parameters at finite N (docs/finite-size.md),
     or of AFA's feedback noise alone (docs/theory.md §5).
@@ -135,7 +156,11 @@ def solve_sde(
     Parameters
     ----------
     rule, init, eta, eta_v, sigma, activation, alpha_max, dt, record, rule_params, quadrature
-        As for :func:`odeflow.solve` (``eta_u``, ``theta``: Forward-Forward's).
+        As for :func:`odeflow.solve` (``eta_u``, ``theta``: Forward-Forward's). A drift
+        without closed forms gets its quadrature rule as in :func:`odeflow.solve`: the
+        cheapest that meets ``quadrature["rtol"]`` at the initial state (an explicit rule
+        that cannot is refused); ``params["quadrature"]`` records the rule, the selection
+        and the error estimate, and ``message`` names the rule.
     n_paths : int ≥ 1
         Number of independent paths.
     seed : int or None
@@ -148,10 +173,12 @@ def solve_sde(
         The rule of Σ's expectations (``{"scheme", "n", "seed"}`` as ``quadrature`` of
         :func:`solve`); default :func:`theory.covariance.default_noise_rule` (FF: its own
         split rule). Only with ``N``.
-    noise_every : int ≥ 1
+    noise_every : int ≥ 1 or None
         Refactor Σ every this many steps (1: every step, the plain Euler–Maruyama
         scheme). Larger values freeze the diffusion over ``noise_every·dt`` (an O(that)
-        error in Σ) to save time. Only with ``N``.
+        error in Σ) to save time: Σ costs a quadrature (~10³ nodes), the drift a closed
+        form. None (default): every :data:`NOISE_DALPHA` in α, ``max(1, round(0.05/dt))``
+        steps. Only with ``N``.
 
     Returns
     -------
@@ -186,8 +213,10 @@ def solve_sde(
         from theory.models import check_number
 
         N = check_number("N", N, 1.0)
+        if noise_every is None:
+            noise_every = max(1, int(round(NOISE_DALPHA / dt)))
         noise_every = _positive_int("noise_every", noise_every)
-    elif noise_quadrature is not None or noise_every != 1:
+    elif noise_quadrature is not None or noise_every not in (None, 1):
         raise ValueError("noise_quadrature and noise_every apply only with N (finite-N noise)")
     if seed is None:
         seed = int(np.random.SeedSequence().entropy % (1 << 63))
@@ -202,6 +231,9 @@ def solve_sde(
     rec, record_spec = _record_grid(record, alpha_max)
     note = _dt_note(dt, rec)
     system = get_system(rule, state.K, state.M, activation, quadrature)
+    # the drift's quadrature rule, chosen as solve chooses it (its tolerance at the initial
+    # state; docs/quadrature.md); closed-form systems pass unchanged
+    system, qsel = _select_quadrature(system, state, eta, eta_v, sigma, rule_params)
     lay = system.layout
     if N is None and (getattr(system, "noise", None) is None or not lay.adaptive_b):
         raise ValueError(
@@ -336,6 +368,13 @@ def solve_sde(
     )
     if N is not None:
         params.update(N=N, noise_every=noise_every, noise_quadrature=ns.describe_rule(pc))
+    quad = _drift_quadrature(system, state, eta, eta_v, sigma, rule_params, qsel)
+    if quad is not None:
+        params["quadrature"] = quad
+        r = quad["rule"]
+        message += f"; drift quadrature: {r.get('scheme')}, {r.get('nodes')} nodes"
+        if quad.get("warning"):
+            message += f" ({quad['warning']})"
     if note:
         params["notes"] = [note]
     t_end = time.perf_counter()

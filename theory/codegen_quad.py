@@ -158,6 +158,61 @@ def _unit_code(rule: R.Rule, act: Activation, adaptive: bool, params) -> list:
     return unit_code(rule, act, adaptive, params)
 
 
+def node_body(first: list, unit: list, per_unit: list) -> str:
+    """The first half of the body of the loop over quadrature nodes ``for q in range(P):``
+    of the noise covariance (:mod:`theory.covariance`), indented for that loop: node by
+    node (the drift, :func:`quad_source`, takes the nodes in blocks of :data:`NODE_BLOCK`).
+
+    It puts node q of the packed rule into ``xi`` and its weight into ``w`` (written out
+    rather than through ``quad_kernels._next_node``: the inlined call cost ~80 ns per node,
+    four times the K = M = 2 integrand), the fields ``z = L ξ``, runs ``first`` once per
+    unit u (each transcendental of field u once, into ``TR``; accumulates ``e``), subtracts
+    the output noise, and runs ``unit`` and then ``per_unit`` for every hidden unit k with
+    ``d[k] = d_``, ``s[k] = s_``. Needs in scope: ``p, P, D, O_N, O_W, nX, kind, X, Wt, idx,
+    xi, L, z, A, Bv, TR, d, s, noisy, sigma, K, NU``."""
+
+    def block(lines, n):
+        return "\n".join(" " * n + s for s in lines) if lines else " " * n + "pass"
+
+    return f"""        if kind == 1:
+            for j_ in range(D):
+                xi[j_] = p[O_N + q * D + j_]
+            w = p[O_W + q]
+        else:  # tensor Gauss–Hermite: odometer over the 1-D nodes, first coordinate fastest
+            if q == 0:
+                for j_ in range(D):
+                    idx[j_] = 0
+                    xi[j_] = X[0]
+            else:
+                j_ = 0
+                idx[0] += 1
+                while idx[j_] == nX:
+                    idx[j_] = 0
+                    xi[j_] = X[0]
+                    j_ += 1
+                    idx[j_] += 1
+                xi[j_] = X[idx[j_]]
+            w = 1.0
+            for j_ in range(D):
+                w *= Wt[idx[j_]]
+        map_node(L, xi, z)
+        e = 0.0
+        eb = 0.0
+        for u in range(NU):
+{block(first, 12)}
+        if noisy:
+            e -= sigma * xi[NU]
+        e_ = e
+        for k in range(K):
+            lam_ = z[k]
+            vk_ = A[k]
+            bk_ = Bv[k]
+{block(unit, 12)}
+            d[k] = d_
+            s[k] = s_
+{block(per_unit, 12)}"""
+
+
 # ------------------------------------------------------------------------ the source
 # Long on purpose: one generated module's source, section by section in output order; each section
 # is a few lines and splitting it would scatter the template

@@ -48,13 +48,16 @@ Quadrature
 Every moment is one pass over the nodes of a fixed Gaussian rule (:mod:`theory.quadrature`,
 as the quadrature drift :mod:`theory.codegen_quad`): ``Σ = Σ_q w_q f_q f_qᵀ − m mᵀ`` (plus
 the ξ⊥ block), ``m = Σ_q w_q f_q``. The default rule for the noise
-(:func:`default_noise_rule`) is a small tensor Gauss–Hermite rule: Σ sets the size of the
+(:func:`default_noise_rule`) is a small rule (scrambled Sobol at K + M ≥ 4): Σ sets the size of the
 fluctuations, and a relative error ε in Σ changes a standard deviation by ε/2 (see
 :func:`default_noise_rule` for its accuracy).
 
-Generated code: only the rule's per-unit signals (δ_k, s_k, from :func:`theory.codegen_quad.
-_unit_code`) and the activation are generated; the node loop is in this template and the
-field/rule helpers come from :mod:`theory.field_kernels` and :mod:`theory.quad_kernels`.
+Generated code: the first half of every node (the node, the fields, the activation's
+transcendentals, the rule's per-unit signals δ_k, s_k) is the drift's per-node code
+(the same :mod:`theory.quad_expr` expressions), node by node through
+:func:`theory.codegen_quad.node_body` (the drift takes its nodes in blocks of 64); this
+template adds the increments f and their second moments. The helpers come from
+:mod:`theory.field_kernels` and :mod:`theory.quad_kernels`.
 The module is cached on disk like every generated module (:func:`theory.cache.load_module`).
 
 Parameter vector (that of :class:`theory.codegen_quad.QuadSystem` with ``N`` added)::
@@ -81,7 +84,7 @@ __all__ = [
     "COV_CODEGEN_VERSION",
 ]
 
-COV_CODEGEN_VERSION = "1"
+COV_CODEGEN_VERSION = "2"
 #: points of the default scrambled Sobol noise rule (K + M ≥ 4)
 NOISE_SOBOL_N = 1024
 
@@ -116,8 +119,7 @@ def labels(layout) -> list:
 
 # --------------------------------------------------------------------------- source
 def _cov_loop(unit, first, n_atoms, xt, adaptive, sgd_v, load_params):
-    def block(lines, n):
-        return "\n".join(" " * n + s for s in lines) if lines else " " * n + "pass"
+    from .codegen_quad import node_body
 
     pk = "Pk[k] = lam_ - e * bk_" if xt else "Pk[k] = lam_"
     rfield = "(z[K + m] - e * Bv[K + m])" if xt else "z[K + m]"
@@ -164,24 +166,10 @@ def _moments(y, p, m, S):
         for a_ in range(NU):
             t += beta[a_] * Bv[a_]
         sperp2 = max(F_norm2 - t, 0.0)
+    nX = X.shape[0]
+    O_W = O_N + P * D
     for q in range(P):
-        w = _next_node(p, O_N, kind, D, P, q, X, Wt, idx, xi)
-        map_node(L, xi, z)
-        e = 0.0
-        # first pass: each transcendental of field u once (stored in TR for the unit code)
-        for u in range(NU):
-{block(first, 12)}
-        if noisy:
-            e -= sigma * xi[NU]
-        e_ = e
-        for k in range(K):
-            lam_ = z[k]
-            vk_ = A[k]
-            bk_ = Bv[k]
-{block(unit, 12)}
-            d[k] = d_
-            s[k] = s_
-            {pk}
+{node_body(first, unit, [pk])}
         pp = {pp}
         i = 0
         for k in range(K):

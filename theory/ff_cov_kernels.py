@@ -23,6 +23,7 @@ from numba import njit
 # >>> generated
 from theory.ff_kernels import (  # noqa: F401
     _HEADER,
+    _NLCUT,
     _gh_inner,
     _outer,
     _outer_part,
@@ -60,7 +61,9 @@ def _ff_cov(y, p, mvec, S):
     if split:
         cap = 1
         for _ in range(K):
-            cap *= (_NCELL + 2) * int(p[5])
+            # the capacity of theory.ff_rules._split_inner (cells, kinks and λ cuts per
+            # coordinate), as in theory.ff_kernels: without the cuts it wrote past XIN
+            cap *= (_NCELL + 2 + _NLCUT) * int(p[5])
         XIN = np.empty((cap, K))
         WIN = np.empty(cap)
         nin = 0

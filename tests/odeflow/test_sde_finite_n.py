@@ -109,14 +109,21 @@ def test_result_keys_statistics_and_save(tmp_path):
 def test_same_seed_same_paths_and_grouping_free():
     st = _state("afa")
     kw = dict(eta=1.0, alpha_max=0.3, dt=0.03, seed=5, N=500, record={"every": 0.1})
-    a = odeflow.solve_sde("afa", st, n_paths=6, **kw)
-    b = odeflow.solve_sde("afa", st, n_paths=6, **kw)
+    a = odeflow.solve_sde("afa", st, n_paths=6, noise_every=1, **kw)
+    b = odeflow.solve_sde("afa", st, n_paths=6, noise_every=1, **kw)
     np.testing.assert_array_equal(a.eg, b.eg)
     np.testing.assert_array_equal(a.b, b.b)
     # refactoring Σ every step vs every 2 steps changes the paths, not their start
     c = odeflow.solve_sde("afa", st, n_paths=6, noise_every=2, **kw)
     np.testing.assert_array_equal(c.eg[:, 0], a.eg[:, 0])
     assert c.params["noise_every"] == 2 and not np.array_equal(c.eg, a.eg)
+    # the default refactors every Δα = NOISE_DALPHA = 0.05: round(0.05 / 0.03) = 2 steps,
+    # the same paths as noise_every=2
+    d = odeflow.solve_sde("afa", st, n_paths=6, **kw)
+    assert d.params["noise_every"] == 2
+    np.testing.assert_array_equal(d.eg, c.eg)
+    e = odeflow.solve_sde("afa", st, n_paths=2, **{**kw, "dt": 0.1})
+    assert e.params["noise_every"] == 1  # dt above Δα: every step
 
 
 def test_errors():
@@ -131,6 +138,34 @@ def test_errors():
         )
     with pytest.raises(ValueError, match="noise_every"):
         odeflow.solve_sde("bp", st, eta=1.0, alpha_max=1, dt=0.1, n_paths=2, N=10, noise_every=0)
+
+
+def test_drift_quadrature_is_selected_like_solve():
+    """Exact PEPITA (p = x̃) has no closed-form averages: solve_sde checks the drift's rule
+    against its tolerance as solve does (the same selection for the same state and
+    options), records it and names it; a rule that misses its tolerance is refused."""
+    d = {k: v for k, v in _state("afa").to_dict().items() if v is not None}
+    st = OrderParameters(**d, F_norm2=500 * 0.09)
+    gh6 = {"scheme": "gauss-hermite", "n": 6, "rtol": 0.5}
+    kw = dict(eta=1.0, alpha_max=0.2, record={"every": 0.1}, quadrature=gh6)
+    ref = odeflow.solve("pepita", st, **kw).quadrature
+    res = odeflow.solve_sde("pepita", st, dt=0.1, n_paths=2, seed=1, N=500, **kw)
+    q = res.params["quadrature"]
+    assert q["selection"]["selected"] == ref["selection"]["selected"]
+    assert q["rule"] == ref["rule"] and q["rule"]["nodes"] == 6**4 and "error_init" in q
+    assert "drift quadrature: gauss-hermite, 1296 nodes" in res.message
+    # closed forms: nothing to select
+    assert (
+        "quadrature"
+        not in odeflow.solve_sde(
+            "bp", _state("bp"), eta=1.0, alpha_max=0.1, dt=0.1, n_paths=2, seed=1, N=500
+        ).params
+    )
+    # Gauss–Hermite 4 per field misses 5 % here (estimate ≈ 0.3 of the rhs scale); its
+    # refusal names a rule that would meet it (a short search: 8 per field does)
+    bad = {**kw, "quadrature": {"scheme": "gauss-hermite", "n": 4, "rtol": 0.05}}
+    with pytest.raises(ValueError, match="gauss-hermite"):
+        odeflow.solve_sde("pepita", st, dt=0.1, n_paths=2, N=500, **bad)
 
 
 def test_config_key_N():
@@ -172,6 +207,13 @@ def _assert_follows(sim, sde, label):
     from sde_validation import compare_stats
 
     c = compare_stats(sim, sde)
+    # the measured numbers, for the docs (shown with pytest -s)
+    print(
+        f"\n{label}: S = {c['S']}, P = {int(np.min(sde.n_alive))}, judged α "
+        f"{c['alpha'].min():g}–{c['alpha'].max():g} ({len(c['alpha'])} records): std ratio "
+        f"{c['ratio'].min():.2f}–{c['ratio'].max():.2f} (band ±{c['band']:.2f}), "
+        f"max |z(mean)| {np.max(np.abs(c['zmean'])):.2f}"
+    )
     assert c["S"] >= 24 and len(c["alpha"]) >= 5, (label, c["S"], c["alpha"])
     bad = np.abs(c["ratio"] - 1.0) > c["band"]
     assert not bad.any(), (label, c["alpha"][bad], c["ratio"][bad], c["band"])
@@ -188,13 +230,26 @@ def _helpers():
     return sde_validation
 
 
+# Known failure (docs/finite-size.md, "Where the approximation fails"): at N = 500 the
+# SDE's late escapers from the first plateau form a heavier tail than the simulations'.
+# Measured from this state, α = 16–20 (the end of the drop, std_sim 0.03 → 0.005): 96
+# simulations against 192 SDE paths (Σ every 2 steps, SDE seeds 11 and 99) give std ratios
+# 1.23–2.25 and 1.25–1.54 (band ±0.22); the largest ε_g at α = 20 is 0.046 over the 96
+# simulations, 0.147 and 0.072 over the paths. With 24 streams the test passes or fails with
+# the seeds (96 paths, Σ every step: ratio ≤ 0.96 at SDE seed 11, 4.9 at seed 99; four
+# groups of 24 simulations have std 0.002–0.007 at α = 20). The means agree (|z| ≤ 1.8).
+_BP500_TAIL = pytest.mark.xfail(
+    reason="the SDE's tail of late plateau escapes at N = 500 is heavier than the "
+    "simulations' (docs/finite-size.md)",
+    strict=False,
+)
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("N", [500, 2000])
+@pytest.mark.parametrize("N", [pytest.param(500, marks=_BP500_TAIL), 2000])
 def test_bp_spread_follows_simulations(N):
-    """BP, erf, K = M = 2, η = η_v = 1, one measured initial state, 24 sample streams.
-    Measured at N = 500 (96 paths, dt = 0.02): std ratios 0.81–0.97 over α = 4.5–20 (band
-    ±0.44), mean within 1.5 SE (the SDE a little above: the plateau escape is a little
-    later)."""
+    """BP, erf, K = M = 2, η = η_v = 1, one measured initial state, 24 sample streams,
+    96 SDE paths (dt = 0.02, Σ every Δα = 0.05 → 2 steps). N = 500: see _BP500_TAIL."""
     sim, sde = _helpers().run_pair("bp", N)
     _assert_follows(sim, sde, f"bp N={N}")
 
@@ -227,5 +282,10 @@ def test_pepita_fluctuation_driven_divergence():
     40–45 %, and the ODE (default Sobol 2¹⁴ drift) diverges too (ε_g 3.7e4 at α = 20)."""
     p_sim, S, p_sde, P, sim, sde, ode = _helpers().run_pepita_divergence()
     se = np.sqrt(p_sim * (1 - p_sim) / S + p_sde * (1 - p_sde) / P)
+    ode_max = float(np.nanmax(ode.eg))
+    print(
+        f"\npepita: sim {p_sim:.3f} of {S}, SDE {p_sde:.3f} of {P}, SE {se:.3f}, "
+        f"ODE max ε_g {ode_max:.3g}"
+    )
     assert 0.0 < p_sim < 1.0, p_sim
     assert abs(p_sde - p_sim) < 3.0 * max(se, 1e-3), (p_sim, p_sde, se)
