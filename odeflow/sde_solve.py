@@ -372,7 +372,8 @@ def solve_sde(
     if quad is not None:
         params["quadrature"] = quad
         r = quad["rule"]
-        message += f"; drift quadrature: {r.get('scheme')}, {r.get('nodes')} nodes"
+        how = r.get("method") or f"{r.get('nodes')} nodes"
+        message += f"; drift quadrature: {r.get('scheme')}, {how}"
         if quad.get("warning"):
             message += f" ({quad['warning']})"
     if note:

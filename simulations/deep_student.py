@@ -43,11 +43,11 @@ from .deep_kernelgen import resolve_deep_rule
 from .deep_observables import field_normals, mc_observables
 from .ensemble import (
     Divergence,
-    ProgressBar,
     ensemble_stats,
     init_generator,
     run_parallel,
     sample_state,
+    samples_bar,
     seed_list,
 )
 from .sim_config import _int, _num, block_steps
@@ -634,14 +634,7 @@ def simulate(config: dict, progress=None) -> DeepSimulationResult:
     z = field_normals(cfg["mc_fields"], wd[0] + cfg["M"], cfg["init"]["seed"])
     sim_rule.kernel().warmup()  # compile / load the kernels before the threads start
     threads = cfg["threads"] or os.cpu_count() or 1
-    bar = progress
-    if progress is True:
-        bar = ProgressBar(
-            S * int(rec_steps[-1]), label=f"{rule} widths={wd} N={N}", delay=0.0,
-            min_interval=0.2, unit="samples", rate=True,
-        )  # fmt: skip
-    elif not progress:
-        bar = None
+    bar = samples_bar(progress, S * int(rec_steps[-1]), f"{rule} widths={wd} N={N}")
     outs = run_parallel(
         lambda i, report: _run_seed(cfg, sim_rule, i, report, alphas, rec_steps, z),
         S,

@@ -494,6 +494,15 @@ class QuadSystem(SystemMethods):
         if self.tables is not None:
             ns, nodes = table_nodes(self.tables[0], qr.n)
             out.update(nodes=nodes, subsets=ns)
+            if self.act.name == "relu":
+                # no tensor nodes: every integral an exact orthant moment, the only
+                # quadrature the n-point Gauss–Legendre rule of four-field orthants
+                out.update(
+                    nodes=None,
+                    subsets=ns,
+                    method=f"exact relu moments (four-field orthants: {qr.n}-point "
+                    "Gauss–Legendre; theory.relu_kernels)",
+                )
         return out
 
     def params(
