@@ -200,9 +200,6 @@ def delta_source(rule: DeepRule, *, act_arg: bool) -> str:
     return "\n".join(lines) + "\n"
 
 
-_LOADED: dict = {}
-
-
 def load_deep_rule(spec: str, base_dir=None) -> DeepRule:
     """The :class:`DeepRule` named ``NAME`` in ``spec = "path/to/file.py:NAME"``.
 
@@ -212,42 +209,9 @@ def load_deep_rule(spec: str, base_dir=None) -> DeepRule:
 
     Raises ValueError if ``spec`` is malformed, the file is missing or fails to import, or
     ``NAME`` is not a DeepRule it defines."""
-    import importlib.util
-    import os
-    import sys
+    from .rules import import_rule_file
 
-    if not isinstance(spec, str) or ":" not in spec:
-        raise ValueError(f"a rule in a file is named 'path/to/file.py:NAME', got {spec!r}")
-    path, _, name = spec.rpartition(":")
-    if not path or not name.isidentifier():
-        raise ValueError(
-            f"a rule in a file is named 'path/to/file.py:NAME' (NAME a Python identifier), "
-            f"got {spec!r}"
-        )
-    if base_dir is not None and not os.path.isabs(path):
-        path = os.path.join(str(base_dir), path)
-    path = os.path.abspath(path)
-    if not os.path.isfile(path):
-        raise ValueError(f"rule file {path!r} (from {spec!r}) does not exist")
-    key = (path, os.stat(path).st_mtime_ns)
-    mod = _LOADED.get(key)
-    if mod is None:
-        modname = "_odeflow_deep_rules_" + "".join(c if c.isalnum() else "_" for c in path)
-        loader_spec = importlib.util.spec_from_file_location(modname, path)
-        if loader_spec is None:
-            raise ValueError(f"rule file {path!r} is not a Python file")
-        mod = importlib.util.module_from_spec(loader_spec)
-        try:
-            loader_spec.loader.exec_module(mod)
-        except (Exception, SystemExit) as exc:  # noqa: BLE001 -- any failure of user code
-            what = (
-                f"it called sys.exit({exc.code!r})"
-                if isinstance(exc, SystemExit)
-                else f"{type(exc).__name__}: {exc}"
-            )
-            raise ValueError(f"rule file {path} failed to import: {what}") from None
-        sys.modules[modname] = mod
-        _LOADED[key] = mod
+    mod, path, name = import_rule_file(spec, base_dir)
     rules = sorted(k for k, v in vars(mod).items() if isinstance(v, DeepRule))
     obj = getattr(mod, name, None)
     if not isinstance(obj, DeepRule):

@@ -259,21 +259,13 @@ def get_rule(rule) -> Rule:
 _LOADED: dict = {}
 
 
-def load_rule(spec: str, base_dir=None) -> Rule:
-    """The :class:`Rule` named ``NAME`` in the Python file of ``spec = "path/to/file.py:NAME"``.
+def import_rule_file(spec: str, base_dir=None) -> tuple:
+    """``(module, absolute path, NAME)`` of ``spec = "path/to/file.py:NAME"``: the file run as
+    a module once per path and modification time (shared by :func:`load_rule` and
+    :func:`theory.deep_rules.load_deep_rule`). A relative path is taken relative to
+    ``base_dir`` (default: the current directory).
 
-    The file is executed as a module (once per path and modification time), so it may
-    import sympy and ``theory.rules`` and define several rules. A rule file is *code*, run
-    with the user's rights (a sweep or config file from someone else is data; a rule file
-    is code): load only rule files you trust. A relative path is taken
-    relative to ``base_dir`` (default: the current directory).
-
-    Raises
-    ------
-    ValueError
-        If ``spec`` is not ``file.py:NAME``, the file does not exist or fails to import, it
-        does not define ``NAME``, or ``NAME`` is not a Rule.
-    """
+    Raises ValueError if ``spec`` is malformed or the file is missing or fails to import."""
     import importlib.util
     import os
     import sys
@@ -312,6 +304,25 @@ def load_rule(spec: str, base_dir=None) -> Rule:
             raise ValueError(f"rule file {path} failed to import: {what}") from None
         sys.modules[modname] = mod
         _LOADED[key] = mod
+    return mod, path, name
+
+
+def load_rule(spec: str, base_dir=None) -> Rule:
+    """The :class:`Rule` named ``NAME`` in the Python file of ``spec = "path/to/file.py:NAME"``.
+
+    The file is executed as a module (once per path and modification time), so it may
+    import sympy and ``theory.rules`` and define several rules. A rule file is *code*, run
+    with the user's rights (a sweep or config file from someone else is data; a rule file
+    is code): load only rule files you trust. A relative path is taken
+    relative to ``base_dir`` (default: the current directory).
+
+    Raises
+    ------
+    ValueError
+        If ``spec`` is not ``file.py:NAME``, the file does not exist or fails to import, it
+        does not define ``NAME``, or ``NAME`` is not a Rule.
+    """
+    mod, path, name = import_rule_file(spec, base_dir)
     rules = sorted(k for k, v in vars(mod).items() if isinstance(v, Rule))
     if not hasattr(mod, name):
         raise ValueError(
