@@ -10,8 +10,10 @@ the config's seeds on the same data (the fixed, stratified 8000/2000 split of th
 entry there (any rule :mod:`simulations.train` knows); its ``quick`` entry overrides seeds,
 templates and rows for the small version the tests run. A row's ``baseline`` is
 ``"untrained"`` (its own head at epoch 0) or an object of config keys merged into the row's
-config (``null`` removes a key): the same architecture with frozen random hidden layers and
-the same read-out, run as its own config and stored as ``<label> · baseline``; ``vs_bp``
+config (``null`` removes a key; ``"score": "head"`` scores it by its linear head,
+``head_test``, instead of its own read-out): the same architecture with frozen random hidden
+layers and the same read-out, run as its own config and stored as ``<label> · baseline``;
+``vs_bp``
 names the row with BP on the same network (the table shows the error ratio).
 
 Writes into ``outdir``
@@ -106,16 +108,22 @@ def load_table_config(quick: bool = False, path=CONFIG) -> dict:
     """The table's config with the ``quick`` overrides applied when ``quick``.
 
     Returns a dict with ``seeds``, ``data`` and ``rows``: a list of
-    ``{"label", "baseline", "base_config", "base_note", "vs_bp", "note", "config"}`` where
+    ``{"label", "baseline", "base_config", "base_note", "base_score", "vs_bp", "note",
+    "config"}`` where
     ``config`` is a complete :mod:`simulations.train` config (validated here, before
     anything runs). A row's ``baseline`` is ``"untrained"`` (the row's own head at epoch
     0, unsupervised FF), an object (keys merged into the row's config, ``null`` removes a
     key, ``note`` describes it: the random-feature baseline, run as its own config into
-    ``base_config``) or absent. ``vs_bp`` names the row holding BP on the same network.
+    ``base_config``) or absent. ``score`` of a baseline object says which number of that
+    run is the baseline (``base_score``): ``"final"`` (default; its own read-out's final test
+    accuracy) or ``"head"`` (its linear head's, ``head_test``: for a network whose own
+    read-out has nothing to train at epoch 0, recurrent FF's goodness). ``vs_bp`` names the
+    row holding BP on the same network.
 
     Raises ValueError for an unknown template, a duplicate or unknown label, a row
     config that :func:`simulations.train.parse_config` rejects, a baseline that trains
-    hidden layers' options it should not have, or an unknown ``vs_bp``.
+    hidden layers' options it should not have, an unknown ``score`` (or ``"head"`` without
+    ``ff.head_readout``), or an unknown ``vs_bp``.
     """
     from simulations.train import parse_config
 
@@ -153,18 +161,30 @@ def load_table_config(quick: bool = False, path=CONFIG) -> dict:
         except ValueError as exc:
             raise ValueError(f"{path}: row {row['label']!r}: {exc}") from None
         base = row.get("baseline")
-        kind, bcfg, bnote = None, None, ""
+        kind, bcfg, bnote, bscore = None, None, "", "final"
         if base == "untrained" or base is True:
             kind = "untrained"
         elif isinstance(base, dict):
             kind = "random"
-            over = {k: v for k, v in base.items() if k != "note"}
+            over = {k: v for k, v in base.items() if k not in ("note", "score")}
             bnote = base.get("note", "")
+            bscore = base.get("score", "final")
             bcfg = _merge_baseline(cfg, over)
             try:
                 parse_config(bcfg)
             except ValueError as exc:
                 raise ValueError(f"{path}: baseline of row {row['label']!r}: {exc}") from None
+            if bscore not in ("final", "head"):
+                raise ValueError(
+                    f'{path}: baseline of row {row["label"]!r}: score must be "final" or '
+                    f'"head", got {bscore!r}'
+                )
+            if bscore == "head" and bcfg.get("ff", {}).get("head_readout") is not True:
+                raise ValueError(
+                    f'{path}: baseline of row {row["label"]!r}: score "head" needs '
+                    f"ff.head_readout true in the baseline's config (the run has no head "
+                    f"otherwise), got {bcfg.get('ff', {}).get('head_readout')!r}"
+                )
         elif base is not None:
             raise ValueError(
                 f'{path}: row {row["label"]!r}: baseline must be "untrained" or an object '
@@ -176,6 +196,7 @@ def load_table_config(quick: bool = False, path=CONFIG) -> dict:
                 "baseline": kind,
                 "base_config": bcfg,
                 "base_note": bnote,
+                "base_score": bscore,
                 "vs_bp": row.get("vs_bp"),
                 "note": row.get("note", ""),
                 "config": cfg,
@@ -335,16 +356,18 @@ def _pct(vals, nd=2):
 
 def baseline_values(row: dict, records: dict):
     """Per-seed test accuracy of ``row``'s baseline (its untrained network or its
-    random-feature run), or None when it has none or it was not run under the current
-    config."""
+    random-feature run: its final test accuracy, or its linear head's when the row's
+    ``base_score`` is ``"head"``), or None when it has none or it was not run under the
+    current config."""
     rec = records.get(row["label"])
     if row["baseline"] == "untrained":
         ok = rec is not None and rec["config"] == row["config"]
         return np.asarray(rec["untrained_test"], float) if ok else None
     if row["baseline"] == "random":
         b = records.get(row["label"] + BASE_SUFFIX)
-        ok = b is not None and b["config"] == row["base_config"]
-        return np.asarray(b["final_test"], float) if ok else None
+        key = "head_test" if row.get("base_score") == "head" else "final_test"
+        ok = b is not None and b["config"] == row["base_config"] and key in b
+        return np.asarray(b[key], float) if ok else None
     return None
 
 

@@ -2,7 +2,8 @@
 
 On the shipped 1000-image fixture (800/200 split): the baseline configs of the table
 (deep rules with ``freeze_hidden``, FF rows as the same network at epoch 0 with a linear
-head, top-down FF with ``train_hidden: false``) leave every hidden weight bit-identical to
+head, recurrent FF as its own initial network with its head, top-down FF with
+``train_hidden: false``) leave every hidden weight bit-identical to
 its initialisation, move the read-out, and differ from the trained run only there.
 """
 
@@ -183,6 +184,72 @@ def test_recurrent_head_readout_reads_step_zero_of_the_dynamics(data):
     # a real read-out: measured 70.5 % on the 200 fixture test images (chance 10 %)
     assert r.head_test_acc > 0.5
     assert np.isnan(train_ff_recurrent(data, RecurrentFFConfig(**kw)).head_test_acc)
+
+
+def test_recurrent_baseline_is_the_rows_own_initial_network(data, monkeypatch):
+    """The table's recurrent FF baselines are the rows' own configs at ``epochs: 0``, scored
+    by the linear head: run here on the fixture, the baseline's ``W_k, V_k`` are bit-identical
+    to the initial weights the trained row starts from (captured inside its run, before its
+    first FF step) and to the He-uniform/√2 draw rebuilt by hand from the seed; they are
+    unchanged by the baseline run (no FF step) and its head is the head on their step 0."""
+    import math
+
+    import figures.mnist_table as mt
+    import simulations.ff_recurrent as fr
+    from simulations.forward_forward import _normalize
+
+    rows = {r["label"]: r for r in mt.load_table_config(quick=False)["rows"]}
+    for lbl in ("ff-recurrent", "ff-recurrent (lr 0.001)"):
+        row = rows[lbl]
+        assert row["base_config"] == {**row["config"], "epochs": 0}, lbl
+        assert row["base_score"] == "head" and row["config"]["ff"]["head_readout"], lbl
+    row, seed = rows["ff-recurrent (lr 0.001)"], 1
+    cfg = parse_config(row["base_config"])[1](seed)
+    cfg.eval_train = 200  # speed: only the training-accuracy estimate uses it
+    base = fr.train_ff_recurrent(data, cfg)
+    assert base.test_acc.size == 1 and base.epochs_done == 0
+
+    # the documented init, in the trainer's draw order W_1, V_1, W_2, V_2
+    rng = np.random.default_rng(seed)
+    sizes = [784] + row["config"]["layers"] + [10]
+    hand = []
+    for k in range(1, len(sizes) - 1):
+        for fan_in in (sizes[k - 1], sizes[k + 1]):
+            lim = math.sqrt(6.0 / fan_in) / math.sqrt(2.0)
+            hand.append(rng.uniform(-lim, lim, (sizes[k], fan_in)).astype(np.float32))
+    Ws, Vs = base.weights
+    got = [m for pair in zip(Ws, Vs) for m in pair]
+    assert len(got) == len(hand) == 4
+    assert all(np.array_equal(a, b) for a, b in zip(got, hand))
+
+    # the trained row's weights before its first FF step: its first goodness evaluation
+    # (the epoch-0 record) runs before any optimiser step; stop the run there
+    seen = []
+
+    class Seen(Exception):
+        pass
+
+    def spy(W, V, *args):
+        seen.append([m.copy() for m in W + V])
+        raise Seen
+
+    monkeypatch.setattr(fr, "_grads", spy)
+    with pytest.raises(Seen):
+        fr.train_ff_recurrent(data, parse_config(row["config"])[1](seed))
+    assert all(np.array_equal(a, b) for a, b in zip(seen[0], Ws + Vs))
+
+    def step0(x):
+        h, out = _normalize(x), []
+        for W in Ws:
+            out.append(_normalize(np.maximum(h @ W.T, 0)))
+            h = out[-1]
+        return np.concatenate(out, axis=1)
+
+    want = _head_acc(step0(data.x_train), step0(data.x_test), data, base.config, seed)
+    assert base.head_test_acc == want
+    # a real read-out: measured 86.0 % on the 200 fixture test images (chance 10 %), while
+    # the untrained goodness read-out (the run's own test_acc) is at 2 %
+    assert base.head_test_acc > 0.5
 
 
 def test_topdown_head_readout_on_the_frozen_layer_is_the_random_feature_head(data):

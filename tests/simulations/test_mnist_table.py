@@ -319,19 +319,31 @@ def test_baseline_config_rules(tmp_path):
     cfg.write_text(json.dumps(raw))
     with pytest.raises(ValueError, match="vs_bp names no row"):
         mt.load_table_config(False, cfg)
+    # a baseline scored by its head must have one; only "final" and "head" are scores
+    raw["rows"][1].pop("vs_bp")
+    for score, msg in [
+        ("head", 'score "head" needs ff.head_readout true .* got None'),
+        ("best", 'score must be "final" or "head", got \'best\''),
+    ]:
+        raw["rows"][1]["baseline"] = {"freeze_hidden": True, "score": score}
+        cfg.write_text(json.dumps(raw))
+        with pytest.raises(ValueError, match=msg):
+            mt.load_table_config(False, cfg)
 
 
 def test_head_line_compares_with_the_baselines_own_head():
     """An FF variant run with ``head_readout`` gets a "→ linear head" line. When its
-    baseline run has a head too (top-down FF: the same head on the frozen layer), the line
-    compares with that head, not with the baseline's delta-rule read-out; otherwise (the
-    recurrent row, whose baseline is the head on a random network) with the baseline. The
-    cells are recomputed here from made-up per-seed numbers."""
+    baseline run has a head too (top-down FF: the same head on the frozen layer; recurrent
+    FF: the head on its own initial network), the line compares with that head, not with
+    the baseline's own read-out. Recurrent FF's baseline is scored by that head
+    (``"score": "head"``) on its main line too: its own goodness read-out at epoch 0 is
+    untrained. The cells are recomputed here from made-up per-seed numbers."""
     table = mt.load_table_config(quick=False)
     rows = {r["label"]: r for r in table["rows"]}
     td, rc = rows["ff-topdown"], rows["ff-recurrent"]
     assert td["config"]["ff"]["head_readout"] and td["base_config"]["ff"]["head_readout"]
-    assert rc["config"]["ff"]["head_readout"] and "head_readout" not in rc["base_config"]["ff"]
+    assert rc["config"]["ff"]["head_readout"] and rc["base_config"]["ff"]["head_readout"]
+    assert td["base_score"] == "final" and rc["base_score"] == "head"
 
     def rec(cfg, final, head=None):
         r = {"config": cfg, "final_test": final, "diverged": [False] * 3}
@@ -343,9 +355,14 @@ def test_head_line_compares_with_the_baselines_own_head():
             td["base_config"], [0.91, 0.91, 0.90], [0.93, 0.935, 0.92]
         ),
         "ff-recurrent": rec(rc["config"], [0.92, 0.89, 0.91], [0.90, 0.91, 0.92]),
-        "ff-recurrent" + mt.BASE_SUFFIX: rec(rc["base_config"], [0.92, 0.93, 0.91]),
+        "ff-recurrent" + mt.BASE_SUFFIX: rec(
+            rc["base_config"], [0.08, 0.03, 0.15], [0.92, 0.93, 0.91]
+        ),
     }
     got = _rows(mt.render_table(table, records))
+    # main lines: top-down against its baseline's own read-out, recurrent against the head
+    assert got["ff-topdown"][4] == "90.67 ± 0.47"
+    assert got["ff-recurrent"][4] == "92.00 ± 0.82" and got["ff-recurrent"][6] == "tie"
     for lbl, head, base, verdict in [
         ("ff-topdown", [95, 96, 94], [93, 93.5, 92], "beats"),
         ("ff-recurrent", [90, 91, 92], [92, 93, 91], "tie"),
