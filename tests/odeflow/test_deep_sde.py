@@ -73,13 +73,13 @@ def test_huge_N_is_the_deterministic_euler_solution():
 
 @pytest.mark.parametrize("rule", ["bp", "afa"])
 def test_one_step_has_the_drift_and_the_covariance(rule):
-    """Increments of one step h over P = 3000 paths: mean h f(y₀) within 3 SE entrywise;
+    """Increments of one step h over P = 2000 paths: mean h f(y₀) within 3 SE entrywise;
     sample covariance within 4 SE of h Σ(y₀)/N entrywise (SE of a Gaussian sample
     covariance √((Σ_ii Σ_jj + Σ_ij²)/P); 4, not 3: there are n(n+1)/2 ≈ 100 entries, so one
     beyond 3 SE is expected) and RMS z < 1.5 (RMS of ~100 z's of unit variance is 1 ± 0.1,
     correlations widen it)."""
     st = _state(rule)
-    N, h, P = 500.0, 0.05, 3000
+    N, h, P = 500.0, 0.05, 2000
     res = odeflow.solve_sde(
         rule, st, eta=1.0, eta_W=0.7, alpha_max=h, dt=h, n_paths=P, seed=3, N=N,
         record={"alpha": [0.0, h]}, quadrature=GH,
