@@ -36,7 +36,10 @@ validator :func:`odeflow.solve` uses.
 plus ``n_paths`` (required), ``seed`` and ``method`` = "euler-maruyama"; ``dt`` is required.
 ``"N": 500`` gives every order parameter its finite-N noise Σ(y)/N (any rule, also "ff";
 docs/finite-size.md), with ``noise_quadrature`` (as ``quadrature``) and ``noise_every``
-(refactor Σ every this many steps, default 1); without ``N`` only AFA's feedback is noisy.
+(refactor Σ every this many steps, default every Δα = 0.05); without ``N`` only AFA's
+feedback is noisy.
+A deep student (``widths`` / an init with ``"W"``, ``eta_W``) needs ``N``: every order
+parameter, every read-out matrix included, gets its finite-N noise (docs/deep.md).
 
 ``init`` may be omitted when the command line gives ``--init-from SIM.npz``.
 """
@@ -88,7 +91,7 @@ SDE_KEYS = (
     _COMMON[:4]
     + ("eta", "eta_v", "sigma")
     + _COMMON[4:]
-    + ("method", "n_paths", "seed", "N", "noise_quadrature", "noise_every")
+    + ("method", "n_paths", "seed", "N", "noise_quadrature", "noise_every", "widths")
 )
 INIT_KEYS = INIT_FIELDS
 _REQUIRED = {

@@ -325,6 +325,10 @@ class SDEResult(SavedResult):
     v, b, u : (P, T, K) arrays or None
         The model's other order parameters (None where the model has none: b without
         adaptive feedback, v and b for Forward-Forward, u for the committee).
+    W : list of (P, T, K_{i+2}, K_{i+1}) arrays or None
+        A deep student's read-out matrices W[i] per path (docs/deep.md; None for the other
+        models), named as in :class:`Result`: ``mean("W0")``, ``std("W1")``, …; saved as
+        ``W0``, ``W1``, … with ``W_count`` (and ``W0_mean``, ``W0_std``, …).
     alive : (P, T) bool array
         True where the path has a valid record.
     n_alive : (T,) int array
@@ -345,7 +349,8 @@ class SDEResult(SavedResult):
     -------
     mean(name), std(name)
         Mean and standard deviation (ddof = 1) over the alive paths of any order parameter
-        ("Q", "R", "v", "b", "u") or "eg", at every record: arrays (T, …).
+        ("Q", "R", "v", "b", "u", a deep student's "W0", "W1", …) or "eg", at every
+        record: arrays (T, …).
     """
 
     KIND = "odeflow.SDEResult"
@@ -372,6 +377,7 @@ class SDEResult(SavedResult):
     timings: dict = field(default_factory=dict)
     u: np.ndarray | None = None
     N: float | None = None
+    W: list | None = None
 
     #: the order parameters a result may carry (None where the model has none)
     NAMES = ("Q", "R", "v", "b", "u")
@@ -380,13 +386,17 @@ class SDEResult(SavedResult):
     def n_paths(self) -> int:
         return self.eg.shape[0]
 
+    def _w_names(self) -> list:
+        return [f"W{i}" for i in range(len(self.W or ()))]
+
     def _series(self, name):
         if name == "eg":
             return self.eg
+        if name in self._w_names():
+            return self.W[int(name[1:])]
         if name not in self.NAMES:
-            raise ValueError(
-                f"unknown order parameter {name!r}; allowed: eg, {', '.join(self.NAMES)}"
-            )
+            allowed = ", ".join(("eg",) + self.NAMES + tuple(self._w_names()))
+            raise ValueError(f"unknown order parameter {name!r}; allowed: {allowed}")
         x = getattr(self, name)
         if x is None:
             have = ["eg"] + [k for k in self.NAMES if getattr(self, k) is not None]
@@ -407,8 +417,8 @@ class SDEResult(SavedResult):
         return mean, np.sqrt(var)
 
     def mean(self, name: str) -> np.ndarray:
-        """Mean over the alive paths of ``name`` ("eg", "Q", "R", "v", "b", "u") at every
-        record (NaN where no path is alive)."""
+        """Mean over the alive paths of ``name`` ("eg", "Q", "R", "v", "b", "u", "W0", …)
+        at every record (NaN where no path is alive)."""
         return self._stats(name)[0]
 
     def std(self, name: str) -> np.ndarray:
@@ -423,6 +433,8 @@ class SDEResult(SavedResult):
                 f"before record {i} (α = {self.alpha[i]:.4g})"
             )
         kw = {k: getattr(self, k)[path, i] for k in self.NAMES if getattr(self, k) is not None}
+        if self.W is not None:
+            kw["W"] = [w[path, i] for w in self.W]
         return self.init.replace(**kw)
 
     def __repr__(self):
@@ -459,6 +471,11 @@ class SDEResult(SavedResult):
         for k in self.NAMES:
             if getattr(self, k) is not None and k != "b":  # b_mean, b_std are fields
                 d[f"{k}_mean"], d[f"{k}_std"] = self._stats(k)
+        if self.W is not None:  # a deep student's read-out matrices, as Result stores W
+            d["W_count"] = len(self.W)
+            for k in self._w_names():
+                d[k] = self._series(k)
+                d[f"{k}_mean"], d[f"{k}_std"] = self._stats(k)
         d.update(status=self.status, message=self.message, nfev=self.nfev)
         if self.N is not None:
             d["N"] = float(self.N)
@@ -489,6 +506,9 @@ class SDEResult(SavedResult):
                 a = np.asarray(d[k], dtype=float)
             kw[k] = a
         N = d.get("N")
+        if d.get("W_count") is not None:
+            n = int(np.asarray(d["W_count"]))
+            kw["W"] = [np.asarray(d[f"W{i}"], dtype=float) for i in range(n)]
         return cls(
             **kw,
             status=int(d["status"]),

@@ -75,19 +75,26 @@ def _positive_int(name, x):
     return int(x)
 
 
-def _noise_system(
-    model, rule, system, state, N, activation, eta, eta_v, sigma, rule_params, noise_quadrature
-):
-    """``(cov, pc)``: the compiled Σ(y) of the rule's model (theory.covariance) and its
-    parameter vector at size N."""
-    from theory.covariance import noise_system
-
+def _noise_system(rule, system, state, N, activation, args, noise_quadrature):
+    """``(ns, pc, rule_description)``: the noise system Σ(y) of the run's model, its
+    parameter vector at size N and the quadrature rule of Σ. ``args``: ``(eta, eta_v,
+    sigma, rule_params)`` as :func:`odeflow.inputs.check_run` returns them (a deep
+    student's ``eta_W`` is among the rule_params). Committee and Forward-Forward:
+    :func:`theory.covariance.noise_system`; deep student: the system's own
+    (:meth:`theory.deep.DeepSystem.noise_system`, by default on the drift's rule)."""
+    eta, eta_v, sigma, rule_params = args
     if hasattr(rule, "rhs"):
         raise ValueError(
             "solve_sde with N needs a rule (a name or a Rule), not a prebuilt system: "
             "the covariance Σ(y) is built from the rule's signals"
         )
-    ns = noise_system(rule, state.K, state.M, activation)
+    deep = getattr(system, "model", None) == "deep"
+    if deep:
+        ns = system.noise_system()
+    else:
+        from theory.covariance import noise_system
+
+        ns = noise_system(rule, state.K, state.M, activation)
     qrule = None
     if noise_quadrature is not None:
         from theory.codegen_quad import quad_options
@@ -99,7 +106,10 @@ def _noise_system(
             q["scheme"] = "sobol"
         qrule = make_rule(dim, q["scheme"], q["n"], q["seed"])
     pc = ns.params(state, eta, eta_v, sigma, N=N, qrule=qrule, **dict(rule_params or {}))
-    return ns, np.ascontiguousarray(pc, dtype=float)
+    pc = np.ascontiguousarray(pc, dtype=float)
+    # the deep noise system describes the drift's rule; an explicit one is qrule's
+    about = qrule.describe() if (deep and qrule is not None) else ns.describe_rule(pc)
+    return ns, pc, about
 
 
 # Long on purpose: about half is the docstring; the body reads top to bottom like solve's:
@@ -127,6 +137,8 @@ def solve_sde(
     N=None,
     noise_quadrature=None,
     noise_every=None,
+    eta_W=None,
+    widths=None,
 ) -> SDEResult:
     """Euler–Maruyama ensemble of the order parameters at finite N (docs/finite-size.md),
     or of AFA's feedback noise alone (docs/theory.md §5).
@@ -141,8 +153,10 @@ def solve_sde(
         dy = E[f](y) dα + Σ(y)^{1/2} dB_α / √N,     Σ = Cov[f]
 
     (``f`` = N × the per-sample increment; :mod:`theory.covariance`), for every rule of the
-    committee (bp, fa, afa, pepita, pepita-forward, user rules, any activation) and for
-    "ff". The drift is the rule's ODE right-hand side (closed forms where they exist); Σ is
+    committee (bp, fa, afa, pepita, pepita-forward, user rules, any activation), for
+    "ff" and for a deep student (``widths`` or an init with ``W``: Q, R, v, every read-out
+    matrix W[i] and PEPITA/AFA's b, Σ from :meth:`theory.deep.DeepSystem.covariance`;
+    docs/deep.md). The drift is the rule's ODE right-hand side (closed forms where they exist); Σ is
     a fixed Gaussian quadrature (``noise_quadrature``). A path whose field covariance
     ``[[Q, R], [Rᵀ, T]]`` stops being positive semi-definite (rare at N ≥ 100: Q ≈ I is far
     from singular) is stopped there like a divergence (reason in ``message``; statistics use
@@ -173,6 +187,11 @@ def solve_sde(
         The rule of Σ's expectations (``{"scheme", "n", "seed"}`` as ``quadrature`` of
         :func:`solve`); default :func:`theory.covariance.default_noise_rule` (FF: its own
         split rule). Only with ``N``.
+    eta_W, widths : optional
+        A deep student, as for :func:`odeflow.solve` (``N`` required): the read-out
+        matrices' rate η_W (default eta_v) and the hidden widths ``[K1, K2, …]`` (also
+        selected by an init with ``W``). Σ's rule is the drift's unless
+        ``noise_quadrature`` is given.
     noise_every : int ≥ 1 or None
         Refactor Σ every this many steps (1: every step, the plain Euler–Maruyama
         scheme). Larger values freeze the diffusion over ``noise_every·dt`` (an O(that)
@@ -183,13 +202,14 @@ def solve_sde(
     Returns
     -------
     SDEResult
-        ``res.N`` is N (None without it); ``res.mean(name)``, ``res.std(name)``.
+        ``res.N`` is N (None without it); ``res.mean(name)``, ``res.std(name)``; a deep
+        student's ``res.W`` (list of ``(P, T, K_{i+2}, K_{i+1})``, ``mean("W0")``, …).
 
     Raises
     ------
     ValueError
-        Without N, a rule without adaptive feedback; unknown method, non-positive dt,
-        alpha_max, n_paths or N, or an invalid init.
+        Without N, a rule without adaptive feedback or a deep student; unknown method,
+        non-positive dt, alpha_max, n_paths or N, or an invalid init.
     """
     with cli.activity("loading the Euler–Maruyama kernel (compiled on first use, then cached)"):
         from theory.cache import load_numba
@@ -221,16 +241,22 @@ def solve_sde(
     if seed is None:
         seed = int(np.random.SeedSequence().entropy % (1 << 63))
     model, state, mparams, (eta, eta_v, sigma, rule_params) = check_run(
-        rule, init, rule_params, dict(eta=eta, eta_v=eta_v, sigma=sigma, eta_u=eta_u, theta=theta)
+        rule,
+        init,
+        rule_params,
+        dict(eta=eta, eta_v=eta_v, sigma=sigma, eta_u=eta_u, theta=theta, eta_W=eta_W),
+        widths=widths,
     )
-    if model.name == "deep":  # SDEResult has no read-out matrices W (docs/deep.md)
+    widths = state.widths if model.name == "deep" else None
+    if widths is not None and N is None:
         raise ValueError(
-            "solve_sde does not take a deep student (an init with W) yet: use solve for its "
-            "mean-field ODEs (docs/deep.md)"
+            "solve_sde of a deep student (widths / an init with W) needs N: it integrates "
+            "the finite-N noise of every order parameter (Q, R, v, every W[i], b); the "
+            "feedback-noise-only mode (no N) is the two-layer committee's (docs/deep.md)"
         )
     rec, record_spec = _record_grid(record, alpha_max)
     note = _dt_note(dt, rec)
-    system = get_system(rule, state.K, state.M, activation, quadrature)
+    system = get_system(rule, state.K, state.M, activation, quadrature, widths=widths)
     # the drift's quadrature rule, chosen as solve chooses it (its tolerance at the initial
     # state; docs/quadrature.md); closed-form systems pass unchanged
     system, qsel = _select_quadrature(system, state, eta, eta_v, sigma, rule_params)
@@ -243,17 +269,13 @@ def solve_sde(
         )
     p = _params_vector(system, state, eta, eta_v, sigma, rule_params)
     if N is not None:
-        ns, pc = _noise_system(
-            model,
+        ns, pc, noise_rule = _noise_system(
             rule,
             system,
             state,
             N,
             activation,
-            eta,
-            eta_v,
-            sigma,
-            rule_params,
+            (eta, eta_v, sigma, rule_params),
             noise_quadrature,
         )
     t_sys = time.perf_counter()
@@ -356,6 +378,7 @@ def solve_sde(
         M=state.M,
         activation=getattr(system, "activation", activation),
         **({"eta": eta, "eta_v": eta_v, "sigma": sigma} if N is None else mparams),
+        **({"widths": widths} if widths is not None else {}),
         alpha_max=alpha_max,
         method=method,
         dt=dt,
@@ -367,7 +390,7 @@ def solve_sde(
         rule_params=dict(rule_params or {}),
     )
     if N is not None:
-        params.update(N=N, noise_every=noise_every, noise_quadrature=ns.describe_rule(pc))
+        params.update(N=N, noise_every=noise_every, noise_quadrature=noise_rule)
     quad = _drift_quadrature(system, state, eta, eta_v, sigma, rule_params, qsel)
     if quad is not None:
         params["quadrature"] = quad
@@ -387,6 +410,7 @@ def solve_sde(
         v=parts.get("v"),
         b=parts.get("b"),
         u=parts.get("u"),
+        W=parts.get("W") if widths is not None else None,
         alive=alive,
         n_alive=n_alive,
         eg_mean=eg_mean,

@@ -174,10 +174,12 @@ def test_sweep_over_eta_W(tmp_path):
     assert finals[0] != finals[1]  # eta_W reached the read-out
 
 
-def test_sde_refuses_a_deep_state_clearly():
+def test_sde_without_N_refuses_a_deep_state_clearly():
+    """The feedback-noise-only mode is the committee's; a deep student needs N
+    (tests/odeflow/test_deep_sde.py runs it with N)."""
     init = init_dict()
     init.update(b=[0.1, 0.2], c=[0.0, 0.1], sigma_F2=0.01)
-    with pytest.raises(ValueError, match="solve_sde does not take a deep student"):
+    with pytest.raises(ValueError, match="deep student .*needs N"):
         odeflow.solve_sde("afa", init, eta=0.5, alpha_max=1.0, dt=0.1, n_paths=2)
 
 
