@@ -431,8 +431,9 @@ def sde_verdict(sim_mean, sim_std, n, sde_mean, sde_std, n_paths, spread_floor=0
     }
 
 
-def _sde_band(sde_opts, ode_rule, init, rates, cfg, sim, names, T, n, progress):
-    """Run the SDE at the simulation's N from ``init``; ``(mean, std, verdict, result)``."""
+def _sde_band(sde_opts, ode_rule, init, rates, cfg, sim, names, T, n, progress, extra):
+    """Run the SDE at the simulation's N from ``init``; ``(mean, std, verdict, result)``.
+    ``extra``: ``widths`` for a deep student, ``quadrature`` for the drift when given."""
     from .sde_solve import solve_sde
 
     res = solve_sde(
@@ -451,6 +452,7 @@ def _sde_band(sde_opts, ode_rule, init, rates, cfg, sim, names, T, n, progress):
         N=cfg["N"],
         noise_every=sde_opts["noise_every"],
         noise_quadrature=sde_opts["noise_quadrature"],
+        **extra,
     )
     mean, std, verdict = {}, {}, {}
     n_alive = np.asarray(res.n_alive)
@@ -509,11 +511,6 @@ def compare(config: dict, progress: bool = False, sim=None) -> Comparison:
     # every ODE (and SDE) option is checked before the (long) simulations run, not after them
     check_solver_options(**ode_opts)
     sde_opts = sde_options(config)
-    if deep and sde_opts is not None:
-        raise ValueError(
-            "compare: the SDE band (key 'sde') is not available for deep students "
-            "(config with 'widths'): the finite-N noise covers the two-layer models only"
-        )
     cfg = simmod.validate_config(sim_cfg)
     if sim is None:
         sim = simmod.simulate(cfg, progress=progress)
@@ -592,7 +589,12 @@ def compare(config: dict, progress: bool = False, sim=None) -> Comparison:
     sde = ({}, {}, {}, None)
     if sde_opts is not None:
         bands = {k: (sim_mean[k], sim_std[k]) for k in names}
-        sde = _sde_band(sde_opts, ode_rule, init, rates, cfg, sim, bands, T, n, progress)
+        # the drift by the ODE's quadrature (when the config names one): the SDE's mean then
+        # follows the ODE it is shown with
+        quad = {"quadrature": ode_opts["quadrature"]} if "quadrature" in ode_opts else {}
+        sde = _sde_band(
+            sde_opts, ode_rule, init, rates, cfg, sim, bands, T, n, progress, {**extra, **quad}
+        )
         if not sde[3].success:
             notes.append(f"SDE: {sde[3].message}")
     full_cfg = dict(_jsonable_config(cfg))

@@ -113,9 +113,11 @@ def _summarise(kind: str, res) -> dict:
         )
     if kind == "sde":
         alive = res.alive[:, -1]
-        with np.errstate(invalid="ignore"):
-            c = cos_vb(res.v[alive, -1], res.b[alive, -1])
-            nb = norm_b(res.b[alive, -1])
+        c = nb = np.empty(0)  # no feedback vector b (bp, a deep read-out): no alignment
+        if res.b is not None:
+            with np.errstate(invalid="ignore"):
+                c = cos_vb(res.v[alive, -1], res.b[alive, -1])
+                nb = norm_b(res.b[alive, -1])
         d = res.diverged
         return dict(
             status="ok" if res.success else "diverged",

@@ -259,3 +259,52 @@ def test_bp_L3_spread_follows_deep_simulations():
     bad = np.abs(c["ratio"] - 1.0) > c["band"]
     assert not bad.any(), (c["alpha"][bad], c["ratio"][bad], c["band"])
     assert np.all(np.abs(c["zmean"]) < 3.0), (c["alpha"], c["zmean"])
+
+
+def _init_json(state):
+    return {
+        "Q": state.Q.tolist(),
+        "R": state.R.tolist(),
+        "T": state.T.tolist(),
+        "v": state.v.tolist(),
+        "v_star": state.v_star.tolist(),
+        "W": [w.tolist() for w in state.W],
+    }
+
+
+def test_sde_sweep_of_a_deep_bp_point_equals_the_direct_solve_sde(tmp_path):
+    """An SDE sweep over a deep bp student (no feedback vector b: no alignment columns):
+    each point is the direct solve_sde with the same arguments and seed, to round-off."""
+    from odeflow.sweep import sweep
+
+    base = {"rule": "bp", "widths": WIDTHS, "eta": 0.5, "N": 1000, "alpha_max": 0.4,
+            "dt": 0.05, "n_paths": 3, "seed": 4, "record": {"every": 0.2},
+            "quadrature": GH, "noise_quadrature": GH, "init": _init_json(_state())}  # fmt: skip
+    res = sweep({"base": base, "grid": {"eta_W": [0.5]}}, tmp_path / "sw", workers=0)
+    direct = odeflow.solve_sde("bp", _state(), eta=0.5, eta_W=0.5, widths=WIDTHS, N=1000,
+                               alpha_max=0.4, dt=0.05, n_paths=3, seed=4,
+                               record={"every": 0.2}, quadrature=GH,
+                               noise_quadrature=GH)  # fmt: skip
+    (status,) = res.column("status")
+    (eg,) = np.asarray(res.column("eg_final"), dtype=float)
+    (cos,) = np.asarray(res.column("cos_vb_final"), dtype=float)
+    assert status == "ok"
+    assert abs(eg - direct.eg_mean[-1]) < 1e-12
+    assert np.isnan(cos)  # bp has no b
+
+
+def test_compare_gives_the_sde_band_for_a_deep_student():
+    """``odeflow compare`` with "widths" and "sde": the SDE starts from the simulation's
+    measured state (at α = 0 its mean equals the simulations' mean to round-off, its spread
+    is zero), and every read-out matrix gets a band and a verdict."""
+    from odeflow.compare import compare
+
+    c = compare(
+        {"rule": "bp", "widths": [2, 3], "M": 2, "N": 300, "alpha_max": 0.4, "seeds": 2,
+         "eta": 1.0, "record": {"every": 0.2}, "quadrature": GH,
+         "sde": {"n_paths": 4, "dt": 0.05, "noise_quadrature": GH}}
+    )  # fmt: skip
+    assert "W0" in c.sde_mean and "W0" in c.sde_verdict
+    np.testing.assert_allclose(c.sde_mean["W0"][0], c.sim_mean["W0"][0], atol=1e-12)
+    np.testing.assert_allclose(c.sde_std["W0"][0], 0.0, atol=1e-12)
+    assert np.all(np.isfinite(c.sde_mean["eg"]))
