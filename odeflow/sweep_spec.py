@@ -214,7 +214,10 @@ def _validate_point(kind: str, cfg: dict) -> None:
     point runs, instead of failing every point."""
     r = cfg.get("rule")
     if isinstance(r, str) and ":" in r:
-        from theory.rules import load_rule
+        if "widths" in cfg:  # a deep student's rule file defines a DeepRule
+            from theory.deep_rules import load_deep_rule as load_rule
+        else:
+            from theory.rules import load_rule
 
         load_rule(r)
     if kind == "simulate":
