@@ -9,12 +9,14 @@ PEPITA ODE (§5.5, ``odeflow.solve("pepita", …)``, started from the measured i
 of seed 0 with ``F_norm2 = N σ_F²``) diverges, the cell is marked ×. Panel (b): the α at
 which divergence was detected (earliest seed; ODE as lines).
 
-Panel (c): fluctuation-driven divergence near the boundary (issue 24). At η = η_v = 1 and a
-few σ_F around 0.04 (N = 1000, ‖F‖² ≈ 1.6), the fraction of simulations from *one* measured
-initial state (``same_init``: the seeds differ only in their samples) whose ε_g passes
-``eg_max`` = 1 before ``alpha_max``, against the finite-N SDE's divergence probability
-(``odeflow.solve_sde(..., N=N)``, docs/finite-size.md, the fraction of its paths that pass the same
-level) and the deterministic ODE (0 or 1). Error bars: binomial standard errors.
+Panel (c): fluctuation-driven divergence near the boundary (issue 24). At η = η_v = 1 and
+σ_F = 0.039–0.040 (N = 1000, ‖F‖² ≈ 1.52–1.62: from init seed 0, the window where the ODE
+stays bounded to α = 20 while some simulations blow up), the fraction of simulations from
+*one* measured initial state (``same_init``: the seeds differ only in their samples)
+whose ε_g passes ``eg_max`` = 1 before ``alpha_max``, against the finite-N SDE's
+divergence probability (``odeflow.solve_sde(..., N=N)``, docs/finite-size.md, the fraction
+of its paths that pass the same level) and the deterministic ODE (0 or 1). Error bars:
+binomial standard errors.
 
 Both sides of (a, b) run on :func:`odeflow.sweep.sweep` (the simulations as a ``simulate``
 sweep over ``sigma_F = √(‖F‖²/N)`` and ``eta = eta_v``). The ODE part needs the exact-PEPITA ODE
@@ -60,10 +62,14 @@ def divergence_line(cfg: dict) -> dict:
     """Panel (c): divergence fractions at fixed η along σ_F (simulations, SDE, ODE).
 
     ``cfg["divergence_line"]``: ``eta``, ``sigma_F`` (list), ``seeds``, ``alpha_max``,
-    ``eg_max`` (the blow-up level), ``record_every`` and ``sde`` (``n_paths``, ``dt``,
-    ``seed``). Every simulation and every SDE path starts from the state measured in the
-    simulation config's seed 0 at that σ_F (``F_norm2 = N σ_F²``). A run counts as diverged
-    when its ε_g passes ``eg_max`` (or it blew up, non-finite) by ``alpha_max``.
+    ``eg_max`` (the blow-up level), ``record_every``, ``sde`` (``n_paths``, ``dt``,
+    ``seed``, ``noise_every``), ``quadrature`` (the drift's rule, SDE and ODE) and
+    ``ode_rtol`` (the ODE's live tolerance check; the boundary is where b grows and the
+    estimate with it, docs/finite-size.md). Every simulation and every SDE path starts from
+    the state measured in the simulation config's seed 0 at that σ_F (``F_norm2 = N σ_F²``).
+    A run counts as diverged when its ε_g passes ``eg_max`` (or it blew up, non-finite) by
+    ``alpha_max``. Raises ValueError if the ODE stops for another reason (its quadrature
+    check): that is not a divergence.
     """
     import inspect
 
@@ -97,8 +103,8 @@ def divergence_line(cfg: dict) -> dict:
             sigma=base["sigma"],
             alpha_max=A,
             activation=base["activation"],
-            quadrature=cfg["ode"]["quadrature"],
         )
+        q = dict(dl["quadrature"])
         ode = odeflow.solve(
             "pepita",
             init,
@@ -106,9 +112,17 @@ def divergence_line(cfg: dict) -> dict:
             method=cfg["ode"]["method"],
             rtol=cfg["ode"]["rtol"],
             atol=cfg["ode"]["atol"],
+            quadrature={**q, "rtol": float(dl["ode_rtol"])},
             **kw,
         )
-        out["ode"].append(float(not ode.success or np.nanmax(ode.eg) > lvl))
+        blew = bool(np.nanmax(ode.eg) > lvl or ode.reason in ("diverged", "step_underflow"))
+        if not ode.success and not blew:
+            raise ValueError(
+                f"divergence_line: the ODE at sigma_F = {sF} stopped at alpha = "
+                f"{ode.alpha[-1]:.3g} without diverging ({ode.message}); raise "
+                "divergence_line.ode_rtol or use a finer divergence_line.quadrature"
+            )
+        out["ode"].append(float(blew))
         if have_sde:
             sd = dl["sde"]
             r = odeflow.solve_sde(
@@ -120,6 +134,7 @@ def divergence_line(cfg: dict) -> dict:
                 record={"every": dl["record_every"]},
                 N=N,
                 noise_every=int(sd.get("noise_every", 1)),
+                quadrature=q,
                 **kw,
             )
             with np.errstate(invalid="ignore"):

@@ -274,18 +274,29 @@ def test_ff_spread_follows_simulations():
 
 @pytest.mark.slow
 def test_pepita_fluctuation_driven_divergence():
-    """Exact PEPITA (p = x̃), σ_F = 0.04, η = 1, K = M = 2, N = 1000: the fraction of runs
-    whose ε_g passes 1 before α = 20, simulations (40 streams) vs SDE (100 paths), within 3
-    standard errors of the difference of two binomial fractions. Measured (48 SDE paths):
-    31 of 40 simulations (0.775) and 39 of 48 paths (0.81) pass ε_g = 1 before α = 20
-    (0.4 SE apart); from this initial state (init seed 0) the fraction is above the issue's
-    40–45 %, and the ODE (default Sobol 2¹⁴ drift) diverges too (ε_g 3.7e4 at α = 20)."""
-    p_sim, S, p_sde, P, sim, sde, ode = _helpers().run_pepita_divergence()
+    """Exact PEPITA (p = x̃), σ_F = 0.0396 (‖F‖² = 1.59), η = η_v = 1, K = M = 2, N = 1000,
+    one measured initial state (init seed 0): the fraction of runs whose ε_g passes 1 before
+    α = 20, simulations (40 sample streams) vs SDE (100 paths, dt = 0.02, drift Gauss–Hermite
+    12 per field), within 3 standard errors of the difference of two binomial fractions; and
+    the deterministic ODE from the same state stays below ε_g = 1 up to α = 20 with 12 and
+    16 nodes per field, so the blow-ups are driven by the finite-N fluctuations.
+    Measured (22 min on two busy cores, the SDE's 12⁴-node drift is the cost): 8 of 40
+    simulations (0.20) pass ε_g = 1, at α = 17.8–19.7; 26 of 100 SDE paths (0.26), SE of
+    the difference 0.077, z = 0.8 (a first run, 20 paths with seed 1: 8 of 20). The ODE's
+    ε_g at α = 20 is 0.216 (12 per field) and 0.196 (16), rising (it passes 1 at α = 25.1).
+    The window is narrow: at σ_F = 0.0393 none of 20 simulations blows up, at 0.0397 13 of
+    40 do (ODE still bounded), at 0.0398 the ODE (12 per field) itself passes 1 at α = 19.2."""
+    p_sim, S, p_sde, P, sim, sde, odes = _helpers().run_pepita_divergence()
     se = np.sqrt(p_sim * (1 - p_sim) / S + p_sde * (1 - p_sde) / P)
-    ode_max = float(np.nanmax(ode.eg))
+    ode_max = [float(np.nanmax(o.eg)) for o in odes]
     print(
         f"\npepita: sim {p_sim:.3f} of {S}, SDE {p_sde:.3f} of {P}, SE {se:.3f}, "
-        f"ODE max ε_g {ode_max:.3g}"
+        f"z {(p_sde - p_sim) / se:.2f}, ODE max ε_g {ode_max}, ε_g(20) "
+        f"{[float(o.eg[-1]) for o in odes]}; SDE {sde.message}"
     )
-    assert 0.0 < p_sim < 1.0, p_sim
+    for o in odes:  # the deterministic limit reaches α = 20 without blowing up
+        assert o.success and o.alpha[-1] == pytest.approx(20.0), o.message
+    assert max(ode_max) < 1.0, ode_max
+    # a clear fraction of the simulations blows up (8 of 40 measured)
+    assert 0.1 < p_sim < 0.9, p_sim
     assert abs(p_sde - p_sim) < 3.0 * max(se, 1e-3), (p_sim, p_sde, se)
