@@ -14,7 +14,9 @@ The calling convention (the *kernel protocol*), the state arrays ``fs``/``ist``/
 and the stop conditions are documented in :mod:`odeflow.solvers`, the façade the rest of
 odeflow imports; the protocol's constants and the stop checks are in
 :mod:`odeflow.rk_checks`. numba's disk cache tracks only the file a function is defined in,
-so the loops' names carry a fingerprint of that file (:func:`_named`).
+so the loops' names carry a fingerprint of that file (:func:`_named`); the step helpers
+the loops inline (``_start``, ``_accept``, ``_rewind``, …) live there too, under that
+fingerprint.
 """
 
 from __future__ import annotations
@@ -76,13 +78,19 @@ from .rk_checks import (  # noqa: F401  (the protocol's names, re-exported)
     O_YMAX,
     SEG_ROWS,
     WORK_ROWS,
+    _accept,
+    _after_fixed_step,
     _cov_entry,
+    _rewind,
     _segment_base,
+    _start,
+    _stop_fixed,
     _store_dense_segment,
     _store_hermite_segment,
     cheap_check,
     check_state,
     cov_min_pivot,
+    fixed_step_size,
     full_check,
 )
 
@@ -137,182 +145,6 @@ class _LazyKernel:
         if name.startswith("__") or name in ("py_func", "_disp"):
             raise AttributeError(name)
         return getattr(self.dispatcher(), name)
-
-
-@njit  # no own cache: compiled into the loops (see _named)
-def _start(eg, p, y, rec_alpha, rec_y, rec_eg, fs, ist, opts, L, ygood):
-    """First call only: evaluate ε_g at α = 0, check the initial state, record α = 0."""
-    ist[I_STARTED] = 1
-    egv = eg(y, p)
-    fs[F_EG] = egv
-    code, val = check_state(y, egv, opts, L)
-    if code != CODE_RUNNING:
-        ist[I_CODE] = code
-        fs[F_STOP_ALPHA] = fs[F_ALPHA]
-        fs[F_STOP_VALUE] = val
-        return
-    ygood[:] = y
-    fs[F_GOOD_ALPHA] = fs[F_ALPHA]
-    nrec = rec_alpha.shape[0]
-    while ist[I_NEXT_REC] < nrec and rec_alpha[ist[I_NEXT_REC]] <= fs[F_ALPHA]:
-        r = ist[I_NEXT_REC]
-        rec_y[r, :] = y
-        rec_eg[r] = egv
-        ist[I_NEXT_REC] = r + 1
-    if opts[O_EG_TOL] > 0 and egv < opts[O_EG_TOL]:
-        ist[I_CODE] = CODE_CONVERGED
-        fs[F_STOP_ALPHA] = fs[F_ALPHA]
-        fs[F_STOP_VALUE] = egv
-        return
-    if fs[F_ALPHA] >= opts[O_ALPHA_MAX]:
-        ist[I_CODE] = CODE_DONE
-
-
-@njit  # no own cache: compiled into the loops (see _named)
-def _stop_fixed(eg, p, y, fs, ist, opts, L, ygood, code, anew, val):
-    """Stop a fixed-step run whose candidate at ``anew`` failed; leave in ``y`` the last
-    state that passes *all* checks (``y`` itself, or the saved ``ygood`` if ``y`` was not
-    fully checked and fails), so that ``final`` is always a valid state."""
-    ist[I_CODE] = code
-    fs[F_STOP_ALPHA] = anew
-    fs[F_STOP_VALUE] = val
-    if ist[I_SINCE_CHECK] > 0:
-        egy = eg(y, p)
-        c2, _ = check_state(y, egy, opts, L)
-        if c2 == CODE_RUNNING:
-            fs[F_EG] = egy
-        else:
-            y[:] = ygood
-            fs[F_ALPHA] = fs[F_GOOD_ALPHA]
-            fs[F_EG] = eg(y, p)
-
-
-@njit  # no own cache: compiled into the loops (see _named)
-def _accept(
-    eg,
-    p,
-    y,
-    ynew,
-    anew,
-    rec_alpha,
-    rec_y,
-    rec_eg,
-    fs,
-    ist,
-    opts,
-    landed,
-    L,
-    ygood,
-    check_every,
-    rewind=False,
-):
-    """Check a fixed-step candidate ``ynew`` at α = ``anew``; accept, record, set stop codes.
-
-    Cheap checks every step; the full checks (ε_g, covariance, eg_tol) every
-    ``check_every`` steps and always on a recording time, at alpha_max and on the last
-    budgeted step, so every recorded state has passed all checks. Returns True if the run
-    continues. With ``rewind``, a full check that fails after unchecked steps does not stop
-    the run: :func:`_rewind` goes back to the last fully checked state (``fs[F_ALPHA]`` is
-    then not ``anew``), and the steps up to ``anew`` are taken again, each fully checked.
-    """
-    code, val = cheap_check(ynew, opts)
-    if code != CODE_RUNNING:
-        if rewind and ist[I_SINCE_CHECK] > 0:
-            _rewind(y, fs, ist, ygood, anew)
-            return True
-        _stop_fixed(eg, p, y, fs, ist, opts, L, ygood, code, anew, val)
-        return False
-    r = ist[I_NEXT_REC]
-    is_rec = landed and r < rec_alpha.shape[0] and rec_alpha[r] == anew
-    last = anew >= opts[O_ALPHA_MAX] or ist[I_NSTEPS] + 1 >= opts[O_MAX_STEPS]
-    full = is_rec or last or ist[I_SINCE_CHECK] + 1 >= check_every or anew <= fs[F_REPLAY]
-    egv = 0.0
-    if full:
-        egv = eg(ynew, p)
-        code, val = full_check(ynew, egv, opts, L)
-        if code != CODE_RUNNING:
-            if rewind and ist[I_SINCE_CHECK] > 0:
-                _rewind(y, fs, ist, ygood, anew)
-                return True
-            _stop_fixed(eg, p, y, fs, ist, opts, L, ygood, code, anew, val)
-            return False
-        if rewind and ist[I_SINCE_CHECK] > 0 and opts[O_EG_TOL] > 0 and egv < opts[O_EG_TOL]:
-            _rewind(y, fs, ist, ygood, anew)  # convergence, too, located to the step
-            return True
-    y[:] = ynew
-    fs[F_ALPHA] = anew
-    ist[I_NSTEPS] += 1
-    if not full:
-        ist[I_SINCE_CHECK] += 1
-        return True
-    ist[I_SINCE_CHECK] = 0
-    ygood[:] = y
-    fs[F_GOOD_ALPHA] = anew
-    fs[F_EG] = egv
-    if is_rec:
-        rec_y[r, :] = y
-        rec_eg[r] = egv
-        ist[I_NEXT_REC] = r + 1
-    if opts[O_EG_TOL] > 0 and egv < opts[O_EG_TOL]:
-        ist[I_CODE] = CODE_CONVERGED
-        fs[F_STOP_ALPHA] = anew
-        fs[F_STOP_VALUE] = egv
-        return False
-    if anew >= opts[O_ALPHA_MAX]:
-        ist[I_CODE] = CODE_DONE
-        return False
-    if ist[I_NSTEPS] >= opts[O_MAX_STEPS]:
-        ist[I_CODE] = CODE_MAX_STEPS
-        fs[F_STOP_ALPHA] = anew
-        fs[F_STOP_VALUE] = opts[O_MAX_STEPS]
-        return False
-    return True
-
-
-@njit  # no own cache: compiled into the loops (see _named)
-def _rewind(y, fs, ist, ygood, anew):
-    """Back to the last fully checked state (``ygood``): α, the step counters and the
-    segment's step count as they were there; steps ending at α ≤ ``anew`` (where a full
-    check failed) are then fully checked (``F_REPLAY``). No record was written and no
-    landing made since (both are fully checked steps), so the same steps follow."""
-    m = ist[I_SINCE_CHECK]
-    y[:] = ygood
-    fs[F_ALPHA] = fs[F_GOOD_ALPHA]
-    ist[I_NSEG] -= m
-    ist[I_NSTEPS] -= m
-    ist[I_SINCE_CHECK] = 0
-    fs[F_REPLAY] = anew
-
-
-@njit  # no own cache: compiled into the loops (see _named)
-def fixed_step_size(fs, ist, rec_alpha, opts):
-    """The next fixed step ``(h, α_new, landed)``.
-
-    α is computed as ``α_seg + n·dt`` from the last landing point (no accumulation of
-    round-off over 10⁶ steps). The target is the next record point (or ``alpha_max``); when
-    it is within ``dt·(1 + LAND_RTOL)`` the step is shortened to land on it exactly.
-    """
-    dt = opts[O_DT]
-    amax = opts[O_ALPHA_MAX]
-    r = ist[I_NEXT_REC]
-    target = amax
-    if r < rec_alpha.shape[0] and rec_alpha[r] < amax:
-        target = rec_alpha[r]
-    a = fs[F_ALPHA]
-    remaining = target - a
-    if remaining <= dt * (1.0 + LAND_RTOL):
-        return remaining, target, True
-    anew = fs[F_SEG] + (ist[I_NSEG] + 1) * dt
-    return anew - a, anew, False
-
-
-@njit  # no own cache: compiled into the loops (see _named)
-def _after_fixed_step(landed, fs, ist):
-    if landed:
-        fs[F_SEG] = fs[F_ALPHA]
-        ist[I_NSEG] = 0
-    else:
-        ist[I_NSEG] += 1
 
 
 # ------------------------------------------------------------------- the RK engine

@@ -72,7 +72,7 @@ CODE_H_UNDERFLOW = -6
 #: CHECK_EVERY steps and on every recording time and the last step; the cheap checks
 #: (finite, max|y|) run every step. When a full check fails, the loop goes back to the last
 #: fully checked state and takes the same steps again with the full checks on every one
-#: (:func:`odeflow.rk._rewind`: the steps are deterministic, so the failure is located to
+#: (:func:`odeflow.rk_checks._rewind`: the steps are deterministic, so the failure is located to
 #: the step, as if every step were checked). The full checks (ε_g, a Cholesky) cost more
 #: than a K = M = 2 rhs; once every 64 steps they are ~1 % of a step.
 CHECK_EVERY = 64
@@ -248,3 +248,180 @@ def check_state(y, egv, opts, L):
     if code != CODE_RUNNING:
         return code, val
     return full_check(y, egv, opts, L)
+
+
+# -------------------------------------------------- step helpers inlined into the loops
+@njit  # no own cache: compiled into the loops (odeflow.rk._named)
+def _start(eg, p, y, rec_alpha, rec_y, rec_eg, fs, ist, opts, L, ygood):
+    """First call only: evaluate ε_g at α = 0, check the initial state, record α = 0."""
+    ist[I_STARTED] = 1
+    egv = eg(y, p)
+    fs[F_EG] = egv
+    code, val = check_state(y, egv, opts, L)
+    if code != CODE_RUNNING:
+        ist[I_CODE] = code
+        fs[F_STOP_ALPHA] = fs[F_ALPHA]
+        fs[F_STOP_VALUE] = val
+        return
+    ygood[:] = y
+    fs[F_GOOD_ALPHA] = fs[F_ALPHA]
+    nrec = rec_alpha.shape[0]
+    while ist[I_NEXT_REC] < nrec and rec_alpha[ist[I_NEXT_REC]] <= fs[F_ALPHA]:
+        r = ist[I_NEXT_REC]
+        rec_y[r, :] = y
+        rec_eg[r] = egv
+        ist[I_NEXT_REC] = r + 1
+    if opts[O_EG_TOL] > 0 and egv < opts[O_EG_TOL]:
+        ist[I_CODE] = CODE_CONVERGED
+        fs[F_STOP_ALPHA] = fs[F_ALPHA]
+        fs[F_STOP_VALUE] = egv
+        return
+    if fs[F_ALPHA] >= opts[O_ALPHA_MAX]:
+        ist[I_CODE] = CODE_DONE
+
+
+@njit  # no own cache: compiled into the loops (odeflow.rk._named)
+def _stop_fixed(eg, p, y, fs, ist, opts, L, ygood, code, anew, val):
+    """Stop a fixed-step run whose candidate at ``anew`` failed; leave in ``y`` the last
+    state that passes *all* checks (``y`` itself, or the saved ``ygood`` if ``y`` was not
+    fully checked and fails), so that ``final`` is always a valid state."""
+    ist[I_CODE] = code
+    fs[F_STOP_ALPHA] = anew
+    fs[F_STOP_VALUE] = val
+    if ist[I_SINCE_CHECK] > 0:
+        egy = eg(y, p)
+        c2, _ = check_state(y, egy, opts, L)
+        if c2 == CODE_RUNNING:
+            fs[F_EG] = egy
+        else:
+            y[:] = ygood
+            fs[F_ALPHA] = fs[F_GOOD_ALPHA]
+            fs[F_EG] = eg(y, p)
+
+
+@njit  # no own cache: compiled into the loops (odeflow.rk._named)
+def _accept(
+    eg,
+    p,
+    y,
+    ynew,
+    anew,
+    rec_alpha,
+    rec_y,
+    rec_eg,
+    fs,
+    ist,
+    opts,
+    landed,
+    L,
+    ygood,
+    check_every,
+    rewind=False,
+):
+    """Check a fixed-step candidate ``ynew`` at α = ``anew``; accept, record, set stop codes.
+
+    Cheap checks every step; the full checks (ε_g, covariance, eg_tol) every
+    ``check_every`` steps and always on a recording time, at alpha_max and on the last
+    budgeted step, so every recorded state has passed all checks. Returns True if the run
+    continues. With ``rewind``, a full check that fails after unchecked steps does not stop
+    the run: :func:`_rewind` goes back to the last fully checked state (``fs[F_ALPHA]`` is
+    then not ``anew``), and the steps up to ``anew`` are taken again, each fully checked.
+    """
+    code, val = cheap_check(ynew, opts)
+    if code != CODE_RUNNING:
+        if rewind and ist[I_SINCE_CHECK] > 0:
+            _rewind(y, fs, ist, ygood, anew)
+            return True
+        _stop_fixed(eg, p, y, fs, ist, opts, L, ygood, code, anew, val)
+        return False
+    r = ist[I_NEXT_REC]
+    is_rec = landed and r < rec_alpha.shape[0] and rec_alpha[r] == anew
+    last = anew >= opts[O_ALPHA_MAX] or ist[I_NSTEPS] + 1 >= opts[O_MAX_STEPS]
+    full = is_rec or last or ist[I_SINCE_CHECK] + 1 >= check_every or anew <= fs[F_REPLAY]
+    egv = 0.0
+    if full:
+        egv = eg(ynew, p)
+        code, val = full_check(ynew, egv, opts, L)
+        if code != CODE_RUNNING:
+            if rewind and ist[I_SINCE_CHECK] > 0:
+                _rewind(y, fs, ist, ygood, anew)
+                return True
+            _stop_fixed(eg, p, y, fs, ist, opts, L, ygood, code, anew, val)
+            return False
+        if rewind and ist[I_SINCE_CHECK] > 0 and opts[O_EG_TOL] > 0 and egv < opts[O_EG_TOL]:
+            _rewind(y, fs, ist, ygood, anew)  # convergence, too, located to the step
+            return True
+    y[:] = ynew
+    fs[F_ALPHA] = anew
+    ist[I_NSTEPS] += 1
+    if not full:
+        ist[I_SINCE_CHECK] += 1
+        return True
+    ist[I_SINCE_CHECK] = 0
+    ygood[:] = y
+    fs[F_GOOD_ALPHA] = anew
+    fs[F_EG] = egv
+    if is_rec:
+        rec_y[r, :] = y
+        rec_eg[r] = egv
+        ist[I_NEXT_REC] = r + 1
+    if opts[O_EG_TOL] > 0 and egv < opts[O_EG_TOL]:
+        ist[I_CODE] = CODE_CONVERGED
+        fs[F_STOP_ALPHA] = anew
+        fs[F_STOP_VALUE] = egv
+        return False
+    if anew >= opts[O_ALPHA_MAX]:
+        ist[I_CODE] = CODE_DONE
+        return False
+    if ist[I_NSTEPS] >= opts[O_MAX_STEPS]:
+        ist[I_CODE] = CODE_MAX_STEPS
+        fs[F_STOP_ALPHA] = anew
+        fs[F_STOP_VALUE] = opts[O_MAX_STEPS]
+        return False
+    return True
+
+
+@njit  # no own cache: compiled into the loops (odeflow.rk._named)
+def _rewind(y, fs, ist, ygood, anew):
+    """Back to the last fully checked state (``ygood``): α, the step counters and the
+    segment's step count as they were there; steps ending at α ≤ ``anew`` (where a full
+    check failed) are then fully checked (``F_REPLAY``). No record was written and no
+    landing made since (both are fully checked steps), so the same steps follow."""
+    m = ist[I_SINCE_CHECK]
+    y[:] = ygood
+    fs[F_ALPHA] = fs[F_GOOD_ALPHA]
+    ist[I_NSEG] -= m
+    ist[I_NSTEPS] -= m
+    ist[I_SINCE_CHECK] = 0
+    fs[F_REPLAY] = anew
+
+
+@njit  # no own cache: compiled into the loops (odeflow.rk._named)
+def fixed_step_size(fs, ist, rec_alpha, opts):
+    """The next fixed step ``(h, α_new, landed)``.
+
+    α is computed as ``α_seg + n·dt`` from the last landing point (no accumulation of
+    round-off over 10⁶ steps). The target is the next record point (or ``alpha_max``); when
+    it is within ``dt·(1 + LAND_RTOL)`` the step is shortened to land on it exactly.
+    """
+    dt = opts[O_DT]
+    amax = opts[O_ALPHA_MAX]
+    r = ist[I_NEXT_REC]
+    target = amax
+    if r < rec_alpha.shape[0] and rec_alpha[r] < amax:
+        target = rec_alpha[r]
+    a = fs[F_ALPHA]
+    remaining = target - a
+    if remaining <= dt * (1.0 + LAND_RTOL):
+        return remaining, target, True
+    anew = fs[F_SEG] + (ist[I_NSEG] + 1) * dt
+    return anew - a, anew, False
+
+
+@njit  # no own cache: compiled into the loops (odeflow.rk._named)
+def _after_fixed_step(landed, fs, ist):
+    if landed:
+        fs[F_SEG] = fs[F_ALPHA]
+        ist[I_NSEG] = 0
+    else:
+        ist[I_NSEG] += 1
