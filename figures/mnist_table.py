@@ -13,8 +13,7 @@ templates and rows for the small version the tests run. A row's ``baseline`` is
 config (``null`` removes a key; ``"score": "head"`` scores it by its linear head,
 ``head_test``, instead of its own read-out): the same architecture with frozen random hidden
 layers and the same read-out, run as its own config and stored as ``<label> · baseline``;
-``vs_bp``
-names the row with BP on the same network (the table shows the error ratio).
+``vs_bp`` names the row with BP on the same network (the table shows the error ratio).
 
 Writes into ``outdir``
 
@@ -107,18 +106,17 @@ def _merge_baseline(cfg, over):
 def load_table_config(quick: bool = False, path=CONFIG) -> dict:
     """The table's config with the ``quick`` overrides applied when ``quick``.
 
-    Returns a dict with ``seeds``, ``data`` and ``rows``: a list of
-    ``{"label", "baseline", "base_config", "base_note", "base_score", "vs_bp", "note",
-    "config"}`` where
-    ``config`` is a complete :mod:`simulations.train` config (validated here, before
-    anything runs). A row's ``baseline`` is ``"untrained"`` (the row's own head at epoch
-    0, unsupervised FF), an object (keys merged into the row's config, ``null`` removes a
-    key, ``note`` describes it: the random-feature baseline, run as its own config into
-    ``base_config``) or absent. ``score`` of a baseline object says which number of that
-    run is the baseline (``base_score``): ``"final"`` (default; its own read-out's final test
-    accuracy) or ``"head"`` (its linear head's, ``head_test``: for a network whose own
-    read-out has nothing to train at epoch 0, recurrent FF's goodness). ``vs_bp`` names the
-    row holding BP on the same network.
+    Returns a dict with ``seeds``, ``data`` and ``rows``: a list of ``{"label", "baseline",
+    "base_config", "base_note", "base_score", "vs_bp", "note", "config"}`` where ``config``
+    is a complete :mod:`simulations.train` config (validated here, before anything runs). A
+    row's ``baseline`` is ``"untrained"`` (the row's own head at epoch 0, unsupervised FF),
+    an object (keys merged into the row's config, ``null`` removes a key, ``note`` describes
+    it: the random-feature baseline, run as its own config into ``base_config``) or absent.
+    ``score`` of a baseline object says which number of that run is the baseline
+    (``base_score``): ``"final"`` (default; its own read-out's final test accuracy) or
+    ``"head"`` (its linear head's, ``head_test``: for a network whose own read-out has
+    nothing to train at epoch 0, recurrent FF's goodness). ``vs_bp`` names the row holding
+    BP on the same network.
 
     Raises ValueError for an unknown template, a duplicate or unknown label, a row
     config that :func:`simulations.train.parse_config` rejects, a baseline that trains
@@ -174,17 +172,17 @@ def load_table_config(quick: bool = False, path=CONFIG) -> dict:
                 parse_config(bcfg)
             except ValueError as exc:
                 raise ValueError(f"{path}: baseline of row {row['label']!r}: {exc}") from None
-            if bscore not in ("final", "head"):
-                raise ValueError(
-                    f'{path}: baseline of row {row["label"]!r}: score must be "final" or '
-                    f'"head", got {bscore!r}'
-                )
-            if bscore == "head" and bcfg.get("ff", {}).get("head_readout") is not True:
-                raise ValueError(
-                    f'{path}: baseline of row {row["label"]!r}: score "head" needs '
-                    f"ff.head_readout true in the baseline's config (the run has no head "
-                    f"otherwise), got {bcfg.get('ff', {}).get('head_readout')!r}"
-                )
+            hr = bcfg.get("ff", {}).get("head_readout")
+            why = (
+                f'score must be "final" or "head", got {bscore!r}'
+                if bscore not in ("final", "head")
+                else f'score "head" needs ff.head_readout true in the baseline\'s config '
+                f"(the run has no head otherwise), got {hr!r}"
+                if bscore == "head" and hr is not True
+                else None
+            )
+            if why:
+                raise ValueError(f"{path}: baseline of row {row['label']!r}: {why}")
         elif base is not None:
             raise ValueError(
                 f'{path}: row {row["label"]!r}: baseline must be "untrained" or an object '
