@@ -120,6 +120,7 @@ def test_pepita_vs_afa(tmp_path):
     assert abs(a_ode - a_sim) < 0.15 * a_sim, (a_ode, a_sim)
 
 
+@pytest.mark.slow  # ~50 s on 2 cores (every activation: ODE and simulations)
 def test_activations(tmp_path):
     d, p = run_figure("activations", tmp_path)
     rel = p["check"]["rel_max"]
@@ -203,6 +204,7 @@ def test_saad_solla(tmp_path):
     assert d["sim_spec_mean"][-1] > 0.9
 
 
+@pytest.mark.slow  # ~22 s (simulations at three N); a statistical figure
 def test_scaling(tmp_path):
     d, p = run_figure("scaling", tmp_path)
     lo, hi = p["check"]["slope_range"]

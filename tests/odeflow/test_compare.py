@@ -69,6 +69,7 @@ def test_compare_save_and_plot(fa_cmp, tmp_path):
         fa_cmp.save(tmp_path / "c.json")
 
 
+@pytest.mark.slow  # ~21 s (pepita simulations to divergence + the exact ODE)
 def test_compare_pepita_uses_exact_ode_and_reports_divergence():
     assert ODE_RULE["pepita"] == "pepita" and ODE_RULE["pepita-forward"] == "pepita-forward"
     c = compare(

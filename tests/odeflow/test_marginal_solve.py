@@ -40,6 +40,7 @@ def test_solve_with_marginal_scheme_follows_the_closed_form_ode():
     assert q["options"]["rtol"] == 1e-6 and "failure" not in q
 
 
+@pytest.mark.slow  # ~35 s (the marginal SDE kernels compile); solve's marginal path stays default
 def test_sde_and_config_accept_the_marginal_scheme(tmp_path):
     from odeflow.__main__ import main
     from odeflow.api import Result

@@ -114,6 +114,7 @@ def test_workers_die_with_a_killed_sweep(tmp_path):
 
 
 # ------------------------------------------------------------------- --scheduler
+@pytest.mark.slow  # ~16 s, mostly the connection timeout it checks
 @pytest.mark.skipif(not HAVE_DASK, reason="dask.distributed not installed")
 def test_scheduler_that_is_an_http_server(tmp_path):
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=tmp_path)
