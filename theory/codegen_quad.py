@@ -158,6 +158,39 @@ def _unit_code(rule: R.Rule, act: Activation, adaptive: bool, params) -> list:
     return unit_code(rule, act, adaptive, params)
 
 
+_NODE_FETCH = """\
+# the node, written out here rather than through _next_node (quad_kernels): the
+# inlined call cost ~80 ns per node, four times the K = M = 2 integrand
+if kind == 1:
+    for j_ in range(D):
+        xi[j_] = p[O_N + q * D + j_]
+    w = p[O_W + q]
+else:  # tensor Gauss–Hermite: odometer over the 1-D nodes, first coordinate fastest
+    if q == 0:
+        for j_ in range(D):
+            idx[j_] = 0
+            xi[j_] = X[0]
+    else:
+        j_ = 0
+        idx[0] += 1
+        while idx[j_] == nX:
+            idx[j_] = 0
+            xi[j_] = X[0]
+            j_ += 1
+            idx[j_] += 1
+        xi[j_] = X[idx[j_]]
+    w = 1.0
+    for j_ in range(D):
+        w *= Wt[idx[j_]]
+map_node(L, xi, z)"""
+
+
+def node_fetch(indent: int) -> str:
+    """Node q of the packed rule into ``xi``, its weight into ``w`` and the fields
+    ``z = L ξ``, indented by ``indent`` (the drift's blocks and :func:`node_body`)."""
+    return "\n".join(" " * indent + line for line in _NODE_FETCH.split("\n"))
+
+
 def node_body(first: list, unit: list, per_unit: list) -> str:
     """The first half of the body of the loop over quadrature nodes ``for q in range(P):``
     of the noise covariance (:mod:`theory.covariance`), indented for that loop: node by
@@ -174,28 +207,7 @@ def node_body(first: list, unit: list, per_unit: list) -> str:
     def block(lines, n):
         return "\n".join(" " * n + s for s in lines) if lines else " " * n + "pass"
 
-    return f"""        if kind == 1:
-            for j_ in range(D):
-                xi[j_] = p[O_N + q * D + j_]
-            w = p[O_W + q]
-        else:  # tensor Gauss–Hermite: odometer over the 1-D nodes, first coordinate fastest
-            if q == 0:
-                for j_ in range(D):
-                    idx[j_] = 0
-                    xi[j_] = X[0]
-            else:
-                j_ = 0
-                idx[0] += 1
-                while idx[j_] == nX:
-                    idx[j_] = 0
-                    xi[j_] = X[0]
-                    j_ += 1
-                    idx[j_] += 1
-                xi[j_] = X[idx[j_]]
-            w = 1.0
-            for j_ in range(D):
-                w *= Wt[idx[j_]]
-        map_node(L, xi, z)
+    return f"""{node_fetch(8)}
         e = 0.0
         eb = 0.0
         for u in range(NU):
@@ -301,30 +313,7 @@ def _integrate(y, p, mode, dy, S):
         nb = min(NODE_BLOCK, P - q0)
         for jb in range(nb):
             q = q0 + jb
-            # the node, written out here rather than through _next_node (quad_kernels): the
-            # inlined call cost ~80 ns per node, four times the K = M = 2 integrand
-            if kind == 1:
-                for j_ in range(D):
-                    xi[j_] = p[O_N + q * D + j_]
-                w = p[O_W + q]
-            else:  # tensor Gauss–Hermite: odometer over the 1-D nodes, first coordinate fastest
-                if q == 0:
-                    for j_ in range(D):
-                        idx[j_] = 0
-                        xi[j_] = X[0]
-                else:
-                    j_ = 0
-                    idx[0] += 1
-                    while idx[j_] == nX:
-                        idx[j_] = 0
-                        xi[j_] = X[0]
-                        j_ += 1
-                        idx[j_] += 1
-                    xi[j_] = X[idx[j_]]
-                w = 1.0
-                for j_ in range(D):
-                    w *= Wt[idx[j_]]
-            map_node(L, xi, z)
+{node_fetch(12)}
             for u in range(NU):
                 ZB[jb * NU + u] = z[u]
             WB[jb] = w
