@@ -19,7 +19,7 @@ from theory.quadrature import factor_nb
 # isort: split
 # >>> generated
 from theory.field_kernels import _fill, _g, _gp
-from theory.relu_kernels import _run_closed
+from theory.relu_kernels import _run_closed, combine_terms
 
 ADAPTIVE = 0
 CLOSED = 0
@@ -217,18 +217,7 @@ def _run(p, O, C, A, Bv, K, sig2, X, Wt, off, cnt, rp, acc):
                                 * T[kinds[i, 3], slots[i, 3]]
                             )
         i0 = i1
-    # coefficients c = [1, σ², A, B], read from the state now
-    cv = np.empty(2 + 2 * NU)
-    cv[0] = 1.0
-    cv[1] = sig2
-    for u in range(NU):
-        cv[2 + u] = A[u]
-        cv[2 + NU + u] = Bv[u]
-    for r in range(NC):
-        b6 = OC + 6 * r
-        acc[int(p[b6 + 1])] += (
-            p[b6 + 2] * cv[int(p[b6 + 3])] * cv[int(p[b6 + 4])] * cv[int(p[b6 + 5])] * I[int(p[b6])]
-        )
+    combine_terms(p, OC, NC, sig2, A, Bv, NU, I, acc)
     return 0
 
 

@@ -277,6 +277,24 @@ def moment(CS, O, D, m0, m1, tol, tn, tw):
     return v * _t2(C, O, m0, m1, tol, tn, tw)
 
 
+@njit(cache=True, nogil=True, inline="always")
+def combine_terms(p, OC, NC, sig2, A, Bv, NU, I, acc):
+    """acc[t] += c · cv[a] cv[b] cv[d] · I[i] for every packed row (i, t, c, a, b, d) of the
+    table at ``p[OC:]``, with the coefficients cv = [1, σ², A, B] read from the state now
+    (shared by the exact relu moments and the marginal scheme's node integrals)."""
+    cv = np.empty(2 + 2 * NU)
+    cv[0] = 1.0
+    cv[1] = sig2
+    for u in range(NU):
+        cv[2 + u] = A[u]
+        cv[2 + NU + u] = Bv[u]
+    for r in range(NC):
+        b6 = OC + 6 * r
+        acc[int(p[b6 + 1])] += (
+            p[b6 + 2] * cv[int(p[b6 + 3])] * cv[int(p[b6 + 4])] * cv[int(p[b6 + 5])] * I[int(p[b6])]
+        )
+
+
 @njit(cache=True, nogil=True)
 def _run_closed(p, O, C, A, Bv, K, sig2, X, Wt, off, cnt, rp, acc):
     """:func:`theory.marginal_kernels._run` with every integral an exact moment: the
@@ -350,15 +368,5 @@ def _run_closed(p, O, C, A, Bv, K, sig2, X, Wt, off, cnt, rp, acc):
             elif coef != 0.0:
                 I[i] = coef * moment(CS, Om, Dm, m0, m1, tol, tn, tw)
         i0 = i1
-    cv = np.empty(2 + 2 * NU)
-    cv[0] = 1.0
-    cv[1] = sig2
-    for u in range(NU):
-        cv[2 + u] = A[u]
-        cv[2 + NU + u] = Bv[u]
-    for r in range(NC):
-        b6 = OC + 6 * r
-        acc[int(p[b6 + 1])] += (
-            p[b6 + 2] * cv[int(p[b6 + 3])] * cv[int(p[b6 + 4])] * cv[int(p[b6 + 5])] * I[int(p[b6])]
-        )
+    combine_terms(p, OC, NC, sig2, A, Bv, NU, I, acc)
     return 0
