@@ -1,8 +1,16 @@
 import os
+import signal
 
 import matplotlib
 
 matplotlib.use("Agg")
+
+# A run started in the background by a non-interactive shell (`pytest &`, nohup, some CI
+# runners) inherits SIGINT ignored: Python then never raises KeyboardInterrupt, and the Ctrl-C
+# tests waited out their timeouts (minutes) before failing. They test our handling of Ctrl-C,
+# not the shell's, so the test process (and the subprocesses it starts) get the default.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # Generated code and numba's compiled cache for the test run go to one place per checkout,
 # so repeated local runs reuse them; CI starts from a clean checkout and compiles afresh.

@@ -64,6 +64,7 @@ def test_style_colours_cover_rules():
     assert set(RULES) <= set(_style.COLORS) and set(RULES) <= set(_style.LABELS)
 
 
+@pytest.mark.slow  # ~40 s on 2 cores: the quick figure's four rules from cold
 def test_learning_curves(tmp_path):
     d, p = run_figure("learning-curves", tmp_path)
     chk, N = p["check"], int(d["N"])

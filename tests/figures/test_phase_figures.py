@@ -5,6 +5,7 @@ import json
 import math
 
 import numpy as np
+import pytest
 
 import figures
 
@@ -48,6 +49,7 @@ def test_afa_phase(tmp_path):
     assert learned.sum() >= 5 and np.all(cos[learned] > chk["cos_aligned"])
 
 
+@pytest.mark.slow  # ~40 s on 2 cores: the quick phase grid and its simulations
 def test_pepita_phase(tmp_path):
     d, p = run_figure("pepita-phase", tmp_path)
     chk = p["check"]

@@ -31,6 +31,7 @@ def init_dict(widths=(2, 3), seed=0):
     }
 
 
+@pytest.mark.slow  # ~35 s: the deep system's Euler loop from cold
 def test_solve_deep_matches_euler_by_hand():
     """Two Euler steps of solve(method='euler') equal two explicit steps of the system's
     rhs (the API packs, integrates and unpacks W correctly)."""
@@ -135,6 +136,7 @@ def test_cli_solve_writes_every_W(tmp_path, capsys):
         assert res.cos_delta.shape == (3, 3)
 
 
+@pytest.mark.slow  # ~17 s: theory and a deep student
 def test_compare_deep_config_runs_theory_against_deep_student():
     """``odeflow compare`` with "widths": the deep simulation (simulations.deep_student)
     and the deep ODE from its measured state: at α = 0 both hold the same Q, R, v, W[0]

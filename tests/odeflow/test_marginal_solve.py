@@ -18,6 +18,7 @@ def _afa_state(seed=0, N=500):
     )
 
 
+@pytest.mark.slow  # ~20 s: the marginal system from cold
 def test_solve_with_marginal_scheme_follows_the_closed_form_ode():
     # AFA, erf, K = M = 2, α = 0 → 3: the closed-form ODE is the oracle. The marginal
     # right-hand side (default n = 24) is within ~1e-9 relative of it at such states

@@ -73,6 +73,7 @@ def test_rule_params_reach_the_kernel(rule_file):
         simulate(_cfg(spec, init={"d": [[1.0, 1.0], [1.0, 1.0, 1.0]]}))
 
 
+@pytest.mark.slow  # ~35 s: two command lines, each compiling the rule
 def test_rule_file_through_both_command_lines(rule_file, tmp_path, capsys):
     """``python -m simulations run`` and ``python -m odeflow solve`` take
     ``"rule": "my_rules.py:NAME"`` (relative to the config) with "widths"; the ODE of the

@@ -220,6 +220,7 @@ def test_config_errors():
             simulate({**good, **over})
 
 
+@pytest.mark.slow  # ~35 s: the FF command lines from cold
 def test_command_lines(tmp_path):
     """python -m simulations run, python -m odeflow solve --init-from, compare (rule ff)."""
     from odeflow.__main__ import main as ode_main

@@ -15,6 +15,10 @@ from mnist_data import FIXTURE_SPLIT, FULL, needs_full_mnist  # noqa: E402
 from figures import get  # noqa: E402
 from figures import mnist_table as mt  # noqa: E402
 
+# the module's tests share one quick table (~60 s under load): keep them on one test worker
+# (setup.cfg runs xdist with --dist loadgroup) instead of computing it once per worker
+pytestmark = pytest.mark.xdist_group("mnist-table")
+
 
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory):

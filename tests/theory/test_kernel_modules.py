@@ -56,6 +56,7 @@ def test_quadrature_kernels_run_on_their_own():
         assert abs(quad_kernels._eg_nodes(y, p) - want) < tol
 
 
+@pytest.mark.slow  # ~30 s: compiles the marginal kernel module alone
 def test_marginal_kernels_run_on_their_own():
     """marginal_kernels._integrate with its stand-ins (backprop, erf) against the closed-form
     backprop ODEs (theory.codegen): the right-hand side to the marginal rule's accuracy."""
@@ -71,6 +72,7 @@ def test_marginal_kernels_run_on_their_own():
     np.testing.assert_allclose(dy, want, rtol=1e-8, atol=1e-10)
 
 
+@pytest.mark.slow  # ~40 s: compiles the FF kernel module alone
 def test_ff_kernels_run_on_their_own():
     """theory.ff_kernels, imported as a plain module, is Forward-Forward's kernel for its
     stand-in activation erf: its rhs, ε_g and loss equal those of the generated erf module

@@ -125,6 +125,7 @@ def test_unmeetable_request_is_refused_with_the_message(scheme, n, act, K, M, rt
 
 
 # ------------------------------------------------------------- the three silent cases
+@pytest.mark.slow  # ~25 s: a 4x4 Gauss-Hermite system
 def test_gauss_hermite_without_n_at_4x4_is_not_three_nodes():
     # was: n = 3 per field at K = M = 4 (8 fields), 30–63 % wrong, silently
     st = curve_states(4, 4)[0]
