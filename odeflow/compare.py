@@ -51,8 +51,8 @@ ensemble's, per order parameter, with two verdicts (:func:`sde_verdict`):
   stds (n seeds, P paths).
 
 Keys of ``"sde"`` (:data:`SDE_DEFAULTS`): ``n_paths``, ``dt``, ``seed``, ``method``,
-``spread_floor``, and ``noise_every``, ``noise_quadrature`` (passed to ``solve_sde``: how
-often and with which rule Σ is computed).
+``spread_floor``, and ``noise_every``, ``noise_rtol``, ``noise_quadrature`` (passed to
+``solve_sde``: how often and with which rule Σ is computed; by default adaptively).
 """
 
 from __future__ import annotations
@@ -103,7 +103,8 @@ SDE_DEFAULTS = {
     "seed": 0,
     "method": "euler-maruyama",
     "spread_floor": 0.003,
-    "noise_every": 1,
+    "noise_every": None,
+    "noise_rtol": None,
     "noise_quadrature": None,
 }
 #: how many sampling errors a verdict allows
@@ -373,8 +374,13 @@ def sde_options(config: dict) -> dict | None:
     ):
         raise ValueError(f"sde.seed must be a non-negative int or null, got {out['seed']!r}")
     ne = out["noise_every"]
-    if isinstance(ne, bool) or not isinstance(ne, int) or ne < 1:
-        raise ValueError(f"sde.noise_every must be an int >= 1, got {ne!r}")
+    if ne is not None and (isinstance(ne, bool) or not isinstance(ne, int) or ne < 1):
+        raise ValueError(f"sde.noise_every must be an int >= 1 or null (adaptive), got {ne!r}")
+    tol = out["noise_rtol"]
+    if tol is not None and (
+        isinstance(tol, bool) or not isinstance(tol, (int, float)) or not 0 < tol < math.inf
+    ):
+        raise ValueError(f"sde.noise_rtol must be a positive number or null, got {tol!r}")
     out["n_paths"] = int(n)
     return out
 
@@ -451,6 +457,7 @@ def _sde_band(sde_opts, ode_rule, init, rates, cfg, sim, names, T, n, progress, 
         progress=progress,
         N=cfg["N"],
         noise_every=sde_opts["noise_every"],
+        noise_rtol=sde_opts["noise_rtol"],
         noise_quadrature=sde_opts["noise_quadrature"],
         **extra,
     )

@@ -35,8 +35,9 @@ validator :func:`odeflow.solve` uses.
 ``sde`` (:data:`SDE_KEYS`) takes the same keys minus ``rtol, atol, eg_tol, max_steps``,
 plus ``n_paths`` (required), ``seed`` and ``method`` = "euler-maruyama"; ``dt`` is required.
 ``"N": 500`` gives every order parameter its finite-N noise Σ(y)/N (any rule, also "ff";
-docs/finite-size.md), with ``noise_quadrature`` (as ``quadrature``) and ``noise_every``
-(refactor Σ every this many steps, default every Δα = 0.05); without ``N`` only AFA's
+docs/finite-size.md), with ``noise_quadrature`` (as ``quadrature``), ``noise_every``
+(refactor Σ every this many steps; default null: adaptively, as Σ changes) and
+``noise_rtol`` (the adaptive refresh's tolerance, default 0.01); without ``N`` only AFA's
 feedback is noisy.
 A deep student (``widths`` / an init with ``"W"``, ``eta_W``) needs ``N``: every order
 parameter, every read-out matrix included, gets its finite-N noise (docs/deep.md).
@@ -91,7 +92,7 @@ SDE_KEYS = (
     _COMMON[:4]
     + ("eta", "eta_v", "sigma")
     + _COMMON[4:]
-    + ("method", "n_paths", "seed", "N", "noise_quadrature", "noise_every", "widths")
+    + ("method", "n_paths", "seed", "N", "noise_quadrature", "noise_every", "noise_rtol", "widths")
 )
 INIT_KEYS = INIT_FIELDS
 _REQUIRED = {
@@ -131,7 +132,16 @@ _INIT_FROM_EXPECTED = (
 )
 #: keys whose value must be a real number (JSON number; not a string, boolean, null or list)
 #: (the model's parameters, eta, eta_u, theta, …, are checked by the model's validator)
-_NUMBER_KEYS = ("alpha_max", "dt", "rtol", "atol", "eg_tol", "diverge_threshold", "N")
+_NUMBER_KEYS = (
+    "alpha_max",
+    "dt",
+    "rtol",
+    "atol",
+    "eg_tol",
+    "diverge_threshold",
+    "N",
+    "noise_rtol",
+)
 #: keys whose value must be an integer
 _INT_KEYS = ("K", "M", "max_steps", "n_paths", "seed", "noise_every")
 _STR_KEYS = ("rule", "activation", "method")
@@ -152,15 +162,15 @@ def _check_types(cfg: Mapping) -> None:
     ``[0.5]`` are not numbers), never silently converted."""
     for k in _NUMBER_KEYS:
         if k in cfg and (isinstance(cfg[k], bool) or not isinstance(cfg[k], (int, float))):
-            if k in ("dt", "eg_tol", "N") and cfg[k] is None:
+            if k in ("dt", "eg_tol", "N", "noise_rtol") and cfg[k] is None:
                 continue  # null = not given
             raise ConfigError(
                 f"{k} must be a number, got {_type_name(cfg[k])} ({json.dumps(cfg[k])})"
             )
     for k in _INT_KEYS:
         if k in cfg and (isinstance(cfg[k], bool) or not isinstance(cfg[k], int)):
-            if k == "seed" and cfg[k] is None:
-                continue  # null = fresh entropy
+            if k in ("seed", "noise_every") and cfg[k] is None:
+                continue  # null = fresh entropy / the adaptive refresh
             raise ConfigError(
                 f"{k} must be an integer, got {_type_name(cfg[k])} ({json.dumps(cfg[k])})"
             )

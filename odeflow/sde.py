@@ -107,7 +107,7 @@ EM_SIGNATURE = types.void(
     types.int64,
 )
 #: em_full_kernel(rhs, eg, cov, p, pc, Y, rec_alpha, rec_y, rec_eg, FS, IST, opts, seeds,
-#:                inv_n, every, LS, steps)
+#:                inv_n, every, ctl, LS, SS, NX, steps)
 EM_FULL_SIGNATURE = types.void(
     RHS_TYPE,
     EG_TYPE,
@@ -124,9 +124,21 @@ EM_FULL_SIGNATURE = types.void(
     types.int64[::1],
     types.float64,
     types.int64,
+    _arr,
     _arr3,
+    _arr3,
+    _iarr2,
     types.int64,
 )
+#: ``NX[i]`` of :func:`em_full_kernel`: the step of path i's next refresh of Σ, the current
+#: interval (steps), the number of evaluations of Σ so far
+NX_NEXT, NX_INTERVAL, NX_COUNT = 0, 1, 2
+#: ``ctl`` of :func:`em_full_kernel` (adaptive refresh): tolerance, the first and the
+#: largest interval (steps)
+C_RTOL, C_FIRST, C_MAX = 0, 1, 2
+#: variances below this fraction of the largest do not steer the refresh interval (their
+#: noise is ≤ 1 % of the largest std; their relative changes would be noise)
+VAR_FLOOR = 1e-4
 
 
 def _drop_stale_cache():
@@ -137,14 +149,14 @@ def _drop_stale_cache():
     from pathlib import Path
 
     here = Path(__file__).resolve()
-    src = here.with_name("rk.py")
+    srcs = [here.with_name(f) for f in ("rk.py", "rk_checks.py")]
     dirs = [here.parent / "__pycache__"]
     if os.environ.get("NUMBA_CACHE_DIR"):
         dirs.append(Path(os.environ["NUMBA_CACHE_DIR"]))
     try:
-        t_src = src.stat().st_mtime
+        t_src = max(f.stat().st_mtime for f in srcs if f.exists())
         for d in dirs:
-            for f in d.rglob("sde.em_kernel-*.nbi") if d.exists() else ():
+            for f in d.rglob("sde.em_*kernel-*.nbi") if d.exists() else ():
                 if f.stat().st_mtime < t_src:
                     f.unlink()
     except OSError:
@@ -304,6 +316,39 @@ def em_kernel(
             _after_fixed_step(landed, fs, ist)
 
 
+@njit(cache=True)
+def sigma_change(S, Sp):
+    """``max_ij |S_ij − Sp_ij| / √(s_i s_j)``, ``s_i = max(Sp_ii, VAR_FLOOR·max_k Sp_kk)``:
+    the change of Σ relative to the scale of each entry (invariant under rescaling the order
+    parameters); ∞ when Sp is zero."""
+    n = S.shape[0]
+    top = 0.0
+    for i in range(n):
+        top = max(top, Sp[i, i])
+    if top <= 0.0:
+        return np.inf
+    floor = VAR_FLOOR * top
+    out = 0.0
+    for i in range(n):
+        si = max(Sp[i, i], floor)
+        for j in range(i + 1):
+            sj = max(Sp[j, j], floor)
+            out = max(out, abs(S[i, j] - Sp[i, j]) / np.sqrt(si * sj))
+    return out
+
+
+@njit(cache=True)
+def next_interval(change, interval, ctl):
+    """The next refresh interval (steps) of an adaptive Σ: Σ moved by ``change`` (relative,
+    :func:`sigma_change`) over the last ``interval`` steps, so ``interval·rtol/change``
+    steps move it by ``rtol``; 0.9 of that, at most doubling (the rate is the last
+    interval's) and at most ``ctl[C_MAX]`` steps."""
+    grow = 2.0
+    if change > 0.0:
+        grow = min(grow, 0.9 * ctl[C_RTOL] / change)
+    return max(np.int64(1), min(np.int64(ctl[C_MAX]), np.int64(interval * grow)))
+
+
 @njit(EM_FULL_SIGNATURE, parallel=True, cache=True)
 def em_full_kernel(
     rhs,
@@ -321,18 +366,31 @@ def em_full_kernel(
     seeds,
     inv_n,
     every,
+    ctl,
     LS,
+    SS,
+    NX,
     max_call_steps,
 ):
     """Finite-N Euler–Maruyama on every order parameter (:mod:`theory.covariance`)::
 
         y_{n+1} = y_n + h f(y_n) + √(h/N) L ξ_n,    L Lᵀ = Σ(y_m),  ξ_n ~ N(0, I_n)
 
-    ``cov(y, pc, S)`` writes Σ = Cov[f] (n×n); ``inv_n`` = 1/N. ``L`` is refactored every
-    ``every`` steps (m = the last multiple of ``every`` ≤ n; ``every = 1``: Σ at every
-    step) and kept in ``LS`` (P, n, n) between calls. The noise of step n of path i is
-    :func:`fill_normals` ``(seeds[i], n·⌈n_y/2⌉, ξ)``: independent of threads and of how the
-    run is cut into calls, as in :func:`em_kernel`. Other arguments as :func:`em_kernel`.
+    ``cov(y, pc, S)`` writes Σ = Cov[f] (n×n); ``inv_n`` = 1/N. m is the step of the last
+    refresh of Σ and its factor ``L`` (kept in ``LS`` (P, n, n) between calls):
+
+    * ``every ≥ 1``: every ``every`` steps (m = the last multiple of ``every`` ≤ n;
+      ``every = 1``: Σ at every step, the plain scheme);
+    * ``every = 0``: adaptive, per path. The first interval is ``ctl[C_FIRST]`` steps;
+      at each refresh Σ is compared with the previous one (``SS``, :func:`sigma_change`)
+      and the next interval chosen so that Σ moves by about ``ctl[C_RTOL]`` over it
+      (:func:`next_interval`). The frozen Σ is then within ~rtol of Σ(y_n) entry by entry.
+
+    ``NX`` (P, 3) holds each path's refresh schedule (``NX_NEXT``, ``NX_INTERVAL``) and its
+    count of Σ evaluations (``NX_COUNT``); like the noise it depends only on the path's own
+    history, so the run is independent of how it is cut into calls. The noise of step n of
+    path i is :func:`fill_normals` ``(seeds[i], n·⌈n_y/2⌉, ξ)``: independent of threads and
+    of the cuts, as in :func:`em_kernel`. Other arguments as :func:`em_kernel`.
     """
     P, n = Y.shape
     K = np.int64(opts[O_K])
@@ -346,6 +404,8 @@ def em_full_kernel(
         base = np.uint64(seeds[ip])
         y = Y[ip]
         Lc = LS[ip]
+        Sp = SS[ip]
+        nx = NX[ip]
         f = np.empty(n)
         ynew = np.empty(n)
         S = np.empty((n, n))
@@ -360,10 +420,19 @@ def em_full_kernel(
             h, anew, landed = fixed_step_size(fs, ist, rec_alpha, opts)
             rhs(y, p, f)
             ist[I_NFEV] += 1
-            if ist[I_NSTEPS] % every == 0:
+            step = ist[I_NSTEPS]
+            if (every > 0 and step % every == 0) or (every == 0 and step >= nx[NX_NEXT]):
                 cov(y, pc, S)
+                if every == 0:
+                    if nx[NX_COUNT] == 0:
+                        nx[NX_INTERVAL] = np.int64(ctl[C_FIRST])
+                    else:
+                        nx[NX_INTERVAL] = next_interval(sigma_change(S, Sp), nx[NX_INTERVAL], ctl)
+                    nx[NX_NEXT] = step + nx[NX_INTERVAL]
+                    Sp[:, :] = S
+                nx[NX_COUNT] += 1
                 chol_psd(S, Lc)
-            fill_normals(base, ist[I_NSTEPS] * half, xi)
+            fill_normals(base, step * half, xi)
             sh = np.sqrt(h * inv_n)
             for i in range(n):
                 s = 0.0
@@ -395,6 +464,8 @@ __all__ = [
     "em_kernel",
     "em_full_kernel",
     "chol_psd",
+    "sigma_change",
+    "next_interval",
     "base_seeds",
     "counter_normal_pair",
     "CHUNK_STEPS",

@@ -36,15 +36,28 @@ from .inputs import rule_name as _rule_name
 from .inputs import select_quadrature as _select_quadrature
 from .results import SDEResult, _jsonable
 
-__all__ = ["solve_sde", "SDEResult", "SDE_METHODS", "NOISE_DALPHA"]
+__all__ = [
+    "solve_sde",
+    "SDEResult",
+    "SDE_METHODS",
+    "NOISE_DALPHA",
+    "NOISE_DALPHA_MAX",
+    "NOISE_RTOL",
+]
 
-#: default interval in α between two factorisations of Σ (``noise_every=None``). Σ varies on
-#: an O(1) α scale, so holding its factor over Δα changes the diffusion coefficient by
-#: O(Δα); measured (BP, N = 500, 200 paths with common noise; docs/finite-size.md) the std
-#: of ε_g is 0.98–0.99 of the every-step run before the plateau escape (the sampling error
-#: of a std over 24 seeds is ±15 %); during the escape the std is set by a few late paths
-#: and moves either way, as between two seeds of the every-step run
+#: the adaptive refresh of Σ (``noise_every=None``, the default): the first interval in α,
+#: the largest, and the tolerance on Σ's relative change over one interval
+#: (:func:`odeflow.sde.sigma_change`). Σ costs a quadrature (~10³ nodes) against the drift's
+#: closed form, so how often it is refreshed sets the cost of a path. Holding Σ's factor
+#: over an interval in which Σ moves by δ (relative) changes the diffusion by ≤ δ, its
+#: standard deviations by ≤ δ/2; NOISE_RTOL = 0.01 keeps that at the level of Σ's own
+#: quadrature error (Sobol-1024: ~1 %) and far below the sampling error of a std over tens of
+#: paths. On a plateau Σ hardly moves and the interval grows to NOISE_DALPHA_MAX; during an
+#: escape it shrinks (docs/finite-size.md has the measured intervals and the check against
+#: refreshing at every step).
 NOISE_DALPHA = 0.05
+NOISE_DALPHA_MAX = 1.0
+NOISE_RTOL = 0.01
 
 
 def _nan_stats(x, alive):
@@ -67,6 +80,11 @@ def _drift_quadrature(system, state, eta, eta_v, sigma, rule_params, qsel):
     if q is not None:
         q.pop("error_final", None)
     return q
+
+
+def _steps(dalpha, dt):
+    """The number of steps of size dt in dalpha (at least one)."""
+    return max(1, int(round(dalpha / dt)))
 
 
 def _positive_int(name, x):
@@ -137,6 +155,7 @@ def solve_sde(
     N=None,
     noise_quadrature=None,
     noise_every=None,
+    noise_rtol=None,
     eta_W=None,
     widths=None,
 ) -> SDEResult:
@@ -193,11 +212,17 @@ def solve_sde(
         selected by an init with ``W``). Σ's rule is the drift's unless
         ``noise_quadrature`` is given.
     noise_every : int ≥ 1 or None
-        Refactor Σ every this many steps (1: every step, the plain Euler–Maruyama
-        scheme). Larger values freeze the diffusion over ``noise_every·dt`` (an O(that)
-        error in Σ) to save time: Σ costs a quadrature (~10³ nodes), the drift a closed
-        form. None (default): every :data:`NOISE_DALPHA` in α, ``max(1, round(0.05/dt))``
-        steps. Only with ``N``.
+        None (default): refresh Σ adaptively, per path: first after :data:`NOISE_DALPHA`
+        in α, then at intervals chosen so that Σ moves by about ``noise_rtol`` (relative,
+        entry by entry) between refreshes, at most :data:`NOISE_DALPHA_MAX` in α. An int:
+        refresh every this many steps (1: every step, the plain Euler–Maruyama scheme;
+        larger values freeze the diffusion over ``noise_every·dt``, an O(that) error in
+        Σ). Σ costs a quadrature (~10³ nodes), the drift a closed form, so this sets the
+        cost. ``params["noise_evaluations"]`` records the mean number of Σ evaluations per
+        path. Only with ``N``.
+    noise_rtol : float > 0, optional
+        The adaptive refresh's tolerance (default :data:`NOISE_RTOL` = 0.01); only with
+        ``N`` and ``noise_every=None``.
 
     Returns
     -------
@@ -234,10 +259,22 @@ def solve_sde(
 
         N = check_number("N", N, 1.0)
         if noise_every is None:
-            noise_every = max(1, int(round(NOISE_DALPHA / dt)))
-        noise_every = _positive_int("noise_every", noise_every)
-    elif noise_quadrature is not None or noise_every not in (None, 1):
-        raise ValueError("noise_quadrature and noise_every apply only with N (finite-N noise)")
+            noise_rtol = _positive("noise_rtol", NOISE_RTOL if noise_rtol is None else noise_rtol)
+            ctl = np.array(
+                [noise_rtol, _steps(NOISE_DALPHA, dt), _steps(NOISE_DALPHA_MAX, dt)], dtype=float
+            )
+        else:
+            noise_every = _positive_int("noise_every", noise_every)
+            if noise_rtol is not None:
+                raise ValueError(
+                    "noise_rtol is the tolerance of the adaptive refresh of Σ "
+                    "(noise_every=None); with a fixed noise_every it does nothing: drop one"
+                )
+            ctl = np.zeros(3)
+    elif noise_quadrature is not None or noise_every not in (None, 1) or noise_rtol is not None:
+        raise ValueError(
+            "noise_quadrature, noise_every and noise_rtol apply only with N (finite-N noise)"
+        )
     if seed is None:
         seed = int(np.random.SeedSequence().entropy % (1 << 63))
     model, state, mparams, (eta, eta_v, sigma, rule_params) = check_run(
@@ -316,6 +353,8 @@ def solve_sde(
             )
     else:
         LS = np.zeros((P, n, n))
+        SS = np.zeros((P, n, n))
+        NX = np.zeros((P, 3), dtype=np.int64)
 
         def call(a, z, steps):
             E.em_full_kernel(
@@ -333,8 +372,11 @@ def solve_sde(
                 opts,
                 seeds[a:z],
                 1.0 / N,
-                noise_every,
+                0 if noise_every is None else noise_every,
+                ctl,
                 LS[a:z],
+                SS[a:z],
+                NX[a:z],
                 steps,
             )
 
@@ -390,7 +432,17 @@ def solve_sde(
         rule_params=dict(rule_params or {}),
     )
     if N is not None:
-        params.update(N=N, noise_every=noise_every, noise_quadrature=noise_rule)
+        params.update(
+            N=N,
+            noise_every=noise_every,
+            **(
+                {"noise_refresh": {"rtol": ctl[0], "first": NOISE_DALPHA, "max": NOISE_DALPHA_MAX}}
+                if noise_every is None
+                else {}
+            ),
+            noise_evaluations=float(NX[:, E.NX_COUNT].mean()),
+            noise_quadrature=noise_rule,
+        )
     quad = _drift_quadrature(system, state, eta, eta_v, sigma, rule_params, qsel)
     if quad is not None:
         params["quadrature"] = quad

@@ -139,6 +139,7 @@ def test_activations(tmp_path):
             assert d[f"{act}_fa_{src}"][-1] < 0.8 * d[f"{act}_bp_{src}"][-1], (act, src)
 
 
+@pytest.mark.slow  # ~25 s: the quick alignment figure from cold
 def test_alignment(tmp_path):
     d, p = run_figure("alignment", tmp_path)
     level = float(d["cos_level"])

@@ -115,6 +115,7 @@ def _args(cfg):
     return (rule, init), kw
 
 
+@pytest.mark.slow  # ~23 s: the deep CLI from cold
 def test_cli_solve_writes_every_W(tmp_path, capsys):
     init = init_dict(widths=(2, 3, 2))
     rng = np.random.default_rng(5)

@@ -117,13 +117,56 @@ def test_same_seed_same_paths_and_grouping_free():
     c = odeflow.solve_sde("afa", st, n_paths=6, noise_every=2, **kw)
     np.testing.assert_array_equal(c.eg[:, 0], a.eg[:, 0])
     assert c.params["noise_every"] == 2 and not np.array_equal(c.eg, a.eg)
-    # the default refactors every Δα = NOISE_DALPHA = 0.05: round(0.05 / 0.03) = 2 steps,
-    # the same paths as noise_every=2
+    # the default refreshes Σ adaptively (per path, recorded in params)
     d = odeflow.solve_sde("afa", st, n_paths=6, **kw)
-    assert d.params["noise_every"] == 2
-    np.testing.assert_array_equal(d.eg, c.eg)
-    e = odeflow.solve_sde("afa", st, n_paths=2, **{**kw, "dt": 0.1})
-    assert e.params["noise_every"] == 1  # dt above Δα: every step
+    assert d.params["noise_every"] is None
+    assert d.params["noise_refresh"]["rtol"] == odeflow.sde_solve.NOISE_RTOL
+    np.testing.assert_array_equal(d.eg[:, 0], a.eg[:, 0])
+
+
+def test_adaptive_refresh_schedule():
+    """The adaptive refresh of Σ against its definition. With a tolerance no change can
+    meet, every interval is one step: the paths are noise_every=1's bit for bit (first
+    interval round(0.05/dt) = 1 at dt = 0.05). With one every change meets, the interval
+    doubles from 1 step up to NOISE_DALPHA_MAX/dt = 20: refreshes at steps 0, 1, 3, 7, 15,
+    31, 51, …, 191 of 200 — 14 evaluations of Σ per path."""
+    st = _state("bp")
+    kw = dict(eta=1.0, dt=0.05, seed=2, N=500, n_paths=3, record={"every": 0.5})
+    a = odeflow.solve_sde("bp", st, alpha_max=2.0, noise_every=1, **kw)
+    b = odeflow.solve_sde("bp", st, alpha_max=2.0, noise_rtol=1e-300, **kw)
+    np.testing.assert_array_equal(a.eg, b.eg)
+    np.testing.assert_array_equal(a.Q, b.Q)
+    assert a.params["noise_evaluations"] == b.params["noise_evaluations"] == 40
+    c = odeflow.solve_sde("bp", st, alpha_max=10.0, noise_rtol=1e300, **kw)
+    assert c.params["noise_evaluations"] == 14
+    # the default sits in between, and its paths differ from both
+    d = odeflow.solve_sde("bp", st, alpha_max=10.0, **kw)
+    assert 14 < d.params["noise_evaluations"] < 200
+
+
+def test_sigma_change_and_next_interval_by_hand():
+    """:func:`odeflow.sde.sigma_change` is max |ΔΣ_ij| / √(s_i s_j) with the variance floor;
+    :func:`odeflow.sde.next_interval` aims at rtol with 0.9 safety, doubling at most."""
+    from odeflow import sde_solve
+    from odeflow.sde import VAR_FLOOR, next_interval, sigma_change
+
+    Sp = np.array([[4.0, 1.0, 0.0], [1.0, 1.0, 0.0], [0.0, 0.0, 1e-9]])
+    S = Sp.copy()
+    S[0, 1] = S[1, 0] = 1.1  # 0.1 / √(4·1) = 0.05
+    assert sigma_change(S, Sp) == pytest.approx(0.05)
+    S[1, 1] = 1.08  # 0.08 / 1: the largest relative change
+    assert sigma_change(S, Sp) == pytest.approx(0.08)
+    S[2, 2] = 2e-9  # below the floor 4e-4: measured against it, 1e-9 / 4e-4
+    assert sigma_change(S, Sp) == pytest.approx(0.08)
+    S[2, 2] = 1e-9 + 0.2 * VAR_FLOOR * 4.0  # 0.2 of the floor: beats 0.08
+    assert sigma_change(S, Sp) == pytest.approx(0.2)
+    assert sigma_change(S, np.zeros((3, 3))) == np.inf
+    ctl = np.array([0.01, 3.0, 50.0])
+    assert next_interval(0.02, 10, ctl) == 4  # 10 · 0.9 · 0.01/0.02 = 4.5
+    assert next_interval(0.0, 10, ctl) == 20  # at most doubling
+    assert next_interval(0.0, 40, ctl) == 50  # at most ctl[2]
+    assert next_interval(1.0, 10, ctl) == 1  # at least one step
+    assert sde_solve.NOISE_RTOL == 0.01
 
 
 def test_errors():
@@ -138,6 +181,12 @@ def test_errors():
         )
     with pytest.raises(ValueError, match="noise_every"):
         odeflow.solve_sde("bp", st, eta=1.0, alpha_max=1, dt=0.1, n_paths=2, N=10, noise_every=0)
+    with pytest.raises(ValueError, match="noise_rtol is the tolerance of the adaptive"):
+        odeflow.solve_sde(
+            "bp", st, eta=1.0, alpha_max=1, dt=0.1, n_paths=2, N=10, noise_every=2, noise_rtol=0.1
+        )
+    with pytest.raises(ValueError, match="noise_rtol"):
+        odeflow.solve_sde("bp", st, eta=1.0, alpha_max=1, dt=0.1, n_paths=2, N=10, noise_rtol=-1)
 
 
 def test_drift_quadrature_is_selected_like_solve():

@@ -111,6 +111,7 @@ def test_rule_file_through_both_command_lines(rule_file, tmp_path, capsys):
     assert np.abs(b.Q[-1] - b.Q[0]).max() > 1e-3  # 10⁹× the tolerance
 
 
+@pytest.mark.slow  # ~20 s: a sweep over a compiled deep rule
 def test_sweep_over_a_deep_rule_file_equals_the_direct_solve(rule_file, tmp_path):
     """A solve sweep whose base names a deep rule file ("widths" given): the file is loaded
     as a DeepRule when the sweep is checked, and each point equals the direct solve."""

@@ -15,14 +15,11 @@ from mnist_data import FIXTURE_SPLIT, FULL, needs_full_mnist  # noqa: E402
 from figures import get  # noqa: E402
 from figures import mnist_table as mt  # noqa: E402
 
-# the module's tests share one quick table (~60 s under load): keep them on one test worker
-# (setup.cfg runs xdist with --dist loadgroup) instead of computing it once per worker
-pytestmark = pytest.mark.xdist_group("mnist-table")
-
 
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory):
-    """One quick run of the whole table (about 25 s of CPU), shared by the tests below.
+    """One quick run of the whole table (about 25 s of CPU), shared by the tests below
+    (setup.cfg runs xdist with ``--dist loadfile``: one worker per file, one table).
 
     Without the full MNIST test set the same quick table runs on the 1000-image fixture
     (its 800/200 split, about 5 s): every row's code path, with bounds measured on it."""

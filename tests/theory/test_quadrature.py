@@ -170,6 +170,7 @@ def test_quadrature_equals_closed_form_erf_3x2_full_tensor_slow(rule):
 MARGINAL_N_1E8 = 24
 
 
+@pytest.mark.slow  # ~27 s: a 3x2 marginal system from cold (1x1 cases stay in the default suite)
 def test_marginal_equals_closed_form_erf_3x2_afa():
     # the issue's criterion for (K, M) = (3, 2): 50 random valid states, 1e-8 relative on
     # every right-hand side entry, ε_g and (AFA) the noise covariance Σ of b
@@ -390,6 +391,7 @@ def test_bad_activation_names_it():
         get_activation(sp.Integer(3))
 
 
+@pytest.mark.slow  # ~22 s: an afa-relu quadrature system from cold
 def test_afa_relu_b_drift_by_steins_lemma():
     """AFA with relu: δ_k = b_k g'(λ_k) e with g' a step, so ∂δ/∂λ holds a Dirac delta and
     the b drift −η (Σ_j b_j E[∂δ_k/∂λ_j] + Σ_m c_m E[∂δ_k/∂ν_m]) is computed through

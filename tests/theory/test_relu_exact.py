@@ -134,7 +134,14 @@ def test_moments_against_reference_single_terms():
 
 
 @pytest.mark.parametrize(
-    "name", ["random", "alpha60", "grown200", pytest.param("grown400", marks=pytest.mark.slow)]
+    # the grown states' references (Gauss-Hermite at N = 48, 96) take ~30 s each
+    "name",
+    [
+        "random",
+        "alpha60",
+        pytest.param("grown200", marks=pytest.mark.slow),
+        pytest.param("grown400", marks=pytest.mark.slow),
+    ],
 )
 def test_relu_rhs_within_1e8_of_the_reference(name):
     st = states()[name]
