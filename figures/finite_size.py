@@ -238,7 +238,8 @@ def run_sde(cfg: dict, name: str, N: int, alpha):
         seed=int(sc["seed"]),
         record={"alpha": np.asarray(alpha, float).tolist()},
         N=int(N),
-        noise_every=int(sc.get("noise_every", 1)),
+        noise_every=sc.get("noise_every"),  # absent: the adaptive refresh of Σ
+        noise_rtol=sc.get("noise_rtol"),
         noise_quadrature=sc.get("noise_quadrature"),
     )
 

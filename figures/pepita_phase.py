@@ -63,7 +63,7 @@ def divergence_line(cfg: dict) -> dict:
 
     ``cfg["divergence_line"]``: ``eta``, ``sigma_F`` (list), ``seeds``, ``alpha_max``,
     ``eg_max`` (the blow-up level), ``record_every``, ``sde`` (``n_paths``, ``dt``,
-    ``seed``, ``noise_every``), ``quadrature`` (the drift's rule, SDE and ODE) and
+    ``seed``, ``noise_every`` or ``noise_rtol``), ``quadrature`` (the drift's rule, SDE and ODE) and
     ``ode_rtol`` (the ODE's live tolerance check; the boundary is where b grows and the
     estimate with it, docs/finite-size.md). Every simulation and every SDE path starts from
     the state measured in the simulation config's seed 0 at that σ_F (``F_norm2 = N σ_F²``).
@@ -133,7 +133,8 @@ def divergence_line(cfg: dict) -> dict:
                 seed=int(sd["seed"]),
                 record={"every": dl["record_every"]},
                 N=N,
-                noise_every=int(sd.get("noise_every", 1)),
+                noise_every=sd.get("noise_every"),  # absent: the adaptive refresh of Σ
+                noise_rtol=sd.get("noise_rtol"),
                 quadrature=q,
                 **kw,
             )

@@ -37,7 +37,7 @@ plus ``n_paths`` (required), ``seed`` and ``method`` = "euler-maruyama"; ``dt`` 
 ``"N": 500`` gives every order parameter its finite-N noise Σ(y)/N (any rule, also "ff";
 docs/finite-size.md), with ``noise_quadrature`` (as ``quadrature``), ``noise_every``
 (refactor Σ every this many steps; default null: adaptively, as Σ changes) and
-``noise_rtol`` (the adaptive refresh's tolerance, default 0.01); without ``N`` only AFA's
+``noise_rtol`` (the adaptive refresh's tolerance, default 0.05); without ``N`` only AFA's
 feedback is noisy.
 A deep student (``widths`` / an init with ``"W"``, ``eta_W``) needs ``N``: every order
 parameter, every read-out matrix included, gets its finite-N noise (docs/deep.md).

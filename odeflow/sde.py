@@ -136,9 +136,6 @@ NX_NEXT, NX_INTERVAL, NX_COUNT = 0, 1, 2
 #: ``ctl`` of :func:`em_full_kernel` (adaptive refresh): tolerance, the first and the
 #: largest interval (steps)
 C_RTOL, C_FIRST, C_MAX = 0, 1, 2
-#: variances below this fraction of the largest do not steer the refresh interval (their
-#: noise is ≤ 1 % of the largest std; their relative changes would be noise)
-VAR_FLOOR = 1e-4
 
 
 def _drop_stale_cache():
@@ -318,35 +315,63 @@ def em_kernel(
 
 @njit(cache=True)
 def sigma_change(S, Sp):
-    """``max_ij |S_ij − Sp_ij| / √(s_i s_j)``, ``s_i = max(Sp_ii, VAR_FLOOR·max_k Sp_kk)``:
-    the change of Σ relative to the scale of each entry (invariant under rescaling the order
-    parameters); ∞ when Sp is zero."""
+    """``max_ij |S_ij − Sp_ij| / max_k Sp_kk``: the change of Σ relative to its largest
+    variance (∞ when that is not positive or S has a non-finite entry).
+
+    Relative to the largest variance, not entry by entry: a component whose variance is
+    small carries little of the noise, and its relative changes are fast exactly when it is
+    small (BP from a random start: the Q and R variances, ~1 % of v's, grow tenfold over
+    the first α ≈ 10 as v grows) — measured entry by entry they would set every interval
+    to one step for no visible gain in the statistics (docs/finite-size.md). The order
+    parameters are O(1) by construction (Q, R, T normalised by N; v, b, u, W O(1)), so the
+    largest variance is a common scale."""
     n = S.shape[0]
     top = 0.0
     for i in range(n):
         top = max(top, Sp[i, i])
-    if top <= 0.0:
+    if not top > 0.0:
         return np.inf
-    floor = VAR_FLOOR * top
     out = 0.0
     for i in range(n):
-        si = max(Sp[i, i], floor)
         for j in range(i + 1):
-            sj = max(Sp[j, j], floor)
-            out = max(out, abs(S[i, j] - Sp[i, j]) / np.sqrt(si * sj))
-    return out
+            if not np.isfinite(S[i, j]):
+                return np.inf
+            out = max(out, abs(S[i, j] - Sp[i, j]))
+    return out / top
 
 
 @njit(cache=True)
 def next_interval(change, interval, ctl):
-    """The next refresh interval (steps) of an adaptive Σ: Σ moved by ``change`` (relative,
-    :func:`sigma_change`) over the last ``interval`` steps, so ``interval·rtol/change``
+    """The next refresh interval (steps) of an adaptive Σ: Σ moved by ``change``
+    (:func:`sigma_change`) over the last ``interval`` steps, so ``interval·rtol/change``
     steps move it by ``rtol``; 0.9 of that, at most doubling (the rate is the last
     interval's) and at most ``ctl[C_MAX]`` steps."""
     grow = 2.0
     if change > 0.0:
         grow = min(grow, 0.9 * ctl[C_RTOL] / change)
     return max(np.int64(1), min(np.int64(ctl[C_MAX]), np.int64(interval * grow)))
+
+
+@njit(cache=True)
+def refresh_sigma(cov, y, pc, ctl, nx, step, S, Sp):
+    """Adaptive refresh of Σ at ``step``: ``S`` = Σ(y), compared with the previous refresh's
+    ``Sp`` (then overwritten with it); ``nx`` gets the next interval and refresh step.
+
+    The change is the one the path actually saw over the last interval — the drift's and
+    its own noise's. Both matter: AFA's and PEPITA's feedback b fluctuates by O(1), not
+    O(N^{-1/2}), so Σ_bb ∝ b b moves with the noise, and a refresh schedule that followed
+    only the drift let the spread of ε_g drift upwards (measured: docs/finite-size.md).
+    The interval then adapts so that Σ moves by about ``rtol`` (of its largest variance)
+    between refreshes: the Σ a step uses is within ~rtol of Σ at the step's own state."""
+    cov(y, pc, S)
+    if nx[NX_COUNT] == 0:
+        knew = np.int64(ctl[C_FIRST])
+    else:
+        knew = next_interval(sigma_change(S, Sp), nx[NX_INTERVAL], ctl)
+    Sp[:, :] = S
+    nx[NX_INTERVAL] = knew
+    nx[NX_NEXT] = step + knew
+    nx[NX_COUNT] += 1
 
 
 @njit(EM_FULL_SIGNATURE, parallel=True, cache=True)
@@ -381,10 +406,9 @@ def em_full_kernel(
 
     * ``every ≥ 1``: every ``every`` steps (m = the last multiple of ``every`` ≤ n;
       ``every = 1``: Σ at every step, the plain scheme);
-    * ``every = 0``: adaptive, per path. The first interval is ``ctl[C_FIRST]`` steps;
-      at each refresh Σ is compared with the previous one (``SS``, :func:`sigma_change`)
-      and the next interval chosen so that Σ moves by about ``ctl[C_RTOL]`` over it
-      (:func:`next_interval`). The frozen Σ is then within ~rtol of Σ(y_n) entry by entry.
+    * ``every = 0``: adaptive, per path (:func:`refresh_sigma`): each refresh compares Σ
+      with the previous refresh's (kept in ``SS``) and sizes the next interval so that Σ
+      moves by about ``ctl[C_RTOL]`` of its largest variance between refreshes.
 
     ``NX`` (P, 3) holds each path's refresh schedule (``NX_NEXT``, ``NX_INTERVAL``) and its
     count of Σ evaluations (``NX_COUNT``); like the noise it depends only on the path's own
@@ -404,8 +428,8 @@ def em_full_kernel(
         base = np.uint64(seeds[ip])
         y = Y[ip]
         Lc = LS[ip]
-        Sp = SS[ip]
         nx = NX[ip]
+        Sp = SS[ip]
         f = np.empty(n)
         ynew = np.empty(n)
         S = np.empty((n, n))
@@ -421,16 +445,12 @@ def em_full_kernel(
             rhs(y, p, f)
             ist[I_NFEV] += 1
             step = ist[I_NSTEPS]
-            if (every > 0 and step % every == 0) or (every == 0 and step >= nx[NX_NEXT]):
+            if every > 0 and step % every == 0:
                 cov(y, pc, S)
-                if every == 0:
-                    if nx[NX_COUNT] == 0:
-                        nx[NX_INTERVAL] = np.int64(ctl[C_FIRST])
-                    else:
-                        nx[NX_INTERVAL] = next_interval(sigma_change(S, Sp), nx[NX_INTERVAL], ctl)
-                    nx[NX_NEXT] = step + nx[NX_INTERVAL]
-                    Sp[:, :] = S
                 nx[NX_COUNT] += 1
+                chol_psd(S, Lc)
+            elif every == 0 and step >= nx[NX_NEXT]:
+                refresh_sigma(cov, y, pc, ctl, nx, step, S, Sp)
                 chol_psd(S, Lc)
             fill_normals(base, step * half, xi)
             sh = np.sqrt(h * inv_n)
@@ -466,6 +486,7 @@ __all__ = [
     "chol_psd",
     "sigma_change",
     "next_interval",
+    "refresh_sigma",
     "base_seeds",
     "counter_normal_pair",
     "CHUNK_STEPS",

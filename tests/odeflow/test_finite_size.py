@@ -147,6 +147,7 @@ def test_sde_options():
     assert sde_options({}) is None and sde_options({"sde": False}) is None
     assert sde_options({"sde": True}) == SDE_DEFAULTS
     assert sde_options({"sde": {"n_paths": 50}})["n_paths"] == 50
+    assert sde_options({"sde": {"noise_every": None, "noise_rtol": 0.02}})["noise_rtol"] == 0.02
     for bad, msg in [
         ({"paths": 3}, "unknown sde keys"),
         ({"n_paths": 1}, "n_paths"),
@@ -154,6 +155,9 @@ def test_sde_options():
         ({"spread_floor": -1}, "spread_floor"),
         ({"seed": -2}, "sde.seed"),
         ({"noise_every": 0}, "noise_every"),
+        ({"noise_every": 2.5}, "noise_every"),
+        ({"noise_rtol": 0}, "noise_rtol"),
+        ({"noise_rtol": "0.01"}, "noise_rtol"),
         (5, "must be a dict"),
     ]:
         with pytest.raises(ValueError, match=msg):
