@@ -396,9 +396,9 @@ def test_afa_spread_follows_simulations():
 @pytest.mark.slow
 def test_ff_spread_follows_simulations():
     """Forward-Forward, K = 2, M = 1, θ = 1, η = η_u = 1, N = 500 (32 SDE paths, dt = 0.05,
-    Σ refactored every 2 steps: FF's quadrature drift is the cost). Measured: std ratios
-    0.74–1.30 over α = 1–20 (band ±0.44; the SDE's spread is lower during the descent, higher
-    late), means within 1.8 SE."""
+    Σ refreshed adaptively: FF's quadrature Σ is the cost, ~26 min on 2 cores). Measured:
+    std ratios 0.72–1.30 over α = 1–20 (band ±0.44; the SDE's spread is lower during the
+    descent, higher late), means within 1.84 SE."""
     sim, sde = _helpers().run_ff_pair(500)
     _assert_follows(sim, sde, "ff N=500")
 
