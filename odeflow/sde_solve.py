@@ -47,9 +47,9 @@ __all__ = [
 
 #: the adaptive refresh of Σ (``noise_every=None``, the default;
 #: :func:`odeflow.sde.refresh_sigma`): the first interval in α, the largest, and the
-#: tolerance on Σ's change between two refreshes, relative to its largest variance. Σ costs a quadrature (~10³
-#: nodes) against the drift's closed form, so how often it is refreshed sets the cost of a
-#: path. Measured against Σ at every step with the same noise (200 paths, N = 500, dt = 0.02,
+#: tolerance on Σ's change between two refreshes, relative to its largest variance. Σ
+#: costs a quadrature (~10³ nodes) against the drift's closed form, so how often it is
+#: refreshed sets the cost of a path. Measured against Σ at every step with the same noise (200 paths, N = 500, dt = 0.02,
 #: α ≤ 40; docs/finite-size.md): AFA's spread of ε_g within 1.1 % at 0.05 (230 evaluations
 #: of Σ per path instead of 2000), BP's within 2.8 % until its plateau escape, where a few
 #: late escapers set the spread and any change of the paths moves it by ±30 % either way
