@@ -359,12 +359,13 @@ def _import_sde():
     return sde
 
 
-def _check_memory(T, n, K, M, paths, what):
+def _check_memory(T, n, K, M, paths, what, work_per_path=0):
     """Refuse up front a run whose records cannot fit in memory: the flat records
-    (T × n doubles per path) plus their unpacked copies (Q as a full K×K matrix)."""
+    (T × n doubles per path) plus their unpacked copies (Q as a full K×K matrix), plus
+    ``work_per_path`` bytes of working arrays per path (the finite-N SDE's n×n factors)."""
     per = T * (n + K * K + K * M + 3 * K + 2) * 8
     cli.check_memory(
-        2 * paths * per,
+        2 * paths * per + paths * work_per_path,
         f"{what} with K = {K}, M = {M}, {T} records" + (f", {paths} paths" if paths > 1 else ""),
         hint="record fewer points (record) or use a smaller K",
     )

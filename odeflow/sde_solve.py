@@ -321,7 +321,8 @@ def solve_sde(
     n = y0.shape[0]
     T = rec.shape[0]
     P = n_paths
-    _check_memory(T, n, state.K, state.M, P, "odeflow sde")
+    # with N each path keeps Σ's factor and the last refreshed Σ: two n×n arrays
+    _check_memory(T, n, state.K, state.M, P, "odeflow sde", 16 * n * n if N is not None else 0)
     Y = np.tile(y0, (P, 1))
     rec_y = np.full((P, T, n), np.nan)
     rec_eg = np.full((P, T), np.nan)
@@ -437,7 +438,13 @@ def solve_sde(
             N=N,
             noise_every=noise_every,
             **(
-                {"noise_refresh": {"rtol": ctl[0], "first": NOISE_DALPHA, "max": NOISE_DALPHA_MAX}}
+                {
+                    "noise_refresh": {
+                        "rtol": float(ctl[0]),
+                        "first": NOISE_DALPHA,
+                        "max": NOISE_DALPHA_MAX,
+                    }
+                }
                 if noise_every is None
                 else {}
             ),
