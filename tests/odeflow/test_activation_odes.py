@@ -41,7 +41,8 @@ def _compare(rule, act, N, seeds, alpha_max, every, eta=0.5):
     return sim, ode, se
 
 
-@pytest.mark.parametrize("act", ["tanh", pytest.param("relu", marks=pytest.mark.slow)])
+# both ~30 s cold (a quadrature system and a simulation each)
+@pytest.mark.parametrize("act", [pytest.param(a, marks=pytest.mark.slow) for a in ("tanh", "relu")])
 def test_fa_ode_matches_simulation_cheap(act):
     # default-suite version: FA (it leaves the plateau early, BP needs α ≈ 20 from
     # v ~ 0.1), N = 1000, 4 seeds, α ≤ 4, every α = 1. The seeds share the initial

@@ -58,6 +58,7 @@ def test_restated_rule_simulates_the_builtin_trajectory(rule_file, builtin, name
         np.testing.assert_array_equal(mine.d[0], ref.d[0])
 
 
+@pytest.mark.slow  # ~15 s cold: a compiled deep rule with parameters
 def test_rule_params_reach_the_kernel(rule_file):
     """``scaled-bp`` with β = 1 is bp; β = 0 freezes W₁ and the read-out matrices (δ = 0)
     while v still learns (Δv = e h does not involve δ); an unknown parameter is refused."""

@@ -207,7 +207,8 @@ def test_marginal_equals_closed_form_erf_small(rule):
 @pytest.mark.parametrize(
     "rule,act",
     [
-        ("bp", "tanh"),  # its full-rule module is compiled anyway (Monte Carlo test above)
+        # ~22 s cold: the 1x1 marginal system of its own
+        pytest.param("bp", "tanh", marks=pytest.mark.slow),
         pytest.param("fa", "tanh", marks=pytest.mark.slow),
         pytest.param("afa", "sigmoid", marks=pytest.mark.slow),
     ],

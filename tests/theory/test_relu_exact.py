@@ -137,7 +137,7 @@ def test_moments_against_reference_single_terms():
     # the grown states' references (Gauss-Hermite at N = 48, 96) take ~30 s each
     "name",
     [
-        "random",
+        pytest.param("random", marks=pytest.mark.slow),  # ~33 s cold
         "alpha60",
         pytest.param("grown200", marks=pytest.mark.slow),
         pytest.param("grown400", marks=pytest.mark.slow),
