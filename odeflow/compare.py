@@ -52,7 +52,8 @@ ensemble's, per order parameter, with two verdicts (:func:`sde_verdict`):
 
 Keys of ``"sde"`` (:data:`SDE_DEFAULTS`): ``n_paths``, ``dt``, ``seed``, ``method``,
 ``spread_floor``, and ``noise_every``, ``noise_rtol``, ``noise_quadrature`` (passed to
-``solve_sde``: how often and with which rule Σ is computed; by default adaptively).
+``solve_sde``: how often and with which rule Σ is computed; by default adaptively) and
+``drift_correction`` (true: the drift to O(1/N); bp, fa and such user rules).
 """
 
 from __future__ import annotations
@@ -106,6 +107,7 @@ SDE_DEFAULTS = {
     "noise_every": None,
     "noise_rtol": None,
     "noise_quadrature": None,
+    "drift_correction": False,
 }
 #: how many sampling errors a verdict allows
 SDE_SIGMAS = 3.0
@@ -381,6 +383,10 @@ def sde_options(config: dict) -> dict | None:
         isinstance(tol, bool) or not isinstance(tol, (int, float)) or not 0 < tol < math.inf
     ):
         raise ValueError(f"sde.noise_rtol must be a positive number or null, got {tol!r}")
+    if not isinstance(out["drift_correction"], bool):
+        raise ValueError(
+            f"sde.drift_correction must be true or false, got {out['drift_correction']!r}"
+        )
     out["n_paths"] = int(n)
     return out
 
@@ -459,6 +465,7 @@ def _sde_band(sde_opts, ode_rule, init, rates, cfg, sim, names, T, n, progress, 
         noise_every=sde_opts["noise_every"],
         noise_rtol=sde_opts["noise_rtol"],
         noise_quadrature=sde_opts["noise_quadrature"],
+        drift_correction=sde_opts["drift_correction"],
         **extra,
     )
     mean, std, verdict = {}, {}, {}

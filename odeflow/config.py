@@ -37,8 +37,9 @@ plus ``n_paths`` (required), ``seed`` and ``method`` = "euler-maruyama"; ``dt`` 
 ``"N": 500`` gives every order parameter its finite-N noise Σ(y)/N (any rule, also "ff";
 docs/finite-size.md), with ``noise_quadrature`` (as ``quadrature``), ``noise_every``
 (refactor Σ every this many steps; default null: adaptively, as Σ changes) and
-``noise_rtol`` (the adaptive refresh's tolerance, default 0.05); without ``N`` only AFA's
-feedback is noisy.
+``noise_rtol`` (the adaptive refresh's tolerance, default 0.05) and ``drift_correction``
+(true: the drift to O(1/N), bp/fa and such user rules); without ``N`` only AFA's feedback
+is noisy.
 A deep student (``widths`` / an init with ``"W"``, ``eta_W``) needs ``N``: every order
 parameter, every read-out matrix included, gets its finite-N noise (docs/deep.md).
 
@@ -92,7 +93,17 @@ SDE_KEYS = (
     _COMMON[:4]
     + ("eta", "eta_v", "sigma")
     + _COMMON[4:]
-    + ("method", "n_paths", "seed", "N", "noise_quadrature", "noise_every", "noise_rtol", "widths")
+    + (
+        "method",
+        "n_paths",
+        "seed",
+        "N",
+        "noise_quadrature",
+        "noise_every",
+        "noise_rtol",
+        "drift_correction",
+        "widths",
+    )
 )
 INIT_KEYS = INIT_FIELDS
 _REQUIRED = {
@@ -174,6 +185,11 @@ def _check_types(cfg: Mapping) -> None:
             raise ConfigError(
                 f"{k} must be an integer, got {_type_name(cfg[k])} ({json.dumps(cfg[k])})"
             )
+    if "drift_correction" in cfg and not isinstance(cfg["drift_correction"], bool):
+        v = cfg["drift_correction"]
+        raise ConfigError(
+            f"drift_correction must be true or false, got {_type_name(v)} ({json.dumps(v)})"
+        )
     for k in _STR_KEYS:
         if k in cfg and not isinstance(cfg[k], str):
             raise ConfigError(

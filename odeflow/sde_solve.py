@@ -130,6 +130,26 @@ def _noise_system(rule, system, state, N, activation, args, noise_quadrature):
     return ns, pc, about
 
 
+def _check_drift_correction(ns, system):
+    """Refuse ``drift_correction`` where the O(1/N) drift is not derived."""
+    from theory.covariance import drift1_supported
+
+    rule = getattr(ns, "rule", None)
+    if not hasattr(ns, "drift1") or getattr(system, "model", None) == "deep":
+        raise ValueError(
+            "drift_correction (the O(1/N) drift) is derived for the two-layer committee "
+            "only, not for Forward-Forward or a deep student; drop it for this model"
+        )
+    if not drift1_supported(rule):
+        raise ValueError(
+            f"drift_correction is derived for committee rules with input p = x, feedback "
+            f"'v' or 'fixed' and no weight decay (bp, fa, such user rules); rule "
+            f"{rule.name!r} has presynaptic {rule.presynaptic!r}, feedback "
+            f"{rule.feedback!r}, weight decay {rule.weight_decay} (AFA's and PEPITA's b "
+            "moves by O(1/√N) per sample: its O(1/N) mean terms are of another kind)"
+        )
+
+
 # Long on purpose: about half is the docstring; the body reads top to bottom like solve's:
 # check, build, integrate (one kernel call site per noise model), package
 def solve_sde(
@@ -158,6 +178,7 @@ def solve_sde(
     noise_rtol=None,
     eta_W=None,
     widths=None,
+    drift_correction=False,
 ) -> SDEResult:
     """Euler–Maruyama ensemble of the order parameters at finite N (docs/finite-size.md),
     or of AFA's feedback noise alone (docs/theory.md §5).
@@ -223,6 +244,15 @@ def solve_sde(
     noise_rtol : float > 0, optional
         The adaptive refresh's tolerance (default :data:`NOISE_RTOL` = 0.05); only with
         ``N`` and ``noise_every=None``.
+    drift_correction : bool
+        With ``N``: integrate the drift to O(1/N) instead of its N → ∞ limit
+        (docs/finite-size.md, "The O(1/N) drift"): the finite-N part of the per-sample
+        mean (``c/N``, :mod:`theory.covariance`) and the discreteness of online learning
+        (one step of size 1/N per sample: ``−f′f/(2N)``), with a Heun predictor so that the
+        step dt adds no O(dt) drift error of its own. The mean of ε_g is then right to
+        O(1/N²) instead of O(1/N). One more drift evaluation per step and one more
+        quadrature per refresh of Σ. Committee rules with input p = x, feedback v or fixed
+        and no weight decay (bp, fa, such user rules); others are refused.
 
     Returns
     -------
@@ -272,10 +302,18 @@ def solve_sde(
                     "(noise_every=None); with a fixed noise_every it does nothing: drop one"
                 )
             ctl = np.zeros(3)
-    elif noise_quadrature is not None or noise_every not in (None, 1) or noise_rtol is not None:
+    elif (
+        noise_quadrature is not None
+        or noise_every not in (None, 1)
+        or noise_rtol is not None
+        or drift_correction
+    ):
         raise ValueError(
-            "noise_quadrature, noise_every and noise_rtol apply only with N (finite-N noise)"
+            "noise_quadrature, noise_every, noise_rtol and drift_correction apply only with "
+            "N (finite-N noise)"
         )
+    if not isinstance(drift_correction, (bool, np.bool_)):
+        raise ValueError(f"drift_correction must be true or false, got {drift_correction!r}")
     if seed is None:
         seed = int(np.random.SeedSequence().entropy % (1 << 63))
     model, state, mparams, (eta, eta_v, sigma, rule_params) = check_run(
@@ -316,13 +354,17 @@ def solve_sde(
             (eta, eta_v, sigma, rule_params),
             noise_quadrature,
         )
+        if drift_correction:
+            _check_drift_correction(ns, system)
     t_sys = time.perf_counter()
     y0 = np.ascontiguousarray(lay.pack(state), dtype=float)
     n = y0.shape[0]
     T = rec.shape[0]
     P = n_paths
-    # with N each path keeps Σ's factor and the last refreshed Σ: two n×n arrays
-    _check_memory(T, n, state.K, state.M, P, "odeflow sde", 16 * n * n if N is not None else 0)
+    # with N each path keeps Σ's factor and the last refreshed Σ (two n×n arrays) and c
+    _check_memory(
+        T, n, state.K, state.M, P, "odeflow sde", 16 * n * n + 8 * n if N is not None else 0
+    )
     Y = np.tile(y0, (P, 1))
     rec_y = np.full((P, T, n), np.nan)
     rec_eg = np.full((P, T), np.nan)
@@ -357,12 +399,16 @@ def solve_sde(
         LS = np.zeros((P, n, n))
         SS = np.zeros((P, n, n))
         NX = np.zeros((P, 3), dtype=np.int64)
+        C1 = np.zeros((P, n))
+        # without the correction the kernel never calls drift1: any function of its type
+        drift1 = ns.drift1 if drift_correction else system.rhs
 
         def call(a, z, steps):
             E.em_full_kernel(
                 system.rhs,
                 system.eg,
                 ns.cov,
+                drift1,
                 p,
                 pc,
                 Y[a:z],
@@ -379,6 +425,8 @@ def solve_sde(
                 LS[a:z],
                 SS[a:z],
                 NX[a:z],
+                C1[a:z],
+                int(bool(drift_correction)),
                 steps,
             )
 
@@ -449,6 +497,7 @@ def solve_sde(
                 else {}
             ),
             noise_evaluations=float(NX[:, E.NX_COUNT].mean()),
+            drift_correction=bool(drift_correction),
             noise_quadrature=noise_rule,
         )
     quad = _drift_quadrature(system, state, eta, eta_v, sigma, rule_params, qsel)

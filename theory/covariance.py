@@ -27,6 +27,24 @@ fluctuation through δ_k δ_l is O(1) like that of ``δ_k P_l``: it is part of `
 ``Σ``. Only the fluctuation of ``x·x/N`` around 1 (standard deviation ``√(2/N)``) is
 dropped: it changes ``Σ`` by a relative O(1/√N)·O(1/√N) = O(1/N), beyond the leading order.
 
+The O(1/N) drift
+----------------
+The per-sample increments above are exact except ``x·x/N``, set to 1. Exactly, with the
+fields standardised as ``z = L ξ`` (``L Lᵀ = C``), ``x·x/N = (|ξ|² + χ²_{N−NU})/N`` where the
+χ² part (the input outside the span of the NU = K + M weight vectors) is independent of the
+fields, so the finite-N mean increment is
+
+    N E_N[Δy] = E[f] + (1/N) c,    c_{Q_kl} = η² E[δ_k δ_l (|ξ|² − NU)],   c_R = c_v = 0
+
+(by Stein's lemma ``c_{Q_kl} = η² E[z·∇_z(δ_k δ_l)]``: it vanishes when δ_k δ_l does not
+depend on the fields). This holds exactly for the rules with p = x, feedback ``v`` or
+fixed and no weight decay (:func:`drift1_supported`: bp, fa, such user rules); for p = x̃
+and for the adaptive b, whose increment is O(1/√N) per sample, the O(1/N) terms of the
+mean are of a different kind and are not provided (``drift1`` then writes zeros).
+:func:`odeflow.solve_sde` adds ``c/N`` and the discreteness of online learning (one
+Euler step of size 1/N per sample) with ``drift_correction=True``
+(docs/finite-size.md).
+
 The feedback field φ
 --------------------
 ``f_b`` holds ``√N φ``, ``φ = F·x/√N``: its variance ``‖F‖² = N σ_F²`` grows with N, which is
@@ -80,13 +98,20 @@ __all__ = [
     "covariance",
     "noise_system",
     "default_noise_rule",
+    "drift1_supported",
     "labels",
     "COV_CODEGEN_VERSION",
 ]
 
-COV_CODEGEN_VERSION = "2"
+COV_CODEGEN_VERSION = "3"
 #: points of the default scrambled Sobol noise rule (K + M ≥ 4)
 NOISE_SOBOL_N = 1024
+
+
+def drift1_supported(rule) -> bool:
+    """Whether the O(1/N) drift correction ``drift1`` is derived for ``rule`` (module
+    docstring): p = x, feedback ``v`` or fixed, no weight decay."""
+    return rule.presynaptic == "x" and rule.feedback in ("v", "fixed") and rule.weight_decay == 0
 
 
 def default_noise_rule(dim: int):
@@ -119,6 +144,9 @@ def labels(layout) -> list:
 
 # --------------------------------------------------------------------------- source
 def _cov_loop(unit, first, n_atoms, xt, adaptive, sgd_v, load_params):
+    # c (drift1): η² E[δ_k δ_l (|ξ|² − NU)], the O(1/N) part of E[f_Q] for p = x (see
+    # drift1_supported); only the first NU node coordinates are the fields' (ξ[NU] is the
+    # output noise)
     from .codegen_quad import node_body
 
     pk = "Pk[k] = lam_ - e * bk_" if xt else "Pk[k] = lam_"
@@ -126,8 +154,9 @@ def _cov_loop(unit, first, n_atoms, xt, adaptive, sgd_v, load_params):
     pp = "1.0 + sigma_F2 * e * e" if xt else "1.0"
     fb = "(bz - e * F_norm2)" if xt else "bz"
     return f'''@njit(cache=True, nogil=True)
-def _moments(y, p, m, S):
-    """m ← E[f], S ← Cov[f] of the per-sample increments (times N) of the flat state."""
+def _moments(y, p, m, S, c):
+    """m ← E[f], S ← Cov[f] of the per-sample increments (times N) of the flat state;
+    c ← the O(1/N) correction of E[f] (module docstring, zero where there is none)."""
     K = int(p[0]); M = int(p[1]); NU = K + M
     O_R = K * (K + 1) // 2; O_V = O_R + K * M; O_B = O_V + K
     n = m.shape[0]
@@ -147,12 +176,14 @@ def _moments(y, p, m, S):
     aDD = np.zeros((K, K)); TR = np.empty(({n_atoms}, NU))
     for i in range(n):
         m[i] = 0.0
+        c[i] = 0.0
         for j in range(n):
             S[i, j] = 0.0
     _fill(y, p, K, M, C, A, Bv)
     if factor_nb(C, L) < 0:  # not PSD: unphysical; the solver stops on NaN
         for i in range(n):
             m[i] = np.nan
+            c[i] = np.nan
             for j in range(n):
                 S[i, j] = np.nan
         return
@@ -176,6 +207,16 @@ def _moments(y, p, m, S):
             for l in range(k, K):
                 f[i] = -eta * (d[k] * Pk[l] + d[l] * Pk[k]) + eta * eta * d[k] * d[l] * pp
                 i += 1
+        if DRIFT1:
+            r2 = 0.0
+            for a_ in range(NU):
+                r2 += xi[a_] * xi[a_]
+            wr = w * eta * eta * (r2 - NU)
+            i = 0
+            for k in range(K):
+                for l in range(k, K):
+                    c[i] += wr * d[k] * d[l]
+                    i += 1
         for k in range(K):
             for mm in range(M):
                 f[O_R + k * M + mm] = -eta * d[k] * {rfield.replace("m]", "mm]")}
@@ -207,7 +248,20 @@ def _moments(y, p, m, S):
 _ENTRY = '''@njit(cache=True, nogil=True)
 def cov(y, p, S):
     """S ← Σ = Cov[f] (n×n) at the flat state y."""
-    _moments(y, p, np.empty(y.shape[0]), S)
+    _moments(y, p, np.empty(y.shape[0]), S, np.empty(y.shape[0]))
+
+
+@njit(cache=True, nogil=True)
+def moments(y, p, m, S):
+    """m ← E[f], S ← Σ at the flat state y."""
+    _moments(y, p, m, S, np.empty(y.shape[0]))
+
+
+@njit(cache=True, nogil=True)
+def drift1(y, p, c):
+    """c ← the O(1/N) correction of the drift, N (E_N[f] − E[f]) (zero without one)."""
+    n = y.shape[0]
+    _moments(y, p, np.empty(n), np.empty((n, n)), c)
 '''
 
 
@@ -237,6 +291,7 @@ def cov_source(rule, act, key: str) -> str:
         imports=["from theory.quadrature import factor_nb, map_node"],
         constants={
             "ADAPTIVE": int(adaptive),
+            "DRIFT1": int(drift1_supported(rule)),
             "SGD_V": int(rule.second_layer == "sgd"),
             "N_RULE": len(params),
             "P0": 6,
@@ -259,6 +314,9 @@ class CovarianceSystem:
         :class:`theory.state.Layout`), with ``p`` from :meth:`params`.
     moments : numba function ``moments(y, p, m, S)``
         Also ``m`` ← E[f] (which equals the drift of the ODEs: a check).
+    drift1 : numba function ``drift1(y, p, c)``
+        ``c`` ← the O(1/N) correction of the drift (module docstring, "The O(1/N)
+        drift"); zero for a rule where :func:`drift1_supported` is false.
     """
 
     rule: object
@@ -268,6 +326,7 @@ class CovarianceSystem:
     layout: object
     cov: object
     moments: object
+    drift1: object
     source_path: Path
     timings: dict
 
@@ -381,9 +440,14 @@ def build_covariance(rule, K: int, M: int, activation="erf") -> CovarianceSystem
             ]
         )
         mod.cov(y, p, np.empty((lay.n, lay.n)))
+        mod.drift1(y, p, np.empty(lay.n))
 
     mod, cached = load_module(
-        path, lambda: cov_source(rule, act, digest), module_name(path), warm, ("cov", "_moments")
+        path,
+        lambda: cov_source(rule, act, digest),
+        module_name(path),
+        warm,
+        ("cov", "moments", "drift1"),
     )
     system = CovarianceSystem(
         rule,
@@ -392,7 +456,8 @@ def build_covariance(rule, K: int, M: int, activation="erf") -> CovarianceSystem
         act.name,
         Layout(K, M, adaptive),
         mod.cov,
-        mod._moments,
+        mod.moments,
+        mod.drift1,
         path,
         {"compile": time.perf_counter() - t0, "source_cached": cached},
     )

@@ -185,3 +185,35 @@ def run_pepita_divergence(
         sde,
         odes,
     )
+
+
+def run_mean_pair(tmp_path, N=100, seeds=1000, n_paths=1000, alpha_max=20.0, every=2.0, dt=0.01):
+    """BP (erf, K = M = 2, η = η_v = 1) from a student near its teacher (w = w* + 0.5·noise,
+    v = (1.3, 0.7), v* = 1; constructed, not trained): the simulation ensemble and the SDE
+    with the leading-order and with the O(1/N) drift, same SDE noise. Returns
+    ``(sim, {False: sde, True: sde_corrected})``."""
+    from simulations.teacher_student import simulate
+
+    rng = np.random.default_rng(0)
+    ws = rng.standard_normal((2, N))
+    w = ws + 0.5 * rng.standard_normal((2, N))
+    path = tmp_path / "near_teacher.npz"
+    np.savez(path, w=w, w_star=ws, v=np.array([1.3, 0.7]), v_star=np.ones(2))
+    sim = simulate(sim_config("bp", N, seeds, alpha_max, every, init={"weights": str(path)}))
+    init = sim.initial_state(0)
+    out = {}
+    for corr in (False, True):
+        out[corr] = odeflow.solve_sde(
+            "bp",
+            init,
+            eta=1.0,
+            eta_v=1.0,
+            alpha_max=alpha_max,
+            dt=dt,
+            n_paths=n_paths,
+            seed=11,
+            N=N,
+            record={"alpha": list(sim.alpha)},
+            drift_correction=corr,
+        )
+    return sim, out
