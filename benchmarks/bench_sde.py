@@ -9,7 +9,8 @@ compilation, one thread:
 * the SDE per path (total / n_paths) with Σ refactored every step (``noise_every=1``),
   every 5 steps (Δα = 0.05 at dt = 0.01, the fixed default of earlier versions), with the
   adaptive refresh (``noise_every=None``, the default; the mean number of Σ evaluations per
-  path is printed) and every 20 steps; the AFA-only feedback noise for reference (rule afa,
+  path is printed), the same with the O(1/N) drift (``drift_correction=True``: one more
+  drift per step, one more quadrature per refresh) and every 20 steps; the AFA-only feedback noise for reference (rule afa,
   no N), and AFA at N = 500 (σ_F = 0.3) with the default refresh against AFA's ODE;
 * one evaluation of Σ(y) (the default Sobol-1024 rule) and of the drift.
 
@@ -83,22 +84,23 @@ def main(argv=None):
     ode("dopri5")
     ode("euler", dt=dt)
 
-    def sde(every, rule="bp", state=st, N=500):
-        kw = dict(N=N, noise_every=every) if N else {}
+    def sde(every, rule="bp", state=st, N=500, corr=False):
+        kw = dict(N=N, noise_every=every, drift_correction=corr) if N else {}
         return odeflow.solve_sde(
             rule, state, eta=1.0, alpha_max=A, dt=dt, n_paths=P, seed=1, record=rec, **kw
         )
 
     # the machine is shared and its load drifts: each SDE timing is bracketed by ODE
     # timings (best of each, interleaved), and the ratio uses those
-    for every in (1, 5, None, 20):
-        r = sde(every)
+    for every, corr in ((1, False), (5, False), (None, False), (None, True), (20, False)):
+        r = sde(every, corr=corr)
         t_dopri = t_euler = t = np.inf
         for _ in range(2):
             t_dopri = min(t_dopri, _best(lambda: ode("dopri5")))
             t_euler = min(t_euler, _best(lambda: ode("euler", dt=dt)))
-            t = min(t, _best(lambda e=every: sde(e), reps=1) / P)
+            t = min(t, _best(lambda e=every, c=corr: sde(e, corr=c), reps=1) / P)
         label = f"noise_every={every:<3}" if every else "adaptive (default)"
+        label += " + O(1/N) drift" if corr else ""
         label += f" {r.params['noise_evaluations']:6.0f} Σ/path"
         print(
             f"SDE bp N=500 {label}: {t * 1e3:8.2f} ms per path = "
