@@ -10,8 +10,9 @@ compilation, one thread:
   every 5 steps (Δα = 0.05 at dt = 0.01, the fixed default of earlier versions), with the
   adaptive refresh (``noise_every=None``, the default; the mean number of Σ evaluations per
   path is printed), the same with the O(1/N) drift (``drift_correction=True``: one more
-  drift per step, one more quadrature per refresh) and every 20 steps; the AFA-only feedback noise for reference (rule afa,
-  no N), and AFA at N = 500 (σ_F = 0.3) with the default refresh against AFA's ODE;
+  drift per step, one more quadrature per refresh) and every 20 steps; the AFA-only
+  feedback noise for reference (rule afa, no N), and AFA at N = 500 (σ_F = 0.3) with the
+  default refresh against AFA's ODE;
 * one evaluation of Σ(y) (the default Sobol-1024 rule) and of the drift.
 
 Target (issue 24): SDE cost per path ≤ 20× the ODE's, at the default settings. The ratio

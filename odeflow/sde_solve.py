@@ -250,9 +250,10 @@ def solve_sde(
         mean (``c/N``, :mod:`theory.covariance`) and the discreteness of online learning
         (one step of size 1/N per sample: ``−f′f/(2N)``), with a Heun predictor so that the
         step dt adds no O(dt) drift error of its own. The mean of ε_g is then right to
-        O(1/N²) instead of O(1/N) (less the step's O(dt²) and O(dt/N) errors). One more drift evaluation per step and one more
-        quadrature per refresh of Σ. Committee rules with input p = x, feedback v or fixed
-        and no weight decay (bp, fa, such user rules); others are refused.
+        O(1/N²) instead of O(1/N) (less the step's O(dt²) and O(dt/N) errors). One more
+        drift evaluation per step and one more quadrature per refresh of Σ. Committee
+        rules with input p = x, feedback v or fixed and no weight decay (bp, fa, such user
+        rules); others are refused.
 
     Returns
     -------
