@@ -488,7 +488,7 @@ def test_drift_correction_predicts_the_finite_n_mean(tmp_path):
     them over α = 6–20) and the corrected SDE predicts (|z| ≤ 0.8). Verdicts as ``odeflow
     compare``'s (:func:`odeflow.compare.sde_verdict`): mean within 3 SE of the difference
     at every record; the spread (leading order in both) within 3 sampling errors of a
-    ratio of stds. ~90 s."""
+    ratio of stds. ~110 s on 2 cores."""
     from odeflow.compare import sde_verdict
 
     sim, sde = _helpers().run_mean_pair(tmp_path)
