@@ -32,7 +32,7 @@ The O(1/N) drift
 The per-sample increments above are exact except ``x·x/N``, set to 1. Exactly, with the
 fields standardised as ``z = L ξ`` (``L Lᵀ = C``), ``x·x/N = (|ξ|² + χ²_{N−NU})/N`` where the
 χ² part (the input outside the span of the NU = K + M weight vectors) is independent of the
-fields, so the finite-N mean increment is
+fields, so the finite-N mean increment is::
 
     N E_N[Δy] = E[f] + (1/N) c,    c_{Q_kl} = η² E[δ_k δ_l (|ξ|² − NU)],   c_R = c_v = 0
 
