@@ -80,7 +80,8 @@ CASES = [
     ("gauss-hermite", 12, "erf", 2, 2),
     ("marginal", 16, "erf", 2, 2),
     ("sobol", 1 << 14, "relu", 2, 2),
-    ("sobol", 1 << 14, "tanh", 2, 2),
+    # ~20 s cold; tanh stays in the default suite through the marginal case
+    pytest.param("sobol", 1 << 14, "tanh", 2, 2, marks=pytest.mark.slow),
     ("marginal", 24, "tanh", 2, 2),
     ("marginal", 16, "erf", 3, 2),
     pytest.param("gauss-hermite", 12, "tanh", 2, 2, marks=pytest.mark.slow),

@@ -138,7 +138,9 @@ def test_moments_against_reference_single_terms():
     "name",
     [
         pytest.param("random", marks=pytest.mark.slow),  # ~33 s cold
-        "alpha60",
+        # ~60 s cold; test_auto_picks_the_exact_relu_moments keeps the exact relu moments
+        # in the default suite
+        pytest.param("alpha60", marks=pytest.mark.slow),
         pytest.param("grown200", marks=pytest.mark.slow),
         pytest.param("grown400", marks=pytest.mark.slow),
     ],
