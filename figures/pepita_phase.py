@@ -58,7 +58,7 @@ def ode_available() -> tuple[bool, str]:
     return True, ""
 
 
-def divergence_line(cfg: dict) -> dict:
+def divergence_line(cfg: dict, work: Path | None = None) -> dict:
     """Panel (c): divergence fractions at fixed η along σ_F (simulations, SDE, ODE).
 
     ``cfg["divergence_line"]``: ``eta``, ``sigma_F`` (list), ``seeds``, ``alpha_max``,
@@ -70,8 +70,15 @@ def divergence_line(cfg: dict) -> dict:
     A run counts as diverged when its ε_g passes ``eg_max`` (or it blew up, non-finite) by
     ``alpha_max``. Raises ValueError if the ODE stops for another reason (its quadrature
     check): that is not a divergence.
+
+    With ``work``, each σ_F's three fractions are written to ``work/<key>.json`` as soon as
+    they are known (atomically: a kill leaves the file whole or absent) and read back on the
+    next run; the key hashes everything that determines them, so a changed config recomputes.
     """
+    import hashlib
     import inspect
+    import json
+    import os
 
     import odeflow
     from simulations.teacher_student import simulate
@@ -82,6 +89,15 @@ def divergence_line(cfg: dict) -> dict:
     out = {"sigma_F": np.array(dl["sigma_F"], float), "sim": [], "sde": [], "ode": []}
     out["F_norm2"] = N * out["sigma_F"] ** 2
     for sF in dl["sigma_F"]:
+        spec = {"line": {**dl, "sigma_F": sF}, "simulation": base, "ode": cfg["ode"]}
+        key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+        done = None if work is None else Path(work) / f"sigma_F-{sF:g}-{key}.json"
+        if done is not None and done.is_file():
+            point = json.loads(done.read_text())
+            for k in ("sim", "ode", "sde"):
+                if k in point:
+                    out[k].append(point[k])
+            continue
         sim = simulate(
             {
                 **base,
@@ -141,6 +157,14 @@ def divergence_line(cfg: dict) -> dict:
             with np.errstate(invalid="ignore"):
                 passed = np.nanmax(np.where(r.alive, r.eg, -np.inf), axis=1) > lvl
             out["sde"].append(float(np.mean(passed | np.asarray(r.diverged, bool))))
+        if done is not None:
+            point = {"spec": spec, "sim": out["sim"][-1], "ode": out["ode"][-1]}
+            if have_sde:
+                point["sde"] = out["sde"][-1]
+            done.parent.mkdir(parents=True, exist_ok=True)
+            tmp = done.with_suffix(f".tmp{os.getpid()}")
+            tmp.write_text(json.dumps(point, indent=1))
+            os.replace(tmp, done)
     out["n_seeds"], out["n_paths"] = int(dl["seeds"]), int(dl["sde"]["n_paths"])
     out["have_sde"] = have_sde
     return out
@@ -226,7 +250,7 @@ def make(outdir, quick: bool = False) -> dict:
         data["ode_eg_final"] = ode.grid("eg_final").T
         info["ode"] = ode.summary()
 
-    line = divergence_line(cfg) if cfg.get("divergence_line") else None
+    line = divergence_line(cfg, work / "line") if cfg.get("divergence_line") else None
     if line is not None:
         for k in ("sigma_F", "F_norm2", "sim", "sde", "ode"):
             data[f"line_{k}"] = np.asarray(line[k], float)
