@@ -26,6 +26,24 @@ def sim_config(rule, N, seeds, alpha_max, every, **extra):
     return cfg
 
 
+def sde_from(sim, rule, N, alpha_max, dt, n_paths, **extra):
+    """The SDE (η = η_v = 1, seed 11) from the simulations' measured initial state, recorded
+    at the simulations' α."""
+    return odeflow.solve_sde(
+        rule,
+        sim.initial_state(0),
+        eta=1.0,
+        eta_v=1.0,
+        alpha_max=alpha_max,
+        dt=dt,
+        n_paths=n_paths,
+        seed=11,
+        N=N,
+        record={"alpha": list(sim.alpha)},
+        **extra,
+    )
+
+
 def run_pair(
     rule,
     N,
@@ -41,22 +59,9 @@ def run_pair(
     from simulations.teacher_student import simulate
 
     sim = simulate(sim_config(rule, N, seeds, alpha_max, every, **(sim_extra or {})))
-    init = sim.initial_state(0)
-    sde = odeflow.solve_sde(
-        rule,
-        init,
-        eta=1.0,
-        eta_v=1.0,
-        alpha_max=alpha_max,
-        dt=dt,
-        n_paths=n_paths,
-        seed=11,
-        N=N,
-        record={"alpha": list(sim.alpha)},
-        # the setting the documented numbers were measured with (Σ every Δα = 0.04); the
-        # default adaptive refresh is checked against every step in test_sde_finite_n
-        **{"noise_every": 2, **(sde_extra or {})},
-    )
+    # the setting the documented numbers were measured with (Σ every Δα = 0.04); the default
+    # adaptive refresh is checked against every step in test_sde_finite_n
+    sde = sde_from(sim, rule, N, alpha_max, dt, n_paths, **{"noise_every": 2, **(sde_extra or {})})
     return sim, sde
 
 
@@ -200,20 +205,8 @@ def run_mean_pair(tmp_path, N=100, seeds=1000, n_paths=1000, alpha_max=20.0, eve
     path = tmp_path / "near_teacher.npz"
     np.savez(path, w=w, w_star=ws, v=np.array([1.3, 0.7]), v_star=np.ones(2))
     sim = simulate(sim_config("bp", N, seeds, alpha_max, every, init={"weights": str(path)}))
-    init = sim.initial_state(0)
-    out = {}
-    for corr in (False, True):
-        out[corr] = odeflow.solve_sde(
-            "bp",
-            init,
-            eta=1.0,
-            eta_v=1.0,
-            alpha_max=alpha_max,
-            dt=dt,
-            n_paths=n_paths,
-            seed=11,
-            N=N,
-            record={"alpha": list(sim.alpha)},
-            drift_correction=corr,
-        )
+    out = {
+        corr: sde_from(sim, "bp", N, alpha_max, dt, n_paths, drift_correction=corr)
+        for corr in (False, True)
+    }
     return sim, out
