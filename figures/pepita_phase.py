@@ -63,9 +63,10 @@ def divergence_line(cfg: dict, work: Path | None = None) -> dict:
 
     ``cfg["divergence_line"]``: ``eta``, ``sigma_F`` (list), ``seeds``, ``alpha_max``,
     ``eg_max`` (the blow-up level), ``record_every``, ``sde`` (``n_paths``, ``dt``,
-    ``seed``, ``noise_every`` or ``noise_rtol``), ``quadrature`` (the drift's rule, SDE and ODE) and
-    ``ode_rtol`` (the ODE's live tolerance check; the boundary is where b grows and the
-    estimate with it, docs/finite-size.md). Every simulation and every SDE path starts from
+    ``seed``, ``noise_every`` or ``noise_rtol``), ``quadrature`` (the SDE's drift rule,
+    checked at the initial state) and ``ode_quadrature`` (the ODE's rule, with its live
+    tolerance check: near the boundary b grows and the error estimate with it, so the ODE
+    needs more nodes than the SDE's start, docs/finite-size.md). Every simulation and every SDE path starts from
     the state measured in the simulation config's seed 0 at that σ_F (``F_norm2 = N σ_F²``).
     A run counts as diverged when its ε_g passes ``eg_max`` (or it blew up, non-finite) by
     ``alpha_max``. Raises ValueError if the ODE stops for another reason (its quadrature
@@ -128,7 +129,7 @@ def divergence_line(cfg: dict, work: Path | None = None) -> dict:
             method=cfg["ode"]["method"],
             rtol=cfg["ode"]["rtol"],
             atol=cfg["ode"]["atol"],
-            quadrature={**q, "rtol": float(dl["ode_rtol"])},
+            quadrature=dict(dl["ode_quadrature"]),
             **kw,
         )
         blew = bool(np.nanmax(ode.eg) > lvl or ode.reason in ("diverged", "step_underflow"))
@@ -136,7 +137,7 @@ def divergence_line(cfg: dict, work: Path | None = None) -> dict:
             raise ValueError(
                 f"divergence_line: the ODE at sigma_F = {sF} stopped at alpha = "
                 f"{ode.alpha[-1]:.3g} without diverging ({ode.message}); raise "
-                "divergence_line.ode_rtol or use a finer divergence_line.quadrature"
+                "divergence_line.ode_quadrature's rtol or n"
             )
         out["ode"].append(float(blew))
         if have_sde:

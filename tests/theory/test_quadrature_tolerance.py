@@ -109,7 +109,8 @@ REFUSALS = [
     pytest.param("gauss-hermite", 6, "relu", 2, 2, 1e-6, marks=pytest.mark.slow),
     ("marginal", 8, "tanh", 2, 2, 1e-8),
     pytest.param("sobol", 1 << 12, "relu", 3, 2, 1e-7, marks=pytest.mark.slow),  # ~20 s cold
-    ("gauss-hermite", 4, "tanh", 3, 2, 1e-6),
+    # ~10 s cold, a tanh K = 3 system of its own; gauss-hermite erf 4-4 keeps the scheme
+    pytest.param("gauss-hermite", 4, "tanh", 3, 2, 1e-6, marks=pytest.mark.slow),
     ("gauss-hermite", 4, "erf", 4, 4, 1e-6),
     ("sobol", 1 << 12, "tanh", 4, 4, 1e-6),
 ]
