@@ -136,9 +136,11 @@ PEPITA_DRIFT = {"scheme": "gauss-hermite", "n": 12, "rtol": 1e-2}
 PEPITA_ODE_FINE = {"scheme": "gauss-hermite", "n": 16, "rtol": 1e-2}
 # Along the ODE the live estimate grows as b grows (λ̃ = λ − e b widens the integrand): 0.07 at
 # α ≈ 9 and 0.5 late (12 per field; 16: 0.01 and 0.35) relative to the rhs scale, which is
-# then small, so the ODE's live check is switched off (rtol 1) and the agreement of the
-# rules is the accuracy check instead (ε_g at α = 20: 0.216 with 12, 0.196 with 16 per field).
-ODE_RTOL_OFF = 1.0
+# then small, so the ODE's live check runs at its loosest tolerance (rtol 1, the top of the
+# allowed range: it would stop a run only where the estimate passes the rhs scale, as 12 per
+# field does by α = 20 at σ_F = 0.039) and the agreement of the rules is the accuracy check
+# (ε_g at α = 20: 0.216 with 12, 0.196 with 16 per field).
+ODE_RTOL_LOOSEST = 1.0
 
 
 def run_pepita_divergence(
@@ -173,7 +175,7 @@ def run_pepita_divergence(
     init = sim.initial_state(0)
     kw = dict(eta=1.0, eta_v=1.0, alpha_max=alpha_max, record={"every": 0.1})
     odes = [
-        odeflow.solve("pepita", init, quadrature={**q, "rtol": ODE_RTOL_OFF}, **kw)
+        odeflow.solve("pepita", init, quadrature={**q, "rtol": ODE_RTOL_LOOSEST}, **kw)
         for q in (drift, ode_fine)
     ]
     sde = odeflow.solve_sde(
