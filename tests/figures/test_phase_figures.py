@@ -97,3 +97,42 @@ def test_pepita_phase(tmp_path):
             # more feedback never makes divergence less likely by more than sampling noise
             n = p["divergence_line"]["sde"]["n_paths"]
             assert d["line_sde"][-1] >= d["line_sde"][0] - 3 * math.sqrt(0.25 / n)
+
+
+@pytest.mark.slow  # ~32 s cold: compiles the exact-PEPITA ODE and SDE kernels (3 s warm)
+def test_pepita_line_resumes_from_its_checkpoints(tmp_path, monkeypatch):
+    # panel (c) takes ~35 min: each σ_F's fractions are written when known and read back
+    # by a rerun with the same config (no simulation, ODE or SDE run again); a changed
+    # config is another key and recomputes
+    import simulations.teacher_student as ts
+    from figures import pepita_phase
+
+    cfg = {
+        "simulation": {
+            "rule": "pepita", "N": 60, "K": 2, "M": 2, "activation": "erf", "sigma": 0.0,
+            "init": {"seed": 0, "w_scale": 1.0, "w_star_scale": 1.0, "v_scale": 0.1,
+                     "v_star": 1.0},
+        },
+        "ode": {"method": "dopri5", "rtol": 1e-6, "atol": 1e-9},
+        "divergence_line": {
+            "eta": 1.0, "sigma_F": [0.3], "seeds": 3, "alpha_max": 2.0, "eg_max": 1.0,
+            "record_every": 0.5,
+            "quadrature": {"scheme": "gauss-hermite", "n": 4, "rtol": 1.0},
+            "ode_quadrature": {"scheme": "gauss-hermite", "n": 4, "rtol": 1.0},
+            "sde": {"n_paths": 4, "dt": 0.05, "seed": 0, "noise_every": 4},
+        },
+    }  # fmt: skip
+    work = tmp_path / "line"
+    first = pepita_phase.divergence_line(cfg, work)
+    assert len(list(work.glob("sigma_F-0.3-*.json"))) == 1
+
+    def refuse(*a, **k):
+        raise AssertionError("simulated again although the checkpoint exists")
+
+    monkeypatch.setattr(ts, "simulate", refuse)
+    again = pepita_phase.divergence_line(cfg, work)
+    for k in ("sim", "ode", "sde"):
+        assert again[k] == first[k], k
+    cfg["divergence_line"]["seeds"] = 4
+    with pytest.raises(AssertionError, match="simulated again"):
+        pepita_phase.divergence_line(cfg, work)
