@@ -64,17 +64,18 @@ def divergence_line(cfg: dict, work: Path | None = None) -> dict:
     ``cfg["divergence_line"]``: ``eta``, ``sigma_F`` (list), ``seeds``, ``alpha_max``,
     ``eg_max`` (the blow-up level), ``record_every``, ``sde`` (``n_paths``, ``dt``,
     ``seed``, ``noise_every`` or ``noise_rtol``), ``quadrature`` (the SDE's drift rule,
-    checked at the initial state) and ``ode_quadrature`` (the ODE's rule, with its live
-    tolerance check: near the boundary b grows and the error estimate with it, so the ODE
-    needs more nodes than the SDE's start, docs/finite-size.md). Every simulation and every SDE path starts from
-    the state measured in the simulation config's seed 0 at that σ_F (``F_norm2 = N σ_F²``).
-    A run counts as diverged when its ε_g passes ``eg_max`` (or it blew up, non-finite) by
-    ``alpha_max``. Raises ValueError if the ODE stops for another reason (its quadrature
-    check): that is not a divergence.
+    checked at the initial state) and ``ode_quadrature`` (the ODE's rule, re-checked along
+    the run: near the boundary b grows and the error estimate with it, so the ODE needs a
+    finer rule than the start alone asks for, docs/finite-size.md). Every simulation and
+    every SDE path starts from the state measured in the simulation config's seed 0 at that
+    σ_F (``F_norm2 = N σ_F²``). A run counts as diverged when its ε_g passes ``eg_max`` (or
+    it blew up, non-finite) by ``alpha_max``. Raises ValueError if the ODE stops for another
+    reason (its quadrature check): that is not a divergence.
 
-    With ``work``, each σ_F's three fractions are written to ``work/<key>.json`` as soon as
-    they are known (atomically: a kill leaves the file whole or absent) and read back on the
-    next run; the key hashes everything that determines them, so a changed config recomputes.
+    With ``work``, each σ_F's three fractions are written to
+    ``work/sigma_F-<σ_F>-<key>.json`` as soon as they are known (atomically: a kill leaves
+    the file whole or absent) and read back on the next run; the key hashes everything that
+    determines them, so a changed config recomputes.
     """
     import hashlib
     import inspect
@@ -90,7 +91,12 @@ def divergence_line(cfg: dict, work: Path | None = None) -> dict:
     out = {"sigma_F": np.array(dl["sigma_F"], float), "sim": [], "sde": [], "ode": []}
     out["F_norm2"] = N * out["sigma_F"] ** 2
     for sF in dl["sigma_F"]:
-        spec = {"line": {**dl, "sigma_F": sF}, "simulation": base, "ode": cfg["ode"]}
+        spec = {
+            "line": {**dl, "sigma_F": sF},
+            "simulation": base,
+            "ode": cfg["ode"],
+            "have_sde": have_sde,
+        }
         key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
         done = None if work is None else Path(work) / f"sigma_F-{sF:g}-{key}.json"
         if done is not None and done.is_file():
