@@ -120,8 +120,9 @@ class _LiveQuadrature:
     continues with the finer rule ``auto`` picks there (``system``, ``p``) or stops it
     (``failure``: solve reports status −1). Returns True when the rule changed."""
 
-    def __init__(self, system0, system, qsel, state, args, p_of, y, fs, ist, work):
+    def __init__(self, system0, system, qsel, state, args, p_of, y, fs, ist, work, rec):
         self.system0, self.system, self.p_of = system0, system, p_of
+        self.rec = rec  # the record α's (a stop keeps those already written up to its α)
         self.state, self.args = state, args  # (eta, eta_v, sigma, rule_params)
         self.auto = bool((qsel or {}).get("auto"))
         # a rule that did not meet rtol at the start (auto's fallback, with its warning)
@@ -181,11 +182,15 @@ class _LiveQuadrature:
         if verdict == "warn":  # auto, nothing affordable meets rtol here: go on, say so
             self.warning, self.active = val, False
             return False
-        nfev = int(ist[S.I_NFEV])
+        nfev, written = int(ist[S.I_NFEV]), int(ist[S.I_NEXT_REC])
         for a, saved in zip(self.arrays, self.snap):
             a[...] = saved
         ist[S.I_NFEV] = nfev
         if verdict == "stop":
+            # the records up to the restored α were written from states that met rtol; the
+            # first snapshot precedes even the α = 0 record, which a stop there would drop
+            keep = int(np.searchsorted(self.rec[:written], float(fs[S.F_ALPHA]), side="right"))
+            ist[S.I_NEXT_REC] = max(int(ist[S.I_NEXT_REC]), keep)
             self.failure = f"{val}; stopped at α = {_fmt(float(fs[S.F_ALPHA]))}, the last "
             self.failure += "state that met it"
             ist[S.I_CODE] = S.CODE_DONE  # ends the loop; solve reports the failure
@@ -596,6 +601,7 @@ def solve(
             fs,
             ist,
             work,
+            rec,
         )
 
     def between(k):

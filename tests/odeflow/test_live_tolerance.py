@@ -80,3 +80,21 @@ def test_auto_refines_its_rule_during_the_run():
         "bp", INIT, quadrature={"scheme": "gauss-hermite", "n": 20, "rtol": 1e-2}, **kw
     )
     assert np.max(np.abs(res.Q[-1] - ref.Q[-1])) < 2e-3
+
+
+@pytest.mark.slow  # ~15 s cold: an afa Gauss–Hermite system of its own
+def test_stop_at_the_first_live_check_keeps_the_initial_record():
+    # GH n = 24 meets rtol = 1e-5 at the start and misses it at the first live check
+    # (α ≈ 5.7, estimate 1.6e-5): the run goes back to its first snapshot, α = 0, taken
+    # before the α = 0 record was written. The records up to the stop stay (they used to be
+    # dropped: an empty result); the oracle is the closed-form ε_g of the initial state
+    init = OrderParameters.from_spec(
+        2, 2, R=[[0.03, -0.01], [0.02, 0.01]], v=0.1, b=[0.3, -0.2], c=[0.1, 0.0], sigma_F2=0.09
+    )
+    q = {"scheme": "gauss-hermite", "n": 24, "rtol": 1e-5}
+    res = odeflow.solve("afa", init, eta=0.5, alpha_max=20, quadrature=q)
+    assert res.status == -1 and res.reason == "quadrature"
+    assert "stopped at α = 0," in res.message
+    closed = odeflow.solve("afa", init, eta=0.5, alpha_max=20)
+    np.testing.assert_array_equal(res.alpha, [0.0])
+    assert res.eg[0] == pytest.approx(closed.eg[0], rel=1e-5)
