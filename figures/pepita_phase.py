@@ -80,10 +80,10 @@ def divergence_line(cfg: dict, work: Path | None = None) -> dict:
     import hashlib
     import inspect
     import json
-    import os
 
     import odeflow
     from simulations.teacher_student import simulate
+    from theory.runtime.cli import atomic_write
 
     dl, base = cfg["divergence_line"], cfg["simulation"]
     N, A, lvl = int(base["N"]), float(dl["alpha_max"]), float(dl["eg_max"])
@@ -169,9 +169,7 @@ def divergence_line(cfg: dict, work: Path | None = None) -> dict:
             if have_sde:
                 point["sde"] = out["sde"][-1]
             done.parent.mkdir(parents=True, exist_ok=True)
-            tmp = done.with_suffix(f".tmp{os.getpid()}")
-            tmp.write_text(json.dumps(point, indent=1))
-            os.replace(tmp, done)
+            atomic_write(done, json.dumps(point, indent=1))
     out["n_seeds"], out["n_paths"] = int(dl["seeds"]), int(dl["sde"]["n_paths"])
     out["have_sde"] = have_sde
     return out

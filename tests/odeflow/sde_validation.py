@@ -26,14 +26,13 @@ def sim_config(rule, N, seeds, alpha_max, every, **extra):
     return cfg
 
 
-def sde_from(sim, rule, N, alpha_max, dt, n_paths, **extra):
-    """The SDE (η = η_v = 1, seed 11) from the simulations' measured initial state, recorded
-    at the simulations' α."""
+def sde_from(sim, rule, N, alpha_max, dt, n_paths, rates=None, **extra):
+    """The SDE (seed 11; ``rates`` default η = η_v = 1) from the simulations' measured
+    initial state, recorded at the simulations' α."""
     return odeflow.solve_sde(
         rule,
         sim.initial_state(0),
-        eta=1.0,
-        eta_v=1.0,
+        **(rates or {"eta": 1.0, "eta_v": 1.0}),
         alpha_max=alpha_max,
         dt=dt,
         n_paths=n_paths,
@@ -109,22 +108,8 @@ def run_ff_pair(N, seeds=24, alpha_max=20.0, every=0.5, n_paths=32, dt=0.05, noi
         "same_init": True,
     }
     sim = simulate_ff(cfg)
-    init = sim.initial_state(0)
-    sde = odeflow.solve_sde(
-        "ff",
-        init,
-        eta=1.0,
-        eta_u=1.0,
-        theta=1.0,
-        alpha_max=alpha_max,
-        dt=dt,
-        n_paths=n_paths,
-        seed=11,
-        N=N,
-        record={"alpha": list(sim.alpha)},
-        noise_every=noise_every,
-    )
-    return sim, sde
+    rates = {"eta": 1.0, "eta_u": 1.0, "theta": 1.0}
+    return sim, sde_from(sim, "ff", N, alpha_max, dt, n_paths, rates, noise_every=noise_every)
 
 
 # Gauss–Hermite, 12 nodes per field (12⁴ nodes): error estimate 5.5e-4 of the rhs scale at the
